@@ -1,0 +1,411 @@
+/// The snappy raw block format (not the framed stream format): a varint of the uncompressed length followed by
+/// literal and copy elements.
+///
+/// The compressor follows the reference algorithm (64 KiB blocks, a 4-byte hash table of up to 16,384 entries,
+/// skipping ahead faster through incompressible data), so its output is accepted by every snappy decoder.
+/// The decompressor validates every element before touching memory: a hostile input gives a ``SnappyError``,
+/// never a trap or an out-of-bounds access, and it never allocates more than the caller's limit.
+///
+/// ```swift
+/// let compressed = Snappy.compress(Array("hello hello hello".utf8))
+/// let original = try Snappy.decompress(compressed, maxUncompressedLength: 1 << 20)
+/// ```
+public enum Snappy {
+    /// The largest output ``compress(_:into:)`` can produce for `inputLength` bytes.
+    @inlinable
+    public static func maxCompressedLength(forInputLength inputLength: Int) -> Int {
+        32 + inputLength + inputLength / 6
+    }
+
+    /// Compresses `input` into `output`, which must hold at least
+    /// ``maxCompressedLength(forInputLength:)`` bytes, and returns the number of bytes written.
+    public static func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Int {
+        precondition(
+            output.count >= maxCompressedLength(forInputLength: input.count),
+            "snappy output buffer is smaller than maxCompressedLength"
+        )
+        precondition(input.count <= Int(UInt32.max), "snappy input larger than 4 GiB")
+        guard let dst = output.baseAddress else { return 0 }
+        var d = writeVarint(UInt32(input.count), to: dst)
+        guard let src = input.baseAddress, input.count > 0 else { return d }
+        return withUnsafeTemporaryAllocation(of: UInt16.self, capacity: maxTableSize) { table in
+            var position = 0
+            while position < input.count {
+                let blockLength = min(input.count - position, maxBlockSize)
+                d += compressBlock(
+                    src: src + position,
+                    count: blockLength,
+                    dst: dst + d,
+                    table: table.baseAddress!
+                )
+                position += blockLength
+            }
+            return d
+        }
+    }
+
+    /// Compresses a byte array.
+    public static func compress(_ input: [UInt8]) -> [UInt8] {
+        let capacity = maxCompressedLength(forInputLength: input.count)
+        return input.withUnsafeBytes { source in
+            [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+                count = compress(source, into: UnsafeMutableRawBufferPointer(buffer))
+            }
+        }
+    }
+
+    /// Reads the uncompressed length from the preamble of a compressed block.
+    public static func uncompressedLength(of input: UnsafeRawBufferPointer) throws(SnappyError) -> Int {
+        try readPreamble(input).length
+    }
+
+    /// Reads the uncompressed length from the preamble of a compressed block.
+    public static func uncompressedLength(of input: [UInt8]) throws(SnappyError) -> Int {
+        try input.withUnsafeBytes { buffer in
+            Result { () throws(SnappyError) in try uncompressedLength(of: buffer) }
+        }.get()
+    }
+
+    /// Decompresses `input` into `output`, which must be exactly ``uncompressedLength(of:)`` bytes long
+    /// (a larger buffer is allowed; only the declared length is written). Returns the number of bytes written.
+    public static func decompress(
+        _ input: UnsafeRawBufferPointer,
+        into output: UnsafeMutableRawBufferPointer
+    ) throws(SnappyError) -> Int {
+        let (length, preambleSize) = try readPreamble(input)
+        guard output.count >= length else {
+            throw SnappyError(.outputBufferTooSmall, offset: 0)
+        }
+        if length == 0 {
+            guard preambleSize == input.count else { throw SnappyError(.trailingBytes, offset: preambleSize) }
+            return 0
+        }
+        try decompressElements(
+            src: input.baseAddress!,
+            from: preambleSize,
+            count: input.count,
+            dst: output.baseAddress!,
+            length: length
+        )
+        return length
+    }
+
+    /// Decompresses a byte array, refusing (before allocating) any block that declares more than
+    /// `maxUncompressedLength` bytes.
+    public static func decompress(_ input: [UInt8], maxUncompressedLength: Int) throws(SnappyError) -> [UInt8] {
+        try input.withUnsafeBytes { source in
+            Result { () throws(SnappyError) in try decompress(source, maxUncompressedLength: maxUncompressedLength) }
+        }.get()
+    }
+
+    /// Decompresses raw bytes, refusing (before allocating) any block that declares more than
+    /// `maxUncompressedLength` bytes.
+    public static func decompress(
+        _ input: UnsafeRawBufferPointer,
+        maxUncompressedLength: Int
+    ) throws(SnappyError) -> [UInt8] {
+        let length = try uncompressedLength(of: input)
+        guard length <= maxUncompressedLength else {
+            throw SnappyError(.lengthLimitExceeded, offset: 0)
+        }
+        var failure: SnappyError?
+        let result = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
+            do throws(SnappyError) {
+                count = try decompress(input, into: UnsafeMutableRawBufferPointer(buffer))
+            } catch {
+                failure = error
+                count = 0
+            }
+        }
+        if let failure { throw failure }
+        return result
+    }
+}
+
+// MARK: - Compression
+
+extension Snappy {
+    @usableFromInline static let maxBlockSize = 65536
+    static let maxTableSize = 1 << 14
+    /// Bytes at the end of a block that are never searched, so 8-byte loads stay in bounds.
+    static let inputMargin = 16 - 1
+    static let minNonLiteralBlockSize = 1 + 1 + inputMargin
+
+    @inline(__always)
+    private static func load32(_ p: UnsafeRawPointer, _ i: Int) -> UInt32 {
+        UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+    }
+
+    @inline(__always)
+    private static func load64(_ p: UnsafeRawPointer, _ i: Int) -> UInt64 {
+        UInt64(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+    }
+
+    @inline(__always)
+    private static func hash(_ u: UInt32, _ shift: UInt32) -> Int {
+        Int(truncatingIfNeeded: (u &* 0x1e35_a7bd) &>> shift)
+    }
+
+    private static func writeVarint(_ value: UInt32, to dst: UnsafeMutableRawPointer) -> Int {
+        var v = value
+        var i = 0
+        while v >= 0x80 {
+            dst.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, toByteOffset: i, as: UInt8.self)
+            v >>= 7
+            i += 1
+        }
+        dst.storeBytes(of: UInt8(v), toByteOffset: i, as: UInt8.self)
+        return i + 1
+    }
+
+    @inline(__always)
+    private static func emitLiteral(
+        _ dst: UnsafeMutableRawPointer,
+        _ src: UnsafeRawPointer,
+        _ start: Int,
+        _ end: Int
+    ) -> Int {
+        let length = end - start
+        let n = length - 1
+        var d: Int
+        if n < 60 {
+            dst.storeBytes(of: UInt8(n << 2), as: UInt8.self)
+            d = 1
+        } else if n < 256 {
+            dst.storeBytes(of: UInt8(60 << 2), as: UInt8.self)
+            dst.storeBytes(of: UInt8(n), toByteOffset: 1, as: UInt8.self)
+            d = 2
+        } else {
+            // Blocks are at most 64 KiB, so two length bytes always suffice.
+            dst.storeBytes(of: UInt8(61 << 2), as: UInt8.self)
+            dst.storeBytes(of: UInt8(truncatingIfNeeded: n), toByteOffset: 1, as: UInt8.self)
+            dst.storeBytes(of: UInt8(truncatingIfNeeded: n >> 8), toByteOffset: 2, as: UInt8.self)
+            d = 3
+        }
+        (dst + d).copyMemory(from: src + start, byteCount: length)
+        return d + length
+    }
+
+    @inline(__always)
+    private static func emitCopy(_ dst: UnsafeMutableRawPointer, offset: Int, length: Int) -> Int {
+        var length = length
+        var d = 0
+        let offsetLow = UInt8(truncatingIfNeeded: offset)
+        let offsetHigh = UInt8(truncatingIfNeeded: offset >> 8)
+        while length >= 68 {
+            dst.storeBytes(of: UInt8(63 << 2 | 2), toByteOffset: d, as: UInt8.self)
+            dst.storeBytes(of: offsetLow, toByteOffset: d + 1, as: UInt8.self)
+            dst.storeBytes(of: offsetHigh, toByteOffset: d + 2, as: UInt8.self)
+            d += 3
+            length -= 64
+        }
+        if length > 64 {
+            dst.storeBytes(of: UInt8(59 << 2 | 2), toByteOffset: d, as: UInt8.self)
+            dst.storeBytes(of: offsetLow, toByteOffset: d + 1, as: UInt8.self)
+            dst.storeBytes(of: offsetHigh, toByteOffset: d + 2, as: UInt8.self)
+            d += 3
+            length -= 60
+        }
+        if length >= 12 || offset >= 2048 {
+            dst.storeBytes(of: UInt8((length - 1) << 2 | 2), toByteOffset: d, as: UInt8.self)
+            dst.storeBytes(of: offsetLow, toByteOffset: d + 1, as: UInt8.self)
+            dst.storeBytes(of: offsetHigh, toByteOffset: d + 2, as: UInt8.self)
+            return d + 3
+        }
+        dst.storeBytes(of: offsetHigh << 5 | UInt8(length - 4) << 2 | 1, toByteOffset: d, as: UInt8.self)
+        dst.storeBytes(of: offsetLow, toByteOffset: d + 1, as: UInt8.self)
+        return d + 2
+    }
+
+    /// Compresses one block of at most 64 KiB; offsets stay inside the block, so 16-bit table entries suffice.
+    private static func compressBlock(
+        src: UnsafeRawPointer,
+        count: Int,
+        dst: UnsafeMutableRawPointer,
+        table: UnsafeMutablePointer<UInt16>
+    ) -> Int {
+        if count < minNonLiteralBlockSize {
+            return emitLiteral(dst, src, 0, count)
+        }
+        var shift: UInt32 = 32 - 8
+        var tableSize = 1 << 8
+        while tableSize < maxTableSize && tableSize < count {
+            tableSize <<= 1
+            shift -= 1
+        }
+        table.update(repeating: 0, count: tableSize)
+        let mask = tableSize - 1
+
+        let sLimit = count - inputMargin
+        var d = 0
+        var nextEmit = 0
+        var s = 1
+        var nextHash = hash(load32(src, s), shift)
+
+        outer: while true {
+            var skip = 32
+            var nextS = s
+            var candidate = 0
+            repeat {
+                s = nextS
+                let bytesBetweenHashLookups = skip >> 5
+                nextS = s + bytesBetweenHashLookups
+                skip += bytesBetweenHashLookups
+                if nextS > sLimit { break outer }
+                candidate = Int(table[nextHash & mask])
+                table[nextHash & mask] = UInt16(truncatingIfNeeded: s)
+                nextHash = hash(load32(src, nextS), shift)
+            } while load32(src, s) != load32(src, candidate)
+
+            d += emitLiteral(dst + d, src, nextEmit, s)
+
+            while true {
+                let base = s
+                s += 4
+                var i = candidate + 4
+                // Extend the match 8 bytes at a time while both sides have room.
+                while s + 8 <= count {
+                    let x = load64(src, s) ^ load64(src, i)
+                    if x != 0 {
+                        s += x.trailingZeroBitCount >> 3
+                        break
+                    }
+                    s += 8
+                    i += 8
+                }
+                if s + 8 > count {
+                    while s < count && src.load(fromByteOffset: i, as: UInt8.self)
+                        == src.load(fromByteOffset: s, as: UInt8.self)
+                    {
+                        i += 1
+                        s += 1
+                    }
+                }
+                d += emitCopy(dst + d, offset: base - candidate, length: s - base)
+                nextEmit = s
+                if s >= sLimit { break outer }
+
+                let x = load64(src, s - 1)
+                let prevHash = hash(UInt32(truncatingIfNeeded: x), shift)
+                table[prevHash & mask] = UInt16(truncatingIfNeeded: s - 1)
+                let currHash = hash(UInt32(truncatingIfNeeded: x >> 8), shift)
+                candidate = Int(table[currHash & mask])
+                table[currHash & mask] = UInt16(truncatingIfNeeded: s)
+                if UInt32(truncatingIfNeeded: x >> 8) != load32(src, candidate) {
+                    nextHash = hash(UInt32(truncatingIfNeeded: x >> 16), shift)
+                    s += 1
+                    break
+                }
+            }
+        }
+        if nextEmit < count {
+            d += emitLiteral(dst + d, src, nextEmit, count)
+        }
+        return d
+    }
+}
+
+// MARK: - Decompression
+
+extension Snappy {
+    private static func readPreamble(_ input: UnsafeRawBufferPointer) throws(SnappyError) -> (length: Int, size: Int) {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        var i = 0
+        while true {
+            guard i < input.count else { throw SnappyError(.truncatedPreamble, offset: i) }
+            guard i < 5 else { throw SnappyError(.invalidPreamble, offset: i) }
+            let byte = input[i]
+            result |= UInt64(byte & 0x7f) << shift
+            i += 1
+            if byte & 0x80 == 0 { break }
+            shift += 7
+        }
+        guard result <= UInt64(UInt32.max) else { throw SnappyError(.invalidPreamble, offset: 0) }
+        return (Int(result), i)
+    }
+
+    private static func decompressElements(
+        src: UnsafeRawPointer,
+        from start: Int,
+        count: Int,
+        dst: UnsafeMutableRawPointer,
+        length: Int
+    ) throws(SnappyError) {
+        var s = start
+        var d = 0
+        while s < count {
+            let tag = Int(src.load(fromByteOffset: s, as: UInt8.self))
+            switch tag & 3 {
+            case 0:
+                var n = tag >> 2
+                if n < 60 {
+                    s += 1
+                } else {
+                    let extra = n - 59
+                    guard s + 1 + extra <= count else { throw SnappyError(.truncatedElement, offset: s) }
+                    n = 0
+                    for k in 0..<extra {
+                        n |= Int(src.load(fromByteOffset: s + 1 + k, as: UInt8.self)) << (8 * k)
+                    }
+                    s += 1 + extra
+                }
+                let literalLength = n + 1
+                guard literalLength <= count - s else { throw SnappyError(.truncatedElement, offset: s) }
+                guard literalLength <= length - d else { throw SnappyError(.outputOverrun, offset: s) }
+                (dst + d).copyMemory(from: src + s, byteCount: literalLength)
+                d += literalLength
+                s += literalLength
+                continue
+            case 1:
+                guard s + 2 <= count else { throw SnappyError(.truncatedElement, offset: s) }
+                let copyLength = 4 + ((tag >> 2) & 7)
+                let offset = (tag & 0xe0) << 3 | Int(src.load(fromByteOffset: s + 1, as: UInt8.self))
+                try copy(dst, at: &d, offset: offset, length: copyLength, limit: length, element: s)
+                s += 2
+            case 2:
+                guard s + 3 <= count else { throw SnappyError(.truncatedElement, offset: s) }
+                let copyLength = 1 + (tag >> 2)
+                let offset =
+                    Int(src.load(fromByteOffset: s + 1, as: UInt8.self))
+                    | Int(src.load(fromByteOffset: s + 2, as: UInt8.self)) << 8
+                try copy(dst, at: &d, offset: offset, length: copyLength, limit: length, element: s)
+                s += 3
+            default:
+                guard s + 5 <= count else { throw SnappyError(.truncatedElement, offset: s) }
+                let copyLength = 1 + (tag >> 2)
+                let offset = Int(UInt32(littleEndian: src.loadUnaligned(fromByteOffset: s + 1, as: UInt32.self)))
+                try copy(dst, at: &d, offset: offset, length: copyLength, limit: length, element: s)
+                s += 5
+            }
+        }
+        guard d == length else { throw SnappyError(.lengthMismatch, offset: s) }
+    }
+
+    @inline(__always)
+    private static func copy(
+        _ dst: UnsafeMutableRawPointer,
+        at d: inout Int,
+        offset: Int,
+        length: Int,
+        limit: Int,
+        element: Int
+    ) throws(SnappyError) {
+        guard offset > 0, offset <= d else { throw SnappyError(.invalidOffset, offset: element) }
+        guard length <= limit - d else { throw SnappyError(.outputOverrun, offset: element) }
+        if offset >= length {
+            (dst + d).copyMemory(from: dst + (d - offset), byteCount: length)
+        } else {
+            // Overlapping copy: the pattern repeats, so copy forward in chunks of `offset` growing bytes.
+            var copied = 0
+            var chunk = offset
+            while copied < length {
+                let n = min(chunk, length - copied)
+                (dst + d + copied).copyMemory(from: dst + (d - offset), byteCount: n)
+                copied += n
+                chunk = offset + copied
+            }
+        }
+        d += length
+    }
+}

@@ -1,0 +1,51 @@
+/// A small deterministic generator so property tests are reproducible.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { self.state = seed }
+    mutating func next() -> UInt64 {
+        self.state &+= 0x9E37_79B9_7F4A_7C15
+        var z = self.state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+enum TestData {
+    static func random(count: Int, seed: UInt64) -> [UInt8] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+    }
+
+    /// Log-like text: a fixed structure with varying numbers, as application logs look.
+    static func logLines(bytes: Int) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(bytes + 200)
+        var i = 0
+        while out.count < bytes {
+            let line =
+                "2026-11-21 10:\(i % 60):\(i % 59).\(i % 1000)|INFO|order-service|user=\(i * 7919 % 100_000)"
+                + "|action=checkout|items=\(i % 9)|amount=\(i % 500).90|region=eu-west-1|status=OK\n"
+            out += line.utf8
+            i += 1
+        }
+        return Array(out.prefix(bytes))
+    }
+
+    static func bytes(hex: String) -> [UInt8] {
+        var result = [UInt8]()
+        var iterator = hex.utf8.makeIterator()
+        while let high = iterator.next(), let low = iterator.next() {
+            result.append(nibble(high) << 4 | nibble(low))
+        }
+        return result
+    }
+
+    private static func nibble(_ c: UInt8) -> UInt8 {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        default: c - UInt8(ascii: "A") + 10
+        }
+    }
+}
