@@ -1,0 +1,376 @@
+import CoreMetrics
+import Logging
+import Synchronization
+import NIOCore
+
+/// Drives a ``ConnectionStateMachine`` on the event loop: splits inbound bytes into frames with the codec,
+/// completes requests, writes with coalesced flushes, runs the request and idle timers. Callers reach it on its
+/// event loop only (through `NIOLoopBound`).
+final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    struct Configuration {
+        var stateMachine: ConnectionStateMachine<Codec.Key, Operation>.Configuration
+        var maxFrameLength: Int
+    }
+
+    /// A request or send on its way: its encoded bytes, and what to complete.
+    struct Operation {
+        enum Completion {
+            case response(EventLoopPromise<Codec.Inbound>)
+            case written(EventLoopPromise<Void>?)
+        }
+
+        var bytes: ByteBuffer
+        var completion: Completion
+        var timeout: Scheduled<Void>?
+    }
+
+    private typealias StateMachine = ConnectionStateMachine<Codec.Key, Operation>
+
+    private let codec: Codec
+    private let configuration: Configuration
+    private let endpoint: Endpoint
+    private let counters: StatisticsCounters
+    private let metrics: TransportMetrics
+    private let logger: Logger
+    private let onUnsolicited: @Sendable (Codec.Inbound) -> Void
+    private var stateMachine: StateMachine
+    private var context: ChannelHandlerContext?
+    private var receiveBuffer: ByteBuffer?
+    private var outbound: ByteBuffer?
+    private var outboundFrames = 0
+    private var writtenCompletions: [EventLoopPromise<Void>] = []
+    private var flushScheduled = false
+    private var idleTimer: Scheduled<Void>?
+    private var drainTimer: Scheduled<Void>?
+    /// Why the channel is closing, so pending requests fail with the real reason.
+    private(set) var closeReason: TransportError?
+
+    init(
+        codec: Codec,
+        configuration: Configuration,
+        endpoint: Endpoint,
+        counters: StatisticsCounters,
+        metrics: TransportMetrics,
+        logger: Logger,
+        now: NIODeadline,
+        onUnsolicited: @escaping @Sendable (Codec.Inbound) -> Void
+    ) {
+        self.codec = codec
+        self.configuration = configuration
+        self.endpoint = endpoint
+        self.counters = counters
+        self.metrics = metrics
+        self.logger = logger
+        self.onUnsolicited = onUnsolicited
+        self.stateMachine = StateMachine(configuration: configuration.stateMachine, now: now)
+    }
+
+    // MARK: API (on the event loop)
+
+    func submitRequest(_ frame: Codec.Outbound, promise: EventLoopPromise<Codec.Inbound>, timeout: TimeAmount?) {
+        guard let context = self.context, let bytes = self.encode(frame, promise: promise) else {
+            promise.fail(self.error(.notConnected))
+            return
+        }
+        let key = self.codec.key(of: frame)
+        var operation = Operation(bytes: bytes, completion: .response(promise))
+        if let timeout {
+            operation.timeout = context.eventLoop.scheduleTask(in: timeout) { [weak self] in
+                guard let self else { return }
+                let (first, second) = self.stateMachine.requestTimedOut(key: key, now: self.now)
+                self.run(first)
+                self.run(second)
+            }
+        }
+        self.run(self.stateMachine.requestSubmitted(key: key, pending: operation, now: self.now))
+    }
+
+    func submitSend(_ frame: Codec.Outbound, promise: EventLoopPromise<Void>?) {
+        guard self.context != nil, let bytes = self.encode(frame, promise: promise) else {
+            promise?.fail(self.error(.notConnected))
+            return
+        }
+        self.run(self.stateMachine.sendSubmitted(pending: Operation(bytes: bytes, completion: .written(promise)), now: self.now))
+    }
+
+    func cancelRequest(key: Codec.Key) {
+        let (first, second) = self.stateMachine.requestCancelled(key: key, now: self.now)
+        self.run(first)
+        self.run(second)
+    }
+
+    /// Stops taking requests and closes once in-flight ones complete, or at `deadline`.
+    func drain(deadline: NIODeadline) {
+        guard let context = self.context else { return }
+        let (unstarted, action) = self.stateMachine.drainRequested()
+        for item in unstarted { self.complete(item.pending, with: self.error(.shutDown)) }
+        self.run(action)
+        if self.drainTimer == nil {
+            self.drainTimer = context.eventLoop.scheduleTask(deadline: deadline) { [weak self] in
+                self?.close(self?.error(.shutDown) ?? TransportError(.shutDown))
+            }
+        }
+    }
+
+    var inFlightCount: Int { self.stateMachine.inFlight.count }
+
+    /// The loop's clock, so virtual time drives the timers and the state machine alike in tests.
+    private var now: NIODeadline { self.context?.eventLoop.now ?? .now() }
+
+    private func encode<T>(_ frame: Codec.Outbound, promise: EventLoopPromise<T>?) -> ByteBuffer? {
+        guard let context = self.context else { return nil }
+        var buffer = context.channel.allocator.buffer(capacity: 256)
+        do {
+            try self.codec.encode(frame, into: &buffer)
+            return buffer
+        } catch {
+            promise?.fail(TransportError(.encodingFailed, endpoint: self.endpoint, underlying: error as? any Error & Sendable))
+            return nil
+        }
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { self.becameActive(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.becameActive(context: context)
+        context.fireChannelActive()
+    }
+
+    private func becameActive(context: ChannelHandlerContext) {
+        guard self.idleTimer == nil else { return }
+        self.run(self.stateMachine.nextIdleCheck())
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = self.unwrapInboundIn(data)
+        self.counters.bytesIn.add(bytes.readableBytes, ordering: .relaxed)
+        self.metrics.bytesIn.increment(by: Int64(bytes.readableBytes))
+        self.stateMachine.bytesRead(now: self.now)
+        if self.receiveBuffer == nil {
+            self.receiveBuffer = bytes
+        } else {
+            self.receiveBuffer!.writeImmutableBuffer(bytes)
+        }
+        do {
+            try self.processFrames()
+        } catch {
+            self.receiveBuffer = nil
+            self.close(TransportError(.protocolViolation, endpoint: self.endpoint, underlying: error as? any Error & Sendable))
+        }
+    }
+
+    private func processFrames() throws {
+        while var buffer = self.receiveBuffer, buffer.readableBytes > 0 {
+            switch try self.codec.frameBoundary(in: buffer) {
+            case .needMoreBytes:
+                return
+            case .skip(let count):
+                guard count > 0, count <= buffer.readableBytes else {
+                    throw TransportError(.protocolViolation)
+                }
+                buffer.moveReaderIndex(forwardBy: count)
+                self.receiveBuffer = buffer
+            case .frame(let length):
+                guard length > 0, length <= self.configuration.maxFrameLength else {
+                    throw TransportError(.protocolViolation)
+                }
+                guard buffer.readableBytes >= length else { return }
+                let frame = buffer.readSlice(length: length)!
+                self.receiveBuffer = buffer.readableBytes == 0 ? nil : buffer
+                try self.dispatch(frame)
+            }
+        }
+        if self.receiveBuffer?.readableBytes == 0 { self.receiveBuffer = nil }
+    }
+
+    private func dispatch(_ bytes: ByteBuffer) throws {
+        let frame = try self.codec.decode(bytes)
+        self.counters.framesIn.add(1, ordering: .relaxed)
+        self.metrics.framesIn.increment()
+        let now = self.now
+        switch self.codec.kind(of: frame) {
+        case .response(let key):
+            let (first, second) = self.stateMachine.responseReceived(key: key, now: now)
+            if case .succeed(let operation) = first {
+                operation.timeout?.cancel()
+                self.counters.requestsSucceeded.add(1, ordering: .relaxed)
+                self.counters.inFlight.subtract(1, ordering: .relaxed)
+                self.metrics.requestsSucceeded.increment()
+                if case .response(let promise) = operation.completion { promise.succeed(frame) }
+            } else {
+                self.logger.debug("response matches no pending request", metadata: ["inlong.endpoint": "\(self.endpoint)"])
+            }
+            self.run(second)
+        case .heartbeatReply:
+            self.run(self.stateMachine.heartbeatReplyReceived(now: now))
+        case .unsolicited:
+            self.onUnsolicited(frame)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        self.run(self.stateMachine.writabilityChanged(isWritable: context.channel.isWritable, now: self.now))
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.close(TransportError(.connectionClosed, endpoint: self.endpoint, underlying: error as? any Error & Sendable))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.idleTimer?.cancel()
+        self.drainTimer?.cancel()
+        let reason = self.closeReason ?? self.error(.connectionClosed)
+        if self.closeReason == nil { self.closeReason = reason }
+        let (inFlight, queued) = self.stateMachine.closed()
+        for operation in inFlight { self.complete(operation, with: reason.delivered(true)) }
+        for item in queued { self.complete(item.pending, with: reason.delivered(false)) }
+        for promise in self.writtenCompletions { promise.fail(reason.delivered(true)) }
+        self.writtenCompletions.removeAll()
+        self.outbound = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: Actions
+
+    private func run(_ action: StateMachine.Action) {
+        switch action {
+        case .none, .unmatchedResponse, .unsolicited:
+            break
+        case .write(let items):
+            for item in items { self.enqueueWrite(item) }
+        case .reject(let item, let error):
+            self.complete(item.pending, with: error.endpoint == nil ? self.with(error) : error)
+        case .succeed:
+            // Responses are completed by dispatch(_:), which holds the frame.
+            assertionFailure("succeed is handled where the response frame is")
+        case .heartbeatReplied(let rtt):
+            if let rtt {
+                self.counters.lastHeartbeatRTTNanoseconds.store(Int(rtt.nanoseconds), ordering: .relaxed)
+                self.metrics.heartbeatRTT.recordNanoseconds(rtt.nanoseconds)
+            }
+        case .fail(let operation, let error):
+            self.complete(operation, with: self.with(error))
+        case .sendHeartbeat(let nextCheck):
+            if let heartbeat = self.codec.makeHeartbeat(), let bytes = self.encode(heartbeat, promise: Optional<EventLoopPromise<Void>>.none) {
+                self.stateMachine.heartbeatWritten(now: self.now)
+                self.appendOutbound(bytes)
+            }
+            self.scheduleIdleCheck(at: nextCheck)
+        case .scheduleIdleCheck(let deadline):
+            self.scheduleIdleCheck(at: deadline)
+        case .close(let error):
+            self.close(self.with(error))
+        }
+    }
+
+    private func scheduleIdleCheck(at deadline: NIODeadline) {
+        guard let context = self.context else { return }
+        self.idleTimer?.cancel()
+        self.idleTimer = context.eventLoop.scheduleTask(deadline: deadline) { [weak self] in
+            guard let self else { return }
+            self.run(self.stateMachine.idleCheck(now: self.now))
+        }
+    }
+
+    private func enqueueWrite(_ item: StateMachine.Item) {
+        let operation = item.pending
+        switch operation.completion {
+        case .response:
+            self.counters.inFlight.add(1, ordering: .relaxed)
+        case .written(let promise):
+            if let promise { self.writtenCompletions.append(promise) }
+        }
+        self.appendOutbound(operation.bytes)
+    }
+
+    /// Collects frames written in one event-loop tick into one buffer and one flush.
+    private func appendOutbound(_ bytes: ByteBuffer) {
+        if self.outbound == nil {
+            self.outbound = bytes
+        } else {
+            self.outbound!.writeImmutableBuffer(bytes)
+        }
+        self.outboundFrames += 1
+        guard !self.flushScheduled, let context = self.context else { return }
+        self.flushScheduled = true
+        context.eventLoop.execute { [weak self] in self?.flushOutbound() }
+    }
+
+    private func flushOutbound() {
+        self.flushScheduled = false
+        guard let context = self.context, let buffer = self.outbound else { return }
+        self.outbound = nil
+        self.counters.framesOut.add(self.outboundFrames, ordering: .relaxed)
+        self.counters.bytesOut.add(buffer.readableBytes, ordering: .relaxed)
+        self.metrics.framesOut.increment(by: Int64(self.outboundFrames))
+        self.metrics.bytesOut.increment(by: Int64(buffer.readableBytes))
+        self.outboundFrames = 0
+        let completions = self.writtenCompletions
+        self.writtenCompletions.removeAll(keepingCapacity: true)
+        if completions.isEmpty {
+            context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+        } else {
+            let promise = context.eventLoop.makePromise(of: Void.self)
+            promise.futureResult.whenComplete { result in
+                for completion in completions { completion.completeWith(result) }
+            }
+            context.writeAndFlush(self.wrapOutboundOut(buffer), promise: promise)
+        }
+    }
+
+    private func complete(_ operation: Operation, with error: TransportError) {
+        operation.timeout?.cancel()
+        switch operation.completion {
+        case .response(let promise):
+            if error.mayHaveBeenDelivered { self.counters.inFlight.subtract(1, ordering: .relaxed) }
+            if error.code == .requestTimeout {
+                self.counters.requestsTimedOut.add(1, ordering: .relaxed)
+                self.metrics.requestsTimedOut.increment()
+            } else {
+                self.counters.requestsFailed.add(1, ordering: .relaxed)
+                self.metrics.requestsFailed.increment()
+            }
+            promise.fail(error)
+        case .written(let promise):
+            promise?.fail(error)
+        }
+    }
+
+    private func close(_ error: TransportError) {
+        guard self.closeReason == nil, let context = self.context else { return }
+        self.closeReason = error
+        if error.code != .shutDown {
+            self.logger.debug(
+                "closing connection",
+                metadata: ["inlong.endpoint": "\(self.endpoint)", "inlong.reason": "\(error.code)"]
+            )
+        }
+        context.close(promise: nil)
+    }
+
+    private func error(_ code: TransportError.Code) -> TransportError {
+        TransportError(code, endpoint: self.endpoint)
+    }
+
+    private func with(_ error: TransportError) -> TransportError {
+        var copy = error
+        copy.endpoint = copy.endpoint ?? self.endpoint
+        return copy
+    }
+}
+
+@available(*, unavailable)
+extension ConnectionChannelHandler: Sendable {}

@@ -1,0 +1,85 @@
+import Synchronization
+
+/// A snapshot of a connection's (or a pool's) counters.
+public struct ConnectionStatistics: Hashable, Sendable {
+    /// Successful connects.
+    public var connects = 0
+    /// Failed connect attempts.
+    public var connectFailures = 0
+    /// Disconnects by reason (`closedByPeer`, `heartbeatTimeout`, `protocolViolation`, `error`, `local`).
+    public var disconnects: [String: Int] = [:]
+    public var framesOut = 0
+    public var framesIn = 0
+    public var bytesOut = 0
+    public var bytesIn = 0
+    /// Requests answered by a response.
+    public var requestsSucceeded = 0
+    /// Requests failed for any reason other than a timeout.
+    public var requestsFailed = 0
+    public var requestsTimedOut = 0
+    /// Requests awaiting a response now.
+    public var inFlight = 0
+    /// Unsolicited frames dropped because the application's handler fell behind.
+    public var unsolicitedDropped = 0
+    /// The last heartbeat round-trip time.
+    public var lastHeartbeatRTT: Duration?
+
+    public init() {}
+
+    /// Adds another snapshot's counters (in-flight included); keeps the newest RTT.
+    public mutating func add(_ other: ConnectionStatistics) {
+        self.connects += other.connects
+        self.connectFailures += other.connectFailures
+        self.disconnects.merge(other.disconnects, uniquingKeysWith: +)
+        self.framesOut += other.framesOut
+        self.framesIn += other.framesIn
+        self.bytesOut += other.bytesOut
+        self.bytesIn += other.bytesIn
+        self.requestsSucceeded += other.requestsSucceeded
+        self.requestsFailed += other.requestsFailed
+        self.requestsTimedOut += other.requestsTimedOut
+        self.inFlight += other.inFlight
+        self.unsolicitedDropped += other.unsolicitedDropped
+        self.lastHeartbeatRTT = other.lastHeartbeatRTT ?? self.lastHeartbeatRTT
+    }
+}
+
+/// Live counters, written from the event loop and read from anywhere.
+final class StatisticsCounters: Sendable {
+    let connects = Atomic<Int>(0)
+    let connectFailures = Atomic<Int>(0)
+    let framesOut = Atomic<Int>(0)
+    let framesIn = Atomic<Int>(0)
+    let bytesOut = Atomic<Int>(0)
+    let bytesIn = Atomic<Int>(0)
+    let requestsSucceeded = Atomic<Int>(0)
+    let requestsFailed = Atomic<Int>(0)
+    let requestsTimedOut = Atomic<Int>(0)
+    let inFlight = Atomic<Int>(0)
+    let unsolicitedDropped = Atomic<Int>(0)
+    let lastHeartbeatRTTNanoseconds = Atomic<Int>(-1)
+    private let disconnects = Mutex<[String: Int]>([:])
+
+    func disconnected(reason: String) {
+        self.disconnects.withLock { $0[reason, default: 0] += 1 }
+    }
+
+    func snapshot() -> ConnectionStatistics {
+        var s = ConnectionStatistics()
+        s.connects = self.connects.load(ordering: .relaxed)
+        s.connectFailures = self.connectFailures.load(ordering: .relaxed)
+        s.disconnects = self.disconnects.withLock { $0 }
+        s.framesOut = self.framesOut.load(ordering: .relaxed)
+        s.framesIn = self.framesIn.load(ordering: .relaxed)
+        s.bytesOut = self.bytesOut.load(ordering: .relaxed)
+        s.bytesIn = self.bytesIn.load(ordering: .relaxed)
+        s.requestsSucceeded = self.requestsSucceeded.load(ordering: .relaxed)
+        s.requestsFailed = self.requestsFailed.load(ordering: .relaxed)
+        s.requestsTimedOut = self.requestsTimedOut.load(ordering: .relaxed)
+        s.inFlight = self.inFlight.load(ordering: .relaxed)
+        s.unsolicitedDropped = self.unsolicitedDropped.load(ordering: .relaxed)
+        let rtt = self.lastHeartbeatRTTNanoseconds.load(ordering: .relaxed)
+        s.lastHeartbeatRTT = rtt >= 0 ? .nanoseconds(rtt) : nil
+        return s
+    }
+}

@@ -1,0 +1,49 @@
+public import NIOCore
+
+extension PersistentConnection {
+    /// How a ``PersistentConnection`` connects, correlates, heartbeats and reconnects.
+    public struct Configuration: Sendable {
+        /// The endpoints, tried in rotation. Required, at least one.
+        public var endpoints: [Endpoint]
+        /// The limit of one connect attempt. Defaults to 5 seconds.
+        public var connectTimeout: Duration = .seconds(5)
+        /// The default timeout of ``PersistentConnection/request(_:timeout:)``. Defaults to 30 seconds.
+        public var requestTimeout: Duration = .seconds(30)
+        /// A heartbeat is sent after this long without writing. Defaults to 30 seconds; `nil` sends none.
+        public var heartbeatInterval: Duration? = .seconds(30)
+        /// The peer is declared dead, and the connection closed, after this long without a byte from it.
+        /// Defaults to 90 seconds; `nil` never declares it dead.
+        public var readTimeout: Duration? = .seconds(90)
+        /// The reconnect backoff. Defaults to 100 ms doubling up to 10 s, ±20 % jitter.
+        public var backoff = Backoff()
+        /// Requests awaiting responses at once on the connection. Defaults to 1024.
+        public var maxInFlight = 1024
+        /// Requests and sends waiting for an in-flight slot or for the socket to become writable; beyond this,
+        /// ``TransportError/Code/tooManyRequests``. Defaults to 8192.
+        public var maxQueued = 8192
+        /// The largest inbound frame accepted; a larger announced frame closes the connection. Defaults to 16 MiB.
+        public var maxFrameLength = 16 << 20
+        /// Close and reopen a connection after this age (after draining it), for load balancers that pin
+        /// connections. Defaults to `nil` (never).
+        public var maxConnectionAge: Duration?
+        /// How long a graceful close waits for in-flight requests. Defaults to 10 seconds.
+        public var drainTimeout: Duration = .seconds(10)
+        /// Socket write-buffer watermarks: above `high` the channel is not writable and requests queue in the
+        /// process until it drains below `low`. Defaults to 256 KiB / 1 MiB.
+        public var writeBufferWaterMarks = ChannelOptions.Types.WriteBufferWaterMark(low: 256 << 10, high: 1 << 20)
+        /// Unsolicited frames buffered for the application's handler; beyond this the oldest are kept and new
+        /// ones dropped (counted in ``ConnectionStatistics/unsolicitedDropped``). Defaults to 4096.
+        public var maxUnsolicitedBuffered = 4096
+
+        public init(endpoints: [Endpoint]) {
+            self.endpoints = endpoints
+        }
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,388 @@
+public import Logging
+public import NIOCore
+public import NIOPosix
+import CoreMetrics
+public import ServiceLifecycle
+import Synchronization
+
+/// A persistent TCP connection carrying any binary protocol described by a ``FrameCodec``: request/response
+/// correlation by key with per-request timeouts, fire-and-forget sends, heartbeats, dead-peer detection and
+/// automatic reconnection with backoff over several endpoints.
+///
+/// It is a `Service`: ``run()`` owns all background work and returns after a graceful shutdown (or ``close()``)
+/// has drained in-flight requests.
+///
+/// ```swift
+/// let connection = PersistentConnection(codec: MyCodec(), configuration: .init(endpoints: [endpoint]))
+/// try await withThrowingDiscardingTaskGroup { group in
+///     group.addTask { try await connection.run() }
+///     let response = try await connection.request(myRequest)
+///     connection.close()
+/// }
+/// ```
+///
+/// When a connection drops, every pending request fails at once with a ``TransportError`` whose
+/// ``TransportError/mayHaveBeenDelivered`` says whether it had been written.
+public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
+    /// Handles frames the peer sends on its own; runs off the event loop, one frame at a time.
+    public typealias UnsolicitedHandler = @Sendable (Codec.Inbound) async -> Void
+
+    private struct ChannelHandle: Sendable {
+        let id: Int
+        let channel: any Channel
+        let handler: NIOLoopBound<ConnectionChannelHandler<Codec>>
+        var eventLoop: any EventLoop { self.channel.eventLoop }
+    }
+
+    private enum Event: Sendable {
+        case connected(ChannelHandle)
+        case connectFailed(TransportError)
+        case closed(channelID: Int, reason: TransportError)
+        case backoffElapsed
+        case ageExpired(channelID: Int)
+        case shutdown
+    }
+
+    private struct State {
+        var machine: ReconnectStateMachine
+        var endpoints: [Endpoint]
+        var channel: ChannelHandle?
+        var connectivity: ConnectivityState = .idle
+        var observers: [Int: AsyncStream<ConnectivityState>.Continuation] = [:]
+        var nextObserverID = 0
+        var nextChannelID = 0
+        var started = false
+        var finished = false
+    }
+
+    public let codec: Codec
+    public let configuration: Configuration
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let unsolicitedHandler: UnsolicitedHandler?
+    private let state: Mutex<State>
+    private let events: AsyncStream<Event>
+    private let eventSink: AsyncStream<Event>.Continuation
+    private let unsolicited: AsyncStream<Codec.Inbound>
+    private let unsolicitedSink: AsyncStream<Codec.Inbound>.Continuation
+    private let counters = StatisticsCounters()
+    private let metrics: [Endpoint: TransportMetrics]
+
+    /// Creates a connection; nothing happens until ``run()``.
+    ///
+    /// - Parameters:
+    ///   - codec: The protocol.
+    ///   - configuration: Endpoints, timeouts, heartbeats, backoff and limits.
+    ///   - eventLoopGroup: Where the socket lives. Defaults to the shared singleton group.
+    ///   - logger: Background logger. Defaults to one that logs nothing.
+    ///   - random: The jitter source for backoff (inject a fixed one in tests).
+    ///   - unsolicitedHandler: Called for each unsolicited inbound frame, off the event loop.
+    public init(
+        codec: Codec,
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "inlong.transport", factory: { _ in SwiftLogNoOpLogHandler() }),
+        random: @escaping @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) },
+        unsolicitedHandler: UnsolicitedHandler? = nil
+    ) {
+        precondition(!configuration.endpoints.isEmpty, "a persistent connection needs at least one endpoint")
+        self.codec = codec
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        self.unsolicitedHandler = unsolicitedHandler
+        self.state = Mutex(
+            State(
+                machine: ReconnectStateMachine(
+                    endpointCount: configuration.endpoints.count,
+                    backoff: configuration.backoff,
+                    random: random
+                ),
+                endpoints: configuration.endpoints
+            )
+        )
+        (self.events, self.eventSink) = AsyncStream.makeStream()
+        (self.unsolicited, self.unsolicitedSink) = AsyncStream.makeStream(
+            bufferingPolicy: .bufferingOldest(configuration.maxUnsolicitedBuffered)
+        )
+        self.metrics = Dictionary(configuration.endpoints.map { ($0, TransportMetrics(endpoint: $0)) }) { a, _ in a }
+    }
+
+    // MARK: Public API
+
+    /// The current connectivity state.
+    public var connectivityState: ConnectivityState { self.state.withLock { $0.connectivity } }
+
+    /// The current state, then every change, until the connection shuts down.
+    public func connectivityStates() -> AsyncStream<ConnectivityState> {
+        let (stream, continuation) = AsyncStream.makeStream(of: ConnectivityState.self)
+        let finished = self.state.withLock { state -> Bool in
+            continuation.yield(state.connectivity)
+            guard !state.finished else { return true }
+            let id = state.nextObserverID
+            state.nextObserverID += 1
+            state.observers[id] = continuation
+            continuation.onTermination = { [weak self] _ in
+                _ = self?.state.withLock { $0.observers.removeValue(forKey: id) }
+            }
+            return false
+        }
+        if finished { continuation.finish() }
+        return stream
+    }
+
+    /// The endpoint of the open channel, when ready.
+    public var connectedEndpoint: Endpoint? {
+        self.state.withLock { state in
+            guard state.channel != nil, case .ready(let index) = state.machine.state else { return nil }
+            return state.endpoints[index]
+        }
+    }
+
+    /// A snapshot of the counters.
+    public func statistics() -> ConnectionStatistics { self.counters.snapshot() }
+
+    /// Requests in flight now.
+    public var inFlightCount: Int { self.counters.inFlight.load(ordering: .relaxed) }
+
+    /// Sends `request` and returns the response whose key matches, or throws ``TransportError`` (timeout,
+    /// connection lost, not connected, cancellation). Fails at once with ``TransportError/Code/notConnected``
+    /// when no connection is ready.
+    public func request(_ request: Codec.Outbound, timeout: Duration? = nil) async throws -> Codec.Inbound {
+        guard let handle = self.state.withLock({ $0.channel }) else {
+            throw TransportError(.notConnected, endpoint: nil)
+        }
+        let promise = handle.eventLoop.makePromise(of: Codec.Inbound.self)
+        let key = self.codec.key(of: request)
+        let timeAmount = TimeAmount(timeout ?? self.configuration.requestTimeout)
+        handle.eventLoop.execute {
+            handle.handler.value.submitRequest(request, promise: promise, timeout: timeAmount)
+        }
+        return try await withTaskCancellationHandler {
+            try await promise.futureResult.get()
+        } onCancel: {
+            handle.eventLoop.execute { handle.handler.value.cancelRequest(key: key) }
+        }
+    }
+
+    /// Writes `frame` without expecting a response; returns once it is written to the socket.
+    public func send(_ frame: Codec.Outbound) async throws {
+        guard let handle = self.state.withLock({ $0.channel }) else {
+            throw TransportError(.notConnected, endpoint: nil)
+        }
+        let promise = handle.eventLoop.makePromise(of: Void.self)
+        handle.eventLoop.execute { handle.handler.value.submitSend(frame, promise: promise) }
+        try await promise.futureResult.get()
+    }
+
+    /// Writes `frame` without waiting for anything; errors are dropped.
+    public func sendAndForget(_ frame: Codec.Outbound) {
+        guard let handle = self.state.withLock({ $0.channel }) else { return }
+        handle.eventLoop.execute { handle.handler.value.submitSend(frame, promise: nil) }
+    }
+
+    /// Begins a graceful close: no new requests, in-flight ones complete (up to the drain timeout), then
+    /// ``run()`` returns. The same happens on graceful shutdown of a `ServiceGroup`.
+    public func close() {
+        self.eventSink.yield(.shutdown)
+    }
+
+    /// Drains the open channel and reconnects (to the next endpoint): for rebalancing.
+    public func recycle() {
+        guard let handle = self.state.withLock({ $0.channel }) else { return }
+        let deadline = NIODeadline.now() + TimeAmount(self.configuration.drainTimeout)
+        handle.eventLoop.execute { handle.handler.value.drain(deadline: deadline) }
+    }
+
+    // MARK: Run
+
+    /// Connects, keeps the connection up, and returns after ``close()`` or a graceful shutdown.
+    public func run() async throws {
+        let alreadyStarted = self.state.withLock { state in
+            defer { state.started = true }
+            return state.started
+        }
+        precondition(!alreadyStarted, "PersistentConnection.run() must be called once")
+
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                if let handler = self.unsolicitedHandler {
+                    group.addTask {
+                        for await frame in self.unsolicited { await handler(frame) }
+                    }
+                }
+                self.perform(self.state.withLock { $0.machine.start() }, group: &group)
+                for await event in self.events {
+                    let action = self.handle(event)
+                    self.perform(action, group: &group)
+                    if case .finish = action { break }
+                }
+                // Cancelled or finished: make sure no channel stays open.
+                if let handle = self.state.withLock({ $0.channel }) {
+                    handle.channel.close(promise: nil)
+                    try? await handle.channel.closeFuture.get()
+                }
+                self.finish()
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            self.close()
+        }
+    }
+
+    private func handle(_ event: Event) -> ReconnectStateMachine.Action {
+        self.state.withLock { state in
+            switch event {
+            case .connected(let handle):
+                state.channel = handle
+                let action = state.machine.connectSucceeded()
+                if case .none = action { self.publish(.ready, in: &state) }
+                return action
+            case .connectFailed:
+                return state.machine.connectFailed()
+            case .closed(let channelID, _):
+                guard state.channel?.id == channelID else { return .none }
+                state.channel = nil
+                return state.machine.connectionClosed()
+            case .backoffElapsed:
+                return state.machine.backoffElapsed()
+            case .ageExpired(let channelID):
+                guard let handle = state.channel, handle.id == channelID else { return .none }
+                let deadline = NIODeadline.now() + TimeAmount(self.configuration.drainTimeout)
+                handle.eventLoop.execute { handle.handler.value.drain(deadline: deadline) }
+                return .none
+            case .shutdown:
+                return state.machine.shutdownRequested()
+            }
+        }
+    }
+
+    private func perform(_ action: ReconnectStateMachine.Action, group: inout DiscardingTaskGroup) {
+        switch action {
+        case .none, .cancelConnect:
+            // A connect under way ends within the connect timeout; its outcome then finishes the shutdown.
+            break
+        case .connect(let index, let publish):
+            let (endpoint, channelID) = self.state.withLock { state in
+                self.publish(publish, in: &state)
+                state.nextChannelID += 1
+                return (state.endpoints[index], state.nextChannelID)
+            }
+            group.addTask { await self.connect(to: endpoint, channelID: channelID) }
+        case .backoff(let delay, let publish):
+            self.state.withLock { self.publish(publish, in: &$0) }
+            group.addTask {
+                do {
+                    try await Task.sleep(for: delay)
+                    self.eventSink.yield(.backoffElapsed)
+                } catch {}
+            }
+        case .drainAndClose:
+            if let handle = self.state.withLock({ $0.channel }) {
+                let deadline = NIODeadline.now() + TimeAmount(self.configuration.drainTimeout)
+                handle.eventLoop.execute { handle.handler.value.drain(deadline: deadline) }
+            }
+        case .finish:
+            break
+        }
+    }
+
+    private func connect(to endpoint: Endpoint, channelID: Int) async {
+        let metrics = self.metrics[endpoint] ?? TransportMetrics(endpoint: endpoint)
+        let configuration = self.configuration
+        let handlerConfiguration = ConnectionChannelHandler<Codec>.Configuration(
+            stateMachine: .init(
+                maxInFlight: configuration.maxInFlight,
+                maxQueued: configuration.maxQueued,
+                heartbeatInterval: configuration.heartbeatInterval.map(TimeAmount.init),
+                readTimeout: configuration.readTimeout.map(TimeAmount.init)
+            ),
+            maxFrameLength: configuration.maxFrameLength
+        )
+        let unsolicitedSink = self.unsolicitedSink
+        let counters = self.counters
+        let codec = self.codec
+        let logger = self.logger
+        do {
+            let channel = try await ClientBootstrap(group: self.eventLoopGroup)
+                .connectTimeout(TimeAmount(configuration.connectTimeout))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.writeBufferWaterMark, value: configuration.writeBufferWaterMarks)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let handler = ConnectionChannelHandler(
+                            codec: codec,
+                            configuration: handlerConfiguration,
+                            endpoint: endpoint,
+                            counters: counters,
+                            metrics: metrics,
+                            logger: logger,
+                            now: .now(),
+                            onUnsolicited: { frame in
+                                if case .dropped = unsolicitedSink.yield(frame) {
+                                    counters.unsolicitedDropped.add(1, ordering: .relaxed)
+                                }
+                            }
+                        )
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
+                }
+                .connect(host: endpoint.host, port: endpoint.port)
+                .get()
+            let handler = try await channel.eventLoop.submit {
+                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ConnectionChannelHandler<Codec>.self), eventLoop: channel.eventLoop)
+            }.get()
+            counters.connects.add(1, ordering: .relaxed)
+            metrics.connects.increment()
+            logger.debug("connected", metadata: ["inlong.endpoint": "\(endpoint)"])
+            let handle = ChannelHandle(id: channelID, channel: channel, handler: handler)
+            channel.closeFuture.whenComplete { _ in
+                let reason = handler.value.closeReason ?? TransportError(.connectionClosed, endpoint: endpoint)
+                let label = Self.disconnectLabel(reason)
+                counters.disconnected(reason: label)
+                metrics.disconnected(reason: label)
+                self.eventSink.yield(.closed(channelID: channelID, reason: reason))
+            }
+            self.eventSink.yield(.connected(handle))
+            if let age = configuration.maxConnectionAge {
+                Task {
+                    try? await Task.sleep(for: age)
+                    self.eventSink.yield(.ageExpired(channelID: channelID))
+                }
+            }
+        } catch {
+            counters.connectFailures.add(1, ordering: .relaxed)
+            metrics.connectFailures.increment()
+            logger.debug("connect failed", metadata: ["inlong.endpoint": "\(endpoint)", "error": "\(error)"])
+            let code: TransportError.Code = error is ChannelError ? .connectTimeout : .connectFailed
+            self.eventSink.yield(.connectFailed(TransportError(code, endpoint: endpoint, underlying: error as? any Error & Sendable)))
+        }
+    }
+
+    private static func disconnectLabel(_ reason: TransportError) -> String {
+        switch reason.code {
+        case .heartbeatTimeout: "heartbeatTimeout"
+        case .protocolViolation: "protocolViolation"
+        case .shutDown: "local"
+        default: reason.underlying == nil ? "closedByPeer" : "error"
+        }
+    }
+
+    private func publish(_ connectivity: ConnectivityState, in state: inout State) {
+        guard state.connectivity != connectivity else { return }
+        state.connectivity = connectivity
+        for observer in state.observers.values { observer.yield(connectivity) }
+    }
+
+    private func finish() {
+        let observers = self.state.withLock { state in
+            self.publish(.shutdown, in: &state)
+            state.finished = true
+            defer { state.observers.removeAll() }
+            return Array(state.observers.values)
+        }
+        for observer in observers { observer.finish() }
+        self.unsolicitedSink.finish()
+        self.eventSink.finish()
+    }
+}

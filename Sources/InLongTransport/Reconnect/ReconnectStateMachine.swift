@@ -1,0 +1,150 @@
+/// Decides when a persistent connection connects, to which endpoint, and how long it backs off. Pure: the driver
+/// (``PersistentConnection``) performs the actions and reports the outcomes.
+///
+/// Endpoints are tried in rotation; only after every endpoint failed in a row does the machine back off, with
+/// growing delays until one attempt succeeds. A connection that drops after being ready is retried at once on
+/// the next endpoint.
+struct ReconnectStateMachine {
+    enum State: Hashable {
+        case idle
+        case connecting(endpoint: Int)
+        case ready(endpoint: Int)
+        case backingOff(nextEndpoint: Int)
+        case draining
+        case shutDown
+    }
+
+    enum Action: Hashable {
+        /// Connect to the endpoint at this index and publish the state.
+        case connect(endpoint: Int, publish: ConnectivityState)
+        /// Sleep, then report ``backoffElapsed()``.
+        case backoff(Duration, publish: ConnectivityState)
+        /// Close the open channel gracefully (drain pending requests), then report ``connectionClosed()``.
+        case drainAndClose
+        /// Cancel the connect attempt under way (the driver then reports ``connectFailed()``).
+        case cancelConnect
+        /// Publish `.shutdown` and stop.
+        case finish
+        case none
+    }
+
+    private(set) var state: State = .idle
+    private var endpointCount: Int
+    private var failuresInRound = 0
+    private var backoff: Backoff.Iterator
+    private let backoffPolicy: Backoff
+    private let random: @Sendable (ClosedRange<Double>) -> Double
+
+    init(endpointCount: Int, backoff: Backoff, random: @escaping @Sendable (ClosedRange<Double>) -> Double) {
+        precondition(endpointCount > 0)
+        self.endpointCount = endpointCount
+        self.backoffPolicy = backoff
+        self.random = random
+        self.backoff = backoff.makeIterator(random: random)
+    }
+
+    mutating func start() -> Action {
+        switch self.state {
+        case .idle:
+            self.state = .connecting(endpoint: 0)
+            return .connect(endpoint: 0, publish: .connecting)
+        case .connecting, .ready, .backingOff, .draining, .shutDown:
+            return .none
+        }
+    }
+
+    mutating func connectSucceeded() -> Action {
+        switch self.state {
+        case .connecting(let endpoint):
+            self.state = .ready(endpoint: endpoint)
+            self.failuresInRound = 0
+            self.backoff = self.backoffPolicy.makeIterator(random: self.random)
+            return .none
+        case .draining:
+            // Shutdown was requested while connecting: close what just opened.
+            return .drainAndClose
+        case .idle, .ready, .backingOff, .shutDown:
+            preconditionFailure("connectSucceeded in \(self.state)")
+        }
+    }
+
+    mutating func connectFailed() -> Action {
+        switch self.state {
+        case .connecting(let endpoint):
+            self.failuresInRound += 1
+            let next = (endpoint + 1) % self.endpointCount
+            if self.failuresInRound < self.endpointCount {
+                self.state = .connecting(endpoint: next)
+                return .connect(endpoint: next, publish: .connecting)
+            }
+            self.failuresInRound = 0
+            self.state = .backingOff(nextEndpoint: next)
+            return .backoff(self.backoff.next(), publish: .transientFailure)
+        case .draining:
+            self.state = .shutDown
+            return .finish
+        case .idle, .ready, .backingOff, .shutDown:
+            preconditionFailure("connectFailed in \(self.state)")
+        }
+    }
+
+    mutating func backoffElapsed() -> Action {
+        switch self.state {
+        case .backingOff(let next):
+            self.state = .connecting(endpoint: next)
+            return .connect(endpoint: next, publish: .connecting)
+        case .draining, .shutDown:
+            return .none
+        case .idle, .connecting, .ready:
+            preconditionFailure("backoffElapsed in \(self.state)")
+        }
+    }
+
+    /// The open channel closed (dropped, dead peer, age limit, or a drain this machine asked for).
+    mutating func connectionClosed() -> Action {
+        switch self.state {
+        case .ready(let endpoint):
+            let next = (endpoint + 1) % self.endpointCount
+            self.state = .connecting(endpoint: next)
+            self.failuresInRound = 0
+            return .connect(endpoint: next, publish: .connecting)
+        case .draining:
+            self.state = .shutDown
+            return .finish
+        case .idle, .connecting, .backingOff, .shutDown:
+            preconditionFailure("connectionClosed in \(self.state)")
+        }
+    }
+
+    mutating func shutdownRequested() -> Action {
+        switch self.state {
+        case .idle, .backingOff:
+            self.state = .shutDown
+            return .finish
+        case .connecting:
+            self.state = .draining
+            return .cancelConnect
+        case .ready:
+            self.state = .draining
+            return .drainAndClose
+        case .draining, .shutDown:
+            return .none
+        }
+    }
+
+    /// The endpoint list changed size; the rotation continues within the new list.
+    mutating func endpointsChanged(count: Int) {
+        precondition(count > 0)
+        self.endpointCount = count
+        switch self.state {
+        case .connecting(let endpoint) where endpoint >= count:
+            self.state = .connecting(endpoint: 0)
+        case .ready(let endpoint) where endpoint >= count:
+            self.state = .ready(endpoint: 0)
+        case .backingOff(let next) where next >= count:
+            self.state = .backingOff(nextEndpoint: 0)
+        default:
+            break
+        }
+    }
+}

@@ -1,0 +1,133 @@
+import NIOCore
+import Testing
+
+@testable import InLongTransport
+
+@Suite struct ConnectionStateMachineTests {
+    typealias Machine = ConnectionStateMachine<Int, String>
+    static let t0 = NIODeadline.uptimeNanoseconds(1_000_000_000)
+
+    func makeMachine(maxInFlight: Int = 2, maxQueued: Int = 2, heartbeat: TimeAmount? = .seconds(10), read: TimeAmount? = .seconds(30)) -> Machine {
+        Machine(
+            configuration: .init(maxInFlight: maxInFlight, maxQueued: maxQueued, heartbeatInterval: heartbeat, readTimeout: read),
+            now: Self.t0
+        )
+    }
+
+    func written(_ action: Machine.Action) -> [String]? {
+        if case .write(let items) = action { items.map(\.pending) } else { nil }
+    }
+
+    @Test func requestsBeyondTheCapQueueAndStartWhenSlotsFree() {
+        var machine = self.makeMachine()
+        #expect(self.written(machine.requestSubmitted(key: 1, pending: "a", now: Self.t0)) == ["a"])
+        #expect(self.written(machine.requestSubmitted(key: 2, pending: "b", now: Self.t0)) == ["b"])
+        guard case .none = machine.requestSubmitted(key: 3, pending: "c", now: Self.t0) else { Issue.record(); return }
+        #expect(machine.queuedCount == 1)
+        let (done, next) = machine.responseReceived(key: 2, now: Self.t0)
+        guard case .succeed("b") = done else { Issue.record("\(done)"); return }
+        #expect(self.written(next) == ["c"])
+        #expect(Set(machine.inFlight.keys) == [1, 3])
+    }
+
+    @Test func queueOverflowAndDuplicateKeysAreRejected() {
+        var machine = self.makeMachine(maxInFlight: 1, maxQueued: 1)
+        _ = machine.requestSubmitted(key: 1, pending: "a", now: Self.t0)
+        _ = machine.requestSubmitted(key: 2, pending: "b", now: Self.t0)
+        guard case .reject(_, let full) = machine.requestSubmitted(key: 3, pending: "c", now: Self.t0) else { Issue.record(); return }
+        #expect(full.code == .tooManyRequests && !full.mayHaveBeenDelivered)
+        guard case .reject(_, let duplicate) = machine.requestSubmitted(key: 1, pending: "d", now: Self.t0) else { Issue.record(); return }
+        #expect(duplicate.code == .duplicateKey)
+    }
+
+    @Test func notWritableHoldsEverythingInOrder() {
+        var machine = self.makeMachine(maxInFlight: 10, maxQueued: 10)
+        #expect(machine.writabilityChanged(isWritable: false, now: Self.t0).isNone)
+        #expect(machine.requestSubmitted(key: 1, pending: "a", now: Self.t0).isNone)
+        #expect(machine.sendSubmitted(pending: "s", now: Self.t0).isNone)
+        #expect(machine.requestSubmitted(key: 2, pending: "b", now: Self.t0).isNone)
+        #expect(self.written(machine.writabilityChanged(isWritable: true, now: Self.t0)) == ["a", "s", "b"])
+    }
+
+    @Test func unmatchedResponseIsReported() {
+        var machine = self.makeMachine()
+        guard case .unmatchedResponse = machine.responseReceived(key: 9, now: Self.t0).0 else { Issue.record(); return }
+    }
+
+    @Test func timeoutOfAnInFlightRequestMayHaveBeenDelivered() {
+        var machine = self.makeMachine(maxInFlight: 1)
+        _ = machine.requestSubmitted(key: 1, pending: "a", now: Self.t0)
+        _ = machine.requestSubmitted(key: 2, pending: "b", now: Self.t0)
+        // The queued one times out: never written.
+        guard case .fail("b", let queued) = machine.requestTimedOut(key: 2, now: Self.t0).0 else { Issue.record(); return }
+        #expect(queued.code == .requestTimeout && !queued.mayHaveBeenDelivered)
+        guard case .fail("a", let inFlight) = machine.requestTimedOut(key: 1, now: Self.t0).0 else { Issue.record(); return }
+        #expect(inFlight.code == .requestTimeout && inFlight.mayHaveBeenDelivered)
+        // The late response matches nothing.
+        guard case .unmatchedResponse = machine.responseReceived(key: 1, now: Self.t0).0 else { Issue.record(); return }
+    }
+
+    @Test func cancellationFailsTheRequest() {
+        var machine = self.makeMachine()
+        _ = machine.requestSubmitted(key: 1, pending: "a", now: Self.t0)
+        guard case .fail("a", let error) = machine.requestCancelled(key: 1, now: Self.t0).0 else { Issue.record(); return }
+        #expect(error.code == .cancelled)
+        #expect(machine.inFlight.isEmpty)
+    }
+
+    @Test func heartbeatAfterWriteIdleThenDeadPeer() {
+        var machine = self.makeMachine(heartbeat: .seconds(10), read: .seconds(30))
+        guard case .scheduleIdleCheck(let first) = machine.nextIdleCheck() else { Issue.record(); return }
+        #expect(first == Self.t0 + .seconds(10))
+        // Written at t0+5: at t0+10 nothing to do yet, next check at t0+15.
+        _ = machine.sendSubmitted(pending: "s", now: Self.t0 + .seconds(5))
+        guard case .scheduleIdleCheck(let next) = machine.idleCheck(now: Self.t0 + .seconds(10)) else { Issue.record(); return }
+        #expect(next == Self.t0 + .seconds(15))
+        guard case .sendHeartbeat(let afterHeartbeat) = machine.idleCheck(now: Self.t0 + .seconds(15)) else { Issue.record(); return }
+        #expect(afterHeartbeat == Self.t0 + .seconds(25))
+        machine.heartbeatWritten(now: Self.t0 + .seconds(15))
+        guard case .heartbeatReplied(let rtt) = machine.heartbeatReplyReceived(now: Self.t0 + .seconds(16)) else { Issue.record(); return }
+        #expect(rtt == .seconds(1))
+        machine.bytesRead(now: Self.t0 + .seconds(16))
+        // Nothing read for 30 s after t0+16: dead.
+        guard case .close(let error) = machine.idleCheck(now: Self.t0 + .seconds(46)) else { Issue.record(); return }
+        #expect(error.code == .heartbeatTimeout)
+    }
+
+    @Test func noTimersWithoutHeartbeatOrReadTimeout() {
+        let machine = self.makeMachine(heartbeat: nil, read: nil)
+        #expect(machine.nextIdleCheck().isNone)
+    }
+
+    @Test func drainClosesWhenTheLastRequestCompletes() {
+        var machine = self.makeMachine(maxInFlight: 1, maxQueued: 4)
+        _ = machine.requestSubmitted(key: 1, pending: "a", now: Self.t0)
+        _ = machine.requestSubmitted(key: 2, pending: "b", now: Self.t0)
+        let (unstarted, action) = machine.drainRequested()
+        #expect(unstarted.map(\.pending) == ["b"])
+        #expect(action.isNone)
+        guard case .reject(_, let error) = machine.requestSubmitted(key: 3, pending: "c", now: Self.t0) else { Issue.record(); return }
+        #expect(error.code == .notConnected)
+        guard case .close(let reason) = machine.responseReceived(key: 1, now: Self.t0).1 else { Issue.record(); return }
+        #expect(reason.code == .shutDown)
+    }
+
+    @Test func drainWithNothingInFlightClosesAtOnce() {
+        var machine = self.makeMachine()
+        guard case .close = machine.drainRequested().1 else { Issue.record(); return }
+    }
+
+    @Test func closeHandsBackEverythingPending() {
+        var machine = self.makeMachine(maxInFlight: 1)
+        _ = machine.requestSubmitted(key: 1, pending: "a", now: Self.t0)
+        _ = machine.requestSubmitted(key: 2, pending: "b", now: Self.t0)
+        let (inFlight, queued) = machine.closed()
+        #expect(inFlight == ["a"])
+        #expect(queued.map(\.pending) == ["b"])
+        guard case .reject = machine.requestSubmitted(key: 3, pending: "c", now: Self.t0) else { Issue.record(); return }
+    }
+}
+
+extension ConnectionStateMachine.Action {
+    var isNone: Bool { if case .none = self { true } else { false } }
+}

@@ -1,0 +1,63 @@
+import InLongTransport
+import NIOCore
+
+/// A minimal binary protocol for transport tests: `len(4) kind(1) key(4) payload`, `len` counting kind + key +
+/// payload.
+struct TestFrame: Sendable, Hashable {
+    enum Kind: UInt8, Sendable {
+        case request = 0, response = 1, heartbeat = 2, heartbeatReply = 3, push = 4
+    }
+
+    var kind: Kind
+    var key: UInt32
+    var payload: String = ""
+
+    static func request(_ key: UInt32, _ payload: String = "") -> TestFrame { TestFrame(kind: .request, key: key, payload: payload) }
+    static func response(_ key: UInt32, _ payload: String = "") -> TestFrame { TestFrame(kind: .response, key: key, payload: payload) }
+
+    var bytes: ByteBuffer {
+        var buffer = ByteBuffer()
+        try! TestCodec().encode(self, into: &buffer)
+        return buffer
+    }
+}
+
+struct TestError: Error {}
+
+struct TestCodec: FrameCodec {
+    var maxFrame = 1 << 20
+    var heartbeats = true
+
+    func frameBoundary(in buffer: ByteBuffer) throws -> FrameBoundary {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreBytes }
+        guard length >= 5, Int(length) + 4 <= self.maxFrame else { throw TestError() }
+        return .frame(length: Int(length) + 4)
+    }
+
+    func encode(_ frame: TestFrame, into buffer: inout ByteBuffer) throws {
+        buffer.writeInteger(UInt32(5 + frame.payload.utf8.count))
+        buffer.writeInteger(frame.kind.rawValue)
+        buffer.writeInteger(frame.key)
+        buffer.writeString(frame.payload)
+    }
+
+    func decode(_ frame: ByteBuffer) throws -> TestFrame {
+        var frame = frame
+        guard let (_, kindByte, key) = frame.readMultipleIntegers(as: (UInt32, UInt8, UInt32).self),
+            let kind = TestFrame.Kind(rawValue: kindByte)
+        else { throw TestError() }
+        return TestFrame(kind: kind, key: key, payload: frame.readString(length: frame.readableBytes) ?? "")
+    }
+
+    func kind(of frame: TestFrame) -> InboundFrameKind<UInt32> {
+        switch frame.kind {
+        case .response: .response(frame.key)
+        case .heartbeatReply: .heartbeatReply
+        case .request, .heartbeat, .push: .unsolicited
+        }
+    }
+
+    func key(of request: TestFrame) -> UInt32 { request.key }
+
+    func makeHeartbeat() -> TestFrame? { self.heartbeats ? TestFrame(kind: .heartbeat, key: 0) : nil }
+}
