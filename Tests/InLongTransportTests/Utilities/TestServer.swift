@@ -31,6 +31,8 @@ final class TestServer: Sendable {
     var endpoint: Endpoint { Endpoint(host: "127.0.0.1", port: self.port) }
     var connectionCount: Int { self.box.state.withLock { $0.connections } }
     var requestCount: Int { self.box.state.withLock { $0.requests } }
+    /// Connections whose server-side handler is active (a client can see "connected" before that).
+    var activeConnectionCount: Int { self.box.state.withLock { $0.active } }
     var behavior: Behavior {
         get { self.box.state.withLock { $0.behavior } }
         set { self.box.state.withLock { $0.behavior = newValue } }
@@ -62,7 +64,7 @@ final class TestServer: Sendable {
 
     /// Pushes an unsolicited frame to every connected client.
     func push(_ frame: TestFrame) {
-        for child in self.box.state.withLock({ $0.children }) where child.isActive {
+        for child in self.box.state.withLock({ $0.children }) {
             child.writeAndFlush(frame.bytes, promise: nil)
         }
     }
@@ -79,7 +81,7 @@ final class TestServer: Sendable {
 }
 
 private final class StateBox: Sendable {
-    let state = Mutex<(behavior: TestServer.Behavior, connections: Int, requests: Int, children: [any Channel])>((.echo, 0, 0, []))
+    let state = Mutex<(behavior: TestServer.Behavior, connections: Int, requests: Int, children: [any Channel], active: Int)>((.echo, 0, 0, [], 0))
 }
 
 private final class ServerHandler: ChannelInboundHandler {
@@ -92,6 +94,20 @@ private final class ServerHandler: ChannelInboundHandler {
     let codec = TestCodec()
 
     init(box: StateBox) { self.box = box }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { self.box.state.withLock { $0.active += 1 } }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.box.state.withLock { $0.active += 1 }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.box.state.withLock { $0.active -= 1 }
+        context.fireChannelInactive()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = self.unwrapInboundIn(data)

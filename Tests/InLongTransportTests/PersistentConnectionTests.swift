@@ -1,0 +1,297 @@
+import InLongTransport
+import NIOCore
+import Synchronization
+import Testing
+
+/// Integration tests on 127.0.0.1 against an in-process server that misbehaves in every way a peer can.
+@Suite(.timeLimit(.minutes(1))) struct PersistentConnectionTests {
+    @Test func requestsGetTheirOwnResponsesConcurrently() async throws {
+        let server = try await TestServer(behavior: .echo)
+        defer { Task { await server.stop() } }
+        try await withConnection(endpoints: [server.endpoint]) { connection in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for key in 0..<500 {
+                    group.addTask {
+                        let response = try await connection.request(.request(UInt32(key), "payload-\(key)"))
+                        #expect(response == .response(UInt32(key), "payload-\(key)"))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let statistics = connection.statistics()
+            #expect(statistics.requestsSucceeded == 500)
+            #expect(statistics.inFlight == 0)
+            #expect(statistics.framesIn == 500)
+            #expect(statistics.connects == 1)
+        }
+    }
+
+    @Test func outOfOrderResponsesAreMatchedByKey() async throws {
+        let server = try await TestServer(behavior: .reverseEvery(8))
+        defer { Task { await server.stop() } }
+        try await withConnection(endpoints: [server.endpoint]) { connection in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for key in 0..<64 {
+                    group.addTask {
+                        let response = try await connection.request(.request(UInt32(key), "v\(key)"))
+                        #expect(response.payload == "v\(key)")
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+    }
+
+    @Test func responsesSplitIntoOneByteWritesAreReassembled() async throws {
+        let server = try await TestServer(behavior: .oneByteWrites)
+        defer { Task { await server.stop() } }
+        try await withConnection(endpoints: [server.endpoint]) { connection in
+            for key in 0..<5 {
+                let response = try await connection.request(.request(UInt32(key), "split"))
+                #expect(response.payload == "split")
+            }
+        }
+    }
+
+    @Test func slowResponseTimesOutAndMayHaveBeenDelivered() async throws {
+        let server = try await TestServer(behavior: .slow(.seconds(5)))
+        defer { Task { await server.stop() } }
+        try await withConnection(endpoints: [server.endpoint], configure: { $0.drainTimeout = .milliseconds(100) }) { connection in
+            await #expect {
+                try await connection.request(.request(1), timeout: .milliseconds(100))
+            } throws: { error in
+                let error = error as! TransportError
+                return error.code == .requestTimeout && error.mayHaveBeenDelivered && error.endpoint == server.endpoint
+            }
+            #expect(connection.statistics().requestsTimedOut == 1)
+            #expect(connection.statistics().inFlight == 0)
+        }
+    }
+
+    @Test func silentPeerIsDeclaredDeadAndPendingRequestsFail() async throws {
+        let server = try await TestServer(behavior: .silent)
+        defer { Task { await server.stop() } }
+        try await withConnection(
+            endpoints: [server.endpoint],
+            configure: {
+                $0.heartbeatInterval = .milliseconds(50)
+                $0.readTimeout = .milliseconds(300)
+            }
+        ) { connection in
+            await #expect {
+                try await connection.request(.request(7), timeout: .seconds(30))
+            } throws: { error in
+                let error = error as! TransportError
+                return error.code == .heartbeatTimeout && error.mayHaveBeenDelivered
+            }
+            try await eventually { server.connectionCount >= 2 }
+            #expect(connection.statistics().disconnects["heartbeatTimeout", default: 0] >= 1)
+        }
+    }
+
+    @Test func heartbeatsKeepAnIdleConnectionAliveAndMeasureRTT() async throws {
+        let server = try await TestServer(behavior: .echo)
+        defer { Task { await server.stop() } }
+        try await withConnection(
+            endpoints: [server.endpoint],
+            configure: {
+                $0.heartbeatInterval = .milliseconds(30)
+                $0.readTimeout = .milliseconds(200)
+            }
+        ) { connection in
+            // Several read timeouts pass with no application traffic; heartbeat replies keep it up.
+            try await Task.sleep(for: .milliseconds(700))
+            let statistics = connection.statistics()
+            #expect(statistics.connects == 1)
+            #expect(statistics.disconnects.isEmpty)
+            #expect(statistics.lastHeartbeatRTT != nil)
+            #expect(statistics.framesOut >= 3)
+            let response = try await connection.request(.request(1))
+            #expect(response.key == 1)
+        }
+    }
+
+    @Test func garbageFromThePeerClosesWithAProtocolViolation() async throws {
+        let server = try await TestServer(behavior: .garbage)
+        defer { Task { await server.stop() } }
+        try await withConnection(endpoints: [server.endpoint]) { connection in
+            await #expect {
+                try await connection.request(.request(1))
+            } throws: { error in
+                (error as! TransportError).code == .protocolViolation
+            }
+            try await eventually { server.connectionCount >= 2 }
+            server.behavior = .echo
+            try await connection.waitForState(.ready)
+            try await eventually { connection.connectedEndpoint != nil }
+            #expect(connection.statistics().disconnects["protocolViolation", default: 0] >= 1)
+        }
+    }
+
+    @Test func resetMidFrameFailsPendingRequestsAndReconnects() async throws {
+        let server = try await TestServer(behavior: .resetMidFrame)
+        defer { Task { await server.stop() } }
+        try await withConnection(endpoints: [server.endpoint]) { connection in
+            await #expect {
+                try await connection.request(.request(1))
+            } throws: { error in
+                let error = error as! TransportError
+                return error.code == .connectionClosed && error.mayHaveBeenDelivered
+            }
+            server.behavior = .echo
+            try await eventually { server.connectionCount >= 2 && connection.connectedEndpoint != nil }
+            var answered = false
+            for _ in 0..<50 where !answered {
+                answered = (try? await connection.request(.request(2))) != nil
+                if !answered { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(answered)
+        }
+    }
+
+    @Test func refusedEndpointsBackOffThenTheLiveOneIsUsed() async throws {
+        let dead = try await TestServer()
+        let deadEndpoint = dead.endpoint
+        await dead.stop()
+        let live = try await TestServer(behavior: .echo)
+        defer { Task { await live.stop() } }
+        try await withConnection(endpoints: [deadEndpoint, live.endpoint]) { connection in
+            #expect(connection.connectedEndpoint == live.endpoint)
+            let response = try await connection.request(.request(3))
+            #expect(response.key == 3)
+            #expect(connection.statistics().connectFailures >= 1)
+        }
+    }
+
+    @Test func onlyDeadEndpointsGiveTransientFailureAndNotConnected() async throws {
+        let dead = try await TestServer()
+        let endpoint = dead.endpoint
+        await dead.stop()
+        try await withConnection(endpoints: [endpoint], waitUntilReady: false) { connection in
+            try await connection.waitForState(.transientFailure)
+            await #expect {
+                try await connection.request(.request(1))
+            } throws: { error in
+                let error = error as! TransportError
+                return error.code == .notConnected && !error.mayHaveBeenDelivered
+            }
+            try await eventually { connection.statistics().connectFailures >= 3 }
+        }
+    }
+
+    @Test func acceptThenCloseIsRetriedWithBackoff() async throws {
+        let server = try await TestServer(behavior: .acceptThenClose)
+        defer { Task { await server.stop() } }
+        try await withConnection(endpoints: [server.endpoint], waitUntilReady: false) { connection in
+            try await eventually { server.connectionCount >= 3 }
+            server.behavior = .echo
+            try await eventually { connection.connectedEndpoint != nil && connection.connectivityState == .ready }
+            var answered = false
+            for _ in 0..<100 where !answered {
+                answered = (try? await connection.request(.request(9))) != nil
+                if !answered { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(answered)
+        }
+    }
+
+    @Test func stateSequenceOnDropAndReconnect() async throws {
+        let server = try await TestServer(behavior: .echo)
+        defer { Task { await server.stop() } }
+        let seen = Collector<ConnectivityState>()
+        try await withConnection(endpoints: [server.endpoint]) { connection in
+            let observer = Task {
+                for await state in connection.connectivityStates() { seen.append(state) }
+            }
+            try await eventually { seen.all.first == .ready && server.activeConnectionCount == 1 }
+            await server.dropConnections()
+            try await eventually { seen.all.filter { $0 == .ready }.count >= 2 }
+            _ = observer
+        }
+        try await eventually { seen.all.last == .shutdown }
+        let states = seen.all
+        #expect(states.first == .ready)
+        #expect(states.contains(.connecting))
+        #expect(states.last == .shutdown)
+    }
+
+    @Test func unsolicitedFramesReachTheHandlerAndASlowHandlerDoesNotDelayResponses() async throws {
+        let server = try await TestServer(behavior: .echo)
+        defer { Task { await server.stop() } }
+        let received = Collector<TestFrame>()
+        let handlerFinished = Atomic<Bool>(false)
+        let release = AsyncStream.makeStream(of: Void.self)
+        try await withConnection(
+            endpoints: [server.endpoint],
+            unsolicited: { frame in
+                received.append(frame)
+                if received.all.count == 1 {
+                    // Block the handler until the test lets it go.
+                    for await _ in release.stream { break }
+                    handlerFinished.store(true, ordering: .relaxed)
+                }
+            }
+        ) { connection in
+            try await eventually { server.activeConnectionCount == 1 }
+            server.push(TestFrame(kind: .push, key: 100, payload: "first"))
+            try await eventually { received.all.count == 1 }
+            server.push(TestFrame(kind: .push, key: 101, payload: "second"))
+            // The handler is stuck, yet responses keep flowing.
+            for key in 0..<20 {
+                let response = try await connection.request(.request(UInt32(key)))
+                #expect(response.key == UInt32(key))
+            }
+            #expect(handlerFinished.load(ordering: .relaxed) == false)
+            release.continuation.yield()
+            try await eventually { received.all.count == 2 }
+            #expect(received.all.map(\.payload) == ["first", "second"])
+        }
+    }
+
+    @Test func closeDrainsInFlightRequestsBeforeReturning() async throws {
+        let server = try await TestServer(behavior: .slow(.milliseconds(300)))
+        defer { Task { await server.stop() } }
+        let outcome = Collector<String>()
+        try await withConnection(endpoints: [server.endpoint]) { connection in
+            let pending = Task {
+                do {
+                    let response = try await connection.request(.request(5, "late"))
+                    outcome.append(response.payload)
+                } catch {
+                    outcome.append("\(error)")
+                }
+            }
+            try await eventually { connection.inFlightCount == 1 }
+            connection.close()
+            await pending.value
+            #expect(outcome.all == ["late"])
+            await #expect(throws: TransportError.self) { try await connection.request(.request(6)) }
+        }
+    }
+
+    @Test func cancellingTheAwaitingTaskFailsTheRequest() async throws {
+        let server = try await TestServer(behavior: .silent)
+        defer { Task { await server.stop() } }
+        try await withConnection(endpoints: [server.endpoint], configure: { $0.drainTimeout = .milliseconds(100) }) { connection in
+            let task = Task { try await connection.request(.request(1), timeout: .seconds(60)) }
+            try await eventually { connection.inFlightCount == 1 }
+            task.cancel()
+            await #expect {
+                try await task.value
+            } throws: { error in
+                (error as! TransportError).code == .cancelled
+            }
+            try await eventually { connection.inFlightCount == 0 }
+        }
+    }
+
+    @Test func sendCompletesOnceWritten() async throws {
+        let server = try await TestServer(behavior: .echo)
+        defer { Task { await server.stop() } }
+        try await withConnection(endpoints: [server.endpoint]) { connection in
+            for key in 0..<100 { try await connection.send(.request(UInt32(key))) }
+            try await eventually { server.requestCount == 100 }
+            #expect(connection.statistics().framesOut >= 100)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import InLongTransport
+import NIOCore
+import Synchronization
+import Testing
+
+/// Runs a connection for the duration of `body`, then closes it and waits for `run()` to return, so no test
+/// leaves a channel or task behind.
+func withConnection<Result: Sendable>(
+    endpoints: [Endpoint],
+    configure: (inout PersistentConnection<TestCodec>.Configuration) -> Void = { _ in },
+    codec: TestCodec = TestCodec(),
+    waitUntilReady: Bool = true,
+    unsolicited: PersistentConnection<TestCodec>.UnsolicitedHandler? = nil,
+    _ body: (PersistentConnection<TestCodec>) async throws -> Result
+) async throws -> Result {
+    var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: endpoints)
+    configuration.connectTimeout = .seconds(2)
+    configuration.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
+    configure(&configuration)
+    let connection = PersistentConnection(codec: codec, configuration: configuration, unsolicitedHandler: unsolicited)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await connection.run() }
+        defer { group.cancelAll() }
+        if waitUntilReady { try await connection.waitForState(.ready) }
+        let result = try await body(connection)
+        connection.close()
+        try await group.next()
+        #expect(connection.connectivityState == .shutdown)
+        return result
+    }
+}
+
+struct TimedOut: Error {}
+
+extension PersistentConnection {
+    /// Waits until the connection reaches `state` (bounded, so a broken test fails instead of hanging).
+    func waitForState(_ target: ConnectivityState, within limit: Duration = .seconds(10)) async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for await state in self.connectivityStates() where state == target { return true }
+                return false
+            }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                throw TimedOut()
+            }
+            defer { group.cancelAll() }
+            guard try await group.next() == true else { throw TimedOut() }
+        }
+    }
+}
+
+/// Polls `condition` until it holds (bounded).
+func eventually(within limit: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+    let clock = ContinuousClock()
+    let deadline = clock.now + limit
+    while !condition() {
+        guard clock.now < deadline else { throw TimedOut() }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
+
+/// Collects values from concurrent tasks.
+final class Collector<Value: Sendable>: Sendable {
+    private let values = Mutex<[Value]>([])
+    func append(_ value: Value) { self.values.withLock { $0.append(value) } }
+    var all: [Value] { self.values.withLock { $0 } }
+}
