@@ -1,0 +1,147 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import InLongTransport
+
+/// The handler on an `EmbeddedChannel`, with virtual time for heartbeats, dead peers and request timeouts.
+@Suite struct ConnectionChannelHandlerTests {
+    struct Fixture {
+        let channel: EmbeddedChannel
+        let loop: EmbeddedEventLoop
+        let handler: ConnectionChannelHandler<TestCodec>
+        let counters: StatisticsCounters
+    }
+
+    func makeFixture(heartbeat: TimeAmount? = .seconds(10), read: TimeAmount? = .seconds(30)) throws -> Fixture {
+        let loop = EmbeddedEventLoop()
+        let counters = StatisticsCounters()
+        let endpoint = Endpoint(host: "127.0.0.1", port: 1)
+        let handler = ConnectionChannelHandler(
+            codec: TestCodec(),
+            configuration: .init(
+                stateMachine: .init(maxInFlight: 4, maxQueued: 4, heartbeatInterval: heartbeat, readTimeout: read),
+                maxFrameLength: 1024
+            ),
+            endpoint: endpoint,
+            counters: counters,
+            metrics: TransportMetrics(endpoint: endpoint),
+            logger: .init(label: "test"),
+            now: loop.now,
+            onUnsolicited: { _ in }
+        )
+        let channel = EmbeddedChannel(handler: handler, loop: loop)
+        try channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return Fixture(channel: channel, loop: loop, handler: handler, counters: counters)
+    }
+
+    func readFrame(_ channel: EmbeddedChannel) throws -> TestFrame? {
+        guard let bytes = try channel.readOutbound(as: ByteBuffer.self) else { return nil }
+        return try TestCodec().decode(bytes)
+    }
+
+    @Test func heartbeatIsSentAfterTheWriteIdleInterval() throws {
+        let fixture = try self.makeFixture()
+        fixture.loop.advanceTime(by: .seconds(9))
+        #expect(try self.readFrame(fixture.channel) == nil)
+        fixture.loop.advanceTime(by: .seconds(1))
+        #expect(try self.readFrame(fixture.channel)?.kind == .heartbeat)
+        // The reply counts as traffic and gives an RTT.
+        fixture.loop.advanceTime(by: .milliseconds(5))
+        try fixture.channel.writeInbound(TestFrame(kind: .heartbeatReply, key: 0).bytes)
+        #expect(fixture.counters.snapshot().lastHeartbeatRTT == .milliseconds(5))
+        fixture.loop.advanceTime(by: .seconds(10))
+        #expect(try self.readFrame(fixture.channel)?.kind == .heartbeat)
+        #expect(fixture.channel.isActive)
+        _ = try? fixture.channel.finish()
+    }
+
+    @Test func silentPeerIsDeclaredDeadAfterTheReadTimeout() throws {
+        let fixture = try self.makeFixture()
+        let promise = fixture.loop.makePromise(of: TestFrame.self)
+        fixture.handler.submitRequest(.request(1), promise: promise, timeout: .minutes(5))
+        fixture.loop.run()
+        #expect(try self.readFrame(fixture.channel)?.key == 1)
+        fixture.loop.advanceTime(by: .seconds(29))
+        #expect(fixture.channel.isActive)
+        fixture.loop.advanceTime(by: .seconds(1))
+        #expect(!fixture.channel.isActive)
+        #expect(throws: TransportError(.heartbeatTimeout, mayHaveBeenDelivered: true, endpoint: Endpoint(host: "127.0.0.1", port: 1))) {
+            try promise.futureResult.wait()
+        }
+    }
+
+    @Test func inboundBytesPostponeTheDeadPeerVerdict() throws {
+        let fixture = try self.makeFixture(heartbeat: nil, read: .seconds(30))
+        for _ in 0..<5 {
+            fixture.loop.advanceTime(by: .seconds(20))
+            try fixture.channel.writeInbound(TestFrame(kind: .push, key: 9).bytes)
+        }
+        #expect(fixture.channel.isActive)
+        fixture.loop.advanceTime(by: .seconds(30))
+        #expect(!fixture.channel.isActive)
+    }
+
+    @Test func requestTimesOutAndTheLateResponseIsIgnored() throws {
+        let fixture = try self.makeFixture(heartbeat: nil, read: nil)
+        let promise = fixture.loop.makePromise(of: TestFrame.self)
+        fixture.handler.submitRequest(.request(42), promise: promise, timeout: .seconds(5))
+        fixture.loop.run()
+        #expect(try self.readFrame(fixture.channel)?.key == 42)
+        fixture.loop.advanceTime(by: .seconds(5))
+        #expect {
+            try promise.futureResult.wait()
+        } throws: { error in
+            let error = error as! TransportError
+            return error.code == .requestTimeout && error.mayHaveBeenDelivered
+        }
+        try fixture.channel.writeInbound(TestFrame.response(42).bytes)
+        #expect(fixture.counters.snapshot().requestsTimedOut == 1)
+        #expect(fixture.counters.snapshot().requestsSucceeded == 0)
+        #expect(fixture.counters.snapshot().inFlight == 0)
+        #expect(fixture.channel.isActive)
+        _ = try? fixture.channel.finish()
+    }
+
+    @Test func responsesCompleteRequestsAndFramesWrittenInOneTickShareAFlush() throws {
+        let fixture = try self.makeFixture(heartbeat: nil, read: nil)
+        let promises = (0..<3).map { _ in fixture.loop.makePromise(of: TestFrame.self) }
+        for (key, promise) in promises.enumerated() {
+            fixture.handler.submitRequest(.request(UInt32(key), "p\(key)"), promise: promise, timeout: nil)
+        }
+        fixture.loop.run()
+        // One buffer carries all three frames.
+        var written = try #require(try fixture.channel.readOutbound(as: ByteBuffer.self))
+        #expect(try fixture.channel.readOutbound(as: ByteBuffer.self) == nil)
+        var keys: [UInt32] = []
+        while written.readableBytes > 0 {
+            let length = Int(written.getInteger(at: written.readerIndex, as: UInt32.self)!) + 4
+            keys.append(try TestCodec().decode(written.readSlice(length: length)!).key)
+        }
+        #expect(keys == [0, 1, 2])
+        // Out of order, split over two reads.
+        var inbound = TestFrame.response(2, "r2").bytes
+        inbound.writeImmutableBuffer(TestFrame.response(0, "r0").bytes)
+        let half = inbound.readSlice(length: 7)!
+        try fixture.channel.writeInbound(half)
+        try fixture.channel.writeInbound(inbound)
+        try fixture.channel.writeInbound(TestFrame.response(1, "r1").bytes)
+        #expect(try promises.map { try $0.futureResult.wait().payload } == ["r0", "r1", "r2"])
+        #expect(try fixture.channel.finish().isClean)
+    }
+
+    @Test func oversizedFrameIsAProtocolViolation() throws {
+        let fixture = try self.makeFixture(heartbeat: nil, read: nil)
+        let promise = fixture.loop.makePromise(of: TestFrame.self)
+        fixture.handler.submitRequest(.request(1), promise: promise, timeout: nil)
+        fixture.loop.run()
+        try fixture.channel.writeInbound(ByteBuffer(bytes: [0, 0, 0x10, 0, 0]))
+        #expect(!fixture.channel.isActive)
+        #expect {
+            try promise.futureResult.wait()
+        } throws: { error in
+            (error as! TransportError).code == .protocolViolation
+        }
+    }
+}
