@@ -1,0 +1,201 @@
+public import Logging
+public import NIOCore
+public import NIOPosix
+public import ServiceLifecycle
+import Synchronization
+
+/// How a ``ConnectionPool`` picks the connection for a request among the ready ones.
+public struct LoadBalancingPolicy: Sendable {
+    /// A ready connection as the policy sees it.
+    public struct Candidate: Sendable {
+        public var endpoint: Endpoint
+        public var inFlight: Int
+    }
+
+    enum Kind: Sendable {
+        case roundRobin
+        case leastInFlight
+        case custom(@Sendable ([Candidate]) -> Int)
+    }
+
+    let kind: Kind
+
+    /// Each request goes to the next ready connection in turn.
+    public static let roundRobin = LoadBalancingPolicy(kind: .roundRobin)
+    /// Each request goes to the ready connection with the fewest requests in flight (ties: round robin).
+    public static let leastInFlight = LoadBalancingPolicy(kind: .leastInFlight)
+    /// The closure returns the index of the chosen candidate (never called with an empty list).
+    public static func custom(_ choose: @escaping @Sendable ([Candidate]) -> Int) -> LoadBalancingPolicy {
+        LoadBalancingPolicy(kind: .custom(choose))
+    }
+}
+
+/// A set of persistent connections, one per endpoint, with a pluggable choice of connection per request and
+/// endpoint updates that keep healthy connections.
+///
+/// Run it as a `Service`; ``run()`` returns after a graceful shutdown or ``close()`` has drained every connection.
+public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
+    private struct State {
+        var connections: [Endpoint: PersistentConnection<Codec>] = [:]
+        var order: [Endpoint] = []
+        var next = 0
+        var closed = false
+    }
+
+    private enum Event: Sendable {
+        case start(PersistentConnection<Codec>)
+        case close
+    }
+
+    public let codec: Codec
+    private let template: PersistentConnection<Codec>.Configuration
+    private let policy: LoadBalancingPolicy
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let unsolicitedHandler: PersistentConnection<Codec>.UnsolicitedHandler?
+    private let state = Mutex(State())
+    private let events: AsyncStream<Event>
+    private let eventSink: AsyncStream<Event>.Continuation
+
+    /// - Parameters:
+    ///   - endpoints: The initial endpoints, one connection each. Must not be empty.
+    ///   - configuration: The settings of every connection; its `endpoints` are ignored.
+    ///   - policy: How requests choose a connection. Defaults to ``LoadBalancingPolicy/leastInFlight``.
+    public init(
+        codec: Codec,
+        endpoints: [Endpoint],
+        configuration: PersistentConnection<Codec>.Configuration,
+        policy: LoadBalancingPolicy = .leastInFlight,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "inlong.transport", factory: { _ in SwiftLogNoOpLogHandler() }),
+        unsolicitedHandler: PersistentConnection<Codec>.UnsolicitedHandler? = nil
+    ) {
+        precondition(!endpoints.isEmpty, "a pool needs at least one endpoint")
+        self.codec = codec
+        self.template = configuration
+        self.policy = policy
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        self.unsolicitedHandler = unsolicitedHandler
+        (self.events, self.eventSink) = AsyncStream.makeStream()
+        _ = self.updateEndpoints(endpoints)
+    }
+
+    /// The endpoints in use.
+    public var endpoints: [Endpoint] { self.state.withLock { $0.order } }
+
+    /// The connection to each endpoint.
+    public var connections: [PersistentConnection<Codec>] {
+        self.state.withLock { state in state.order.compactMap { state.connections[$0] } }
+    }
+
+    /// Replaces the endpoint set: new endpoints get a connection, removed ones are drained and closed, the others
+    /// keep theirs. An empty set is ignored (the last endpoint is never dropped). Returns whether anything changed.
+    @discardableResult
+    public func updateEndpoints(_ endpoints: [Endpoint]) -> Bool {
+        var unique: [Endpoint] = []
+        for endpoint in endpoints where !unique.contains(endpoint) { unique.append(endpoint) }
+        guard !unique.isEmpty else {
+            self.logger.warning("ignoring an empty endpoint list; keeping the current endpoints")
+            return false
+        }
+        let (added, removed) = self.state.withLock { state -> ([PersistentConnection<Codec>], [PersistentConnection<Codec>]) in
+            guard !state.closed else { return ([], []) }
+            var added: [PersistentConnection<Codec>] = []
+            var removed: [PersistentConnection<Codec>] = []
+            for endpoint in unique where state.connections[endpoint] == nil {
+                var configuration = self.template
+                configuration.endpoints = [endpoint]
+                let connection = PersistentConnection(
+                    codec: self.codec,
+                    configuration: configuration,
+                    eventLoopGroup: self.eventLoopGroup,
+                    logger: self.logger,
+                    unsolicitedHandler: self.unsolicitedHandler
+                )
+                state.connections[endpoint] = connection
+                added.append(connection)
+            }
+            for endpoint in state.order where !unique.contains(endpoint) {
+                if let connection = state.connections.removeValue(forKey: endpoint) { removed.append(connection) }
+            }
+            state.order = unique
+            return (added, removed)
+        }
+        for connection in added { self.eventSink.yield(.start(connection)) }
+        for connection in removed { connection.close() }
+        return !added.isEmpty || !removed.isEmpty
+    }
+
+    /// Picks a ready connection with the policy.
+    public func chooseConnection() throws -> PersistentConnection<Codec> {
+        try self.state.withLock { state in
+            guard !state.closed else { throw TransportError(.shutDown) }
+            let ready = state.order.compactMap { state.connections[$0] }.filter { $0.connectivityState == .ready }
+            guard !ready.isEmpty else { throw TransportError(.notConnected) }
+            let start = state.next
+            state.next &+= 1
+            switch self.policy.kind {
+            case .roundRobin:
+                return ready[start % ready.count]
+            case .leastInFlight:
+                var best = start % ready.count
+                for offset in 1..<max(ready.count, 1) {
+                    let index = (start + offset) % ready.count
+                    if ready[index].inFlightCount < ready[best].inFlightCount { best = index }
+                }
+                return ready[best]
+            case .custom(let choose):
+                let candidates = ready.map {
+                    LoadBalancingPolicy.Candidate(endpoint: $0.configuration.endpoints[0], inFlight: $0.inFlightCount)
+                }
+                let index = choose(candidates)
+                return ready[min(max(index, 0), ready.count - 1)]
+            }
+        }
+    }
+
+    /// Sends a request on a connection the policy picks; see ``PersistentConnection/request(_:timeout:)``.
+    public func request(_ request: Codec.Outbound, timeout: Duration? = nil) async throws -> Codec.Inbound {
+        try await self.chooseConnection().request(request, timeout: timeout)
+    }
+
+    /// Writes a frame on a connection the policy picks; see ``PersistentConnection/send(_:)``.
+    public func send(_ frame: Codec.Outbound) async throws {
+        try await self.chooseConnection().send(frame)
+    }
+
+    /// The sum of every connection's counters.
+    public func statistics() -> ConnectionStatistics {
+        var total = ConnectionStatistics()
+        for connection in self.connections { total.add(connection.statistics()) }
+        return total
+    }
+
+    /// Drains and closes every connection; ``run()`` then returns.
+    public func close() {
+        self.eventSink.yield(.close)
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for await event in self.events {
+                    switch event {
+                    case .start(let connection):
+                        group.addTask { try? await connection.run() }
+                    case .close:
+                        let all = self.state.withLock { state in
+                            state.closed = true
+                            return Array(state.connections.values)
+                        }
+                        for connection in all { connection.close() }
+                        self.eventSink.finish()
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            self.close()
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import InLongTransport
+import Logging
+import NIOCore
+import ServiceLifecycle
+import ServiceLifecycleTestKit
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct ConnectionPoolTests {
+    func withPool<Result: Sendable>(
+        _ endpoints: [Endpoint],
+        policy: LoadBalancingPolicy = .leastInFlight,
+        _ body: (ConnectionPool<TestCodec>) async throws -> Result
+    ) async throws -> Result {
+        var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [])
+        configuration.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200))
+        configuration.drainTimeout = .milliseconds(200)
+        let pool = ConnectionPool(codec: TestCodec(), endpoints: endpoints, configuration: configuration, policy: policy)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await pool.run() }
+            try await eventually { pool.connections.allSatisfy { $0.connectivityState == .ready } }
+            let result = try await body(pool)
+            pool.close()
+            try await group.next()
+            #expect(pool.connections.allSatisfy { $0.connectivityState == .shutdown })
+            return result
+        }
+    }
+
+    @Test func roundRobinSpreadsRequestsOverEveryEndpoint() async throws {
+        let servers = [try await TestServer(), try await TestServer(), try await TestServer()]
+        defer { Task { for server in servers { await server.stop() } } }
+        try await self.withPool(servers.map(\.endpoint), policy: .roundRobin) { pool in
+            for key in 0..<30 {
+                let response = try await pool.request(.request(UInt32(key)))
+                #expect(response.key == UInt32(key))
+            }
+            #expect(servers.map(\.requestCount) == [10, 10, 10])
+            #expect(pool.statistics().requestsSucceeded == 30)
+            #expect(pool.statistics().connects == 3)
+        }
+    }
+
+    @Test func leastInFlightAvoidsTheBusyConnection() async throws {
+        let busy = try await TestServer(behavior: .silent)
+        let idle = try await TestServer()
+        defer { Task { await busy.stop(); await idle.stop() } }
+        try await self.withPool([busy.endpoint, idle.endpoint]) { pool in
+            let busyConnection = pool.connections[0]
+            let stuck = (0..<3).map { key in
+                Task { try? await busyConnection.request(.request(UInt32(key)), timeout: .seconds(30)) }
+            }
+            try await eventually { busyConnection.inFlightCount == 3 }
+            for _ in 0..<10 {
+                #expect(try pool.chooseConnection().configuration.endpoints == [idle.endpoint])
+            }
+            for task in stuck { task.cancel() }
+        }
+    }
+
+    @Test func customPolicyChoosesByCandidate() async throws {
+        let a = try await TestServer()
+        let b = try await TestServer()
+        defer { Task { await a.stop(); await b.stop() } }
+        let target = b.endpoint
+        try await self.withPool([a.endpoint, b.endpoint], policy: .custom { $0.firstIndex { $0.endpoint == target } ?? 0 }) { pool in
+            for key in 0..<5 { _ = try await pool.request(.request(UInt32(key))) }
+            #expect(a.requestCount == 0)
+            #expect(b.requestCount == 5)
+        }
+    }
+
+    @Test func endpointUpdatesKeepHealthyConnectionsAndNeverDropTheLast() async throws {
+        let a = try await TestServer()
+        let b = try await TestServer()
+        let c = try await TestServer()
+        defer { Task { await a.stop(); await b.stop(); await c.stop() } }
+        try await self.withPool([a.endpoint, b.endpoint]) { pool in
+            let kept = pool.connections[1]
+            let removed = pool.connections[0]
+            #expect(pool.updateEndpoints([b.endpoint, c.endpoint]))
+            #expect(pool.connections[0] === kept)
+            try await removed.waitForState(.shutdown)
+            try await eventually { pool.connections.allSatisfy { $0.connectivityState == .ready } }
+            #expect(pool.endpoints == [b.endpoint, c.endpoint])
+            #expect(kept.statistics().connects == 1)
+            #expect(!pool.updateEndpoints([]))
+            #expect(pool.endpoints == [b.endpoint, c.endpoint])
+            // Reordering with a duplicate changes no connection, only the order.
+            #expect(!pool.updateEndpoints([c.endpoint, b.endpoint, b.endpoint]))
+            #expect(pool.endpoints == [c.endpoint, b.endpoint])
+        }
+    }
+
+    @Test func noReadyConnectionFailsFast() async throws {
+        let dead = try await TestServer()
+        let endpoint = dead.endpoint
+        await dead.stop()
+        var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [])
+        configuration.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(100))
+        let pool = ConnectionPool(codec: TestCodec(), endpoints: [endpoint], configuration: configuration)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await pool.run() }
+            await #expect {
+                try await pool.request(.request(1))
+            } throws: { error in
+                (error as! TransportError).code == .notConnected
+            }
+            pool.close()
+            try await group.next()
+        }
+        await #expect(throws: TransportError.self) { try await pool.request(.request(1)) }
+    }
+
+    @Test func gracefulShutdownOfAServiceGroupDrainsThePool() async throws {
+        let server = try await TestServer(behavior: .slow(.milliseconds(200)))
+        defer { Task { await server.stop() } }
+        var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [])
+        configuration.drainTimeout = .seconds(5)
+        let pool = ConnectionPool(codec: TestCodec(), endpoints: [server.endpoint], configuration: configuration)
+        try await testGracefulShutdown { trigger in
+            let group = ServiceGroup(services: [pool], logger: Logger(label: "test"))
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                try await eventually { pool.connections.first?.connectivityState == .ready }
+                let pending = Task { try await pool.request(.request(7, "in flight")) }
+                try await eventually { pool.connections.first?.inFlightCount == 1 }
+                trigger.triggerGracefulShutdown()
+                // The in-flight request completes before the connection closes.
+                #expect(try await pending.value.payload == "in flight")
+                try await tasks.next()
+            }
+        }
+        #expect(pool.connections.allSatisfy { $0.connectivityState == .shutdown })
+        #expect(pool.statistics().inFlight == 0)
+    }
+}
