@@ -285,6 +285,32 @@ import Testing
         }
     }
 
+    @Test func maxConnectionAgeRecyclesTheConnection() async throws {
+        let server = try await TestServer(behavior: .echo)
+        defer { Task { await server.stop() } }
+        try await withConnection(endpoints: [server.endpoint], configure: { $0.maxConnectionAge = .milliseconds(100) }) { connection in
+            try await eventually { connection.statistics().connects >= 3 }
+            #expect(connection.statistics().disconnects["local", default: 0] >= 2)
+            var answered = false
+            for _ in 0..<50 where !answered {
+                answered = (try? await connection.request(.request(1))) != nil
+                if !answered { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            #expect(answered)
+        }
+    }
+
+    @Test func closingLeavesNoChannelOpen() async throws {
+        let server = try await TestServer(behavior: .echo)
+        defer { Task { await server.stop() } }
+        try await withConnection(endpoints: [server.endpoint]) { connection in
+            try await eventually { server.activeConnectionCount == 1 }
+            _ = try await connection.request(.request(1))
+        }
+        // run() has returned: the server sees the connection closed.
+        try await eventually { server.activeConnectionCount == 0 }
+    }
+
     @Test func sendCompletesOnceWritten() async throws {
         let server = try await TestServer(behavior: .echo)
         defer { Task { await server.stop() } }
