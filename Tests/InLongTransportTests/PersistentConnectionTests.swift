@@ -140,12 +140,7 @@ import Testing
             }
             server.behavior = .echo
             try await eventually { server.connectionCount >= 2 && connection.connectedEndpoint != nil }
-            var answered = false
-            for _ in 0..<50 where !answered {
-                answered = (try? await connection.request(.request(2))) != nil
-                if !answered { try await Task.sleep(for: .milliseconds(20)) }
-            }
-            #expect(answered)
+            #expect(await connection.answersEventually(.request(2)))
         }
     }
 
@@ -186,12 +181,7 @@ import Testing
             try await eventually { server.connectionCount >= 3 }
             server.behavior = .echo
             try await eventually { connection.connectedEndpoint != nil && connection.connectivityState == .ready }
-            var answered = false
-            for _ in 0..<100 where !answered {
-                answered = (try? await connection.request(.request(9))) != nil
-                if !answered { try await Task.sleep(for: .milliseconds(20)) }
-            }
-            #expect(answered)
+            #expect(await connection.answersEventually(.request(9)))
         }
     }
 
@@ -291,12 +281,7 @@ import Testing
         try await withConnection(endpoints: [server.endpoint], configure: { $0.maxConnectionAge = .milliseconds(100) }) { connection in
             try await eventually { connection.statistics().connects >= 3 }
             #expect(connection.statistics().disconnects["local", default: 0] >= 2)
-            var answered = false
-            for _ in 0..<50 where !answered {
-                answered = (try? await connection.request(.request(1))) != nil
-                if !answered { try await Task.sleep(for: .milliseconds(10)) }
-            }
-            #expect(answered)
+            #expect(await connection.answersEventually(.request(1)))
         }
     }
 

@@ -50,6 +50,17 @@ extension PersistentConnection {
     }
 }
 
+extension PersistentConnection where Codec == TestCodec {
+    /// Whether `request` gets an answer within a few attempts, for tests where the connection is re-establishing.
+    func answersEventually(_ request: TestFrame, attempts: Int = 100) async -> Bool {
+        for _ in 0..<attempts {
+            if (try? await self.request(request, timeout: .seconds(1))) != nil { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+}
+
 /// Polls `condition` until it holds (bounded).
 func eventually(within limit: Duration = .seconds(10), _ condition: () -> Bool) async throws {
     let clock = ContinuousClock()
