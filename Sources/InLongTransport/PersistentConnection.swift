@@ -297,7 +297,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 heartbeatInterval: configuration.heartbeatInterval.map(TimeAmount.init),
                 readTimeout: configuration.readTimeout.map(TimeAmount.init)
             ),
-            maxFrameLength: configuration.maxFrameLength
+            maxFrameLength: configuration.maxFrameLength,
+            flushThreshold: configuration.writeBufferWaterMarks.high
         )
         let unsolicitedSink = self.unsolicitedSink
         let counters = self.counters

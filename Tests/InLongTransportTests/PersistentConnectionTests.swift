@@ -296,6 +296,47 @@ import Testing
         try await eventually { server.activeConnectionCount == 0 }
     }
 
+    @Test func aPeerThatStopsReadingMakesRequestsQueueUpToTheLimit() async throws {
+        let server = try await TestServer(behavior: .stopReading)
+        defer { Task { await server.stop() } }
+        let outcomes = Collector<TransportError.Code?>()
+        try await withConnection(
+            endpoints: [server.endpoint],
+            configure: {
+                $0.writeBufferWaterMarks = .init(low: 32 << 10, high: 64 << 10)
+                $0.maxQueued = 20
+                $0.drainTimeout = .milliseconds(100)
+                $0.heartbeatInterval = nil
+                $0.readTimeout = nil
+            }
+        ) { connection in
+            let payload = String(repeating: "x", count: 64 << 10)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for key in 0..<400 {
+                    group.addTask {
+                        do {
+                            _ = try await connection.request(.request(UInt32(key), payload), timeout: .seconds(30))
+                            outcomes.append(nil)  // an answer: not expected, the peer reads nothing
+                        } catch let error as TransportError {
+                            outcomes.append(error.code)
+                        }
+                    }
+                }
+                // 400 × 64 KiB is far more than the socket buffers hold: the rest queue, and past the queue limit
+                // requests are refused without being written.
+                try await eventually { outcomes.all.filter { $0 == .tooManyRequests }.count > 0 }
+                connection.close()
+                try await group.waitForAll()
+            }
+        }
+        let all = outcomes.all
+        #expect(all.count == 400)
+        #expect(all.filter { $0 == .tooManyRequests }.count > 100)
+        #expect(!all.contains(nil))
+        // Everything not refused failed when the connection closed: nothing was left hanging.
+        #expect(all.allSatisfy { [.tooManyRequests, .shutDown, .connectionClosed].contains($0) })
+    }
+
     @Test func sendCompletesOnceWritten() async throws {
         let server = try await TestServer(behavior: .echo)
         defer { Task { await server.stop() } }

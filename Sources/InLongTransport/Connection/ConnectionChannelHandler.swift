@@ -13,6 +13,9 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     struct Configuration {
         var stateMachine: ConnectionStateMachine<Codec.Key, Operation>.Configuration
         var maxFrameLength: Int
+        /// Coalesced bytes beyond this are written at once rather than at the end of the tick, so the channel's
+        /// writability (and with it the queueing in the state machine) follows the watermarks.
+        var flushThreshold: Int = 1 << 20
     }
 
     /// A request or send on its way: its encoded bytes, and what to complete.
@@ -304,6 +307,10 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
             self.outbound!.writeImmutableBuffer(bytes)
         }
         self.outboundFrames += 1
+        if self.outbound!.readableBytes >= self.configuration.flushThreshold {
+            self.flushOutbound()
+            return
+        }
         guard !self.flushScheduled, let context = self.context else { return }
         self.flushScheduled = true
         context.eventLoop.execute { [weak self] in self?.flushOutbound() }

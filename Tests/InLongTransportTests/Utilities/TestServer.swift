@@ -22,6 +22,8 @@ final class TestServer: Sendable {
         case resetMidFrame
         /// Answer with each response split into 1-byte writes.
         case oneByteWrites
+        /// Never read from the socket, so the client's socket buffers fill up.
+        case stopReading
     }
 
     let channel: any Channel
@@ -53,6 +55,9 @@ final class TestServer: Sendable {
                     if box.state.withLock({ $0.behavior }) == .acceptThenClose {
                         channel.close(promise: nil)
                         return
+                    }
+                    if box.state.withLock({ $0.behavior }) == .stopReading {
+                        try channel.syncOptions?.setOption(.autoRead, value: false)
                     }
                     try channel.pipeline.syncOperations.addHandler(ServerHandler(box: box))
                 }
@@ -133,7 +138,7 @@ private final class ServerHandler: ChannelInboundHandler {
         switch behavior {
         case .echo:
             context.writeAndFlush(self.wrapOutboundOut(response.bytes), promise: nil)
-        case .acceptThenClose, .silent:
+        case .acceptThenClose, .silent, .stopReading:
             break
         case .slow(let delay):
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
