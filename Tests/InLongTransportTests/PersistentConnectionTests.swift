@@ -95,12 +95,12 @@ import Testing
         try await withConnection(
             endpoints: [server.endpoint],
             configure: {
-                $0.heartbeatInterval = .milliseconds(30)
-                $0.readTimeout = .milliseconds(200)
+                $0.heartbeatInterval = .milliseconds(50)
+                $0.readTimeout = .seconds(1)
             }
         ) { connection in
-            // Several read timeouts pass with no application traffic; heartbeat replies keep it up.
-            try await Task.sleep(for: .milliseconds(700))
+            // More than a read timeout passes with no application traffic; heartbeat replies keep it up.
+            try await Task.sleep(for: .milliseconds(1500))
             let statistics = connection.statistics()
             #expect(statistics.connects == 1)
             #expect(statistics.disconnects.isEmpty)
