@@ -32,6 +32,12 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         let channel: any Channel
         let handler: NIOLoopBound<ConnectionChannelHandler<Codec>>
         var eventLoop: any EventLoop { self.channel.eventLoop }
+
+        /// Asks the handler to stop taking requests and close once in-flight ones complete, or after `timeout`.
+        func drain(within timeout: Duration) {
+            let deadline = NIODeadline.now() + TimeAmount(timeout)
+            self.eventLoop.execute { self.handler.value.drain(deadline: deadline) }
+        }
     }
 
     private enum Event: Sendable {
@@ -189,9 +195,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
 
     /// Drains the open channel and reconnects (to the next endpoint): for rebalancing.
     public func recycle() {
-        guard let handle = self.state.withLock({ $0.channel }) else { return }
-        let deadline = NIODeadline.now() + TimeAmount(self.configuration.drainTimeout)
-        handle.eventLoop.execute { handle.handler.value.drain(deadline: deadline) }
+        self.state.withLock { $0.channel }?.drain(within: self.configuration.drainTimeout)
     }
 
     // MARK: Run
@@ -248,8 +252,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 return state.machine.backoffElapsed()
             case .ageExpired(let channelID):
                 guard let handle = state.channel, handle.id == channelID else { return .none }
-                let deadline = NIODeadline.now() + TimeAmount(self.configuration.drainTimeout)
-                handle.eventLoop.execute { handle.handler.value.drain(deadline: deadline) }
+                handle.drain(within: self.configuration.drainTimeout)
                 return .none
             case .shutdown:
                 return state.machine.shutdownRequested()
@@ -278,10 +281,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 } catch {}
             }
         case .drainAndClose:
-            if let handle = self.state.withLock({ $0.channel }) {
-                let deadline = NIODeadline.now() + TimeAmount(self.configuration.drainTimeout)
-                handle.eventLoop.execute { handle.handler.value.drain(deadline: deadline) }
-            }
+            self.state.withLock { $0.channel }?.drain(within: self.configuration.drainTimeout)
         case .finish:
             break
         }
@@ -337,7 +337,14 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             metrics.connects.increment()
             logger.debug("connected", metadata: ["inlong.endpoint": "\(endpoint)"])
             let handle = ChannelHandle(id: channelID, channel: channel, handler: handler)
+            // The age timer lives on the channel's loop and dies with the channel, so no task outlives run().
+            let ageTimer = configuration.maxConnectionAge.map { age in
+                channel.eventLoop.scheduleTask(in: TimeAmount(age)) {
+                    self.eventSink.yield(.ageExpired(channelID: channelID))
+                }
+            }
             channel.closeFuture.whenComplete { _ in
+                ageTimer?.cancel()
                 let reason = handler.value.closeReason ?? TransportError(.connectionClosed, endpoint: endpoint)
                 let label = Self.disconnectLabel(reason)
                 counters.disconnected(reason: label)
@@ -345,18 +352,12 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 self.eventSink.yield(.closed(channelID: channelID, reason: reason))
             }
             self.eventSink.yield(.connected(handle))
-            if let age = configuration.maxConnectionAge {
-                Task {
-                    try? await Task.sleep(for: age)
-                    self.eventSink.yield(.ageExpired(channelID: channelID))
-                }
-            }
         } catch {
             counters.connectFailures.add(1, ordering: .relaxed)
             metrics.connectFailures.increment()
             logger.debug("connect failed", metadata: ["inlong.endpoint": "\(endpoint)", "error": "\(error)"])
             let code: TransportError.Code = error is ChannelError ? .connectTimeout : .connectFailed
-            self.eventSink.yield(.connectFailed(TransportError(code, endpoint: endpoint, underlying: error as? any Error & Sendable)))
+            self.eventSink.yield(.connectFailed(TransportError(code, endpoint: endpoint, underlying: error)))
         }
     }
 

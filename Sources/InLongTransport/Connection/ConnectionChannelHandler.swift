@@ -81,7 +81,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         let key = self.codec.key(of: frame)
         var operation = Operation(bytes: bytes, completion: .response(promise))
         if let timeout {
-            operation.timeout = context.eventLoop.scheduleTask(in: timeout) { [weak self] in
+            operation.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
                 guard let self else { return }
                 let (first, second) = self.stateMachine.requestTimedOut(key: key, now: self.now)
                 self.run(first)
@@ -112,13 +112,11 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         for item in unstarted { self.complete(item.pending, with: self.error(.shutDown)) }
         self.run(action)
         if self.drainTimer == nil {
-            self.drainTimer = context.eventLoop.scheduleTask(deadline: deadline) { [weak self] in
+            self.drainTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
                 self?.close(self?.error(.shutDown) ?? TransportError(.shutDown))
             }
         }
     }
-
-    var inFlightCount: Int { self.stateMachine.inFlight.count }
 
     /// The loop's clock, so virtual time drives the timers and the state machine alike in tests.
     private var now: NIODeadline { self.context?.eventLoop.now ?? .now() }
@@ -130,7 +128,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
             try self.codec.encode(frame, into: &buffer)
             return buffer
         } catch {
-            promise?.fail(TransportError(.encodingFailed, endpoint: self.endpoint, underlying: error as? any Error & Sendable))
+            promise?.fail(TransportError(.encodingFailed, endpoint: self.endpoint, underlying: error))
             return nil
         }
     }
@@ -166,7 +164,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
             try self.processFrames()
         } catch {
             self.receiveBuffer = nil
-            self.close(TransportError(.protocolViolation, endpoint: self.endpoint, underlying: error as? any Error & Sendable))
+            self.close(TransportError(.protocolViolation, endpoint: self.endpoint, underlying: error))
         }
     }
 
@@ -225,7 +223,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.close(TransportError(.connectionClosed, endpoint: self.endpoint, underlying: error as? any Error & Sendable))
+        self.close(TransportError(.connectionClosed, endpoint: self.endpoint, underlying: error))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -282,7 +280,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     private func scheduleIdleCheck(at deadline: NIODeadline) {
         guard let context = self.context else { return }
         self.idleTimer?.cancel()
-        self.idleTimer = context.eventLoop.scheduleTask(deadline: deadline) { [weak self] in
+        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
             guard let self else { return }
             self.run(self.stateMachine.idleCheck(now: self.now))
         }
@@ -313,7 +311,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         }
         guard !self.flushScheduled, let context = self.context else { return }
         self.flushScheduled = true
-        context.eventLoop.execute { [weak self] in self?.flushOutbound() }
+        context.eventLoop.assumeIsolated().execute { [weak self] in self?.flushOutbound() }
     }
 
     private func flushOutbound() {
