@@ -1,3 +1,4 @@
+import InLongTestUtils
 import InLongWire
 import NIOCore
 import Testing

@@ -1,0 +1,66 @@
+public import InLongWire
+
+extension DataProxyReceiver {
+    /// How a ``DataProxyReceiver`` listens, validates and answers.
+    public struct Configuration: Sendable {
+        /// The address to listen on. Defaults to `127.0.0.1`.
+        public var host = "127.0.0.1"
+        /// The port; `0` picks a free one (see ``DataProxyReceiver/localAddress()``). Defaults to 46801, the
+        /// DataProxy's port.
+        public var port = InLongWireConstants.defaultPort
+        /// The `dpIp` written in acks. Defaults to `nil`: the address the receiver listens on.
+        public var advertisedIP: String?
+        /// The largest frame accepted, length prefix included; a larger one closes the connection. Defaults to
+        /// 524,288 bytes, the `max-msg-length` of the DataProxy's shipped configuration (its code default is 65,536).
+        public var maxFrameSize = 512 << 10
+        /// The largest decompressed body accepted. Defaults to 64 MiB.
+        public var maxUncompressedLength = 64 << 20
+        /// Connections accepted at once; more are closed on accept, as the server does. Defaults to 5000.
+        public var maxConnections = 5000
+        /// A connection that sends nothing for this long is closed. Defaults to 180 seconds, the server's
+        /// `maxReadIdleTime`; `nil` never closes one.
+        public var readIdleTimeout: Duration? = .seconds(180)
+        /// Frames read ahead of the one being processed, per connection. Beyond this the receiver stops reading
+        /// the socket, so a fast client is slowed by TCP instead of growing memory. Defaults to 16.
+        public var maxBufferedFrames = 16
+        /// Groups accepted; requests for others are answered with error 115 (no topic). Defaults to `nil`: any.
+        public var knownGroups: Set<String>?
+        /// The Manager endpoint to serve next to the receiver, or `nil` for none. Defaults to `nil`.
+        public var manager: DataProxyManagerServer.Configuration?
+        /// Faults to inject from the start; see ``DataProxyReceiver/updateFaults(_:)``. Defaults to none.
+        public var faults = Faults()
+
+        public init() {}
+
+        /// A receiver on `127.0.0.1` on a free port.
+        public static var loopback: Configuration {
+            var configuration = Configuration()
+            configuration.port = 0
+            return configuration
+        }
+    }
+
+    /// Misbehaviour on purpose, for testing clients. Every fault can be changed while the receiver runs.
+    public struct Faults: Sendable, Hashable {
+        /// Answer each data request only after this delay. Defaults to `nil`.
+        public var ackDelay: Duration?
+        /// Store data requests but never answer them. Defaults to `false`.
+        public var dropAcks = false
+        /// Answer data requests with this error code instead of storing them, for ``errorRate`` of them.
+        /// Defaults to `nil`.
+        public var errorCode: DataProxyErrorCode?
+        /// The fraction (0 to 1) of data requests answered with ``errorCode``, spread evenly
+        /// (0.5: every second one). Defaults to 1.
+        public var errorRate = 1.0
+        /// Close each connection after it delivered this many data requests; requests it had read ahead are
+        /// neither stored nor answered. Defaults to `nil`.
+        public var closeAfterFrames: Int?
+        /// Stop reading from every connection (the client's writes then back up). Defaults to `false`.
+        public var stopReading = false
+        /// The load reported in type-8 heartbeat replies; `nil` sends 0xFFFF (unknown), like the stock server.
+        /// Defaults to `nil`.
+        public var load: Int16?
+
+        public init() {}
+    }
+}

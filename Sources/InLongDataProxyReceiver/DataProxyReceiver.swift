@@ -1,0 +1,360 @@
+import Foundation
+import InLongWire
+public import Logging
+public import NIOCore
+public import NIOPosix
+public import ServiceLifecycle
+import Synchronization
+
+/// A TCP server that speaks the InLong DataProxy protocol like Apache InLong's DataProxy: it accepts request
+/// types 1 to 8, validates them with the server's rules and error codes, hands the records to a sink and answers
+/// byte for byte as the real server does. It can serve the Manager's proxy-list endpoint next to itself, and can
+/// misbehave on purpose (``Faults``) for testing clients.
+///
+/// Run it as a `Service`:
+/// ```swift
+/// let sink = InMemorySink()
+/// let receiver = DataProxyReceiver(configuration: .loopback, sink: sink)
+/// try await withThrowingDiscardingTaskGroup { group in
+///     group.addTask { try await receiver.run() }
+///     let address = try await receiver.localAddress()
+///     // send to address ...
+///     receiver.stop()
+/// }
+/// ```
+public final class DataProxyReceiver: Service, Sendable {
+    private struct State {
+        var address: SocketAddress?
+        var addressWaiters: [CheckedContinuation<SocketAddress, any Error>] = []
+        var serverChannel: (any Channel)?
+        var connections: [ObjectIdentifier: any Channel] = [:]
+        var stopped = false
+        var failure: (any Error)?
+    }
+
+    public let configuration: Configuration
+    /// Where received records go.
+    public let sink: any DataProxyReceiverSink
+    /// The Manager endpoint, when ``Configuration/manager`` is set.
+    public let manager: DataProxyManagerServer?
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let faults: Mutex<Faults>
+    private let errorBudget = Mutex(0.0)
+    private let counters = ReceiverCounters()
+
+    public init(
+        configuration: Configuration,
+        sink: any DataProxyReceiverSink,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "inlong.receiver", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
+        self.configuration = configuration
+        self.sink = sink
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        self.faults = Mutex(configuration.faults)
+        self.manager = configuration.manager.map {
+            DataProxyManagerServer(configuration: $0, nodes: [], eventLoopGroup: eventLoopGroup, logger: logger)
+        }
+    }
+
+    /// The address the receiver listens on, once it does. Throws if it could not bind.
+    public func localAddress() async throws -> SocketAddress {
+        try await withCheckedThrowingContinuation { continuation in
+            let result: Result<SocketAddress, any Error>? = self.state.withLock { state in
+                if let address = state.address { return .success(address) }
+                if let failure = state.failure { return .failure(failure) }
+                if state.stopped { return .failure(ReceiverError.stopped) }
+                state.addressWaiters.append(continuation)
+                return nil
+            }
+            if let result { continuation.resume(with: result) }
+        }
+    }
+
+    /// The receiver's port, once it listens.
+    public func port() async throws -> Int { try await self.localAddress().port ?? 0 }
+
+    /// A snapshot of the counters.
+    public func statistics() -> ReceiverStatistics { self.counters.snapshot() }
+
+    /// The faults injected now.
+    public var currentFaults: Faults { self.faults.withLock { $0 } }
+
+    /// Changes the injected faults; takes effect from the next frame of every connection.
+    public func updateFaults(_ update: (inout Faults) -> Void) {
+        self.faults.withLock { update(&$0) }
+    }
+
+    /// Closes every open connection without a reply, as a crashing proxy would; the receiver keeps listening.
+    public func dropConnections() {
+        let channels = self.state.withLock { Array($0.connections.values) }
+        for channel in channels { channel.close(promise: nil) }
+    }
+
+    /// Stops listening and closes every connection; ``run()`` then returns.
+    public func stop() {
+        let (server, channels, waiters) = self.state.withLock { state in
+            state.stopped = true
+            let waiters = state.addressWaiters
+            state.addressWaiters = []
+            return (state.serverChannel, Array(state.connections.values), waiters)
+        }
+        for waiter in waiters { waiter.resume(throwing: ReceiverError.stopped) }
+        server?.close(promise: nil)
+        for channel in channels { channel.close(promise: nil) }
+    }
+
+    public func run() async throws {
+        let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        do {
+            server = try await self.bind()
+        } catch {
+            let waiters = self.state.withLock { state in
+                state.failure = error
+                defer { state.addressWaiters = [] }
+                return state.addressWaiters
+            }
+            for waiter in waiters { waiter.resume(throwing: error) }
+            throw error
+        }
+        let address = server.channel.localAddress!
+        let (waiters, stopped) = self.state.withLock { state in
+            state.address = address
+            state.serverChannel = server.channel
+            defer { state.addressWaiters = [] }
+            return (state.addressWaiters, state.stopped)
+        }
+        for waiter in waiters { waiter.resume(returning: address) }
+        if stopped { server.channel.close(promise: nil) }
+        self.logger.debug("receiver listening", metadata: ["inlong.address": "\(address)"])
+
+        try await withThrowingTaskGroup { group in
+            if let manager = self.manager {
+                manager.setNodes([.init(ip: self.proxyIP(address), port: address.port ?? 0)])
+                group.addTask { try await manager.run() }
+            }
+            group.addTask {
+                try await withGracefulShutdownHandler {
+                    try await self.acceptLoop(server, address: address)
+                } onGracefulShutdown: {
+                    self.stop()
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+            while !group.isEmpty { _ = try? await group.next() }
+        }
+        try? await self.sink.flush()
+    }
+
+    private func bind() async throws -> NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never> {
+        let configuration = self.configuration
+        let highWatermark = max(configuration.maxBufferedFrames, 2)
+        return try await ServerBootstrap(group: self.eventLoopGroup)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .bind(host: configuration.host, port: configuration.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let operations = channel.pipeline.syncOperations
+                    try operations.addHandler(
+                        ByteToMessageHandler(InLongFrameDecoder(maxFrameSize: configuration.maxFrameSize))
+                    )
+                    if let timeout = configuration.readIdleTimeout {
+                        try operations.addHandler(IdleStateHandler(readTimeout: TimeAmount.nanoseconds(timeout.nanoseconds)))
+                        try operations.addHandler(ReadIdleCloseHandler())
+                    }
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(
+                            backPressureStrategy: .init(lowWatermark: highWatermark / 2, highWatermark: highWatermark)
+                        )
+                    )
+                }
+            }
+    }
+
+    private func acceptLoop(
+        _ server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>,
+        address: SocketAddress
+    ) async throws {
+        let processorTemplate = RequestProcessor(
+            proxyIP: self.proxyIP(address),
+            localPort: address.port ?? 0,
+            knownGroups: self.configuration.knownGroups,
+            decodesRecords: self.sink.needsRecords,
+            load: nil,
+            maxUncompressedLength: self.configuration.maxUncompressedLength
+        )
+        try await server.executeThenClose { inbound in
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await connection in inbound {
+                    let accepted = self.state.withLock { state -> Bool in
+                        guard !state.stopped, state.connections.count < self.configuration.maxConnections else {
+                            return false
+                        }
+                        state.connections[ObjectIdentifier(connection.channel)] = connection.channel
+                        return true
+                    }
+                    guard accepted else {
+                        self.counters.connectionRejected()
+                        connection.channel.close(promise: nil)
+                        continue
+                    }
+                    group.addTask {
+                        await self.serve(connection, processor: processorTemplate)
+                    }
+                }
+            }
+        }
+    }
+
+    private func proxyIP(_ address: SocketAddress) -> String {
+        self.configuration.advertisedIP ?? address.ipAddress ?? self.configuration.host
+    }
+
+    // MARK: One connection
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, processor template: RequestProcessor) async {
+        let channel = connection.channel
+        self.counters.connectionOpened()
+        defer {
+            self.counters.connectionClosed()
+            _ = self.state.withLock { $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+        }
+        let client = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
+        let logger = {
+            var logger = self.logger
+            logger[metadataKey: "inlong.client"] = "\(client)"
+            return logger
+        }()
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                try await withThrowingDiscardingTaskGroup { delayedAcks in
+                    var delivered = 0
+                    for try await frame in inbound {
+                        try await self.waitWhileReadingIsStopped()
+                        self.counters.frameRead(bytes: frame.readableBytes)
+                        let faults = self.currentFaults
+                        var processor = template
+                        processor.load = faults.load
+                        switch processor.process(frame, receivedAt: currentTimeMillis(), clientAddress: client) {
+                        case .reply(let reply, let code):
+                            if let code {
+                                self.counters.error(code)
+                            } else {
+                                self.counters.heartbeat()
+                            }
+                            try await outbound.write(reply)
+                        case .noReply(let code):
+                            if let code { self.counters.error(code) }
+                        case .close(let error):
+                            self.counters.protocolErrors.add(1, ordering: .relaxed)
+                            logger.debug("closing connection on a malformed frame", metadata: ["inlong.error": "\(error)"])
+                            return
+                        case .deliver(let message, let ack):
+                            let reply: ByteBuffer?
+                            if let code = faults.errorCode, self.injectError(rate: faults.errorRate) {
+                                self.counters.error(code)
+                                reply = ack.failure(code, message: "injected error", proxyIP: processor.proxyIP)
+                            } else {
+                                do {
+                                    try await self.sink.write(message)
+                                    self.counters.delivered(message)
+                                    reply = ack.success(proxyIP: processor.proxyIP)
+                                } catch {
+                                    self.counters.error(.putEventToChannelFailure)
+                                    logger.debug("sink refused a message", metadata: ["inlong.error": "\(error)"])
+                                    reply = ack.failure(
+                                        .putEventToChannelFailure,
+                                        message: "Put event to channel failure",
+                                        proxyIP: processor.proxyIP
+                                    )
+                                }
+                            }
+                            delivered += 1
+                            if let reply, !faults.dropAcks {
+                                if let delay = faults.ackDelay {
+                                    delayedAcks.addTask {
+                                        try await Task.sleep(for: delay)
+                                        try await outbound.write(reply)
+                                    }
+                                } else {
+                                    try await outbound.write(reply)
+                                }
+                            }
+                            if let limit = faults.closeAfterFrames, delivered >= limit {
+                                logger.debug("closing connection after \(delivered) frames (injected fault)")
+                                return
+                            }
+                        }
+                    }
+                }
+            }
+        } catch let error as InLongWireError {
+            self.counters.protocolErrors.add(1, ordering: .relaxed)
+            logger.debug("closing connection on a malformed frame", metadata: ["inlong.error": "\(error)"])
+        } catch {
+            logger.trace("connection ended", metadata: ["inlong.error": "\(error)"])
+        }
+    }
+
+    private func waitWhileReadingIsStopped() async throws {
+        while self.faults.withLock({ $0.stopReading }) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Spreads injected errors evenly: with rate r, the n-th request fails when ⌊n·r⌋ grows.
+    private func injectError(rate: Double) -> Bool {
+        self.errorBudget.withLock { budget in
+            budget += min(max(rate, 0), 1)
+            guard budget >= 1 - 1e-9 else { return false }
+            budget -= 1
+            return true
+        }
+    }
+}
+
+/// Errors of the receiver itself.
+public struct ReceiverError: Error, Hashable, Sendable, CustomStringConvertible {
+    private enum Base: Hashable, Sendable { case stopped }
+    private let base: Base
+
+    /// The receiver was stopped before it listened.
+    public static let stopped = ReceiverError(base: .stopped)
+
+    public var description: String {
+        switch self.base {
+        case .stopped: "the receiver was stopped"
+        }
+    }
+}
+
+func currentTimeMillis() -> Int64 {
+    Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = self.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// Closes a connection whose read-idle timer fired, as the DataProxy does after `maxReadIdleTime`.
+private final class ReadIdleCloseHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? IdleStateHandler.IdleStateEvent, event == .read {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}

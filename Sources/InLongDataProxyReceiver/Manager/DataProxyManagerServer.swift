@@ -1,0 +1,232 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+public import Logging
+public import NIOCore
+public import NIOPosix
+public import ServiceLifecycle
+import Synchronization
+
+/// The InLong Manager's proxy-list endpoint (wire-protocol.md §8), so that SDK discovery works without a Manager:
+/// `POST /inlong/manager/openapi/dataproxy/getIpList/{groupId}` answers with the configured DataProxy nodes in the
+/// Manager's JSON shape, nulls included.
+public final class DataProxyManagerServer: Service, Sendable {
+    /// The path prefix; the group id follows it.
+    public static let pathPrefix = "/inlong/manager/openapi/dataproxy/getIpList"
+
+    /// How the endpoint listens and what it answers.
+    public struct Configuration: Sendable {
+        /// The address to listen on. Defaults to `127.0.0.1`.
+        public var host = "127.0.0.1"
+        /// The port; `0` picks a free one. Defaults to 0.
+        public var port = 0
+        /// The `clusterId` answered. Defaults to 1.
+        public var clusterID = 1
+        /// The cluster-level `load` threshold answered. Defaults to 20, the Manager's default.
+        public var load = 20
+        /// The `maxPacketLength` answered; `nil` answers `null`. Defaults to `nil`.
+        public var maxPacketLength: Int?
+        /// Basic-auth credentials required, or `nil` for none. Defaults to `nil`.
+        public var credentials: Credentials?
+        /// A `tenant` header value required, as the Manager's filter chain does, or `nil`. Defaults to `nil`.
+        public var requiredTenant: String?
+        /// Groups known; others get `success:false`. Defaults to `nil`: any.
+        public var knownGroups: Set<String>?
+
+        public init() {}
+    }
+
+    /// The `secretId`/`secretKey` pair of the Manager's Basic auth.
+    public struct Credentials: Sendable, Hashable {
+        public var secretID: String
+        public var secretKey: String
+        public init(secretID: String, secretKey: String) {
+            self.secretID = secretID
+            self.secretKey = secretKey
+        }
+    }
+
+    /// One DataProxy node in the list.
+    public struct Node: Sendable, Hashable {
+        public var ip: String
+        public var port: Int
+        /// The per-node `nodeLoad`; `nil` answers `null`.
+        public var load: Int?
+        public init(ip: String, port: Int, load: Int? = nil) {
+            self.ip = ip
+            self.port = port
+            self.load = load
+        }
+    }
+
+    /// Misbehaviour on purpose, for testing discovery.
+    public enum Fault: Sendable, Hashable {
+        /// Answer normally.
+        case none
+        /// Answer `success:true` with `clusterId` and `nodeList` null, as for a group without nodes.
+        case emptyNodeList
+        /// Answer HTTP 200 with a body that is not JSON.
+        case malformedBody
+        /// Answer `success:false` with this message.
+        case failure(String)
+        /// Answer HTTP 503.
+        case unavailable
+    }
+
+    private struct State {
+        var nodes: [Node]
+        var fault = Fault.none
+        var address: SocketAddress?
+        var waiters: [CheckedContinuation<SocketAddress, any Error>] = []
+        var finished = false
+    }
+
+    public let configuration: Configuration
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let state: Mutex<State>
+    private let requests = Atomic<Int>(0)
+
+    public init(
+        configuration: Configuration,
+        nodes: [Node],
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "inlong.manager", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        self.state = Mutex(State(nodes: nodes))
+    }
+
+    /// The nodes answered.
+    public var nodes: [Node] { self.state.withLock { $0.nodes } }
+
+    /// Replaces the nodes answered.
+    public func setNodes(_ nodes: [Node]) { self.state.withLock { $0.nodes = nodes } }
+
+    /// Sets the fault injected into every following answer.
+    public func setFault(_ fault: Fault) { self.state.withLock { $0.fault = fault } }
+
+    /// Requests answered so far (any outcome).
+    public var requestCount: Int { self.requests.load(ordering: .relaxed) }
+
+    /// The address it listens on, once it does.
+    public func localAddress() async throws -> SocketAddress {
+        try await withCheckedThrowingContinuation { continuation in
+            let result: Result<SocketAddress, any Error>? = self.state.withLock { state in
+                if let address = state.address { return .success(address) }
+                if state.finished { return .failure(ReceiverError.stopped) }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let result { continuation.resume(with: result) }
+        }
+    }
+
+    /// The base URL SDKs are configured with (without the group id), once it listens.
+    public func baseURL() async throws -> String {
+        let address = try await self.localAddress()
+        return "http://\(address.ipAddress ?? self.configuration.host):\(address.port ?? 0)\(Self.pathPrefix)"
+    }
+
+    public func run() async throws {
+        let router = Router()
+        router.post("\(Self.pathPrefix)/:groupId") { request, context -> Response in
+            try await self.respond(to: request, context: context)
+        }
+        let application = Application(
+            router: router,
+            configuration: .init(address: .hostname(self.configuration.host, port: self.configuration.port)),
+            onServerRunning: { channel in
+                guard let address = channel.localAddress else { return }
+                let waiters = self.state.withLock { state in
+                    state.address = address
+                    defer { state.waiters = [] }
+                    return state.waiters
+                }
+                for waiter in waiters { waiter.resume(returning: address) }
+            },
+            eventLoopGroupProvider: .shared(self.eventLoopGroup),
+            logger: self.logger
+        )
+        defer {
+            let waiters = self.state.withLock { state in
+                state.finished = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume(throwing: ReceiverError.stopped) }
+        }
+        try await application.run()
+    }
+
+    private func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
+        self.requests.add(1, ordering: .relaxed)
+        if let credentials = self.configuration.credentials {
+            let expected = "Basic " + Data("\(credentials.secretID):\(credentials.secretKey)".utf8).base64EncodedString()
+            guard request.headers[.authorization] == expected else {
+                return Self.json(.unauthorized, #"{"success":false,"errMsg":"authentication failed","data":null}"#)
+            }
+        }
+        if let tenant = self.configuration.requiredTenant {
+            guard let name = HTTPField.Name("tenant"), request.headers[name] == tenant else {
+                return Self.json(.forbidden, #"{"success":false,"errMsg":"tenant is required","data":null}"#)
+            }
+        }
+        let group = context.parameters.get("groupId") ?? ""
+        var request = request
+        let body = try await request.collectBody(upTo: 64 << 10)
+        var protocolType = request.uri.queryParameters.get("protocolType")
+        for pair in String(buffer: body).split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            if parts.count == 2, parts[0] == "protocolType" { protocolType = String(parts[1]) }
+        }
+        let (fault, nodes) = self.state.withLock { ($0.fault, $0.nodes) }
+        switch fault {
+        case .none: break
+        case .emptyNodeList: return Self.json(.ok, self.payload(nodes: nil))
+        case .malformedBody: return Self.json(.ok, #"{"success":true,"data":{"nodeList":[{"ip":"#)
+        case .failure(let message): return Self.json(.ok, Self.failure(message))
+        case .unavailable: return Self.json(.serviceUnavailable, "Service Unavailable")
+        }
+        if let knownGroups = self.configuration.knownGroups, !knownGroups.contains(group) {
+            return Self.json(.ok, Self.failure("inlong group \(group) not found"))
+        }
+        if let protocolType, protocolType.uppercased() != "TCP" {
+            return Self.json(.ok, self.payload(nodes: nil))
+        }
+        return Self.json(.ok, self.payload(nodes: nodes.isEmpty ? nil : nodes))
+    }
+
+    private func payload(nodes: [Node]?) -> String {
+        let list = nodes.map { nodes in
+            "[" + nodes.enumerated().map { index, node in
+                #"{"id":\#(index + 1),"ip":"\#(node.ip)","port":\#(node.port),"protocolType":"TCP","nodeLoad":\#(node.load.map(String.init) ?? "null")}"#
+            }.joined(separator: ",") + "]"
+        } ?? "null"
+        let cluster = nodes == nil ? "null" : String(self.configuration.clusterID)
+        let maxPacketLength = self.configuration.maxPacketLength.map(String.init) ?? "null"
+        return #"{"success":true,"errMsg":null,"data":{"clusterId":\#(cluster),"reportSourceType":null,"isIntranet":null,"isSwitch":null,"load":\#(self.configuration.load),"maxPacketLength":\#(maxPacketLength),"nodeList":\#(list)}}"#
+    }
+
+    private static func failure(_ message: String) -> String {
+        var escaped = ""
+        for scalar in message.unicodeScalars {
+            switch scalar {
+            case "\"": escaped += "\\\""
+            case "\\": escaped += "\\\\"
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return #"{"success":false,"errMsg":"\#(escaped)","data":null}"#
+    }
+
+    private static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(
+            status: status,
+            headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: body))
+        )
+    }
+}
