@@ -202,7 +202,8 @@ public final class DataProxyReceiver: Service, Sendable {
                     }
                     guard accepted else {
                         self.counters.connectionRejected()
-                        connection.channel.close(promise: nil)
+                        // executeThenClose finishes the channel's writer, which must not be dropped unfinished.
+                        group.addTask { try? await connection.executeThenClose { _, _ in } }
                         continue
                     }
                     group.addTask {
