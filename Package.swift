@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "InLongWire", targets: ["InLongWire"]),
         .library(name: "InLongTransport", targets: ["InLongTransport"]),
         .library(name: "InLongDataProxyReceiver", targets: ["InLongDataProxyReceiver"]),
+        .library(name: "InLongDataProxy", targets: ["InLongDataProxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -64,6 +65,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "InLongDataProxy",
+            dependencies: [
+                "InLongTransport",
+                "InLongWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -117,6 +134,18 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "InLongDataProxyTests",
+            dependencies: [
+                "InLongDataProxy",
+                "InLongDataProxyReceiver",
+                "InLongTestUtils",
+                "InLongTransport",
+                "InLongWire",
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -160,6 +160,24 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
         try await self.chooseConnection().request(request, timeout: timeout)
     }
 
+    /// Submits a request on a connection the policy picks, or on `preferred` when it is ready, without
+    /// suspending; see ``PersistentConnection/submit(_:timeout:)``. Returns the connection used and the future
+    /// response.
+    public func submit(
+        _ request: Codec.Outbound,
+        timeout: Duration? = nil,
+        avoiding avoided: Endpoint? = nil
+    ) throws -> (PersistentConnection<Codec>, EventLoopFuture<Codec.Inbound>) {
+        var connection = try self.chooseConnection()
+        if let avoided, connection.configuration.endpoints.first == avoided {
+            let others = self.connections.filter {
+                $0.configuration.endpoints.first != avoided && $0.connectivityState == .ready
+            }
+            if let other = others.min(by: { $0.inFlightCount < $1.inFlightCount }) { connection = other }
+        }
+        return (connection, try connection.submit(request, timeout: timeout))
+    }
+
     /// Writes a frame on a connection the policy picks; see ``PersistentConnection/send(_:)``.
     public func send(_ frame: Codec.Outbound) async throws {
         try await self.chooseConnection().send(frame)

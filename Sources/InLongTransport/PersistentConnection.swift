@@ -171,6 +171,22 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         }
     }
 
+    /// Submits `request` at once, without suspending, and returns the future response: requests submitted one
+    /// after another from one task are written in that order. Throws ``TransportError/Code/notConnected`` when
+    /// no connection is ready. The future fails as ``request(_:timeout:)`` throws; it is not cancelled with the
+    /// caller's task.
+    public func submit(_ request: Codec.Outbound, timeout: Duration? = nil) throws -> EventLoopFuture<Codec.Inbound> {
+        guard let handle = self.state.withLock({ $0.channel }) else {
+            throw TransportError(.notConnected, endpoint: nil)
+        }
+        let promise = handle.eventLoop.makePromise(of: Codec.Inbound.self)
+        let timeAmount = TimeAmount(timeout ?? self.configuration.requestTimeout)
+        handle.eventLoop.execute {
+            handle.handler.value.submitRequest(request, promise: promise, timeout: timeAmount)
+        }
+        return promise.futureResult
+    }
+
     /// Writes `frame` without expecting a response; returns once it is written to the socket.
     public func send(_ frame: Codec.Outbound) async throws {
         guard let handle = self.state.withLock({ $0.channel }) else {

@@ -1,0 +1,165 @@
+import InLongWire
+import NIOCore
+
+/// Where records of one group and stream gather before they are sent.
+struct BatchKey: Hashable, Sendable {
+    var group: String
+    var stream: String
+    /// Whether records carry their own attributes (extended-field bit 0).
+    var perRecordAttributes: Bool
+}
+
+/// A waiter for the ack of one record (from `sendAndWait`).
+typealias AckWaiter = CheckedContinuation<DataProxyAck, any Error>
+
+/// A batch closed for new records, ready to be encoded and sent.
+struct SealedBatch: Sendable {
+    var key: BatchKey
+    /// The record block: `len(4) data [attrLen(4) attr]` per record.
+    var block: ByteBuffer
+    var recordCount: Int
+    /// Bytes charged to the quota.
+    var chargedBytes: Int
+    var waiters: [AckWaiter]
+    /// When the first record was accepted; delivery deadlines count from here.
+    var createdAt: ContinuousClock.Instant
+    /// Data time of the message header, seconds.
+    var dataTime: UInt32
+}
+
+/// The batching and quota logic, with no I/O and no clock of its own: records are appended per key, batches are
+/// sealed by count, size or age, and every record is charged to the byte and record quota until it is released
+/// (acked or failed).
+struct BatchAccumulator {
+    struct Limits {
+        var maxRecords: Int
+        var maxBytes: Int
+        var linger: Duration
+        var quotaBytes: Int
+        var quotaRecords: Int
+    }
+
+    fileprivate struct OpenBatch {
+        var block: ByteBuffer
+        var recordCount = 0
+        var chargedBytes = 0
+        var waiters: [AckWaiter] = []
+        var createdAt: ContinuousClock.Instant
+        var dataTime: UInt32
+    }
+
+    enum AppendResult {
+        case accepted
+        /// Accepted, and a batch was sealed by it (the previous one when the record did not fit).
+        case acceptedAndSealed(SealedBatch)
+        /// The quota is used up.
+        case full
+    }
+
+    /// Per-record accounting overhead besides the body, as the C++ SDK charges.
+    static let recordOverhead = 10
+
+    var limits: Limits
+    private var open: [BatchKey: OpenBatch] = [:]
+    private(set) var heldBytes = 0
+    private(set) var heldRecords = 0
+
+    init(limits: Limits) {
+        self.limits = limits
+    }
+
+    /// The bytes a record adds to a block.
+    static func blockBytes(bodyLength: Int, attributesLength: Int?) -> Int {
+        InLongRecordBlock.recordOverhead + bodyLength + (attributesLength.map { 4 + $0 } ?? 0)
+    }
+
+    /// Whether the quota has room for a record of `bytes`. An empty client always has room for one record, so
+    /// that a record larger than the byte quota cannot wait forever.
+    func hasRoom(forBytes bytes: Int) -> Bool {
+        if self.heldRecords == 0 { return true }
+        return self.heldRecords < self.limits.quotaRecords && self.heldBytes + bytes <= self.limits.quotaBytes
+    }
+
+    /// Appends one record. `attributes` is the per-record attribute string when the key says so.
+    mutating func append(
+        _ body: ByteBuffer,
+        attributes: String?,
+        key: BatchKey,
+        now: ContinuousClock.Instant,
+        wallSeconds: UInt32,
+        waiter: AckWaiter?
+    ) -> AppendResult {
+        let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
+        let charge = body.readableBytes + Self.recordOverhead
+        guard self.hasRoom(forBytes: charge) else { return .full }
+        var sealed: SealedBatch?
+        if let batch = self.open[key], batch.block.readableBytes + recordBytes > self.limits.maxBytes {
+            sealed = self.seal(key)
+        }
+        self.heldBytes += charge
+        self.heldRecords += 1
+        if self.open[key] == nil {
+            self.open[key] = OpenBatch(
+                block: ByteBufferAllocator().buffer(capacity: min(self.limits.maxBytes, max(recordBytes, 1024))),
+                createdAt: now,
+                dataTime: wallSeconds
+            )
+        }
+        // Mutate in place: no copy of the block.
+        self.open[key]!.append(body, attributes: attributes, charge: charge, waiter: waiter)
+        if sealed == nil, let batch = self.open[key],
+            batch.recordCount >= self.limits.maxRecords || batch.block.readableBytes >= self.limits.maxBytes
+        {
+            sealed = self.seal(key)
+        }
+        return sealed.map(AppendResult.acceptedAndSealed) ?? .accepted
+    }
+
+    /// Seals the batches older than the linger time.
+    mutating func sealExpired(now: ContinuousClock.Instant) -> [SealedBatch] {
+        let due = self.open.filter { now - $0.value.createdAt >= self.limits.linger }.map(\.key)
+        return due.compactMap { self.seal($0) }
+    }
+
+    /// Seals every open batch (flush, shutdown).
+    mutating func sealAll() -> [SealedBatch] {
+        Array(self.open.keys).compactMap { self.seal($0) }
+    }
+
+    /// The earliest instant an open batch becomes due, if any.
+    var nextDeadline: ContinuousClock.Instant? {
+        self.open.values.map(\.createdAt).min().map { $0 + self.limits.linger }
+    }
+
+    /// Records waiting in open batches.
+    var openRecords: Int { self.open.values.reduce(0) { $0 + $1.recordCount } }
+
+    /// Returns quota held by records that ended (acked or failed).
+    mutating func release(bytes: Int, records: Int) {
+        self.heldBytes -= bytes
+        self.heldRecords -= records
+        precondition(self.heldBytes >= 0 && self.heldRecords >= 0, "released more than was held")
+    }
+
+    private mutating func seal(_ key: BatchKey) -> SealedBatch? {
+        guard let batch = self.open.removeValue(forKey: key), batch.recordCount > 0 else { return nil }
+        return SealedBatch(
+            key: key,
+            block: batch.block,
+            recordCount: batch.recordCount,
+            chargedBytes: batch.chargedBytes,
+            waiters: batch.waiters,
+            createdAt: batch.createdAt,
+            dataTime: batch.dataTime
+        )
+    }
+}
+
+extension BatchAccumulator.OpenBatch {
+    fileprivate mutating func append(_ body: ByteBuffer, attributes: String?, charge: Int, waiter: AckWaiter?) {
+        InLongRecordBlock.write(body, attributes: attributes, into: &self.block)
+        self.recordCount += 1
+        self.chargedBytes += charge
+        if let waiter { self.waiters.append(waiter) }
+    }
+}

@@ -1,0 +1,131 @@
+public import InLongTransport
+public import InLongWire
+
+extension DataProxyClient {
+    /// Everything a ``DataProxyClient`` needs. Either `proxies` or `manager` must be set.
+    public struct Configuration: Sendable {
+        /// Static proxy endpoints, used when no Manager is configured (and as the fallback before discovery).
+        /// Defaults to none.
+        public var proxies: [Endpoint] = []
+        /// Proxy discovery through the InLong Manager, or `nil` for the static list. Defaults to `nil`.
+        public var manager: Manager?
+        /// Record batching. See ``Batching``.
+        public var batching = Batching()
+        /// Memory bounds. See ``Buffer``.
+        public var buffer = Buffer()
+        /// Retries. See ``Retry``.
+        public var retry = Retry()
+        /// Connections. See ``Connection``.
+        public var connection = Connection()
+        /// Delivery reports kept for a reader of ``DataProxyClient/deliveryReports()``; older ones are dropped
+        /// (and counted) when nobody reads. Defaults to 1024.
+        public var reportBufferSize = 1024
+        /// Keys of a C++ SDK configuration that were read but are not supported; filled by
+        /// ``init(cppSDKConfiguration:)``.
+        public internal(set) var unsupportedKeys: [String] = []
+
+        public init(proxies: [Endpoint]) {
+            self.proxies = proxies
+        }
+
+        public init(manager: Manager) {
+            self.manager = manager
+        }
+    }
+
+    /// How records are packed into type-7 messages.
+    public struct Batching: Sendable {
+        /// A batch is sent once it is this old. Defaults to 10 ms.
+        public var linger: Duration = .milliseconds(10)
+        /// Records per batch. Defaults to 5000.
+        public var maxRecords = 5000
+        /// Record-block bytes per batch (before compression), capped so that the frame fits ``maxFrameSize``.
+        /// Defaults to 60 KiB.
+        public var maxBytes = 60 << 10
+        /// The largest frame sent, length prefix included; the Manager's `maxPacketLength` lowers it.
+        /// Defaults to 65,536, the DataProxy's code default.
+        public var maxFrameSize = InLongWireConstants.defaultMaxFrameSize
+        /// Blocks longer than this are snappy-compressed; `nil` never compresses. Defaults to 512, as the C++ SDK.
+        public var compressionThreshold: Int? = 512
+        /// Extended-field bits added to every message (bit 1: trace). Defaults to none.
+        public var extendedField: InLongExtendedField = []
+        public init() {}
+    }
+
+    /// What happens when the client holds too much.
+    public struct Buffer: Sendable {
+        public enum WhenFull: Sendable, Hashable {
+            /// `send` suspends until acks free space.
+            case wait
+            /// `send` throws ``DataProxyError/Code/bufferFull``.
+            case fail
+        }
+
+        /// Bytes of records held (batching, queued and in flight). Defaults to 64 MiB.
+        public var maxBytes = 64 << 20
+        /// Records held. Defaults to 1,000,000.
+        public var maxRecords = 1_000_000
+        /// Defaults to ``WhenFull/wait``.
+        public var whenFull = WhenFull.wait
+        public init() {}
+    }
+
+    /// How failed batches are retried.
+    public struct Retry: Sendable {
+        /// Attempts per batch, the first included. Defaults to 3.
+        public var maxAttempts = 3
+        /// Delay before a retry. Defaults to 100 ms doubling to 5 s, ±20 % jitter.
+        public var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5), multiplier: 2, jitter: 0.2)
+        /// A record not acked this long after `send` fails with ``DataProxyError/Code/deliveryTimeout``.
+        /// Defaults to 2 minutes.
+        public var deliveryTimeout: Duration = .seconds(120)
+        public init() {}
+    }
+
+    /// How proxies are connected.
+    public struct Connection: Sendable {
+        /// Proxies used at once (the Manager list is cut to this many). Defaults to 8 (C++ `max_proxy_num`).
+        public var maxProxies = 8
+        /// A batch not acked within this is retried. Defaults to 10 seconds (the Java SDK's request timeout).
+        public var requestTimeout: Duration = .seconds(10)
+        /// Connect timeout. Defaults to 5 seconds.
+        public var connectTimeout: Duration = .seconds(5)
+        /// Type-8 heartbeat after this long without a write; well under the server's 180 s read-idle limit.
+        /// Defaults to 30 seconds.
+        public var heartbeatInterval: Duration = .seconds(30)
+        /// Batches in flight per connection. Defaults to 1024.
+        public var maxInFlight = 1024
+        /// Reopen connections after this age, for load balancers. Defaults to `nil` (never).
+        public var maxConnectionAge: Duration?
+        /// Reconnect backoff. Defaults to 100 ms doubling to 10 s.
+        public var backoff = Backoff()
+        public init() {}
+    }
+
+    /// Where and how the Manager is asked for proxies (wire-protocol.md §8).
+    public struct Manager: Sendable {
+        /// The proxy-list URL without the group id, e.g.
+        /// `http://manager:8083/inlong/manager/openapi/dataproxy/getIpList`.
+        public var url: String
+        /// Groups whose proxies are used; the first is asked first. Required.
+        public var groups: [String]
+        /// Basic-auth `secretId`/`secretKey`, or `nil`. Defaults to `nil`.
+        public var credentials: (secretID: String, secretKey: String)?
+        /// The `tenant` header, required by the Manager's OpenAPI filter; `nil` sends none. Defaults to `nil`.
+        public var tenant: String?
+        /// How often the list is refreshed. Defaults to 2 minutes (C++ `manager_update_interval`).
+        public var refreshInterval: Duration = .seconds(120)
+        /// Timeout of one Manager request. Defaults to 5 seconds.
+        public var requestTimeout: Duration = .seconds(5)
+        /// Attempts per refresh. Defaults to 3.
+        public var attempts = 3
+        /// A file that keeps the last good answer for a start while the Manager is down, or `nil`.
+        /// Defaults to `.inlong/proxy-cache.json` in the working directory.
+        public var cacheFile: String? = ".inlong/proxy-cache.json"
+
+        public init(url: String, groups: [String]) {
+            self.url = url
+            self.groups = groups
+        }
+    }
+}

@@ -1,0 +1,116 @@
+public import InLongTransport
+public import InLongWire
+
+/// Why records were not accepted or not delivered.
+public struct DataProxyError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: Hashable, Sendable {
+            case bufferFull, messageTooLarge, invalidArgument, shutDown, deliveryTimeout, serverRejected
+            case connectionFailed, noProxies, discoveryFailed, invalidConfiguration
+        }
+
+        private let base: Base
+        private init(_ base: Base) { self.base = base }
+
+        /// The byte or record quota is used up and the policy is to fail fast.
+        public static let bufferFull = Code(.bufferFull)
+        /// The record does not fit in one frame.
+        public static let messageTooLarge = Code(.messageTooLarge)
+        /// An empty record, group or stream, or an attribute with `&` or `=`.
+        public static let invalidArgument = Code(.invalidArgument)
+        /// The client is closed, or closed before the record could be delivered.
+        public static let shutDown = Code(.shutDown)
+        /// The record's delivery deadline passed before an ack.
+        public static let deliveryTimeout = Code(.deliveryTimeout)
+        /// The proxy answered with an error code (see ``DataProxyError/serverErrorCode``).
+        public static let serverRejected = Code(.serverRejected)
+        /// The connection failed or timed out and the attempts are used up.
+        public static let connectionFailed = Code(.connectionFailed)
+        /// No proxy is known (static list empty and discovery found none).
+        public static let noProxies = Code(.noProxies)
+        /// The Manager could not be asked or answered something unusable.
+        public static let discoveryFailed = Code(.discoveryFailed)
+        /// The configuration cannot be used.
+        public static let invalidConfiguration = Code(.invalidConfiguration)
+
+        public var description: String {
+            switch self.base {
+            case .bufferFull: "bufferFull"
+            case .messageTooLarge: "messageTooLarge"
+            case .invalidArgument: "invalidArgument"
+            case .shutDown: "shutDown"
+            case .deliveryTimeout: "deliveryTimeout"
+            case .serverRejected: "serverRejected"
+            case .connectionFailed: "connectionFailed"
+            case .noProxies: "noProxies"
+            case .discoveryFailed: "discoveryFailed"
+            case .invalidConfiguration: "invalidConfiguration"
+            }
+        }
+    }
+
+    /// Whether the records may be stored by the proxy despite the error.
+    public enum Persistence: Sendable, Hashable {
+        /// Never written to a proxy.
+        case notSent
+        /// Written, but no ack came back: the proxy may have stored them.
+        case possiblySent
+        /// Acked by the proxy (for example a duplicate it had already stored).
+        case acked
+    }
+
+    public var code: Code
+    /// Whether trying again later may succeed.
+    public var isRetriable: Bool
+    /// The proxy that answered or failed last.
+    public var proxy: Endpoint?
+    /// The proxy's `errCode`, when it answered with one.
+    public var serverErrorCode: DataProxyErrorCode?
+    /// The proxy's `errMsg`.
+    public var serverErrorMessage: String?
+    public var group: String?
+    public var stream: String?
+    /// Attempts made.
+    public var attempts: Int
+    public var persistence: Persistence
+    /// A human-readable detail.
+    public var detail: String
+    /// The transport or discovery error behind it.
+    public var underlying: (any Error & Sendable)?
+
+    public init(
+        _ code: Code,
+        _ detail: String,
+        isRetriable: Bool = false,
+        persistence: Persistence = .notSent,
+        group: String? = nil,
+        stream: String? = nil,
+        attempts: Int = 0,
+        proxy: Endpoint? = nil,
+        serverErrorCode: DataProxyErrorCode? = nil,
+        serverErrorMessage: String? = nil,
+        underlying: (any Error & Sendable)? = nil
+    ) {
+        self.code = code
+        self.detail = detail
+        self.isRetriable = isRetriable
+        self.persistence = persistence
+        self.group = group
+        self.stream = stream
+        self.attempts = attempts
+        self.proxy = proxy
+        self.serverErrorCode = serverErrorCode
+        self.serverErrorMessage = serverErrorMessage
+        self.underlying = underlying
+    }
+
+    public var description: String {
+        var text = "DataProxyError.\(self.code): \(self.detail)"
+        if let code = self.serverErrorCode { text += " (errCode \(code))" }
+        if let group = self.group { text += " [\(group)/\(self.stream ?? "")]" }
+        if self.attempts > 0 { text += " after \(self.attempts) attempt(s)" }
+        if let proxy = self.proxy { text += " via \(proxy)" }
+        return text
+    }
+}

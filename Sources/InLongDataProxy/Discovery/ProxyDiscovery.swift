@@ -1,0 +1,170 @@
+import AsyncHTTPClient
+import Foundation
+import InLongTransport
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// What the Manager says about a group's proxies.
+struct ProxyList: Sendable, Hashable {
+    var endpoints: [Endpoint]
+    var clusterID: Int?
+    var maxPacketLength: Int?
+}
+
+/// Asks the InLong Manager for proxy lists (wire-protocol.md §8) and keeps the last good answers in a cache file.
+struct ProxyDiscovery: Sendable {
+    let configuration: DataProxyClient.Manager
+    let httpClient: HTTPClient
+    let logger: Logger
+
+    private struct Reply: Decodable {
+        struct Payload: Decodable {
+            var clusterId: Int?
+            var maxPacketLength: Int?
+            var nodeList: [Node]?
+        }
+
+        struct Node: Decodable {
+            var id: Int?
+            var ip: String
+            var port: Port
+        }
+
+        /// The C++ parser also takes the port as a string.
+        struct Port: Decodable {
+            var value: Int
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.singleValueContainer()
+                if let number = try? container.decode(Int.self) {
+                    self.value = number
+                } else if let text = try? container.decode(String.self), let number = Int(text) {
+                    self.value = number
+                } else {
+                    throw DecodingError.dataCorruptedError(in: container, debugDescription: "port is not a number")
+                }
+            }
+        }
+
+        var success: Bool
+        var errMsg: String?
+        var data: Payload?
+    }
+
+    /// Parses a Manager reply; throws for a failure, malformed JSON, or an empty node list.
+    static func parse(_ body: String, group: String) throws -> ProxyList {
+        let reply: Reply
+        do {
+            reply = try JSONDecoder().decode(Reply.self, from: Data(body.utf8))
+        } catch {
+            throw DataProxyError(.discoveryFailed, "the Manager's reply for \(group) is not valid: \(error)", isRetriable: true, group: group)
+        }
+        guard reply.success else {
+            throw DataProxyError(.discoveryFailed, "the Manager refused \(group): \(reply.errMsg ?? "no message")", isRetriable: true, group: group)
+        }
+        // Like the C++ and Java SDKs, skip nodes without an id.
+        let endpoints = (reply.data?.nodeList ?? []).filter { $0.id != nil && (1...65535).contains($0.port.value) }
+            .map { Endpoint(host: $0.ip, port: $0.port.value) }
+        guard !endpoints.isEmpty else {
+            throw DataProxyError(.discoveryFailed, "the Manager lists no proxy for \(group)", isRetriable: true, group: group)
+        }
+        let maxPacketLength = reply.data?.maxPacketLength.flatMap { $0 > 0 ? $0 : nil }
+        return ProxyList(endpoints: endpoints, clusterID: reply.data?.clusterId, maxPacketLength: maxPacketLength)
+    }
+
+    /// Asks the Manager for `group`, with the configured attempts; the raw reply is returned for caching.
+    func fetch(group: String) async throws -> (ProxyList, String) {
+        var lastError: any Error = DataProxyError(.discoveryFailed, "no attempt made", group: group)
+        for attempt in 0..<max(self.configuration.attempts, 1) {
+            if attempt > 0 { try await Task.sleep(for: .milliseconds(500 * attempt)) }
+            do {
+                let body = try await self.request(group: group)
+                return (try Self.parse(body, group: group), body)
+            } catch let error as CancellationError {
+                throw error
+            } catch {
+                lastError = error
+                self.logger.debug("Manager request failed", metadata: ["inlong.group": "\(group)", "inlong.error": "\(error)"])
+            }
+        }
+        throw lastError
+    }
+
+    private func request(group: String) async throws -> String {
+        var request = HTTPClientRequest(url: "\(self.configuration.url)/\(group)")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        if let credentials = self.configuration.credentials {
+            let token = Data("\(credentials.secretID):\(credentials.secretKey)".utf8).base64EncodedString()
+            request.headers.add(name: "Authorization", value: "Basic \(token)")
+        }
+        if let tenant = self.configuration.tenant { request.headers.add(name: "tenant", value: tenant) }
+        request.body = .bytes(ByteBuffer(string: "protocolType=TCP"))
+        let response = try await self.httpClient.execute(request, timeout: .init(self.configuration.requestTimeout))
+        let body = try await response.body.collect(upTo: 4 << 20)
+        guard response.status == .ok else {
+            throw DataProxyError(
+                .discoveryFailed,
+                "the Manager answered HTTP \(response.status.code) for \(group)",
+                isRetriable: true,
+                group: group
+            )
+        }
+        return String(buffer: body)
+    }
+
+    // MARK: Cache
+
+    /// The cached replies by group.
+    func readCache() -> [String: String] {
+        guard let path = self.configuration.cacheFile,
+            let data = FileManager.default.contents(atPath: path),
+            let cache = try? JSONDecoder().decode([String: String].self, from: data)
+        else { return [:] }
+        return cache
+    }
+
+    /// Stores a group's reply, through a temporary file and a rename so a crash never leaves half a file.
+    func writeCache(group: String, reply: String) {
+        guard let path = self.configuration.cacheFile else { return }
+        var cache = self.readCache()
+        cache[group] = reply
+        do {
+            let url = URL(fileURLWithPath: path)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            let temporary = url.appendingPathExtension("tmp")
+            try JSONEncoder().encode(cache).write(to: temporary)
+            if FileManager.default.fileExists(atPath: path) {
+                _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
+            } else {
+                try FileManager.default.moveItem(at: temporary, to: url)
+            }
+        } catch {
+            self.logger.warning("cannot write the proxy cache", metadata: ["inlong.path": "\(path)", "inlong.error": "\(error)"])
+        }
+    }
+
+    /// Asks for every group and merges the lists. Falls back to the cache for groups the Manager does not answer.
+    func discover(useCache: Bool) async -> (ProxyList?, (any Error)?) {
+        var endpoints: [Endpoint] = []
+        var maxPacketLength: Int?
+        var firstError: (any Error)?
+        let cache = useCache ? self.readCache() : [:]
+        for group in self.configuration.groups {
+            do {
+                let (list, raw) = try await self.fetch(group: group)
+                self.writeCache(group: group, reply: raw)
+                for endpoint in list.endpoints where !endpoints.contains(endpoint) { endpoints.append(endpoint) }
+                if let length = list.maxPacketLength { maxPacketLength = min(maxPacketLength ?? length, length) }
+            } catch {
+                firstError = firstError ?? error
+                if let raw = cache[group], let list = try? Self.parse(raw, group: group) {
+                    self.logger.notice("using the cached proxy list", metadata: ["inlong.group": "\(group)"])
+                    for endpoint in list.endpoints where !endpoints.contains(endpoint) { endpoints.append(endpoint) }
+                }
+            }
+        }
+        guard !endpoints.isEmpty else { return (nil, firstError) }
+        return (ProxyList(endpoints: endpoints, clusterID: nil, maxPacketLength: maxPacketLength), firstError)
+    }
+}

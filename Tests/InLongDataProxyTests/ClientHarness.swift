@@ -1,0 +1,71 @@
+import InLongDataProxy
+import InLongDataProxyReceiver
+import InLongTestUtils
+import InLongTransport
+import NIOCore
+import Synchronization
+import Testing
+
+/// Collects every delivery report of a client.
+final class ReportCollector: Sendable {
+    final class Box: Sendable {
+        let state = Mutex<(acked: Int, failed: Int, failedBodies: [String], reports: Int)>((0, 0, [], 0))
+    }
+
+    private let box = Box()
+    private let task: Task<Void, Never>
+
+    init(_ client: DataProxyClient) {
+        let stream = client.deliveryReports()
+        let box = self.box
+        self.task = Task {
+            for await report in stream {
+                box.state.withLock { state in
+                    state.reports += 1
+                    if report.isAcked {
+                        state.acked += report.recordCount
+                    } else {
+                        state.failed += report.recordCount
+                        state.failedBodies += report.failedRecords.map { String(buffer: $0) }
+                    }
+                }
+            }
+        }
+    }
+
+    var acked: Int { self.box.state.withLock { $0.acked } }
+    var failed: Int { self.box.state.withLock { $0.failed } }
+    var failedBodies: [String] { self.box.state.withLock { $0.failedBodies } }
+
+    func stop() { self.task.cancel() }
+}
+
+/// A client configuration for one or more local receivers, with short timeouts.
+func clientConfiguration(ports: [Int]) -> DataProxyClient.Configuration {
+    var configuration = DataProxyClient.Configuration(proxies: ports.map { Endpoint(host: "127.0.0.1", port: $0) })
+    configuration.batching.linger = .milliseconds(5)
+    configuration.retry.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
+    configuration.retry.deliveryTimeout = .seconds(60)
+    configuration.connection.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
+    return configuration
+}
+
+/// Checks that every accepted record ended exactly once, and that acked records are in the sink.
+func expectEveryRecordAccounted(
+    sent: [String],
+    client: DataProxyClient,
+    reports: ReportCollector,
+    sinks: [InMemorySink],
+    sourceLocation: SourceLocation = #_sourceLocation
+) async {
+    let statistics = client.statistics()
+    #expect(await eventually { reports.acked + reports.failed == sent.count }, sourceLocation: sourceLocation)
+    #expect(statistics.accepted == sent.count, sourceLocation: sourceLocation)
+    #expect(statistics.accepted == statistics.acked + statistics.failed, sourceLocation: sourceLocation)
+    #expect(reports.acked == statistics.acked, sourceLocation: sourceLocation)
+    #expect(statistics.heldRecords == 0, sourceLocation: sourceLocation)
+    let stored = Set(sinks.flatMap { $0.records.map { String(buffer: $0.body) } })
+    let failed = Set(reports.failedBodies)
+    let acked = sent.filter { !failed.contains($0) }
+    #expect(acked.allSatisfy { stored.contains($0) }, "an acked record is missing from the sink", sourceLocation: sourceLocation)
+}
