@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "InLongTransport", targets: ["InLongTransport"]),
         .library(name: "InLongDataProxyReceiver", targets: ["InLongDataProxyReceiver"]),
         .library(name: "InLongDataProxy", targets: ["InLongDataProxy"]),
+        .executable(name: "inlong", targets: ["InLongCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -27,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
     ],
     targets: [
         .target(
@@ -93,6 +95,21 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             resources: [.copy("Fixtures")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "InLongCLI",
+            dependencies: [
+                "InLongDataProxy",
+                "InLongDataProxyReceiver",
+                "InLongTransport",
+                "InLongWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

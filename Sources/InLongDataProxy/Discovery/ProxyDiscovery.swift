@@ -1,6 +1,6 @@
-import AsyncHTTPClient
+public import AsyncHTTPClient
 import Foundation
-import InLongTransport
+public import InLongTransport
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -166,5 +166,21 @@ struct ProxyDiscovery: Sendable {
         }
         guard !endpoints.isEmpty else { return (nil, firstError) }
         return (ProxyList(endpoints: endpoints, clusterID: nil, maxPacketLength: maxPacketLength), firstError)
+    }
+}
+
+extension DataProxyClient {
+    /// Asks the Manager once for the proxies of `group` (for tools such as `inlong discover`).
+    public static func discoverProxies(
+        manager: Manager,
+        group: String,
+        httpClient: HTTPClient = .shared
+    ) async throws -> [Endpoint] {
+        let discovery = ProxyDiscovery(
+            configuration: manager,
+            httpClient: httpClient,
+            logger: Logger(label: "inlong.discovery", factory: { _ in SwiftLogNoOpLogHandler() })
+        )
+        return try await discovery.fetch(group: group).0.endpoints
     }
 }

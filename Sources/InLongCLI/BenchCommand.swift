@@ -1,0 +1,112 @@
+import ArgumentParser
+import Foundation
+import InLongDataProxy
+import InLongDataProxyReceiver
+import InLongTransport
+import NIOCore
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure the SDK against an embedded counting receiver over loopback (every record acked).",
+        discussion: """
+            Examples:
+              inlong bench --records 2000000 --size 100 --mode single
+              inlong bench --records 500000 --size 1024 --mode batch
+              inlong bench --proxy 127.0.0.1:46801 --records 1000000   # against a receiver started elsewhere
+            """
+    )
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable {
+        /// One `send` per record.
+        case single
+        /// `send(contentsOf:)` with 1000 records per call.
+        case batch
+    }
+
+    @Option(help: "Records to send.")
+    var records = 1_000_000
+
+    @Option(help: "Bytes per record.")
+    var size = 100
+
+    @Option(help: "single: one send per record; batch: send(contentsOf:) of 1000.")
+    var mode = Mode.batch
+
+    @Flag(help: "Do not compress batches.")
+    var noCompression = false
+
+    @Option(name: .customLong("proxy"), help: "Send to this receiver instead of an embedded one.")
+    var proxy: String?
+
+    func run() async throws {
+        guard self.records > 0, self.size >= 16 else { throw CLIError("--records must be positive and --size at least 16") }
+        let sink = CountingSink()
+        let receiver = DataProxyReceiver(configuration: .loopback, sink: sink)
+        let records = self.records
+        let size = self.size
+        let mode = self.mode
+        let template = (0..<64).map { demoRecord($0, size: size) }
+        let outcome = try await withThrowingTaskGroup(of: Void.self) { tasks -> SendOutcome in
+            let endpoint: Endpoint
+            if let proxy = self.proxy {
+                endpoint = try parseEndpoint(proxy)
+            } else {
+                tasks.addTask { try await receiver.run() }
+                endpoint = Endpoint(host: "127.0.0.1", port: try await receiver.port())
+            }
+            var configuration = DataProxyClient.Configuration(proxies: [endpoint])
+            if self.noCompression { configuration.batching.compressionThreshold = nil }
+            let outcome = try await benchSend(configuration: configuration, records: records, mode: mode, template: template)
+            receiver.stop()
+            try await tasks.waitForAll()
+            return outcome
+        }
+        let peak = peakResidentBytes().map { String(format: "%.0f MB", Double($0) / 1_000_000) } ?? "-"
+        print("mode \(mode.rawValue), \(records) records of \(size) B, compression \(self.noCompression ? "off" : "on")")
+        print(outcome.summary)
+        print("peak resident memory \(peak)")
+        if self.proxy == nil { print("receiver counted \(sink.recordCount) records") }
+        if outcome.statistics.acked != records { throw ExitCode(1) }
+    }
+}
+
+func benchSend(
+    configuration: DataProxyClient.Configuration,
+    records: Int,
+    mode: BenchCommand.Mode,
+    template: [ByteBuffer]
+) async throws -> SendOutcome {
+    let start = ContinuousClock.now
+    let bytes = (0..<records).reduce(0) { $0 + template[$1 % template.count].readableBytes }
+    let statistics = try await withDataProxyClient(configuration: configuration) { client in
+        let progress = Progress {
+            let statistics = client.statistics()
+            return "accepted \(statistics.accepted)  acked \(statistics.acked)  held \(statistics.heldRecords)"
+        }
+        defer { progress.finish() }
+        switch mode {
+        case .single:
+            for index in 0..<records {
+                try await client.send(template[index % template.count], group: "bench", stream: "s")
+            }
+        case .batch:
+            var index = 0
+            var chunk: [ByteBuffer] = []
+            chunk.reserveCapacity(1000)
+            while index < records {
+                chunk.removeAll(keepingCapacity: true)
+                while chunk.count < 1000 && index < records {
+                    chunk.append(template[index % template.count])
+                    index += 1
+                }
+                try await client.send(contentsOf: chunk, group: "bench", stream: "s")
+            }
+        }
+        _ = await client.flush(timeout: .seconds(600))
+        return client.statistics()
+    }
+    let elapsed = ContinuousClock.now - start
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    return SendOutcome(statistics: statistics, seconds: seconds, bytes: bytes)
+}

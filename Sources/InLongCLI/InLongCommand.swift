@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import InLongDataProxy
+import InLongDataProxyReceiver
+import InLongTransport
+import Logging
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+
+@main
+struct InLongCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inlong",
+        abstract: "Ship records to Apache InLong DataProxy servers, or run a compatible receiver.",
+        discussion: """
+            Examples:
+              inlong demo                                   # embedded receiver + 100,000 records through the SDK
+              inlong receive --listen 127.0.0.1:46801 --manager-port 8083 --out records.jsonl
+              inlong send --group g --stream s --proxy 127.0.0.1:46801 app.log
+              inlong discover --manager http://127.0.0.1:8083/inlong/manager/openapi/dataproxy/getIpList --group g
+              inlong bench --records 2000000 --size 100
+            """,
+        subcommands: [DemoCommand.self, SendCommand.self, ReceiveCommand.self, DiscoverCommand.self, BenchCommand.self]
+    )
+}
+
+/// A one-line error and a non-zero exit, instead of a stack of detail.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Live counters on a terminal, nothing otherwise.
+final class Progress: Sendable {
+    let enabled = isatty(STDOUT_FILENO) == 1
+    private let task: Task<Void, Never>?
+
+    init(_ line: @escaping @Sendable () -> String) {
+        guard isatty(STDOUT_FILENO) == 1 else {
+            self.task = nil
+            return
+        }
+        self.task = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(200))
+                FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line()).utf8))
+            }
+        }
+    }
+
+    func finish() {
+        self.task?.cancel()
+        if self.enabled { FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8)) }
+    }
+}
+
+func parseEndpoint(_ text: String) throws -> Endpoint {
+    guard let endpoint = Endpoint(text) else { throw CLIError("'\(text)' is not host:port") }
+    return endpoint
+}
+
+func formatRate(_ count: Double, seconds: Double) -> String {
+    guard seconds > 0 else { return "-" }
+    let rate = count / seconds
+    return rate >= 1_000_000 ? String(format: "%.2f M", rate / 1_000_000) : String(format: "%.0f ", rate)
+}
+
+func megabytes(_ bytes: Int, seconds: Double) -> String {
+    String(format: "%.1f MB/s", Double(bytes) / 1_000_000 / max(seconds, 1e-9))
+}
+
+func milliseconds(_ duration: Duration?) -> String {
+    guard let duration else { return "-" }
+    let (seconds, attoseconds) = duration.components
+    return String(format: "%.2f ms", Double(seconds) * 1000 + Double(attoseconds) / 1e15)
+}
+
+func failureSummary(_ statistics: DataProxyClientStatistics) -> String {
+    statistics.failures.isEmpty ? "" : " (" + statistics.failures.map { "\($0.key): \($0.value)" }.sorted().joined(separator: ", ") + ")"
+}
+
+/// Peak resident memory of this process, from /proc (Linux), in bytes.
+func peakResidentBytes() -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let digits = line.split(separator: " ").dropFirst().first.flatMap { Int($0) }
+        return digits.map { $0 * 1024 }
+    }
+    return nil
+}
