@@ -1,0 +1,189 @@
+import InLongDataProxy
+import InLongDataProxyReceiver
+import InLongTestUtils
+import InLongTransport
+import InLongWire
+import NIOCore
+import Testing
+
+/// Faults injected at the receiver: in every case each accepted record ends acked (and stored) or reported failed.
+@Suite struct DataProxyClientFaultTests {
+    private func sendAll(_ client: DataProxyClient, count: Int, prefix: String = "r") async throws -> [String] {
+        var sent: [String] = []
+        for index in 0..<count {
+            let body = "\(prefix)\(index)"
+            try await client.send(body, group: "g", stream: "s")
+            sent.append(body)
+        }
+        return sent
+    }
+
+    @Test func retriableErrorsAreRetried() async throws {
+        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
+        receiverConfiguration.faults.errorCode = .sinkServiceUnready
+        receiverConfiguration.faults.errorRate = 0.5
+        try await withReceiver(receiverConfiguration) { receiver in
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.retry.maxAttempts = 10
+            configuration.batching.maxRecords = 50
+            try await withDataProxyClient(configuration: configuration) { client in
+                let reports = ReportCollector(client)
+                let sent = try await sendAll(client, count: 1000)
+                #expect(await client.flush())
+                await expectEveryRecordAccounted(sent: sent, client: client, reports: reports, sinks: [receiver.memorySink])
+                #expect(client.statistics().acked == 1000)
+                #expect(client.statistics().retries > 0)
+                reports.stop()
+            }
+        }
+    }
+
+    @Test func fatalErrorsFailFastWithTheServerCode() async throws {
+        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
+        receiverConfiguration.knownGroups = ["other"]
+        try await withReceiver(receiverConfiguration) { receiver in
+            let configuration = clientConfiguration(ports: [try await receiver.port()])
+            try await withDataProxyClient(configuration: configuration) { client in
+                let reports = ReportCollector(client)
+                do {
+                    _ = try await client.sendAndWait(ByteBuffer(string: "x"), group: "g", stream: "s")
+                    Issue.record("a rejected record was reported acked")
+                } catch let error as DataProxyError {
+                    #expect(error.code == .serverRejected)
+                    #expect(error.serverErrorCode == .topicIsBlank)
+                    #expect(error.serverErrorMessage?.contains("groupId=(g)") == true)
+                    #expect(error.isRetriable == false)
+                    #expect(error.attempts == 1)
+                    #expect(error.persistence == .notSent)
+                }
+                let sent = ["x"] + (try await sendAll(client, count: 200))
+                #expect(await client.flush())
+                await expectEveryRecordAccounted(sent: sent, client: client, reports: reports, sinks: [receiver.memorySink])
+                #expect(client.statistics().failed == 201)
+                #expect(client.statistics().retries == 0)
+                reports.stop()
+            }
+        }
+    }
+
+    @Test func droppedAcksTimeOutAndAreReportedPossiblySent() async throws {
+        try await withReceiver { receiver in
+            receiver.updateFaults { $0.dropAcks = true }
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.connection.requestTimeout = .milliseconds(200)
+            configuration.retry.maxAttempts = 2
+            try await withDataProxyClient(configuration: configuration) { client in
+                let reports = ReportCollector(client)
+                do {
+                    _ = try await client.sendAndWait(ByteBuffer(string: "lost-ack"), group: "g", stream: "s")
+                    Issue.record("expected a failure")
+                } catch let error as DataProxyError {
+                    #expect(error.code == .connectionFailed)
+                    #expect(error.persistence == .possiblySent)
+                    #expect(error.attempts == 2)
+                }
+                // Stored twice (once per attempt), never acked.
+                #expect(receiver.memorySink.recordCount == 2)
+                await expectEveryRecordAccounted(sent: ["lost-ack"], client: client, reports: reports, sinks: [receiver.memorySink])
+                reports.stop()
+            }
+        }
+    }
+
+    @Test func delayedAcksWithinTheTimeoutAreFine() async throws {
+        try await withReceiver { receiver in
+            receiver.updateFaults { $0.ackDelay = .milliseconds(30) }
+            let configuration = clientConfiguration(ports: [try await receiver.port()])
+            try await withDataProxyClient(configuration: configuration) { client in
+                let reports = ReportCollector(client)
+                let sent = try await sendAll(client, count: 300)
+                #expect(await client.flush())
+                await expectEveryRecordAccounted(sent: sent, client: client, reports: reports, sinks: [receiver.memorySink])
+                #expect(client.statistics().acked == 300)
+                reports.stop()
+            }
+        }
+    }
+
+    @Test func proxyKilledMidStreamFailsOverToAnother() async throws {
+        try await withReceiver { first in
+            try await withReceiver { second in
+                first.updateFaults { $0.closeAfterFrames = 3 }
+                var configuration = clientConfiguration(ports: [try await first.port(), try await second.port()])
+                configuration.batching.maxRecords = 20
+                configuration.retry.maxAttempts = 5
+                try await withDataProxyClient(configuration: configuration) { client in
+                    let reports = ReportCollector(client)
+                    var sent: [String] = []
+                    for round in 0..<5 {
+                        sent += try await sendAll(client, count: 400, prefix: "k\(round)-")
+                        if round == 2 { first.dropConnections() }
+                    }
+                    #expect(await client.flush())
+                    await expectEveryRecordAccounted(sent: sent, client: client, reports: reports, sinks: [first.memorySink, second.memorySink])
+                    #expect(client.statistics().acked == sent.count)
+                    reports.stop()
+                }
+            }
+        }
+    }
+
+    @Test func memoryStaysWithinTheQuotaWhenTheProxyStopsReading() async throws {
+        try await withReceiver { receiver in
+            receiver.updateFaults { $0.stopReading = true }
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.buffer.maxBytes = 1 << 20
+            configuration.buffer.whenFull = .fail
+            try await withDataProxyClient(configuration: configuration) { client in
+                let reports = ReportCollector(client)
+                let body = ByteBuffer(repeating: UInt8(ascii: "m"), count: 1000)
+                var accepted = 0
+                var refused = 0
+                for _ in 0..<5000 {
+                    do {
+                        try await client.send(body, group: "g", stream: "s")
+                        accepted += 1
+                    } catch let error as DataProxyError where error.code == .bufferFull {
+                        refused += 1
+                    }
+                    #expect(client.statistics().heldBytes <= 1 << 20)
+                }
+                #expect(refused > 0)
+                #expect(accepted > 0)
+                receiver.updateFaults { $0.stopReading = false }
+                #expect(await client.flush(timeout: .seconds(60)))
+                #expect(client.statistics().acked == accepted)
+                #expect(receiver.memorySink.recordCount == accepted)
+                #expect(await eventually { reports.acked == accepted })
+                reports.stop()
+            }
+        }
+    }
+
+    @Test func closeReportsUnackedRecordsAsFailed() async throws {
+        try await withReceiver { receiver in
+            receiver.updateFaults { $0.dropAcks = true }
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.connection.requestTimeout = .seconds(30)
+            let client = DataProxyClient(configuration: configuration)
+            let reports = ReportCollector(client)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await client.run() }
+                let sent = try await sendAll(client, count: 500)
+                #expect(await eventually { receiver.memorySink.recordCount == 500 })
+                client.close(deadline: .milliseconds(100))
+                try await group.waitForAll()
+                await expectEveryRecordAccounted(sent: sent, client: client, reports: reports, sinks: [receiver.memorySink])
+                #expect(client.statistics().failed == 500)
+                #expect(client.statistics().failures["shutDown"] == 500)
+                do {
+                    try await client.send("late", group: "g", stream: "s")
+                    Issue.record("a closed client accepted a record")
+                } catch let error as DataProxyError {
+                    #expect(error.code == .shutDown)
+                }
+            }
+            reports.stop()
+        }
+    }
+}
