@@ -149,16 +149,38 @@ public final class DataProxyClient: Service, Sendable {
         try await self.appendAll(prepared)
     }
 
-    /// Accepts many records given as their bodies.
-    public func send(contentsOf bodies: some Sequence<ByteBuffer>, group: String, stream: String) async throws {
-        let key = BatchKey(group: group, stream: stream, perRecordAttributes: false)
-        var prepared: [(ByteBuffer, BatchKey, String?)] = []
-        prepared.reserveCapacity(bodies.underestimatedCount)
-        for body in bodies {
+    /// Accepts many records given as their bodies: one validation of the group and stream, one lock per run of
+    /// records that fit the buffer, no per-record lookups.
+    public func send(contentsOf bodies: some Collection<ByteBuffer>, group: String, stream: String) async throws {
+        guard let first = bodies.first else { return }
+        _ = try self.validate(first, group: group, stream: stream, dataTime: nil, attributes: [])
+        let limit = self.state.withLock { $0.maxBlockBytes }
+        let records = Array(bodies)
+        for body in records where body.readableBytes == 0 || BatchAccumulator.blockBytes(bodyLength: body.readableBytes, attributesLength: nil) > limit {
             _ = try self.validate(body, group: group, stream: stream, dataTime: nil, attributes: [])
-            prepared.append((body, key, nil))
         }
-        try await self.appendAll(prepared)
+        let key = BatchKey(group: group, stream: stream, perRecordAttributes: false)
+        var index = 0
+        while index < records.count {
+            let (appended, closed, sealed) = self.state.withLock { state -> (Int, Bool, Bool) in
+                guard state.phase == .created || state.phase == .running else { return (0, true, false) }
+                let (appended, sealed) = state.accumulator.appendRun(
+                    records[index...],
+                    key: key,
+                    now: .now,
+                    wallSeconds: wallClockSeconds()
+                )
+                self.enqueue(sealed, into: &state)
+                return (appended, false, !sealed.isEmpty)
+            }
+            if closed {
+                throw DataProxyError(.shutDown, "the client is closed; \(index) of \(records.count) records were accepted", group: group, stream: stream)
+            }
+            self.counters.accepted.add(appended, ordering: .relaxed)
+            if sealed { self.wake.yield() }
+            index += appended
+            if index < records.count { try await self.waitForRoom(bytes: records[index].readableBytes) }
+        }
     }
 
     /// Sends one record and waits for its ack; throws ``DataProxyError`` when it fails.

@@ -115,6 +115,57 @@ struct BatchAccumulator {
         return sealed.map(AppendResult.acceptedAndSealed) ?? .accepted
     }
 
+    /// Appends records of one key without per-record dictionary lookups; stops at the first record the quota
+    /// has no room for. Returns how many were appended and the batches sealed on the way.
+    mutating func appendRun(
+        _ bodies: ArraySlice<ByteBuffer>,
+        key: BatchKey,
+        now: ContinuousClock.Instant,
+        wallSeconds: UInt32
+    ) -> (appended: Int, sealed: [SealedBatch]) {
+        var sealed: [SealedBatch] = []
+        var appended = 0
+        var batch = self.open.removeValue(forKey: key)
+        for body in bodies {
+            let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: nil)
+            let charge = body.readableBytes + Self.recordOverhead
+            guard self.hasRoom(forBytes: charge) else { break }
+            if let current = batch, current.block.readableBytes + recordBytes > self.limits.maxBytes {
+                sealed.append(Self.sealed(current, key: key))
+                batch = nil
+            }
+            if batch == nil {
+                batch = OpenBatch(
+                    block: ByteBufferAllocator().buffer(capacity: self.limits.maxBytes),
+                    createdAt: now,
+                    dataTime: wallSeconds
+                )
+            }
+            batch!.append(body, attributes: nil, charge: charge, waiter: nil)
+            self.heldBytes += charge
+            self.heldRecords += 1
+            appended += 1
+            if batch!.recordCount >= self.limits.maxRecords || batch!.block.readableBytes >= self.limits.maxBytes {
+                sealed.append(Self.sealed(batch!, key: key))
+                batch = nil
+            }
+        }
+        if let batch { self.open[key] = batch }
+        return (appended, sealed)
+    }
+
+    private static func sealed(_ batch: OpenBatch, key: BatchKey) -> SealedBatch {
+        SealedBatch(
+            key: key,
+            block: batch.block,
+            recordCount: batch.recordCount,
+            chargedBytes: batch.chargedBytes,
+            waiters: batch.waiters,
+            createdAt: batch.createdAt,
+            dataTime: batch.dataTime
+        )
+    }
+
     /// Seals the batches older than the linger time.
     mutating func sealExpired(now: ContinuousClock.Instant) -> [SealedBatch] {
         let due = self.open.filter { now - $0.value.createdAt >= self.limits.linger }.map(\.key)
