@@ -14,35 +14,46 @@ public final class RawClient: Sendable {
         case timedOut
     }
 
-    private struct State {
+    fileprivate struct State {
         var reads: [Read] = []
         var waiter: (id: Int, continuation: CheckedContinuation<Read, Never>)?
         var nextID = 0
     }
 
+    /// What the connection delivered, shared with its handler.
+    fileprivate final class Inbox: Sendable {
+        let state = Mutex(State())
+    }
+
     private let channel: any Channel
-    private let state = Mutex(State())
+    private let inbox: Inbox
 
-    private init(channel: any Channel) {
+    private init(channel: any Channel, inbox: Inbox) {
         self.channel = channel
+        self.inbox = inbox
     }
 
-    /// Connects to `127.0.0.1:port`.
+    /// Connects to `127.0.0.1:port`. The handlers are in place before the connection is, so a peer that closes
+    /// at once is seen.
     public static func connect(port: Int) async throws -> RawClient {
+        let inbox = Inbox()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(InLongFrameDecoder(maxFrameSize: 16 << 20)),
+                        Collector(inbox: inbox)
+                    )
+                }
+            }
             .connect(host: "127.0.0.1", port: port).get()
-        let client = RawClient(channel: channel)
-        try await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.addHandlers(
-                ByteToMessageHandler(InLongFrameDecoder(maxFrameSize: 16 << 20)),
-                Collector(client: client)
-            )
-        }.get()
-        return client
+        return RawClient(channel: channel, inbox: inbox)
     }
+}
 
-    fileprivate func deliver(_ read: Read) {
-        let waiter = self.state.withLock { state -> CheckedContinuation<Read, Never>? in
+extension RawClient.Inbox {
+    fileprivate func deliver(_ read: RawClient.Read) {
+        let waiter = self.state.withLock { state -> CheckedContinuation<RawClient.Read, Never>? in
             if let waiter = state.waiter {
                 state.waiter = nil
                 if read == .closed { state.reads.append(.closed) }
@@ -53,7 +64,9 @@ public final class RawClient: Sendable {
         }
         waiter?.resume(returning: read)
     }
+}
 
+extension RawClient {
     /// Writes bytes as they are.
     public func write(_ bytes: ByteBuffer) async throws {
         try await self.channel.writeAndFlush(bytes)
@@ -66,13 +79,13 @@ public final class RawClient: Sendable {
 
     /// The next frame, or `.closed`/`.timedOut`.
     public func read(timeout: Duration = .seconds(10)) async -> Read {
-        let id = self.state.withLock { state in
+        let id = self.inbox.state.withLock { state in
             state.nextID += 1
             return state.nextID
         }
         let timer = Task {
             try await Task.sleep(for: timeout)
-            let waiter = self.state.withLock { state -> CheckedContinuation<Read, Never>? in
+            let waiter = self.inbox.state.withLock { state -> CheckedContinuation<RawClient.Read, Never>? in
                 guard let waiter = state.waiter, waiter.id == id else { return nil }
                 state.waiter = nil
                 return waiter.continuation
@@ -81,7 +94,7 @@ public final class RawClient: Sendable {
         }
         defer { timer.cancel() }
         return await withCheckedContinuation { continuation in
-            let ready = self.state.withLock { state -> Read? in
+            let ready = self.inbox.state.withLock { state -> Read? in
                 if !state.reads.isEmpty {
                     let first = state.reads.removeFirst()
                     // A close stays visible to every later read.
@@ -103,13 +116,13 @@ public final class RawClient: Sendable {
 
 private final class Collector: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    private let client: RawClient
+    private let inbox: RawClient.Inbox
     private var closed = false
 
-    init(client: RawClient) { self.client = client }
+    init(inbox: RawClient.Inbox) { self.inbox = inbox }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.client.deliver(.frame(self.unwrapInboundIn(data)))
+        self.inbox.deliver(.frame(self.unwrapInboundIn(data)))
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -119,7 +132,7 @@ private final class Collector: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if !self.closed {
             self.closed = true
-            self.client.deliver(.closed)
+            self.inbox.deliver(.closed)
         }
     }
 }
