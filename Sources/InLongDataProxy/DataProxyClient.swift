@@ -50,7 +50,6 @@ public final class DataProxyClient: Service, Sendable {
         var nextJobID = 0
         var nextUniq: UInt32 = 0
         var pool: ConnectionPool<DataProxyCodec>?
-        var maxBlockBytes: Int
         var reportSinks: [Int: AsyncStream<DeliveryReport>.Continuation] = [:]
         var nextSinkID = 0
         var shutdownDeadline: ContinuousClock.Instant?
@@ -84,7 +83,7 @@ public final class DataProxyClient: Service, Sendable {
             quotaBytes: configuration.buffer.maxBytes,
             quotaRecords: configuration.buffer.maxRecords
         )
-        self.state = Mutex(State(accumulator: BatchAccumulator(limits: limits), maxBlockBytes: limits.maxBytes))
+        self.state = Mutex(State(accumulator: BatchAccumulator(limits: limits)))
         (self.wakeups, self.wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         if !configuration.unsupportedKeys.isEmpty {
             logger.warning(
@@ -116,6 +115,7 @@ public final class DataProxyClient: Service, Sendable {
             switch self.tryAppend(body, attributes: recordAttributes, key: key, waiter: nil) {
             case .accepted: return
             case .full: try await self.waitForRoom(bytes: body.readableBytes)
+            case .tooLarge(let limit): throw self.tooLarge(body, limit: limit, key: key)
             case .closed: throw DataProxyError(.shutDown, "the client is closed", group: group, stream: stream)
             }
         }
@@ -136,6 +136,7 @@ public final class DataProxyClient: Service, Sendable {
     public func send(contentsOf records: some Sequence<DataProxyRecord>, group: String, stream: String) async throws {
         var prepared: [(ByteBuffer, BatchKey, String?)] = []
         prepared.reserveCapacity(records.underestimatedCount)
+        let limit = self.blockLimit
         for record in records {
             let (key, attributes) = try self.validate(
                 record.body,
@@ -144,6 +145,9 @@ public final class DataProxyClient: Service, Sendable {
                 dataTime: record.dataTime,
                 attributes: record.attributes
             )
+            if BatchAccumulator.blockBytes(bodyLength: record.body.readableBytes, attributesLength: attributes?.utf8.count) > limit {
+                throw self.tooLarge(record.body, limit: limit, key: key)
+            }
             prepared.append((record.body, key, attributes))
         }
         try await self.appendAll(prepared)
@@ -153,13 +157,17 @@ public final class DataProxyClient: Service, Sendable {
     /// records that fit the buffer, no per-record lookups.
     public func send(contentsOf bodies: some Collection<ByteBuffer>, group: String, stream: String) async throws {
         guard let first = bodies.first else { return }
-        _ = try self.validate(first, group: group, stream: stream, dataTime: nil, attributes: [])
-        let limit = self.state.withLock { $0.maxBlockBytes }
+        let (key, _) = try self.validate(first, group: group, stream: stream, dataTime: nil, attributes: [])
+        let limit = self.blockLimit
         let records = Array(bodies)
-        for body in records where body.readableBytes == 0 || BatchAccumulator.blockBytes(bodyLength: body.readableBytes, attributesLength: nil) > limit {
-            _ = try self.validate(body, group: group, stream: stream, dataTime: nil, attributes: [])
+        for body in records {
+            if body.readableBytes == 0 {
+                _ = try self.validate(body, group: group, stream: stream, dataTime: nil, attributes: [])
+            }
+            if BatchAccumulator.blockBytes(bodyLength: body.readableBytes, attributesLength: nil) > limit {
+                throw self.tooLarge(body, limit: limit, key: key)
+            }
         }
-        let key = BatchKey(group: group, stream: stream, perRecordAttributes: false)
         var index = 0
         while index < records.count {
             let (appended, closed, sealed) = self.state.withLock { state -> (Int, Bool, Bool) in
@@ -199,6 +207,7 @@ public final class DataProxyClient: Service, Sendable {
                     switch self.tryAppend(body, attributes: recordAttributes, key: key, waiter: continuation) {
                     case .accepted: break
                     case .full: continuation.resume(throwing: Full())
+                    case .tooLarge(let limit): continuation.resume(throwing: self.tooLarge(body, limit: limit, key: key))
                     case .closed:
                         continuation.resume(throwing: DataProxyError(.shutDown, "the client is closed", group: group, stream: stream))
                     }
@@ -291,7 +300,25 @@ public final class DataProxyClient: Service, Sendable {
 
     // MARK: Append
 
-    private enum TryAppend { case accepted, full, closed }
+    private enum TryAppend {
+        case accepted, full, closed
+        /// The record does not fit a frame of the current limit.
+        case tooLarge(limit: Int)
+    }
+
+    /// The record-block limit now (the Manager may lower it).
+    private var blockLimit: Int { self.state.withLock { $0.accumulator.limits.maxBytes } }
+
+    private func tooLarge(_ body: ByteBuffer, limit: Int, key: BatchKey) -> DataProxyError {
+        self.counters.tooLarge.add(1, ordering: .relaxed)
+        self.counters.tooLargeCounter.increment()
+        return DataProxyError(
+            .messageTooLarge,
+            "a record of \(body.readableBytes) bytes does not fit a frame (at most \(limit - 4) bytes)",
+            group: key.group,
+            stream: key.stream
+        )
+    }
 
     private func validate(
         _ body: ByteBuffer,
@@ -317,19 +344,17 @@ public final class DataProxyClient: Service, Sendable {
             }
             recordAttributes = text
         }
-        let bytes = BatchAccumulator.blockBytes(bodyLength: body.readableBytes, attributesLength: recordAttributes?.utf8.count)
-        let limit = self.state.withLock { $0.maxBlockBytes }
-        guard bytes <= limit else {
-            self.counters.tooLarge.add(1, ordering: .relaxed)
-            self.counters.tooLargeCounter.increment()
-            throw DataProxyError(.messageTooLarge, "a record of \(body.readableBytes) bytes does not fit a frame (at most \(limit - 4) bytes)", group: group, stream: stream)
-        }
         return (BatchKey(group: group, stream: stream, perRecordAttributes: recordAttributes != nil), recordAttributes)
     }
 
     private func tryAppend(_ body: ByteBuffer, attributes: String?, key: BatchKey, waiter: AckWaiter?) -> TryAppend {
+        let recordBytes = BatchAccumulator.blockBytes(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
         let (result, sealed) = self.state.withLock { state -> (TryAppend, Bool) in
             guard state.phase == .created || state.phase == .running else { return (.closed, false) }
+            // Checked under the lock the append takes anyway: the limit can change with the Manager's answer.
+            guard recordBytes <= state.accumulator.limits.maxBytes else {
+                return (.tooLarge(limit: state.accumulator.limits.maxBytes), false)
+            }
             switch state.accumulator.append(
                 body,
                 attributes: attributes,
@@ -492,7 +517,6 @@ public final class DataProxyClient: Service, Sendable {
 
     private func applyFrameLimit(_ maxPacketLength: Int, to state: inout State) {
         let limit = Self.blockLimit(self.configuration.batching, frameSize: min(maxPacketLength, self.configuration.batching.maxFrameSize))
-        state.maxBlockBytes = limit
         state.accumulator.limits.maxBytes = limit
     }
 
@@ -743,7 +767,7 @@ public final class DataProxyClient: Service, Sendable {
             self.counters.acked.add(batch.recordCount, ordering: .relaxed)
             self.counters.latency.withLock { $0.record(ack.latency) }
             metrics.acked.increment(by: batch.recordCount)
-            metrics.ackLatency.recordNanoseconds(Int64(ack.latency.components.seconds) * 1_000_000_000 + ack.latency.components.attoseconds / 1_000_000_000)
+            metrics.ackLatency.recordNanoseconds(TimeAmount(ack.latency).nanoseconds)
             for waiter in batch.waiters { waiter.resume(returning: ack) }
             report = DeliveryReport(group: batch.key.group, stream: batch.key.stream, recordCount: batch.recordCount, outcome: .acked(ack), failedRecords: [])
         case .failure(let error):

@@ -24,12 +24,9 @@ import Synchronization
 /// ```
 public final class DataProxyReceiver: Service, Sendable {
     private struct State {
-        var address: SocketAddress?
-        var addressWaiters: [CheckedContinuation<SocketAddress, any Error>] = []
         var serverChannel: (any Channel)?
         var connections: [ObjectIdentifier: any Channel] = [:]
         var stopped = false
-        var failure: (any Error)?
     }
 
     public let configuration: Configuration
@@ -40,6 +37,7 @@ public final class DataProxyReceiver: Service, Sendable {
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let state = Mutex(State())
+    private let address = ListeningAddress()
     private let faults: Mutex<Faults>
     private let errorBudget = Mutex(0.0)
     private let counters = ReceiverCounters()
@@ -62,16 +60,7 @@ public final class DataProxyReceiver: Service, Sendable {
 
     /// The address the receiver listens on, once it does. Throws if it could not bind.
     public func localAddress() async throws -> SocketAddress {
-        try await withCheckedThrowingContinuation { continuation in
-            let result: Result<SocketAddress, any Error>? = self.state.withLock { state in
-                if let address = state.address { return .success(address) }
-                if let failure = state.failure { return .failure(failure) }
-                if state.stopped { return .failure(ReceiverError.stopped) }
-                state.addressWaiters.append(continuation)
-                return nil
-            }
-            if let result { continuation.resume(with: result) }
-        }
+        try await self.address.value()
     }
 
     /// The receiver's port, once it listens.
@@ -96,13 +85,12 @@ public final class DataProxyReceiver: Service, Sendable {
 
     /// Stops listening and closes every connection; ``run()`` then returns.
     public func stop() {
-        let (server, channels, waiters) = self.state.withLock { state in
+        let (server, channels) = self.state.withLock { state in
             state.stopped = true
-            let waiters = state.addressWaiters
-            state.addressWaiters = []
-            return (state.serverChannel, Array(state.connections.values), waiters)
+            return (state.serverChannel, Array(state.connections.values))
         }
-        for waiter in waiters { waiter.resume(throwing: ReceiverError.stopped) }
+        // A receiver stopped before it listened never will.
+        self.address.settle(.failure(ReceiverError.stopped))
         server?.close(promise: nil)
         for channel in channels { channel.close(promise: nil) }
     }
@@ -112,22 +100,15 @@ public final class DataProxyReceiver: Service, Sendable {
         do {
             server = try await self.bind()
         } catch {
-            let waiters = self.state.withLock { state in
-                state.failure = error
-                defer { state.addressWaiters = [] }
-                return state.addressWaiters
-            }
-            for waiter in waiters { waiter.resume(throwing: error) }
+            self.address.settle(.failure(error))
             throw error
         }
         let address = server.channel.localAddress!
-        let (waiters, stopped) = self.state.withLock { state in
-            state.address = address
+        let stopped = self.state.withLock { state in
             state.serverChannel = server.channel
-            defer { state.addressWaiters = [] }
-            return (state.addressWaiters, state.stopped)
+            return state.stopped
         }
-        for waiter in waiters { waiter.resume(returning: address) }
+        self.address.settle(.success(address))
         if stopped { server.channel.close(promise: nil) }
         self.logger.debug("receiver listening", metadata: ["inlong.address": "\(address)"])
 
@@ -165,7 +146,7 @@ public final class DataProxyReceiver: Service, Sendable {
                         ByteToMessageHandler(InLongFrameDecoder(maxFrameSize: configuration.maxFrameSize))
                     )
                     if let timeout = configuration.readIdleTimeout {
-                        try operations.addHandler(IdleStateHandler(readTimeout: TimeAmount.nanoseconds(timeout.nanoseconds)))
+                        try operations.addHandler(IdleStateHandler(readTimeout: TimeAmount(timeout)))
                         try operations.addHandler(ReadIdleCloseHandler())
                     }
                     return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
@@ -338,13 +319,6 @@ public struct ReceiverError: Error, Hashable, Sendable, CustomStringConvertible 
 
 func currentTimeMillis() -> Int64 {
     Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
-}
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = self.components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
 }
 
 /// Closes a connection whose read-idle timer fired, as the DataProxy does after `maxReadIdleTime`.

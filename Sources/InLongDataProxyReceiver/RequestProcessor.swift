@@ -137,8 +137,7 @@ struct RequestProcessor: Sendable {
         let dataTime = message.dataTime == 0 ? receivedAt : Int64(message.dataTime) * 1000
 
         var records: [ReceivedRecord] = []
-        let recordCount: Int
-        let payloadBytes: Int
+        var recordCount = max(Int(message.count), 1)
         if self.decodesRecords {
             let decoded: [InLongRecord]
             do {
@@ -149,15 +148,8 @@ struct RequestProcessor: Sendable {
                     : fail(.messageBodyItemsInvalid, "record block is malformed")
             }
             guard !decoded.isEmpty else { return fail(.messageBodyItemsInvalid, "record block holds no record") }
-            records.reserveCapacity(decoded.count)
-            for record in decoded {
-                records.append(ReceivedRecord(body: record.data, attributes: record.attributes, dataTime: recordTime(record.attributes, dataTime)))
-            }
+            records = receivedRecords(decoded, dataTime: dataTime)
             recordCount = records.count
-            payloadBytes = uncompressedSize(message)
-        } else {
-            recordCount = max(Int(message.count), 1)
-            payloadBytes = uncompressedSize(message)
         }
 
         var prefix: [String] = []
@@ -176,7 +168,7 @@ struct RequestProcessor: Sendable {
             clientAddress: clientAddress,
             attributes: message.attributes,
             recordCount: recordCount,
-            payloadBytes: payloadBytes,
+            payloadBytes: uncompressedSize(message),
             records: records
         )
         return .deliver(received, ack)
@@ -255,9 +247,7 @@ struct RequestProcessor: Sendable {
             attributes: message.attributes,
             recordCount: bodies.count,
             payloadBytes: body.readableBytes,
-            records: self.decodesRecords
-                ? bodies.map { ReceivedRecord(body: $0.data, attributes: $0.attributes, dataTime: recordTime($0.attributes, dataTime)) }
-                : []
+            records: self.decodesRecords ? receivedRecords(bodies, dataTime: dataTime) : []
         )
         return .deliver(received, ack)
     }
@@ -294,9 +284,12 @@ func errorAttributes(proxyIP: String, code: DataProxyErrorCode, message: String,
     join("dpIp=\(proxyIP)", "errCode=\(code.rawValue)", "errMsg=\(message)", request)
 }
 
-private func recordTime(_ attributes: String?, _ fallback: Int64) -> Int64 {
-    guard let attributes, attributes.utf8.count > 3 else { return fallback }
-    return InLongAttributes(parsingLeniently: attributes)["dt"].flatMap { Int64($0) } ?? fallback
+/// The records for the sink, each with its own `dt` attribute as data time when it has one.
+private func receivedRecords(_ records: [InLongRecord], dataTime: Int64) -> [ReceivedRecord] {
+    records.map { record in
+        let ownTime = record.attributes.flatMap { InLongAttributes(parsingLeniently: $0)["dt"] }.flatMap { Int64($0) }
+        return ReceivedRecord(body: record.data, attributes: record.attributes, dataTime: ownTime ?? dataTime)
+    }
 }
 
 /// The attributes of a frame that failed validation, read where its lengths say they are, or "" when they point

@@ -194,15 +194,7 @@ struct BatchAccumulator {
 
     private mutating func seal(_ key: BatchKey) -> SealedBatch? {
         guard let batch = self.open.removeValue(forKey: key), batch.recordCount > 0 else { return nil }
-        return SealedBatch(
-            key: key,
-            block: batch.block,
-            recordCount: batch.recordCount,
-            chargedBytes: batch.chargedBytes,
-            waiters: batch.waiters,
-            createdAt: batch.createdAt,
-            dataTime: batch.dataTime
-        )
+        return Self.sealed(batch, key: key)
     }
 }
 

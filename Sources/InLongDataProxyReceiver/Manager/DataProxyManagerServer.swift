@@ -76,15 +76,13 @@ public final class DataProxyManagerServer: Service, Sendable {
     private struct State {
         var nodes: [Node]
         var fault = Fault.none
-        var address: SocketAddress?
-        var waiters: [CheckedContinuation<SocketAddress, any Error>] = []
-        var finished = false
     }
 
     public let configuration: Configuration
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let state: Mutex<State>
+    private let address = ListeningAddress()
     private let requests = Atomic<Int>(0)
 
     public init(
@@ -113,15 +111,7 @@ public final class DataProxyManagerServer: Service, Sendable {
 
     /// The address it listens on, once it does.
     public func localAddress() async throws -> SocketAddress {
-        try await withCheckedThrowingContinuation { continuation in
-            let result: Result<SocketAddress, any Error>? = self.state.withLock { state in
-                if let address = state.address { return .success(address) }
-                if state.finished { return .failure(ReceiverError.stopped) }
-                state.waiters.append(continuation)
-                return nil
-            }
-            if let result { continuation.resume(with: result) }
-        }
+        try await self.address.value()
     }
 
     /// The base URL SDKs are configured with (without the group id), once it listens.
@@ -140,24 +130,13 @@ public final class DataProxyManagerServer: Service, Sendable {
             configuration: .init(address: .hostname(self.configuration.host, port: self.configuration.port)),
             onServerRunning: { channel in
                 guard let address = channel.localAddress else { return }
-                let waiters = self.state.withLock { state in
-                    state.address = address
-                    defer { state.waiters = [] }
-                    return state.waiters
-                }
-                for waiter in waiters { waiter.resume(returning: address) }
+                self.address.settle(.success(address))
             },
             eventLoopGroupProvider: .shared(self.eventLoopGroup),
             logger: self.logger
         )
-        defer {
-            let waiters = self.state.withLock { state in
-                state.finished = true
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume(throwing: ReceiverError.stopped) }
-        }
+        // A server that ends before it listened never will.
+        defer { self.address.settle(.failure(ReceiverError.stopped)) }
         try await application.run()
     }
 
@@ -211,15 +190,9 @@ public final class DataProxyManagerServer: Service, Sendable {
     }
 
     private static func failure(_ message: String) -> String {
-        var escaped = ""
-        for scalar in message.unicodeScalars {
-            switch scalar {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            default: escaped.unicodeScalars.append(scalar)
-            }
-        }
-        return #"{"success":false,"errMsg":"\#(escaped)","data":null}"#
+        var escaped: [UInt8] = []
+        JSONLinesSink.appendString(message, to: &escaped)
+        return #"{"success":false,"errMsg":\#(String(decoding: escaped, as: UTF8.self)),"data":null}"#
     }
 
     private static func json(_ status: HTTPResponse.Status, _ body: String) -> Response {
