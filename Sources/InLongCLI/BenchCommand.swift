@@ -14,6 +14,7 @@ struct BenchCommand: AsyncParsableCommand {
               inlong bench --records 2000000 --size 100 --mode single
               inlong bench --records 500000 --size 1024 --mode batch
               inlong bench --proxy 127.0.0.1:46801 --records 1000000   # against a receiver started elsewhere
+              inlong bench --receiver-only --records 5000000 --size 100   # the receiver alone, raw pipelined frames
             """
     )
 
@@ -39,6 +40,18 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("proxy"), help: "Send to this receiver instead of an embedded one.")
     var proxy: String?
 
+    @Flag(help: "Measure the embedded receiver alone, fed pre-encoded frames by a raw pipelined sender.")
+    var receiverOnly = false
+
+    @Option(help: "With --receiver-only: sender connections.")
+    var connections = 1
+
+    @Option(help: "With --receiver-only: unacked frames per connection.")
+    var window = 64
+
+    @Flag(help: "With --receiver-only: have the receiver decompress and split every message, as for a storing sink.")
+    var decode = false
+
     func run() async throws {
         guard self.records > 0, self.size >= 16 else { throw CLIError("--records must be positive and --size at least 16") }
         let sink = CountingSink()
@@ -47,6 +60,20 @@ struct BenchCommand: AsyncParsableCommand {
         let size = self.size
         let mode = self.mode
         let template = (0..<64).map { demoRecord($0, size: size) }
+        if self.receiverOnly {
+            guard self.connections > 0, self.window > 0 else { throw CLIError("--connections and --window must be positive") }
+            let bench = ReceiverBench(records: records, size: size, connections: self.connections, window: self.window, compress: !self.noCompression, decode: self.decode)
+            let outcome = try await bench.run(template: template)
+            let peak = peakResidentBytes().map { String(format: "%.0f MB", Double($0) / 1_000_000) } ?? "-"
+            print("receiver only: \(outcome.records) records of \(size) B in \(outcome.frames) frames over \(self.connections) connection(s), window \(self.window), compression \(self.noCompression ? "off" : "on"), records \(self.decode ? "decoded" : "counted")")
+            print(
+                "ingested in \(String(format: "%.2f", outcome.seconds)) s: \(formatRate(Double(outcome.records), seconds: outcome.seconds))records/s, "
+                    + "\(megabytes(outcome.payloadBytes, seconds: outcome.seconds)) of records, \(megabytes(outcome.wireBytes, seconds: outcome.seconds)) on the wire; failed acks \(outcome.failedAcks)"
+            )
+            print("peak resident memory \(peak)")
+            if outcome.failedAcks > 0 { throw ExitCode(1) }
+            return
+        }
         let outcome = try await withThrowingTaskGroup(of: Void.self) { tasks -> SendOutcome in
             let endpoint: Endpoint
             if let proxy = self.proxy {

@@ -63,7 +63,7 @@ func parseEndpoint(_ text: String) throws -> Endpoint {
 func formatRate(_ count: Double, seconds: Double) -> String {
     guard seconds > 0 else { return "-" }
     let rate = count / seconds
-    return rate >= 1_000_000 ? String(format: "%.2f M", rate / 1_000_000) : String(format: "%.0f ", rate)
+    return rate >= 1_000_000 ? String(format: "%.2f M ", rate / 1_000_000) : String(format: "%.0f ", rate)
 }
 
 func megabytes(_ bytes: Int, seconds: Double) -> String {

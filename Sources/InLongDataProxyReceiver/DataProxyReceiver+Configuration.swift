@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import InLongWire
 
 extension DataProxyReceiver {
@@ -29,6 +30,8 @@ extension DataProxyReceiver {
         public var manager: DataProxyManagerServer.Configuration?
         /// Faults to inject from the start; see ``DataProxyReceiver/updateFaults(_:)``. Defaults to none.
         public var faults = Faults()
+        /// Where the counters are reported. Defaults to `nil`: the bootstrapped `MetricsSystem.factory`.
+        public var metricsFactory: (any MetricsFactory)?
 
         public init() {}
 

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import InLongWire
 public import Logging
@@ -40,7 +41,7 @@ public final class DataProxyReceiver: Service, Sendable {
     private let address = ListeningAddress()
     private let faults: Mutex<Faults>
     private let errorBudget = Mutex(0.0)
-    private let counters = ReceiverCounters()
+    private let counters: ReceiverCounters
 
     public init(
         configuration: Configuration,
@@ -53,6 +54,7 @@ public final class DataProxyReceiver: Service, Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.faults = Mutex(configuration.faults)
+        self.counters = ReceiverCounters(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         self.manager = configuration.manager.map {
             DataProxyManagerServer(configuration: $0, nodes: [], eventLoopGroup: eventLoopGroup, logger: logger)
         }
@@ -235,7 +237,7 @@ public final class DataProxyReceiver: Service, Sendable {
                         case .noReply(let code):
                             if let code { self.counters.error(code) }
                         case .close(let error):
-                            self.counters.protocolErrors.add(1, ordering: .relaxed)
+                            self.counters.protocolError()
                             logger.debug("closing connection on a malformed frame", metadata: ["inlong.error": "\(error)"])
                             return
                         case .deliver(let message, let ack):
@@ -278,7 +280,7 @@ public final class DataProxyReceiver: Service, Sendable {
                 }
             }
         } catch let error as InLongWireError {
-            self.counters.protocolErrors.add(1, ordering: .relaxed)
+            self.counters.protocolError()
             logger.debug("closing connection on a malformed frame", metadata: ["inlong.error": "\(error)"])
         } catch {
             logger.trace("connection ended", metadata: ["inlong.error": "\(error)"])

@@ -1,5 +1,5 @@
 public import InLongWire
-import Metrics
+import CoreMetrics
 import Synchronization
 
 /// A snapshot of a receiver's counters.
@@ -44,14 +44,30 @@ final class ReceiverCounters: Sendable {
     let payloadBytes = Atomic<Int>(0)
     let errors = Mutex<[DataProxyErrorCode: Int]>([:])
 
-    private let connectionsGauge = Gauge(label: "inlong.receiver.connections")
-    private let framesCounter = Counter(label: "inlong.receiver.frames")
-    private let bytesCounter = Counter(label: "inlong.receiver.bytes")
-    private let recordsCounter = Counter(label: "inlong.receiver.records")
-    private let messagesCounter = Counter(label: "inlong.receiver.messages")
-    private let heartbeatsCounter = Counter(label: "inlong.receiver.heartbeats")
-    private let rejectedCounter = Counter(label: "inlong.receiver.connections.rejected")
+    private let factory: any MetricsFactory
+    private let connectionsGauge: Gauge
+    private let framesCounter: Counter
+    private let bytesCounter: Counter
+    private let recordsCounter: Counter
+    private let payloadBytesCounter: Counter
+    private let messagesCounter: Counter
+    private let heartbeatsCounter: Counter
+    private let rejectedCounter: Counter
+    private let protocolErrorsCounter: Counter
     private let errorCounters = Mutex<[DataProxyErrorCode: Counter]>([:])
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+        self.connectionsGauge = Gauge(label: "inlong.receiver.connections", factory: factory)
+        self.framesCounter = Counter(label: "inlong.receiver.frames", factory: factory)
+        self.bytesCounter = Counter(label: "inlong.receiver.bytes", factory: factory)
+        self.recordsCounter = Counter(label: "inlong.receiver.records", factory: factory)
+        self.payloadBytesCounter = Counter(label: "inlong.receiver.payload.bytes", factory: factory)
+        self.messagesCounter = Counter(label: "inlong.receiver.messages", factory: factory)
+        self.heartbeatsCounter = Counter(label: "inlong.receiver.heartbeats", factory: factory)
+        self.rejectedCounter = Counter(label: "inlong.receiver.connections.rejected", factory: factory)
+        self.protocolErrorsCounter = Counter(label: "inlong.receiver.protocol_errors", factory: factory)
+    }
 
     func connectionOpened() {
         self.acceptedConnections.add(1, ordering: .relaxed)
@@ -87,13 +103,19 @@ final class ReceiverCounters: Sendable {
         self.payloadBytes.add(message.payloadBytes, ordering: .relaxed)
         self.messagesCounter.increment()
         self.recordsCounter.increment(by: message.recordCount)
+        self.payloadBytesCounter.increment(by: message.payloadBytes)
+    }
+
+    func protocolError() {
+        self.protocolErrors.add(1, ordering: .relaxed)
+        self.protocolErrorsCounter.increment()
     }
 
     func error(_ code: DataProxyErrorCode) {
         self.errors.withLock { $0[code, default: 0] += 1 }
         let counter = self.errorCounters.withLock { counters in
             if let counter = counters[code] { return counter }
-            let counter = Counter(label: "inlong.receiver.errors", dimensions: [("code", String(code.rawValue))])
+            let counter = Counter(label: "inlong.receiver.errors", dimensions: [("code", String(code.rawValue))], factory: self.factory)
             counters[code] = counter
             return counter
         }

@@ -7,9 +7,13 @@ public final class CountingSink: DataProxyReceiverSink {
     private let records = Atomic<Int>(0)
     private let bytes = Atomic<Int>(0)
 
-    public init() {}
+    public let needsRecords: Bool
 
-    public var needsRecords: Bool { false }
+    /// - Parameter decodeRecords: Have the receiver decompress and split every message, as it does for a sink
+    ///   that stores records, to measure that work too. Defaults to `false`.
+    public init(decodeRecords: Bool = false) {
+        self.needsRecords = decodeRecords
+    }
 
     public func write(_ message: ReceivedMessage) async throws {
         self.messages.add(1, ordering: .relaxed)
