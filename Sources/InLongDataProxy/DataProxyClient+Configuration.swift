@@ -97,6 +97,18 @@ extension DataProxyClient {
         public var maxInFlight = 1024
         /// Reopen connections after this age, for load balancers. Defaults to `nil` (never).
         public var maxConnectionAge: Duration?
+        /// Reopen a connection that carried no records for this long (heartbeats aside), as the C++ SDK's
+        /// `tcp_idle_time`: a long-idle connection may have been dropped silently by a middlebox. Defaults to
+        /// 10 minutes; `nil` keeps idle connections.
+        public var maxIdleTime: Duration? = .seconds(600)
+        /// Weigh proxies by the load they report in type-8 heartbeat replies, on top of the batches in flight
+        /// (C++ `enable_balance`). Proxies that report none (the stock server) are weighed by batches in flight
+        /// only. Defaults to `true`.
+        public var balanceByReportedLoad = true
+        /// A proxy is avoided after this many consecutive failed batches (transport failures or retriable
+        /// errors) and probed back with one batch after a pause that doubles from 1 s to 30 s while the probes
+        /// fail. The last usable proxy is never avoided. Defaults to 3.
+        public var ejectAfterFailures = 3
         /// Reconnect backoff. Defaults to 100 ms doubling to 10 s.
         public var backoff = Backoff()
         public init() {}

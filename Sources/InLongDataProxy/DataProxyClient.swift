@@ -53,6 +53,7 @@ public final class DataProxyClient: Service, Sendable {
         var reportSinks: [Int: AsyncStream<DeliveryReport>.Continuation] = [:]
         var nextSinkID = 0
         var shutdownDeadline: ContinuousClock.Instant?
+        var health: ProxyHealth
     }
 
     public let configuration: Configuration
@@ -83,7 +84,12 @@ public final class DataProxyClient: Service, Sendable {
             quotaBytes: configuration.buffer.maxBytes,
             quotaRecords: configuration.buffer.maxRecords
         )
-        self.state = Mutex(State(accumulator: BatchAccumulator(limits: limits)))
+        self.state = Mutex(
+            State(
+                accumulator: BatchAccumulator(limits: limits),
+                health: ProxyHealth(threshold: configuration.connection.ejectAfterFailures)
+            )
+        )
         (self.wakeups, self.wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         if !configuration.unsupportedKeys.isEmpty {
             logger.warning(
@@ -271,10 +277,15 @@ public final class DataProxyClient: Service, Sendable {
         let histogram = self.counters.latency.withLock { $0 }
         statistics.ackLatencyP50 = histogram.value(at: 0.5)
         statistics.ackLatencyP99 = histogram.value(at: 0.99)
-        self.state.withLock { state in
+        let pool = self.state.withLock { state in
             statistics.heldBytes = state.accumulator.heldBytes
             statistics.heldRecords = state.accumulator.heldRecords
             statistics.inFlightBatches = state.pending.count + state.ready.count
+            statistics.avoidedProxies = state.health.avoided(now: .now)
+            return state.pool
+        }
+        for connection in pool?.connections ?? [] {
+            if let load = connection.reportedLoad { statistics.proxyLoads[connection.configuration.endpoints[0]] = load }
         }
         return statistics
     }
@@ -498,13 +509,14 @@ public final class DataProxyClient: Service, Sendable {
         transport.readTimeout = connection.heartbeatInterval * 3
         transport.maxInFlight = connection.maxInFlight
         transport.maxConnectionAge = connection.maxConnectionAge
+        transport.maxIdleTime = connection.maxIdleTime
         transport.backoff = connection.backoff
         transport.maxFrameLength = 1 << 20
         let pool = ConnectionPool(
             codec: codec,
             endpoints: Array(endpoints.prefix(max(connection.maxProxies, 1))),
             configuration: transport,
-            policy: .leastInFlight,
+            policy: connection.balanceByReportedLoad ? .leastLoaded : .leastInFlight,
             eventLoopGroup: self.eventLoopGroup,
             logger: self.logger
         )
@@ -538,6 +550,8 @@ public final class DataProxyClient: Service, Sendable {
             }
             if pool.updateEndpoints(Array(list.endpoints.prefix(max(self.configuration.connection.maxProxies, 1)))) {
                 self.logger.info("proxies updated", metadata: ["inlong.proxies": "\(list.endpoints)"])
+                let endpoints = pool.endpoints
+                self.state.withLock { $0.health.retain(endpoints) }
             }
             if let length = list.maxPacketLength { self.state.withLock { self.applyFrameLimit(length, to: &$0) } }
         }
@@ -606,12 +620,16 @@ public final class DataProxyClient: Service, Sendable {
             self.finish(job, .failure(self.error(.deliveryTimeout, "not acked within the delivery timeout", job: job, retriable: true)))
             return true
         }
+        var avoided = self.state.withLock { state in
+            if job.frame == nil {
+                state.nextUniq &+= 1
+                job.uniq = state.nextUniq
+            }
+            return state.health.avoided(now: now)
+        }
+        if let last = job.lastProxy { avoided.insert(last) }
         if job.frame == nil {
             do {
-                job.uniq = self.state.withLock { state in
-                    state.nextUniq &+= 1
-                    return state.nextUniq
-                }
                 job.frame = try self.encode(job)
             } catch {
                 self.finish(job, .failure(self.error(.invalidArgument, "cannot encode the batch: \(error)", job: job, retriable: false)))
@@ -621,7 +639,7 @@ public final class DataProxyClient: Service, Sendable {
         let future: EventLoopFuture<InLongResponse>
         let connection: PersistentConnection<DataProxyCodec>
         do {
-            (connection, future) = try pool.submit(.data(uniq: job.uniq, frame: job.frame!), avoiding: job.lastProxy)
+            (connection, future) = try pool.submit(.data(uniq: job.uniq, frame: job.frame!), avoiding: avoided)
         } catch {
             return false
         }
@@ -678,6 +696,14 @@ public final class DataProxyClient: Service, Sendable {
         // A job failed by the shutdown deadline is no longer pending: its late outcome is ignored.
         guard let job = self.state.withLock({ $0.pending.removeValue(forKey: job.id) }) else { return }
         let proxy = job.lastProxy ?? Endpoint(host: "?", port: 0)
+        let healthy: Bool? = switch result {
+        case .success(.binaryAck(let ack)): ack.result.isDelivered ? true : (ack.result.errorCode.disposition == .retriable ? false : nil)
+        case .success: false
+        case .failure: false
+        }
+        if let healthy, let sentTo = job.lastProxy {
+            self.recordHealth(of: sentTo, healthy: healthy)
+        }
         switch result {
         case .success(.binaryAck(let ack)):
             let outcome = ack.result
@@ -701,6 +727,18 @@ public final class DataProxyClient: Service, Sendable {
             if transport?.mayHaveBeenDelivered ?? true { job.mayHaveBeenDelivered = true }
             error.persistence = job.mayHaveBeenDelivered ? .possiblySent : .notSent
             self.retryOrFail(job, error)
+        }
+    }
+
+    private func recordHealth(of proxy: Endpoint, healthy: Bool) {
+        if healthy {
+            self.state.withLock { $0.health.succeeded(proxy) }
+            return
+        }
+        let usable = self.state.withLock { $0.pool }?.endpoints ?? []
+        let pause = self.state.withLock { $0.health.failed(proxy, now: .now, usable: usable) }
+        if let pause {
+            self.logger.warning("avoiding a failing proxy", metadata: ["inlong.proxy": "\(proxy)", "inlong.pause": "\(pause)"])
         }
     }
 

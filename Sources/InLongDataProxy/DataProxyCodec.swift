@@ -58,4 +58,9 @@ struct DataProxyCodec: FrameCodec {
     }
 
     func makeHeartbeat() -> Outbound? { .heartbeat }
+
+    /// Type-8 replies carry the proxy's load; the stock server always sends 0xFFFF (unknown).
+    func reportedLoad(in heartbeatReply: InLongResponse) -> Int? {
+        if case .binaryHeartbeat(let reply) = heartbeatReply { reply.reportedLoad } else { nil }
+    }
 }

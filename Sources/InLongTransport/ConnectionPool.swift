@@ -10,11 +10,14 @@ public struct LoadBalancingPolicy: Sendable {
     public struct Candidate: Sendable {
         public var endpoint: Endpoint
         public var inFlight: Int
+        /// The peer's reported load, when it reports one (see ``PersistentConnection/reportedLoad``).
+        public var load: Int?
     }
 
     enum Kind: Sendable {
         case roundRobin
         case leastInFlight
+        case leastLoaded
         case custom(@Sendable ([Candidate]) -> Int)
     }
 
@@ -24,6 +27,10 @@ public struct LoadBalancingPolicy: Sendable {
     public static let roundRobin = LoadBalancingPolicy(kind: .roundRobin)
     /// Each request goes to the ready connection with the fewest requests in flight (ties: round robin).
     public static let leastInFlight = LoadBalancingPolicy(kind: .leastInFlight)
+    /// Each request goes to the ready connection with the lowest cost, `(inFlight + 1) × (100 + load)`, where
+    /// `load` is the peer's reported load (0 when it reports none; ties: round robin). Peers that report no
+    /// load are chosen as by ``leastInFlight``; a peer reporting load 100 counts as twice as busy.
+    public static let leastLoaded = LoadBalancingPolicy(kind: .leastLoaded)
     /// The closure returns the index of the chosen candidate (never called with an empty list).
     public static func custom(_ choose: @escaping @Sendable ([Candidate]) -> Int) -> LoadBalancingPolicy {
         LoadBalancingPolicy(kind: .custom(choose))
@@ -127,12 +134,16 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
         return !added.isEmpty || !removed.isEmpty
     }
 
-    /// Picks a ready connection with the policy.
-    public func chooseConnection() throws -> PersistentConnection<Codec> {
+    /// Picks a ready connection with the policy, among those not to `avoided` endpoints when there are any.
+    public func chooseConnection(avoiding avoided: Set<Endpoint> = []) throws -> PersistentConnection<Codec> {
         try self.state.withLock { state in
             guard !state.closed else { throw TransportError(.shutDown) }
-            let ready = state.order.compactMap { state.connections[$0] }.filter { $0.connectivityState == .ready }
+            var ready = state.order.compactMap { state.connections[$0] }.filter { $0.connectivityState == .ready }
             guard !ready.isEmpty else { throw TransportError(.notConnected) }
+            if !avoided.isEmpty {
+                let preferred = ready.filter { !avoided.contains($0.configuration.endpoints[0]) }
+                if !preferred.isEmpty { ready = preferred }
+            }
             let start = state.next
             state.next &+= 1
             switch self.policy.kind {
@@ -145,9 +156,25 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
                     if ready[index].inFlightCount < ready[best].inFlightCount { best = index }
                 }
                 return ready[best]
+            case .leastLoaded:
+                func cost(_ connection: PersistentConnection<Codec>) -> Int {
+                    (connection.inFlightCount + 1) * (100 + min(connection.reportedLoad ?? 0, 1_000_000))
+                }
+                var best = start % ready.count
+                var bestCost = cost(ready[best])
+                for offset in 1..<max(ready.count, 1) {
+                    let index = (start + offset) % ready.count
+                    let candidate = cost(ready[index])
+                    if candidate < bestCost { (best, bestCost) = (index, candidate) }
+                }
+                return ready[best]
             case .custom(let choose):
                 let candidates = ready.map {
-                    LoadBalancingPolicy.Candidate(endpoint: $0.configuration.endpoints[0], inFlight: $0.inFlightCount)
+                    LoadBalancingPolicy.Candidate(
+                        endpoint: $0.configuration.endpoints[0],
+                        inFlight: $0.inFlightCount,
+                        load: $0.reportedLoad
+                    )
                 }
                 let index = choose(candidates)
                 return ready[min(max(index, 0), ready.count - 1)]
@@ -160,21 +187,15 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
         try await self.chooseConnection().request(request, timeout: timeout)
     }
 
-    /// Submits a request on a connection the policy picks, or on `preferred` when it is ready, without
-    /// suspending; see ``PersistentConnection/submit(_:timeout:)``. Returns the connection used and the future
-    /// response.
+    /// Submits a request without suspending on a connection the policy picks, avoiding the `avoided` endpoints
+    /// while another is ready; see ``PersistentConnection/submit(_:timeout:)``. Returns the connection used and
+    /// the future response.
     public func submit(
         _ request: Codec.Outbound,
         timeout: Duration? = nil,
-        avoiding avoided: Endpoint? = nil
+        avoiding avoided: Set<Endpoint> = []
     ) throws -> (PersistentConnection<Codec>, EventLoopFuture<Codec.Inbound>) {
-        var connection = try self.chooseConnection()
-        if let avoided, connection.configuration.endpoints.first == avoided {
-            let others = self.connections.filter {
-                $0.configuration.endpoints.first != avoided && $0.connectivityState == .ready
-            }
-            if let other = others.min(by: { $0.inFlightCount < $1.inFlightCount }) { connection = other }
-        }
+        let connection = try self.chooseConnection(avoiding: avoided)
         return (connection, try connection.submit(request, timeout: timeout))
     }
 

@@ -45,4 +45,11 @@ public protocol FrameCodec: Sendable {
     func key(of request: Outbound) -> Key
     /// A heartbeat request, or `nil` when the protocol has none (then only the read timeout applies).
     func makeHeartbeat() -> Outbound?
+    /// The load a peer reports in a heartbeat reply (0 or more, higher is busier), or `nil` when the reply
+    /// carries none. A ``LoadBalancingPolicy`` can weigh connections by it. Defaults to `nil`.
+    func reportedLoad(in heartbeatReply: Inbound) -> Int?
+}
+
+extension FrameCodec {
+    public func reportedLoad(in heartbeatReply: Inbound) -> Int? { nil }
 }

@@ -26,6 +26,10 @@ extension PersistentConnection {
         /// Close and reopen a connection after this age (after draining it), for load balancers that pin
         /// connections. Defaults to `nil` (never).
         public var maxConnectionAge: Duration?
+        /// Close and reopen a connection that carried no request or send (heartbeats aside) for this long, when
+        /// nothing is pending: a long-idle connection may have been dropped silently by a middlebox.
+        /// Defaults to `nil` (never).
+        public var maxIdleTime: Duration?
         /// How long a graceful close waits for in-flight requests. Defaults to 10 seconds.
         public var drainTimeout: Duration = .seconds(10)
         /// Socket write-buffer watermarks: above `high` the channel is not writable and requests queue in the

@@ -151,6 +151,13 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     /// Requests in flight now.
     public var inFlightCount: Int { self.counters.inFlight.load(ordering: .relaxed) }
 
+    /// The load the peer reports in heartbeat replies on the open channel, smoothed, or `nil` when it reports
+    /// none (see ``FrameCodec/reportedLoad(in:)``).
+    public var reportedLoad: Int? {
+        let load = self.counters.reportedLoad.load(ordering: .relaxed)
+        return load == .min ? nil : load
+    }
+
     /// Sends `request` and returns the response whose key matches, or throws ``TransportError`` (timeout,
     /// connection lost, not connected, cancellation). Fails at once with ``TransportError/Code/notConnected``
     /// when no connection is ready.
@@ -311,7 +318,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 maxInFlight: configuration.maxInFlight,
                 maxQueued: configuration.maxQueued,
                 heartbeatInterval: configuration.heartbeatInterval.map(TimeAmount.init),
-                readTimeout: configuration.readTimeout.map(TimeAmount.init)
+                readTimeout: configuration.readTimeout.map(TimeAmount.init),
+                maxIdleTime: configuration.maxIdleTime.map(TimeAmount.init)
             ),
             maxFrameLength: configuration.maxFrameLength,
             flushThreshold: configuration.writeBufferWaterMarks.high
@@ -380,6 +388,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     private static func disconnectLabel(_ reason: TransportError) -> String {
         switch reason.code {
         case .heartbeatTimeout: "heartbeatTimeout"
+        case .idleTimeout: "idle"
         case .protocolViolation: "protocolViolation"
         case .shutDown: "local"
         default: reason.underlying == nil ? "closedByPeer" : "error"

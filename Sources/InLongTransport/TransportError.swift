@@ -8,7 +8,7 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
         private enum Base: Hashable, Sendable {
             case notConnected, connectFailed, connectTimeout, connectionClosed, heartbeatTimeout, requestTimeout
             case cancelled, tooManyRequests, duplicateKey, protocolViolation, encodingFailed, shutDown
-            case noEndpoints
+            case noEndpoints, idleTimeout
         }
 
         private let base: Base
@@ -40,6 +40,8 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
         public static let shutDown = Code(.shutDown)
         /// The pool has no endpoints.
         public static let noEndpoints = Code(.noEndpoints)
+        /// The connection carried nothing for the maximum idle time and was closed, to be reopened.
+        public static let idleTimeout = Code(.idleTimeout)
 
         public var description: String {
             switch self.base {
@@ -56,6 +58,7 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
             case .encodingFailed: "encodingFailed"
             case .shutDown: "shutDown"
             case .noEndpoints: "noEndpoints"
+            case .idleTimeout: "idleTimeout"
             }
         }
     }

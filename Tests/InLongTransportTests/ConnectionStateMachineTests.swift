@@ -77,7 +77,7 @@ import Testing
 
     @Test func heartbeatAfterWriteIdleThenDeadPeer() {
         var machine = self.makeMachine(heartbeat: .seconds(10), read: .seconds(30))
-        guard case .scheduleIdleCheck(let first) = machine.nextIdleCheck() else { Issue.record(); return }
+        guard case .scheduleIdleCheck(let first) = machine.nextIdleCheck(now: Self.t0) else { Issue.record(); return }
         #expect(first == Self.t0 + .seconds(10))
         // Written at t0+5: at t0+10 nothing to do yet, next check at t0+15.
         _ = machine.sendSubmitted(pending: "s", now: Self.t0 + .seconds(5))
@@ -94,9 +94,27 @@ import Testing
         #expect(error.code == .heartbeatTimeout)
     }
 
+    @Test func idleConnectionIsClosedOnlyWhenNothingIsPending() {
+        var machine = ConnectionStateMachine<Int, String>(
+            configuration: .init(maxInFlight: 4, maxQueued: 4, heartbeatInterval: .seconds(10), readTimeout: nil, maxIdleTime: .seconds(60)),
+            now: Self.t0
+        )
+        _ = machine.requestSubmitted(key: 1, pending: "a", now: Self.t0 + .seconds(5))
+        // Heartbeats are not use: the one at t0+15 does not postpone the idle close.
+        guard case .sendHeartbeat = machine.idleCheck(now: Self.t0 + .seconds(15)) else { Issue.record(); return }
+        machine.heartbeatWritten(now: Self.t0 + .seconds(15))
+        // Idle for 60 s but a request is pending: kept, and looked at again later, not at once.
+        guard case .sendHeartbeat(let next) = machine.idleCheck(now: Self.t0 + .seconds(65)) else { Issue.record(); return }
+        #expect(next > Self.t0 + .seconds(65))
+        machine.heartbeatWritten(now: Self.t0 + .seconds(65))
+        _ = machine.responseReceived(key: 1, now: Self.t0 + .seconds(66))
+        guard case .close(let error) = machine.idleCheck(now: Self.t0 + .seconds(70)) else { Issue.record(); return }
+        #expect(error.code == .idleTimeout)
+    }
+
     @Test func noTimersWithoutHeartbeatOrReadTimeout() {
         let machine = self.makeMachine(heartbeat: nil, read: nil)
-        #expect(machine.nextIdleCheck().isNone)
+        #expect(machine.nextIdleCheck(now: Self.t0).isNone)
     }
 
     @Test func drainClosesWhenTheLastRequestCompletes() {

@@ -1,4 +1,5 @@
 import Foundation
+public import InLongTransport
 import Metrics
 import Synchronization
 
@@ -36,6 +37,10 @@ public struct DataProxyClientStatistics: Sendable, Hashable {
     public var ackLatencyP99: Duration?
     /// Failed records by reason.
     public var failures: [String: Int] = [:]
+    /// The load each connected proxy reports in heartbeat replies, smoothed, for those that report one.
+    public var proxyLoads: [Endpoint: Int] = [:]
+    /// Proxies avoided now after consecutive failures.
+    public var avoidedProxies: Set<Endpoint> = []
 
     public init() {}
 }

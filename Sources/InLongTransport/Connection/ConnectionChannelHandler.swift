@@ -50,6 +50,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     private var drainTimer: Scheduled<Void>?
     /// Why the channel is closing, so pending requests fail with the real reason.
     private(set) var closeReason: TransportError?
+    /// The peer's reported load, smoothed; a new channel starts without one.
+    private var smoothedLoad: Int?
 
     init(
         codec: Codec,
@@ -65,6 +67,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         self.configuration = configuration
         self.endpoint = endpoint
         self.counters = counters
+        counters.reportedLoad.store(.min, ordering: .relaxed)
         self.metrics = metrics
         self.logger = logger
         self.onUnsolicited = onUnsolicited
@@ -147,7 +150,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
 
     private func becameActive(context: ChannelHandlerContext) {
         guard self.idleTimer == nil else { return }
-        self.run(self.stateMachine.nextIdleCheck())
+        self.run(self.stateMachine.nextIdleCheck(now: self.now))
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -211,6 +214,12 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
             }
             self.run(second)
         case .heartbeatReply:
+            if let load = self.codec.reportedLoad(in: frame), load >= 0 {
+                // Weighs the newest reply a quarter, so one spike does not move all traffic away.
+                let smoothed = self.smoothedLoad.map { ($0 * 3 + load) / 4 } ?? load
+                self.smoothedLoad = smoothed
+                self.counters.reportedLoad.store(smoothed, ordering: .relaxed)
+            }
             self.run(self.stateMachine.heartbeatReplyReceived(now: now))
         case .unsolicited:
             self.onUnsolicited(frame)

@@ -15,6 +15,9 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         var heartbeatInterval: TimeAmount?
         /// The connection is declared dead after this long without reading a byte; `nil` disables the check.
         var readTimeout: TimeAmount?
+        /// The connection is closed (to be reopened) after this long without a request or send, heartbeats
+        /// aside, when nothing is pending; `nil` keeps idle connections.
+        var maxIdleTime: TimeAmount? = nil
     }
 
     enum Item {
@@ -56,12 +59,15 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     private var isWritable = true
     private var lastRead: NIODeadline
     private var lastWrite: NIODeadline
+    /// The last write of the application's (a heartbeat is not one).
+    private var lastUse: NIODeadline
     private var heartbeatSentAt: NIODeadline?
 
     init(configuration: Configuration, now: NIODeadline) {
         self.configuration = configuration
         self.lastRead = now
         self.lastWrite = now
+        self.lastUse = now
     }
 
     var queuedCount: Int { self.queue.count }
@@ -108,6 +114,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     private mutating func start(_ item: Item, now: NIODeadline) {
         if case .request(let key, let pending) = item { self.inFlight[key] = pending }
         self.lastWrite = now
+        self.lastUse = now
     }
 
     /// Moves queued items to the wire while slots and writability allow, keeping their order.
@@ -191,24 +198,37 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
             if let readTimeout = self.configuration.readTimeout, now - self.lastRead >= readTimeout {
                 return .close(TransportError(.heartbeatTimeout))
             }
-            if let interval = self.configuration.heartbeatInterval, now - self.lastWrite >= interval {
-                return .sendHeartbeat(nextCheck: self.nextIdleDeadline(assumingWriteAt: now))
+            if let maxIdleTime = self.configuration.maxIdleTime, case .active = self.state, now - self.lastUse >= maxIdleTime,
+                self.inFlight.isEmpty, self.queue.isEmpty
+            {
+                return .close(TransportError(.idleTimeout))
             }
-            return self.nextIdleCheck()
+            if let interval = self.configuration.heartbeatInterval, now - self.lastWrite >= interval {
+                return .sendHeartbeat(nextCheck: self.nextIdleDeadline(assumingWriteAt: now, now: now))
+            }
+            return self.nextIdleCheck(now: now)
         }
         return .none
     }
 
-    /// When the idle timer should first fire.
-    func nextIdleCheck() -> Action {
-        guard self.configuration.readTimeout != nil || self.configuration.heartbeatInterval != nil else { return .none }
-        return .scheduleIdleCheck(self.nextIdleDeadline(assumingWriteAt: self.lastWrite))
+    /// When the idle timer should fire next.
+    func nextIdleCheck(now: NIODeadline) -> Action {
+        let configuration = self.configuration
+        guard configuration.readTimeout != nil || configuration.heartbeatInterval != nil || configuration.maxIdleTime != nil else {
+            return .none
+        }
+        return .scheduleIdleCheck(self.nextIdleDeadline(assumingWriteAt: self.lastWrite, now: now))
     }
 
-    private func nextIdleDeadline(assumingWriteAt write: NIODeadline) -> NIODeadline {
+    private func nextIdleDeadline(assumingWriteAt write: NIODeadline, now: NIODeadline) -> NIODeadline {
         var deadline = NIODeadline.distantFuture
         if let readTimeout = self.configuration.readTimeout { deadline = min(deadline, self.lastRead + readTimeout) }
         if let interval = self.configuration.heartbeatInterval { deadline = min(deadline, write + interval) }
+        if let maxIdleTime = self.configuration.maxIdleTime {
+            // Past due while requests are pending: look again a full period later, not in a tight loop.
+            let due = self.lastUse + maxIdleTime
+            deadline = min(deadline, due > now ? due : now + maxIdleTime)
+        }
         return deadline
     }
 

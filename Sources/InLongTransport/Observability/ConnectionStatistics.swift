@@ -6,7 +6,7 @@ public struct ConnectionStatistics: Hashable, Sendable {
     public var connects = 0
     /// Failed connect attempts.
     public var connectFailures = 0
-    /// Disconnects by reason (`closedByPeer`, `heartbeatTimeout`, `protocolViolation`, `error`, `local`).
+    /// Disconnects by reason (`closedByPeer`, `heartbeatTimeout`, `protocolViolation`, `idle`, `error`, `local`).
     public var disconnects: [String: Int] = [:]
     public var framesOut = 0
     public var framesIn = 0
@@ -23,6 +23,9 @@ public struct ConnectionStatistics: Hashable, Sendable {
     public var unsolicitedDropped = 0
     /// The last heartbeat round-trip time.
     public var lastHeartbeatRTT: Duration?
+    /// The load the peer reports in heartbeat replies, smoothed over recent replies (higher is busier), or `nil`
+    /// when it reports none; see ``FrameCodec/reportedLoad(in:)``. A pool's total keeps the highest.
+    public var reportedLoad: Int?
 
     public init() {}
 
@@ -41,6 +44,7 @@ public struct ConnectionStatistics: Hashable, Sendable {
         self.inFlight += other.inFlight
         self.unsolicitedDropped += other.unsolicitedDropped
         self.lastHeartbeatRTT = other.lastHeartbeatRTT ?? self.lastHeartbeatRTT
+        if let load = other.reportedLoad { self.reportedLoad = max(self.reportedLoad ?? load, load) }
     }
 }
 
@@ -58,6 +62,8 @@ final class StatisticsCounters: Sendable {
     let inFlight = Atomic<Int>(0)
     let unsolicitedDropped = Atomic<Int>(0)
     let lastHeartbeatRTTNanoseconds = Atomic<Int>(-1)
+    /// `Int.min` when unknown.
+    let reportedLoad = Atomic<Int>(.min)
     private let disconnects = Mutex<[String: Int]>([:])
 
     func disconnected(reason: String) {
@@ -80,6 +86,8 @@ final class StatisticsCounters: Sendable {
         s.unsolicitedDropped = self.unsolicitedDropped.load(ordering: .relaxed)
         let rtt = self.lastHeartbeatRTTNanoseconds.load(ordering: .relaxed)
         s.lastHeartbeatRTT = rtt >= 0 ? .nanoseconds(rtt) : nil
+        let load = self.reportedLoad.load(ordering: .relaxed)
+        s.reportedLoad = load == .min ? nil : load
         return s
     }
 }

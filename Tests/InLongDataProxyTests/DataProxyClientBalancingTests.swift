@@ -1,0 +1,135 @@
+import InLongDataProxy
+import InLongDataProxyReceiver
+import InLongTestUtils
+import InLongTransport
+import InLongWire
+import NIOCore
+import Testing
+
+/// Proxy choice: reported load, avoiding failing proxies and probing them back, idle reconnects.
+@Suite struct DataProxyClientBalancingTests {
+    /// Two receivers; `body` gets them and a client configuration for both with fast heartbeats.
+    private func withTwoReceivers(
+        _ body: (DataProxyReceiver, DataProxyReceiver, DataProxyClient.Configuration) async throws -> Void
+    ) async throws {
+        try await withReceiver { first in
+            try await withReceiver { second in
+                var configuration = clientConfiguration(ports: [try await first.port(), try await second.port()])
+                configuration.connection.heartbeatInterval = .milliseconds(50)
+                try await body(first, second, configuration)
+            }
+        }
+    }
+
+    @Test func reportedLoadSteersBatchesToTheLessLoadedProxy() async throws {
+        try await withTwoReceivers { idle, busy, configuration in
+            idle.updateFaults { $0.load = 10 }
+            busy.updateFaults { $0.load = 900 }
+            try await withDataProxyClient(configuration: configuration) { client in
+                let ports = [try await idle.port(), try await busy.port()]
+                #expect(await eventually { client.statistics().proxyLoads.count == 2 })
+                let loads = client.statistics().proxyLoads
+                #expect(loads[Endpoint(host: "127.0.0.1", port: ports[0])] == 10)
+                #expect(loads[Endpoint(host: "127.0.0.1", port: ports[1])] == 900)
+                // One batch at a time: nothing in flight anywhere, so the load alone decides.
+                for index in 0..<20 {
+                    _ = try await client.sendAndWait(ByteBuffer(string: "r\(index)"), group: "g", stream: "s")
+                }
+                #expect(idle.memorySink.recordCount == 20)
+                #expect(busy.memorySink.recordCount == 0)
+            }
+        }
+    }
+
+    @Test func withoutReportedLoadsBatchesAreSpreadByInFlight() async throws {
+        try await withTwoReceivers { first, second, configuration in
+            // The stock server's 0xFFFF: unknown load.
+            try await withDataProxyClient(configuration: configuration) { client in
+                #expect(await eventually { client.proxies.count == 2 && client.statistics().batchesSent == 0 })
+                #expect(await eventually {
+                    (try? await client.sendAndWait(ByteBuffer(string: "probe"), group: "g", stream: "s")) != nil
+                        && first.memorySink.recordCount > 0 && second.memorySink.recordCount > 0
+                })
+                #expect(client.statistics().proxyLoads.isEmpty)
+            }
+        }
+    }
+
+    @Test func failingProxyIsAvoidedThenProbedBack() async throws {
+        try await withTwoReceivers { healthy, failing, configuration in
+            failing.updateFaults { $0.errorCode = .sinkServiceUnready }
+            var configuration = configuration
+            configuration.connection.ejectAfterFailures = 2
+            configuration.retry.maxAttempts = 5
+            try await withDataProxyClient(configuration: configuration) { client in
+                let reports = ReportCollector(client)
+                #expect(await eventually { client.statistics().proxyLoads.isEmpty && client.proxies.count == 2 })
+                var sent: [String] = []
+                for index in 0..<20 {
+                    let body = "r\(index)"
+                    _ = try await client.sendAndWait(ByteBuffer(string: body), group: "g", stream: "s")
+                    sent.append(body)
+                }
+                let failingPort = try await failing.port()
+                // Two failures, then avoided for a second: far fewer errors than the 10 an even spread gives.
+                let errors = failing.statistics().errors[.sinkServiceUnready, default: 0]
+                #expect(errors >= 2 && errors <= 5)
+                #expect(healthy.memorySink.recordCount == 20)
+
+                // Repaired: once the pause ends, the proxy is tried again and takes batches.
+                failing.updateFaults { $0.errorCode = nil }
+                var index = 20
+                #expect(await eventually {
+                    let body = "r\(index)"
+                    index += 1
+                    guard (try? await client.sendAndWait(ByteBuffer(string: body), group: "g", stream: "s")) != nil else { return false }
+                    sent.append(body)
+                    return failing.memorySink.recordCount > 0
+                })
+                #expect(!client.statistics().avoidedProxies.contains(Endpoint(host: "127.0.0.1", port: failingPort)))
+                await expectEveryRecordAccounted(
+                    sent: sent,
+                    client: client,
+                    reports: reports,
+                    sinks: [healthy.memorySink, failing.memorySink]
+                )
+                #expect(client.statistics().failed == 0)
+                reports.stop()
+            }
+        }
+    }
+
+    @Test func theOnlyProxyIsNeverAvoided() async throws {
+        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
+        receiverConfiguration.faults.errorCode = .sinkServiceUnready
+        receiverConfiguration.faults.errorRate = 0.5
+        try await withReceiver(receiverConfiguration) { receiver in
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.connection.ejectAfterFailures = 1
+            configuration.retry.maxAttempts = 10
+            try await withDataProxyClient(configuration: configuration) { client in
+                for index in 0..<10 {
+                    _ = try await client.sendAndWait(ByteBuffer(string: "r\(index)"), group: "g", stream: "s")
+                    #expect(client.statistics().avoidedProxies.isEmpty)
+                }
+                #expect(receiver.memorySink.recordCount == 10)
+            }
+        }
+    }
+
+    @Test func idleConnectionIsReopened() async throws {
+        try await withReceiver { receiver in
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.connection.maxIdleTime = .milliseconds(100)
+            configuration.connection.heartbeatInterval = .milliseconds(40)
+            try await withDataProxyClient(configuration: configuration) { client in
+                _ = try await client.sendAndWait(ByteBuffer(string: "before"), group: "g", stream: "s")
+                // Heartbeats keep flowing but do not count as use: the connection is closed and reopened.
+                #expect(await eventually { receiver.statistics().acceptedConnections >= 2 })
+                _ = try await client.sendAndWait(ByteBuffer(string: "after"), group: "g", stream: "s")
+                #expect(receiver.memorySink.records.map { String(buffer: $0.body) } == ["before", "after"])
+                #expect(receiver.statistics().heartbeats > 0)
+            }
+        }
+    }
+}
