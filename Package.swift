@@ -164,6 +164,7 @@ let package = Package(
                 "InLongTransport",
                 "InLongWire",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),

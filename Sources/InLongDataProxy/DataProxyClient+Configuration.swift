@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import InLongTransport
 public import InLongWire
 
@@ -20,6 +21,10 @@ extension DataProxyClient {
         /// Delivery reports kept for a reader of ``DataProxyClient/deliveryReports()``; older ones are dropped
         /// (and counted) when nobody reads. Defaults to 1024.
         public var reportBufferSize = 1024
+        /// Where metrics go (per group and stream: records accepted, sent, acked, failed by reason, too large;
+        /// batches retried and in flight; queued bytes; buffer-full waits; ack latency). Defaults to `nil`: the
+        /// bootstrapped `MetricsSystem.factory`.
+        public var metricsFactory: (any MetricsFactory)?
         /// Keys of a C++ SDK configuration that were read but are not supported; filled by
         /// ``init(cppSDKConfiguration:)``.
         public internal(set) var unsupportedKeys: [String] = []

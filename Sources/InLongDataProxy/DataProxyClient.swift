@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import DequeModule
 import Foundation
 public import InLongTransport
-import Metrics
+import CoreMetrics
 public import InLongWire
 public import Logging
 public import NIOCore
@@ -31,6 +31,7 @@ public final class DataProxyClient: Service, Sendable {
     private struct Job: Sendable {
         var id: Int
         var batch: SealedBatch
+        let metrics: ClientCounters.StreamMetrics
         var frame: ByteBuffer?
         var uniq: UInt32 = 0
         var attempts = 0
@@ -54,6 +55,14 @@ public final class DataProxyClient: Service, Sendable {
         var nextSinkID = 0
         var shutdownDeadline: ContinuousClock.Instant?
         var health: ProxyHealth
+        /// Ids of jobs not yet ended, oldest first, and those among them that ended out of order.
+        var liveJobs = Deque<Int>()
+        var endedOutOfOrder = Set<Int>()
+        /// `flush` callers waiting until every job below their target id ended, by flush id.
+        var flushWaiters: [Int: (target: Int, continuation: CheckedContinuation<Bool, Never>)] = [:]
+        var nextFlushID = 0
+        /// Jobs (in `pending`) waiting out a retry backoff, with when they are due; the linger tick requeues them.
+        var retries: [(due: ContinuousClock.Instant, id: Int)] = []
     }
 
     public let configuration: Configuration
@@ -62,7 +71,7 @@ public final class DataProxyClient: Service, Sendable {
     private let state: Mutex<State>
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
-    private let counters = ClientCounters()
+    private let counters: ClientCounters
     private let failureHandler: (@Sendable (DeliveryReport) -> Void)?
 
     /// - Parameters:
@@ -77,6 +86,7 @@ public final class DataProxyClient: Service, Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.failureHandler = onFailure
+        self.counters = ClientCounters(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         let limits = BatchAccumulator.Limits(
             maxRecords: max(1, min(configuration.batching.maxRecords, Int(UInt16.max))),
             maxBytes: Self.blockLimit(configuration.batching, frameSize: configuration.batching.maxFrameSize),
@@ -120,7 +130,7 @@ public final class DataProxyClient: Service, Sendable {
         while true {
             switch self.tryAppend(body, attributes: recordAttributes, key: key, waiter: nil) {
             case .accepted: return
-            case .full: try await self.waitForRoom(bytes: body.readableBytes)
+            case .full: try await self.waitForRoom(bytes: body.readableBytes, key: key)
             case .tooLarge(let limit): throw self.tooLarge(body, limit: limit, key: key)
             case .closed: throw DataProxyError(.shutDown, "the client is closed", group: group, stream: stream)
             }
@@ -193,7 +203,7 @@ public final class DataProxyClient: Service, Sendable {
             self.counters.accepted.add(appended, ordering: .relaxed)
             if sealed { self.wake.yield() }
             index += appended
-            if index < records.count { try await self.waitForRoom(bytes: records[index].readableBytes) }
+            if index < records.count { try await self.waitForRoom(bytes: records[index].readableBytes, key: key) }
         }
     }
 
@@ -219,27 +229,50 @@ public final class DataProxyClient: Service, Sendable {
                     }
                 }
             } catch is Full {
-                try await self.waitForRoom(bytes: body.readableBytes)
+                try await self.waitForRoom(bytes: body.readableBytes, key: key)
             }
         }
     }
 
-    /// Sends every buffered record now and waits until all records accepted so far are acked or failed, or
-    /// until `timeout`. Returns whether everything ended.
+    /// Sends every buffered record now and waits until all records accepted before the call are acked or
+    /// failed, or until `deadline` (or the caller's cancellation). Returns whether they all ended.
+    @discardableResult
+    public func flush(deadline: ContinuousClock.Instant) async -> Bool {
+        let id = self.state.withLock { state in
+            defer { state.nextFlushID += 1 }
+            return state.nextFlushID
+        }
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let (ended, sealed) = self.state.withLock { state -> (Bool, Bool) in
+                        let batches = state.accumulator.sealAll()
+                        self.enqueue(batches, into: &state)
+                        let target = state.nextJobID
+                        guard let oldest = state.liveJobs.first, oldest < target else { return (true, !batches.isEmpty) }
+                        state.flushWaiters[id] = (target, continuation)
+                        return (false, !batches.isEmpty)
+                    }
+                    if sealed { self.wake.yield() }
+                    if ended { continuation.resume(returning: true) }
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(until: deadline)
+                // Timed out or cancelled: end the wait if it is still on.
+                self.state.withLock { $0.flushWaiters.removeValue(forKey: id) }?.continuation.resume(returning: false)
+                return false
+            }
+            let result = await group.next() ?? false
+            group.cancelAll()
+            return result
+        }
+    }
+
+    /// ``flush(deadline:)`` with a deadline `timeout` from now.
     @discardableResult
     public func flush(timeout: Duration = .seconds(30)) async -> Bool {
-        let sealed = self.state.withLock { state -> Bool in
-            let batches = state.accumulator.sealAll()
-            self.enqueue(batches, into: &state)
-            return !batches.isEmpty
-        }
-        if sealed { self.wake.yield() }
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if self.state.withLock({ $0.accumulator.heldRecords == 0 }) { return true }
-            try? await Task.sleep(for: .milliseconds(2))
-        }
-        return self.state.withLock { $0.accumulator.heldRecords == 0 }
+        await self.flush(deadline: .now + timeout)
     }
 
     /// Delivery reports, one per batch, as batches end. Each call makes a new sequence; a reader that falls more
@@ -322,7 +355,7 @@ public final class DataProxyClient: Service, Sendable {
 
     private func tooLarge(_ body: ByteBuffer, limit: Int, key: BatchKey) -> DataProxyError {
         self.counters.tooLarge.add(1, ordering: .relaxed)
-        self.counters.tooLargeCounter.increment()
+        self.counters.streamMetrics(group: key.group, stream: key.stream).tooLarge.increment()
         return DataProxyError(
             .messageTooLarge,
             "a record of \(body.readableBytes) bytes does not fit a frame (at most \(limit - 4) bytes)",
@@ -414,15 +447,21 @@ public final class DataProxyClient: Service, Sendable {
             self.counters.accepted.add(appended, ordering: .relaxed)
             if sealed { self.wake.yield() }
             index += appended
-            if index < records.count { try await self.waitForRoom(bytes: records[index].0.readableBytes) }
+            if index < records.count { try await self.waitForRoom(bytes: records[index].0.readableBytes, key: records[index].1) }
         }
     }
 
-    private func waitForRoom(bytes: Int) async throws {
+    private func waitForRoom(bytes: Int, key: BatchKey) async throws {
         self.counters.bufferFull.add(1, ordering: .relaxed)
-        self.counters.bufferFullCounter.increment()
+        self.counters.streamMetrics(group: key.group, stream: key.stream).bufferFull.increment()
         if self.configuration.buffer.whenFull == .fail {
-            throw DataProxyError(.bufferFull, "the buffer holds its maximum of records or bytes", isRetriable: true)
+            throw DataProxyError(
+                .bufferFull,
+                "the buffer holds its maximum of records or bytes",
+                isRetriable: true,
+                group: key.group,
+                stream: key.stream
+            )
         }
         await withCheckedContinuation { continuation in
             let ready = self.state.withLock { state -> Bool in
@@ -437,11 +476,16 @@ public final class DataProxyClient: Service, Sendable {
 
     /// Turns sealed batches into jobs at the back of the ready queue. Called with the lock held.
     private func enqueue(_ batches: [SealedBatch], into state: inout State) {
+        guard !batches.isEmpty else { return }
         for batch in batches {
-            state.ready.append(Job(id: state.nextJobID, batch: batch))
+            let metrics = self.counters.streamMetrics(group: batch.key.group, stream: batch.key.stream)
+            state.ready.append(Job(id: state.nextJobID, batch: batch, metrics: metrics))
+            state.liveJobs.append(state.nextJobID)
             state.nextJobID += 1
-            self.counters.streamMetrics(group: batch.key.group, stream: batch.key.stream).accepted.increment(by: batch.recordCount)
+            metrics.accepted.increment(by: batch.recordCount)
+            metrics.queued(bytes: batch.chargedBytes)
         }
+        self.counters.heldBytesGauge.record(state.accumulator.heldBytes)
     }
 
     // MARK: Run
@@ -559,19 +603,32 @@ public final class DataProxyClient: Service, Sendable {
 
     private func lingerLoop() async {
         let linger = self.configuration.batching.linger
-        let tick = max(linger / 2, .milliseconds(1))
+        // Also the granularity of retry backoffs, hence the 50 ms cap.
+        let tick = max(min(linger / 2, .milliseconds(50)), .milliseconds(1))
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: tick)
             } catch {
                 return
             }
-            let sealed = self.state.withLock { state -> Bool in
-                let batches = state.accumulator.sealExpired(now: .now)
+            let ready = self.state.withLock { state -> Bool in
+                let now = ContinuousClock.now
+                let batches = state.accumulator.sealExpired(now: now)
                 self.enqueue(batches, into: &state)
-                return !batches.isEmpty
+                var requeued = false
+                if !state.retries.isEmpty {
+                    state.retries.removeAll { retry in
+                        guard retry.due <= now else { return false }
+                        if let job = state.pending.removeValue(forKey: retry.id) {
+                            state.ready.append(job)
+                            requeued = true
+                        }
+                        return true
+                    }
+                }
+                return !batches.isEmpty || requeued
             }
-            if sealed { self.wake.yield() }
+            if ready { self.wake.yield() }
         }
     }
 
@@ -649,6 +706,8 @@ public final class DataProxyClient: Service, Sendable {
         if job.firstSentAt == nil { job.firstSentAt = sentAt }
         self.state.withLock { $0.pending[job.id] = job }
         self.counters.sent.add(job.batch.recordCount, ordering: .relaxed)
+        job.metrics.sent.increment(by: job.batch.recordCount)
+        job.metrics.inFlight(1)
         self.counters.batchesSent.add(1, ordering: .relaxed)
         self.counters.bytesSent.add(job.frame!.readableBytes, ordering: .relaxed)
         let sentJob = job
@@ -693,6 +752,7 @@ public final class DataProxyClient: Service, Sendable {
     }
 
     private func completed(_ job: Job, result: Result<InLongResponse, any Error>, sentAt: ContinuousClock.Instant) {
+        job.metrics.inFlight(-1)
         // A job failed by the shutdown deadline is no longer pending: its late outcome is ignored.
         guard let job = self.state.withLock({ $0.pending.removeValue(forKey: job.id) }) else { return }
         let proxy = job.lastProxy ?? Endpoint(host: "?", port: 0)
@@ -750,7 +810,7 @@ public final class DataProxyClient: Service, Sendable {
             return
         }
         self.counters.retries.add(1, ordering: .relaxed)
-        self.counters.streamMetrics(group: job.batch.key.group, stream: job.batch.key.stream).retried.increment()
+        job.metrics.retried.increment()
         var backoff = self.configuration.retry.backoff.makeIterator()
         var delay = backoff.next()
         for _ in 1..<job.attempts { delay = backoff.next() }
@@ -758,16 +818,9 @@ public final class DataProxyClient: Service, Sendable {
             "retrying a batch",
             metadata: ["inlong.attempt": "\(job.attempts)", "inlong.error": "\(error)", "inlong.delay": "\(delay)"]
         )
-        self.state.withLock { $0.pending[job.id] = job }
-        let id = job.id
-        Task {
-            try? await Task.sleep(for: delay)
-            let requeued = self.state.withLock { state -> Bool in
-                guard let job = state.pending.removeValue(forKey: id) else { return false }
-                state.ready.append(job)
-                return true
-            }
-            if requeued { self.wake.yield() }
+        self.state.withLock { state in
+            state.pending[job.id] = job
+            state.retries.append((.now + delay, job.id))
         }
     }
 
@@ -791,14 +844,35 @@ public final class DataProxyClient: Service, Sendable {
     /// Ends a job: releases its quota, resumes its waiters, reports it. Exactly once per job.
     private func finish(_ job: Job, _ result: Result<DataProxyAck, DataProxyError>) {
         let batch = job.batch
-        let (waiters, sinks, done) = self.state.withLock { state -> ([CheckedContinuation<Void, Never>], [AsyncStream<DeliveryReport>.Continuation], Bool) in
+        let (waiters, sinks, done, held, flushed) = self.state.withLock { state in
             state.accumulator.release(bytes: batch.chargedBytes, records: batch.recordCount)
+            if job.id >= 0 {
+                if state.liveJobs.first == job.id {
+                    state.liveJobs.removeFirst()
+                    while let oldest = state.liveJobs.first, state.endedOutOfOrder.remove(oldest) != nil {
+                        state.liveJobs.removeFirst()
+                    }
+                } else {
+                    state.endedOutOfOrder.insert(job.id)
+                }
+            }
+            var flushed: [CheckedContinuation<Bool, Never>] = []
+            if !state.flushWaiters.isEmpty {
+                let oldestLive = state.liveJobs.first ?? state.nextJobID
+                for (id, waiter) in state.flushWaiters where waiter.target <= oldestLive {
+                    flushed.append(waiter.continuation)
+                    state.flushWaiters[id] = nil
+                }
+            }
             defer { state.roomWaiters = [] }
             let done = state.phase == .closing && state.accumulator.heldRecords == 0
-            return (state.roomWaiters, Array(state.reportSinks.values), done)
+            return (state.roomWaiters, Array(state.reportSinks.values), done, state.accumulator.heldBytes, flushed)
         }
+        self.counters.heldBytesGauge.record(held)
+        for waiter in flushed { waiter.resume(returning: true) }
         for waiter in waiters { waiter.resume() }
-        let metrics = self.counters.streamMetrics(group: batch.key.group, stream: batch.key.stream)
+        let metrics = job.metrics
+        metrics.queued(bytes: -batch.chargedBytes)
         let report: DeliveryReport
         switch result {
         case .success(let ack):
@@ -809,7 +883,7 @@ public final class DataProxyClient: Service, Sendable {
             for waiter in batch.waiters { waiter.resume(returning: ack) }
             report = DeliveryReport(group: batch.key.group, stream: batch.key.stream, recordCount: batch.recordCount, outcome: .acked(ack), failedRecords: [])
         case .failure(let error):
-            self.counters.recordFailure(error.code.description, group: batch.key.group, stream: batch.key.stream, records: batch.recordCount)
+            self.counters.recordFailure(error.code.description, metrics: metrics, records: batch.recordCount)
             for waiter in batch.waiters { waiter.resume(throwing: error) }
             let bodies = (try? InLongRecordBlock.decode(batch.block, extendedField: batch.key.perRecordAttributes ? .perRecordAttributes : []))?.map(\.data) ?? []
             report = DeliveryReport(group: batch.key.group, stream: batch.key.stream, recordCount: batch.recordCount, outcome: .failed(error), failedRecords: bodies)
@@ -831,7 +905,11 @@ public final class DataProxyClient: Service, Sendable {
             return (jobs, state.accumulator.sealAll())
         }
         var all = jobs
-        all += open.map { Job(id: -1, batch: $0) }
+        for batch in open {
+            let metrics = self.counters.streamMetrics(group: batch.key.group, stream: batch.key.stream)
+            metrics.queued(bytes: batch.chargedBytes)
+            all.append(Job(id: -1, batch: batch, metrics: metrics))
+        }
         for job in all.sorted(by: { $0.batch.createdAt < $1.batch.createdAt }) {
             self.finish(job, .failure(self.error(.shutDown, "the client closed before an ack", job: job, retriable: true)))
         }

@@ -66,6 +66,26 @@ import Testing
         }
     }
 
+    @Test func flushWaitsForEveryEarlierRecordUntilItsDeadline() async throws {
+        try await withReceiver { receiver in
+            receiver.updateFaults { $0.dropAcks = true }
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.connection.requestTimeout = .milliseconds(300)
+            configuration.retry.maxAttempts = 20
+            try await withDataProxyClient(configuration: configuration) { client in
+                try await client.send("stuck", group: "g", stream: "one")
+                #expect(await client.flush(timeout: .milliseconds(100)) == false)
+                #expect(client.statistics().acked == 0)
+                // Acks flow again; the retried batch and a later one of another stream end, and flush says so.
+                receiver.updateFaults { $0.dropAcks = false }
+                try await client.send("later", group: "g", stream: "two")
+                #expect(await client.flush(deadline: .now + .seconds(30)))
+                #expect(client.statistics().acked == 2)
+                #expect(client.statistics().heldRecords == 0)
+            }
+        }
+    }
+
     @Test func droppedAcksTimeOutAndAreReportedPossiblySent() async throws {
         try await withReceiver { receiver in
             receiver.updateFaults { $0.dropAcks = true }

@@ -1,6 +1,6 @@
 import Foundation
 public import InLongTransport
-import Metrics
+import CoreMetrics
 import Synchronization
 
 /// A snapshot of a client's counters.
@@ -86,50 +86,96 @@ final class ClientCounters: Sendable {
     let reportsDropped = Atomic<Int>(0)
     let latency = Mutex(LatencyHistogram())
     let failures = Mutex<[String: Int]>([:])
+    private let factory: any MetricsFactory
     private let metrics = Mutex<[StreamKey: StreamMetrics]>([:])
+    /// Bytes of records held (the quota in use), whatever their stream.
+    let heldBytesGauge: Gauge
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+        self.heldBytesGauge = Gauge(label: "inlong.client.held.bytes", factory: factory)
+    }
 
     struct StreamKey: Hashable {
         var group: String
         var stream: String
     }
 
-    /// Metric objects for one (group, stream), created once.
+    /// Metric objects for one (group, stream), created once and carried by its batches.
     final class StreamMetrics: Sendable {
         let accepted: Counter
         let sent: Counter
         let acked: Counter
         let retried: Counter
-        let ackLatency: Timer
+        let tooLarge: Counter
+        let bufferFull: Counter
+        let ackLatency: CoreMetrics.Timer
+        private let queuedBytesGauge: Gauge
+        private let inFlightGauge: Gauge
+        private let queuedBytes = Atomic<Int>(0)
+        private let inFlight = Atomic<Int>(0)
+        private let failed = Mutex<[String: Counter]>([:])
+        private let dimensions: [(String, String)]
+        private let factory: any MetricsFactory
 
-        init(group: String, stream: String) {
+        init(group: String, stream: String, factory: any MetricsFactory) {
             let dimensions = [("group", group), ("stream", stream)]
-            self.accepted = Counter(label: "inlong.client.records.accepted", dimensions: dimensions)
-            self.sent = Counter(label: "inlong.client.records.sent", dimensions: dimensions)
-            self.acked = Counter(label: "inlong.client.records.acked", dimensions: dimensions)
-            self.retried = Counter(label: "inlong.client.batches.retried", dimensions: dimensions)
-            self.ackLatency = Timer(label: "inlong.client.ack.latency", dimensions: dimensions, preferredDisplayUnit: .milliseconds)
+            self.dimensions = dimensions
+            self.factory = factory
+            self.accepted = Counter(label: "inlong.client.records.accepted", dimensions: dimensions, factory: factory)
+            self.sent = Counter(label: "inlong.client.records.sent", dimensions: dimensions, factory: factory)
+            self.acked = Counter(label: "inlong.client.records.acked", dimensions: dimensions, factory: factory)
+            self.retried = Counter(label: "inlong.client.batches.retried", dimensions: dimensions, factory: factory)
+            self.tooLarge = Counter(label: "inlong.client.records.too_large", dimensions: dimensions, factory: factory)
+            self.bufferFull = Counter(label: "inlong.client.buffer_full", dimensions: dimensions, factory: factory)
+            self.ackLatency = CoreMetrics.Timer(
+                label: "inlong.client.ack.latency",
+                dimensions: dimensions,
+                preferredDisplayUnit: .milliseconds,
+                factory: factory
+            )
+            self.queuedBytesGauge = Gauge(label: "inlong.client.queued.bytes", dimensions: dimensions, factory: factory)
+            self.inFlightGauge = Gauge(label: "inlong.client.batches.inflight", dimensions: dimensions, factory: factory)
+        }
+
+        /// The failed-records counter for `reason`, created once.
+        func failed(reason: String) -> Counter {
+            self.failed.withLock { counters in
+                if let counter = counters[reason] { return counter }
+                let counter = Counter(
+                    label: "inlong.client.records.failed",
+                    dimensions: self.dimensions + [("reason", reason)],
+                    factory: self.factory
+                )
+                counters[reason] = counter
+                return counter
+            }
+        }
+
+        /// A sealed batch of `bytes` now waits to be sent, or ended (`bytes` negative).
+        func queued(bytes: Int) {
+            self.queuedBytesGauge.record(self.queuedBytes.add(bytes, ordering: .relaxed).newValue)
+        }
+
+        /// A batch was written (`+1`) or answered (`-1`).
+        func inFlight(_ change: Int) {
+            self.inFlightGauge.record(self.inFlight.add(change, ordering: .relaxed).newValue)
         }
     }
-
-    let heldBytesGauge = Gauge(label: "inlong.client.held.bytes")
-    let inFlightGauge = Gauge(label: "inlong.client.batches.inflight")
-    let tooLargeCounter = Counter(label: "inlong.client.records.too_large")
-    let bufferFullCounter = Counter(label: "inlong.client.buffer_full")
 
     func streamMetrics(group: String, stream: String) -> StreamMetrics {
         let key = StreamKey(group: group, stream: stream)
         return self.metrics.withLock { metrics in
             if let existing = metrics[key] { return existing }
-            let created = StreamMetrics(group: group, stream: stream)
+            let created = StreamMetrics(group: group, stream: stream, factory: self.factory)
             metrics[key] = created
             return created
         }
     }
 
-    func recordFailure(_ reason: String, group: String, stream: String, records: Int) {
+    func recordFailure(_ reason: String, metrics: StreamMetrics, records: Int) {
         self.failed.add(records, ordering: .relaxed)
         self.failures.withLock { $0[reason, default: 0] += records }
-        Counter(label: "inlong.client.records.failed", dimensions: [("group", group), ("stream", stream), ("reason", reason)])
-            .increment(by: records)
+        metrics.failed(reason: reason).increment(by: records)
     }
 }
