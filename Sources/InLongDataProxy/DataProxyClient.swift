@@ -637,9 +637,9 @@ public final class DataProxyClient: Service, Sendable {
     private func dispatchLoop(pool: ConnectionPool<DataProxyCodec>, group: inout DiscardingTaskGroup) async {
         var deadlineTimer = false
         for await _ in self.wakeups {
-            let (jobs, deadline, done) = self.state.withLock { state -> ([Job], ContinuousClock.Instant?, Bool) in
-                let jobs = Array(state.ready)
-                state.ready.removeAll()
+            var (jobs, deadline, done) = self.state.withLock { state -> (Deque<Job>, ContinuousClock.Instant?, Bool) in
+                let jobs = state.ready
+                state.ready = []
                 let done = state.phase == .closing && state.pending.isEmpty && jobs.isEmpty
                     && state.accumulator.heldRecords == 0
                 return (jobs, state.shutdownDeadline, done)
@@ -652,10 +652,13 @@ public final class DataProxyClient: Service, Sendable {
                     self.failEverything()
                 }
             }
-            for (index, job) in jobs.enumerated() where !self.dispatch(job, pool: pool, group: &group) {
+            // Popped one by one so that a dispatched job's record block (now in its frame) is freed at once.
+            while let job = jobs.popFirst() {
+                if self.dispatch(job, pool: pool, group: &group) { continue }
                 // No connection ready (starting, or every proxy down): keep this job and the ones behind it in
                 // order at the front of the queue, and look again shortly, without spending an attempt.
-                self.state.withLock { state in state.ready.insert(contentsOf: jobs[index...], at: 0) }
+                jobs.prepend(job)
+                self.state.withLock { state in state.ready.insert(contentsOf: jobs, at: 0) }
                 group.addTask {
                     try? await Task.sleep(for: .milliseconds(20))
                     self.wake.yield()
@@ -688,6 +691,9 @@ public final class DataProxyClient: Service, Sendable {
         if job.frame == nil {
             do {
                 job.frame = try self.encode(job)
+                // The frame holds the records now (a failure report decodes them from it): keeping only the
+                // frame, often compressed, bounds memory by what is on its way rather than twice that.
+                job.batch.block = ByteBuffer()
             } catch {
                 self.finish(job, .failure(self.error(.invalidArgument, "cannot encode the batch: \(error)", job: job, retriable: false)))
                 return true
@@ -869,7 +875,6 @@ public final class DataProxyClient: Service, Sendable {
             return (state.roomWaiters, Array(state.reportSinks.values), done, state.accumulator.heldBytes, flushed)
         }
         self.counters.heldBytesGauge.record(held)
-        for waiter in flushed { waiter.resume(returning: true) }
         for waiter in waiters { waiter.resume() }
         let metrics = job.metrics
         metrics.queued(bytes: -batch.chargedBytes)
@@ -885,7 +890,13 @@ public final class DataProxyClient: Service, Sendable {
         case .failure(let error):
             self.counters.recordFailure(error.code.description, metrics: metrics, records: batch.recordCount)
             for waiter in batch.waiters { waiter.resume(throwing: error) }
-            let bodies = (try? InLongRecordBlock.decode(batch.block, extendedField: batch.key.perRecordAttributes ? .perRecordAttributes : []))?.map(\.data) ?? []
+            let bodies: [ByteBuffer]
+            if let frame = job.frame {
+                bodies = (try? InLongBinaryMessage(frame: frame).records())?.map(\.data) ?? []
+            } else {
+                let extendedField: InLongExtendedField = batch.key.perRecordAttributes ? .perRecordAttributes : []
+                bodies = (try? InLongRecordBlock.decode(batch.block, extendedField: extendedField))?.map(\.data) ?? []
+            }
             report = DeliveryReport(group: batch.key.group, stream: batch.key.stream, recordCount: batch.recordCount, outcome: .failed(error), failedRecords: bodies)
             self.logger.debug("records failed", metadata: ["inlong.records": "\(batch.recordCount)", "inlong.error": "\(error)"])
             self.failureHandler?(report)
@@ -893,6 +904,8 @@ public final class DataProxyClient: Service, Sendable {
         for sink in sinks {
             if case .dropped = sink.yield(report) { self.counters.reportsDropped.add(1, ordering: .relaxed) }
         }
+        // Last, so that a flush that returns sees these records counted.
+        for waiter in flushed { waiter.resume(returning: true) }
         if done { self.wake.yield() }
     }
 

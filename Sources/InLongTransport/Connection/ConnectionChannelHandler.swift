@@ -44,6 +44,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     private var receiveBuffer: ByteBuffer?
     private var outbound: ByteBuffer?
     private var outboundFrames = 0
+    /// Bytes written to the channel since its last flush.
+    private var unflushedBytes = 0
     private var writtenCompletions: [EventLoopPromise<Void>] = []
     private var flushScheduled = false
     private var idleTimer: Scheduled<Void>?
@@ -246,6 +248,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         for promise in self.writtenCompletions { promise.fail(reason.delivered(true)) }
         self.writtenCompletions.removeAll()
         self.outbound = nil
+        self.unflushedBytes = 0
         context.fireChannelInactive()
     }
 
@@ -297,24 +300,37 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
 
     private func enqueueWrite(_ item: StateMachine.Item) {
         let operation = item.pending
+        var written: EventLoopPromise<Void>?
         switch operation.completion {
         case .response:
             self.counters.inFlight.add(1, ordering: .relaxed)
         case .written(let promise):
-            if let promise { self.writtenCompletions.append(promise) }
+            written = promise
         }
-        self.appendOutbound(operation.bytes)
+        self.appendOutbound(operation.bytes, completion: written)
     }
 
-    /// Collects frames written in one event-loop tick into one buffer and one flush.
-    private func appendOutbound(_ bytes: ByteBuffer) {
-        if self.outbound == nil {
-            self.outbound = bytes
-        } else {
-            self.outbound!.writeImmutableBuffer(bytes)
-        }
+    /// Frames at least this large are written as they are; smaller ones are copied together, so that the small
+    /// frames of a tick cost one write, without copying (and holding twice) the large ones.
+    private static var coalescingLimit: Int { 16 << 10 }
+
+    /// Writes frames, coalescing small ones, and flushes once per event-loop tick (or at the flush threshold).
+    private func appendOutbound(_ bytes: ByteBuffer, completion: EventLoopPromise<Void>? = nil) {
         self.outboundFrames += 1
-        if self.outbound!.readableBytes >= self.configuration.flushThreshold {
+        if bytes.readableBytes >= Self.coalescingLimit {
+            self.writeCoalesced()
+            if let completion { self.writtenCompletions.append(completion) }
+            self.write(bytes)
+        } else {
+            if self.outbound == nil {
+                self.outbound = bytes
+            } else {
+                self.outbound!.writeImmutableBuffer(bytes)
+            }
+            if let completion { self.writtenCompletions.append(completion) }
+            if self.outbound!.readableBytes >= Self.coalescingLimit * 4 { self.writeCoalesced() }
+        }
+        if self.unflushedBytes + (self.outbound?.readableBytes ?? 0) >= self.configuration.flushThreshold {
             self.flushOutbound()
             return
         }
@@ -323,26 +339,41 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         context.eventLoop.assumeIsolated().execute { [weak self] in self?.flushOutbound() }
     }
 
-    private func flushOutbound() {
-        self.flushScheduled = false
-        guard let context = self.context, let buffer = self.outbound else { return }
+    private func writeCoalesced() {
+        guard let buffer = self.outbound else { return }
         self.outbound = nil
-        self.counters.framesOut.add(self.outboundFrames, ordering: .relaxed)
+        self.write(buffer)
+    }
+
+    /// Writes without flushing; completions collected so far complete with this write (writes complete in order).
+    private func write(_ buffer: ByteBuffer) {
+        guard let context = self.context else { return }
         self.counters.bytesOut.add(buffer.readableBytes, ordering: .relaxed)
-        self.metrics.framesOut.increment(by: Int64(self.outboundFrames))
         self.metrics.bytesOut.increment(by: Int64(buffer.readableBytes))
-        self.outboundFrames = 0
+        self.unflushedBytes += buffer.readableBytes
+        if self.writtenCompletions.isEmpty {
+            context.write(self.wrapOutboundOut(buffer), promise: nil)
+            return
+        }
         let completions = self.writtenCompletions
         self.writtenCompletions.removeAll(keepingCapacity: true)
-        if completions.isEmpty {
-            context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
-        } else {
-            let promise = context.eventLoop.makePromise(of: Void.self)
-            promise.futureResult.whenComplete { result in
-                for completion in completions { completion.completeWith(result) }
-            }
-            context.writeAndFlush(self.wrapOutboundOut(buffer), promise: promise)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        promise.futureResult.whenComplete { result in
+            for completion in completions { completion.completeWith(result) }
         }
+        context.write(self.wrapOutboundOut(buffer), promise: promise)
+    }
+
+    private func flushOutbound() {
+        self.flushScheduled = false
+        guard let context = self.context else { return }
+        self.writeCoalesced()
+        self.counters.framesOut.add(self.outboundFrames, ordering: .relaxed)
+        self.metrics.framesOut.increment(by: Int64(self.outboundFrames))
+        self.outboundFrames = 0
+        guard self.unflushedBytes > 0 else { return }
+        self.unflushedBytes = 0
+        context.flush()
     }
 
     private func complete(_ operation: Operation, with error: TransportError) {

@@ -56,6 +56,8 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     private var state: State = .active
     private(set) var inFlight: [Key: Pending] = [:]
     private var queue: Deque<Item> = []
+    /// The keys of queued requests, so a duplicate is found without scanning the queue.
+    private var queuedKeys: Set<Key> = []
     private var isWritable = true
     private var lastRead: NIODeadline
     private var lastWrite: NIODeadline
@@ -90,7 +92,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         case .active:
             break
         }
-        if case .request(let key, _) = item, self.inFlight[key] != nil || self.queue.contains(where: { $0.key == key }) {
+        if case .request(let key, _) = item, self.inFlight[key] != nil || self.queuedKeys.contains(key) {
             return .reject(item, TransportError(.duplicateKey))
         }
         if self.queue.isEmpty, self.isWritable, self.canStart(item) {
@@ -101,6 +103,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
             return .reject(item, TransportError(.tooManyRequests))
         }
         self.queue.append(item)
+        if case .request(let key, _) = item { self.queuedKeys.insert(key) }
         return .none
     }
 
@@ -122,6 +125,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         var started: [Item] = []
         while self.isWritable, let first = self.queue.first, self.canStart(first) {
             self.queue.removeFirst()
+            if case .request(let key, _) = first { self.queuedKeys.remove(key) }
             self.start(first, now: now)
             started.append(first)
         }
@@ -186,7 +190,9 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         if let pending = self.inFlight.removeValue(forKey: key) {
             return (.fail(pending, error.delivered(true)), self.afterSlotFreed(now: now))
         }
-        if let index = self.queue.firstIndex(where: { $0.key == key }), case .request(_, let pending) = self.queue.remove(at: index) {
+        if self.queuedKeys.remove(key) != nil, let index = self.queue.firstIndex(where: { $0.key == key }),
+            case .request(_, let pending) = self.queue.remove(at: index)
+        {
             return (.fail(pending, error.delivered(false)), .none)
         }
         return (.none, .none)
@@ -201,6 +207,8 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
             if let maxIdleTime = self.configuration.maxIdleTime, case .active = self.state, now - self.lastUse >= maxIdleTime,
                 self.inFlight.isEmpty, self.queue.isEmpty
             {
+                // Requests submitted from now on are refused unwritten rather than written to a closing channel.
+                self.state = .draining
                 return .close(TransportError(.idleTimeout))
             }
             if let interval = self.configuration.heartbeatInterval, now - self.lastWrite >= interval {
@@ -240,6 +248,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         self.state = .draining
         let unstarted = Array(self.queue)
         self.queue.removeAll()
+        self.queuedKeys.removeAll()
         return (unstarted, self.inFlight.isEmpty ? .close(TransportError(.shutDown)) : .none)
     }
 
@@ -250,6 +259,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         let queued = Array(self.queue)
         self.inFlight.removeAll()
         self.queue.removeAll()
+        self.queuedKeys.removeAll()
         return (inFlight, queued)
     }
 }
