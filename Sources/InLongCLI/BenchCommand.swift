@@ -37,6 +37,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Do not compress batches.")
     var noCompression = false
 
+    @Option(help: "Offer records at this rate (records/s) instead of as fast as possible, to measure latency below saturation.")
+    var rate: Int?
+
     @Option(name: .customLong("proxy"), help: "Send to this receiver instead of an embedded one.")
     var proxy: String?
 
@@ -84,13 +87,13 @@ struct BenchCommand: AsyncParsableCommand {
             }
             var configuration = DataProxyClient.Configuration(proxies: [endpoint])
             if self.noCompression { configuration.batching.compressionThreshold = nil }
-            let outcome = try await benchSend(configuration: configuration, records: records, mode: mode, template: template)
+            let outcome = try await benchSend(configuration: configuration, records: records, mode: mode, template: template, rate: self.rate)
             receiver.stop()
             try await tasks.waitForAll()
             return outcome
         }
         let peak = peakResidentBytes().map { String(format: "%.0f MB", Double($0) / 1_000_000) } ?? "-"
-        print("mode \(mode.rawValue), \(records) records of \(size) B, compression \(self.noCompression ? "off" : "on")")
+        print("mode \(mode.rawValue), \(records) records of \(size) B, compression \(self.noCompression ? "off" : "on")\(self.rate.map { ", offered at \($0) records/s" } ?? "")")
         print(outcome.summary)
         print("peak resident memory \(peak)")
         if self.proxy == nil { print("receiver counted \(sink.recordCount) records") }
@@ -102,9 +105,16 @@ func benchSend(
     configuration: DataProxyClient.Configuration,
     records: Int,
     mode: BenchCommand.Mode,
-    template: [ByteBuffer]
+    template: [ByteBuffer],
+    rate: Int? = nil
 ) async throws -> SendOutcome {
     let start = ContinuousClock.now
+    /// Sleeps until `sent` records are due at the offered rate.
+    func pace(_ sent: Int) async throws {
+        guard let rate, rate > 0 else { return }
+        let due = start + .nanoseconds(Int64(Double(sent) / Double(rate) * 1e9))
+        if due > .now { try await Task.sleep(until: due) }
+    }
     let bytes = (0..<records).reduce(0) { $0 + template[$1 % template.count].readableBytes }
     let statistics = try await withDataProxyClient(configuration: configuration) { client in
         let progress = Progress {
@@ -116,6 +126,7 @@ func benchSend(
         case .single:
             for index in 0..<records {
                 try await client.send(template[index % template.count], group: "bench", stream: "s")
+                if index % 1000 == 999 { try await pace(index + 1) }
             }
         case .batch:
             var index = 0
@@ -128,6 +139,7 @@ func benchSend(
                     index += 1
                 }
                 try await client.send(contentsOf: chunk, group: "bench", stream: "s")
+                try await pace(index)
             }
         }
         _ = await client.flush(timeout: .seconds(600))
