@@ -67,7 +67,7 @@ struct BenchCommand: AsyncParsableCommand {
             guard self.connections > 0, self.window > 0 else { throw CLIError("--connections and --window must be positive") }
             let bench = ReceiverBench(records: records, size: size, connections: self.connections, window: self.window, compress: !self.noCompression, decode: self.decode)
             let outcome = try await bench.run(template: template)
-            let peak = peakResidentBytes().map { String(format: "%.0f MB", Double($0) / 1_000_000) } ?? "-"
+            let peak = peakResidentText()
             print("receiver only: \(outcome.records) records of \(size) B in \(outcome.frames) frames over \(self.connections) connection(s), window \(self.window), compression \(self.noCompression ? "off" : "on"), records \(self.decode ? "decoded" : "counted")")
             print(
                 "ingested in \(String(format: "%.2f", outcome.seconds)) s: \(formatRate(Double(outcome.records), seconds: outcome.seconds))records/s, "
@@ -92,7 +92,7 @@ struct BenchCommand: AsyncParsableCommand {
             try await tasks.waitForAll()
             return outcome
         }
-        let peak = peakResidentBytes().map { String(format: "%.0f MB", Double($0) / 1_000_000) } ?? "-"
+        let peak = peakResidentText()
         print("mode \(mode.rawValue), \(records) records of \(size) B, compression \(self.noCompression ? "off" : "on")\(self.rate.map { ", offered at \($0) records/s" } ?? "")")
         print(outcome.summary)
         print("peak resident memory \(peak)")
@@ -145,7 +145,6 @@ func benchSend(
         _ = await client.flush(timeout: .seconds(600))
         return client.statistics()
     }
-    let elapsed = ContinuousClock.now - start
-    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    let seconds = secondsSince(start)
     return SendOutcome(statistics: statistics, seconds: seconds, bytes: bytes)
 }

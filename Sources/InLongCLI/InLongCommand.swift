@@ -80,6 +80,17 @@ func failureSummary(_ statistics: DataProxyClientStatistics) -> String {
     statistics.failures.isEmpty ? "" : " (" + statistics.failures.map { "\($0.key): \($0.value)" }.sorted().joined(separator: ", ") + ")"
 }
 
+/// Seconds elapsed since `start`.
+func secondsSince(_ start: ContinuousClock.Instant) -> Double {
+    let (seconds, attoseconds) = (ContinuousClock.now - start).components
+    return Double(seconds) + Double(attoseconds) / 1e18
+}
+
+/// Peak resident memory for a summary line: "123 MB", or "-" where it cannot be read.
+func peakResidentText() -> String {
+    peakResidentBytes().map { String(format: "%.0f MB", Double($0) / 1_000_000) } ?? "-"
+}
+
 /// Peak resident memory of this process, from /proc (Linux), in bytes.
 func peakResidentBytes() -> Int? {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }

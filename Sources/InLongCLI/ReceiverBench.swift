@@ -56,7 +56,7 @@ struct ReceiverBench {
             }
             var failed = 0
             for future in futures { failed += try await future.get() }
-            let elapsed = ContinuousClock.now - start
+            let seconds = secondsSince(start)
             let statistics = receiver.statistics()
             receiver.stop()
             try await group.waitForAll()
@@ -66,7 +66,7 @@ struct ReceiverBench {
                 failedAcks: failed,
                 payloadBytes: statistics.records * self.size,
                 wireBytes: statistics.bytes,
-                seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                seconds: seconds
             )
         }
     }

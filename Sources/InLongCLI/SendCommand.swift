@@ -153,8 +153,7 @@ func sendLines(
         _ = await client.flush(timeout: .seconds(300))
         return client.statistics()
     }
-    let elapsed = ContinuousClock.now - start
-    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    let seconds = secondsSince(start)
     return SendOutcome(statistics: statistics, seconds: seconds, bytes: bytes)
 }
 

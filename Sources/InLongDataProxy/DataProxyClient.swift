@@ -759,17 +759,20 @@ public final class DataProxyClient: Service, Sendable {
 
     private func completed(_ job: Job, result: Result<InLongResponse, any Error>, sentAt: ContinuousClock.Instant) {
         job.metrics.inFlight(-1)
-        // A job failed by the shutdown deadline is no longer pending: its late outcome is ignored.
-        guard let job = self.state.withLock({ $0.pending.removeValue(forKey: job.id) }) else { return }
-        let proxy = job.lastProxy ?? Endpoint(host: "?", port: 0)
+        // What the outcome says of the proxy: a fatal errCode is about the records, not the proxy.
         let healthy: Bool? = switch result {
-        case .success(.binaryAck(let ack)): ack.result.isDelivered ? true : (ack.result.errorCode.disposition == .retriable ? false : nil)
-        case .success: false
-        case .failure: false
+        case .success(.binaryAck(let ack)) where ack.result.isDelivered: true
+        case .success(.binaryAck(let ack)): ack.result.errorCode.disposition == .retriable ? false : nil
+        case .success, .failure: false
         }
-        if let healthy, let sentTo = job.lastProxy {
-            self.recordHealth(of: sentTo, healthy: healthy)
-        }
+        // A job failed by the shutdown deadline is no longer pending: its late outcome is ignored.
+        guard let job = self.state.withLock({ state -> Job? in
+            guard let job = state.pending.removeValue(forKey: job.id) else { return nil }
+            if healthy == true, let proxy = job.lastProxy { state.health.succeeded(proxy) }
+            return job
+        }) else { return }
+        if healthy == false, let proxy = job.lastProxy { self.recordFailure(of: proxy) }
+        let proxy = job.lastProxy ?? Endpoint(host: "?", port: 0)
         switch result {
         case .success(.binaryAck(let ack)):
             let outcome = ack.result
@@ -796,11 +799,8 @@ public final class DataProxyClient: Service, Sendable {
         }
     }
 
-    private func recordHealth(of proxy: Endpoint, healthy: Bool) {
-        if healthy {
-            self.state.withLock { $0.health.succeeded(proxy) }
-            return
-        }
+    /// Counts a failed batch against `proxy`, which is avoided for a while after too many in a row.
+    private func recordFailure(of proxy: Endpoint) {
         let usable = self.state.withLock { $0.pool }?.endpoints ?? []
         let pause = self.state.withLock { $0.health.failed(proxy, now: .now, usable: usable) }
         if let pause {

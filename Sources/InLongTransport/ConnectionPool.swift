@@ -150,24 +150,11 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
             case .roundRobin:
                 return ready[start % ready.count]
             case .leastInFlight:
-                var best = start % ready.count
-                for offset in 1..<max(ready.count, 1) {
-                    let index = (start + offset) % ready.count
-                    if ready[index].inFlightCount < ready[best].inFlightCount { best = index }
-                }
-                return ready[best]
+                return Self.cheapest(ready, startingAt: start) { $0.inFlightCount }
             case .leastLoaded:
-                func cost(_ connection: PersistentConnection<Codec>) -> Int {
+                return Self.cheapest(ready, startingAt: start) { connection in
                     (connection.inFlightCount + 1) * (100 + min(connection.reportedLoad ?? 0, 1_000_000))
                 }
-                var best = start % ready.count
-                var bestCost = cost(ready[best])
-                for offset in 1..<max(ready.count, 1) {
-                    let index = (start + offset) % ready.count
-                    let candidate = cost(ready[index])
-                    if candidate < bestCost { (best, bestCost) = (index, candidate) }
-                }
-                return ready[best]
             case .custom(let choose):
                 let candidates = ready.map {
                     LoadBalancingPolicy.Candidate(
@@ -180,6 +167,22 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
                 return ready[min(max(index, 0), ready.count - 1)]
             }
         }
+    }
+
+    /// The connection of lowest `cost`, looking from `start` round the list so that ties rotate.
+    private static func cheapest(
+        _ ready: [PersistentConnection<Codec>],
+        startingAt start: Int,
+        cost: (PersistentConnection<Codec>) -> Int
+    ) -> PersistentConnection<Codec> {
+        var best = start % ready.count
+        var bestCost = cost(ready[best])
+        for offset in 1..<max(ready.count, 1) {
+            let index = (start + offset) % ready.count
+            let candidate = cost(ready[index])
+            if candidate < bestCost { (best, bestCost) = (index, candidate) }
+        }
+        return ready[best]
     }
 
     /// Sends a request on a connection the policy picks; see ``PersistentConnection/request(_:timeout:)``.

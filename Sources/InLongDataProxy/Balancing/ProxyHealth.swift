@@ -33,7 +33,7 @@ struct ProxyHealth {
     }
 
     mutating func succeeded(_ endpoint: Endpoint) {
-        if self.entries[endpoint] != nil { self.entries[endpoint] = nil }
+        self.entries.removeValue(forKey: endpoint)
     }
 
     /// Records a failed batch; returns the pause when the proxy is now avoided.
