@@ -111,9 +111,11 @@ extension DataProxyClient {
         /// only. Defaults to `true`.
         public var balanceByReportedLoad = true
         /// A proxy is avoided after this many consecutive failed batches (transport failures or retriable
-        /// errors) and probed back with one batch after a pause that doubles from 1 s to 30 s while the probes
-        /// fail. The last usable proxy is never avoided. Defaults to 3.
+        /// errors) and tried again after ``avoidPause``, which doubles (up to 30 times) while it keeps failing.
+        /// The last usable proxy is never avoided. Defaults to 3.
         public var ejectAfterFailures = 3
+        /// How long a failing proxy is first avoided. Defaults to 1 second.
+        public var avoidPause: Duration = .seconds(1)
         /// Reconnect backoff. Defaults to 100 ms doubling to 10 s.
         public var backoff = Backoff()
         public init() {}

@@ -97,7 +97,10 @@ public final class DataProxyClient: Service, Sendable {
         self.state = Mutex(
             State(
                 accumulator: BatchAccumulator(limits: limits),
-                health: ProxyHealth(threshold: configuration.connection.ejectAfterFailures)
+                health: ProxyHealth(
+                    threshold: configuration.connection.ejectAfterFailures,
+                    basePause: configuration.connection.avoidPause
+                )
             )
         )
         (self.wakeups, self.wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))

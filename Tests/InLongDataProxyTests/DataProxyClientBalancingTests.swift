@@ -60,6 +60,8 @@ import Testing
             failing.updateFaults { $0.errorCode = .sinkServiceUnready }
             var configuration = configuration
             configuration.connection.ejectAfterFailures = 2
+            // Long enough that the 20 sends below end within it on any machine.
+            configuration.connection.avoidPause = .seconds(5)
             configuration.retry.maxAttempts = 5
             try await withDataProxyClient(configuration: configuration) { client in
                 let reports = ReportCollector(client)
@@ -78,13 +80,13 @@ import Testing
                 let errorsBefore = failing.statistics().errors[.sinkServiceUnready, default: 0]
                 let storedBefore = healthy.memorySink.recordCount
                 for _ in 0..<20 { #expect(await sendOne()) }
-                // Avoided for a second (at most one probe on a slow machine): an even spread would give ten errors.
+                // Avoided (at most one probe on a very slow machine): an even spread would give ten errors.
                 #expect(failing.statistics().errors[.sinkServiceUnready, default: 0] - errorsBefore <= 2)
                 #expect(healthy.memorySink.recordCount - storedBefore == 20)
 
                 // Repaired: once the pause ends, the proxy is tried again and takes batches.
                 failing.updateFaults { $0.errorCode = nil }
-                #expect(await eventually { await sendOne() && failing.memorySink.recordCount > 0 })
+                #expect(await eventually(timeout: .seconds(60)) { await sendOne() && failing.memorySink.recordCount > 0 })
                 #expect(!client.statistics().avoidedProxies.contains(Endpoint(host: "127.0.0.1", port: failingPort)))
                 await expectEveryRecordAccounted(
                     sent: sent,

@@ -14,12 +14,15 @@ struct ProxyHealth {
     }
 
     var threshold: Int
-    var basePause: Duration = .seconds(1)
-    var maxPause: Duration = .seconds(30)
+    var basePause: Duration
+    var maxPause: Duration
     private var entries: [Endpoint: Entry] = [:]
 
-    init(threshold: Int) {
+    /// `maxPause` defaults to 30 times `basePause`.
+    init(threshold: Int, basePause: Duration = .seconds(1), maxPause: Duration? = nil) {
         self.threshold = max(threshold, 1)
+        self.basePause = basePause
+        self.maxPause = maxPause ?? basePause * 30
     }
 
     /// The proxies to avoid at `now`.
