@@ -48,6 +48,9 @@ public final class DataProxyClient: Service, Sendable {
         /// Jobs in flight or waiting to retry, by id.
         var pending: [Int: Job] = [:]
         var roomWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Senders waiting for the dispatcher to work the ready queue down.
+        var backlogWaiters: [CheckedContinuation<Void, Never>] = []
+        var backlog: DispatchBacklog
         var nextJobID = 0
         var nextUniq: UInt32 = 0
         var pool: ConnectionPool<DataProxyCodec>?
@@ -64,6 +67,10 @@ public final class DataProxyClient: Service, Sendable {
         /// Jobs (in `pending`) waiting out a retry backoff, with when they are due; the linger tick requeues them.
         var retries: [(due: ContinuousClock.Instant, id: Int)] = []
     }
+
+    /// Ready batches at which senders wait for the dispatcher (with ``Buffer/WhenFull/wait``); see
+    /// ``DispatchBacklog``.
+    static let maxBacklog = 16
 
     public let configuration: Configuration
     private let eventLoopGroup: any EventLoopGroup
@@ -97,6 +104,7 @@ public final class DataProxyClient: Service, Sendable {
         self.state = Mutex(
             State(
                 accumulator: BatchAccumulator(limits: limits),
+                backlog: DispatchBacklog(limit: configuration.buffer.whenFull == .wait ? Self.maxBacklog : .max),
                 health: ProxyHealth(
                     threshold: configuration.connection.ejectAfterFailures,
                     basePause: configuration.connection.avoidPause
@@ -134,6 +142,7 @@ public final class DataProxyClient: Service, Sendable {
             switch self.tryAppend(body, attributes: recordAttributes, key: key, waiter: nil) {
             case .accepted: return
             case .full: try await self.waitForRoom(bytes: body.readableBytes, key: key)
+            case .backlogged: await self.waitForDispatcher()
             case .tooLarge(let limit): throw self.tooLarge(body, limit: limit, key: key)
             case .closed: throw DataProxyError(.shutDown, "the client is closed", group: group, stream: stream)
             }
@@ -189,16 +198,19 @@ public final class DataProxyClient: Service, Sendable {
         }
         var index = 0
         while index < records.count {
-            let (appended, closed, sealed) = self.state.withLock { state -> (Int, Bool, Bool) in
-                guard state.phase == .created || state.phase == .running else { return (0, true, false) }
+            let (appended, closed, sealed, backlogged) = self.state.withLock { state -> (Int, Bool, Bool, Bool) in
+                guard state.phase == .created || state.phase == .running else { return (0, true, false, false) }
+                let room = self.backlogRoom(state)
+                guard room > 0 else { return (0, false, false, true) }
                 let (appended, sealed) = state.accumulator.appendRun(
                     records[index...],
                     key: key,
                     now: .now,
-                    wallSeconds: wallClockSeconds()
+                    wallSeconds: wallClockSeconds(),
+                    maxSealed: room
                 )
                 self.enqueue(sealed, into: &state)
-                return (appended, false, !sealed.isEmpty)
+                return (appended, false, !sealed.isEmpty, sealed.count >= room)
             }
             if closed {
                 throw DataProxyError(.shutDown, "the client is closed; \(index) of \(records.count) records were accepted", group: group, stream: stream)
@@ -206,7 +218,12 @@ public final class DataProxyClient: Service, Sendable {
             self.counters.accepted.add(appended, ordering: .relaxed)
             if sealed { self.wake.yield() }
             index += appended
-            if index < records.count { try await self.waitForRoom(bytes: records[index].readableBytes, key: key) }
+            guard index < records.count else { break }
+            if backlogged {
+                await self.waitForDispatcher()
+            } else {
+                try await self.waitForRoom(bytes: records[index].readableBytes, key: key)
+            }
         }
     }
 
@@ -220,12 +237,14 @@ public final class DataProxyClient: Service, Sendable {
     ) async throws -> DataProxyAck {
         let (key, recordAttributes) = try self.validate(body, group: group, stream: stream, dataTime: dataTime, attributes: attributes)
         struct Full: Error {}
+        struct Backlogged: Error {}
         while true {
             do {
                 return try await withCheckedThrowingContinuation { continuation in
                     switch self.tryAppend(body, attributes: recordAttributes, key: key, waiter: continuation) {
                     case .accepted: break
                     case .full: continuation.resume(throwing: Full())
+                    case .backlogged: continuation.resume(throwing: Backlogged())
                     case .tooLarge(let limit): continuation.resume(throwing: self.tooLarge(body, limit: limit, key: key))
                     case .closed:
                         continuation.resume(throwing: DataProxyError(.shutDown, "the client is closed", group: group, stream: stream))
@@ -233,6 +252,8 @@ public final class DataProxyClient: Service, Sendable {
                 }
             } catch is Full {
                 try await self.waitForRoom(bytes: body.readableBytes, key: key)
+            } catch is Backlogged {
+                await self.waitForDispatcher()
             }
         }
     }
@@ -338,8 +359,11 @@ public final class DataProxyClient: Service, Sendable {
             state.phase = .closing
             state.shutdownDeadline = .now + deadline
             self.enqueue(state.accumulator.sealAll(), into: &state)
-            defer { state.roomWaiters = [] }
-            return state.roomWaiters
+            defer {
+                state.roomWaiters = []
+                state.backlogWaiters = []
+            }
+            return state.roomWaiters + state.backlogWaiters
         }
         for waiter in resume { waiter.resume() }
         self.wake.yield()
@@ -349,6 +373,8 @@ public final class DataProxyClient: Service, Sendable {
 
     private enum TryAppend {
         case accepted, full, closed
+        /// The dispatcher is behind: wait for it before appending.
+        case backlogged
         /// The record does not fit a frame of the current limit.
         case tooLarge(limit: Int)
     }
@@ -402,6 +428,7 @@ public final class DataProxyClient: Service, Sendable {
             guard recordBytes <= state.accumulator.limits.maxBytes else {
                 return (.tooLarge(limit: state.accumulator.limits.maxBytes), false)
             }
+            guard self.backlogRoom(state) > 0 else { return (.backlogged, false) }
             switch state.accumulator.append(
                 body,
                 attributes: attributes,
@@ -427,13 +454,15 @@ public final class DataProxyClient: Service, Sendable {
     private func appendAll(_ records: [(ByteBuffer, BatchKey, String?)]) async throws {
         var index = 0
         while index < records.count {
-            let (appended, closed, sealed) = self.state.withLock { state -> (Int, Bool, Bool) in
-                guard state.phase == .created || state.phase == .running else { return (0, true, false) }
+            let (appended, closed, sealed, backlogged) = self.state.withLock { state -> (Int, Bool, Bool, Bool) in
+                guard state.phase == .created || state.phase == .running else { return (0, true, false, false) }
                 var appended = 0
                 var sealed: [SealedBatch] = []
                 let now = ContinuousClock.now
                 let seconds = wallClockSeconds()
+                let room = self.backlogRoom(state)
                 loop: while index + appended < records.count {
+                    if sealed.count >= room { break }
                     let (body, key, attributes) = records[index + appended]
                     switch state.accumulator.append(body, attributes: attributes, key: key, now: now, wallSeconds: seconds, waiter: nil) {
                     case .accepted: appended += 1
@@ -444,13 +473,18 @@ public final class DataProxyClient: Service, Sendable {
                     }
                 }
                 self.enqueue(sealed, into: &state)
-                return (appended, false, !sealed.isEmpty)
+                return (appended, false, !sealed.isEmpty, sealed.count >= room)
             }
             if closed { throw DataProxyError(.shutDown, "the client is closed; \(index) of \(records.count) records were accepted") }
             self.counters.accepted.add(appended, ordering: .relaxed)
             if sealed { self.wake.yield() }
             index += appended
-            if index < records.count { try await self.waitForRoom(bytes: records[index].0.readableBytes, key: records[index].1) }
+            guard index < records.count else { break }
+            if backlogged {
+                await self.waitForDispatcher()
+            } else {
+                try await self.waitForRoom(bytes: records[index].0.readableBytes, key: records[index].1)
+            }
         }
     }
 
@@ -471,6 +505,25 @@ public final class DataProxyClient: Service, Sendable {
                 if state.phase == .closing || state.phase == .closed { return true }
                 if state.accumulator.hasRoom(forBytes: bytes + BatchAccumulator.recordOverhead) { return true }
                 state.roomWaiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    /// How many more batches senders may seal before the dispatcher catches up. Called with the lock held.
+    private func backlogRoom(_ state: State) -> Int {
+        state.backlog.room(ready: state.ready.count)
+    }
+
+    /// Waits until the dispatcher has worked the ready queue down (or is stalled, or the client closes).
+    private func waitForDispatcher() async {
+        await withCheckedContinuation { continuation in
+            let ready = self.state.withLock { state -> Bool in
+                if state.phase == .closing || state.phase == .closed || state.backlog.releasesWaiters(ready: state.ready.count) {
+                    return true
+                }
+                state.backlogWaiters.append(continuation)
                 return false
             }
             if ready { continuation.resume() }
@@ -508,6 +561,8 @@ public final class DataProxyClient: Service, Sendable {
                     discovery = ProxyDiscovery(configuration: manager, httpClient: httpClient, logger: self.logger)
                 }
                 guard let pool = await self.makePool(discovery: discovery) else {
+                    // Nothing will be sent: refuse new records before failing the held ones.
+                    self.state.withLock { state in if state.phase == .running { state.phase = .closing } }
                     self.failEverything()
                     return
                 }
@@ -639,13 +694,13 @@ public final class DataProxyClient: Service, Sendable {
     /// sealed; acks are awaited in child tasks.
     private func dispatchLoop(pool: ConnectionPool<DataProxyCodec>, group: inout DiscardingTaskGroup) async {
         var deadlineTimer = false
+        // Compression output, reused by every batch: only the exact-size frame is allocated per batch.
+        var scratch = ByteBuffer()
         for await _ in self.wakeups {
-            var (jobs, deadline, done) = self.state.withLock { state -> (Deque<Job>, ContinuousClock.Instant?, Bool) in
-                let jobs = state.ready
-                state.ready = []
-                let done = state.phase == .closing && state.pending.isEmpty && jobs.isEmpty
+            let (deadline, done) = self.state.withLock { state -> (ContinuousClock.Instant?, Bool) in
+                let done = state.phase == .closing && state.pending.isEmpty && state.ready.isEmpty
                     && state.accumulator.heldRecords == 0
-                return (jobs, state.shutdownDeadline, done)
+                return (state.shutdownDeadline, done)
             }
             if done { return }
             if let deadline, !deadlineTimer {
@@ -655,13 +710,18 @@ public final class DataProxyClient: Service, Sendable {
                     self.failEverything()
                 }
             }
-            // Popped one by one so that a dispatched job's record block (now in its frame) is freed at once.
-            while let job = jobs.popFirst() {
-                if self.dispatch(job, pool: pool, group: &group) { continue }
-                // No connection ready (starting, or every proxy down): keep this job and the ones behind it in
-                // order at the front of the queue, and look again shortly, without spending an attempt.
-                jobs.prepend(job)
-                self.state.withLock { state in state.ready.insert(contentsOf: jobs, at: 0) }
+            // Popped one by one, so that the queue's length tells senders how far behind this loop is.
+            while let job = self.nextJob() {
+                guard let job = self.dispatch(job, pool: pool, scratch: &scratch, group: &group) else { continue }
+                // No connection ready (starting, or every proxy down): keep this job in order at the front of the
+                // queue, and look again shortly, without spending an attempt. Senders buffer meanwhile.
+                let waiters = self.state.withLock { state in
+                    state.ready.prepend(job)
+                    state.backlog.stalled = true
+                    defer { state.backlogWaiters = [] }
+                    return state.backlogWaiters
+                }
+                for waiter in waiters { waiter.resume() }
                 group.addTask {
                     try? await Task.sleep(for: .milliseconds(20))
                     self.wake.yield()
@@ -675,13 +735,30 @@ public final class DataProxyClient: Service, Sendable {
         }
     }
 
-    /// Sends one job; returns `false` when no connection is ready (the job is then not consumed).
-    private func dispatch(_ job: Job, pool: ConnectionPool<DataProxyCodec>, group: inout DiscardingTaskGroup) -> Bool {
+    /// The oldest ready job; lets waiting senders go on once the queue is worked down.
+    private func nextJob() -> Job? {
+        let (job, waiters) = self.state.withLock { state -> (Job?, [CheckedContinuation<Void, Never>]) in
+            let job = state.ready.popFirst()
+            guard !state.backlogWaiters.isEmpty, state.backlog.releasesWaiters(ready: state.ready.count) else { return (job, []) }
+            defer { state.backlogWaiters = [] }
+            return (job, state.backlogWaiters)
+        }
+        for waiter in waiters { waiter.resume() }
+        return job
+    }
+
+    /// Sends one job; returns it back, encoded, when no connection is ready.
+    private func dispatch(
+        _ job: consuming Job,
+        pool: ConnectionPool<DataProxyCodec>,
+        scratch: inout ByteBuffer,
+        group: inout DiscardingTaskGroup
+    ) -> Job? {
         var job = job
         let now = ContinuousClock.now
         if now - job.batch.createdAt >= self.configuration.retry.deliveryTimeout {
             self.finish(job, .failure(self.error(.deliveryTimeout, "not acked within the delivery timeout", job: job, retriable: true)))
-            return true
+            return nil
         }
         var avoided = self.state.withLock { state in
             if job.frame == nil {
@@ -691,15 +768,17 @@ public final class DataProxyClient: Service, Sendable {
             return state.health.avoided(now: now)
         }
         if let last = job.lastProxy { avoided.insert(last) }
+        // The frame holds the records once encoded (a failure report decodes them from it): the block goes back
+        // to the accumulator, so memory holds what is on its way rather than twice that.
+        var spentBlock: ByteBuffer?
         if job.frame == nil {
             do {
-                job.frame = try self.encode(job)
-                // The frame holds the records now (a failure report decodes them from it): keeping only the
-                // frame, often compressed, bounds memory by what is on its way rather than twice that.
+                job.frame = try self.encode(job, scratch: &scratch)
+                spentBlock = job.batch.block
                 job.batch.block = ByteBuffer()
             } catch {
                 self.finish(job, .failure(self.error(.invalidArgument, "cannot encode the batch: \(error)", job: job, retriable: false)))
-                return true
+                return nil
             }
         }
         let future: EventLoopFuture<InLongResponse>
@@ -707,13 +786,18 @@ public final class DataProxyClient: Service, Sendable {
         do {
             (connection, future) = try pool.submit(.data(uniq: job.uniq, frame: job.frame!), avoiding: avoided)
         } catch {
-            return false
+            if let spentBlock { self.state.withLock { $0.accumulator.recycle(spentBlock) } }
+            return job
         }
         job.attempts += 1
         job.lastProxy = connection.configuration.endpoints.first
         let sentAt = ContinuousClock.now
         if job.firstSentAt == nil { job.firstSentAt = sentAt }
-        self.state.withLock { $0.pending[job.id] = job }
+        self.state.withLock { state in
+            state.pending[job.id] = job
+            state.backlog.stalled = false
+            if let spentBlock { state.accumulator.recycle(spentBlock) }
+        }
         self.counters.sent.add(job.batch.recordCount, ordering: .relaxed)
         job.metrics.sent.increment(by: job.batch.recordCount)
         job.metrics.inFlight(1)
@@ -729,20 +813,20 @@ public final class DataProxyClient: Service, Sendable {
             }
             self.completed(sentJob, result: result, sentAt: sentAt)
         }
-        return true
+        return nil
     }
 
-    private func encode(_ job: Job) throws -> ByteBuffer {
+    private func encode(_ job: Job, scratch: inout ByteBuffer) throws -> ByteBuffer {
         let key = job.batch.key
         var extendedField = InLongExtendedField.default.union(self.configuration.batching.extendedField)
         if key.perRecordAttributes { extendedField.insert(.perRecordAttributes) }
         var block = job.batch.block
         var flags: UInt8 = 0
         if let threshold = self.configuration.batching.compressionThreshold, block.readableBytes > threshold {
-            var compressed = ByteBufferAllocator().buffer(capacity: 0)
-            compressed.writeSnappyCompressed(block)
-            if compressed.readableBytes < block.readableBytes {
-                block = compressed
+            scratch.clear()
+            scratch.writeSnappyCompressed(block)
+            if scratch.readableBytes < block.readableBytes {
+                block = scratch
                 flags = InLongWireConstants.snappyFlag
             }
         }
@@ -914,12 +998,14 @@ public final class DataProxyClient: Service, Sendable {
 
     /// At the shutdown deadline (or when no proxy can be found), every record still held fails.
     private func failEverything() {
-        let (jobs, open) = self.state.withLock { state -> ([Job], [SealedBatch]) in
+        let (jobs, open, waiters) = self.state.withLock { state -> ([Job], [SealedBatch], [CheckedContinuation<Void, Never>]) in
             let jobs = Array(state.ready) + Array(state.pending.values)
             state.ready.removeAll()
             state.pending.removeAll()
-            return (jobs, state.accumulator.sealAll())
+            defer { state.backlogWaiters = [] }
+            return (jobs, state.accumulator.sealAll(), state.backlogWaiters)
         }
+        for waiter in waiters { waiter.resume() }
         var all = jobs
         for batch in open {
             let metrics = self.counters.streamMetrics(group: batch.key.group, stream: batch.key.stream)

@@ -27,7 +27,12 @@ struct DataProxyCodec: FrameCodec {
     func encode(_ frame: Outbound, into buffer: inout ByteBuffer) throws {
         switch frame {
         case .data(_, let bytes):
-            buffer.writeImmutableBuffer(bytes)
+            // The frame is kept until its ack anyway: share it rather than hold a second copy in flight.
+            if buffer.readableBytes == 0 {
+                buffer = bytes
+            } else {
+                buffer.writeImmutableBuffer(bytes)
+            }
         case .heartbeat:
             // C++ layout: version 1, data time in seconds.
             let heartbeat = InLongBinaryHeartbeat(

@@ -219,6 +219,8 @@ public final class DataProxyReceiver: Service, Sendable {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 try await withThrowingDiscardingTaskGroup { delayedAcks in
+                    // A closed connection can send no more acks: do not wait out their delays.
+                    defer { delayedAcks.cancelAll() }
                     var delivered = 0
                     for try await frame in inbound {
                         try await self.waitWhileReadingIsStopped()

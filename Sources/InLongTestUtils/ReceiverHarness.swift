@@ -1,5 +1,11 @@
 public import InLongDataProxyReceiver
 
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
 /// Runs a receiver on `127.0.0.1` on a free port for the duration of `body`, then stops it.
 public func withReceiver<Result: Sendable>(
     _ configuration: DataProxyReceiver.Configuration = .loopback,
@@ -39,3 +45,30 @@ extension DataProxyReceiver {
     /// The sink, as the in-memory sink tests give it.
     public var memorySink: InMemorySink { self.sink as! InMemorySink }
 }
+
+/// Runs `body` with a loopback port that refuses connections: bound without listening and without
+/// `SO_REUSEADDR`, so that no other listener (another test's receiver among them) can take it meanwhile.
+public func withRefusingPort<Result>(_ body: (Int) async throws -> Result) async throws -> Result {
+    #if canImport(Glibc)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    #else
+    let fd = socket(AF_INET, SOCK_STREAM, 0)
+    #endif
+    guard fd >= 0 else { throw RefusingPortError() }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
+            bind(fd, socketAddress, length) == 0 && getsockname(fd, socketAddress, &length) == 0
+        }
+    }
+    guard bound else { throw RefusingPortError() }
+    return try await body(Int(UInt16(bigEndian: address.sin_port)))
+}
+
+/// No loopback port could be reserved.
+public struct RefusingPortError: Error {}

@@ -35,7 +35,8 @@ public protocol FrameCodec: Sendable {
 
     /// Where the next frame ends in `buffer`'s readable bytes.
     func frameBoundary(in buffer: ByteBuffer) throws -> FrameBoundary
-    /// Appends `frame`'s bytes.
+    /// Appends `frame`'s bytes. The transport passes an empty buffer: a codec whose frame is already encoded can
+    /// assign it (`buffer = bytes`), which costs no copy.
     func encode(_ frame: Outbound, into buffer: inout ByteBuffer) throws
     /// Decodes one whole frame, as delimited by ``frameBoundary(in:)``.
     func decode(_ frame: ByteBuffer) throws -> Inbound

@@ -148,6 +148,45 @@ import Testing
         }
     }
 
+    @Test func proxyKilledAndRestartedOnTheSamePort() async throws {
+        let sink = InMemorySink()
+        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
+        let first = DataProxyReceiver(configuration: receiverConfiguration, sink: sink)
+        // Acks held back, so that batches are in flight when the proxy dies.
+        first.updateFaults { $0.ackDelay = .seconds(5) }
+        let firstRun = Task { try await first.run() }
+        let port = try await first.port()
+        var configuration = clientConfiguration(ports: [port])
+        configuration.batching.maxRecords = 20
+        configuration.retry.maxAttempts = 20
+        try await withDataProxyClient(configuration: configuration) { client in
+            let reports = ReportCollector(client)
+            var sent = try await sendAll(client, count: 400, prefix: "before-")
+            #expect(await eventually { sink.recordCount == 400 })
+            #expect(client.statistics().acked == 0)
+            first.stop()
+            try await firstRun.value
+            // Accepted while nothing listens: held, not failed.
+            sent += try await sendAll(client, count: 400, prefix: "down-")
+            receiverConfiguration.port = port
+            let second = DataProxyReceiver(configuration: receiverConfiguration, sink: sink)
+            let secondRun = Task { try await second.run() }
+            _ = try await second.port()
+            sent += try await sendAll(client, count: 400, prefix: "after-")
+            #expect(await client.flush(timeout: .seconds(60)))
+            await expectEveryRecordAccounted(sent: sent, client: client, reports: reports, sinks: [sink])
+            let statistics = client.statistics()
+            #expect(statistics.acked == sent.count)
+            #expect(statistics.failed == 0, "\(statistics.failures)")
+            // The batches cut off by the kill went again: stored twice, acked once.
+            #expect(statistics.retries > 0)
+            #expect(second.statistics().records >= 800)
+            second.stop()
+            try await secondRun.value
+            reports.stop()
+        }
+    }
+
     @Test func memoryStaysWithinTheQuotaWhenTheProxyStopsReading() async throws {
         try await withReceiver { receiver in
             receiver.updateFaults { $0.stopReading = true }

@@ -61,6 +61,10 @@ struct BatchAccumulator {
 
     var limits: Limits
     private var open: [BatchKey: OpenBatch] = [:]
+    /// Cleared full-size blocks of encoded batches, reused for new batches: a block per batch allocated on the
+    /// sender's thread and freed on another fragments the allocator's per-thread arenas.
+    private var spareBlocks: [ByteBuffer] = []
+    static let maxSpareBlocks = 16
     private(set) var heldBytes = 0
     private(set) var heldRecords = 0
 
@@ -100,7 +104,7 @@ struct BatchAccumulator {
         self.heldRecords += 1
         if self.open[key] == nil {
             self.open[key] = OpenBatch(
-                block: ByteBufferAllocator().buffer(capacity: min(self.limits.maxBytes, max(recordBytes, 1024))),
+                block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: min(self.limits.maxBytes, max(recordBytes, 1024))),
                 createdAt: now,
                 dataTime: wallSeconds
             )
@@ -116,12 +120,14 @@ struct BatchAccumulator {
     }
 
     /// Appends records of one key without per-record dictionary lookups; stops at the first record the quota
-    /// has no room for. Returns how many were appended and the batches sealed on the way.
+    /// has no room for, or once `maxSealed` batches are sealed. Returns how many were appended and the batches
+    /// sealed on the way.
     mutating func appendRun(
         _ bodies: ArraySlice<ByteBuffer>,
         key: BatchKey,
         now: ContinuousClock.Instant,
-        wallSeconds: UInt32
+        wallSeconds: UInt32,
+        maxSealed: Int = .max
     ) -> (appended: Int, sealed: [SealedBatch]) {
         var sealed: [SealedBatch] = []
         var appended = 0
@@ -129,14 +135,14 @@ struct BatchAccumulator {
         for body in bodies {
             let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: nil)
             let charge = body.readableBytes + Self.recordOverhead
-            guard self.hasRoom(forBytes: charge) else { break }
+            guard sealed.count < maxSealed, self.hasRoom(forBytes: charge) else { break }
             if let current = batch, current.block.readableBytes + recordBytes > self.limits.maxBytes {
                 sealed.append(Self.sealed(current, key: key))
                 batch = nil
             }
             if batch == nil {
                 batch = OpenBatch(
-                    block: ByteBufferAllocator().buffer(capacity: self.limits.maxBytes),
+                    block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: self.limits.maxBytes),
                     createdAt: now,
                     dataTime: wallSeconds
                 )
@@ -184,6 +190,13 @@ struct BatchAccumulator {
 
     /// Records waiting in open batches.
     var openRecords: Int { self.open.values.reduce(0) { $0 + $1.recordCount } }
+
+    /// Keeps the block of an encoded batch for a later batch, when it is full-size and there is room.
+    mutating func recycle(_ block: consuming ByteBuffer) {
+        guard self.spareBlocks.count < Self.maxSpareBlocks, block.capacity >= self.limits.maxBytes else { return }
+        block.clear()
+        self.spareBlocks.append(block)
+    }
 
     /// Returns quota held by records that ended (acked or failed).
     mutating func release(bytes: Int, records: Int) {

@@ -128,7 +128,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
 
     private func encode<T>(_ frame: Codec.Outbound, promise: EventLoopPromise<T>?) -> ByteBuffer? {
         guard let context = self.context else { return nil }
-        var buffer = context.channel.allocator.buffer(capacity: 256)
+        // Empty, so that a codec holding its frame already encoded can hand it over instead of copying it.
+        var buffer = context.channel.allocator.buffer(capacity: 0)
         do {
             try self.codec.encode(frame, into: &buffer)
             return buffer
