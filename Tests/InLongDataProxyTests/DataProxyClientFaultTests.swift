@@ -187,6 +187,24 @@ import Testing
         }
     }
 
+    @Test func recordsHeldWhileNoProxyAnswersFailAtTheirDeliveryDeadline() async throws {
+        try await withRefusingPort { port in
+            var configuration = clientConfiguration(ports: [port])
+            configuration.batching.maxRecords = 5
+            configuration.retry.deliveryTimeout = .milliseconds(300)
+            try await withDataProxyClient(configuration: configuration) { client in
+                let reports = ReportCollector(client)
+                // More batches than senders may queue ahead of a working dispatcher: an outage holds nobody back.
+                let sent = try await sendAll(client, count: 200)
+                #expect(await client.flush(timeout: .seconds(30)))
+                await expectEveryRecordAccounted(sent: sent, client: client, reports: reports, sinks: [])
+                #expect(client.statistics().failures == ["deliveryTimeout": 200])
+                #expect(Set(reports.failedBodies) == Set(sent))
+                reports.stop()
+            }
+        }
+    }
+
     @Test func memoryStaysWithinTheQuotaWhenTheProxyStopsReading() async throws {
         try await withReceiver { receiver in
             receiver.updateFaults { $0.stopReading = true }
