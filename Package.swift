@@ -169,6 +169,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "InLongCLITests",
+            dependencies: [
+                "InLongCLI",
+                "InLongDataProxy",
+                "InLongDataProxyReceiver",
+                "InLongTestUtils",
+                "InLongTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "InLongWireTests",
             dependencies: [
                 "InLongTestUtils",

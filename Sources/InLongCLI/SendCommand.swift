@@ -85,24 +85,47 @@ struct SendCommand: AsyncParsableCommand {
     }
 }
 
-/// Reads a file in 1 MiB chunks and hands its lines (without the newline) in batches.
-func forEachLineChunk(_ handle: FileHandle, _ emit: ([ByteBuffer]) async throws -> Void) async throws {
+/// Reads a file in 1 MiB chunks and hands its lines (without the newline) in batches, as slices of the chunk.
+/// A line longer than `maxLineLength` ends the read with an error.
+func forEachLineChunk(
+    _ handle: FileHandle,
+    maxLineLength: Int = 4 << 20,
+    _ emit: ([ByteBuffer]) async throws -> Void
+) async throws {
+    let descriptor = handle.fileDescriptor
     var carry = ByteBuffer()
+    var lines: [ByteBuffer] = []
     while true {
-        let data = try handle.read(upToCount: 1 << 20) ?? Data()
-        if data.isEmpty { break }
-        var buffer = carry
-        buffer.writeBytes(data)
-        var lines: [ByteBuffer] = []
-        let view = buffer.readableBytesView
-        var start = view.startIndex
-        for index in view.indices where view[index] == UInt8(ascii: "\n") {
-            var end = index
-            if end > start, view[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-            if end > start { lines.append(buffer.getSlice(at: start, length: end - start)!) }
-            start = index + 1
+        var buffer = ByteBufferAllocator().buffer(capacity: carry.readableBytes + (1 << 20))
+        buffer.writeImmutableBuffer(carry)
+        let count = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 1 << 20) { destination in
+            while true {
+                let count = read(descriptor, destination.baseAddress, destination.count)
+                if count >= 0 { return count }
+                if errno != EINTR { throw CLIError("cannot read: \(String(cString: strerror(errno)))") }
+            }
         }
-        carry = buffer.getSlice(at: start, length: view.endIndex - start)!
+        if count == 0 { break }
+        // Line ends found with memchr over the chunk's bytes; the lines share its storage.
+        lines.removeAll(keepingCapacity: true)
+        let consumed = buffer.withUnsafeReadableBytes { bytes -> Int in
+            guard let base = bytes.baseAddress else { return 0 }
+            var start = 0
+            while start < bytes.count, let found = memchr(base + start, Int32(UInt8(ascii: "\n")), bytes.count - start) {
+                let newline = base.distance(to: UnsafeRawPointer(found))
+                var end = newline
+                if end > start, bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+                if end > start { lines.append(buffer.getSlice(at: buffer.readerIndex + start, length: end - start)!) }
+                start = newline + 1
+            }
+            return start
+        }
+        buffer.moveReaderIndex(forwardBy: consumed)
+        // A line no frame can carry is an error, not a reason to read the rest of the file into memory.
+        guard buffer.readableBytes <= maxLineLength else {
+            throw CLIError("a line is longer than \(maxLineLength) bytes (records must fit a frame)")
+        }
+        carry = buffer
         if !lines.isEmpty { try await emit(lines) }
     }
     if carry.readableBytes > 0 { try await emit([carry]) }

@@ -131,33 +131,45 @@ struct BatchAccumulator {
     ) -> (appended: Int, sealed: [SealedBatch]) {
         var sealed: [SealedBatch] = []
         var appended = 0
-        var batch = self.open.removeValue(forKey: key)
+        // Taken out of the dictionary (so that the block stays uniquely referenced) and never optional in the
+        // loop, so that no record costs a copy of the batch.
+        var batch = self.open.removeValue(forKey: key) ?? self.newBatch(capacity: self.limits.maxBytes, now: now, wallSeconds: wallSeconds)
+        let maxBytes = self.limits.maxBytes
+        let maxRecords = self.limits.maxRecords
         for body in bodies {
-            let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: nil)
-            let charge = body.readableBytes + Self.recordOverhead
+            let length = body.readableBytes
+            let charge = length + Self.recordOverhead
             guard sealed.count < maxSealed, self.hasRoom(forBytes: charge) else { break }
-            if let current = batch, current.block.readableBytes + recordBytes > self.limits.maxBytes {
-                sealed.append(Self.sealed(current, key: key))
-                batch = nil
+            if batch.recordCount > 0, batch.block.readableBytes + InLongRecordBlock.recordOverhead + length > maxBytes {
+                sealed.append(Self.sealed(batch, key: key))
+                batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
             }
-            if batch == nil {
-                batch = OpenBatch(
-                    block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: self.limits.maxBytes),
-                    createdAt: now,
-                    dataTime: wallSeconds
-                )
-            }
-            batch!.append(body, attributes: nil, charge: charge, waiter: nil)
+            batch.block.writeInteger(UInt32(length))
+            batch.block.writeImmutableBuffer(body)
+            batch.recordCount += 1
+            batch.chargedBytes += charge
             self.heldBytes += charge
             self.heldRecords += 1
             appended += 1
-            if batch!.recordCount >= self.limits.maxRecords || batch!.block.readableBytes >= self.limits.maxBytes {
-                sealed.append(Self.sealed(batch!, key: key))
-                batch = nil
+            if batch.recordCount >= maxRecords || batch.block.readableBytes >= maxBytes {
+                sealed.append(Self.sealed(batch, key: key))
+                batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
             }
         }
-        if let batch { self.open[key] = batch }
+        if batch.recordCount > 0 {
+            self.open[key] = batch
+        } else {
+            self.recycle(batch.block)
+        }
         return (appended, sealed)
+    }
+
+    private mutating func newBatch(capacity: Int, now: ContinuousClock.Instant, wallSeconds: UInt32) -> OpenBatch {
+        OpenBatch(
+            block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: capacity),
+            createdAt: now,
+            dataTime: wallSeconds
+        )
     }
 
     private static func sealed(_ batch: OpenBatch, key: BatchKey) -> SealedBatch {
