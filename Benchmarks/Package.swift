@@ -33,5 +33,17 @@ let package = Package(
             path: "Benchmarks/InLongTransportBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "InLongDataProxyBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "InLongDataProxy", package: "swift-inlong"),
+                .product(name: "InLongDataProxyReceiver", package: "swift-inlong"),
+                .product(name: "InLongTransport", package: "swift-inlong"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Benchmarks/InLongDataProxyBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

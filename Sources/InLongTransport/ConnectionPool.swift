@@ -138,12 +138,22 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
     public func chooseConnection(avoiding avoided: Set<Endpoint> = []) throws -> PersistentConnection<Codec> {
         try self.state.withLock { state in
             guard !state.closed else { throw TransportError(.shutDown) }
-            var ready = state.order.compactMap { state.connections[$0] }.filter { $0.connectivityState == .ready }
-            guard !ready.isEmpty else { throw TransportError(.notConnected) }
-            if !avoided.isEmpty {
-                let preferred = ready.filter { !avoided.contains($0.configuration.endpoints[0]) }
-                if !preferred.isEmpty { ready = preferred }
+            // One array, one pass (this runs per request); the avoided ones only when nothing else is ready.
+            var ready: [PersistentConnection<Codec>] = []
+            ready.reserveCapacity(state.order.count)
+            var skipped = false
+            for id in state.order {
+                guard let connection = state.connections[id], connection.connectivityState == .ready else { continue }
+                if !avoided.isEmpty, avoided.contains(connection.configuration.endpoints[0]) {
+                    skipped = true
+                } else {
+                    ready.append(connection)
+                }
             }
+            if ready.isEmpty, skipped {
+                ready = state.order.compactMap { state.connections[$0] }.filter { $0.connectivityState == .ready }
+            }
+            guard !ready.isEmpty else { throw TransportError(.notConnected) }
             let start = state.next
             state.next &+= 1
             switch self.policy.kind {

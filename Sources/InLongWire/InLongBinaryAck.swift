@@ -77,14 +77,36 @@ public struct InLongAckResult: Sendable, Hashable {
     public var proxyIP: String?
 
     public init(attributes: String) {
-        let parsed = InLongAttributes(parsingLeniently: attributes)
-        if let code = parsed["errCode"] {
+        // Read as ``InLongAttributes/init(parsingLeniently:)`` reads (first entry of a key wins), but over the
+        // bytes, keeping only the three values: an ack is parsed per batch on the client's hot path.
+        var code: String?
+        var message: String?
+        var proxyIP: String?
+        var attributes = attributes
+        attributes.withUTF8 { bytes in
+            var start = 0
+            while start < bytes.count {
+                let end = bytes[start...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.count
+                defer { start = end + 1 }
+                guard let equals = bytes[start..<end].firstIndex(of: UInt8(ascii: "=")) else { continue }
+                let key = bytes[start..<equals]
+                func value() -> String { String(decoding: UnsafeBufferPointer(rebasing: bytes[(equals + 1)..<end]), as: UTF8.self) }
+                if code == nil, key.elementsEqual("errCode".utf8) {
+                    code = value()
+                } else if message == nil, key.elementsEqual("errMsg".utf8) {
+                    message = value()
+                } else if proxyIP == nil, key.elementsEqual("dpIp".utf8) {
+                    proxyIP = value()
+                }
+            }
+        }
+        if let code {
             self.errorCode = Int(code.trimmingPrefix(" ")).map(DataProxyErrorCode.init(rawValue:)) ?? .unknownError
         } else {
             self.errorCode = .success
         }
-        self.errorMessage = parsed["errMsg"]
-        self.proxyIP = parsed["dpIp"]
+        self.errorMessage = message
+        self.proxyIP = proxyIP
     }
 
     /// Whether the request was accepted (no `errCode`, `errCode=0`, or a duplicate the server already stored).

@@ -48,6 +48,20 @@ import Testing
         #expect(InLongAckResult(attributes: "errCode=120").isDelivered)
     }
 
+    @Test(arguments: [
+        "dpIp=1&errCode=2&errMsg=x=(y), z&errCode=3&junk&&",
+        "", "&&", "=", "errCode", "errCode=", "errCode= 115&errMsg=", "errMsg=a&b&dpIp=10.0.0.1&dpIp=2",
+        "groupId=g&streamId=s&errCode=0&dpIp=127.0.0.1", "errCodeX=1&xerrCode=2&dpIp=é&errMsg=ü=1",
+    ])
+    func ackResultReadsAsTheLenientParser(attributes: String) {
+        let parsed = InLongAttributes(parsingLeniently: attributes)
+        let result = InLongAckResult(attributes: attributes)
+        #expect(result.errorMessage == parsed["errMsg"])
+        #expect(result.proxyIP == parsed["dpIp"])
+        let code = parsed["errCode"].map { Int($0.trimmingPrefix(" ")).map(DataProxyErrorCode.init(rawValue:)) ?? .unknownError }
+        #expect(result.errorCode == code ?? .success)
+    }
+
     @Test(arguments: [("ok", true), ("", true), ("a&b", false), ("a=b", false), (" a", false), ("a ", false)])
     func componentValidity(text: String, valid: Bool) {
         #expect(InLongAttributes.isValidComponent(text) == valid)
