@@ -1,6 +1,5 @@
-import Foundation
-public import struct Foundation.Data
-public import InLongWire
+public import Foundation
+import InLongWire
 
 extension DataProxyClient.Configuration {
     /// Reads the JSON configuration file of the reference C++ SDK (its `init-param` object), so that a

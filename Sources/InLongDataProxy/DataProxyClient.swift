@@ -3,7 +3,7 @@ import DequeModule
 import Foundation
 public import InLongTransport
 import CoreMetrics
-public import InLongWire
+import InLongWire
 public import Logging
 public import NIOCore
 public import NIOPosix
