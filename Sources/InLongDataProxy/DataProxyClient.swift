@@ -66,6 +66,12 @@ public final class DataProxyClient: Service, Sendable {
         var nextFlushID = 0
         /// Jobs (in `pending`) waiting out a retry backoff, with when they are due; the linger tick requeues them.
         var retries: [(due: ContinuousClock.Instant, id: Int)] = []
+
+        /// The senders waiting for the dispatcher, for resuming once the lock is released.
+        mutating func takeBacklogWaiters() -> [CheckedContinuation<Void, Never>] {
+            defer { self.backlogWaiters = [] }
+            return self.backlogWaiters
+        }
     }
 
     /// Ready batches at which senders wait for the dispatcher (with ``Buffer/WhenFull/wait``); see
@@ -219,11 +225,7 @@ public final class DataProxyClient: Service, Sendable {
             if sealed { self.wake.yield() }
             index += appended
             guard index < records.count else { break }
-            if backlogged {
-                await self.waitForDispatcher()
-            } else {
-                try await self.waitForRoom(bytes: records[index].readableBytes, key: key)
-            }
+            try await self.waitToAppend(backlogged: backlogged, bytes: records[index].readableBytes, key: key)
         }
     }
 
@@ -359,11 +361,8 @@ public final class DataProxyClient: Service, Sendable {
             state.phase = .closing
             state.shutdownDeadline = .now + deadline
             self.enqueue(state.accumulator.sealAll(), into: &state)
-            defer {
-                state.roomWaiters = []
-                state.backlogWaiters = []
-            }
-            return state.roomWaiters + state.backlogWaiters
+            defer { state.roomWaiters = [] }
+            return state.roomWaiters + state.takeBacklogWaiters()
         }
         for waiter in resume { waiter.resume() }
         self.wake.yield()
@@ -480,11 +479,7 @@ public final class DataProxyClient: Service, Sendable {
             if sealed { self.wake.yield() }
             index += appended
             guard index < records.count else { break }
-            if backlogged {
-                await self.waitForDispatcher()
-            } else {
-                try await self.waitForRoom(bytes: records[index].0.readableBytes, key: records[index].1)
-            }
+            try await self.waitToAppend(backlogged: backlogged, bytes: records[index].0.readableBytes, key: records[index].1)
         }
     }
 
@@ -508,6 +503,15 @@ public final class DataProxyClient: Service, Sendable {
                 return false
             }
             if ready { continuation.resume() }
+        }
+    }
+
+    /// Waits out what stopped a run of appends: the dispatcher's backlog, or the quota.
+    private func waitToAppend(backlogged: Bool, bytes: Int, key: BatchKey) async throws {
+        if backlogged {
+            await self.waitForDispatcher()
+        } else {
+            try await self.waitForRoom(bytes: bytes, key: key)
         }
     }
 
@@ -718,8 +722,7 @@ public final class DataProxyClient: Service, Sendable {
                 let waiters = self.state.withLock { state in
                     state.ready.prepend(job)
                     state.backlog.stalled = true
-                    defer { state.backlogWaiters = [] }
-                    return state.backlogWaiters
+                    return state.takeBacklogWaiters()
                 }
                 for waiter in waiters { waiter.resume() }
                 group.addTask {
@@ -740,8 +743,7 @@ public final class DataProxyClient: Service, Sendable {
         let (job, waiters) = self.state.withLock { state -> (Job?, [CheckedContinuation<Void, Never>]) in
             let job = state.ready.popFirst()
             guard !state.backlogWaiters.isEmpty, state.backlog.releasesWaiters(ready: state.ready.count) else { return (job, []) }
-            defer { state.backlogWaiters = [] }
-            return (job, state.backlogWaiters)
+            return (job, state.takeBacklogWaiters())
         }
         for waiter in waiters { waiter.resume() }
         return job
@@ -1002,8 +1004,7 @@ public final class DataProxyClient: Service, Sendable {
             let jobs = Array(state.ready) + Array(state.pending.values)
             state.ready.removeAll()
             state.pending.removeAll()
-            defer { state.backlogWaiters = [] }
-            return (jobs, state.accumulator.sealAll(), state.backlogWaiters)
+            return (jobs, state.accumulator.sealAll(), state.takeBacklogWaiters())
         }
         for waiter in waiters { waiter.resume() }
         var all = jobs

@@ -1,4 +1,3 @@
-import Logging
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -15,24 +14,13 @@ import Testing
     }
 
     func makeFixture(heartbeat: TimeAmount? = .seconds(10), read: TimeAmount? = .seconds(30)) throws -> Fixture {
-        let loop = EmbeddedEventLoop()
         let counters = StatisticsCounters()
-        let endpoint = Endpoint(host: "127.0.0.1", port: 1)
-        let handler = ConnectionChannelHandler(
+        let (channel, loop, handler) = try makeEmbeddedHandler(
             codec: TestCodec(),
-            configuration: .init(
-                stateMachine: .init(maxInFlight: 4, maxQueued: 4, heartbeatInterval: heartbeat, readTimeout: read),
-                maxFrameLength: 1024
-            ),
-            endpoint: endpoint,
-            counters: counters,
-            metrics: TransportMetrics(endpoint: endpoint),
-            logger: .init(label: "test"),
-            now: loop.now,
-            onUnsolicited: { _ in }
+            stateMachine: .init(maxInFlight: 4, maxQueued: 4, heartbeatInterval: heartbeat, readTimeout: read),
+            maxFrameLength: 1024,
+            counters: counters
         )
-        let channel = EmbeddedChannel(handler: handler, loop: loop)
-        try channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         return Fixture(channel: channel, loop: loop, handler: handler, counters: counters)
     }
 

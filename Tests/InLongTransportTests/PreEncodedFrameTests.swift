@@ -1,4 +1,3 @@
-import Logging
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -23,23 +22,11 @@ private struct PreEncodedCodec: FrameCodec {
     /// The transport gives the codec an empty buffer, so a large frame kept by the application (for a retry)
     /// is written from the application's storage instead of a second copy held in flight.
     @Test func largeEncodedFramesAreWrittenWithoutACopy() throws {
-        let loop = EmbeddedEventLoop()
-        let endpoint = Endpoint(host: "127.0.0.1", port: 1)
-        let handler = ConnectionChannelHandler(
+        let (channel, loop, handler) = try makeEmbeddedHandler(
             codec: PreEncodedCodec(),
-            configuration: .init(
-                stateMachine: .init(maxInFlight: 4, maxQueued: 4, heartbeatInterval: nil, readTimeout: nil),
-                maxFrameLength: 1 << 20
-            ),
-            endpoint: endpoint,
-            counters: StatisticsCounters(),
-            metrics: TransportMetrics(endpoint: endpoint),
-            logger: .init(label: "test"),
-            now: loop.now,
-            onUnsolicited: { _ in }
+            stateMachine: .init(maxInFlight: 4, maxQueued: 4, heartbeatInterval: nil, readTimeout: nil),
+            maxFrameLength: 1 << 20
         )
-        let channel = EmbeddedChannel(handler: handler, loop: loop)
-        try channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         let frame = TestFrame.request(7, String(repeating: "x", count: 40_000)).bytes
         let promise = loop.makePromise(of: TestFrame.self)
         handler.submitRequest(frame, promise: promise, timeout: nil)

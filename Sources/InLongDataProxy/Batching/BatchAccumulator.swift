@@ -140,10 +140,12 @@ struct BatchAccumulator {
             let length = body.readableBytes
             let charge = length + Self.recordOverhead
             guard sealed.count < maxSealed, self.hasRoom(forBytes: charge) else { break }
-            if batch.recordCount > 0, batch.block.readableBytes + InLongRecordBlock.recordOverhead + length > maxBytes {
+            if batch.recordCount > 0, batch.block.readableBytes + Self.blockBytes(bodyLength: length, attributesLength: nil) > maxBytes {
                 sealed.append(Self.sealed(batch, key: key))
                 batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
             }
+            // Written here rather than through `OpenBatch.append`: its attribute and waiter cases cost a fifth of
+            // the throughput of 100 B records (measured with `inlong bench`).
             batch.block.writeInteger(UInt32(length))
             batch.block.writeImmutableBuffer(body)
             batch.recordCount += 1

@@ -1,0 +1,29 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+
+@testable import InLongTransport
+
+/// A connected `EmbeddedChannel` around a channel handler for `codec`, on virtual time.
+func makeEmbeddedHandler<Codec: FrameCodec>(
+    codec: Codec,
+    stateMachine: ConnectionStateMachine<Codec.Key, ConnectionChannelHandler<Codec>.Operation>.Configuration,
+    maxFrameLength: Int,
+    counters: StatisticsCounters = StatisticsCounters()
+) throws -> (channel: EmbeddedChannel, loop: EmbeddedEventLoop, handler: ConnectionChannelHandler<Codec>) {
+    let loop = EmbeddedEventLoop()
+    let endpoint = Endpoint(host: "127.0.0.1", port: 1)
+    let handler = ConnectionChannelHandler(
+        codec: codec,
+        configuration: .init(stateMachine: stateMachine, maxFrameLength: maxFrameLength),
+        endpoint: endpoint,
+        counters: counters,
+        metrics: TransportMetrics(endpoint: endpoint),
+        logger: .init(label: "test"),
+        now: loop.now,
+        onUnsolicited: { _ in }
+    )
+    let channel = EmbeddedChannel(handler: handler, loop: loop)
+    try channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+    return (channel, loop, handler)
+}
