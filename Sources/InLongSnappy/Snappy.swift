@@ -263,17 +263,20 @@ extension Snappy {
                 let base = s
                 s += 4
                 var i = candidate + 4
-                // Extend the match 8 bytes at a time while both sides have room.
+                // Extend the match 8 bytes at a time while both sides have room. A mismatch ends the match
+                // there: `i` is not advanced with `s`, so the byte loop below must not run after it.
+                var mismatched = false
                 while s + 8 <= count {
                     let x = load64(src, s) ^ load64(src, i)
                     if x != 0 {
                         s += x.trailingZeroBitCount >> 3
+                        mismatched = true
                         break
                     }
                     s += 8
                     i += 8
                 }
-                if s + 8 > count {
+                if !mismatched {
                     while s < count && src.load(fromByteOffset: i, as: UInt8.self)
                         == src.load(fromByteOffset: s, as: UInt8.self)
                     {
