@@ -324,7 +324,9 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             maxFrameLength: configuration.maxFrameLength,
             flushThreshold: configuration.writeBufferWaterMarks.high
         )
-        let unsolicitedSink = self.unsolicitedSink
+        // Without a handler nobody reads the stream: unsolicited frames are dropped at once, not buffered.
+        let unsolicitedSink: AsyncStream<Codec.Inbound>.Continuation? =
+            self.unsolicitedHandler == nil ? nil : self.unsolicitedSink
         let counters = self.counters
         let codec = self.codec
         let logger = self.logger
@@ -344,8 +346,9 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                             logger: logger,
                             now: .now(),
                             onUnsolicited: { frame in
-                                if case .dropped = unsolicitedSink.yield(frame) {
+                                guard case .enqueued = unsolicitedSink?.yield(frame) else {
                                     counters.unsolicitedDropped.add(1, ordering: .relaxed)
+                                    return
                                 }
                             }
                         )
@@ -367,6 +370,9 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                     self.eventSink.yield(.ageExpired(channelID: channelID))
                 }
             }
+            // `.connected` goes first: a channel the peer closed at once must still be seen to close, and its
+            // close callback may run before this line returns.
+            self.eventSink.yield(.connected(handle))
             channel.closeFuture.whenComplete { _ in
                 ageTimer?.cancel()
                 let reason = handler.value.closeReason ?? TransportError(.connectionClosed, endpoint: endpoint)
@@ -375,7 +381,6 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 metrics.disconnected(reason: label)
                 self.eventSink.yield(.closed(channelID: channelID, reason: reason))
             }
-            self.eventSink.yield(.connected(handle))
         } catch {
             counters.connectFailures.add(1, ordering: .relaxed)
             metrics.connectFailures.increment()

@@ -196,6 +196,23 @@ import Testing
         }
     }
 
+    /// A peer that closes right after accept, many times over: each close must be seen, even one that happens
+    /// before the connection reports itself connected, or a dead channel would be kept as ready for good.
+    @Test func connectionsClosedRightAfterAcceptNeverWedgeTheClient() async throws {
+        let server = try await TestServer(behavior: .acceptThenClose)
+        defer { Task { await server.stop() } }
+        try await withConnection(
+            endpoints: [server.endpoint],
+            configure: { $0.backoff = Backoff(initial: .milliseconds(1), maximum: .milliseconds(2), multiplier: 2, jitter: 0.1) },
+            waitUntilReady: false
+        ) { connection in
+            try await eventually(within: .seconds(60)) { server.connectionCount >= 300 }
+            server.behavior = .echo
+            #expect(await connection.answersEventually(.request(9)))
+            #expect(connection.connectivityState == .ready)
+        }
+    }
+
     @Test func stateSequenceOnDropAndReconnect() async throws {
         let server = try await TestServer(behavior: .echo)
         defer { Task { await server.stop() } }

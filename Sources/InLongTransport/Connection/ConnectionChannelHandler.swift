@@ -55,6 +55,9 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     /// The peer's reported load, smoothed; a new channel starts without one.
     private var smoothedLoad: Int?
 
+    /// Bytes of storage the receive buffer holds (for tests of its bound).
+    var receiveBufferCapacity: Int { self.receiveBuffer?.capacity ?? 0 }
+
     init(
         codec: Codec,
         configuration: Configuration,
@@ -164,6 +167,13 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         if self.receiveBuffer == nil {
             self.receiveBuffer = bytes
         } else {
+            // A read that ends mid-frame leaves consumed bytes in front of the partial frame: drop them once they
+            // outweigh what is left (amortised, as ByteToMessageDecoder does), or the buffer grows with every read.
+            if self.receiveBuffer!.readerIndex > 0
+                && self.receiveBuffer!.readerIndex >= self.receiveBuffer!.readableBytes
+            {
+                self.receiveBuffer!.discardReadBytes()
+            }
             self.receiveBuffer!.writeImmutableBuffer(bytes)
         }
         do {
