@@ -145,6 +145,27 @@ import Testing
         }
     }
 
+    /// In Swift Characters `&\u{301}` is one grapheme; the server splits UTF-16 units, so it accepts these.
+    @Test func combiningMarksAfterSeparatorsAreAccepted() async throws {
+        try await withReceiver { receiver in
+            let client = try await RawClient.connect(port: try await receiver.port())
+            let attributes = "groupId=g&streamId=s&\u{301}k=v"
+            try await client.write(try binaryFrame(["x"], attributes: attributes, uniq: 5))
+            let ack = binaryAck(try await readAck(client))
+            #expect(ack?.uniq == 5)
+            #expect(ack?.result.errorCode == .success)
+            try await client.write(try textFrame(.commonService, body: ByteBuffer(string: "y"), attributes: attributes))
+            guard case .textAck(let textAck) = try await readAck(client) else {
+                Issue.record("expected a text ack")
+                return
+            }
+            #expect(InLongAckResult(attributes: textAck.attributes).errorCode == .success)
+            #expect(receiver.memorySink.records.map { String(buffer: $0.body) } == ["x", "y"])
+            #expect(receiver.statistics().errors.isEmpty)
+            await client.close()
+        }
+    }
+
     @Test func textTypesAreSplitLikeTheServer() async throws {
         try await withReceiver { receiver in
             let client = try await RawClient.connect(port: try await receiver.port())
