@@ -882,7 +882,13 @@ public final class DataProxyClient: Service, Sendable {
             let transport = failure as? TransportError
             error.underlying = transport
             var job = job
-            if transport?.mayHaveBeenDelivered ?? true { job.mayHaveBeenDelivered = true }
+            if transport?.mayHaveBeenDelivered ?? true {
+                job.mayHaveBeenDelivered = true
+            } else {
+                // Refused before a byte was written (a connection closing or not ready): not an attempt, so a
+                // connection cycling fast cannot use up a record's attempts; the delivery deadline still binds.
+                job.attempts -= 1
+            }
             error.persistence = job.mayHaveBeenDelivered ? .possiblySent : .notSent
             self.retryOrFail(job, error)
         }
@@ -908,7 +914,7 @@ public final class DataProxyClient: Service, Sendable {
         job.metrics.retried.increment()
         var backoff = self.configuration.retry.backoff.makeIterator()
         var delay = backoff.next()
-        for _ in 1..<job.attempts { delay = backoff.next() }
+        for _ in 1..<max(job.attempts, 1) { delay = backoff.next() }
         self.logger.debug(
             "retrying a batch",
             metadata: ["inlong.attempt": "\(job.attempts)", "inlong.error": "\(error)", "inlong.delay": "\(delay)"]
