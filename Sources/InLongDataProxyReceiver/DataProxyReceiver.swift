@@ -24,9 +24,16 @@ import Synchronization
 /// }
 /// ```
 public final class DataProxyReceiver: Service, Sendable {
+    private typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
     private struct State {
         var serverChannel: (any Channel)?
+        /// Connections wrapped on accept that the accept loop has not taken yet. NIO drops those it has not
+        /// handed over when the listener closes or the loop is cancelled, and a dropped, unfinished
+        /// `NIOAsyncChannel` traps; kept here, they are finished when the receiver stops accepting.
+        var unclaimed: [ObjectIdentifier: Connection] = [:]
         var connections: [ObjectIdentifier: any Channel] = [:]
+        /// Once set, accepted connections are closed instead of wrapped.
         var stopped = false
     }
 
@@ -114,10 +121,13 @@ public final class DataProxyReceiver: Service, Sendable {
         if stopped { server.channel.close(promise: nil) }
         self.logger.debug("receiver listening", metadata: ["inlong.address": "\(address)"])
 
+        // Cancelled, Hummingbird's accept loop lets NIO drop the accepted connections it still buffers, which
+        // traps; so the Manager endpoint is shut down gracefully, not cancelled.
+        let managerGroup = self.manager.map { ServiceGroup(services: [$0], logger: self.logger) }
         try await withThrowingTaskGroup { group in
-            if let manager = self.manager {
+            if let manager = self.manager, let managerGroup {
                 manager.setNodes([.init(ip: self.proxyIP(address), port: address.port ?? 0)])
-                group.addTask { try await manager.run() }
+                group.addTask { try await managerGroup.run() }
             }
             group.addTask {
                 try await withGracefulShutdownHandler {
@@ -126,9 +136,16 @@ public final class DataProxyReceiver: Service, Sendable {
                     self.stop()
                 }
             }
-            try await group.next()
-            group.cancelAll()
+            var failure: (any Error)?
+            do {
+                try await group.next()
+            } catch {
+                failure = error
+            }
+            self.stop()
+            await managerGroup?.triggerGracefulShutdown()
             while !group.isEmpty { _ = try? await group.next() }
+            if let failure { throw failure }
         }
         try? await self.sink.flush()
     }
@@ -143,22 +160,44 @@ public final class DataProxyReceiver: Service, Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let operations = channel.pipeline.syncOperations
-                    try operations.addHandler(
-                        ByteToMessageHandler(InLongFrameDecoder(maxFrameSize: configuration.maxFrameSize))
-                    )
-                    if let timeout = configuration.readIdleTimeout {
-                        try operations.addHandler(IdleStateHandler(readTimeout: TimeAmount(timeout)))
-                        try operations.addHandler(ReadIdleCloseHandler())
-                    }
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
-                        wrappingChannelSynchronously: channel,
-                        configuration: .init(
-                            backPressureStrategy: .init(lowWatermark: highWatermark / 2, highWatermark: highWatermark)
+                    do {
+                        let operations = channel.pipeline.syncOperations
+                        try operations.addHandler(
+                            ByteToMessageHandler(InLongFrameDecoder(maxFrameSize: configuration.maxFrameSize))
                         )
-                    )
+                        if let timeout = configuration.readIdleTimeout {
+                            try operations.addHandler(IdleStateHandler(readTimeout: TimeAmount(timeout)))
+                            try operations.addHandler(ReadIdleCloseHandler())
+                        }
+                        return try self.adopt(channel) {
+                            try Connection(
+                                wrappingChannelSynchronously: channel,
+                                configuration: .init(
+                                    backPressureStrategy: .init(
+                                        lowWatermark: highWatermark / 2,
+                                        highWatermark: highWatermark
+                                    )
+                                )
+                            )
+                        }
+                    } catch {
+                        // NIO neither registers nor closes a child whose initializer failed.
+                        channel.close(promise: nil)
+                        throw error
+                    }
                 }
             }
+    }
+
+    /// Wraps an accepted channel and keeps it until the accept loop takes it. Refuses once the receiver stopped,
+    /// as the loop may have finished what it kept already.
+    private func adopt(_ channel: any Channel, wrap: () throws -> Connection) throws -> Connection {
+        try self.state.withLock { state in
+            guard !state.stopped else { throw ReceiverError.stopped }
+            let connection = try wrap()
+            state.unclaimed[ObjectIdentifier(channel)] = connection
+            return connection
+        }
     }
 
     private func acceptLoop(
@@ -173,27 +212,48 @@ public final class DataProxyReceiver: Service, Sendable {
             load: nil,
             maxUncompressedLength: self.configuration.maxUncompressedLength
         )
-        try await server.executeThenClose { inbound in
-            try await withThrowingDiscardingTaskGroup { group in
+        enum Verdict { case serve, reject, close, ownedElsewhere }
+        try await withThrowingDiscardingTaskGroup { group in
+            defer {
+                // Whatever ended the loop (stop, cancellation, a listener error), connections NIO accepted but
+                // did not hand over are finished here; none is adopted after this.
+                for connection in self.stopAccepting() {
+                    group.addTask { try? await connection.executeThenClose { _, _ in } }
+                }
+            }
+            try await server.executeThenClose { inbound in
                 for try await connection in inbound {
-                    let accepted = self.state.withLock { state -> Bool in
-                        guard !state.stopped, state.connections.count < self.configuration.maxConnections else {
-                            return false
-                        }
-                        state.connections[ObjectIdentifier(connection.channel)] = connection.channel
-                        return true
+                    let id = ObjectIdentifier(connection.channel)
+                    let verdict = self.state.withLock { state -> Verdict in
+                        guard state.unclaimed.removeValue(forKey: id) != nil else { return .ownedElsewhere }
+                        guard !state.stopped else { return .close }
+                        guard state.connections.count < self.configuration.maxConnections else { return .reject }
+                        state.connections[id] = connection.channel
+                        return .serve
                     }
-                    guard accepted else {
+                    switch verdict {
+                    case .serve:
+                        group.addTask { await self.serve(connection, processor: processorTemplate) }
+                    case .reject:
                         self.counters.connectionRejected()
+                        fallthrough
+                    case .close:
                         // executeThenClose finishes the channel's writer, which must not be dropped unfinished.
                         group.addTask { try? await connection.executeThenClose { _, _ in } }
+                    case .ownedElsewhere:
                         continue
-                    }
-                    group.addTask {
-                        await self.serve(connection, processor: processorTemplate)
                     }
                 }
             }
+        }
+    }
+
+    /// Stops the receiver and hands over the connections accepted but never taken by the accept loop.
+    private func stopAccepting() -> [Connection] {
+        self.stop()
+        return self.state.withLock { state in
+            defer { state.unclaimed.removeAll() }
+            return Array(state.unclaimed.values)
         }
     }
 
