@@ -32,7 +32,7 @@ public func withReceiver<Result: Sendable>(
 
 /// Waits until `condition` holds, checking every 10 ms, for at most `timeout`; returns whether it held.
 /// For waiting on another party, never for measuring time.
-public func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async rethrows -> Bool {
+public func eventually(timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }

@@ -34,7 +34,7 @@ struct TimedOut: Error {}
 
 extension PersistentConnection {
     /// Waits until the connection reaches `state` (bounded, so a broken test fails instead of hanging).
-    func waitForState(_ target: ConnectivityState, within limit: Duration = .seconds(10)) async throws {
+    func waitForState(_ target: ConnectivityState, within limit: Duration = .seconds(60)) async throws {
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 for await state in self.connectivityStates() where state == target { return true }
@@ -51,10 +51,12 @@ extension PersistentConnection {
 }
 
 extension PersistentConnection where Codec == TestCodec {
-    /// Whether `request` gets an answer within a few attempts, for tests where the connection is re-establishing.
-    func answersEventually(_ request: TestFrame, attempts: Int = 100) async -> Bool {
-        for _ in 0..<attempts {
-            if (try? await self.request(request, timeout: .seconds(1))) != nil { return true }
+    /// Whether `request` gets an answer within `limit`, for tests where the connection is re-establishing. The
+    /// bound is generous: a loaded machine may take seconds to reconnect, and a passing test never waits it out.
+    func answersEventually(_ request: TestFrame, within limit: Duration = .seconds(60)) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if (try? await self.request(request, timeout: .seconds(5))) != nil { return true }
             try? await Task.sleep(for: .milliseconds(20))
         }
         return false
@@ -62,7 +64,7 @@ extension PersistentConnection where Codec == TestCodec {
 }
 
 /// Polls `condition` until it holds (bounded).
-func eventually(within limit: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+func eventually(within limit: Duration = .seconds(60), _ condition: () -> Bool) async throws {
     let clock = ContinuousClock()
     let deadline = clock.now + limit
     while !condition() {
