@@ -16,6 +16,10 @@ extension PersistentConnection {
         public var readTimeout: Duration? = .seconds(90)
         /// The reconnect backoff. Defaults to 100 ms doubling up to 10 s, ±20 % jitter.
         public var backoff = Backoff()
+        /// A connection that stays up this long, or carries a response, counts as healthy: the backoff starts
+        /// over and a later drop is retried at once. One that closes sooner counts as a failed attempt, so a peer
+        /// that accepts and closes is redialled at the backoff's pace. Defaults to 5 seconds.
+        public var healthyAfter: Duration = .seconds(5)
         /// Requests awaiting responses at once on the connection. Defaults to 1024.
         public var maxInFlight = 1024
         /// Requests and sends waiting for an in-flight slot or for the socket to become writable; beyond this,

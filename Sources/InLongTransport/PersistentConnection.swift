@@ -46,6 +46,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         case closed(channelID: Int, reason: TransportError)
         case backoffElapsed
         case ageExpired(channelID: Int)
+        case provedHealthy(channelID: Int)
         case shutdown
     }
 
@@ -273,6 +274,10 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 return state.machine.connectionClosed()
             case .backoffElapsed:
                 return state.machine.backoffElapsed()
+            case .provedHealthy(let channelID):
+                guard state.channel?.id == channelID else { return .none }
+                state.machine.connectionProvedHealthy()
+                return .none
             case .ageExpired(let channelID):
                 guard let handle = state.channel, handle.id == channelID else { return .none }
                 handle.drain(within: self.configuration.drainTimeout)
@@ -328,6 +333,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         let unsolicitedSink: AsyncStream<Codec.Inbound>.Continuation? =
             self.unsolicitedHandler == nil ? nil : self.unsolicitedSink
         let counters = self.counters
+        let eventSink = self.eventSink
         let codec = self.codec
         let logger = self.logger
         do {
@@ -350,7 +356,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                                     counters.unsolicitedDropped.add(1, ordering: .relaxed)
                                     return
                                 }
-                            }
+                            },
+                            onFirstResponse: { eventSink.yield(.provedHealthy(channelID: channelID)) }
                         )
                         try channel.pipeline.syncOperations.addHandler(handler)
                     }
@@ -373,8 +380,12 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             // `.connected` goes first: a channel the peer closed at once must still be seen to close, and its
             // close callback may run before this line returns.
             self.eventSink.yield(.connected(handle))
+            let healthyTimer = channel.eventLoop.scheduleTask(in: TimeAmount(configuration.healthyAfter)) {
+                self.eventSink.yield(.provedHealthy(channelID: channelID))
+            }
             channel.closeFuture.whenComplete { _ in
                 ageTimer?.cancel()
+                healthyTimer.cancel()
                 let reason = handler.value.closeReason ?? TransportError(.connectionClosed, endpoint: endpoint)
                 let label = Self.disconnectLabel(reason)
                 counters.disconnected(reason: label)

@@ -213,6 +213,23 @@ import Testing
         }
     }
 
+    /// A peer that accepts and closes is redialled at the backoff's pace, not flat out. Attempts in a fixed window
+    /// are bounded above by the backoff: a slow machine makes fewer, never more.
+    @Test func acceptThenCloseIsNotRedialledFlatOut() async throws {
+        let server = try await TestServer(behavior: .acceptThenClose)
+        defer { Task { await server.stop() } }
+        try await withConnection(
+            endpoints: [server.endpoint],
+            configure: { $0.backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0) },
+            waitUntilReady: false
+        ) { connection in
+            try await Task.sleep(for: .seconds(2))
+            // Attempts at about 0, 0.1, 0.3, 0.7 and 1.5 s: five, one more for the edge of the window.
+            #expect(server.connectionCount <= 6)
+            #expect(server.connectionCount >= 1)
+        }
+    }
+
     @Test func stateSequenceOnDropAndReconnect() async throws {
         let server = try await TestServer(behavior: .echo)
         defer { Task { await server.stop() } }

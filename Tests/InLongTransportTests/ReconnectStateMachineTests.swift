@@ -40,7 +40,46 @@ import Testing
         }
         #expect(delays == [80, 160, 320, 640, 800, 800].map { .backoff(.milliseconds($0), publish: .transientFailure) })
         #expect(machine.connectSucceeded() == .none)
+        machine.connectionProvedHealthy()
         #expect(machine.connectionClosed() == .connect(endpoint: 0, publish: .connecting))
+        #expect(machine.connectFailed() == .backoff(.milliseconds(80), publish: .transientFailure))
+    }
+
+    /// A peer that accepts and closes at once: each close is a failed attempt, and the backoff keeps growing.
+    @Test func connectionClosedBeforeProvingHealthyBacksOff() {
+        var machine = self.makeMachine(endpoints: 1)
+        _ = machine.start()
+        var delays: [ReconnectStateMachine.Action] = []
+        for _ in 0..<5 {
+            #expect(machine.connectSucceeded() == .none)
+            delays.append(machine.connectionClosed())
+            #expect(machine.backoffElapsed() == .connect(endpoint: 0, publish: .connecting))
+        }
+        #expect(delays == [80, 160, 320, 640, 800].map { .backoff(.milliseconds($0), publish: .transientFailure) })
+    }
+
+    @Test func anUnhealthyCloseTriesTheNextEndpointBeforeBackingOff() {
+        var machine = self.makeMachine(endpoints: 2)
+        _ = machine.start()
+        _ = machine.connectSucceeded()
+        #expect(machine.connectionClosed() == .connect(endpoint: 1, publish: .connecting))
+        _ = machine.connectSucceeded()
+        #expect(machine.connectionClosed() == .backoff(.milliseconds(80), publish: .transientFailure))
+        #expect(machine.state == .backingOff(nextEndpoint: 0))
+    }
+
+    @Test func provingHealthyTwiceOrOutsideReadyChangesNothing() {
+        var machine = self.makeMachine(endpoints: 1)
+        _ = machine.start()
+        machine.connectionProvedHealthy()
+        #expect(machine.state == .connecting(endpoint: 0))
+        _ = machine.connectFailed()
+        _ = machine.backoffElapsed()
+        _ = machine.connectSucceeded()
+        machine.connectionProvedHealthy()
+        machine.connectionProvedHealthy()
+        #expect(machine.connectionClosed() == .connect(endpoint: 0, publish: .connecting))
+        // The backoff started over with the healthy connection.
         #expect(machine.connectFailed() == .backoff(.milliseconds(80), publish: .transientFailure))
     }
 
@@ -48,6 +87,7 @@ import Testing
         var machine = self.makeMachine(endpoints: 2)
         _ = machine.start()
         _ = machine.connectSucceeded()
+        machine.connectionProvedHealthy()
         #expect(machine.connectionClosed() == .connect(endpoint: 1, publish: .connecting))
     }
 

@@ -39,6 +39,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     private let metrics: TransportMetrics
     private let logger: Logger
     private let onUnsolicited: @Sendable (Codec.Inbound) -> Void
+    /// Called once, at the first response: the connection works.
+    private var onFirstResponse: (@Sendable () -> Void)?
     private var stateMachine: StateMachine
     private var context: ChannelHandlerContext?
     private var receiveBuffer: ByteBuffer?
@@ -66,7 +68,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         metrics: TransportMetrics,
         logger: Logger,
         now: NIODeadline,
-        onUnsolicited: @escaping @Sendable (Codec.Inbound) -> Void
+        onUnsolicited: @escaping @Sendable (Codec.Inbound) -> Void,
+        onFirstResponse: (@Sendable () -> Void)? = nil
     ) {
         self.codec = codec
         self.configuration = configuration
@@ -76,6 +79,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         self.metrics = metrics
         self.logger = logger
         self.onUnsolicited = onUnsolicited
+        self.onFirstResponse = onFirstResponse
         self.stateMachine = StateMachine(configuration: configuration.stateMachine, now: now)
     }
 
@@ -222,6 +226,10 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
                 self.counters.inFlight.subtract(1, ordering: .relaxed)
                 self.metrics.requestsSucceeded.increment()
                 if case .response(let promise) = operation.completion { promise.succeed(frame) }
+                if let onFirstResponse = self.onFirstResponse {
+                    self.onFirstResponse = nil
+                    onFirstResponse()
+                }
             } else {
                 self.logger.debug("response matches no pending request", metadata: ["inlong.endpoint": "\(self.endpoint)"])
             }

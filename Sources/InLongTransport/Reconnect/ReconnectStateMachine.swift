@@ -2,8 +2,10 @@
 /// (``PersistentConnection``) performs the actions and reports the outcomes.
 ///
 /// Endpoints are tried in rotation; only after every endpoint failed in a row does the machine back off, with
-/// growing delays until one attempt succeeds. A connection that drops after being ready is retried at once on
-/// the next endpoint.
+/// growing delays. A connection that drops after it proved healthy (``connectionProvedHealthy()``: it stayed up
+/// for a while or carried a response) is retried at once on the next endpoint, and the backoff starts over. One
+/// that drops before counts as a failed attempt: a peer that accepts and closes at once is not redialled flat
+/// out.
 struct ReconnectStateMachine {
     enum State: Hashable {
         case idle
@@ -31,6 +33,8 @@ struct ReconnectStateMachine {
     private(set) var state: State = .idle
     private var endpointCount: Int
     private var failuresInRound = 0
+    /// Whether the open connection proved healthy; only then does the backoff start over.
+    private var provenHealthy = false
     private var backoff: Backoff.Iterator
     private let backoffPolicy: Backoff
     private let random: @Sendable (ClosedRange<Double>) -> Double
@@ -57,8 +61,7 @@ struct ReconnectStateMachine {
         switch self.state {
         case .connecting(let endpoint):
             self.state = .ready(endpoint: endpoint)
-            self.failuresInRound = 0
-            self.backoff = self.backoffPolicy.makeIterator(random: self.random)
+            self.provenHealthy = false
             return .none
         case .draining:
             // Shutdown was requested while connecting: close what just opened.
@@ -100,14 +103,26 @@ struct ReconnectStateMachine {
         }
     }
 
+    /// The open connection stayed up long enough, or carried a response: the next drop is not the peer refusing.
+    mutating func connectionProvedHealthy() {
+        guard case .ready = self.state, !self.provenHealthy else { return }
+        self.provenHealthy = true
+        self.failuresInRound = 0
+        self.backoff = self.backoffPolicy.makeIterator(random: self.random)
+    }
+
     /// The open channel closed (dropped, dead peer, age limit, or a drain this machine asked for).
     mutating func connectionClosed() -> Action {
         switch self.state {
-        case .ready(let endpoint):
+        case .ready(let endpoint) where self.provenHealthy:
             let next = (endpoint + 1) % self.endpointCount
             self.state = .connecting(endpoint: next)
             self.failuresInRound = 0
             return .connect(endpoint: next, publish: .connecting)
+        case .ready(let endpoint):
+            // Closed before it proved healthy: as a failed connect.
+            self.state = .connecting(endpoint: endpoint)
+            return self.connectFailed()
         case .draining:
             self.state = .shutDown
             return .finish
