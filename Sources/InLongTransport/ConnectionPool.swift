@@ -143,7 +143,7 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
             ready.reserveCapacity(state.order.count)
             var skipped = false
             for id in state.order {
-                guard let connection = state.connections[id], connection.connectivityState == .ready else { continue }
+                guard let connection = state.connections[id], connection.isAcceptingRequests else { continue }
                 if !avoided.isEmpty, avoided.contains(connection.configuration.endpoints[0]) {
                     skipped = true
                 } else {
@@ -151,7 +151,7 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
                 }
             }
             if ready.isEmpty, skipped {
-                ready = state.order.compactMap { state.connections[$0] }.filter { $0.connectivityState == .ready }
+                ready = state.order.compactMap { state.connections[$0] }.filter(\.isAcceptingRequests)
             }
             guard !ready.isEmpty else { throw TransportError(.notConnected) }
             let start = state.next

@@ -54,6 +54,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         var machine: ReconnectStateMachine
         var endpoints: [Endpoint]
         var channel: ChannelHandle?
+        /// The open channel is draining (recycle, age limit, close): it finishes what it has and takes nothing new.
+        var draining = false
         var connectivity: ConnectivityState = .idle
         var observers: [Int: AsyncStream<ConnectivityState>.Continuation] = [:]
         var nextObserverID = 0
@@ -138,6 +140,15 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         return stream
     }
 
+    /// Whether a request submitted now would be written: the connection is ready and not draining. A pool
+    /// chooses among these only, so a draining connection's refusals never count against its peer.
+    public var isAcceptingRequests: Bool {
+        self.state.withLock { state in
+            guard state.channel != nil, !state.draining, case .ready = state.machine.state else { return false }
+            return true
+        }
+    }
+
     /// The endpoint of the open channel, when ready.
     public var connectedEndpoint: Endpoint? {
         self.state.withLock { state in
@@ -219,7 +230,14 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
 
     /// Drains the open channel and reconnects (to the next endpoint): for rebalancing.
     public func recycle() {
-        self.state.withLock { $0.channel }?.drain(within: self.configuration.drainTimeout)
+        self.state.withLock { Self.startDraining(&$0) }?.drain(within: self.configuration.drainTimeout)
+    }
+
+    /// Marks the open channel draining and returns it, for draining once the lock is released.
+    private static func startDraining(_ state: inout State) -> ChannelHandle? {
+        guard let handle = state.channel else { return nil }
+        state.draining = true
+        return handle
     }
 
     // MARK: Run
@@ -263,6 +281,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             switch event {
             case .connected(let handle):
                 state.channel = handle
+                state.draining = false
                 let action = state.machine.connectSucceeded()
                 if case .none = action { self.publish(.ready, in: &state) }
                 return action
@@ -279,8 +298,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 state.machine.connectionProvedHealthy()
                 return .none
             case .ageExpired(let channelID):
-                guard let handle = state.channel, handle.id == channelID else { return .none }
-                handle.drain(within: self.configuration.drainTimeout)
+                guard state.channel?.id == channelID else { return .none }
+                Self.startDraining(&state)?.drain(within: self.configuration.drainTimeout)
                 return .none
             case .shutdown:
                 return state.machine.shutdownRequested()
@@ -309,7 +328,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 } catch {}
             }
         case .drainAndClose:
-            self.state.withLock { $0.channel }?.drain(within: self.configuration.drainTimeout)
+            self.state.withLock { Self.startDraining(&$0) }?.drain(within: self.configuration.drainTimeout)
         case .finish:
             break
         }

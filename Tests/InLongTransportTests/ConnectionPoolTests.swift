@@ -9,11 +9,12 @@ import Testing
     func withPool<Result: Sendable>(
         _ endpoints: [Endpoint],
         policy: LoadBalancingPolicy = .leastInFlight,
+        drainTimeout: Duration = .milliseconds(200),
         _ body: (ConnectionPool<TestCodec>) async throws -> Result
     ) async throws -> Result {
         var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [])
         configuration.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200))
-        configuration.drainTimeout = .milliseconds(200)
+        configuration.drainTimeout = drainTimeout
         let pool = ConnectionPool(codec: TestCodec(), endpoints: endpoints, configuration: configuration, policy: policy)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await pool.run() }
@@ -54,6 +55,27 @@ import Testing
                 #expect(try pool.chooseConnection().configuration.endpoints == [idle.endpoint])
             }
             for task in stuck { task.cancel() }
+        }
+    }
+
+    /// A connection draining (recycled with a request still in flight) is not chosen, even by a policy that would
+    /// prefer it; the other connection takes every request meanwhile.
+    @Test func aDrainingConnectionIsNotChosen() async throws {
+        let slow = try await TestServer(behavior: .slow(.seconds(30)))
+        let other = try await TestServer()
+        defer { Task { await slow.stop(); await other.stop() } }
+        // The drain outlasts the test, however slow the machine.
+        try await self.withPool([slow.endpoint, other.endpoint], policy: .roundRobin, drainTimeout: .seconds(60)) { pool in
+            let draining = pool.connections[0]
+            let held = Task { try? await draining.request(.request(1), timeout: .seconds(30)) }
+            try await eventually { draining.inFlightCount == 1 }
+            #expect(draining.isAcceptingRequests)
+            draining.recycle()
+            #expect(!draining.isAcceptingRequests)
+            for _ in 0..<10 {
+                #expect(try pool.chooseConnection().configuration.endpoints == [other.endpoint])
+            }
+            held.cancel()
         }
     }
 
