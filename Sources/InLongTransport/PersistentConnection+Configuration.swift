@@ -25,8 +25,12 @@ extension PersistentConnection {
         /// Requests and sends waiting for an in-flight slot or for the socket to become writable; beyond this,
         /// ``TransportError/Code/tooManyRequests``. Defaults to 8192.
         public var maxQueued = 8192
-        /// The largest inbound frame accepted; a larger announced frame closes the connection. Defaults to 16 MiB.
+        /// The largest inbound frame accepted; a larger announced frame, or this many bytes buffered while the
+        /// codec still needs more to find a frame's end, is a framing error. Defaults to 16 MiB.
         public var maxFrameLength = 16 << 20
+        /// What a framing error does (the codec throws, or a frame exceeds ``maxFrameLength``). Defaults to
+        /// ``FramingErrorPolicy/close``.
+        public var framingErrorPolicy = FramingErrorPolicy.close
         /// Close and reopen a connection after this age (after draining it), for load balancers that pin
         /// connections. Defaults to `nil` (never).
         public var maxConnectionAge: Duration?
@@ -42,6 +46,16 @@ extension PersistentConnection {
         /// Unsolicited frames buffered for the application's handler; beyond this the oldest are kept and new
         /// ones dropped (counted in ``ConnectionStatistics/unsolicitedDropped``). Defaults to 4096.
         public var maxUnsolicitedBuffered = 4096
+
+        /// What the connection does with bytes that are not a valid frame.
+        public enum FramingErrorPolicy: Sendable, Hashable {
+            /// Close the connection: pending requests fail, and it reconnects. For protocols that cannot find
+            /// the next frame after garbage.
+            case close
+            /// Discard what is buffered and go on reading (counted in
+            /// ``ConnectionStatistics/receiveBuffersDiscarded``): for protocols whose framer resynchronises.
+            case discardBuffer
+        }
 
         public init(endpoints: [Endpoint]) {
             self.endpoints = endpoints

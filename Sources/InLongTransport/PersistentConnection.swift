@@ -346,7 +346,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 maxIdleTime: configuration.maxIdleTime.map(TimeAmount.init)
             ),
             maxFrameLength: configuration.maxFrameLength,
-            flushThreshold: configuration.writeBufferWaterMarks.high
+            flushThreshold: configuration.writeBufferWaterMarks.high,
+            framingErrorPolicy: configuration.framingErrorPolicy
         )
         // Without a handler nobody reads the stream: unsolicited frames are dropped at once, not buffered.
         let unsolicitedSink: AsyncStream<Codec.Inbound>.Continuation? =

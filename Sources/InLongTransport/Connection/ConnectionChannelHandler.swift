@@ -16,6 +16,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         /// Coalesced bytes beyond this are written at once rather than at the end of the tick, so the channel's
         /// writability (and with it the queueing in the state machine) follows the watermarks.
         var flushThreshold: Int = 1 << 20
+        var framingErrorPolicy = PersistentConnection<Codec>.Configuration.FramingErrorPolicy.close
     }
 
     /// A request or send on its way: its encoded bytes, and what to complete.
@@ -184,7 +185,16 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
             try self.processFrames()
         } catch {
             self.receiveBuffer = nil
-            self.close(TransportError(.protocolViolation, endpoint: self.endpoint, underlying: error))
+            switch self.configuration.framingErrorPolicy {
+            case .close:
+                self.close(TransportError(.protocolViolation, endpoint: self.endpoint, underlying: error))
+            case .discardBuffer:
+                self.counters.receiveBuffersDiscarded.add(1, ordering: .relaxed)
+                self.logger.debug(
+                    "discarded bytes that are not a frame",
+                    metadata: ["inlong.endpoint": "\(self.endpoint)", "error": "\(error)"]
+                )
+            }
         }
     }
 
@@ -192,6 +202,10 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         while var buffer = self.receiveBuffer, buffer.readableBytes > 0 {
             switch try self.codec.frameBoundary(in: buffer) {
             case .needMoreBytes:
+                // A codec that never finds a frame's end must not grow the buffer without bound.
+                guard buffer.readableBytes < self.configuration.maxFrameLength else {
+                    throw TransportError(.protocolViolation)
+                }
                 return
             case .skip(let count):
                 guard count > 0, count <= buffer.readableBytes else {

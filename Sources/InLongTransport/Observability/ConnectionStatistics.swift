@@ -21,6 +21,9 @@ public struct ConnectionStatistics: Hashable, Sendable {
     public var inFlight = 0
     /// Unsolicited frames dropped because the application's handler fell behind.
     public var unsolicitedDropped = 0
+    /// Times the receive buffer was discarded after bytes that were not a valid frame
+    /// (``PersistentConnection/Configuration/FramingErrorPolicy/discardBuffer``).
+    public var receiveBuffersDiscarded = 0
     /// The last heartbeat round-trip time.
     public var lastHeartbeatRTT: Duration?
     /// The load the peer reports in heartbeat replies, smoothed over recent replies (higher is busier), or `nil`
@@ -43,6 +46,7 @@ public struct ConnectionStatistics: Hashable, Sendable {
         self.requestsTimedOut += other.requestsTimedOut
         self.inFlight += other.inFlight
         self.unsolicitedDropped += other.unsolicitedDropped
+        self.receiveBuffersDiscarded += other.receiveBuffersDiscarded
         self.lastHeartbeatRTT = other.lastHeartbeatRTT ?? self.lastHeartbeatRTT
         if let load = other.reportedLoad { self.reportedLoad = max(self.reportedLoad ?? load, load) }
     }
@@ -61,6 +65,7 @@ final class StatisticsCounters: Sendable {
     let requestsTimedOut = Atomic<Int>(0)
     let inFlight = Atomic<Int>(0)
     let unsolicitedDropped = Atomic<Int>(0)
+    let receiveBuffersDiscarded = Atomic<Int>(0)
     let lastHeartbeatRTTNanoseconds = Atomic<Int>(-1)
     /// `Int.min` when unknown.
     let reportedLoad = Atomic<Int>(.min)
@@ -84,6 +89,7 @@ final class StatisticsCounters: Sendable {
         s.requestsTimedOut = self.requestsTimedOut.load(ordering: .relaxed)
         s.inFlight = self.inFlight.load(ordering: .relaxed)
         s.unsolicitedDropped = self.unsolicitedDropped.load(ordering: .relaxed)
+        s.receiveBuffersDiscarded = self.receiveBuffersDiscarded.load(ordering: .relaxed)
         let rtt = self.lastHeartbeatRTTNanoseconds.load(ordering: .relaxed)
         s.lastHeartbeatRTT = rtt >= 0 ? .nanoseconds(rtt) : nil
         let load = self.reportedLoad.load(ordering: .relaxed)

@@ -9,13 +9,18 @@ func makeEmbeddedHandler<Codec: FrameCodec>(
     codec: Codec,
     stateMachine: ConnectionStateMachine<Codec.Key, ConnectionChannelHandler<Codec>.Operation>.Configuration,
     maxFrameLength: Int,
+    framingErrorPolicy: PersistentConnection<Codec>.Configuration.FramingErrorPolicy = .close,
     counters: StatisticsCounters = StatisticsCounters()
 ) throws -> (channel: EmbeddedChannel, loop: EmbeddedEventLoop, handler: ConnectionChannelHandler<Codec>) {
     let loop = EmbeddedEventLoop()
     let endpoint = Endpoint(host: "127.0.0.1", port: 1)
     let handler = ConnectionChannelHandler(
         codec: codec,
-        configuration: .init(stateMachine: stateMachine, maxFrameLength: maxFrameLength),
+        configuration: .init(
+            stateMachine: stateMachine,
+            maxFrameLength: maxFrameLength,
+            framingErrorPolicy: framingErrorPolicy
+        ),
         endpoint: endpoint,
         counters: counters,
         metrics: TransportMetrics(endpoint: endpoint),
