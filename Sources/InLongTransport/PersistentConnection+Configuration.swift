@@ -16,6 +16,12 @@ extension PersistentConnection {
         public var readTimeout: Duration? = .seconds(90)
         /// The reconnect backoff. Defaults to 100 ms doubling up to 10 s, ±20 % jitter.
         public var backoff = Backoff()
+        /// Whether to reconnect after a connection closes or every endpoint failed. Defaults to `true`; with
+        /// `false`, ``PersistentConnection/run()`` returns at the first close or failed round of connects.
+        public var reconnect = true
+        /// Runs on every new connection before it counts as ready (log in, shake hands); throwing closes it and
+        /// counts as a failed connect. Defaults to `nil`.
+        public var onConnect: ConnectHook?
         /// A connection that stays up this long, or carries a response, counts as healthy: the backoff starts
         /// over and a later drop is retried at once. One that closes sooner counts as a failed attempt, so a peer
         /// that accepts and closes is redialled at the backoff's pace. Defaults to 5 seconds.

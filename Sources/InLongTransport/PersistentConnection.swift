@@ -27,7 +27,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     /// Handles frames the peer sends on its own; runs off the event loop, one frame at a time.
     public typealias UnsolicitedHandler = @Sendable (Codec.Inbound) async -> Void
 
-    private struct ChannelHandle: Sendable {
+    fileprivate struct ChannelHandle: Sendable {
         let id: Int
         let channel: any Channel
         let handler: NIOLoopBound<ConnectionChannelHandler<Codec>>
@@ -38,7 +38,56 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             let deadline = NIODeadline.now() + TimeAmount(timeout)
             self.eventLoop.execute { self.handler.value.drain(deadline: deadline) }
         }
+
+        func request(_ request: Codec.Outbound, key: Codec.Key, timeout: TimeAmount) async throws -> Codec.Inbound {
+            let promise = self.eventLoop.makePromise(of: Codec.Inbound.self)
+            self.eventLoop.execute {
+                self.handler.value.submitRequest(request, promise: promise, timeout: timeout)
+            }
+            return try await withTaskCancellationHandler {
+                try await promise.futureResult.get()
+            } onCancel: {
+                self.eventLoop.execute { self.handler.value.cancelRequest(key: key) }
+            }
+        }
+
+        func send(_ frame: Codec.Outbound) async throws {
+            let promise = self.eventLoop.makePromise(of: Void.self)
+            self.eventLoop.execute { self.handler.value.submitSend(frame, promise: promise) }
+            try await promise.futureResult.get()
+        }
     }
+
+    /// A connection that is open but not ready yet, as an on-connect hook sees it
+    /// (``Configuration/onConnect``): it can log in or shake hands before other requests are let through.
+    public struct Handshake: Sendable {
+        /// The endpoint connected to.
+        public let endpoint: Endpoint
+        private let handle: ChannelHandle
+        private let codec: Codec
+        private let defaultTimeout: Duration
+
+        fileprivate init(endpoint: Endpoint, handle: ChannelHandle, codec: Codec, defaultTimeout: Duration) {
+            self.endpoint = endpoint
+            self.handle = handle
+            self.codec = codec
+            self.defaultTimeout = defaultTimeout
+        }
+
+        /// Sends `request` on this connection and returns its response.
+        public func request(_ request: Codec.Outbound, timeout: Duration? = nil) async throws -> Codec.Inbound {
+            try await self.handle.request(request, key: self.codec.key(of: request), timeout: TimeAmount(timeout ?? self.defaultTimeout))
+        }
+
+        /// Writes `frame` on this connection.
+        public func send(_ frame: Codec.Outbound) async throws {
+            try await self.handle.send(frame)
+        }
+    }
+
+    /// Runs on every new connection before it counts as ready; throwing closes it, and it counts as a failed
+    /// connect (backed off).
+    public typealias ConnectHook = @Sendable (Handshake) async throws -> Void
 
     private enum Event: Sendable {
         case connected(ChannelHandle)
@@ -105,6 +154,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 machine: ReconnectStateMachine(
                     endpointCount: configuration.endpoints.count,
                     backoff: configuration.backoff,
+                    reconnects: configuration.reconnect,
                     random: random
                 ),
                 endpoints: configuration.endpoints
@@ -177,17 +227,11 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         guard let handle = self.state.withLock({ $0.channel }) else {
             throw TransportError(.notConnected, endpoint: nil)
         }
-        let promise = handle.eventLoop.makePromise(of: Codec.Inbound.self)
-        let key = self.codec.key(of: request)
-        let timeAmount = TimeAmount(timeout ?? self.configuration.requestTimeout)
-        handle.eventLoop.execute {
-            handle.handler.value.submitRequest(request, promise: promise, timeout: timeAmount)
-        }
-        return try await withTaskCancellationHandler {
-            try await promise.futureResult.get()
-        } onCancel: {
-            handle.eventLoop.execute { handle.handler.value.cancelRequest(key: key) }
-        }
+        return try await handle.request(
+            request,
+            key: self.codec.key(of: request),
+            timeout: TimeAmount(timeout ?? self.configuration.requestTimeout)
+        )
     }
 
     /// Submits `request` at once, without suspending, and returns the future response: requests submitted one
@@ -211,9 +255,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         guard let handle = self.state.withLock({ $0.channel }) else {
             throw TransportError(.notConnected, endpoint: nil)
         }
-        let promise = handle.eventLoop.makePromise(of: Void.self)
-        handle.eventLoop.execute { handle.handler.value.submitSend(frame, promise: promise) }
-        try await promise.futureResult.get()
+        try await handle.send(frame)
     }
 
     /// Writes `frame` without waiting for anything; errors are dropped.
@@ -387,10 +429,18 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             let handler = try await channel.eventLoop.submit {
                 NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ConnectionChannelHandler<Codec>.self), eventLoop: channel.eventLoop)
             }.get()
+            let handle = ChannelHandle(id: channelID, channel: channel, handler: handler)
+            if let hook = configuration.onConnect {
+                do {
+                    try await hook(Handshake(endpoint: endpoint, handle: handle, codec: codec, defaultTimeout: configuration.requestTimeout))
+                } catch {
+                    channel.close(promise: nil)
+                    throw error
+                }
+            }
             counters.connects.add(1, ordering: .relaxed)
             metrics.connects.increment()
             logger.debug("connected", metadata: ["inlong.endpoint": "\(endpoint)"])
-            let handle = ChannelHandle(id: channelID, channel: channel, handler: handler)
             // The age timer lives on the channel's loop and dies with the channel, so no task outlives run().
             let ageTimer = configuration.maxConnectionAge.map { age in
                 channel.eventLoop.scheduleTask(in: TimeAmount(age)) {

@@ -230,6 +230,70 @@ import Testing
         }
     }
 
+    /// The on-connect hook logs in on the new connection before anything else is let through.
+    @Test func onConnectHookRunsBeforeTheConnectionIsReady() async throws {
+        let server = try await TestServer()
+        defer { Task { await server.stop() } }
+        let logins = Collector<String>()
+        try await withConnection(
+            endpoints: [server.endpoint],
+            configure: { configuration in
+                configuration.onConnect = { handshake in
+                    let answer = try await handshake.request(.request(7_000, "login"))
+                    logins.append(answer.payload)
+                }
+            }
+        ) { connection in
+            #expect(logins.all == ["login"])
+            let answer = try await connection.request(.request(1, "after"))
+            #expect(answer.payload == "after")
+            await server.dropConnections()
+            #expect(await connection.answersEventually(.request(2)))
+            #expect(logins.all == ["login", "login"])
+        }
+    }
+
+    /// A hook that fails keeps the connection from becoming ready, and the retries follow the backoff.
+    @Test func aFailingOnConnectHookIsAFailedConnect() async throws {
+        let server = try await TestServer()
+        defer { Task { await server.stop() } }
+        struct Refused: Error {}
+        try await withConnection(
+            endpoints: [server.endpoint],
+            configure: { configuration in
+                configuration.backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0)
+                configuration.onConnect = { _ in throw Refused() }
+            },
+            waitUntilReady: false
+        ) { connection in
+            try await Task.sleep(for: .seconds(1))
+            #expect(connection.connectivityState != .ready)
+            #expect(!connection.isAcceptingRequests)
+            // Attempts at about 0, 0.1, 0.3 and 0.7 s; a slow machine makes fewer.
+            #expect(server.connectionCount <= 5)
+            #expect(connection.statistics().connects == 0)
+            #expect(connection.statistics().connectFailures >= 1)
+        }
+    }
+
+    /// With reconnect off, the first close ends the connection.
+    @Test func withoutReconnectTheFirstCloseEndsRun() async throws {
+        let server = try await TestServer()
+        defer { Task { await server.stop() } }
+        var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [server.endpoint])
+        configuration.reconnect = false
+        let connection = PersistentConnection(codec: TestCodec(), configuration: configuration)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await connection.run() }
+            try await connection.waitForState(.ready)
+            try await eventually { server.activeConnectionCount == 1 }
+            await server.dropConnections()
+            try await group.next()
+            #expect(connection.connectivityState == .shutdown)
+            #expect(server.connectionCount == 1)
+        }
+    }
+
     @Test func stateSequenceOnDropAndReconnect() async throws {
         let server = try await TestServer(behavior: .echo)
         defer { Task { await server.stop() } }

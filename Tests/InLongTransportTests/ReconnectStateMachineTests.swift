@@ -150,3 +150,26 @@ import Testing
         #expect((0..<4).map { _ in iterator.next() } == [.milliseconds(10), .milliseconds(30), .milliseconds(50), .milliseconds(50)])
     }
 }
+
+@Suite struct ReconnectSwitchTests {
+    func makeMachine(endpoints: Int) -> ReconnectStateMachine {
+        ReconnectStateMachine(endpointCount: endpoints, backoff: ReconnectStateMachineTests.backoff, reconnects: false, random: { $0.lowerBound })
+    }
+
+    @Test func withoutReconnectAFailedRoundFinishes() {
+        var machine = self.makeMachine(endpoints: 2)
+        _ = machine.start()
+        #expect(machine.connectFailed() == .connect(endpoint: 1, publish: .connecting))
+        #expect(machine.connectFailed() == .finish)
+        #expect(machine.state == .shutDown)
+    }
+
+    @Test func withoutReconnectACloseFinishes() {
+        var machine = self.makeMachine(endpoints: 2)
+        _ = machine.start()
+        _ = machine.connectSucceeded()
+        machine.connectionProvedHealthy()
+        #expect(machine.connectionClosed() == .finish)
+        #expect(machine.state == .shutDown)
+    }
+}

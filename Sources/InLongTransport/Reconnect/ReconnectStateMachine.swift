@@ -38,10 +38,18 @@ struct ReconnectStateMachine {
     private var backoff: Backoff.Iterator
     private let backoffPolicy: Backoff
     private let random: @Sendable (ClosedRange<Double>) -> Double
+    /// Whether to reconnect at all; without, the first close or failed round finishes.
+    private let reconnects: Bool
 
-    init(endpointCount: Int, backoff: Backoff, random: @escaping @Sendable (ClosedRange<Double>) -> Double) {
+    init(
+        endpointCount: Int,
+        backoff: Backoff,
+        reconnects: Bool = true,
+        random: @escaping @Sendable (ClosedRange<Double>) -> Double
+    ) {
         precondition(endpointCount > 0)
         self.endpointCount = endpointCount
+        self.reconnects = reconnects
         self.backoffPolicy = backoff
         self.random = random
         self.backoff = backoff.makeIterator(random: random)
@@ -81,6 +89,10 @@ struct ReconnectStateMachine {
                 return .connect(endpoint: next, publish: .connecting)
             }
             self.failuresInRound = 0
+            guard self.reconnects else {
+                self.state = .shutDown
+                return .finish
+            }
             self.state = .backingOff(nextEndpoint: next)
             return .backoff(self.backoff.next(), publish: .transientFailure)
         case .draining:
@@ -114,6 +126,9 @@ struct ReconnectStateMachine {
     /// The open channel closed (dropped, dead peer, age limit, or a drain this machine asked for).
     mutating func connectionClosed() -> Action {
         switch self.state {
+        case .ready where !self.reconnects:
+            self.state = .shutDown
+            return .finish
         case .ready(let endpoint) where self.provenHealthy:
             let next = (endpoint + 1) % self.endpointCount
             self.state = .connecting(endpoint: next)
