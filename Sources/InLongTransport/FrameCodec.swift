@@ -49,8 +49,13 @@ public protocol FrameCodec: Sendable {
     /// The load a peer reports in a heartbeat reply (0 or more, higher is busier), or `nil` when the reply
     /// carries none. A ``LoadBalancingPolicy`` can weigh connections by it. Defaults to `nil`.
     func reportedLoad(in heartbeatReply: Inbound) -> Int?
+    /// The answer to a frame the peer sent on its own, when it is the peer's heartbeat: the transport writes it
+    /// at once, on the event loop, and the frame goes no further. `nil` (the default) hands the frame to the
+    /// application as unsolicited.
+    func heartbeatResponse(to frame: Inbound) -> Outbound?
 }
 
 extension FrameCodec {
     public func reportedLoad(in heartbeatReply: Inbound) -> Int? { nil }
+    public func heartbeatResponse(to frame: Inbound) -> Outbound? { nil }
 }

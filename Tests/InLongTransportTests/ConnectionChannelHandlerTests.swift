@@ -45,6 +45,19 @@ import Testing
         _ = try? fixture.channel.finish()
     }
 
+    /// The peer's own heartbeat is answered at once, with the codec's response, and not handed on as unsolicited.
+    @Test func aPeerHeartbeatIsAnswered() throws {
+        let fixture = try self.makeFixture(heartbeat: nil, read: nil)
+        try fixture.channel.writeInbound(TestFrame(kind: .heartbeat, key: 41).bytes)
+        fixture.loop.run()
+        #expect(try self.readFrame(fixture.channel) == TestFrame(kind: .heartbeatReply, key: 41))
+        // Other frames the peer sends on its own are not answered.
+        try fixture.channel.writeInbound(TestFrame(kind: .push, key: 42).bytes)
+        fixture.loop.run()
+        #expect(try self.readFrame(fixture.channel) == nil)
+        _ = try? fixture.channel.finish()
+    }
+
     @Test func silentPeerIsDeclaredDeadAfterTheReadTimeout() throws {
         let fixture = try self.makeFixture()
         let promise = fixture.loop.makePromise(of: TestFrame.self)

@@ -257,6 +257,10 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
             }
             self.run(self.stateMachine.heartbeatReplyReceived(now: now))
         case .unsolicited:
+            if let response = self.codec.heartbeatResponse(to: frame) {
+                self.submitSend(response, promise: nil)
+                return
+            }
             self.onUnsolicited(frame)
         }
     }

@@ -60,4 +60,8 @@ struct TestCodec: FrameCodec {
     func key(of request: TestFrame) -> UInt32 { request.key }
 
     func makeHeartbeat() -> TestFrame? { self.heartbeats ? TestFrame(kind: .heartbeat, key: 0) : nil }
+
+    func heartbeatResponse(to frame: TestFrame) -> TestFrame? {
+        frame.kind == .heartbeat ? TestFrame(kind: .heartbeatReply, key: frame.key) : nil
+    }
 }
