@@ -45,6 +45,8 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
     private struct State {
         var connections: [Endpoint: PersistentConnection<Codec>] = [:]
         var order: [Endpoint] = []
+        /// Endpoints whose connections stay open but are never chosen.
+        var disabled: Set<Endpoint> = []
         var next = 0
         var closed = false
     }
@@ -96,6 +98,18 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
         self.state.withLock { state in state.order.compactMap { state.connections[$0] } }
     }
 
+    /// Stops choosing the connection to `endpoint` (it stays open and finishes what it has: for maintenance or
+    /// an operator's decision), or lets it be chosen again.
+    public func setEnabled(_ enabled: Bool, for endpoint: Endpoint) {
+        self.state.withLock { state in
+            if enabled {
+                state.disabled.remove(endpoint)
+            } else {
+                state.disabled.insert(endpoint)
+            }
+        }
+    }
+
     /// Replaces the endpoint set: new endpoints get a connection, removed ones are drained and closed, the others
     /// keep theirs. An empty set is ignored (the last endpoint is never dropped). Returns whether anything changed.
     @discardableResult
@@ -142,7 +156,7 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
             var ready: [PersistentConnection<Codec>] = []
             ready.reserveCapacity(state.order.count)
             var skipped = false
-            for id in state.order {
+            for id in state.order where !state.disabled.contains(id) {
                 guard let connection = state.connections[id], connection.isAcceptingRequests else { continue }
                 if !avoided.isEmpty, avoided.contains(connection.configuration.endpoints[0]) {
                     skipped = true
@@ -151,7 +165,8 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
                 }
             }
             if ready.isEmpty, skipped {
-                ready = state.order.compactMap { state.connections[$0] }.filter(\.isAcceptingRequests)
+                ready = state.order.filter { !state.disabled.contains($0) }.compactMap { state.connections[$0] }
+                    .filter(\.isAcceptingRequests)
             }
             guard !ready.isEmpty else { throw TransportError(.notConnected) }
             let start = state.next

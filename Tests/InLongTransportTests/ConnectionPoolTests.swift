@@ -79,6 +79,23 @@ import Testing
         }
     }
 
+    @Test func aDisabledEndpointIsNotChosenUntilEnabled() async throws {
+        let servers = [try await TestServer(), try await TestServer()]
+        defer { Task { for server in servers { await server.stop() } } }
+        try await self.withPool(servers.map(\.endpoint), policy: .roundRobin) { pool in
+            pool.setEnabled(false, for: servers[0].endpoint)
+            for key in 0..<10 { _ = try await pool.request(.request(UInt32(key))) }
+            #expect(servers.map(\.requestCount) == [0, 10])
+            // Still open: disabling is not closing.
+            #expect(pool.connections[0].isAcceptingRequests)
+            pool.setEnabled(false, for: servers[1].endpoint)
+            #expect(throws: TransportError.self) { try pool.chooseConnection() }
+            pool.setEnabled(true, for: servers[0].endpoint)
+            for key in 10..<20 { _ = try await pool.request(.request(UInt32(key))) }
+            #expect(servers.map(\.requestCount) == [10, 10])
+        }
+    }
+
     @Test func customPolicyChoosesByCandidate() async throws {
         let a = try await TestServer()
         let b = try await TestServer()
