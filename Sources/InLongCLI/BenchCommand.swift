@@ -13,6 +13,7 @@ struct BenchCommand: AsyncParsableCommand {
             Examples:
               inlong bench --records 2000000 --size 100 --mode single
               inlong bench --records 500000 --size 1024 --mode batch
+              inlong bench --records 2000000 --size 100 --mode concurrent   # send per record from 8 tasks
               inlong bench --proxy 127.0.0.1:46801 --records 1000000   # against a receiver started elsewhere
               inlong bench --receiver-only --records 5000000 --size 100   # the receiver alone, raw pipelined frames
             """
@@ -23,6 +24,8 @@ struct BenchCommand: AsyncParsableCommand {
         case single
         /// `send(contentsOf:)` with 1000 records per call.
         case batch
+        /// One `send` per record from 8 concurrent tasks.
+        case concurrent
     }
 
     @Option(help: "Records to send.")
@@ -31,7 +34,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Bytes per record.")
     var size = 100
 
-    @Option(help: "single: one send per record; batch: send(contentsOf:) of 1000.")
+    @Option(help: "single: one send per record; batch: send(contentsOf:) of 1000; concurrent: one send per record from 8 tasks.")
     var mode = Mode.batch
 
     @Flag(help: "Do not compress batches.")
@@ -128,6 +131,21 @@ func benchSend(
                 try await client.send(template[index % template.count], group: "bench", stream: "s")
                 if index % 1000 == 999 { try await pace(index + 1) }
             }
+        case .concurrent:
+            let tasks = 8
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for task in 0..<tasks {
+                    group.addTask {
+                        var index = task
+                        while index < records {
+                            try await client.send(template[index % template.count], group: "bench", stream: "s")
+                            index += tasks
+                            if index % 8000 < tasks { try await pace(index) }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
         case .batch:
             var index = 0
             var chunk: [ByteBuffer] = []
@@ -146,5 +164,5 @@ func benchSend(
         return client.statistics()
     }
     let seconds = secondsSince(start)
-    return SendOutcome(statistics: statistics, seconds: seconds, bytes: bytes)
+    return SendOutcome(statistics: statistics, seconds: seconds, bytes: bytes, lines: records)
 }

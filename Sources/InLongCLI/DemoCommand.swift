@@ -50,7 +50,7 @@ struct DemoCommand: AsyncParsableCommand {
             var manager = DataProxyClient.Manager(url: managerURL, groups: [group])
             manager.cacheFile = nil
             let configuration = DataProxyClient.Configuration(manager: manager)
-            let outcome = try await sendLines(configuration: configuration, group: group, stream: stream) { emit in
+            let outcome = try await sendLines(configuration: configuration, group: group, stream: stream) { emit, _ in
                 var index = 0
                 var chunk: [ByteBuffer] = []
                 chunk.reserveCapacity(1000)

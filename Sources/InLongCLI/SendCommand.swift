@@ -4,6 +4,8 @@ import InLongDataProxy
 import InLongTransport
 import Logging
 import NIOCore
+import Synchronization
+import UnixSignals
 
 /// Options that say where records go.
 struct TargetOptions: ParsableArguments {
@@ -62,6 +64,9 @@ struct SendCommand: AsyncParsableCommand {
     @Flag(help: "Do not compress batches.")
     var noCompression = false
 
+    @Option(help: "On SIGINT or SIGTERM: seconds to keep sending what was read before failing the rest.")
+    var grace = 5
+
     @Argument(help: "Files to send; standard input when none.")
     var files: [String] = []
 
@@ -72,14 +77,30 @@ struct SendCommand: AsyncParsableCommand {
         for file in sources where file != "-" && !FileManager.default.isReadableFile(atPath: file) {
             throw CLIError("cannot read \(file)")
         }
-        let outcome = try await sendLines(configuration: configuration, group: self.group, stream: self.stream) { emit in
+        // The first SIGINT or SIGTERM stops reading and gives what was read `--grace` seconds to be acked.
+        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
+        let (interruptions, interrupt) = AsyncStream.makeStream(of: Void.self)
+        let watcher = Task {
+            for await _ in signals {
+                interrupt.yield()
+                return
+            }
+        }
+        defer { watcher.cancel() }
+        let outcome = try await sendLines(
+            configuration: configuration,
+            group: self.group,
+            stream: self.stream,
+            grace: .seconds(max(self.grace, 0)),
+            interruptions: interruptions
+        ) { emit, stop in
             for file in sources {
                 let handle = file == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: file)!
-                try await forEachLineChunk(handle, emit)
+                try await forEachLineChunk(handle, stop: stop, emit)
             }
         }
         print(outcome.summary)
-        if outcome.statistics.failed > 0 || outcome.statistics.acked != outcome.statistics.accepted {
+        if outcome.failed > 0 || outcome.statistics.acked != outcome.lines {
             throw ExitCode(1)
         }
     }
@@ -90,12 +111,18 @@ struct SendCommand: AsyncParsableCommand {
 func forEachLineChunk(
     _ handle: FileHandle,
     maxLineLength: Int = 4 << 20,
+    stop: @escaping @Sendable () -> Bool = { false },
     _ emit: ([ByteBuffer]) async throws -> Void
 ) async throws {
     let descriptor = handle.fileDescriptor
     var carry = ByteBuffer()
     var lines: [ByteBuffer] = []
-    while true {
+    while !stop() {
+        // A pipe or terminal may stay silent: wait in slices, so that `stop` ends the read.
+        var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        let polled = poll(&ready, 1, 100)
+        if polled == 0 { continue }
+        if polled < 0, errno != EINTR { throw CLIError("cannot read: \(String(cString: strerror(errno)))") }
         var buffer = ByteBufferAllocator().buffer(capacity: carry.readableBytes + (1 << 20))
         buffer.writeImmutableBuffer(carry)
         let count = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 1 << 20) { destination in
@@ -131,16 +158,23 @@ func forEachLineChunk(
     if carry.readableBytes > 0 { try await emit([carry]) }
 }
 
+/// Runs a client, feeds it with `produce`, waits for every ack, and reports.
 struct SendOutcome {
     var statistics: DataProxyClientStatistics
     var seconds: Double
     var bytes: Int
+    /// Lines read; every one ends acked or failed (refused after an interruption counts as failed).
+    var lines = 0
+    var interrupted = false
+
+    var failed: Int { self.lines - self.statistics.acked }
 
     var summary: String {
         let statistics = self.statistics
+        let refused = self.lines - statistics.accepted
         return """
-            sent \(statistics.accepted) records (\(self.bytes) bytes) in \(String(format: "%.2f", self.seconds)) s: \
-            acked \(statistics.acked), failed \(statistics.failed)\(failureSummary(statistics)); \
+            \(self.interrupted ? "interrupted: " : "")read \(self.lines) lines, sent \(statistics.accepted) records (\(self.bytes) bytes) in \(String(format: "%.2f", self.seconds)) s: \
+            acked \(statistics.acked), failed \(self.failed)\(refused > 0 ? " (\(refused) never sent)" : "")\(failureSummary(statistics)); \
             \(formatRate(Double(statistics.acked), seconds: self.seconds))records/s, \(megabytes(self.bytes, seconds: self.seconds)); \
             ack latency p50 \(milliseconds(statistics.ackLatencyP50)), p99 \(milliseconds(statistics.ackLatencyP99)); \
             retries \(statistics.retries)
@@ -148,36 +182,80 @@ struct SendOutcome {
     }
 }
 
-/// Runs a client, feeds it with `produce`, waits for every ack, and reports.
+/// Set once an interruption arrived.
+final class InterruptFlag: Sendable {
+    let value = Atomic(false)
+}
+
+/// Sends the lines `produce` emits; on an interruption, stops reading (`produce` is given a `stop` to check),
+/// gives what was accepted `grace` to be acked, and fails the rest.
 func sendLines(
     configuration: DataProxyClient.Configuration,
     group: String,
     stream: String,
-    produce: (_ emit: ([ByteBuffer]) async throws -> Void) async throws -> Void
+    grace: Duration = .seconds(5),
+    interruptions: AsyncStream<Void>? = nil,
+    produce: (_ emit: ([ByteBuffer]) async throws -> Void, _ stop: @escaping @Sendable () -> Bool) async throws -> Void
 ) async throws -> SendOutcome {
     var logger = Logger(label: "inlong.send")
     logger.logLevel = .warning
     let start = ContinuousClock.now
+    let client = DataProxyClient(configuration: configuration, logger: logger)
+    let interrupted = InterruptFlag()
     var bytes = 0
-    let statistics = try await withDataProxyClient(configuration: configuration, logger: logger, closeDeadline: .seconds(60)) { client in
+    var lines = 0
+    try await withThrowingTaskGroup(of: Bool.self) { tasks in
+        tasks.addTask {
+            try await client.run()
+            return true
+        }
+        if let interruptions {
+            tasks.addTask {
+                for await _ in interruptions {
+                    interrupted.value.store(true, ordering: .relaxed)
+                    client.close(deadline: grace)
+                    break
+                }
+                return false
+            }
+        }
         let progress = Progress {
             let statistics = client.statistics()
             return "accepted \(statistics.accepted)  acked \(statistics.acked)  failed \(statistics.failed)  held \(statistics.heldRecords)"
         }
         defer { progress.finish() }
         do {
-            try await produce { lines in
-                bytes += lines.reduce(0) { $0 + $1.readableBytes }
-                try await client.send(contentsOf: lines, group: group, stream: stream)
-            }
+            try await produce({ chunk in
+                bytes += chunk.reduce(0) { $0 + $1.readableBytes }
+                lines += chunk.count
+                try await client.send(contentsOf: chunk, group: group, stream: stream)
+            }, { interrupted.value.load(ordering: .relaxed) })
         } catch let error as DataProxyError {
-            throw CLIError("\(error)")
+            // Refused because an interruption closed the client: the rest counts as failed.
+            if !(interrupted.value.load(ordering: .relaxed) && error.code == .shutDown) {
+                client.close(deadline: .zero)
+                throw CLIError("\(error)")
+            }
+        } catch {
+            client.close(deadline: .zero)
+            throw error
         }
-        _ = await client.flush(timeout: .seconds(300))
-        return client.statistics()
+        if !interrupted.value.load(ordering: .relaxed) {
+            _ = await client.flush(timeout: .seconds(300))
+            client.close(deadline: .seconds(60))
+        }
+        // Until the client's run ended (the interruption watcher is cancelled then).
+        while let runEnded = try await tasks.next(), !runEnded {}
+        tasks.cancelAll()
     }
     let seconds = secondsSince(start)
-    return SendOutcome(statistics: statistics, seconds: seconds, bytes: bytes)
+    return SendOutcome(
+        statistics: client.statistics(),
+        seconds: seconds,
+        bytes: bytes,
+        lines: lines,
+        interrupted: interrupted.value.load(ordering: .relaxed)
+    )
 }
 
 struct DiscoverCommand: AsyncParsableCommand {

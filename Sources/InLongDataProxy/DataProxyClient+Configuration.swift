@@ -77,8 +77,9 @@ extension DataProxyClient {
 
     /// How failed batches are retried.
     public struct Retry: Sendable {
-        /// Attempts per batch, the first included. Defaults to 3.
-        public var maxAttempts = 3
+        /// Attempts per batch, the first included, when capped. Defaults to `nil`: a batch is retried with
+        /// backoff until its delivery deadline. Requests refused before anything was written are not attempts.
+        public var maxAttempts: Int?
         /// Delay before a retry. Defaults to 100 ms doubling to 5 s, ±20 % jitter.
         public var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5), multiplier: 2, jitter: 0.2)
         /// A record not acked this long after `send` fails with ``DataProxyError/Code/deliveryTimeout``.

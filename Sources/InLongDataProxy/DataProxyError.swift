@@ -8,6 +8,7 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
         private enum Base: Hashable, Sendable {
             case bufferFull, messageTooLarge, invalidArgument, shutDown, deliveryTimeout, serverRejected
             case connectionFailed, noProxies, discoveryFailed, invalidConfiguration
+            case requestTimeout, notConnected, connectionLost
         }
 
         private let base: Base
@@ -25,8 +26,14 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
         public static let deliveryTimeout = Code(.deliveryTimeout)
         /// The proxy answered with an error code (see ``DataProxyError/serverErrorCode``).
         public static let serverRejected = Code(.serverRejected)
-        /// The connection failed or timed out and the attempts are used up.
+        /// The proxy answered something that is not an ack, or the transport failed in another way.
         public static let connectionFailed = Code(.connectionFailed)
+        /// No ack came within the request timeout (the request was written; the proxy may have stored it).
+        public static let requestTimeout = Code(.requestTimeout)
+        /// No connection could take the request; nothing was written.
+        public static let notConnected = Code(.notConnected)
+        /// The connection closed, reset or went silent while the request was pending.
+        public static let connectionLost = Code(.connectionLost)
         /// No proxy is known (static list empty and discovery found none).
         public static let noProxies = Code(.noProxies)
         /// The Manager could not be asked or answered something unusable.
@@ -46,15 +53,21 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
             case .noProxies: "noProxies"
             case .discoveryFailed: "discoveryFailed"
             case .invalidConfiguration: "invalidConfiguration"
+            case .requestTimeout: "requestTimeout"
+            case .notConnected: "notConnected"
+            case .connectionLost: "connectionLost"
             }
         }
     }
 
-    /// Whether the records may be stored by the proxy despite the error.
+    /// Whether the records may be stored by the proxy despite the error. Once a request of a batch may have
+    /// been written, the batch is ``possiblySent`` whatever happens after (a later refusal or rejection does not
+    /// undo an earlier write).
     public enum Persistence: Sendable, Hashable {
-        /// Never written to a proxy.
+        /// No request carrying the records was ever written to a proxy: resending cannot duplicate them.
         case notSent
-        /// Written, but no ack came back: the proxy may have stored them.
+        /// A request was written (or may have been), but no ack came back: the proxy may have stored them, and
+        /// resending may duplicate them.
         case possiblySent
         /// Acked by the proxy (for example a duplicate it had already stored).
         case acked

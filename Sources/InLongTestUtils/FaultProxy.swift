@@ -15,6 +15,13 @@ public final class FaultProxy: Sendable {
         case stall
         /// Read everything and forward nothing, answer nothing.
         case blackhole
+        /// Forward both ways, each chunk `delay` late (order kept): a long link.
+        case delay(Duration)
+        /// Forward both ways at most `bytesPerSecond` each way, reading no further ahead than 64 KiB, so that the
+        /// sender's socket fills up as on a slow link.
+        case throttle(bytesPerSecond: Int)
+        /// Forward both ways, and abort (RST) each connection `period` after it was accepted.
+        case reset(every: Duration)
     }
 
     private struct State {
@@ -61,12 +68,22 @@ public final class FaultProxy: Sendable {
                         try child.pipeline.syncOperations.addHandler(DiscardHandler())
                         try child.syncOptions?.setOption(.autoRead, value: true)
                     }
-                case .pass:
+                case .pass, .delay, .throttle, .reset:
+                    var shaping = GlueHandler.Shaping()
+                    if case .delay(let delay) = mode { shaping.delay = TimeAmount(delay) }
+                    if case .throttle(let rate) = mode { shaping.bytesPerSecond = max(rate, 1) }
+                    if case .reset(let period) = mode {
+                        // A zero linger makes the close an RST, as a crashing proxy or a middlebox sends.
+                        child.eventLoop.scheduleTask(in: TimeAmount(period)) {
+                            guard let socket = child as? any SocketOptionProvider else { return child.close(promise: nil) }
+                            socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in child.close(promise: nil) }
+                        }
+                    }
                     return ClientBootstrap(group: child.eventLoop)
                         .channelOption(.autoRead, value: false)
                         .connect(host: "127.0.0.1", port: upstreamPort)
                         .flatMap { upstream in
-                            let (a, b) = GlueHandler.pair()
+                            let (a, b) = GlueHandler.pair(shaping: shaping)
                             return child.eventLoop.makeCompletedFuture {
                                 try child.pipeline.syncOperations.addHandler(a)
                                 try upstream.pipeline.syncOperations.addHandler(b)
@@ -108,17 +125,34 @@ private final class DiscardHandler: ChannelInboundHandler, Sendable {
 /// One of two handlers joining two channels on one event loop: what one reads the other writes, reads pause
 /// while the other side is not writable, and a close on either side closes both.
 private final class GlueHandler: ChannelDuplexHandler {
-    typealias InboundIn = NIOAny
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = NIOAny
     typealias OutboundOut = NIOAny
+
+    /// How what one side reads is passed to the other.
+    struct Shaping {
+        var delay: TimeAmount?
+        var bytesPerSecond: Int?
+    }
+
+    /// Bytes read ahead of the throttle at most.
+    static let throttleWindow = 64 << 10
 
     private var partner: GlueHandler?
     private var context: ChannelHandlerContext?
     private var readPending = false
+    private let shaping: Shaping
+    /// With a throttle: when the bytes read so far have all left, and how many are still to leave.
+    private var throttledUntil = NIODeadline.uptimeNanoseconds(0)
+    private var throttledBytes = 0
 
-    static func pair() -> (GlueHandler, GlueHandler) {
-        let first = GlueHandler()
-        let second = GlueHandler()
+    private init(shaping: Shaping) {
+        self.shaping = shaping
+    }
+
+    static func pair(shaping: Shaping = Shaping()) -> (GlueHandler, GlueHandler) {
+        let first = GlueHandler(shaping: shaping)
+        let second = GlueHandler(shaping: shaping)
         first.partner = second
         second.partner = first
         return (first, second)
@@ -132,11 +166,31 @@ private final class GlueHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.partner?.context?.write(data, promise: nil)
+        if let rate = self.shaping.bytesPerSecond {
+            // Each chunk leaves once the bytes before it and itself have had their time at the rate.
+            let bytes = self.unwrapInboundIn(data).readableBytes
+            let now = NIODeadline.now()
+            self.throttledUntil = max(self.throttledUntil, now) + .nanoseconds(Int64(bytes) * 1_000_000_000 / Int64(rate))
+            self.throttledBytes += bytes
+            context.eventLoop.assumeIsolated().scheduleTask(deadline: self.throttledUntil) {
+                self.partner?.context?.writeAndFlush(data, promise: nil)
+                self.throttledBytes -= bytes
+                if self.readPending, self.throttledBytes < Self.throttleWindow {
+                    self.readPending = false
+                    self.context?.read()
+                }
+            }
+        } else if let delay = self.shaping.delay {
+            context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+                self.partner?.context?.writeAndFlush(data, promise: nil)
+            }
+        } else {
+            self.partner?.context?.write(data, promise: nil)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        self.partner?.context?.flush()
+        if self.shaping.bytesPerSecond == nil, self.shaping.delay == nil { self.partner?.context?.flush() }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -148,14 +202,18 @@ private final class GlueHandler: ChannelDuplexHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, let partner = self.partner, partner.readPending {
+        if context.channel.isWritable, let partner = self.partner, partner.readPending,
+            partner.shaping.bytesPerSecond == nil || partner.throttledBytes < Self.throttleWindow
+        {
             partner.readPending = false
             partner.context?.read()
         }
     }
 
     func read(context: ChannelHandlerContext) {
-        if self.partner?.context?.channel.isWritable ?? false {
+        if self.shaping.bytesPerSecond != nil, self.throttledBytes >= Self.throttleWindow {
+            self.readPending = true
+        } else if self.partner?.context?.channel.isWritable ?? false {
             context.read()
         } else {
             self.readPending = true

@@ -44,7 +44,7 @@ import Testing
         try await self.withFile(Data((expected.joined(separator: "\n") + "\n").utf8)) { path in
             try await withReceiver { receiver in
                 let configuration = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
-                let outcome = try await sendLines(configuration: configuration, group: "g", stream: "s") { emit in
+                let outcome = try await sendLines(configuration: configuration, group: "g", stream: "s") { emit, _ in
                     try await forEachLineChunk(try #require(FileHandle(forReadingAtPath: path)), emit)
                 }
                 #expect(outcome.statistics.accepted == expected.count)
@@ -53,6 +53,35 @@ import Testing
                 #expect(outcome.bytes == expected.reduce(0) { $0 + $1.utf8.count })
                 #expect(receiver.memorySink.records.map { String(buffer: $0.body) } == expected)
             }
+        }
+    }
+
+    /// SIGINT or SIGTERM while reading a pipe that stays open: reading stops, what was read gets the grace time,
+    /// and the acked and failed counts add up to the lines read.
+    @Test func anInterruptedSendAccountsForEveryLineRead() async throws {
+        try await withReceiver { receiver in
+            let pipe = Pipe()
+            defer { try? pipe.fileHandleForWriting.close() }
+            let configuration = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
+            let (interruptions, interrupt) = AsyncStream.makeStream(of: Void.self)
+            let sending = Task {
+                try await sendLines(configuration: configuration, group: "g", stream: "s", grace: .milliseconds(300), interruptions: interruptions) { emit, stop in
+                    try await forEachLineChunk(pipe.fileHandleForReading, stop: stop, emit)
+                }
+            }
+            pipe.fileHandleForWriting.write(Data((0..<1000).map { "acked \($0)\n" }.joined().utf8))
+            #expect(await eventually { receiver.memorySink.recordCount == 1000 })
+            receiver.updateFaults { $0.dropAcks = true }
+            pipe.fileHandleForWriting.write(Data((0..<500).map { "unacked \($0)\n" }.joined().utf8))
+            #expect(await eventually { receiver.memorySink.recordCount == 1500 })
+            interrupt.yield()
+            let outcome = try await sending.value
+            #expect(outcome.interrupted)
+            #expect(outcome.lines == 1500)
+            #expect(outcome.statistics.acked == 1000)
+            #expect(outcome.failed == 500)
+            #expect(outcome.statistics.acked + outcome.failed == outcome.lines)
+            #expect(outcome.summary.contains("failed 500"))
         }
     }
 }

@@ -10,6 +10,8 @@ import Testing
 final class ReportCollector: Sendable {
     final class Box: Sendable {
         let state = Mutex<(acked: Int, failed: Int, failedBodies: [String], reports: Int)>((0, 0, [], 0))
+        let finished = Mutex(false)
+        let failures = Mutex<[DataProxyError]>([])
     }
 
     private let box = Box()
@@ -25,13 +27,19 @@ final class ReportCollector: Sendable {
                     if report.isAcked {
                         state.acked += report.recordCount
                     } else {
+                        if case .failed(let error) = report.outcome { box.failures.withLock { $0.append(error) } }
                         state.failed += report.recordCount
                         state.failedBodies += report.failedRecords.map { String(buffer: $0) }
                     }
                 }
             }
+            box.finished.withLock { $0 = true }
         }
     }
+
+    /// Whether the report sequence finished (the client ran to its end).
+    var isFinished: Bool { self.box.finished.withLock { $0 } }
+    var failures: [DataProxyError] { self.box.failures.withLock { $0 } }
 
     var acked: Int { self.box.state.withLock { $0.acked } }
     var failed: Int { self.box.state.withLock { $0.failed } }

@@ -98,12 +98,13 @@ import Testing
                     _ = try await client.sendAndWait(ByteBuffer(string: "lost-ack"), group: "g", stream: "s")
                     Issue.record("expected a failure")
                 } catch let error as DataProxyError {
-                    #expect(error.code == .connectionFailed)
+                    #expect(error.code == .requestTimeout)
                     #expect(error.persistence == .possiblySent)
                     #expect(error.attempts == 2)
                 }
-                // Stored twice (once per attempt), never acked.
-                #expect(receiver.memorySink.recordCount == 2)
+                // Stored once per attempt that reached the proxy, never acked.
+                #expect(await eventually { receiver.memorySink.recordCount >= 1 })
+                #expect(receiver.memorySink.recordCount <= 2)
                 await expectEveryRecordAccounted(sent: ["lost-ack"], client: client, reports: reports, sinks: [receiver.memorySink])
                 reports.stop()
             }

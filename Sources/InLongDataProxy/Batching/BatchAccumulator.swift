@@ -9,9 +9,6 @@ struct BatchKey: Hashable, Sendable {
     var perRecordAttributes: Bool
 }
 
-/// A waiter for the ack of one record (from `sendAndWait`).
-typealias AckWaiter = CheckedContinuation<DataProxyAck, any Error>
-
 /// A batch closed for new records, ready to be encoded and sent.
 struct SealedBatch: Sendable {
     var key: BatchKey

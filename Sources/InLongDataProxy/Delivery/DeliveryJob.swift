@@ -1,0 +1,51 @@
+import InLongTransport
+import InLongWire
+import NIOCore
+
+/// A sealed batch on its way: maybe encoded, maybe attempted. It carries its own backoff, so that each retry
+/// waits the next delay of the job's own sequence.
+struct DeliveryJob: Sendable {
+    let id: Int
+    var batch: SealedBatch
+    /// When the records stop being worth retrying: the batch's first acceptance plus the delivery timeout.
+    let deadline: ContinuousClock.Instant
+    var backoff: Backoff.Iterator
+    /// The encoded frame, once encoded (the block is recycled then).
+    var frame: ByteBuffer?
+    var uniq: UInt32 = 0
+    /// Requests that reached a connection's socket or may have (refusals before writing are not attempts).
+    var attempts = 0
+    var lastProxy: Endpoint?
+    var sentAt: ContinuousClock.Instant?
+    var lastError: DataProxyError?
+    /// Sticky: once a request may have reached a proxy, no later event makes the records "not sent".
+    var mayHaveBeenDelivered = false
+
+    /// What a failure of this job is reported as now.
+    var persistence: DataProxyError.Persistence { self.mayHaveBeenDelivered ? .possiblySent : .notSent }
+
+    func error(_ code: DataProxyError.Code, _ detail: String, retriable: Bool) -> DataProxyError {
+        DataProxyError(
+            code,
+            detail,
+            isRetriable: retriable,
+            persistence: self.persistence,
+            group: self.batch.key.group,
+            stream: self.batch.key.stream,
+            attempts: self.attempts,
+            proxy: self.lastProxy
+        )
+    }
+}
+
+/// How a submitted request ended, as the state machine needs it.
+enum DeliveryOutcome: Sendable {
+    /// The proxy stored the records (`dpIp` as it reported it).
+    case acked(proxyIP: String?)
+    /// The proxy answered with an error code.
+    case rejected(DataProxyErrorCode, message: String?)
+    /// The transport failed the request.
+    case transportFailed(TransportError)
+    /// The proxy answered something that is not an ack.
+    case unexpectedReply(String)
+}

@@ -1,0 +1,124 @@
+import InLongWire
+import NIOCore
+import Testing
+
+@testable import InLongDataProxy
+
+/// Batching and quota, with the time given.
+@Suite struct BatchAccumulatorTests {
+    static let start = ContinuousClock.now
+    static let key = BatchKey(group: "g", stream: "s", perRecordAttributes: false)
+    static let other = BatchKey(group: "g", stream: "t", perRecordAttributes: false)
+
+    func makeAccumulator(maxRecords: Int = 3, maxBytes: Int = 1000, quotaBytes: Int = 1 << 20, quotaRecords: Int = 100) -> BatchAccumulator {
+        BatchAccumulator(limits: .init(maxRecords: maxRecords, maxBytes: maxBytes, linger: .milliseconds(10), quotaBytes: quotaBytes, quotaRecords: quotaRecords))
+    }
+
+    func body(_ length: Int) -> ByteBuffer { ByteBuffer(repeating: UInt8(ascii: "x"), count: length) }
+
+    func append(_ accumulator: inout BatchAccumulator, _ length: Int, key: BatchKey = key) -> BatchAccumulator.AppendResult {
+        accumulator.append(self.body(length), attributes: nil, key: key, now: Self.start, wallSeconds: 7, waiter: nil)
+    }
+
+    func sealedCount(_ result: BatchAccumulator.AppendResult) -> Int? {
+        if case .acceptedAndSealed(let batch) = result { return batch.recordCount }
+        return nil
+    }
+
+    @Test func aBatchIsSealedAtItsRecordCount() {
+        var accumulator = self.makeAccumulator()
+        #expect(self.sealedCount(self.append(&accumulator, 10)) == nil)
+        #expect(self.sealedCount(self.append(&accumulator, 10)) == nil)
+        #expect(self.sealedCount(self.append(&accumulator, 10)) == 3)
+        #expect(accumulator.openRecords == 0)
+        #expect(accumulator.heldRecords == 3)
+        #expect(accumulator.heldBytes == 3 * (10 + BatchAccumulator.recordOverhead))
+    }
+
+    @Test func aRecordThatDoesNotFitSealsThePreviousBatch() {
+        var accumulator = self.makeAccumulator(maxRecords: 100, maxBytes: 100)
+        #expect(self.sealedCount(self.append(&accumulator, 60)) == nil)
+        #expect(self.sealedCount(self.append(&accumulator, 60)) == 1)
+        #expect(accumulator.openRecords == 1)
+    }
+
+    @Test func streamsBatchApart() {
+        var accumulator = self.makeAccumulator()
+        _ = self.append(&accumulator, 10)
+        _ = self.append(&accumulator, 10, key: Self.other)
+        let sealed = accumulator.sealAll()
+        #expect(sealed.count == 2)
+        #expect(Set(sealed.map(\.key.stream)) == ["s", "t"])
+        #expect(sealed.allSatisfy { $0.recordCount == 1 && $0.dataTime == 7 })
+    }
+
+    @Test func theBlockHoldsTheRecordsInTheWireLayout() throws {
+        var accumulator = self.makeAccumulator()
+        _ = accumulator.appendRun([ByteBuffer(string: "a"), ByteBuffer(string: "bc")], key: Self.key, now: Self.start, wallSeconds: 0)
+        let batch = try #require(accumulator.sealAll().first)
+        let records = try InLongRecordBlock.decode(batch.block, extendedField: [])
+        #expect(records.map { String(buffer: $0.data) } == ["a", "bc"])
+    }
+
+    @Test func aFullQuotaRefusesUntilReleased() {
+        var accumulator = self.makeAccumulator(quotaRecords: 2)
+        _ = self.append(&accumulator, 10)
+        _ = self.append(&accumulator, 10)
+        guard case .full = self.append(&accumulator, 10) else {
+            Issue.record("a record past the quota was accepted")
+            return
+        }
+        #expect(accumulator.hasRoom(forBytes: 20) == false)
+        accumulator.release(bytes: 20, records: 1)
+        #expect(accumulator.hasRoom(forBytes: 20))
+    }
+
+    @Test func anEmptyClientHasRoomForARecordLargerThanTheQuota() {
+        let accumulator = self.makeAccumulator(quotaBytes: 10)
+        #expect(accumulator.hasRoom(forBytes: 1000))
+    }
+
+    @Test func aRunStopsAtTheQuotaAndAtTheSealedLimit() {
+        var quota = self.makeAccumulator(quotaRecords: 4)
+        let byQuota = quota.appendRun(ArraySlice((0..<10).map { _ in self.body(5) }), key: Self.key, now: Self.start, wallSeconds: 0)
+        #expect(byQuota.appended == 4)
+        #expect(byQuota.sealed.map(\.recordCount) == [3])
+        var sealedLimit = self.makeAccumulator()
+        let bySealed = sealedLimit.appendRun(ArraySlice((0..<10).map { _ in self.body(5) }), key: Self.key, now: Self.start, wallSeconds: 0, maxSealed: 2)
+        #expect(bySealed.appended == 6)
+        #expect(bySealed.sealed.map(\.recordCount) == [3, 3])
+        #expect(sealedLimit.openRecords == 0)
+    }
+
+    @Test func aRunContinuesTheOpenBatch() {
+        var accumulator = self.makeAccumulator()
+        _ = self.append(&accumulator, 5)
+        let run = accumulator.appendRun([self.body(5), self.body(5), self.body(5)], key: Self.key, now: Self.start, wallSeconds: 0)
+        #expect(run.sealed.map(\.recordCount) == [3])
+        #expect(accumulator.openRecords == 1)
+    }
+
+    @Test func batchesAreSealedAfterTheirLinger() {
+        var accumulator = self.makeAccumulator()
+        _ = self.append(&accumulator, 5)
+        #expect(accumulator.nextDeadline == Self.start + .milliseconds(10))
+        #expect(accumulator.sealExpired(now: Self.start + .milliseconds(9)).isEmpty)
+        #expect(accumulator.sealExpired(now: Self.start + .milliseconds(10)).map(\.recordCount) == [1])
+        #expect(accumulator.nextDeadline == nil)
+    }
+
+    @Test func aRecycledBlockIsReusedEmpty() throws {
+        var accumulator = self.makeAccumulator(maxRecords: 1)
+        guard case .acceptedAndSealed(let batch) = self.append(&accumulator, 5) else {
+            Issue.record("not sealed")
+            return
+        }
+        accumulator.recycle(batch.block)
+        guard case .acceptedAndSealed(let next) = self.append(&accumulator, 7) else {
+            Issue.record("not sealed")
+            return
+        }
+        #expect(next.block.readableBytes == 4 + 7)
+        #expect(next.block.capacity >= 1000)
+    }
+}

@@ -1,0 +1,474 @@
+import InLongTransport
+import InLongWire
+import NIOCore
+import Testing
+
+@testable import InLongDataProxy
+
+/// The delivery rules, event by event, with the time given: no sockets, no clock, no sleeping.
+@Suite struct DeliveryStateMachineTests {
+    typealias Machine = DeliveryStateMachine<Int>
+
+    static let start = ContinuousClock.now
+    static let key = BatchKey(group: "g", stream: "s", perRecordAttributes: false)
+    static let proxyA = Endpoint(host: "127.0.0.1", port: 1)
+    static let proxyB = Endpoint(host: "127.0.0.1", port: 2)
+
+    func at(_ milliseconds: Int) -> ContinuousClock.Instant { Self.start + .milliseconds(milliseconds) }
+
+    func makeMachine(
+        maxRecords: Int = 2,
+        quotaRecords: Int = 100,
+        backlogLimit: Int = 16,
+        deliveryTimeout: Duration = .seconds(10),
+        maxAttempts: Int? = nil,
+        proxies: [Endpoint] = [proxyA, proxyB]
+    ) -> Machine {
+        var machine = Machine(
+            configuration: .init(
+                deliveryTimeout: deliveryTimeout,
+                maxAttempts: maxAttempts,
+                retryBackoff: Backoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0),
+                backlogLimit: backlogLimit,
+                healthThreshold: 3,
+                avoidPause: .seconds(1)
+            ),
+            limits: .init(maxRecords: maxRecords, maxBytes: 1 << 16, linger: .milliseconds(10), quotaBytes: 1 << 20, quotaRecords: quotaRecords)
+        )
+        machine.proxiesChanged(proxies)
+        return machine
+    }
+
+    func records(_ count: Int) -> ArraySlice<ByteBuffer> {
+        ArraySlice((0..<count).map { ByteBuffer(string: "r\($0)") })
+    }
+
+    /// Appends `count` records at `now` (sealing batches of the machine's record limit).
+    @discardableResult
+    func append(_ machine: inout Machine, _ count: Int, at now: Int = 0) -> Machine.Actions? {
+        machine.appendRun(self.records(count), key: Self.key, now: self.at(now), wallSeconds: 0).actions
+    }
+
+    /// Pops the next job, encodes it (as the client does, once) and submits it to `proxy`.
+    func dispatch(_ machine: inout Machine, to proxy: Endpoint = proxyA, at now: Int = 0) -> DeliveryJob? {
+        guard var job = machine.nextJob(now: self.at(now)).next?.job else { return nil }
+        if job.frame == nil { job.frame = ByteBuffer(string: "frame") }
+        machine.submitted(job, to: proxy, now: self.at(now), spentBlock: nil)
+        return job
+    }
+
+    func error(_ actions: Machine.Actions) -> DataProxyError? {
+        guard case .failure(let error) = actions.finish.first?.result else { return nil }
+        return error
+    }
+
+    // MARK: Append
+
+    @Test func aFullBatchIsSealedAndWakesTheDispatcher() {
+        var machine = self.makeMachine()
+        let first = machine.appendRun(self.records(1), key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(first.appended == 1)
+        #expect(first.blocked == nil)
+        #expect(first.actions == nil)
+        let second = machine.appendRun(self.records(1), key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(second.actions?.wakeDispatcher == true)
+        #expect(second.actions?.sealed.map(\.records) == [2])
+        #expect(machine.jobCount == 1)
+        #expect(machine.accumulator.heldRecords == 2)
+    }
+
+    @Test func aSingleRecordIsAcceptedOrRefused() {
+        var machine = self.makeMachine(maxRecords: 1)
+        let (accepted, actions) = machine.append(ByteBuffer(string: "x"), attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0, waiter: nil)
+        #expect(accepted == .accepted)
+        #expect(actions?.wakeDispatcher == true)
+        let huge = ByteBuffer(repeating: 0, count: 1 << 17)
+        #expect(machine.append(huge, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0, waiter: nil).0 == .tooLarge(limit: 1 << 16))
+    }
+
+    @Test func aFullQuotaParksTheSenderUntilABatchEnds() throws {
+        var machine = self.makeMachine(quotaRecords: 2)
+        let run = machine.appendRun(self.records(3), key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(run.appended == 2)
+        #expect(run.blocked == .full)
+        #expect(machine.wait(for: .full, bytes: 2, waiter: 7) == .parked(id: 0))
+        let job = try #require(self.dispatch(&machine))
+        let actions = machine.completed(jobID: job.id, outcome: .acked(proxyIP: nil), now: self.at(5))
+        #expect(actions.resumeSenders == [7])
+        #expect(machine.wait(for: .full, bytes: 2, waiter: 8) == .retryNow)
+    }
+
+    @Test func aBackloggedDispatcherParksSendersUntilHalfIsTaken() {
+        var machine = self.makeMachine(backlogLimit: 4)
+        let run = machine.appendRun(self.records(10), key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(run.appended == 8)
+        #expect(run.blocked == .backlogged)
+        #expect(machine.appendRun(self.records(1), key: Self.key, now: self.at(0), wallSeconds: 0).blocked == .backlogged)
+        #expect(machine.wait(for: .backlogged, bytes: 2, waiter: 1) == .parked(id: 0))
+        #expect(machine.nextJob(now: self.at(0)).actions.resumeSenders == [])
+        #expect(machine.nextJob(now: self.at(0)).actions.resumeSenders == [1])
+    }
+
+    @Test func sendersWaitingForTheDispatcherGoOnWhenExpiredJobsEmptyTheQueue() {
+        var machine = self.makeMachine(backlogLimit: 2, deliveryTimeout: .seconds(1))
+        self.append(&machine, 4)
+        #expect(machine.appendRun(self.records(1), key: Self.key, now: self.at(0), wallSeconds: 0).blocked == .backlogged)
+        #expect(machine.wait(for: .backlogged, bytes: 2, waiter: 1) == .parked(id: 0))
+        let (next, actions) = machine.nextJob(now: self.at(1000))
+        #expect(next == nil)
+        #expect(actions.finish.count == 2)
+        #expect(actions.resumeSenders == [1])
+    }
+
+    @Test func aCancelledSenderIsTakenOutOnce() {
+        var machine = self.makeMachine(quotaRecords: 1)
+        self.append(&machine, 1)
+        #expect(machine.wait(for: .full, bytes: 2, waiter: 3) == .parked(id: 0))
+        #expect(machine.cancelWait(0) == 3)
+        #expect(machine.cancelWait(0) == nil)
+    }
+
+    // MARK: Dispatch
+
+    @Test func jobsGoOutInOrderWithFreshUniqs() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 4)
+        let first = try #require(machine.nextJob(now: self.at(0)).next)
+        let second = try #require(machine.nextJob(now: self.at(0)).next)
+        #expect(first.job.id == 0)
+        #expect(second.job.id == 1)
+        #expect(first.job.uniq == 1)
+        #expect(second.job.uniq == 2)
+        #expect(first.avoiding.isEmpty)
+        #expect(machine.nextJob(now: self.at(0)).next == nil)
+    }
+
+    @Test func aJobNoConnectionTookGoesBackFirstWithoutAnAttempt() throws {
+        var machine = self.makeMachine(backlogLimit: 2)
+        self.append(&machine, 4)
+        let next = try #require(machine.nextJob(now: self.at(0)).next)
+        let actions = machine.notSubmitted(next.job, spentBlock: nil)
+        #expect(actions.resumeSenders == [])
+        let again = try #require(machine.nextJob(now: self.at(0)).next)
+        #expect(again.job.id == next.job.id)
+        #expect(again.job.attempts == 0)
+        // Stalled: senders buffer up to the quota rather than wait for the dispatcher.
+        #expect(machine.appendRun(self.records(6), key: Self.key, now: self.at(0), wallSeconds: 0).appended == 6)
+    }
+
+    @Test func anAckFinishesTheJobWithItsLatencyAndAttempts() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        let job = try #require(self.dispatch(&machine, at: 3))
+        let actions = machine.completed(jobID: job.id, outcome: .acked(proxyIP: "10.0.0.1"), now: self.at(10))
+        guard case .success(let ack) = actions.finish.first?.result else {
+            Issue.record("not acked")
+            return
+        }
+        #expect(ack.proxy == Self.proxyA)
+        #expect(ack.proxyIP == "10.0.0.1")
+        #expect(ack.latency == .milliseconds(7))
+        #expect(ack.attempts == 1)
+        #expect(machine.accumulator.heldRecords == 0)
+        #expect(machine.jobCount == 0)
+    }
+
+    @Test func anUnencodableJobFails() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        let next = try #require(machine.nextJob(now: self.at(0)).next)
+        let actions = machine.encodingFailed(next.job, "bad")
+        #expect(self.error(actions)?.code == .invalidArgument)
+        #expect(machine.jobCount == 0)
+    }
+
+    // MARK: Outcomes
+
+    @Test func aRetriableRejectionIsRetriedAfterTheBackoffAvoidingTheProxy() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        let job = try #require(self.dispatch(&machine))
+        let actions = machine.completed(jobID: job.id, outcome: .rejected(.sinkServiceUnready, message: nil), now: self.at(10))
+        #expect(actions.finish.isEmpty)
+        #expect(actions.retried?.delay == .milliseconds(100))
+        #expect(actions.retried?.error.code == .serverRejected)
+        #expect(machine.tick(now: self.at(50)).wakeDispatcher == false)
+        #expect(machine.nextJob(now: self.at(50)).next == nil)
+        #expect(machine.tick(now: self.at(110)).wakeDispatcher)
+        let retry = try #require(machine.nextJob(now: self.at(110)).next)
+        #expect(retry.job.id == job.id)
+        #expect(retry.job.uniq == job.uniq)
+        #expect(retry.avoiding == [Self.proxyA])
+    }
+
+    @Test func eachRetryWaitsTheNextDelayOfTheJobsOwnBackoff() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        var delays: [Duration] = []
+        var now = 0
+        for _ in 0..<5 {
+            let job = try #require(self.dispatch(&machine, at: now))
+            let actions = machine.completed(jobID: job.id, outcome: .transportFailed(TransportError(.requestTimeout, mayHaveBeenDelivered: true)), now: self.at(now))
+            delays.append(try #require(actions.retried?.delay))
+            now += 1000
+            _ = machine.tick(now: self.at(now))
+        }
+        #expect(delays == [100, 200, 400, 800, 1000].map { .milliseconds($0) })
+    }
+
+    @Test func aFatalRejectionFailsAtOnceAsNotSent() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        let job = try #require(self.dispatch(&machine))
+        let actions = machine.completed(jobID: job.id, outcome: .rejected(.topicIsBlank, message: "no such group"), now: self.at(1))
+        let error = try #require(self.error(actions))
+        #expect(error.code == .serverRejected)
+        #expect(error.serverErrorCode == .topicIsBlank)
+        #expect(error.serverErrorMessage == "no such group")
+        #expect(error.isRetriable == false)
+        #expect(error.persistence == .notSent)
+        #expect(error.attempts == 1)
+    }
+
+    @Test func aWrittenRequestStaysPossiblySentWhateverComesLater() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        let job = try #require(self.dispatch(&machine))
+        _ = machine.completed(jobID: job.id, outcome: .transportFailed(TransportError(.requestTimeout, mayHaveBeenDelivered: true)), now: self.at(0))
+        _ = machine.tick(now: self.at(200))
+        let retry = try #require(self.dispatch(&machine, to: Self.proxyB, at: 200))
+        let actions = machine.completed(jobID: retry.id, outcome: .rejected(.topicIsBlank, message: nil), now: self.at(201))
+        let error = try #require(self.error(actions))
+        #expect(error.persistence == .possiblySent)
+        #expect(error.attempts == 2)
+        #expect(error.proxy == Self.proxyB)
+    }
+
+    @Test func aRefusalBeforeWritingIsNotAnAttempt() throws {
+        var machine = self.makeMachine(maxAttempts: 1)
+        self.append(&machine, 2)
+        let job = try #require(self.dispatch(&machine))
+        let actions = machine.completed(jobID: job.id, outcome: .transportFailed(TransportError(.notConnected)), now: self.at(1))
+        #expect(actions.finish.isEmpty)
+        #expect(actions.retried?.job.attempts == 0)
+        #expect(actions.retried?.error.code == .notConnected)
+        #expect(actions.retried?.error.persistence == .notSent)
+    }
+
+    @Test func failuresAreLabelledWithWhatHappened() {
+        #expect(Machine.code(of: TransportError(.requestTimeout)) == .requestTimeout)
+        #expect(Machine.code(of: TransportError(.notConnected)) == .notConnected)
+        #expect(Machine.code(of: TransportError(.tooManyRequests)) == .notConnected)
+        #expect(Machine.code(of: TransportError(.connectionClosed)) == .connectionLost)
+        #expect(Machine.code(of: TransportError(.heartbeatTimeout)) == .connectionLost)
+        #expect(Machine.code(of: TransportError(.protocolViolation)) == .connectionFailed)
+    }
+
+    @Test func retriesGoOnUntilTheDeliveryDeadlineThenFailWithTheLastReason() throws {
+        var machine = self.makeMachine(deliveryTimeout: .seconds(3))
+        self.append(&machine, 2)
+        var now = 0
+        var attempts = 0
+        var last = Machine.Actions()
+        while last.finish.isEmpty, attempts < 100 {
+            let job = try #require(self.dispatch(&machine, at: now))
+            attempts += 1
+            now += 10
+            last = machine.completed(jobID: job.id, outcome: .transportFailed(TransportError(.connectionClosed, mayHaveBeenDelivered: true)), now: self.at(now))
+            guard let delay = last.retried?.delay else { break }
+            now += Int(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
+            last = machine.tick(now: self.at(now))
+        }
+        let error = try #require(self.error(last))
+        #expect(error.code == .deliveryTimeout)
+        #expect(error.detail.contains("connectionLost"))
+        #expect(error.persistence == .possiblySent)
+        #expect(attempts == 6)
+    }
+
+    @Test func aCapOnAttemptsStillApplies() throws {
+        var machine = self.makeMachine(maxAttempts: 2)
+        self.append(&machine, 2)
+        let first = try #require(self.dispatch(&machine))
+        _ = machine.completed(jobID: first.id, outcome: .transportFailed(TransportError(.requestTimeout, mayHaveBeenDelivered: true)), now: self.at(0))
+        _ = machine.tick(now: self.at(200))
+        let second = try #require(self.dispatch(&machine, at: 200))
+        let actions = machine.completed(jobID: second.id, outcome: .transportFailed(TransportError(.requestTimeout, mayHaveBeenDelivered: true)), now: self.at(300))
+        #expect(self.error(actions)?.code == .requestTimeout)
+        #expect(self.error(actions)?.attempts == 2)
+    }
+
+    @Test func aProxyFailingRepeatedlyIsAvoided() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 6)
+        var avoided: (proxy: Endpoint, pause: Duration)?
+        for _ in 0..<3 {
+            let job = try #require(self.dispatch(&machine))
+            avoided = machine.completed(jobID: job.id, outcome: .transportFailed(TransportError(.connectionClosed, mayHaveBeenDelivered: true)), now: self.at(0)).avoided
+        }
+        #expect(avoided?.proxy == Self.proxyA)
+        #expect(avoided?.pause == .seconds(1))
+        #expect(machine.health.avoided(now: self.at(0)) == [Self.proxyA])
+    }
+
+    @Test func aLateOutcomeOfAnEndedJobIsIgnored() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        let job = try #require(self.dispatch(&machine))
+        _ = machine.cancelled(now: self.at(1))
+        #expect(machine.completed(jobID: job.id, outcome: .acked(proxyIP: nil), now: self.at(2)).isEmpty)
+    }
+
+    // MARK: Time
+
+    @Test func theTickSealsBatchesPastTheirLinger() {
+        var machine = self.makeMachine(maxRecords: 10)
+        self.append(&machine, 3)
+        #expect(machine.tick(now: self.at(5)).wakeDispatcher == false)
+        let actions = machine.tick(now: self.at(10))
+        #expect(actions.wakeDispatcher)
+        #expect(actions.sealed.map(\.records) == [3])
+    }
+
+    @Test func recordsNobodyCouldSendFailAtTheirDeadlineAsNoProxies() {
+        var machine = self.makeMachine(deliveryTimeout: .seconds(1), proxies: [])
+        self.append(&machine, 2)
+        #expect(machine.tick(now: self.at(999)).finish.isEmpty)
+        let actions = machine.tick(now: self.at(1000))
+        #expect(self.error(actions)?.code == .noProxies)
+        #expect(self.error(actions)?.persistence == .notSent)
+        #expect(machine.accumulator.heldRecords == 0)
+    }
+
+    @Test func aStalledJobFailsAtItsDeadlineAsADeliveryTimeout() throws {
+        var machine = self.makeMachine(deliveryTimeout: .seconds(1))
+        self.append(&machine, 2)
+        let next = try #require(machine.nextJob(now: self.at(0)).next)
+        _ = machine.notSubmitted(next.job, spentBlock: nil)
+        let actions = machine.tick(now: self.at(1000))
+        #expect(self.error(actions)?.code == .deliveryTimeout)
+    }
+
+    @Test func aRequestInFlightPastItsDeadlineFailsAsPossiblySentAndItsLateAckIsIgnored() throws {
+        var machine = self.makeMachine(deliveryTimeout: .seconds(1))
+        self.append(&machine, 2)
+        let job = try #require(self.dispatch(&machine))
+        #expect(machine.tick(now: self.at(999)).finish.isEmpty)
+        let actions = machine.tick(now: self.at(1000))
+        #expect(self.error(actions)?.code == .deliveryTimeout)
+        #expect(self.error(actions)?.persistence == .possiblySent)
+        #expect(machine.completed(jobID: job.id, outcome: .acked(proxyIP: nil), now: self.at(1001)).isEmpty)
+    }
+
+    @Test func aJobPastItsDeadlineIsNotSent() {
+        var machine = self.makeMachine(deliveryTimeout: .seconds(1))
+        self.append(&machine, 2)
+        let (next, actions) = machine.nextJob(now: self.at(1000))
+        #expect(next == nil)
+        #expect(self.error(actions)?.code == .deliveryTimeout)
+    }
+
+    // MARK: Flush, close, cancel
+
+    @Test func flushWaitsForEveryEarlierJob() throws {
+        var machine = self.makeMachine(maxRecords: 10)
+        self.append(&machine, 3)
+        let (result, actions) = machine.flush(waiter: 9, now: self.at(0))
+        #expect(actions.sealed.map(\.records) == [3])
+        guard case .parked(let id) = result else {
+            Issue.record("the flush ended with a job pending")
+            return
+        }
+        let job = try #require(self.dispatch(&machine))
+        let ended = machine.completed(jobID: job.id, outcome: .acked(proxyIP: nil), now: self.at(1))
+        #expect(ended.resumeFlushes.map(\.waiter) == [9])
+        #expect(ended.resumeFlushes.map(\.allEnded) == [true])
+        #expect(machine.cancelFlush(id) == nil)
+        guard case .ended = machine.flush(waiter: 10, now: self.at(2)).0 else {
+            Issue.record("a flush with nothing held waited")
+            return
+        }
+    }
+
+    @Test func aFlushPastItsDeadlineIsTakenOut() {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        guard case .parked(let id) = machine.flush(waiter: 4, now: self.at(0)).0 else {
+            Issue.record("the flush ended with a job pending")
+            return
+        }
+        #expect(machine.cancelFlush(id) == 4)
+    }
+
+    @Test func closeSealsEverythingRefusesRecordsAndResumesSenders() {
+        var machine = self.makeMachine(maxRecords: 10, quotaRecords: 3)
+        self.append(&machine, 3)
+        #expect(machine.wait(for: .full, bytes: 2, waiter: 5) == .parked(id: 0))
+        let actions = machine.closeRequested(now: self.at(0), deadline: self.at(1000))
+        #expect(actions.sealed.map(\.records) == [3])
+        #expect(actions.resumeSenders == [5])
+        #expect(actions.wakeDispatcher)
+        #expect(machine.appendRun(self.records(1), key: Self.key, now: self.at(1), wallSeconds: 0).blocked == .closed)
+        #expect(machine.wait(for: .full, bytes: 2, waiter: 6) == .retryNow)
+        #expect(machine.isFinished == false)
+    }
+
+    @Test func closeEndsOnceEverythingIsAcked() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        let job = try #require(self.dispatch(&machine))
+        _ = machine.closeRequested(now: self.at(0), deadline: self.at(1000))
+        let actions = machine.completed(jobID: job.id, outcome: .acked(proxyIP: nil), now: self.at(1))
+        #expect(actions.wakeDispatcher)
+        #expect(machine.isFinished)
+    }
+
+    @Test func theCloseDeadlineFailsWrittenJobsAsPossiblySentAndOthersAsNotSent() throws {
+        var machine = self.makeMachine(maxRecords: 1)
+        self.append(&machine, 2)
+        _ = try #require(self.dispatch(&machine))
+        _ = machine.closeRequested(now: self.at(0), deadline: self.at(1000))
+        #expect(machine.tick(now: self.at(999)).finish.isEmpty)
+        let actions = machine.tick(now: self.at(1000))
+        #expect(actions.finish.map(\.job.id) == [0, 1])
+        let persistence = actions.finish.map { finished -> DataProxyError.Persistence? in
+            guard case .failure(let error) = finished.result else { return nil }
+            return error.persistence
+        }
+        #expect(persistence == [.possiblySent, .notSent])
+        #expect(self.error(actions)?.code == .shutDown)
+        #expect(machine.isFinished)
+    }
+
+    @Test func aRetryDueAfterTheCloseDeadlineFailsAsShutDown() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        let job = try #require(self.dispatch(&machine))
+        _ = machine.closeRequested(now: self.at(0), deadline: self.at(50))
+        let actions = machine.completed(jobID: job.id, outcome: .transportFailed(TransportError(.requestTimeout, mayHaveBeenDelivered: true)), now: self.at(60))
+        #expect(self.error(actions)?.code == .shutDown)
+        #expect(self.error(actions)?.detail.contains("requestTimeout") == true)
+    }
+
+    @Test func cancellationEndsEveryRecordAndResumesEveryWaiter() throws {
+        var machine = self.makeMachine(maxRecords: 2, quotaRecords: 5)
+        self.append(&machine, 5)
+        _ = try #require(self.dispatch(&machine))
+        let retried = try #require(self.dispatch(&machine))
+        _ = machine.completed(jobID: retried.id, outcome: .transportFailed(TransportError(.requestTimeout, mayHaveBeenDelivered: true)), now: self.at(0))
+        #expect(machine.wait(for: .full, bytes: 2, waiter: 1) == .parked(id: 0))
+        guard case .parked = machine.flush(waiter: 2, now: self.at(0)).0 else {
+            Issue.record("the flush ended with jobs pending")
+            return
+        }
+        let actions = machine.cancelled(now: self.at(1))
+        #expect(actions.finish.map(\.job.id) == [0, 1, 2])
+        #expect(actions.finish.reduce(0) { $0 + $1.job.batch.recordCount } == 5)
+        #expect(actions.resumeSenders == [1])
+        #expect(actions.resumeFlushes.map(\.waiter) == [2])
+        #expect(machine.accumulator.heldRecords == 0)
+        #expect(machine.isFinished)
+        #expect(machine.phase == .closed)
+        #expect(machine.cancelled(now: self.at(2)).finish.isEmpty)
+    }
+}
