@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "InLongDataProxyReceiver", targets: ["InLongDataProxyReceiver"]),
         .library(name: "InLongDataProxy", targets: ["InLongDataProxy"]),
         .executable(name: "inlong", targets: ["InLongCLI"]),
+        // Not API: a product only because the separately built fuzzers (Fuzz/) can depend on nothing else.
+        .library(name: "_InLongFuzzTargets", targets: ["InLongFuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -97,6 +99,25 @@ let package = Package(
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "InLongFuzzTargets",
+            dependencies: [
+                "InLongWire",
+                "InLongSnappy",
+                "InLongDataProxyReceiver",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "InLongAgent",
+            dependencies: [
+                "InLongDataProxy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "InLongCLI",
             dependencies: [
@@ -132,6 +153,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "InLongAgentTests",
+            dependencies: [
+                "InLongAgent",
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -178,6 +207,12 @@ let package = Package(
                 "InLongTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "InLongFuzzReplayTests",
+            dependencies: ["InLongFuzzTargets"],
+            resources: [.copy("Corpus")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

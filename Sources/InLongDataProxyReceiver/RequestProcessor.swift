@@ -1,10 +1,10 @@
 import InLongSnappy
-import InLongWire
-import NIOCore
+package import InLongWire
+package import NIOCore
 
 /// What the receiver does with one request frame: the DataProxy's validation and reply rules as a pure function
-/// of the frame, with no I/O (wire-protocol.md §5 and §7).
-struct RequestProcessor: Sendable {
+/// of the frame, with no I/O (wire-protocol.md §5 and §7). `package` for the fuzz targets.
+package struct RequestProcessor: Sendable {
     /// The `dpIp` written in acks.
     var proxyIP: String
     /// The receiver's port, which the real server writes as `node2ip` on traced requests.
@@ -18,7 +18,23 @@ struct RequestProcessor: Sendable {
     /// The largest decompressed body accepted.
     var maxUncompressedLength: Int
 
-    enum Outcome {
+    package init(
+        proxyIP: String,
+        localPort: Int,
+        knownGroups: Set<String>?,
+        decodesRecords: Bool,
+        load: Int16?,
+        maxUncompressedLength: Int
+    ) {
+        self.proxyIP = proxyIP
+        self.localPort = localPort
+        self.knownGroups = knownGroups
+        self.decodesRecords = decodesRecords
+        self.load = load
+        self.maxUncompressedLength = maxUncompressedLength
+    }
+
+    package enum Outcome {
         /// Answer with these bytes: a heartbeat reply (`error` nil) or an error ack.
         case reply(ByteBuffer, error: DataProxyErrorCode?)
         /// Nothing to answer (an error on a request that asked for no ack).
@@ -30,7 +46,7 @@ struct RequestProcessor: Sendable {
     }
 
     /// How to answer a data request once the sink has taken it (or failed to).
-    struct PendingAck: Sendable {
+    package struct PendingAck: Sendable {
         enum Kind: Sendable {
             case binary(uniq: UInt32)
             case text(InLongMessageType, body: ByteBuffer)
@@ -44,29 +60,53 @@ struct RequestProcessor: Sendable {
         /// Whether any reply is sent (`isAck=false`, and text types with `proxySend`/`syncSend`, get none).
         var replies: Bool
 
-        func success(proxyIP: String) -> ByteBuffer? {
+        package func success(proxyIP: String) -> ByteBuffer? {
             guard self.replies else { return nil }
-            return self.frame(join("dpIp=\(proxyIP)", self.successPrefix, self.requestAttributes))
+            return self.frame(
+                join("dpIp=\(proxyIP)", self.successPrefix, self.requestAttributes),
+                orElse: join("dpIp=\(proxyIP)", self.successPrefix)
+            )
         }
 
-        func failure(_ code: DataProxyErrorCode, message: String, proxyIP: String) -> ByteBuffer? {
+        package func failure(_ code: DataProxyErrorCode, message: String, proxyIP: String) -> ByteBuffer? {
             guard self.replies else { return nil }
-            return self.frame(errorAttributes(proxyIP: proxyIP, code: code, message: message, request: self.requestAttributes))
+            return self.frame(
+                errorAttributes(proxyIP: proxyIP, code: code, message: message, request: self.requestAttributes),
+                orElse: errorAttributes(
+                    proxyIP: proxyIP,
+                    code: code,
+                    message: String(decoding: message.utf8.prefix(256), as: UTF8.self),
+                    request: ""
+                )
+            )
         }
 
-        private func frame(_ attributes: String) -> ByteBuffer {
+        /// The reply with `attributes`, or with `shorter` (without the request's attributes echoed) when those do
+        /// not fit the reply's 16-bit attribute length: invalid UTF-8 in a request's attributes grows threefold
+        /// once decoded, and the request must still be acked.
+        private func frame(_ attributes: String, orElse shorter: String) -> ByteBuffer {
             var buffer = ByteBuffer()
-            switch self.kind {
-            case .binary(let uniq):
-                try? InLongBinaryAck(uniq: uniq, attributes: attributes).encode(into: &buffer)
-            case .text(let type, let body):
-                try? InLongTextMessage(type: type, body: body, attributes: attributes).encode(into: &buffer)
+            do {
+                try self.encode(attributes, into: &buffer)
+            } catch {
+                buffer.clear()
+                // Short attributes fit whatever the request held.
+                try? self.encode(shorter, into: &buffer)
             }
             return buffer
         }
+
+        private func encode(_ attributes: String, into buffer: inout ByteBuffer) throws {
+            switch self.kind {
+            case .binary(let uniq):
+                try InLongBinaryAck(uniq: uniq, attributes: attributes).encode(into: &buffer)
+            case .text(let type, let body):
+                try InLongTextMessage(type: type, body: body, attributes: attributes).encode(into: &buffer)
+            }
+        }
     }
 
-    func process(_ frame: ByteBuffer, receivedAt: Int64, clientAddress: String) -> Outcome {
+    package func process(_ frame: ByteBuffer, receivedAt: Int64, clientAddress: String) -> Outcome {
         let request: InLongRequest
         do {
             request = try InLongRequest(frame: frame)
