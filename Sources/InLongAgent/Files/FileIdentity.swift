@@ -1,0 +1,55 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Checkpoint.FileIdentity {
+    /// Bytes at the start of a file hashed into its fingerprint: enough to tell apart files that reuse an inode.
+    public static let fingerprintSize = 1024
+
+    /// The identity of the open file `fd`: device, inode, and a fingerprint of its first bytes (FNV-1a).
+    public static func of(descriptor fd: Int32) throws -> Self {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw FileReadError(path: "fd \(fd)", operation: "fstat", errno: errno) }
+        var prefix = [UInt8](repeating: 0, count: Self.fingerprintSize)
+        let count = prefix.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard count >= 0 else { throw FileReadError(path: "fd \(fd)", operation: "read", errno: errno) }
+        return Self(
+            device: UInt64(info.st_dev),
+            inode: UInt64(info.st_ino),
+            fingerprint: fnv1a(prefix.prefix(count)),
+            fingerprintLength: count
+        )
+    }
+
+    /// Whether `other` is this file, perhaps grown: same device and inode, and the bytes this fingerprint covers
+    /// are unchanged. A file that grew past a short fingerprint is still the same file.
+    public func matches(_ other: Self, descriptor fd: Int32) -> Bool {
+        guard self.device == other.device, self.inode == other.inode else { return false }
+        if self.fingerprintLength == other.fingerprintLength { return self.fingerprint == other.fingerprint }
+        var prefix = [UInt8](repeating: 0, count: self.fingerprintLength)
+        let count = prefix.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        return count == self.fingerprintLength && fnv1a(prefix[...]) == self.fingerprint
+    }
+}
+
+private func fnv1a(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in bytes {
+        hash ^= UInt64(byte)
+        hash &*= 0x0000_0100_0000_01b3
+    }
+    return hash
+}
+
+/// A file could not be opened, examined or read.
+public struct FileReadError: Error, CustomStringConvertible {
+    public var path: String
+    public var operation: String
+    public var errno: Int32
+
+    public var description: String {
+        "\(self.operation) failed for \(self.path): \(String(cString: strerror(self.errno)))"
+    }
+}

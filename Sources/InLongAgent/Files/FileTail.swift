@@ -1,0 +1,125 @@
+public import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One file being read: its open descriptor (which keeps a renamed or deleted file readable), its identity, the
+/// lines read so far and how far they are delivered. Reads only whole lines; a partial last line waits.
+///
+/// The owner calls ``readLines(maxBytes:)`` when the file may have grown, hands the lines to the sink with their
+/// tickets, and calls ``ack(_:)`` as deliveries complete; ``committedOffset`` is what a checkpoint records.
+public final class FileTail {
+    /// What the path shows now compared with the open file.
+    public enum PathState: Sendable, Hashable {
+        /// The path still names this file.
+        case same
+        /// The path names another file now (rotation by rename, or a new file after deletion).
+        case replaced
+        /// Nothing is at the path (deleted, or renamed away without a replacement yet).
+        case missing
+    }
+
+    /// Lines read together, and the ticket that marks them all delivered: one ticket per read, not per line, so
+    /// that tracking costs nothing per record.
+    public struct Read: Sendable {
+        public var lines: [ByteBuffer]
+        public var ticket: OffsetTracker.Ticket
+    }
+
+    public let path: String
+    public let identity: Checkpoint.FileIdentity
+    private let fd: Int32
+    private var splitter: LineSplitter
+    private var tracker: OffsetTracker
+    /// Times the file was found shorter than the read position (copytruncate) and read again from 0.
+    public private(set) var truncations = 0
+
+    /// Opens `path`; reading starts at `offset` (a checkpoint's, or 0, or the end for new files started at the
+    /// end) and the identity is taken from the open file.
+    public init(path: String, startingAt offset: Offset, maxLineLength: Int, overlong: LineSplitter.OverlongPolicy) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileReadError(path: path, operation: "open", errno: errno) }
+        do {
+            self.identity = try .of(descriptor: fd)
+        } catch {
+            close(fd)
+            throw error
+        }
+        var start: Int64
+        switch offset {
+        case .beginning: start = 0
+        case .at(let position): start = position
+        case .end:
+            var info = stat()
+            start = fstat(fd, &info) == 0 ? Int64(info.st_size) : 0
+        }
+        // A checkpoint past the end means the file was truncated meanwhile: read it from the start.
+        var info = stat()
+        if fstat(fd, &info) == 0, Int64(info.st_size) < start { start = 0 }
+        self.path = path
+        self.fd = fd
+        self.splitter = LineSplitter(maxLineLength: maxLineLength, overlong: overlong, startingAt: start)
+        self.tracker = OffsetTracker(committedOffset: start)
+    }
+
+    deinit { close(self.fd) }
+
+    /// Where reading starts for a file.
+    public enum Offset: Sendable, Hashable {
+        case beginning
+        case end
+        case at(Int64)
+    }
+
+    /// The end of the delivered prefix.
+    public var committedOffset: Int64 { self.tracker.committedOffset }
+    /// Bytes read past the delivered prefix, whole lines only.
+    public var unackedBytes: Int64 { self.tracker.readOffset - self.tracker.committedOffset }
+    /// Whether every line read is delivered.
+    public var isDrained: Bool { self.tracker.outstandingCount == 0 }
+    /// Lines over the maximum length so far.
+    public var overlongLines: Int { self.splitter.overlongLines }
+
+    /// Reads what the file gained, up to about `maxBytes`, and returns its complete lines (`nil` when there is no
+    /// new complete line). A file now shorter than
+    /// what was read was truncated in place: it is read again from its start (outstanding lines are forgotten,
+    /// their late acks ignored).
+    public func readLines(maxBytes: Int, chunkSize: Int = 64 << 10) throws -> Read? {
+        var info = stat()
+        guard fstat(self.fd, &info) == 0 else { throw FileReadError(path: self.path, operation: "fstat", errno: errno) }
+        if Int64(info.st_size) < self.splitter.offset {
+            self.truncations += 1
+            self.splitter.reset(to: 0)
+            self.tracker.restart(at: 0)
+        }
+        var lines: [LineSplitter.Line] = []
+        var total = 0
+        while total < maxBytes {
+            var chunk = ByteBufferAllocator().buffer(capacity: chunkSize)
+            let count = chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: chunkSize) { buffer in
+                max(0, pread(self.fd, buffer.baseAddress, min(buffer.count, chunkSize), off_t(self.splitter.offset)))
+            }
+            if count == 0 { break }
+            total += count
+            self.splitter.consume(chunk, into: &lines)
+        }
+        guard let last = lines.last else { return nil }
+        return Read(lines: lines.map(\.body), ticket: self.tracker.read(upTo: last.end))
+    }
+
+    /// Marks a line delivered; returns whether the committed offset moved.
+    @discardableResult
+    public func ack(_ ticket: OffsetTracker.Ticket) -> Bool {
+        self.tracker.ack(ticket)
+    }
+
+    /// Whether the path still names this file.
+    public func pathState() -> PathState {
+        let other = open(self.path, O_RDONLY | O_CLOEXEC)
+        guard other >= 0 else { return .missing }
+        defer { close(other) }
+        guard let identity = try? Checkpoint.FileIdentity.of(descriptor: other) else { return .missing }
+        return self.identity.matches(identity, descriptor: other) ? .same : .replaced
+    }
+}
