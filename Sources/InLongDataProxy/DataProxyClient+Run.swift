@@ -89,12 +89,12 @@ extension DataProxyClient {
         if let avoided = actions.avoided {
             self.logger.warning("avoiding a failing proxy", metadata: ["inlong.proxy": "\(avoided.proxy)", "inlong.pause": "\(avoided.pause)"])
         }
-        if let (job, error, delay) = actions.retried.map({ ($0.job, $0.error, $0.delay) }) {
+        if let retried = actions.retried {
             self.counters.retries.add(1, ordering: .relaxed)
-            self.counters.streamMetrics(group: job.batch.key.group, stream: job.batch.key.stream).retried.increment()
+            self.counters.streamMetrics(group: retried.key.group, stream: retried.key.stream).retried.increment()
             self.logger.debug(
                 "retrying a batch",
-                metadata: ["inlong.attempt": "\(job.attempts)", "inlong.error": "\(error)", "inlong.delay": "\(delay)"]
+                metadata: ["inlong.attempt": "\(retried.attempts)", "inlong.error": "\(retried.error)", "inlong.delay": "\(retried.delay)"]
             )
         }
         // Last, so that a flush that returns sees the ended records counted.

@@ -112,7 +112,7 @@ public final class DataProxyClient: Service, Sendable {
             let (result, actions) = self.machine.withLock {
                 $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds(), waiter: nil)
             }
-            if let actions { self.run(actions) }
+            if let actions { self.run(Machine.Actions(actions)) }
             switch result {
             case .accepted:
                 self.counters.accepted.add(1, ordering: .relaxed)
@@ -197,7 +197,7 @@ public final class DataProxyClient: Service, Sendable {
             let (appended, blocked, actions) = self.machine.withLock {
                 $0.appendRun(records[index...], key: key, now: .now, wallSeconds: wallClockSeconds())
             }
-            if let actions { self.run(actions) }
+            if let actions { self.run(Machine.Actions(actions)) }
             self.counters.accepted.add(appended, ordering: .relaxed)
             index += appended
             guard let blocked, index < records.count else { break }
@@ -227,7 +227,7 @@ public final class DataProxyClient: Service, Sendable {
                         let (result, actions) = self.machine.withLock {
                             $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds(), waiter: waiter)
                         }
-                        if let actions { self.run(actions) }
+                        if let actions { self.run(Machine.Actions(actions)) }
                         switch result {
                         case .accepted: self.counters.accepted.add(1, ordering: .relaxed)
                         case .blocked(let reason): waiter.resume(throwing: Blocked(reason: reason))

@@ -45,8 +45,8 @@ import Testing
 
     /// Appends `count` records at `now` (sealing batches of the machine's record limit).
     @discardableResult
-    func append(_ machine: inout Machine, _ count: Int, at now: Int = 0) -> Machine.Actions? {
-        machine.appendRun(self.records(count), key: Self.key, now: self.at(now), wallSeconds: 0).actions
+    func append(_ machine: inout Machine, _ count: Int, at now: Int = 0) -> Machine.Sealed? {
+        machine.appendRun(self.records(count), key: Self.key, now: self.at(now), wallSeconds: 0).sealed
     }
 
     /// Pops the next job, encodes it (as the client does, once) and submits it to `proxy`.
@@ -69,10 +69,10 @@ import Testing
         let first = machine.appendRun(self.records(1), key: Self.key, now: self.at(0), wallSeconds: 0)
         #expect(first.appended == 1)
         #expect(first.blocked == nil)
-        #expect(first.actions == nil)
+        #expect(first.sealed == nil)
         let second = machine.appendRun(self.records(1), key: Self.key, now: self.at(0), wallSeconds: 0)
-        #expect(second.actions?.wakeDispatcher == true)
-        #expect(second.actions?.sealed.map(\.records) == [2])
+        #expect(second.sealed?.batches.map(\.records) == [2])
+        #expect(second.sealed?.heldBytes == 2 * (2 + BatchAccumulator.recordOverhead))
         #expect(machine.jobCount == 1)
         #expect(machine.accumulator.heldRecords == 2)
     }
@@ -81,7 +81,7 @@ import Testing
         var machine = self.makeMachine(maxRecords: 1)
         let (accepted, actions) = machine.append(ByteBuffer(string: "x"), attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0, waiter: nil)
         #expect(accepted == .accepted)
-        #expect(actions?.wakeDispatcher == true)
+        #expect(actions?.batches.map(\.records) == [1])
         let huge = ByteBuffer(repeating: 0, count: 1 << 17)
         #expect(machine.append(huge, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0, waiter: nil).0 == .tooLarge(limit: 1 << 16))
     }
@@ -250,7 +250,7 @@ import Testing
         let job = try #require(self.dispatch(&machine))
         let actions = machine.completed(jobID: job.id, outcome: .transportFailed(TransportError(.notConnected)), now: self.at(1))
         #expect(actions.finish.isEmpty)
-        #expect(actions.retried?.job.attempts == 0)
+        #expect(actions.retried?.attempts == 0)
         #expect(actions.retried?.error.code == .notConnected)
         #expect(actions.retried?.error.persistence == .notSent)
     }

@@ -45,9 +45,21 @@ struct DeliveryStateMachine<Waiter> {
         /// A proxy now avoided for a pause.
         var avoided: (proxy: Endpoint, pause: Duration)?
         /// A retry was scheduled.
-        var retried: (job: DeliveryJob, error: DataProxyError, delay: Duration)?
+        var retried: (key: BatchKey, attempts: Int, error: DataProxyError, delay: Duration)?
         /// The quota in use after the change, when it changed.
         var heldBytes: Int?
+
+        init() {}
+
+        init(_ sealed: Sealed) {
+            self.merge(sealed)
+        }
+
+        mutating func merge(_ sealed: Sealed) {
+            self.wakeDispatcher = true
+            self.sealed += sealed.batches
+            self.heldBytes = sealed.heldBytes
+        }
 
         /// Adds `other`'s actions after these.
         mutating func merge(_ other: Actions) {
@@ -66,6 +78,13 @@ struct DeliveryStateMachine<Waiter> {
             !self.wakeDispatcher && self.finish.isEmpty && self.resumeSenders.isEmpty && self.resumeFlushes.isEmpty
                 && self.sealed.isEmpty && self.avoided == nil && self.retried == nil && self.heldBytes == nil
         }
+    }
+
+    /// What appending asks of the driver when it sealed batches: wake the dispatcher, count them. Small, so that
+    /// the per-record path returns little.
+    struct Sealed {
+        var batches: [(key: BatchKey, records: Int, bytes: Int)]
+        var heldBytes: Int
     }
 
     /// Why an append stopped before the end of its records.
@@ -132,16 +151,14 @@ struct DeliveryStateMachine<Waiter> {
         key: BatchKey,
         now: ContinuousClock.Instant,
         wallSeconds: UInt32
-    ) -> (appended: Int, blocked: Blocked?, actions: Actions?) {
+    ) -> (appended: Int, blocked: Blocked?, sealed: Sealed?) {
         guard self.isAccepting else { return (0, .closed, nil) }
         let room = self.backlog.room(ready: self.ready.count)
         guard room > 0 else { return (0, .backlogged, nil) }
         let (appended, sealed) = self.accumulator.appendRun(bodies, key: key, now: now, wallSeconds: wallSeconds, maxSealed: room)
         let blocked: Blocked? = appended == bodies.count ? nil : (sealed.count >= room ? .backlogged : .full)
         guard !sealed.isEmpty else { return (appended, blocked, nil) }
-        var actions = Actions()
-        self.enqueue(sealed, now: now, actions: &actions)
-        return (appended, blocked, actions)
+        return (appended, blocked, self.enqueueSealed(sealed, now: now))
     }
 
     enum AppendResult: Equatable {
@@ -159,7 +176,7 @@ struct DeliveryStateMachine<Waiter> {
         now: ContinuousClock.Instant,
         wallSeconds: UInt32,
         waiter: AckWaiter?
-    ) -> (AppendResult, Actions?) {
+    ) -> (AppendResult, Sealed?) {
         guard self.isAccepting else { return (.blocked(.closed), nil) }
         let recordBytes = BatchAccumulator.blockBytes(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
         // Checked under the lock the append takes anyway: the limit can change with the Manager's answer.
@@ -171,9 +188,7 @@ struct DeliveryStateMachine<Waiter> {
         case .accepted:
             return (.accepted, nil)
         case .acceptedAndSealed(let batch):
-            var actions = Actions()
-            self.enqueue([batch], now: now, actions: &actions)
-            return (.accepted, actions)
+            return (.accepted, self.enqueueSealed([batch], now: now))
         case .full:
             return (.blocked(.full), nil)
         }
@@ -366,7 +381,7 @@ struct DeliveryStateMachine<Waiter> {
         let delay = job.backoff.next()
         self.pending[job.id] = job
         self.retries.append((min(now + delay, job.deadline), job.id))
-        actions.retried = (job, error, delay)
+        actions.retried = (job.batch.key, job.attempts, error, delay)
     }
 
     private func expired(_ job: DeliveryJob) -> DataProxyError {
@@ -509,6 +524,12 @@ struct DeliveryStateMachine<Waiter> {
     }
 
     // MARK: Helpers
+
+    private mutating func enqueueSealed(_ batches: [SealedBatch], now: ContinuousClock.Instant) -> Sealed {
+        var actions = Actions()
+        self.enqueue(batches, now: now, actions: &actions)
+        return Sealed(batches: actions.sealed, heldBytes: self.accumulator.heldBytes)
+    }
 
     /// Turns sealed batches into jobs at the back of the ready queue.
     private mutating func enqueue(_ batches: [SealedBatch], now: ContinuousClock.Instant, actions: inout Actions) {
