@@ -384,7 +384,7 @@ extension DataProxyClient {
             count: UInt16(job.batch.recordCount),
             uniq: job.uniq,
             body: block,
-            attributes: "groupId=\(key.group)&streamId=\(key.stream)"
+            attributes: "groupId=\(key.group)&streamId=\(key.stream)" + (key.messageAttributes.isEmpty ? "" : "&" + key.messageAttributes)
         )
         var frame = ByteBufferAllocator().buffer(capacity: message.frameLength)
         try message.encode(into: &frame)

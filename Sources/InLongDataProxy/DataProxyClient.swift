@@ -99,14 +99,22 @@ public final class DataProxyClient: Service, Sendable {
     /// Accepts one record into the buffer; returns once it is accepted (not acked). Suspends while the buffer
     /// is full, or throws ``DataProxyError/Code/bufferFull`` with the fail-fast policy. A task cancelled while
     /// suspended gets `CancellationError`, and the record is not accepted.
+    ///
+    /// - Parameters:
+    ///   - attributes: The record's own attributes (sent with the record).
+    ///   - messageAttributes: Pairs added to the message's attribute string (as the Java SDK's extra
+    ///     attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
     public func send(
         _ body: ByteBuffer,
         group: String,
         stream: String,
         dataTime: Int64? = nil,
-        attributes: [(String, String)] = []
+        attributes: [(String, String)] = [],
+        messageAttributes: [(String, String)] = []
     ) async throws {
-        let (key, recordAttributes) = try self.validate(body, group: group, stream: stream, dataTime: dataTime, attributes: attributes)
+        let (key, recordAttributes) = try self.validate(
+            body, group: group, stream: stream, dataTime: dataTime, attributes: attributes, messageAttributes: messageAttributes
+        )
         while true {
             try Task.checkCancellation()
             let (result, actions) = self.machine.withLock {
@@ -123,25 +131,38 @@ public final class DataProxyClient: Service, Sendable {
         }
     }
 
-    /// Accepts one text record; see ``send(_:group:stream:dataTime:attributes:)``.
+    /// Accepts one text record; see ``send(_:group:stream:dataTime:attributes:messageAttributes:)``.
     public func send(
         _ text: String,
         group: String,
         stream: String,
         dataTime: Int64? = nil,
-        attributes: [(String, String)] = []
+        attributes: [(String, String)] = [],
+        messageAttributes: [(String, String)] = []
     ) async throws {
-        try await self.send(ByteBuffer(string: text), group: group, stream: stream, dataTime: dataTime, attributes: attributes)
+        try await self.send(
+            ByteBuffer(string: text), group: group, stream: stream, dataTime: dataTime, attributes: attributes, messageAttributes: messageAttributes
+        )
     }
 
     /// Accepts many records with one lock per run of records that fit the buffer. When it throws, the records
     /// before the failing one were accepted and will be reported.
-    public func send(contentsOf records: some Sequence<DataProxyRecord>, group: String, stream: String) async throws {
+    ///
+    /// - Parameter attributes: Pairs added to the attribute string of every message carrying these records (as
+    ///   the Java SDK's extra attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
+    public func send(
+        contentsOf records: some Sequence<DataProxyRecord>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)] = []
+    ) async throws {
         var prepared: [(ByteBuffer, BatchKey, String?)] = []
         prepared.reserveCapacity(records.underestimatedCount)
         let limit = self.blockLimit
         for record in records {
-            let (key, attributes) = try self.validate(record.body, group: group, stream: stream, dataTime: record.dataTime, attributes: record.attributes)
+            let (key, attributes) = try self.validate(
+                record.body, group: group, stream: stream, dataTime: record.dataTime, attributes: record.attributes, messageAttributes: attributes
+            )
             if BatchAccumulator.blockBytes(bodyLength: record.body.readableBytes, attributesLength: attributes?.utf8.count) > limit {
                 throw self.tooLarge(record.body, limit: limit, key: key)
             }
@@ -178,9 +199,17 @@ public final class DataProxyClient: Service, Sendable {
     /// Accepts many records given as their bodies: one validation of the group and stream, one lock per run of
     /// records that fit the buffer, no per-record lookups. When it throws, the records before the failing one
     /// were accepted and will be reported.
-    public func send(contentsOf bodies: some Collection<ByteBuffer>, group: String, stream: String) async throws {
+    ///
+    /// - Parameter attributes: Pairs added to the attribute string of every message carrying these records (as
+    ///   the Java SDK's extra attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
+    public func send(
+        contentsOf bodies: some Collection<ByteBuffer>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)] = []
+    ) async throws {
         guard let first = bodies.first else { return }
-        let (key, _) = try self.validate(first, group: group, stream: stream, dataTime: nil, attributes: [])
+        let (key, _) = try self.validate(first, group: group, stream: stream, dataTime: nil, attributes: [], messageAttributes: attributes)
         let limit = self.blockLimit
         let records = Array(bodies)
         for body in records {
@@ -213,9 +242,12 @@ public final class DataProxyClient: Service, Sendable {
         group: String,
         stream: String,
         dataTime: Int64? = nil,
-        attributes: [(String, String)] = []
+        attributes: [(String, String)] = [],
+        messageAttributes: [(String, String)] = []
     ) async throws -> DataProxyAck {
-        let (key, recordAttributes) = try self.validate(body, group: group, stream: stream, dataTime: dataTime, attributes: attributes)
+        let (key, recordAttributes) = try self.validate(
+            body, group: group, stream: stream, dataTime: dataTime, attributes: attributes, messageAttributes: messageAttributes
+        )
         struct Blocked: Error { var reason: Machine.Blocked }
         while true {
             try Task.checkCancellation()
@@ -340,12 +372,20 @@ public final class DataProxyClient: Service, Sendable {
         )
     }
 
+    /// Keys the server or the reference SDKs give a meaning in a message's attribute string; refused as message
+    /// attributes.
+    public static let reservedAttributeKeys: Set<String> = [
+        "groupId", "streamId", "bid", "tid", "dt", "mt", "m", "cnt", "cp", "rt", "rtms", "sid", "t", "NodeIP", "uniq",
+        "proxySend", "sync", "errCode", "errMsg", "dataproxyip",
+    ]
+
     private func validate(
         _ body: ByteBuffer,
         group: String,
         stream: String,
         dataTime: Int64?,
-        attributes: [(String, String)]
+        attributes: [(String, String)],
+        messageAttributes: [(String, String)] = []
     ) throws -> (BatchKey, String?) {
         guard body.readableBytes > 0, !group.isEmpty, InLongAttributes.isValidComponent(group),
             InLongAttributes.isValidComponent(stream)
@@ -364,7 +404,19 @@ public final class DataProxyClient: Service, Sendable {
             }
             recordAttributes = text
         }
-        return (BatchKey(group: group, stream: stream, perRecordAttributes: recordAttributes != nil), recordAttributes)
+        var messageText = ""
+        for (key, value) in messageAttributes {
+            guard !key.isEmpty, InLongAttributes.isValidComponent(key), InLongAttributes.isValidComponent(value) else {
+                throw DataProxyError(.invalidArgument, "message attribute \(key)=\(value) is empty or contains '&' or '='", group: group, stream: stream)
+            }
+            guard !Self.reservedAttributeKeys.contains(key) else {
+                throw DataProxyError(.invalidArgument, "message attribute \(key) is reserved by the server", group: group, stream: stream)
+            }
+            if !messageText.isEmpty { messageText += "&" }
+            messageText += key + "=" + value
+        }
+        let key = BatchKey(group: group, stream: stream, perRecordAttributes: recordAttributes != nil, messageAttributes: messageText)
+        return (key, recordAttributes)
     }
 }
 

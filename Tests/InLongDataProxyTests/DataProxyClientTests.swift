@@ -194,4 +194,57 @@ import Testing
             #expect(receiver.memorySink.records.map { String(buffer: $0.body) } == ["before", "after"])
         }
     }
+
+    @Test func messageAttributesReachTheServerAndNeverShareABatch() async throws {
+        try await withReceiver { receiver in
+            let configuration = clientConfiguration(ports: [try await receiver.port()])
+            try await withDataProxyClient(configuration: configuration) { client in
+                for round in 0..<3 {
+                    try await client.send(contentsOf: (0..<10).map { ByteBuffer(string: "a\(round)-\($0)") }, group: "g", stream: "s", attributes: [("source", "a")])
+                    try await client.send(contentsOf: (0..<10).map { DataProxyRecord("b\(round)-\($0)") }, group: "g", stream: "s", attributes: [("source", "b"), ("host", "h1")])
+                    try await client.send("plain\(round)", group: "g", stream: "s")
+                    try await client.send("c\(round)", group: "g", stream: "s", messageAttributes: [("source", "c")])
+                }
+                #expect(await client.flush())
+                #expect(client.statistics().acked == 66)
+            }
+            let messages = receiver.memorySink.messages
+            let bodies = { (message: ReceivedMessage) in message.records.map { String(buffer: $0.body) } }
+            let a = messages.filter { $0.attributes.hasSuffix("&source=a") }
+            let b = messages.filter { $0.attributes.hasSuffix("&source=b&host=h1") }
+            let c = messages.filter { $0.attributes.hasSuffix("&source=c") }
+            let plain = messages.filter { !$0.attributes.contains("source=") }
+            #expect(a.flatMap(bodies).count == 30)
+            #expect(a.flatMap(bodies).allSatisfy { $0.hasPrefix("a") })
+            #expect(b.flatMap(bodies).count == 30)
+            #expect(b.flatMap(bodies).allSatisfy { $0.hasPrefix("b") })
+            #expect(c.flatMap(bodies) == ["c0", "c1", "c2"])
+            #expect(plain.flatMap(bodies) == ["plain0", "plain1", "plain2"])
+            #expect(messages.allSatisfy { $0.group == "g" && $0.stream == "s" })
+        }
+    }
+
+    @Test func reservedOrMalformedMessageAttributesAreRefused() async throws {
+        try await withReceiver { receiver in
+            let configuration = clientConfiguration(ports: [try await receiver.port()])
+            try await withDataProxyClient(configuration: configuration) { client in
+                for attributes in [[("dt", "1")], [("groupId", "other")], [("k", "a&b")], [("", "v")]] {
+                    do {
+                        try await client.send(contentsOf: [ByteBuffer(string: "x")], group: "g", stream: "s", attributes: attributes)
+                        Issue.record("message attributes \(attributes) were accepted")
+                    } catch let error as DataProxyError {
+                        #expect(error.code == .invalidArgument)
+                    }
+                }
+                do {
+                    try await client.send("x", group: "g", stream: "s", messageAttributes: [("streamId", "t")])
+                    Issue.record("a reserved message attribute was accepted")
+                } catch let error as DataProxyError {
+                    #expect(error.code == .invalidArgument)
+                    #expect(error.detail.contains("reserved"))
+                }
+                #expect(client.statistics().accepted == 0)
+            }
+        }
+    }
 }

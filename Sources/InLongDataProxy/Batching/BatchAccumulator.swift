@@ -7,6 +7,9 @@ struct BatchKey: Hashable, Sendable {
     var stream: String
     /// Whether records carry their own attributes (extended-field bit 0).
     var perRecordAttributes: Bool
+    /// Key/value pairs added to the message's attribute string (`k=v&k=v`), empty for none: records with
+    /// different message attributes never share a batch.
+    var messageAttributes = ""
 }
 
 /// A batch closed for new records, ready to be encoded and sent.
