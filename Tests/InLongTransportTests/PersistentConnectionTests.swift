@@ -4,7 +4,7 @@ import Synchronization
 import Testing
 
 /// Integration tests on 127.0.0.1 against an in-process server that misbehaves in every way a peer can.
-@Suite(.timeLimit(.minutes(1))) struct PersistentConnectionTests {
+@Suite(.timeLimit(.minutes(3))) struct PersistentConnectionTests {
     @Test func requestsGetTheirOwnResponsesConcurrently() async throws {
         let server = try await TestServer(behavior: .echo)
         defer { Task { await server.stop() } }
