@@ -138,9 +138,18 @@ let package = Package(
             dependencies: [
                 "InLongTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/InLongTransportExample",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "InLongTransportExampleTests",
+            dependencies: [
+                "InLongTransportExample",
+                "InLongTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
