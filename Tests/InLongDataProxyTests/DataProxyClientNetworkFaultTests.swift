@@ -141,7 +141,10 @@ import Testing
                     #expect(await client.flush(timeout: .seconds(60)))
                     await expectEveryRecordAccounted(sent: sent, client: client, reports: reports, sinks: [healthy.memorySink])
                     #expect(client.statistics().failed == 0, "\(client.statistics().failures)")
-                    #expect(healthy.memorySink.recordCount == sent.count)
+                    // Every record reached the healthy proxy; a batch whose ack outran its 300 ms request timeout
+                    // on a loaded machine may be there twice (at least once, as promised).
+                    #expect(Set(healthy.memorySink.records.map { String(buffer: $0.body) }) == Set(sent))
+                    #expect(healthy.memorySink.recordCount >= sent.count)
                     #expect(swallowed.memorySink.recordCount == 0)
                 }
                 await proxy.stop()
