@@ -348,7 +348,8 @@ import Testing
     }
 
     @Test func closeDrainsInFlightRequestsBeforeReturning() async throws {
-        let server = try await TestServer(behavior: .slow(.milliseconds(300)))
+        // Answered after 2 s, so that a loaded machine still sees the request in flight before it ends.
+        let server = try await TestServer(behavior: .slow(.seconds(2)))
         defer { Task { await server.stop() } }
         let outcome = Collector<String>()
         try await withConnection(endpoints: [server.endpoint]) { connection in
