@@ -27,21 +27,23 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         /// The peer's address.
         public let peer: SocketAddress?
         private let codec: Codec
-        private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+        private let framing: NIOLoopBound<ServerFramingHandler<Codec>>
         private let allocator: ByteBufferAllocator
 
-        fileprivate init(peer: SocketAddress?, codec: Codec, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, allocator: ByteBufferAllocator) {
+        fileprivate init(peer: SocketAddress?, codec: Codec, framing: NIOLoopBound<ServerFramingHandler<Codec>>, allocator: ByteBufferAllocator) {
             self.peer = peer
             self.codec = codec
-            self.outbound = outbound
+            self.framing = framing
             self.allocator = allocator
         }
 
-        /// Writes `frame` to the peer (an answer, or a frame of the server's own).
+        /// Writes `frame` to the peer (an answer, or a frame of the server's own); returns once it is written to
+        /// the socket, so an answer is never lost to the connection closing after its handler returned.
         public func respond(_ frame: Codec.Outbound) async throws {
             var buffer = self.allocator.buffer(capacity: 0)
             try self.codec.encode(frame, into: &buffer)
-            try await self.outbound.write(buffer)
+            let framing = self.framing
+            try await framing.eventLoop.flatSubmit { framing.value.write(buffer, on: framing.eventLoop) }.get()
         }
     }
 
@@ -71,7 +73,41 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         }
     }
 
-    private typealias Connection = NIOAsyncChannel<Codec.Inbound, ByteBuffer>
+    private typealias Connection = NIOAsyncChannel<Codec.Inbound, Never>
+
+    /// A served connection: it closes once stopping and no handler is running, so that every request under way
+    /// is answered first.
+    private final class OpenConnection: Sendable {
+        let channel: any Channel
+        private let state = Mutex<(running: Int, stopping: Bool)>((0, false))
+
+        init(channel: any Channel) { self.channel = channel }
+
+        /// Counts a handler starting; `false` once stopping (the frame is not handled).
+        func handlerStarts() -> Bool {
+            self.state.withLock { state in
+                guard !state.stopping else { return false }
+                state.running += 1
+                return true
+            }
+        }
+
+        func handlerEnded() {
+            let close = self.state.withLock { state in
+                state.running -= 1
+                return state.stopping && state.running == 0
+            }
+            if close { self.channel.close(promise: nil) }
+        }
+
+        func stop() {
+            let close = self.state.withLock { state in
+                state.stopping = true
+                return state.running == 0
+            }
+            if close { self.channel.close(promise: nil) }
+        }
+    }
 
     private struct State {
         var serverChannel: (any Channel)?
@@ -79,7 +115,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         /// handed over when the listener closes or the loop is cancelled, and an unfinished `NIOAsyncChannel`
         /// must not be dropped.
         var unclaimed: [ObjectIdentifier: Connection] = [:]
-        var open: [ObjectIdentifier: any Channel] = [:]
+        var open: [ObjectIdentifier: OpenConnection] = [:]
         var stopped = false
         var started = false
     }
@@ -137,16 +173,16 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         return statistics
     }
 
-    /// Stops accepting; every connection stops reading, finishes the requests it is handling, then closes, and
+    /// Stops accepting; every connection handles no new request, answers those under way, then closes, and
     /// ``run()`` returns.
     public func stop() {
-        let (server, open) = self.state.withLock { state -> ((any Channel)?, [any Channel]) in
+        let (server, open) = self.state.withLock { state -> ((any Channel)?, [OpenConnection]) in
             state.stopped = true
             return (state.serverChannel, Array(state.open.values))
         }
         server?.close(promise: nil)
-        // The peer's further requests are not read; those under way are answered.
-        for channel in open { channel.close(mode: .input, promise: nil) }
+        // New requests are not handled; those under way are answered, then each connection closes.
+        for connection in open { connection.stop() }
     }
 
     public func run() async throws {
@@ -234,7 +270,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
                         guard state.unclaimed.removeValue(forKey: id) != nil else { return .ownedElsewhere }
                         guard !state.stopped else { return .close }
                         guard state.open.count < self.configuration.maxConnections else { return .reject }
-                        state.open[id] = connection.channel
+                        state.open[id] = OpenConnection(channel: connection.channel)
                         return .serve
                     }
                     switch verdict {
@@ -257,12 +293,18 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
     private func serve(_ connection: Connection) async {
         let id = ObjectIdentifier(connection.channel)
         defer { _ = self.state.withLock { $0.open.removeValue(forKey: id) } }
-        let peer = connection.channel.remoteAddress
-        let allocator = connection.channel.allocator
+        guard let open = self.state.withLock({ $0.open[id] }) else { return }
+        let channel = connection.channel
         let width = max(1, self.configuration.maxConcurrentRequests)
         do {
-            try await connection.executeThenClose { inbound, outbound in
-                let responder = Responder(peer: peer, codec: self.codec, outbound: outbound, allocator: allocator)
+            let framing = try await channel.eventLoop.submit {
+                NIOLoopBound(
+                    try channel.pipeline.syncOperations.handler(type: ServerFramingHandler<Codec>.self),
+                    eventLoop: channel.eventLoop
+                )
+            }.get()
+            let responder = Responder(peer: channel.remoteAddress, codec: self.codec, framing: framing, allocator: channel.allocator)
+            try await connection.executeThenClose { inbound, _ in
                 await withTaskGroup(of: Void.self) { group in
                     var running = 0
                     do {
@@ -272,10 +314,12 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
                                 await group.next()
                                 running -= 1
                             }
+                            guard open.handlerStarts() else { continue }
                             running += 1
                             group.addTask {
                                 await self.handler(frame, responder)
                                 self.counters.handled.add(1, ordering: .relaxed)
+                                open.handlerEnded()
                             }
                         }
                     } catch {
@@ -292,8 +336,9 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
 }
 
 /// Splits inbound bytes into frames with the codec, answers the peer's heartbeats, and passes other frames on;
-/// closes the connection on bytes that are not a frame or on read idleness.
-private final class ServerFramingHandler<Codec: FrameCodec>: ChannelInboundHandler {
+/// closes the connection on bytes that are not a frame or on read idleness. Answers are written through it, from
+/// its place in the pipeline.
+final class ServerFramingHandler<Codec: FrameCodec>: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = Codec.Inbound
     typealias OutboundOut = ByteBuffer
@@ -301,6 +346,18 @@ private final class ServerFramingHandler<Codec: FrameCodec>: ChannelInboundHandl
     private let codec: Codec
     private let maxFrameLength: Int
     private var buffer: ByteBuffer?
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Writes an answer; the future completes once it is written to the socket.
+    func write(_ bytes: ByteBuffer, on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        guard let context = self.context else { return eventLoop.makeFailedFuture(TransportError(.connectionClosed)) }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(self.wrapOutboundOut(bytes), promise: promise)
+        return promise.futureResult
+    }
 
     init(codec: Codec, maxFrameLength: Int) {
         self.codec = codec
