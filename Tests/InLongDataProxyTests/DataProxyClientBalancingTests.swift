@@ -32,15 +32,18 @@ import Testing
                 #expect(loads[Endpoint(host: "127.0.0.1", port: ports[0])] == 10)
                 #expect(loads[Endpoint(host: "127.0.0.1", port: ports[1])] == 900)
                 // One batch at a time: nothing in flight anywhere, so the load alone decides. Only first attempts
-                // made while both connections were up with their loads known are about the choice: a loaded
-                // machine can miss a heartbeat and drop a connection (its load is then forgotten), and a retry
-                // avoids the proxy that failed it.
+                // made while both connections were up with their loads known, and neither proxy avoided, are about
+                // the choice: a loaded machine can miss a heartbeat and drop a connection (its load is then
+                // forgotten, and the failed batch makes its proxy avoided for a while), and a retry avoids the
+                // proxy that failed it.
                 var considered = 0
                 for index in 0..<200 where considered < 10 {
-                    let before = client.statistics().proxyLoads
+                    let before = client.statistics()
                     let ack = try await client.sendAndWait(ByteBuffer(string: "r\(index)"), group: "g", stream: "s")
-                    let after = client.statistics().proxyLoads
-                    guard ack.attempts == 1, before.count == 2, after.count == 2 else { continue }
+                    let after = client.statistics()
+                    guard ack.attempts == 1, before.proxyLoads.count == 2, after.proxyLoads.count == 2,
+                        before.avoidedProxies.isEmpty, after.avoidedProxies.isEmpty, before.retries == after.retries
+                    else { continue }
                     considered += 1
                     #expect(ack.proxy.port == ports[0])
                 }
