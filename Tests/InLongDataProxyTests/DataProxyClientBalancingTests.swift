@@ -25,6 +25,9 @@ import Testing
         try await withTwoReceivers { idle, busy, configuration in
             idle.updateFaults { $0.load = 10 }
             busy.updateFaults { $0.load = 900 }
+            // Heartbeats every second (dead after 3 s of silence): a loaded machine does not drop connections.
+            var configuration = configuration
+            configuration.connection.heartbeatInterval = .seconds(1)
             try await withDataProxyClient(configuration: configuration) { client in
                 let ports = [try await idle.port(), try await busy.port()]
                 #expect(await eventually { client.statistics().proxyLoads.count == 2 })
