@@ -18,9 +18,6 @@ extension DataProxyClient {
         public var retry = Retry()
         /// Connections. See ``Connection``.
         public var connection = Connection()
-        /// Delivery reports kept for a reader of ``DataProxyClient/deliveryReports()``; older ones are dropped
-        /// (and counted) when nobody reads. Defaults to 1024.
-        public var reportBufferSize = 1024
         /// Where metrics go (per group and stream: records accepted, sent, acked, failed by reason, too large;
         /// batches retried and in flight; queued bytes; buffer-full waits; ack latency). Defaults to `nil`: the
         /// bootstrapped `MetricsSystem.factory`.

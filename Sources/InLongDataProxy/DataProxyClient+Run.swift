@@ -7,38 +7,43 @@ import NIOCore
 import ServiceLifecycle
 import Synchronization
 
-/// The open ``DataProxyClient/deliveryReports()`` sequences; finished once the client ran to its end.
-struct ReportStreams {
-    var continuations: [Int: AsyncStream<DeliveryReport>.Continuation] = [:]
-    var nextID = 0
-    var finished = false
-}
-
 extension DataProxyClient {
     // MARK: Reports and statistics
 
-    /// Delivery reports, one per batch, as batches end. Each call makes a new sequence; a reader that falls more
-    /// than ``Configuration/reportBufferSize`` behind loses the oldest (counted in statistics). Every sequence
-    /// finishes after the client's last report (after ``close(deadline:)`` or cancellation of ``run()``).
-    public func deliveryReports() -> AsyncStream<DeliveryReport> {
-        let (stream, continuation) = AsyncStream.makeStream(
-            of: DeliveryReport.self,
-            bufferingPolicy: .bufferingNewest(max(self.configuration.reportBufferSize, 1))
-        )
-        let id = self.reports.withLock { reports -> Int? in
+    /// Delivery reports, one per batch, as batches end: each names exactly the records it covers, and every
+    /// record accepted is in exactly one. Each call makes a new sequence that sees the reports of batches ending
+    /// after the call. No report is dropped: while sequences are open, a batch's quota is held until each took
+    /// its report, so a reader that falls behind slows acceptance (see ``DeliveryReports``); a client with no
+    /// sequence open holds nothing for reports. Every sequence finishes after the client's last report (after
+    /// ``close(deadline:)`` or cancellation of ``run()``).
+    public func deliveryReports() -> DeliveryReports {
+        let (stream, continuation) = AsyncStream.makeStream(of: DeliveryReport.self)
+        let subscription = self.reports.withLock { reports -> ReportSubscription? in
             guard !reports.finished else { return nil }
             defer { reports.nextID += 1 }
-            reports.continuations[reports.nextID] = continuation
-            return reports.nextID
+            let subscription = ReportSubscription(id: reports.nextID, continuation: continuation) { [weak self] id in
+                self?.reportReaderEnded(id)
+            }
+            reports.subscriptions[reports.nextID] = WeakSubscription(subscription: subscription)
+            let readers = reports.subscriptions.count
+            // Under the reports lock, so that counts reach the machine in order.
+            self.machine.withLock { $0.reportReadersChanged(readers) }
+            return subscription
         }
-        guard let id else {
+        guard let subscription else {
             continuation.finish()
-            return stream
+            return DeliveryReports(stream: stream, subscription: nil)
         }
-        continuation.onTermination = { _ in
-            _ = self.reports.withLock { $0.continuations.removeValue(forKey: id) }
+        continuation.onTermination = { [weak subscription] _ in subscription?.end() }
+        return DeliveryReports(stream: stream, subscription: subscription)
+    }
+
+    private func reportReaderEnded(_ id: Int) {
+        self.reports.withLock { reports in
+            guard reports.subscriptions.removeValue(forKey: id) != nil else { return }
+            let readers = reports.subscriptions.count
+            self.machine.withLock { $0.reportReadersChanged(readers) }
         }
-        return stream
     }
 
     /// A snapshot of the counters.
@@ -53,14 +58,14 @@ extension DataProxyClient {
         statistics.bufferFull = self.counters.bufferFull.load(ordering: .relaxed)
         statistics.batchesSent = self.counters.batchesSent.load(ordering: .relaxed)
         statistics.bytesSent = self.counters.bytesSent.load(ordering: .relaxed)
-        statistics.reportsDropped = self.counters.reportsDropped.load(ordering: .relaxed)
         statistics.failures = self.counters.failures.withLock { $0 }
         let histogram = self.counters.latency.withLock { $0 }
         statistics.ackLatencyP50 = histogram.value(at: 0.5)
         statistics.ackLatencyP99 = histogram.value(at: 0.99)
         self.machine.withLock { machine in
-            statistics.heldBytes = machine.accumulator.heldBytes
-            statistics.heldRecords = machine.accumulator.heldRecords
+            statistics.heldBytes = machine.accumulator.heldBytes - machine.reportHeldBytes
+            statistics.heldRecords = machine.accumulator.heldRecords - machine.reportHeldRecords
+            statistics.reportHeldRecords = machine.reportHeldRecords
             statistics.inFlightBatches = machine.jobCount
             statistics.avoidedProxies = machine.health.avoided(now: .now)
         }
@@ -84,7 +89,7 @@ extension DataProxyClient {
             metrics.queued(bytes: sealed.bytes)
         }
         if let held = actions.heldBytes { self.counters.heldBytesGauge.record(held) }
-        for (job, result) in actions.finish { self.finish(job, result) }
+        for (job, result, reportHolds) in actions.finish { self.finish(job, result, reportHolds: reportHolds) }
         for waiter in actions.resumeSenders { waiter.resume(returning: true) }
         if let avoided = actions.avoided {
             self.logger.warning("avoiding a failing proxy", metadata: ["inlong.proxy": "\(avoided.proxy)", "inlong.pause": "\(avoided.pause)"])
@@ -101,37 +106,40 @@ extension DataProxyClient {
         for (waiter, allEnded) in actions.resumeFlushes { waiter.resume(returning: allEnded) }
     }
 
-    /// Counts, resumes the `sendAndWait` callers of, and reports a job that ended (its quota is released).
-    private func finish(_ job: DeliveryJob, _ result: Result<DataProxyAck, DataProxyError>) {
+    /// Counts, tells the observers of, and reports a job that ended. Its quota was released, or is held until
+    /// the report readers took the report (`reportHolds`).
+    private func finish(_ job: DeliveryJob, _ result: Result<DataProxyAck, DataProxyError>, reportHolds: Bool) {
         let batch = job.batch
         let metrics = self.counters.streamMetrics(group: batch.key.group, stream: batch.key.stream)
         metrics.queued(bytes: -batch.chargedBytes)
-        let report: DeliveryReport
+        let outcome: DeliveryReport.Outcome
         switch result {
         case .success(let ack):
             self.counters.acked.add(batch.recordCount, ordering: .relaxed)
             self.counters.latency.withLock { $0.record(ack.latency) }
             metrics.acked.increment(by: batch.recordCount)
             metrics.ackLatency.recordNanoseconds(TimeAmount(ack.latency).nanoseconds)
-            for waiter in batch.waiters { waiter.resume(with: result) }
-            report = DeliveryReport(group: batch.key.group, stream: batch.key.stream, recordCount: batch.recordCount, outcome: .acked(ack), failedRecords: [])
+            outcome = .acked(ack)
         case .failure(let error):
             self.counters.recordFailure(error.code.description, metrics: metrics, records: batch.recordCount)
-            for waiter in batch.waiters { waiter.resume(with: result) }
-            let bodies: [ByteBuffer]
-            if let frame = job.frame {
-                bodies = (try? InLongBinaryMessage(frame: frame).records())?.map(\.data) ?? []
-            } else {
-                let extendedField: InLongExtendedField = batch.key.perRecordAttributes ? .perRecordAttributes : []
-                bodies = (try? InLongRecordBlock.decode(batch.block, extendedField: extendedField))?.map(\.data) ?? []
-            }
-            report = DeliveryReport(group: batch.key.group, stream: batch.key.stream, recordCount: batch.recordCount, outcome: .failed(error), failedRecords: bodies)
             self.logger.debug("records failed", metadata: ["inlong.records": "\(batch.recordCount)", "inlong.error": "\(error)"])
-            self.failureHandler?(report)
+            outcome = .failed(error)
         }
-        let sinks = self.reports.withLock { Array($0.continuations.values) }
-        for sink in sinks {
-            if case .dropped = sink.yield(report) { self.counters.reportsDropped.add(1, ordering: .relaxed) }
+        for observer in batch.observers { observer.ended(result) }
+        let readers = self.reports.withLock { $0.live }
+        let hold = reportHolds
+            ? ReportHold(bytes: batch.chargedBytes, records: batch.recordCount, readers: readers.count) { [weak self] hold in
+                self?.withMachine { ((), $0.reportsTaken(bytes: hold.bytes, records: hold.records)) }
+            }
+            : nil
+        guard !readers.isEmpty else { return }
+        var payload: DeliveryReport.Payload?
+        if case .failure = result {
+            payload = job.frame.map { .frame($0) } ?? .block(batch.block, perRecordAttributes: batch.key.perRecordAttributes)
+        }
+        let report = DeliveryReport(group: batch.key.group, stream: batch.key.stream, records: batch.ids, outcome: outcome, payload: payload)
+        for reader in readers where !reader.deliver(report, hold: hold) {
+            hold?.taken()
         }
     }
 
@@ -176,12 +184,11 @@ extension DataProxyClient {
         // more will be sent: every record still held ends now, every waiter resumes.
         self.withMachine { ((), $0.cancelled(now: .now)) }
         try? await httpClient?.shutdown()
-        let continuations = self.reports.withLock { reports in
+        let readers = self.reports.withLock { reports in
             reports.finished = true
-            defer { reports.continuations.removeAll() }
-            return Array(reports.continuations.values)
+            return reports.live
         }
-        for continuation in continuations { continuation.finish() }
+        for reader in readers { reader.finish() }
     }
 
     /// Finds the first proxies: static ones, else the Manager (or its cache), retried until found or closed.

@@ -41,20 +41,15 @@ public final class DataProxyClient: Service, Sendable {
     let wakeups: AsyncStream<Void>
     let wake: AsyncStream<Void>.Continuation
     let counters: ClientCounters
-    let failureHandler: (@Sendable (DeliveryReport) -> Void)?
 
-    /// - Parameters:
-    ///   - onFailure: Called, off the caller's task, with every failed batch (optional).
     public init(
         configuration: Configuration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "inlong.client", factory: { _ in SwiftLogNoOpLogHandler() }),
-        onFailure: (@Sendable (DeliveryReport) -> Void)? = nil
+        logger: Logger = Logger(label: "inlong.client", factory: { _ in SwiftLogNoOpLogHandler() })
     ) {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
-        self.failureHandler = onFailure
         self.counters = ClientCounters(factory: configuration.metricsFactory ?? MetricsSystem.factory)
         let limits = BatchAccumulator.Limits(
             maxRecords: max(1, min(configuration.batching.maxRecords, Int(UInt16.max))),
@@ -96,14 +91,16 @@ public final class DataProxyClient: Service, Sendable {
 
     // MARK: Sending
 
-    /// Accepts one record into the buffer; returns once it is accepted (not acked). Suspends while the buffer
-    /// is full, or throws ``DataProxyError/Code/bufferFull`` with the fail-fast policy. A task cancelled while
-    /// suspended gets `CancellationError`, and the record is not accepted.
+    /// Accepts one record into the buffer and returns its id once accepted (not acked); the record's outcome is
+    /// in the ``deliveryReports()`` report naming that id. Suspends while the buffer is full, or throws
+    /// ``DataProxyError/Code/bufferFull`` with the fail-fast policy. A task cancelled while suspended gets
+    /// `CancellationError`, and the record is not accepted.
     ///
     /// - Parameters:
     ///   - attributes: The record's own attributes (sent with the record).
     ///   - messageAttributes: Pairs added to the message's attribute string (as the Java SDK's extra
     ///     attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
+    @discardableResult
     public func send(
         _ body: ByteBuffer,
         group: String,
@@ -111,27 +108,28 @@ public final class DataProxyClient: Service, Sendable {
         dataTime: Int64? = nil,
         attributes: [(String, String)] = [],
         messageAttributes: [(String, String)] = []
-    ) async throws {
+    ) async throws -> DataProxyRecordID {
         let (key, recordAttributes) = try self.validate(
             body, group: group, stream: stream, dataTime: dataTime, attributes: attributes, messageAttributes: messageAttributes
         )
         while true {
             try Task.checkCancellation()
             let (result, actions) = self.machine.withLock {
-                $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds(), waiter: nil)
+                $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds())
             }
             if let actions { self.run(Machine.Actions(actions)) }
             switch result {
-            case .accepted:
+            case .accepted(let id):
                 self.counters.accepted.add(1, ordering: .relaxed)
-                return
-            case .blocked(let blocked): try await self.waitToAppend(blocked, bytes: body.readableBytes, key: key, accepted: 0, of: 1)
+                return DataProxyRecordID(rawValue: id)
+            case .blocked(let blocked): try await self.waitToAppend(blocked, bytes: body.readableBytes, key: key, accepted: nil, of: 1)
             case .tooLarge(let limit): throw self.tooLarge(body, limit: limit, key: key)
             }
         }
     }
 
     /// Accepts one text record; see ``send(_:group:stream:dataTime:attributes:messageAttributes:)``.
+    @discardableResult
     public func send(
         _ text: String,
         group: String,
@@ -139,76 +137,152 @@ public final class DataProxyClient: Service, Sendable {
         dataTime: Int64? = nil,
         attributes: [(String, String)] = [],
         messageAttributes: [(String, String)] = []
-    ) async throws {
+    ) async throws -> DataProxyRecordID {
         try await self.send(
             ByteBuffer(string: text), group: group, stream: stream, dataTime: dataTime, attributes: attributes, messageAttributes: messageAttributes
         )
     }
 
-    /// Accepts many records with one lock per run of records that fit the buffer. When it throws, the records
-    /// before the failing one were accepted and will be reported.
+    /// Accepts many records with one lock per run of records that fit the buffer, and returns their ids (in
+    /// order). When it throws a ``DataProxyError`` part way, the records accepted before are in its
+    /// ``DataProxyError/acceptedRecords`` and will be reported.
     ///
     /// - Parameter attributes: Pairs added to the attribute string of every message carrying these records (as
     ///   the Java SDK's extra attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
+    @discardableResult
     public func send(
         contentsOf records: some Sequence<DataProxyRecord>,
         group: String,
         stream: String,
         attributes: [(String, String)] = []
-    ) async throws {
-        var prepared: [(ByteBuffer, BatchKey, String?)] = []
-        prepared.reserveCapacity(records.underestimatedCount)
-        let limit = self.blockLimit
-        for record in records {
-            let (key, attributes) = try self.validate(
-                record.body, group: group, stream: stream, dataTime: record.dataTime, attributes: record.attributes, messageAttributes: attributes
-            )
-            if BatchAccumulator.blockBytes(bodyLength: record.body.readableBytes, attributesLength: attributes?.utf8.count) > limit {
-                throw self.tooLarge(record.body, limit: limit, key: key)
-            }
-            prepared.append((record.body, key, attributes))
-        }
-        var index = 0
-        while index < prepared.count {
-            try Task.checkCancellation()
-            let (appended, blocked, tooLarge) = self.withMachine { machine -> ((Int, Machine.Blocked?, Int?), Machine.Actions) in
-                var actions = Machine.Actions()
-                let now = ContinuousClock.now
-                let seconds = wallClockSeconds()
-                var appended = 0
-                while index + appended < prepared.count {
-                    let (body, key, attributes) = prepared[index + appended]
-                    let (result, more) = machine.append(body, attributes: attributes, key: key, now: now, wallSeconds: seconds, waiter: nil)
-                    if let more { actions.merge(more) }
-                    switch result {
-                    case .accepted: appended += 1
-                    case .blocked(let blocked): return ((appended, blocked, nil), actions)
-                    case .tooLarge(let limit): return ((appended, nil, limit), actions)  // the Manager lowered the limit
-                    }
-                }
-                return ((appended, nil, nil), actions)
-            }
-            self.counters.accepted.add(appended, ordering: .relaxed)
-            index += appended
-            if let tooLarge { throw self.tooLarge(prepared[index].0, limit: tooLarge, key: prepared[index].1) }
-            guard let blocked, index < prepared.count else { break }
-            try await self.waitToAppend(blocked, bytes: prepared[index].0.readableBytes, key: prepared[index].1, accepted: index, of: prepared.count)
-        }
+    ) async throws -> DataProxyRecordIDs {
+        try await self.append(self.prepare(records, group: group, stream: stream, attributes: attributes), tracker: nil)
     }
 
     /// Accepts many records given as their bodies: one validation of the group and stream, one lock per run of
-    /// records that fit the buffer, no per-record lookups. When it throws, the records before the failing one
-    /// were accepted and will be reported.
+    /// records that fit the buffer, no per-record lookups. Returns their ids (in order); when it throws a
+    /// ``DataProxyError`` part way, the records accepted before are in its ``DataProxyError/acceptedRecords``.
     ///
     /// - Parameter attributes: Pairs added to the attribute string of every message carrying these records (as
     ///   the Java SDK's extra attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
+    @discardableResult
     public func send(
         contentsOf bodies: some Collection<ByteBuffer>,
         group: String,
         stream: String,
         attributes: [(String, String)] = []
-    ) async throws {
-        guard let first = bodies.first else { return }
+    ) async throws -> DataProxyRecordIDs {
+        try await self.appendRun(bodies, group: group, stream: stream, attributes: attributes, tracker: nil)
+    }
+
+    /// Accepts many records as ``send(contentsOf:group:stream:attributes:)-(Collection<ByteBuffer>,_,_,_)`` does,
+    /// and returns a receipt to await the end of all of them with one waiter.
+    public func sendWithReceipt(
+        contentsOf bodies: some Collection<ByteBuffer>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)] = []
+    ) async throws -> DeliveryReceipt {
+        let tracker = DeliveryTracker()
+        _ = try await self.appendRun(bodies, group: group, stream: stream, attributes: attributes, tracker: tracker)
+        tracker.seal()
+        return DeliveryReceipt(tracker: tracker)
+    }
+
+    /// Accepts many records as ``send(contentsOf:group:stream:attributes:)-(Sequence<DataProxyRecord>,_,_,_)``
+    /// does, and returns a receipt to await the end of all of them with one waiter.
+    public func sendWithReceipt(
+        contentsOf records: some Sequence<DataProxyRecord>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)] = []
+    ) async throws -> DeliveryReceipt {
+        let tracker = DeliveryTracker()
+        _ = try await self.append(self.prepare(records, group: group, stream: stream, attributes: attributes), tracker: tracker)
+        tracker.seal()
+        return DeliveryReceipt(tracker: tracker)
+    }
+
+    /// Sends many records and waits until every one was acked or failed; the summary says which failed and why.
+    /// A task cancelled after the records were accepted gets `CancellationError`, while their fates are still
+    /// reported.
+    public func sendAndWait(
+        contentsOf bodies: some Collection<ByteBuffer>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)] = []
+    ) async throws -> DeliverySummary {
+        try await self.sendWithReceipt(contentsOf: bodies, group: group, stream: stream, attributes: attributes).outcome()
+    }
+
+    private func prepare(
+        _ records: some Sequence<DataProxyRecord>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)]
+    ) throws -> [(ByteBuffer, BatchKey, String?)] {
+        var prepared: [(ByteBuffer, BatchKey, String?)] = []
+        prepared.reserveCapacity(records.underestimatedCount)
+        let limit = self.blockLimit
+        for record in records {
+            let (key, recordAttributes) = try self.validate(
+                record.body, group: group, stream: stream, dataTime: record.dataTime, attributes: record.attributes, messageAttributes: attributes
+            )
+            if BatchAccumulator.blockBytes(bodyLength: record.body.readableBytes, attributesLength: recordAttributes?.utf8.count) > limit {
+                throw self.tooLarge(record.body, limit: limit, key: key)
+            }
+            prepared.append((record.body, key, recordAttributes))
+        }
+        return prepared
+    }
+
+    /// Appends prepared records, one lock per run that fits the buffer.
+    private func append(_ prepared: [(ByteBuffer, BatchKey, String?)], tracker: DeliveryTracker?) async throws -> DataProxyRecordIDs {
+        var ids = DataProxyRecordIDs()
+        var index = 0
+        let observer: RecordObserver = tracker.map { .tracker($0) } ?? .none
+        while index < prepared.count {
+            try Task.checkCancellation()
+            let (run, blocked, tooLarge) = self.withMachine { machine -> ((DataProxyRecordIDs, Machine.Blocked?, Int?), Machine.Actions) in
+                var actions = Machine.Actions()
+                let now = ContinuousClock.now
+                let seconds = wallClockSeconds()
+                var run = DataProxyRecordIDs()
+                while index + run.count < prepared.count {
+                    let (body, key, attributes) = prepared[index + run.count]
+                    let (result, more) = machine.append(body, attributes: attributes, key: key, now: now, wallSeconds: seconds, observer: observer)
+                    if let more { actions.merge(more) }
+                    switch result {
+                    case .accepted(let id): run.append(id)
+                    case .blocked(let blocked): return ((run, blocked, nil), actions)
+                    case .tooLarge(let limit): return ((run, nil, limit), actions)  // the Manager lowered the limit
+                    }
+                }
+                return ((run, nil, nil), actions)
+            }
+            self.counters.accepted.add(run.count, ordering: .relaxed)
+            tracker?.accepted(run)
+            ids.formUnion(run)
+            index += run.count
+            if let tooLarge {
+                var error = self.tooLarge(prepared[index].0, limit: tooLarge, key: prepared[index].1)
+                error.acceptedRecords = ids
+                throw error
+            }
+            guard let blocked, index < prepared.count else { break }
+            try await self.waitToAppend(blocked, bytes: prepared[index].0.readableBytes, key: prepared[index].1, accepted: ids, of: prepared.count)
+        }
+        return ids
+    }
+
+    private func appendRun(
+        _ bodies: some Collection<ByteBuffer>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)],
+        tracker: DeliveryTracker?
+    ) async throws -> DataProxyRecordIDs {
+        guard let first = bodies.first else { return DataProxyRecordIDs() }
         let (key, _) = try self.validate(first, group: group, stream: stream, dataTime: nil, attributes: [], messageAttributes: attributes)
         let limit = self.blockLimit
         let records = Array(bodies)
@@ -220,18 +294,22 @@ public final class DataProxyClient: Service, Sendable {
                 throw self.tooLarge(body, limit: limit, key: key)
             }
         }
+        var ids = DataProxyRecordIDs()
         var index = 0
         while index < records.count {
             try Task.checkCancellation()
-            let (appended, blocked, actions) = self.machine.withLock {
-                $0.appendRun(records[index...], key: key, now: .now, wallSeconds: wallClockSeconds())
+            let (run, blocked, actions) = self.machine.withLock {
+                $0.appendRun(records[index...], key: key, now: .now, wallSeconds: wallClockSeconds(), tracker: tracker)
             }
             if let actions { self.run(Machine.Actions(actions)) }
-            self.counters.accepted.add(appended, ordering: .relaxed)
-            index += appended
+            self.counters.accepted.add(run.count, ordering: .relaxed)
+            if let tracker, !run.isEmpty { tracker.accepted(DataProxyRecordIDs(run)) }
+            ids.append(run)
+            index += run.count
             guard let blocked, index < records.count else { break }
-            try await self.waitToAppend(blocked, bytes: records[index].readableBytes, key: key, accepted: index, of: records.count)
+            try await self.waitToAppend(blocked, bytes: records[index].readableBytes, key: key, accepted: ids, of: records.count)
         }
+        return ids
     }
 
     /// Sends one record and waits for its ack; throws ``DataProxyError`` when it fails. A task cancelled before
@@ -257,7 +335,7 @@ public final class DataProxyClient: Service, Sendable {
                     try await withCheckedThrowingContinuation { continuation in
                         guard waiter.suspend(continuation) else { return }
                         let (result, actions) = self.machine.withLock {
-                            $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds(), waiter: waiter)
+                            $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds(), observer: .waiter(waiter))
                         }
                         if let actions { self.run(Machine.Actions(actions)) }
                         switch result {
@@ -270,7 +348,7 @@ public final class DataProxyClient: Service, Sendable {
                     waiter.cancel()
                 }
             } catch let blocked as Blocked {
-                try await self.waitToAppend(blocked.reason, bytes: body.readableBytes, key: key, accepted: 0, of: 1)
+                try await self.waitToAppend(blocked.reason, bytes: body.readableBytes, key: key, accepted: nil, of: 1)
             }
         }
     }
@@ -324,16 +402,21 @@ public final class DataProxyClient: Service, Sendable {
     // MARK: Waiting
 
     /// Waits out what stopped an append: the quota (or fails fast), the dispatcher's backlog, or a close.
-    private func waitToAppend(_ blocked: Machine.Blocked, bytes: Int, key: BatchKey, accepted: Int, of count: Int) async throws {
+    /// `accepted` are the records a many-record call accepted before (`nil` for one record).
+    private func waitToAppend(_ blocked: Machine.Blocked, bytes: Int, key: BatchKey, accepted: DataProxyRecordIDs?, of count: Int) async throws {
         switch blocked {
         case .closed:
-            let detail = count == 1 ? "the client is closed" : "the client is closed; \(accepted) of \(count) records were accepted"
-            throw DataProxyError(.shutDown, detail, group: key.group, stream: key.stream)
+            let detail = accepted.map { "the client is closed; \($0.count) of \(count) records were accepted" } ?? "the client is closed"
+            var error = DataProxyError(.shutDown, detail, group: key.group, stream: key.stream)
+            error.acceptedRecords = accepted
+            throw error
         case .full:
             self.counters.bufferFull.add(1, ordering: .relaxed)
             self.counters.streamMetrics(group: key.group, stream: key.stream).bufferFull.increment()
             if self.configuration.buffer.whenFull == .fail {
-                throw DataProxyError(.bufferFull, "the buffer holds its maximum of records or bytes", isRetriable: true, group: key.group, stream: key.stream)
+                var error = DataProxyError(.bufferFull, "the buffer holds its maximum of records or bytes", isRetriable: true, group: key.group, stream: key.stream)
+                error.acceptedRecords = accepted
+                throw error
             }
         case .backlogged:
             break

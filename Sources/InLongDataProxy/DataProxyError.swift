@@ -91,6 +91,9 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
     public var detail: String
     /// The transport or discovery error behind it.
     public var underlying: (any Error & Sendable)?
+    /// For a `send(contentsOf:)` call that failed part way: the records it accepted before the failure (they
+    /// end in delivery reports like any other).
+    public var acceptedRecords: DataProxyRecordIDs?
 
     public init(
         _ code: Code,

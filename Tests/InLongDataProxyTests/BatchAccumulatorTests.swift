@@ -1,5 +1,6 @@
 import InLongWire
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import InLongDataProxy
@@ -16,8 +17,18 @@ import Testing
 
     func body(_ length: Int) -> ByteBuffer { ByteBuffer(repeating: UInt8(ascii: "x"), count: length) }
 
+    /// Ids for appended records, in order.
+    final class IDs: Sendable {
+        let next = Mutex<UInt64>(0)
+    }
+    let ids = IDs()
+
     func append(_ accumulator: inout BatchAccumulator, _ length: Int, key: BatchKey = key) -> BatchAccumulator.AppendResult {
-        accumulator.append(self.body(length), attributes: nil, key: key, now: Self.start, wallSeconds: 7, waiter: nil)
+        let id = self.ids.next.withLock { id in
+            defer { id += 1 }
+            return id
+        }
+        return accumulator.append(self.body(length), attributes: nil, key: key, id: id, now: Self.start, wallSeconds: 7)
     }
 
     func sealedCount(_ result: BatchAccumulator.AppendResult) -> Int? {
@@ -54,7 +65,7 @@ import Testing
 
     @Test func theBlockHoldsTheRecordsInTheWireLayout() throws {
         var accumulator = self.makeAccumulator()
-        _ = accumulator.appendRun([ByteBuffer(string: "a"), ByteBuffer(string: "bc")], key: Self.key, now: Self.start, wallSeconds: 0)
+        _ = accumulator.appendRun([ByteBuffer(string: "a"), ByteBuffer(string: "bc")], key: Self.key, firstID: 0, now: Self.start, wallSeconds: 0)
         let batch = try #require(accumulator.sealAll().first)
         let records = try InLongRecordBlock.decode(batch.block, extendedField: [])
         #expect(records.map { String(buffer: $0.data) } == ["a", "bc"])
@@ -80,11 +91,11 @@ import Testing
 
     @Test func aRunStopsAtTheQuotaAndAtTheSealedLimit() {
         var quota = self.makeAccumulator(quotaRecords: 4)
-        let byQuota = quota.appendRun(ArraySlice((0..<10).map { _ in self.body(5) }), key: Self.key, now: Self.start, wallSeconds: 0)
+        let byQuota = quota.appendRun(ArraySlice((0..<10).map { _ in self.body(5) }), key: Self.key, firstID: 0, now: Self.start, wallSeconds: 0)
         #expect(byQuota.appended == 4)
         #expect(byQuota.sealed.map(\.recordCount) == [3])
         var sealedLimit = self.makeAccumulator()
-        let bySealed = sealedLimit.appendRun(ArraySlice((0..<10).map { _ in self.body(5) }), key: Self.key, now: Self.start, wallSeconds: 0, maxSealed: 2)
+        let bySealed = sealedLimit.appendRun(ArraySlice((0..<10).map { _ in self.body(5) }), key: Self.key, firstID: 0, now: Self.start, wallSeconds: 0, maxSealed: 2)
         #expect(bySealed.appended == 6)
         #expect(bySealed.sealed.map(\.recordCount) == [3, 3])
         #expect(sealedLimit.openRecords == 0)
@@ -93,7 +104,7 @@ import Testing
     @Test func aRunContinuesTheOpenBatch() {
         var accumulator = self.makeAccumulator()
         _ = self.append(&accumulator, 5)
-        let run = accumulator.appendRun([self.body(5), self.body(5), self.body(5)], key: Self.key, now: Self.start, wallSeconds: 0)
+        let run = accumulator.appendRun([self.body(5), self.body(5), self.body(5)], key: Self.key, firstID: 1, now: Self.start, wallSeconds: 0)
         #expect(run.sealed.map(\.recordCount) == [3])
         #expect(accumulator.openRecords == 1)
     }

@@ -12,6 +12,8 @@ final class ReportCollector: Sendable {
         let state = Mutex<(acked: Int, failed: Int, failedBodies: [String], reports: Int)>((0, 0, [], 0))
         let finished = Mutex(false)
         let failures = Mutex<[DataProxyError]>([])
+        /// Every record id named by a report, and how many were named twice.
+        let ids = Mutex<(seen: Set<UInt64>, duplicates: Int)>(([], 0))
     }
 
     private let box = Box()
@@ -22,6 +24,9 @@ final class ReportCollector: Sendable {
         let box = self.box
         self.task = Task {
             for await report in stream {
+                box.ids.withLock { ids in
+                    for id in report.records where !ids.seen.insert(id.rawValue).inserted { ids.duplicates += 1 }
+                }
                 box.state.withLock { state in
                     state.reports += 1
                     if report.isAcked {
@@ -44,6 +49,11 @@ final class ReportCollector: Sendable {
     var acked: Int { self.box.state.withLock { $0.acked } }
     var failed: Int { self.box.state.withLock { $0.failed } }
     var failedBodies: [String] { self.box.state.withLock { $0.failedBodies } }
+
+    /// Ids named by reports.
+    var seenIDs: Set<UInt64> { self.box.ids.withLock { $0.seen } }
+    /// Ids named by more than one report.
+    var duplicateIDs: Int { self.box.ids.withLock { $0.duplicates } }
 
     func stop() { self.task.cancel() }
 }
@@ -72,6 +82,9 @@ func expectEveryRecordAccounted(
     #expect(statistics.accepted == statistics.acked + statistics.failed, sourceLocation: sourceLocation)
     #expect(reports.acked == statistics.acked, sourceLocation: sourceLocation)
     #expect(statistics.heldRecords == 0, sourceLocation: sourceLocation)
+    // Ids are handed out from 0 in acceptance order: the reports name each accepted record exactly once.
+    #expect(reports.duplicateIDs == 0, sourceLocation: sourceLocation)
+    #expect(reports.seenIDs == Set(0..<UInt64(sent.count)), sourceLocation: sourceLocation)
     let stored = Set(sinks.flatMap { $0.records.map { String(buffer: $0.body) } })
     let failed = Set(reports.failedBodies)
     let acked = sent.filter { !failed.contains($0) }

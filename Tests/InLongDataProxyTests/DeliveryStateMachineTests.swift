@@ -67,7 +67,7 @@ import Testing
     @Test func aFullBatchIsSealedAndWakesTheDispatcher() {
         var machine = self.makeMachine()
         let first = machine.appendRun(self.records(1), key: Self.key, now: self.at(0), wallSeconds: 0)
-        #expect(first.appended == 1)
+        #expect(first.ids.count == 1)
         #expect(first.blocked == nil)
         #expect(first.sealed == nil)
         let second = machine.appendRun(self.records(1), key: Self.key, now: self.at(0), wallSeconds: 0)
@@ -79,17 +79,17 @@ import Testing
 
     @Test func aSingleRecordIsAcceptedOrRefused() {
         var machine = self.makeMachine(maxRecords: 1)
-        let (accepted, actions) = machine.append(ByteBuffer(string: "x"), attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0, waiter: nil)
-        #expect(accepted == .accepted)
+        let (accepted, actions) = machine.append(ByteBuffer(string: "x"), attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(accepted == .accepted(0))
         #expect(actions?.batches.map(\.records) == [1])
         let huge = ByteBuffer(repeating: 0, count: 1 << 17)
-        #expect(machine.append(huge, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0, waiter: nil).0 == .tooLarge(limit: 1 << 16))
+        #expect(machine.append(huge, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0).0 == .tooLarge(limit: 1 << 16))
     }
 
     @Test func aFullQuotaParksTheSenderUntilABatchEnds() throws {
         var machine = self.makeMachine(quotaRecords: 2)
         let run = machine.appendRun(self.records(3), key: Self.key, now: self.at(0), wallSeconds: 0)
-        #expect(run.appended == 2)
+        #expect(run.ids.count == 2)
         #expect(run.blocked == .full)
         #expect(machine.wait(for: .full, bytes: 2, waiter: 7) == .parked(id: 0))
         let job = try #require(self.dispatch(&machine))
@@ -101,7 +101,7 @@ import Testing
     @Test func aBackloggedDispatcherParksSendersUntilHalfIsTaken() {
         var machine = self.makeMachine(backlogLimit: 4)
         let run = machine.appendRun(self.records(10), key: Self.key, now: self.at(0), wallSeconds: 0)
-        #expect(run.appended == 8)
+        #expect(run.ids.count == 8)
         #expect(run.blocked == .backlogged)
         #expect(machine.appendRun(self.records(1), key: Self.key, now: self.at(0), wallSeconds: 0).blocked == .backlogged)
         #expect(machine.wait(for: .backlogged, bytes: 2, waiter: 1) == .parked(id: 0))
@@ -153,7 +153,7 @@ import Testing
         #expect(again.job.id == next.job.id)
         #expect(again.job.attempts == 0)
         // Stalled: senders buffer up to the quota rather than wait for the dispatcher.
-        #expect(machine.appendRun(self.records(6), key: Self.key, now: self.at(0), wallSeconds: 0).appended == 6)
+        #expect(machine.appendRun(self.records(6), key: Self.key, now: self.at(0), wallSeconds: 0).ids.count == 6)
     }
 
     @Test func anAckFinishesTheJobWithItsLatencyAndAttempts() throws {
@@ -470,5 +470,70 @@ import Testing
         #expect(machine.isFinished)
         #expect(machine.phase == .closed)
         #expect(machine.cancelled(now: self.at(2)).finish.isEmpty)
+    }
+
+    // MARK: Record ids and report holds
+
+    @Test func recordsTakeIncreasingIDsAndBatchesNameThem() throws {
+        var machine = self.makeMachine(maxRecords: 3)
+        let run = machine.appendRun(self.records(4), key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(run.ids == 0..<4)
+        let (single, _) = machine.append(ByteBuffer(string: "x"), attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(single == .accepted(4))
+        let other = BatchKey(group: "g", stream: "other", perRecordAttributes: false)
+        let (elsewhere, _) = machine.append(ByteBuffer(string: "y"), attributes: nil, key: other, now: self.at(0), wallSeconds: 0)
+        #expect(elsewhere == .accepted(5))
+        let first = try #require(self.dispatch(&machine))
+        #expect(first.batch.ids == DataProxyRecordIDs(0..<3))
+        _ = machine.flush(waiter: 0, now: self.at(1))
+        let rest = [self.dispatch(&machine), self.dispatch(&machine)].compactMap { $0?.batch.ids }
+        #expect(Set(rest) == [DataProxyRecordIDs(3..<5), DataProxyRecordIDs(5..<6)])
+    }
+
+    @Test func aRefusedAppendTakesNoID() {
+        var machine = self.makeMachine(quotaRecords: 2)
+        #expect(machine.appendRun(self.records(3), key: Self.key, now: self.at(0), wallSeconds: 0).ids == 0..<2)
+        #expect(machine.appendRun(self.records(1), key: Self.key, now: self.at(0), wallSeconds: 0).ids == 2..<2)
+        #expect(machine.nextRecordID == 2)
+    }
+
+    @Test func withoutReportReadersAnEndedJobReleasesItsQuota() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        let job = try #require(self.dispatch(&machine))
+        let actions = machine.completed(jobID: job.id, outcome: .acked(proxyIP: nil), now: self.at(1))
+        #expect(actions.finish.map(\.reportHolds) == [false])
+        #expect(machine.accumulator.heldRecords == 0)
+    }
+
+    @Test func withReportReadersAnEndedJobHoldsItsQuotaUntilTheReportIsTaken() throws {
+        var machine = self.makeMachine(quotaRecords: 2)
+        machine.reportReadersChanged(1)
+        self.append(&machine, 2)
+        let job = try #require(self.dispatch(&machine))
+        #expect(machine.appendRun(self.records(1), key: Self.key, now: self.at(0), wallSeconds: 0).blocked == .full)
+        #expect(machine.wait(for: .full, bytes: 2, waiter: 7) == .parked(id: 0))
+        let ended = machine.completed(jobID: job.id, outcome: .acked(proxyIP: nil), now: self.at(1))
+        #expect(ended.finish.map(\.reportHolds) == [true])
+        #expect(ended.resumeSenders.isEmpty)
+        #expect(machine.accumulator.heldRecords == 2)
+        #expect(machine.reportHeldRecords == 2)
+        let taken = machine.reportsTaken(bytes: job.batch.chargedBytes, records: 2)
+        #expect(taken.resumeSenders == [7])
+        #expect(machine.accumulator.heldRecords == 0)
+        #expect(machine.reportHeldRecords == 0)
+        #expect(machine.reportHeldBytes == 0)
+    }
+
+    @Test func aClosingClientIsFinishedWhileReportsAreStillHeld() throws {
+        var machine = self.makeMachine()
+        machine.reportReadersChanged(1)
+        self.append(&machine, 2)
+        let job = try #require(self.dispatch(&machine))
+        _ = machine.closeRequested(now: self.at(1), deadline: self.at(1000))
+        #expect(!machine.isFinished)
+        let actions = machine.completed(jobID: job.id, outcome: .acked(proxyIP: nil), now: self.at(2))
+        #expect(actions.wakeDispatcher)
+        #expect(machine.isFinished)
     }
 }

@@ -20,7 +20,9 @@ struct SealedBatch: Sendable {
     var recordCount: Int
     /// Bytes charged to the quota.
     var chargedBytes: Int
-    var waiters: [AckWaiter]
+    /// The records' ids, in block order.
+    var ids: DataProxyRecordIDs
+    var observers: [BatchObserver]
     /// When the first record was accepted; delivery deadlines count from here.
     var createdAt: ContinuousClock.Instant
     /// Data time of the message header, seconds.
@@ -43,7 +45,8 @@ struct BatchAccumulator {
         var block: ByteBuffer
         var recordCount = 0
         var chargedBytes = 0
-        var waiters: [AckWaiter] = []
+        var ids = DataProxyRecordIDs()
+        var observers: [BatchObserver] = []
         var createdAt: ContinuousClock.Instant
         var dataTime: UInt32
     }
@@ -84,14 +87,16 @@ struct BatchAccumulator {
         return self.heldRecords < self.limits.quotaRecords && self.heldBytes + bytes <= self.limits.quotaBytes
     }
 
-    /// Appends one record. `attributes` is the per-record attribute string when the key says so.
+    /// Appends one record with its `id`. `attributes` is the per-record attribute string when the key says so;
+    /// `observer` learns the record's outcome (a `sendAndWait` caller or a tracked call).
     mutating func append(
         _ body: ByteBuffer,
         attributes: String?,
         key: BatchKey,
+        id: UInt64,
         now: ContinuousClock.Instant,
         wallSeconds: UInt32,
-        waiter: AckWaiter?
+        observer: RecordObserver = .none
     ) -> AppendResult {
         let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
         let charge = body.readableBytes + Self.recordOverhead
@@ -110,7 +115,7 @@ struct BatchAccumulator {
             )
         }
         // Mutate in place: no copy of the block.
-        self.open[key]!.append(body, attributes: attributes, charge: charge, waiter: waiter)
+        self.open[key]!.append(body, attributes: attributes, charge: charge, id: id, observer: observer)
         if sealed == nil, let batch = self.open[key],
             batch.recordCount >= self.limits.maxRecords || batch.block.readableBytes >= self.limits.maxBytes
         {
@@ -119,14 +124,16 @@ struct BatchAccumulator {
         return sealed.map(AppendResult.acceptedAndSealed) ?? .accepted
     }
 
-    /// Appends records of one key without per-record dictionary lookups; stops at the first record the quota
-    /// has no room for, or once `maxSealed` batches are sealed. Returns how many were appended and the batches
-    /// sealed on the way.
+    /// Appends records of one key, with ids from `firstID` on, without per-record dictionary lookups; stops at
+    /// the first record the quota has no room for, or once `maxSealed` batches are sealed. Returns how many were
+    /// appended and the batches sealed on the way.
     mutating func appendRun(
         _ bodies: ArraySlice<ByteBuffer>,
         key: BatchKey,
+        firstID: UInt64,
         now: ContinuousClock.Instant,
         wallSeconds: UInt32,
+        tracker: DeliveryTracker? = nil,
         maxSealed: Int = .max
     ) -> (appended: Int, sealed: [SealedBatch]) {
         var sealed: [SealedBatch] = []
@@ -136,11 +143,20 @@ struct BatchAccumulator {
         var batch = self.open.removeValue(forKey: key) ?? self.newBatch(capacity: self.limits.maxBytes, now: now, wallSeconds: wallSeconds)
         let maxBytes = self.limits.maxBytes
         let maxRecords = self.limits.maxRecords
+        // The ids of the run's records in `batch` start here; written to the batch when it seals or at the end.
+        var segmentStart = firstID
+        func closeSegment(_ batch: inout OpenBatch, end: UInt64) {
+            guard end > segmentStart else { return }
+            batch.ids.append(segmentStart..<end)
+            if let tracker { batch.observers.track(tracker, segmentStart..<end) }
+            segmentStart = end
+        }
         for body in bodies {
             let length = body.readableBytes
             let charge = length + Self.recordOverhead
             guard sealed.count < maxSealed, self.hasRoom(forBytes: charge) else { break }
             if batch.recordCount > 0, batch.block.readableBytes + Self.blockBytes(bodyLength: length, attributesLength: nil) > maxBytes {
+                closeSegment(&batch, end: firstID + UInt64(appended))
                 sealed.append(Self.sealed(batch, key: key))
                 batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
             }
@@ -154,10 +170,12 @@ struct BatchAccumulator {
             self.heldRecords += 1
             appended += 1
             if batch.recordCount >= maxRecords || batch.block.readableBytes >= maxBytes {
+                closeSegment(&batch, end: firstID + UInt64(appended))
                 sealed.append(Self.sealed(batch, key: key))
                 batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
             }
         }
+        closeSegment(&batch, end: firstID + UInt64(appended))
         if batch.recordCount > 0 {
             self.open[key] = batch
         } else {
@@ -180,7 +198,8 @@ struct BatchAccumulator {
             block: batch.block,
             recordCount: batch.recordCount,
             chargedBytes: batch.chargedBytes,
-            waiters: batch.waiters,
+            ids: batch.ids,
+            observers: batch.observers,
             createdAt: batch.createdAt,
             dataTime: batch.dataTime
         )
@@ -225,11 +244,25 @@ struct BatchAccumulator {
     }
 }
 
+/// Who learns the outcome of one appended record, besides the report readers.
+enum RecordObserver {
+    case none
+    /// A `sendAndWait` caller of this one record.
+    case waiter(AckWaiter)
+    /// A tracked call this record belongs to.
+    case tracker(DeliveryTracker)
+}
+
 extension BatchAccumulator.OpenBatch {
-    fileprivate mutating func append(_ body: ByteBuffer, attributes: String?, charge: Int, waiter: AckWaiter?) {
+    fileprivate mutating func append(_ body: ByteBuffer, attributes: String?, charge: Int, id: UInt64, observer: RecordObserver) {
         InLongRecordBlock.write(body, attributes: attributes, into: &self.block)
         self.recordCount += 1
         self.chargedBytes += charge
-        if let waiter { self.waiters.append(waiter) }
+        self.ids.append(id)
+        switch observer {
+        case .none: break
+        case .waiter(let waiter): self.observers.append(.waiter(waiter))
+        case .tracker(let tracker): self.observers.track(tracker, id..<(id + 1))
+        }
     }
 }

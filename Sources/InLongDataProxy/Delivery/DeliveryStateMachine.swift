@@ -37,7 +37,9 @@ struct DeliveryStateMachine<Waiter> {
     /// finished records counted).
     struct Actions {
         var wakeDispatcher = false
-        var finish: [(job: DeliveryJob, result: Result<DataProxyAck, DataProxyError>)] = []
+        /// Jobs that ended; `reportHolds` when their quota stays held until report readers took the report
+        /// (``reportsTaken(bytes:records:)``).
+        var finish: [(job: DeliveryJob, result: Result<DataProxyAck, DataProxyError>, reportHolds: Bool)] = []
         var resumeSenders: [Waiter] = []
         var resumeFlushes: [(waiter: Waiter, allEnded: Bool)] = []
         /// Batches sealed, for per-stream metrics.
@@ -110,6 +112,14 @@ struct DeliveryStateMachine<Waiter> {
     private var retries: [(due: ContinuousClock.Instant, id: Int)] = []
     private var nextJobID = 0
     private var nextUniq: UInt32 = 0
+    /// The id of the next record accepted.
+    private(set) var nextRecordID: UInt64 = 0
+    /// Open ``DataProxyClient/deliveryReports()`` sequences: while there are some, an ended job's quota is held
+    /// until its report is taken, so that a reader falling behind slows acceptance instead of losing reports.
+    private(set) var reportReaders = 0
+    /// Quota of ended jobs whose reports are not taken yet.
+    private(set) var reportHeldRecords = 0
+    private(set) var reportHeldBytes = 0
     /// Ids of jobs not yet ended, oldest first, and those among them that ended out of order.
     private var liveJobs = Deque<Int>()
     private var endedOutOfOrder = Set<Int>()
@@ -137,45 +147,52 @@ struct DeliveryStateMachine<Waiter> {
     var isFinished: Bool {
         switch self.phase {
         case .running: false
-        case .closing: self.ready.isEmpty && self.pending.isEmpty && self.accumulator.heldRecords == 0
+        case .closing: self.ready.isEmpty && self.pending.isEmpty && self.accumulator.heldRecords == self.reportHeldRecords
         case .closed: true
         }
     }
 
     // MARK: Append
 
-    /// Appends a run of records of one key under one lock, as far as the quota and the backlog allow. Actions
-    /// only when a batch was sealed (the hot path builds none).
+    /// Appends a run of records of one key under one lock, as far as the quota and the backlog allow; they take
+    /// the ids `ids`. Actions only when a batch was sealed (the hot path builds none).
     mutating func appendRun(
         _ bodies: ArraySlice<ByteBuffer>,
         key: BatchKey,
         now: ContinuousClock.Instant,
-        wallSeconds: UInt32
-    ) -> (appended: Int, blocked: Blocked?, sealed: Sealed?) {
-        guard self.isAccepting else { return (0, .closed, nil) }
+        wallSeconds: UInt32,
+        tracker: DeliveryTracker? = nil
+    ) -> (ids: Range<UInt64>, blocked: Blocked?, sealed: Sealed?) {
+        let first = self.nextRecordID
+        guard self.isAccepting else { return (first..<first, .closed, nil) }
         let room = self.backlog.room(ready: self.ready.count)
-        guard room > 0 else { return (0, .backlogged, nil) }
-        let (appended, sealed) = self.accumulator.appendRun(bodies, key: key, now: now, wallSeconds: wallSeconds, maxSealed: room)
+        guard room > 0 else { return (first..<first, .backlogged, nil) }
+        let (appended, sealed) = self.accumulator.appendRun(
+            bodies, key: key, firstID: first, now: now, wallSeconds: wallSeconds, tracker: tracker, maxSealed: room
+        )
+        self.nextRecordID += UInt64(appended)
+        let ids = first..<self.nextRecordID
         let blocked: Blocked? = appended == bodies.count ? nil : (sealed.count >= room ? .backlogged : .full)
-        guard !sealed.isEmpty else { return (appended, blocked, nil) }
-        return (appended, blocked, self.enqueueSealed(sealed, now: now))
+        guard !sealed.isEmpty else { return (ids, blocked, nil) }
+        return (ids, blocked, self.enqueueSealed(sealed, now: now))
     }
 
     enum AppendResult: Equatable {
-        case accepted
+        /// Accepted with this id.
+        case accepted(UInt64)
         case blocked(Blocked)
         /// The record does not fit a frame of the current limit.
         case tooLarge(limit: Int)
     }
 
-    /// Appends one record, with its `sendAndWait` caller if any. Actions only when a batch was sealed.
+    /// Appends one record, with who observes its outcome. Actions only when a batch was sealed.
     mutating func append(
         _ body: ByteBuffer,
         attributes: String?,
         key: BatchKey,
         now: ContinuousClock.Instant,
         wallSeconds: UInt32,
-        waiter: AckWaiter?
+        observer: RecordObserver = .none
     ) -> (AppendResult, Sealed?) {
         guard self.isAccepting else { return (.blocked(.closed), nil) }
         let recordBytes = BatchAccumulator.blockBytes(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
@@ -184,11 +201,14 @@ struct DeliveryStateMachine<Waiter> {
             return (.tooLarge(limit: self.accumulator.limits.maxBytes), nil)
         }
         guard self.backlog.room(ready: self.ready.count) > 0 else { return (.blocked(.backlogged), nil) }
-        switch self.accumulator.append(body, attributes: attributes, key: key, now: now, wallSeconds: wallSeconds, waiter: waiter) {
+        let id = self.nextRecordID
+        switch self.accumulator.append(body, attributes: attributes, key: key, id: id, now: now, wallSeconds: wallSeconds, observer: observer) {
         case .accepted:
-            return (.accepted, nil)
+            self.nextRecordID += 1
+            return (.accepted(id), nil)
         case .acceptedAndSealed(let batch):
-            return (.accepted, self.enqueueSealed([batch], now: now))
+            self.nextRecordID += 1
+            return (.accepted(id), self.enqueueSealed([batch], now: now))
         case .full:
             return (.blocked(.full), nil)
         }
@@ -458,6 +478,25 @@ struct DeliveryStateMachine<Waiter> {
         self.health.retain(proxies)
     }
 
+    // MARK: Reports
+
+    /// Report sequences were opened or ended; `count` are open now.
+    mutating func reportReadersChanged(_ count: Int) {
+        self.reportReaders = count
+    }
+
+    /// Every open report sequence took (or dropped) the report of a job that held its quota for it.
+    mutating func reportsTaken(bytes: Int, records: Int) -> Actions {
+        var actions = Actions()
+        self.reportHeldRecords -= records
+        self.reportHeldBytes -= bytes
+        self.accumulator.release(bytes: bytes, records: records)
+        actions.heldBytes = self.accumulator.heldBytes
+        self.resumeRoomWaiters(&actions)
+        if case .closing = self.phase, self.isFinished { actions.wakeDispatcher = true }
+        return actions
+    }
+
     // MARK: Flush, close, cancel
 
     enum FlushResult {
@@ -550,9 +589,16 @@ struct DeliveryStateMachine<Waiter> {
         actions.wakeDispatcher = true
     }
 
-    /// Ends a job: releases its quota and lets senders waiting for room, and flushes waiting for it, go on.
+    /// Ends a job: releases its quota (or holds it for its report, when reports are read) and lets senders
+    /// waiting for room, and flushes waiting for it, go on.
     private mutating func finish(_ job: DeliveryJob, _ result: Result<DataProxyAck, DataProxyError>, actions: inout Actions) {
-        self.accumulator.release(bytes: job.batch.chargedBytes, records: job.batch.recordCount)
+        let reportHolds = self.reportReaders > 0
+        if reportHolds {
+            self.reportHeldRecords += job.batch.recordCount
+            self.reportHeldBytes += job.batch.chargedBytes
+        } else {
+            self.accumulator.release(bytes: job.batch.chargedBytes, records: job.batch.recordCount)
+        }
         if self.liveJobs.first == job.id {
             self.liveJobs.removeFirst()
             while let oldest = self.liveJobs.first, self.endedOutOfOrder.remove(oldest) != nil {
@@ -561,12 +607,9 @@ struct DeliveryStateMachine<Waiter> {
         } else {
             self.endedOutOfOrder.insert(job.id)
         }
-        actions.finish.append((job, result))
+        actions.finish.append((job, result, reportHolds))
         actions.heldBytes = self.accumulator.heldBytes
-        if !self.roomWaiters.isEmpty {
-            actions.resumeSenders += self.roomWaiters.values
-            self.roomWaiters.removeAll()
-        }
+        if !reportHolds { self.resumeRoomWaiters(&actions) }
         if !self.flushWaiters.isEmpty {
             let oldestLive = self.liveJobs.first ?? self.nextJobID
             for (id, flush) in self.flushWaiters where flush.target <= oldestLive {
@@ -575,6 +618,12 @@ struct DeliveryStateMachine<Waiter> {
             }
         }
         if case .closing = self.phase, self.isFinished { actions.wakeDispatcher = true }
+    }
+
+    private mutating func resumeRoomWaiters(_ actions: inout Actions) {
+        guard !self.roomWaiters.isEmpty else { return }
+        actions.resumeSenders += self.roomWaiters.values
+        self.roomWaiters.removeAll()
     }
 
     private mutating func resumeBacklogWaiters(_ actions: inout Actions) {

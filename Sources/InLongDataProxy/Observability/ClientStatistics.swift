@@ -29,8 +29,9 @@ public struct DataProxyClientStatistics: Sendable, Hashable {
     public var heldRecords = 0
     /// Batches in flight or waiting to retry now.
     public var inFlightBatches = 0
-    /// Delivery reports dropped because nobody read them.
-    public var reportsDropped = 0
+    /// Records that ended and whose reports some ``DataProxyClient/deliveryReports()`` reader has not taken
+    /// yet: they still count against the buffer's quota.
+    public var reportHeldRecords = 0
     /// Ack latency, median, over the client's life.
     public var ackLatencyP50: Duration?
     /// Ack latency, 99th percentile.
@@ -83,7 +84,6 @@ final class ClientCounters: Sendable {
     let bufferFull = Atomic<Int>(0)
     let batchesSent = Atomic<Int>(0)
     let bytesSent = Atomic<Int>(0)
-    let reportsDropped = Atomic<Int>(0)
     let latency = Mutex(LatencyHistogram())
     let failures = Mutex<[String: Int]>([:])
     private let factory: any MetricsFactory

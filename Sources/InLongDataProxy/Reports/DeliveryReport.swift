@@ -1,4 +1,5 @@
 public import InLongTransport
+import InLongWire
 public import NIOCore
 
 /// One record handed to ``DataProxyClient/send(contentsOf:group:stream:)``.
@@ -40,13 +41,43 @@ public struct DeliveryReport: Sendable {
         case failed(DataProxyError)
     }
 
+    /// Where a failed batch's bodies can be read from: the encoded frame, or the record block when it was
+    /// never encoded.
+    enum Payload: Sendable {
+        case frame(ByteBuffer)
+        case block(ByteBuffer, perRecordAttributes: Bool)
+    }
+
     public var group: String
     public var stream: String
-    /// Records in the batch.
-    public var recordCount: Int
+    /// Exactly the records the batch held.
+    public var records: DataProxyRecordIDs
     public var outcome: Outcome
-    /// The records' bodies, only for failed batches (so an application can keep or resend them).
-    public var failedRecords: [ByteBuffer]
+    let payload: Payload?
+
+    init(group: String, stream: String, records: DataProxyRecordIDs, outcome: Outcome, payload: Payload?) {
+        self.group = group
+        self.stream = stream
+        self.records = records
+        self.outcome = outcome
+        self.payload = payload
+    }
+
+    /// Records in the batch.
+    public var recordCount: Int { self.records.count }
+
+    /// The records' bodies, in the order of ``records``, for failed batches (so that an application can keep or
+    /// resend them); empty for acked ones. Decoded from the batch on each access.
+    public var failedRecords: [ByteBuffer] {
+        guard case .failed = self.outcome, let payload = self.payload else { return [] }
+        switch payload {
+        case .frame(let frame):
+            return (try? InLongBinaryMessage(frame: frame).records())?.map(\.data) ?? []
+        case .block(let block, let perRecordAttributes):
+            let extendedField: InLongExtendedField = perRecordAttributes ? .perRecordAttributes : []
+            return (try? InLongRecordBlock.decode(block, extendedField: extendedField))?.map(\.data) ?? []
+        }
+    }
 
     public var isAcked: Bool {
         if case .acked = self.outcome { return true }
