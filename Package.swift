@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "InLongTransport", targets: ["InLongTransport"]),
         .library(name: "InLongDataProxyReceiver", targets: ["InLongDataProxyReceiver"]),
         .library(name: "InLongDataProxy", targets: ["InLongDataProxy"]),
+        .library(name: "InLongAgent", targets: ["InLongAgent"]),
         .executable(name: "inlong", targets: ["InLongCLI"]),
         // Not API: a product only because the separately built fuzzers (Fuzz/) can depend on nothing else.
         .library(name: "_InLongFuzzTargets", targets: ["InLongFuzzTargets"]),
@@ -31,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
     ],
     targets: [
         .target(
@@ -113,14 +115,21 @@ let package = Package(
             name: "InLongAgent",
             dependencies: [
                 "InLongDataProxy",
+                "InLongTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "InLongCLI",
             dependencies: [
+                "InLongAgent",
                 "InLongDataProxy",
                 "InLongDataProxyReceiver",
                 "InLongTransport",

@@ -22,10 +22,11 @@ struct InLongCommand: AsyncParsableCommand {
               inlong demo                                   # embedded receiver + 100,000 records through the SDK
               inlong receive --listen 127.0.0.1:46801 --manager-port 8083 --out records.jsonl
               inlong send --group g --stream s --proxy 127.0.0.1:46801 app.log
+              inlong agent --path '/var/log/app/*.log' --group g --stream s --proxy 127.0.0.1:46801
               inlong discover --manager http://127.0.0.1:8083/inlong/manager/openapi/dataproxy/getIpList --group g
               inlong bench --records 2000000 --size 100
             """,
-        subcommands: [DemoCommand.self, SendCommand.self, ReceiveCommand.self, DiscoverCommand.self, BenchCommand.self]
+        subcommands: [DemoCommand.self, SendCommand.self, ReceiveCommand.self, AgentCommand.self, DiscoverCommand.self, BenchCommand.self]
     )
 
     static func main() async {

@@ -27,9 +27,12 @@ public final class FileTail {
         public var ticket: OffsetTracker.Ticket
     }
 
-    public let path: String
+    /// Where the file was found last (a rename that still matches the source's paths moves it).
+    public var path: String
     public let identity: Checkpoint.FileIdentity
     private let fd: Int32
+    /// The size seen by the last read.
+    public private(set) var size: Int64 = 0
     private var splitter: LineSplitter
     private var tracker: OffsetTracker
     /// Times the file was found shorter than the read position (copytruncate) and read again from 0.
@@ -37,7 +40,18 @@ public final class FileTail {
 
     /// Opens `path`; reading starts at `offset` (a checkpoint's, or 0, or the end for new files started at the
     /// end) and the identity is taken from the open file.
-    public init(path: String, startingAt offset: Offset, maxLineLength: Int, overlong: LineSplitter.OverlongPolicy) throws {
+    public convenience init(path: String, startingAt offset: Offset, maxLineLength: Int, overlong: LineSplitter.OverlongPolicy) throws {
+        try self.init(path: path, maxLineLength: maxLineLength, overlong: overlong) { _, _ in offset }
+    }
+
+    /// Opens `path`; reading starts where `start` says for the identity of the open file (a checkpoint lookup:
+    /// the descriptor lets ``Checkpoint/FileIdentity/matches(_:descriptor:)`` compare a shorter fingerprint).
+    public init(
+        path: String,
+        maxLineLength: Int,
+        overlong: LineSplitter.OverlongPolicy,
+        startingAt offset: (Checkpoint.FileIdentity, Int32) -> Offset
+    ) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileReadError(path: path, operation: "open", errno: errno) }
         do {
@@ -47,7 +61,7 @@ public final class FileTail {
             throw error
         }
         var start: Int64
-        switch offset {
+        switch offset(self.identity, fd) {
         case .beginning: start = 0
         case .at(let position): start = position
         case .end:
@@ -74,6 +88,8 @@ public final class FileTail {
 
     /// The end of the delivered prefix.
     public var committedOffset: Int64 { self.tracker.committedOffset }
+    /// The end of the last complete line read.
+    public var readOffset: Int64 { self.tracker.readOffset }
     /// Bytes read past the delivered prefix, whole lines only.
     public var unackedBytes: Int64 { self.tracker.readOffset - self.tracker.committedOffset }
     /// Whether every line read is delivered.
@@ -88,6 +104,7 @@ public final class FileTail {
     public func readLines(maxBytes: Int, chunkSize: Int = 64 << 10) throws -> Read? {
         var info = stat()
         guard fstat(self.fd, &info) == 0 else { throw FileReadError(path: self.path, operation: "fstat", errno: errno) }
+        self.size = Int64(info.st_size)
         if Int64(info.st_size) < self.splitter.offset {
             self.truncations += 1
             self.splitter.reset(to: 0)

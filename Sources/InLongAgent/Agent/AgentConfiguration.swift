@@ -1,0 +1,76 @@
+public import InLongDataProxy
+
+/// Everything an ``InLongAgent`` needs: what to read, where the checkpoint lives, the budgets, and the client
+/// that sends. Decodable from the `inlong agent --config` file (see ``AgentConfigurationFile``).
+public struct AgentConfiguration: Sendable {
+    /// Files matching `paths` (glob patterns), sent to one group and stream.
+    public struct FileSource: Sendable, Hashable {
+        /// Where a file found without a checkpoint starts.
+        public enum StartPosition: String, Sendable, Hashable, Codable {
+            /// Its first byte.
+            case beginning
+            /// Its end at the time it was found: only lines written later are sent. Applies to files present at
+            /// start-up; files appearing later are read from their beginning (they are new).
+            case end
+        }
+
+        public var paths: [String]
+        public var group: String
+        public var stream: String
+        /// Pairs added to the attribute string of every message (InLong's `extraMap`).
+        public var attributes: [String: String] = [:]
+        public var startAt: StartPosition = .beginning
+        /// Lines longer than this many bytes are truncated or skipped (counted). Defaults to 1 MiB.
+        public var maxLineLength = 1 << 20
+        public var overlong: LineSplitterPolicy = .truncate
+
+        public init(paths: [String], group: String, stream: String) {
+            self.paths = paths
+            self.group = group
+            self.stream = stream
+        }
+    }
+
+    /// ``LineSplitter/OverlongPolicy`` as configuration spells it.
+    public enum LineSplitterPolicy: String, Sendable, Hashable, Codable {
+        case truncate, skip
+    }
+
+    public var sources: [FileSource]
+    /// Holds the checkpoint (`checkpoint.json`) and the dead-letter file (`dead-letter.jsonl`).
+    public var stateDirectory: String
+    public var client: DataProxyClient.Configuration
+
+    /// Bytes read and not yet acked, over all files: reading stops (never drops) while it is used up. Defaults to
+    /// 256 MiB.
+    public var maxUnackedBytes = 256 << 20
+    /// Bytes read and not yet acked in one file, so that a failing stream holds at most this much of the budget.
+    /// Defaults to 16 MiB.
+    public var maxUnackedBytesPerFile = 16 << 20
+    /// Bytes read from a file at a time (one receipt, one offset range). Defaults to 1 MiB.
+    public var readSize = 1 << 20
+    /// Files read at once; more matching files wait for a slot. Defaults to 256.
+    public var maxOpenFiles = 256
+    /// How often the paths are searched for new files. Defaults to 1 s.
+    public var scanInterval: Duration = .seconds(1)
+    /// How often a file at its end is looked at again. Defaults to 100 ms.
+    public var pollInterval: Duration = .milliseconds(100)
+    /// How often the checkpoint is written when offsets moved (and always at shutdown). Defaults to 1 s.
+    public var checkpointInterval: Duration = .seconds(1)
+    /// A file renamed away or deleted is released once it has not grown for this long and all its lines are
+    /// acked (a writer may still append to a file it has open after a rotation). Defaults to 5 s.
+    public var releaseAfter: Duration = .seconds(5)
+    /// On shutdown, how long to wait for acks of what was read before writing the checkpoint. Defaults to 30 s.
+    public var shutdownTimeout: Duration = .seconds(30)
+    /// A failed resend of retriable failures waits this long first. Defaults to 1 s.
+    public var resendDelay: Duration = .seconds(1)
+
+    public init(sources: [FileSource], stateDirectory: String, client: DataProxyClient.Configuration) {
+        self.sources = sources
+        self.stateDirectory = stateDirectory
+        self.client = client
+    }
+
+    public var checkpointPath: String { self.stateDirectory + "/checkpoint.json" }
+    public var deadLetterPath: String { self.stateDirectory + "/dead-letter.jsonl" }
+}

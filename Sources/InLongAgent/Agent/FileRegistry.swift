@@ -1,0 +1,119 @@
+/// Which files the agent reads, which it knows from the checkpoint, and what the checkpoint holds: the file-set
+/// rules with no I/O. The agent feeds it scans and offsets, and writes what ``checkpoint()`` returns.
+struct FileRegistry {
+    /// A file as the scanner saw it.
+    struct Found: Hashable {
+        var path: String
+        var device: UInt64
+        var inode: UInt64
+        /// Index of the source whose paths matched.
+        var source: Int
+    }
+
+    struct Key: Hashable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    /// A file being read.
+    struct Live {
+        var identity: Checkpoint.FileIdentity
+        var path: String
+        var committed: Int64
+    }
+
+    enum Decision: Equatable {
+        /// Start reading the file (from its checkpoint, or where the source says for a file without one).
+        case open(Found, firstScan: Bool)
+        /// A file being read was found at another path (renamed, still matching).
+        case moved(Key, to: String)
+    }
+
+    private(set) var live: [Key: Live] = [:]
+    /// Checkpoint entries of files not being read: loaded at start, or kept after a release until a scan no
+    /// longer finds the file.
+    private(set) var known: [Key: Checkpoint.Entry] = [:]
+    private var scans = 0
+    /// Whether offsets or the file set changed since the last ``checkpoint()``.
+    private(set) var changed = false
+    let maxOpenFiles: Int
+
+    init(checkpoint: Checkpoint, maxOpenFiles: Int) {
+        for entry in checkpoint.files {
+            self.known[Key(device: entry.identity.device, inode: entry.identity.inode)] = entry
+        }
+        self.maxOpenFiles = maxOpenFiles
+    }
+
+    /// A scan found these files (the first match wins for a file two sources match): which to open, which moved.
+    /// Checkpoint entries of files no scan finds any more are dropped.
+    mutating func scanned(_ files: [Found]) -> [Decision] {
+        let firstScan = self.scans == 0
+        self.scans += 1
+        var decisions: [Decision] = []
+        var seen = Set<Key>()
+        var opening = 0
+        for file in files {
+            let key = Key(device: file.device, inode: file.inode)
+            guard seen.insert(key).inserted else { continue }
+            if let live = self.live[key] {
+                if live.path != file.path, !files.contains(where: { $0.path == live.path && Key(device: $0.device, inode: $0.inode) == key }) {
+                    decisions.append(.moved(key, to: file.path))
+                }
+                continue
+            }
+            guard self.live.count + opening < self.maxOpenFiles else { continue }
+            opening += 1
+            decisions.append(.open(file, firstScan: firstScan))
+        }
+        let before = self.known.count
+        self.known = self.known.filter { seen.contains($0.key) }
+        if self.known.count != before { self.changed = true }
+        return decisions
+    }
+
+    /// The checkpoint offset of the file now open with `identity`, if it is the file the entry names.
+    func checkpointOffset(for identity: Checkpoint.FileIdentity, matches: (Checkpoint.FileIdentity) -> Bool) -> Int64? {
+        guard let entry = self.known[Key(device: identity.device, inode: identity.inode)], matches(entry.identity) else { return nil }
+        return entry.offset
+    }
+
+    mutating func opened(_ identity: Checkpoint.FileIdentity, path: String, committed: Int64) {
+        let key = Key(device: identity.device, inode: identity.inode)
+        self.known[key] = nil
+        self.live[key] = Live(identity: identity, path: path, committed: committed)
+        self.changed = true
+    }
+
+    mutating func moved(_ key: Key, to path: String) {
+        self.live[key]?.path = path
+        self.changed = true
+    }
+
+    mutating func committed(_ identity: Checkpoint.FileIdentity, offset: Int64) {
+        let key = Key(device: identity.device, inode: identity.inode)
+        guard self.live[key] != nil, self.live[key]?.committed != offset else { return }
+        self.live[key]?.committed = offset
+        self.changed = true
+    }
+
+    /// The file is no longer read: its entry is kept until a scan no longer finds it, so that a file found again
+    /// (renamed to a matching name) resumes where it was.
+    mutating func released(_ identity: Checkpoint.FileIdentity) {
+        let key = Key(device: identity.device, inode: identity.inode)
+        guard let live = self.live.removeValue(forKey: key) else { return }
+        self.known[key] = Checkpoint.Entry(identity: live.identity, path: live.path, offset: live.committed)
+        self.changed = true
+    }
+
+    /// The checkpoint to write, when something changed since the last one.
+    mutating func checkpoint(force: Bool = false) -> Checkpoint? {
+        guard self.changed || force else { return nil }
+        self.changed = false
+        var entries = self.live.values.map { Checkpoint.Entry(identity: $0.identity, path: $0.path, offset: $0.committed) }
+        entries += self.known.values
+        return Checkpoint(files: entries.sorted { $0.path < $1.path })
+    }
+
+    var openFiles: Int { self.live.count }
+}

@@ -1,0 +1,30 @@
+public import NIOCore
+
+/// Records a source collected, and the position that marks them all delivered (InLong Agent's `SourceData`, one
+/// per read rather than one per line, so that tracking costs nothing per record).
+public struct SourceData<Position: Sendable>: Sendable {
+    public var records: [ByteBuffer]
+    public var position: Position
+    /// Bytes of the source the read covered (newlines included): what the read takes of the byte budget.
+    public var bytes: Int
+
+    public init(records: [ByteBuffer], position: Position, bytes: Int) {
+        self.records = records
+        self.position = position
+        self.bytes = bytes
+    }
+}
+
+/// Where an ``Instance`` reads from (InLong Agent's Source): files first; standard input or a listener fit the
+/// same shape. Used by one task at a time.
+public protocol AgentSource: AnyObject {
+    associatedtype Position: Sendable
+
+    /// What is there now, up to about `maxBytes`; `nil` when nothing new is complete.
+    func read(maxBytes: Int) throws -> SourceData<Position>?
+    /// The records of `position` ended (acked, or set aside as undeliverable): their position may be committed.
+    func ack(_ position: Position)
+    /// After a `read` found nothing: whether nothing more will come, so that the instance ends once its records
+    /// ended.
+    func isExhausted(now: ContinuousClock.Instant) -> Bool
+}

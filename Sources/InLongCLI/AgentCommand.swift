@@ -1,0 +1,147 @@
+import ArgumentParser
+import Foundation
+import InLongAgent
+import InLongDataProxy
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Collect lines from files into InLong, remembering per file how far they are acked.",
+        discussion: """
+            Lines are sent at least once: a crash, restart, rotation or proxy outage loses none (a restart sends
+            again what was read and not acked). SIGINT or SIGTERM stops reading, waits for acks up to
+            --shutdown-timeout, writes the checkpoint and exits 0.
+
+            Examples:
+              inlong agent --config agent.yaml
+              inlong agent --path '/var/log/app/*.log' --group g --stream s --proxy 127.0.0.1:46801 --state-dir /var/lib/inlong-agent
+            """
+    )
+
+    @Option(help: "A JSON or YAML agent configuration (sources, proxies or manager or sdkConfig, stateDirectory, budgets).")
+    var config: String?
+
+    @Option(name: .customLong("path"), help: "A glob of files to collect (repeat for several).")
+    var paths: [String] = []
+
+    @Option(help: "The InLong group (with --path).")
+    var group: String?
+
+    @Option(help: "The InLong stream (with --path).")
+    var stream: String?
+
+    @OptionGroup var target: TargetOptions
+
+    @Option(name: .customLong("attribute"), help: "A message attribute key=value for every message (repeat for several).")
+    var attributes: [String] = []
+
+    @Option(help: "Where the checkpoint and the dead-letter file live.")
+    var stateDir = ".inlong/agent"
+
+    @Option(help: "Where files found at start without a checkpoint begin: beginning or end.")
+    var startAt = "beginning"
+
+    @Option(help: "Lines longer than this many bytes are truncated.")
+    var maxLineLength = 1 << 20
+
+    @Option(help: "Seconds to wait for acks on SIGINT or SIGTERM.")
+    var shutdownTimeout: Double?
+
+    @Flag(help: "Do not compress batches.")
+    var noCompression = false
+
+    @Flag(help: "Stop once every file found is read to its end and acked (for one-off loads and benchmarks).")
+    var once = false
+
+    func configuration() throws -> AgentConfiguration {
+        var configuration: AgentConfiguration
+        if let config = self.config {
+            guard self.paths.isEmpty else { throw CLIError("give either --config or --path, not both") }
+            do {
+                configuration = try AgentConfigurationFile.load(path: config)
+            } catch {
+                throw CLIError("\(error)")
+            }
+        } else {
+            guard !self.paths.isEmpty else { throw CLIError("give --config FILE, or --path GLOB with --group and --stream") }
+            guard let group = self.group, let stream = self.stream else { throw CLIError("--path needs --group and --stream") }
+            var client = try self.target.configuration(group: group)
+            if self.noCompression { client.batching.compressionThreshold = nil }
+            var source = AgentConfiguration.FileSource(paths: self.paths, group: group, stream: stream)
+            guard let startAt = AgentConfiguration.FileSource.StartPosition(rawValue: self.startAt) else {
+                throw CLIError("--start-at takes beginning or end")
+            }
+            source.startAt = startAt
+            guard self.maxLineLength > 0 else { throw CLIError("--max-line-length must be positive") }
+            source.maxLineLength = self.maxLineLength
+            for attribute in self.attributes {
+                let parts = attribute.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2 else { throw CLIError("--attribute takes key=value") }
+                source.attributes[String(parts[0])] = String(parts[1])
+            }
+            configuration = AgentConfiguration(sources: [source], stateDirectory: self.stateDir, client: client)
+        }
+        if let seconds = self.shutdownTimeout {
+            guard seconds >= 0, seconds.isFinite else { throw CLIError("--shutdown-timeout takes seconds") }
+            configuration.shutdownTimeout = .milliseconds(Int64(seconds * 1000))
+        }
+        return configuration
+    }
+
+    func run() async throws {
+        let configuration = try self.configuration()
+        var logger = Logger(label: "inlong.agent")
+        logger.logLevel = .warning
+        let agent = InLongAgent(configuration: configuration, logger: logger)
+        let start = ContinuousClock.now
+        let progress = Progress {
+            let statistics = agent.statistics()
+            return "files \(statistics.openFiles)  read \(statistics.linesRead) lines / \(statistics.bytesRead / 1_000_000) MB  acked \(statistics.linesAcked) lines"
+                + "  lag \(statistics.lagBytes / 1_000) KB  \(megabytes(statistics.bytesAcked, seconds: secondsSince(start)))"
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: [.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        let watcher = self.once ? Task { await Self.stopWhenCaughtUp(agent) } : nil
+        defer { watcher?.cancel() }
+        do {
+            try await group.run()
+        } catch {
+            progress.finish()
+            throw CLIError("agent failed: \(error)")
+        }
+        progress.finish()
+        let statistics = agent.statistics()
+        let seconds = secondsSince(start)
+        print(
+            "agent: \(statistics.filesOpened) files, \(statistics.linesRead) lines read, \(statistics.linesAcked) acked, "
+                + "\(statistics.deadLettered) dead-lettered, \(statistics.resent) resent; \(statistics.bytesAcked) bytes acked in "
+                + String(format: "%.2f s", seconds) + " (\(megabytes(statistics.bytesAcked, seconds: seconds))); checkpoint \(configuration.checkpointPath)"
+        )
+        if let recovery = agent.checkpointRecovery {
+            print("the checkpoint was unreadable (\(recovery.reason)) and was set aside as \(recovery.setAsidePath)")
+        }
+        if let error = statistics.checkpointError {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    /// Stops the agent once it read every file to its end and every read is acked.
+    private static func stopWhenCaughtUp(_ agent: InLongAgent) async {
+        var caughtUp = 0
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(100))
+            let statistics = agent.statistics()
+            let idle = statistics.filesOpened > 0 && statistics.lagBytes == 0 && statistics.bytesAcked == statistics.bytesRead
+            caughtUp = idle ? caughtUp + 1 : 0
+            if caughtUp >= 3 {
+                agent.stop()
+                return
+            }
+        }
+    }
+}
