@@ -178,6 +178,11 @@ let package = Package(
             name: "InLongAgentTests",
             dependencies: [
                 "InLongAgent",
+                "InLongDataProxy",
+                "InLongDataProxyReceiver",
+                "InLongTestUtils",
+                "InLongTransport",
+                "InLongWire",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

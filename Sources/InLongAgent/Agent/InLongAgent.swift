@@ -181,7 +181,9 @@ public final class InLongAgent: Service, Sendable {
         let status = FileStatus()
         self.open.withLock { $0[key] = status }
         self.logger.info("reading a file", metadata: ["inlong.path": "\(file.path)", "inlong.offset": "\(tail.committedOffset)"])
-        let fileSource = FileSource(tail: tail, releaseAfter: self.configuration.releaseAfter)
+        let fileSource = FileSource(tail: tail, releaseAfter: self.configuration.releaseAfter) {
+            self.movedPaths.withLock { $0.removeValue(forKey: key) }
+        }
         let sink = DataProxySink(
             client: client,
             group: source.group,
@@ -224,7 +226,6 @@ public final class InLongAgent: Service, Sendable {
 
     /// Records a file's committed offset and counts (from its instance's task).
     private func progress(_ source: FileSource, key: FileRegistry.Key, status: FileStatus) {
-        if let path = self.movedPaths.withLock({ $0.removeValue(forKey: key) }) { source.tail.path = path }
         let tail = source.tail
         self.registry.withLock { $0!.committed(tail.identity, offset: tail.committedOffset) }
         status.values.withLock { $0 = (tail.size, tail.committedOffset, source.emptyLines, tail.overlongLines, tail.truncations) }

@@ -71,6 +71,7 @@ public final class FileTail {
         // A checkpoint past the end means the file was truncated meanwhile: read it from the start.
         var info = stat()
         if fstat(fd, &info) == 0, Int64(info.st_size) < start { start = 0 }
+        self.size = Int64(info.st_size)
         self.path = path
         self.fd = fd
         self.splitter = LineSplitter(maxLineLength: maxLineLength, overlong: overlong, startingAt: start)
@@ -114,6 +115,7 @@ public final class FileTail {
         var total = 0
         while total < maxBytes {
             var chunk = ByteBufferAllocator().buffer(capacity: chunkSize)
+            let chunkSize = min(chunkSize, max(maxBytes - total, 4096))
             let count = chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: chunkSize) { buffer in
                 max(0, pread(self.fd, buffer.baseAddress, min(buffer.count, chunkSize), off_t(self.splitter.offset)))
             }

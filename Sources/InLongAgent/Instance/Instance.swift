@@ -24,8 +24,8 @@ struct Instance<Source: AgentSource> {
     let counters: AgentCounters
     let origin: String
     let logger: Logger
-    /// Called after positions were acked (the agent records the committed offset).
-    let onAck: () -> Void
+    /// Called after reads, acks and idle looks (the agent records the committed offset and the counts).
+    let onProgress: () -> Void
 
     /// One read on its way.
     private final class Pending {
@@ -59,8 +59,10 @@ struct Instance<Source: AgentSource> {
             // What is still pending is not committed; its budget goes back.
             for entry in pending { self.budget.release(entry.bytes) }
         }
+        self.onProgress()
         while !Task.isCancelled {
-            if await self.settle(&pending, unacked: &unacked) { self.onAck() }
+            _ = await self.settle(&pending, unacked: &unacked)
+            self.onProgress()
             if self.control.isStopping { break }
             if unacked < self.limits.maxUnackedBytes {
                 guard await self.budget.acquire(self.limits.readSize) else { break }
@@ -107,7 +109,8 @@ struct Instance<Source: AgentSource> {
         while !Task.isCancelled, let receipt = pending.lazy.compactMap({ $0.deliveries.first?.receipt }).first {
             if let deadline = self.control.deadline, ContinuousClock.now >= deadline { break }
             await self.waitForOutcome(of: receipt)
-            if await self.settle(&pending, unacked: &unacked) { self.onAck() }
+            _ = await self.settle(&pending, unacked: &unacked)
+            self.onProgress()
         }
         return .stopped
     }
@@ -141,8 +144,11 @@ struct Instance<Source: AgentSource> {
                 entry.resend = []
                 entry.resendAt = nil
                 self.counters.resent.add(records.count, ordering: .relaxed)
-                if let deliveries = try? await self.sink.send(records, origin: self.origin) {
-                    entry.deliveries += deliveries
+                do {
+                    entry.deliveries += try await self.sink.send(records, origin: self.origin)
+                } catch {
+                    // The client closed: the records stay unsent, so the read is never acked.
+                    entry.resend = records
                 }
             }
         }

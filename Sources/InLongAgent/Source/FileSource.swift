@@ -14,12 +14,15 @@ public final class FileSource: AgentSource {
     private var lastSize: Int64 = -1
     private var lastPathCheck: ContinuousClock.Instant
     private var pathState = FileTail.PathState.same
-    /// Whether empty lines were skipped (they are not records).
+    /// Empty lines skipped (they are not records).
     public private(set) var emptyLines = 0
+    /// The file's new path when a scan found it renamed to another matching name.
+    private let movedPath: () -> String?
 
-    public init(tail: FileTail, releaseAfter: Duration, now: ContinuousClock.Instant = .now) {
+    public init(tail: FileTail, releaseAfter: Duration, now: ContinuousClock.Instant = .now, movedPath: @escaping () -> String? = { nil }) {
         self.tail = tail
         self.releaseAfter = releaseAfter
+        self.movedPath = movedPath
         self.lastActivity = now
         self.lastPathCheck = now
     }
@@ -48,6 +51,7 @@ public final class FileSource: AgentSource {
         // The path is looked at a few times a second, not at every poll.
         if now - self.lastPathCheck >= .milliseconds(250) {
             self.lastPathCheck = now
+            if let path = self.movedPath() { self.tail.path = path }
             self.pathState = self.tail.pathState()
             if self.pathState == .same { self.lastActivity = now }
         }

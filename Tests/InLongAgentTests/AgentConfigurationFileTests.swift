@@ -1,0 +1,76 @@
+import Foundation
+import InLongAgent
+import InLongDataProxy
+import InLongTransport
+import Testing
+
+/// The `inlong agent --config` file, YAML and JSON, and its errors.
+@Suite struct AgentConfigurationFileTests {
+    private func withFile<Result>(_ name: String, _ text: String, _ body: (String) throws -> Result) throws -> Result {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-config-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/" + name
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
+        return try body(path)
+    }
+
+    @Test func aYAMLFileGivesSourcesProxiesAndBudgets() throws {
+        let yaml = """
+            stateDirectory: state
+            proxies: ["127.0.0.1:46801", "127.0.0.1:46802"]
+            sources:
+              - paths: ["/var/log/app/*.log"]
+                group: g
+                stream: s
+                attributes: {env: prod}
+                startAt: end
+                maxLineLength: 4096
+                overlong: skip
+            maxUnackedBytes: 1048576
+            shutdownTimeout: 2.5
+            """
+        try self.withFile("agent.yaml", yaml) { path in
+            let configuration = try AgentConfigurationFile.load(path: path)
+            #expect(configuration.stateDirectory.hasSuffix("/state"))
+            #expect(configuration.client.proxies == [Endpoint(host: "127.0.0.1", port: 46801), Endpoint(host: "127.0.0.1", port: 46802)])
+            #expect(configuration.sources.count == 1)
+            #expect(configuration.sources[0].attributes == ["env": "prod"])
+            #expect(configuration.sources[0].startAt == .end)
+            #expect(configuration.sources[0].maxLineLength == 4096)
+            #expect(configuration.sources[0].overlong == .skip)
+            #expect(configuration.maxUnackedBytes == 1 << 20)
+            #expect(configuration.shutdownTimeout == .milliseconds(2500))
+        }
+    }
+
+    @Test func aJSONFileIsReadToo() throws {
+        let json = #"{"stateDirectory": "/tmp/s", "manager": {"url": "http://127.0.0.1:8083/x", "auth": "id:key"}, "sources": [{"paths": ["/a/*.log"], "group": "g1", "stream": "s"}]}"#
+        try self.withFile("agent.json", json) { path in
+            let configuration = try AgentConfigurationFile.load(path: path)
+            #expect(configuration.client.manager?.url == "http://127.0.0.1:8083/x")
+            #expect(configuration.client.manager?.groups == ["g1"])
+            #expect(configuration.client.manager?.credentials?.secretID == "id")
+            #expect(configuration.stateDirectory == "/tmp/s")
+        }
+    }
+
+    @Test(arguments: [
+        ("stateDirectory: s\nsources: []\nproxies: [\"127.0.0.1:1\"]", "no sources"),
+        ("stateDirectory: s\nsources: [{paths: [a], group: g, stream: s}]", "give proxies"),
+        ("stateDirectory: s\nproxies: [\"nohost\"]\nsources: [{paths: [a], group: g, stream: s}]", "not host:port"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nsources: [{paths: [a], group: g, stream: s, startAt: middle}]", "not a valid agent configuration"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nmaxUnackedBytes: 0\nsources: [{paths: [a], group: g, stream: s}]", "must be positive"),
+        (": not yaml [", "not a valid agent configuration"),
+    ])
+    func aBadFileIsAClearError(text: String, expected: String) throws {
+        try self.withFile("agent.yaml", text) { path in
+            do {
+                _ = try AgentConfigurationFile.load(path: path)
+                Issue.record("accepted: \(text)")
+            } catch {
+                #expect("\(error)".contains(expected), "\(error)")
+            }
+        }
+    }
+}
