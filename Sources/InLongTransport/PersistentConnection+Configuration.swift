@@ -7,8 +7,34 @@ extension PersistentConnection {
         public var endpoints: [Endpoint]
         /// The limit of one connect attempt. Defaults to 5 seconds.
         public var connectTimeout: Duration = .seconds(5)
-        /// The default timeout of ``PersistentConnection/request(_:timeout:)``. Defaults to 30 seconds.
+        /// The default timeout of ``PersistentConnection/request(_:timeout:)``: how long a response may take
+        /// once the request has been written to the socket (handed to the kernel, in whose buffer it may still
+        /// wait). Time spent queued before that (for an in-flight slot, or behind other frames while the socket
+        /// drains) does not count, so that on a slow but healthy link a request is not failed, and retried as a
+        /// duplicate, merely for waiting its turn; ``queueTimeout`` bounds that wait. Defaults to 30 seconds.
         public var requestTimeout: Duration = .seconds(30)
+        /// How long a request or send may wait to be written to the socket.
+        ///
+        /// One still in the connection's queue this long after its submission fails with
+        /// ``TransportError/Code/requestTimeout`` and ``TransportError/mayHaveBeenDelivered`` `false` (never
+        /// written, so a retry cannot duplicate it). Frames already handed to the socket wait in its buffer; if
+        /// the socket takes none of them for this long, the peer reads nothing, and the connection is closed with
+        /// ``TransportError/Code/unresponsive`` and reopened.
+        ///
+        /// Set it above the time the slowest expected link needs to carry what can queue (``maxQueued``), or
+        /// requests fail unwritten under load (back-pressure, not loss). `nil` lets requests wait until written,
+        /// cancelled, or failed by the connection closing (see ``readTimeout``). Defaults to 60 seconds.
+        public var queueTimeout: Duration? = .seconds(60)
+        /// After this many request timeouts in a row with no response between, the connection is deemed
+        /// unresponsive (a black-holed path, a hung peer behind a live socket) and closed, to be reopened; its
+        /// pending requests fail with ``TransportError/Code/unresponsive`` (in-flight ones as possibly
+        /// delivered).
+        ///
+        /// Any response resets the count, even a late one to a request that already timed out: the peer is slow,
+        /// not gone, and a new connection would not help. Heartbeat replies do not: a peer that answers
+        /// heartbeats while requests go unanswered is still suspect. Requests that timed out unwritten
+        /// (``queueTimeout``) do not count. Values below 1 count as 1; `nil` never recycles. Defaults to 3.
+        public var recycleAfterTimeouts: Int? = 3
         /// A heartbeat is sent after this long without writing. Defaults to 30 seconds; `nil` sends none.
         public var heartbeatInterval: Duration? = .seconds(30)
         /// The peer is declared dead, and the connection closed, after this long without a byte from it.

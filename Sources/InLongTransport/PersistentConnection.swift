@@ -222,7 +222,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
 
     /// Sends `request` and returns the response whose key matches, or throws ``TransportError`` (timeout,
     /// connection lost, not connected, cancellation). Fails at once with ``TransportError/Code/notConnected``
-    /// when no connection is ready.
+    /// when no connection is ready. The `timeout` (default ``Configuration/requestTimeout``) runs from when the
+    /// request is written to the socket; the wait before that is bounded by ``Configuration/queueTimeout``.
     public func request(_ request: Codec.Outbound, timeout: Duration? = nil) async throws -> Codec.Inbound {
         guard let handle = self.state.withLock({ $0.channel }) else {
             throw TransportError(.notConnected, endpoint: nil)
@@ -385,7 +386,9 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 maxQueued: configuration.maxQueued,
                 heartbeatInterval: configuration.heartbeatInterval.map(TimeAmount.init),
                 readTimeout: configuration.readTimeout.map(TimeAmount.init),
-                maxIdleTime: configuration.maxIdleTime.map(TimeAmount.init)
+                maxIdleTime: configuration.maxIdleTime.map(TimeAmount.init),
+                queueTimeout: configuration.queueTimeout.map(TimeAmount.init),
+                recycleAfterTimeouts: configuration.recycleAfterTimeouts.map { max($0, 1) }
             ),
             maxFrameLength: configuration.maxFrameLength,
             flushThreshold: configuration.writeBufferWaterMarks.high,
@@ -475,6 +478,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         switch reason.code {
         case .heartbeatTimeout: "heartbeatTimeout"
         case .idleTimeout: "idle"
+        case .unresponsive: "unresponsive"
         case .protocolViolation: "protocolViolation"
         case .shutDown: "local"
         default: reason.underlying == nil ? "closedByPeer" : "error"

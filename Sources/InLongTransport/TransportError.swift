@@ -8,7 +8,7 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
         private enum Base: Hashable, Sendable {
             case notConnected, connectFailed, connectTimeout, connectionClosed, heartbeatTimeout, requestTimeout
             case cancelled, tooManyRequests, duplicateKey, protocolViolation, encodingFailed, shutDown
-            case noEndpoints, idleTimeout
+            case noEndpoints, idleTimeout, unresponsive
         }
 
         private let base: Base
@@ -24,7 +24,9 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
         public static let connectionClosed = Code(.connectionClosed)
         /// Nothing arrived from the peer within the read timeout; the connection was closed as dead.
         public static let heartbeatTimeout = Code(.heartbeatTimeout)
-        /// No response within the request's timeout.
+        /// No response within the request's timeout, counted from when its frame was written to the socket
+        /// (``mayHaveBeenDelivered`` is `true`); or the request waited in the connection's queue longer than the
+        /// queue timeout and was never written (``mayHaveBeenDelivered`` is `false`).
         public static let requestTimeout = Code(.requestTimeout)
         /// The awaiting task was cancelled.
         public static let cancelled = Code(.cancelled)
@@ -42,6 +44,9 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
         public static let noEndpoints = Code(.noEndpoints)
         /// The connection carried nothing for the maximum idle time and was closed, to be reopened.
         public static let idleTimeout = Code(.idleTimeout)
+        /// The connection was closed as unresponsive, to be reopened: several requests in a row timed out with no
+        /// response between, or the socket took no bytes for the queue timeout while frames waited.
+        public static let unresponsive = Code(.unresponsive)
 
         public var description: String {
             switch self.base {
@@ -59,6 +64,7 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
             case .shutDown: "shutDown"
             case .noEndpoints: "noEndpoints"
             case .idleTimeout: "idleTimeout"
+            case .unresponsive: "unresponsive"
             }
         }
     }

@@ -13,11 +13,23 @@ import Testing
         let counters: StatisticsCounters
     }
 
-    func makeFixture(heartbeat: TimeAmount? = .seconds(10), read: TimeAmount? = .seconds(30)) throws -> Fixture {
+    func makeFixture(
+        heartbeat: TimeAmount? = .seconds(10),
+        read: TimeAmount? = .seconds(30),
+        queueTimeout: TimeAmount? = nil,
+        recycleAfterTimeouts: Int? = nil
+    ) throws -> Fixture {
         let counters = StatisticsCounters()
         let (channel, loop, handler) = try makeEmbeddedHandler(
             codec: TestCodec(),
-            stateMachine: .init(maxInFlight: 4, maxQueued: 4, heartbeatInterval: heartbeat, readTimeout: read),
+            stateMachine: .init(
+                maxInFlight: 4,
+                maxQueued: 4,
+                heartbeatInterval: heartbeat,
+                readTimeout: read,
+                queueTimeout: queueTimeout,
+                recycleAfterTimeouts: recycleAfterTimeouts
+            ),
             maxFrameLength: 1024,
             counters: counters
         )
@@ -105,6 +117,78 @@ import Testing
         _ = try? fixture.channel.finish()
     }
 
+    /// A request held back by a full socket (not writable) for longer than its timeout is not failed: its timeout
+    /// starts once its frame is written.
+    @Test func aRequestWaitingForTheSocketTimesOutOnlyAfterItIsWritten() throws {
+        let fixture = try self.makeFixture(heartbeat: nil, read: nil)
+        fixture.channel.isWritable = false
+        fixture.channel.pipeline.fireChannelWritabilityChanged()
+        let promise = fixture.loop.makePromise(of: TestFrame.self)
+        let outcome = Outcome(promise.futureResult)
+        fixture.handler.submitRequest(.request(7), promise: promise, timeout: .seconds(5))
+        fixture.loop.advanceTime(by: .seconds(20))
+        #expect(outcome.error == nil)
+        fixture.channel.isWritable = true
+        fixture.channel.pipeline.fireChannelWritabilityChanged()
+        fixture.loop.run()
+        #expect(try self.readFrame(fixture.channel)?.key == 7)
+        fixture.loop.advanceTime(by: .seconds(4))
+        #expect(outcome.error == nil)
+        fixture.loop.advanceTime(by: .seconds(1))
+        #expect(outcome.error.map { $0.code == .requestTimeout && $0.mayHaveBeenDelivered } == true)
+        _ = try? fixture.channel.finish()
+    }
+
+    @Test func aRequestNeverWrittenFailsUndeliveredAfterTheQueueTimeout() throws {
+        let fixture = try self.makeFixture(heartbeat: nil, read: nil, queueTimeout: .seconds(30))
+        fixture.channel.isWritable = false
+        fixture.channel.pipeline.fireChannelWritabilityChanged()
+        let promise = fixture.loop.makePromise(of: TestFrame.self)
+        let outcome = Outcome(promise.futureResult)
+        fixture.handler.submitRequest(.request(7), promise: promise, timeout: .seconds(5))
+        fixture.loop.advanceTime(by: .seconds(29))
+        #expect(outcome.error == nil)
+        fixture.loop.advanceTime(by: .seconds(1))
+        #expect(outcome.error.map { $0.code == .requestTimeout && !$0.mayHaveBeenDelivered } == true)
+        #expect(fixture.counters.snapshot().inFlight == 0)
+        #expect(fixture.channel.isActive)
+        _ = try? fixture.channel.finish()
+    }
+
+    /// Three requests in a row time out: the connection is closed as unresponsive, and the request still in
+    /// flight fails with that reason, as possibly delivered.
+    @Test func consecutiveTimeoutsCloseTheChannelAsUnresponsive() throws {
+        let fixture = try self.makeFixture(heartbeat: nil, read: nil, recycleAfterTimeouts: 3)
+        let long = fixture.loop.makePromise(of: TestFrame.self)
+        let longOutcome = Outcome(long.futureResult)
+        fixture.handler.submitRequest(.request(100), promise: long, timeout: .minutes(5))
+        for key in 1...3 {
+            let promise = fixture.loop.makePromise(of: TestFrame.self)
+            let outcome = Outcome(promise.futureResult)
+            fixture.handler.submitRequest(.request(UInt32(key)), promise: promise, timeout: .seconds(1))
+            fixture.loop.run()
+            #expect(fixture.channel.isActive)
+            fixture.loop.advanceTime(by: .seconds(1))
+            #expect(outcome.error?.code == .requestTimeout)
+        }
+        #expect(!fixture.channel.isActive)
+        #expect(longOutcome.error.map { $0.code == .unresponsive && $0.mayHaveBeenDelivered } == true)
+    }
+
+    @Test func aResponseBetweenTimeoutsKeepsTheChannel() throws {
+        let fixture = try self.makeFixture(heartbeat: nil, read: nil, recycleAfterTimeouts: 2)
+        for key in 1...4 {
+            fixture.handler.submitRequest(.request(UInt32(key)), promise: fixture.loop.makePromise(), timeout: .seconds(1))
+            fixture.loop.run()
+            fixture.loop.advanceTime(by: .seconds(1))
+            // A late response after each timeout: the peer is slow, not gone.
+            try fixture.channel.writeInbound(TestFrame.response(UInt32(key)).bytes)
+        }
+        #expect(fixture.channel.isActive)
+        #expect(fixture.counters.snapshot().requestsTimedOut == 4)
+        _ = try? fixture.channel.finish()
+    }
+
     @Test func responsesCompleteRequestsAndFramesWrittenInOneTickShareAFlush() throws {
         let fixture = try self.makeFixture(heartbeat: nil, read: nil)
         let promises = (0..<3).map { _ in fixture.loop.makePromise(of: TestFrame.self) }
@@ -143,6 +227,21 @@ import Testing
             try promise.futureResult.wait()
         } throws: { error in
             (error as! TransportError).code == .protocolViolation
+        }
+    }
+}
+
+/// The outcome of a future on the embedded loop, read without waiting.
+final class Outcome<Value: Sendable>: @unchecked Sendable {
+    private(set) var value: Value?
+    private(set) var error: TransportError?
+
+    init(_ future: EventLoopFuture<Value>) {
+        future.whenComplete { result in
+            switch result {
+            case .success(let value): self.value = value
+            case .failure(let error): self.error = error as? TransportError
+            }
         }
     }
 }

@@ -54,15 +54,12 @@ import Testing
         guard case .unmatchedResponse = machine.responseReceived(key: 9, now: Self.t0).0 else { Issue.record(); return }
     }
 
-    @Test func timeoutOfAnInFlightRequestMayHaveBeenDelivered() {
-        var machine = self.makeMachine(maxInFlight: 1)
-        _ = machine.requestSubmitted(key: 1, pending: "a", now: Self.t0)
-        _ = machine.requestSubmitted(key: 2, pending: "b", now: Self.t0)
-        // The queued one times out: never written.
-        guard case .fail("b", let queued) = machine.requestTimedOut(key: 2, now: Self.t0).0 else { Issue.record(); return }
-        #expect(queued.code == .requestTimeout && !queued.mayHaveBeenDelivered)
-        guard case .fail("a", let inFlight) = machine.requestTimedOut(key: 1, now: Self.t0).0 else { Issue.record(); return }
-        #expect(inFlight.code == .requestTimeout && inFlight.mayHaveBeenDelivered)
+    @Test func timeoutOfAWrittenRequestMayHaveBeenDelivered() {
+        var machine = self.makeMachine()
+        _ = machine.requestSubmitted(key: 1, pending: "a", timeout: .seconds(5), now: Self.t0)
+        _ = machine.frameWritten(now: Self.t0)
+        guard case .fail("a", let error) = machine.requestTimedOut(key: 1, now: Self.t0 + .seconds(5)).0 else { Issue.record(); return }
+        #expect(error.code == .requestTimeout && error.mayHaveBeenDelivered)
         // The late response matches nothing.
         guard case .unmatchedResponse = machine.responseReceived(key: 1, now: Self.t0).0 else { Issue.record(); return }
     }
@@ -148,4 +145,14 @@ import Testing
 
 extension ConnectionStateMachine.Action {
     var isNone: Bool { if case .none = self { true } else { false } }
+
+    /// The request and deadline of a `.scheduleRequestTimeout`.
+    var requestTimeout: (Key, NIODeadline)? {
+        if case .scheduleRequestTimeout(let key, let deadline) = self { (key, deadline) } else { nil }
+    }
+
+    /// The error of a `.close`.
+    var closeCode: TransportError.Code? {
+        if case .close(let error) = self { error.code } else { nil }
+    }
 }

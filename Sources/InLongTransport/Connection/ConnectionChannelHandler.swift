@@ -4,8 +4,8 @@ import Synchronization
 import NIOCore
 
 /// Drives a ``ConnectionStateMachine`` on the event loop: splits inbound bytes into frames with the codec,
-/// completes requests, writes with coalesced flushes, runs the request and idle timers. Callers reach it on its
-/// event loop only (through `NIOLoopBound`).
+/// completes requests, writes with coalesced flushes, reports completed writes (which start request timeouts),
+/// runs the request and idle timers. Callers reach it on its event loop only (through `NIOLoopBound`).
 final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -28,7 +28,6 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
 
         var bytes: ByteBuffer
         var completion: Completion
-        var timeout: Scheduled<Void>?
     }
 
     private typealias StateMachine = ConnectionStateMachine<Codec.Key, Operation>
@@ -49,7 +48,11 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     private var outboundFrames = 0
     /// Bytes written to the channel since its last flush.
     private var unflushedBytes = 0
+    /// State-machine items (requests and sends) in `outbound`, reported written when its write completes.
+    private var outboundItems = 0
     private var writtenCompletions: [EventLoopPromise<Void>] = []
+    /// The timeouts of written requests, started when their frames were written to the socket.
+    private var requestTimers: [Codec.Key: Scheduled<Void>] = [:]
     private var flushScheduled = false
     private var idleTimer: Scheduled<Void>?
     private var drainTimer: Scheduled<Void>?
@@ -86,22 +89,16 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
 
     // MARK: API (on the event loop)
 
+    /// Submits a request; its `timeout` runs from when its frame is written to the socket.
     func submitRequest(_ frame: Codec.Outbound, promise: EventLoopPromise<Codec.Inbound>, timeout: TimeAmount?) {
-        guard let context = self.context, let bytes = self.encode(frame, promise: promise) else {
+        guard self.context != nil, let bytes = self.encode(frame, promise: promise) else {
             promise.fail(self.error(.notConnected))
             return
         }
-        let key = self.codec.key(of: frame)
-        var operation = Operation(bytes: bytes, completion: .response(promise))
-        if let timeout {
-            operation.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
-                guard let self else { return }
-                let (first, second) = self.stateMachine.requestTimedOut(key: key, now: self.now)
-                self.run(first)
-                self.run(second)
-            }
-        }
-        self.run(self.stateMachine.requestSubmitted(key: key, pending: operation, now: self.now))
+        let operation = Operation(bytes: bytes, completion: .response(promise))
+        self.run(
+            self.stateMachine.requestSubmitted(key: self.codec.key(of: frame), pending: operation, timeout: timeout, now: self.now)
+        )
     }
 
     func submitSend(_ frame: Codec.Outbound, promise: EventLoopPromise<Void>?) {
@@ -114,6 +111,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
 
     func cancelRequest(key: Codec.Key) {
         let (first, second) = self.stateMachine.requestCancelled(key: key, now: self.now)
+        if case .fail = first { self.requestTimers.removeValue(forKey: key)?.cancel() }
         self.run(first)
         self.run(second)
     }
@@ -235,7 +233,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         case .response(let key):
             let (first, second) = self.stateMachine.responseReceived(key: key, now: now)
             if case .succeed(let operation) = first {
-                operation.timeout?.cancel()
+                self.requestTimers.removeValue(forKey: key)?.cancel()
                 self.counters.requestsSucceeded.add(1, ordering: .relaxed)
                 self.counters.inFlight.subtract(1, ordering: .relaxed)
                 self.metrics.requestsSucceeded.increment()
@@ -279,12 +277,15 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         self.drainTimer?.cancel()
         let reason = self.closeReason ?? self.error(.connectionClosed)
         if self.closeReason == nil { self.closeReason = reason }
+        for timer in self.requestTimers.values { timer.cancel() }
+        self.requestTimers.removeAll()
         let (inFlight, queued) = self.stateMachine.closed()
         for operation in inFlight { self.complete(operation, with: reason.delivered(true)) }
         for item in queued { self.complete(item.pending, with: reason.delivered(false)) }
         for promise in self.writtenCompletions { promise.fail(reason.delivered(true)) }
         self.writtenCompletions.removeAll()
         self.outbound = nil
+        self.outboundItems = 0
         self.unflushedBytes = 0
         context.fireChannelInactive()
     }
@@ -321,6 +322,18 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
             self.scheduleIdleCheck(at: nextCheck)
         case .scheduleIdleCheck(let deadline):
             self.scheduleIdleCheck(at: deadline)
+        case .scheduleRequestTimeout(let key, let deadline):
+            guard let context = self.context else { return }
+            self.requestTimers[key] = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
+                guard let self else { return }
+                self.requestTimers.removeValue(forKey: key)
+                let (first, second) = self.stateMachine.requestTimedOut(key: key, now: self.now)
+                self.run(first)
+                self.run(second)
+            }
+        case .expire(let items, let nextCheck):
+            for item in items { self.complete(item.pending, with: self.error(.requestTimeout)) }
+            self.scheduleIdleCheck(at: nextCheck)
         case .close(let error):
             self.close(self.with(error))
         }
@@ -344,7 +357,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         case .written(let promise):
             written = promise
         }
-        self.appendOutbound(operation.bytes, completion: written)
+        self.appendOutbound(operation.bytes, completion: written, isItem: true)
     }
 
     /// Frames at least this large are written as they are; smaller ones are copied together, so that the small
@@ -352,12 +365,13 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     private static var coalescingLimit: Int { 16 << 10 }
 
     /// Writes frames, coalescing small ones, and flushes once per event-loop tick (or at the flush threshold).
-    private func appendOutbound(_ bytes: ByteBuffer, completion: EventLoopPromise<Void>? = nil) {
+    /// `isItem` marks a state-machine item, whose write is reported to it.
+    private func appendOutbound(_ bytes: ByteBuffer, completion: EventLoopPromise<Void>? = nil, isItem: Bool = false) {
         self.outboundFrames += 1
         if bytes.readableBytes >= Self.coalescingLimit {
             self.writeCoalesced()
             if let completion { self.writtenCompletions.append(completion) }
-            self.write(bytes)
+            self.write(bytes, items: isItem ? 1 : 0)
         } else {
             if self.outbound == nil {
                 self.outbound = bytes
@@ -365,6 +379,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
                 self.outbound!.writeImmutableBuffer(bytes)
             }
             if let completion { self.writtenCompletions.append(completion) }
+            if isItem { self.outboundItems += 1 }
             if self.outbound!.readableBytes >= Self.coalescingLimit * 4 { self.writeCoalesced() }
         }
         if self.unflushedBytes + (self.outbound?.readableBytes ?? 0) >= self.configuration.flushThreshold {
@@ -379,26 +394,42 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     private func writeCoalesced() {
         guard let buffer = self.outbound else { return }
         self.outbound = nil
-        self.write(buffer)
+        let items = self.outboundItems
+        self.outboundItems = 0
+        self.write(buffer, items: items)
     }
 
-    /// Writes without flushing; completions collected so far complete with this write (writes complete in order).
-    private func write(_ buffer: ByteBuffer) {
+    /// Writes without flushing; completions collected so far complete with this write (writes complete in order),
+    /// and the state machine learns that the `items` it holds were written, so their timeouts start. One promise
+    /// covers every frame of a coalesced write.
+    private func write(_ buffer: ByteBuffer, items: Int) {
         guard let context = self.context else { return }
         self.counters.bytesOut.add(buffer.readableBytes, ordering: .relaxed)
         self.metrics.bytesOut.increment(by: Int64(buffer.readableBytes))
         self.unflushedBytes += buffer.readableBytes
-        if self.writtenCompletions.isEmpty {
+        if self.writtenCompletions.isEmpty, items == 0 {
             context.write(self.wrapOutboundOut(buffer), promise: nil)
             return
         }
-        let completions = self.writtenCompletions
-        self.writtenCompletions.removeAll(keepingCapacity: true)
+        var completions: [EventLoopPromise<Void>] = []
+        if !self.writtenCompletions.isEmpty {
+            completions = self.writtenCompletions
+            self.writtenCompletions.removeAll(keepingCapacity: true)
+        }
         let promise = context.eventLoop.makePromise(of: Void.self)
-        promise.futureResult.whenComplete { result in
+        promise.futureResult.assumeIsolated().whenComplete { [weak self] result in
             for completion in completions { completion.completeWith(result) }
+            self?.written(items: items, result: result)
         }
         context.write(self.wrapOutboundOut(buffer), promise: promise)
+    }
+
+    /// A write completed: the socket took it, and the requests in it start their timeouts. A write fails only
+    /// when the channel closes (NIO closes it on a socket error), which fails the requests in it.
+    private func written(items: Int, result: Result<Void, any Error>) {
+        guard case .success = result else { return }
+        let now = self.now
+        for _ in 0..<items { self.run(self.stateMachine.frameWritten(now: now)) }
     }
 
     private func flushOutbound() {
@@ -414,7 +445,6 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     }
 
     private func complete(_ operation: Operation, with error: TransportError) {
-        operation.timeout?.cancel()
         switch operation.completion {
         case .response(let promise):
             if error.mayHaveBeenDelivered { self.counters.inFlight.subtract(1, ordering: .relaxed) }

@@ -2,9 +2,13 @@ import DequeModule
 import NIOCore
 
 /// The per-channel logic of a persistent connection: pending requests by key, the in-flight cap, writability,
-/// heartbeats and dead-peer detection, draining and close. Pure: the channel handler feeds it events with the
-/// current time and performs the returned actions. `Pending` is whatever the driver needs to complete a request
-/// (a promise, in production).
+/// request timeouts, heartbeats and dead-peer detection, draining and close. Pure: the channel handler feeds it
+/// events with the current time and performs the returned actions. `Pending` is whatever the driver needs to
+/// complete a request (a promise, in production).
+///
+/// A request's timeout runs from the moment its frame is written to the socket (``frameWritten(now:)``), not from
+/// its submission: on a slow link a request may wait behind others for a long time and still be delivered. Waiting
+/// is bounded separately by ``Configuration/queueTimeout``.
 struct ConnectionStateMachine<Key: Hashable, Pending> {
     struct Configuration {
         /// Requests awaiting a response at once; more wait in the queue.
@@ -18,6 +22,13 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         /// The connection is closed (to be reopened) after this long without a request or send, heartbeats
         /// aside, when nothing is pending; `nil` keeps idle connections.
         var maxIdleTime: TimeAmount? = nil
+        /// A queued item not handed to the channel this long after its submission fails unwritten; frames the
+        /// channel holds while the socket takes none of them for this long close the connection as unresponsive.
+        /// `nil`: items wait until written, cancelled or the connection closes.
+        var queueTimeout: TimeAmount? = nil
+        /// This many request timeouts in a row, with no response between, close the connection as unresponsive;
+        /// `nil` never does.
+        var recycleAfterTimeouts: Int? = nil
     }
 
     enum Item {
@@ -41,6 +52,11 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         /// Write a heartbeat, then schedule the idle check at the deadline.
         case sendHeartbeat(nextCheck: NIODeadline)
         case scheduleIdleCheck(NIODeadline)
+        /// The request's frame was written: its timeout fires at the deadline (unless it completes first).
+        case scheduleRequestTimeout(Key, NIODeadline)
+        /// Fail these items with a request timeout (they waited in the queue too long and were never written),
+        /// then schedule the idle check at the deadline.
+        case expire([Item], nextCheck: NIODeadline)
         /// Close the channel; pending requests are failed by the later ``closed(error:)``.
         case close(TransportError)
     }
@@ -49,13 +65,36 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         case active
         /// No new requests; close once the last in-flight request completes.
         case draining
+        /// A close was asked for (the connection is unresponsive): no new requests, pending ones fail at close.
+        case closing
         case closed
+    }
+
+    /// A request handed to the channel.
+    struct InFlight {
+        var pending: Pending
+        var timeout: TimeAmount?
+        /// Tells this request from an earlier one with the same key whose frame may still be on its way.
+        var sequence: UInt64
+    }
+
+    /// An item waiting for an in-flight slot or for writability.
+    private struct Queued {
+        var item: Item
+        var timeout: TimeAmount?
+        var submittedAt: NIODeadline
+    }
+
+    /// An item handed to the channel whose write has not completed; `key` is `nil` for a send.
+    private struct Unwritten {
+        var key: Key?
+        var sequence: UInt64
     }
 
     private let configuration: Configuration
     private var state: State = .active
-    private(set) var inFlight: [Key: Pending] = [:]
-    private var queue: Deque<Item> = []
+    private(set) var inFlight: [Key: InFlight] = [:]
+    private var queue: Deque<Queued> = []
     /// The keys of queued requests, so a duplicate is found without scanning the queue.
     private var queuedKeys: Set<Key> = []
     private var isWritable = true
@@ -64,12 +103,20 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     /// The last write of the application's (a heartbeat is not one).
     private var lastUse: NIODeadline
     private var heartbeatSentAt: NIODeadline?
+    /// Items handed to the channel, in order, until their writes complete (writes complete in order).
+    private var unwritten: Deque<Unwritten> = []
+    private var nextSequence: UInt64 = 0
+    /// The last time the socket took a frame, or the first frame began to wait for it when none was waiting.
+    private var writeProgressAt: NIODeadline
+    /// Request timeouts since the last response.
+    private(set) var consecutiveTimeouts = 0
 
     init(configuration: Configuration, now: NIODeadline) {
         self.configuration = configuration
         self.lastRead = now
         self.lastWrite = now
         self.lastUse = now
+        self.writeProgressAt = now
     }
 
     var queuedCount: Int { self.queue.count }
@@ -77,17 +124,18 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
 
     // MARK: Outbound
 
-    mutating func requestSubmitted(key: Key, pending: Pending, now: NIODeadline) -> Action {
-        self.submit(.request(key, pending), now: now)
+    /// A request was submitted; `timeout` (none if `nil`) will run from when its frame is written.
+    mutating func requestSubmitted(key: Key, pending: Pending, timeout: TimeAmount? = nil, now: NIODeadline) -> Action {
+        self.submit(.request(key, pending), timeout: timeout, now: now)
     }
 
     mutating func sendSubmitted(pending: Pending, now: NIODeadline) -> Action {
-        self.submit(.send(pending), now: now)
+        self.submit(.send(pending), timeout: nil, now: now)
     }
 
-    private mutating func submit(_ item: Item, now: NIODeadline) -> Action {
+    private mutating func submit(_ item: Item, timeout: TimeAmount?, now: NIODeadline) -> Action {
         switch self.state {
-        case .draining, .closed:
+        case .draining, .closing, .closed:
             return .reject(item, TransportError(.notConnected))
         case .active:
             break
@@ -96,13 +144,13 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
             return .reject(item, TransportError(.duplicateKey))
         }
         if self.queue.isEmpty, self.isWritable, self.canStart(item) {
-            self.start(item, now: now)
+            self.start(item, timeout: timeout, now: now)
             return .write([item])
         }
         guard self.queue.count < self.configuration.maxQueued else {
             return .reject(item, TransportError(.tooManyRequests))
         }
-        self.queue.append(item)
+        self.queue.append(Queued(item: item, timeout: timeout, submittedAt: now))
         if case .request(let key, _) = item { self.queuedKeys.insert(key) }
         return .none
     }
@@ -114,8 +162,18 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         }
     }
 
-    private mutating func start(_ item: Item, now: NIODeadline) {
-        if case .request(let key, let pending) = item { self.inFlight[key] = pending }
+    /// Hands the item to the channel: the driver writes it, and reports its write with ``frameWritten(now:)``.
+    private mutating func start(_ item: Item, timeout: TimeAmount?, now: NIODeadline) {
+        let sequence = self.nextSequence
+        self.nextSequence &+= 1
+        if self.unwritten.isEmpty { self.writeProgressAt = now }
+        switch item {
+        case .request(let key, let pending):
+            self.inFlight[key] = InFlight(pending: pending, timeout: timeout, sequence: sequence)
+            self.unwritten.append(Unwritten(key: key, sequence: sequence))
+        case .send:
+            self.unwritten.append(Unwritten(key: nil, sequence: sequence))
+        }
         self.lastWrite = now
         self.lastUse = now
     }
@@ -123,13 +181,23 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     /// Moves queued items to the wire while slots and writability allow, keeping their order.
     private mutating func dequeueStartable(now: NIODeadline) -> [Item] {
         var started: [Item] = []
-        while self.isWritable, let first = self.queue.first, self.canStart(first) {
+        while self.isWritable, let first = self.queue.first, self.canStart(first.item) {
             self.queue.removeFirst()
-            if case .request(let key, _) = first { self.queuedKeys.remove(key) }
-            self.start(first, now: now)
-            started.append(first)
+            if case .request(let key, _) = first.item { self.queuedKeys.remove(key) }
+            self.start(first.item, timeout: first.timeout, now: now)
+            started.append(first.item)
         }
         return started
+    }
+
+    /// The oldest item handed to the channel has been written to the socket: a request's timeout starts now.
+    mutating func frameWritten(now: NIODeadline) -> Action {
+        guard let frame = self.unwritten.popFirst() else { return .none }
+        self.writeProgressAt = now
+        guard let key = frame.key, let entry = self.inFlight[key], entry.sequence == frame.sequence,
+            let timeout = entry.timeout
+        else { return .none }
+        return .scheduleRequestTimeout(key, now + timeout)
     }
 
     mutating func writabilityChanged(isWritable: Bool, now: NIODeadline) -> Action {
@@ -152,9 +220,14 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     }
 
     /// A response for `key` arrived. Returns the completion plus any queued items that can now start.
+    ///
+    /// Any response, even a late one that matches nothing, shows the peer answers requests: the count of
+    /// consecutive timeouts starts over. Heartbeat replies do not: a peer that answers heartbeats while requests
+    /// go unanswered (a stuck request path behind a live socket) stays suspect.
     mutating func responseReceived(key: Key, now: NIODeadline) -> (Action, Action) {
-        guard let pending = self.inFlight.removeValue(forKey: key) else { return (.unmatchedResponse, .none) }
-        return (.succeed(pending), self.afterSlotFreed(now: now))
+        self.consecutiveTimeouts = 0
+        guard let entry = self.inFlight.removeValue(forKey: key) else { return (.unmatchedResponse, .none) }
+        return (.succeed(entry.pending), self.afterSlotFreed(now: now))
     }
 
     mutating func heartbeatReplyReceived(now: NIODeadline) -> Action {
@@ -169,16 +242,29 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
             return items.isEmpty ? .none : .write(items)
         case .draining:
             return self.inFlight.isEmpty ? .close(TransportError(.shutDown)) : .none
-        case .closed:
+        case .closing, .closed:
             return .none
         }
     }
 
     // MARK: Timers
 
-    /// The request's timeout fired: fail it whether it is in flight (may have been delivered) or still queued.
+    /// The request's timeout fired (it was written, so it may have been delivered). Enough of these in a row
+    /// close the connection as unresponsive, for the driver to open a fresh one.
     mutating func requestTimedOut(key: Key, now: NIODeadline) -> (Action, Action) {
-        self.removeRequest(key: key, error: TransportError(.requestTimeout), now: now)
+        guard let entry = self.inFlight.removeValue(forKey: key) else { return (.none, .none) }
+        let failure = Action.fail(entry.pending, TransportError(.requestTimeout, mayHaveBeenDelivered: true))
+        self.consecutiveTimeouts += 1
+        if let limit = self.configuration.recycleAfterTimeouts, self.consecutiveTimeouts >= limit {
+            switch self.state {
+            case .active, .draining:
+                self.state = .closing
+                return (failure, .close(TransportError(.unresponsive)))
+            case .closing, .closed:
+                break
+            }
+        }
+        return (failure, self.afterSlotFreed(now: now))
     }
 
     /// The awaiting task was cancelled.
@@ -187,22 +273,43 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     }
 
     private mutating func removeRequest(key: Key, error: TransportError, now: NIODeadline) -> (Action, Action) {
-        if let pending = self.inFlight.removeValue(forKey: key) {
-            return (.fail(pending, error.delivered(true)), self.afterSlotFreed(now: now))
+        if let entry = self.inFlight.removeValue(forKey: key) {
+            return (.fail(entry.pending, error.delivered(true)), self.afterSlotFreed(now: now))
         }
-        if self.queuedKeys.remove(key) != nil, let index = self.queue.firstIndex(where: { $0.key == key }),
-            case .request(_, let pending) = self.queue.remove(at: index)
+        if self.queuedKeys.remove(key) != nil, let index = self.queue.firstIndex(where: { $0.item.key == key }),
+            case .request(_, let pending) = self.queue.remove(at: index).item
         {
             return (.fail(pending, error.delivered(false)), .none)
         }
         return (.none, .none)
     }
 
-    /// The idle timer fired: declare the peer dead, send a heartbeat, or wait until the next deadline.
+    /// The idle timer fired: declare the peer dead or the socket stuck, fail items that waited too long in the
+    /// queue, send a heartbeat, or wait until the next deadline.
     mutating func idleCheck(now: NIODeadline) -> Action {
-        guard case .closed = self.state else {
+        switch self.state {
+        case .closing, .closed:
+            return .none
+        case .active, .draining:
             if let readTimeout = self.configuration.readTimeout, now - self.lastRead >= readTimeout {
                 return .close(TransportError(.heartbeatTimeout))
+            }
+            if let queueTimeout = self.configuration.queueTimeout {
+                // Frames wait in the channel and the socket took none for that long: the peer reads nothing.
+                if !self.unwritten.isEmpty, now - self.writeProgressAt >= queueTimeout {
+                    self.state = .closing
+                    return .close(TransportError(.unresponsive))
+                }
+                // The queue is in submission order, so the expired items are at its front.
+                var expired: [Item] = []
+                while let first = self.queue.first, now - first.submittedAt >= queueTimeout {
+                    self.queue.removeFirst()
+                    if case .request(let key, _) = first.item { self.queuedKeys.remove(key) }
+                    expired.append(first.item)
+                }
+                if !expired.isEmpty {
+                    return .expire(expired, nextCheck: self.nextIdleDeadline(assumingWriteAt: self.lastWrite, now: now))
+                }
             }
             if let maxIdleTime = self.configuration.maxIdleTime, case .active = self.state, now - self.lastUse >= maxIdleTime,
                 self.inFlight.isEmpty, self.queue.isEmpty
@@ -216,13 +323,15 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
             }
             return self.nextIdleCheck(now: now)
         }
-        return .none
     }
 
     /// When the idle timer should fire next.
     func nextIdleCheck(now: NIODeadline) -> Action {
         let configuration = self.configuration
-        guard configuration.readTimeout != nil || configuration.heartbeatInterval != nil || configuration.maxIdleTime != nil else {
+        guard
+            configuration.readTimeout != nil || configuration.heartbeatInterval != nil
+                || configuration.maxIdleTime != nil || configuration.queueTimeout != nil
+        else {
             return .none
         }
         return .scheduleIdleCheck(self.nextIdleDeadline(assumingWriteAt: self.lastWrite, now: now))
@@ -237,6 +346,13 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
             let due = self.lastUse + maxIdleTime
             deadline = min(deadline, due > now ? due : now + maxIdleTime)
         }
+        if let queueTimeout = self.configuration.queueTimeout {
+            // At least once a period, so that an item that begins to wait after this check is seen in time (its
+            // own deadline is later than the next check's, which then schedules it exactly).
+            deadline = min(deadline, now + queueTimeout)
+            if !self.unwritten.isEmpty { deadline = min(deadline, self.writeProgressAt + queueTimeout) }
+            if let first = self.queue.first { deadline = min(deadline, first.submittedAt + queueTimeout) }
+        }
         return deadline
     }
 
@@ -246,7 +362,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     mutating func drainRequested() -> ([Item], Action) {
         guard case .active = self.state else { return ([], .none) }
         self.state = .draining
-        let unstarted = Array(self.queue)
+        let unstarted = self.queue.map(\.item)
         self.queue.removeAll()
         self.queuedKeys.removeAll()
         return (unstarted, self.inFlight.isEmpty ? .close(TransportError(.shutDown)) : .none)
@@ -255,11 +371,12 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     /// The channel closed: everything still pending fails. In-flight requests may have been delivered.
     mutating func closed() -> (inFlight: [Pending], queued: [Item]) {
         self.state = .closed
-        let inFlight = Array(self.inFlight.values)
-        let queued = Array(self.queue)
+        let inFlight = self.inFlight.values.map(\.pending)
+        let queued = self.queue.map(\.item)
         self.inFlight.removeAll()
         self.queue.removeAll()
         self.queuedKeys.removeAll()
+        self.unwritten.removeAll()
         return (inFlight, queued)
     }
 }

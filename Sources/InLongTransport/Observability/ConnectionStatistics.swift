@@ -6,7 +6,8 @@ public struct ConnectionStatistics: Hashable, Sendable {
     public var connects = 0
     /// Failed connect attempts.
     public var connectFailures = 0
-    /// Disconnects by reason (`closedByPeer`, `heartbeatTimeout`, `protocolViolation`, `idle`, `error`, `local`).
+    /// Disconnects by reason (`closedByPeer`, `heartbeatTimeout`, `unresponsive`, `protocolViolation`, `idle`,
+    /// `error`, `local`).
     public var disconnects: [String: Int] = [:]
     public var framesOut = 0
     public var framesIn = 0
@@ -16,6 +17,8 @@ public struct ConnectionStatistics: Hashable, Sendable {
     public var requestsSucceeded = 0
     /// Requests failed for any reason other than a timeout.
     public var requestsFailed = 0
+    /// Requests failed with ``TransportError/Code/requestTimeout``: unanswered within their timeout after being
+    /// written, or never written within the queue timeout.
     public var requestsTimedOut = 0
     /// Requests awaiting a response now.
     public var inFlight = 0
