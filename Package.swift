@@ -165,6 +165,7 @@ let package = Package(
             name: "InLongTransportTests",
             dependencies: [
                 "InLongTransport",
+                "InLongTestUtils",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

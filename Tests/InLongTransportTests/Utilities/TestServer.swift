@@ -8,6 +8,8 @@ final class TestServer: Sendable {
     enum Behavior: Sendable, Equatable {
         /// Answer every request with a response of the same key and payload; answer heartbeats.
         case echo
+        /// Answer every request with an empty response of the same key; answer heartbeats.
+        case acknowledge
         /// Accept, then close at once.
         case acceptThenClose
         /// Read everything, answer nothing (a half-open or hung peer).
@@ -138,6 +140,8 @@ private final class ServerHandler: ChannelInboundHandler {
         switch behavior {
         case .echo:
             context.writeAndFlush(self.wrapOutboundOut(response.bytes), promise: nil)
+        case .acknowledge:
+            context.writeAndFlush(self.wrapOutboundOut(TestFrame.response(frame.key).bytes), promise: nil)
         case .acceptThenClose, .silent, .stopReading:
             break
         case .slow(let delay):
