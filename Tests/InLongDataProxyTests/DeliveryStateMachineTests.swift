@@ -261,6 +261,7 @@ import Testing
         #expect(Machine.code(of: TransportError(.tooManyRequests)) == .notConnected)
         #expect(Machine.code(of: TransportError(.connectionClosed)) == .connectionLost)
         #expect(Machine.code(of: TransportError(.heartbeatTimeout)) == .connectionLost)
+        #expect(Machine.code(of: TransportError(.unresponsive)) == .connectionLost)
         #expect(Machine.code(of: TransportError(.protocolViolation)) == .connectionFailed)
     }
 

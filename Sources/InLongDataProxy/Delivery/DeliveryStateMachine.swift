@@ -369,7 +369,7 @@ struct DeliveryStateMachine<Waiter> {
         switch failure.code {
         case .requestTimeout: .requestTimeout
         case .notConnected, .tooManyRequests, .noEndpoints, .shutDown: .notConnected
-        case .connectionClosed, .heartbeatTimeout, .idleTimeout, .connectFailed, .connectTimeout: .connectionLost
+        case .connectionClosed, .heartbeatTimeout, .idleTimeout, .connectFailed, .connectTimeout, .unresponsive: .connectionLost
         default: .connectionFailed
         }
     }
