@@ -32,7 +32,7 @@ struct AgentWorkspace: ~Copyable {
     /// Appends raw text.
     func write(_ text: String, to name: String) throws {
         let path = self.path(name)
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         let handle = try #require(FileHandle(forWritingAtPath: path))
         defer { try? handle.close() }
         try handle.seekToEnd()

@@ -1,0 +1,120 @@
+import CoreMetrics
+import InLongTransport
+import InLongWire
+import NIOCore
+import Synchronization
+
+/// Sending ready jobs to connections, in order, and feeding their outcomes back.
+extension DataProxyClient {
+    /// Submits ready jobs in order, from one task, so that batches of a stream go out in the order they were
+    /// sealed; acks are awaited in child tasks. Returns once the client closed and every record ended, or when
+    /// cancelled.
+    func dispatchLoop(pool: ConnectionPool<DataProxyCodec>, group: inout DiscardingTaskGroup) async {
+        // Compression output, reused by every batch: only the exact-size frame is allocated per batch.
+        var scratch = ByteBuffer()
+        for await _ in self.wakeups {
+            if self.withMachineState({ $0.isFinished }) { return }
+            // Popped one by one, so that the queue's length tells senders how far behind this loop is.
+            while let next = self.withMachine({ $0.nextJob(now: .now) }) {
+                guard self.dispatch(next.job, avoiding: next.avoiding, pool: pool, scratch: &scratch, group: &group) else {
+                    // No connection ready (starting, or every proxy down): look again shortly.
+                    group.addTask {
+                        try? await Task.sleep(for: .milliseconds(20))
+                        self.wake.yield()
+                    }
+                    break
+                }
+            }
+        }
+    }
+
+    /// Encodes and submits one job; `false` when no connection could take it (it is back in the queue).
+    func dispatch(
+        _ job: DeliveryJob,
+        avoiding: Set<Endpoint>,
+        pool: ConnectionPool<DataProxyCodec>,
+        scratch: inout ByteBuffer,
+        group: inout DiscardingTaskGroup
+    ) -> Bool {
+        var job = job
+        // The frame holds the records once encoded (a failure report decodes them from it): the block goes back
+        // to the accumulator, so memory holds what is on its way rather than twice that.
+        var spentBlock: ByteBuffer?
+        if job.frame == nil {
+            do {
+                job.frame = try self.encode(job, scratch: &scratch)
+                spentBlock = job.batch.block
+                job.batch.block = ByteBuffer()
+            } catch {
+                self.withMachine { ((), $0.encodingFailed(job, "\(error)")) }
+                return true
+            }
+        }
+        let frame = job.frame!
+        let connection: PersistentConnection<DataProxyCodec>
+        let future: EventLoopFuture<InLongResponse>
+        do {
+            (connection, future) = try pool.submit(.data(uniq: job.uniq, frame: frame), avoiding: avoiding)
+        } catch {
+            self.withMachine { ((), $0.notSubmitted(job, spentBlock: spentBlock)) }
+            return false
+        }
+        let id = job.id
+        let records = job.batch.recordCount
+        let metrics = self.counters.streamMetrics(group: job.batch.key.group, stream: job.batch.key.stream)
+        self.withMachineState { $0.submitted(job, to: connection.configuration.endpoints.first, now: .now, spentBlock: spentBlock) }
+        self.counters.sent.add(records, ordering: .relaxed)
+        metrics.sent.increment(by: records)
+        metrics.inFlight(1)
+        self.counters.batchesSent.add(1, ordering: .relaxed)
+        self.counters.bytesSent.add(frame.readableBytes, ordering: .relaxed)
+        group.addTask {
+            let outcome = await Self.outcome(of: future)
+            metrics.inFlight(-1)
+            self.withMachine { ((), $0.completed(jobID: id, outcome: outcome, now: .now)) }
+        }
+        return true
+    }
+
+    private static func outcome(of future: EventLoopFuture<InLongResponse>) async -> DeliveryOutcome {
+        do {
+            switch try await future.get() {
+            case .binaryAck(let ack) where ack.result.isDelivered: return .acked(proxyIP: ack.result.proxyIP)
+            case .binaryAck(let ack): return .rejected(ack.result.errorCode, message: ack.result.errorMessage)
+            case let other: return .unexpectedReply("\(other)")
+            }
+        } catch let error as TransportError {
+            return .transportFailed(error)
+        } catch {
+            return .transportFailed(TransportError(.connectionClosed, mayHaveBeenDelivered: true, underlying: error))
+        }
+    }
+
+    func encode(_ job: DeliveryJob, scratch: inout ByteBuffer) throws -> ByteBuffer {
+        let key = job.batch.key
+        var extendedField = InLongExtendedField.default.union(self.configuration.batching.extendedField)
+        if key.perRecordAttributes { extendedField.insert(.perRecordAttributes) }
+        var block = job.batch.block
+        var flags: UInt8 = 0
+        if let threshold = self.configuration.batching.compressionThreshold, block.readableBytes > threshold {
+            scratch.clear()
+            scratch.writeSnappyCompressed(block)
+            if scratch.readableBytes < block.readableBytes {
+                block = scratch
+                flags = InLongWireConstants.snappyFlag
+            }
+        }
+        let message = InLongBinaryMessage(
+            typeFlags: flags,
+            extendedField: extendedField,
+            dataTime: job.batch.dataTime,
+            count: UInt16(job.batch.recordCount),
+            uniq: job.uniq,
+            body: block,
+            attributes: "groupId=\(key.group)&streamId=\(key.stream)" + (key.messageAttributes.isEmpty ? "" : "&" + key.messageAttributes)
+        )
+        var frame = ByteBufferAllocator().buffer(capacity: message.frameLength)
+        try message.encode(into: &frame)
+        return frame
+    }
+}

@@ -1,0 +1,375 @@
+import CoreMetrics
+import InLongWire
+public import NIOCore
+import Synchronization
+
+/// Accepting records: validation, appends under the machine's lock, waiting for room.
+extension DataProxyClient {
+    // MARK: Sending
+
+    /// Accepts one record into the buffer and returns its id once accepted (not acked); the record's outcome is
+    /// in the ``deliveryReports()`` report naming that id. Suspends while the buffer is full, or throws
+    /// ``DataProxyError/Code/bufferFull`` with the fail-fast policy. A task cancelled while suspended gets
+    /// `CancellationError`, and the record is not accepted.
+    ///
+    /// - Parameters:
+    ///   - attributes: The record's own attributes (sent with the record).
+    ///   - messageAttributes: Pairs added to the message's attribute string (as the Java SDK's extra
+    ///     attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
+    @discardableResult
+    public func send(
+        _ body: ByteBuffer,
+        group: String,
+        stream: String,
+        dataTime: Int64? = nil,
+        attributes: [(String, String)] = [],
+        messageAttributes: [(String, String)] = []
+    ) async throws -> DataProxyRecordID {
+        let (key, recordAttributes) = try self.validate(
+            body, group: group, stream: stream, dataTime: dataTime, attributes: attributes, messageAttributes: messageAttributes
+        )
+        while true {
+            try Task.checkCancellation()
+            let (result, actions) = self.withMachineState {
+                $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds())
+            }
+            if let actions { self.run(Machine.Actions(actions)) }
+            switch result {
+            case .accepted(let id):
+                self.counters.accepted.add(1, ordering: .relaxed)
+                return DataProxyRecordID(rawValue: id)
+            case .blocked(let blocked): try await self.waitToAppend(blocked, bytes: body.readableBytes, key: key, accepted: nil, of: 1)
+            case .tooLarge(let limit): throw self.tooLarge(body, limit: limit, key: key)
+            }
+        }
+    }
+
+    /// Accepts one text record; see ``send(_:group:stream:dataTime:attributes:messageAttributes:)``.
+    @discardableResult
+    public func send(
+        _ text: String,
+        group: String,
+        stream: String,
+        dataTime: Int64? = nil,
+        attributes: [(String, String)] = [],
+        messageAttributes: [(String, String)] = []
+    ) async throws -> DataProxyRecordID {
+        try await self.send(
+            ByteBuffer(string: text), group: group, stream: stream, dataTime: dataTime, attributes: attributes, messageAttributes: messageAttributes
+        )
+    }
+
+    /// Accepts many records with one lock per run of records that fit the buffer, and returns their ids (in
+    /// order). When it throws a ``DataProxyError`` part way, the records accepted before are in its
+    /// ``DataProxyError/acceptedRecords`` and will be reported.
+    ///
+    /// - Parameter attributes: Pairs added to the attribute string of every message carrying these records (as
+    ///   the Java SDK's extra attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
+    @discardableResult
+    public func send(
+        contentsOf records: some Sequence<DataProxyRecord>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)] = []
+    ) async throws -> DataProxyRecordIDs {
+        try await self.append(self.prepare(records, group: group, stream: stream, attributes: attributes), tracker: nil)
+    }
+
+    /// Accepts many records given as their bodies: one validation of the group and stream, one lock per run of
+    /// records that fit the buffer, no per-record lookups. Returns their ids (in order); when it throws a
+    /// ``DataProxyError`` part way, the records accepted before are in its ``DataProxyError/acceptedRecords``.
+    ///
+    /// - Parameter attributes: Pairs added to the attribute string of every message carrying these records (as
+    ///   the Java SDK's extra attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
+    @discardableResult
+    public func send(
+        contentsOf bodies: some Collection<ByteBuffer>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)] = []
+    ) async throws -> DataProxyRecordIDs {
+        try await self.appendRun(bodies, group: group, stream: stream, attributes: attributes, tracker: nil)
+    }
+
+    /// Accepts many records as ``send(contentsOf:group:stream:attributes:)-(Collection<ByteBuffer>,_,_,_)`` does,
+    /// and returns a receipt to await the end of all of them with one waiter.
+    public func sendWithReceipt(
+        contentsOf bodies: some Collection<ByteBuffer>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)] = []
+    ) async throws -> DeliveryReceipt {
+        let tracker = DeliveryTracker()
+        _ = try await self.appendRun(bodies, group: group, stream: stream, attributes: attributes, tracker: tracker)
+        tracker.seal()
+        return DeliveryReceipt(tracker: tracker)
+    }
+
+    /// Accepts many records as ``send(contentsOf:group:stream:attributes:)-(Sequence<DataProxyRecord>,_,_,_)``
+    /// does, and returns a receipt to await the end of all of them with one waiter.
+    public func sendWithReceipt(
+        contentsOf records: some Sequence<DataProxyRecord>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)] = []
+    ) async throws -> DeliveryReceipt {
+        let tracker = DeliveryTracker()
+        _ = try await self.append(self.prepare(records, group: group, stream: stream, attributes: attributes), tracker: tracker)
+        tracker.seal()
+        return DeliveryReceipt(tracker: tracker)
+    }
+
+    /// Sends many records and waits until every one was acked or failed; the summary says which failed and why.
+    /// A task cancelled after the records were accepted gets `CancellationError`, while their fates are still
+    /// reported.
+    public func sendAndWait(
+        contentsOf bodies: some Collection<ByteBuffer>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)] = []
+    ) async throws -> DeliverySummary {
+        try await self.sendWithReceipt(contentsOf: bodies, group: group, stream: stream, attributes: attributes).outcome()
+    }
+
+    func prepare(
+        _ records: some Sequence<DataProxyRecord>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)]
+    ) throws -> [(ByteBuffer, BatchKey, String?)] {
+        var prepared: [(ByteBuffer, BatchKey, String?)] = []
+        prepared.reserveCapacity(records.underestimatedCount)
+        let limit = self.blockLimit
+        for record in records {
+            let (key, recordAttributes) = try self.validate(
+                record.body, group: group, stream: stream, dataTime: record.dataTime, attributes: record.attributes, messageAttributes: attributes
+            )
+            if BatchAccumulator.blockBytes(bodyLength: record.body.readableBytes, attributesLength: recordAttributes?.utf8.count) > limit {
+                throw self.tooLarge(record.body, limit: limit, key: key)
+            }
+            prepared.append((record.body, key, recordAttributes))
+        }
+        return prepared
+    }
+
+    /// Appends prepared records, one lock per run that fits the buffer.
+    func append(_ prepared: [(ByteBuffer, BatchKey, String?)], tracker: DeliveryTracker?) async throws -> DataProxyRecordIDs {
+        var ids = DataProxyRecordIDs()
+        var index = 0
+        let observer: RecordObserver = tracker.map { .tracker($0) } ?? .none
+        while index < prepared.count {
+            try Task.checkCancellation()
+            let (run, blocked, tooLarge) = self.withMachine { machine -> ((DataProxyRecordIDs, Machine.Blocked?, Int?), Machine.Actions) in
+                var actions = Machine.Actions()
+                let now = ContinuousClock.now
+                let seconds = wallClockSeconds()
+                var run = DataProxyRecordIDs()
+                while index + run.count < prepared.count {
+                    let (body, key, attributes) = prepared[index + run.count]
+                    let (result, more) = machine.append(body, attributes: attributes, key: key, now: now, wallSeconds: seconds, observer: observer)
+                    if let more { actions.merge(more) }
+                    switch result {
+                    case .accepted(let id): run.append(id)
+                    case .blocked(let blocked): return ((run, blocked, nil), actions)
+                    case .tooLarge(let limit): return ((run, nil, limit), actions)  // the Manager lowered the limit
+                    }
+                }
+                return ((run, nil, nil), actions)
+            }
+            self.counters.accepted.add(run.count, ordering: .relaxed)
+            tracker?.accepted(run)
+            ids.formUnion(run)
+            index += run.count
+            if let tooLarge {
+                var error = self.tooLarge(prepared[index].0, limit: tooLarge, key: prepared[index].1)
+                error.acceptedRecords = ids
+                throw error
+            }
+            guard let blocked, index < prepared.count else { break }
+            try await self.waitToAppend(blocked, bytes: prepared[index].0.readableBytes, key: prepared[index].1, accepted: ids, of: prepared.count)
+        }
+        return ids
+    }
+
+    func appendRun(
+        _ bodies: some Collection<ByteBuffer>,
+        group: String,
+        stream: String,
+        attributes: [(String, String)],
+        tracker: DeliveryTracker?
+    ) async throws -> DataProxyRecordIDs {
+        guard let first = bodies.first else { return DataProxyRecordIDs() }
+        let (key, _) = try self.validate(first, group: group, stream: stream, dataTime: nil, attributes: [], messageAttributes: attributes)
+        let limit = self.blockLimit
+        let records = Array(bodies)
+        for body in records {
+            if body.readableBytes == 0 {
+                _ = try self.validate(body, group: group, stream: stream, dataTime: nil, attributes: [])
+            }
+            if BatchAccumulator.blockBytes(bodyLength: body.readableBytes, attributesLength: nil) > limit {
+                throw self.tooLarge(body, limit: limit, key: key)
+            }
+        }
+        var ids = DataProxyRecordIDs()
+        var index = 0
+        while index < records.count {
+            try Task.checkCancellation()
+            let (run, blocked, actions) = self.withMachineState {
+                $0.appendRun(records[index...], key: key, now: .now, wallSeconds: wallClockSeconds(), tracker: tracker)
+            }
+            if let actions { self.run(Machine.Actions(actions)) }
+            self.counters.accepted.add(run.count, ordering: .relaxed)
+            if let tracker, !run.isEmpty { tracker.accepted(DataProxyRecordIDs(run)) }
+            ids.append(run)
+            index += run.count
+            guard let blocked, index < records.count else { break }
+            try await self.waitToAppend(blocked, bytes: records[index].readableBytes, key: key, accepted: ids, of: records.count)
+        }
+        return ids
+    }
+
+    /// Sends one record and waits for its ack; throws ``DataProxyError`` when it fails. A task cancelled before
+    /// the record is accepted gets `CancellationError` and the record is not sent; one cancelled after gets
+    /// `CancellationError` at once, while the record's fate is still reported.
+    public func sendAndWait(
+        _ body: ByteBuffer,
+        group: String,
+        stream: String,
+        dataTime: Int64? = nil,
+        attributes: [(String, String)] = [],
+        messageAttributes: [(String, String)] = []
+    ) async throws -> DataProxyAck {
+        let (key, recordAttributes) = try self.validate(
+            body, group: group, stream: stream, dataTime: dataTime, attributes: attributes, messageAttributes: messageAttributes
+        )
+        struct Blocked: Error { var reason: Machine.Blocked }
+        while true {
+            try Task.checkCancellation()
+            let waiter = AckWaiter()
+            do {
+                return try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { continuation in
+                        guard waiter.suspend(continuation) else { return }
+                        let (result, actions) = self.withMachineState {
+                            $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds(), observer: .waiter(waiter))
+                        }
+                        if let actions { self.run(Machine.Actions(actions)) }
+                        switch result {
+                        case .accepted: self.counters.accepted.add(1, ordering: .relaxed)
+                        case .blocked(let reason): waiter.resume(throwing: Blocked(reason: reason))
+                        case .tooLarge(let limit): waiter.resume(throwing: self.tooLarge(body, limit: limit, key: key))
+                        }
+                    }
+                } onCancel: {
+                    waiter.cancel()
+                }
+            } catch let blocked as Blocked {
+                try await self.waitToAppend(blocked.reason, bytes: body.readableBytes, key: key, accepted: nil, of: 1)
+            }
+        }
+    }
+
+
+    // MARK: Waiting
+
+    /// Waits out what stopped an append: the quota (or fails fast), the dispatcher's backlog, or a close.
+    /// `accepted` are the records a many-record call accepted before (`nil` for one record).
+    func waitToAppend(_ blocked: Machine.Blocked, bytes: Int, key: BatchKey, accepted: DataProxyRecordIDs?, of count: Int) async throws {
+        switch blocked {
+        case .closed:
+            let detail = accepted.map { "the client is closed; \($0.count) of \(count) records were accepted" } ?? "the client is closed"
+            var error = DataProxyError(.shutDown, detail, group: key.group, stream: key.stream)
+            error.acceptedRecords = accepted
+            throw error
+        case .full:
+            self.counters.bufferFull.add(1, ordering: .relaxed)
+            self.counters.streamMetrics(group: key.group, stream: key.stream).bufferFull.increment()
+            if self.configuration.buffer.whenFull == .fail {
+                var error = DataProxyError(.bufferFull, "the buffer holds its maximum of records or bytes", isRetriable: true, group: key.group, stream: key.stream)
+                error.acceptedRecords = accepted
+                throw error
+            }
+        case .backlogged:
+            break
+        }
+        let ticket = WaitTicket()
+        _ = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                switch self.withMachineState({ $0.wait(for: blocked, bytes: bytes, waiter: continuation) }) {
+                case .retryNow: continuation.resume(returning: true)
+                case .parked(let id): if !ticket.park(id) { self.cancelWait(id) }
+                }
+            }
+        } onCancel: {
+            if let id = ticket.cancel() { self.cancelWait(id) }
+        }
+        try Task.checkCancellation()
+    }
+
+    func cancelWait(_ id: Int) {
+        self.withMachineState { $0.cancelWait(id) }?.resume(returning: false)
+    }
+
+    // MARK: Validation
+
+    /// The record-block limit now (the Manager may lower it).
+    var blockLimit: Int { self.withMachineState { $0.accumulator.limits.maxBytes } }
+
+    func tooLarge(_ body: ByteBuffer, limit: Int, key: BatchKey) -> DataProxyError {
+        self.counters.tooLarge.add(1, ordering: .relaxed)
+        self.counters.streamMetrics(group: key.group, stream: key.stream).tooLarge.increment()
+        return DataProxyError(
+            .messageTooLarge,
+            "a record of \(body.readableBytes) bytes does not fit a frame (at most \(limit - 4) bytes)",
+            group: key.group,
+            stream: key.stream
+        )
+    }
+
+    /// Keys the server or the reference SDKs give a meaning in a message's attribute string; refused as message
+    /// attributes.
+    public static let reservedAttributeKeys: Set<String> = [
+        "groupId", "streamId", "bid", "tid", "dt", "mt", "m", "cnt", "cp", "rt", "rtms", "sid", "t", "NodeIP", "uniq",
+        "proxySend", "sync", "errCode", "errMsg", "dataproxyip",
+    ]
+
+    func validate(
+        _ body: ByteBuffer,
+        group: String,
+        stream: String,
+        dataTime: Int64?,
+        attributes: [(String, String)],
+        messageAttributes: [(String, String)] = []
+    ) throws -> (BatchKey, String?) {
+        guard body.readableBytes > 0, !group.isEmpty, InLongAttributes.isValidComponent(group),
+            InLongAttributes.isValidComponent(stream)
+        else {
+            throw DataProxyError(.invalidArgument, "records, groups and streams must be non-empty and free of '&' and '='", group: group, stream: stream)
+        }
+        var recordAttributes: String?
+        if dataTime != nil || !attributes.isEmpty {
+            var text = dataTime.map { "dt=\($0)" } ?? ""
+            for (key, value) in attributes {
+                guard !key.isEmpty, InLongAttributes.isValidComponent(key), InLongAttributes.isValidComponent(value) else {
+                    throw DataProxyError(.invalidArgument, "attribute \(key)=\(value) contains '&' or '='", group: group, stream: stream)
+                }
+                if !text.isEmpty { text += "&" }
+                text += key + "=" + value
+            }
+            recordAttributes = text
+        }
+        var messageText = ""
+        for (key, value) in messageAttributes {
+            guard !key.isEmpty, InLongAttributes.isValidComponent(key), InLongAttributes.isValidComponent(value) else {
+                throw DataProxyError(.invalidArgument, "message attribute \(key)=\(value) is empty or contains '&' or '='", group: group, stream: stream)
+            }
+            guard !Self.reservedAttributeKeys.contains(key) else {
+                throw DataProxyError(.invalidArgument, "message attribute \(key) is reserved by the server", group: group, stream: stream)
+            }
+            if !messageText.isEmpty { messageText += "&" }
+            messageText += key + "=" + value
+        }
+        let key = BatchKey(group: group, stream: stream, perRecordAttributes: recordAttributes != nil, messageAttributes: messageText)
+        return (key, recordAttributes)
+    }
+}

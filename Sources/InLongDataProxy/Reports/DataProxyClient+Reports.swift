@@ -1,0 +1,74 @@
+public import InLongTransport
+import Synchronization
+
+extension DataProxyClient {
+    // MARK: Reports and statistics
+
+    /// Delivery reports, one per batch, as batches end: each names exactly the records it covers, and every
+    /// record accepted is in exactly one. Each call makes a new sequence that sees the reports of batches ending
+    /// after the call. No report is dropped: while sequences are open, a batch's quota is held until each took
+    /// its report, so a reader that falls behind slows acceptance (see ``DeliveryReports``); a client with no
+    /// sequence open holds nothing for reports. Every sequence finishes after the client's last report (after
+    /// ``close(deadline:)`` or cancellation of ``run()``).
+    public func deliveryReports() -> DeliveryReports {
+        let (stream, continuation) = AsyncStream.makeStream(of: DeliveryReport.self)
+        let subscription = self.reports.withLock { reports -> ReportSubscription? in
+            guard !reports.finished else { return nil }
+            defer { reports.nextID += 1 }
+            let subscription = ReportSubscription(id: reports.nextID, continuation: continuation) { [weak self] id in
+                self?.reportReaderEnded(id)
+            }
+            reports.subscriptions[reports.nextID] = WeakSubscription(subscription: subscription)
+            let readers = reports.subscriptions.count
+            // Under the reports lock, so that counts reach the machine in order.
+            self.withMachineState { $0.reportReadersChanged(readers) }
+            return subscription
+        }
+        guard let subscription else {
+            continuation.finish()
+            return DeliveryReports(stream: stream, subscription: nil)
+        }
+        continuation.onTermination = { [weak subscription] _ in subscription?.end() }
+        return DeliveryReports(stream: stream, subscription: subscription)
+    }
+
+    func reportReaderEnded(_ id: Int) {
+        self.reports.withLock { reports in
+            guard reports.subscriptions.removeValue(forKey: id) != nil else { return }
+            let readers = reports.subscriptions.count
+            self.withMachineState { $0.reportReadersChanged(readers) }
+        }
+    }
+
+    /// A snapshot of the counters.
+    public func statistics() -> DataProxyClientStatistics {
+        var statistics = DataProxyClientStatistics()
+        statistics.accepted = self.counters.accepted.load(ordering: .relaxed)
+        statistics.sent = self.counters.sent.load(ordering: .relaxed)
+        statistics.acked = self.counters.acked.load(ordering: .relaxed)
+        statistics.failed = self.counters.failed.load(ordering: .relaxed)
+        statistics.retries = self.counters.retries.load(ordering: .relaxed)
+        statistics.tooLarge = self.counters.tooLarge.load(ordering: .relaxed)
+        statistics.bufferFull = self.counters.bufferFull.load(ordering: .relaxed)
+        statistics.batchesSent = self.counters.batchesSent.load(ordering: .relaxed)
+        statistics.bytesSent = self.counters.bytesSent.load(ordering: .relaxed)
+        statistics.failures = self.counters.failures.withLock { $0 }
+        let histogram = self.counters.latency.withLock { $0 }
+        statistics.ackLatencyP50 = histogram.value(at: 0.5)
+        statistics.ackLatencyP99 = histogram.value(at: 0.99)
+        self.withMachineState { machine in
+            statistics.heldBytes = machine.accumulator.heldBytes - machine.reportHeldBytes
+            statistics.heldRecords = machine.accumulator.heldRecords - machine.reportHeldRecords
+            statistics.reportHeldRecords = machine.reportHeldRecords
+            statistics.inFlightBatches = machine.jobCount
+            statistics.avoidedProxies = machine.health.avoided(now: .now)
+        }
+        for connection in self.pool.withLock({ $0 })?.connections ?? [] {
+            if let load = connection.reportedLoad { statistics.proxyLoads[connection.configuration.endpoints[0]] = load }
+        }
+        return statistics
+    }
+
+    /// The proxies in use.
+    public var proxies: [Endpoint] { self.withMachineState { $0.proxies } }
+}
