@@ -101,25 +101,33 @@ struct BatchAccumulator {
         let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
         let charge = body.readableBytes + Self.recordOverhead
         guard self.hasRoom(forBytes: charge) else { return .full }
+        // One hash of the key per record (the key holds strings): later steps go through its index.
         var sealed: SealedBatch?
-        if let batch = self.open[key], batch.block.readableBytes + recordBytes > self.limits.maxBytes {
-            sealed = self.seal(key)
+        var index = self.open.index(forKey: key)
+        if let open = index, self.open.values[open].block.readableBytes + recordBytes > self.limits.maxBytes {
+            sealed = Self.sealed(self.open.remove(at: open).value, key: key)
+            index = nil
         }
         self.heldBytes += charge
         self.heldRecords += 1
-        if self.open[key] == nil {
+        let position: Dictionary<BatchKey, OpenBatch>.Index
+        if let index {
+            position = index
+        } else {
             self.open[key] = OpenBatch(
                 block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: min(self.limits.maxBytes, max(recordBytes, 1024))),
                 createdAt: now,
                 dataTime: wallSeconds
             )
+            position = self.open.index(forKey: key)!
         }
         // Mutate in place: no copy of the block.
-        self.open[key]!.append(body, attributes: attributes, charge: charge, id: id, observer: observer)
-        if sealed == nil, let batch = self.open[key],
-            batch.recordCount >= self.limits.maxRecords || batch.block.readableBytes >= self.limits.maxBytes
+        self.open.values[position].append(body, attributes: attributes, charge: charge, id: id, observer: observer)
+        if sealed == nil,
+            self.open.values[position].recordCount >= self.limits.maxRecords
+                || self.open.values[position].block.readableBytes >= self.limits.maxBytes
         {
-            sealed = self.seal(key)
+            sealed = Self.sealed(self.open.remove(at: position).value, key: key)
         }
         return sealed.map(AppendResult.acceptedAndSealed) ?? .accepted
     }
