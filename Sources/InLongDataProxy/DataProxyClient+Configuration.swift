@@ -1,3 +1,4 @@
+public import AsyncHTTPClient
 public import CoreMetrics
 public import InLongTransport
 public import InLongWire
@@ -87,8 +88,12 @@ extension DataProxyClient {
 
     /// How proxies are connected.
     public struct Connection: Sendable {
-        /// Proxies used at once (the Manager list is cut to this many). Defaults to 8 (C++ `max_proxy_num`).
+        /// Proxies of one cluster this client connects to: a random subset of the Manager's list, kept while its
+        /// members stay listed. Defaults to 8 (C++ `max_proxy_num`).
         public var maxProxies = 8
+        /// The seed of this client's choice of proxies, to reproduce it; `nil` (the default) picks one at random,
+        /// so that clients spread over a cluster.
+        public var subsetSeed: UInt64?
         /// A batch not acked within this is retried. Defaults to 10 seconds (the Java SDK's request timeout).
         public var requestTimeout: Duration = .seconds(10)
         /// Connect timeout. Defaults to 5 seconds.
@@ -136,6 +141,12 @@ extension DataProxyClient {
         public var requestTimeout: Duration = .seconds(5)
         /// Attempts per refresh. Defaults to 3.
         public var attempts = 3
+        /// The application's own `HTTPClient` for the Manager, or `nil` (the default) for one the client makes
+        /// from ``httpClientConfiguration``.
+        public var httpClient: HTTPClient?
+        /// Settings of the `HTTPClient` the client makes: TLS for an `https://` Manager with a private CA
+        /// (`tlsConfiguration`), proxies, timeouts. Defaults to AsyncHTTPClient's defaults.
+        public var httpClientConfiguration = HTTPClient.Configuration()
         /// A file that keeps the last good answer for a start while the Manager is down, or `nil`.
         /// Defaults to `.inlong/proxy-cache.json` in the working directory.
         public var cacheFile: String? = ".inlong/proxy-cache.json"

@@ -9,13 +9,18 @@ extension DataProxyClient {
     /// Submits ready jobs in order, from one task, so that batches of a stream go out in the order they were
     /// sealed; acks are awaited in child tasks. Returns once the client closed and every record ended, or when
     /// cancelled.
-    func dispatchLoop(pool: ConnectionPool<DataProxyCodec>, group: inout DiscardingTaskGroup) async {
+    func dispatchLoop(router: ProxyRouter, group: inout DiscardingTaskGroup) async {
         // Compression output, reused by every batch: only the exact-size frame is allocated per batch.
         var scratch = ByteBuffer()
         for await _ in self.wakeups {
             if self.withMachineState({ $0.isFinished }) { return }
             // Popped one by one, so that the queue's length tells senders how far behind this loop is.
             while let next = self.withMachine({ $0.nextJob(now: .now) }) {
+                guard let pool = router.pool(for: next.job.batch.key.group) else {
+                    // No proxy for its group yet: it waits for discovery, apart, while other groups go on.
+                    self.withMachineState { $0.awaitRoute(next.job) }
+                    continue
+                }
                 guard self.dispatch(next.job, avoiding: next.avoiding, pool: pool, scratch: &scratch, group: &group) else {
                     // No connection ready (starting, or every proxy down): look again shortly.
                     group.addTask {

@@ -11,34 +11,29 @@ extension DataProxyClient {
 
     public func run() async throws {
         precondition(!self.started.exchange(true, ordering: .relaxed), "DataProxyClient.run() must be called once")
-        let httpClient = self.configuration.manager == nil ? nil : HTTPClient(eventLoopGroupProvider: .shared(self.eventLoopGroup))
+        let manager = self.configuration.manager
+        let ownedHTTPClient = manager == nil || manager?.httpClient != nil
+            ? nil
+            : HTTPClient(eventLoopGroupProvider: .shared(self.eventLoopGroup), configuration: manager!.httpClientConfiguration)
+        let connection = self.configuration.connection
+        let router = ProxyRouter(subsetSize: connection.maxProxies, seed: connection.subsetSeed ?? UInt64.random(in: .min ... .max)) {
+            self.makePool($0)
+        }
+        self.router.withLock { $0 = router }
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 // From the start: records accepted before any proxy is known still reach their deadline.
                 group.addTask { await self.tickLoop() }
-                var discovery: ProxyDiscovery?
-                if let manager = self.configuration.manager, let httpClient {
-                    discovery = ProxyDiscovery(configuration: manager, httpClient: httpClient, logger: self.logger)
+                group.addTask { await Self.runPools(router) }
+                router.setConfigured(self.configuration.proxies)
+                let endpoints = router.endpoints
+                self.withMachineState { $0.proxiesChanged(endpoints) }
+                if let manager, let httpClient = manager.httpClient ?? ownedHTTPClient {
+                    let discovery = ProxyDiscovery(configuration: manager, httpClient: httpClient, logger: self.logger)
+                    group.addTask { await self.discoveryLoop(discovery, router: router) }
                 }
-                guard let pool = await self.makePool(discovery: discovery) else {
-                    group.cancelAll()
-                    return
-                }
-                // Outside the graceful-shutdown context: a graceful shutdown closes the client, which sends what
-                // it holds before it closes the pool; the pool must not drain and close at the same signal.
-                let connections = Task.detached { try? await pool.run() }
-                group.addTask {
-                    await withTaskCancellationHandler {
-                        await connections.value
-                    } onCancel: {
-                        connections.cancel()
-                    }
-                }
-                if let discovery {
-                    group.addTask { await self.refreshLoop(discovery, pool: pool) }
-                }
-                await self.dispatchLoop(pool: pool, group: &group)
-                pool.close()
+                await self.dispatchLoop(router: router, group: &group)
+                router.close()
                 group.cancelAll()
             }
         } onGracefulShutdown: {
@@ -47,7 +42,7 @@ extension DataProxyClient {
         // Whatever ended the run (every record ended, cancellation, or no proxy before the close), nothing
         // more will be sent: every record still held ends now, every waiter resumes.
         self.withMachine { ((), $0.cancelled(now: .now)) }
-        try? await httpClient?.shutdown()
+        try? await ownedHTTPClient?.shutdown()
         let readers = self.reports.withLock { reports in
             reports.finished = true
             return reports.live
@@ -55,31 +50,27 @@ extension DataProxyClient {
         for reader in readers { reader.finish() }
     }
 
-    /// Finds the first proxies: static ones, else the Manager (or its cache), retried until found or closed.
-    func makePool(discovery: ProxyDiscovery?) async -> ConnectionPool<DataProxyCodec>? {
-        var endpoints = self.configuration.proxies
-        var maxPacketLength: Int?
-        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10)).makeIterator()
-        var useCache = true
-        while let discovery, endpoints.isEmpty || self.configuration.proxies.isEmpty {
-            let (list, error) = await discovery.discover(useCache: useCache)
-            useCache = true
-            if let list {
-                endpoints = list.endpoints
-                maxPacketLength = list.maxPacketLength
-                break
+    /// Runs each cluster's pool as it appears, outside the graceful-shutdown context: a graceful shutdown closes
+    /// the client, which sends what it holds before it closes the pools; they must not drain at the same signal.
+    static func runPools(_ router: ProxyRouter) async {
+        await withDiscardingTaskGroup { pools in
+            for await pool in router.newPools {
+                let connections = Task.detached { try? await pool.run() }
+                pools.addTask {
+                    await withTaskCancellationHandler {
+                        await connections.value
+                    } onCancel: {
+                        connections.cancel()
+                    }
+                }
             }
-            self.logger.warning("no proxy found yet", metadata: ["inlong.error": "\(String(describing: error))"])
-            // In slices, so that a close ends the wait.
-            let until = ContinuousClock.now + backoff.next()
-            while ContinuousClock.now < until {
-                if self.isClosing || Task.isCancelled { return nil }
-                try? await Task.sleep(for: min(until - .now, .milliseconds(50)))
-            }
-            if self.isClosing || Task.isCancelled { return nil }
         }
-        guard !endpoints.isEmpty else { return nil }
-        let codec = DataProxyCodec(maxFrameSize: 1 << 20)
+    }
+
+    /// A pool over `endpoints`, with the configured connection settings.
+    func makePool(_ endpoints: [Endpoint]) -> ConnectionPool<DataProxyCodec> {
+        // Frames never exceed the configured size (the Manager's `maxPacketLength` only lowers it).
+        let maxFrameSize = self.configuration.batching.maxFrameSize
         var transport = PersistentConnection<DataProxyCodec>.Configuration(endpoints: endpoints)
         let connection = self.configuration.connection
         transport.connectTimeout = connection.connectTimeout
@@ -90,49 +81,84 @@ extension DataProxyClient {
         transport.maxConnectionAge = connection.maxConnectionAge
         transport.maxIdleTime = connection.maxIdleTime
         transport.backoff = connection.backoff
-        transport.maxFrameLength = 1 << 20
-        let pool = ConnectionPool(
-            codec: codec,
-            endpoints: Array(endpoints.prefix(max(connection.maxProxies, 1))),
+        transport.maxFrameLength = maxFrameSize
+        return ConnectionPool(
+            codec: DataProxyCodec(maxFrameSize: maxFrameSize),
+            endpoints: endpoints,
             configuration: transport,
             policy: connection.balanceByReportedLoad ? .leastLoaded : .leastInFlight,
             eventLoopGroup: self.eventLoopGroup,
             logger: self.logger
         )
-        self.pool.withLock { $0 = pool }
-        let inUse = pool.endpoints
-        self.withMachineState { machine in
-            machine.proxiesChanged(inUse)
-            if let maxPacketLength { self.applyFrameLimit(maxPacketLength, to: &machine) }
-        }
-        return pool
     }
 
     func applyFrameLimit(_ maxPacketLength: Int, to machine: inout Machine) {
         let frameSize = min(maxPacketLength, self.configuration.batching.maxFrameSize)
-        machine.accumulator.limits.maxBytes = Self.blockLimit(self.configuration.batching, frameSize: frameSize)
+        machine.accumulator.limits.maxBytes = min(
+            machine.accumulator.limits.maxBytes,
+            Self.blockLimit(self.configuration.batching, frameSize: frameSize)
+        )
     }
 
-    var isClosing: Bool { self.withMachineState { !$0.isAccepting } }
-
-    func refreshLoop(_ discovery: ProxyDiscovery, pool: ConnectionPool<DataProxyCodec>) async {
+    /// Asks the Manager for the configured groups (the cache standing in for a Manager that is down), then for
+    /// groups as they are first used, and refreshes every group it knows; a group whose refresh fails keeps its
+    /// last good list.
+    func discoveryLoop(_ discovery: ProxyDiscovery, router: ProxyRouter) async {
+        var known: [String] = []
+        var retries: [String: (due: ContinuousClock.Instant, backoff: Backoff.Iterator)] = [:]
+        for group in discovery.configuration.groups where !known.contains(group) {
+            known.append(group)
+            if await !self.discover(group, discovery: discovery, router: router, useCache: true) {
+                var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10)).makeIterator()
+                retries[group] = (.now + backoff.next(), backoff)
+            }
+        }
+        var lastRefresh = ContinuousClock.now
         while !Task.isCancelled {
-            do {
-                try await Task.sleep(for: discovery.configuration.refreshInterval)
-            } catch {
-                return
+            // Groups met by the dispatcher with no proxies of their own, and first discoveries that failed.
+            for group in router.unroutedGroups where !known.contains(group) {
+                known.append(group)
+                retries[group] = (.now, Backoff(initial: .milliseconds(200), maximum: .seconds(10)).makeIterator())
             }
-            let (list, error) = await discovery.discover(useCache: false)
-            guard let list else {
-                self.logger.warning("proxy refresh failed; keeping the current proxies", metadata: ["inlong.error": "\(String(describing: error))"])
-                continue
+            for (group, retry) in retries where retry.due <= .now {
+                if await self.discover(group, discovery: discovery, router: router, useCache: true) {
+                    retries[group] = nil
+                } else {
+                    var backoff = retry.backoff
+                    retries[group] = (.now + backoff.next(), backoff)
+                }
             }
-            if pool.updateEndpoints(Array(list.endpoints.prefix(max(self.configuration.connection.maxProxies, 1)))) {
-                self.logger.info("proxies updated", metadata: ["inlong.proxies": "\(list.endpoints)"])
-                let endpoints = pool.endpoints
-                self.withMachineState { $0.proxiesChanged(endpoints) }
+            if ContinuousClock.now - lastRefresh >= discovery.configuration.refreshInterval {
+                lastRefresh = .now
+                for group in known where retries[group] == nil {
+                    _ = await self.discover(group, discovery: discovery, router: router, useCache: false)
+                }
             }
-            if let length = list.maxPacketLength { self.withMachineState { self.applyFrameLimit(length, to: &$0) } }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Asks for one group's proxies and routes the group to them; `false` when none was found (a group that
+    /// had proxies keeps them).
+    private func discover(_ group: String, discovery: ProxyDiscovery, router: ProxyRouter, useCache: Bool) async -> Bool {
+        switch await discovery.discover(group: group, useCache: useCache) {
+        case .success(let list):
+            if router.apply(list, for: group) {
+                self.logger.info("proxies updated", metadata: ["inlong.group": "\(group)", "inlong.proxies": "\(list.endpoints)"])
+            }
+            let endpoints = router.endpoints
+            self.withMachineState { machine in
+                machine.proxiesChanged(endpoints)
+                if let length = list.maxPacketLength { self.applyFrameLimit(length, to: &machine) }
+            }
+            self.withMachine { ((), $0.routeReady(group)) }
+            return true
+        case .failure(let error):
+            self.logger.warning(
+                router.isRouted(group) ? "proxy refresh failed; keeping the group's proxies" : "no proxy found yet",
+                metadata: ["inlong.group": "\(group)", "inlong.manager": "\(discovery.configuration.url)", "inlong.error": "\(error)"]
+            )
+            return false
         }
     }
 

@@ -35,7 +35,7 @@ public final class DataProxyClient: Service, Sendable {
     let logger: Logger
     /// Every delivery decision, behind the one lock of the client's hot path.
     let machine: Mutex<Machine>
-    let pool = Mutex<ConnectionPool<DataProxyCodec>?>(nil)
+    let router = Mutex<ProxyRouter?>(nil)
     let reports = Mutex(ReportStreams())
     let started = Atomic(false)
     let wakeups: AsyncStream<Void>

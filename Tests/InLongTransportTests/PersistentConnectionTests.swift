@@ -107,11 +107,12 @@ import Testing
             endpoints: [server.endpoint],
             configure: {
                 $0.heartbeatInterval = .milliseconds(50)
-                $0.readTimeout = .seconds(1)
+                // Generous: a loaded machine can stall the event loop for a second.
+                $0.readTimeout = .seconds(3)
             }
         ) { connection in
             // More than a read timeout passes with no application traffic; heartbeat replies keep it up.
-            try await Task.sleep(for: .milliseconds(1500))
+            try await Task.sleep(for: .milliseconds(3500))
             let statistics = connection.statistics()
             #expect(statistics.connects == 1)
             #expect(statistics.disconnects.isEmpty)

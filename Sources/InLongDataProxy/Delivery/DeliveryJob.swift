@@ -20,6 +20,8 @@ struct DeliveryJob: Sendable {
     var lastError: DataProxyError?
     /// Sticky: once a request may have reached a proxy, no later event makes the records "not sent".
     var mayHaveBeenDelivered = false
+    /// Waited for its group's proxies to be discovered (a group first used after start).
+    var awaitedRoute = false
 
     /// What a failure of this job is reported as now.
     var persistence: DataProxyError.Persistence { self.mayHaveBeenDelivered ? .possiblySent : .notSent }

@@ -108,6 +108,8 @@ struct DeliveryStateMachine<Waiter> {
     private var ready = Deque<DeliveryJob>()
     /// Jobs handed to the dispatcher, submitted, or waiting out a retry backoff, by id.
     private var pending: [Int: DeliveryJob] = [:]
+    /// Jobs of groups with no proxy yet (discovered on first use), by group, oldest first.
+    private var awaitingRoute: [String: Deque<DeliveryJob>] = [:]
     /// Jobs (in `pending`) waiting out a retry backoff, with when they are due.
     private var retries: [(due: ContinuousClock.Instant, id: Int)] = []
     private var nextJobID = 0
@@ -142,12 +144,14 @@ struct DeliveryStateMachine<Waiter> {
         return false
     }
     /// Jobs ready, in flight or waiting to retry.
-    var jobCount: Int { self.ready.count + self.pending.count }
+    var jobCount: Int { self.ready.count + self.pending.count + self.awaitingRoute.values.reduce(0) { $0 + $1.count } }
     /// Whether the client closed and every record ended: the dispatcher may stop.
     var isFinished: Bool {
         switch self.phase {
         case .running: false
-        case .closing: self.ready.isEmpty && self.pending.isEmpty && self.accumulator.heldRecords == self.reportHeldRecords
+        case .closing:
+            self.ready.isEmpty && self.pending.isEmpty && self.awaitingRoute.isEmpty
+                && self.accumulator.heldRecords == self.reportHeldRecords
         case .closed: true
         }
     }
@@ -307,6 +311,26 @@ struct DeliveryStateMachine<Waiter> {
         return actions
     }
 
+    /// No proxy serves the job's group yet: it waits, apart from the queue (so that other groups go on), until
+    /// ``routeReady(_:)`` or its deadline.
+    mutating func awaitRoute(_ job: DeliveryJob) {
+        guard var job = self.pending.removeValue(forKey: job.id) else { return }
+        job.awaitedRoute = true
+        self.awaitingRoute[job.batch.key.group, default: []].append(job)
+    }
+
+    /// Groups with jobs waiting for proxies.
+    var groupsAwaitingRoute: [String] { Array(self.awaitingRoute.keys) }
+
+    /// Proxies for `group` are known now: its waiting jobs go back to the front of the queue, oldest first.
+    mutating func routeReady(_ group: String) -> Actions {
+        var actions = Actions()
+        guard let jobs = self.awaitingRoute.removeValue(forKey: group) else { return actions }
+        for job in jobs.reversed() { self.ready.prepend(job) }
+        actions.wakeDispatcher = true
+        return actions
+    }
+
     /// The job cannot be encoded: it fails.
     mutating func encodingFailed(_ job: DeliveryJob, _ detail: String) -> Actions {
         var actions = Actions()
@@ -405,7 +429,7 @@ struct DeliveryStateMachine<Waiter> {
     }
 
     private func expired(_ job: DeliveryJob) -> DataProxyError {
-        if self.proxies.isEmpty {
+        if self.proxies.isEmpty || (job.awaitedRoute && job.attempts == 0) {
             return job.error(.noProxies, "no proxy was found within the delivery timeout", retriable: true)
         }
         var error = job.error(.deliveryTimeout, "not acked within the delivery timeout", retriable: true)
@@ -454,6 +478,20 @@ struct DeliveryStateMachine<Waiter> {
                 self.pending[id] = nil
                 if job.sentAt != nil { job.mayHaveBeenDelivered = true }
                 self.finish(job, .failure(self.expired(job)), actions: &actions)
+            }
+        }
+        // Jobs of groups without proxies end at their deadline too.
+        if !self.awaitingRoute.isEmpty {
+            for (group, jobs) in self.awaitingRoute where jobs.contains(where: { now >= $0.deadline }) {
+                var kept = Deque<DeliveryJob>()
+                for job in jobs {
+                    if now >= job.deadline {
+                        self.finish(job, .failure(self.expired(job)), actions: &actions)
+                    } else {
+                        kept.append(job)
+                    }
+                }
+                self.awaitingRoute[group] = kept.isEmpty ? nil : kept
             }
         }
         // Jobs nobody can send (no proxy known yet, or the dispatcher stalled) still end at their deadline.
@@ -544,6 +582,8 @@ struct DeliveryStateMachine<Waiter> {
         self.enqueue(self.accumulator.sealAll(), now: now, actions: &actions)
         // Submitted jobs may have been written: possibly sent.
         var jobs = Array(self.ready)
+        for waiting in self.awaitingRoute.values { jobs += waiting }
+        self.awaitingRoute.removeAll()
         for var job in self.pending.values {
             if job.sentAt != nil, !self.retries.contains(where: { $0.id == job.id }) { job.mayHaveBeenDelivered = true }
             jobs.append(job)

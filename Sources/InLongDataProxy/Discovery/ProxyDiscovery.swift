@@ -144,28 +144,19 @@ struct ProxyDiscovery: Sendable {
         }
     }
 
-    /// Asks for every group and merges the lists. Falls back to the cache for groups the Manager does not answer.
-    func discover(useCache: Bool) async -> (ProxyList?, (any Error)?) {
-        var endpoints: [Endpoint] = []
-        var maxPacketLength: Int?
-        var firstError: (any Error)?
-        let cache = useCache ? self.readCache() : [:]
-        for group in self.configuration.groups {
-            do {
-                let (list, raw) = try await self.fetch(group: group)
-                self.writeCache(group: group, reply: raw)
-                for endpoint in list.endpoints where !endpoints.contains(endpoint) { endpoints.append(endpoint) }
-                if let length = list.maxPacketLength { maxPacketLength = min(maxPacketLength ?? length, length) }
-            } catch {
-                firstError = firstError ?? error
-                if let raw = cache[group], let list = try? Self.parse(raw, group: group) {
-                    self.logger.notice("using the cached proxy list", metadata: ["inlong.group": "\(group)"])
-                    for endpoint in list.endpoints where !endpoints.contains(endpoint) { endpoints.append(endpoint) }
-                }
+    /// Asks for `group`'s proxies; falls back to the cached answer (when `useCache`) if the Manager fails.
+    func discover(group: String, useCache: Bool) async -> Result<ProxyList, any Error> {
+        do {
+            let (list, raw) = try await self.fetch(group: group)
+            self.writeCache(group: group, reply: raw)
+            return .success(list)
+        } catch {
+            if useCache, let raw = self.readCache()[group], let list = try? Self.parse(raw, group: group) {
+                self.logger.notice("using the cached proxy list", metadata: ["inlong.group": "\(group)", "inlong.error": "\(error)"])
+                return .success(list)
             }
+            return .failure(error)
         }
-        guard !endpoints.isEmpty else { return (nil, firstError) }
-        return (ProxyList(endpoints: endpoints, clusterID: nil, maxPacketLength: maxPacketLength), firstError)
     }
 }
 

@@ -63,7 +63,7 @@ extension DataProxyClient {
             statistics.inFlightBatches = machine.jobCount
             statistics.avoidedProxies = machine.health.avoided(now: .now)
         }
-        for connection in self.pool.withLock({ $0 })?.connections ?? [] {
+        for connection in (self.router.withLock({ $0 })?.pools ?? []).flatMap(\.connections) {
             if let load = connection.reportedLoad { statistics.proxyLoads[connection.configuration.endpoints[0]] = load }
         }
         return statistics

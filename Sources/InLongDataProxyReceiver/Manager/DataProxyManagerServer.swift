@@ -73,9 +73,23 @@ public final class DataProxyManagerServer: Service, Sendable {
         case unavailable
     }
 
+    /// What one group is answered instead of the defaults: its own cluster (as a Manager serving several
+    /// DataProxy clusters does) and nodes, or a fault.
+    public struct GroupAnswer: Sendable, Hashable {
+        public var clusterID: Int
+        public var nodes: [Node]
+        public var fault = Fault.none
+        public init(clusterID: Int, nodes: [Node], fault: Fault = .none) {
+            self.clusterID = clusterID
+            self.nodes = nodes
+            self.fault = fault
+        }
+    }
+
     private struct State {
         var nodes: [Node]
         var fault = Fault.none
+        var groups: [String: GroupAnswer] = [:]
     }
 
     public let configuration: Configuration
@@ -105,6 +119,9 @@ public final class DataProxyManagerServer: Service, Sendable {
 
     /// Sets the fault injected into every following answer.
     public func setFault(_ fault: Fault) { self.state.withLock { $0.fault = fault } }
+
+    /// Answers `group` with its own cluster and nodes (or fault) from now on; `nil` goes back to the defaults.
+    public func setAnswer(_ answer: GroupAnswer?, for group: String) { self.state.withLock { $0.groups[group] = answer } }
 
     /// Requests answered so far (any outcome).
     public var requestCount: Int { self.requests.load(ordering: .relaxed) }
@@ -161,10 +178,13 @@ public final class DataProxyManagerServer: Service, Sendable {
             let parts = pair.split(separator: "=", maxSplits: 1)
             if parts.count == 2, parts[0] == "protocolType" { protocolType = String(parts[1]) }
         }
-        let (fault, nodes) = self.state.withLock { ($0.fault, $0.nodes) }
+        let (fault, nodes, clusterID) = self.state.withLock { state in
+            if let answer = state.groups[group] { return (answer.fault, answer.nodes, answer.clusterID) }
+            return (state.fault, state.nodes, self.configuration.clusterID)
+        }
         switch fault {
         case .none: break
-        case .emptyNodeList: return Self.json(.ok, self.payload(nodes: nil))
+        case .emptyNodeList: return Self.json(.ok, self.payload(nodes: nil, clusterID: clusterID))
         case .malformedBody: return Self.json(.ok, #"{"success":true,"data":{"nodeList":[{"ip":"#)
         case .failure(let message): return Self.json(.ok, Self.failure(message))
         case .unavailable: return Self.json(.serviceUnavailable, "Service Unavailable")
@@ -173,18 +193,18 @@ public final class DataProxyManagerServer: Service, Sendable {
             return Self.json(.ok, Self.failure("inlong group \(group) not found"))
         }
         if let protocolType, protocolType.uppercased() != "TCP" {
-            return Self.json(.ok, self.payload(nodes: nil))
+            return Self.json(.ok, self.payload(nodes: nil, clusterID: clusterID))
         }
-        return Self.json(.ok, self.payload(nodes: nodes.isEmpty ? nil : nodes))
+        return Self.json(.ok, self.payload(nodes: nodes.isEmpty ? nil : nodes, clusterID: clusterID))
     }
 
-    private func payload(nodes: [Node]?) -> String {
+    private func payload(nodes: [Node]?, clusterID: Int) -> String {
         let list = nodes.map { nodes in
             "[" + nodes.enumerated().map { index, node in
                 #"{"id":\#(index + 1),"ip":"\#(node.ip)","port":\#(node.port),"protocolType":"TCP","nodeLoad":\#(node.load.map(String.init) ?? "null")}"#
             }.joined(separator: ",") + "]"
         } ?? "null"
-        let cluster = nodes == nil ? "null" : String(self.configuration.clusterID)
+        let cluster = nodes == nil ? "null" : String(clusterID)
         let maxPacketLength = self.configuration.maxPacketLength.map(String.init) ?? "null"
         return #"{"success":true,"errMsg":null,"data":{"clusterId":\#(cluster),"reportSourceType":null,"isIntranet":null,"isSwitch":null,"load":\#(self.configuration.load),"maxPacketLength":\#(maxPacketLength),"nodeList":\#(list)}}"#
     }

@@ -1,0 +1,43 @@
+import InLongTransport
+
+/// Which proxies of a cluster's list one client connects to: a random subset (so that the clients of a large
+/// cluster spread over all of its proxies rather than pile onto the first ones), kept while its members stay
+/// listed (so that a refresh or a reordered list changes no connection), with only the departed replaced.
+/// Pure: the random numbers come from the caller's generator.
+struct ProxySubset {
+    /// The subset after the list changed from what `current` was chosen from to `listed`.
+    static func update(
+        current: [Endpoint],
+        listed: [Endpoint],
+        size: Int,
+        using generator: inout some RandomNumberGenerator
+    ) -> [Endpoint] {
+        let size = max(1, min(size, listed.count))
+        let listedSet = Set(listed)
+        var kept = current.filter { listedSet.contains($0) }
+        if kept.count > size { kept.removeLast(kept.count - size) }
+        let keptSet = Set(kept)
+        // Candidates in the Manager's order, then shuffled: the pick depends on the generator only.
+        var candidates = listed.filter { !keptSet.contains($0) }
+        candidates.sort { ($0.host, $0.port) < ($1.host, $1.port) }
+        candidates.shuffle(using: &generator)
+        return kept + candidates.prefix(size - kept.count)
+    }
+}
+
+/// A small, seedable generator (SplitMix64), so that a client's subset can be reproduced from its seed.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) {
+        self.state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        self.state &+= 0x9E37_79B9_7F4A_7C15
+        var z = self.state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
