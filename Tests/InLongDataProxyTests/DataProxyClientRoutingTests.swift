@@ -1,8 +1,10 @@
+import AsyncHTTPClient
 import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongTestUtils
 import InLongTransport
 import NIOCore
+import NIOSSL
 import Synchronization
 import Testing
 
@@ -171,6 +173,68 @@ import Testing
             #expect(connections.allSatisfy { (1...16).contains($0) }, "connections per proxy: \(connections)")
             #expect(receivers.allSatisfy { $0.memorySink.recordCount > 0 }, "records per proxy: \(receivers.map { $0.memorySink.recordCount })")
             #expect(receivers.reduce(0) { $0 + $1.memorySink.recordCount } == 800)
+        }
+    }
+}
+
+/// An `https://` Manager signed by a private CA: discovery works when the client trusts the CA, and fails
+/// (records end as `noProxies`) when it does not.
+@Suite(.timeLimit(.minutes(3))) struct ManagerTLSTests {
+    private func withTLSManager<Result: Sendable>(_ body: (DataProxyReceiver, DataProxyManagerServer) async throws -> Result) async throws -> Result {
+        let certificate = try NIOSSLCertificate(bytes: Array(TestCertificates.serverCertificatePEM.utf8), format: .pem)
+        let key = try NIOSSLPrivateKey(bytes: Array(TestCertificates.serverKeyPEM.utf8), format: .pem)
+        var managerConfiguration = DataProxyManagerServer.Configuration()
+        managerConfiguration.tlsConfiguration = .makeServerConfiguration(certificateChain: [.certificate(certificate)], privateKey: .privateKey(key))
+        let manager = DataProxyManagerServer(configuration: managerConfiguration, nodes: [])
+        return try await withReceiver { receiver in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await manager.run() }
+                defer { group.cancelAll() }
+                _ = try await manager.localAddress()
+                manager.setNodes([.init(ip: "127.0.0.1", port: try await receiver.port())])
+                return try await body(receiver, manager)
+            }
+        }
+    }
+
+    private func configuration(_ manager: DataProxyManagerServer, trustingTheCA: Bool) async throws -> DataProxyClient.Configuration {
+        let url = try await manager.baseURL()
+        #expect(url.hasPrefix("https://"))
+        var managerConfiguration = DataProxyClient.Manager(url: url, groups: ["g"])
+        managerConfiguration.cacheFile = nil
+        managerConfiguration.attempts = 1
+        if trustingTheCA {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: Array(TestCertificates.caPEM.utf8), format: .pem)])
+            managerConfiguration.httpClientConfiguration.tlsConfiguration = tls
+        }
+        var configuration = clientConfiguration(ports: [])
+        configuration.proxies = []
+        configuration.manager = managerConfiguration
+        configuration.retry.deliveryTimeout = .seconds(2)
+        return configuration
+    }
+
+    @Test func aClientTrustingTheCADiscoversThroughHTTPS() async throws {
+        try await self.withTLSManager { receiver, manager in
+            try await withDataProxyClient(configuration: try await self.configuration(manager, trustingTheCA: true)) { client in
+                let summary = try await client.sendAndWait(contentsOf: [ByteBuffer(string: "secure")], group: "g", stream: "s")
+                #expect(summary.allAcked)
+            }
+            #expect(receiver.memorySink.recordCount == 1)
+            #expect(manager.requestCount >= 1)
+        }
+    }
+
+    @Test func aClientWithoutTheCAFindsNoProxy() async throws {
+        try await self.withTLSManager { receiver, manager in
+            try await withDataProxyClient(configuration: try await self.configuration(manager, trustingTheCA: false)) { client in
+                let summary = try await client.sendAndWait(contentsOf: [ByteBuffer(string: "refused")], group: "g", stream: "s")
+                #expect(summary.failures.map(\.error.code) == [.noProxies])
+            }
+            #expect(receiver.memorySink.recordCount == 0)
+            // The handshake failed: no request reached the Manager's handler.
+            #expect(manager.requestCount == 0)
         }
     }
 }

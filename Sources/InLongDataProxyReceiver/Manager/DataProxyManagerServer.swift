@@ -1,6 +1,9 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+public import NIOSSL
 public import Logging
 public import NIOCore
 public import NIOPosix
@@ -32,6 +35,8 @@ public final class DataProxyManagerServer: Service, Sendable {
         public var requiredTenant: String?
         /// Groups known; others get `success:false`. Defaults to `nil`: any.
         public var knownGroups: Set<String>?
+        /// Serves `https://` with this configuration, or plain HTTP when `nil`. Defaults to `nil`.
+        public var tlsConfiguration: TLSConfiguration?
 
         public init() {}
     }
@@ -134,7 +139,8 @@ public final class DataProxyManagerServer: Service, Sendable {
     /// The base URL SDKs are configured with (without the group id), once it listens.
     public func baseURL() async throws -> String {
         let address = try await self.localAddress()
-        return "http://\(address.ipAddress ?? self.configuration.host):\(address.port ?? 0)\(Self.pathPrefix)"
+        let scheme = self.configuration.tlsConfiguration == nil ? "http" : "https"
+        return "\(scheme)://\(address.ipAddress ?? self.configuration.host):\(address.port ?? 0)\(Self.pathPrefix)"
     }
 
     public func run() async throws {
@@ -142,8 +148,10 @@ public final class DataProxyManagerServer: Service, Sendable {
         router.post("\(Self.pathPrefix)/:groupId") { request, context -> Response in
             try await self.respond(to: request, context: context)
         }
+        let server: HTTPServerBuilder = try self.configuration.tlsConfiguration.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1()
         let application = Application(
             router: router,
+            server: server,
             configuration: .init(address: .hostname(self.configuration.host, port: self.configuration.port)),
             onServerRunning: { channel in
                 guard let address = channel.localAddress else { return }
