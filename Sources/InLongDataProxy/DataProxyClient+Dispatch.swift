@@ -56,10 +56,10 @@ extension DataProxyClient {
             }
         }
         let frame = job.frame!
-        let connection: PersistentConnection<DataProxyCodec>
+        let endpoint: Endpoint
         let future: EventLoopFuture<InLongResponse>
         do {
-            (connection, future) = try pool.submit(.data(uniq: job.uniq, frame: frame), avoiding: avoiding)
+            (endpoint, future) = try pool.submit(.data(uniq: job.uniq, frame: frame), avoiding: avoiding)
         } catch {
             self.withMachine { ((), $0.notSubmitted(job, spentBlock: spentBlock)) }
             return false
@@ -67,7 +67,7 @@ extension DataProxyClient {
         let id = job.id
         let records = job.batch.recordCount
         let metrics = self.counters.streamMetrics(group: job.batch.key.group, stream: job.batch.key.stream)
-        self.withMachineState { $0.submitted(job, to: connection.configuration.endpoints.first, now: .now, spentBlock: spentBlock) }
+        self.withMachineState { $0.submitted(job, to: endpoint, now: .now, spentBlock: spentBlock) }
         self.counters.sent.add(records, ordering: .relaxed)
         metrics.sent.increment(by: records)
         metrics.inFlight(1)
@@ -76,6 +76,8 @@ extension DataProxyClient {
         group.addTask {
             let outcome = await Self.outcome(of: future)
             metrics.inFlight(-1)
+            // The pool owns the proxies' health: it hears of every outcome that says something of the proxy.
+            if let succeeded = outcome.proxySucceeded { pool.recordOutcome(endpoint, succeeded: succeeded) }
             self.withMachine { ((), $0.completed(jobID: id, outcome: outcome, now: .now)) }
         }
         return true

@@ -87,6 +87,7 @@ extension DataProxyClient {
             endpoints: endpoints,
             configuration: transport,
             policy: connection.balanceByReportedLoad ? .leastLoaded : .leastInFlight,
+            health: .init(threshold: connection.ejectAfterFailures, basePause: connection.avoidPause),
             eventLoopGroup: self.eventLoopGroup,
             logger: self.logger
         )

@@ -62,9 +62,7 @@ public final class DataProxyClient: Service, Sendable {
             deliveryTimeout: configuration.retry.deliveryTimeout,
             maxAttempts: configuration.retry.maxAttempts,
             retryBackoff: configuration.retry.backoff,
-            backlogLimit: configuration.buffer.whenFull == .wait ? Self.maxBacklog : .max,
-            healthThreshold: configuration.connection.ejectAfterFailures,
-            avoidPause: configuration.connection.avoidPause
+            backlogLimit: configuration.buffer.whenFull == .wait ? Self.maxBacklog : .max
         )
         self.machine = Mutex(Machine(configuration: machineConfiguration, limits: limits))
         (self.wakeups, self.wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -109,9 +107,6 @@ public final class DataProxyClient: Service, Sendable {
         if let held = actions.heldBytes { self.counters.heldBytesGauge.record(held) }
         for (job, result, reportHolds) in actions.finish { self.finish(job, result, reportHolds: reportHolds) }
         for waiter in actions.resumeSenders { waiter.resume(returning: true) }
-        if let avoided = actions.avoided {
-            self.logger.warning("avoiding a failing proxy", metadata: ["inlong.proxy": "\(avoided.proxy)", "inlong.pause": "\(avoided.pause)"])
-        }
         if let retried = actions.retried {
             self.counters.retries.add(1, ordering: .relaxed)
             self.counters.streamMetrics(group: retried.key.group, stream: retried.key.stream).retried.increment()

@@ -47,6 +47,8 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
         var order: [Endpoint] = []
         /// Endpoints whose connections stay open but are never chosen.
         var disabled: Set<Endpoint> = []
+        /// Endpoints avoided after consecutive failures, when the pool keeps health.
+        var health: EndpointHealth?
         var next = 0
         var closed = false
     }
@@ -70,11 +72,14 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
     ///   - endpoints: The initial endpoints, one connection each. Must not be empty.
     ///   - configuration: The settings of every connection; its `endpoints` are ignored.
     ///   - policy: How requests choose a connection. Defaults to ``LoadBalancingPolicy/leastInFlight``.
+    ///   - health: When to avoid an endpoint whose requests keep failing (the application reports outcomes with
+    ///     ``recordOutcome(_:succeeded:)``), or `nil` to never avoid one. Defaults to `nil`.
     public init(
         codec: Codec,
         endpoints: [Endpoint],
         configuration: PersistentConnection<Codec>.Configuration,
         policy: LoadBalancingPolicy = .leastInFlight,
+        health: HealthPolicy? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "inlong.transport", factory: { _ in SwiftLogNoOpLogHandler() }),
         unsolicitedHandler: PersistentConnection<Codec>.UnsolicitedHandler? = nil
@@ -87,7 +92,47 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
         self.logger = logger
         self.unsolicitedHandler = unsolicitedHandler
         (self.events, self.eventSink) = AsyncStream.makeStream()
+        if let health {
+            self.state.withLock { $0.health = EndpointHealth(threshold: health.threshold, basePause: health.basePause, maxPause: health.maxPause) }
+        }
         _ = self.updateEndpoints(endpoints)
+    }
+
+    /// When the pool avoids an endpoint: after `threshold` consecutive failed outcomes, for `basePause`, doubled
+    /// (up to `maxPause`) each time it fails again once back. The last usable endpoint is never avoided.
+    public struct HealthPolicy: Sendable, Hashable {
+        public var threshold: Int
+        public var basePause: Duration
+        public var maxPause: Duration
+
+        /// `maxPause` defaults to 30 times `basePause`.
+        public init(threshold: Int, basePause: Duration = .seconds(1), maxPause: Duration? = nil) {
+            self.threshold = threshold
+            self.basePause = basePause
+            self.maxPause = maxPause ?? basePause * 30
+        }
+    }
+
+    /// Reports how a request on `endpoint` ended, for the pool's health: a success clears the endpoint, failures
+    /// in a row make it avoided for a while (logged).
+    public func recordOutcome(_ endpoint: Endpoint, succeeded: Bool) {
+        let pause = self.state.withLock { state -> Duration? in
+            guard state.health != nil else { return nil }
+            if succeeded {
+                state.health!.succeeded(endpoint)
+                return nil
+            }
+            let usable = state.order.filter { !state.disabled.contains($0) }
+            return state.health!.failed(endpoint, now: .now, usable: usable)
+        }
+        if let pause {
+            self.logger.warning("avoiding a failing endpoint", metadata: ["inlong.endpoint": "\(endpoint)", "inlong.pause": "\(pause)"])
+        }
+    }
+
+    /// Endpoints avoided now after consecutive failures.
+    public var avoidedEndpoints: Set<Endpoint> {
+        self.state.withLock { $0.health?.avoided(now: .now) ?? [] }
     }
 
     /// The endpoints in use.
@@ -141,6 +186,7 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
                 if let connection = state.connections.removeValue(forKey: endpoint) { removed.append(connection) }
             }
             state.order = unique
+            state.health?.retain(unique)
             return (added, removed)
         }
         for connection in added { self.eventSink.yield(.start(connection)) }
@@ -148,49 +194,54 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
         return !added.isEmpty || !removed.isEmpty
     }
 
-    /// Picks a ready connection with the policy, among those not to `avoided` endpoints when there are any.
+    /// Picks a ready connection with the policy, among those not to `avoided` endpoints (and not avoided by the
+    /// pool's health) when there are any.
     public func chooseConnection(avoiding avoided: Set<Endpoint> = []) throws -> PersistentConnection<Codec> {
-        try self.state.withLock { state in
+        // The pool's lock only for its own state; each connection's state is read after it is released.
+        let (candidates, avoided, start) = try self.state.withLock { state -> ([PersistentConnection<Codec>], Set<Endpoint>, Int) in
             guard !state.closed else { throw TransportError(.shutDown) }
-            // One array, one pass (this runs per request); the avoided ones only when nothing else is ready.
-            var ready: [PersistentConnection<Codec>] = []
-            ready.reserveCapacity(state.order.count)
-            var skipped = false
+            var candidates: [PersistentConnection<Codec>] = []
+            candidates.reserveCapacity(state.order.count)
             for id in state.order where !state.disabled.contains(id) {
-                guard let connection = state.connections[id], connection.isAcceptingRequests else { continue }
-                if !avoided.isEmpty, avoided.contains(connection.configuration.endpoints[0]) {
-                    skipped = true
-                } else {
-                    ready.append(connection)
-                }
+                if let connection = state.connections[id] { candidates.append(connection) }
             }
-            if ready.isEmpty, skipped {
-                ready = state.order.filter { !state.disabled.contains($0) }.compactMap { state.connections[$0] }
-                    .filter(\.isAcceptingRequests)
+            var all = avoided
+            if let health = state.health { all.formUnion(health.avoided(now: .now)) }
+            defer { state.next &+= 1 }
+            return (candidates, all, state.next)
+        }
+        // One pass (this runs per request); the avoided ones only when nothing else is ready.
+        var ready: [PersistentConnection<Codec>] = []
+        ready.reserveCapacity(candidates.count)
+        var skipped = false
+        for connection in candidates where connection.isAcceptingRequests {
+            if !avoided.isEmpty, avoided.contains(connection.configuration.endpoints[0]) {
+                skipped = true
+            } else {
+                ready.append(connection)
             }
-            guard !ready.isEmpty else { throw TransportError(.notConnected) }
-            let start = state.next
-            state.next &+= 1
-            switch self.policy.kind {
-            case .roundRobin:
-                return ready[start % ready.count]
-            case .leastInFlight:
-                return Self.cheapest(ready, startingAt: start) { $0.inFlightCount }
-            case .leastLoaded:
-                return Self.cheapest(ready, startingAt: start) { connection in
-                    (connection.inFlightCount + 1) * (100 + min(connection.reportedLoad ?? 0, 1_000_000))
-                }
-            case .custom(let choose):
-                let candidates = ready.map {
-                    LoadBalancingPolicy.Candidate(
-                        endpoint: $0.configuration.endpoints[0],
-                        inFlight: $0.inFlightCount,
-                        load: $0.reportedLoad
-                    )
-                }
-                let index = choose(candidates)
-                return ready[min(max(index, 0), ready.count - 1)]
+        }
+        if ready.isEmpty, skipped { ready = candidates.filter(\.isAcceptingRequests) }
+        guard !ready.isEmpty else { throw TransportError(.notConnected) }
+        switch self.policy.kind {
+        case .roundRobin:
+            return ready[start % ready.count]
+        case .leastInFlight:
+            return Self.cheapest(ready, startingAt: start) { $0.inFlightCount }
+        case .leastLoaded:
+            return Self.cheapest(ready, startingAt: start) { connection in
+                (connection.inFlightCount + 1) * (100 + min(connection.reportedLoad ?? 0, 1_000_000))
             }
+        case .custom(let choose):
+            let candidates = ready.map {
+                LoadBalancingPolicy.Candidate(
+                    endpoint: $0.configuration.endpoints[0],
+                    inFlight: $0.inFlightCount,
+                    load: $0.reportedLoad
+                )
+            }
+            let index = choose(candidates)
+            return ready[min(max(index, 0), ready.count - 1)]
         }
     }
 
@@ -216,15 +267,16 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
     }
 
     /// Submits a request without suspending on a connection the policy picks, avoiding the `avoided` endpoints
-    /// while another is ready; see ``PersistentConnection/submit(_:timeout:)``. Returns the connection used and
-    /// the future response.
+    /// (and those the pool's health avoids) while another is ready; see ``PersistentConnection/submit(_:timeout:)``.
+    /// Returns the endpoint that took the request (to report its outcome with ``recordOutcome(_:succeeded:)``)
+    /// and the future response.
     public func submit(
         _ request: Codec.Outbound,
         timeout: Duration? = nil,
         avoiding avoided: Set<Endpoint> = []
-    ) throws -> (PersistentConnection<Codec>, EventLoopFuture<Codec.Inbound>) {
+    ) throws -> (endpoint: Endpoint, response: EventLoopFuture<Codec.Inbound>) {
         let connection = try self.chooseConnection(avoiding: avoided)
-        return (connection, try connection.submit(request, timeout: timeout))
+        return (connection.configuration.endpoints[0], try connection.submit(request, timeout: timeout))
     }
 
     /// Writes a frame on a connection the policy picks; see ``PersistentConnection/send(_:)``.

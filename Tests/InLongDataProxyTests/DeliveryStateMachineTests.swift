@@ -29,9 +29,7 @@ import Testing
                 deliveryTimeout: deliveryTimeout,
                 maxAttempts: maxAttempts,
                 retryBackoff: Backoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0),
-                backlogLimit: backlogLimit,
-                healthThreshold: 3,
-                avoidPause: .seconds(1)
+                backlogLimit: backlogLimit
             ),
             limits: .init(maxRecords: maxRecords, maxBytes: 1 << 16, linger: .milliseconds(10), quotaBytes: 1 << 20, quotaRecords: quotaRecords)
         )
@@ -299,17 +297,12 @@ import Testing
         #expect(self.error(actions)?.attempts == 2)
     }
 
-    @Test func aProxyFailingRepeatedlyIsAvoided() throws {
-        var machine = self.makeMachine()
-        self.append(&machine, 6)
-        var avoided: (proxy: Endpoint, pause: Duration)?
-        for _ in 0..<3 {
-            let job = try #require(self.dispatch(&machine))
-            avoided = machine.completed(jobID: job.id, outcome: .transportFailed(TransportError(.connectionClosed, mayHaveBeenDelivered: true)), now: self.at(0)).avoided
-        }
-        #expect(avoided?.proxy == Self.proxyA)
-        #expect(avoided?.pause == .seconds(1))
-        #expect(machine.health.avoided(now: self.at(0)) == [Self.proxyA])
+    @Test func outcomesSayWhatTheyMeanForTheProxy() {
+        #expect(DeliveryOutcome.acked(proxyIP: nil).proxySucceeded == true)
+        #expect(DeliveryOutcome.rejected(.sinkServiceUnready, message: nil).proxySucceeded == false)
+        #expect(DeliveryOutcome.rejected(.missRequiredBody, message: nil).proxySucceeded == nil)
+        #expect(DeliveryOutcome.transportFailed(TransportError(.connectionClosed)).proxySucceeded == false)
+        #expect(DeliveryOutcome.unexpectedReply("x").proxySucceeded == false)
     }
 
     @Test func aLateOutcomeOfAnEndedJobIsIgnored() throws {

@@ -9,13 +9,14 @@ import Testing
     func withPool<Result: Sendable>(
         _ endpoints: [Endpoint],
         policy: LoadBalancingPolicy = .leastInFlight,
+        health: ConnectionPool<TestCodec>.HealthPolicy? = nil,
         drainTimeout: Duration = .milliseconds(200),
         _ body: (ConnectionPool<TestCodec>) async throws -> Result
     ) async throws -> Result {
         var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [])
         configuration.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200))
         configuration.drainTimeout = drainTimeout
-        let pool = ConnectionPool(codec: TestCodec(), endpoints: endpoints, configuration: configuration, policy: policy)
+        let pool = ConnectionPool(codec: TestCodec(), endpoints: endpoints, configuration: configuration, policy: policy, health: health)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await pool.run() }
             try await eventually { pool.connections.allSatisfy { $0.connectivityState == .ready } }
@@ -38,6 +39,32 @@ import Testing
             #expect(servers.map(\.requestCount) == [10, 10, 10])
             #expect(pool.statistics().requestsSucceeded == 30)
             #expect(pool.statistics().connects == 3)
+        }
+    }
+
+    /// The pool owns health: outcomes reported per endpoint make a failing one avoided (never the last usable
+    /// one), and a success brings it back.
+    @Test func anEndpointWithFailingOutcomesIsAvoidedUntilItSucceeds() async throws {
+        let servers = [try await TestServer(), try await TestServer()]
+        defer { Task { for server in servers { await server.stop() } } }
+        try await self.withPool(servers.map(\.endpoint), policy: .roundRobin, health: .init(threshold: 2, basePause: .seconds(60))) { pool in
+            let (first, _) = try pool.submit(.request(1))
+            #expect(servers.map(\.endpoint).contains(first))
+            pool.recordOutcome(servers[0].endpoint, succeeded: false)
+            #expect(pool.avoidedEndpoints.isEmpty)
+            pool.recordOutcome(servers[0].endpoint, succeeded: false)
+            #expect(pool.avoidedEndpoints == [servers[0].endpoint])
+            for key in 0..<10 {
+                let (endpoint, response) = try pool.submit(.request(UInt32(10 + key)))
+                #expect(endpoint == servers[1].endpoint)
+                _ = try await response.get()
+            }
+            // The other one failing too would leave nothing: it is not avoided.
+            pool.recordOutcome(servers[1].endpoint, succeeded: false)
+            pool.recordOutcome(servers[1].endpoint, succeeded: false)
+            #expect(pool.avoidedEndpoints == [servers[0].endpoint])
+            pool.recordOutcome(servers[0].endpoint, succeeded: true)
+            #expect(pool.avoidedEndpoints.isEmpty)
         }
     }
 
@@ -131,9 +158,9 @@ import Testing
     }
 
     @Test func noReadyConnectionFailsFast() async throws {
-        let dead = try await TestServer()
+        let dead = ClosedPort()
+        defer { withExtendedLifetime(dead) {} }
         let endpoint = dead.endpoint
-        await dead.stop()
         var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [])
         configuration.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(100))
         let pool = ConnectionPool(codec: TestCodec(), endpoints: [endpoint], configuration: configuration)

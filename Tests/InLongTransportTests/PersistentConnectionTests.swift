@@ -157,9 +157,9 @@ import Testing
     }
 
     @Test func refusedEndpointsBackOffThenTheLiveOneIsUsed() async throws {
-        let dead = try await TestServer()
+        let dead = ClosedPort()
+        defer { withExtendedLifetime(dead) {} }
         let deadEndpoint = dead.endpoint
-        await dead.stop()
         let live = try await TestServer(behavior: .echo)
         defer { Task { await live.stop() } }
         try await withConnection(endpoints: [deadEndpoint, live.endpoint]) { connection in
@@ -171,9 +171,9 @@ import Testing
     }
 
     @Test func onlyDeadEndpointsGiveTransientFailureAndNotConnected() async throws {
-        let dead = try await TestServer()
+        let dead = ClosedPort()
+        defer { withExtendedLifetime(dead) {} }
         let endpoint = dead.endpoint
-        await dead.stop()
         try await withConnection(endpoints: [endpoint], waitUntilReady: false) { connection in
             try await connection.waitForState(.transientFailure)
             await #expect {

@@ -42,6 +42,16 @@ struct DeliveryJob: Sendable {
 
 /// How a submitted request ended, as the state machine needs it.
 enum DeliveryOutcome: Sendable {
+    /// What the outcome says of the proxy, for the pool's health: `nil` when it says nothing (a fatal error
+    /// code is about the records).
+    var proxySucceeded: Bool? {
+        switch self {
+        case .acked: true
+        case .rejected(let code, _): code.disposition == .retriable ? false : nil
+        case .transportFailed, .unexpectedReply: false
+        }
+    }
+
     /// The proxy stored the records (`dpIp` as it reported it).
     case acked(proxyIP: String?)
     /// The proxy answered with an error code.

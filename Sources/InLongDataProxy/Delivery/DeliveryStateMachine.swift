@@ -20,8 +20,6 @@ struct DeliveryStateMachine<Waiter> {
         var random: @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) }
         /// Ready batches at which senders wait for the dispatcher (`Int.max` for none).
         var backlogLimit: Int
-        var healthThreshold: Int
-        var avoidPause: Duration
     }
 
     enum Phase: Equatable {
@@ -33,8 +31,8 @@ struct DeliveryStateMachine<Waiter> {
     }
 
     /// What the driver does once the lock is released, in this order: wake the dispatcher, finish jobs (quota
-    /// already released), resume senders, log an avoided proxy, resume flush callers (last, so that they see the
-    /// finished records counted).
+    /// already released), resume senders, resume flush callers (last, so that they see the finished records
+    /// counted).
     struct Actions {
         var wakeDispatcher = false
         /// Jobs that ended; `reportHolds` when their quota stays held until report readers took the report
@@ -44,8 +42,6 @@ struct DeliveryStateMachine<Waiter> {
         var resumeFlushes: [(waiter: Waiter, allEnded: Bool)] = []
         /// Batches sealed, for per-stream metrics.
         var sealed: [(key: BatchKey, records: Int, bytes: Int)] = []
-        /// A proxy now avoided for a pause.
-        var avoided: (proxy: Endpoint, pause: Duration)?
         /// A retry was scheduled.
         var retried: (key: BatchKey, attempts: Int, error: DataProxyError, delay: Duration)?
         /// The quota in use after the change, when it changed.
@@ -71,14 +67,13 @@ struct DeliveryStateMachine<Waiter> {
             self.resumeSenders += other.resumeSenders
             self.resumeFlushes += other.resumeFlushes
             self.sealed += other.sealed
-            self.avoided = other.avoided ?? self.avoided
             self.retried = other.retried ?? self.retried
             self.heldBytes = other.heldBytes ?? self.heldBytes
         }
 
         var isEmpty: Bool {
             !self.wakeDispatcher && self.finish.isEmpty && self.resumeSenders.isEmpty && self.resumeFlushes.isEmpty
-                && self.sealed.isEmpty && self.avoided == nil && self.retried == nil && self.heldBytes == nil
+                && self.sealed.isEmpty && self.retried == nil && self.heldBytes == nil
         }
     }
 
@@ -103,7 +98,6 @@ struct DeliveryStateMachine<Waiter> {
     private(set) var phase = Phase.running
     var accumulator: BatchAccumulator
     private var backlog: DispatchBacklog
-    private(set) var health: ProxyHealth
     /// Jobs waiting for the dispatcher, oldest first.
     private var ready = Deque<DeliveryJob>()
     /// Jobs handed to the dispatcher, submitted, or waiting out a retry backoff, by id.
@@ -136,7 +130,6 @@ struct DeliveryStateMachine<Waiter> {
         self.configuration = configuration
         self.accumulator = BatchAccumulator(limits: limits)
         self.backlog = DispatchBacklog(limit: configuration.backlogLimit)
-        self.health = ProxyHealth(threshold: configuration.healthThreshold, basePause: configuration.avoidPause)
     }
 
     var isAccepting: Bool {
@@ -269,9 +262,9 @@ struct DeliveryStateMachine<Waiter> {
                 self.nextUniq &+= 1
                 job.uniq = self.nextUniq
             }
-            var avoiding = self.health.avoided(now: now)
-            // A retry avoids the proxy that holds (or lost) the unacked original, while another is ready.
-            if let last = job.lastProxy { avoiding.insert(last) }
+            // A retry avoids the proxy that holds (or lost) the unacked original, while another is ready; the pool
+            // avoids failing proxies itself.
+            let avoiding: Set<Endpoint> = job.lastProxy.map { [$0] } ?? []
             self.pending[job.id] = job
             self.releaseBacklogWaitersIfDue(&actions)
             return (job, avoiding)
@@ -349,7 +342,6 @@ struct DeliveryStateMachine<Waiter> {
         let error: DataProxyError
         switch outcome {
         case .acked(let proxyIP):
-            if let proxy = job.lastProxy { self.health.succeeded(proxy) }
             let ack = DataProxyAck(
                 proxy: job.lastProxy ?? Endpoint(host: "?", port: 0),
                 proxyIP: proxyIP,
@@ -361,7 +353,6 @@ struct DeliveryStateMachine<Waiter> {
         case .rejected(let code, let message):
             // A fatal errCode is about the records, not the proxy.
             let retriable = code.disposition == .retriable
-            if retriable { self.proxyFailed(job.lastProxy, now: now, actions: &actions) }
             // The proxy read the request and refused it: it did not store it, but an earlier attempt may have.
             var rejected = job.error(.serverRejected, "the proxy answered errCode \(code)", retriable: retriable)
             rejected.serverErrorCode = code
@@ -375,13 +366,11 @@ struct DeliveryStateMachine<Waiter> {
                 // connection cycling fast cannot use up a record's attempts; the delivery deadline still binds.
                 job.attempts -= 1
             }
-            self.proxyFailed(job.lastProxy, now: now, actions: &actions)
             var failed = job.error(Self.code(of: failure), "\(failure)", retriable: true)
             failed.underlying = failure
             error = failed
         case .unexpectedReply(let reply):
             job.mayHaveBeenDelivered = true
-            self.proxyFailed(job.lastProxy, now: now, actions: &actions)
             error = job.error(.connectionFailed, "unexpected reply \(reply)", retriable: true)
         }
         self.retryOrFail(job, error, now: now, actions: &actions)
@@ -396,11 +385,6 @@ struct DeliveryStateMachine<Waiter> {
         case .connectionClosed, .heartbeatTimeout, .idleTimeout, .connectFailed, .connectTimeout, .unresponsive: .connectionLost
         default: .connectionFailed
         }
-    }
-
-    private mutating func proxyFailed(_ proxy: Endpoint?, now: ContinuousClock.Instant, actions: inout Actions) {
-        guard let proxy else { return }
-        if let pause = self.health.failed(proxy, now: now, usable: self.proxies) { actions.avoided = (proxy, pause) }
     }
 
     private mutating func retryOrFail(_ job: DeliveryJob, _ error: DataProxyError, now: ContinuousClock.Instant, actions: inout Actions) {
@@ -513,7 +497,6 @@ struct DeliveryStateMachine<Waiter> {
     /// The proxies in use changed (discovery, a refresh).
     mutating func proxiesChanged(_ proxies: [Endpoint]) {
         self.proxies = proxies
-        self.health.retain(proxies)
     }
 
     // MARK: Reports

@@ -61,9 +61,10 @@ extension DataProxyClient {
             statistics.heldRecords = machine.accumulator.heldRecords - machine.reportHeldRecords
             statistics.reportHeldRecords = machine.reportHeldRecords
             statistics.inFlightBatches = machine.jobCount
-            statistics.avoidedProxies = machine.health.avoided(now: .now)
         }
-        for connection in (self.router.withLock({ $0 })?.pools ?? []).flatMap(\.connections) {
+        let pools = self.router.withLock({ $0 })?.pools ?? []
+        for pool in pools { statistics.avoidedProxies.formUnion(pool.avoidedEndpoints) }
+        for connection in pools.flatMap(\.connections) {
             if let load = connection.reportedLoad { statistics.proxyLoads[connection.configuration.endpoints[0]] = load }
         }
         return statistics

@@ -1,15 +1,15 @@
-@testable import InLongDataProxy
-import InLongTransport
 import Testing
 
-/// Avoiding failing proxies, with the time given: no clock involved.
-@Suite struct ProxyHealthTests {
+@testable import InLongTransport
+
+/// Avoiding failing endpoints, with the time given: no clock involved.
+@Suite struct EndpointHealthTests {
     private let a = Endpoint(host: "127.0.0.1", port: 1)
     private let b = Endpoint(host: "127.0.0.1", port: 2)
     private let t0 = ContinuousClock.now
 
     @Test func avoidedAfterTheThresholdThenBackAfterThePause() {
-        var health = ProxyHealth(threshold: 2, basePause: .seconds(1))
+        var health = EndpointHealth(threshold: 2, basePause: .seconds(1))
         #expect(health.failed(self.a, now: self.t0, usable: [self.a, self.b]) == nil)
         #expect(health.avoided(now: self.t0).isEmpty)
         #expect(health.failed(self.a, now: self.t0, usable: [self.a, self.b]) == .seconds(1))
@@ -24,7 +24,7 @@ import Testing
     }
 
     @Test func thePauseStopsDoublingAtTheMaximum() {
-        var health = ProxyHealth(threshold: 1, basePause: .seconds(1), maxPause: .seconds(3))
+        var health = EndpointHealth(threshold: 1, basePause: .seconds(1), maxPause: .seconds(3))
         var now = self.t0
         var pauses: [Duration?] = []
         for _ in 0..<4 {
@@ -36,7 +36,7 @@ import Testing
     }
 
     @Test func aSuccessClearsTheCount() {
-        var health = ProxyHealth(threshold: 2)
+        var health = EndpointHealth(threshold: 2)
         _ = health.failed(self.a, now: self.t0, usable: [self.a, self.b])
         health.succeeded(self.a)
         #expect(health.failed(self.a, now: self.t0, usable: [self.a, self.b]) == nil)
@@ -44,7 +44,7 @@ import Testing
     }
 
     @Test func theLastUsableProxyIsNeverAvoided() {
-        var health = ProxyHealth(threshold: 1)
+        var health = EndpointHealth(threshold: 1)
         #expect(health.failed(self.a, now: self.t0, usable: [self.a]) == nil)
         #expect(health.failed(self.a, now: self.t0, usable: [self.a, self.b]) != nil)
         // b is now the only one not avoided.
@@ -53,7 +53,7 @@ import Testing
     }
 
     @Test func proxiesNoLongerInUseAreForgotten() {
-        var health = ProxyHealth(threshold: 1)
+        var health = EndpointHealth(threshold: 1)
         _ = health.failed(self.a, now: self.t0, usable: [self.a, self.b])
         health.retain([self.b])
         #expect(health.avoided(now: self.t0).isEmpty)

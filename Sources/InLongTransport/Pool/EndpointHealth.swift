@@ -1,12 +1,10 @@
-import InLongTransport
-
-/// Which proxies to avoid, from the outcomes of the batches sent to them. Pure: the client feeds it outcomes and
-/// the time.
+/// Which endpoints of a pool to avoid, from the outcomes the application reports. Pure: the pool feeds it
+/// outcomes and the time.
 ///
-/// A proxy whose last `threshold` batches failed (transport failures or retriable errors) is avoided for a pause
-/// of `basePause`, doubled each time it fails again once back, up to `maxPause`; a success clears it. A proxy is
-/// never avoided when that would leave none of `usable` in use.
-struct ProxyHealth {
+/// An endpoint whose last `threshold` outcomes failed is avoided for a pause of `basePause`, doubled each time it
+/// fails again once back, up to `maxPause`; a success clears it. An endpoint is never avoided when that would
+/// leave none of `usable` in use.
+struct EndpointHealth {
     private struct Entry {
         var consecutiveFailures = 0
         var pause: Duration = .zero
@@ -25,7 +23,7 @@ struct ProxyHealth {
         self.maxPause = maxPause ?? basePause * 30
     }
 
-    /// The proxies to avoid at `now`.
+    /// The endpoints to avoid at `now`.
     func avoided(now: ContinuousClock.Instant) -> Set<Endpoint> {
         guard !self.entries.isEmpty else { return [] }
         var avoided: Set<Endpoint> = []
@@ -39,7 +37,7 @@ struct ProxyHealth {
         self.entries.removeValue(forKey: endpoint)
     }
 
-    /// Records a failed batch; returns the pause when the proxy is now avoided.
+    /// Records a failure; returns the pause when the endpoint is now avoided.
     @discardableResult
     mutating func failed(_ endpoint: Endpoint, now: ContinuousClock.Instant, usable: [Endpoint]) -> Duration? {
         var entry = self.entries[endpoint] ?? Entry()
@@ -54,7 +52,7 @@ struct ProxyHealth {
         return entry.pause
     }
 
-    /// Forgets proxies no longer in use.
+    /// Forgets endpoints no longer in use.
     mutating func retain(_ endpoints: [Endpoint]) {
         guard !self.entries.isEmpty else { return }
         let kept = Set(endpoints)
