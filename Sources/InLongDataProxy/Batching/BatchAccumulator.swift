@@ -101,34 +101,34 @@ struct BatchAccumulator {
         let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
         let charge = body.readableBytes + Self.recordOverhead
         guard self.hasRoom(forBytes: charge) else { return .full }
-        // One hash of the key per record (the key holds strings): later steps go through its index.
+        // One hash of the key per record (the key holds strings), and the open batch changed in place through its
+        // index: reading it through the dictionary would copy it (retains of its block, ids and observers).
         var sealed: SealedBatch?
-        var index = self.open.index(forKey: key)
-        if let open = index, self.open.values[open].block.readableBytes + recordBytes > self.limits.maxBytes {
-            sealed = Self.sealed(self.open.remove(at: open).value, key: key)
-            index = nil
+        let maxBytes = self.limits.maxBytes
+        let maxRecords = self.limits.maxRecords
+        if let index = self.open.index(forKey: key) {
+            switch self.open.values[index].append(body, attributes: attributes, recordBytes: recordBytes, charge: charge, id: id, observer: observer, maxBytes: maxBytes, maxRecords: maxRecords) {
+            case .appended(let full):
+                self.heldBytes += charge
+                self.heldRecords += 1
+                return full ? .acceptedAndSealed(Self.sealed(self.open.remove(at: index).value, key: key)) : .accepted
+            case .doesNotFit:
+                sealed = Self.sealed(self.open.remove(at: index).value, key: key)
+            }
         }
+        var batch = OpenBatch(
+            block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: min(maxBytes, max(recordBytes, 1024))),
+            createdAt: now,
+            dataTime: wallSeconds
+        )
+        // A record alone always fits a new batch (its size was checked against the limit).
+        let appended = batch.append(body, attributes: attributes, recordBytes: recordBytes, charge: charge, id: id, observer: observer, maxBytes: .max, maxRecords: maxRecords)
+        let full = appended != .appended(full: false) || batch.block.readableBytes >= maxBytes
         self.heldBytes += charge
         self.heldRecords += 1
-        let position: Dictionary<BatchKey, OpenBatch>.Index
-        if let index {
-            position = index
-        } else {
-            self.open[key] = OpenBatch(
-                block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: min(self.limits.maxBytes, max(recordBytes, 1024))),
-                createdAt: now,
-                dataTime: wallSeconds
-            )
-            position = self.open.index(forKey: key)!
-        }
-        // Mutate in place: no copy of the block.
-        self.open.values[position].append(body, attributes: attributes, charge: charge, id: id, observer: observer)
-        if sealed == nil,
-            self.open.values[position].recordCount >= self.limits.maxRecords
-                || self.open.values[position].block.readableBytes >= self.limits.maxBytes
-        {
-            sealed = Self.sealed(self.open.remove(at: position).value, key: key)
-        }
+        if full, sealed == nil { return .acceptedAndSealed(Self.sealed(batch, key: key)) }
+        // With a batch sealed already, a full new one waits for the next record or its linger.
+        self.open[key] = batch
         return sealed.map(AppendResult.acceptedAndSealed) ?? .accepted
     }
 
@@ -262,6 +262,28 @@ enum RecordObserver {
 }
 
 extension BatchAccumulator.OpenBatch {
+    fileprivate enum Append: Equatable {
+        /// Appended; `full` when the batch reached a limit and is to be sealed.
+        case appended(full: Bool)
+        /// The record would take the block past `maxBytes`: nothing was appended.
+        case doesNotFit
+    }
+
+    fileprivate mutating func append(
+        _ body: ByteBuffer,
+        attributes: String?,
+        recordBytes: Int,
+        charge: Int,
+        id: UInt64,
+        observer: RecordObserver,
+        maxBytes: Int,
+        maxRecords: Int
+    ) -> Append {
+        guard self.recordCount == 0 || self.block.readableBytes + recordBytes <= maxBytes else { return .doesNotFit }
+        self.append(body, attributes: attributes, charge: charge, id: id, observer: observer)
+        return .appended(full: self.recordCount >= maxRecords || self.block.readableBytes >= maxBytes)
+    }
+
     fileprivate mutating func append(_ body: ByteBuffer, attributes: String?, charge: Int, id: UInt64, observer: RecordObserver) {
         InLongRecordBlock.write(body, attributes: attributes, into: &self.block)
         self.recordCount += 1
