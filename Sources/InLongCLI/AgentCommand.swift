@@ -56,36 +56,38 @@ struct AgentCommand: AsyncParsableCommand {
     @Flag(help: "Stop once every file found is read to its end and acked (for one-off loads and benchmarks).")
     var once = false
 
+    @OptionGroup var operatorOptions: OperatorOptions
+
     func configuration() throws -> AgentConfiguration {
         var configuration: AgentConfiguration
         if let config = self.config {
-            guard self.paths.isEmpty else { throw CLIError("give either --config or --path, not both") }
+            guard self.paths.isEmpty else { throw ValidationError("give either --config or --path, not both") }
             do {
                 configuration = try AgentConfigurationFile.load(path: config)
             } catch {
                 throw CLIError("\(error)")
             }
         } else {
-            guard !self.paths.isEmpty else { throw CLIError("give --config FILE, or --path GLOB with --group and --stream") }
-            guard let group = self.group, let stream = self.stream else { throw CLIError("--path needs --group and --stream") }
+            guard !self.paths.isEmpty else { throw ValidationError("give --config FILE, or --path GLOB with --group and --stream") }
+            guard let group = self.group, let stream = self.stream else { throw ValidationError("--path needs --group and --stream") }
             var client = try self.target.configuration(group: group)
             if self.noCompression { client.batching.compressionThreshold = nil }
             var source = AgentConfiguration.FileSource(paths: self.paths, group: group, stream: stream)
             guard let startAt = AgentConfiguration.FileSource.StartPosition(rawValue: self.startAt) else {
-                throw CLIError("--start-at takes beginning or end")
+                throw ValidationError("--start-at takes beginning or end")
             }
             source.startAt = startAt
-            guard self.maxLineLength > 0 else { throw CLIError("--max-line-length must be positive") }
+            guard self.maxLineLength > 0 else { throw ValidationError("--max-line-length must be positive") }
             source.maxLineLength = self.maxLineLength
             for attribute in self.attributes {
                 let parts = attribute.split(separator: "=", maxSplits: 1)
-                guard parts.count == 2 else { throw CLIError("--attribute takes key=value") }
+                guard parts.count == 2 else { throw ValidationError("--attribute takes key=value") }
                 source.attributes[String(parts[0])] = String(parts[1])
             }
             configuration = AgentConfiguration(sources: [source], stateDirectory: self.stateDir, client: client)
         }
         if let seconds = self.shutdownTimeout {
-            guard seconds >= 0, seconds.isFinite else { throw CLIError("--shutdown-timeout takes seconds") }
+            guard seconds >= 0, seconds.isFinite else { throw ValidationError("--shutdown-timeout takes seconds") }
             configuration.shutdownTimeout = .milliseconds(Int64(seconds * 1000))
         }
         return configuration
@@ -93,8 +95,8 @@ struct AgentCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try self.configuration()
-        var logger = Logger(label: "inlong.agent")
-        logger.logLevel = .warning
+        let logger = self.operatorOptions.logger("inlong.agent")
+        let metrics = try self.operatorOptions.metricsEndpoint(logger: logger)
         let agent = InLongAgent(configuration: configuration, logger: logger)
         let start = ContinuousClock.now
         let progress = Progress {
@@ -103,7 +105,11 @@ struct AgentCommand: AsyncParsableCommand {
                 + "  lag \(statistics.lagBytes / 1_000) KB  \(megabytes(statistics.bytesAcked, seconds: secondsSince(start)))"
         }
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(
+                services: (metrics.map { [.init(service: $0)] } ?? []) + [.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
         )
         let watcher = self.once ? Task { await Self.stopWhenCaughtUp(agent) } : nil
         defer { watcher?.cancel() }
@@ -121,6 +127,17 @@ struct AgentCommand: AsyncParsableCommand {
                 + "\(statistics.deadLettered) dead-lettered, \(statistics.resent) resent; \(statistics.bytesAcked) bytes acked in "
                 + String(format: "%.2f s", seconds) + " (\(megabytes(statistics.bytesAcked, seconds: seconds))); checkpoint \(configuration.checkpointPath)"
         )
+        try self.operatorOptions.writeStats([
+            "files": statistics.filesOpened,
+            "linesRead": statistics.linesRead,
+            "linesAcked": statistics.linesAcked,
+            "bytesRead": statistics.bytesRead,
+            "bytesAcked": statistics.bytesAcked,
+            "deadLettered": statistics.deadLettered,
+            "resent": statistics.resent,
+            "lagBytes": Int(statistics.lagBytes),
+            "seconds": seconds,
+        ])
         if let recovery = agent.checkpointRecovery {
             print("the checkpoint was unreadable (\(recovery.reason)) and was set aside as \(recovery.setAsidePath)")
         }

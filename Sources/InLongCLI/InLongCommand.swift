@@ -12,6 +12,9 @@ import UnixSignals
 import Glibc
 #endif
 
+/// The tool's version, as `inlong --version` prints it.
+let inlongVersion = "0.6.0"
+
 @main
 struct InLongCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,6 +29,7 @@ struct InLongCommand: AsyncParsableCommand {
               inlong discover --manager http://127.0.0.1:8083/inlong/manager/openapi/dataproxy/getIpList --group g
               inlong bench --records 2000000 --size 100
             """,
+        version: inlongVersion,
         subcommands: [DemoCommand.self, SendCommand.self, ReceiveCommand.self, AgentCommand.self, DiscoverCommand.self, BenchCommand.self]
     )
 
@@ -82,7 +86,7 @@ final class Progress: Sendable {
 }
 
 func parseEndpoint(_ text: String) throws -> Endpoint {
-    guard let endpoint = Endpoint(text) else { throw CLIError("'\(text)' is not host:port") }
+    guard let endpoint = Endpoint(text) else { throw ValidationError("'\(text)' is not host:port") }
     return endpoint
 }
 

@@ -38,6 +38,28 @@ struct ReceiveCommand: AsyncParsableCommand {
     @Option(help: "Heartbeat load to report (default: unknown, 0xFFFF).")
     var load: Int16?
 
+    @Option(help: "The address the Manager endpoint hands out for this receiver (required when listening on all addresses).")
+    var advertise: String?
+
+    @Flag(help: "Append to an existing --out file.")
+    var append = false
+
+    @Flag(help: "Replace an existing --out file.")
+    var overwrite = false
+
+    @OptionGroup var operatorOptions: OperatorOptions
+
+    func validate() throws {
+        guard let endpoint = Endpoint(self.listen) else { throw ValidationError("--listen takes host:port, not '\(self.listen)'") }
+        if self.managerPort != nil, self.advertise == nil, ["0.0.0.0", "::", "[::]"].contains(endpoint.host) {
+            throw ValidationError("listening on all addresses: give --advertise HOST for the Manager endpoint to hand out")
+        }
+        if self.append, self.overwrite { throw ValidationError("give --append or --overwrite, not both") }
+        if !self.countOnly, self.out != "-", !self.append, !self.overwrite, FileManager.default.fileExists(atPath: self.out) {
+            throw ValidationError("\(self.out) exists: give --append or --overwrite")
+        }
+    }
+
     func run() async throws {
         let endpoint = try parseEndpoint(self.listen)
         var configuration = DataProxyReceiver.Configuration()
@@ -45,6 +67,7 @@ struct ReceiveCommand: AsyncParsableCommand {
         configuration.port = endpoint.port
         configuration.maxFrameSize = self.maxFrameSize
         configuration.faults.load = self.load
+        configuration.advertisedIP = self.advertise
         if let managerPort = self.managerPort {
             var manager = DataProxyManagerServer.Configuration()
             manager.host = endpoint.host
@@ -61,17 +84,21 @@ struct ReceiveCommand: AsyncParsableCommand {
             sink = jsonSink!
         } else {
             do {
-                jsonSink = try JSONLinesSink(url: URL(fileURLWithPath: self.out))
+                jsonSink = try JSONLinesSink(url: URL(fileURLWithPath: self.out), append: self.append)
             } catch {
                 throw CLIError("cannot write \(self.out): \(error)")
             }
             sink = jsonSink!
         }
-        var logger = Logger(label: "inlong.receive")
-        logger.logLevel = .notice
+        let logger = self.operatorOptions.logger("inlong.receive")
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let metrics = try self.operatorOptions.metricsEndpoint(logger: logger) {
+            services.append(.init(service: metrics))
+        }
         let receiver = DataProxyReceiver(configuration: configuration, sink: sink, logger: logger)
+        services.append(.init(service: receiver))
         let group = ServiceGroup(
-            configuration: .init(services: [.init(service: receiver)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
         let announce = Task {
             guard let address = try? await receiver.localAddress() else { return }
@@ -96,5 +123,14 @@ struct ReceiveCommand: AsyncParsableCommand {
             errors: \(errors.isEmpty ? "none" : errors)\(self.countOnly || self.out == "-" ? "" : "; written to \(self.out)")
             """
         FileHandle.standardError.write(Data((summary + "\n").utf8))
+        try self.operatorOptions.writeStats([
+            "records": statistics.records,
+            "messages": statistics.messages,
+            "frames": statistics.frames,
+            "bytes": statistics.bytes,
+            "connections": statistics.acceptedConnections,
+            "seconds": Int(seconds),
+            "errors": Dictionary(uniqueKeysWithValues: statistics.errors.map { (String($0.key.rawValue), $0.value) }),
+        ])
     }
 }

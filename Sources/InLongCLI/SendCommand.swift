@@ -30,14 +30,14 @@ struct TargetOptions: ParsableArguments {
             configuration.proxies = try self.proxies.map(parseEndpoint)
             return configuration
         }
-        guard !self.proxies.isEmpty else { throw CLIError("give --proxy host:port or --manager URL") }
+        guard !self.proxies.isEmpty else { throw ValidationError("give --proxy host:port or --manager URL") }
         return DataProxyClient.Configuration(proxies: try self.proxies.map(parseEndpoint))
     }
 
     func credentials() throws -> (secretID: String, secretKey: String)? {
         guard let auth = self.auth else { return nil }
         let parts = auth.split(separator: ":", maxSplits: 1)
-        guard parts.count == 2 else { throw CLIError("--auth takes secretId:secretKey") }
+        guard parts.count == 2 else { throw ValidationError("--auth takes secretId:secretKey") }
         return (String(parts[0]), String(parts[1]))
     }
 }
@@ -70,6 +70,8 @@ struct SendCommand: AsyncParsableCommand {
     @Argument(help: "Files to send; standard input when none.")
     var files: [String] = []
 
+    @OptionGroup var operatorOptions: OperatorOptions
+
     func run() async throws {
         var configuration = try self.target.configuration(group: self.group)
         if self.noCompression { configuration.batching.compressionThreshold = nil }
@@ -87,12 +89,16 @@ struct SendCommand: AsyncParsableCommand {
             }
         }
         defer { watcher.cancel() }
+        let logger = self.operatorOptions.logger("inlong.send")
+        let metrics = try self.operatorOptions.metricsEndpoint(logger: logger).map { endpoint in Task { try await endpoint.run() } }
+        defer { metrics?.cancel() }
         let outcome = try await sendLines(
             configuration: configuration,
             group: self.group,
             stream: self.stream,
             grace: .seconds(max(self.grace, 0)),
-            interruptions: interruptions
+            interruptions: interruptions,
+            logger: logger
         ) { emit, stop in
             for file in sources {
                 let handle = file == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: file)!
@@ -100,6 +106,16 @@ struct SendCommand: AsyncParsableCommand {
             }
         }
         print(outcome.summary)
+        try self.operatorOptions.writeStats([
+            "lines": outcome.lines,
+            "accepted": outcome.statistics.accepted,
+            "acked": outcome.statistics.acked,
+            "failed": outcome.failed,
+            "bytes": outcome.bytes,
+            "seconds": outcome.seconds,
+            "interrupted": outcome.interrupted,
+            "failures": outcome.statistics.failures,
+        ])
         if outcome.failed > 0 || outcome.statistics.acked != outcome.lines {
             throw ExitCode(1)
         }
@@ -195,10 +211,9 @@ func sendLines(
     stream: String,
     grace: Duration = .seconds(5),
     interruptions: AsyncStream<Void>? = nil,
+    logger: Logger = Logger(label: "inlong.send", factory: { _ in SwiftLogNoOpLogHandler() }),
     produce: (_ emit: ([ByteBuffer]) async throws -> Void, _ stop: @escaping @Sendable () -> Bool) async throws -> Void
 ) async throws -> SendOutcome {
-    var logger = Logger(label: "inlong.send")
-    logger.logLevel = .warning
     let start = ContinuousClock.now
     let client = DataProxyClient(configuration: configuration, logger: logger)
     let interrupted = InterruptFlag()

@@ -1,0 +1,117 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import InLongDataProxy
+import InLongDataProxyReceiver
+import InLongTestUtils
+import InLongTransport
+import Logging
+import NIOHTTP1
+import NIOCore
+import Prometheus
+import Testing
+
+@testable import InLongCLI
+
+/// What operators rely on: a Prometheus endpoint with the right values, exit codes scripts can trust, output
+/// files never truncated by accident.
+@Suite(.timeLimit(.minutes(3))) struct OperatorTests {
+    @Test func theMetricsEndpointServesTheReceiversCountersInPrometheusFormat() async throws {
+        let registry = PrometheusCollectorRegistry()
+        let endpoint = MetricsEndpoint(host: "127.0.0.1", port: 0, registry: registry, logger: .init(label: "test"))
+        var configuration = DataProxyReceiver.Configuration.loopback
+        configuration.metricsFactory = PrometheusNamingFactory(registry: registry)
+        try await withReceiver(configuration) { receiver in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await endpoint.run() }
+                defer { group.cancelAll() }
+                let port = try #require(await endpoint.localPort())
+                let client = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
+                try await withDataProxyClient(configuration: client) { client in
+                    let summary = try await client.sendAndWait(contentsOf: (0..<1234).map { ByteBuffer(string: "m\($0)") }, group: "g", stream: "s")
+                    #expect(summary.allAcked)
+                }
+                let metrics = try await self.get("http://127.0.0.1:\(port)/metrics")
+                #expect(metrics.status == 200)
+                let values = Self.parse(metrics.body)
+                #expect(values["inlong_receiver_records_total"] == 1234)
+                #expect(values["inlong_receiver_messages_total"].map { $0 >= 1 } == true)
+                // Every line is a comment or `name{labels} value`, with valid names.
+                for line in metrics.body.split(separator: "\n") where !line.hasPrefix("#") {
+                    let name = line.prefix { $0 != "{" && $0 != " " }
+                    #expect(name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" }, "\(line)")
+                }
+                let health = try await self.get("http://127.0.0.1:\(port)/health")
+                #expect(health.status == 200)
+            }
+        }
+    }
+
+    private func get(_ url: String) async throws -> (status: UInt, body: String) {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return (response.status.code, String(buffer: body))
+    }
+
+    /// Unlabelled samples of the exposition text, by name.
+    static func parse(_ text: String) -> [String: Double] {
+        var values: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") && !line.contains("{") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, let value = Double(parts[1]) { values[String(parts[0])] = value }
+        }
+        return values
+    }
+
+    @Test func namesFollowPrometheusConventions() {
+        #expect(PrometheusNamingFactory.name("inlong.client.records.acked", suffix: "_total") == "inlong_client_records_acked_total")
+        #expect(PrometheusNamingFactory.name("inlong.transport.heartbeat_rtt", suffix: "_seconds") == "inlong_transport_heartbeat_rtt_seconds")
+        #expect(PrometheusNamingFactory.name("already_total", suffix: "_total") == "already_total")
+    }
+
+    @Test func receiveRefusesToTruncateAnExistingOutputFile() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-out-\(UUID().uuidString).jsonl").path
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("kept\n".utf8)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            _ = try ReceiveCommand.parse(["--out", path])
+            Issue.record("an existing output file was accepted without --append or --overwrite")
+        } catch {
+            #expect(ReceiveCommand.exitCode(for: error).rawValue == 64)
+            #expect(ReceiveCommand.message(for: error).contains("--append or --overwrite"))
+        }
+        #expect(throws: Never.self) { _ = try ReceiveCommand.parse(["--out", path, "--append"]) }
+        #expect(throws: Never.self) { _ = try ReceiveCommand.parse(["--out", path, "--overwrite"]) }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "kept\n")
+    }
+
+    @Test func listeningOnAllAddressesNeedsAnAdvertisedAddressForTheManager() {
+        #expect(throws: (any Error).self) { _ = try ReceiveCommand.parse(["--listen", "0.0.0.0:46801", "--manager-port", "0", "--count-only"]) }
+        #expect(throws: Never.self) {
+            _ = try ReceiveCommand.parse(["--listen", "0.0.0.0:46801", "--manager-port", "0", "--advertise", "10.1.2.3", "--count-only"])
+        }
+    }
+
+    @Test func usageErrorsExitWith64AndTheVersionIsPrinted() throws {
+        do {
+            _ = try InLongCommand.parseAsRoot(["send", "--group", "g", "--stream", "s", "--auth", "nocolon", "--proxy", "nohost"])
+        } catch {
+            Issue.record("parsing alone should not fail: \(error)")
+        }
+        #expect(InLongCommand.exitCode(for: ValidationError("x")).rawValue == 64)
+        #expect(InLongCommand.configuration.version == inlongVersion)
+        let unknownOption = #expect(throws: (any Error).self) { _ = try InLongCommand.parseAsRoot(["send", "--no-such-option"]) }
+        #expect(unknownOption.map { InLongCommand.exitCode(for: $0).rawValue } == 64)
+    }
+
+    @Test func theSummaryIsWrittenAsJSONForScripts() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-stats-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let options = try OperatorOptions.parse(["--stats-json", path])
+        try options.writeStats(["acked": 3, "failed": 0, "seconds": 1.5])
+        let data = try #require(FileManager.default.contents(atPath: path))
+        let json = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(json["acked"] as? Int == 3)
+        #expect(json["seconds"] as? Double == 1.5)
+    }
+}
