@@ -18,7 +18,7 @@ extension DataProxyClient {
             while let next = self.withMachine({ $0.nextJob(now: .now) }) {
                 guard let pool = router.pool(for: next.job.batch.key.group) else {
                     // No proxy for its group yet: it waits for discovery, apart, while other groups go on.
-                    self.withMachineState { $0.awaitRoute(next.job) }
+                    self.withMachine { ((), $0.awaitRoute(next.job)) }
                     continue
                 }
                 guard self.dispatch(next.job, avoiding: next.avoiding, pool: pool, scratch: &scratch, group: &group) else {

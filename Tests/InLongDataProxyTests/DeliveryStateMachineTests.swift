@@ -530,4 +530,39 @@ import Testing
         #expect(actions.wakeDispatcher)
         #expect(machine.isFinished)
     }
+
+    // MARK: Routes
+
+    @Test func aJobWithoutProxiesWaitsApartUntilItsGroupIsRouted() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        let job = try #require(machine.nextJob(now: self.at(0)).next?.job)
+        #expect(machine.awaitRoute(job).wakeDispatcher == false)
+        #expect(machine.groupsAwaitingRoute == ["g"])
+        #expect(machine.nextJob(now: self.at(0)).next == nil)
+        #expect(machine.jobCount == 1)
+        let ready = machine.routeReady("g")
+        #expect(ready.wakeDispatcher)
+        #expect(machine.nextJob(now: self.at(1)).next?.job.id == job.id)
+    }
+
+    @Test func aRouteThatCameBeforeTheParkIsNotMissed() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        let job = try #require(machine.nextJob(now: self.at(0)).next?.job)
+        _ = machine.routeReady("g")
+        #expect(machine.awaitRoute(job).wakeDispatcher)
+        #expect(machine.groupsAwaitingRoute.isEmpty)
+        #expect(machine.nextJob(now: self.at(1)).next?.job.id == job.id)
+    }
+
+    @Test func aJobWaitingForARouteFailsAsNoProxiesAtItsDeadline() throws {
+        var machine = self.makeMachine(deliveryTimeout: .seconds(1))
+        self.append(&machine, 2)
+        let job = try #require(machine.nextJob(now: self.at(0)).next?.job)
+        _ = machine.awaitRoute(job)
+        let actions = machine.tick(now: self.at(1000))
+        #expect(self.error(actions)?.code == .noProxies)
+        #expect(machine.jobCount == 0)
+    }
 }

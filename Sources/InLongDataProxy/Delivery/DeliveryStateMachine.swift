@@ -104,6 +104,9 @@ struct DeliveryStateMachine<Waiter> {
     private var pending: [Int: DeliveryJob] = [:]
     /// Jobs of groups with no proxy yet (discovered on first use), by group, oldest first.
     private var awaitingRoute: [String: Deque<DeliveryJob>] = [:]
+    /// Groups whose proxies are known: a job of one of them is never parked (its route may have come between
+    /// the dispatcher's look and its park).
+    private var routedGroups: Set<String> = []
     /// Jobs (in `pending`) waiting out a retry backoff, with when they are due.
     private var retries: [(due: ContinuousClock.Instant, id: Int)] = []
     private var nextJobID = 0
@@ -306,10 +309,17 @@ struct DeliveryStateMachine<Waiter> {
 
     /// No proxy serves the job's group yet: it waits, apart from the queue (so that other groups go on), until
     /// ``routeReady(_:)`` or its deadline.
-    mutating func awaitRoute(_ job: DeliveryJob) {
-        guard var job = self.pending.removeValue(forKey: job.id) else { return }
+    mutating func awaitRoute(_ job: DeliveryJob) -> Actions {
+        var actions = Actions()
+        guard var job = self.pending.removeValue(forKey: job.id) else { return actions }
+        if self.routedGroups.contains(job.batch.key.group) {
+            self.ready.prepend(job)
+            actions.wakeDispatcher = true
+            return actions
+        }
         job.awaitedRoute = true
         self.awaitingRoute[job.batch.key.group, default: []].append(job)
+        return actions
     }
 
     /// Groups with jobs waiting for proxies.
@@ -318,6 +328,7 @@ struct DeliveryStateMachine<Waiter> {
     /// Proxies for `group` are known now: its waiting jobs go back to the front of the queue, oldest first.
     mutating func routeReady(_ group: String) -> Actions {
         var actions = Actions()
+        self.routedGroups.insert(group)
         guard let jobs = self.awaitingRoute.removeValue(forKey: group) else { return actions }
         for job in jobs.reversed() { self.ready.prepend(job) }
         actions.wakeDispatcher = true
