@@ -98,6 +98,7 @@ let package = Package(
         .target(
             name: "InLongTestUtils",
             dependencies: [
+                "InLongTransport",
                 "InLongWire",
                 "InLongDataProxyReceiver",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -67,6 +67,9 @@ struct SendCommand: AsyncParsableCommand {
     @Option(help: "On SIGINT or SIGTERM: seconds to keep sending what was read before failing the rest.")
     var grace = 5
 
+    @Option(help: "Seconds with no proxy reachable after which to stop, fail what is left and exit non-zero.")
+    var unreachableTimeout = 60
+
     @Argument(help: "Files to send; standard input when none.")
     var files: [String] = []
 
@@ -98,6 +101,7 @@ struct SendCommand: AsyncParsableCommand {
             stream: self.stream,
             grace: .seconds(max(self.grace, 0)),
             interruptions: interruptions,
+            unreachableTimeout: .seconds(max(self.unreachableTimeout, 1)),
             logger: logger
         ) { emit, stop in
             for file in sources {
@@ -182,6 +186,8 @@ struct SendOutcome {
     /// Lines read; every one ends acked or failed (refused after an interruption counts as failed).
     var lines = 0
     var interrupted = false
+    /// Stopped because no proxy could be reached.
+    var unreachable = false
 
     var failed: Int { self.lines - self.statistics.acked }
 
@@ -189,7 +195,7 @@ struct SendOutcome {
         let statistics = self.statistics
         let refused = self.lines - statistics.accepted
         return """
-            \(self.interrupted ? "interrupted: " : "")read \(self.lines) lines, sent \(statistics.accepted) records (\(self.bytes) bytes) in \(String(format: "%.2f", self.seconds)) s: \
+            \(self.unreachable ? "no proxy reachable: " : self.interrupted ? "interrupted: " : "")read \(self.lines) lines, sent \(statistics.accepted) records (\(self.bytes) bytes) in \(String(format: "%.2f", self.seconds)) s: \
             acked \(statistics.acked), failed \(self.failed)\(refused > 0 ? " (\(refused) never sent)" : "")\(failureSummary(statistics)); \
             \(formatRate(Double(statistics.acked), seconds: self.seconds))records/s, \(megabytes(self.bytes, seconds: self.seconds)); \
             ack latency p50 \(milliseconds(statistics.ackLatencyP50)), p99 \(milliseconds(statistics.ackLatencyP99)); \
@@ -211,12 +217,15 @@ func sendLines(
     stream: String,
     grace: Duration = .seconds(5),
     interruptions: AsyncStream<Void>? = nil,
+    unreachableNotice: Duration = .seconds(10),
+    unreachableTimeout: Duration? = nil,
     logger: Logger = Logger(label: "inlong.send", factory: { _ in SwiftLogNoOpLogHandler() }),
     produce: (_ emit: ([ByteBuffer]) async throws -> Void, _ stop: @escaping @Sendable () -> Bool) async throws -> Void
 ) async throws -> SendOutcome {
     let start = ContinuousClock.now
     let client = DataProxyClient(configuration: configuration, logger: logger)
     let interrupted = InterruptFlag()
+    let gaveUp = InterruptFlag()
     var bytes = 0
     var lines = 0
     try await withThrowingTaskGroup(of: Bool.self) { tasks in
@@ -233,6 +242,35 @@ func sendLines(
                 }
                 return false
             }
+        }
+        // Tells, within `unreachableNotice`, why no proxy can be reached, and gives up after `unreachableTimeout`.
+        tasks.addTask {
+            var lastReachable = ContinuousClock.now
+            var reported = false
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(250))
+                let statistics = client.statistics()
+                if statistics.readyProxies > 0 {
+                    if reported { FileHandle.standardError.write(Data("a proxy is reachable again\n".utf8)) }
+                    (lastReachable, reported) = (.now, false)
+                    continue
+                }
+                let down = ContinuousClock.now - lastReachable
+                if down >= unreachableNotice, !reported {
+                    reported = true
+                    let reasons = statistics.proxyErrors.map { "\($0.key): \($0.value)" }.sorted() + [statistics.discoveryError].compactMap { $0 }
+                    let text = reasons.isEmpty ? "no proxy connected yet" : reasons.joined(separator: "; ")
+                    FileHandle.standardError.write(Data("cannot reach a proxy: \(text)\n".utf8))
+                }
+                if let unreachableTimeout, down >= unreachableTimeout {
+                    FileHandle.standardError.write(Data("giving up: no proxy reachable for \(unreachableTimeout)\n".utf8))
+                    gaveUp.value.store(true, ordering: .relaxed)
+                    interrupted.value.store(true, ordering: .relaxed)
+                    client.close(deadline: .zero)
+                    return false
+                }
+            }
+            return false
         }
         let progress = Progress {
             let statistics = client.statistics()
@@ -269,7 +307,8 @@ func sendLines(
         seconds: seconds,
         bytes: bytes,
         lines: lines,
-        interrupted: interrupted.value.load(ordering: .relaxed)
+        interrupted: interrupted.value.load(ordering: .relaxed),
+        unreachable: gaveUp.value.load(ordering: .relaxed)
     )
 }
 

@@ -153,8 +153,12 @@ extension DataProxyClient {
                 if let length = list.maxPacketLength { self.applyFrameLimit(length, to: &machine) }
             }
             self.withMachine { ((), $0.routeReady(group)) }
+            self.discoveryError.withLock { $0 = nil }
             return true
         case .failure(let error):
+            if !router.isRouted(group) {
+                self.discoveryError.withLock { $0 = "the Manager \(discovery.configuration.url) gave no proxy for \(group): \(error)" }
+            }
             self.logger.warning(
                 router.isRouted(group) ? "proxy refresh failed; keeping the group's proxies" : "no proxy found yet",
                 metadata: ["inlong.group": "\(group)", "inlong.manager": "\(discovery.configuration.url)", "inlong.error": "\(error)"]

@@ -36,6 +36,8 @@ public final class DataProxyClient: Service, Sendable {
     /// Every delivery decision, behind the one lock of the client's hot path.
     let machine: Mutex<Machine>
     let router = Mutex<ProxyRouter?>(nil)
+    /// The last discovery failure of a group without proxies, for statistics.
+    let discoveryError = Mutex<String?>(nil)
     let reports = Mutex(ReportStreams())
     let started = Atomic(false)
     let wakeups: AsyncStream<Void>

@@ -442,6 +442,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 }
             }
             counters.connects.add(1, ordering: .relaxed)
+            counters.lastConnectError.withLock { $0 = nil }
             metrics.connects.increment()
             logger.debug("connected", metadata: ["inlong.endpoint": "\(endpoint)"])
             // The age timer lives on the channel's loop and dies with the channel, so no task outlives run().
@@ -470,7 +471,9 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             metrics.connectFailures.increment()
             logger.debug("connect failed", metadata: ["inlong.endpoint": "\(endpoint)", "error": "\(error)"])
             let code: TransportError.Code = error is ChannelError ? .connectTimeout : .connectFailed
-            self.eventSink.yield(.connectFailed(TransportError(code, endpoint: endpoint, underlying: error)))
+            let failure = TransportError(code, endpoint: endpoint, underlying: error)
+            counters.lastConnectError.withLock { $0 = "\(failure)" }
+            self.eventSink.yield(.connectFailed(failure))
         }
     }
 

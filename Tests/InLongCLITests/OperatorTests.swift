@@ -115,3 +115,27 @@ import Testing
         #expect(json["seconds"] as? Double == 1.5)
     }
 }
+
+/// `inlong send` when no proxy answers: it says why, then gives up and fails what it read.
+@Suite(.timeLimit(.minutes(3))) struct UnreachableProxyTests {
+    @Test func aRefusingProxyIsNamedThenSendingGivesUp() async throws {
+        let refusing = ClosedPort()
+        defer { withExtendedLifetime(refusing) {} }
+        var configuration = DataProxyClient.Configuration(proxies: [refusing.endpoint])
+        configuration.connection.backoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(200))
+        let outcome = try await sendLines(
+            configuration: configuration,
+            group: "g",
+            stream: "s",
+            unreachableNotice: .milliseconds(500),
+            unreachableTimeout: .seconds(2)
+        ) { emit, _ in
+            try await emit((0..<100).map { ByteBuffer(string: "r\($0)") })
+        }
+        #expect(outcome.unreachable)
+        #expect(outcome.lines == 100)
+        #expect(outcome.failed == 100)
+        #expect(outcome.statistics.proxyErrors[refusing.endpoint]?.contains("\(refusing.endpoint)") == true)
+        #expect(outcome.summary.hasPrefix("no proxy reachable"))
+    }
+}

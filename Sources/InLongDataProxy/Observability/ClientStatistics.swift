@@ -42,6 +42,12 @@ public struct DataProxyClientStatistics: Sendable, Hashable {
     public var proxyLoads: [Endpoint: Int] = [:]
     /// Proxies avoided now after consecutive failures.
     public var avoidedProxies: Set<Endpoint> = []
+    /// Proxies with a connection ready now.
+    public var readyProxies = 0
+    /// Why each proxy without a ready connection could not be reached (address and cause).
+    public var proxyErrors: [Endpoint: String] = [:]
+    /// Why the Manager could not give proxies, while some group has none.
+    public var discoveryError: String?
 
     public init() {}
 }

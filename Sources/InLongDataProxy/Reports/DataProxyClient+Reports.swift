@@ -64,7 +64,13 @@ extension DataProxyClient {
         }
         let pools = self.router.withLock({ $0 })?.pools ?? []
         for pool in pools { statistics.avoidedProxies.formUnion(pool.avoidedEndpoints) }
+        statistics.discoveryError = self.discoveryError.withLock { $0 }
         for connection in pools.flatMap(\.connections) {
+            if connection.connectivityState == .ready {
+                statistics.readyProxies += 1
+            } else if let error = connection.statistics().lastConnectError {
+                statistics.proxyErrors[connection.configuration.endpoints[0]] = error
+            }
             if let load = connection.reportedLoad { statistics.proxyLoads[connection.configuration.endpoints[0]] = load }
         }
         return statistics

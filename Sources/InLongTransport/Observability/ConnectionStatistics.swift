@@ -6,6 +6,8 @@ public struct ConnectionStatistics: Hashable, Sendable {
     public var connects = 0
     /// Failed connect attempts.
     public var connectFailures = 0
+    /// Why the last attempt to connect failed (endpoint and cause), until a connection is made.
+    public var lastConnectError: String?
     /// Disconnects by reason (`closedByPeer`, `heartbeatTimeout`, `unresponsive`, `protocolViolation`, `idle`,
     /// `error`, `local`).
     public var disconnects: [String: Int] = [:]
@@ -39,6 +41,7 @@ public struct ConnectionStatistics: Hashable, Sendable {
     public mutating func add(_ other: ConnectionStatistics) {
         self.connects += other.connects
         self.connectFailures += other.connectFailures
+        self.lastConnectError = self.lastConnectError ?? other.lastConnectError
         self.disconnects.merge(other.disconnects, uniquingKeysWith: +)
         self.framesOut += other.framesOut
         self.framesIn += other.framesIn
@@ -73,6 +76,7 @@ final class StatisticsCounters: Sendable {
     /// `Int.min` when unknown.
     let reportedLoad = Atomic<Int>(.min)
     private let disconnects = Mutex<[String: Int]>([:])
+    let lastConnectError = Mutex<String?>(nil)
 
     func disconnected(reason: String) {
         self.disconnects.withLock { $0[reason, default: 0] += 1 }
@@ -82,6 +86,7 @@ final class StatisticsCounters: Sendable {
         var s = ConnectionStatistics()
         s.connects = self.connects.load(ordering: .relaxed)
         s.connectFailures = self.connectFailures.load(ordering: .relaxed)
+        s.lastConnectError = self.lastConnectError.withLock { $0 }
         s.disconnects = self.disconnects.withLock { $0 }
         s.framesOut = self.framesOut.load(ordering: .relaxed)
         s.framesIn = self.framesIn.load(ordering: .relaxed)

@@ -1,4 +1,4 @@
-import InLongTransport
+public import InLongTransport
 
 #if canImport(Glibc)
 import Glibc
@@ -6,11 +6,11 @@ import Glibc
 
 /// A loopback port that refuses connections and stays reserved while this exists: a socket bound to it that
 /// never listens. (A stopped server's port can be taken by another test's server meanwhile.)
-final class ClosedPort {
-    let endpoint: Endpoint
+public final class ClosedPort {
+    public let endpoint: Endpoint
     private let descriptor: Int32
 
-    init() {
+    public init() {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         precondition(descriptor >= 0, "socket failed")
         var address = sockaddr_in()
