@@ -133,3 +133,18 @@ import Testing
         #expect(next.block.capacity >= 1000)
     }
 }
+
+/// Ack latency quantiles are real values, not bucket bounds.
+@Suite struct LatencyHistogramTests {
+    @Test func quantilesOfAKnownDistributionAreExact() throws {
+        var histogram = LatencyHistogram()
+        #expect(histogram.value(at: 0.5) == nil)
+        // 1 ms to 1,000 ms, one each.
+        for milliseconds in 1...1000 { histogram.record(.milliseconds(milliseconds)) }
+        let p50 = try #require(histogram.value(at: 0.5))
+        let p99 = try #require(histogram.value(at: 0.99))
+        // Within HdrHistogram's 0.1 % resolution of 500 ms and 990 ms; bucket bounds would say 512 ms and 1,024 ms.
+        #expect((Duration.microseconds(499_500)...Duration.microseconds(500_500)).contains(p50), "\(p50)")
+        #expect((Duration.microseconds(989_010)...Duration.microseconds(990_990)).contains(p99), "\(p99)")
+    }
+}

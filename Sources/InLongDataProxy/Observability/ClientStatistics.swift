@@ -1,3 +1,4 @@
+import Histogram
 import Foundation
 public import InLongTransport
 import CoreMetrics
@@ -52,30 +53,21 @@ public struct DataProxyClientStatistics: Sendable, Hashable {
     public init() {}
 }
 
-/// A log-bucketed latency histogram (buckets grow by √2 from 1 µs), cheap enough to record every batch.
+/// Ack latencies with real quantiles (HdrHistogram, three significant digits, 1 µs to an hour), not bucket
+/// bounds.
 struct LatencyHistogram: Sendable {
-    private var buckets = [Int](repeating: 0, count: 64)
-    private var count = 0
+    private var histogram = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
 
     mutating func record(_ duration: Duration) {
-        let micros = max(Double(duration.components.seconds) * 1e6 + Double(duration.components.attoseconds) / 1e12, 1)
-        let index = min(Int((log2(micros) * 2).rounded(.down)), self.buckets.count - 1)
-        self.buckets[max(index, 0)] += 1
-        self.count += 1
+        let (seconds, attoseconds) = duration.components
+        let micros = max(seconds, 0) * 1_000_000 + attoseconds / 1_000_000_000_000
+        _ = self.histogram.record(UInt64(min(max(micros, 1), 3_600_000_000)))
     }
 
-    /// The upper bound of the bucket holding the `quantile`.
+    /// The latency at `quantile` (0 to 1), within 0.1 %.
     func value(at quantile: Double) -> Duration? {
-        guard self.count > 0 else { return nil }
-        let target = Int((Double(self.count) * quantile).rounded(.up))
-        var seen = 0
-        for (index, bucket) in self.buckets.enumerated() {
-            seen += bucket
-            if seen >= max(target, 1) {
-                return .microseconds(Int64(pow(2, Double(index + 1) / 2)))
-            }
-        }
-        return nil
+        guard self.histogram.totalCount > 0 else { return nil }
+        return .microseconds(Int64(self.histogram.valueAtPercentile(quantile * 100)))
     }
 }
 
