@@ -58,19 +58,25 @@ struct AgentCommand: AsyncParsableCommand {
 
     @OptionGroup var operatorOptions: OperatorOptions
 
-    func configuration() throws -> AgentConfiguration {
+    func configuration() async throws -> AgentConfiguration {
         var configuration: AgentConfiguration
         if let config = self.config {
             guard self.paths.isEmpty else { throw ValidationError("give either --config or --path, not both") }
             do {
                 configuration = try AgentConfigurationFile.load(path: config)
             } catch {
-                throw CLIError("\(error)")
+                throw ValidationError("\(error)")
+            }
+            // The Manager's secret can stay out of the file.
+            if let auth = ProcessInfo.processInfo.environment["INLONG_MANAGER_AUTH"], configuration.client.manager != nil {
+                let parts = auth.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2 else { throw ValidationError("INLONG_MANAGER_AUTH takes secretId:secretKey") }
+                configuration.client.manager?.credentials = (String(parts[0]), String(parts[1]))
             }
         } else {
             guard !self.paths.isEmpty else { throw ValidationError("give --config FILE, or --path GLOB with --group and --stream") }
             guard let group = self.group, let stream = self.stream else { throw ValidationError("--path needs --group and --stream") }
-            var client = try self.target.configuration(group: group)
+            var client = try await readClientConfiguration(file: nil, target: self.target, group: group)
             if self.noCompression { client.batching.compressionThreshold = nil }
             var source = AgentConfiguration.FileSource(paths: self.paths, group: group, stream: stream)
             guard let startAt = AgentConfiguration.FileSource.StartPosition(rawValue: self.startAt) else {
@@ -94,7 +100,7 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let configuration = try self.configuration()
+        let configuration = try await self.configuration()
         let logger = self.operatorOptions.logger("inlong.agent")
         let metrics = try self.operatorOptions.metricsEndpoint(logger: logger)
         let agent = InLongAgent(configuration: configuration, logger: logger)

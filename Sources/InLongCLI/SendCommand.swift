@@ -21,19 +21,6 @@ struct TargetOptions: ParsableArguments {
     @Option(help: "The tenant header for the Manager.")
     var tenant: String?
 
-    func configuration(group: String) throws -> DataProxyClient.Configuration {
-        if let manager = self.manager {
-            var managerConfiguration = DataProxyClient.Manager(url: manager, groups: [group])
-            managerConfiguration.credentials = try self.credentials()
-            managerConfiguration.tenant = self.tenant
-            var configuration = DataProxyClient.Configuration(manager: managerConfiguration)
-            configuration.proxies = try self.proxies.map(parseEndpoint)
-            return configuration
-        }
-        guard !self.proxies.isEmpty else { throw ValidationError("give --proxy host:port or --manager URL") }
-        return DataProxyClient.Configuration(proxies: try self.proxies.map(parseEndpoint))
-    }
-
     func credentials() throws -> (secretID: String, secretKey: String)? {
         guard let auth = self.auth else { return nil }
         let parts = auth.split(separator: ":", maxSplits: 1)
@@ -61,6 +48,9 @@ struct SendCommand: AsyncParsableCommand {
 
     @OptionGroup var target: TargetOptions
 
+    @Option(help: "A JSON or YAML file of client settings; INLONG_* environment variables override it, flags override both.")
+    var config: String?
+
     @Flag(help: "Do not compress batches.")
     var noCompression = false
 
@@ -76,7 +66,7 @@ struct SendCommand: AsyncParsableCommand {
     @OptionGroup var operatorOptions: OperatorOptions
 
     func run() async throws {
-        var configuration = try self.target.configuration(group: self.group)
+        var configuration = try await readClientConfiguration(file: self.config, target: self.target, group: self.group)
         if self.noCompression { configuration.batching.compressionThreshold = nil }
         let sources = self.files.isEmpty ? ["-"] : self.files
         for file in sources where file != "-" && !FileManager.default.isReadableFile(atPath: file) {

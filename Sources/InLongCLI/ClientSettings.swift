@@ -1,0 +1,49 @@
+import ArgumentParser
+import Configuration
+import Foundation
+import InLongDataProxy
+
+/// Client settings for a command, by precedence: flags, then `INLONG_*` environment variables, then the
+/// `--config` file (JSON or YAML), then the defaults. Secrets (`INLONG_MANAGER_AUTH`) need never be on the
+/// command line.
+func readClientConfiguration(
+    file: String?,
+    target: TargetOptions,
+    group: String,
+    environment: [String: String] = ProcessInfo.processInfo.environment
+) async throws -> DataProxyClient.Configuration {
+    var flags: [AbsoluteConfigKey: ConfigValue] = [:]
+    if !target.proxies.isEmpty { flags["proxies"] = ConfigValue(.stringArray(target.proxies), isSecret: false) }
+    if let manager = target.manager { flags["manager.url"] = ConfigValue(.string(manager), isSecret: false) }
+    if let auth = target.auth { flags["manager.auth"] = ConfigValue(.string(auth), isSecret: true) }
+    if let tenant = target.tenant { flags["manager.tenant"] = ConfigValue(.string(tenant), isSecret: false) }
+    var providers: [any ConfigProvider] = [
+        InMemoryProvider(name: "flags", values: flags),
+        EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: .specific(["INLONG_MANAGER_AUTH"]))
+            .prefixKeys(with: DataProxyClient.Configuration.environmentPrefix),
+    ]
+    if let file {
+        guard FileManager.default.isReadableFile(atPath: file) else { throw ValidationError("cannot read --config \(file)") }
+        let location = ConfigReader(provider: InMemoryProvider(values: ["filePath": ConfigValue(.string(file), isSecret: false)]))
+        do {
+            if file.hasSuffix(".json") {
+                providers.append(try await FileProvider<JSONSnapshot>(config: location))
+            } else {
+                providers.append(try await FileProvider<YAMLSnapshot>(config: location))
+            }
+        } catch {
+            throw CLIError("\(file) is not a valid configuration: \(error)")
+        }
+    }
+    let reader = ConfigReader(providers: providers)
+    let configuration: DataProxyClient.Configuration
+    do {
+        configuration = try DataProxyClient.Configuration(config: reader, groups: [group])
+    } catch {
+        if error.detail.hasPrefix("give proxies") {
+            throw ValidationError("give --proxy host:port or --manager URL (or INLONG_PROXIES / INLONG_MANAGER_URL, or --config FILE)")
+        }
+        throw ValidationError("\(error.detail)")
+    }
+    return configuration
+}

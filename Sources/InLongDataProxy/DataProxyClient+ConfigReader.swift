@@ -1,0 +1,93 @@
+public import Configuration
+import InLongTransport
+
+extension DataProxyClient.Configuration {
+    /// Reads a configuration through swift-configuration, from whatever providers the reader combines (a JSON or
+    /// YAML file, environment variables, ...). Keys, all optional but one of `proxies`, `manager.url` and
+    /// `sdkConfig`:
+    ///
+    /// Environment names are the keys under ``environmentPrefix``, upper-cased, with `_` between words.
+    ///
+    /// | Key | Environment | Meaning |
+    /// |---|---|---|
+    /// | `sdkConfig` | `INLONG_SDK_CONFIG` | a C++ SDK JSON configuration file to start from |
+    /// | `proxies` | `INLONG_PROXIES` | `host:port` list (comma-separated in the environment) |
+    /// | `manager.url` | `INLONG_MANAGER_URL` | the Manager's proxy-list URL |
+    /// | `manager.groups` | `INLONG_MANAGER_GROUPS` | groups to discover at start |
+    /// | `manager.auth` | `INLONG_MANAGER_AUTH` | `secretId:secretKey` (secret) |
+    /// | `manager.tenant` | `INLONG_MANAGER_TENANT` | the `tenant` header |
+    /// | `manager.cacheFile` | `INLONG_MANAGER_CACHE_FILE` | the proxy-list cache file |
+    /// | `manager.refreshInterval` | `INLONG_MANAGER_REFRESH_INTERVAL` | seconds |
+    /// | `batching.linger` | `INLONG_BATCHING_LINGER` | seconds |
+    /// | `batching.maxRecords`, `batching.maxBytes` | `INLONG_BATCHING_MAX_RECORDS`, ... | batch limits |
+    /// | `batching.compression` | `INLONG_BATCHING_COMPRESSION` | `false` to never compress |
+    /// | `buffer.maxBytes`, `buffer.maxRecords` | `INLONG_BUFFER_MAX_BYTES`, ... | the quota |
+    /// | `buffer.whenFull` | `INLONG_BUFFER_WHEN_FULL` | `wait` or `fail` |
+    /// | `retry.deliveryTimeout` | `INLONG_RETRY_DELIVERY_TIMEOUT` | seconds |
+    /// | `connection.maxProxies` | `INLONG_CONNECTION_MAX_PROXIES` | proxies per cluster |
+    /// | `connection.requestTimeout`, `connection.heartbeatInterval` | ... | seconds |
+    ///
+    /// `groups` completes `manager.groups` when the reader has none (the groups a command sends to).
+    public init(config: ConfigReader, groups: [String] = []) throws(DataProxyError) {
+        func invalid(_ detail: String) -> DataProxyError { DataProxyError(.invalidConfiguration, detail) }
+        if let path = config.string(forKey: "sdkConfig") {
+            self = try DataProxyClient.Configuration(cppSDKConfigurationFile: path)
+        } else {
+            self.init(proxies: [])
+        }
+        if let proxies = config.stringArray(forKey: "proxies") {
+            var endpoints: [Endpoint] = []
+            for proxy in proxies {
+                guard let endpoint = Endpoint(proxy) else { throw invalid("proxies: '\(proxy)' is not host:port") }
+                endpoints.append(endpoint)
+            }
+            self.proxies = endpoints
+        }
+        if let url = config.string(forKey: "manager.url") {
+            var manager = DataProxyClient.Manager(url: url, groups: config.stringArray(forKey: "manager.groups") ?? groups)
+            if let auth = config.string(forKey: "manager.auth", isSecret: true) {
+                let parts = auth.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2 else { throw invalid("manager.auth takes secretId:secretKey") }
+                manager.credentials = (String(parts[0]), String(parts[1]))
+            }
+            manager.tenant = config.string(forKey: "manager.tenant")
+            if let cacheFile = config.string(forKey: "manager.cacheFile") { manager.cacheFile = cacheFile.isEmpty ? nil : cacheFile }
+            if let seconds = config.double(forKey: "manager.refreshInterval") { manager.refreshInterval = try Self.duration(seconds, "manager.refreshInterval") }
+            self.manager = manager
+        }
+        guard !self.proxies.isEmpty || self.manager != nil else { throw invalid("give proxies, manager.url or sdkConfig") }
+        if let seconds = config.double(forKey: "batching.linger") { self.batching.linger = try Self.duration(seconds, "batching.linger") }
+        if let value = config.int(forKey: "batching.maxRecords") { self.batching.maxRecords = try Self.positive(value, "batching.maxRecords") }
+        if let value = config.int(forKey: "batching.maxBytes") { self.batching.maxBytes = try Self.positive(value, "batching.maxBytes") }
+        if config.bool(forKey: "batching.compression") == false { self.batching.compressionThreshold = nil }
+        if let value = config.int(forKey: "buffer.maxBytes") { self.buffer.maxBytes = try Self.positive(value, "buffer.maxBytes") }
+        if let value = config.int(forKey: "buffer.maxRecords") { self.buffer.maxRecords = try Self.positive(value, "buffer.maxRecords") }
+        if let whenFull = config.string(forKey: "buffer.whenFull") {
+            switch whenFull {
+            case "wait": self.buffer.whenFull = .wait
+            case "fail": self.buffer.whenFull = .fail
+            default: throw invalid("buffer.whenFull takes wait or fail, not '\(whenFull)'")
+            }
+        }
+        if let seconds = config.double(forKey: "retry.deliveryTimeout") { self.retry.deliveryTimeout = try Self.duration(seconds, "retry.deliveryTimeout") }
+        if let value = config.int(forKey: "connection.maxProxies") { self.connection.maxProxies = try Self.positive(value, "connection.maxProxies") }
+        if let seconds = config.double(forKey: "connection.requestTimeout") { self.connection.requestTimeout = try Self.duration(seconds, "connection.requestTimeout") }
+        if let seconds = config.double(forKey: "connection.heartbeatInterval") {
+            self.connection.heartbeatInterval = try Self.duration(seconds, "connection.heartbeatInterval")
+        }
+    }
+
+    /// The prefix of the environment variables the command-line tools read settings from: `manager.url` is
+    /// `INLONG_MANAGER_URL`.
+    public static let environmentPrefix: ConfigKey = "inlong"
+
+    private static func duration(_ seconds: Double, _ key: String) throws(DataProxyError) -> Duration {
+        guard seconds.isFinite, seconds >= 0 else { throw DataProxyError(.invalidConfiguration, "\(key) takes a number of seconds") }
+        return .milliseconds(Int64(seconds * 1000))
+    }
+
+    private static func positive(_ value: Int, _ key: String) throws(DataProxyError) -> Int {
+        guard value > 0 else { throw DataProxyError(.invalidConfiguration, "\(key) must be positive") }
+        return value
+    }
+}

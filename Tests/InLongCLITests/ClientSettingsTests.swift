@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import InLongDataProxy
+import InLongTransport
+import Testing
+
+@testable import InLongCLI
+
+/// Client settings from a file, the environment and flags, in that order of precedence (flags win).
+@Suite struct ClientSettingsTests {
+    private func withFile<Result>(_ name: String, _ text: String, _ body: (String) async throws -> Result) async throws -> Result {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-settings-\(UUID().uuidString)-\(name)").path
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try await body(path)
+    }
+
+    private func target(_ arguments: [String] = []) throws -> TargetOptions {
+        try TargetOptions.parse(arguments)
+    }
+
+    @Test func aYAMLFileGivesTheClientsSettings() async throws {
+        let yaml = """
+            proxies: ["127.0.0.1:46801", "127.0.0.1:46802"]
+            batching:
+              linger: 0.02
+              maxRecords: 100
+              compression: false
+            buffer:
+              maxBytes: 1048576
+              whenFull: fail
+            retry:
+              deliveryTimeout: 30
+            """
+        let configuration = try await self.withFile("client.yaml", yaml) { path in
+            try await readClientConfiguration(file: path, target: try self.target(), group: "g", environment: [:])
+        }
+        #expect(configuration.proxies == [Endpoint(host: "127.0.0.1", port: 46801), Endpoint(host: "127.0.0.1", port: 46802)])
+        #expect(configuration.batching.linger == .milliseconds(20))
+        #expect(configuration.batching.maxRecords == 100)
+        #expect(configuration.batching.compressionThreshold == nil)
+        #expect(configuration.buffer.maxBytes == 1 << 20)
+        #expect(configuration.buffer.whenFull == .fail)
+        #expect(configuration.retry.deliveryTimeout == .seconds(30))
+    }
+
+    @Test func theEnvironmentGivesTheManagerAndItsSecret() async throws {
+        let environment = [
+            "INLONG_MANAGER_URL": "http://127.0.0.1:8083/inlong/manager/openapi/dataproxy/getIpList",
+            "INLONG_MANAGER_AUTH": "id:key",
+            "INLONG_MANAGER_TENANT": "public",
+        ]
+        let configuration = try await readClientConfiguration(file: nil, target: try self.target(), group: "g", environment: environment)
+        #expect(configuration.manager?.url == "http://127.0.0.1:8083/inlong/manager/openapi/dataproxy/getIpList")
+        #expect(configuration.manager?.credentials?.secretID == "id")
+        #expect(configuration.manager?.credentials?.secretKey == "key")
+        #expect(configuration.manager?.tenant == "public")
+        #expect(configuration.manager?.groups == ["g"])
+    }
+
+    @Test func flagsOverrideTheEnvironmentWhichOverridesTheFile() async throws {
+        let json = #"{"proxies": ["127.0.0.1:1"], "batching": {"maxRecords": 7}, "connection": {"maxProxies": 3}}"#
+        try await self.withFile("client.json", json) { path in
+            let environment = ["INLONG_PROXIES": "127.0.0.1:2", "INLONG_CONNECTION_MAX_PROXIES": "5"]
+            let fromEnvironment = try await readClientConfiguration(file: path, target: try self.target(), group: "g", environment: environment)
+            #expect(fromEnvironment.proxies == [Endpoint(host: "127.0.0.1", port: 2)])
+            #expect(fromEnvironment.connection.maxProxies == 5)
+            #expect(fromEnvironment.batching.maxRecords == 7)
+            let fromFlags = try await readClientConfiguration(
+                file: path,
+                target: try self.target(["--proxy", "127.0.0.1:3"]),
+                group: "g",
+                environment: environment
+            )
+            #expect(fromFlags.proxies == [Endpoint(host: "127.0.0.1", port: 3)])
+            #expect(fromFlags.connection.maxProxies == 5)
+        }
+    }
+
+    @Test func missingOrBadSettingsAreUsageErrors() async throws {
+        await #expect(throws: ValidationError.self) {
+            try await readClientConfiguration(file: nil, target: try self.target(), group: "g", environment: [:])
+        }
+        await #expect(throws: ValidationError.self) {
+            try await readClientConfiguration(file: nil, target: try self.target(), group: "g", environment: ["INLONG_PROXIES": "nohost"])
+        }
+        await #expect(throws: ValidationError.self) {
+            try await readClientConfiguration(file: "/nonexistent/client.yaml", target: try self.target(), group: "g", environment: [:])
+        }
+        await #expect(throws: ValidationError.self) {
+            try await readClientConfiguration(
+                file: nil,
+                target: try self.target(),
+                group: "g",
+                environment: ["INLONG_PROXIES": "127.0.0.1:1", "INLONG_BUFFER_WHEN_FULL": "sometimes"]
+            )
+        }
+    }
+}
