@@ -1,4 +1,4 @@
-public import NIOCore
+import NIOCore
 import NIOPosix
 import Synchronization
 
@@ -79,11 +79,12 @@ public final class FaultProxy: Sendable {
                             socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in child.close(promise: nil) }
                         }
                     }
+                    let finalShaping = shaping
                     return ClientBootstrap(group: child.eventLoop)
                         .channelOption(.autoRead, value: false)
                         .connect(host: "127.0.0.1", port: upstreamPort)
                         .flatMap { upstream in
-                            let (a, b) = GlueHandler.pair(shaping: shaping)
+                            let (a, b) = GlueHandler.pair(shaping: finalShaping)
                             return child.eventLoop.makeCompletedFuture {
                                 try child.pipeline.syncOperations.addHandler(a)
                                 try upstream.pipeline.syncOperations.addHandler(b)

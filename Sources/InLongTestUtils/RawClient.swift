@@ -1,4 +1,4 @@
-public import InLongWire
+import InLongWire
 public import NIOCore
 import NIOPosix
 import Synchronization
