@@ -255,6 +255,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                "InLongWire",
             ],
             swiftSettings: swiftSettings
         ),

@@ -6,6 +6,7 @@ import InLongWire
 import NIOCore
 import Logging
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 struct ReceiveCommand: AsyncParsableCommand {
@@ -47,6 +48,11 @@ struct ReceiveCommand: AsyncParsableCommand {
     @Flag(help: "Replace an existing --out file.")
     var overwrite = false
 
+    @Flag(help: "Also write each record's body to standard output, one per line (summaries go to standard error).")
+    var print = false
+
+    @OptionGroup var faults: FaultOptions
+
     @OptionGroup var operatorOptions: OperatorOptions
 
     func validate() throws {
@@ -66,6 +72,7 @@ struct ReceiveCommand: AsyncParsableCommand {
         configuration.host = endpoint.host
         configuration.port = endpoint.port
         configuration.maxFrameSize = self.maxFrameSize
+        configuration.faults = try self.faults.faults()
         configuration.faults.load = self.load
         configuration.advertisedIP = self.advertise
         if let managerPort = self.managerPort {
@@ -95,7 +102,7 @@ struct ReceiveCommand: AsyncParsableCommand {
         if let metrics = try self.operatorOptions.metricsEndpoint(logger: logger) {
             services.append(.init(service: metrics))
         }
-        let receiver = DataProxyReceiver(configuration: configuration, sink: sink, logger: logger)
+        let receiver = DataProxyReceiver(configuration: configuration, sink: self.print ? PrintingSink(inner: sink) : sink, logger: logger)
         services.append(.init(service: receiver))
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
@@ -132,5 +139,73 @@ struct ReceiveCommand: AsyncParsableCommand {
             "seconds": Int(seconds),
             "errors": Dictionary(uniqueKeysWithValues: statistics.errors.map { (String($0.key.rawValue), $0.value) }),
         ])
+    }
+}
+
+/// Fault injection, for people testing their own clients against the receiver.
+struct FaultOptions: ParsableArguments {
+    @Option(help: "Answer each data request only after this many milliseconds.")
+    var ackDelay: Int?
+
+    @Flag(help: "Store data requests but never answer them.")
+    var dropAcks = false
+
+    @Option(help: "Answer data requests with this DataProxy error code instead of storing them (e.g. 1 for SINK_SERVICE_UNREADY).")
+    var errorCode: Int?
+
+    @Option(help: "With --error-code: the fraction (0 to 1) of requests answered with it.")
+    var errorRate = 1.0
+
+    @Option(help: "Close each connection after it delivered this many data requests.")
+    var closeAfter: Int?
+
+    @Flag(help: "Stop reading from every connection (the client's writes back up).")
+    var stopReading = false
+
+    func faults() throws -> DataProxyReceiver.Faults {
+        var faults = DataProxyReceiver.Faults()
+        if let delay = self.ackDelay {
+            guard delay >= 0 else { throw ValidationError("--ack-delay takes milliseconds") }
+            faults.ackDelay = .milliseconds(delay)
+        }
+        faults.dropAcks = self.dropAcks
+        if let code = self.errorCode {
+            guard code >= 0 else { throw ValidationError("--error-code takes a DataProxy error code") }
+            faults.errorCode = DataProxyErrorCode(rawValue: code)
+        }
+        guard (0...1).contains(self.errorRate) else { throw ValidationError("--error-rate takes a fraction from 0 to 1") }
+        faults.errorRate = self.errorRate
+        if let count = self.closeAfter {
+            guard count > 0 else { throw ValidationError("--close-after takes a positive count") }
+            faults.closeAfterFrames = count
+        }
+        faults.stopReading = self.stopReading
+        return faults
+    }
+}
+
+/// Writes each record's body to standard output, one per line, then hands the message on.
+final class PrintingSink: DataProxyReceiverSink {
+    let inner: any DataProxyReceiverSink
+    private let output = Mutex(FileHandle.standardOutput)
+
+    init(inner: any DataProxyReceiverSink) {
+        self.inner = inner
+    }
+
+    var needsRecords: Bool { true }
+
+    func write(_ message: ReceivedMessage) async throws {
+        var bytes: [UInt8] = []
+        for record in message.records {
+            bytes += record.body.readableBytesView
+            bytes.append(UInt8(ascii: "\n"))
+        }
+        self.output.withLock { try? $0.write(contentsOf: bytes) }
+        try await self.inner.write(message)
+    }
+
+    func flush() async throws {
+        try await self.inner.flush()
     }
 }

@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import InLongDataProxy
 import InLongDataProxyReceiver
+import InLongWire
 import InLongTestUtils
 import InLongTransport
 import Logging
@@ -137,5 +138,22 @@ import Testing
         #expect(outcome.failed == 100)
         #expect(outcome.statistics.proxyErrors[refusing.endpoint]?.contains("\(refusing.endpoint)") == true)
         #expect(outcome.summary.hasPrefix("no proxy reachable"))
+    }
+}
+
+/// `inlong receive`'s fault injection flags, for people testing their own clients.
+@Suite struct FaultOptionsTests {
+    @Test func everyFaultHasAFlag() throws {
+        let faults = try FaultOptions.parse([
+            "--ack-delay", "5", "--drop-acks", "--error-code", "1", "--error-rate", "0.5", "--close-after", "3", "--stop-reading",
+        ]).faults()
+        #expect(faults.ackDelay == .milliseconds(5))
+        #expect(faults.dropAcks)
+        #expect(faults.errorCode == .sinkServiceUnready)
+        #expect(faults.errorRate == 0.5)
+        #expect(faults.closeAfterFrames == 3)
+        #expect(faults.stopReading)
+        #expect(throws: ValidationError.self) { _ = try FaultOptions.parse(["--error-rate", "2"]).faults() }
+        #expect(throws: ValidationError.self) { _ = try FaultOptions.parse(["--close-after", "0"]).faults() }
     }
 }
