@@ -99,10 +99,7 @@ extension DataProxyClient {
         stream: String,
         attributes: [(String, String)] = []
     ) async throws -> DeliveryReceipt {
-        let tracker = DeliveryTracker()
-        _ = try await self.appendRun(bodies, group: group, stream: stream, attributes: attributes, tracker: tracker)
-        tracker.seal()
-        return DeliveryReceipt(tracker: tracker)
+        try await self.tracked { try await self.appendRun(bodies, group: group, stream: stream, attributes: attributes, tracker: $0) }
     }
 
     /// Accepts many records as ``send(contentsOf:group:stream:attributes:)-(Sequence<DataProxyRecord>,_,_,_)``
@@ -113,8 +110,15 @@ extension DataProxyClient {
         stream: String,
         attributes: [(String, String)] = []
     ) async throws -> DeliveryReceipt {
+        let prepared = try self.prepare(records, group: group, stream: stream, attributes: attributes)
+        return try await self.tracked { try await self.append(prepared, tracker: $0) }
+    }
+
+    /// Runs the appends of one call with a tracker, and hands out its receipt once the call accepted its last
+    /// record.
+    private func tracked(_ append: (DeliveryTracker) async throws -> DataProxyRecordIDs) async throws -> DeliveryReceipt {
         let tracker = DeliveryTracker()
-        _ = try await self.append(self.prepare(records, group: group, stream: stream, attributes: attributes), tracker: tracker)
+        _ = try await append(tracker)
         tracker.seal()
         return DeliveryReceipt(tracker: tracker)
     }
