@@ -153,13 +153,14 @@ struct AgentCommand: AsyncParsableCommand {
         }
     }
 
-    /// Stops the agent once it read every file to its end and every read is acked.
+    /// Stops the agent once it read every file to its end and every read is acked (a last line without its newline
+    /// is neither sent nor committed: it may not be finished).
     private static func stopWhenCaughtUp(_ agent: InLongAgent) async {
         var caughtUp = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
             let statistics = agent.statistics()
-            let idle = statistics.filesOpened > 0 && statistics.lagBytes == 0 && statistics.bytesAcked == statistics.bytesRead
+            let idle = statistics.filesOpened > 0 && statistics.unreadBytes == 0 && statistics.bytesAcked == statistics.bytesRead
             caughtUp = idle ? caughtUp + 1 : 0
             if caughtUp >= 3 {
                 agent.stop()

@@ -278,7 +278,7 @@ struct AgentCrashTests {
 /// The `inlong` executable built with the tests: next to the test runner (`.build/debug/inlong` on Linux, where
 /// the runner is `.build/debug/<package>PackageTests.xctest`; beside the `.xctest` bundle on macOS).
 /// `INLONG_EXECUTABLE` names another.
-private func inlongExecutable() throws -> URL {
+func inlongExecutable() throws -> URL {
     var candidates: [URL] = []
     if let path = ProcessInfo.processInfo.environment["INLONG_EXECUTABLE"] {
         candidates.append(URL(fileURLWithPath: path))
@@ -297,14 +297,14 @@ private func inlongExecutable() throws -> URL {
     )
 }
 
-private struct ExecutableNotFound: Error, CustomStringConvertible {
+struct ExecutableNotFound: Error, CustomStringConvertible {
     var description: String
 }
 
 // MARK: - Processes
 
 /// A child process with its standard output and error in files; SIGKILLed when dropped while running.
-private final class ChildProcess: @unchecked Sendable {
+final class ChildProcess: @unchecked Sendable {
     enum Status: Equatable {
         case exit(Int32)
         case signal(Int32)
@@ -430,7 +430,7 @@ private func countLines(_ bodies: [String]) throws -> [LineID: Int] {
 }
 
 /// The bodies in an `inlong receive --out` file (complete lines only: a receiver may have been killed mid-line).
-private func receivedBodies(_ url: URL) throws -> [String] {
+func receivedBodies(_ url: URL) throws -> [String] {
     struct Record: Decodable {
         var body: String
     }
@@ -553,7 +553,7 @@ private final class LineWriter: Sendable {
 // MARK: - Files
 
 /// The checkpoint's committed offset per path.
-private func readCheckpoint(_ state: URL) throws -> [String: Int64] {
+func readCheckpoint(_ state: URL) throws -> [String: Int64] {
     struct Checkpoint: Decodable {
         struct Entry: Decodable {
             var path: String
@@ -572,7 +572,7 @@ private func fileSize(_ url: URL) -> Int64 {
     ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.int64Value ?? 0
 }
 
-private func withTemporaryDirectory<Result>(_ body: (URL) async throws -> Result) async throws -> Result {
+func withTemporaryDirectory<Result>(_ body: (URL) async throws -> Result) async throws -> Result {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
         "inlong-agent-crash-\(UUID().uuidString)"
     )

@@ -16,6 +16,8 @@ public struct AgentStatistics: Sendable, Hashable {
     public var bytesAcked = 0
     /// Bytes in the files past their committed offsets: what a restart would read again, plus what is unread.
     public var lagBytes: Int64 = 0
+    /// Bytes in the files not read yet (a last line without its newline counts as read: it waits for the rest).
+    public var unreadBytes: Int64 = 0
     /// Lines set aside in the dead-letter file (refused for good by a proxy, or larger than a frame).
     public var deadLettered = 0
     /// Lines sent again after a retriable failure.

@@ -32,7 +32,7 @@ public final class InLongAgent: Service, Sendable {
 
     /// What the statistics read of a file being read.
     final class FileStatus: Sendable {
-        let values = Mutex<(size: Int64, committed: Int64, empty: Int, overlong: Int, truncations: Int)>((0, 0, 0, 0, 0))
+        let values = Mutex<(size: Int64, committed: Int64, scanned: Int64, empty: Int, overlong: Int, truncations: Int)>((0, 0, 0, 0, 0, 0))
     }
 
     public init(
@@ -71,6 +71,7 @@ public final class InLongAgent: Service, Sendable {
         for file in files {
             let values = file.values.withLock { $0 }
             statistics.lagBytes += max(0, values.size - values.committed)
+            statistics.unreadBytes += max(0, values.size - values.scanned)
             statistics.emptyLines += values.empty
             statistics.overlongLines += values.overlong
             statistics.truncations += values.truncations
@@ -184,6 +185,8 @@ public final class InLongAgent: Service, Sendable {
         let fileSource = FileSource(tail: tail, releaseAfter: self.configuration.releaseAfter) {
             self.movedPaths.withLock { $0.removeValue(forKey: key) }
         }
+        // Counted from the start: what is left to read shows before the file's first read.
+        self.progress(fileSource, key: key, status: status)
         let sink = DataProxySink(
             client: client,
             group: source.group,
@@ -228,7 +231,7 @@ public final class InLongAgent: Service, Sendable {
     private func progress(_ source: FileSource, key: FileRegistry.Key, status: FileStatus) {
         let tail = source.tail
         self.registry.withLock { $0!.committed(tail.identity, offset: tail.committedOffset) }
-        status.values.withLock { $0 = (tail.size, tail.committedOffset, source.emptyLines, tail.overlongLines, tail.truncations) }
+        status.values.withLock { $0 = (tail.size, tail.committedOffset, tail.scannedOffset, source.emptyLines, tail.overlongLines, tail.truncations) }
     }
 
     // MARK: Checkpoint

@@ -31,7 +31,7 @@ public final class FileTail {
     public var path: String
     public let identity: Checkpoint.FileIdentity
     private let fd: Int32
-    /// The size seen by the last read.
+    /// The size seen by the last read (or at opening).
     public private(set) var size: Int64 = 0
     private var splitter: LineSplitter
     private var tracker: OffsetTracker
@@ -70,10 +70,14 @@ public final class FileTail {
         }
         // A checkpoint past the end means the file was truncated meanwhile: read it from the start.
         var info = stat()
-        if fstat(fd, &info) == 0, Int64(info.st_size) < start { start = 0 }
-        self.size = Int64(info.st_size)
+        var size: Int64 = 0
+        if fstat(fd, &info) == 0 {
+            size = Int64(info.st_size)
+            if size < start { start = 0 }
+        }
         self.path = path
         self.fd = fd
+        self.size = size
         self.splitter = LineSplitter(maxLineLength: maxLineLength, overlong: overlong, startingAt: start)
         self.tracker = OffsetTracker(committedOffset: start)
     }
@@ -91,6 +95,8 @@ public final class FileTail {
     public var committedOffset: Int64 { self.tracker.committedOffset }
     /// The end of the last complete line read.
     public var readOffset: Int64 { self.tracker.readOffset }
+    /// How far the file was read: past ``readOffset`` by a last line without its newline yet, which is held back.
+    public var scannedOffset: Int64 { self.splitter.offset }
     /// Bytes read past the delivered prefix, whole lines only.
     public var unackedBytes: Int64 { self.tracker.readOffset - self.tracker.committedOffset }
     /// Whether every line read is delivered.
