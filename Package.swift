@@ -199,6 +199,7 @@ let package = Package(
                 "InLongTransport",
                 "InLongWire",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

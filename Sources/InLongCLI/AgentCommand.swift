@@ -160,7 +160,9 @@ struct AgentCommand: AsyncParsableCommand {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
             let statistics = agent.statistics()
-            let idle = statistics.filesOpened > 0 && statistics.unreadBytes == 0 && statistics.bytesAcked == statistics.bytesRead
+            // Scanned, everything found read to its end and acked, no file waiting for a slot.
+            let idle = statistics.scans > 0 && statistics.filesWaiting == 0 && statistics.unreadBytes == 0
+                && statistics.bytesAcked == statistics.bytesRead
             caughtUp = idle ? caughtUp + 1 : 0
             if caughtUp >= 3 {
                 agent.stop()

@@ -262,4 +262,25 @@ import Testing
             #expect(missing.isEmpty, "missing \(missing.count), first \(missing.prefix(3))")
         }
     }
+
+    /// More files than slots: an inactive file gives its slot up, so every file is read in turn.
+    @Test func moreFilesThanSlotsAreAllRead() async throws {
+        let workspace = try AgentWorkspace()
+        try await withReceiver { receiver in
+            var configuration = workspace.configuration(port: try await receiver.port())
+            configuration.maxOpenFiles = 1
+            var expected: [String] = []
+            for name in ["a", "b", "c"] {
+                let lines = numbered(name, 0..<200)
+                try workspace.append(lines, to: "\(name).log")
+                expected += lines
+            }
+            try await withAgent(configuration) { agent in
+                #expect(await eventually { storedLines(receiver).count >= 600 })
+                #expect(agent.statistics().openFiles <= 1)
+            }
+            #expect(Set(storedLines(receiver)) == Set(expected))
+            #expect(storedLines(receiver).count == 600)
+        }
+    }
 }

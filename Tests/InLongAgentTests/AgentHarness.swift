@@ -4,6 +4,7 @@ import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongTestUtils
 import InLongTransport
+import Logging
 import NIOCore
 import Synchronization
 import Testing
@@ -63,7 +64,8 @@ func withAgent<Result: Sendable>(
     _ configuration: AgentConfiguration,
     _ body: (InLongAgent) async throws -> Result
 ) async throws -> Result {
-    let agent = InLongAgent(configuration: configuration)
+    var debugLogger = Logger(label: "agent-test"); debugLogger.logLevel = .debug
+    let agent = InLongAgent(configuration: configuration, logger: ProcessInfo.processInfo.environment["AGENT_DEBUG"] != nil ? debugLogger : Logger(label: "x", factory: { _ in SwiftLogNoOpLogHandler() }))
     let run = Task { try await agent.run() }
     do {
         let result = try await body(agent)

@@ -5,6 +5,10 @@ import Synchronization
 public struct AgentStatistics: Sendable, Hashable {
     /// Files being read now.
     public var openFiles = 0
+    /// Files found that wait for a slot (more match than ``AgentConfiguration/maxOpenFiles``).
+    public var filesWaiting = 0
+    /// Scans of the sources' paths so far.
+    public var scans = 0
     /// Files opened and released (renamed away or deleted, then drained) since start.
     public var filesOpened = 0
     public var filesReleased = 0

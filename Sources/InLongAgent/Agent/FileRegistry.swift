@@ -33,7 +33,9 @@ struct FileRegistry {
     /// Checkpoint entries of files not being read: loaded at start, or kept after a release until a scan no
     /// longer finds the file.
     private(set) var known: [Key: Checkpoint.Entry] = [:]
-    private var scans = 0
+    private(set) var scans = 0
+    /// Files the last scan found that wait for a slot (``maxOpenFiles``).
+    private(set) var waiting = 0
     /// Whether offsets or the file set changed since the last ``checkpoint()``.
     private(set) var changed = false
     let maxOpenFiles: Int
@@ -53,7 +55,11 @@ struct FileRegistry {
         var decisions: [Decision] = []
         var seen = Set<Key>()
         var opening = 0
-        for file in files {
+        var waiting = 0
+        // Files never read first: a released file that is found again must not take the slot a waiting one needs.
+        let ordered = files.filter { self.known[Key(device: $0.device, inode: $0.inode)] == nil }
+            + files.filter { self.known[Key(device: $0.device, inode: $0.inode)] != nil }
+        for file in ordered {
             let key = Key(device: file.device, inode: file.inode)
             guard seen.insert(key).inserted else { continue }
             if let live = self.live[key] {
@@ -62,10 +68,14 @@ struct FileRegistry {
                 }
                 continue
             }
-            guard self.live.count + opening < self.maxOpenFiles else { continue }
+            guard self.live.count + opening < self.maxOpenFiles else {
+                waiting += 1
+                continue
+            }
             opening += 1
             decisions.append(.open(file, firstScan: firstScan))
         }
+        self.waiting = waiting
         let before = self.known.count
         self.known = self.known.filter { seen.contains($0.key) }
         if self.known.count != before { self.changed = true }

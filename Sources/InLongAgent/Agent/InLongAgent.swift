@@ -66,6 +66,7 @@ public final class InLongAgent: Service, Sendable {
         statistics.resent = self.counters.resent.load(ordering: .relaxed)
         statistics.checkpointsWritten = self.counters.checkpointsWritten.load(ordering: .relaxed)
         statistics.checkpointError = self.counters.checkpointError.withLock { $0 }
+        (statistics.filesWaiting, statistics.scans) = self.registry.withLock { ($0?.waiting ?? 0, $0?.scans ?? 0) }
         let files = self.open.withLock { Array($0.values) }
         statistics.openFiles = files.count
         for file in files {
@@ -182,9 +183,12 @@ public final class InLongAgent: Service, Sendable {
         let status = FileStatus()
         self.open.withLock { $0[key] = status }
         self.logger.info("reading a file", metadata: ["inlong.path": "\(file.path)", "inlong.offset": "\(tail.committedOffset)"])
-        let fileSource = FileSource(tail: tail, releaseAfter: self.configuration.releaseAfter) {
-            self.movedPaths.withLock { $0.removeValue(forKey: key) }
-        }
+        let fileSource = FileSource(
+            tail: tail,
+            releaseAfter: self.configuration.releaseAfter,
+            othersWaiting: { self.registry.withLock { ($0?.waiting ?? 0) > 0 } },
+            movedPath: { self.movedPaths.withLock { $0.removeValue(forKey: key) } }
+        )
         // Counted from the start: what is left to read shows before the file's first read.
         self.progress(fileSource, key: key, status: status)
         let sink = DataProxySink(

@@ -37,6 +37,8 @@ public final class FileTail {
     private var tracker: OffsetTracker
     /// Times the file was found shorter than the read position (copytruncate) and read again from 0.
     public private(set) var truncations = 0
+    /// Empty lines read (they are left out of the lines returned: they are not records).
+    public private(set) var emptyLines = 0
 
     /// Opens `path`; reading starts at `offset` (a checkpoint's, or 0, or the end for new files started at the
     /// end) and the identity is taken from the open file.
@@ -117,7 +119,9 @@ public final class FileTail {
             self.splitter.reset(to: 0)
             self.tracker.restart(at: 0)
         }
-        var lines: [LineSplitter.Line] = []
+        // Bodies straight from the splitter, empty lines left out (they are not records): no second array.
+        var lines: [ByteBuffer] = []
+        var end: Int64?
         var total = 0
         while total < maxBytes {
             var chunk = ByteBufferAllocator().buffer(capacity: chunkSize)
@@ -127,10 +131,17 @@ public final class FileTail {
             }
             if count == 0 { break }
             total += count
-            self.splitter.consume(chunk, into: &lines)
+            self.splitter.consume(chunk) { body, lineEnd in
+                end = lineEnd
+                if body.readableBytes > 0 {
+                    lines.append(body)
+                } else {
+                    self.emptyLines += 1
+                }
+            }
         }
-        guard let last = lines.last else { return nil }
-        return Read(lines: lines.map(\.body), ticket: self.tracker.read(upTo: last.end))
+        guard let end else { return nil }
+        return Read(lines: lines, ticket: self.tracker.read(upTo: end))
     }
 
     /// Marks a line delivered; returns whether the committed offset moved.

@@ -1,5 +1,9 @@
 public import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Splits the bytes of a file into lines as they are read, in chunks: a line is complete only with its newline,
 /// so a partial last line is kept (not sent, not checkpointed) until the rest arrives. Lines longer than
 /// ``maxLineLength`` are truncated or skipped, and counted; the splitter never holds more than that many bytes of
@@ -44,10 +48,17 @@ public struct LineSplitter: Sendable {
 
     /// Takes the next chunk of the file and appends the lines it completes to `lines`.
     public mutating func consume(_ chunk: ByteBuffer, into lines: inout [Line]) {
+        self.consume(chunk) { lines.append(Line(body: $0, end: $1)) }
+    }
+
+    /// Takes the next chunk of the file and hands each line it completes to `emit`, with where it ends.
+    public mutating func consume(_ chunk: ByteBuffer, _ emit: (_ body: ByteBuffer, _ end: Int64) -> Void) {
         var chunk = chunk
         while chunk.readableBytes > 0 {
-            let newline = chunk.withUnsafeReadableBytes { bytes in
-                bytes.firstIndex(of: UInt8(ascii: "\n"))
+            // memchr: the byte-by-byte search cost a sixth of the agent's time on 200-byte lines.
+            let newline = chunk.withUnsafeReadableBytes { bytes -> Int? in
+                guard let base = bytes.baseAddress, let found = memchr(base, 0x0A, bytes.count) else { return nil }
+                return base.distance(to: UnsafeRawPointer(found))
             }
             guard let newline else {
                 let taken = chunk.readableBytes
@@ -80,7 +91,7 @@ public struct LineSplitter: Sendable {
                 guard self.overlong == .truncate else { continue }
                 body = body.getSlice(at: body.readerIndex, length: min(body.readableBytes, self.maxLineLength))!
             }
-            lines.append(Line(body: body, end: self.offset))
+            emit(body, self.offset)
         }
     }
 

@@ -14,14 +14,25 @@ public final class FileSource: AgentSource {
     private var lastSize: Int64 = -1
     private var lastPathCheck: ContinuousClock.Instant
     private var pathState = FileTail.PathState.same
+    private var wasNeeded = true
     /// Empty lines skipped (they are not records).
-    public private(set) var emptyLines = 0
+    public var emptyLines: Int { self.tail.emptyLines }
     /// The file's new path when a scan found it renamed to another matching name.
     private let movedPath: () -> String?
+    /// Whether other files wait for a slot: an inactive file then gives its up (it is found again later, and
+    /// resumes from its offset).
+    private let othersWaiting: () -> Bool
 
-    public init(tail: FileTail, releaseAfter: Duration, now: ContinuousClock.Instant = .now, movedPath: @escaping () -> String? = { nil }) {
+    public init(
+        tail: FileTail,
+        releaseAfter: Duration,
+        now: ContinuousClock.Instant = .now,
+        othersWaiting: @escaping () -> Bool = { false },
+        movedPath: @escaping () -> String? = { nil }
+    ) {
         self.tail = tail
         self.releaseAfter = releaseAfter
+        self.othersWaiting = othersWaiting
         self.movedPath = movedPath
         self.lastActivity = now
         self.lastPathCheck = now
@@ -30,13 +41,9 @@ public final class FileSource: AgentSource {
     public func read(maxBytes: Int) throws -> SourceData<OffsetTracker.Ticket>? {
         let start = self.tail.readOffset
         guard let read = try self.tail.readLines(maxBytes: maxBytes) else { return nil }
-        var records = read.lines
-        let before = records.count
-        records.removeAll { $0.readableBytes == 0 }
-        self.emptyLines += before - records.count
         // After a truncation the read starts at 0 again: the bytes are those of this read.
         let bytes = Int(read.ticket.end - (read.ticket.end > start ? start : 0))
-        return SourceData(records: records, position: read.ticket, bytes: bytes)
+        return SourceData(records: read.lines, position: read.ticket, bytes: bytes)
     }
 
     public func ack(_ position: OffsetTracker.Ticket) {
@@ -48,14 +55,21 @@ public final class FileSource: AgentSource {
             self.lastSize = self.tail.size
             self.lastActivity = now
         }
-        // The path is looked at a few times a second, not at every poll.
-        if now - self.lastPathCheck >= .milliseconds(250) {
+        // The path is looked at a few times a second, not at every poll; the file is released only right after a
+        // look, so that one that was renamed to a matching name is seen at its new path first.
+        guard now - self.lastPathCheck >= .milliseconds(250) else { return false }
+        do {
             self.lastPathCheck = now
             if let path = self.movedPath() { self.tail.path = path }
             self.pathState = self.tail.pathState()
-            if self.pathState == .same { self.lastActivity = now }
+            // While the path names the file and no other file waits for its slot it stays. The grace period
+            // starts at the first look that finds otherwise (a scan may meanwhile find it renamed to a matching
+            // name).
+            let needed = self.pathState == .same && !self.othersWaiting()
+            if needed || self.wasNeeded { self.lastActivity = now }
+            self.wasNeeded = needed
         }
-        return self.pathState != .same && now - self.lastActivity >= self.releaseAfter
+        return (self.pathState != .same || self.othersWaiting()) && now - self.lastActivity >= self.releaseAfter
     }
 }
 
