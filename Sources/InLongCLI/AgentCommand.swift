@@ -158,7 +158,7 @@ struct AgentCommand: AsyncParsableCommand {
     private static func stopWhenCaughtUp(_ agent: InLongAgent) async {
         var caughtUp = 0
         while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(100))
+            try? await Task.sleep(for: .milliseconds(25))
             let statistics = agent.statistics()
             // Scanned, everything found read to its end and acked, no file waiting for a slot.
             let idle = statistics.scans > 0 && statistics.filesWaiting == 0 && statistics.unreadBytes == 0
