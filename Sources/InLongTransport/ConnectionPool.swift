@@ -63,7 +63,8 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
     private let policy: LoadBalancingPolicy
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
-    private let unsolicitedHandler: PersistentConnection<Codec>.UnsolicitedHandler?
+    /// One handler pool for the peers' requests on every connection, run by ``run()``.
+    private let inbound: InboundHandlerPool<Codec>?
     private let state = Mutex(State())
     private let events: AsyncStream<Event>
     private let eventSink: AsyncStream<Event>.Continuation
@@ -74,6 +75,8 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
     ///   - policy: How requests choose a connection. Defaults to ``LoadBalancingPolicy/leastInFlight``.
     ///   - health: When to avoid an endpoint whose requests keep failing (the application reports outcomes with
     ///     ``recordOutcome(_:succeeded:)``), or `nil` to never avoid one. Defaults to `nil`.
+    ///   - inboundRequestHandler: Handles the frames peers send on their own, on any connection, by one pool of
+    ///     handlers sized by the configuration's ``PersistentConnection/Configuration/inboundHandlerPool``.
     public init(
         codec: Codec,
         endpoints: [Endpoint],
@@ -82,7 +85,7 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
         health: HealthPolicy? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "inlong.transport", factory: { _ in SwiftLogNoOpLogHandler() }),
-        unsolicitedHandler: PersistentConnection<Codec>.UnsolicitedHandler? = nil
+        inboundRequestHandler: PersistentConnection<Codec>.InboundRequestHandler? = nil
     ) {
         precondition(!endpoints.isEmpty, "a pool needs at least one endpoint")
         self.codec = codec
@@ -90,7 +93,9 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
         self.policy = policy
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
-        self.unsolicitedHandler = unsolicitedHandler
+        self.inbound = inboundRequestHandler.map {
+            InboundHandlerPool(configuration: configuration.inboundHandlerPool, handler: $0)
+        }
         (self.events, self.eventSink) = AsyncStream.makeStream()
         if let health {
             self.state.withLock { $0.health = EndpointHealth(threshold: health.threshold, basePause: health.basePause, maxPause: health.maxPause) }
@@ -177,7 +182,8 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
                     configuration: configuration,
                     eventLoopGroup: self.eventLoopGroup,
                     logger: self.logger,
-                    unsolicitedHandler: self.unsolicitedHandler
+                    inbound: self.inbound,
+                    ownsInbound: false
                 )
                 state.connections[endpoint] = connection
                 added.append(connection)
@@ -298,20 +304,25 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                for await event in self.events {
-                    switch event {
-                    case .start(let connection):
-                        group.addTask { try? await connection.run() }
-                    case .close:
-                        let all = self.state.withLock { state in
-                            state.closed = true
-                            return Array(state.connections.values)
+            await withDiscardingTaskGroup { outer in
+                if let inbound = self.inbound { outer.addTask { await inbound.run() } }
+                await withDiscardingTaskGroup { group in
+                    for await event in self.events {
+                        switch event {
+                        case .start(let connection):
+                            group.addTask { try? await connection.run() }
+                        case .close:
+                            let all = self.state.withLock { state in
+                                state.closed = true
+                                return Array(state.connections.values)
+                            }
+                            for connection in all { connection.close() }
+                            self.eventSink.finish()
                         }
-                        for connection in all { connection.close() }
-                        self.eventSink.finish()
                     }
                 }
+                // Every connection has ended: the inbound handlers under way finish, then their workers.
+                self.inbound?.stop()
             }
         } onGracefulShutdown: {
             self.close()

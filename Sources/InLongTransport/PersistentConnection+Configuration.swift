@@ -75,9 +75,11 @@ extension PersistentConnection {
         /// Socket write-buffer watermarks: above `high` the channel is not writable and requests queue in the
         /// process until it drains below `low`. Defaults to 256 KiB / 1 MiB.
         public var writeBufferWaterMarks = ChannelOptions.Types.WriteBufferWaterMark(low: 256 << 10, high: 1 << 20)
-        /// Unsolicited frames buffered for the application's handler; beyond this the oldest are kept and new
-        /// ones dropped (counted in ``ConnectionStatistics/unsolicitedDropped``). Defaults to 4096.
-        public var maxUnsolicitedBuffered = 4096
+        /// The handlers of the peer's requests (``PersistentConnection/InboundRequestHandler``): how many run at
+        /// once, and how many requests may wait for one; past both, the connection stops reading until there is
+        /// room. A ``ConnectionPool`` shares one such pool among its connections. Defaults to 16 handlers and
+        /// 1024 waiting requests.
+        public var inboundHandlerPool = HandlerPoolConfiguration(width: 16, queueLimit: 1024)
 
         /// What the connection does with bytes that are not a valid frame.
         public enum FramingErrorPolicy: Sendable, Hashable {

@@ -23,9 +23,17 @@ import Synchronization
 ///
 /// When a connection drops, every pending request fails at once with a ``TransportError`` whose
 /// ``TransportError/mayHaveBeenDelivered`` says whether it had been written.
+///
+/// Frames the peer sends on its own (its requests) go to the inbound request handler with a ``FrameResponder``
+/// bound to the connection, as on ``PersistentServer``: handlers run off the event loop, up to
+/// ``Configuration/inboundHandlerPool`` at once, and when the pool and its queue are full the connection stops
+/// reading until there is room.
 public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
-    /// Handles frames the peer sends on its own; runs off the event loop, one frame at a time.
-    public typealias UnsolicitedHandler = @Sendable (Codec.Inbound) async -> Void
+    /// Answers an inbound request on the connection it came from.
+    public typealias Responder = FrameResponder<Codec>
+
+    /// Handles one frame the peer sent on its own; answer through the responder, or not at all.
+    public typealias InboundRequestHandler = @Sendable (Codec.Inbound, Responder) async -> Void
 
     fileprivate struct ChannelHandle: Sendable {
         let id: Int
@@ -117,12 +125,13 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     public let configuration: Configuration
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
-    private let unsolicitedHandler: UnsolicitedHandler?
+    /// Runs the peer's requests; `nil` without a handler.
+    private let inbound: InboundHandlerPool<Codec>?
+    /// Whether ``run()`` runs the inbound pool's workers (a ``ConnectionPool`` runs one pool for all its connections).
+    private let ownsInbound: Bool
     private let state: Mutex<State>
     private let events: AsyncStream<Event>
     private let eventSink: AsyncStream<Event>.Continuation
-    private let unsolicited: AsyncStream<Codec.Inbound>
-    private let unsolicitedSink: AsyncStream<Codec.Inbound>.Continuation
     private let counters = StatisticsCounters()
     private let metrics: [Endpoint: TransportMetrics]
 
@@ -134,21 +143,47 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     ///   - eventLoopGroup: Where the socket lives. Defaults to the shared singleton group.
     ///   - logger: Background logger. Defaults to one that logs nothing.
     ///   - random: The jitter source for backoff (inject a fixed one in tests).
-    ///   - unsolicitedHandler: Called for each unsolicited inbound frame, off the event loop.
-    public init(
+    ///   - inboundRequestHandler: Handles each frame the peer sends on its own (see ``FrameCodec/kind(of:)``), off
+    ///     the event loop; without one, such frames are dropped and counted in
+    ///     ``ConnectionStatistics/unsolicitedDropped``.
+    public convenience init(
         codec: Codec,
         configuration: Configuration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "inlong.transport", factory: { _ in SwiftLogNoOpLogHandler() }),
         random: @escaping @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) },
-        unsolicitedHandler: UnsolicitedHandler? = nil
+        inboundRequestHandler: InboundRequestHandler? = nil
+    ) {
+        self.init(
+            codec: codec,
+            configuration: configuration,
+            eventLoopGroup: eventLoopGroup,
+            logger: logger,
+            random: random,
+            inbound: inboundRequestHandler.map {
+                InboundHandlerPool(configuration: configuration.inboundHandlerPool, handler: $0)
+            },
+            ownsInbound: true
+        )
+    }
+
+    /// With `ownsInbound` false, `inbound` is run (and stopped) by whoever shares it.
+    init(
+        codec: Codec,
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        random: @escaping @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) },
+        inbound: InboundHandlerPool<Codec>?,
+        ownsInbound: Bool
     ) {
         precondition(!configuration.endpoints.isEmpty, "a persistent connection needs at least one endpoint")
         self.codec = codec
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
-        self.unsolicitedHandler = unsolicitedHandler
+        self.inbound = inbound
+        self.ownsInbound = ownsInbound
         self.state = Mutex(
             State(
                 machine: ReconnectStateMachine(
@@ -161,9 +196,6 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             )
         )
         (self.events, self.eventSink) = AsyncStream.makeStream()
-        (self.unsolicited, self.unsolicitedSink) = AsyncStream.makeStream(
-            bufferingPolicy: .bufferingOldest(configuration.maxUnsolicitedBuffered)
-        )
         self.metrics = Dictionary(configuration.endpoints.map { ($0, TransportMetrics(endpoint: $0)) }) { a, _ in a }
     }
 
@@ -295,10 +327,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                if let handler = self.unsolicitedHandler {
-                    group.addTask {
-                        for await frame in self.unsolicited { await handler(frame) }
-                    }
+                if self.ownsInbound, let inbound = self.inbound {
+                    group.addTask { await inbound.run() }
                 }
                 self.perform(self.state.withLock { $0.machine.start() }, group: &group)
                 for await event in self.events {
@@ -312,6 +342,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                     try? await handle.channel.closeFuture.get()
                 }
                 self.finish()
+                // Handlers under way finish (answers to a closed connection fail); then the workers end.
+                if self.ownsInbound { self.inbound?.stop() }
                 group.cancelAll()
             }
         } onGracefulShutdown: {
@@ -394,9 +426,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             flushThreshold: configuration.writeBufferWaterMarks.high,
             framingErrorPolicy: configuration.framingErrorPolicy
         )
-        // Without a handler nobody reads the stream: unsolicited frames are dropped at once, not buffered.
-        let unsolicitedSink: AsyncStream<Codec.Inbound>.Continuation? =
-            self.unsolicitedHandler == nil ? nil : self.unsolicitedSink
+        let inbound = self.inbound
         let counters = self.counters
         let eventSink = self.eventSink
         let codec = self.codec
@@ -416,12 +446,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                             metrics: metrics,
                             logger: logger,
                             now: .now(),
-                            onUnsolicited: { frame in
-                                guard case .enqueued = unsolicitedSink?.yield(frame) else {
-                                    counters.unsolicitedDropped.add(1, ordering: .relaxed)
-                                    return
-                                }
-                            },
+                            inbound: inbound,
                             onFirstResponse: { eventSink.yield(.provedHealthy(channelID: channelID)) }
                         )
                         try channel.pipeline.syncOperations.addHandler(handler)
@@ -502,7 +527,6 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             return Array(state.observers.values)
         }
         for observer in observers { observer.finish() }
-        self.unsolicitedSink.finish()
         self.eventSink.finish()
     }
 }

@@ -316,7 +316,7 @@ import Testing
         #expect(states.last == .shutdown)
     }
 
-    @Test func unsolicitedFramesReachTheHandlerAndASlowHandlerDoesNotDelayResponses() async throws {
+    @Test func aSlowInboundHandlerDoesNotDelayResponses() async throws {
         let server = try await TestServer(behavior: .echo)
         defer { Task { await server.stop() } }
         let received = Collector<TestFrame>()
@@ -324,7 +324,7 @@ import Testing
         let release = AsyncStream.makeStream(of: Void.self)
         try await withConnection(
             endpoints: [server.endpoint],
-            unsolicited: { frame in
+            inbound: { frame, _ in
                 received.append(frame)
                 if received.all.count == 1 {
                     // Block the handler until the test lets it go.

@@ -5,38 +5,6 @@ import Testing
 
 /// The server side over loopback, with ``PersistentConnection`` as its client.
 @Suite(.timeLimit(.minutes(2))) struct PersistentServerTests {
-    /// A gate handlers wait on until the test opens it.
-    final class Gate: Sendable {
-        private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-        func wait() async {
-            await withCheckedContinuation { continuation in
-                let resumeNow = self.state.withLock { state in
-                    if state.open { return true }
-                    state.waiters.append(continuation)
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        }
-        func open() {
-            let waiters = self.state.withLock { state in
-                state.open = true
-                defer { state.waiters.removeAll() }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume() }
-        }
-    }
-
-    /// Counts handlers running now and the most at once.
-    final class Concurrency: Sendable {
-        private let state = Mutex<(now: Int, most: Int, started: Int)>((0, 0, 0))
-        func enter() { self.state.withLock { $0.now += 1; $0.started += 1; $0.most = max($0.most, $0.now) } }
-        func leave() { self.state.withLock { $0.now -= 1 } }
-        var most: Int { self.state.withLock { $0.most } }
-        var started: Int { self.state.withLock { $0.started } }
-    }
-
     private func withServer<Result: Sendable>(
         configure: (inout PersistentServer<TestCodec>.Configuration) -> Void = { _ in },
         handler: @escaping PersistentServer<TestCodec>.RequestHandler = { request, responder in
@@ -90,8 +58,9 @@ import Testing
         }
     }
 
-    /// With every handler slot taken the connection stops reading; once handlers end, every request is answered.
-    @Test func aFullHandlerPoolHoldsReadingBackAndResumes() async throws {
+    /// No more than `maxConcurrentRequests` of one connection's requests run at once; the others wait, and are
+    /// answered as handlers end.
+    @Test func oneConnectionsRequestsRunUpToItsLimit() async throws {
         let gate = Gate()
         let concurrency = Concurrency()
         try await self.withServer(
@@ -115,6 +84,79 @@ import Testing
                 #expect(concurrency.most == 2)
                 #expect(concurrency.started == 100)
             }
+        }
+    }
+
+    /// Three connections share a pool of two handlers: never more than two run, the rest wait in its queue, and
+    /// every request is answered once the handlers are released.
+    @Test func theHandlerPoolIsSharedByEveryConnection() async throws {
+        let gate = Gate()
+        let concurrency = Concurrency()
+        try await self.withServer(
+            configure: { $0.handlerPool = HandlerPoolConfiguration(width: 2, queueLimit: 100) },
+            handler: { request, responder in
+                concurrency.enter()
+                await gate.wait()
+                concurrency.leave()
+                try? await responder.respond(.response(request.key, request.payload))
+            }
+        ) { server, endpoint in
+            try await withConnection(endpoints: [endpoint]) { first in
+                try await withConnection(endpoints: [endpoint]) { second in
+                    try await withConnection(endpoints: [endpoint]) { third in
+                        var futures: [EventLoopFuture<TestFrame>] = []
+                        for (index, connection) in [first, second, third].enumerated() {
+                            for key in 0..<5 as Range<UInt32> {
+                                futures.append(try connection.submit(.request(UInt32(index * 100) + key), timeout: .seconds(60)))
+                            }
+                        }
+                        try await eventually { server.statistics().queuedRequests == 13 }
+                        try await eventually { concurrency.started == 2 }
+                        gate.open()
+                        for future in futures { _ = try await future.get() }
+                        #expect(concurrency.most == 2)
+                        #expect(server.statistics().requestsHandled == 15)
+                    }
+                }
+            }
+        }
+    }
+
+    /// With one handler and one waiting request, the server reads nothing more from the connection: the client
+    /// cannot write, and the server holds one request beyond its queue. Released, it reads and handles the rest.
+    @Test func aFullHandlerPoolStopsReadingAndResumes() async throws {
+        let gate = Gate()
+        let concurrency = Concurrency()
+        let count = 64
+        try await self.withServer(
+            configure: {
+                $0.handlerPool = HandlerPoolConfiguration(width: 1, queueLimit: 1)
+                $0.readTimeout = nil
+            },
+            handler: { request, responder in
+                concurrency.enter()
+                await gate.wait()
+                concurrency.leave()
+                try? await responder.respond(.response(request.key))
+            }
+        ) { server, endpoint in
+            let client = try await RawClient.connect(to: endpoint)
+            // 32 MiB in all: more than loopback's socket buffers hold.
+            let payload = String(repeating: "x", count: 512 << 10)
+            for key in 0..<count { client.channel.writeAndFlush(TestFrame.request(UInt32(key), payload).bytes, promise: nil) }
+            // One running, one queued, one parked: the connection pauses (ReadPauseTests shows that no read is
+            // issued then), and the client is left with data it cannot write.
+            try await eventually { server.statistics().pausedConnections == 1 }
+            #expect(server.statistics().queuedRequests == 1)
+            // Handed to its worker; the handler may not have begun yet.
+            try await eventually { concurrency.started == 1 }
+            #expect(!client.channel.isWritable)
+            gate.open()
+            try await eventually { client.responses.count == count }
+            #expect(server.statistics().pausedConnections == 0)
+            #expect(server.statistics().requestsHandled == count)
+            #expect(concurrency.most == 1)
+            try await client.channel.close()
         }
     }
 

@@ -4,10 +4,12 @@ import Synchronization
 import NIOCore
 
 /// Drives a ``ConnectionStateMachine`` on the event loop: splits inbound bytes into frames with the codec,
-/// completes requests, writes with coalesced flushes, reports completed writes (which start request timeouts),
+/// completes requests, hands the peer's own requests to the inbound handler pool (and stops reading while it has
+/// no room for them), writes with coalesced flushes, reports completed writes (which start request timeouts),
 /// runs the request and idle timers. Callers reach it on its event loop only (through `NIOLoopBound`).
-final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
+final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     struct Configuration {
@@ -38,12 +40,17 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     private let counters: StatisticsCounters
     private let metrics: TransportMetrics
     private let logger: Logger
-    private let onUnsolicited: @Sendable (Codec.Inbound) -> Void
+    /// Runs the peer's requests; without one, they are dropped and counted.
+    private let inbound: InboundHandlerPool<Codec>?
+    /// This connection as the inbound pool knows it, from handlerAdded to channelInactive.
+    private var poolConnection: PoolConnection<Codec>?
+    private var answerOutbox: AnswerOutbox?
+    private var reading = ReadGate()
     /// Called once, at the first response: the connection works.
     private var onFirstResponse: (@Sendable () -> Void)?
     private var stateMachine: StateMachine
     private var context: ChannelHandlerContext?
-    private var receiveBuffer: ByteBuffer?
+    private var splitter: FrameSplitter
     private var outbound: ByteBuffer?
     private var outboundFrames = 0
     /// Bytes written to the channel since its last flush.
@@ -62,7 +69,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     private var smoothedLoad: Int?
 
     /// Bytes of storage the receive buffer holds (for tests of its bound).
-    var receiveBufferCapacity: Int { self.receiveBuffer?.capacity ?? 0 }
+    var receiveBufferCapacity: Int { self.splitter.capacity }
 
     init(
         codec: Codec,
@@ -72,7 +79,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         metrics: TransportMetrics,
         logger: Logger,
         now: NIODeadline,
-        onUnsolicited: @escaping @Sendable (Codec.Inbound) -> Void,
+        inbound: InboundHandlerPool<Codec>?,
         onFirstResponse: (@Sendable () -> Void)? = nil
     ) {
         self.codec = codec
@@ -82,7 +89,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         counters.reportedLoad.store(.min, ordering: .relaxed)
         self.metrics = metrics
         self.logger = logger
-        self.onUnsolicited = onUnsolicited
+        self.inbound = inbound
+        self.splitter = FrameSplitter(maxFrameLength: configuration.maxFrameLength)
         self.onFirstResponse = onFirstResponse
         self.stateMachine = StateMachine(configuration: configuration.stateMachine, now: now)
     }
@@ -149,6 +157,22 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        if let inbound = self.inbound {
+            let eventLoop = context.eventLoop
+            let bound = NIOLoopBound(self, eventLoop: eventLoop)
+            // Answers skip the request queue: they are bounded by the pool, and are not refused while draining.
+            let outbox = AnswerOutbox(eventLoop: eventLoop) { answers in bound.value.writeAnswers(answers) }
+            let connection = PoolConnection(
+                responder: FrameResponder(peer: context.channel.remoteAddress, codec: self.codec, outbox: outbox),
+                resumeReading: { eventLoop.execute { bound.value.resumeReading() } },
+                // The pool stops only once the connection's run is over; the channel closes on its own.
+                close: {}
+            )
+            if inbound.connectionOpened(connection) {
+                self.answerOutbox = outbox
+                self.poolConnection = connection
+            }
+        }
         if context.channel.isActive { self.becameActive(context: context) }
     }
 
@@ -167,22 +191,30 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
         self.counters.bytesIn.add(bytes.readableBytes, ordering: .relaxed)
         self.metrics.bytesIn.increment(by: Int64(bytes.readableBytes))
         self.stateMachine.bytesRead(now: self.now)
-        if self.receiveBuffer == nil {
-            self.receiveBuffer = bytes
-        } else {
-            // A read that ends mid-frame leaves consumed bytes in front of the partial frame: drop them once they
-            // outweigh what is left (amortised, as ByteToMessageDecoder does), or the buffer grows with every read.
-            if self.receiveBuffer!.readerIndex > 0
-                && self.receiveBuffer!.readerIndex >= self.receiveBuffer!.readableBytes
-            {
-                self.receiveBuffer!.discardReadBytes()
-            }
-            self.receiveBuffer!.writeImmutableBuffer(bytes)
-        }
+        self.splitter.append(bytes)
+        self.processFrames()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.reading.readRequested() { context.read() }
+    }
+
+    /// The inbound pool has room again for the peer's requests.
+    private func resumeReading() {
+        guard let context = self.context else { return }
+        self.reading.paused = false
+        self.processFrames()
+        if self.reading.resumed() { context.read() }
+    }
+
+    /// Takes frames from the receive buffer until it runs dry or reading pauses (the frames left wait there).
+    private func processFrames() {
         do {
-            try self.processFrames()
+            while !self.reading.paused, let frame = try self.splitter.nextFrame(with: self.codec) {
+                try self.dispatch(frame)
+            }
         } catch {
-            self.receiveBuffer = nil
+            self.splitter.discard()
             switch self.configuration.framingErrorPolicy {
             case .close:
                 self.close(TransportError(.protocolViolation, endpoint: self.endpoint, underlying: error))
@@ -194,34 +226,6 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
                 )
             }
         }
-    }
-
-    private func processFrames() throws {
-        while var buffer = self.receiveBuffer, buffer.readableBytes > 0 {
-            switch try self.codec.frameBoundary(in: buffer) {
-            case .needMoreBytes:
-                // A codec that never finds a frame's end must not grow the buffer without bound.
-                guard buffer.readableBytes < self.configuration.maxFrameLength else {
-                    throw TransportError(.protocolViolation)
-                }
-                return
-            case .skip(let count):
-                guard count > 0, count <= buffer.readableBytes else {
-                    throw TransportError(.protocolViolation)
-                }
-                buffer.moveReaderIndex(forwardBy: count)
-                self.receiveBuffer = buffer
-            case .frame(let length):
-                guard length > 0, length <= self.configuration.maxFrameLength else {
-                    throw TransportError(.protocolViolation)
-                }
-                guard buffer.readableBytes >= length else { return }
-                let frame = buffer.readSlice(length: length)!
-                self.receiveBuffer = buffer.readableBytes == 0 ? nil : buffer
-                try self.dispatch(frame)
-            }
-        }
-        if self.receiveBuffer?.readableBytes == 0 { self.receiveBuffer = nil }
     }
 
     private func dispatch(_ bytes: ByteBuffer) throws {
@@ -259,8 +263,25 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
                 self.submitSend(response, promise: nil)
                 return
             }
-            self.onUnsolicited(frame)
+            guard let inbound = self.inbound, let connection = self.poolConnection else {
+                self.counters.unsolicitedDropped.add(1, ordering: .relaxed)
+                return
+            }
+            switch inbound.submit(frame, from: connection) {
+            case .accepted:
+                break
+            case .pauseReading:
+                self.reading.paused = true
+            case .refused:
+                self.counters.unsolicitedDropped.add(1, ordering: .relaxed)
+            }
         }
+    }
+
+    /// Answers to the peer's requests, from the inbound handlers.
+    private func writeAnswers(_ answers: [ByteBuffer]) {
+        guard self.closeReason == nil else { return }
+        for answer in answers { self.appendOutbound(answer) }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -273,6 +294,9 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // Also breaks the cycle between this handler and its pool connection.
+        if let connection = self.poolConnection.take() { self.inbound?.connectionClosed(connection) }
+        self.answerOutbox?.close()
         self.idleTimer?.cancel()
         self.drainTimer?.cancel()
         let reason = self.closeReason ?? self.error(.connectionClosed)

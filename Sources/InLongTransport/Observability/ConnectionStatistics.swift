@@ -24,7 +24,8 @@ public struct ConnectionStatistics: Hashable, Sendable {
     public var requestsTimedOut = 0
     /// Requests awaiting a response now.
     public var inFlight = 0
-    /// Unsolicited frames dropped because the application's handler fell behind.
+    /// Frames the peer sent on its own that no handler took: there is no inbound request handler, or it has
+    /// stopped.
     public var unsolicitedDropped = 0
     /// Times the receive buffer was discarded after bytes that were not a valid frame
     /// (``PersistentConnection/Configuration/FramingErrorPolicy/discardBuffer``).

@@ -6,11 +6,13 @@ import Synchronization
 
 /// The server side of a ``FrameCodec`` protocol: accepts persistent connections, splits what each peer sends into
 /// frames, answers the peer's heartbeats on the event loop (``FrameCodec/heartbeatResponse(to:)``), and hands every
-/// other frame to the application's handler with a ``Responder`` bound to its connection.
+/// other frame to the application's handler with a ``FrameResponder`` bound to its connection.
 ///
-/// Handlers run off the event loop, up to ``Configuration/maxConcurrentRequests`` at once per connection, so a slow
-/// one does not hold the others back and answers may leave out of order (the codec's key pairs them). When that
-/// many are running, the connection stops reading until one ends: a peer is slowed down, never dropped.
+/// Handlers run off the event loop in a pool shared by every connection: ``Configuration/handlerPool`` sets how
+/// many run at once and how many requests may wait, ``Configuration/maxConcurrentRequests`` how many of one
+/// connection's requests run at once. A slow handler does not hold the others back, and answers may leave out of
+/// order (the codec's key pairs them). When a request can neither run nor wait, its connection stops reading
+/// until there is room: a peer is slowed down, never dropped.
 ///
 /// It is a `Service`: ``run()`` returns after ``stop()`` or a graceful shutdown, once every connection has finished
 /// the requests it was handling.
@@ -23,29 +25,7 @@ import Synchronization
 /// ```
 public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
     /// Answers on the connection a request came from.
-    public struct Responder: Sendable {
-        /// The peer's address.
-        public let peer: SocketAddress?
-        private let codec: Codec
-        private let framing: NIOLoopBound<ServerFramingHandler<Codec>>
-        private let allocator: ByteBufferAllocator
-
-        fileprivate init(peer: SocketAddress?, codec: Codec, framing: NIOLoopBound<ServerFramingHandler<Codec>>, allocator: ByteBufferAllocator) {
-            self.peer = peer
-            self.codec = codec
-            self.framing = framing
-            self.allocator = allocator
-        }
-
-        /// Writes `frame` to the peer (an answer, or a frame of the server's own); returns once it is written to
-        /// the socket, so an answer is never lost to the connection closing after its handler returned.
-        public func respond(_ frame: Codec.Outbound) async throws {
-            var buffer = self.allocator.buffer(capacity: 0)
-            try self.codec.encode(frame, into: &buffer)
-            let framing = self.framing
-            try await framing.eventLoop.flatSubmit { framing.value.write(buffer, on: framing.eventLoop) }.get()
-        }
-    }
+    public typealias Responder = FrameResponder<Codec>
 
     /// Handles one inbound frame; answer through the responder, or not at all.
     public typealias RequestHandler = @Sendable (Codec.Inbound, Responder) async -> Void
@@ -58,8 +38,12 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         public var port = 0
         /// Connections open at once; more are closed as they arrive. Defaults to 1024.
         public var maxConnections = 1024
-        /// Handlers running at once per connection; beyond this the connection stops reading. Defaults to 64.
+        /// Handlers running at once for one connection; its further requests wait in the pool's queue. Defaults
+        /// to 64.
         public var maxConcurrentRequests = 64
+        /// The handlers shared by every connection: how many run at once, and how many requests may wait for
+        /// one; past both, a connection stops reading. Defaults to 256 handlers and 1024 waiting requests.
+        public var handlerPool = HandlerPoolConfiguration(width: 256, queueLimit: 1024)
         /// A connection the peer sends nothing on (heartbeats included) for this long is closed. Defaults to 90
         /// seconds; `nil` never closes one for silence.
         public var readTimeout: Duration? = .seconds(90)
@@ -73,49 +57,11 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         }
     }
 
-    private typealias Connection = NIOAsyncChannel<Codec.Inbound, Never>
-
-    /// A served connection: it closes once stopping and no handler is running, so that every request under way
-    /// is answered first.
-    private final class OpenConnection: Sendable {
-        let channel: any Channel
-        private let state = Mutex<(running: Int, stopping: Bool)>((0, false))
-
-        init(channel: any Channel) { self.channel = channel }
-
-        /// Counts a handler starting; `false` once stopping (the frame is not handled).
-        func handlerStarts() -> Bool {
-            self.state.withLock { state in
-                guard !state.stopping else { return false }
-                state.running += 1
-                return true
-            }
-        }
-
-        func handlerEnded() {
-            let close = self.state.withLock { state in
-                state.running -= 1
-                return state.stopping && state.running == 0
-            }
-            if close { self.channel.close(promise: nil) }
-        }
-
-        func stop() {
-            let close = self.state.withLock { state in
-                state.stopping = true
-                return state.running == 0
-            }
-            if close { self.channel.close(promise: nil) }
-        }
-    }
-
     private struct State {
-        var serverChannel: (any Channel)?
-        /// Connections wrapped on accept that the accept loop has not taken yet: NIO drops those it has not
-        /// handed over when the listener closes or the loop is cancelled, and an unfinished `NIOAsyncChannel`
-        /// must not be dropped.
-        var unclaimed: [ObjectIdentifier: Connection] = [:]
-        var open: [ObjectIdentifier: OpenConnection] = [:]
+        var listener: (any Channel)?
+        var open: [ObjectIdentifier: any Channel] = [:]
+        /// `run()` waiting for the last connection to close, once stopped.
+        var allClosed: CheckedContinuation<Void, Never>?
         var stopped = false
         var started = false
     }
@@ -124,23 +70,22 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
     public let configuration: Configuration
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
-    private let handler: RequestHandler
+    private let pool: InboundHandlerPool<Codec>
     private let state = Mutex(State())
     private let address: (stream: AsyncStream<SocketAddress>, continuation: AsyncStream<SocketAddress>.Continuation)
-    private let counters = Counters()
+    private let accepted = Atomic<Int>(0)
+    private let rejected = Atomic<Int>(0)
 
-    /// Counts of the server's connections.
+    /// Counts of the server's connections and requests.
     public struct Statistics: Sendable, Hashable {
         public var acceptedConnections = 0
         public var rejectedConnections = 0
         public var openConnections = 0
         public var requestsHandled = 0
-    }
-
-    private final class Counters: Sendable {
-        let accepted = Atomic<Int>(0)
-        let rejected = Atomic<Int>(0)
-        let handled = Atomic<Int>(0)
+        /// Requests waiting for a handler now.
+        public var queuedRequests = 0
+        /// Connections not reading now because the handler pool and its queue are full.
+        public var pausedConnections = 0
     }
 
     public init(
@@ -154,7 +99,11 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
-        self.handler = handler
+        self.pool = InboundHandlerPool(
+            configuration: configuration.handlerPool,
+            perConnectionLimit: max(configuration.maxConcurrentRequests, 1),
+            handler: handler
+        )
         self.address = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -166,23 +115,27 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
 
     public func statistics() -> Statistics {
         var statistics = Statistics()
-        statistics.acceptedConnections = self.counters.accepted.load(ordering: .relaxed)
-        statistics.rejectedConnections = self.counters.rejected.load(ordering: .relaxed)
-        statistics.requestsHandled = self.counters.handled.load(ordering: .relaxed)
+        statistics.acceptedConnections = self.accepted.load(ordering: .relaxed)
+        statistics.rejectedConnections = self.rejected.load(ordering: .relaxed)
+        statistics.requestsHandled = self.pool.handledCount
+        statistics.queuedRequests = self.pool.queuedCount
+        statistics.pausedConnections = self.pool.pausedCount
         statistics.openConnections = self.state.withLock { $0.open.count }
         return statistics
     }
 
+    /// The open connections' channels (for tests that read socket options).
+    var openChannels: [any Channel] { self.state.withLock { Array($0.open.values) } }
+
     /// Stops accepting; every connection handles no new request, answers those under way, then closes, and
     /// ``run()`` returns.
     public func stop() {
-        let (server, open) = self.state.withLock { state -> ((any Channel)?, [OpenConnection]) in
+        let listener = self.state.withLock { state -> (any Channel)? in
             state.stopped = true
-            return (state.serverChannel, Array(state.open.values))
+            return state.listener
         }
-        server?.close(promise: nil)
-        // New requests are not handled; those under way are answered, then each connection closes.
-        for connection in open { connection.stop() }
+        listener?.close(promise: nil)
+        self.pool.stop()
     }
 
     public func run() async throws {
@@ -192,225 +145,240 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         }
         precondition(!alreadyStarted, "PersistentServer.run() must be called once")
         defer { self.address.continuation.finish() }
-        let server = try await self.bind()
+        let listener: any Channel
+        do {
+            listener = try await self.bind()
+        } catch {
+            self.stop()
+            throw error
+        }
         let stopped = self.state.withLock { state in
-            state.serverChannel = server.channel
+            state.listener = listener
             return state.stopped
         }
-        if stopped { server.channel.close(promise: nil) }
-        if let address = server.channel.localAddress { self.address.continuation.yield(address) }
-        try await withGracefulShutdownHandler {
-            try await self.acceptLoop(server)
-        } onGracefulShutdown: {
+        if stopped { listener.close(promise: nil) }
+        if let address = listener.localAddress { self.address.continuation.yield(address) }
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withDiscardingTaskGroup { group in
+                    group.addTask { await self.pool.run() }
+                    try? await listener.closeFuture.get()
+                    // However the listener closed, the server is stopping.
+                    self.stop()
+                    await self.waitUntilAllClosed()
+                }
+            } onGracefulShutdown: {
+                self.stop()
+            }
+        } onCancel: {
             self.stop()
+            for channel in self.openChannels { channel.close(promise: nil) }
         }
     }
 
-    private func bind() async throws -> NIOAsyncChannel<Connection, Never> {
-        let configuration = self.configuration
-        let codec = self.codec
-        return try await ServerBootstrap(group: self.eventLoopGroup)
+    private func waitUntilAllClosed() async {
+        await withCheckedContinuation { continuation in
+            let done = self.state.withLock { state in
+                guard state.open.isEmpty else {
+                    state.allClosed = continuation
+                    return false
+                }
+                return true
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    private func bind() async throws -> any Channel {
+        try await ServerBootstrap(group: self.eventLoopGroup)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .bind(host: configuration.host, port: configuration.port) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    do {
-                        let operations = channel.pipeline.syncOperations
-                        if let timeout = configuration.readTimeout {
-                            try operations.addHandler(IdleStateHandler(readTimeout: TimeAmount(timeout)))
-                        }
-                        try operations.addHandler(
-                            ServerFramingHandler(codec: codec, maxFrameLength: configuration.maxFrameLength)
-                        )
-                        return try self.adopt(channel) {
-                            // A small inbound buffer: the handler pool, not this buffer, is what absorbs bursts.
-                            try Connection(
-                                wrappingChannelSynchronously: channel,
-                                configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))
-                            )
-                        }
-                    } catch {
-                        // NIO neither registers nor closes a child whose initializer failed.
-                        channel.close(promise: nil)
-                        throw error
-                    }
-                }
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try self.accept(channel) }
             }
+            .bind(host: self.configuration.host, port: self.configuration.port)
+            .get()
     }
 
-    private func adopt(_ channel: any Channel, wrap: () throws -> Connection) throws -> Connection {
-        try self.state.withLock { state in
-            guard !state.stopped else { throw TransportError(.shutDown) }
-            let connection = try wrap()
-            state.unclaimed[ObjectIdentifier(channel)] = connection
-            return connection
+    private enum Verdict { case serve, reject, close }
+
+    /// On the new connection's event loop.
+    private func accept(_ channel: any Channel) throws {
+        let id = ObjectIdentifier(channel)
+        let verdict = self.state.withLock { state -> Verdict in
+            guard !state.stopped else { return .close }
+            guard state.open.count < self.configuration.maxConnections else { return .reject }
+            state.open[id] = channel
+            return .serve
         }
-    }
-
-    private enum Verdict { case serve, reject, close, ownedElsewhere }
-
-    private func acceptLoop(_ server: NIOAsyncChannel<Connection, Never>) async throws {
-        try await withThrowingDiscardingTaskGroup { group in
-            defer {
-                // Whatever ended the loop, connections accepted but never handed over are finished here.
-                let leftovers = self.state.withLock { state in
-                    state.stopped = true
-                    defer { state.unclaimed.removeAll() }
-                    return Array(state.unclaimed.values)
-                }
-                for connection in leftovers {
-                    group.addTask { try? await connection.executeThenClose { _, _ in } }
-                }
-            }
-            try await server.executeThenClose { inbound in
-                for try await connection in inbound {
-                    let id = ObjectIdentifier(connection.channel)
-                    let verdict = self.state.withLock { state -> Verdict in
-                        guard state.unclaimed.removeValue(forKey: id) != nil else { return .ownedElsewhere }
-                        guard !state.stopped else { return .close }
-                        guard state.open.count < self.configuration.maxConnections else { return .reject }
-                        state.open[id] = OpenConnection(channel: connection.channel)
-                        return .serve
-                    }
-                    switch verdict {
-                    case .serve:
-                        self.counters.accepted.add(1, ordering: .relaxed)
-                        group.addTask { await self.serve(connection) }
-                    case .reject:
-                        self.counters.rejected.add(1, ordering: .relaxed)
-                        fallthrough
-                    case .close:
-                        group.addTask { try? await connection.executeThenClose { _, _ in } }
-                    case .ownedElsewhere:
-                        continue
-                    }
-                }
-            }
+        switch verdict {
+        case .serve:
+            self.accepted.add(1, ordering: .relaxed)
+        case .reject:
+            self.rejected.add(1, ordering: .relaxed)
+            channel.close(promise: nil)
+            return
+        case .close:
+            channel.close(promise: nil)
+            return
         }
-    }
-
-    private func serve(_ connection: Connection) async {
-        let id = ObjectIdentifier(connection.channel)
-        defer { _ = self.state.withLock { $0.open.removeValue(forKey: id) } }
-        guard let open = self.state.withLock({ $0.open[id] }) else { return }
-        let channel = connection.channel
-        let width = max(1, self.configuration.maxConcurrentRequests)
+        channel.closeFuture.whenComplete { _ in
+            let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+                state.open.removeValue(forKey: id)
+                guard state.open.isEmpty else { return nil }
+                defer { state.allClosed = nil }
+                return state.allClosed
+            }
+            waiter?.resume()
+        }
         do {
-            let framing = try await channel.eventLoop.submit {
-                NIOLoopBound(
-                    try channel.pipeline.syncOperations.handler(type: ServerFramingHandler<Codec>.self),
-                    eventLoop: channel.eventLoop
-                )
-            }.get()
-            let responder = Responder(peer: channel.remoteAddress, codec: self.codec, framing: framing, allocator: channel.allocator)
-            try await connection.executeThenClose { inbound, _ in
-                await withTaskGroup(of: Void.self) { group in
-                    var running = 0
-                    do {
-                        for try await frame in inbound {
-                            // At the width, wait for a handler to end before reading on: the peer is slowed down.
-                            if running >= width {
-                                await group.next()
-                                running -= 1
-                            }
-                            guard open.handlerStarts() else { continue }
-                            running += 1
-                            group.addTask {
-                                await self.handler(frame, responder)
-                                self.counters.handled.add(1, ordering: .relaxed)
-                                open.handlerEnded()
-                            }
-                        }
-                    } catch {
-                        self.logger.debug("connection ended", metadata: ["error": "\(error)"])
-                    }
-                    // Requests under way are finished and answered before the connection closes.
-                    await group.waitForAll()
-                }
+            let operations = channel.pipeline.syncOperations
+            if let timeout = self.configuration.readTimeout {
+                try operations.addHandler(IdleStateHandler(readTimeout: TimeAmount(timeout)))
             }
+            try operations.addHandler(
+                ServerConnectionHandler(codec: self.codec, pool: self.pool, maxFrameLength: self.configuration.maxFrameLength)
+            )
         } catch {
-            self.logger.debug("connection failed", metadata: ["error": "\(error)"])
+            channel.close(promise: nil)
+            throw error
         }
     }
 }
 
-/// Splits inbound bytes into frames with the codec, answers the peer's heartbeats, and passes other frames on;
-/// closes the connection on bytes that are not a frame or on read idleness. Answers are written through it, from
-/// its place in the pipeline.
-final class ServerFramingHandler<Codec: FrameCodec>: ChannelInboundHandler {
+/// A served connection on its event loop: splits inbound bytes into frames, answers the peer's heartbeats,
+/// hands requests to the handler pool and stops reading while the pool has no room for them, and writes the
+/// handlers' answers. Closes on bytes that are not a frame, or on read idleness.
+final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
-    typealias InboundOut = Codec.Inbound
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let codec: Codec
-    private let maxFrameLength: Int
-    private var buffer: ByteBuffer?
+    private let pool: InboundHandlerPool<Codec>
+    private var splitter: FrameSplitter
     private var context: ChannelHandlerContext?
+    private var connection: PoolConnection<Codec>?
+    private var outbox: AnswerOutbox?
+    private var reading = ReadGate()
+    /// The last answers' write, which a graceful close waits for.
+    private var lastWrite: EventLoopFuture<Void>?
+    private var closing = false
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
-
-    /// Writes an answer; the future completes once it is written to the socket.
-    func write(_ bytes: ByteBuffer, on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
-        guard let context = self.context else { return eventLoop.makeFailedFuture(TransportError(.connectionClosed)) }
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(self.wrapOutboundOut(bytes), promise: promise)
-        return promise.futureResult
+    init(codec: Codec, pool: InboundHandlerPool<Codec>, maxFrameLength: Int) {
+        self.codec = codec
+        self.pool = pool
+        self.splitter = FrameSplitter(maxFrameLength: maxFrameLength)
     }
 
-    init(codec: Codec, maxFrameLength: Int) {
-        self.codec = codec
-        self.maxFrameLength = maxFrameLength
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let eventLoop = context.eventLoop
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        let outbox = AnswerOutbox(eventLoop: eventLoop) { answers in bound.value.write(answers) }
+        let connection = PoolConnection(
+            responder: FrameResponder(peer: context.channel.remoteAddress, codec: self.codec, outbox: outbox),
+            resumeReading: { eventLoop.execute { bound.value.resumeReading() } },
+            close: { eventLoop.execute { bound.value.closeWhenAnswered() } }
+        )
+        self.outbox = outbox
+        self.connection = connection
+        if !self.pool.connectionOpened(connection) { self.closeWhenAnswered() }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // Also breaks the cycle between this handler and its pool connection.
+        if let connection = self.connection.take() { self.pool.connectionClosed(connection) }
+        self.outbox?.close()
+        context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = self.unwrapInboundIn(data)
-        if self.buffer == nil {
-            self.buffer = bytes
-        } else {
-            if self.buffer!.readerIndex > 0 && self.buffer!.readerIndex >= self.buffer!.readableBytes {
-                self.buffer!.discardReadBytes()
-            }
-            self.buffer!.writeImmutableBuffer(bytes)
-        }
-        do {
-            try self.processFrames(context: context)
-        } catch {
-            self.buffer = nil
-            context.close(promise: nil)
-        }
+        self.splitter.append(self.unwrapInboundIn(data))
+        self.processFrames(context: context)
     }
 
-    private func processFrames(context: ChannelHandlerContext) throws {
+    func read(context: ChannelHandlerContext) {
+        if self.reading.readRequested() { context.read() }
+    }
+
+    private func resumeReading() {
+        guard let context = self.context else { return }
+        self.reading.paused = false
+        self.processFrames(context: context)
+        if self.reading.resumed() { context.read() }
+    }
+
+    private func processFrames(context: ChannelHandlerContext) {
         var answeredHeartbeat = false
         defer { if answeredHeartbeat { context.flush() } }
-        while var buffer = self.buffer, buffer.readableBytes > 0 {
-            switch try self.codec.frameBoundary(in: buffer) {
-            case .needMoreBytes:
-                guard buffer.readableBytes < self.maxFrameLength else { throw TransportError(.protocolViolation) }
-                return
-            case .skip(let count):
-                guard count > 0, count <= buffer.readableBytes else { throw TransportError(.protocolViolation) }
-                buffer.moveReaderIndex(forwardBy: count)
-                self.buffer = buffer
-            case .frame(let length):
-                guard length > 0, length <= self.maxFrameLength else { throw TransportError(.protocolViolation) }
-                guard buffer.readableBytes >= length else { return }
-                let bytes = buffer.readSlice(length: length)!
-                self.buffer = buffer.readableBytes == 0 ? nil : buffer
+        do {
+            while !self.reading.paused, let connection = self.connection,
+                let bytes = try self.splitter.nextFrame(with: self.codec)
+            {
                 let frame = try self.codec.decode(bytes)
                 if let answer = self.codec.heartbeatResponse(to: frame) {
                     var out = context.channel.allocator.buffer(capacity: 0)
                     try self.codec.encode(answer, into: &out)
                     context.write(self.wrapOutboundOut(out), promise: nil)
                     answeredHeartbeat = true
-                } else {
-                    context.fireChannelRead(NIOAny(frame))
+                    continue
+                }
+                switch self.pool.submit(frame, from: connection) {
+                case .accepted, .refused:
+                    // Refused: the server is stopping, and handles no new request.
+                    break
+                case .pauseReading:
+                    self.reading.paused = true
                 }
             }
+        } catch {
+            self.splitter.discard()
+            context.close(promise: nil)
         }
-        if self.buffer?.readableBytes == 0 { self.buffer = nil }
+    }
+
+    /// Writes a batch of answers, small ones copied into one buffer so that a batch costs few writes, and
+    /// flushes once.
+    private func write(_ answers: [ByteBuffer]) {
+        guard let context = self.context else { return }
+        var writes: [ByteBuffer] = []
+        var coalesced: ByteBuffer?
+        for answer in answers {
+            if answer.readableBytes >= 16 << 10 {
+                if let buffer = coalesced.take() { writes.append(buffer) }
+                writes.append(answer)
+            } else if coalesced == nil {
+                coalesced = answer
+            } else {
+                coalesced!.writeImmutableBuffer(answer)
+            }
+        }
+        if let buffer = coalesced { writes.append(buffer) }
+        guard let last = writes.popLast() else { return }
+        for buffer in writes { context.write(self.wrapOutboundOut(buffer), promise: nil) }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.write(self.wrapOutboundOut(last), promise: promise)
+        self.lastWrite = promise.futureResult
+        context.flush()
+    }
+
+    /// Closes once the answers handed over so far are written.
+    private func closeWhenAnswered() {
+        guard !self.closing, let context = self.context else { return }
+        self.closing = true
+        self.outbox?.drain()
+        let channel = context.channel
+        if let lastWrite = self.lastWrite {
+            lastWrite.whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            channel.close(promise: nil)
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -420,4 +388,11 @@ final class ServerFramingHandler<Codec: FrameCodec>: ChannelInboundHandler {
         }
         context.fireUserInboundEventTriggered(event)
     }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
 }
+
+@available(*, unavailable)
+extension ServerConnectionHandler: Sendable {}

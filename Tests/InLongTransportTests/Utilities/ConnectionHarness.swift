@@ -10,14 +10,14 @@ func withConnection<Result: Sendable>(
     configure: (inout PersistentConnection<TestCodec>.Configuration) -> Void = { _ in },
     codec: TestCodec = TestCodec(),
     waitUntilReady: Bool = true,
-    unsolicited: PersistentConnection<TestCodec>.UnsolicitedHandler? = nil,
+    inbound: PersistentConnection<TestCodec>.InboundRequestHandler? = nil,
     _ body: (PersistentConnection<TestCodec>) async throws -> Result
 ) async throws -> Result {
     var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: endpoints)
     configuration.connectTimeout = .seconds(2)
     configuration.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
     configure(&configuration)
-    let connection = PersistentConnection(codec: codec, configuration: configuration, unsolicitedHandler: unsolicited)
+    let connection = PersistentConnection(codec: codec, configuration: configuration, inboundRequestHandler: inbound)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await connection.run() }
         defer { group.cancelAll() }

@@ -10,7 +10,8 @@ func makeEmbeddedHandler<Codec: FrameCodec>(
     stateMachine: ConnectionStateMachine<Codec.Key, ConnectionChannelHandler<Codec>.Operation>.Configuration,
     maxFrameLength: Int,
     framingErrorPolicy: PersistentConnection<Codec>.Configuration.FramingErrorPolicy = .close,
-    counters: StatisticsCounters = StatisticsCounters()
+    counters: StatisticsCounters = StatisticsCounters(),
+    inbound: InboundHandlerPool<Codec>? = nil
 ) throws -> (channel: EmbeddedChannel, loop: EmbeddedEventLoop, handler: ConnectionChannelHandler<Codec>) {
     let loop = EmbeddedEventLoop()
     let endpoint = Endpoint(host: "127.0.0.1", port: 1)
@@ -26,7 +27,7 @@ func makeEmbeddedHandler<Codec: FrameCodec>(
         metrics: TransportMetrics(endpoint: endpoint),
         logger: .init(label: "test"),
         now: loop.now,
-        onUnsolicited: { _ in }
+        inbound: inbound
     )
     let channel = EmbeddedChannel(handler: handler, loop: loop)
     try channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()

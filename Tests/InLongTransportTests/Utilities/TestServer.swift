@@ -37,6 +37,10 @@ final class TestServer: Sendable {
     var requestCount: Int { self.box.state.withLock { $0.requests } }
     /// Connections whose server-side handler is active (a client can see "connected" before that).
     var activeConnectionCount: Int { self.box.state.withLock { $0.active } }
+    /// Responses clients sent to the requests pushed to them.
+    var receivedResponses: [TestFrame] { self.box.state.withLock { $0.responses } }
+    /// Whether every client connection can take more writes (`false` once a client stops reading).
+    var childrenWritable: [Bool] { self.box.state.withLock { $0.children }.filter(\.isActive).map(\.isWritable) }
     var behavior: Behavior {
         get { self.box.state.withLock { $0.behavior } }
         set { self.box.state.withLock { $0.behavior = newValue } }
@@ -88,7 +92,7 @@ final class TestServer: Sendable {
 }
 
 private final class StateBox: Sendable {
-    let state = Mutex<(behavior: TestServer.Behavior, connections: Int, requests: Int, children: [any Channel], active: Int)>((.echo, 0, 0, [], 0))
+    let state = Mutex<(behavior: TestServer.Behavior, connections: Int, requests: Int, children: [any Channel], active: Int, responses: [TestFrame])>((.echo, 0, 0, [], 0, []))
 }
 
 private final class ServerHandler: ChannelInboundHandler {
@@ -135,6 +139,10 @@ private final class ServerHandler: ChannelInboundHandler {
             if behavior != .silent { context.writeAndFlush(self.wrapOutboundOut(TestFrame(kind: .heartbeatReply, key: 0).bytes), promise: nil) }
             return
         }
+        if frame.kind == .response {
+            self.box.state.withLock { $0.responses.append(frame) }
+            return
+        }
         guard frame.kind == .request else { return }
         let response = TestFrame.response(frame.key, frame.payload)
         switch behavior {
@@ -173,6 +181,51 @@ private final class ServerHandler: ChannelInboundHandler {
             for byte in response.bytes.readableBytesView {
                 context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(bytes: [byte])), promise: nil)
             }
+        }
+    }
+}
+
+/// A bare client channel that writes what it is given and collects response frames, for tests that watch the
+/// socket itself (its writability) rather than a ``PersistentConnection``.
+final class RawClient: Sendable {
+    let channel: any Channel
+    private let collected: Collector<TestFrame>
+
+    var responses: [TestFrame] { self.collected.all }
+
+    private init(channel: any Channel, collected: Collector<TestFrame>) {
+        self.channel = channel
+        self.collected = collected
+    }
+
+    static func connect(to endpoint: Endpoint) async throws -> RawClient {
+        let collected = Collector<TestFrame>()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(FrameCollector(collected: collected))
+                }
+            }
+            .connect(host: endpoint.host, port: endpoint.port)
+            .get()
+        return RawClient(channel: channel, collected: collected)
+    }
+
+    private final class FrameCollector: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        let collected: Collector<TestFrame>
+        var buffer = ByteBuffer()
+        let codec = TestCodec()
+
+        init(collected: Collector<TestFrame>) { self.collected = collected }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var incoming = self.unwrapInboundIn(data)
+            self.buffer.writeBuffer(&incoming)
+            while case .frame(let length)? = try? self.codec.frameBoundary(in: self.buffer), self.buffer.readableBytes >= length {
+                self.collected.append(try! self.codec.decode(self.buffer.readSlice(length: length)!))
+            }
+            self.buffer.discardReadBytes()
         }
     }
 }

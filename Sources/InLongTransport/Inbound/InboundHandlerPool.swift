@@ -1,0 +1,220 @@
+public import NIOCore
+import Synchronization
+
+/// How inbound requests (frames the peer sends on its own) are handled: by `width` handlers running at once off
+/// the event loop, with up to `queueLimit` more waiting. When both are full, the connection a request arrived on
+/// stops reading until there is room, so a peer that sends faster than the handlers answer is slowed down by
+/// TCP, never dropped.
+///
+/// > Note: A handler that waits for something only the same connection can bring (a response to a request of
+/// its own, sent on that connection) can wait forever once its connection stops reading; keep `queueLimit`
+/// large enough, or do not wait on the connection in a handler.
+public struct HandlerPoolConfiguration: Sendable, Hashable {
+    /// Handlers running at once. Values below 1 count as 1.
+    public var width: Int
+    /// Requests waiting for a handler; beyond this the connection stops reading. Values below 0 count as 0.
+    public var queueLimit: Int
+
+    public init(width: Int, queueLimit: Int) {
+        self.width = width
+        self.queueLimit = queueLimit
+    }
+}
+
+/// Answers an inbound request on the connection it came from.
+public struct FrameResponder<Codec: FrameCodec>: Sendable {
+    /// The peer's address.
+    public let peer: SocketAddress?
+    private let codec: Codec
+    private let outbox: AnswerOutbox
+
+    init(peer: SocketAddress?, codec: Codec, outbox: AnswerOutbox) {
+        self.peer = peer
+        self.codec = codec
+        self.outbox = outbox
+    }
+
+    /// Writes `frame` to the peer: an answer, or a frame of one's own. It is encoded here, off the event loop,
+    /// and written in order with the connection's other frames; a connection that closes gracefully writes
+    /// every answer handed to it first. Throws when the connection has closed, or the frame cannot be encoded.
+    public func respond(_ frame: Codec.Outbound) async throws {
+        var buffer = ByteBuffer()
+        try self.codec.encode(frame, into: &buffer)
+        try self.outbox.append(buffer)
+    }
+}
+
+/// Answers on their way from handlers (any thread) to a connection's event loop. Answers given while one hop is
+/// scheduled ride on it, so a busy connection costs one hop per batch of answers, not one per answer.
+final class AnswerOutbox: Sendable {
+    private struct State {
+        var answers: [ByteBuffer] = []
+        var scheduled = false
+        var closed = false
+    }
+
+    private let eventLoop: any EventLoop
+    private let state = Mutex(State())
+    /// Writes a batch of answers and flushes; runs on `eventLoop`.
+    private let deliver: @Sendable ([ByteBuffer]) -> Void
+
+    init(eventLoop: any EventLoop, deliver: @escaping @Sendable ([ByteBuffer]) -> Void) {
+        self.eventLoop = eventLoop
+        self.deliver = deliver
+    }
+
+    func append(_ answer: ByteBuffer) throws {
+        let schedule = try self.state.withLock { state in
+            guard !state.closed else { throw TransportError(.connectionClosed) }
+            state.answers.append(answer)
+            defer { state.scheduled = true }
+            return !state.scheduled
+        }
+        if schedule { self.eventLoop.execute { self.drain() } }
+    }
+
+    /// Delivers what is waiting; on the event loop (also before a graceful close, so nothing is left behind).
+    func drain() {
+        let answers = self.state.withLock { state in
+            state.scheduled = false
+            defer { state.answers.removeAll(keepingCapacity: true) }
+            return state.answers
+        }
+        if !answers.isEmpty { self.deliver(answers) }
+    }
+
+    /// The connection closed: later answers fail.
+    func close() {
+        self.state.withLock { state in
+            state.closed = true
+            state.answers.removeAll()
+        }
+    }
+}
+
+/// A connection as the handler pool sees it: how to answer its requests, and how to reach it on its event loop.
+final class PoolConnection<Codec: FrameCodec>: Hashable, Sendable {
+    let responder: FrameResponder<Codec>
+    /// Lets the connection read again (it paused with a request parked in the pool).
+    let resumeReading: @Sendable () -> Void
+    /// The pool is stopping and nothing is under way on the connection: close it once its answers are written.
+    let close: @Sendable () -> Void
+
+    init(
+        responder: FrameResponder<Codec>,
+        resumeReading: @escaping @Sendable () -> Void,
+        close: @escaping @Sendable () -> Void
+    ) {
+        self.responder = responder
+        self.resumeReading = resumeReading
+        self.close = close
+    }
+
+    static func == (lhs: PoolConnection, rhs: PoolConnection) -> Bool { lhs === rhs }
+    func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+}
+
+/// Runs a ``HandlerPoolStateMachine`` with `width` worker tasks (in ``run()``): connections submit requests from
+/// their event loops, workers take them, and each transition is lock, call, unlock, perform the effects.
+final class InboundHandlerPool<Codec: FrameCodec>: Sendable {
+    typealias Handler = @Sendable (Codec.Inbound, FrameResponder<Codec>) async -> Void
+    typealias Connection = PoolConnection<Codec>
+    typealias Machine = HandlerPoolStateMachine<Connection, Codec.Inbound, Worker>
+    typealias Job = HandlerPoolJob<Connection, Codec.Inbound>
+    typealias Worker = CheckedContinuation<Job?, Never>
+
+    enum Submitted {
+        case accepted
+        /// Stop reading until the connection's `resumeReading` is called.
+        case pauseReading
+        /// The pool is stopping (or the connection is closed): the request is not handled.
+        case refused
+    }
+
+    let width: Int
+    private let handler: Handler
+    private let machine: Mutex<Machine>
+    private let handled = Atomic<Int>(0)
+
+    init(configuration: HandlerPoolConfiguration, perConnectionLimit: Int? = nil, handler: @escaping Handler) {
+        self.width = max(configuration.width, 1)
+        self.handler = handler
+        self.machine = Mutex(
+            Machine(
+                configuration: .init(
+                    queueLimit: configuration.queueLimit,
+                    perConnectionLimit: perConnectionLimit ?? self.width
+                )
+            )
+        )
+    }
+
+    /// Requests handled so far.
+    var handledCount: Int { self.handled.load(ordering: .relaxed) }
+    /// Connections not reading now because the pool and its queue are full.
+    var pausedCount: Int { self.machine.withLock { $0.pausedCount } }
+    /// Requests waiting for a handler now.
+    var queuedCount: Int { self.machine.withLock { $0.queuedCount } }
+
+    /// `false` once stopping: the connection should close.
+    func connectionOpened(_ connection: Connection) -> Bool {
+        self.machine.withLock { $0.connectionOpened(connection) }
+    }
+
+    func connectionClosed(_ connection: Connection) {
+        self.perform(self.machine.withLock { $0.connectionClosed(connection) })
+    }
+
+    /// Called on the connection's event loop for each inbound request.
+    func submit(_ request: Codec.Inbound, from connection: Connection) -> Submitted {
+        switch self.machine.withLock({ $0.requestReceived(request, on: connection) }) {
+        case .start(let worker, let job):
+            worker.resume(returning: job)
+            return .accepted
+        case .queued:
+            return .accepted
+        case .pauseReading:
+            return .pauseReading
+        case .refused:
+            return .refused
+        }
+    }
+
+    /// No new request is handled; connections close as their requests under way are answered, and ``run()``
+    /// returns once every handler has ended.
+    func stop() {
+        self.perform(self.machine.withLock { $0.stop() })
+    }
+
+    /// Runs the workers until ``stop()``.
+    func run() async {
+        await withDiscardingTaskGroup { group in
+            for _ in 0..<self.width {
+                group.addTask { await self.work() }
+            }
+        }
+    }
+
+    private func work() async {
+        var finished: Connection?
+        while let job = await self.next(finished: finished) {
+            await self.handler(job.request, job.connection.responder)
+            self.handled.add(1, ordering: .relaxed)
+            finished = job.connection
+        }
+    }
+
+    private func next(finished: Connection?) async -> Job? {
+        // When work is waiting, the continuation is resumed before this suspends, which costs no hop.
+        await withCheckedContinuation { worker in
+            self.perform(self.machine.withLock { $0.workerReady(worker, finished: finished) })
+        }
+    }
+
+    private func perform(_ effects: Machine.Effects) {
+        for (worker, job) in effects.start { worker.resume(returning: job) }
+        for worker in effects.exit { worker.resume(returning: nil) }
+        for connection in effects.resumeReading { connection.resumeReading() }
+        for connection in effects.close { connection.close() }
+    }
+}

@@ -1,0 +1,21 @@
+/// Holds back a channel's `read()` while its connection is paused, and issues it once the connection resumes:
+/// how a connection stops reading when inbound requests have nowhere to go.
+struct ReadGate {
+    /// Frames are not taken from the receive buffer, and no read is issued, while set.
+    var paused = false
+    private var readPending = false
+
+    /// The channel asked to read: `true` to pass the read on now.
+    mutating func readRequested() -> Bool {
+        guard self.paused else { return true }
+        self.readPending = true
+        return false
+    }
+
+    /// Call after clearing `paused` and taking the buffered frames: `true` to issue the read held back.
+    mutating func resumed() -> Bool {
+        guard !self.paused, self.readPending else { return false }
+        self.readPending = false
+        return true
+    }
+}
