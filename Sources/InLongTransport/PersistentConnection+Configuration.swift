@@ -75,6 +75,12 @@ extension PersistentConnection {
         /// Socket write-buffer watermarks: above `high` the channel is not writable and requests queue in the
         /// process until it drains below `low`. Defaults to 256 KiB / 1 MiB.
         public var writeBufferWaterMarks = ChannelOptions.Types.WriteBufferWaterMark(low: 256 << 10, high: 1 << 20)
+        /// TCP keepalive on the socket, for peers that vanish without a word on protocols without heartbeats.
+        /// Defaults to `nil` (off).
+        public var tcpKeepalive: TCPKeepalive?
+        /// `SO_LINGER`: closing waits up to this long for unsent data to go out; `.zero` resets the connection
+        /// (unsent data is discarded). Whole seconds. Defaults to `nil` (an ordinary close).
+        public var linger: Duration?
         /// The handlers of the peer's requests (``PersistentConnection/InboundRequestHandler``): how many run at
         /// once, and how many requests may wait for one; past both, the connection stops reading until there is
         /// room. A ``ConnectionPool`` shares one such pool among its connections. Defaults to 16 handlers and

@@ -239,6 +239,9 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         }
     }
 
+    /// The open channel (for tests that read socket options).
+    var currentChannel: (any Channel)? { self.state.withLock { $0.channel?.channel } }
+
     /// A snapshot of the counters.
     public func statistics() -> ConnectionStatistics { self.counters.snapshot() }
 
@@ -427,6 +430,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             framingErrorPolicy: configuration.framingErrorPolicy
         )
         let inbound = self.inbound
+        let socketOptions = SocketOptions(keepalive: configuration.tcpKeepalive, linger: configuration.linger)
         let counters = self.counters
         let eventSink = self.eventSink
         let codec = self.codec
@@ -450,6 +454,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                             onFirstResponse: { eventSink.yield(.provedHealthy(channelID: channelID)) }
                         )
                         try channel.pipeline.syncOperations.addHandler(handler)
+                    }.flatMap {
+                        socketOptions.apply(to: channel)
                     }
                 }
                 .connect(host: endpoint.host, port: endpoint.port)

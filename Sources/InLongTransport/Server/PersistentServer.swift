@@ -50,6 +50,11 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         /// The largest inbound frame; a larger one, or bytes that are not a frame, close the connection. Defaults
         /// to 16 MiB.
         public var maxFrameLength = 16 << 20
+        /// TCP keepalive on accepted sockets, for peers that vanish without a word. Defaults to `nil` (off).
+        public var tcpKeepalive: TCPKeepalive?
+        /// `SO_LINGER` on accepted sockets: closing waits up to this long for unsent data to go out; `.zero`
+        /// resets the connection (unsent data is discarded). Whole seconds. Defaults to `nil` (an ordinary close).
+        public var linger: Duration?
 
         public init(host: String = "127.0.0.1", port: Int = 0) {
             self.host = host
@@ -195,7 +200,14 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try self.accept(channel) }
+                channel.eventLoop.makeCompletedFuture { try self.accept(channel) }.flatMap { served in
+                    guard served else { return channel.eventLoop.makeSucceededVoidFuture() }
+                    let options = SocketOptions(keepalive: self.configuration.tcpKeepalive, linger: self.configuration.linger)
+                    return options.apply(to: channel).flatMapErrorThrowing { error in
+                        channel.close(promise: nil)
+                        throw error
+                    }
+                }
             }
             .bind(host: self.configuration.host, port: self.configuration.port)
             .get()
@@ -203,8 +215,8 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
 
     private enum Verdict { case serve, reject, close }
 
-    /// On the new connection's event loop.
-    private func accept(_ channel: any Channel) throws {
+    /// On the new connection's event loop; `false` when it is turned away (and closed).
+    private func accept(_ channel: any Channel) throws -> Bool {
         let id = ObjectIdentifier(channel)
         let verdict = self.state.withLock { state -> Verdict in
             guard !state.stopped else { return .close }
@@ -218,10 +230,10 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         case .reject:
             self.rejected.add(1, ordering: .relaxed)
             channel.close(promise: nil)
-            return
+            return false
         case .close:
             channel.close(promise: nil)
-            return
+            return false
         }
         channel.closeFuture.whenComplete { _ in
             let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
@@ -244,6 +256,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
             channel.close(promise: nil)
             throw error
         }
+        return true
     }
 }
 
