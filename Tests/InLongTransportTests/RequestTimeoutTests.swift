@@ -55,7 +55,9 @@ import Testing
             endpoints: [Endpoint(host: "127.0.0.1", port: proxy.port)],
             configure: { $0.recycleAfterTimeouts = 3 }
         ) { connection in
-            // The mode applies to connections accepted from now on: the open one stays black-holed.
+            // The mode applies to connections accepted from now on: the open one stays black-holed. The proxy
+            // accepts after the client sees its connect succeed, so wait for that before switching.
+            try await eventually { proxy.acceptedConnections == 1 }
             proxy.mode = .pass
             let stuck = Task { () -> TransportError? in
                 do {
