@@ -39,7 +39,30 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         let id: Int
         let channel: any Channel
         let handler: NIOLoopBound<ConnectionChannelHandler<Codec>>
+        let inbox: SubmissionInbox<Codec>
+        let codec: Codec
+        let endpoint: Endpoint
         var eventLoop: any EventLoop { self.channel.eventLoop }
+
+        init(id: Int, channel: any Channel, handler: NIOLoopBound<ConnectionChannelHandler<Codec>>, codec: Codec, endpoint: Endpoint) {
+            self.id = id
+            self.channel = channel
+            self.handler = handler
+            self.inbox = SubmissionInbox(handler: handler)
+            self.codec = codec
+            self.endpoint = endpoint
+        }
+
+        /// Encodes here, off the event loop: the loop is what every request of the connection shares.
+        func encode(_ frame: Codec.Outbound) throws -> ByteBuffer {
+            var buffer = ByteBuffer()
+            do {
+                try self.codec.encode(frame, into: &buffer)
+            } catch {
+                throw TransportError(.encodingFailed, endpoint: self.endpoint, underlying: error)
+            }
+            return buffer
+        }
 
         /// Asks the handler to stop taking requests and close once in-flight ones complete, or after `timeout`.
         func drain(within timeout: Duration) {
@@ -48,21 +71,39 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         }
 
         func request(_ request: Codec.Outbound, key: Codec.Key, timeout: TimeAmount) async throws -> Codec.Inbound {
-            let promise = self.eventLoop.makePromise(of: Codec.Inbound.self)
-            self.eventLoop.execute {
-                self.handler.value.submitRequest(request, promise: promise, timeout: timeout)
-            }
+            let bytes = try self.encode(request)
+            if Task.isCancelled { throw TransportError(.cancelled, endpoint: self.endpoint) }
             return try await withTaskCancellationHandler {
-                try await promise.futureResult.get()
+                try await withUnsafeThrowingContinuation { continuation in
+                    self.inbox.submit(.request(key: key, bytes: bytes, completion: .continuation(continuation), timeout: timeout))
+                }
             } onCancel: {
-                self.eventLoop.execute { self.handler.value.cancelRequest(key: key) }
+                // Through the inbox, so that it cannot overtake its request.
+                self.inbox.submit(.cancel(key: key))
             }
+        }
+
+        func submit(_ request: Codec.Outbound, timeout: TimeAmount) -> EventLoopFuture<Codec.Inbound> {
+            let promise = self.eventLoop.makePromise(of: Codec.Inbound.self)
+            do {
+                let bytes = try self.encode(request)
+                let key = self.codec.key(of: request)
+                self.inbox.submit(.request(key: key, bytes: bytes, completion: .promise(promise), timeout: timeout))
+            } catch {
+                promise.fail(error)
+            }
+            return promise.futureResult
         }
 
         func send(_ frame: Codec.Outbound) async throws {
             let promise = self.eventLoop.makePromise(of: Void.self)
-            self.eventLoop.execute { self.handler.value.submitSend(frame, promise: promise) }
+            self.inbox.submit(.send(bytes: try self.encode(frame), promise: promise))
             try await promise.futureResult.get()
+        }
+
+        func sendAndForget(_ frame: Codec.Outbound) {
+            guard let bytes = try? self.encode(frame) else { return }
+            self.inbox.submit(.send(bytes: bytes, promise: nil))
         }
     }
 
@@ -278,12 +319,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         guard let handle = self.state.withLock({ $0.channel }) else {
             throw TransportError(.notConnected, endpoint: nil)
         }
-        let promise = handle.eventLoop.makePromise(of: Codec.Inbound.self)
-        let timeAmount = TimeAmount(timeout ?? self.configuration.requestTimeout)
-        handle.eventLoop.execute {
-            handle.handler.value.submitRequest(request, promise: promise, timeout: timeAmount)
-        }
-        return promise.futureResult
+        return handle.submit(request, timeout: TimeAmount(timeout ?? self.configuration.requestTimeout))
     }
 
     /// Writes `frame` without expecting a response; returns once it is written to the socket.
@@ -297,7 +333,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     /// Writes `frame` without waiting for anything; errors are dropped.
     public func sendAndForget(_ frame: Codec.Outbound) {
         guard let handle = self.state.withLock({ $0.channel }) else { return }
-        handle.eventLoop.execute { handle.handler.value.submitSend(frame, promise: nil) }
+        handle.sendAndForget(frame)
     }
 
     /// Begins a graceful close: no new requests, in-flight ones complete (up to the drain timeout), then
@@ -463,7 +499,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             let handler = try await channel.eventLoop.submit {
                 NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ConnectionChannelHandler<Codec>.self), eventLoop: channel.eventLoop)
             }.get()
-            let handle = ChannelHandle(id: channelID, channel: channel, handler: handler)
+            let handle = ChannelHandle(id: channelID, channel: channel, handler: handler, codec: codec, endpoint: endpoint)
             if let hook = configuration.onConnect {
                 do {
                     try await hook(Handshake(endpoint: endpoint, handle: handle, codec: codec, defaultTimeout: configuration.requestTimeout))

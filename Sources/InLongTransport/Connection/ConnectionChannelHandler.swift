@@ -25,6 +25,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     struct Operation {
         enum Completion {
             case response(EventLoopPromise<Codec.Inbound>)
+            /// A request awaited in a task: resumed directly, which costs less than a promise and its callbacks.
+            case awaitingResponse(UnsafeContinuation<Codec.Inbound, any Error>)
             case written(EventLoopPromise<Void>?)
         }
 
@@ -58,8 +60,10 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     /// State-machine items (requests and sends) in `outbound`, reported written when its write completes.
     private var outboundItems = 0
     private var writtenCompletions: [EventLoopPromise<Void>] = []
-    /// The timeouts of written requests, started when their frames were written to the socket.
-    private var requestTimers: [Codec.Key: Scheduled<Void>] = [:]
+    /// The deadlines of written requests (their timeouts start when their frames are written), watched by one
+    /// timer armed for the earliest: a timer per request cost several allocations each.
+    private var requestDeadlines: [Codec.Key: NIODeadline] = [:]
+    private var requestTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
     private var flushScheduled = false
     private var idleTimer: Scheduled<Void>?
     private var drainTimer: Scheduled<Void>?
@@ -103,14 +107,30 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             promise.fail(self.error(.notConnected))
             return
         }
-        let operation = Operation(bytes: bytes, completion: .response(promise))
-        self.run(
-            self.stateMachine.requestSubmitted(key: self.codec.key(of: frame), pending: operation, timeout: timeout, now: self.now)
-        )
+        self.submitRequest(key: self.codec.key(of: frame), bytes: bytes, completion: .response(promise), timeout: timeout)
+    }
+
+    /// Submits a request encoded by the caller (off the event loop).
+    func submitRequest(key: Codec.Key, bytes: ByteBuffer, completion: Operation.Completion, timeout: TimeAmount?) {
+        let operation = Operation(bytes: bytes, completion: completion)
+        guard self.context != nil else {
+            self.complete(operation, with: self.error(.notConnected))
+            return
+        }
+        self.run(self.stateMachine.requestSubmitted(key: key, pending: operation, timeout: timeout, now: self.now))
     }
 
     func submitSend(_ frame: Codec.Outbound, promise: EventLoopPromise<Void>?) {
         guard self.context != nil, let bytes = self.encode(frame, promise: promise) else {
+            promise?.fail(self.error(.notConnected))
+            return
+        }
+        self.submitSend(bytes: bytes, promise: promise)
+    }
+
+    /// Submits a send encoded by the caller (off the event loop).
+    func submitSend(bytes: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        guard self.context != nil else {
             promise?.fail(self.error(.notConnected))
             return
         }
@@ -119,7 +139,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
     func cancelRequest(key: Codec.Key) {
         let (first, second) = self.stateMachine.requestCancelled(key: key, now: self.now)
-        if case .fail = first { self.requestTimers.removeValue(forKey: key)?.cancel() }
+        if case .fail = first { self.requestDeadlines.removeValue(forKey: key) }
         self.run(first)
         self.run(second)
     }
@@ -237,11 +257,15 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         case .response(let key):
             let (first, second) = self.stateMachine.responseReceived(key: key, now: now)
             if case .succeed(let operation) = first {
-                self.requestTimers.removeValue(forKey: key)?.cancel()
+                self.requestDeadlines.removeValue(forKey: key)
                 self.counters.requestsSucceeded.add(1, ordering: .relaxed)
                 self.counters.inFlight.subtract(1, ordering: .relaxed)
                 self.metrics.requestsSucceeded.increment()
-                if case .response(let promise) = operation.completion { promise.succeed(frame) }
+                switch operation.completion {
+                case .response(let promise): promise.succeed(frame)
+                case .awaitingResponse(let continuation): continuation.resume(returning: frame)
+                case .written: break
+                }
                 if let onFirstResponse = self.onFirstResponse {
                     self.onFirstResponse = nil
                     onFirstResponse()
@@ -301,8 +325,9 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.drainTimer?.cancel()
         let reason = self.closeReason ?? self.error(.connectionClosed)
         if self.closeReason == nil { self.closeReason = reason }
-        for timer in self.requestTimers.values { timer.cancel() }
-        self.requestTimers.removeAll()
+        self.requestTimer?.task.cancel()
+        self.requestTimer = nil
+        self.requestDeadlines.removeAll()
         let (inFlight, queued) = self.stateMachine.closed()
         for operation in inFlight { self.complete(operation, with: reason.delivered(true)) }
         for item in queued { self.complete(item.pending, with: reason.delivered(false)) }
@@ -347,20 +372,41 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         case .scheduleIdleCheck(let deadline):
             self.scheduleIdleCheck(at: deadline)
         case .scheduleRequestTimeout(let key, let deadline):
-            guard let context = self.context else { return }
-            self.requestTimers[key] = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
-                guard let self else { return }
-                self.requestTimers.removeValue(forKey: key)
-                let (first, second) = self.stateMachine.requestTimedOut(key: key, now: self.now)
-                self.run(first)
-                self.run(second)
-            }
+            self.requestDeadlines[key] = deadline
+            self.armRequestTimer(at: deadline)
         case .expire(let items, let nextCheck):
             for item in items { self.complete(item.pending, with: self.error(.requestTimeout)) }
             self.scheduleIdleCheck(at: nextCheck)
         case .close(let error):
             self.close(self.with(error))
         }
+    }
+
+    /// Arms the request timer for `deadline` unless it is armed for an earlier one.
+    private func armRequestTimer(at deadline: NIODeadline) {
+        guard let context = self.context else { return }
+        if let armed = self.requestTimer {
+            guard deadline < armed.deadline else { return }
+            armed.task.cancel()
+        }
+        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] () -> Void in
+            self?.requestTimerFired()
+        }
+        self.requestTimer = (deadline, task)
+    }
+
+    /// Times out the requests whose deadlines have passed, oldest first, and re-arms for the next.
+    private func requestTimerFired() {
+        self.requestTimer = nil
+        let now = self.now
+        let expired = self.requestDeadlines.filter { $0.value <= now }.sorted { $0.value < $1.value }
+        for (key, _) in expired {
+            self.requestDeadlines.removeValue(forKey: key)
+            let (first, second) = self.stateMachine.requestTimedOut(key: key, now: now)
+            self.run(first)
+            self.run(second)
+        }
+        if let next = self.requestDeadlines.values.min() { self.armRequestTimer(at: next) }
     }
 
     private func scheduleIdleCheck(at deadline: NIODeadline) {
@@ -376,7 +422,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         let operation = item.pending
         var written: EventLoopPromise<Void>?
         switch operation.completion {
-        case .response:
+        case .response, .awaitingResponse:
             self.counters.inFlight.add(1, ordering: .relaxed)
         case .written(let promise):
             written = promise
@@ -470,7 +516,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
     private func complete(_ operation: Operation, with error: TransportError) {
         switch operation.completion {
-        case .response(let promise):
+        case .response, .awaitingResponse:
             if error.mayHaveBeenDelivered { self.counters.inFlight.subtract(1, ordering: .relaxed) }
             if error.code == .requestTimeout {
                 self.counters.requestsTimedOut.add(1, ordering: .relaxed)
@@ -479,7 +525,11 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                 self.counters.requestsFailed.add(1, ordering: .relaxed)
                 self.metrics.requestsFailed.increment()
             }
-            promise.fail(error)
+            switch operation.completion {
+            case .response(let promise): promise.fail(error)
+            case .awaitingResponse(let continuation): continuation.resume(throwing: error)
+            case .written: break
+            }
         case .written(let promise):
             promise?.fail(error)
         }

@@ -121,7 +121,7 @@ final class InboundHandlerPool<Codec: FrameCodec>: Sendable {
     typealias Connection = PoolConnection<Codec>
     typealias Machine = HandlerPoolStateMachine<Connection, Codec.Inbound, Worker>
     typealias Job = HandlerPoolJob<Connection, Codec.Inbound>
-    typealias Worker = CheckedContinuation<Job?, Never>
+    typealias Worker = UnsafeContinuation<Job?, Never>
 
     enum Submitted {
         case accepted
@@ -206,7 +206,7 @@ final class InboundHandlerPool<Codec: FrameCodec>: Sendable {
 
     private func next(finished: Connection?) async -> Job? {
         // When work is waiting, the continuation is resumed before this suspends, which costs no hop.
-        await withCheckedContinuation { worker in
+        await withUnsafeContinuation { worker in
             self.perform(self.machine.withLock { $0.workerReady(worker, finished: finished) })
         }
     }
