@@ -150,7 +150,7 @@ import Testing
             #expect(server.statistics().queuedRequests == 1)
             // Handed to its worker; the handler may not have begun yet.
             try await eventually { concurrency.started == 1 }
-            #expect(!client.channel.isWritable)
+            try await eventually { !client.channel.isWritable }
             gate.open()
             try await eventually { client.responses.count == count }
             #expect(server.statistics().pausedConnections == 0)
