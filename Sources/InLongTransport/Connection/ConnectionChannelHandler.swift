@@ -45,7 +45,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     /// Runs the peer's requests; without one, they are dropped and counted.
     private let inbound: InboundHandlerPool<Codec>?
     /// This connection as the inbound pool knows it, from handlerAdded to channelInactive.
-    private var poolConnection: PoolConnection<Codec>?
+    private var poolConnection: PoolConnection?
+    private var responder: FrameResponder<Codec>?
     private var answerOutbox: AnswerOutbox?
     private var reading = ReadGate()
     /// Called once, at the first response: the connection works.
@@ -183,12 +184,12 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             // Answers skip the request queue: they are bounded by the pool, and are not refused while draining.
             let outbox = AnswerOutbox(eventLoop: eventLoop) { answers in bound.value.writeAnswers(answers) }
             let connection = PoolConnection(
-                responder: FrameResponder(peer: context.channel.remoteAddress, codec: self.codec, outbox: outbox),
                 resumeReading: { eventLoop.execute { bound.value.resumeReading() } },
                 // The pool stops only once the connection's run is over; the channel closes on its own.
                 close: {}
             )
             if inbound.connectionOpened(connection) {
+                self.responder = FrameResponder(peer: context.channel.remoteAddress, codec: self.codec, outbox: outbox)
                 self.answerOutbox = outbox
                 self.poolConnection = connection
             }
@@ -287,11 +288,11 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                 self.submitSend(response, promise: nil)
                 return
             }
-            guard let inbound = self.inbound, let connection = self.poolConnection else {
+            guard let inbound = self.inbound, let connection = self.poolConnection, let responder = self.responder else {
                 self.counters.unsolicitedDropped.add(1, ordering: .relaxed)
                 return
             }
-            switch inbound.submit(frame, from: connection) {
+            switch inbound.submit(frame, responder: responder, from: connection) {
             case .accepted:
                 break
             case .pauseReading:

@@ -92,20 +92,14 @@ final class AnswerOutbox: Sendable {
     }
 }
 
-/// A connection as the handler pool sees it: how to answer its requests, and how to reach it on its event loop.
-final class PoolConnection<Codec: FrameCodec>: Hashable, Sendable {
-    let responder: FrameResponder<Codec>
+/// A connection as the handler pool sees it: how to reach it on its event loop.
+final class PoolConnection: Hashable, Sendable {
     /// Lets the connection read again (it paused with a request parked in the pool).
     let resumeReading: @Sendable () -> Void
     /// The pool is stopping and nothing is under way on the connection: close it once its answers are written.
     let close: @Sendable () -> Void
 
-    init(
-        responder: FrameResponder<Codec>,
-        resumeReading: @escaping @Sendable () -> Void,
-        close: @escaping @Sendable () -> Void
-    ) {
-        self.responder = responder
+    init(resumeReading: @escaping @Sendable () -> Void, close: @escaping @Sendable () -> Void) {
         self.resumeReading = resumeReading
         self.close = close
     }
@@ -114,31 +108,62 @@ final class PoolConnection<Codec: FrameCodec>: Hashable, Sendable {
     func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 }
 
-/// Runs a ``HandlerPoolStateMachine`` with `width` worker tasks (in ``run()``): connections submit requests from
-/// their event loops, workers take them, and each transition is lock, call, unlock, perform the effects.
+enum HandlerPoolSubmitted {
+    case accepted
+    /// Stop reading until the connection's `resumeReading` is called.
+    case pauseReading
+    /// The pool is stopping (or the connection is closed): the request is not handled.
+    case refused
+}
+
+/// The handler pool for one codec: wraps each request and its responder into the work the codec-free
+/// ``HandlerPoolCore`` runs.
 final class InboundHandlerPool<Codec: FrameCodec>: Sendable {
     typealias Handler = @Sendable (Codec.Inbound, FrameResponder<Codec>) async -> Void
-    typealias Connection = PoolConnection<Codec>
-    typealias Machine = HandlerPoolStateMachine<Connection, Codec.Inbound, Worker>
-    typealias Job = HandlerPoolJob<Connection, Codec.Inbound>
-    typealias Worker = UnsafeContinuation<Job?, Never>
 
-    enum Submitted {
-        case accepted
-        /// Stop reading until the connection's `resumeReading` is called.
-        case pauseReading
-        /// The pool is stopping (or the connection is closed): the request is not handled.
-        case refused
+    let core: HandlerPoolCore
+    private let handler: Handler
+
+    init(configuration: HandlerPoolConfiguration, perConnectionLimit: Int? = nil, handler: @escaping Handler) {
+        self.core = HandlerPoolCore(configuration: configuration, perConnectionLimit: perConnectionLimit)
+        self.handler = handler
     }
 
+    var width: Int { self.core.width }
+    var handledCount: Int { self.core.handledCount }
+    var pausedCount: Int { self.core.pausedCount }
+    var queuedCount: Int { self.core.queuedCount }
+
+    func connectionOpened(_ connection: PoolConnection) -> Bool { self.core.connectionOpened(connection) }
+    func connectionClosed(_ connection: PoolConnection) { self.core.connectionClosed(connection) }
+    func stop() { self.core.stop() }
+    func run() async { await self.core.run() }
+
+    /// Called on the connection's event loop for each inbound request.
+    func submit(_ request: Codec.Inbound, responder: FrameResponder<Codec>, from connection: PoolConnection) -> HandlerPoolSubmitted {
+        let handler = self.handler
+        return self.core.submit({ await handler(request, responder) }, from: connection)
+    }
+}
+
+/// Runs a ``HandlerPoolStateMachine`` with `width` worker tasks (in ``run()``): connections submit work from
+/// their event loops, workers take it, and each transition is lock, call, unlock, perform the effects.
+///
+/// Not generic over the codec on purpose: generic code used from another module (the application's, where the
+/// codec is) runs unspecialised and looks type metadata up at every call, which cost more than the handlers'
+/// work in a busy pool; with concrete types this is compiled once, specialised.
+final class HandlerPoolCore: Sendable {
+    typealias Work = @Sendable () async -> Void
+    typealias Job = HandlerPoolJob<PoolConnection, Work>
+    typealias Worker = UnsafeContinuation<Job?, Never>
+    typealias Machine = HandlerPoolStateMachine<PoolConnection, Work, Worker>
+
     let width: Int
-    private let handler: Handler
     private let machine: Mutex<Machine>
     private let handled = Atomic<Int>(0)
 
-    init(configuration: HandlerPoolConfiguration, perConnectionLimit: Int? = nil, handler: @escaping Handler) {
+    init(configuration: HandlerPoolConfiguration, perConnectionLimit: Int? = nil) {
         self.width = max(configuration.width, 1)
-        self.handler = handler
         self.machine = Mutex(
             Machine(
                 configuration: .init(
@@ -157,17 +182,16 @@ final class InboundHandlerPool<Codec: FrameCodec>: Sendable {
     var queuedCount: Int { self.machine.withLock { $0.queuedCount } }
 
     /// `false` once stopping: the connection should close.
-    func connectionOpened(_ connection: Connection) -> Bool {
+    func connectionOpened(_ connection: PoolConnection) -> Bool {
         self.machine.withLock { $0.connectionOpened(connection) }
     }
 
-    func connectionClosed(_ connection: Connection) {
+    func connectionClosed(_ connection: PoolConnection) {
         self.perform(self.machine.withLock { $0.connectionClosed(connection) })
     }
 
-    /// Called on the connection's event loop for each inbound request.
-    func submit(_ request: Codec.Inbound, from connection: Connection) -> Submitted {
-        switch self.machine.withLock({ $0.requestReceived(request, on: connection) }) {
+    func submit(_ work: @escaping Work, from connection: PoolConnection) -> HandlerPoolSubmitted {
+        switch self.machine.withLock({ $0.requestReceived(work, on: connection) }) {
         case .start(let worker, let job):
             worker.resume(returning: job)
             return .accepted
@@ -196,15 +220,15 @@ final class InboundHandlerPool<Codec: FrameCodec>: Sendable {
     }
 
     private func work() async {
-        var finished: Connection?
+        var finished: PoolConnection?
         while let job = await self.next(finished: finished) {
-            await self.handler(job.request, job.connection.responder)
+            await job.request()
             self.handled.add(1, ordering: .relaxed)
             finished = job.connection
         }
     }
 
-    private func next(finished: Connection?) async -> Job? {
+    private func next(finished: PoolConnection?) async -> Job? {
         // When work is waiting, the continuation is resumed before this suspends, which costs no hop.
         await withUnsafeContinuation { worker in
             self.perform(self.machine.withLock { $0.workerReady(worker, finished: finished) })

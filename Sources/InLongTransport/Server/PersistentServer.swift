@@ -272,7 +272,8 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     private let pool: InboundHandlerPool<Codec>
     private var splitter: FrameSplitter
     private var context: ChannelHandlerContext?
-    private var connection: PoolConnection<Codec>?
+    private var connection: PoolConnection?
+    private var responder: FrameResponder<Codec>?
     private var outbox: AnswerOutbox?
     private var reading = ReadGate()
     /// The last answers' write, which a graceful close waits for.
@@ -291,10 +292,10 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         let outbox = AnswerOutbox(eventLoop: eventLoop) { answers in bound.value.write(answers) }
         let connection = PoolConnection(
-            responder: FrameResponder(peer: context.channel.remoteAddress, codec: self.codec, outbox: outbox),
             resumeReading: { eventLoop.execute { bound.value.resumeReading() } },
             close: { eventLoop.execute { bound.value.closeWhenAnswered() } }
         )
+        self.responder = FrameResponder(peer: context.channel.remoteAddress, codec: self.codec, outbox: outbox)
         self.outbox = outbox
         self.connection = connection
         if !self.pool.connectionOpened(connection) { self.closeWhenAnswered() }
@@ -331,7 +332,7 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         var answeredHeartbeat = false
         defer { if answeredHeartbeat { context.flush() } }
         do {
-            while !self.reading.paused, let connection = self.connection,
+            while !self.reading.paused, let connection = self.connection, let responder = self.responder,
                 let bytes = try self.splitter.nextFrame(with: self.codec)
             {
                 let frame = try self.codec.decode(bytes)
@@ -342,7 +343,7 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                     answeredHeartbeat = true
                     continue
                 }
-                switch self.pool.submit(frame, from: connection) {
+                switch self.pool.submit(frame, responder: responder, from: connection) {
                 case .accepted, .refused:
                     // Refused: the server is stopping, and handles no new request.
                     break
