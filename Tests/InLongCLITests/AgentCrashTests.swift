@@ -582,22 +582,3 @@ func withTemporaryDirectory<Result>(_ body: (URL) async throws -> Result) async 
     defer { try? FileManager.default.removeItem(at: directory) }
     return try await body(directory)
 }
-
-/// A seeded generator, so that a failure names the seed of its random choices.
-private struct SplitMix64: RandomNumberGenerator {
-    let seed: UInt64
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        self.seed = seed
-        self.state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
