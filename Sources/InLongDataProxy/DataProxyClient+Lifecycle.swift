@@ -82,6 +82,7 @@ extension DataProxyClient {
         transport.maxIdleTime = connection.maxIdleTime
         transport.backoff = connection.backoff
         transport.maxFrameLength = maxFrameSize
+        transport.metricsFactory = self.configuration.metricsFactory
         return ConnectionPool(
             codec: DataProxyCodec(maxFrameSize: maxFrameSize),
             endpoints: endpoints,

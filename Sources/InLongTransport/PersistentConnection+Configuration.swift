@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import NIOCore
 
 extension PersistentConnection {
@@ -5,6 +6,8 @@ extension PersistentConnection {
     public struct Configuration: Sendable {
         /// The endpoints, tried in rotation. Required, at least one.
         public var endpoints: [Endpoint]
+        /// Where the connection's metrics go; `nil` (the default) for the bootstrapped `MetricsSystem.factory`.
+        public var metricsFactory: (any MetricsFactory)?
         /// The limit of one connect attempt. Defaults to 5 seconds.
         public var connectTimeout: Duration = .seconds(5)
         /// The default timeout of ``PersistentConnection/request(_:timeout:)``: how long a response may take

@@ -237,7 +237,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             )
         )
         (self.events, self.eventSink) = AsyncStream.makeStream()
-        self.metrics = Dictionary(configuration.endpoints.map { ($0, TransportMetrics(endpoint: $0)) }) { a, _ in a }
+        let factory = configuration.metricsFactory ?? MetricsSystem.factory
+        self.metrics = Dictionary(configuration.endpoints.map { ($0, TransportMetrics(endpoint: $0, factory: factory)) }) { a, _ in a }
     }
 
     // MARK: Public API
@@ -449,7 +450,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     }
 
     private func connect(to endpoint: Endpoint, channelID: Int) async {
-        let metrics = self.metrics[endpoint] ?? TransportMetrics(endpoint: endpoint)
+        let metrics = self.metrics[endpoint] ?? TransportMetrics(endpoint: endpoint, factory: configuration.metricsFactory ?? MetricsSystem.factory)
         let configuration = self.configuration
         let handlerConfiguration = ConnectionChannelHandler<Codec>.Configuration(
             stateMachine: .init(

@@ -39,6 +39,10 @@ import Testing
             #expect(try metrics.expectCounter("inlong.client.records.failed", bad + [("reason", "serverRejected")]).totalValue == 5)
             #expect(metrics.counterTotal(label: "inlong.client.records.acked", dimensions: bad) == 0)
             #expect(try metrics.expectGauge("inlong.client.held.bytes").lastValue == 0)
+            // The client's connections count into the same factory.
+            let endpoint = [("endpoint", Endpoint(host: "127.0.0.1", port: try await receiver.port()).description)]
+            #expect(try metrics.expectCounter("inlong.transport.connects", endpoint).totalValue >= 1)
+            #expect(try metrics.expectCounter("inlong.transport.frames_out", endpoint).totalValue >= 10)
         }
     }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -24,7 +25,7 @@ func makeEmbeddedHandler<Codec: FrameCodec>(
         ),
         endpoint: endpoint,
         counters: counters,
-        metrics: TransportMetrics(endpoint: endpoint),
+        metrics: TransportMetrics(endpoint: endpoint, factory: NOOPMetricsHandler.instance),
         logger: .init(label: "test"),
         now: loop.now,
         inbound: inbound
