@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongTransport
@@ -46,6 +47,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("proxy"), help: "Send to this receiver instead of an embedded one.")
     var proxy: String?
 
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .warning
+
     @Flag(help: "Measure the embedded receiver alone, fed pre-encoded frames by a raw pipelined sender.")
     var receiverOnly = false
 
@@ -90,7 +94,9 @@ struct BenchCommand: AsyncParsableCommand {
             }
             var configuration = DataProxyClient.Configuration(proxies: [endpoint])
             if self.noCompression { configuration.batching.compressionThreshold = nil }
-            let outcome = try await benchSend(configuration: configuration, records: records, mode: mode, template: template, rate: self.rate)
+            var logger = Logger(label: "inlong.bench")
+            logger.logLevel = self.logLevel
+            let outcome = try await benchSend(configuration: configuration, records: records, mode: mode, template: template, rate: self.rate, logger: logger)
             receiver.stop()
             try await tasks.waitForAll()
             return outcome
@@ -109,7 +115,8 @@ func benchSend(
     records: Int,
     mode: BenchCommand.Mode,
     template: [ByteBuffer],
-    rate: Int? = nil
+    rate: Int? = nil,
+    logger: Logger = Logger(label: "inlong.bench", factory: { _ in SwiftLogNoOpLogHandler() })
 ) async throws -> SendOutcome {
     let start = ContinuousClock.now
     /// Sleeps until `sent` records are due at the offered rate.
@@ -119,7 +126,7 @@ func benchSend(
         if due > .now { try await Task.sleep(until: due) }
     }
     let bytes = (0..<records).reduce(0) { $0 + template[$1 % template.count].readableBytes }
-    let statistics = try await withDataProxyClient(configuration: configuration) { client in
+    let statistics = try await withDataProxyClient(configuration: configuration, logger: logger) { client in
         let progress = Progress {
             let statistics = client.statistics()
             return "accepted \(statistics.accepted)  acked \(statistics.acked)  held \(statistics.heldRecords)"

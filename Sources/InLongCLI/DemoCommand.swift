@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongTransport
@@ -25,6 +26,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Where the receiver writes the records (JSON Lines).")
     var out = "inlong-demo.jsonl"
 
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .warning
+
     func run() async throws {
         guard self.records > 0, self.size >= 16 else { throw CLIError("--records must be positive and --size at least 16") }
         let sink: JSONLinesSink
@@ -35,7 +39,9 @@ struct DemoCommand: AsyncParsableCommand {
         }
         var receiverConfiguration = DataProxyReceiver.Configuration.loopback
         receiverConfiguration.manager = DataProxyManagerServer.Configuration()
-        let receiver = DataProxyReceiver(configuration: receiverConfiguration, sink: sink)
+        var logger = Logger(label: "inlong.demo")
+        logger.logLevel = self.logLevel
+        let receiver = DataProxyReceiver(configuration: receiverConfiguration, sink: sink, logger: logger)
         let group = "demo_group"
         let stream = "demo_stream"
         let total = self.records
@@ -50,7 +56,7 @@ struct DemoCommand: AsyncParsableCommand {
             var manager = DataProxyClient.Manager(url: managerURL, groups: [group])
             manager.cacheFile = nil
             let configuration = DataProxyClient.Configuration(manager: manager)
-            let outcome = try await sendLines(configuration: configuration, group: group, stream: stream) { emit, _ in
+            let outcome = try await sendLines(configuration: configuration, group: group, stream: stream, logger: logger) { emit, _ in
                 var index = 0
                 var chunk: [ByteBuffer] = []
                 chunk.reserveCapacity(1000)
