@@ -22,19 +22,7 @@ func readClientConfiguration(
         EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: .specific(["INLONG_MANAGER_AUTH"]))
             .prefixKeys(with: DataProxyClient.Configuration.environmentPrefix),
     ]
-    if let file {
-        guard FileManager.default.isReadableFile(atPath: file) else { throw ValidationError("cannot read --config \(file)") }
-        let location = ConfigReader(provider: InMemoryProvider(values: ["filePath": ConfigValue(.string(file), isSecret: false)]))
-        do {
-            if file.hasSuffix(".json") {
-                providers.append(try await FileProvider<JSONSnapshot>(config: location))
-            } else {
-                providers.append(try await FileProvider<YAMLSnapshot>(config: location))
-            }
-        } catch {
-            throw CLIError("\(file) is not a valid configuration: \(error)")
-        }
-    }
+    if let file { providers.append(try await configFileProvider(file)) }
     let reader = ConfigReader(providers: providers)
     let configuration: DataProxyClient.Configuration
     do {
@@ -46,4 +34,16 @@ func readClientConfiguration(
         throw ValidationError("\(error.detail)")
     }
     return configuration
+}
+
+/// A `--config` file as a provider: JSON when it ends in `.json`, YAML otherwise.
+func configFileProvider(_ file: String) async throws -> any ConfigProvider {
+    guard FileManager.default.isReadableFile(atPath: file) else { throw ValidationError("cannot read --config \(file)") }
+    let location = ConfigReader(provider: InMemoryProvider(values: ["filePath": ConfigValue(.string(file), isSecret: false)]))
+    do {
+        if file.hasSuffix(".json") { return try await FileProvider<JSONSnapshot>(config: location) }
+        return try await FileProvider<YAMLSnapshot>(config: location)
+    } catch {
+        throw ValidationError("\(file) is not a valid configuration: \(error)")
+    }
 }

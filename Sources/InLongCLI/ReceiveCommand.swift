@@ -1,4 +1,5 @@
 import ArgumentParser
+import Configuration
 import Foundation
 import InLongDataProxyReceiver
 import InLongTransport
@@ -21,8 +22,11 @@ struct ReceiveCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "The address to listen on, host:port.")
-    var listen = "127.0.0.1:46801"
+    @Option(help: "The address to listen on, host:port (default 127.0.0.1:46801).")
+    var listen: String?
+
+    @Option(help: "A JSON or YAML file of receiver settings; INLONG_RECEIVER_* environment variables override it, flags override both.")
+    var config: String?
 
     @Option(help: "Also serve the Manager proxy-list endpoint on this port (0 picks one).")
     var managerPort: Int?
@@ -34,7 +38,7 @@ struct ReceiveCommand: AsyncParsableCommand {
     var countOnly = false
 
     @Option(help: "Largest frame accepted, bytes.")
-    var maxFrameSize = 512 << 10
+    var maxFrameSize: Int?
 
     @Option(help: "Heartbeat load to report (default: unknown, 0xFFFF).")
     var load: Int16?
@@ -56,7 +60,8 @@ struct ReceiveCommand: AsyncParsableCommand {
     @OptionGroup var operatorOptions: OperatorOptions
 
     func validate() throws {
-        guard let endpoint = Endpoint(self.listen) else { throw ValidationError("--listen takes host:port, not '\(self.listen)'") }
+        let listen = self.listen ?? "127.0.0.1:46801"
+        guard let endpoint = Endpoint(listen) else { throw ValidationError("--listen takes host:port, not '\(listen)'") }
         if self.managerPort != nil, self.advertise == nil, ["0.0.0.0", "::", "[::]"].contains(endpoint.host) {
             throw ValidationError("listening on all addresses: give --advertise HOST for the Manager endpoint to hand out")
         }
@@ -66,21 +71,43 @@ struct ReceiveCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        let endpoint = try parseEndpoint(self.listen)
-        var configuration = DataProxyReceiver.Configuration()
-        configuration.host = endpoint.host
-        configuration.port = endpoint.port
-        configuration.maxFrameSize = self.maxFrameSize
-        configuration.faults = try self.faults.faults()
-        configuration.faults.load = self.load
-        configuration.advertisedIP = self.advertise
-        if let managerPort = self.managerPort {
-            var manager = DataProxyManagerServer.Configuration()
-            manager.host = endpoint.host
-            manager.port = managerPort
-            configuration.manager = manager
+    /// The receiver's settings, by precedence: flags, `INLONG_RECEIVER_*` environment variables, `--config`.
+    func receiverConfiguration(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> DataProxyReceiver.Configuration {
+        var flags: [AbsoluteConfigKey: ConfigValue] = [:]
+        if let listen = self.listen {
+            let endpoint = try parseEndpoint(listen)
+            flags["host"] = ConfigValue(.string(endpoint.host), isSecret: false)
+            flags["port"] = ConfigValue(.int(endpoint.port), isSecret: false)
         }
+        if let size = self.maxFrameSize { flags["maxFrameSize"] = ConfigValue(.int(size), isSecret: false) }
+        if let advertise = self.advertise { flags["advertisedIP"] = ConfigValue(.string(advertise), isSecret: false) }
+        if let port = self.managerPort { flags["manager.port"] = ConfigValue(.int(port), isSecret: false) }
+        if let load = self.load { flags["faults.load"] = ConfigValue(.int(Int(load)), isSecret: false) }
+        var providers: [any ConfigProvider] = [
+            InMemoryProvider(name: "flags", values: flags),
+            EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: ["inlong", "receiver"]),
+        ]
+        if let file = self.config { providers.append(try await configFileProvider(file)) }
+        var base = DataProxyReceiver.Configuration()
+        base.port = InLongWireConstants.defaultPort
+        var configuration: DataProxyReceiver.Configuration
+        do {
+            configuration = try DataProxyReceiver.Configuration(config: ConfigReader(providers: providers), base: base)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        // Fault flags given on the command line win.
+        let faults = try self.faults.faults()
+        if self.faults.ackDelay != nil { configuration.faults.ackDelay = faults.ackDelay }
+        if self.faults.dropAcks { configuration.faults.dropAcks = true }
+        if self.faults.errorCode != nil { (configuration.faults.errorCode, configuration.faults.errorRate) = (faults.errorCode, faults.errorRate) }
+        if self.faults.closeAfter != nil { configuration.faults.closeAfterFrames = faults.closeAfterFrames }
+        if self.faults.stopReading { configuration.faults.stopReading = true }
+        return configuration
+    }
+
+    func run() async throws {
+        let configuration = try await self.receiverConfiguration()
         let sink: any DataProxyReceiverSink
         let jsonSink: JSONLinesSink?
         if self.countOnly {
@@ -109,7 +136,7 @@ struct ReceiveCommand: AsyncParsableCommand {
         )
         let announce = Task {
             guard let address = try? await receiver.localAddress() else { return }
-            var line = "listening on \(address.ipAddress ?? endpoint.host):\(address.port ?? 0)"
+            var line = "listening on \(address.ipAddress ?? configuration.host):\(address.port ?? 0)"
             if let manager = receiver.manager, let url = try? await manager.baseURL() { line += ", Manager endpoint \(url)/{groupId}" }
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import InLongDataProxy
+import InLongDataProxyReceiver
+import InLongWire
 import InLongTransport
 import Testing
 
@@ -94,6 +96,46 @@ import Testing
                 group: "g",
                 environment: ["INLONG_PROXIES": "127.0.0.1:1", "INLONG_BUFFER_WHEN_FULL": "sometimes"]
             )
+        }
+    }
+}
+
+/// `inlong receive`'s settings from a file and the environment, under its flags.
+@Suite struct ReceiverSettingsTests {
+    @Test func aFileTheEnvironmentAndFlagsMakeTheReceiversConfiguration() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-receiver-\(UUID().uuidString).yaml").path
+        let yaml = """
+            host: 127.0.0.1
+            port: 47001
+            knownGroups: [g1, g2]
+            maxFrameSize: 65536
+            manager:
+              port: 8083
+            faults:
+              ackDelay: 0.25
+              errorCode: 1
+              errorRate: 0.5
+            """
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(yaml.utf8)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let fromFile = try await ReceiveCommand.parse(["--config", path, "--count-only"]).receiverConfiguration(environment: [:])
+        #expect(fromFile.port == 47001)
+        #expect(fromFile.knownGroups == ["g1", "g2"])
+        #expect(fromFile.maxFrameSize == 65536)
+        #expect(fromFile.manager?.port == 8083)
+        #expect(fromFile.faults.ackDelay == .milliseconds(250))
+        #expect(fromFile.faults.errorCode == .sinkServiceUnready)
+        #expect(fromFile.faults.errorRate == 0.5)
+        let overridden = try await ReceiveCommand.parse(["--config", path, "--count-only", "--listen", "127.0.0.1:47003", "--drop-acks"])
+            .receiverConfiguration(environment: ["INLONG_RECEIVER_PORT": "47002", "INLONG_RECEIVER_MAX_FRAME_SIZE": "131072"])
+        #expect(overridden.port == 47003)
+        #expect(overridden.maxFrameSize == 131072)
+        #expect(overridden.faults.dropAcks)
+        let defaults = try await ReceiveCommand.parse(["--count-only"]).receiverConfiguration(environment: [:])
+        #expect(defaults.port == 46801)
+        #expect(defaults.host == "127.0.0.1")
+        await #expect(throws: ValidationError.self) {
+            try await ReceiveCommand.parse(["--count-only"]).receiverConfiguration(environment: ["INLONG_RECEIVER_PORT": "70000"])
         }
     }
 }

@@ -1,0 +1,63 @@
+public import Configuration
+import InLongWire
+
+extension DataProxyReceiver.Configuration {
+    /// Reads a receiver configuration through swift-configuration (a JSON or YAML file, environment variables,
+    /// ...), starting from `base`. Keys, all optional (environment names are the keys under `INLONG_RECEIVER_`,
+    /// upper-cased, with `_` between words):
+    ///
+    /// | Key | Meaning |
+    /// |---|---|
+    /// | `host`, `port` | where to listen |
+    /// | `advertisedIP` | the `dpIp` in acks and the address the Manager endpoint hands out |
+    /// | `maxFrameSize`, `maxConnections`, `maxBufferedFrames` | limits |
+    /// | `readIdleTimeout` | seconds (0: never) |
+    /// | `knownGroups` | groups accepted (others get error 115) |
+    /// | `manager.port`, `manager.clusterId` | serve the Manager's proxy-list endpoint |
+    /// | `faults.ackDelay` (seconds), `faults.dropAcks`, `faults.errorCode`, `faults.errorRate`, `faults.closeAfterFrames`, `faults.stopReading`, `faults.load` | fault injection |
+    public init(config: ConfigReader, base: Self = Self()) throws(ReceiverConfigurationError) {
+        self = base
+        if let host = config.string(forKey: "host") { self.host = host }
+        if let port = config.int(forKey: "port") { self.port = try Self.check(port, 0...65535, "port") }
+        if let ip = config.string(forKey: "advertisedIP") { self.advertisedIP = ip }
+        if let value = config.int(forKey: "maxFrameSize") { self.maxFrameSize = try Self.check(value, 16...(64 << 20), "maxFrameSize") }
+        if let value = config.int(forKey: "maxConnections") { self.maxConnections = try Self.check(value, 1...1_000_000, "maxConnections") }
+        if let value = config.int(forKey: "maxBufferedFrames") { self.maxBufferedFrames = try Self.check(value, 1...1_000_000, "maxBufferedFrames") }
+        if let seconds = config.double(forKey: "readIdleTimeout") {
+            guard seconds.isFinite, seconds >= 0 else { throw ReceiverConfigurationError("readIdleTimeout takes seconds") }
+            self.readIdleTimeout = seconds == 0 ? nil : .milliseconds(Int64(seconds * 1000))
+        }
+        if let groups = config.stringArray(forKey: "knownGroups") { self.knownGroups = Set(groups) }
+        if let port = config.int(forKey: "manager.port") {
+            var manager = self.manager ?? DataProxyManagerServer.Configuration()
+            manager.host = self.host
+            manager.port = try Self.check(port, 0...65535, "manager.port")
+            if let cluster = config.int(forKey: "manager.clusterId") { manager.clusterID = cluster }
+            self.manager = manager
+        }
+        if let seconds = config.double(forKey: "faults.ackDelay") {
+            guard seconds.isFinite, seconds >= 0 else { throw ReceiverConfigurationError("faults.ackDelay takes seconds") }
+            self.faults.ackDelay = .milliseconds(Int64(seconds * 1000))
+        }
+        if let drop = config.bool(forKey: "faults.dropAcks") { self.faults.dropAcks = drop }
+        if let code = config.int(forKey: "faults.errorCode") { self.faults.errorCode = DataProxyErrorCode(rawValue: try Self.check(code, 0...Int(Int32.max), "faults.errorCode")) }
+        if let rate = config.double(forKey: "faults.errorRate") {
+            guard (0...1).contains(rate) else { throw ReceiverConfigurationError("faults.errorRate takes a fraction from 0 to 1") }
+            self.faults.errorRate = rate
+        }
+        if let count = config.int(forKey: "faults.closeAfterFrames") { self.faults.closeAfterFrames = try Self.check(count, 1...Int.max, "faults.closeAfterFrames") }
+        if let stop = config.bool(forKey: "faults.stopReading") { self.faults.stopReading = stop }
+        if let load = config.int(forKey: "faults.load") { self.faults.load = Int16(try Self.check(load, Int(Int16.min)...Int(Int16.max), "faults.load")) }
+    }
+
+    private static func check(_ value: Int, _ range: ClosedRange<Int>, _ key: String) throws(ReceiverConfigurationError) -> Int {
+        guard range.contains(value) else { throw ReceiverConfigurationError("\(key) must be within \(range.lowerBound)...\(range.upperBound), not \(value)") }
+        return value
+    }
+}
+
+/// A receiver configuration that cannot be used.
+public struct ReceiverConfigurationError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}
