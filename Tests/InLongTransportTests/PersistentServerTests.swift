@@ -160,6 +160,26 @@ import Testing
         }
     }
 
+    /// Bytes that are not a frame: the connection closes by default, or drops its buffer and goes on.
+    @Test(arguments: [false, true]) func bytesThatAreNotAFrameFollowThePolicy(discard: Bool) async throws {
+        try await self.withServer(configure: { $0.framingErrorPolicy = discard ? .discardBuffer : .close }) { server, endpoint in
+            let client = try await RawClient.connect(to: endpoint)
+            var garbage = ByteBuffer()
+            garbage.writeInteger(UInt32(1))  // a length no frame of this codec has
+            try await client.channel.writeAndFlush(garbage)
+            if discard {
+                try await eventually { server.statistics().receiveBuffersDiscarded == 1 }
+                try await client.channel.writeAndFlush(TestFrame.request(7, "after").bytes)
+                try await eventually { client.responses.map(\.key) == [7] }
+                #expect(client.channel.isActive)
+                try await client.channel.close()
+            } else {
+                try await client.channel.closeFuture.get()
+                #expect(server.statistics().receiveBuffersDiscarded == 0)
+            }
+        }
+    }
+
     @Test func thePeersHeartbeatsAreAnswered() async throws {
         try await self.withServer { _, endpoint in
             try await withConnection(endpoints: [endpoint], configure: { $0.heartbeatInterval = .milliseconds(50) }) { connection in

@@ -47,9 +47,12 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         /// A connection the peer sends nothing on (heartbeats included) for this long is closed. Defaults to 90
         /// seconds; `nil` never closes one for silence.
         public var readTimeout: Duration? = .seconds(90)
-        /// The largest inbound frame; a larger one, or bytes that are not a frame, close the connection. Defaults
-        /// to 16 MiB.
+        /// The largest inbound frame; a larger one, or bytes that are not a frame, are handled by
+        /// ``framingErrorPolicy``. Defaults to 16 MiB.
         public var maxFrameLength = 16 << 20
+        /// What bytes that are not a frame do to a connection: close it, or drop what is buffered and go on.
+        /// Defaults to ``PersistentConnection/Configuration/FramingErrorPolicy/close``.
+        public var framingErrorPolicy = PersistentConnection<Codec>.Configuration.FramingErrorPolicy.close
         /// TCP keepalive on accepted sockets, for peers that vanish without a word. Defaults to `nil` (off).
         public var tcpKeepalive: TCPKeepalive?
         /// `SO_LINGER` on accepted sockets: closing waits up to this long for unsent data to go out; `.zero`
@@ -80,6 +83,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
     private let address: (stream: AsyncStream<SocketAddress>, continuation: AsyncStream<SocketAddress>.Continuation)
     private let accepted = Atomic<Int>(0)
     private let rejected = Atomic<Int>(0)
+    private let discarded = ServerCounter()
 
     /// Counts of the server's connections and requests.
     public struct Statistics: Sendable, Hashable {
@@ -91,6 +95,8 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         public var queuedRequests = 0
         /// Connections not reading now because the handler pool and its queue are full.
         public var pausedConnections = 0
+        /// Receive buffers dropped because they held bytes that are not a frame (with the discard policy).
+        public var receiveBuffersDiscarded = 0
     }
 
     public init(
@@ -125,6 +131,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         statistics.requestsHandled = self.pool.handledCount
         statistics.queuedRequests = self.pool.queuedCount
         statistics.pausedConnections = self.pool.pausedCount
+        statistics.receiveBuffersDiscarded = self.discarded.current
         statistics.openConnections = self.state.withLock { $0.open.count }
         return statistics
     }
@@ -250,7 +257,13 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
                 try operations.addHandler(IdleStateHandler(readTimeout: TimeAmount(timeout)))
             }
             try operations.addHandler(
-                ServerConnectionHandler(codec: self.codec, pool: self.pool, maxFrameLength: self.configuration.maxFrameLength)
+                ServerConnectionHandler(
+                    codec: self.codec,
+                    pool: self.pool,
+                    maxFrameLength: self.configuration.maxFrameLength,
+                    framingErrorPolicy: self.configuration.framingErrorPolicy,
+                    discarded: self.discarded
+                )
             )
         } catch {
             channel.close(promise: nil)
@@ -270,6 +283,8 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
     private let codec: Codec
     private let pool: InboundHandlerPool<Codec>
+    private let framingErrorPolicy: PersistentConnection<Codec>.Configuration.FramingErrorPolicy
+    private let discarded: ServerCounter
     private var splitter: FrameSplitter
     private var context: ChannelHandlerContext?
     private var connection: PoolConnection?
@@ -280,9 +295,17 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     private var lastWrite: EventLoopFuture<Void>?
     private var closing = false
 
-    init(codec: Codec, pool: InboundHandlerPool<Codec>, maxFrameLength: Int) {
+    init(
+        codec: Codec,
+        pool: InboundHandlerPool<Codec>,
+        maxFrameLength: Int,
+        framingErrorPolicy: PersistentConnection<Codec>.Configuration.FramingErrorPolicy,
+        discarded: ServerCounter
+    ) {
         self.codec = codec
         self.pool = pool
+        self.framingErrorPolicy = framingErrorPolicy
+        self.discarded = discarded
         self.splitter = FrameSplitter(maxFrameLength: maxFrameLength)
     }
 
@@ -353,7 +376,10 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             }
         } catch {
             self.splitter.discard()
-            context.close(promise: nil)
+            switch self.framingErrorPolicy {
+            case .close: context.close(promise: nil)
+            case .discardBuffer: self.discarded.add(1)
+            }
         }
     }
 
@@ -410,3 +436,14 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
 @available(*, unavailable)
 extension ServerConnectionHandler: Sendable {}
+
+/// A count shared by a server and its connection handlers.
+final class ServerCounter: Sendable {
+    private let value = Atomic<Int>(0)
+
+    func add(_ amount: Int) {
+        self.value.add(amount, ordering: .relaxed)
+    }
+
+    var current: Int { self.value.load(ordering: .relaxed) }
+}
