@@ -69,9 +69,10 @@ struct AgentCommand: AsyncParsableCommand {
             }
             // The Manager's secret can stay out of the file.
             if let auth = ProcessInfo.processInfo.environment["INLONG_MANAGER_AUTH"], configuration.client.manager != nil {
-                let parts = auth.split(separator: ":", maxSplits: 1)
-                guard parts.count == 2 else { throw ValidationError("INLONG_MANAGER_AUTH takes secretId:secretKey") }
-                configuration.client.manager?.credentials = (String(parts[0]), String(parts[1]))
+                guard let credentials = DataProxyClient.Manager.credentials(parsing: auth) else {
+                    throw ValidationError("INLONG_MANAGER_AUTH takes secretId:secretKey")
+                }
+                configuration.client.manager?.credentials = credentials
             }
         } else {
             guard !self.paths.isEmpty else { throw ValidationError("give --config FILE, or --path GLOB with --group and --stream") }

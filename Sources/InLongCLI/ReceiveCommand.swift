@@ -88,11 +88,9 @@ struct ReceiveCommand: AsyncParsableCommand {
             EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: ["inlong", "receiver"]),
         ]
         if let file = self.config { providers.append(try await configFileProvider(file)) }
-        var base = DataProxyReceiver.Configuration()
-        base.port = InLongWireConstants.defaultPort
         var configuration: DataProxyReceiver.Configuration
         do {
-            configuration = try DataProxyReceiver.Configuration(config: ConfigReader(providers: providers), base: base)
+            configuration = try DataProxyReceiver.Configuration(config: ConfigReader(providers: providers))
         } catch {
             throw ValidationError("\(error)")
         }

@@ -23,9 +23,8 @@ struct TargetOptions: ParsableArguments {
 
     func credentials() throws -> (secretID: String, secretKey: String)? {
         guard let auth = self.auth else { return nil }
-        let parts = auth.split(separator: ":", maxSplits: 1)
-        guard parts.count == 2 else { throw ValidationError("--auth takes secretId:secretKey") }
-        return (String(parts[0]), String(parts[1]))
+        guard let credentials = DataProxyClient.Manager.credentials(parsing: auth) else { throw ValidationError("--auth takes secretId:secretKey") }
+        return credentials
     }
 }
 

@@ -46,9 +46,8 @@ extension DataProxyClient.Configuration {
         if let url = config.string(forKey: "manager.url") {
             var manager = DataProxyClient.Manager(url: url, groups: config.stringArray(forKey: "manager.groups") ?? groups)
             if let auth = config.string(forKey: "manager.auth", isSecret: true) {
-                let parts = auth.split(separator: ":", maxSplits: 1)
-                guard parts.count == 2 else { throw invalid("manager.auth takes secretId:secretKey") }
-                manager.credentials = (String(parts[0]), String(parts[1]))
+                guard let credentials = DataProxyClient.Manager.credentials(parsing: auth) else { throw invalid("manager.auth takes secretId:secretKey") }
+                manager.credentials = credentials
             }
             manager.tenant = config.string(forKey: "manager.tenant")
             if let cacheFile = config.string(forKey: "manager.cacheFile") { manager.cacheFile = cacheFile.isEmpty ? nil : cacheFile }

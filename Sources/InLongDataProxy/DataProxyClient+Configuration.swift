@@ -155,5 +155,12 @@ extension DataProxyClient {
             self.url = url
             self.groups = groups
         }
+
+        /// Credentials written `secretId:secretKey` (the key may contain `:`), or `nil` when there is no `:`.
+        public static func credentials(parsing text: String) -> (secretID: String, secretKey: String)? {
+            let parts = text.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2 else { return nil }
+            return (String(parts[0]), String(parts[1]))
+        }
     }
 }

@@ -90,3 +90,14 @@ func expectEveryRecordAccounted(
     let acked = sent.filter { !failed.contains($0) }
     #expect(acked.allSatisfy { stored.contains($0) }, "an acked record is missing from the sink", sourceLocation: sourceLocation)
 }
+
+/// Sends `prefix0` to `prefix(count-1)` one by one to g/s; returns the bodies accepted.
+func sendAll(_ client: DataProxyClient, count: Int, prefix: String = "r") async throws -> [String] {
+    var sent: [String] = []
+    for index in 0..<count {
+        let body = "\(prefix)\(index)"
+        try await client.send(body, group: "g", stream: "s")
+        sent.append(body)
+    }
+    return sent
+}

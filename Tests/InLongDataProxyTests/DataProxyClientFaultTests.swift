@@ -8,16 +8,6 @@ import Testing
 
 /// Faults injected at the receiver: in every case each accepted record ends acked (and stored) or reported failed.
 @Suite struct DataProxyClientFaultTests {
-    private func sendAll(_ client: DataProxyClient, count: Int, prefix: String = "r") async throws -> [String] {
-        var sent: [String] = []
-        for index in 0..<count {
-            let body = "\(prefix)\(index)"
-            try await client.send(body, group: "g", stream: "s")
-            sent.append(body)
-        }
-        return sent
-    }
-
     @Test func retriableErrorsAreRetried() async throws {
         var receiverConfiguration = DataProxyReceiver.Configuration.loopback
         receiverConfiguration.faults.errorCode = .sinkServiceUnready

@@ -18,16 +18,6 @@ import Testing
         var value: Bool { self.flag.withLock { $0 } }
     }
 
-    private func sendAll(_ client: DataProxyClient, count: Int, prefix: String = "r") async throws -> [String] {
-        var sent: [String] = []
-        for index in 0..<count {
-            let body = "\(prefix)\(index)"
-            try await client.send(body, group: "g", stream: "s")
-            sent.append(body)
-        }
-        return sent
-    }
-
     private func serviceGroup(_ client: DataProxyClient) -> ServiceGroup {
         ServiceGroup(
             configuration: .init(

@@ -83,9 +83,10 @@ public struct AgentConfigurationFile: Decodable, Sendable {
         } else if let manager = self.manager {
             var configuration = DataProxyClient.Manager(url: manager.url, groups: Array(Set(self.sources.map(\.group))).sorted())
             if let auth = manager.auth {
-                let parts = auth.split(separator: ":", maxSplits: 1)
-                guard parts.count == 2 else { throw AgentConfigurationError("manager.auth takes secretId:secretKey") }
-                configuration.credentials = (String(parts[0]), String(parts[1]))
+                guard let credentials = DataProxyClient.Manager.credentials(parsing: auth) else {
+                    throw AgentConfigurationError("manager.auth takes secretId:secretKey")
+                }
+                configuration.credentials = credentials
             }
             configuration.tenant = manager.tenant
             client = DataProxyClient.Configuration(manager: configuration)
