@@ -312,28 +312,52 @@ struct DiscoverCommand: AsyncParsableCommand {
     )
 
     @Option(help: "The Manager's proxy-list URL, without the group id.")
-    var manager: String
+    var manager: String?
 
     @Option(help: "The InLong group.")
     var group: String
 
-    @Option(help: "Manager Basic auth as secretId:secretKey.")
+    @Option(help: "Manager Basic auth as secretId:secretKey (better: INLONG_MANAGER_AUTH or --config).")
     var auth: String?
 
     @Option(help: "The tenant header.")
     var tenant: String?
 
-    func run() async throws {
-        var configuration = DataProxyClient.Manager(url: self.manager, groups: [self.group])
-        configuration.credentials = try TargetOptions.parse(self.auth.map { ["--auth", $0] } ?? []).credentials()
-        configuration.tenant = self.tenant
+    @Option(help: "A JSON or YAML file of client settings (manager.url, manager.auth, ...); INLONG_* environment variables override it, flags override both.")
+    var config: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .warning
+
+    /// The Manager to ask, from flags, `INLONG_*` variables and `--config`, as `send` reads them.
+    func managerConfiguration(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> DataProxyClient.Manager {
+        var arguments: [String] = []
+        if let manager = self.manager { arguments += ["--manager", manager] }
+        if let auth = self.auth { arguments += ["--auth", auth] }
+        if let tenant = self.tenant { arguments += ["--tenant", tenant] }
+        let target = try TargetOptions.parse(arguments)
+        let missing = ValidationError("give --manager URL (or INLONG_MANAGER_URL, or manager.url in --config FILE)")
+        let settings: DataProxyClient.Configuration
+        do {
+            settings = try await readClientConfiguration(file: self.config, target: target, group: self.group, environment: environment)
+        } catch let error as ValidationError where error.message.hasPrefix("give --proxy") {
+            throw missing
+        }
+        guard var configuration = settings.manager else { throw missing }
         configuration.cacheFile = nil
         configuration.attempts = 1
+        return configuration
+    }
+
+    func run() async throws {
+        let configuration = try await self.managerConfiguration()
+        var logger = Logger(label: "inlong.discover")
+        logger.logLevel = self.logLevel
         do {
-            let proxies = try await DataProxyClient.discoverProxies(manager: configuration, group: self.group)
+            let proxies = try await DataProxyClient.discoverProxies(manager: configuration, group: self.group, logger: logger)
             for proxy in proxies { print("\(proxy.host):\(proxy.port)") }
         } catch {
-            throw CLIError("\(error)")
+            throw CLIError("cannot ask the Manager at \(configuration.url) for group \(self.group)'s proxies: \(error)")
         }
     }
 }

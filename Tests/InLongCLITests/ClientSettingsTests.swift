@@ -4,6 +4,7 @@ import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongWire
 import InLongTransport
+import Logging
 import Testing
 
 @testable import InLongCLI
@@ -136,6 +137,33 @@ import Testing
         #expect(defaults.host == "127.0.0.1")
         await #expect(throws: ValidationError.self) {
             try await ReceiveCommand.parse(["--count-only"]).receiverConfiguration(environment: ["INLONG_RECEIVER_PORT": "70000"])
+        }
+    }
+}
+
+/// `inlong discover` reads the Manager as `send` does: flags over `INLONG_*` variables over `--config`.
+@Suite struct DiscoverSettingsTests {
+    @Test func theManagerAndItsSecretComeFromTheEnvironment() async throws {
+        let command = try DiscoverCommand.parse(["--group", "g", "--log-level", "debug"])
+        let manager = try await command.managerConfiguration(environment: [
+            "INLONG_MANAGER_URL": "http://127.0.0.1:1/getIpList",
+            "INLONG_MANAGER_AUTH": "id:key",
+        ])
+        #expect(manager.url == "http://127.0.0.1:1/getIpList")
+        #expect(manager.credentials?.secretID == "id")
+        #expect(manager.credentials?.secretKey == "key")
+        #expect(manager.cacheFile == nil)
+        #expect(command.logLevel == .debug)
+    }
+
+    @Test func theFlagWinsAndAMissingManagerIsAUsageError() async throws {
+        let flagged = try DiscoverCommand.parse(["--group", "g", "--manager", "http://127.0.0.1:2/list"])
+        let manager = try await flagged.managerConfiguration(environment: ["INLONG_MANAGER_URL": "http://127.0.0.1:1/list"])
+        #expect(manager.url == "http://127.0.0.1:2/list")
+        let bare = try DiscoverCommand.parse(["--group", "g"])
+        await #expect(throws: ValidationError.self) { _ = try await bare.managerConfiguration(environment: [:]) }
+        await #expect(throws: ValidationError.self) {
+            _ = try await bare.managerConfiguration(environment: ["INLONG_PROXIES": "127.0.0.1:46801"])
         }
     }
 }

@@ -1,7 +1,7 @@
 public import AsyncHTTPClient
 import Foundation
 public import InLongTransport
-import Logging
+public import Logging
 import NIOCore
 import NIOHTTP1
 
@@ -165,13 +165,10 @@ extension DataProxyClient {
     public static func discoverProxies(
         manager: Manager,
         group: String,
-        httpClient: HTTPClient = .shared
+        httpClient: HTTPClient = .shared,
+        logger: Logger = Logger(label: "inlong.discovery", factory: { SwiftLogNoOpLogHandler($0) })
     ) async throws -> [Endpoint] {
-        let discovery = ProxyDiscovery(
-            configuration: manager,
-            httpClient: httpClient,
-            logger: Logger(label: "inlong.discovery", factory: { _ in SwiftLogNoOpLogHandler() })
-        )
+        let discovery = ProxyDiscovery(configuration: manager, httpClient: httpClient, logger: logger)
         return try await discovery.fetch(group: group).0.endpoints
     }
 }
