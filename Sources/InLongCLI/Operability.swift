@@ -34,7 +34,8 @@ struct OperatorOptions: ParsableArguments {
         guard let metrics = self.metrics else { return nil }
         guard let endpoint = Endpoint(metrics) else { throw ValidationError("--metrics takes host:port, not '\(metrics)'") }
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusNamingFactory(registry: registry))
+        // The package names its metrics the Prometheus way already.
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         return MetricsEndpoint(host: endpoint.host, port: endpoint.port, registry: registry, logger: logger)
     }
 
@@ -93,46 +94,4 @@ final class MetricsEndpoint: Service, Sendable {
         )
         try await application.run()
     }
-}
-
-/// Prometheus names for the package's metrics: dots become underscores, counters end in `_total`, timers in
-/// `_seconds`.
-struct PrometheusNamingFactory: MetricsFactory {
-    let base: PrometheusMetricsFactory
-
-    init(registry: PrometheusCollectorRegistry) {
-        self.base = PrometheusMetricsFactory(registry: registry)
-    }
-
-    static func name(_ label: String, suffix: String = "") -> String {
-        var name = String(label.map { $0.isLetter || $0.isNumber || $0 == "_" ? $0 : "_" })
-        if !suffix.isEmpty, !name.hasSuffix(suffix) { name += suffix }
-        return name
-    }
-
-    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
-        self.base.makeCounter(label: Self.name(label, suffix: "_total"), dimensions: dimensions)
-    }
-
-    func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
-        self.base.makeFloatingPointCounter(label: Self.name(label, suffix: "_total"), dimensions: dimensions)
-    }
-
-    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
-        self.base.makeRecorder(label: Self.name(label), dimensions: dimensions, aggregate: aggregate)
-    }
-
-    func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
-        self.base.makeMeter(label: Self.name(label), dimensions: dimensions)
-    }
-
-    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
-        self.base.makeTimer(label: Self.name(label, suffix: "_seconds"), dimensions: dimensions)
-    }
-
-    func destroyCounter(_ handler: any CounterHandler) { self.base.destroyCounter(handler) }
-    func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) { self.base.destroyFloatingPointCounter(handler) }
-    func destroyRecorder(_ handler: any RecorderHandler) { self.base.destroyRecorder(handler) }
-    func destroyMeter(_ handler: any MeterHandler) { self.base.destroyMeter(handler) }
-    func destroyTimer(_ handler: any TimerHandler) { self.base.destroyTimer(handler) }
 }

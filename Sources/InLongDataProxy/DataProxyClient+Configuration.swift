@@ -19,10 +19,13 @@ extension DataProxyClient {
         public var retry = Retry()
         /// Connections. See ``Connection``.
         public var connection = Connection()
-        /// Where metrics go (per group and stream: records accepted, sent, acked, failed by reason, too large;
-        /// batches retried and in flight; queued bytes; buffer-full waits; ack latency). Defaults to `nil`: the
-        /// bootstrapped `MetricsSystem.factory`.
+        /// Where metrics go: the default observability delegate, ``DataProxyClientMetrics``, creates its
+        /// instruments here. Defaults to `nil`: the bootstrapped `MetricsSystem.factory` (nothing, when none is
+        /// bootstrapped). The connections' transport metrics use it too.
         public var metricsFactory: (any MetricsFactory)?
+        /// Hears of every event the client counts (records accepted, sent, acked, failed; batches retried; buffer
+        /// full; held bytes). Defaults to `nil`: ``DataProxyClientMetrics`` over ``metricsFactory``.
+        public var observabilityDelegate: (any DataProxyClientObservabilityDelegate)?
         /// Keys of a C++ SDK configuration that were read but are not supported; filled by
         /// ``init(cppSDKConfiguration:)``.
         public internal(set) var unsupportedKeys: [String] = []

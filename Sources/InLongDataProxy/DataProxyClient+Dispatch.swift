@@ -66,16 +66,13 @@ extension DataProxyClient {
         }
         let id = job.id
         let records = job.batch.recordCount
-        let metrics = self.counters.streamMetrics(group: job.batch.key.group, stream: job.batch.key.stream)
+        let key = job.batch.key
+        let observation = self.observation
         self.withMachineState { $0.submitted(job, to: endpoint, now: .now, spentBlock: spentBlock) }
-        self.counters.sent.add(records, ordering: .relaxed)
-        metrics.sent.increment(by: records)
-        metrics.inFlight(1)
-        self.counters.batchesSent.add(1, ordering: .relaxed)
-        self.counters.bytesSent.add(frame.readableBytes, ordering: .relaxed)
+        observation.batchSent(key, records: records, frameBytes: frame.readableBytes, proxy: endpoint)
         group.addTask {
             let outcome = await Self.outcome(of: future)
-            metrics.inFlight(-1)
+            observation.batchAnswered(key)
             // The pool owns the proxies' health: it hears of every outcome that says something of the proxy.
             if let succeeded = outcome.proxySucceeded { pool.recordOutcome(endpoint, succeeded: succeeded) }
             self.withMachine { ((), $0.completed(jobID: id, outcome: outcome, now: .now)) }

@@ -36,7 +36,7 @@ extension DataProxyClient {
             if let actions { self.run(Machine.Actions(actions)) }
             switch result {
             case .accepted(let id):
-                self.counters.accepted.add(1, ordering: .relaxed)
+                self.observation.recordsAccepted(1)
                 return DataProxyRecordID(rawValue: id)
             case .blocked(let blocked): try await self.waitToAppend(blocked, bytes: body.readableBytes, key: key, accepted: nil, of: 1)
             case .tooLarge(let limit): throw self.tooLarge(body, limit: limit, key: key)
@@ -180,7 +180,7 @@ extension DataProxyClient {
                 }
                 return ((run, nil, nil), actions)
             }
-            self.counters.accepted.add(run.count, ordering: .relaxed)
+            self.observation.recordsAccepted(run.count)
             tracker?.accepted(run)
             ids.formUnion(run)
             index += run.count
@@ -222,7 +222,7 @@ extension DataProxyClient {
                 $0.appendRun(records[index...], key: key, now: .now, wallSeconds: wallClockSeconds(), tracker: tracker)
             }
             if let actions { self.run(Machine.Actions(actions)) }
-            self.counters.accepted.add(run.count, ordering: .relaxed)
+            self.observation.recordsAccepted(run.count)
             if let tracker, !run.isEmpty { tracker.accepted(DataProxyRecordIDs(run)) }
             ids.append(run)
             index += run.count
@@ -259,7 +259,7 @@ extension DataProxyClient {
                         }
                         if let actions { self.run(Machine.Actions(actions)) }
                         switch result {
-                        case .accepted: self.counters.accepted.add(1, ordering: .relaxed)
+                        case .accepted: self.observation.recordsAccepted(1)
                         case .blocked(let reason): waiter.resume(throwing: Blocked(reason: reason))
                         case .tooLarge(let limit): waiter.resume(throwing: self.tooLarge(body, limit: limit, key: key))
                         }
@@ -286,8 +286,7 @@ extension DataProxyClient {
             error.acceptedRecords = accepted
             throw error
         case .full:
-            self.counters.bufferFull.add(1, ordering: .relaxed)
-            self.counters.streamMetrics(group: key.group, stream: key.stream).bufferFull.increment()
+            self.observation.bufferFull(key)
             if self.configuration.buffer.whenFull == .fail {
                 var error = DataProxyError(.bufferFull, "the buffer holds its maximum of records or bytes", isRetriable: true, group: key.group, stream: key.stream)
                 error.acceptedRecords = accepted
@@ -320,8 +319,7 @@ extension DataProxyClient {
     var blockLimit: Int { self.withMachineState { $0.accumulator.limits.maxBytes } }
 
     func tooLarge(_ body: ByteBuffer, limit: Int, key: BatchKey) -> DataProxyError {
-        self.counters.tooLarge.add(1, ordering: .relaxed)
-        self.counters.streamMetrics(group: key.group, stream: key.stream).tooLarge.increment()
+        self.observation.recordTooLarge(key, bytes: body.readableBytes)
         return DataProxyError(
             .messageTooLarge,
             "a record of \(body.readableBytes) bytes does not fit a frame (at most \(limit - 4) bytes)",

@@ -42,7 +42,7 @@ public final class DataProxyClient: Service, Sendable {
     let started = Atomic(false)
     let wakeups: AsyncStream<Void>
     let wake: AsyncStream<Void>.Continuation
-    let counters: ClientCounters
+    let observation: ClientObservation
 
     public init(
         configuration: Configuration,
@@ -52,7 +52,7 @@ public final class DataProxyClient: Service, Sendable {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
-        self.counters = ClientCounters(factory: configuration.metricsFactory ?? MetricsSystem.factory)
+        self.observation = ClientObservation(delegate: ClientObservation.delegate(for: configuration))
         let limits = BatchAccumulator.Limits(
             maxRecords: max(1, min(configuration.batching.maxRecords, Int(UInt16.max))),
             maxBytes: Self.blockLimit(configuration.batching, frameSize: configuration.batching.maxFrameSize),
@@ -101,17 +101,12 @@ public final class DataProxyClient: Service, Sendable {
     /// Runs what the machine decided, outside its lock.
     func run(_ actions: Machine.Actions) {
         if actions.wakeDispatcher { self.wake.yield() }
-        for sealed in actions.sealed {
-            let metrics = self.counters.streamMetrics(group: sealed.key.group, stream: sealed.key.stream)
-            metrics.accepted.increment(by: sealed.records)
-            metrics.queued(bytes: sealed.bytes)
-        }
-        if let held = actions.heldBytes { self.counters.heldBytesGauge.record(held) }
+        for sealed in actions.sealed { self.observation.batchQueued(sealed.key, records: sealed.records, bytes: sealed.bytes) }
+        if let held = actions.heldBytes { self.observation.heldBytesChanged(to: held) }
         for (job, result, reportHolds) in actions.finish { self.finish(job, result, reportHolds: reportHolds) }
         for waiter in actions.resumeSenders { waiter.resume(returning: true) }
         if let retried = actions.retried {
-            self.counters.retries.add(1, ordering: .relaxed)
-            self.counters.streamMetrics(group: retried.key.group, stream: retried.key.stream).retried.increment()
+            self.observation.batchRetried(retried.key, attempt: retried.attempts + 1, error: retried.error)
             self.logger.debug(
                 "retrying a batch",
                 metadata: ["inlong.attempt": "\(retried.attempts)", "inlong.error": "\(retried.error)", "inlong.delay": "\(retried.delay)"]
@@ -125,18 +120,13 @@ public final class DataProxyClient: Service, Sendable {
     /// the report readers took the report (`reportHolds`).
     func finish(_ job: DeliveryJob, _ result: Result<DataProxyAck, DataProxyError>, reportHolds: Bool) {
         let batch = job.batch
-        let metrics = self.counters.streamMetrics(group: batch.key.group, stream: batch.key.stream)
-        metrics.queued(bytes: -batch.chargedBytes)
         let outcome: DeliveryReport.Outcome
         switch result {
         case .success(let ack):
-            self.counters.acked.add(batch.recordCount, ordering: .relaxed)
-            self.counters.latency.withLock { $0.record(ack.latency) }
-            metrics.acked.increment(by: batch.recordCount)
-            metrics.ackLatency.recordNanoseconds(TimeAmount(ack.latency).nanoseconds)
+            self.observation.batchAcked(batch.key, records: batch.recordCount, bytes: batch.chargedBytes, latency: ack.latency)
             outcome = .acked(ack)
         case .failure(let error):
-            self.counters.recordFailure(error.code.description, metrics: metrics, records: batch.recordCount)
+            self.observation.batchFailed(batch.key, records: batch.recordCount, bytes: batch.chargedBytes, error: error)
             self.logger.debug("records failed", metadata: ["inlong.records": "\(batch.recordCount)", "inlong.error": "\(error)"])
             outcome = .failed(error)
         }

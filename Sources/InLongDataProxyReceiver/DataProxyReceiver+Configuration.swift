@@ -30,8 +30,12 @@ extension DataProxyReceiver {
         public var manager: DataProxyManagerServer.Configuration?
         /// Faults to inject from the start; see ``DataProxyReceiver/updateFaults(_:)``. Defaults to none.
         public var faults = Faults()
-        /// Where the counters are reported. Defaults to `nil`: the bootstrapped `MetricsSystem.factory`.
+        /// Where the default observability delegate, ``DataProxyReceiverMetrics``, creates its instruments.
+        /// Defaults to `nil`: the bootstrapped `MetricsSystem.factory` (nothing, when none is bootstrapped).
         public var metricsFactory: (any MetricsFactory)?
+        /// Hears of every event the receiver counts. Defaults to `nil`: ``DataProxyReceiverMetrics`` over
+        /// ``metricsFactory``.
+        public var observabilityDelegate: (any DataProxyReceiverObservabilityDelegate)?
 
         public init() {}
 

@@ -48,7 +48,7 @@ public final class DataProxyReceiver: Service, Sendable {
     private let address = ListeningAddress()
     private let faults: Mutex<Faults>
     private let errorBudget = Mutex(0.0)
-    private let counters: ReceiverCounters
+    private let counters: ReceiverObservation
 
     public init(
         configuration: Configuration,
@@ -61,7 +61,7 @@ public final class DataProxyReceiver: Service, Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.faults = Mutex(configuration.faults)
-        self.counters = ReceiverCounters(factory: configuration.metricsFactory ?? MetricsSystem.factory)
+        self.counters = ReceiverObservation(delegate: ReceiverObservation.delegate(for: configuration))
         self.manager = configuration.manager.map {
             DataProxyManagerServer(configuration: $0, nodes: [], eventLoopGroup: eventLoopGroup, logger: logger)
         }

@@ -21,13 +21,14 @@ import Testing
         let registry = PrometheusCollectorRegistry()
         let endpoint = MetricsEndpoint(host: "127.0.0.1", port: 0, registry: registry, logger: .init(label: "test"))
         var configuration = DataProxyReceiver.Configuration.loopback
-        configuration.metricsFactory = PrometheusNamingFactory(registry: registry)
+        configuration.metricsFactory = PrometheusMetricsFactory(registry: registry)
         try await withReceiver(configuration) { receiver in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await endpoint.run() }
                 defer { group.cancelAll() }
                 let port = try #require(await endpoint.localPort())
-                let client = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
+                var client = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
+                client.metricsFactory = PrometheusMetricsFactory(registry: registry)
                 try await withDataProxyClient(configuration: client) { client in
                     let summary = try await client.sendAndWait(contentsOf: (0..<1234).map { ByteBuffer(string: "m\($0)") }, group: "g", stream: "s")
                     #expect(summary.allAcked)
@@ -37,6 +38,9 @@ import Testing
                 let values = Self.parse(metrics.body)
                 #expect(values["inlong_receiver_records_total"] == 1234)
                 #expect(values["inlong_receiver_messages_total"].map { $0 >= 1 } == true)
+                #expect(values[#"inlong_client_records_acked_total{group="g",stream="s"}"#] == 1234)
+                #expect(values[#"inlong_client_records_accepted_total{group="g",stream="s"}"#] == 1234)
+                #expect(values[#"inlong_client_ack_latency_seconds_count{group="g",stream="s"}"#].map { $0 >= 1 } == true)
                 // Every line is a comment or `name{labels} value`, with valid names.
                 for line in metrics.body.split(separator: "\n") where !line.hasPrefix("#") {
                     let name = line.prefix { $0 != "{" && $0 != " " }
@@ -54,20 +58,14 @@ import Testing
         return (response.status.code, String(buffer: body))
     }
 
-    /// Unlabelled samples of the exposition text, by name.
+    /// Samples of the exposition text, by name with its labels as written (`name{k="v"}`).
     static func parse(_ text: String) -> [String: Double] {
         var values: [String: Double] = [:]
-        for line in text.split(separator: "\n") where !line.hasPrefix("#") && !line.contains("{") {
-            let parts = line.split(separator: " ")
-            if parts.count == 2, let value = Double(parts[1]) { values[String(parts[0])] = value }
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            values[String(line[..<space])] = value
         }
         return values
-    }
-
-    @Test func namesFollowPrometheusConventions() {
-        #expect(PrometheusNamingFactory.name("inlong.client.records.acked", suffix: "_total") == "inlong_client_records_acked_total")
-        #expect(PrometheusNamingFactory.name("inlong.transport.heartbeat_rtt", suffix: "_seconds") == "inlong_transport_heartbeat_rtt_seconds")
-        #expect(PrometheusNamingFactory.name("already_total", suffix: "_total") == "already_total")
     }
 
     @Test func receiveRefusesToTruncateAnExistingOutputFile() throws {

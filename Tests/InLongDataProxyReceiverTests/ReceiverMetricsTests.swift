@@ -30,20 +30,20 @@ import Testing
             let garbage = try await RawClient.connect(port: try await receiver.port())
             try await garbage.write(ByteBuffer(bytes: [0, 0, 0, 5, 0x7F, 1, 2, 3, 4]))
             #expect(await garbage.read() == .closed)
-            #expect(await eventually { (try? metrics.expectCounter("inlong.receiver.protocol_errors").totalValue) == 1 })
+            #expect(await eventually { (try? metrics.expectCounter("inlong_receiver_protocol_errors_total").totalValue) == 1 })
 
-            #expect(try metrics.expectCounter("inlong.receiver.records").totalValue == 3)
-            #expect(try metrics.expectCounter("inlong.receiver.messages").totalValue == 2)
+            #expect(try metrics.expectCounter("inlong_receiver_records_total").totalValue == 3)
+            #expect(try metrics.expectCounter("inlong_receiver_messages_total").totalValue == 2)
             // Decompressed record blocks: a 4-byte length before each 1-byte record.
-            #expect(try metrics.expectCounter("inlong.receiver.payload.bytes").totalValue == 15)
-            #expect(try metrics.expectCounter("inlong.receiver.heartbeats").totalValue == 1)
-            #expect(try metrics.expectCounter("inlong.receiver.frames").totalValue == 5)
+            #expect(try metrics.expectCounter("inlong_receiver_payload_bytes_total").totalValue == 15)
+            #expect(try metrics.expectCounter("inlong_receiver_heartbeats_total").totalValue == 1)
+            #expect(try metrics.expectCounter("inlong_receiver_frames_total").totalValue == 5)
             let frameBytes = first.readableBytes + second.readableBytes + heartbeat.readableBytes
-            #expect(try metrics.expectCounter("inlong.receiver.bytes").totalValue >= Int64(frameBytes))
-            #expect(try metrics.expectCounter("inlong.receiver.errors", [("code", "115")]).totalValue == 1)
-            #expect(try metrics.expectGauge("inlong.receiver.connections").values.max() == 2)
+            #expect(try metrics.expectCounter("inlong_receiver_bytes_total").totalValue >= Int64(frameBytes))
+            #expect(try metrics.expectCounter("inlong_receiver_errors_total", [("code", "115")]).totalValue == 1)
+            #expect(try metrics.expectGauge("inlong_receiver_connections").values.max() == 2)
             await client.close()
-            #expect(await eventually { (try? metrics.expectGauge("inlong.receiver.connections").lastValue) == 0 })
+            #expect(await eventually { (try? metrics.expectGauge("inlong_receiver_connections").lastValue) == 0 })
             #expect(receiver.statistics().records == 3)
         }
     }

@@ -5,11 +5,12 @@ import InLongTransport
 import InLongWire
 import MetricsTestKit
 import NIOCore
+import Synchronization
 import Testing
 
-/// The client's metrics, per (group, stream), reach the injected factory.
+/// The client's events reach its observability delegate once each, and `statistics()` counts the same calls.
 @Suite struct ClientMetricsTests {
-    @Test func perStreamMetrics() async throws {
+    @Test func perStreamMetricsWithPrometheusNames() async throws {
         let metrics = TestMetrics()
         var receiverConfiguration = DataProxyReceiver.Configuration.loopback
         receiverConfiguration.knownGroups = ["g"]
@@ -27,22 +28,109 @@ import Testing
             }
             let good = [("group", "g"), ("stream", "s1")]
             let bad = [("group", "unknown"), ("stream", "s2")]
-            #expect(try metrics.expectCounter("inlong.client.records.accepted", good).totalValue == 100)
-            #expect(try metrics.expectCounter("inlong.client.records.sent", good).totalValue == 100)
-            #expect(try metrics.expectCounter("inlong.client.records.acked", good).totalValue == 100)
-            #expect(try metrics.expectCounter("inlong.client.records.too_large", good).totalValue == 1)
-            #expect(try metrics.expectTimer("inlong.client.ack.latency", good).values.count >= 10)
-            #expect(try metrics.expectGauge("inlong.client.queued.bytes", good).lastValue == 0)
-            #expect(try metrics.expectGauge("inlong.client.queued.bytes", good).values.max() ?? 0 > 0)
-            #expect(try metrics.expectGauge("inlong.client.batches.inflight", good).lastValue == 0)
-            #expect(try metrics.expectCounter("inlong.client.records.accepted", bad).totalValue == 5)
-            #expect(try metrics.expectCounter("inlong.client.records.failed", bad + [("reason", "serverRejected")]).totalValue == 5)
-            #expect(metrics.counterTotal(label: "inlong.client.records.acked", dimensions: bad) == 0)
-            #expect(try metrics.expectGauge("inlong.client.held.bytes").lastValue == 0)
+            #expect(try metrics.expectCounter("inlong_client_records_accepted_total", good).totalValue == 100)
+            #expect(try metrics.expectCounter("inlong_client_records_sent_total", good).totalValue == 100)
+            #expect(try metrics.expectCounter("inlong_client_records_acked_total", good).totalValue == 100)
+            #expect(try metrics.expectCounter("inlong_client_records_too_large_total", good).totalValue == 1)
+            #expect(try metrics.expectCounter("inlong_client_batches_sent_total", good).totalValue >= 10)
+            #expect(try metrics.expectTimer("inlong_client_ack_latency_seconds", good).values.count >= 10)
+            #expect(try metrics.expectGauge("inlong_client_queued_bytes", good).lastValue == 0)
+            #expect(try metrics.expectGauge("inlong_client_queued_bytes", good).values.max() ?? 0 > 0)
+            #expect(try metrics.expectGauge("inlong_client_batches_in_flight", good).lastValue == 0)
+            #expect(try metrics.expectCounter("inlong_client_records_accepted_total", bad).totalValue == 5)
+            #expect(try metrics.expectCounter("inlong_client_records_failed_total", bad + [("reason", "serverRejected")]).totalValue == 5)
+            #expect(metrics.counterTotal(label: "inlong_client_records_acked_total", dimensions: bad) == 0)
+            #expect(try metrics.expectGauge("inlong_client_held_bytes").lastValue == 0)
             // The client's connections count into the same factory.
             let endpoint = [("endpoint", Endpoint(host: "127.0.0.1", port: try await receiver.port()).description)]
-            #expect(try metrics.expectCounter("inlong.transport.connects", endpoint).totalValue >= 1)
-            #expect(try metrics.expectCounter("inlong.transport.frames_out", endpoint).totalValue >= 10)
+            #expect(metrics.counterTotal(label: "inlong_transport_connects_total", dimensions: endpoint) >= 1)
+            #expect(metrics.counterTotal(label: "inlong_transport_frames_out_total", dimensions: endpoint) >= 10)
+            // Prometheus conventions: counters end in _total, durations are in seconds.
+            for counter in metrics.counters { #expect(counter.label.hasSuffix("_total"), "\(counter.label)") }
+            for timer in metrics.timers { #expect(timer.label.hasSuffix("_seconds"), "\(timer.label)") }
+            #expect(!metrics.counters.contains { $0.label.contains(".") })
+        }
+    }
+
+    @Test func oneDelegateCallPerEventFeedsBothTheDelegateAndStatistics() async throws {
+        let delegate = RecordingDelegate()
+        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
+        receiverConfiguration.knownGroups = ["g"]
+        try await withReceiver(receiverConfiguration) { receiver in
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.observabilityDelegate = delegate
+            configuration.batching.maxRecords = 7
+            let statistics = try await withDataProxyClient(configuration: configuration) { client in
+                _ = try await client.send(contentsOf: (0..<50).map { ByteBuffer(string: "r\($0)") }, group: "g", stream: "s")
+                for index in 0..<3 { try await client.send("x\(index)", group: "nope", stream: "s") }
+                #expect(await client.flush())
+                return client.statistics()
+            }
+            let seen = delegate.totals.withLock { $0 }
+            #expect(seen.queued == 53)
+            #expect(seen.acked == 50)
+            #expect(seen.failed == ["serverRejected": 3])
+            #expect(seen.sent == statistics.sent)
+            #expect(seen.batchesSent == statistics.batchesSent)
+            #expect(seen.sentBytes == statistics.bytesSent)
+            #expect(seen.inFlight == 0)
+            #expect(seen.queuedBytes == 0)
+            #expect(statistics.accepted == 53)
+            #expect(statistics.acked == seen.acked)
+            #expect(statistics.failed == 3)
+            #expect(seen.proxies == [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
+        }
+    }
+}
+
+/// Sums what the client tells its delegate.
+private final class RecordingDelegate: DataProxyClientObservabilityDelegate {
+    struct Totals {
+        var queued = 0
+        var queuedBytes = 0
+        var sent = 0
+        var batchesSent = 0
+        var sentBytes = 0
+        var inFlight = 0
+        var acked = 0
+        var failed: [String: Int] = [:]
+        var proxies: Set<Endpoint> = []
+    }
+
+    let totals = Mutex(Totals())
+
+    func batchQueued(group: String, stream: String, records: Int, bytes: Int) {
+        self.totals.withLock {
+            $0.queued += records
+            $0.queuedBytes += bytes
+        }
+    }
+
+    func batchSent(group: String, stream: String, records: Int, frameBytes: Int, proxy: Endpoint) {
+        self.totals.withLock {
+            $0.sent += records
+            $0.batchesSent += 1
+            $0.sentBytes += frameBytes
+            $0.inFlight += 1
+            $0.proxies.insert(proxy)
+        }
+    }
+
+    func batchAnswered(group: String, stream: String) {
+        self.totals.withLock { $0.inFlight -= 1 }
+    }
+
+    func batchAcked(group: String, stream: String, records: Int, bytes: Int, latency: Duration) {
+        self.totals.withLock {
+            $0.acked += records
+            $0.queuedBytes -= bytes
+        }
+    }
+
+    func batchFailed(group: String, stream: String, records: Int, bytes: Int, error: DataProxyError) {
+        self.totals.withLock {
+            $0.failed[error.code.description, default: 0] += records
+            $0.queuedBytes -= bytes
         }
     }
 }

@@ -71,109 +71,102 @@ struct LatencyHistogram: Sendable {
     }
 }
 
-/// The client's counters, mirrored to swift-metrics with (group, stream) dimensions.
-final class ClientCounters: Sendable {
-    let accepted = Atomic<Int>(0)
-    let sent = Atomic<Int>(0)
-    let acked = Atomic<Int>(0)
-    let failed = Atomic<Int>(0)
-    let retries = Atomic<Int>(0)
-    let tooLarge = Atomic<Int>(0)
-    let bufferFull = Atomic<Int>(0)
-    let batchesSent = Atomic<Int>(0)
-    let bytesSent = Atomic<Int>(0)
-    let latency = Mutex(LatencyHistogram())
-    let failures = Mutex<[String: Int]>([:])
-    private let factory: any MetricsFactory
-    private let metrics = Mutex<[StreamKey: StreamMetrics]>([:])
-    /// Bytes of records held (the quota in use), whatever their stream.
-    let heldBytesGauge: Gauge
+/// The one path of the client's events: each call counts for ``DataProxyClient/statistics()`` and tells the
+/// observability delegate (swift-metrics by default).
+final class ClientObservation: Sendable {
+    private let delegate: (any DataProxyClientObservabilityDelegate)?
+    private let accepted = Atomic<Int>(0)
+    private let sent = Atomic<Int>(0)
+    private let acked = Atomic<Int>(0)
+    private let failed = Atomic<Int>(0)
+    private let retries = Atomic<Int>(0)
+    private let tooLarge = Atomic<Int>(0)
+    private let bufferFull = Atomic<Int>(0)
+    private let batchesSent = Atomic<Int>(0)
+    private let bytesSent = Atomic<Int>(0)
+    private let latency = Mutex(LatencyHistogram())
+    private let failures = Mutex<[String: Int]>([:])
 
-    init(factory: any MetricsFactory) {
-        self.factory = factory
-        self.heldBytesGauge = Gauge(label: "inlong.client.held.bytes", factory: factory)
+    /// `nil` for no delegate at all (nothing is called).
+    init(delegate: (any DataProxyClientObservabilityDelegate)?) {
+        self.delegate = delegate
     }
 
-    struct StreamKey: Hashable {
-        var group: String
-        var stream: String
+    /// The delegate a configuration asks for: its own, else swift-metrics over its factory or a bootstrapped
+    /// `MetricsSystem`, else none.
+    static func delegate(for configuration: DataProxyClient.Configuration) -> (any DataProxyClientObservabilityDelegate)? {
+        if let delegate = configuration.observabilityDelegate { return delegate }
+        let factory = configuration.metricsFactory ?? MetricsSystem.factory
+        if factory is NOOPMetricsHandler { return nil }
+        return DataProxyClientMetrics(factory: factory)
     }
 
-    /// Metric objects for one (group, stream), created once and carried by its batches.
-    final class StreamMetrics: Sendable {
-        let accepted: Counter
-        let sent: Counter
-        let acked: Counter
-        let retried: Counter
-        let tooLarge: Counter
-        let bufferFull: Counter
-        let ackLatency: CoreMetrics.Timer
-        private let queuedBytesGauge: Gauge
-        private let inFlightGauge: Gauge
-        private let queuedBytes = Atomic<Int>(0)
-        private let inFlight = Atomic<Int>(0)
-        private let failed = Mutex<[String: Counter]>([:])
-        private let dimensions: [(String, String)]
-        private let factory: any MetricsFactory
-
-        init(group: String, stream: String, factory: any MetricsFactory) {
-            let dimensions = [("group", group), ("stream", stream)]
-            self.dimensions = dimensions
-            self.factory = factory
-            self.accepted = Counter(label: "inlong.client.records.accepted", dimensions: dimensions, factory: factory)
-            self.sent = Counter(label: "inlong.client.records.sent", dimensions: dimensions, factory: factory)
-            self.acked = Counter(label: "inlong.client.records.acked", dimensions: dimensions, factory: factory)
-            self.retried = Counter(label: "inlong.client.batches.retried", dimensions: dimensions, factory: factory)
-            self.tooLarge = Counter(label: "inlong.client.records.too_large", dimensions: dimensions, factory: factory)
-            self.bufferFull = Counter(label: "inlong.client.buffer_full", dimensions: dimensions, factory: factory)
-            self.ackLatency = CoreMetrics.Timer(
-                label: "inlong.client.ack.latency",
-                dimensions: dimensions,
-                preferredDisplayUnit: .milliseconds,
-                factory: factory
-            )
-            self.queuedBytesGauge = Gauge(label: "inlong.client.queued.bytes", dimensions: dimensions, factory: factory)
-            self.inFlightGauge = Gauge(label: "inlong.client.batches.inflight", dimensions: dimensions, factory: factory)
-        }
-
-        /// The failed-records counter for `reason`, created once.
-        func failed(reason: String) -> Counter {
-            self.failed.withLock { counters in
-                if let counter = counters[reason] { return counter }
-                let counter = Counter(
-                    label: "inlong.client.records.failed",
-                    dimensions: self.dimensions + [("reason", reason)],
-                    factory: self.factory
-                )
-                counters[reason] = counter
-                return counter
-            }
-        }
-
-        /// A sealed batch of `bytes` now waits to be sent, or ended (`bytes` negative).
-        func queued(bytes: Int) {
-            self.queuedBytesGauge.record(self.queuedBytes.add(bytes, ordering: .relaxed).newValue)
-        }
-
-        /// A batch was written (`+1`) or answered (`-1`).
-        func inFlight(_ change: Int) {
-            self.inFlightGauge.record(self.inFlight.add(change, ordering: .relaxed).newValue)
-        }
+    /// Records taken by `send`. The delegate hears of them with their batch (``batchQueued(_:records:bytes:)``),
+    /// which keeps the per-record path to one atomic add.
+    func recordsAccepted(_ count: Int) {
+        self.accepted.add(count, ordering: .relaxed)
     }
 
-    func streamMetrics(group: String, stream: String) -> StreamMetrics {
-        let key = StreamKey(group: group, stream: stream)
-        return self.metrics.withLock { metrics in
-            if let existing = metrics[key] { return existing }
-            let created = StreamMetrics(group: group, stream: stream, factory: self.factory)
-            metrics[key] = created
-            return created
-        }
+    func batchQueued(_ key: BatchKey, records: Int, bytes: Int) {
+        self.delegate?.batchQueued(group: key.group, stream: key.stream, records: records, bytes: bytes)
     }
 
-    func recordFailure(_ reason: String, metrics: StreamMetrics, records: Int) {
+    func batchSent(_ key: BatchKey, records: Int, frameBytes: Int, proxy: Endpoint) {
+        self.sent.add(records, ordering: .relaxed)
+        self.batchesSent.add(1, ordering: .relaxed)
+        self.bytesSent.add(frameBytes, ordering: .relaxed)
+        self.delegate?.batchSent(group: key.group, stream: key.stream, records: records, frameBytes: frameBytes, proxy: proxy)
+    }
+
+    func batchAnswered(_ key: BatchKey) {
+        self.delegate?.batchAnswered(group: key.group, stream: key.stream)
+    }
+
+    func batchRetried(_ key: BatchKey, attempt: Int, error: DataProxyError) {
+        self.retries.add(1, ordering: .relaxed)
+        self.delegate?.batchRetried(group: key.group, stream: key.stream, attempt: attempt, error: error)
+    }
+
+    func batchAcked(_ key: BatchKey, records: Int, bytes: Int, latency: Duration) {
+        self.acked.add(records, ordering: .relaxed)
+        self.latency.withLock { $0.record(latency) }
+        self.delegate?.batchAcked(group: key.group, stream: key.stream, records: records, bytes: bytes, latency: latency)
+    }
+
+    func batchFailed(_ key: BatchKey, records: Int, bytes: Int, error: DataProxyError) {
         self.failed.add(records, ordering: .relaxed)
-        self.failures.withLock { $0[reason, default: 0] += records }
-        metrics.failed(reason: reason).increment(by: records)
+        self.failures.withLock { $0[error.code.description, default: 0] += records }
+        self.delegate?.batchFailed(group: key.group, stream: key.stream, records: records, bytes: bytes, error: error)
+    }
+
+    func recordTooLarge(_ key: BatchKey, bytes: Int) {
+        self.tooLarge.add(1, ordering: .relaxed)
+        self.delegate?.recordTooLarge(group: key.group, stream: key.stream, bytes: bytes)
+    }
+
+    func bufferFull(_ key: BatchKey) {
+        self.bufferFull.add(1, ordering: .relaxed)
+        self.delegate?.bufferFull(group: key.group, stream: key.stream)
+    }
+
+    func heldBytesChanged(to bytes: Int) {
+        self.delegate?.heldBytesChanged(to: bytes)
+    }
+
+    /// Fills in the counted part of a snapshot.
+    func counted(into statistics: inout DataProxyClientStatistics) {
+        statistics.accepted = self.accepted.load(ordering: .relaxed)
+        statistics.sent = self.sent.load(ordering: .relaxed)
+        statistics.acked = self.acked.load(ordering: .relaxed)
+        statistics.failed = self.failed.load(ordering: .relaxed)
+        statistics.retries = self.retries.load(ordering: .relaxed)
+        statistics.tooLarge = self.tooLarge.load(ordering: .relaxed)
+        statistics.bufferFull = self.bufferFull.load(ordering: .relaxed)
+        statistics.batchesSent = self.batchesSent.load(ordering: .relaxed)
+        statistics.bytesSent = self.bytesSent.load(ordering: .relaxed)
+        statistics.failures = self.failures.withLock { $0 }
+        let histogram = self.latency.withLock { $0 }
+        statistics.ackLatencyP50 = histogram.value(at: 0.5)
+        statistics.ackLatencyP99 = histogram.value(at: 0.99)
     }
 }

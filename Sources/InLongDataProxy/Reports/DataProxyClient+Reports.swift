@@ -43,19 +43,7 @@ extension DataProxyClient {
     /// A snapshot of the counters.
     public func statistics() -> DataProxyClientStatistics {
         var statistics = DataProxyClientStatistics()
-        statistics.accepted = self.counters.accepted.load(ordering: .relaxed)
-        statistics.sent = self.counters.sent.load(ordering: .relaxed)
-        statistics.acked = self.counters.acked.load(ordering: .relaxed)
-        statistics.failed = self.counters.failed.load(ordering: .relaxed)
-        statistics.retries = self.counters.retries.load(ordering: .relaxed)
-        statistics.tooLarge = self.counters.tooLarge.load(ordering: .relaxed)
-        statistics.bufferFull = self.counters.bufferFull.load(ordering: .relaxed)
-        statistics.batchesSent = self.counters.batchesSent.load(ordering: .relaxed)
-        statistics.bytesSent = self.counters.bytesSent.load(ordering: .relaxed)
-        statistics.failures = self.counters.failures.withLock { $0 }
-        let histogram = self.counters.latency.withLock { $0 }
-        statistics.ackLatencyP50 = histogram.value(at: 0.5)
-        statistics.ackLatencyP99 = histogram.value(at: 0.99)
+        self.observation.counted(into: &statistics)
         self.withMachineState { machine in
             statistics.heldBytes = machine.accumulator.heldBytes - machine.reportHeldBytes
             statistics.heldRecords = machine.accumulator.heldRecords - machine.reportHeldRecords

@@ -1,5 +1,5 @@
 public import InLongWire
-import CoreMetrics
+public import CoreMetrics
 import Synchronization
 
 /// A snapshot of a receiver's counters.
@@ -30,96 +30,170 @@ public struct ReceiverStatistics: Sendable, Hashable {
     public init() {}
 }
 
-/// Lock-free counters behind ``ReceiverStatistics``, mirrored to swift-metrics.
-final class ReceiverCounters: Sendable {
-    let openConnections = Atomic<Int>(0)
-    let acceptedConnections = Atomic<Int>(0)
-    let rejectedConnections = Atomic<Int>(0)
-    let protocolErrors = Atomic<Int>(0)
-    let frames = Atomic<Int>(0)
-    let bytes = Atomic<Int>(0)
-    let heartbeats = Atomic<Int>(0)
-    let messages = Atomic<Int>(0)
-    let records = Atomic<Int>(0)
-    let payloadBytes = Atomic<Int>(0)
-    let errors = Mutex<[DataProxyErrorCode: Int]>([:])
+/// Hears of every event a ``DataProxyReceiver`` counts, once each; ``DataProxyReceiver/statistics()`` is fed
+/// from the same calls. Called on event loops: keep the methods cheap and never block. Every method has a no-op
+/// default.
+public protocol DataProxyReceiverObservabilityDelegate: Sendable {
+    /// A connection was accepted; `open` are open now.
+    func connectionOpened(open: Int)
+    /// A connection closed; `open` are open now.
+    func connectionClosed(open: Int)
+    /// A connection was refused at the connection limit.
+    func connectionRejected()
+    /// A frame of `bytes` bytes was read.
+    func frameRead(bytes: Int)
+    /// A heartbeat was answered.
+    func heartbeatAnswered()
+    /// The sink accepted a message.
+    func messageDelivered(_ message: ReceivedMessage)
+    /// A connection was closed on a malformed frame.
+    func protocolError()
+    /// An error was answered (or would have been, for requests that want no answer).
+    func errorAnswered(_ code: DataProxyErrorCode)
+}
 
+extension DataProxyReceiverObservabilityDelegate {
+    public func connectionOpened(open: Int) {}
+    public func connectionClosed(open: Int) {}
+    public func connectionRejected() {}
+    public func frameRead(bytes: Int) {}
+    public func heartbeatAnswered() {}
+    public func messageDelivered(_ message: ReceivedMessage) {}
+    public func protocolError() {}
+    public func errorAnswered(_ code: DataProxyErrorCode) {}
+}
+
+/// The receiver's events as swift-metrics instruments with Prometheus names: `inlong_receiver_connections`
+/// (gauge), `inlong_receiver_connections_rejected_total`, `inlong_receiver_frames_total`,
+/// `inlong_receiver_bytes_total`, `inlong_receiver_heartbeats_total`, `inlong_receiver_messages_total`,
+/// `inlong_receiver_records_total`, `inlong_receiver_payload_bytes_total`, `inlong_receiver_protocol_errors_total`
+/// and `inlong_receiver_errors_total` (dimension `code`).
+public final class DataProxyReceiverMetrics: DataProxyReceiverObservabilityDelegate {
     private let factory: any MetricsFactory
-    private let connectionsGauge: Gauge
-    private let framesCounter: Counter
-    private let bytesCounter: Counter
-    private let recordsCounter: Counter
-    private let payloadBytesCounter: Counter
-    private let messagesCounter: Counter
-    private let heartbeatsCounter: Counter
-    private let rejectedCounter: Counter
-    private let protocolErrorsCounter: Counter
-    private let errorCounters = Mutex<[DataProxyErrorCode: Counter]>([:])
+    private let connections: Gauge
+    private let frames: Counter
+    private let bytes: Counter
+    private let records: Counter
+    private let payloadBytes: Counter
+    private let messages: Counter
+    private let heartbeats: Counter
+    private let rejected: Counter
+    private let protocolErrors: Counter
+    private let errors = Mutex<[DataProxyErrorCode: Counter]>([:])
 
-    init(factory: any MetricsFactory) {
+    public init(factory: any MetricsFactory = MetricsSystem.factory) {
         self.factory = factory
-        self.connectionsGauge = Gauge(label: "inlong.receiver.connections", factory: factory)
-        self.framesCounter = Counter(label: "inlong.receiver.frames", factory: factory)
-        self.bytesCounter = Counter(label: "inlong.receiver.bytes", factory: factory)
-        self.recordsCounter = Counter(label: "inlong.receiver.records", factory: factory)
-        self.payloadBytesCounter = Counter(label: "inlong.receiver.payload.bytes", factory: factory)
-        self.messagesCounter = Counter(label: "inlong.receiver.messages", factory: factory)
-        self.heartbeatsCounter = Counter(label: "inlong.receiver.heartbeats", factory: factory)
-        self.rejectedCounter = Counter(label: "inlong.receiver.connections.rejected", factory: factory)
-        self.protocolErrorsCounter = Counter(label: "inlong.receiver.protocol_errors", factory: factory)
+        self.connections = Gauge(label: "inlong_receiver_connections", factory: factory)
+        self.frames = Counter(label: "inlong_receiver_frames_total", factory: factory)
+        self.bytes = Counter(label: "inlong_receiver_bytes_total", factory: factory)
+        self.records = Counter(label: "inlong_receiver_records_total", factory: factory)
+        self.payloadBytes = Counter(label: "inlong_receiver_payload_bytes_total", factory: factory)
+        self.messages = Counter(label: "inlong_receiver_messages_total", factory: factory)
+        self.heartbeats = Counter(label: "inlong_receiver_heartbeats_total", factory: factory)
+        self.rejected = Counter(label: "inlong_receiver_connections_rejected_total", factory: factory)
+        self.protocolErrors = Counter(label: "inlong_receiver_protocol_errors_total", factory: factory)
+    }
+
+    public func connectionOpened(open: Int) { self.connections.record(open) }
+    public func connectionClosed(open: Int) { self.connections.record(open) }
+    public func connectionRejected() { self.rejected.increment() }
+
+    public func frameRead(bytes: Int) {
+        self.frames.increment()
+        self.bytes.increment(by: bytes)
+    }
+
+    public func heartbeatAnswered() { self.heartbeats.increment() }
+
+    public func messageDelivered(_ message: ReceivedMessage) {
+        self.messages.increment()
+        self.records.increment(by: message.recordCount)
+        self.payloadBytes.increment(by: message.payloadBytes)
+    }
+
+    public func protocolError() { self.protocolErrors.increment() }
+
+    public func errorAnswered(_ code: DataProxyErrorCode) {
+        let counter = self.errors.withLock { counters in
+            if let counter = counters[code] { return counter }
+            let counter = Counter(label: "inlong_receiver_errors_total", dimensions: [("code", String(code.rawValue))], factory: self.factory)
+            counters[code] = counter
+            return counter
+        }
+        counter.increment()
+    }
+}
+
+/// The one path of the receiver's events: lock-free counters behind ``ReceiverStatistics``, then the delegate.
+final class ReceiverObservation: Sendable {
+    private let openConnections = Atomic<Int>(0)
+    private let acceptedConnections = Atomic<Int>(0)
+    private let rejectedConnections = Atomic<Int>(0)
+    private let protocolErrors = Atomic<Int>(0)
+    private let frames = Atomic<Int>(0)
+    private let bytes = Atomic<Int>(0)
+    private let heartbeats = Atomic<Int>(0)
+    private let messages = Atomic<Int>(0)
+    private let records = Atomic<Int>(0)
+    private let payloadBytes = Atomic<Int>(0)
+    private let errors = Mutex<[DataProxyErrorCode: Int]>([:])
+    private let delegate: (any DataProxyReceiverObservabilityDelegate)?
+
+    init(delegate: (any DataProxyReceiverObservabilityDelegate)?) {
+        self.delegate = delegate
+    }
+
+    /// The configuration's delegate, else swift-metrics over its factory or a bootstrapped `MetricsSystem`, else
+    /// none.
+    static func delegate(for configuration: DataProxyReceiver.Configuration) -> (any DataProxyReceiverObservabilityDelegate)? {
+        if let delegate = configuration.observabilityDelegate { return delegate }
+        let factory = configuration.metricsFactory ?? MetricsSystem.factory
+        if factory is NOOPMetricsHandler { return nil }
+        return DataProxyReceiverMetrics(factory: factory)
     }
 
     func connectionOpened() {
         self.acceptedConnections.add(1, ordering: .relaxed)
         let open = self.openConnections.add(1, ordering: .relaxed).newValue
-        self.connectionsGauge.record(open)
+        self.delegate?.connectionOpened(open: open)
     }
 
     func connectionClosed() {
         let open = self.openConnections.subtract(1, ordering: .relaxed).newValue
-        self.connectionsGauge.record(open)
+        self.delegate?.connectionClosed(open: open)
     }
 
     func connectionRejected() {
         self.rejectedConnections.add(1, ordering: .relaxed)
-        self.rejectedCounter.increment()
+        self.delegate?.connectionRejected()
     }
 
     func frameRead(bytes: Int) {
         self.frames.add(1, ordering: .relaxed)
         self.bytes.add(bytes, ordering: .relaxed)
-        self.framesCounter.increment()
-        self.bytesCounter.increment(by: bytes)
+        self.delegate?.frameRead(bytes: bytes)
     }
 
     func heartbeat() {
         self.heartbeats.add(1, ordering: .relaxed)
-        self.heartbeatsCounter.increment()
+        self.delegate?.heartbeatAnswered()
     }
 
     func delivered(_ message: ReceivedMessage) {
         self.messages.add(1, ordering: .relaxed)
         self.records.add(message.recordCount, ordering: .relaxed)
         self.payloadBytes.add(message.payloadBytes, ordering: .relaxed)
-        self.messagesCounter.increment()
-        self.recordsCounter.increment(by: message.recordCount)
-        self.payloadBytesCounter.increment(by: message.payloadBytes)
+        self.delegate?.messageDelivered(message)
     }
 
     func protocolError() {
         self.protocolErrors.add(1, ordering: .relaxed)
-        self.protocolErrorsCounter.increment()
+        self.delegate?.protocolError()
     }
 
     func error(_ code: DataProxyErrorCode) {
         self.errors.withLock { $0[code, default: 0] += 1 }
-        let counter = self.errorCounters.withLock { counters in
-            if let counter = counters[code] { return counter }
-            let counter = Counter(label: "inlong.receiver.errors", dimensions: [("code", String(code.rawValue))], factory: self.factory)
-            counters[code] = counter
-            return counter
-        }
-        counter.increment()
+        self.delegate?.errorAnswered(code)
     }
 
     func snapshot() -> ReceiverStatistics {

@@ -1,6 +1,6 @@
 import CoreMetrics
 
-/// swift-metrics instruments of one connection, created once (labels `inlong.transport.*`, dimension `endpoint`).
+/// swift-metrics instruments of one connection, created once (Prometheus names `inlong_transport_*`, dimension `endpoint`).
 struct TransportMetrics: Sendable {
     let connects: Counter
     let connectFailures: Counter
@@ -20,29 +20,29 @@ struct TransportMetrics: Sendable {
         let dimensions = [("endpoint", endpoint.description)]
         self.endpoint = endpoint.description
         self.factory = factory
-        self.connects = Counter(label: "inlong.transport.connects", dimensions: dimensions, factory: factory)
-        self.connectFailures = Counter(label: "inlong.transport.connect_failures", dimensions: dimensions, factory: factory)
-        self.framesOut = Counter(label: "inlong.transport.frames_out", dimensions: dimensions, factory: factory)
-        self.framesIn = Counter(label: "inlong.transport.frames_in", dimensions: dimensions, factory: factory)
-        self.bytesOut = Counter(label: "inlong.transport.bytes_out", dimensions: dimensions, factory: factory)
-        self.bytesIn = Counter(label: "inlong.transport.bytes_in", dimensions: dimensions, factory: factory)
+        self.connects = Counter(label: "inlong_transport_connects_total", dimensions: dimensions, factory: factory)
+        self.connectFailures = Counter(label: "inlong_transport_connect_failures_total", dimensions: dimensions, factory: factory)
+        self.framesOut = Counter(label: "inlong_transport_frames_out_total", dimensions: dimensions, factory: factory)
+        self.framesIn = Counter(label: "inlong_transport_frames_in_total", dimensions: dimensions, factory: factory)
+        self.bytesOut = Counter(label: "inlong_transport_bytes_out_total", dimensions: dimensions, factory: factory)
+        self.bytesIn = Counter(label: "inlong_transport_bytes_in_total", dimensions: dimensions, factory: factory)
         self.requestsSucceeded = Counter(
-            label: "inlong.transport.requests",
+            label: "inlong_transport_requests_total",
             dimensions: dimensions + [("result", "ok")],
             factory: factory
         )
-        self.requestsFailed = Counter(label: "inlong.transport.requests", dimensions: dimensions + [("result", "failed")], factory: factory)
+        self.requestsFailed = Counter(label: "inlong_transport_requests_total", dimensions: dimensions + [("result", "failed")], factory: factory)
         self.requestsTimedOut = Counter(
-            label: "inlong.transport.requests",
+            label: "inlong_transport_requests_total",
             dimensions: dimensions + [("result", "timeout")],
             factory: factory
         )
-        self.inFlight = Meter(label: "inlong.transport.in_flight", dimensions: dimensions, factory: factory)
-        self.heartbeatRTT = Timer(label: "inlong.transport.heartbeat_rtt", dimensions: dimensions, factory: factory)
+        self.inFlight = Meter(label: "inlong_transport_requests_in_flight", dimensions: dimensions, factory: factory)
+        self.heartbeatRTT = Timer(label: "inlong_transport_heartbeat_rtt_seconds", dimensions: dimensions, factory: factory)
     }
 
     func disconnected(reason: String) {
-        Counter(label: "inlong.transport.disconnects", dimensions: [("endpoint", self.endpoint), ("reason", reason)], factory: self.factory)
+        Counter(label: "inlong_transport_disconnects_total", dimensions: [("endpoint", self.endpoint), ("reason", reason)], factory: self.factory)
             .increment()
     }
 }
