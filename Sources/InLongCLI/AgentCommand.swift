@@ -21,7 +21,7 @@ struct AgentCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "A JSON or YAML agent configuration (sources, proxies or manager or sdkConfig, stateDirectory, budgets).")
+    @Option(help: "A JSON or YAML agent configuration (sources, proxies or manager or sdkConfig, stateDirectory, budgets); INLONG_* environment variables override its settings.")
     var config: String?
 
     @Option(name: .customLong("path"), help: "A glob of files to collect (repeat for several).")
@@ -66,13 +66,6 @@ struct AgentCommand: AsyncParsableCommand {
                 configuration = try AgentConfigurationFile.load(path: config)
             } catch {
                 throw ValidationError("\(error)")
-            }
-            // The Manager's secret can stay out of the file.
-            if let auth = ProcessInfo.processInfo.environment["INLONG_MANAGER_AUTH"], configuration.client.manager != nil {
-                guard let credentials = DataProxyClient.Manager.credentials(parsing: auth) else {
-                    throw ValidationError("INLONG_MANAGER_AUTH takes secretId:secretKey")
-                }
-                configuration.client.manager?.credentials = credentials
             }
         } else {
             guard !self.paths.isEmpty else { throw ValidationError("give --config FILE, or --path GLOB with --group and --stream") }

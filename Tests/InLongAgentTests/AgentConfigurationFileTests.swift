@@ -74,3 +74,53 @@ import Testing
         }
     }
 }
+
+/// The agent's settings through swift-configuration: `INLONG_*` variables over the file, the sources from the
+/// file alone.
+@Suite struct AgentConfigurationEnvironmentTests {
+    @Test func environmentVariablesOverrideTheFileAndCarryTheSecret() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-config-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/agent.yaml"
+        let yaml = """
+            stateDirectory: state
+            manager: {url: "http://127.0.0.1:8083/list"}
+            shutdownTimeout: 2
+            maxOpenFiles: 8
+            batching: {linger: 0.25}
+            sources:
+              - {paths: ["logs/*.log"], group: g1, stream: s}
+              - {paths: ["/abs/*.log"], group: g2, stream: s}
+            """
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(yaml.utf8)))
+        let fromFile = try AgentConfigurationFile.load(path: path, environment: [:])
+        #expect(fromFile.stateDirectory == directory + "/state")
+        #expect(fromFile.sources.map(\.paths) == [[directory + "/logs/*.log"], ["/abs/*.log"]])
+        #expect(fromFile.client.manager?.groups == ["g1", "g2"])
+        #expect(fromFile.client.manager?.credentials == nil)
+        #expect(fromFile.client.batching.linger == .milliseconds(250))
+        #expect(fromFile.shutdownTimeout == .seconds(2))
+        #expect(fromFile.maxOpenFiles == 8)
+
+        let overridden = try AgentConfigurationFile.load(path: path, environment: [
+            "INLONG_MANAGER_AUTH": "id:key",
+            "INLONG_STATE_DIRECTORY": "/var/lib/agent",
+            "INLONG_SHUTDOWN_TIMEOUT": "7.5",
+            "INLONG_MAX_OPEN_FILES": "3",
+        ])
+        #expect(overridden.client.manager?.credentials?.secretID == "id")
+        #expect(overridden.client.manager?.credentials?.secretKey == "key")
+        #expect(overridden.stateDirectory == "/var/lib/agent")
+        #expect(overridden.shutdownTimeout == .milliseconds(7500))
+        #expect(overridden.maxOpenFiles == 3)
+        #expect(overridden.sources.count == 2)
+
+        #expect(throws: AgentConfigurationError.self) {
+            _ = try AgentConfigurationFile.load(path: path, environment: ["INLONG_MAX_OPEN_FILES": "0"])
+        }
+        #expect(throws: AgentConfigurationError.self) {
+            _ = try AgentConfigurationFile.load(path: path, environment: ["INLONG_MANAGER_AUTH": "nocolon"])
+        }
+    }
+}

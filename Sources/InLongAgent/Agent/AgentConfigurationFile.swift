@@ -1,9 +1,10 @@
+public import Configuration
 import Foundation
 import InLongDataProxy
 import InLongTransport
 import Yams
 
-/// The `inlong agent --config` file, JSON or YAML:
+/// The `inlong agent --config` file, YAML or JSON:
 /// ```yaml
 /// stateDirectory: /var/lib/inlong-agent
 /// proxies: ["10.0.0.1:46801", "10.0.0.2:46801"]   # or manager: {url: ..., auth: "id:key", tenant: t}
@@ -19,8 +20,13 @@ import Yams
 /// maxUnackedBytes: 268435456
 /// shutdownTimeout: 30             # seconds, as every interval here
 /// ```
-public struct AgentConfigurationFile: Decodable, Sendable {
-    public struct Source: Decodable, Sendable {
+///
+/// `sources` is read from the file alone; every other key is read through swift-configuration with `INLONG_*`
+/// environment variables over the file (see ``AgentConfiguration/init(config:sources:)``), so that secrets
+/// (`INLONG_MANAGER_AUTH`) and per-host settings (`INLONG_STATE_DIRECTORY`) need not be in it. Relative paths in
+/// the file are relative to the file.
+public enum AgentConfigurationFile {
+    struct Source: Decodable, Sendable {
         var paths: [String]
         var group: String
         var stream: String
@@ -30,117 +36,157 @@ public struct AgentConfigurationFile: Decodable, Sendable {
         var overlong: AgentConfiguration.LineSplitterPolicy?
     }
 
-    public struct Manager: Decodable, Sendable {
-        var url: String
-        var auth: String?
-        var tenant: String?
-    }
+    /// Keys holding paths, resolved against the file's directory when relative.
+    static let pathKeys = ["stateDirectory", "sdkConfig"]
 
-    var stateDirectory: String
-    var proxies: [String]?
-    var manager: Manager?
-    var sdkConfig: String?
-    var compression: Bool?
-    var sources: [Source]
-    var maxUnackedBytes: Int?
-    var maxUnackedBytesPerFile: Int?
-    var readSize: Int?
-    var maxOpenFiles: Int?
-    var scanInterval: Double?
-    var pollInterval: Double?
-    var checkpointInterval: Double?
-    var releaseAfter: Double?
-    var shutdownTimeout: Double?
-    var resendDelay: Double?
-
-    /// Reads `path`: JSON when it ends in `.json`, YAML otherwise.
-    public static func load(path: String) throws(AgentConfigurationError) -> AgentConfiguration {
+    /// Reads `path` (JSON is read as the YAML it is) with `environment`'s `INLONG_*` variables (the process's
+    /// when `nil`) over it.
+    public static func load(path: String, environment: [String: String]? = nil) throws(AgentConfigurationError) -> AgentConfiguration {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw AgentConfigurationError("cannot read \(path)")
         }
-        let file: Self
+        let directory = (path as NSString).deletingLastPathComponent
+        let sources: [Source]
+        let settings: YAMLSnapshot
         do {
-            if path.hasSuffix(".json") {
-                file = try JSONDecoder().decode(Self.self, from: data)
-            } else {
-                file = try YAMLDecoder().decode(Self.self, from: data)
+            guard case .mapping(var mapping)? = try Yams.compose(yaml: String(decoding: data, as: UTF8.self)) else {
+                throw AgentConfigurationError("\(path) is not a valid agent configuration: not a mapping of settings")
             }
+            sources = try mapping["sources"].map { try YAMLDecoder().decode([Source].self, from: $0) } ?? []
+            // swift-configuration holds scalars and lists of scalars only: the sources stay out of it.
+            mapping["sources"] = nil
+            for key in Self.pathKeys {
+                if let value = mapping[key]?.string { mapping[key] = Node(Self.resolve(value, directory)) }
+            }
+            let bytes = Array(try Yams.serialize(node: .mapping(mapping)).utf8)
+            settings = try YAMLSnapshot(
+                data: bytes.span.bytes,
+                providerName: path,
+                parsingOptions: .init(secretsSpecifier: .specific(["manager.auth"]))
+            )
+        } catch let error as AgentConfigurationError {
+            throw error
         } catch {
             throw AgentConfigurationError("\(path) is not a valid agent configuration: \(error)")
         }
-        return try file.configuration(relativeTo: (path as NSString).deletingLastPathComponent)
-    }
-
-    public func configuration(relativeTo directory: String = "") throws(AgentConfigurationError) -> AgentConfiguration {
-        guard !self.sources.isEmpty else { throw AgentConfigurationError("no sources") }
-        var client: DataProxyClient.Configuration
-        if let sdkConfig = self.sdkConfig {
-            do {
-                client = try DataProxyClient.Configuration(cppSDKConfigurationFile: Self.resolve(sdkConfig, directory))
-            } catch {
-                throw AgentConfigurationError("sdkConfig \(sdkConfig): \(error)")
-            }
-        } else if let manager = self.manager {
-            var configuration = DataProxyClient.Manager(url: manager.url, groups: Array(Set(self.sources.map(\.group))).sorted())
-            if let auth = manager.auth {
-                guard let credentials = DataProxyClient.Manager.credentials(parsing: auth) else {
-                    throw AgentConfigurationError("manager.auth takes secretId:secretKey")
-                }
-                configuration.credentials = credentials
-            }
-            configuration.tenant = manager.tenant
-            client = DataProxyClient.Configuration(manager: configuration)
-        } else if let proxies = self.proxies, !proxies.isEmpty {
-            var endpoints: [Endpoint] = []
-            for proxy in proxies {
-                guard let endpoint = Endpoint(proxy) else { throw AgentConfigurationError("proxy '\(proxy)' is not host:port") }
-                endpoints.append(endpoint)
-            }
-            client = DataProxyClient.Configuration(proxies: endpoints)
-        } else {
-            throw AgentConfigurationError("give proxies, manager or sdkConfig")
-        }
-        if self.compression == false { client.batching.compressionThreshold = nil }
-        var sources: [AgentConfiguration.FileSource] = []
-        for source in self.sources {
-            guard !source.paths.isEmpty else { throw AgentConfigurationError("a source without paths (\(source.group)/\(source.stream))") }
-            var fileSource = AgentConfiguration.FileSource(
-                paths: source.paths.map { Self.resolve($0, directory) },
-                group: source.group,
-                stream: source.stream
-            )
-            fileSource.attributes = source.attributes ?? [:]
-            fileSource.startAt = source.startAt ?? .beginning
-            fileSource.maxLineLength = source.maxLineLength ?? fileSource.maxLineLength
-            fileSource.overlong = source.overlong ?? .truncate
-            guard fileSource.maxLineLength > 0 else { throw AgentConfigurationError("maxLineLength must be positive") }
-            sources.append(fileSource)
-        }
-        var configuration = AgentConfiguration(sources: sources, stateDirectory: Self.resolve(self.stateDirectory, directory), client: client)
-        if let value = self.maxUnackedBytes { configuration.maxUnackedBytes = value }
-        if let value = self.maxUnackedBytesPerFile { configuration.maxUnackedBytesPerFile = value }
-        if let value = self.readSize { configuration.readSize = value }
-        if let value = self.maxOpenFiles { configuration.maxOpenFiles = value }
-        func duration(_ seconds: Double?, _ name: String) throws(AgentConfigurationError) -> Duration? {
-            guard let seconds else { return nil }
-            guard seconds >= 0, seconds.isFinite else { throw AgentConfigurationError("\(name) must be a number of seconds") }
-            return .milliseconds(Int64(seconds * 1000))
-        }
-        if let value = try duration(self.scanInterval, "scanInterval") { configuration.scanInterval = value }
-        if let value = try duration(self.pollInterval, "pollInterval") { configuration.pollInterval = value }
-        if let value = try duration(self.checkpointInterval, "checkpointInterval") { configuration.checkpointInterval = value }
-        if let value = try duration(self.releaseAfter, "releaseAfter") { configuration.releaseAfter = value }
-        if let value = try duration(self.shutdownTimeout, "shutdownTimeout") { configuration.shutdownTimeout = value }
-        if let value = try duration(self.resendDelay, "resendDelay") { configuration.resendDelay = value }
-        guard configuration.maxUnackedBytes > 0, configuration.maxUnackedBytesPerFile > 0, configuration.readSize > 0, configuration.maxOpenFiles > 0 else {
-            throw AgentConfigurationError("budgets, readSize and maxOpenFiles must be positive")
-        }
-        return configuration
+        let reader = ConfigReader(providers: [
+            EnvironmentVariablesProvider(
+                environmentVariables: environment ?? ProcessInfo.processInfo.environment,
+                secretsSpecifier: .specific(["INLONG_MANAGER_AUTH"]))
+                .prefixKeys(with: DataProxyClient.Configuration.environmentPrefix),
+            SnapshotProvider(snapshot: settings),
+        ])
+        return try AgentConfiguration(
+            config: reader,
+            sources: try sources.map { source throws(AgentConfigurationError) in try source.fileSource(relativeTo: directory) }
+        )
     }
 
     /// Relative paths in a configuration file are relative to the file.
-    private static func resolve(_ path: String, _ directory: String) -> String {
+    static func resolve(_ path: String, _ directory: String) -> String {
         path.hasPrefix("/") || directory.isEmpty ? path : directory + "/" + path
+    }
+}
+
+extension AgentConfigurationFile.Source {
+    func fileSource(relativeTo directory: String) throws(AgentConfigurationError) -> AgentConfiguration.FileSource {
+        guard !self.paths.isEmpty else { throw AgentConfigurationError("a source without paths (\(self.group)/\(self.stream))") }
+        var source = AgentConfiguration.FileSource(
+            paths: self.paths.map { AgentConfigurationFile.resolve($0, directory) },
+            group: self.group,
+            stream: self.stream
+        )
+        source.attributes = self.attributes ?? [:]
+        source.startAt = self.startAt ?? .beginning
+        source.maxLineLength = self.maxLineLength ?? source.maxLineLength
+        source.overlong = self.overlong ?? .truncate
+        guard source.maxLineLength > 0 else { throw AgentConfigurationError("maxLineLength must be positive") }
+        return source
+    }
+}
+
+extension AgentConfiguration {
+    /// Reads the agent's settings through swift-configuration; the sources come apart, as swift-configuration
+    /// holds no lists of objects. Keys (environment names are the keys under `INLONG_`, upper-cased, `_` between
+    /// words):
+    ///
+    /// | Key | Environment | Meaning |
+    /// |---|---|---|
+    /// | `stateDirectory` | `INLONG_STATE_DIRECTORY` | checkpoint and dead-letter directory (required) |
+    /// | `maxUnackedBytes`, `maxUnackedBytesPerFile` | `INLONG_MAX_UNACKED_BYTES`, ... | read-ahead budgets |
+    /// | `readSize`, `maxOpenFiles` | `INLONG_READ_SIZE`, `INLONG_MAX_OPEN_FILES` | reading |
+    /// | `scanInterval`, `pollInterval`, `checkpointInterval` | `INLONG_SCAN_INTERVAL`, ... | seconds |
+    /// | `releaseAfter`, `shutdownTimeout`, `resendDelay` | `INLONG_RELEASE_AFTER`, ... | seconds |
+    /// | `compression` | `INLONG_COMPRESSION` | `false` to never compress |
+    ///
+    /// and every key of `DataProxyClient.Configuration(config:groups:)` for the client (`proxies`, `manager.url`,
+    /// `manager.auth`, `sdkConfig`, `batching.linger`, ...), whose Manager groups default to the sources' groups.
+    public init(config: ConfigReader, sources: [FileSource]) throws(AgentConfigurationError) {
+        guard !sources.isEmpty else { throw AgentConfigurationError("no sources") }
+        guard let stateDirectory = config.string(forKey: "stateDirectory") else { throw AgentConfigurationError("give stateDirectory") }
+        var client: DataProxyClient.Configuration
+        do {
+            client = try DataProxyClient.Configuration(config: config, groups: Array(Set(sources.map(\.group))).sorted())
+        } catch {
+            throw AgentConfigurationError(error.detail)
+        }
+        if config.bool(forKey: "compression") == false { client.batching.compressionThreshold = nil }
+        self.init(sources: sources, stateDirectory: stateDirectory, client: client)
+        func positive(_ key: ConfigKey, _ value: inout Int) throws(AgentConfigurationError) {
+            guard let read = config.int(forKey: key) else { return }
+            guard read > 0 else { throw AgentConfigurationError("\(key) must be positive") }
+            value = read
+        }
+        func seconds(_ key: ConfigKey, _ value: inout Duration) throws(AgentConfigurationError) {
+            guard let read = config.double(forKey: key) else { return }
+            guard read >= 0, read.isFinite else { throw AgentConfigurationError("\(key) must be a number of seconds") }
+            value = .milliseconds(Int64(read * 1000))
+        }
+        try positive("maxUnackedBytes", &self.maxUnackedBytes)
+        try positive("maxUnackedBytesPerFile", &self.maxUnackedBytesPerFile)
+        try positive("readSize", &self.readSize)
+        try positive("maxOpenFiles", &self.maxOpenFiles)
+        try seconds("scanInterval", &self.scanInterval)
+        try seconds("pollInterval", &self.pollInterval)
+        try seconds("checkpointInterval", &self.checkpointInterval)
+        try seconds("releaseAfter", &self.releaseAfter)
+        try seconds("shutdownTimeout", &self.shutdownTimeout)
+        try seconds("resendDelay", &self.resendDelay)
+    }
+}
+
+/// A provider of one snapshot taken once: the agent file's settings without its sources.
+struct SnapshotProvider: ConfigProvider {
+    let snapshotValue: any ConfigSnapshot
+
+    init(snapshot: any ConfigSnapshot) {
+        self.snapshotValue = snapshot
+    }
+
+    var providerName: String { self.snapshotValue.providerName }
+
+    func value(forKey key: AbsoluteConfigKey, type: ConfigType) throws -> LookupResult {
+        try self.snapshotValue.value(forKey: key, type: type)
+    }
+
+    func fetchValue(forKey key: AbsoluteConfigKey, type: ConfigType) async throws -> LookupResult {
+        try self.snapshotValue.value(forKey: key, type: type)
+    }
+
+    func watchValue<Return: ~Copyable>(
+        forKey key: AbsoluteConfigKey,
+        type: ConfigType,
+        updatesHandler: (_ updates: ConfigUpdatesAsyncSequence<Result<LookupResult, any Error>, Never>) async throws -> Return
+    ) async throws -> Return {
+        try await self.watchValueFromValue(forKey: key, type: type, updatesHandler: updatesHandler)
+    }
+
+    func snapshot() -> any ConfigSnapshot { self.snapshotValue }
+
+    func watchSnapshot<Return: ~Copyable>(
+        updatesHandler: (_ updates: ConfigUpdatesAsyncSequence<any ConfigSnapshot, Never>) async throws -> Return
+    ) async throws -> Return {
+        try await self.watchSnapshotFromSnapshot(updatesHandler: updatesHandler)
     }
 }
 
