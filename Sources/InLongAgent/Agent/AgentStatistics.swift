@@ -48,28 +48,59 @@ final class AgentCounters: Sendable {
     let checkpointsWritten = Atomic(0)
     let checkpointError = Mutex<String?>(nil)
 
-    let readBytesCounter: Counter
-    let ackedBytesCounter: Counter
-    let readLinesCounter: Counter
-    let ackedLinesCounter: Counter
-
-    init(factory: any MetricsFactory) {
-        self.readBytesCounter = Counter(label: "inlong.agent.read.bytes", factory: factory)
-        self.ackedBytesCounter = Counter(label: "inlong.agent.acked.bytes", factory: factory)
-        self.readLinesCounter = Counter(label: "inlong.agent.read.lines", factory: factory)
-        self.ackedLinesCounter = Counter(label: "inlong.agent.acked.lines", factory: factory)
-    }
-
     func read(lines: Int, bytes: Int) {
         self.linesRead.add(lines, ordering: .relaxed)
         self.bytesRead.add(bytes, ordering: .relaxed)
-        self.readLinesCounter.increment(by: lines)
-        self.readBytesCounter.increment(by: bytes)
     }
 
     func acked(bytes: Int) {
         self.bytesAcked.add(bytes, ordering: .relaxed)
-        self.ackedBytesCounter.increment(by: bytes)
+    }
+}
+
+/// The agent's statistics as swift-metrics instruments with Prometheus names, published from snapshots (on the
+/// checkpoint tick and at the end), so that ``AgentStatistics`` is the one source and reading costs no metric
+/// calls: counters `inlong_agent_{lines,bytes}_{read,acked}_total`, `inlong_agent_lines_dead_lettered_total`,
+/// `inlong_agent_lines_resent_total`, `inlong_agent_files_{opened,released}_total`,
+/// `inlong_agent_checkpoints_written_total`; gauges `inlong_agent_open_files`, `inlong_agent_lag_bytes`,
+/// `inlong_agent_unread_bytes`.
+final class AgentMetrics: Sendable {
+    private let counters: [(KeyPath<AgentStatistics, Int> & Sendable, Counter)]
+    private let gauges: [(KeyPath<AgentStatistics, Int64> & Sendable, Gauge)]
+    private let openFiles: Gauge
+    private let published = Mutex(AgentStatistics())
+
+    init(factory: any MetricsFactory) {
+        func counter(_ name: String) -> Counter { Counter(label: "inlong_agent_\(name)_total", factory: factory) }
+        self.counters = [
+            (\.linesRead, counter("lines_read")),
+            (\.bytesRead, counter("bytes_read")),
+            (\.linesAcked, counter("lines_acked")),
+            (\.bytesAcked, counter("bytes_acked")),
+            (\.deadLettered, counter("lines_dead_lettered")),
+            (\.resent, counter("lines_resent")),
+            (\.filesOpened, counter("files_opened")),
+            (\.filesReleased, counter("files_released")),
+            (\.checkpointsWritten, counter("checkpoints_written")),
+        ]
+        self.gauges = [
+            (\.lagBytes, Gauge(label: "inlong_agent_lag_bytes", factory: factory)),
+            (\.unreadBytes, Gauge(label: "inlong_agent_unread_bytes", factory: factory)),
+        ]
+        self.openFiles = Gauge(label: "inlong_agent_open_files", factory: factory)
+    }
+
+    /// Counters grow by what changed since the last snapshot published.
+    func publish(_ statistics: AgentStatistics) {
+        let previous = self.published.withLock { published in
+            defer { published = statistics }
+            return published
+        }
+        for (path, counter) in self.counters where statistics[keyPath: path] > previous[keyPath: path] {
+            counter.increment(by: statistics[keyPath: path] - previous[keyPath: path])
+        }
+        for (path, gauge) in self.gauges { gauge.record(statistics[keyPath: path]) }
+        self.openFiles.record(statistics.openFiles)
     }
 }
 

@@ -23,7 +23,9 @@ public final class InLongAgent: Service, Sendable {
     public let configuration: AgentConfiguration
     let eventLoopGroup: any EventLoopGroup
     let logger: Logger
-    let counters: AgentCounters
+    let counters = AgentCounters()
+    /// `nil` when no metrics backend is configured or bootstrapped.
+    let metrics: AgentMetrics?
     let control = AgentControl()
     let registry = Mutex<FileRegistry?>(nil)
     /// The open files, for statistics: their sources' counts and sizes.
@@ -43,7 +45,8 @@ public final class InLongAgent: Service, Sendable {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
-        self.counters = AgentCounters(factory: configuration.client.metricsFactory ?? MetricsSystem.factory)
+        let factory = configuration.client.metricsFactory ?? MetricsSystem.factory
+        self.metrics = factory is NOOPMetricsHandler ? nil : AgentMetrics(factory: factory)
     }
 
     /// Stops reading; what was read gets until ``AgentConfiguration/shutdownTimeout`` to be acked.
@@ -118,6 +121,7 @@ public final class InLongAgent: Service, Sendable {
             clientRun.cancel()
         }
         self.writeCheckpoint(store, force: true)
+        self.metrics?.publish(self.statistics())
         client.close(deadline: .seconds(1))
         _ = try? await clientRun.value
     }
@@ -245,6 +249,7 @@ public final class InLongAgent: Service, Sendable {
             try? await Task.sleep(for: self.configuration.checkpointInterval)
             if Task.isCancelled { return }
             self.writeCheckpoint(store, force: false)
+            self.metrics?.publish(self.statistics())
         }
     }
 
