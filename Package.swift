@@ -126,6 +126,7 @@ let package = Package(
             name: "InLongAgent",
             dependencies: [
                 "InLongDataProxy",
+                "InLongWire",
                 "InLongTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

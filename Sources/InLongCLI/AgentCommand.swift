@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import InLongAgent
 import InLongDataProxy
+import InLongWire
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -87,8 +88,8 @@ struct AgentCommand: AsyncParsableCommand {
             configuration = AgentConfiguration(sources: [source], stateDirectory: self.stateDir, client: client)
         }
         if let seconds = self.shutdownTimeout {
-            guard seconds >= 0, seconds.isFinite else { throw ValidationError("--shutdown-timeout takes seconds") }
-            configuration.shutdownTimeout = .milliseconds(Int64(seconds * 1000))
+            guard let duration = Duration(settingSeconds: seconds) else { throw ValidationError("--shutdown-timeout takes seconds") }
+            configuration.shutdownTimeout = duration
         }
         return configuration
     }

@@ -1,5 +1,6 @@
 public import Configuration
 import InLongTransport
+import InLongWire
 
 extension DataProxyClient.Configuration {
     /// Reads a configuration through swift-configuration, from whatever providers the reader combines (a JSON or
@@ -81,8 +82,8 @@ extension DataProxyClient.Configuration {
     public static let environmentPrefix: ConfigKey = "inlong"
 
     private static func duration(_ seconds: Double, _ key: String) throws(DataProxyError) -> Duration {
-        guard seconds.isFinite, seconds >= 0 else { throw DataProxyError(.invalidConfiguration, "\(key) takes a number of seconds") }
-        return .milliseconds(Int64(seconds * 1000))
+        guard let duration = Duration(settingSeconds: seconds) else { throw DataProxyError(.invalidConfiguration, "\(key) takes a number of seconds") }
+        return duration
     }
 
     private static func positive(_ value: Int, _ key: String) throws(DataProxyError) -> Int {

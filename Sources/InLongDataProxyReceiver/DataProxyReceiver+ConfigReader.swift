@@ -24,8 +24,8 @@ extension DataProxyReceiver.Configuration {
         if let value = config.int(forKey: "maxConnections") { self.maxConnections = try Self.check(value, 1...1_000_000, "maxConnections") }
         if let value = config.int(forKey: "maxBufferedFrames") { self.maxBufferedFrames = try Self.check(value, 1...1_000_000, "maxBufferedFrames") }
         if let seconds = config.double(forKey: "readIdleTimeout") {
-            guard seconds.isFinite, seconds >= 0 else { throw ReceiverConfigurationError("readIdleTimeout takes seconds") }
-            self.readIdleTimeout = seconds == 0 ? nil : .milliseconds(Int64(seconds * 1000))
+            guard let duration = Duration(settingSeconds: seconds) else { throw ReceiverConfigurationError("readIdleTimeout takes seconds") }
+            self.readIdleTimeout = seconds == 0 ? nil : duration
         }
         if let groups = config.stringArray(forKey: "knownGroups") { self.knownGroups = Set(groups) }
         if let port = config.int(forKey: "manager.port") {
@@ -36,8 +36,8 @@ extension DataProxyReceiver.Configuration {
             self.manager = manager
         }
         if let seconds = config.double(forKey: "faults.ackDelay") {
-            guard seconds.isFinite, seconds >= 0 else { throw ReceiverConfigurationError("faults.ackDelay takes seconds") }
-            self.faults.ackDelay = .milliseconds(Int64(seconds * 1000))
+            guard let duration = Duration(settingSeconds: seconds) else { throw ReceiverConfigurationError("faults.ackDelay takes seconds") }
+            self.faults.ackDelay = duration
         }
         if let drop = config.bool(forKey: "faults.dropAcks") { self.faults.dropAcks = drop }
         if let code = config.int(forKey: "faults.errorCode") { self.faults.errorCode = DataProxyErrorCode(rawValue: try Self.check(code, 0...Int(Int32.max), "faults.errorCode")) }

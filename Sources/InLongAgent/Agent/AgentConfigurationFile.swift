@@ -2,6 +2,7 @@ public import Configuration
 import Foundation
 import InLongDataProxy
 import InLongTransport
+import InLongWire
 import Yams
 
 /// The `inlong agent --config` file, YAML or JSON:
@@ -139,8 +140,8 @@ extension AgentConfiguration {
         }
         func seconds(_ key: ConfigKey, _ value: inout Duration) throws(AgentConfigurationError) {
             guard let read = config.double(forKey: key) else { return }
-            guard read >= 0, read.isFinite else { throw AgentConfigurationError("\(key) must be a number of seconds") }
-            value = .milliseconds(Int64(read * 1000))
+            guard let duration = Duration(settingSeconds: read) else { throw AgentConfigurationError("\(key) must be a number of seconds") }
+            value = duration
         }
         try positive("maxUnackedBytes", &self.maxUnackedBytes)
         try positive("maxUnackedBytesPerFile", &self.maxUnackedBytesPerFile)
