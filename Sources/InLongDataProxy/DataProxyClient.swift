@@ -198,7 +198,5 @@ public func withDataProxyClient<Result: Sendable>(
 }
 
 func wallClockSeconds() -> UInt32 {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return UInt32(truncatingIfNeeded: now.tv_sec)
+    UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970))
 }
