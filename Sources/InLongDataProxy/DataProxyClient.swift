@@ -18,7 +18,7 @@ import Synchronization
 /// ```swift
 /// try await withDataProxyClient(configuration: .init(proxies: [Endpoint(host: "127.0.0.1", port: 46801)])) { client in
 ///     try await client.send("hello", group: "g", stream: "s")
-///     try await client.flush()
+///     await client.flush()
 /// }
 /// ```
 /// Cancelling the task that runs ``run()`` closes the client with no grace: every record still held is reported

@@ -28,7 +28,8 @@ public struct DataProxyAck: Sendable, Hashable {
     public var proxy: Endpoint
     /// The `dpIp` the proxy reported.
     public var proxyIP: String?
-    /// From the batch's first write to its ack.
+    /// From the moment the acked attempt was handed to a connection to its ack; time spent batching and in
+    /// earlier attempts is not counted.
     public var latency: Duration
     /// Attempts it took.
     public var attempts: Int
