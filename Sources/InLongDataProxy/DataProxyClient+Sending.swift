@@ -13,6 +13,10 @@ extension DataProxyClient {
     /// `CancellationError`, and the record is not accepted.
     ///
     /// - Parameters:
+    ///   - body: The record's bytes; must not be empty.
+    ///   - group: The InLong group; must not be empty or contain `&` or `=`.
+    ///   - stream: The InLong stream; must not contain `&` or `=`.
+    ///   - dataTime: The record's data time in milliseconds since the epoch, or `nil` for the batch's time.
     ///   - attributes: The record's own attributes (sent with the record).
     ///   - messageAttributes: Pairs added to the message's attribute string (as the Java SDK's extra
     ///     attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
@@ -63,8 +67,12 @@ extension DataProxyClient {
     /// order). When it throws a ``DataProxyError`` part way, the records accepted before are in its
     /// ``DataProxyError/acceptedRecords`` and will be reported.
     ///
-    /// - Parameter attributes: Pairs added to the attribute string of every message carrying these records (as
-    ///   the Java SDK's extra attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
+    /// - Parameters:
+    ///   - records: The records, each with its body and optionally its own data time and attributes.
+    ///   - group: The InLong group of every record.
+    ///   - stream: The InLong stream of every record.
+    ///   - attributes: Pairs added to the attribute string of every message carrying these records (as the Java
+    ///     SDK's extra attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
     @discardableResult
     public func send(
         contentsOf records: some Sequence<DataProxyRecord>,
@@ -79,8 +87,12 @@ extension DataProxyClient {
     /// records that fit the buffer, no per-record lookups. Returns their ids (in order); when it throws a
     /// ``DataProxyError`` part way, the records accepted before are in its ``DataProxyError/acceptedRecords``.
     ///
-    /// - Parameter attributes: Pairs added to the attribute string of every message carrying these records (as
-    ///   the Java SDK's extra attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
+    /// - Parameters:
+    ///   - bodies: The records' bytes; none may be empty.
+    ///   - group: The InLong group of every record.
+    ///   - stream: The InLong stream of every record.
+    ///   - attributes: Pairs added to the attribute string of every message carrying these records (as the Java
+    ///     SDK's extra attributes); the server's reserved keys (``reservedAttributeKeys``) are refused.
     @discardableResult
     public func send(
         contentsOf bodies: some Collection<ByteBuffer>,

@@ -66,7 +66,7 @@ public enum Snappy {
         }.get()
     }
 
-    /// Decompresses `input` into `output`, which must be exactly ``uncompressedLength(of:)`` bytes long
+    /// Decompresses `input` into `output`, which must be exactly ``uncompressedLength(of:)-(UnsafeRawBufferPointer)`` bytes long
     /// (a larger buffer is allowed; only the declared length is written). Returns the number of bytes written.
     public static func decompress(
         _ input: UnsafeRawBufferPointer,

@@ -70,11 +70,14 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
     private let eventSink: AsyncStream<Event>.Continuation
 
     /// - Parameters:
+    ///   - codec: The protocol, shared by every connection.
     ///   - endpoints: The initial endpoints, one connection each. Must not be empty.
     ///   - configuration: The settings of every connection; its `endpoints` are ignored.
     ///   - policy: How requests choose a connection. Defaults to ``LoadBalancingPolicy/leastInFlight``.
     ///   - health: When to avoid an endpoint whose requests keep failing (the application reports outcomes with
     ///     ``recordOutcome(_:succeeded:)``), or `nil` to never avoid one. Defaults to `nil`.
+    ///   - eventLoopGroup: Where the sockets live. Defaults to the shared singleton group.
+    ///   - logger: Background logger. Defaults to one that logs nothing.
     ///   - inboundRequestHandler: Handles the frames peers send on their own, on any connection, by one pool of
     ///     handlers sized by the configuration's ``PersistentConnection/Configuration/inboundHandlerPool``.
     public init(

@@ -7,12 +7,12 @@ public import NIOPosix
 public import ServiceLifecycle
 import Synchronization
 
-/// The InLong Agent: collects lines from files into InLong through a ``DataProxyClient`` and remembers, per
+/// The InLong Agent: collects lines from files into InLong through a `DataProxyClient` and remembers, per
 /// file, how far its lines are acked, so that a crash, a restart, a rotation or a proxy outage never loses a
 /// line (at-least-once: a restart sends again at most what was read and not yet acked).
 ///
 /// Source → Instance → DataProxy Sink, in InLong Agent's words: every file matching a source's paths gets an
-/// ``Instance`` reading it through a ``FileSource``; each read is sent with one receipt; a file's committed
+/// instance reading it through a ``FileSource``; each read is sent with one receipt; a file's committed
 /// offset is the end of its longest acked prefix, written atomically to the checkpoint every
 /// ``AgentConfiguration/checkpointInterval`` and at shutdown.
 ///

@@ -7,7 +7,7 @@ import Glibc
 /// One file being read: its open descriptor (which keeps a renamed or deleted file readable), its identity, the
 /// lines read so far and how far they are delivered. Reads only whole lines; a partial last line waits.
 ///
-/// The owner calls ``readLines(maxBytes:)`` when the file may have grown, hands the lines to the sink with their
+/// The owner calls ``readLines(maxBytes:chunkSize:)`` when the file may have grown, hands the lines to the sink with their
 /// tickets, and calls ``ack(_:)`` as deliveries complete; ``committedOffset`` is what a checkpoint records.
 public final class FileTail {
     /// What the path shows now compared with the open file.

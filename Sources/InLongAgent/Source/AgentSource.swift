@@ -15,7 +15,7 @@ public struct SourceData<Position: Sendable>: Sendable {
     }
 }
 
-/// Where an ``Instance`` reads from (InLong Agent's Source): files first; standard input or a listener fit the
+/// Where an instance reads from (InLong Agent's Source): files first; standard input or a listener fit the
 /// same shape. Used by one task at a time.
 public protocol AgentSource: AnyObject {
     associatedtype Position: Sendable

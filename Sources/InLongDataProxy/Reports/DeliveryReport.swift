@@ -2,7 +2,7 @@ public import InLongTransport
 import InLongWire
 public import NIOCore
 
-/// One record handed to ``DataProxyClient/send(contentsOf:group:stream:)``.
+/// One record handed to ``DataProxyClient/send(contentsOf:group:stream:attributes:)-(Sequence<DataProxyRecord>,_,_,_)``.
 public struct DataProxyRecord: Sendable {
     /// The record's bytes; must not be empty.
     public var body: ByteBuffer
