@@ -1,5 +1,5 @@
 import Foundation
-import InLongAgent
+@testable import InLongAgent
 import NIOCore
 import Testing
 
@@ -137,5 +137,26 @@ import Testing
         let read = self.lines(try tail.readLines(maxBytes: 1 << 20))
         #expect(read == [String(repeating: "x", count: 64), "ok"])
         #expect(tail.overlongLines == 1)
+    }
+}
+
+/// A failed read is an error with its cause, never taken for the end of the file.
+@Suite struct FileReadFailureTests {
+    @Test func aFailedPreadIsAnErrorNotTheEnd() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        // A pipe cannot be read at an offset: ESPIPE, which must not look like 0 bytes (the end).
+        let failed = bytes.withUnsafeMutableBytes { preadRetrying(fds[0], into: $0, at: 0) }
+        #expect(failed == -Int(ESPIPE))
+
+        let path = NSTemporaryDirectory() + "inlong-pread-\(UUID().uuidString)"
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("abc".utf8)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        #expect(bytes.withUnsafeMutableBytes { preadRetrying(fd, into: $0, at: 0) } == 3)
+        #expect(bytes.withUnsafeMutableBytes { preadRetrying(fd, into: $0, at: 3) } == 0)
     }
 }

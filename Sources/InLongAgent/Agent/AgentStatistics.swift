@@ -26,6 +26,8 @@ public struct AgentStatistics: Sendable, Hashable {
     public var deadLettered = 0
     /// Lines sent again after a retriable failure.
     public var resent = 0
+    /// Reads that failed (an I/O error, logged with the file and cause); the file is read again later.
+    public var readErrors = 0
     /// Empty lines skipped, lines over the maximum length, files truncated in place.
     public var emptyLines = 0
     public var overlongLines = 0
@@ -45,6 +47,7 @@ final class AgentCounters: Sendable {
     let bytesAcked = Atomic(0)
     let deadLettered = Atomic(0)
     let resent = Atomic(0)
+    let readErrors = Atomic(0)
     let checkpointsWritten = Atomic(0)
     let checkpointError = Mutex<String?>(nil)
 
@@ -62,7 +65,7 @@ final class AgentCounters: Sendable {
 /// checkpoint tick and at the end), so that ``AgentStatistics`` is the one source and reading costs no metric
 /// calls: counters `inlong_agent_{lines,bytes}_{read,acked}_total`, `inlong_agent_lines_dead_lettered_total`,
 /// `inlong_agent_lines_resent_total`, `inlong_agent_files_{opened,released}_total`,
-/// `inlong_agent_checkpoints_written_total`; gauges `inlong_agent_open_files`, `inlong_agent_lag_bytes`,
+/// `inlong_agent_checkpoints_written_total`, `inlong_agent_read_errors_total`; gauges `inlong_agent_open_files`, `inlong_agent_lag_bytes`,
 /// `inlong_agent_unread_bytes`.
 final class AgentMetrics: Sendable {
     private let counters: [(KeyPath<AgentStatistics, Int> & Sendable, Counter)]
@@ -82,6 +85,7 @@ final class AgentMetrics: Sendable {
             (\.filesOpened, counter("files_opened")),
             (\.filesReleased, counter("files_released")),
             (\.checkpointsWritten, counter("checkpoints_written")),
+            (\.readErrors, counter("read_errors")),
         ]
         self.gauges = [
             (\.lagBytes, Gauge(label: "inlong_agent_lag_bytes", factory: factory)),

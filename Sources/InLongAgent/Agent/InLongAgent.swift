@@ -67,6 +67,7 @@ public final class InLongAgent: Service, Sendable {
         statistics.bytesAcked = self.counters.bytesAcked.load(ordering: .relaxed)
         statistics.deadLettered = self.counters.deadLettered.load(ordering: .relaxed)
         statistics.resent = self.counters.resent.load(ordering: .relaxed)
+        statistics.readErrors = self.counters.readErrors.load(ordering: .relaxed)
         statistics.checkpointsWritten = self.counters.checkpointsWritten.load(ordering: .relaxed)
         statistics.checkpointError = self.counters.checkpointError.withLock { $0 }
         (statistics.filesWaiting, statistics.scans) = self.registry.withLock { ($0?.waiting ?? 0, $0?.scans ?? 0) }

@@ -126,8 +126,17 @@ public final class FileTail {
         while total < maxBytes {
             var chunk = ByteBufferAllocator().buffer(capacity: chunkSize)
             let chunkSize = min(chunkSize, max(maxBytes - total, 4096))
+            var failure: Int32 = 0
             let count = chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: chunkSize) { buffer in
-                max(0, pread(self.fd, buffer.baseAddress, min(buffer.count, chunkSize), off_t(self.splitter.offset)))
+                let count = preadRetrying(self.fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer.prefix(chunkSize)), at: self.splitter.offset)
+                if count < 0 { failure = Int32(-count) }
+                return max(count, 0)
+            }
+            if failure != 0 {
+                // An I/O error is not the end of the file: say so, unless lines already read come first (the next
+                // read meets the error again).
+                if end == nil { throw FileReadError(path: self.path, operation: "read", errno: failure) }
+                break
             }
             if count == 0 { break }
             total += count
@@ -157,5 +166,15 @@ public final class FileTail {
         defer { close(other) }
         guard let identity = try? Checkpoint.FileIdentity.of(descriptor: other) else { return .missing }
         return self.identity.matches(identity, descriptor: other) ? .same : .replaced
+    }
+}
+
+/// `pread` of up to `buffer.count` bytes at `offset`, again when interrupted: the bytes read (0 at the end of the
+/// file), or minus the `errno` of a failure.
+func preadRetrying(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int {
+    while true {
+        let count = pread(fd, buffer.baseAddress, buffer.count, off_t(offset))
+        if count >= 0 { return count }
+        guard errno == EINTR else { return -Int(errno) }
     }
 }

@@ -71,6 +71,7 @@ struct Instance<Source: AgentSource> {
                     data = try self.source.read(maxBytes: self.limits.readSize)
                 } catch {
                     self.budget.release(self.limits.readSize)
+                    self.counters.readErrors.add(1, ordering: .relaxed)
                     self.logger.warning("cannot read", metadata: ["inlong.source": "\(self.origin)", "inlong.error": "\(error)"])
                     await self.control.sleep(for: self.limits.pollInterval * 10)
                     continue
