@@ -132,6 +132,24 @@ import Testing
         guard case .close = machine.drainRequested().1 else { Issue.record(); return }
     }
 
+    @Test func drainAwaitingInboundHandlersClosesOnceTheyFinish() {
+        var machine = self.makeMachine(maxInFlight: 1)
+        _ = machine.requestSubmitted(key: 1, pending: "a", now: Self.t0)
+        #expect(machine.drainRequested(awaitingInboundHandlers: true).1.isNone)
+        // The last response leaves the handlers to wait for.
+        #expect(machine.responseReceived(key: 1, now: Self.t0).1.isNone)
+        guard case .close(let reason) = machine.inboundHandlersFinished() else { Issue.record(); return }
+        #expect(reason.code == .shutDown)
+        #expect(machine.inboundHandlersFinished().isNone)
+    }
+
+    @Test func inboundHandlersFinishingBeforeADrainCloseNothing() {
+        var machine = self.makeMachine()
+        #expect(machine.inboundHandlersFinished().isNone)
+        #expect(machine.drainRequested(awaitingInboundHandlers: true).1.isNone)
+        guard case .close = machine.inboundHandlersFinished() else { Issue.record(); return }
+    }
+
     @Test func closeHandsBackEverythingPending() {
         var machine = self.makeMachine(maxInFlight: 1)
         _ = machine.requestSubmitted(key: 1, pending: "a", now: Self.t0)

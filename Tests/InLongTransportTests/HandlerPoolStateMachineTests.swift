@@ -57,6 +57,27 @@ import Testing
         #expect(machine.idleWorkerCount == 1)
     }
 
+    /// A draining connection's waiting and parked requests are dropped (it reads again), it takes no new one,
+    /// and it is named to close once its last handler ends; other connections are untouched.
+    @Test func aDrainingConnectionFinishesWhatRunsAndTakesNothingNew() {
+        var machine = self.machine(queue: 1, perConnection: 8, workers: 1, connections: ["a", "b"])
+        #expect(self.received(machine.requestReceived(1, on: "a")) == "start w0:a:1")
+        #expect(self.received(machine.requestReceived(2, on: "a")) == "queued")
+        #expect(self.received(machine.requestReceived(3, on: "a")) == "pause")
+        #expect(self.outcome(machine.connectionDraining("a")) == Outcome(resume: ["a"]))
+        #expect(machine.queuedCount == 0)
+        #expect(machine.pausedCount == 0)
+        #expect(self.received(machine.requestReceived(4, on: "a")) == "refused")
+        #expect(self.received(machine.requestReceived(5, on: "b")) == "queued")
+        #expect(self.outcome(machine.workerReady(0, finished: "a")) == Outcome(start: ["w0:b:5"], close: ["a"]))
+    }
+
+    @Test func aDrainingConnectionWithNothingUnderWayClosesAtOnce() {
+        var machine = self.machine(queue: 1, perConnection: 8, workers: 1, connections: ["a"])
+        #expect(self.outcome(machine.connectionDraining("a")) == Outcome(close: ["a"]))
+        #expect(self.outcome(machine.connectionDraining("unknown")) == Outcome())
+    }
+
     @Test func withoutAQueueAParkedRequestStartsStraightFromItsConnection() {
         var machine = self.machine(queue: 0, perConnection: 8, workers: 1, connections: ["a"])
         #expect(self.received(machine.requestReceived(1, on: "a")) == "start w0:a:1")

@@ -49,6 +49,48 @@ import Testing
         }
     }
 
+    /// A graceful close lets the handler of a peer's request under way answer, and its answer is written before
+    /// the channel closes; a request that arrives during the drain is not started.
+    @Test func aGracefulCloseWaitsForInboundHandlersUnderWay() async throws {
+        let server = try await TestServer()
+        defer { Task { await server.stop() } }
+        let gate = Gate()
+        let concurrency = Concurrency()
+        try await withConnection(
+            endpoints: [server.endpoint],
+            // Heartbeat replies would count as frames read too.
+            configure: { $0.heartbeatInterval = nil },
+            inbound: { request, responder in
+                concurrency.enter()
+                if request.key == 0 { await gate.wait() }
+                concurrency.leave()
+                try? await responder.respond(.response(request.key, "answer"))
+            }
+        ) { connection in
+            // Also when the test fails: run() waits for the handler.
+            defer { gate.open() }
+            try await eventually { server.activeConnectionCount == 1 }
+            server.push(.request(0, "slow"))
+            try await eventually { concurrency.started == 1 }
+            connection.close()
+            // A request turned away shows the channel drains (requests reach it in order, after the drain).
+            var refused = false
+            for key in 100..<1_000 as Range<UInt32> where !refused {
+                refused = (try? await connection.request(.request(key), timeout: .seconds(30))) == nil
+            }
+            #expect(refused)
+            // Read while draining: dropped, not handled.
+            server.push(.request(1, "late"))
+            try await eventually { connection.statistics().unsolicitedDropped == 1 }
+            gate.open()
+        }
+        // The client closed after writing the answer; the server reads it before it sees the close.
+        try await eventually { server.activeConnectionCount == 0 }
+        #expect(server.receivedResponses.map(\.key) == [0])
+        #expect(server.receivedResponses.first?.payload == "answer")
+        #expect(concurrency.started == 1)
+    }
+
     /// With one handler and one waiting request, the client takes no more than the running, queued and parked
     /// requests, and the server's socket fills up. Once the handler is released every request is answered.
     @Test func aFullInboundPoolStopsReadingAndResumes() async throws {

@@ -70,6 +70,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     private var drainTimer: Scheduled<Void>?
     /// Why the channel is closing, so pending requests fail with the real reason.
     private(set) var closeReason: TransportError?
+    /// A graceful close waits for the last writes.
+    private var closingAfterWrites = false
     /// The peer's reported load, smoothed; a new channel starts without one.
     private var smoothedLoad: Int?
 
@@ -145,17 +147,26 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.run(second)
     }
 
-    /// Stops taking requests and closes once in-flight ones complete, or at `deadline`.
+    /// Stops taking requests and the peer's requests, and closes once in-flight requests complete and the peer's
+    /// requests under way are answered (their answers written), or at `deadline`.
     func drain(deadline: NIODeadline) {
         guard let context = self.context else { return }
-        let (unstarted, action) = self.stateMachine.drainRequested()
+        let poolConnection = self.poolConnection
+        let (unstarted, action) = self.stateMachine.drainRequested(awaitingInboundHandlers: poolConnection != nil)
         for item in unstarted { self.complete(item.pending, with: self.error(.shutDown)) }
         self.run(action)
+        // Reports back through the connection's `close`, on the loop, once no handler of its is under way.
+        if let poolConnection { self.inbound?.connectionDraining(poolConnection) }
         if self.drainTimer == nil {
             self.drainTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
                 self?.close(self?.error(.shutDown) ?? TransportError(.shutDown))
             }
         }
+    }
+
+    /// The inbound pool runs no handler for this connection any more (it drains, or the pool stops).
+    private func inboundHandlersFinished() {
+        self.run(self.stateMachine.inboundHandlersFinished())
     }
 
     /// The loop's clock, so virtual time drives the timers and the state machine alike in tests.
@@ -185,8 +196,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             let outbox = AnswerOutbox(eventLoop: eventLoop) { answers in bound.value.writeAnswers(answers) }
             let connection = PoolConnection(
                 resumeReading: { eventLoop.execute { bound.value.resumeReading() } },
-                // The pool stops only once the connection's run is over; the channel closes on its own.
-                close: {}
+                // A draining connection closes once its handlers are done; otherwise it closes on its own.
+                close: { eventLoop.execute { bound.value.inboundHandlersFinished() } }
             )
             if inbound.connectionOpened(connection) {
                 self.responder = FrameResponder(peer: context.channel.remoteAddress, codec: self.codec, outbox: outbox)
@@ -379,7 +390,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             for item in items { self.complete(item.pending, with: self.error(.requestTimeout)) }
             self.scheduleIdleCheck(at: nextCheck)
         case .close(let error):
-            self.close(self.with(error))
+            // Drained: what is written so far (answers to the peer among it) goes out before the close.
+            self.close(self.with(error), afterWrites: error.code == .shutDown)
         }
     }
 
@@ -536,8 +548,19 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         }
     }
 
-    private func close(_ error: TransportError) {
-        guard self.closeReason == nil, let context = self.context else { return }
+    /// Closes the channel; with `afterWrites`, once everything handed to it so far is written (a later close
+    /// without, such as the drain deadline's, closes at once).
+    private func close(_ error: TransportError, afterWrites: Bool = false) {
+        guard let context = self.context else { return }
+        guard self.closeReason == nil else {
+            if self.closingAfterWrites, !afterWrites {
+                self.closingAfterWrites = false
+                context.close(promise: nil)
+            }
+            return
+        }
+        // Before `closeReason` is set, which turns answers away.
+        if afterWrites { self.answerOutbox?.drain() }
         self.closeReason = error
         if error.code != .shutDown {
             self.logger.debug(
@@ -545,7 +568,20 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                 metadata: ["inlong.endpoint": "\(self.endpoint)", "inlong.reason": "\(error.code)"]
             )
         }
-        context.close(promise: nil)
+        guard afterWrites else {
+            context.close(promise: nil)
+            return
+        }
+        self.closingAfterWrites = true
+        self.flushOutbound()
+        // Writes complete in order: an empty one written last completes after all the others.
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { [weak self] _ in
+            guard let self, self.closingAfterWrites else { return }
+            self.closingAfterWrites = false
+            self.context?.close(promise: nil)
+        }
+        context.writeAndFlush(self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
     }
 
     private func error(_ code: TransportError.Code) -> TransportError {

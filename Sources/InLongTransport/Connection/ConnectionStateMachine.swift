@@ -110,6 +110,8 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     private var writeProgressAt: NIODeadline
     /// Request timeouts since the last response.
     private(set) var consecutiveTimeouts = 0
+    /// Draining also waits for the handlers of the peer's requests under way, so that their answers are written.
+    private var awaitingInboundHandlers = false
 
     init(configuration: Configuration, now: NIODeadline) {
         self.configuration = configuration
@@ -241,10 +243,15 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
             let items = self.dequeueStartable(now: now)
             return items.isEmpty ? .none : .write(items)
         case .draining:
-            return self.inFlight.isEmpty ? .close(TransportError(.shutDown)) : .none
+            return self.drainedAction()
         case .closing, .closed:
             return .none
         }
+    }
+
+    /// While draining: close once nothing is in flight and no inbound handler is under way.
+    private func drainedAction() -> Action {
+        self.inFlight.isEmpty && !self.awaitingInboundHandlers ? .close(TransportError(.shutDown)) : .none
     }
 
     // MARK: Timers
@@ -358,14 +365,24 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
 
     // MARK: Lifecycle
 
-    /// Stop taking requests; close once in-flight requests complete. Queued items that never started fail now.
-    mutating func drainRequested() -> ([Item], Action) {
+    /// Stop taking requests; close once in-flight requests complete and, with `awaitingInboundHandlers`, once
+    /// ``inboundHandlersFinished()`` reports that the peer's requests under way are answered. Queued items that
+    /// never started fail now.
+    mutating func drainRequested(awaitingInboundHandlers: Bool = false) -> ([Item], Action) {
         guard case .active = self.state else { return ([], .none) }
         self.state = .draining
+        self.awaitingInboundHandlers = awaitingInboundHandlers
         let unstarted = self.queue.map(\.item)
         self.queue.removeAll()
         self.queuedKeys.removeAll()
-        return (unstarted, self.inFlight.isEmpty ? .close(TransportError(.shutDown)) : .none)
+        return (unstarted, self.drainedAction())
+    }
+
+    /// The handlers of the peer's requests have all ended (their answers are handed to the channel).
+    mutating func inboundHandlersFinished() -> Action {
+        guard case .draining = self.state, self.awaitingInboundHandlers else { return .none }
+        self.awaitingInboundHandlers = false
+        return self.drainedAction()
     }
 
     /// The channel closed: everything still pending fails. In-flight requests may have been delivered.

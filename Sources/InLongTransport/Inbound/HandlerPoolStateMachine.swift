@@ -35,7 +35,7 @@ struct HandlerPoolStateMachine<Connection: Hashable, Request, Worker> {
         var exit: [Worker] = []
         /// These connections may read again (their parked request went into the queue).
         var resumeReading: [Connection] = []
-        /// The pool is stopping and these connections have no request under way: close them.
+        /// The pool is stopping, or these connections are draining, and they have no request under way: close them.
         var close: [Connection] = []
     }
 
@@ -57,6 +57,8 @@ struct HandlerPoolStateMachine<Connection: Hashable, Request, Worker> {
         var parked: Request?
         /// Whether it is listed in `runnable`.
         var isRunnable = false
+        /// Closing gracefully: takes no new request, and is reported in ``Effects/close`` once none is under way.
+        var isDraining = false
     }
 
     private let configuration: Configuration
@@ -101,11 +103,35 @@ struct HandlerPoolStateMachine<Connection: Hashable, Request, Worker> {
         return effects
     }
 
+    /// The connection closes gracefully: its requests not started yet are dropped (a parked one too, so it reads
+    /// again, for the responses it awaits) and it takes no new one; those under way finish. It is named in
+    /// ``Effects/close`` once none is under way: at once, or when its last handler ends.
+    mutating func connectionDraining(_ connection: Connection) -> Effects {
+        guard var state = self.connections[connection] else { return Effects() }
+        var effects = Effects()
+        state.isDraining = true
+        self.queuedCount -= state.waiting.count
+        state.waiting.removeAll()
+        if state.isRunnable {
+            state.isRunnable = false
+            self.runnable.removeAll { $0 == connection }
+        }
+        if state.parked != nil {
+            state.parked = nil
+            self.paused.removeAll { $0 == connection }
+            effects.resumeReading.append(connection)
+        }
+        self.connections[connection] = state
+        if state.running == 0 { effects.close.append(connection) }
+        self.refill(&effects)
+        return effects
+    }
+
     // MARK: Requests
 
     /// A request arrived on `connection`. A connection must not deliver one while it is paused.
     mutating func requestReceived(_ request: Request, on connection: Connection) -> Received {
-        guard !self.isStopping, var state = self.connections[connection] else { return .refused }
+        guard !self.isStopping, var state = self.connections[connection], !state.isDraining else { return .refused }
         precondition(state.parked == nil, "a paused connection delivered a request")
         if state.running < self.configuration.perConnectionLimit, state.waiting.isEmpty,
             let worker = self.idleWorkers.popLast()
@@ -135,7 +161,7 @@ struct HandlerPoolStateMachine<Connection: Hashable, Request, Worker> {
             state.running -= 1
             self.connections[finished] = state
             self.markRunnableIfStartable(finished)
-            if self.isStopping, state.running == 0 { effects.close.append(finished) }
+            if self.isStopping || state.isDraining, state.running == 0 { effects.close.append(finished) }
         }
         guard !self.isStopping else {
             effects.exit.append(worker)

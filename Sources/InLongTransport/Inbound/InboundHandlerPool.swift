@@ -96,7 +96,8 @@ final class AnswerOutbox: Sendable {
 final class PoolConnection: Hashable, Sendable {
     /// Lets the connection read again (it paused with a request parked in the pool).
     let resumeReading: @Sendable () -> Void
-    /// The pool is stopping and nothing is under way on the connection: close it once its answers are written.
+    /// Nothing is under way on the connection and the pool is stopping or the connection draining: close it once
+    /// its answers are written.
     let close: @Sendable () -> Void
 
     init(resumeReading: @escaping @Sendable () -> Void, close: @escaping @Sendable () -> Void) {
@@ -136,6 +137,7 @@ final class InboundHandlerPool<Codec: FrameCodec>: Sendable {
 
     func connectionOpened(_ connection: PoolConnection) -> Bool { self.core.connectionOpened(connection) }
     func connectionClosed(_ connection: PoolConnection) { self.core.connectionClosed(connection) }
+    func connectionDraining(_ connection: PoolConnection) { self.core.connectionDraining(connection) }
     func stop() { self.core.stop() }
     func run() async { await self.core.run() }
 
@@ -188,6 +190,12 @@ final class HandlerPoolCore: Sendable {
 
     func connectionClosed(_ connection: PoolConnection) {
         self.perform(self.machine.withLock { $0.connectionClosed(connection) })
+    }
+
+    /// The connection closes gracefully: it takes no new request, and its `close` is called once the requests
+    /// under way are answered.
+    func connectionDraining(_ connection: PoolConnection) {
+        self.perform(self.machine.withLock { $0.connectionDraining(connection) })
     }
 
     func submit(_ work: @escaping Work, from connection: PoolConnection) -> HandlerPoolSubmitted {
