@@ -39,7 +39,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         let id: Int
         let channel: any Channel
         let handler: NIOLoopBound<ConnectionChannelHandler<Codec>>
-        let inbox: SubmissionInbox<Codec>
+        let inbox: SubmissionInbox
         let codec: Codec
         let endpoint: Endpoint
         var eventLoop: any EventLoop { self.channel.eventLoop }
@@ -48,7 +48,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             self.id = id
             self.channel = channel
             self.handler = handler
-            self.inbox = SubmissionInbox(handler: handler)
+            self.inbox = SubmissionInbox(eventLoop: handler.eventLoop) { handler.value.take($0) }
             self.codec = codec
             self.endpoint = endpoint
         }
@@ -70,12 +70,15 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             self.eventLoop.execute { self.handler.value.drain(deadline: deadline) }
         }
 
-        func request(_ request: Codec.Outbound, key: Codec.Key, timeout: TimeAmount) async throws -> Codec.Inbound {
+        func request(_ request: Codec.Outbound, key codecKey: Codec.Key, timeout: TimeAmount) async throws -> Codec.Inbound {
             let bytes = try self.encode(request)
+            let key = RequestKey(codecKey)
             if Task.isCancelled { throw TransportError(.cancelled, endpoint: self.endpoint) }
             return try await withTaskCancellationHandler {
                 try await withUnsafeThrowingContinuation { continuation in
-                    self.inbox.submit(.request(key: key, bytes: bytes, completion: .continuation(continuation), timeout: timeout))
+                    self.inbox.submit(
+                        .request(key: key, bytes: bytes, completion: .awaitingResponse(ErasedContinuation(continuation)), timeout: timeout)
+                    )
                 }
             } onCancel: {
                 // Through the inbox, so that it cannot overtake its request.
@@ -87,8 +90,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             let promise = self.eventLoop.makePromise(of: Codec.Inbound.self)
             do {
                 let bytes = try self.encode(request)
-                let key = self.codec.key(of: request)
-                self.inbox.submit(.request(key: key, bytes: bytes, completion: .promise(promise), timeout: timeout))
+                let key = RequestKey(self.codec.key(of: request))
+                self.inbox.submit(.request(key: key, bytes: bytes, completion: .response(promise), timeout: timeout))
             } catch {
                 promise.fail(error)
             }

@@ -13,7 +13,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     struct Configuration {
-        var stateMachine: ConnectionStateMachine<Codec.Key, Operation>.Configuration
+        var stateMachine: StateMachine.Configuration
         var maxFrameLength: Int
         /// Coalesced bytes beyond this are written at once rather than at the end of the tick, so the channel's
         /// writability (and with it the queueing in the state machine) follows the watermarks.
@@ -21,20 +21,9 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         var framingErrorPolicy = PersistentConnection<Codec>.Configuration.FramingErrorPolicy.close
     }
 
-    /// A request or send on its way: its encoded bytes, and what to complete.
-    struct Operation {
-        enum Completion {
-            case response(EventLoopPromise<Codec.Inbound>)
-            /// A request awaited in a task: resumed directly, which costs less than a promise and its callbacks.
-            case awaitingResponse(UnsafeContinuation<Codec.Inbound, any Error>)
-            case written(EventLoopPromise<Void>?)
-        }
-
-        var bytes: ByteBuffer
-        var completion: Completion
-    }
-
-    private typealias StateMachine = ConnectionStateMachine<Codec.Key, Operation>
+    typealias Operation = ConnectionOperation
+    /// Keyed by `RequestKey`, with concrete operations, so that it runs specialised (see ``ConnectionOperation``).
+    typealias StateMachine = ConnectionStateMachine<RequestKey, ConnectionOperation>
 
     private let codec: Codec
     private let configuration: Configuration
@@ -63,9 +52,11 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     private var writtenCompletions: [EventLoopPromise<Void>] = []
     /// The deadlines of written requests (their timeouts start when their frames are written), watched by one
     /// timer armed for the earliest: a timer per request cost several allocations each.
-    private var requestDeadlines: [Codec.Key: NIODeadline] = [:]
+    private var requestDeadlines: [RequestKey: NIODeadline] = [:]
     private var requestTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
     private var flushScheduled = false
+    /// Inside a batch (of submissions, or of answers) that flushes when it ends, so no flush is scheduled.
+    private var inBatch = false
     private var idleTimer: Scheduled<Void>?
     private var drainTimer: Scheduled<Void>?
     /// Why the channel is closing, so pending requests fail with the real reason.
@@ -110,11 +101,27 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             promise.fail(self.error(.notConnected))
             return
         }
-        self.submitRequest(key: self.codec.key(of: frame), bytes: bytes, completion: .response(promise), timeout: timeout)
+        self.submitRequest(key: RequestKey(self.codec.key(of: frame)), bytes: bytes, completion: .response(promise), timeout: timeout)
+    }
+
+    /// Takes a batch of submissions from tasks (through the ``SubmissionInbox``), in order.
+    func take(_ submissions: [SubmissionInbox.Submission]) {
+        self.inBatch = true
+        defer { self.endBatch() }
+        for submission in submissions {
+            switch submission {
+            case .request(let key, let bytes, let completion, let timeout):
+                self.submitRequest(key: key, bytes: bytes, completion: completion, timeout: timeout)
+            case .send(let bytes, let promise):
+                self.submitSend(bytes: bytes, promise: promise)
+            case .cancel(let key):
+                self.cancelRequest(key: key)
+            }
+        }
     }
 
     /// Submits a request encoded by the caller (off the event loop).
-    func submitRequest(key: Codec.Key, bytes: ByteBuffer, completion: Operation.Completion, timeout: TimeAmount?) {
+    func submitRequest(key: RequestKey, bytes: ByteBuffer, completion: Operation.Completion, timeout: TimeAmount?) {
         let operation = Operation(bytes: bytes, completion: completion)
         guard self.context != nil else {
             self.complete(operation, with: self.error(.notConnected))
@@ -140,7 +147,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.run(self.stateMachine.sendSubmitted(pending: Operation(bytes: bytes, completion: .written(promise)), now: self.now))
     }
 
-    func cancelRequest(key: Codec.Key) {
+    func cancelRequest(key: RequestKey) {
         let (first, second) = self.stateMachine.requestCancelled(key: key, now: self.now)
         if case .fail = first { self.requestDeadlines.removeValue(forKey: key) }
         self.run(first)
@@ -266,7 +273,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.metrics.framesIn.increment()
         let now = self.now
         switch self.codec.kind(of: frame) {
-        case .response(let key):
+        case .response(let codecKey):
+            let key = RequestKey(codecKey)
             let (first, second) = self.stateMachine.responseReceived(key: key, now: now)
             if case .succeed(let operation) = first {
                 self.requestDeadlines.removeValue(forKey: key)
@@ -274,8 +282,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                 self.counters.inFlight.subtract(1, ordering: .relaxed)
                 self.metrics.requestsSucceeded.increment()
                 switch operation.completion {
-                case .response(let promise): promise.succeed(frame)
-                case .awaitingResponse(let continuation): continuation.resume(returning: frame)
+                case .response(let promise): (promise as! EventLoopPromise<Codec.Inbound>).succeed(frame)
+                case .awaitingResponse(let continuation): continuation.typed(Codec.Inbound.self).resume(returning: frame)
                 case .written: break
                 }
                 if let onFirstResponse = self.onFirstResponse {
@@ -317,7 +325,15 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     /// Answers to the peer's requests, from the inbound handlers.
     private func writeAnswers(_ answers: [ByteBuffer]) {
         guard self.closeReason == nil else { return }
+        self.inBatch = true
+        defer { self.endBatch() }
         for answer in answers { self.appendOutbound(answer) }
+    }
+
+    /// Flushes what a batch wrote: one flush for the batch, without scheduling a task for it.
+    private func endBatch() {
+        self.inBatch = false
+        if self.outbound != nil || self.unflushedBytes > 0 { self.flushOutbound() }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -469,7 +485,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             self.flushOutbound()
             return
         }
-        guard !self.flushScheduled, let context = self.context else { return }
+        guard !self.flushScheduled, !self.inBatch, let context = self.context else { return }
         self.flushScheduled = true
         context.eventLoop.assumeIsolated().execute { [weak self] in self?.flushOutbound() }
     }
@@ -539,8 +555,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                 self.metrics.requestsFailed.increment()
             }
             switch operation.completion {
-            case .response(let promise): promise.fail(error)
-            case .awaitingResponse(let continuation): continuation.resume(throwing: error)
+            case .response(let promise): (promise as! EventLoopPromise<Codec.Inbound>).fail(error)
+            case .awaitingResponse(let continuation): continuation.typed(Codec.Inbound.self).resume(throwing: error)
             case .written: break
             }
         case .written(let promise):

@@ -4,29 +4,30 @@ import Synchronization
 /// Requests and sends on their way from tasks (any thread) to a channel's event loop, already encoded. Those
 /// submitted while one hop is scheduled ride on it, so many tasks sending at once cost one hop per batch, not one
 /// per request; the order of submission is kept, cancellations included.
-final class SubmissionInbox<Codec: FrameCodec>: Sendable {
+///
+/// Not generic over the codec, as the state machine it feeds: see ``ConnectionOperation``.
+final class SubmissionInbox: Sendable {
     enum Submission: Sendable {
-        case request(key: Codec.Key, bytes: ByteBuffer, completion: Completion, timeout: TimeAmount?)
+        case request(key: RequestKey, bytes: ByteBuffer, completion: ConnectionOperation.Completion, timeout: TimeAmount?)
         case send(bytes: ByteBuffer, promise: EventLoopPromise<Void>?)
-        case cancel(key: Codec.Key)
-    }
-
-    /// `ConnectionChannelHandler.Operation.Completion`, in a form that may cross threads.
-    enum Completion: Sendable {
-        case promise(EventLoopPromise<Codec.Inbound>)
-        case continuation(UnsafeContinuation<Codec.Inbound, any Error>)
+        case cancel(key: RequestKey)
     }
 
     private struct State {
         var submissions: [Submission] = []
+        /// The last batch's storage, emptied, so that a batch allocates nothing once the inbox is warm.
+        var spare: [Submission] = []
         var scheduled = false
     }
 
-    private let handler: NIOLoopBound<ConnectionChannelHandler<Codec>>
+    private let eventLoop: any EventLoop
     private let state = Mutex(State())
+    /// Hands a batch to the channel handler, on the event loop.
+    private let deliver: @Sendable ([Submission]) -> Void
 
-    init(handler: NIOLoopBound<ConnectionChannelHandler<Codec>>) {
-        self.handler = handler
+    init(eventLoop: any EventLoop, deliver: @escaping @Sendable ([Submission]) -> Void) {
+        self.eventLoop = eventLoop
+        self.deliver = deliver
     }
 
     func submit(_ submission: Submission) {
@@ -35,31 +36,64 @@ final class SubmissionInbox<Codec: FrameCodec>: Sendable {
             defer { state.scheduled = true }
             return !state.scheduled
         }
-        if schedule { self.handler.eventLoop.execute { self.drain() } }
+        if schedule { self.eventLoop.execute { self.drain() } }
     }
 
     /// On the event loop.
     private func drain() {
-        var submissions: [Submission] = []
-        self.state.withLock { state in
-            swap(&submissions, &state.submissions)
+        var batch: [Submission] = self.state.withLock { state in
             state.scheduled = false
+            var batch: [Submission] = []
+            swap(&batch, &state.spare)
+            swap(&batch, &state.submissions)
+            return batch
         }
-        let handler = self.handler.value
-        for submission in submissions {
-            switch submission {
-            case .request(let key, let bytes, let completion, let timeout):
-                switch completion {
-                case .promise(let promise):
-                    handler.submitRequest(key: key, bytes: bytes, completion: .response(promise), timeout: timeout)
-                case .continuation(let continuation):
-                    handler.submitRequest(key: key, bytes: bytes, completion: .awaitingResponse(continuation), timeout: timeout)
-                }
-            case .send(let bytes, let promise):
-                handler.submitSend(bytes: bytes, promise: promise)
-            case .cancel(let key):
-                handler.cancelRequest(key: key)
-            }
-        }
+        self.deliver(batch)
+        batch.removeAll(keepingCapacity: true)
+        self.state.withLock { $0.spare = batch }
+    }
+}
+
+/// A request or send on its way to a channel: its encoded bytes, and what to complete.
+///
+/// Not generic over the codec, so that ``ConnectionStateMachine`` (keyed by ``RequestKey``) is compiled for it once,
+/// specialised. Generic code called from another module (the application's, where the codec is) runs
+/// unspecialised and looks type metadata up at nearly every step, which cost more than the rest of a request's
+/// work; only the codec calls and the completion stay generic.
+struct ConnectionOperation {
+    enum Completion: Sendable {
+        /// An `EventLoopPromise` of the codec's `Inbound`.
+        case response(any Sendable)
+        /// A request awaited in a task: resumed directly, which costs less than a promise and its callbacks.
+        case awaitingResponse(ErasedContinuation)
+        case written(EventLoopPromise<Void>?)
+    }
+
+    var bytes: ByteBuffer
+    var completion: Completion
+}
+
+/// An `UnsafeContinuation<Inbound, any Error>` without its type (it is the awaiting task's pointer), turned back by
+/// the codec-generic code that knows `Inbound`, without a dynamic cast.
+struct ErasedContinuation: @unchecked Sendable {
+    private let raw: UnsafeRawPointer
+
+    init<Value>(_ continuation: UnsafeContinuation<Value, any Error>) {
+        self.raw = unsafeBitCast(continuation, to: UnsafeRawPointer.self)
+    }
+
+    /// `Value` must be the type it was made with.
+    func typed<Value>(_: Value.Type) -> UnsafeContinuation<Value, any Error> {
+        unsafeBitCast(self.raw, to: UnsafeContinuation<Value, any Error>.self)
+    }
+}
+
+/// A codec's request key without its type, for the codec-free ``ConnectionStateMachine``.
+struct RequestKey: Hashable, @unchecked Sendable {
+    // Unchecked: made from `Sendable` keys only.
+    private let value: AnyHashable
+
+    init<Key: Hashable & Sendable>(_ key: Key) {
+        self.value = AnyHashable(key)
     }
 }

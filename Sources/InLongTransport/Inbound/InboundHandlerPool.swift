@@ -49,6 +49,8 @@ public struct FrameResponder<Codec: FrameCodec>: Sendable {
 final class AnswerOutbox: Sendable {
     private struct State {
         var answers: [ByteBuffer] = []
+        /// The last batch's storage, emptied, so that a batch allocates nothing once the outbox is warm.
+        var spare: [ByteBuffer] = []
         var scheduled = false
         var closed = false
     }
@@ -75,12 +77,17 @@ final class AnswerOutbox: Sendable {
 
     /// Delivers what is waiting; on the event loop (also before a graceful close, so nothing is left behind).
     func drain() {
-        let answers = self.state.withLock { state in
+        var answers: [ByteBuffer] = self.state.withLock { state in
             state.scheduled = false
-            defer { state.answers.removeAll(keepingCapacity: true) }
-            return state.answers
+            var answers: [ByteBuffer] = []
+            swap(&answers, &state.spare)
+            swap(&answers, &state.answers)
+            return answers
         }
-        if !answers.isEmpty { self.deliver(answers) }
+        guard !answers.isEmpty else { return }
+        self.deliver(answers)
+        answers.removeAll(keepingCapacity: true)
+        self.state.withLock { $0.spare = answers }
     }
 
     /// The connection closed: later answers fail.

@@ -291,8 +291,6 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     private var responder: FrameResponder<Codec>?
     private var outbox: AnswerOutbox?
     private var reading = ReadGate()
-    /// The last answers' write, which a graceful close waits for.
-    private var lastWrite: EventLoopFuture<Void>?
     private var closing = false
 
     init(
@@ -387,24 +385,18 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     /// flushes once.
     private func write(_ answers: [ByteBuffer]) {
         guard let context = self.context else { return }
-        var writes: [ByteBuffer] = []
         var coalesced: ByteBuffer?
         for answer in answers {
             if answer.readableBytes >= 16 << 10 {
-                if let buffer = coalesced.take() { writes.append(buffer) }
-                writes.append(answer)
+                if let buffer = coalesced.take() { context.write(self.wrapOutboundOut(buffer), promise: nil) }
+                context.write(self.wrapOutboundOut(answer), promise: nil)
             } else if coalesced == nil {
                 coalesced = answer
             } else {
                 coalesced!.writeImmutableBuffer(answer)
             }
         }
-        if let buffer = coalesced { writes.append(buffer) }
-        guard let last = writes.popLast() else { return }
-        for buffer in writes { context.write(self.wrapOutboundOut(buffer), promise: nil) }
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.write(self.wrapOutboundOut(last), promise: promise)
-        self.lastWrite = promise.futureResult
+        if let buffer = coalesced { context.write(self.wrapOutboundOut(buffer), promise: nil) }
         context.flush()
     }
 
@@ -414,11 +406,10 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.closing = true
         self.outbox?.drain()
         let channel = context.channel
-        if let lastWrite = self.lastWrite {
-            lastWrite.whenComplete { _ in channel.close(promise: nil) }
-        } else {
-            channel.close(promise: nil)
-        }
+        // Writes complete in order: an empty one written last completes after the answers.
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        context.writeAndFlush(self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

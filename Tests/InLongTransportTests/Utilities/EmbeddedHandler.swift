@@ -8,7 +8,7 @@ import NIOEmbedded
 /// A connected `EmbeddedChannel` around a channel handler for `codec`, on virtual time.
 func makeEmbeddedHandler<Codec: FrameCodec>(
     codec: Codec,
-    stateMachine: ConnectionStateMachine<Codec.Key, ConnectionChannelHandler<Codec>.Operation>.Configuration,
+    stateMachine: ConnectionChannelHandler<Codec>.StateMachine.Configuration,
     maxFrameLength: Int,
     framingErrorPolicy: PersistentConnection<Codec>.Configuration.FramingErrorPolicy = .close,
     counters: StatisticsCounters = StatisticsCounters(),
