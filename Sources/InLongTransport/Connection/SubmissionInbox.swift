@@ -88,12 +88,28 @@ struct ErasedContinuation: @unchecked Sendable {
     }
 }
 
-/// A codec's request key without its type, for the codec-free ``ConnectionStateMachine``.
+/// A codec's request key without its type, for the codec-free ``ConnectionStateMachine``. Its hash is taken once,
+/// when it is made, and it avoids `AnyHashable`, whose creation looks up a conformance: a request's key is hashed
+/// at every table it passes through.
 struct RequestKey: Hashable, @unchecked Sendable {
     // Unchecked: made from `Sendable` keys only.
-    private let value: AnyHashable
+    private let key: any Hashable
+    private let hash: Int
 
     init<Key: Hashable & Sendable>(_ key: Key) {
-        self.value = AnyHashable(key)
+        self.key = key
+        self.hash = key.hashValue
+    }
+
+    static func == (lhs: RequestKey, rhs: RequestKey) -> Bool {
+        lhs.hash == rhs.hash && Self.equal(lhs.key, rhs.key)
+    }
+
+    private static func equal<Key: Hashable>(_ lhs: Key, _ rhs: any Hashable) -> Bool {
+        (rhs as? Key) == lhs
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(self.hash)
     }
 }
