@@ -15,7 +15,11 @@ import Testing
     }
 
     func written(_ action: Machine.Action) -> [String]? {
-        if case .write(let items) = action { items.map(\.pending) } else { nil }
+        switch action {
+        case .write(let items): items.map(\.pending)
+        case .writeOne(let item): [item.pending]
+        default: nil
+        }
     }
 
     @Test func requestsBeyondTheCapQueueAndStartWhenSlotsFree() {

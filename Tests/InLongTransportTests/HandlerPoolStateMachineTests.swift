@@ -16,7 +16,7 @@ import Testing
 
     private func outcome(_ effects: Machine.Effects) -> Outcome {
         Outcome(
-            start: effects.start.map { "w\($0.worker):\($0.job.connection):\($0.job.request)" },
+            start: ([effects.own].compactMap { $0 } + effects.start).map { "w\($0.worker):\($0.job.connection):\($0.job.request)" },
             exit: effects.exit,
             resume: effects.resumeReading,
             close: effects.close.sorted()

@@ -379,6 +379,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             break
         case .write(let items):
             for item in items { self.enqueueWrite(item) }
+        case .writeOne(let item):
+            self.enqueueWrite(item)
         case .reject(let item, let error):
             self.complete(item.pending, with: error.endpoint == nil ? self.with(error) : error)
         case .succeed:

@@ -40,6 +40,8 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         case none
         /// Write these items, in order, then flush once.
         case write([Item])
+        /// Write this item (a submission that starts at once: no array to allocate).
+        case writeOne(Item)
         /// Fail the item with the error (it was never written).
         case reject(Item, TransportError)
         case succeed(Pending)
@@ -147,7 +149,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         }
         if self.queue.isEmpty, self.isWritable, self.canStart(item) {
             self.start(item, timeout: timeout, now: now)
-            return .write([item])
+            return .writeOne(item)
         }
         guard self.queue.count < self.configuration.maxQueued else {
             return .reject(item, TransportError(.tooManyRequests))

@@ -105,8 +105,10 @@ struct RequestKey: Hashable, @unchecked Sendable {
         lhs.hash == rhs.hash && Self.equal(lhs.key, rhs.key)
     }
 
-    private static func equal<Key: Hashable>(_ lhs: Key, _ rhs: any Hashable) -> Bool {
-        (rhs as? Key) == lhs
+    /// Compares the types, then the values, without a dynamic cast.
+    private static func equal<Left: Hashable, Right: Hashable>(_ lhs: Left, _ rhs: Right) -> Bool {
+        guard Left.self == Right.self else { return false }
+        return lhs == unsafeBitCast(rhs, to: Left.self)
     }
 
     func hash(into hasher: inout Hasher) {

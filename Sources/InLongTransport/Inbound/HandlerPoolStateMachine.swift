@@ -29,6 +29,9 @@ struct HandlerPoolStateMachine<Connection: Hashable, Request, Worker> {
 
     /// What the driver does after a transition, in this order.
     struct Effects {
+        /// The worker that asked (``workerReady(_:finished:)``) takes this job: apart from `start`, so that a busy
+        /// pool, moving from job to job, allocates no array.
+        var own: (worker: Worker, job: Job)?
         /// Hand each job to its worker.
         var start: [(worker: Worker, job: Job)] = []
         /// Resume these workers with nothing: the pool stopped.
@@ -131,24 +134,27 @@ struct HandlerPoolStateMachine<Connection: Hashable, Request, Worker> {
 
     /// A request arrived on `connection`. A connection must not deliver one while it is paused.
     mutating func requestReceived(_ request: Request, on connection: Connection) -> Received {
-        guard !self.isStopping, var state = self.connections[connection], !state.isDraining else { return .refused }
+        // Taken out while it changes and put back on every path, so that its queue is not copied on write.
+        guard !self.isStopping, var state = self.connections.removeValue(forKey: connection) else { return .refused }
+        defer { self.connections[connection] = state }
+        guard !state.isDraining else { return .refused }
         precondition(state.parked == nil, "a paused connection delivered a request")
         if state.running < self.configuration.perConnectionLimit, state.waiting.isEmpty,
             let worker = self.idleWorkers.popLast()
         {
             state.running += 1
-            self.connections[connection] = state
             return .start(worker, Job(connection: connection, request: request))
         }
         if self.queuedCount < self.configuration.queueLimit {
             state.waiting.append(request)
             self.queuedCount += 1
-            self.connections[connection] = state
-            self.markRunnableIfStartable(connection)
+            if !state.isRunnable, state.running < self.configuration.perConnectionLimit {
+                state.isRunnable = true
+                self.runnable.append(connection)
+            }
             return .queued
         }
         state.parked = request
-        self.connections[connection] = state
         self.paused.append(connection)
         return .pauseReading
     }
@@ -167,9 +173,12 @@ struct HandlerPoolStateMachine<Connection: Hashable, Request, Worker> {
             effects.exit.append(worker)
             return effects
         }
-        // Last in, first out: the worker asking is the one refill gives a job first, so a busy pool moves from
-        // job to job without suspending.
-        self.idleWorkers.append(worker)
+        // The worker asking takes the next job itself, so a busy pool moves from job to job without suspending.
+        if let job = self.takeRunnable() {
+            effects.own = (worker, job)
+        } else {
+            self.idleWorkers.append(worker)
+        }
         self.refill(&effects)
         return effects
     }
@@ -209,13 +218,17 @@ struct HandlerPoolStateMachine<Connection: Hashable, Request, Worker> {
     /// The next waiting request of the first runnable connection; the connection goes to the back of the line.
     private mutating func takeRunnable() -> Job? {
         guard let connection = self.runnable.popFirst() else { return nil }
-        var state = self.connections[connection]!
+        // Taken out while it changes, so that its queue is not copied on write.
+        var state = self.connections.removeValue(forKey: connection)!
         let request = state.waiting.removeFirst()
         self.queuedCount -= 1
         state.running += 1
         state.isRunnable = false
+        if !state.waiting.isEmpty, state.running < self.configuration.perConnectionLimit {
+            state.isRunnable = true
+            self.runnable.append(connection)
+        }
         self.connections[connection] = state
-        self.markRunnableIfStartable(connection)
         return Job(connection: connection, request: request)
     }
 

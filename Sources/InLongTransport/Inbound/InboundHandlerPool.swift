@@ -251,6 +251,7 @@ final class HandlerPoolCore: Sendable {
     }
 
     private func perform(_ effects: Machine.Effects) {
+        if let (worker, job) = effects.own { worker.resume(returning: job) }
         for (worker, job) in effects.start { worker.resume(returning: job) }
         for worker in effects.exit { worker.resume(returning: nil) }
         for connection in effects.resumeReading { connection.resumeReading() }
