@@ -1,4 +1,5 @@
 import CoreMetrics
+import DequeModule
 import Logging
 import Synchronization
 import NIOCore
@@ -50,6 +51,10 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     /// State-machine items (requests and sends) in `outbound`, reported written when its write completes.
     private var outboundItems = 0
     private var writtenCompletions: [EventLoopPromise<Void>] = []
+    /// What each write with a promise reports when it completes, in write order (writes complete in order): kept
+    /// here rather than captured, so that the completion callback captures nothing but the handler and costs no
+    /// allocation of its own.
+    private var pendingWrites: Deque<(items: Int, completions: [EventLoopPromise<Void>])> = []
     /// The deadlines of written requests (their timeouts start when their frames are written), watched by one
     /// timer armed for the earliest: a timer per request cost several allocations each.
     private var requestDeadlines: [RequestKey: NIODeadline] = [:]
@@ -517,17 +522,19 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             completions = self.writtenCompletions
             self.writtenCompletions.removeAll(keepingCapacity: true)
         }
+        self.pendingWrites.append((items, completions))
         let promise = context.eventLoop.makePromise(of: Void.self)
-        promise.futureResult.assumeIsolated().whenComplete { [weak self] result in
-            for completion in completions { completion.completeWith(result) }
-            self?.written(items: items, result: result)
-        }
+        // The handler outlives its channel's writes: they complete (or fail) by the time the channel is closed.
+        promise.futureResult.assumeIsolated().whenComplete { result in self.written(result) }
         context.write(self.wrapOutboundOut(buffer), promise: promise)
     }
 
-    /// A write completed: the socket took it, and the requests in it start their timeouts. A write fails only
-    /// when the channel closes (NIO closes it on a socket error), which fails the requests in it.
-    private func written(items: Int, result: Result<Void, any Error>) {
+    /// The oldest write with a promise completed: the socket took it, and the requests in it start their
+    /// timeouts. A write fails only when the channel closes (NIO closes it on a socket error), which fails the
+    /// requests in it.
+    private func written(_ result: Result<Void, any Error>) {
+        guard let (items, completions) = self.pendingWrites.popFirst() else { return }
+        for completion in completions { completion.completeWith(result) }
         guard case .success = result else { return }
         let now = self.now
         for _ in 0..<items { self.run(self.stateMachine.frameWritten(now: now)) }
