@@ -177,7 +177,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     private let events: AsyncStream<Event>
     private let eventSink: AsyncStream<Event>.Continuation
     private let counters = StatisticsCounters()
-    private let metrics: [Endpoint: TransportMetrics]
+    /// Per endpoint; `nil` values when metrics go nowhere.
+    private let metrics: [Endpoint: TransportMetrics?]
 
     /// Creates a connection; nothing happens until ``run()``.
     ///
@@ -240,8 +241,9 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             )
         )
         (self.events, self.eventSink) = AsyncStream.makeStream()
-        let factory = configuration.metricsFactory ?? MetricsSystem.factory
-        self.metrics = Dictionary(configuration.endpoints.map { ($0, TransportMetrics(endpoint: $0, factory: factory)) }) { a, _ in a }
+        self.metrics = Dictionary(
+            configuration.endpoints.map { ($0, TransportMetrics.make(endpoint: $0, factory: configuration.metricsFactory)) }
+        ) { first, _ in first }
     }
 
     // MARK: Public API
@@ -453,7 +455,10 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     }
 
     private func connect(to endpoint: Endpoint, channelID: Int) async {
-        let metrics = self.metrics[endpoint] ?? TransportMetrics(endpoint: endpoint, factory: configuration.metricsFactory ?? MetricsSystem.factory)
+        let observer = ConnectionObserver(
+            counters: self.counters,
+            metrics: self.metrics[endpoint] ?? TransportMetrics.make(endpoint: endpoint, factory: self.configuration.metricsFactory)
+        )
         let configuration = self.configuration
         let handlerConfiguration = ConnectionChannelHandler<Codec>.Configuration(
             stateMachine: .init(
@@ -471,7 +476,6 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         )
         let inbound = self.inbound
         let socketOptions = SocketOptions(keepalive: configuration.tcpKeepalive, linger: configuration.linger)
-        let counters = self.counters
         let eventSink = self.eventSink
         let codec = self.codec
         let logger = self.logger
@@ -486,8 +490,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                             codec: codec,
                             configuration: handlerConfiguration,
                             endpoint: endpoint,
-                            counters: counters,
-                            metrics: metrics,
+                            observer: observer,
                             logger: logger,
                             now: .now(),
                             inbound: inbound,
@@ -512,9 +515,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                     throw error
                 }
             }
-            counters.connects.add(1, ordering: .relaxed)
-            counters.lastConnectError.withLock { $0 = nil }
-            metrics.connects.increment()
+            observer.connected()
             logger.debug("connected", metadata: ["inlong.endpoint": "\(endpoint)"])
             // The age timer lives on the channel's loop and dies with the channel, so no task outlives run().
             let ageTimer = configuration.maxConnectionAge.map { age in
@@ -533,17 +534,14 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 healthyTimer.cancel()
                 let reason = handler.value.closeReason ?? TransportError(.connectionClosed, endpoint: endpoint)
                 let label = Self.disconnectLabel(reason)
-                counters.disconnected(reason: label)
-                metrics.disconnected(reason: label)
+                observer.disconnected(reason: label)
                 self.eventSink.yield(.closed(channelID: channelID, reason: reason))
             }
         } catch {
-            counters.connectFailures.add(1, ordering: .relaxed)
-            metrics.connectFailures.increment()
             logger.debug("connect failed", metadata: ["inlong.endpoint": "\(endpoint)", "error": "\(error)"])
             let code: TransportError.Code = error is ChannelError ? .connectTimeout : .connectFailed
             let failure = TransportError(code, endpoint: endpoint, underlying: error)
-            counters.lastConnectError.withLock { $0 = "\(failure)" }
+            observer.connectFailed(failure)
             self.eventSink.yield(.connectFailed(failure))
         }
     }

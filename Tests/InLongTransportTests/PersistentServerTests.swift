@@ -1,4 +1,5 @@
 import InLongTransport
+import MetricsTestKit
 import NIOCore
 import Synchronization
 import Testing
@@ -226,5 +227,40 @@ import Testing
             try await group.next()
         }
         #expect(server.statistics().openConnections == 0)
+    }
+}
+
+/// A connection's events take one path: the statistics and the swift-metrics instruments say the same.
+@Suite(.timeLimit(.minutes(2))) struct ConnectionObservabilityTests {
+    @Test func statisticsAndMetricsAgree() async throws {
+        let metrics = TestMetrics()
+        let server = PersistentServer(
+            codec: TestCodec(),
+            configuration: .init(host: "127.0.0.1", port: 0)
+        ) { request, responder in
+            // Key 0 is never answered: it times out.
+            if request.key != 0 { try? await responder.respond(.response(request.key, request.payload)) }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            defer { group.cancelAll() }
+            let endpoint = Endpoint(host: "127.0.0.1", port: try await server.localAddress().port!)
+            let statistics = try await withConnection(endpoints: [endpoint], configure: { $0.metricsFactory = metrics }) { connection in
+                for key in 1...50 as ClosedRange<UInt32> { _ = try await connection.request(.request(key, "v")) }
+                await #expect(throws: TransportError.self) { _ = try await connection.request(.request(0, "lost"), timeout: .milliseconds(100)) }
+                return connection.statistics()
+            }
+            server.stop()
+            let dimensions = [("endpoint", endpoint.description)]
+            #expect(statistics.requestsSucceeded == 50)
+            #expect(statistics.requestsTimedOut == 1)
+            #expect(metrics.counterTotal(label: "inlong_transport_requests_total", dimensions: dimensions + [("result", "ok")]) == 50)
+            #expect(metrics.counterTotal(label: "inlong_transport_requests_total", dimensions: dimensions + [("result", "timeout")]) == 1)
+            #expect(metrics.counterTotal(label: "inlong_transport_frames_out_total", dimensions: dimensions) == Int64(statistics.framesOut))
+            #expect(metrics.counterTotal(label: "inlong_transport_bytes_in_total", dimensions: dimensions) == Int64(statistics.bytesIn))
+            #expect(metrics.counterTotal(label: "inlong_transport_connects_total", dimensions: dimensions) == 1)
+            #expect(try metrics.expectMeter("inlong_transport_requests_in_flight", dimensions).lastValue == 0)
+            #expect(try metrics.expectMeter("inlong_transport_requests_in_flight", dimensions).values.max() == 1)
+        }
     }
 }

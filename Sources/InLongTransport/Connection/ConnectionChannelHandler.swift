@@ -1,4 +1,3 @@
-import CoreMetrics
 import DequeModule
 import Logging
 import Synchronization
@@ -29,8 +28,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     private let codec: Codec
     private let configuration: Configuration
     private let endpoint: Endpoint
-    private let counters: StatisticsCounters
-    private let metrics: TransportMetrics
+    private let observer: ConnectionObserver
     private let logger: Logger
     /// Runs the peer's requests; without one, they are dropped and counted.
     private let inbound: InboundHandlerPool<Codec>?
@@ -78,8 +76,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         codec: Codec,
         configuration: Configuration,
         endpoint: Endpoint,
-        counters: StatisticsCounters,
-        metrics: TransportMetrics,
+        observer: ConnectionObserver,
         logger: Logger,
         now: NIODeadline,
         inbound: InboundHandlerPool<Codec>?,
@@ -88,9 +85,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.codec = codec
         self.configuration = configuration
         self.endpoint = endpoint
-        self.counters = counters
-        counters.reportedLoad.store(.min, ordering: .relaxed)
-        self.metrics = metrics
+        self.observer = observer
+        observer.reportedLoad(.min)
         self.logger = logger
         self.inbound = inbound
         self.splitter = FrameSplitter(maxFrameLength: configuration.maxFrameLength)
@@ -232,8 +228,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = self.unwrapInboundIn(data)
-        self.counters.bytesIn.add(bytes.readableBytes, ordering: .relaxed)
-        self.metrics.bytesIn.increment(by: Int64(bytes.readableBytes))
+        self.observer.bytesRead(bytes.readableBytes)
         self.stateMachine.bytesRead(now: self.now)
         self.splitter.append(bytes)
         self.processFrames()
@@ -263,7 +258,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             case .close:
                 self.close(TransportError(.protocolViolation, endpoint: self.endpoint, underlying: error))
             case .discardBuffer:
-                self.counters.receiveBuffersDiscarded.add(1, ordering: .relaxed)
+                self.observer.receiveBufferDiscarded()
                 self.logger.debug(
                     "discarded bytes that are not a frame",
                     metadata: ["inlong.endpoint": "\(self.endpoint)", "error": "\(error)"]
@@ -274,8 +269,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
     private func dispatch(_ bytes: ByteBuffer) throws {
         let frame = try self.codec.decode(bytes)
-        self.counters.framesIn.add(1, ordering: .relaxed)
-        self.metrics.framesIn.increment()
+        self.observer.frameRead()
         let now = self.now
         switch self.codec.kind(of: frame) {
         case .response(let codecKey):
@@ -283,9 +277,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             let (first, second) = self.stateMachine.responseReceived(key: key, now: now)
             if case .succeed(let operation) = first {
                 self.requestDeadlines.removeValue(forKey: key)
-                self.counters.requestsSucceeded.add(1, ordering: .relaxed)
-                self.counters.inFlight.subtract(1, ordering: .relaxed)
-                self.metrics.requestsSucceeded.increment()
+                self.observer.requestSucceeded()
                 switch operation.completion {
                 case .response(let promise): (promise as! EventLoopPromise<Codec.Inbound>).succeed(frame)
                 case .awaitingResponse(let continuation): continuation.typed(Codec.Inbound.self).resume(returning: frame)
@@ -304,7 +296,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                 // Weighs the newest reply a quarter, so one spike does not move all traffic away.
                 let smoothed = self.smoothedLoad.map { ($0 * 3 + load) / 4 } ?? load
                 self.smoothedLoad = smoothed
-                self.counters.reportedLoad.store(smoothed, ordering: .relaxed)
+                self.observer.reportedLoad(smoothed)
             }
             self.run(self.stateMachine.heartbeatReplyReceived(now: now))
         case .unsolicited:
@@ -313,7 +305,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                 return
             }
             guard let inbound = self.inbound, let connection = self.poolConnection, let responder = self.responder else {
-                self.counters.unsolicitedDropped.add(1, ordering: .relaxed)
+                self.observer.unsolicitedDropped()
                 return
             }
             switch inbound.submit(frame, responder: responder, from: connection) {
@@ -322,7 +314,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             case .pauseReading:
                 self.reading.paused = true
             case .refused:
-                self.counters.unsolicitedDropped.add(1, ordering: .relaxed)
+                self.observer.unsolicitedDropped()
             }
         }
     }
@@ -393,8 +385,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             assertionFailure("succeed is handled where the response frame is")
         case .heartbeatReplied(let rtt):
             if let rtt {
-                self.counters.lastHeartbeatRTTNanoseconds.store(Int(rtt.nanoseconds), ordering: .relaxed)
-                self.metrics.heartbeatRTT.recordNanoseconds(rtt.nanoseconds)
+                self.observer.heartbeatAnswered(rtt: rtt.nanoseconds)
             }
         case .fail(let operation, let error):
             self.complete(operation, with: self.with(error))
@@ -459,7 +450,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         var written: EventLoopPromise<Void>?
         switch operation.completion {
         case .response, .awaitingResponse:
-            self.counters.inFlight.add(1, ordering: .relaxed)
+            self.observer.requestInFlight()
         case .written(let promise):
             written = promise
         }
@@ -510,8 +501,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     /// covers every frame of a coalesced write.
     private func write(_ buffer: ByteBuffer, items: Int) {
         guard let context = self.context else { return }
-        self.counters.bytesOut.add(buffer.readableBytes, ordering: .relaxed)
-        self.metrics.bytesOut.increment(by: Int64(buffer.readableBytes))
+        self.observer.bytesWritten(buffer.readableBytes)
         self.unflushedBytes += buffer.readableBytes
         if self.writtenCompletions.isEmpty, items == 0 {
             context.write(self.wrapOutboundOut(buffer), promise: nil)
@@ -544,8 +534,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.flushScheduled = false
         guard let context = self.context else { return }
         self.writeCoalesced()
-        self.counters.framesOut.add(self.outboundFrames, ordering: .relaxed)
-        self.metrics.framesOut.increment(by: Int64(self.outboundFrames))
+        self.observer.framesWritten(self.outboundFrames)
         self.outboundFrames = 0
         guard self.unflushedBytes > 0 else { return }
         self.unflushedBytes = 0
@@ -555,14 +544,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     private func complete(_ operation: Operation, with error: TransportError) {
         switch operation.completion {
         case .response, .awaitingResponse:
-            if error.mayHaveBeenDelivered { self.counters.inFlight.subtract(1, ordering: .relaxed) }
-            if error.code == .requestTimeout {
-                self.counters.requestsTimedOut.add(1, ordering: .relaxed)
-                self.metrics.requestsTimedOut.increment()
-            } else {
-                self.counters.requestsFailed.add(1, ordering: .relaxed)
-                self.metrics.requestsFailed.increment()
-            }
+            self.observer.requestFailed(timedOut: error.code == .requestTimeout, wasInFlight: error.mayHaveBeenDelivered)
             switch operation.completion {
             case .response(let promise): (promise as! EventLoopPromise<Codec.Inbound>).fail(error)
             case .awaitingResponse(let continuation): continuation.typed(Codec.Inbound.self).resume(throwing: error)

@@ -1,7 +1,8 @@
 import CoreMetrics
+import Synchronization
 
-/// swift-metrics instruments of one connection, created once (Prometheus names `inlong_transport_*`, dimension `endpoint`).
-struct TransportMetrics: Sendable {
+/// swift-metrics instruments of one endpoint, created once (Prometheus names `inlong_transport_*`, dimension `endpoint`).
+final class TransportMetrics: Sendable {
     let connects: Counter
     let connectFailures: Counter
     let framesOut: Counter
@@ -15,6 +16,7 @@ struct TransportMetrics: Sendable {
     let heartbeatRTT: Timer
     private let endpoint: String
     private let factory: any MetricsFactory
+    private let disconnects = Mutex<[String: Counter]>([:])
 
     init(endpoint: Endpoint, factory: any MetricsFactory) {
         let dimensions = [("endpoint", endpoint.description)]
@@ -42,7 +44,23 @@ struct TransportMetrics: Sendable {
     }
 
     func disconnected(reason: String) {
-        Counter(label: "inlong_transport_disconnects_total", dimensions: [("endpoint", self.endpoint), ("reason", reason)], factory: self.factory)
-            .increment()
+        let counter = self.disconnects.withLock { counters in
+            if let counter = counters[reason] { return counter }
+            let counter = Counter(
+                label: "inlong_transport_disconnects_total",
+                dimensions: [("endpoint", self.endpoint), ("reason", reason)],
+                factory: self.factory
+            )
+            counters[reason] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    /// The metrics of `endpoint`, or `nil` when metrics go nowhere (no factory given, none bootstrapped): the
+    /// connection then skips every metric call.
+    static func make(endpoint: Endpoint, factory: (any MetricsFactory)?) -> TransportMetrics? {
+        let factory = factory ?? MetricsSystem.factory
+        return factory is NOOPMetricsHandler ? nil : TransportMetrics(endpoint: endpoint, factory: factory)
     }
 }

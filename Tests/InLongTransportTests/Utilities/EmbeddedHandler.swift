@@ -24,8 +24,7 @@ func makeEmbeddedHandler<Codec: FrameCodec>(
             framingErrorPolicy: framingErrorPolicy
         ),
         endpoint: endpoint,
-        counters: counters,
-        metrics: TransportMetrics(endpoint: endpoint, factory: NOOPMetricsHandler.instance),
+        observer: ConnectionObserver(counters: counters, metrics: nil),
         logger: .init(label: "test"),
         now: loop.now,
         inbound: inbound
