@@ -206,7 +206,7 @@ func sendLines(
     stream: String,
     grace: Duration = .seconds(5),
     interruptions: AsyncStream<Void>? = nil,
-    unreachableNotice: Duration = .seconds(10),
+    unreachableNotice: Duration = .seconds(5),
     unreachableTimeout: Duration? = nil,
     logger: Logger = Logger(label: "inlong.send", factory: { _ in SwiftLogNoOpLogHandler() }),
     produce: (_ emit: ([ByteBuffer]) async throws -> Void, _ stop: @escaping @Sendable () -> Bool) async throws -> Void
@@ -235,21 +235,21 @@ func sendLines(
         // Tells, within `unreachableNotice`, why no proxy can be reached, and gives up after `unreachableTimeout`.
         tasks.addTask {
             var lastReachable = ContinuousClock.now
-            var reported = false
+            var reported: String?
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(250))
                 let statistics = client.statistics()
                 if statistics.readyProxies > 0 {
-                    if reported { FileHandle.standardError.write(Data("a proxy is reachable again\n".utf8)) }
-                    (lastReachable, reported) = (.now, false)
+                    if reported != nil { FileHandle.standardError.write(Data("a proxy is reachable again\n".utf8)) }
+                    (lastReachable, reported) = (.now, nil)
                     continue
                 }
                 let down = ContinuousClock.now - lastReachable
-                if down >= unreachableNotice, !reported {
-                    reported = true
-                    let reasons = statistics.proxyErrors.map { "\($0.key): \($0.value)" }.sorted() + [statistics.discoveryError].compactMap { $0 }
-                    let text = reasons.isEmpty ? "no proxy connected yet" : reasons.joined(separator: "; ")
-                    FileHandle.standardError.write(Data("cannot reach a proxy: \(text)\n".utf8))
+                let reasons = statistics.proxyErrors.map { "\($0.key): \($0.value)" }.sorted() + [statistics.discoveryError].compactMap { $0 }
+                // Once when the notice is due, and again when the first reasons arrive after it.
+                if down >= unreachableNotice, reported == nil || (reported!.isEmpty && !reasons.isEmpty) {
+                    reported = reasons.joined(separator: "; ")
+                    FileHandle.standardError.write(Data("cannot reach a proxy: \(reasons.isEmpty ? "no proxy connected yet" : reported!)\n".utf8))
                 }
                 if let unreachableTimeout, down >= unreachableTimeout {
                     FileHandle.standardError.write(Data("giving up: no proxy reachable for \(unreachableTimeout)\n".utf8))

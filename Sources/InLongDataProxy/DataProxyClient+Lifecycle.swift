@@ -143,7 +143,14 @@ extension DataProxyClient {
     /// Asks for one group's proxies and routes the group to them; `false` when none was found (a group that
     /// had proxies keeps them).
     private func discover(_ group: String, discovery: ProxyDiscovery, router: ProxyRouter, useCache: Bool) async -> Bool {
-        switch await discovery.discover(group: group, useCache: useCache) {
+        let noProxies = { (error: any Error) in
+            "the Manager \(discovery.configuration.url) gave no proxy for \(group): \(error)"
+        }
+        // Told at the first failed attempt, not after the last: an operator waits for it.
+        let attemptFailed = { (error: any Error) in
+            if !router.isRouted(group) { self.discoveryError.withLock { $0 = noProxies(error) } }
+        }
+        switch await discovery.discover(group: group, useCache: useCache, attemptFailed: attemptFailed) {
         case .success(let list):
             if router.apply(list, for: group) {
                 self.logger.info("proxies updated", metadata: ["inlong.group": "\(group)", "inlong.proxies": "\(list.endpoints)"])
@@ -156,10 +163,11 @@ extension DataProxyClient {
             self.withMachine { ((), $0.routeReady(group)) }
             self.discoveryError.withLock { $0 = nil }
             return true
+        case .failure(let error) where error is CancellationError:
+            // The client is closing: what the Manager said last still stands.
+            return false
         case .failure(let error):
-            if !router.isRouted(group) {
-                self.discoveryError.withLock { $0 = "the Manager \(discovery.configuration.url) gave no proxy for \(group): \(error)" }
-            }
+            if !router.isRouted(group) { self.discoveryError.withLock { $0 = noProxies(error) } }
             self.logger.warning(
                 router.isRouted(group) ? "proxy refresh failed; keeping the group's proxies" : "no proxy found yet",
                 metadata: ["inlong.group": "\(group)", "inlong.manager": "\(discovery.configuration.url)", "inlong.error": "\(error)"]

@@ -155,3 +155,32 @@ import Testing
         #expect(throws: ValidationError.self) { _ = try FaultOptions.parse(["--close-after", "0"]).faults() }
     }
 }
+
+/// `inlong send` when the Manager cannot be reached: the Manager's address and the cause are told after its first
+/// failed attempt, not after the last.
+@Suite(.timeLimit(.minutes(3))) struct UnreachableManagerTests {
+    @Test func theManagerIsNamedAtItsFirstFailedAttempt() async throws {
+        let closed = ClosedPort()
+        defer { withExtendedLifetime(closed) {} }
+        let url = "http://127.0.0.1:\(closed.endpoint.port)/inlong/manager/openapi/dataproxy/getIpList"
+        var manager = DataProxyClient.Manager(url: url, groups: ["g"])
+        manager.cacheFile = nil
+        manager.requestTimeout = .milliseconds(200)
+        // Far more attempts than the test waits for: the reason must come from the first.
+        manager.attempts = 10_000
+        let outcome = try await sendLines(
+            configuration: DataProxyClient.Configuration(manager: manager),
+            group: "g",
+            stream: "s",
+            unreachableNotice: .milliseconds(100),
+            unreachableTimeout: .seconds(3)
+        ) { emit, _ in
+            try await emit((0..<10).map { ByteBuffer(string: "r\($0)") })
+        }
+        #expect(outcome.unreachable)
+        #expect(outcome.failed == 10)
+        let reason = try #require(outcome.statistics.discoveryError)
+        #expect(reason.contains(url))
+        #expect(reason.contains("refused") || reason.contains("onnect"), "\(reason)")
+    }
+}

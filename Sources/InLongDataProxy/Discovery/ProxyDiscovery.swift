@@ -73,7 +73,8 @@ struct ProxyDiscovery: Sendable {
     }
 
     /// Asks the Manager for `group`, with the configured attempts; the raw reply is returned for caching.
-    func fetch(group: String) async throws -> (ProxyList, String) {
+    /// `attemptFailed` hears of each failed attempt at once, before the next.
+    func fetch(group: String, attemptFailed: (any Error) -> Void = { _ in }) async throws -> (ProxyList, String) {
         var lastError: any Error = DataProxyError(.discoveryFailed, "no attempt made", group: group)
         for attempt in 0..<max(self.configuration.attempts, 1) {
             if attempt > 0 { try await Task.sleep(for: .milliseconds(500 * attempt)) }
@@ -84,6 +85,7 @@ struct ProxyDiscovery: Sendable {
                 throw error
             } catch {
                 lastError = error
+                attemptFailed(error)
                 self.logger.debug("Manager request failed", metadata: ["inlong.group": "\(group)", "inlong.error": "\(error)"])
             }
         }
@@ -145,9 +147,9 @@ struct ProxyDiscovery: Sendable {
     }
 
     /// Asks for `group`'s proxies; falls back to the cached answer (when `useCache`) if the Manager fails.
-    func discover(group: String, useCache: Bool) async -> Result<ProxyList, any Error> {
+    func discover(group: String, useCache: Bool, attemptFailed: (any Error) -> Void = { _ in }) async -> Result<ProxyList, any Error> {
         do {
-            let (list, raw) = try await self.fetch(group: group)
+            let (list, raw) = try await self.fetch(group: group, attemptFailed: attemptFailed)
             self.writeCache(group: group, reply: raw)
             return .success(list)
         } catch {
