@@ -56,7 +56,7 @@ struct SendCommand: AsyncParsableCommand {
     @Option(help: "On SIGINT or SIGTERM: seconds to keep sending what was read before failing the rest.")
     var grace = 5
 
-    @Option(help: "Seconds with no proxy reachable after which to stop, fail what is left and exit non-zero.")
+    @Option(help: "Seconds with no proxy reachable, or none answering, after which to stop, fail what is left and exit non-zero.")
     var unreachableTimeout = 60
 
     @Argument(help: "Files to send; standard input when none.")
@@ -232,27 +232,19 @@ func sendLines(
                 return false
             }
         }
-        // Tells, within `unreachableNotice`, why no proxy can be reached, and gives up after `unreachableTimeout`.
+        // Tells, within `unreachableNotice`, why no proxy can be reached or why none answers, and gives up after
+        // `unreachableTimeout` of either.
         tasks.addTask {
-            var lastReachable = ContinuousClock.now
-            var reported: String?
+            var watch = ReachabilityWatch(notice: unreachableNotice, timeout: unreachableTimeout)
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(250))
-                let statistics = client.statistics()
-                if statistics.readyProxies > 0 {
-                    if reported != nil { FileHandle.standardError.write(Data("a proxy is reachable again\n".utf8)) }
-                    (lastReachable, reported) = (.now, nil)
-                    continue
-                }
-                let down = ContinuousClock.now - lastReachable
-                let reasons = statistics.proxyErrors.map { "\($0.key): \($0.value)" }.sorted() + [statistics.discoveryError].compactMap { $0 }
-                // Once when the notice is due, and again when the first reasons arrive after it.
-                if down >= unreachableNotice, reported == nil || (reported!.isEmpty && !reasons.isEmpty) {
-                    reported = reasons.joined(separator: "; ")
-                    FileHandle.standardError.write(Data("cannot reach a proxy: \(reasons.isEmpty ? "no proxy connected yet" : reported!)\n".utf8))
-                }
-                if let unreachableTimeout, down >= unreachableTimeout {
-                    FileHandle.standardError.write(Data("giving up: no proxy reachable for \(unreachableTimeout)\n".utf8))
+                switch watch.observe(client.statistics(), now: .now) {
+                case .none:
+                    break
+                case .tell(let line):
+                    FileHandle.standardError.write(Data((line + "\n").utf8))
+                case .giveUp(let line):
+                    FileHandle.standardError.write(Data((line + "\n").utf8))
                     gaveUp.value.store(true, ordering: .relaxed)
                     interrupted.value.store(true, ordering: .relaxed)
                     client.close(deadline: .zero)
@@ -359,5 +351,56 @@ struct DiscoverCommand: AsyncParsableCommand {
         } catch {
             throw CLIError("cannot ask the Manager at \(configuration.url) for group \(self.group)'s proxies: \(error)")
         }
+    }
+}
+
+/// When `inlong send` tells an operator that no proxy can be reached, or that the proxies it reached do not
+/// answer (records wait and none ended), and when it gives up: a value fed the client's statistics and the time.
+struct ReachabilityWatch {
+    enum Action: Equatable {
+        case none
+        case tell(String)
+        case giveUp(String)
+    }
+
+    let notice: Duration
+    let timeout: Duration?
+    private var since: ContinuousClock.Instant?
+    private var ended = -1
+    private var told: String?
+
+    init(notice: Duration, timeout: Duration?) {
+        self.notice = notice
+        self.timeout = timeout
+    }
+
+    mutating func observe(_ statistics: DataProxyClientStatistics, now: ContinuousClock.Instant) -> Action {
+        let ended = statistics.acked + statistics.failed
+        let waiting = statistics.inFlightBatches > 0
+        let stuck: String?
+        if statistics.readyProxies == 0 {
+            let reasons = statistics.proxyErrors.map { "\($0.key): \($0.value)" }.sorted() + [statistics.discoveryError].compactMap { $0 }
+            stuck = reasons.isEmpty ? "" : "cannot reach a proxy: " + reasons.joined(separator: "; ")
+        } else if waiting, ended == self.ended {
+            let proxies = statistics.reachableProxies.map(\.description).sorted().joined(separator: ", ")
+            stuck = "no answer from \(proxies.isEmpty ? "the proxies" : proxies): \(statistics.heldRecords) records wait"
+        } else {
+            stuck = nil
+        }
+        self.ended = ended
+        guard let stuck else {
+            defer { (self.since, self.told) = (nil, nil) }
+            return self.told != nil ? .tell("a proxy is reachable again") : .none
+        }
+        let since = self.since ?? now
+        self.since = since
+        let down = now - since
+        if let timeout = self.timeout, down >= timeout {
+            return .giveUp("giving up: no proxy reachable or answering for \(timeout)")
+        }
+        // Once when the notice is due, and again when the first reasons arrive after it.
+        guard down >= self.notice, self.told == nil || (self.told!.isEmpty && !stuck.isEmpty) else { return .none }
+        self.told = stuck
+        return .tell(stuck.isEmpty ? "cannot reach a proxy: no proxy connected yet" : stuck)
     }
 }

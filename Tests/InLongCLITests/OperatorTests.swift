@@ -184,3 +184,82 @@ import Testing
         #expect(reason.contains("refused") || reason.contains("onnect"), "\(reason)")
     }
 }
+
+/// What `inlong send` tells, and when it gives up, from the client's statistics and the time alone.
+@Suite struct ReachabilityWatchTests {
+    private let start = ContinuousClock.now
+    private func at(_ seconds: Double) -> ContinuousClock.Instant { self.start + .milliseconds(Int64(seconds * 1000)) }
+    private let proxy = Endpoint(host: "127.0.0.1", port: 46801)
+
+    @Test func anUnreachableProxyIsNamedAtTheNoticeThenGivenUp() {
+        var watch = ReachabilityWatch(notice: .seconds(5), timeout: .seconds(20))
+        var statistics = DataProxyClientStatistics()
+        #expect(watch.observe(statistics, now: self.at(0)) == .none)
+        #expect(watch.observe(statistics, now: self.at(5)) == .tell("cannot reach a proxy: no proxy connected yet"))
+        statistics.proxyErrors[self.proxy] = "connection refused"
+        #expect(watch.observe(statistics, now: self.at(6)) == .tell("cannot reach a proxy: 127.0.0.1:46801: connection refused"))
+        #expect(watch.observe(statistics, now: self.at(7)) == .none)
+        #expect(watch.observe(statistics, now: self.at(20)) == .giveUp("giving up: no proxy reachable or answering for 20.0 seconds"))
+    }
+
+    @Test func aProxyThatNeverAnswersIsNamedAndGivenUp() {
+        var watch = ReachabilityWatch(notice: .seconds(5), timeout: .seconds(20))
+        var statistics = DataProxyClientStatistics()
+        statistics.readyProxies = 1
+        statistics.reachableProxies = [self.proxy]
+        statistics.inFlightBatches = 1
+        statistics.heldRecords = 7
+        #expect(watch.observe(statistics, now: self.at(0)) == .none)
+        #expect(watch.observe(statistics, now: self.at(4.9)) == .none)
+        #expect(watch.observe(statistics, now: self.at(5)) == .none, "the stall counts from its first sighting")
+        #expect(watch.observe(statistics, now: self.at(9.9)) == .tell("no answer from 127.0.0.1:46801: 7 records wait"))
+        #expect(watch.observe(statistics, now: self.at(24.9)) == .giveUp("giving up: no proxy reachable or answering for 20.0 seconds"))
+    }
+
+    @Test func progressIsNeverAStall() {
+        var watch = ReachabilityWatch(notice: .seconds(5), timeout: .seconds(20))
+        var statistics = DataProxyClientStatistics()
+        statistics.readyProxies = 1
+        statistics.inFlightBatches = 3
+        for second in 0..<60 {
+            statistics.acked += 100
+            #expect(watch.observe(statistics, now: self.at(Double(second))) == .none)
+        }
+        // Idle (nothing in flight) is not a stall either.
+        statistics.inFlightBatches = 0
+        for second in 60..<120 { #expect(watch.observe(statistics, now: self.at(Double(second))) == .none) }
+    }
+
+    @Test func recoveryIsTold() {
+        var watch = ReachabilityWatch(notice: .seconds(1), timeout: nil)
+        var statistics = DataProxyClientStatistics()
+        _ = watch.observe(statistics, now: self.at(0))
+        #expect(watch.observe(statistics, now: self.at(100)) == .tell("cannot reach a proxy: no proxy connected yet"))
+        statistics.readyProxies = 1
+        #expect(watch.observe(statistics, now: self.at(101)) == .tell("a proxy is reachable again"))
+        #expect(watch.observe(statistics, now: self.at(102)) == .none)
+    }
+}
+
+/// `inlong send` to a proxy that takes records and never acks them: named within the notice, then given up.
+@Suite(.timeLimit(.minutes(3))) struct SilentProxyTests {
+    @Test func aProxyThatNeverAcksIsGivenUp() async throws {
+        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
+        receiverConfiguration.faults.dropAcks = true
+        try await withReceiver(receiverConfiguration) { receiver in
+            let outcome = try await sendLines(
+                configuration: DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: try await receiver.port())]),
+                group: "g",
+                stream: "s",
+                unreachableNotice: .milliseconds(300),
+                unreachableTimeout: .seconds(2)
+            ) { emit, _ in
+                try await emit((0..<50).map { ByteBuffer(string: "r\($0)") })
+            }
+            #expect(outcome.unreachable)
+            #expect(outcome.lines == 50)
+            #expect(outcome.failed == 50)
+            #expect(outcome.statistics.acked == 0)
+        }
+    }
+}

@@ -79,6 +79,8 @@ import Testing
             #expect(statistics.acked == seen.acked)
             #expect(statistics.failed == 3)
             #expect(seen.proxies == [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
+            #expect(statistics.reachableProxies == seen.proxies)
+            #expect(statistics.readyProxies == 1)
         }
     }
 }

@@ -45,6 +45,8 @@ public struct DataProxyClientStatistics: Sendable, Hashable {
     public var avoidedProxies: Set<Endpoint> = []
     /// Proxies with a connection ready now.
     public var readyProxies = 0
+    /// Those proxies' addresses.
+    public var reachableProxies: Set<Endpoint> = []
     /// Why each proxy without a ready connection could not be reached (address and cause).
     public var proxyErrors: [Endpoint: String] = [:]
     /// Why the Manager could not give proxies, while some group has none.

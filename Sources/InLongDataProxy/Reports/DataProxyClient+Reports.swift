@@ -56,6 +56,7 @@ extension DataProxyClient {
         for connection in pools.flatMap(\.connections) {
             if connection.connectivityState == .ready {
                 statistics.readyProxies += 1
+                statistics.reachableProxies.insert(connection.configuration.endpoints[0])
             } else if let error = connection.statistics().lastConnectError {
                 statistics.proxyErrors[connection.configuration.endpoints[0]] = error
             }
