@@ -1,4 +1,3 @@
-import CoreMetrics
 import InLongWire
 public import NIOCore
 import Synchronization

@@ -1,7 +1,6 @@
 import DequeModule
 import Foundation
 import InLongTransport
-import CoreMetrics
 import InLongWire
 public import Logging
 public import NIOCore
