@@ -2,6 +2,7 @@ import InLongAgent
 import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongTestUtils
+import InLongTransport
 import MetricsTestKit
 import Testing
 
@@ -19,6 +20,10 @@ import Testing
             try await withAgent(configuration) { agent in
                 #expect(await eventually { agent.statistics().linesAcked == 700 })
                 #expect(await eventually { metrics.counterTotal(label: "inlong_agent_lines_acked_total") == 700 })
+                // The client inside, for operators: which proxies it reaches and what it acked.
+                let client = try #require(agent.clientStatistics())
+                #expect(client.reachableProxies == [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
+                #expect(client.acked == 700)
             }
             #expect(metrics.counterTotal(label: "inlong_agent_lines_read_total") == 700)
             let bytes = Int64(lines.joined(separator: "\n").utf8.count + 1)

@@ -1,6 +1,6 @@
 import CoreMetrics
 import Foundation
-import InLongDataProxy
+public import InLongDataProxy
 public import Logging
 public import NIOCore
 public import NIOPosix
@@ -31,6 +31,8 @@ public final class InLongAgent: Service, Sendable {
     /// The open files, for statistics: their sources' counts and sizes.
     let open = Mutex<[FileRegistry.Key: FileStatus]>([:])
     let recovered = Mutex<CheckpointStore.Recovery?>(nil)
+    /// The client sending, while ``run()`` runs.
+    let client = Mutex<DataProxyClient?>(nil)
 
     /// What the statistics read of a file being read.
     final class FileStatus: Sendable {
@@ -56,6 +58,12 @@ public final class InLongAgent: Service, Sendable {
 
     /// The checkpoint file that was unreadable at start and set aside, if any.
     public var checkpointRecovery: CheckpointStore.Recovery? { self.recovered.withLock { $0 } }
+
+    /// The statistics of the client sending the lines (proxies reached, why others cannot be, acks and
+    /// failures), or `nil` when the agent does not run.
+    public func clientStatistics() -> DataProxyClientStatistics? {
+        self.client.withLock { $0 }?.statistics()
+    }
 
     public func statistics() -> AgentStatistics {
         var statistics = AgentStatistics()
@@ -99,6 +107,7 @@ public final class InLongAgent: Service, Sendable {
         let client = DataProxyClient(configuration: self.configuration.client, eventLoopGroup: self.eventLoopGroup, logger: self.logger)
         // Outside the graceful-shutdown context: the agent closes the client itself, once its reads ended.
         let clientRun = Task.detached { try await client.run() }
+        self.client.withLock { $0 = client }
         let budget = ByteBudget(capacity: self.configuration.maxUnackedBytes)
         let deadLetters = DeadLetterFile(path: self.configuration.deadLetterPath)
         await withTaskCancellationHandler {
@@ -125,6 +134,7 @@ public final class InLongAgent: Service, Sendable {
         self.metrics?.publish(self.statistics())
         client.close(deadline: .seconds(1))
         _ = try? await clientRun.value
+        self.client.withLock { $0 = nil }
     }
 
     // MARK: Files
