@@ -279,7 +279,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                 self.requestDeadlines.removeValue(forKey: key)
                 self.observer.requestSucceeded()
                 switch operation.completion {
-                case .response(let promise): (promise as! EventLoopPromise<Codec.Inbound>).succeed(frame)
+                case .response(let promise): self.succeed(promise, with: frame)
                 case .awaitingResponse(let continuation): continuation.typed(Codec.Inbound.self).resume(returning: frame)
                 case .written: break
                 }
@@ -292,30 +292,48 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             }
             self.run(second)
         case .heartbeatReply:
-            if let load = self.codec.reportedLoad(in: frame), load >= 0 {
-                // Weighs the newest reply a quarter, so one spike does not move all traffic away.
-                let smoothed = self.smoothedLoad.map { ($0 * 3 + load) / 4 } ?? load
-                self.smoothedLoad = smoothed
-                self.observer.reportedLoad(smoothed)
-            }
-            self.run(self.stateMachine.heartbeatReplyReceived(now: now))
+            self.heartbeatReplyReceived(frame, now: now)
         case .unsolicited:
-            if let response = self.codec.heartbeatResponse(to: frame) {
-                self.submitSend(response, promise: nil)
-                return
-            }
-            guard let inbound = self.inbound, let connection = self.poolConnection, let responder = self.responder else {
-                self.observer.unsolicitedDropped()
-                return
-            }
-            switch inbound.submit(frame, responder: responder, from: connection) {
-            case .accepted:
-                break
-            case .pauseReading:
-                self.reading.paused = true
-            case .refused:
-                self.observer.unsolicitedDropped()
-            }
+            self.unsolicitedReceived(frame)
+        }
+    }
+
+    // Apart from dispatch(_:), as sendHeartbeat() is from run(_:): the types only these cases use (the responder,
+    // optional frames) would otherwise have their metadata looked up for every response.
+
+    @inline(never)
+    private func succeed(_ promise: any Sendable, with frame: Codec.Inbound) {
+        (promise as! EventLoopPromise<Codec.Inbound>).succeed(frame)
+    }
+
+    @inline(never)
+    private func heartbeatReplyReceived(_ frame: Codec.Inbound, now: NIODeadline) {
+        if let load = self.codec.reportedLoad(in: frame), load >= 0 {
+            // Weighs the newest reply a quarter, so one spike does not move all traffic away.
+            let smoothed = self.smoothedLoad.map { ($0 * 3 + load) / 4 } ?? load
+            self.smoothedLoad = smoothed
+            self.observer.reportedLoad(smoothed)
+        }
+        self.run(self.stateMachine.heartbeatReplyReceived(now: now))
+    }
+
+    @inline(never)
+    private func unsolicitedReceived(_ frame: Codec.Inbound) {
+        if let response = self.codec.heartbeatResponse(to: frame) {
+            self.submitSend(response, promise: nil)
+            return
+        }
+        guard let inbound = self.inbound, let connection = self.poolConnection, let responder = self.responder else {
+            self.observer.unsolicitedDropped()
+            return
+        }
+        switch inbound.submit(frame, responder: responder, from: connection) {
+        case .accepted:
+            break
+        case .pauseReading:
+            self.reading.paused = true
+        case .refused:
+            self.observer.unsolicitedDropped()
         }
     }
 
@@ -390,10 +408,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         case .fail(let operation, let error):
             self.complete(operation, with: self.with(error))
         case .sendHeartbeat(let nextCheck):
-            if let heartbeat = self.codec.makeHeartbeat(), let bytes = self.encode(heartbeat, promise: Optional<EventLoopPromise<Void>>.none) {
-                self.stateMachine.heartbeatWritten(now: self.now)
-                self.appendOutbound(bytes)
-            }
+            self.sendHeartbeat()
             self.scheduleIdleCheck(at: nextCheck)
         case .scheduleIdleCheck(let deadline):
             self.scheduleIdleCheck(at: deadline)
@@ -406,6 +421,16 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         case .close(let error):
             // Drained: what is written so far (answers to the peer among it) goes out before the close.
             self.close(self.with(error), afterWrites: error.code == .shutDown)
+        }
+    }
+
+    /// Apart from ``run(_:)``, which every request passes through: a value of the codec's types in a function makes
+    /// the unspecialised code look their metadata up at each call, whichever case runs.
+    @inline(never)
+    private func sendHeartbeat() {
+        if let heartbeat = self.codec.makeHeartbeat(), let bytes = self.encode(heartbeat, promise: Optional<EventLoopPromise<Void>>.none) {
+            self.stateMachine.heartbeatWritten(now: self.now)
+            self.appendOutbound(bytes)
         }
     }
 
