@@ -35,80 +35,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     /// Handles one frame the peer sent on its own; answer through the responder, or not at all.
     public typealias InboundRequestHandler = @Sendable (Codec.Inbound, Responder) async -> Void
 
-    fileprivate struct ChannelHandle: Sendable {
-        let id: Int
-        let channel: any Channel
-        let handler: NIOLoopBound<ConnectionChannelHandler<Codec>>
-        let inbox: SubmissionInbox
-        let codec: Codec
-        let endpoint: Endpoint
-        var eventLoop: any EventLoop { self.channel.eventLoop }
-
-        init(id: Int, channel: any Channel, handler: NIOLoopBound<ConnectionChannelHandler<Codec>>, codec: Codec, endpoint: Endpoint) {
-            self.id = id
-            self.channel = channel
-            self.handler = handler
-            self.inbox = SubmissionInbox(eventLoop: handler.eventLoop) { handler.value.take($0) }
-            self.codec = codec
-            self.endpoint = endpoint
-        }
-
-        /// Encodes here, off the event loop: the loop is what every request of the connection shares.
-        func encode(_ frame: Codec.Outbound) throws -> ByteBuffer {
-            var buffer = ByteBuffer()
-            do {
-                try self.codec.encode(frame, into: &buffer)
-            } catch {
-                throw TransportError(.encodingFailed, endpoint: self.endpoint, underlying: error)
-            }
-            return buffer
-        }
-
-        /// Asks the handler to stop taking requests and close once in-flight ones complete, or after `timeout`.
-        func drain(within timeout: Duration) {
-            let deadline = NIODeadline.now() + TimeAmount(timeout)
-            self.eventLoop.execute { self.handler.value.drain(deadline: deadline) }
-        }
-
-        func request(_ request: Codec.Outbound, key codecKey: Codec.Key, timeout: TimeAmount) async throws -> Codec.Inbound {
-            let bytes = try self.encode(request)
-            let key = RequestKey(codecKey)
-            if Task.isCancelled { throw TransportError(.cancelled, endpoint: self.endpoint) }
-            return try await withTaskCancellationHandler {
-                try await withUnsafeThrowingContinuation { continuation in
-                    self.inbox.submit(
-                        .request(key: key, bytes: bytes, completion: .awaitingResponse(ErasedContinuation(continuation)), timeout: timeout)
-                    )
-                }
-            } onCancel: {
-                // Through the inbox, so that it cannot overtake its request.
-                self.inbox.submit(.cancel(key: key))
-            }
-        }
-
-        func submit(_ request: Codec.Outbound, timeout: TimeAmount) -> EventLoopFuture<Codec.Inbound> {
-            let promise = self.eventLoop.makePromise(of: Codec.Inbound.self)
-            do {
-                let bytes = try self.encode(request)
-                let key = RequestKey(self.codec.key(of: request))
-                self.inbox.submit(.request(key: key, bytes: bytes, completion: .response(promise), timeout: timeout))
-            } catch {
-                promise.fail(error)
-            }
-            return promise.futureResult
-        }
-
-        func send(_ frame: Codec.Outbound) async throws {
-            let promise = self.eventLoop.makePromise(of: Void.self)
-            self.inbox.submit(.send(bytes: try self.encode(frame), promise: promise))
-            try await promise.futureResult.get()
-        }
-
-        func sendAndForget(_ frame: Codec.Outbound) {
-            guard let bytes = try? self.encode(frame) else { return }
-            self.inbox.submit(.send(bytes: bytes, promise: nil))
-        }
-    }
+    fileprivate typealias ChannelHandle = PersistentChannelHandle
+    fileprivate typealias State = PersistentConnectionState
 
     /// A connection that is open but not ready yet, as an on-connect hook sees it
     /// (``Configuration/onConnect``): it can log in or shake hands before other requests are let through.
@@ -128,12 +56,12 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
 
         /// Sends `request` on this connection and returns its response.
         public func request(_ request: Codec.Outbound, timeout: Duration? = nil) async throws -> Codec.Inbound {
-            try await self.handle.request(request, key: self.codec.key(of: request), timeout: TimeAmount(timeout ?? self.defaultTimeout))
+            try await self.handle.request(request, codec: self.codec, key: self.codec.key(of: request), timeout: TimeAmount(timeout ?? self.defaultTimeout))
         }
 
         /// Writes `frame` on this connection.
         public func send(_ frame: Codec.Outbound) async throws {
-            try await self.handle.send(frame)
+            try await self.handle.send(frame, codec: self.codec)
         }
     }
 
@@ -151,19 +79,6 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         case shutdown
     }
 
-    private struct State {
-        var machine: ReconnectStateMachine
-        var endpoints: [Endpoint]
-        var channel: ChannelHandle?
-        /// The open channel is draining (recycle, age limit, close): it finishes what it has and takes nothing new.
-        var draining = false
-        var connectivity: ConnectivityState = .idle
-        var observers: [Int: AsyncStream<ConnectivityState>.Continuation] = [:]
-        var nextObserverID = 0
-        var nextChannelID = 0
-        var started = false
-        var finished = false
-    }
 
     public let codec: Codec
     public let configuration: Configuration
@@ -312,6 +227,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         }
         return try await handle.request(
             request,
+            codec: self.codec,
             key: self.codec.key(of: request),
             timeout: TimeAmount(timeout ?? self.configuration.requestTimeout)
         )
@@ -325,7 +241,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         guard let handle = self.state.withLock({ $0.channel }) else {
             throw TransportError(.notConnected, endpoint: nil)
         }
-        return handle.submit(request, timeout: TimeAmount(timeout ?? self.configuration.requestTimeout))
+        return handle.submit(request, codec: self.codec, timeout: TimeAmount(timeout ?? self.configuration.requestTimeout))
     }
 
     /// Writes `frame` without expecting a response; returns once it is written to the socket.
@@ -333,13 +249,13 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         guard let handle = self.state.withLock({ $0.channel }) else {
             throw TransportError(.notConnected, endpoint: nil)
         }
-        try await handle.send(frame)
+        try await handle.send(frame, codec: self.codec)
     }
 
     /// Writes `frame` without waiting for anything; errors are dropped.
     public func sendAndForget(_ frame: Codec.Outbound) {
         guard let handle = self.state.withLock({ $0.channel }) else { return }
-        handle.sendAndForget(frame)
+        handle.sendAndForget(frame, codec: self.codec)
     }
 
     /// Begins a graceful close: no new requests, in-flight ones complete (up to the drain timeout), then
@@ -506,7 +422,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             let handler = try await channel.eventLoop.submit {
                 NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ConnectionChannelHandler<Codec>.self), eventLoop: channel.eventLoop)
             }.get()
-            let handle = ChannelHandle(id: channelID, channel: channel, handler: handler, codec: codec, endpoint: endpoint)
+            let handle = ChannelHandle(id: channelID, channel: channel, handler: handler, endpoint: endpoint)
             if let hook = configuration.onConnect {
                 do {
                     try await hook(Handshake(endpoint: endpoint, handle: handle, codec: codec, defaultTimeout: configuration.requestTimeout))
@@ -573,4 +489,107 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         for observer in observers { observer.finish() }
         self.eventSink.finish()
     }
+}
+
+/// An open channel as tasks reach it: requests go through its inbox, encoded by the caller.
+///
+/// Not generic (nor nested in ``PersistentConnection``), and neither is ``PersistentConnectionState``, which holds
+/// it: a request passes through both, and unspecialised generic code (the application's codec is in another
+/// module) looks a nested type's metadata up at each use.
+private struct PersistentChannelHandle: Sendable {
+    let id: Int
+    let channel: any Channel
+    let inbox: SubmissionInbox
+    let endpoint: Endpoint
+    /// Asks the handler, on its event loop, to stop taking requests and close once in-flight ones complete.
+    private let drainHandler: @Sendable (NIODeadline) -> Void
+    var eventLoop: any EventLoop { self.channel.eventLoop }
+
+    init<Codec>(id: Int, channel: any Channel, handler: NIOLoopBound<ConnectionChannelHandler<Codec>>, endpoint: Endpoint) {
+        self.id = id
+        self.channel = channel
+        self.inbox = SubmissionInbox(eventLoop: handler.eventLoop) { handler.value.take($0) }
+        self.drainHandler = { deadline in handler.value.drain(deadline: deadline) }
+        self.endpoint = endpoint
+    }
+
+    /// Encodes here, off the event loop: the loop is what every request of the connection shares.
+    func encode<Codec: FrameCodec>(_ frame: Codec.Outbound, codec: Codec) throws -> ByteBuffer {
+        var buffer = ByteBuffer()
+        do {
+            try codec.encode(frame, into: &buffer)
+        } catch {
+            throw TransportError(.encodingFailed, endpoint: self.endpoint, underlying: error)
+        }
+        return buffer
+    }
+
+    /// Asks the handler to stop taking requests and close once in-flight ones complete, or after `timeout`.
+    func drain(within timeout: Duration) {
+        let deadline = NIODeadline.now() + TimeAmount(timeout)
+        let drainHandler = self.drainHandler
+        self.eventLoop.execute { drainHandler(deadline) }
+    }
+
+    func request<Codec: FrameCodec>(
+        _ request: Codec.Outbound,
+        codec: Codec,
+        key codecKey: Codec.Key,
+        timeout: TimeAmount
+    ) async throws -> Codec.Inbound {
+        let bytes = try self.encode(request, codec: codec)
+        return try await self.awaitResponse(key: RequestKey(codecKey), bytes: bytes, timeout: timeout)
+    }
+
+    private func awaitResponse<Response>(key: RequestKey, bytes: ByteBuffer, timeout: TimeAmount) async throws -> Response {
+        if Task.isCancelled { throw TransportError(.cancelled, endpoint: self.endpoint) }
+        return try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Response, any Error>) in
+                self.inbox.submit(
+                    .request(key: key, bytes: bytes, completion: .awaitingResponse(ErasedContinuation(continuation)), timeout: timeout)
+                )
+            }
+        } onCancel: {
+            // Through the inbox, so that it cannot overtake its request.
+            self.inbox.submit(.cancel(key: key))
+        }
+    }
+
+    func submit<Codec: FrameCodec>(_ request: Codec.Outbound, codec: Codec, timeout: TimeAmount) -> EventLoopFuture<Codec.Inbound> {
+        let promise = self.eventLoop.makePromise(of: Codec.Inbound.self)
+        do {
+            let bytes = try self.encode(request, codec: codec)
+            let key = RequestKey(codec.key(of: request))
+            self.inbox.submit(.request(key: key, bytes: bytes, completion: .response(promise), timeout: timeout))
+        } catch {
+            promise.fail(error)
+        }
+        return promise.futureResult
+    }
+
+    func send<Codec: FrameCodec>(_ frame: Codec.Outbound, codec: Codec) async throws {
+        let promise = self.eventLoop.makePromise(of: Void.self)
+        self.inbox.submit(.send(bytes: try self.encode(frame, codec: codec), promise: promise))
+        try await promise.futureResult.get()
+    }
+
+    func sendAndForget<Codec: FrameCodec>(_ frame: Codec.Outbound, codec: Codec) {
+        guard let bytes = try? self.encode(frame, codec: codec) else { return }
+        self.inbox.submit(.send(bytes: bytes, promise: nil))
+    }
+}
+
+/// A ``PersistentConnection``'s state under its lock (see ``PersistentChannelHandle`` for why it is not nested).
+private struct PersistentConnectionState {
+    var machine: ReconnectStateMachine
+    var endpoints: [Endpoint]
+    var channel: PersistentChannelHandle?
+    /// The open channel is draining (recycle, age limit, close): it finishes what it has and takes nothing new.
+    var draining = false
+    var connectivity: ConnectivityState = .idle
+    var observers: [Int: AsyncStream<ConnectivityState>.Continuation] = [:]
+    var nextObserverID = 0
+    var nextChannelID = 0
+    var started = false
+    var finished = false
 }
