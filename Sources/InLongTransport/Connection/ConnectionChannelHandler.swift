@@ -34,7 +34,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     private let inbound: InboundHandlerPool<Codec>?
     /// This connection as the inbound pool knows it, from handlerAdded to channelInactive.
     private var poolConnection: PoolConnection?
-    private var responder: FrameResponder<Codec>?
+    private var inboundRunner: InboundRequestRunner<Codec>?
     private var answerOutbox: AnswerOutbox?
     private var reading = ReadGate()
     /// Called once, at the first response: the connection works.
@@ -208,7 +208,9 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                 close: { eventLoop.execute { bound.value.inboundHandlersFinished() } }
             )
             if inbound.connectionOpened(connection) {
-                self.responder = FrameResponder(peer: context.channel.remoteAddress, codec: self.codec, outbox: outbox)
+                self.inboundRunner = inbound.runner(
+                    for: FrameResponder(peer: context.channel.remoteAddress, codec: self.codec, outbox: outbox)
+                )
                 self.answerOutbox = outbox
                 self.poolConnection = connection
             }
@@ -323,11 +325,11 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             self.submitSend(response, promise: nil)
             return
         }
-        guard let inbound = self.inbound, let connection = self.poolConnection, let responder = self.responder else {
+        guard let inbound = self.inbound, let connection = self.poolConnection, let runner = self.inboundRunner else {
             self.observer.unsolicitedDropped()
             return
         }
-        switch inbound.submit(frame, responder: responder, from: connection) {
+        switch inbound.submit(frame, to: runner, from: connection) {
         case .accepted:
             break
         case .pauseReading:

@@ -148,10 +148,31 @@ final class InboundHandlerPool<Codec: FrameCodec>: Sendable {
     func stop() { self.core.stop() }
     func run() async { await self.core.run() }
 
+    /// The handler bound to a connection's responder, made once per connection: a request's work then captures
+    /// it and the request only, and does not copy the codec-generic responder, whose metadata unspecialised code
+    /// would look up at each copy.
+    func runner(for responder: FrameResponder<Codec>) -> InboundRequestRunner<Codec> {
+        InboundRequestRunner(handler: self.handler, responder: responder)
+    }
+
     /// Called on the connection's event loop for each inbound request.
-    func submit(_ request: Codec.Inbound, responder: FrameResponder<Codec>, from connection: PoolConnection) -> HandlerPoolSubmitted {
-        let handler = self.handler
-        return self.core.submit({ await handler(request, responder) }, from: connection)
+    func submit(_ request: Codec.Inbound, to runner: InboundRequestRunner<Codec>, from connection: PoolConnection) -> HandlerPoolSubmitted {
+        self.core.submit({ await runner.run(request) }, from: connection)
+    }
+}
+
+/// A connection's inbound requests' handler, with the connection's responder.
+final class InboundRequestRunner<Codec: FrameCodec>: Sendable {
+    private let handler: InboundHandlerPool<Codec>.Handler
+    private let responder: FrameResponder<Codec>
+
+    init(handler: @escaping InboundHandlerPool<Codec>.Handler, responder: FrameResponder<Codec>) {
+        self.handler = handler
+        self.responder = responder
+    }
+
+    func run(_ request: Codec.Inbound) async {
+        await self.handler(request, self.responder)
     }
 }
 

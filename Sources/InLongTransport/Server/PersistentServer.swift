@@ -288,7 +288,7 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     private var splitter: FrameSplitter
     private var context: ChannelHandlerContext?
     private var connection: PoolConnection?
-    private var responder: FrameResponder<Codec>?
+    private var runner: InboundRequestRunner<Codec>?
     private var outbox: AnswerOutbox?
     private var reading = ReadGate()
     private var closing = false
@@ -316,7 +316,7 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             resumeReading: { eventLoop.execute { bound.value.resumeReading() } },
             close: { eventLoop.execute { bound.value.closeWhenAnswered() } }
         )
-        self.responder = FrameResponder(peer: context.channel.remoteAddress, codec: self.codec, outbox: outbox)
+        self.runner = self.pool.runner(for: FrameResponder(peer: context.channel.remoteAddress, codec: self.codec, outbox: outbox))
         self.outbox = outbox
         self.connection = connection
         if !self.pool.connectionOpened(connection) { self.closeWhenAnswered() }
@@ -353,7 +353,7 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         var answeredHeartbeat = false
         defer { if answeredHeartbeat { context.flush() } }
         do {
-            while !self.reading.paused, let connection = self.connection, let responder = self.responder,
+            while !self.reading.paused, let connection = self.connection, let runner = self.runner,
                 let bytes = try self.splitter.nextFrame(with: self.codec)
             {
                 let frame = try self.codec.decode(bytes)
@@ -364,7 +364,7 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                     answeredHeartbeat = true
                     continue
                 }
-                switch self.pool.submit(frame, responder: responder, from: connection) {
+                switch self.pool.submit(frame, to: runner, from: connection) {
                 case .accepted, .refused:
                     // Refused: the server is stopping, and handles no new request.
                     break
