@@ -88,21 +88,52 @@ struct ErasedContinuation: @unchecked Sendable {
     }
 }
 
-/// A codec's request key without its type, for the codec-free ``ConnectionStateMachine``. Its hash is taken once,
-/// when it is made, and it avoids `AnyHashable`, whose creation looks up a conformance: a request's key is hashed
-/// at every table it passes through.
+/// A codec's request key without its type, for the codec-free ``ConnectionStateMachine``. It avoids `AnyHashable`,
+/// whose creation looks up a conformance: a request's key is hashed and copied at every table it passes through.
+/// An integer key (the common case) is kept as its bits and type, so that copying, comparing and hashing it calls
+/// no value witness; any other key is kept as an existential, with its hash taken once, when it is made.
 struct RequestKey: Hashable, @unchecked Sendable {
     // Unchecked: made from `Sendable` keys only.
-    private let key: any Hashable
-    private let hash: Int
+    private enum Storage {
+        case integer(bits: UInt64, type: ObjectIdentifier)
+        case other(key: any Hashable, hash: Int)
+    }
+
+    private let storage: Storage
 
     init<Key: Hashable & Sendable>(_ key: Key) {
-        self.key = key
-        self.hash = key.hashValue
+        if let bits = Self.integerBits(of: key) {
+            self.storage = .integer(bits: bits, type: ObjectIdentifier(Key.self))
+        } else {
+            self.storage = .other(key: key, hash: key.hashValue)
+        }
+    }
+
+    /// The bits of a standard integer key; comparing the type first costs a pointer comparison, where a cast to
+    /// a protocol would look its conformance up.
+    private static func integerBits<Key>(of key: Key) -> UInt64? {
+        if Key.self == UInt32.self { return UInt64(unsafeBitCast(key, to: UInt32.self)) }
+        if Key.self == UInt64.self { return unsafeBitCast(key, to: UInt64.self) }
+        if Key.self == Int.self { return UInt64(bitPattern: Int64(unsafeBitCast(key, to: Int.self))) }
+        if Key.self == Int64.self { return UInt64(bitPattern: unsafeBitCast(key, to: Int64.self)) }
+        if Key.self == Int32.self { return UInt64(UInt32(bitPattern: unsafeBitCast(key, to: Int32.self))) }
+        if Key.self == UInt.self { return UInt64(unsafeBitCast(key, to: UInt.self)) }
+        if Key.self == UInt16.self { return UInt64(unsafeBitCast(key, to: UInt16.self)) }
+        if Key.self == Int16.self { return UInt64(UInt16(bitPattern: unsafeBitCast(key, to: Int16.self))) }
+        if Key.self == UInt8.self { return UInt64(unsafeBitCast(key, to: UInt8.self)) }
+        if Key.self == Int8.self { return UInt64(UInt8(bitPattern: unsafeBitCast(key, to: Int8.self))) }
+        return nil
     }
 
     static func == (lhs: RequestKey, rhs: RequestKey) -> Bool {
-        lhs.hash == rhs.hash && Self.equal(lhs.key, rhs.key)
+        switch (lhs.storage, rhs.storage) {
+        case (.integer(let lhsBits, let lhsType), .integer(let rhsBits, let rhsType)):
+            return lhsBits == rhsBits && lhsType == rhsType
+        case (.other(let lhsKey, let lhsHash), .other(let rhsKey, let rhsHash)):
+            return lhsHash == rhsHash && Self.equal(lhsKey, rhsKey)
+        default:
+            return false
+        }
     }
 
     /// Compares the types, then the values, without a dynamic cast.
@@ -112,6 +143,9 @@ struct RequestKey: Hashable, @unchecked Sendable {
     }
 
     func hash(into hasher: inout Hasher) {
-        hasher.combine(self.hash)
+        switch self.storage {
+        case .integer(let bits, _): hasher.combine(bits)
+        case .other(_, let hash): hasher.combine(hash)
+        }
     }
 }
