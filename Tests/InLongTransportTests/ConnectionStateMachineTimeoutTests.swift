@@ -51,6 +51,41 @@ import Testing
         #expect(timer.requestTimeout.map { $0 == 2 && $1 == self.at(11) } == true)
     }
 
+    // MARK: The deadlines the driver's one timer watches
+
+    @Test func theMachineListsRequestsPastTheirDeadlinesEarliestFirst() {
+        var machine = self.makeMachine()
+        _ = machine.requestSubmitted(key: 1, pending: "a", timeout: .seconds(9), now: self.at(0))
+        _ = machine.requestSubmitted(key: 2, pending: "b", timeout: .seconds(3), now: self.at(0))
+        _ = machine.requestSubmitted(key: 3, pending: "c", timeout: .seconds(5), now: self.at(0))
+        _ = machine.requestSubmitted(key: 4, pending: "d", timeout: nil, now: self.at(0))
+        // Not written yet: no deadline runs.
+        #expect(machine.earliestRequestDeadline == nil)
+        for _ in 1...4 { _ = machine.frameWritten(now: self.at(1)) }
+        #expect(machine.earliestRequestDeadline == self.at(4))
+        #expect(machine.requestsPastDeadline(now: self.at(3)) == [])
+        #expect(machine.requestsPastDeadline(now: self.at(6)) == [2, 3])
+        #expect(machine.requestsPastDeadline(now: self.at(100)) == [2, 3, 1])
+    }
+
+    @Test func aCompletedOrTimedOutRequestLeavesTheDeadlines() {
+        var machine = self.makeMachine()
+        _ = machine.requestSubmitted(key: 1, pending: "a", timeout: .seconds(2), now: self.at(0))
+        _ = machine.requestSubmitted(key: 2, pending: "b", timeout: .seconds(4), now: self.at(0))
+        _ = machine.frameWritten(now: self.at(0))
+        _ = machine.frameWritten(now: self.at(0))
+        _ = machine.responseReceived(key: 1, now: self.at(1))
+        #expect(machine.earliestRequestDeadline == self.at(4))
+        #expect(machine.requestsPastDeadline(now: self.at(5)) == [2])
+        _ = machine.requestTimedOut(key: 2, now: self.at(5))
+        #expect(machine.earliestRequestDeadline == nil)
+        #expect(machine.requestsPastDeadline(now: self.at(5)) == [])
+        // A later request with a used key has its own deadline.
+        _ = machine.requestSubmitted(key: 2, pending: "c", timeout: .seconds(1), now: self.at(6))
+        _ = machine.frameWritten(now: self.at(6))
+        #expect(machine.earliestRequestDeadline == self.at(7))
+    }
+
     @Test func oneCoalescedWriteStartsTheTimerOfEveryRequestInIt() {
         var machine = self.makeMachine()
         for key in 1...3 { _ = machine.requestSubmitted(key: key, pending: "r\(key)", timeout: .seconds(5), now: self.at(0)) }

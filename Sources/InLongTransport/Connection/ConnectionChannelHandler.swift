@@ -53,9 +53,9 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     /// here rather than captured, so that the completion callback captures nothing but the handler and costs no
     /// allocation of its own.
     private var pendingWrites: Deque<(items: Int, completions: [EventLoopPromise<Void>])> = []
-    /// The deadlines of written requests (their timeouts start when their frames are written), watched by one
-    /// timer armed for the earliest: a timer per request cost several allocations each.
-    private var requestDeadlines: [RequestKey: NIODeadline] = [:]
+    /// One timer, armed for the earliest deadline of the written requests (their timeouts start when their
+    /// frames are written; the state machine holds the deadlines): a timer per request cost several allocations
+    /// each.
     private var requestTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
     private var flushScheduled = false
     /// Inside a batch (of submissions, or of answers) that flushes when it ends, so no flush is scheduled.
@@ -150,7 +150,6 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
     func cancelRequest(key: RequestKey) {
         let (first, second) = self.stateMachine.requestCancelled(key: key, now: self.now)
-        if case .fail = first { self.requestDeadlines.removeValue(forKey: key) }
         self.run(first)
         self.run(second)
     }
@@ -278,7 +277,6 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             let key = RequestKey(codecKey)
             let (first, second) = self.stateMachine.responseReceived(key: key, now: now)
             if case .succeed(let operation) = first {
-                self.requestDeadlines.removeValue(forKey: key)
                 self.observer.requestSucceeded()
                 switch operation.completion {
                 case .response(let promise): self.succeed(promise, with: frame)
@@ -372,7 +370,6 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         if self.closeReason == nil { self.closeReason = reason }
         self.requestTimer?.task.cancel()
         self.requestTimer = nil
-        self.requestDeadlines.removeAll()
         let (inFlight, queued) = self.stateMachine.closed()
         for operation in inFlight { self.complete(operation, with: reason.delivered(true)) }
         for item in queued { self.complete(item.pending, with: reason.delivered(false)) }
@@ -414,8 +411,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             self.scheduleIdleCheck(at: nextCheck)
         case .scheduleIdleCheck(let deadline):
             self.scheduleIdleCheck(at: deadline)
-        case .scheduleRequestTimeout(let key, let deadline):
-            self.requestDeadlines[key] = deadline
+        case .scheduleRequestTimeout(_, let deadline):
             self.armRequestTimer(at: deadline)
         case .expire(let items, let nextCheck):
             for item in items { self.complete(item.pending, with: self.error(.requestTimeout)) }
@@ -453,14 +449,12 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     private func requestTimerFired() {
         self.requestTimer = nil
         let now = self.now
-        let expired = self.requestDeadlines.filter { $0.value <= now }.sorted { $0.value < $1.value }
-        for (key, _) in expired {
-            self.requestDeadlines.removeValue(forKey: key)
+        for key in self.stateMachine.requestsPastDeadline(now: now) {
             let (first, second) = self.stateMachine.requestTimedOut(key: key, now: now)
             self.run(first)
             self.run(second)
         }
-        if let next = self.requestDeadlines.values.min() { self.armRequestTimer(at: next) }
+        if let next = self.stateMachine.earliestRequestDeadline { self.armRequestTimer(at: next) }
     }
 
     private func scheduleIdleCheck(at deadline: NIODeadline) {

@@ -78,6 +78,9 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         var timeout: TimeAmount?
         /// Tells this request from an earlier one with the same key whose frame may still be on its way.
         var sequence: UInt64
+        /// When it times out: set once its frame is written (``frameWritten(now:)``), if it has a timeout. Kept
+        /// here, rather than in a table of the driver's, so that a request costs one table, not two.
+        var deadline: NIODeadline? = nil
     }
 
     /// An item waiting for an in-flight slot or for writability.
@@ -198,10 +201,28 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     mutating func frameWritten(now: NIODeadline) -> Action {
         guard let frame = self.unwritten.popFirst() else { return .none }
         self.writeProgressAt = now
-        guard let key = frame.key, let entry = self.inFlight[key], entry.sequence == frame.sequence,
-            let timeout = entry.timeout
-        else { return .none }
-        return .scheduleRequestTimeout(key, now + timeout)
+        // One lookup: the entry is updated through its index.
+        guard let key = frame.key, let index = self.inFlight.index(forKey: key) else { return .none }
+        let entry = self.inFlight.values[index]
+        guard entry.sequence == frame.sequence, let timeout = entry.timeout else { return .none }
+        let deadline = now + timeout
+        self.inFlight.values[index].deadline = deadline
+        return .scheduleRequestTimeout(key, deadline)
+    }
+
+    /// The requests whose deadlines have passed at `now`, earliest deadline first (the driver times them out
+    /// with ``requestTimedOut(key:now:)``).
+    func requestsPastDeadline(now: NIODeadline) -> [Key] {
+        var expired: [(key: Key, deadline: NIODeadline)] = []
+        for (key, entry) in self.inFlight {
+            if let deadline = entry.deadline, deadline <= now { expired.append((key, deadline)) }
+        }
+        return expired.sorted { $0.deadline < $1.deadline }.map(\.key)
+    }
+
+    /// The earliest deadline of a request in flight, for the driver's timer.
+    var earliestRequestDeadline: NIODeadline? {
+        self.inFlight.values.lazy.compactMap(\.deadline).min()
     }
 
     mutating func writabilityChanged(isWritable: Bool, now: NIODeadline) -> Action {
