@@ -184,9 +184,15 @@ final class InboundRequestRunner<Codec: FrameCodec>: Sendable {
 /// work in a busy pool; with concrete types this is compiled once, specialised.
 final class HandlerPoolCore: Sendable {
     typealias Work = @Sendable () async -> Void
-    typealias Job = HandlerPoolJob<PoolConnection, Work>
+    typealias Job = HandlerPoolJob<PoolConnection, WorkItem>
     typealias Worker = UnsafeContinuation<Job?, Never>
-    typealias Machine = HandlerPoolStateMachine<PoolConnection, Work, Worker>
+    typealias Machine = HandlerPoolStateMachine<PoolConnection, WorkItem, Worker>
+
+    /// A request's work, wrapped: a function stored as a generic parameter of the state machine would be
+    /// re-abstracted through a thunk, which costs an allocation per request; in a struct it is stored as it is.
+    struct WorkItem: Sendable {
+        let run: Work
+    }
 
     let width: Int
     private let machine: Mutex<Machine>
@@ -227,7 +233,8 @@ final class HandlerPoolCore: Sendable {
     }
 
     func submit(_ work: @escaping Work, from connection: PoolConnection) -> HandlerPoolSubmitted {
-        switch self.machine.withLock({ $0.requestReceived(work, on: connection) }) {
+        let item = WorkItem(run: work)
+        switch self.machine.withLock({ $0.requestReceived(item, on: connection) }) {
         case .start(let worker, let job):
             worker.resume(returning: job)
             return .accepted
@@ -258,7 +265,7 @@ final class HandlerPoolCore: Sendable {
     private func work() async {
         var finished: PoolConnection?
         while let job = await self.next(finished: finished) {
-            await job.request()
+            await job.request.run()
             self.handled.add(1, ordering: .relaxed)
             finished = job.connection
         }
