@@ -501,6 +501,8 @@ private struct PersistentChannelHandle: Sendable {
     let channel: any Channel
     let inbox: SubmissionInbox
     let endpoint: Endpoint
+    /// The room requests are encoded into.
+    let encoding = EncodingCapacityHint()
     /// Asks the handler, on its event loop, to stop taking requests and close once in-flight ones complete.
     private let drainHandler: @Sendable (NIODeadline) -> Void
     var eventLoop: any EventLoop { self.channel.eventLoop }
@@ -515,13 +517,11 @@ private struct PersistentChannelHandle: Sendable {
 
     /// Encodes here, off the event loop: the loop is what every request of the connection shares.
     func encode<Codec: FrameCodec>(_ frame: Codec.Outbound, codec: Codec) throws -> ByteBuffer {
-        var buffer = ByteBuffer()
         do {
-            try codec.encode(frame, into: &buffer)
+            return try self.encoding.encode { try codec.encode(frame, into: &$0) }
         } catch {
             throw TransportError(.encodingFailed, endpoint: self.endpoint, underlying: error)
         }
-        return buffer
     }
 
     /// Asks the handler to stop taking requests and close once in-flight ones complete, or after `timeout`.

@@ -38,8 +38,7 @@ public struct FrameResponder<Codec: FrameCodec>: Sendable {
     /// and written in order with the connection's other frames; a connection that closes gracefully writes
     /// every answer handed to it first. Throws when the connection has closed, or the frame cannot be encoded.
     public func respond(_ frame: Codec.Outbound) async throws {
-        var buffer = ByteBuffer()
-        try self.codec.encode(frame, into: &buffer)
+        let buffer = try self.outbox.encoding.encode { try self.codec.encode(frame, into: &$0) }
         try self.outbox.append(buffer)
     }
 }
@@ -57,6 +56,8 @@ final class AnswerOutbox: Sendable {
 
     private let eventLoop: any EventLoop
     private let state = Mutex(State())
+    /// The room answers are encoded into.
+    let encoding = EncodingCapacityHint()
     /// Writes a batch of answers and flushes; runs on `eventLoop`.
     private let deliver: @Sendable ([ByteBuffer]) -> Void
 

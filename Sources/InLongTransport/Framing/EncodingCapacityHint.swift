@@ -1,0 +1,65 @@
+import NIOCore
+import Synchronization
+
+/// How much room to give a codec that encodes a frame off the event loop. An empty buffer costs a codec that
+/// writes its frame an allocation and a reallocation or two as the frame grows; a buffer with room for the
+/// frames seen so far costs one allocation. A codec that hands over a frame it holds encoded (`buffer = frame`,
+/// see ``FrameCodec/encode(_:into:)``) turns that room into a wasted allocation: once that is seen, the hint
+/// turns itself off and the codec gets empty buffers, as it would without one. Frames larger than
+/// ``limit`` turn it off too (their copy outweighs a reallocation).
+///
+/// Shared by the tasks encoding for one connection; a relaxed atomic, written only when the room changes.
+final class EncodingCapacityHint: Sendable {
+    /// The largest frame worth a hint.
+    static let limit = 1024
+    /// The room a first frame gets.
+    static let initial = 64
+
+    /// The room to give; 0 when off.
+    private let room = Atomic<Int>(EncodingCapacityHint.initial)
+
+    /// The room given now (0: an empty buffer), for tests.
+    var current: Int { self.room.load(ordering: .relaxed) }
+
+    /// Encodes with `encode` into a buffer with the room the frames so far call for, and learns from the result.
+    @inline(__always)
+    func encode(_ encode: (inout ByteBuffer) throws -> Void) rethrows -> ByteBuffer {
+        let room = self.room.load(ordering: .relaxed)
+        guard room > 0 else {
+            var buffer = ByteBuffer()
+            try encode(&buffer)
+            return buffer
+        }
+        var buffer = ByteBufferAllocator().buffer(capacity: room)
+        let given = buffer.capacity
+        let base = Self.base(of: buffer)
+        try encode(&buffer)
+        self.learn(from: buffer, given: given, base: base, room: room)
+        return buffer
+    }
+
+    private func learn(from buffer: ByteBuffer, given: Int, base: UInt, room: Int) {
+        let size = buffer.writerIndex
+        guard Self.base(of: buffer) != base else { return }  // written in place
+        let next: Int
+        if size <= given {
+            // A new storage the frame did not need to grow into: the codec handed its own over.
+            next = 0
+        } else if size > Self.limit {
+            next = 0
+        } else {
+            next = Self.roundedUp(size)
+        }
+        if next != room { self.room.store(next, ordering: .relaxed) }
+    }
+
+    private static func base(of buffer: ByteBuffer) -> UInt {
+        buffer.withVeryUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
+    }
+
+    private static func roundedUp(_ size: Int) -> Int {
+        var room = Self.initial
+        while room < size { room <<= 1 }
+        return room
+    }
+}
