@@ -517,11 +517,14 @@ private struct PersistentChannelHandle: Sendable {
 
     /// Encodes here, off the event loop: the loop is what every request of the connection shares.
     func encode<Codec: FrameCodec>(_ frame: Codec.Outbound, codec: Codec) throws -> ByteBuffer {
+        var (buffer, given) = self.encoding.makeBuffer()
         do {
-            return try self.encoding.encode { try codec.encode(frame, into: &$0) }
+            try codec.encode(frame, into: &buffer)
         } catch {
             throw TransportError(.encodingFailed, endpoint: self.endpoint, underlying: error)
         }
+        self.encoding.learn(from: buffer, given)
+        return buffer
     }
 
     /// Asks the handler to stop taking requests and close once in-flight ones complete, or after `timeout`.

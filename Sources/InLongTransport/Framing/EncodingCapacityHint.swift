@@ -21,21 +21,35 @@ final class EncodingCapacityHint: Sendable {
     /// The room given now (0: an empty buffer), for tests.
     var current: Int { self.room.load(ordering: .relaxed) }
 
-    /// Encodes with `encode` into a buffer with the room the frames so far call for, and learns from the result.
-    @inline(__always)
-    func encode(_ encode: (inout ByteBuffer) throws -> Void) rethrows -> ByteBuffer {
+    /// What ``learn(from:_:)`` compares the encoded frame with.
+    struct Given {
+        fileprivate var room: Int
+        fileprivate var capacity: Int
+        fileprivate var base: UInt
+    }
+
+    /// A buffer for the codec to encode into: empty, with the room the frames so far call for. Hand the encoded
+    /// buffer to ``learn(from:_:)``. (Not a method taking the encoding as a closure: in the codec-generic callers,
+    /// which run unspecialised, the closure's context would cost a metadata lookup per frame.)
+    func makeBuffer() -> (ByteBuffer, Given) {
         let room = self.room.load(ordering: .relaxed)
-        guard room > 0 else {
-            var buffer = ByteBuffer()
-            try encode(&buffer)
-            return buffer
-        }
-        var buffer = ByteBufferAllocator().buffer(capacity: room)
-        let given = buffer.capacity
-        let base = Self.base(of: buffer)
+        guard room > 0 else { return (ByteBuffer(), Given(room: 0, capacity: 0, base: 0)) }
+        let buffer = ByteBufferAllocator().buffer(capacity: room)
+        return (buffer, Given(room: room, capacity: buffer.capacity, base: Self.base(of: buffer)))
+    }
+
+    /// Encodes with `encode` into a buffer from ``makeBuffer()``, and learns from the result.
+    func encode(_ encode: (inout ByteBuffer) throws -> Void) rethrows -> ByteBuffer {
+        var (buffer, given) = self.makeBuffer()
         try encode(&buffer)
-        self.learn(from: buffer, given: given, base: base, room: room)
+        self.learn(from: buffer, given)
         return buffer
+    }
+
+    /// The codec encoded `buffer`, made by ``makeBuffer()`` with `given`.
+    func learn(from buffer: ByteBuffer, _ given: Given) {
+        guard given.room > 0 else { return }
+        self.learn(from: buffer, given: given.capacity, base: given.base, room: given.room)
     }
 
     private func learn(from buffer: ByteBuffer, given: Int, base: UInt, room: Int) {

@@ -38,7 +38,9 @@ public struct FrameResponder<Codec: FrameCodec>: Sendable {
     /// and written in order with the connection's other frames; a connection that closes gracefully writes
     /// every answer handed to it first. Throws when the connection has closed, or the frame cannot be encoded.
     public func respond(_ frame: Codec.Outbound) async throws {
-        let buffer = try self.outbox.encoding.encode { try self.codec.encode(frame, into: &$0) }
+        var (buffer, given) = self.outbox.encoding.makeBuffer()
+        try self.codec.encode(frame, into: &buffer)
+        self.outbox.encoding.learn(from: buffer, given)
         try self.outbox.append(buffer)
     }
 }
