@@ -68,8 +68,8 @@ final class AgentCounters: Sendable {
 /// `inlong_agent_checkpoints_written_total`, `inlong_agent_read_errors_total`; gauges `inlong_agent_open_files`, `inlong_agent_lag_bytes`,
 /// `inlong_agent_unread_bytes`.
 final class AgentMetrics: Sendable {
-    private let counters: [(KeyPath<AgentStatistics, Int> & Sendable, Counter)]
-    private let gauges: [(KeyPath<AgentStatistics, Int64> & Sendable, Gauge)]
+    private let counters: [(any KeyPath<AgentStatistics, Int> & Sendable, Counter)]
+    private let gauges: [(any KeyPath<AgentStatistics, Int64> & Sendable, Gauge)]
     private let openFiles: Gauge
     private let published = Mutex(AgentStatistics())
 
