@@ -50,6 +50,7 @@ let package = Package(
             dependencies: [
                 "InLongSnappy",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Configuration", package: "swift-configuration"),
             ],
             swiftSettings: swiftSettings
         ),

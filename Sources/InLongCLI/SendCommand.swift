@@ -375,7 +375,8 @@ struct ReachabilityWatch {
     }
 
     mutating func observe(_ statistics: DataProxyClientStatistics, now: ContinuousClock.Instant) -> Action {
-        let ended = statistics.acked + statistics.failed
+        // A proxy that answers, even with refusals whose records wait to be retried, is not silent.
+        let ended = statistics.acked + statistics.failed + statistics.answeredRequests
         let waiting = statistics.inFlightBatches > 0
         let stuck: String?
         if statistics.readyProxies == 0 {

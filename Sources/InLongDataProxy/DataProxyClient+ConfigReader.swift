@@ -52,16 +52,16 @@ extension DataProxyClient.Configuration {
             }
             manager.tenant = config.string(forKey: "manager.tenant")
             if let cacheFile = config.string(forKey: "manager.cacheFile") { manager.cacheFile = cacheFile.isEmpty ? nil : cacheFile }
-            if let seconds = config.double(forKey: "manager.refreshInterval") { manager.refreshInterval = try Self.duration(seconds, "manager.refreshInterval") }
+            if let seconds = try config.number("manager.refreshInterval", invalid) { manager.refreshInterval = try Self.duration(seconds, "manager.refreshInterval") }
             self.manager = manager
         }
         guard !self.proxies.isEmpty || self.manager != nil else { throw invalid("give proxies, manager.url or sdkConfig") }
-        if let seconds = config.double(forKey: "batching.linger") { self.batching.linger = try Self.duration(seconds, "batching.linger") }
-        if let value = config.int(forKey: "batching.maxRecords") { self.batching.maxRecords = try Self.positive(value, "batching.maxRecords") }
-        if let value = config.int(forKey: "batching.maxBytes") { self.batching.maxBytes = try Self.positive(value, "batching.maxBytes") }
-        if config.bool(forKey: "batching.compression") == false { self.batching.compressionThreshold = nil }
-        if let value = config.int(forKey: "buffer.maxBytes") { self.buffer.maxBytes = try Self.positive(value, "buffer.maxBytes") }
-        if let value = config.int(forKey: "buffer.maxRecords") { self.buffer.maxRecords = try Self.positive(value, "buffer.maxRecords") }
+        if let seconds = try config.number("batching.linger", invalid) { self.batching.linger = try Self.duration(seconds, "batching.linger") }
+        if let value = try config.wholeNumber("batching.maxRecords", invalid) { self.batching.maxRecords = try Self.positive(value, "batching.maxRecords") }
+        if let value = try config.wholeNumber("batching.maxBytes", invalid) { self.batching.maxBytes = try Self.positive(value, "batching.maxBytes") }
+        if try config.flag("batching.compression", invalid) == false { self.batching.compressionThreshold = nil }
+        if let value = try config.wholeNumber("buffer.maxBytes", invalid) { self.buffer.maxBytes = try Self.positive(value, "buffer.maxBytes") }
+        if let value = try config.wholeNumber("buffer.maxRecords", invalid) { self.buffer.maxRecords = try Self.positive(value, "buffer.maxRecords") }
         if let whenFull = config.string(forKey: "buffer.whenFull") {
             switch whenFull {
             case "wait": self.buffer.whenFull = .wait
@@ -69,10 +69,10 @@ extension DataProxyClient.Configuration {
             default: throw invalid("buffer.whenFull takes wait or fail, not '\(whenFull)'")
             }
         }
-        if let seconds = config.double(forKey: "retry.deliveryTimeout") { self.retry.deliveryTimeout = try Self.duration(seconds, "retry.deliveryTimeout") }
-        if let value = config.int(forKey: "connection.maxProxies") { self.connection.maxProxies = try Self.positive(value, "connection.maxProxies") }
-        if let seconds = config.double(forKey: "connection.requestTimeout") { self.connection.requestTimeout = try Self.duration(seconds, "connection.requestTimeout") }
-        if let seconds = config.double(forKey: "connection.heartbeatInterval") {
+        if let seconds = try config.number("retry.deliveryTimeout", invalid) { self.retry.deliveryTimeout = try Self.duration(seconds, "retry.deliveryTimeout") }
+        if let value = try config.wholeNumber("connection.maxProxies", invalid) { self.connection.maxProxies = try Self.positive(value, "connection.maxProxies") }
+        if let seconds = try config.number("connection.requestTimeout", invalid) { self.connection.requestTimeout = try Self.duration(seconds, "connection.requestTimeout") }
+        if let seconds = try config.number("connection.heartbeatInterval", invalid) {
             self.connection.heartbeatInterval = try Self.duration(seconds, "connection.heartbeatInterval")
         }
     }

@@ -18,36 +18,36 @@ extension DataProxyReceiver.Configuration {
     public init(config: ConfigReader, base: Self = Self()) throws(ReceiverConfigurationError) {
         self = base
         if let host = config.string(forKey: "host") { self.host = host }
-        if let port = config.int(forKey: "port") { self.port = try Self.check(port, 0...65535, "port") }
+        if let port = try config.wholeNumber("port", ReceiverConfigurationError.init) { self.port = try Self.check(port, 0...65535, "port") }
         if let ip = config.string(forKey: "advertisedIP") { self.advertisedIP = ip }
-        if let value = config.int(forKey: "maxFrameSize") { self.maxFrameSize = try Self.check(value, 16...(64 << 20), "maxFrameSize") }
-        if let value = config.int(forKey: "maxConnections") { self.maxConnections = try Self.check(value, 1...1_000_000, "maxConnections") }
-        if let value = config.int(forKey: "maxBufferedFrames") { self.maxBufferedFrames = try Self.check(value, 1...1_000_000, "maxBufferedFrames") }
-        if let seconds = config.double(forKey: "readIdleTimeout") {
+        if let value = try config.wholeNumber("maxFrameSize", ReceiverConfigurationError.init) { self.maxFrameSize = try Self.check(value, 16...(64 << 20), "maxFrameSize") }
+        if let value = try config.wholeNumber("maxConnections", ReceiverConfigurationError.init) { self.maxConnections = try Self.check(value, 1...1_000_000, "maxConnections") }
+        if let value = try config.wholeNumber("maxBufferedFrames", ReceiverConfigurationError.init) { self.maxBufferedFrames = try Self.check(value, 1...1_000_000, "maxBufferedFrames") }
+        if let seconds = try config.number("readIdleTimeout", ReceiverConfigurationError.init) {
             guard let duration = Duration(settingSeconds: seconds) else { throw ReceiverConfigurationError("readIdleTimeout takes seconds") }
             self.readIdleTimeout = seconds == 0 ? nil : duration
         }
         if let groups = config.stringArray(forKey: "knownGroups") { self.knownGroups = Set(groups) }
-        if let port = config.int(forKey: "manager.port") {
+        if let port = try config.wholeNumber("manager.port", ReceiverConfigurationError.init) {
             var manager = self.manager ?? DataProxyManagerServer.Configuration()
             manager.host = self.host
             manager.port = try Self.check(port, 0...65535, "manager.port")
-            if let cluster = config.int(forKey: "manager.clusterId") { manager.clusterID = cluster }
+            if let cluster = try config.wholeNumber("manager.clusterId", ReceiverConfigurationError.init) { manager.clusterID = cluster }
             self.manager = manager
         }
-        if let seconds = config.double(forKey: "faults.ackDelay") {
+        if let seconds = try config.number("faults.ackDelay", ReceiverConfigurationError.init) {
             guard let duration = Duration(settingSeconds: seconds) else { throw ReceiverConfigurationError("faults.ackDelay takes seconds") }
             self.faults.ackDelay = duration
         }
-        if let drop = config.bool(forKey: "faults.dropAcks") { self.faults.dropAcks = drop }
-        if let code = config.int(forKey: "faults.errorCode") { self.faults.errorCode = DataProxyErrorCode(rawValue: try Self.check(code, 0...Int(Int32.max), "faults.errorCode")) }
-        if let rate = config.double(forKey: "faults.errorRate") {
+        if let drop = try config.flag("faults.dropAcks", ReceiverConfigurationError.init) { self.faults.dropAcks = drop }
+        if let code = try config.wholeNumber("faults.errorCode", ReceiverConfigurationError.init) { self.faults.errorCode = DataProxyErrorCode(rawValue: try Self.check(code, 0...Int(Int32.max), "faults.errorCode")) }
+        if let rate = try config.number("faults.errorRate", ReceiverConfigurationError.init) {
             guard (0...1).contains(rate) else { throw ReceiverConfigurationError("faults.errorRate takes a fraction from 0 to 1") }
             self.faults.errorRate = rate
         }
-        if let count = config.int(forKey: "faults.closeAfterFrames") { self.faults.closeAfterFrames = try Self.check(count, 1...Int.max, "faults.closeAfterFrames") }
-        if let stop = config.bool(forKey: "faults.stopReading") { self.faults.stopReading = stop }
-        if let load = config.int(forKey: "faults.load") { self.faults.load = Int16(try Self.check(load, Int(Int16.min)...Int(Int16.max), "faults.load")) }
+        if let count = try config.wholeNumber("faults.closeAfterFrames", ReceiverConfigurationError.init) { self.faults.closeAfterFrames = try Self.check(count, 1...Int.max, "faults.closeAfterFrames") }
+        if let stop = try config.flag("faults.stopReading", ReceiverConfigurationError.init) { self.faults.stopReading = stop }
+        if let load = try config.wholeNumber("faults.load", ReceiverConfigurationError.init) { self.faults.load = Int16(try Self.check(load, Int(Int16.min)...Int(Int16.max), "faults.load")) }
     }
 
     private static func check(_ value: Int, _ range: ClosedRange<Int>, _ key: String) throws(ReceiverConfigurationError) -> Int {

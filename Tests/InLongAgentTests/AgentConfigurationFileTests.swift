@@ -61,6 +61,12 @@ import Testing
         ("stateDirectory: s\nproxies: [\"nohost\"]\nsources: [{paths: [a], group: g, stream: s}]", "not host:port"),
         ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nsources: [{paths: [a], group: g, stream: s, startAt: middle}]", "not a valid agent configuration"),
         ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nmaxUnackedBytes: 0\nsources: [{paths: [a], group: g, stream: s}]", "must be positive"),
+        // Values of the wrong kind are errors, not silently the defaults.
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nmaxUnackedBytes: 256MiB\nsources: [{paths: [a], group: g, stream: s}]", "maxUnackedBytes takes a whole number"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nmaxOpenFiles: 8.5\nsources: [{paths: [a], group: g, stream: s}]", "maxOpenFiles takes a whole number"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nshutdownTimeout: 30s\nsources: [{paths: [a], group: g, stream: s}]", "shutdownTimeout takes a number"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nbatching: {linger: soon}\nsources: [{paths: [a], group: g, stream: s}]", "batching.linger takes a number"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nshutdownTimeout: 1e300\nsources: [{paths: [a], group: g, stream: s}]", "must be a number of seconds"),
         (": not yaml [", "not a valid agent configuration"),
     ])
     func aBadFileIsAClearError(text: String, expected: String) throws {
@@ -85,7 +91,7 @@ import Testing
         let path = directory + "/agent.yaml"
         let yaml = """
             stateDirectory: state
-            manager: {url: "http://127.0.0.1:8083/list"}
+            manager: {url: "http://127.0.0.1:8083/list", cacheFile: "cache/proxies.json"}
             shutdownTimeout: 2
             maxOpenFiles: 8
             batching: {linger: 0.25}
@@ -99,6 +105,7 @@ import Testing
         #expect(fromFile.sources.map(\.paths) == [[directory + "/logs/*.log"], ["/abs/*.log"]])
         #expect(fromFile.client.manager?.groups == ["g1", "g2"])
         #expect(fromFile.client.manager?.credentials == nil)
+        #expect(fromFile.client.manager?.cacheFile == directory + "/cache/proxies.json")
         #expect(fromFile.client.batching.linger == .milliseconds(250))
         #expect(fromFile.shutdownTimeout == .seconds(2))
         #expect(fromFile.maxOpenFiles == 8)
@@ -121,6 +128,9 @@ import Testing
         }
         #expect(throws: AgentConfigurationError.self) {
             _ = try AgentConfigurationFile.load(path: path, environment: ["INLONG_MANAGER_AUTH": "nocolon"])
+        }
+        #expect(throws: AgentConfigurationError.self) {
+            _ = try AgentConfigurationFile.load(path: path, environment: ["INLONG_MAX_OPEN_FILES": "abc"])
         }
     }
 }

@@ -98,6 +98,13 @@ import Testing
                 environment: ["INLONG_PROXIES": "127.0.0.1:1", "INLONG_BUFFER_WHEN_FULL": "sometimes"]
             )
         }
+        // A value of the wrong kind is an error naming the key, never the default in silence.
+        for (key, value) in [("INLONG_BATCHING_LINGER", "soon"), ("INLONG_BUFFER_MAX_BYTES", "64MiB"), ("INLONG_BATCHING_COMPRESSION", "maybe")] {
+            let error = await #expect(throws: ValidationError.self) {
+                try await readClientConfiguration(file: nil, target: try self.target(), group: "g", environment: ["INLONG_PROXIES": "127.0.0.1:1", key: value])
+            }
+            #expect(error?.message.contains("takes") == true, "\(key): \(String(describing: error))")
+        }
     }
 }
 
@@ -137,6 +144,9 @@ import Testing
         #expect(defaults.host == "127.0.0.1")
         await #expect(throws: ValidationError.self) {
             try await ReceiveCommand.parse(["--count-only"]).receiverConfiguration(environment: ["INLONG_RECEIVER_PORT": "70000"])
+        }
+        await #expect(throws: ValidationError.self) {
+            try await ReceiveCommand.parse(["--count-only"]).receiverConfiguration(environment: ["INLONG_RECEIVER_MAX_CONNECTIONS": "many"])
         }
     }
 }

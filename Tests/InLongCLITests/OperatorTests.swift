@@ -230,6 +230,18 @@ import Testing
         for second in 60..<120 { #expect(watch.observe(statistics, now: self.at(Double(second))) == .none) }
     }
 
+    @Test func aProxyThatRefusesIsAnsweringNotSilent() {
+        var watch = ReachabilityWatch(notice: .seconds(5), timeout: .seconds(20))
+        var statistics = DataProxyClientStatistics()
+        statistics.readyProxies = 1
+        statistics.inFlightBatches = 2
+        // Retriable refusals: nothing is acked or failed, the records wait for their retries, the proxy answers.
+        for second in 0..<60 {
+            statistics.answeredRequests += 1
+            #expect(watch.observe(statistics, now: self.at(Double(second))) == .none)
+        }
+    }
+
     @Test func recoveryIsTold() {
         var watch = ReachabilityWatch(notice: .seconds(1), timeout: nil)
         var statistics = DataProxyClientStatistics()

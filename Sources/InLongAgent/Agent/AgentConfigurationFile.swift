@@ -59,6 +59,10 @@ public enum AgentConfigurationFile {
             for key in Self.pathKeys {
                 if let value = mapping[key]?.string { mapping[key] = Node(Self.resolve(value, directory)) }
             }
+            if case .mapping(var manager)? = mapping["manager"], let cacheFile = manager["cacheFile"]?.string, !cacheFile.isEmpty {
+                manager["cacheFile"] = Node(Self.resolve(cacheFile, directory))
+                mapping["manager"] = .mapping(manager)
+            }
             let bytes = Array(try Yams.serialize(node: .mapping(mapping)).utf8)
             settings = try YAMLSnapshot(
                 data: bytes.span.bytes,
@@ -131,15 +135,15 @@ extension AgentConfiguration {
         } catch {
             throw AgentConfigurationError(error.detail)
         }
-        if config.bool(forKey: "compression") == false { client.batching.compressionThreshold = nil }
+        if try config.flag("compression", AgentConfigurationError.init) == false { client.batching.compressionThreshold = nil }
         self.init(sources: sources, stateDirectory: stateDirectory, client: client)
         func positive(_ key: ConfigKey, _ value: inout Int) throws(AgentConfigurationError) {
-            guard let read = config.int(forKey: key) else { return }
+            guard let read = try config.wholeNumber(key, AgentConfigurationError.init) else { return }
             guard read > 0 else { throw AgentConfigurationError("\(key) must be positive") }
             value = read
         }
         func seconds(_ key: ConfigKey, _ value: inout Duration) throws(AgentConfigurationError) {
-            guard let read = config.double(forKey: key) else { return }
+            guard let read = try config.number(key, AgentConfigurationError.init) else { return }
             guard let duration = Duration(settingSeconds: read) else { throw AgentConfigurationError("\(key) must be a number of seconds") }
             value = duration
         }

@@ -131,10 +131,11 @@ public final class InLongAgent: Service, Sendable {
             clientRun.cancel()
         }
         self.writeCheckpoint(store, force: true)
-        self.metrics?.publish(self.statistics())
         client.close(deadline: .seconds(1))
         _ = try? await clientRun.value
         self.client.withLock { $0 = nil }
+        // After the client ended: acks that came during its close count too.
+        self.metrics?.publish(self.statistics())
     }
 
     // MARK: Files

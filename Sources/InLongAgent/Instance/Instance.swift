@@ -73,6 +73,9 @@ struct Instance<Source: AgentSource> {
                     self.budget.release(self.limits.readSize)
                     self.counters.readErrors.add(1, ordering: .relaxed)
                     self.logger.warning("cannot read", metadata: ["inlong.source": "\(self.origin)", "inlong.error": "\(error)"])
+                    // A file that cannot be read and is gone (deleted, rotated away, a stale NFS handle) is released
+                    // as one read to its end would be: it holds a slot and a descriptor otherwise.
+                    if pending.isEmpty, self.source.isExhausted(now: .now) { return .released }
                     await self.control.sleep(for: self.limits.pollInterval * 10)
                     continue
                 }

@@ -152,6 +152,8 @@ struct ProxyDiscovery: Sendable {
             let (list, raw) = try await self.fetch(group: group, attemptFailed: attemptFailed)
             self.writeCache(group: group, reply: raw)
             return .success(list)
+        } catch let error as CancellationError {
+            return .failure(error)
         } catch {
             if useCache, let raw = self.readCache()[group], let list = try? Self.parse(raw, group: group) {
                 self.logger.notice("using the cached proxy list", metadata: ["inlong.group": "\(group)", "inlong.error": "\(error)"])

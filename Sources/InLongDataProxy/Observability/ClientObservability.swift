@@ -87,8 +87,10 @@ public final class DataProxyClientMetrics: DataProxyClientObservabilityDelegate 
         let ackLatency: CoreMetrics.Timer
         private let queuedBytesGauge: Gauge
         private let inFlightGauge: Gauge
-        private let queuedBytes = Atomic<Int>(0)
-        private let inFlight = Atomic<Int>(0)
+        // Under a lock with the gauge's record: two threads' records could otherwise land out of order and
+        // leave a stale value on an idle client.
+        private let queuedBytes = Mutex(0)
+        private let inFlight = Mutex(0)
         private let failed = Mutex<[DataProxyError.Code: Counter]>([:])
         private let dimensions: [(String, String)]
         private let factory: any MetricsFactory
@@ -130,11 +132,17 @@ public final class DataProxyClientMetrics: DataProxyClientObservabilityDelegate 
         }
 
         func queued(bytes: Int) {
-            self.queuedBytesGauge.record(self.queuedBytes.add(bytes, ordering: .relaxed).newValue)
+            self.queuedBytes.withLock { queued in
+                queued += bytes
+                self.queuedBytesGauge.record(queued)
+            }
         }
 
         func inFlight(_ change: Int) {
-            self.inFlightGauge.record(self.inFlight.add(change, ordering: .relaxed).newValue)
+            self.inFlight.withLock { inFlight in
+                inFlight += change
+                self.inFlightGauge.record(inFlight)
+            }
         }
     }
 

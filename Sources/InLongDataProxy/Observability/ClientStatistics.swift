@@ -47,6 +47,9 @@ public struct DataProxyClientStatistics: Sendable, Hashable {
     public var readyProxies = 0
     /// Those proxies' addresses.
     public var reachableProxies: Set<Endpoint> = []
+    /// Requests the proxies answered, acks and error replies alike, over the connections open now: it grows while
+    /// a proxy answers at all, even when it refuses and records wait to be retried.
+    public var answeredRequests = 0
     /// Why each proxy without a ready connection could not be reached (address and cause).
     public var proxyErrors: [Endpoint: String] = [:]
     /// Why the Manager could not give proxies, while some group has none.

@@ -54,6 +54,7 @@ extension DataProxyClient {
         for pool in pools { statistics.avoidedProxies.formUnion(pool.avoidedEndpoints) }
         statistics.discoveryError = self.discoveryError.withLock { $0 }
         for connection in pools.flatMap(\.connections) {
+            statistics.answeredRequests += connection.statistics().requestsSucceeded
             if connection.connectivityState == .ready {
                 statistics.readyProxies += 1
                 statistics.reachableProxies.insert(connection.configuration.endpoints[0])

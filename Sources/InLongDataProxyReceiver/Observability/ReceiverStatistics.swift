@@ -80,6 +80,8 @@ public final class DataProxyReceiverMetrics: DataProxyReceiverObservabilityDeleg
     private let rejected: Counter
     private let protocolErrors: Counter
     private let errors = Mutex<[DataProxyErrorCode: Counter]>([:])
+    /// Counted here, under the lock of the gauge's record, so that records cannot land out of order.
+    private let open = Mutex(0)
 
     public init(factory: any MetricsFactory = MetricsSystem.factory) {
         self.factory = factory
@@ -94,8 +96,15 @@ public final class DataProxyReceiverMetrics: DataProxyReceiverObservabilityDeleg
         self.protocolErrors = Counter(label: "inlong_receiver_protocol_errors_total", factory: factory)
     }
 
-    public func connectionOpened(open: Int) { self.connections.record(open) }
-    public func connectionClosed(open: Int) { self.connections.record(open) }
+    public func connectionOpened(open: Int) { self.changeConnections(by: 1) }
+    public func connectionClosed(open: Int) { self.changeConnections(by: -1) }
+
+    private func changeConnections(by change: Int) {
+        self.open.withLock { open in
+            open += change
+            self.connections.record(open)
+        }
+    }
     public func connectionRejected() { self.rejected.increment() }
 
     public func frameRead(bytes: Int) {
