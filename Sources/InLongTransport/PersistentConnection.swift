@@ -1,7 +1,6 @@
 public import Logging
 public import NIOCore
 public import NIOPosix
-import CoreMetrics
 public import ServiceLifecycle
 import Synchronization
 
