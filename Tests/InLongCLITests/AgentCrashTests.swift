@@ -1,6 +1,7 @@
 import Foundation
 import InLongDataProxyReceiver
 import InLongTestUtils
+import InLongWire
 import NIOCore
 import Synchronization
 import Testing

@@ -1,4 +1,5 @@
 import InLongTransport
+import InLongWire
 import Testing
 
 @testable import InLongDataProxy

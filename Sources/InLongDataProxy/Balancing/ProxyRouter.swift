@@ -1,4 +1,5 @@
 import InLongTransport
+import InLongWire
 import Logging
 import NIOCore
 import Synchronization

@@ -1,4 +1,5 @@
 import InLongTransport
+import InLongWire
 
 /// Which proxies of a cluster's list one client connects to: a random subset (so that the clients of a large
 /// cluster spread over all of its proxies rather than pile onto the first ones), kept while its members stay
@@ -22,22 +23,5 @@ struct ProxySubset {
         candidates.sort { ($0.host, $0.port) < ($1.host, $1.port) }
         candidates.shuffle(using: &generator)
         return kept + candidates.prefix(size - kept.count)
-    }
-}
-
-/// A small, seedable generator (SplitMix64), so that a client's subset can be reproduced from its seed.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        self.state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
