@@ -117,14 +117,7 @@ struct AgentCommand: AsyncParsableCommand {
         // Says why no proxy can be reached, or which does not answer, as `inlong send` does; the agent keeps
         // trying (what it read waits, within its budgets).
         let reachability = Task {
-            var watch = ReachabilityWatch(notice: .seconds(5), timeout: nil)
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(250))
-                guard let statistics = agent.clientStatistics() else { continue }
-                if case .tell(let line) = watch.observe(statistics, now: .now) {
-                    FileHandle.standardError.write(Data((line + "\n").utf8))
-                }
-            }
+            _ = await ReachabilityWatch(notice: .seconds(5), timeout: nil).run(statistics: { agent.clientStatistics() })
         }
         defer { reachability.cancel() }
         do {

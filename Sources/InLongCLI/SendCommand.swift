@@ -235,21 +235,11 @@ func sendLines(
         // Tells, within `unreachableNotice`, why no proxy can be reached or why none answers, and gives up after
         // `unreachableTimeout` of either.
         tasks.addTask {
-            var watch = ReachabilityWatch(notice: unreachableNotice, timeout: unreachableTimeout)
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(250))
-                switch watch.observe(client.statistics(), now: .now) {
-                case .none:
-                    break
-                case .tell(let line):
-                    FileHandle.standardError.write(Data((line + "\n").utf8))
-                case .giveUp(let line):
-                    FileHandle.standardError.write(Data((line + "\n").utf8))
-                    gaveUp.value.store(true, ordering: .relaxed)
-                    interrupted.value.store(true, ordering: .relaxed)
-                    client.close(deadline: .zero)
-                    return false
-                }
+            let watch = ReachabilityWatch(notice: unreachableNotice, timeout: unreachableTimeout)
+            if await watch.run(statistics: { client.statistics() }) {
+                gaveUp.value.store(true, ordering: .relaxed)
+                interrupted.value.store(true, ordering: .relaxed)
+                client.close(deadline: .zero)
             }
             return false
         }
@@ -403,5 +393,25 @@ struct ReachabilityWatch {
         guard down >= self.notice, self.told == nil || (self.told!.isEmpty && !stuck.isEmpty) else { return .none }
         self.told = stuck
         return .tell(stuck.isEmpty ? "cannot reach a proxy: no proxy connected yet" : stuck)
+    }
+
+    /// Looks at `statistics` four times a second (`nil`: nothing to look at yet) and writes what there is to tell
+    /// to standard error, until the task is cancelled (returns `false`) or it gives up (returns `true`).
+    func run(statistics: () -> DataProxyClientStatistics?) async -> Bool {
+        var watch = self
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(250))
+            guard let statistics = statistics() else { continue }
+            switch watch.observe(statistics, now: .now) {
+            case .none:
+                break
+            case .tell(let line):
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            case .giveUp(let line):
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+                return true
+            }
+        }
+        return false
     }
 }

@@ -1,5 +1,6 @@
 public import CoreMetrics
 public import InLongTransport
+import NIOCore
 import Synchronization
 
 /// Hears of every event a ``DataProxyClient`` counts, once each; ``DataProxyClient/statistics()`` is fed from the
@@ -181,7 +182,7 @@ public final class DataProxyClientMetrics: DataProxyClientObservabilityDelegate 
     public func batchAcked(group: String, stream: String, records: Int, bytes: Int, latency: Duration) {
         let metrics = self.metrics(group, stream)
         metrics.acked.increment(by: records)
-        metrics.ackLatency.recordNanoseconds(latency.nanoseconds)
+        metrics.ackLatency.recordNanoseconds(TimeAmount(latency).nanoseconds)
         metrics.queued(bytes: -bytes)
     }
 
@@ -201,15 +202,5 @@ public final class DataProxyClientMetrics: DataProxyClientObservabilityDelegate 
 
     public func heldBytesChanged(to bytes: Int) {
         self.heldBytes.record(bytes)
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds, saturating.
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = self.components
-        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return seconds < 0 ? .min : .max }
-        return product.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
     }
 }

@@ -54,11 +54,12 @@ extension DataProxyClient {
         for pool in pools { statistics.avoidedProxies.formUnion(pool.avoidedEndpoints) }
         statistics.discoveryError = self.discoveryError.withLock { $0 }
         for connection in pools.flatMap(\.connections) {
-            statistics.answeredRequests += connection.statistics().requestsSucceeded
+            let counted = connection.statistics()
+            statistics.answeredRequests += counted.requestsSucceeded
             if connection.connectivityState == .ready {
                 statistics.readyProxies += 1
                 statistics.reachableProxies.insert(connection.configuration.endpoints[0])
-            } else if let error = connection.statistics().lastConnectError {
+            } else if let error = counted.lastConnectError {
                 statistics.proxyErrors[connection.configuration.endpoints[0]] = error
             }
             if let load = connection.reportedLoad { statistics.proxyLoads[connection.configuration.endpoints[0]] = load }
