@@ -19,8 +19,7 @@ func readClientConfiguration(
     if let tenant = target.tenant { flags["manager.tenant"] = ConfigValue(.string(tenant), isSecret: false) }
     var providers: [any ConfigProvider] = [
         InMemoryProvider(name: "flags", values: flags),
-        EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: .specific(["INLONG_MANAGER_AUTH"]))
-            .prefixKeys(with: DataProxyClient.Configuration.environmentPrefix),
+        DataProxyClient.Configuration.environmentProvider(environment),
     ]
     if let file { providers.append(try await configFileProvider(file)) }
     let reader = ConfigReader(providers: providers)

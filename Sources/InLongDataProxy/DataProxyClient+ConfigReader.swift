@@ -81,6 +81,12 @@ extension DataProxyClient.Configuration {
     /// `INLONG_MANAGER_URL`.
     public static let environmentPrefix: ConfigKey = "inlong"
 
+    /// `environment`'s `INLONG_*` variables as a provider of these keys, `INLONG_MANAGER_AUTH` kept secret.
+    public static func environmentProvider(_ environment: [String: String]) -> some ConfigProvider {
+        EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: .specific(["INLONG_MANAGER_AUTH"]))
+            .prefixKeys(with: Self.environmentPrefix)
+    }
+
     private static func duration(_ seconds: Double, _ key: String) throws(DataProxyError) -> Duration {
         guard let duration = Duration(settingSeconds: seconds) else { throw DataProxyError(.invalidConfiguration, "\(key) takes a number of seconds") }
         return duration

@@ -75,10 +75,7 @@ public enum AgentConfigurationFile {
             throw AgentConfigurationError("\(path) is not a valid agent configuration: \(error)")
         }
         let reader = ConfigReader(providers: [
-            EnvironmentVariablesProvider(
-                environmentVariables: environment ?? ProcessInfo.processInfo.environment,
-                secretsSpecifier: .specific(["INLONG_MANAGER_AUTH"]))
-                .prefixKeys(with: DataProxyClient.Configuration.environmentPrefix),
+            DataProxyClient.Configuration.environmentProvider(environment ?? ProcessInfo.processInfo.environment),
             SnapshotProvider(snapshot: settings),
         ])
         return try AgentConfiguration(
