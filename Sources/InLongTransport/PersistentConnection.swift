@@ -81,7 +81,11 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
 
     public let codec: Codec
     public let configuration: Configuration
-    private let eventLoopGroup: any EventLoopGroup
+    /// The loop every channel of this connection lives on, reconnections included.
+    public let eventLoop: any EventLoop
+    /// Runs a task on ``eventLoop``: a task that prefers it sends its requests and gets their responses without
+    /// crossing threads (see ``EventLoopTaskExecutor``).
+    public let taskExecutor: EventLoopTaskExecutor
     private let logger: Logger
     /// Runs the peer's requests; `nil` without a handler.
     private let inbound: InboundHandlerPool<Codec>?
@@ -99,7 +103,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     /// - Parameters:
     ///   - codec: The protocol.
     ///   - configuration: Endpoints, timeouts, heartbeats, backoff and limits.
-    ///   - eventLoopGroup: Where the socket lives. Defaults to the shared singleton group.
+    ///   - eventLoopGroup: Where the socket lives: one of its loops, the same for every reconnection. Defaults to
+    ///     the shared singleton group.
     ///   - logger: Background logger. Defaults to one that logs nothing.
     ///   - random: The jitter source for backoff (inject a fixed one in tests).
     ///   - inboundRequestHandler: Handles each frame the peer sends on its own (see ``FrameCodec/kind(of:)``), off
@@ -139,7 +144,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         precondition(!configuration.endpoints.isEmpty, "a persistent connection needs at least one endpoint")
         self.codec = codec
         self.configuration = configuration
-        self.eventLoopGroup = eventLoopGroup
+        self.eventLoop = eventLoopGroup.next()
+        self.taskExecutor = EventLoopTaskExecutor(eventLoop: self.eventLoop)
         self.logger = logger
         self.inbound = inbound
         self.ownsInbound = ownsInbound
@@ -395,7 +401,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         let codec = self.codec
         let logger = self.logger
         do {
-            let channel = try await ClientBootstrap(group: self.eventLoopGroup)
+            let channel = try await ClientBootstrap(group: self.eventLoop)
                 .connectTimeout(TimeAmount(configuration.connectTimeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelOption(.writeBufferWaterMark, value: configuration.writeBufferWaterMarks)

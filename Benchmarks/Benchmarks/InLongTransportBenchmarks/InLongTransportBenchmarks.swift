@@ -108,4 +108,20 @@ let benchmarks: @Sendable () -> Void = {
             }
         }
     }
+
+    // One request at a time from a task that prefers the connection's executor: the caller's side crosses no
+    // thread, so what is left is the server's work and the two sockets.
+    Benchmark("Echo over loopback, 1 in flight from the connection's event loop (1k requests of 100 B)") { benchmark in
+        let payload = ByteBuffer(repeating: 0x61, count: 100)
+        try await withEchoServerAndConnection { connection in
+            let total = benchmark.scaledIterations.count
+            benchmark.startMeasurement()
+            try await withTaskExecutorPreference(connection.taskExecutor) {
+                for key in 0..<UInt32(total) {
+                    blackHole(try await connection.request(KeyedFrame(key: key, payload: payload)))
+                }
+            }
+            benchmark.stopMeasurement()
+        }
+    }
 }

@@ -1,5 +1,6 @@
 import InLongTransport
 import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -11,13 +12,14 @@ func withConnection<Result: Sendable>(
     codec: TestCodec = TestCodec(),
     waitUntilReady: Bool = true,
     inbound: PersistentConnection<TestCodec>.InboundRequestHandler? = nil,
+    eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     _ body: (PersistentConnection<TestCodec>) async throws -> Result
 ) async throws -> Result {
     var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: endpoints)
     configuration.connectTimeout = .seconds(2)
     configuration.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
     configure(&configuration)
-    let connection = PersistentConnection(codec: codec, configuration: configuration, inboundRequestHandler: inbound)
+    let connection = PersistentConnection(codec: codec, configuration: configuration, eventLoopGroup: eventLoopGroup, inboundRequestHandler: inbound)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await connection.run() }
         defer { group.cancelAll() }
