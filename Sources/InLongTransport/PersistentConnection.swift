@@ -551,15 +551,18 @@ private struct PersistentChannelHandle: Sendable {
 
     private func awaitResponse<Response>(key: RequestKey, bytes: ByteBuffer, timeout: TimeAmount) async throws -> Response {
         if Task.isCancelled { throw TransportError(.cancelled, endpoint: self.endpoint) }
+        let ticket = self.inbox.takeTicket()
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Response, any Error>) in
-                self.inbox.submit(
-                    .request(key: key, bytes: bytes, completion: .awaitingResponse(ErasedContinuation(continuation)), timeout: timeout)
-                )
+                let completion = ConnectionOperation.Completion.awaitingResponse(ErasedContinuation(continuation), ticket: ticket)
+                self.inbox.submit(.request(key: key, bytes: bytes, completion: completion, timeout: timeout))
+                // Cancelled after the check above and before the handler was installed: the handler ran at once,
+                // ahead of the request, and found nothing to cancel. Cancel again behind it.
+                if Task.isCancelled { self.inbox.submit(.cancel(key: key, ticket: ticket)) }
             }
         } onCancel: {
             // Through the inbox, so that it cannot overtake its request.
-            self.inbox.submit(.cancel(key: key))
+            self.inbox.submit(.cancel(key: key, ticket: ticket))
         }
     }
 

@@ -76,6 +76,43 @@ import Testing
         #expect(machine.inFlight.isEmpty)
     }
 
+    /// A task's cancellation can arrive after its request ended and another took the same key: it must not cancel
+    /// that one, in flight or queued.
+    @Test func aLateCancellationSparesTheRequestThatReusedItsKey() {
+        var machine = self.makeMachine(maxInFlight: 1, maxQueued: 2)
+        _ = machine.requestSubmitted(key: 1, pending: "a", now: Self.t0)
+        guard case .succeed("a") = machine.responseReceived(key: 1, now: Self.t0).0 else { Issue.record(); return }
+        _ = machine.requestSubmitted(key: 1, pending: "b", now: Self.t0)
+        guard case .none = machine.requestCancelled(key: 1, now: Self.t0, isTheRequest: { $0 == "a" }).0 else { Issue.record(); return }
+        #expect(machine.inFlight.keys.contains(1))
+
+        _ = machine.requestSubmitted(key: 2, pending: "c", now: Self.t0)
+        #expect(machine.queuedCount == 1)
+        guard case .none = machine.requestCancelled(key: 2, now: Self.t0, isTheRequest: { $0 == "x" }).0 else { Issue.record(); return }
+        #expect(machine.queuedCount == 1)
+
+        let queued = machine.requestCancelled(key: 2, now: Self.t0, isTheRequest: { $0 == "c" }).0
+        guard case .fail("c", let queuedError) = queued else { Issue.record("\(queued)"); return }
+        #expect(queuedError.code == .cancelled && !queuedError.mayHaveBeenDelivered)
+        #expect(machine.queuedCount == 0)
+        let inFlight = machine.requestCancelled(key: 1, now: Self.t0, isTheRequest: { $0 == "b" }).0
+        guard case .fail("b", let error) = inFlight else { Issue.record("\(inFlight)"); return }
+        #expect(error.code == .cancelled && error.mayHaveBeenDelivered)
+        #expect(machine.inFlight.isEmpty)
+    }
+
+    /// What the channel handler tells a task's request by: the ticket its cancellation names.
+    @Test func aCancellationTicketNamesOneAwaitedRequestOnly() async throws {
+        var matches: [Bool] = []
+        try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+            let awaited = ConnectionOperation(bytes: ByteBuffer(), completion: .awaitingResponse(ErasedContinuation(continuation), ticket: 7))
+            let written = ConnectionOperation(bytes: ByteBuffer(), completion: .written(nil))
+            matches = [awaited.isCancelled(by: 7), awaited.isCancelled(by: 8), written.isCancelled(by: 7)]
+            continuation.resume()
+        }
+        #expect(matches == [true, false, false])
+    }
+
     @Test func heartbeatAfterWriteIdleThenDeadPeer() {
         var machine = self.makeMachine(heartbeat: .seconds(10), read: .seconds(30))
         guard case .scheduleIdleCheck(let first) = machine.nextIdleCheck(now: Self.t0) else { Issue.record(); return }

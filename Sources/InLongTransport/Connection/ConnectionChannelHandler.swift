@@ -115,8 +115,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                 self.submitRequest(key: key, bytes: bytes, completion: completion, timeout: timeout)
             case .send(let bytes, let promise):
                 self.submitSend(bytes: bytes, promise: promise)
-            case .cancel(let key):
-                self.cancelRequest(key: key)
+            case .cancel(let key, let ticket):
+                self.cancelRequest(key: key, ticket: ticket)
             }
         }
     }
@@ -148,8 +148,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.run(self.stateMachine.sendSubmitted(pending: Operation(bytes: bytes, completion: .written(promise)), now: self.now))
     }
 
-    func cancelRequest(key: RequestKey) {
-        let (first, second) = self.stateMachine.requestCancelled(key: key, now: self.now)
+    func cancelRequest(key: RequestKey, ticket: UInt64) {
+        let (first, second) = self.stateMachine.requestCancelled(key: key, now: self.now) { $0.isCancelled(by: ticket) }
         self.run(first)
         self.run(second)
     }
@@ -280,7 +280,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                 self.observer.requestSucceeded()
                 switch operation.completion {
                 case .response(let promise): self.succeed(promise, with: frame)
-                case .awaitingResponse(let continuation): continuation.typed(Codec.Inbound.self).resume(returning: frame)
+                case .awaitingResponse(let continuation, _): continuation.typed(Codec.Inbound.self).resume(returning: frame)
                 case .written: break
                 }
                 if let onFirstResponse = self.onFirstResponse {
@@ -568,7 +568,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             self.observer.requestFailed(timedOut: error.code == .requestTimeout, wasInFlight: error.mayHaveBeenDelivered)
             switch operation.completion {
             case .response(let promise): (promise as! EventLoopPromise<Codec.Inbound>).fail(error)
-            case .awaitingResponse(let continuation): continuation.typed(Codec.Inbound.self).resume(throwing: error)
+            case .awaitingResponse(let continuation, _): continuation.typed(Codec.Inbound.self).resume(throwing: error)
             case .written: break
             }
         case .written(let promise):

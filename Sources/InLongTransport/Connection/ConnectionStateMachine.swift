@@ -297,18 +297,19 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         return (failure, self.afterSlotFreed(now: now))
     }
 
-    /// The awaiting task was cancelled.
-    mutating func requestCancelled(key: Key, now: NIODeadline) -> (Action, Action) {
-        self.removeRequest(key: key, error: TransportError(.cancelled), now: now)
-    }
-
-    private mutating func removeRequest(key: Key, error: TransportError, now: NIODeadline) -> (Action, Action) {
-        if let entry = self.inFlight.removeValue(forKey: key) {
+    /// The awaiting task was cancelled. `isTheRequest` tells the task's request from a later one that took its key
+    /// (the cancellation can arrive after its request ended).
+    mutating func requestCancelled(key: Key, now: NIODeadline, isTheRequest: (Pending) -> Bool = { _ in true }) -> (Action, Action) {
+        let error = TransportError(.cancelled)
+        if let entry = self.inFlight[key], isTheRequest(entry.pending) {
+            self.inFlight[key] = nil
             return (.fail(entry.pending, error.delivered(true)), self.afterSlotFreed(now: now))
         }
-        if self.queuedKeys.remove(key) != nil, let index = self.queue.firstIndex(where: { $0.item.key == key }),
-            case .request(_, let pending) = self.queue.remove(at: index).item
+        if self.queuedKeys.contains(key), let index = self.queue.firstIndex(where: { $0.item.key == key }),
+            case .request(_, let pending) = self.queue[index].item, isTheRequest(pending)
         {
+            self.queuedKeys.remove(key)
+            self.queue.remove(at: index)
             return (.fail(pending, error.delivered(false)), .none)
         }
         return (.none, .none)

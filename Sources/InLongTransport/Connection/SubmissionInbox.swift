@@ -10,7 +10,9 @@ final class SubmissionInbox: Sendable {
     enum Submission: Sendable {
         case request(key: RequestKey, bytes: ByteBuffer, completion: ConnectionOperation.Completion, timeout: TimeAmount?)
         case send(bytes: ByteBuffer, promise: EventLoopPromise<Void>?)
-        case cancel(key: RequestKey)
+        /// Cancels the request with this key only if it is still the one `ticket` was taken for: its key may
+        /// have been reused since it ended.
+        case cancel(key: RequestKey, ticket: UInt64)
     }
 
     private struct State {
@@ -22,12 +24,18 @@ final class SubmissionInbox: Sendable {
 
     private let eventLoop: any EventLoop
     private let state = Mutex(State())
+    private let tickets = Atomic<UInt64>(0)
     /// Hands a batch to the channel handler, on the event loop.
     private let deliver: @Sendable ([Submission]) -> Void
 
     init(eventLoop: any EventLoop, deliver: @escaping @Sendable ([Submission]) -> Void) {
         self.eventLoop = eventLoop
         self.deliver = deliver
+    }
+
+    /// A number no other request of this inbox has: what a cancellation names its request by.
+    func takeTicket() -> UInt64 {
+        self.tickets.wrappingAdd(1, ordering: .relaxed).newValue
     }
 
     func submit(_ submission: Submission) {
@@ -65,12 +73,19 @@ struct ConnectionOperation {
         /// An `EventLoopPromise` of the codec's `Inbound`.
         case response(any Sendable)
         /// A request awaited in a task: resumed directly, which costs less than a promise and its callbacks.
-        case awaitingResponse(ErasedContinuation)
+        /// `ticket` is what the task's cancellation names it by.
+        case awaitingResponse(ErasedContinuation, ticket: UInt64)
         case written(EventLoopPromise<Void>?)
     }
 
     var bytes: ByteBuffer
     var completion: Completion
+
+    /// Whether a cancellation that names `ticket` is this request's.
+    func isCancelled(by ticket: UInt64) -> Bool {
+        guard case .awaitingResponse(_, let own) = self.completion else { return false }
+        return own == ticket
+    }
 }
 
 /// An `UnsafeContinuation<Inbound, any Error>` without its type (it is the awaiting task's pointer), turned back by
