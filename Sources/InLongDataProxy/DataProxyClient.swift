@@ -101,7 +101,7 @@ public final class DataProxyClient: Service, Sendable {
     func run(_ actions: Machine.Actions) {
         if actions.wakeDispatcher { self.wake.yield() }
         for sealed in actions.sealed { self.observation.batchQueued(sealed.key, records: sealed.records, bytes: sealed.bytes) }
-        if let held = actions.heldBytes { self.observation.heldBytesChanged(to: held) }
+        if let held = actions.heldBytes { self.observation.heldBytesChanged(held) }
         for (job, result, reportHolds) in actions.finish { self.finish(job, result, reportHolds: reportHolds) }
         for waiter in actions.resumeSenders { waiter.resume(returning: true) }
         if let retried = actions.retried {

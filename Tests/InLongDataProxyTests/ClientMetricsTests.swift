@@ -1,4 +1,3 @@
-import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongTestUtils
 import InLongTransport
@@ -7,6 +6,8 @@ import MetricsTestKit
 import NIOCore
 import Synchronization
 import Testing
+
+@testable import InLongDataProxy
 
 /// The client's events reach its observability delegate once each, and `statistics()` counts the same calls.
 @Suite struct ClientMetricsTests {
@@ -82,6 +83,25 @@ import Testing
             #expect(statistics.reachableProxies == seen.proxies)
             #expect(statistics.readyProxies == 1)
         }
+    }
+}
+
+/// The quota in use is reported outside the machine's lock: a report that arrives after a newer one is dropped,
+/// so the gauge cannot stick at a stale value.
+@Test func aLateReportOfTheQuotaInUseDoesNotOverwriteANewerOne() {
+    let delegate = HeldBytesDelegate()
+    let observation = ClientObservation(delegate: delegate)
+    observation.heldBytesChanged(HeldBytes(bytes: 300, version: 2))
+    observation.heldBytesChanged(HeldBytes(bytes: 100, version: 1))
+    observation.heldBytesChanged(HeldBytes(bytes: 0, version: 3))
+    #expect(delegate.told.withLock { $0 } == [300, 0])
+}
+
+private final class HeldBytesDelegate: DataProxyClientObservabilityDelegate {
+    let told = Mutex<[Int]>([])
+
+    func heldBytesChanged(to bytes: Int) {
+        self.told.withLock { $0.append(bytes) }
     }
 }
 

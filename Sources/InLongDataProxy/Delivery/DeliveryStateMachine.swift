@@ -3,6 +3,13 @@ import InLongTransport
 import InLongWire
 import NIOCore
 
+/// The quota in use, numbered: the machine's actions run outside its lock, so two threads can report it out of
+/// order, and the number tells which report is the newer.
+struct HeldBytes: Equatable {
+    var bytes: Int
+    var version: UInt64
+}
+
 /// The delivery rules of ``DataProxyClient``, with no I/O, no clock and no lock of its own: records are accepted
 /// into batches, batches are handed to the dispatcher in order, outcomes decide between an ack, a retry after the
 /// job's backoff and a failure, and closing or cancelling ends every job in exactly one outcome. The client feeds
@@ -45,7 +52,7 @@ struct DeliveryStateMachine<Waiter> {
         /// A retry was scheduled.
         var retried: (key: BatchKey, attempts: Int, error: DataProxyError, delay: Duration)?
         /// The quota in use after the change, when it changed.
-        var heldBytes: Int?
+        var heldBytes: HeldBytes?
 
         init() {}
 
@@ -81,7 +88,7 @@ struct DeliveryStateMachine<Waiter> {
     /// the per-record path returns little.
     struct Sealed {
         var batches: [(key: BatchKey, records: Int, bytes: Int)]
-        var heldBytes: Int
+        var heldBytes: HeldBytes
     }
 
     /// Why an append stopped before the end of its records.
@@ -110,6 +117,7 @@ struct DeliveryStateMachine<Waiter> {
     /// Jobs (in `pending`) waiting out a retry backoff, with when they are due.
     private var retries: [(due: ContinuousClock.Instant, id: Int)] = []
     private var nextJobID = 0
+    private var heldBytesVersion: UInt64 = 0
     private var nextUniq: UInt32 = 0
     /// The id of the next record accepted.
     private(set) var nextRecordID: UInt64 = 0
@@ -523,7 +531,7 @@ struct DeliveryStateMachine<Waiter> {
         self.reportHeldRecords -= records
         self.reportHeldBytes -= bytes
         self.accumulator.release(bytes: bytes, records: records)
-        actions.heldBytes = self.accumulator.heldBytes
+        actions.heldBytes = self.heldBytesNow()
         self.resumeRoomWaiters(&actions)
         if case .closing = self.phase, self.isFinished { actions.wakeDispatcher = true }
         return actions
@@ -598,10 +606,15 @@ struct DeliveryStateMachine<Waiter> {
 
     // MARK: Helpers
 
+    private mutating func heldBytesNow() -> HeldBytes {
+        self.heldBytesVersion += 1
+        return HeldBytes(bytes: self.accumulator.heldBytes, version: self.heldBytesVersion)
+    }
+
     private mutating func enqueueSealed(_ batches: [SealedBatch], now: ContinuousClock.Instant) -> Sealed {
         var actions = Actions()
         self.enqueue(batches, now: now, actions: &actions)
-        return Sealed(batches: actions.sealed, heldBytes: self.accumulator.heldBytes)
+        return Sealed(batches: actions.sealed, heldBytes: self.heldBytesNow())
     }
 
     /// Turns sealed batches into jobs at the back of the ready queue.
@@ -619,7 +632,7 @@ struct DeliveryStateMachine<Waiter> {
             self.nextJobID += 1
             actions.sealed.append((batch.key, batch.recordCount, batch.chargedBytes))
         }
-        actions.heldBytes = self.accumulator.heldBytes
+        actions.heldBytes = self.heldBytesNow()
         actions.wakeDispatcher = true
     }
 
@@ -642,7 +655,7 @@ struct DeliveryStateMachine<Waiter> {
             self.endedOutOfOrder.insert(job.id)
         }
         actions.finish.append((job, result, reportHolds))
-        actions.heldBytes = self.accumulator.heldBytes
+        actions.heldBytes = self.heldBytesNow()
         if !reportHolds { self.resumeRoomWaiters(&actions) }
         if !self.flushWaiters.isEmpty {
             let oldestLive = self.liveJobs.first ?? self.nextJobID

@@ -91,6 +91,8 @@ final class ClientObservation: Sendable {
     private let bytesSent = Atomic<Int>(0)
     private let latency = Mutex(LatencyHistogram())
     private let failures = Mutex<[String: Int]>([:])
+    /// The version of the quota in use last told to the delegate, so that an older report arriving late is dropped.
+    private let heldBytesTold = Mutex<UInt64>(0)
 
     /// `nil` for no delegate at all (nothing is called).
     init(delegate: (any DataProxyClientObservabilityDelegate)?) {
@@ -154,8 +156,14 @@ final class ClientObservation: Sendable {
         self.delegate?.bufferFull(group: key.group, stream: key.stream)
     }
 
-    func heldBytesChanged(to bytes: Int) {
-        self.delegate?.heldBytesChanged(to: bytes)
+    /// Tells the delegate under a lock of its own (not the machine's), so that reports reach it in order.
+    func heldBytesChanged(_ held: HeldBytes) {
+        guard let delegate = self.delegate else { return }
+        self.heldBytesTold.withLock { told in
+            guard held.version > told else { return }
+            told = held.version
+            delegate.heldBytesChanged(to: held.bytes)
+        }
     }
 
     /// Fills in the counted part of a snapshot.
