@@ -263,4 +263,46 @@ import Testing
             #expect(try metrics.expectMeter("inlong_transport_requests_in_flight", dimensions).values.max() == 1)
         }
     }
+
+    @Test func theServersStatisticsArePublishedAsMetrics() async throws {
+        let metrics = TestMetrics()
+        var configuration = PersistentServer<TestCodec>.Configuration(host: "127.0.0.1", port: 0)
+        configuration.metricsFactory = metrics
+        configuration.maxConnections = 1
+        let server = PersistentServer(codec: TestCodec(), configuration: configuration) { request, responder in
+            try? await responder.respond(.response(request.key, request.payload))
+        }
+        let port = try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            defer { group.cancelAll() }
+            let port = try await server.localAddress().port!
+            let listener = [("listener", "127.0.0.1:\(port)")]
+            try await withConnection(endpoints: [Endpoint(host: "127.0.0.1", port: port)]) { connection in
+                for key in 1...20 as ClosedRange<UInt32> { _ = try await connection.request(.request(key, "v")) }
+                // One connection too many is turned away.
+                try await withConnection(
+                    endpoints: [Endpoint(host: "127.0.0.1", port: port)],
+                    configure: { $0.reconnect = false },
+                    waitUntilReady: false
+                ) { _ in
+                    try await eventually { server.statistics().rejectedConnections == 1 }
+                }
+                // Published while the server runs, not only at its end.
+                try await eventually {
+                    metrics.counterTotal(label: "inlong_transport_server_requests_handled_total", dimensions: listener) == 20
+                        && (try? metrics.expectGauge("inlong_transport_server_connections_open", listener).lastValue) == 1
+                }
+            }
+            server.stop()
+            try await group.next()
+            return port
+        }
+        let listener = [("listener", "127.0.0.1:\(port)")]
+        #expect(metrics.counterTotal(label: "inlong_transport_server_connections_accepted_total", dimensions: listener) == 1)
+        #expect(metrics.counterTotal(label: "inlong_transport_server_connections_rejected_total", dimensions: listener) == 1)
+        #expect(metrics.counterTotal(label: "inlong_transport_server_requests_handled_total", dimensions: listener) == 20)
+        #expect(try metrics.expectGauge("inlong_transport_server_connections_open", listener).lastValue == 0)
+        #expect(try metrics.expectGauge("inlong_transport_server_requests_queued", listener).lastValue == 0)
+        for counter in metrics.counters { #expect(counter.label.hasSuffix("_total"), "\(counter.label)") }
+    }
 }

@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import Logging
 public import NIOCore
 public import NIOPosix
@@ -58,6 +59,10 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         /// `SO_LINGER` on accepted sockets: closing waits up to this long for unsent data to go out; `.zero`
         /// resets the connection (unsent data is discarded). Whole seconds. Defaults to `nil` (an ordinary close).
         public var linger: Duration?
+        /// Where the server's metrics go (see ``PersistentServer/statistics()``); `nil` (the default) for the
+        /// bootstrapped `MetricsSystem.factory`. Published once a second and when the server stops, as
+        /// `inlong_transport_server_*` with the dimension `listener`.
+        public var metricsFactory: (any MetricsFactory)?
 
         public init(host: String = "127.0.0.1", port: Int = 0) {
             self.host = host
@@ -86,18 +91,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
     private let discarded = ServerCounter()
 
     /// Counts of the server's connections and requests.
-    public struct Statistics: Sendable, Hashable {
-        public var acceptedConnections = 0
-        public var rejectedConnections = 0
-        public var openConnections = 0
-        public var requestsHandled = 0
-        /// Requests waiting for a handler now.
-        public var queuedRequests = 0
-        /// Connections not reading now because the handler pool and its queue are full.
-        public var pausedConnections = 0
-        /// Receive buffers dropped because they held bytes that are not a frame (with the discard policy).
-        public var receiveBuffersDiscarded = 0
-    }
+    public typealias Statistics = PersistentServerStatistics
 
     public init(
         codec: Codec,
@@ -170,6 +164,11 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         }
         if stopped { listener.close(promise: nil) }
         if let address = listener.localAddress { self.address.continuation.yield(address) }
+        let bound = listener.localAddress
+        let label = "\(bound?.ipAddress ?? self.configuration.host):\(bound?.port ?? self.configuration.port)"
+        let publisher = ServerMetrics.make(listener: label, factory: self.configuration.metricsFactory).map { metrics in
+            (metrics, Task { await self.publish(to: metrics) })
+        }
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await withDiscardingTaskGroup { group in
@@ -185,6 +184,19 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         } onCancel: {
             self.stop()
             for channel in self.openChannels { channel.close(promise: nil) }
+        }
+        if let (metrics, task) = publisher {
+            // The last publication is the final count: the periodic one has ended before it.
+            task.cancel()
+            await task.value
+            metrics.publish(self.statistics())
+        }
+    }
+
+    /// Publishes the statistics once a second until cancelled.
+    private func publish(to metrics: ServerMetrics) async {
+        while (try? await Task.sleep(for: .seconds(1))) != nil {
+            metrics.publish(self.statistics())
         }
     }
 
@@ -437,4 +449,20 @@ final class ServerCounter: Sendable {
     }
 
     var current: Int { self.value.load(ordering: .relaxed) }
+}
+
+/// Counts of a ``PersistentServer``'s connections and requests.
+public struct PersistentServerStatistics: Sendable, Hashable {
+    public var acceptedConnections = 0
+    public var rejectedConnections = 0
+    public var openConnections = 0
+    public var requestsHandled = 0
+    /// Requests waiting for a handler now.
+    public var queuedRequests = 0
+    /// Connections not reading now because the handler pool and its queue are full.
+    public var pausedConnections = 0
+    /// Receive buffers dropped because they held bytes that are not a frame (with the discard policy).
+    public var receiveBuffersDiscarded = 0
+
+    public init() {}
 }
