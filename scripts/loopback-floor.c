@@ -60,8 +60,12 @@ int main(void) {
         for (int trip = 0; trip < ROUND_TRIPS; trip++) {
             struct epoll_event event;
             if (write(fd, frame, FRAME) != FRAME) return perror("write"), 1;
-            epoll_wait(poller, &event, 1, -1);
-            if (read(fd, frame, sizeof frame) <= 0) return perror("read"), 1;
+            for (ssize_t echoed = 0; echoed < FRAME;) {
+                if (epoll_wait(poller, &event, 1, -1) < 0) return perror("epoll_wait"), 1;
+                ssize_t count = read(fd, frame, sizeof frame);
+                if (count <= 0) return perror("read"), 1;
+                echoed += count;
+            }
         }
         double seconds = now() - start;
         printf("%.0f round trips/s (%.1f us each)\n", ROUND_TRIPS / seconds, seconds / ROUND_TRIPS * 1e6);

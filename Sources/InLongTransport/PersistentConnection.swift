@@ -83,8 +83,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     public let configuration: Configuration
     /// The loop every channel of this connection lives on, reconnections included.
     public let eventLoop: any EventLoop
-    /// Runs a task on ``eventLoop``: a task that prefers it sends its requests and gets their responses without
-    /// crossing threads (see ``EventLoopTaskExecutor``).
+    /// Runs a task on ``eventLoop``: a nonisolated task that prefers it sends its requests and gets their
+    /// responses without crossing threads (see ``EventLoopTaskExecutor`` for what that costs the loop).
     public let taskExecutor: EventLoopTaskExecutor
     private let logger: Logger
     /// Runs the peer's requests; `nil` without a handler.

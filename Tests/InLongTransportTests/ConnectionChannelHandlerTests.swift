@@ -96,6 +96,31 @@ import Testing
         #expect(!fixture.channel.isActive)
     }
 
+    /// A task cancelled just before its request was submitted has its cancellation run first, where it finds
+    /// nothing; the one it submits behind the request cancels it.
+    @Test func aCancellationThatOvertookItsRequestIsRepeatedBehindIt() async throws {
+        let fixture = try self.makeFixture(heartbeat: nil, read: nil)
+        let key = RequestKey(UInt32(9))
+        let bytes = TestFrame.request(9).bytes
+        // The handler is fed, and the continuation resumed, on this thread before the task suspends.
+        var caught: (any Error)?
+        do {
+            _ = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<TestFrame, any Error>) in
+                let completion = ConnectionOperation.Completion.awaitingResponse(ErasedContinuation(continuation), ticket: 1)
+                fixture.handler.take([
+                    .cancel(key: key, ticket: 1),
+                    .request(key: key, bytes: bytes, completion: completion, timeout: .seconds(60)),
+                    .cancel(key: key, ticket: 1),
+                ])
+            }
+        } catch {
+            caught = error
+        }
+        let error = try #require(caught as? TransportError)
+        #expect(error.code == .cancelled)
+        #expect(fixture.counters.snapshot().inFlight == 0)
+    }
+
     @Test func requestTimesOutAndTheLateResponseIsIgnored() throws {
         let fixture = try self.makeFixture(heartbeat: nil, read: nil)
         let promise = fixture.loop.makePromise(of: TestFrame.self)

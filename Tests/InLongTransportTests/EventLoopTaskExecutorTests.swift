@@ -45,7 +45,8 @@ import Testing
         try await withConnection(endpoints: [server.endpoint], configure: { $0.drainTimeout = .milliseconds(100) }) {
             connection in
             let task = Task(executorPreference: connection.taskExecutor) {
-                try await connection.request(.request(1), timeout: .seconds(60))
+                #expect(connection.eventLoop.inEventLoop)
+                return try await connection.request(.request(1), timeout: .seconds(60))
             }
             try await eventually { connection.inFlightCount == 1 }
             task.cancel()

@@ -28,7 +28,8 @@ public protocol DataProxyClientObservabilityDelegate: Sendable {
     func recordTooLarge(group: String, stream: String, bytes: Int)
     /// `send` found the buffer full (and waited, or threw with the fail-fast policy).
     func bufferFull(group: String, stream: String)
-    /// The bytes of records held against the buffer's quota changed.
+    /// The bytes of records held against the buffer's quota changed. Calls come one at a time, in order, under a
+    /// lock of the client's: do not call back into the client from here.
     func heldBytesChanged(to bytes: Int)
 }
 

@@ -5,7 +5,13 @@ public import NIOCore
 /// A task that prefers a connection's executor (``PersistentConnection/taskExecutor``) hands its requests to the
 /// connection and is resumed with their responses on the connection's own thread, so a request crosses no thread
 /// on this side: the lowest latency for one request at a time. The price is that the task's code runs on the
-/// event loop, between the connection's reads and writes, so keep it short and never block in it.
+/// event loop, and while it runs no channel on that loop (of any connection, pool or server sharing the group)
+/// reads or writes: keep it short and never block in it.
+///
+/// - The preference applies to nonisolated code only: code isolated to an actor (the main actor included) runs
+///   on the actor's executor, and its requests cross threads as usual.
+/// - The event loop group must outlive every task that prefers this executor: a job enqueued on a loop that has
+///   shut down is dropped by NIO, and its task never resumes.
 ///
 /// ```swift
 /// try await withTaskExecutorPreference(connection.taskExecutor) {

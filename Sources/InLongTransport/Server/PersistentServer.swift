@@ -165,7 +165,8 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         if stopped { listener.close(promise: nil) }
         if let address = listener.localAddress { self.address.continuation.yield(address) }
         let bound = listener.localAddress
-        let label = "\(bound?.ipAddress ?? self.configuration.host):\(bound?.port ?? self.configuration.port)"
+        let host = bound?.ipAddress ?? self.configuration.host
+        let label = "\(host.contains(":") ? "[\(host)]" : host):\(bound?.port ?? self.configuration.port)"
         let publisher = ServerMetrics.make(listener: label, factory: self.configuration.metricsFactory).map { metrics in
             (metrics, Task { await self.publish(to: metrics) })
         }
