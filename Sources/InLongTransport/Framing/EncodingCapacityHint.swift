@@ -54,9 +54,12 @@ final class EncodingCapacityHint: Sendable {
 
     private func learn(from buffer: ByteBuffer, given: Int, base: UInt, room: Int) {
         let size = buffer.writerIndex
-        guard Self.base(of: buffer) != base else { return }  // written in place
         let next: Int
-        if size <= given {
+        if Self.base(of: buffer) == base {
+            // Written in place: the room sufficed, or the storage grew where it lay (realloc extended it).
+            guard buffer.capacity > given else { return }
+            next = size > Self.limit ? 0 : Self.roundedUp(size)
+        } else if size <= given {
             // A new storage the frame did not need to grow into: the codec handed its own over.
             next = 0
         } else if size > Self.limit {
