@@ -1,9 +1,9 @@
 import NIOCore
 import Synchronization
 
-/// Requests and sends on their way from tasks (any thread) to a channel's event loop, already encoded. Those
-/// submitted while one hop is scheduled ride on it, so many tasks sending at once cost one hop per batch, not one
-/// per request; the order of submission is kept, cancellations included.
+/// Requests and sends on their way from tasks (any thread) to a channel's event loop, already encoded, batched by
+/// an ``EventLoopBatch``: many tasks sending at once cost one hop per batch, not one per request, and the order
+/// of submission is kept, cancellations included.
 ///
 /// Not generic over the codec, as the state machine it feeds: see ``ConnectionOperation``.
 final class SubmissionInbox: Sendable {
@@ -15,22 +15,12 @@ final class SubmissionInbox: Sendable {
         case cancel(key: RequestKey, ticket: UInt64)
     }
 
-    private struct State {
-        var submissions: [Submission] = []
-        /// The last batch's storage, emptied, so that a batch allocates nothing once the inbox is warm.
-        var spare: [Submission] = []
-        var scheduled = false
-    }
-
-    private let eventLoop: any EventLoop
-    private let state = Mutex(State())
+    private let batch: EventLoopBatch<Submission>
     private let tickets = Atomic<UInt64>(0)
-    /// Hands a batch to the channel handler, on the event loop.
-    private let deliver: @Sendable ([Submission]) -> Void
 
+    /// `deliver` hands a batch to the channel handler, on the event loop.
     init(eventLoop: any EventLoop, deliver: @escaping @Sendable ([Submission]) -> Void) {
-        self.eventLoop = eventLoop
-        self.deliver = deliver
+        self.batch = EventLoopBatch(eventLoop: eventLoop, deliver: deliver)
     }
 
     /// A number no other request of this inbox has: what a cancellation names its request by.
@@ -39,26 +29,8 @@ final class SubmissionInbox: Sendable {
     }
 
     func submit(_ submission: Submission) {
-        let schedule = self.state.withLock { state in
-            state.submissions.append(submission)
-            defer { state.scheduled = true }
-            return !state.scheduled
-        }
-        if schedule { self.eventLoop.execute { self.drain() } }
-    }
-
-    /// On the event loop.
-    private func drain() {
-        var batch: [Submission] = self.state.withLock { state in
-            state.scheduled = false
-            var batch: [Submission] = []
-            swap(&batch, &state.spare)
-            swap(&batch, &state.submissions)
-            return batch
-        }
-        self.deliver(batch)
-        batch.removeAll(keepingCapacity: true)
-        self.state.withLock { $0.spare = batch }
+        // The inbox is never closed: a closed channel's handler fails what reaches it.
+        _ = self.batch.append(submission)
     }
 }
 

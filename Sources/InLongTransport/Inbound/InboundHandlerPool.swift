@@ -45,60 +45,30 @@ public struct FrameResponder<Codec: FrameCodec>: Sendable {
     }
 }
 
-/// Answers on their way from handlers (any thread) to a connection's event loop. Answers given while one hop is
-/// scheduled ride on it, so a busy connection costs one hop per batch of answers, not one per answer.
+/// Answers on their way from handlers (any thread) to a connection's event loop, batched by an
+/// ``EventLoopBatch``: a busy connection costs one hop per batch of answers, not one per answer.
 final class AnswerOutbox: Sendable {
-    private struct State {
-        var answers: [ByteBuffer] = []
-        /// The last batch's storage, emptied, so that a batch allocates nothing once the outbox is warm.
-        var spare: [ByteBuffer] = []
-        var scheduled = false
-        var closed = false
-    }
-
-    private let eventLoop: any EventLoop
-    private let state = Mutex(State())
+    private let batch: EventLoopBatch<ByteBuffer>
     /// The room answers are encoded into.
     let encoding = EncodingCapacityHint()
-    /// Writes a batch of answers and flushes; runs on `eventLoop`.
-    private let deliver: @Sendable ([ByteBuffer]) -> Void
 
+    /// `deliver` writes a batch of answers and flushes; it runs on `eventLoop`.
     init(eventLoop: any EventLoop, deliver: @escaping @Sendable ([ByteBuffer]) -> Void) {
-        self.eventLoop = eventLoop
-        self.deliver = deliver
+        self.batch = EventLoopBatch(eventLoop: eventLoop, deliver: deliver)
     }
 
     func append(_ answer: ByteBuffer) throws {
-        let schedule = try self.state.withLock { state in
-            guard !state.closed else { throw TransportError(.connectionClosed) }
-            state.answers.append(answer)
-            defer { state.scheduled = true }
-            return !state.scheduled
-        }
-        if schedule { self.eventLoop.execute { self.drain() } }
+        guard self.batch.append(answer) else { throw TransportError(.connectionClosed) }
     }
 
     /// Delivers what is waiting; on the event loop (also before a graceful close, so nothing is left behind).
     func drain() {
-        var answers: [ByteBuffer] = self.state.withLock { state in
-            state.scheduled = false
-            var answers: [ByteBuffer] = []
-            swap(&answers, &state.spare)
-            swap(&answers, &state.answers)
-            return answers
-        }
-        guard !answers.isEmpty else { return }
-        self.deliver(answers)
-        answers.removeAll(keepingCapacity: true)
-        self.state.withLock { $0.spare = answers }
+        self.batch.drain()
     }
 
     /// The connection closed: later answers fail.
     func close() {
-        self.state.withLock { state in
-            state.closed = true
-            state.answers.removeAll()
-        }
+        self.batch.close()
     }
 }
 
