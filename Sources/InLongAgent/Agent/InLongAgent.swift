@@ -1,6 +1,6 @@
-import CoreMetrics
 import Foundation
 public import InLongDataProxy
+import InLongTransport
 public import Logging
 public import NIOCore
 public import NIOPosix
@@ -47,8 +47,7 @@ public final class InLongAgent: Service, Sendable {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
-        let factory = configuration.client.metricsFactory ?? MetricsSystem.factory
-        self.metrics = factory is NOOPMetricsHandler ? nil : AgentMetrics(factory: factory)
+        self.metrics = metricsFactoryInUse(configuration.client.metricsFactory).map { AgentMetrics(factory: $0) }
     }
 
     /// Stops reading; what was read gets until ``AgentConfiguration/shutdownTimeout`` to be acked.

@@ -1,7 +1,6 @@
 import Histogram
 import Foundation
 public import InLongTransport
-import CoreMetrics
 import Synchronization
 
 /// A snapshot of a client's counters.
@@ -103,9 +102,7 @@ final class ClientObservation: Sendable {
     /// `MetricsSystem`, else none.
     static func delegate(for configuration: DataProxyClient.Configuration) -> (any DataProxyClientObservabilityDelegate)? {
         if let delegate = configuration.observabilityDelegate { return delegate }
-        let factory = configuration.metricsFactory ?? MetricsSystem.factory
-        if factory is NOOPMetricsHandler { return nil }
-        return DataProxyClientMetrics(factory: factory)
+        return metricsFactoryInUse(configuration.metricsFactory).map { DataProxyClientMetrics(factory: $0) }
     }
 
     /// Records taken by `send`. The delegate hears of them with their batch (``batchQueued(_:records:bytes:)``),

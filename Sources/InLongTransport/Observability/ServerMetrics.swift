@@ -45,8 +45,7 @@ final class ServerMetrics: Sendable {
     /// The metrics of the server listening on `listener`, or `nil` when metrics go nowhere (no factory given,
     /// none bootstrapped): the server then publishes nothing.
     static func make(listener: String, factory: (any MetricsFactory)?) -> ServerMetrics? {
-        let factory = factory ?? MetricsSystem.factory
-        return factory is NOOPMetricsHandler ? nil : ServerMetrics(listener: listener, factory: factory)
+        metricsFactoryInUse(factory).map { ServerMetrics(listener: listener, factory: $0) }
     }
 
     func publish(_ statistics: PersistentServerStatistics) {

@@ -60,7 +60,6 @@ final class TransportMetrics: Sendable {
     /// The metrics of `endpoint`, or `nil` when metrics go nowhere (no factory given, none bootstrapped): the
     /// connection then skips every metric call.
     static func make(endpoint: Endpoint, factory: (any MetricsFactory)?) -> TransportMetrics? {
-        let factory = factory ?? MetricsSystem.factory
-        return factory is NOOPMetricsHandler ? nil : TransportMetrics(endpoint: endpoint, factory: factory)
+        metricsFactoryInUse(factory).map { TransportMetrics(endpoint: endpoint, factory: $0) }
     }
 }
