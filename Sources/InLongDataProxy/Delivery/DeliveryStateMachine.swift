@@ -614,7 +614,7 @@ struct DeliveryStateMachine<Waiter> {
     private mutating func enqueueSealed(_ batches: [SealedBatch], now: ContinuousClock.Instant) -> Sealed {
         var actions = Actions()
         self.enqueue(batches, now: now, actions: &actions)
-        return Sealed(batches: actions.sealed, heldBytes: self.heldBytesNow())
+        return Sealed(batches: actions.sealed, heldBytes: actions.heldBytes ?? self.heldBytesNow())
     }
 
     /// Turns sealed batches into jobs at the back of the ready queue.
