@@ -102,8 +102,9 @@ struct AgentCommand: AsyncParsableCommand {
         let start = ContinuousClock.now
         let progress = Progress {
             let statistics = agent.statistics()
+            let stalled = statistics.stalledGroups.map { "  stalled: \($0.group) (\($0.linesWaiting) lines wait)" }.joined()
             return "files \(statistics.openFiles)  read \(statistics.linesRead) lines / \(statistics.bytesRead / 1_000_000) MB  acked \(statistics.linesAcked) lines"
-                + "  lag \(statistics.lagBytes / 1_000) KB  \(megabytes(statistics.bytesAcked, seconds: secondsSince(start)))"
+                + "  lag \(statistics.lagBytes / 1_000) KB  \(megabytes(statistics.bytesAcked, seconds: secondsSince(start)))" + stalled
         }
         let group = ServiceGroup(
             configuration: .init(
@@ -114,10 +115,18 @@ struct AgentCommand: AsyncParsableCommand {
         )
         let watcher = self.once ? Task { await Self.stopWhenCaughtUp(agent) } : nil
         defer { watcher?.cancel() }
-        // Says why no proxy can be reached, or which does not answer, as `inlong send` does; the agent keeps
-        // trying (what it read waits, within its budgets).
+        // Says, per group, why no proxy can be reached or which does not answer, as `inlong send` does; the agent
+        // keeps trying (what it read waits, within the group's share of the budgets).
+        let groups = agent.groups
         let reachability = Task {
-            _ = await ReachabilityWatch(notice: .seconds(5), timeout: nil).run(statistics: { agent.clientStatistics() })
+            await withDiscardingTaskGroup { watches in
+                for name in groups {
+                    watches.addTask {
+                        _ = await ReachabilityWatch(notice: .seconds(5), timeout: nil, prefix: groups.count > 1 ? "group \(name): " : "")
+                            .run(statistics: { agent.clientStatistics(group: name) })
+                    }
+                }
+            }
         }
         defer { reachability.cancel() }
         do {
@@ -143,8 +152,14 @@ struct AgentCommand: AsyncParsableCommand {
             "deadLettered": statistics.deadLettered,
             "resent": statistics.resent,
             "lagBytes": Int(statistics.lagBytes),
+            "unreadBytes": Int(statistics.unreadBytes),
+            "deadLetterFailures": statistics.deadLetterFailures,
+            "stalledGroups": statistics.stalledGroups.count,
             "seconds": seconds,
         ])
+        for group in statistics.groups where group.linesWaiting > 0 {
+            print("group \(group.group): \(group.linesWaiting) lines read and not acked" + (group.proxyProblem.map { " (\($0))" } ?? ""))
+        }
         if let recovery = agent.checkpointRecovery {
             print("the checkpoint was unreadable (\(recovery.reason)) and was set aside as \(recovery.setAsidePath)")
         }

@@ -355,13 +355,16 @@ struct ReachabilityWatch {
 
     let notice: Duration
     let timeout: Duration?
+    /// Put before every line told (the agent names the group).
+    let prefix: String
     private var since: ContinuousClock.Instant?
     private var ended = -1
     private var told: String?
 
-    init(notice: Duration, timeout: Duration?) {
+    init(notice: Duration, timeout: Duration?, prefix: String = "") {
         self.notice = notice
         self.timeout = timeout
+        self.prefix = prefix
     }
 
     mutating func observe(_ statistics: DataProxyClientStatistics, now: ContinuousClock.Instant) -> Action {
@@ -406,9 +409,9 @@ struct ReachabilityWatch {
             case .none:
                 break
             case .tell(let line):
-                FileHandle.standardError.write(Data((line + "\n").utf8))
+                FileHandle.standardError.write(Data((self.prefix + line + "\n").utf8))
             case .giveUp(let line):
-                FileHandle.standardError.write(Data((line + "\n").utf8))
+                FileHandle.standardError.write(Data((self.prefix + line + "\n").utf8))
                 return true
             }
         }

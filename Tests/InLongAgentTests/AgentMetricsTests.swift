@@ -21,7 +21,7 @@ import Testing
                 #expect(await eventually { agent.statistics().linesAcked == 700 })
                 #expect(await eventually { metrics.counterTotal(label: "inlong_agent_lines_acked_total") == 700 })
                 // The client inside, for operators: which proxies it reaches and what it acked.
-                let client = try #require(agent.clientStatistics())
+                let client = try #require(agent.clientStatistics(group: agent.groups[0]))
                 #expect(client.reachableProxies == [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
                 #expect(client.acked == 700)
             }

@@ -39,10 +39,14 @@ public struct AgentConfiguration: Sendable {
     public var sources: [FileSource]
     /// Holds the checkpoint (`checkpoint.json`) and the dead-letter file (`dead-letter.jsonl`).
     public var stateDirectory: String
+    /// How to reach the proxies. The agent sends each group through a client of its own, with this
+    /// configuration and an even share of its `buffer` bounds, so that one cluster that is down cannot take the
+    /// memory of the others.
     public var client: DataProxyClient.Configuration
 
-    /// Bytes read and not yet acked, over all files: reading stops (never drops) while it is used up. Defaults to
-    /// 256 MiB.
+    /// Bytes read and not yet acked, over all files: reading stops (never drops) while it is used up. Shared out
+    /// evenly among the sources' groups, so that a group whose cluster is down holds at most its part and the
+    /// others go on. Defaults to 256 MiB.
     public var maxUnackedBytes = 256 << 20
     /// Bytes read and not yet acked in one file, so that a failing stream holds at most this much of the budget.
     /// Defaults to 16 MiB.
@@ -64,6 +68,9 @@ public struct AgentConfiguration: Sendable {
     public var shutdownTimeout: Duration = .seconds(30)
     /// A failed resend of retriable failures waits this long first. Defaults to 1 s.
     public var resendDelay: Duration = .seconds(1)
+    /// A group whose lines wait and of which none ended for this long is reported stalled (a warning naming its
+    /// proxies, ``AgentStatistics/stalledGroups``, the `inlong_agent_stalled_groups` gauge). Defaults to 5 s.
+    public var stallAfter: Duration = .seconds(5)
 
     public init(sources: [FileSource], stateDirectory: String, client: DataProxyClient.Configuration) {
         self.sources = sources

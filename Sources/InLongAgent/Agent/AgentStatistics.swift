@@ -24,6 +24,8 @@ public struct AgentStatistics: Sendable, Hashable {
     public var unreadBytes: Int64 = 0
     /// Lines set aside in the dead-letter file (refused for good by a proxy, or larger than a frame).
     public var deadLettered = 0
+    /// Lines a dead-letter write failed for: they stay pending (the offset does not pass them) and are tried again.
+    public var deadLetterFailures = 0
     /// Lines sent again after a retriable failure.
     public var resent = 0
     /// Reads that failed (an I/O error, logged with the file and cause); the file is read again later.
@@ -35,6 +37,33 @@ public struct AgentStatistics: Sendable, Hashable {
     /// Checkpoints written, and the last write's error, if it failed.
     public var checkpointsWritten = 0
     public var checkpointError: String?
+    /// Per group (each is sent through its own client, within its own share of the budgets), by name.
+    public var groups: [AgentGroupStatistics] = []
+
+    /// Groups whose lines wait and of which none ended for a while.
+    public var stalledGroups: [AgentGroupStatistics] { self.groups.filter { $0.stalledFor != nil } }
+}
+
+/// What the agent did for one group.
+public struct AgentGroupStatistics: Sendable, Hashable {
+    public var group: String
+    /// Lines read, and lines that ended: acked, or set aside in the dead-letter file.
+    public var linesRead = 0
+    public var linesEnded = 0
+    /// Bytes of reads not yet acked.
+    public var bytesWaiting = 0
+    /// How long no line of the group ended while some waited (past the agent's stall threshold); `nil` while it
+    /// moves.
+    public var stalledFor: Duration?
+    /// Why its proxies do not take the lines, when that is known: the proxies and their errors, or the discovery
+    /// error.
+    public var proxyProblem: String?
+
+    public init(group: String) {
+        self.group = group
+    }
+
+    public var linesWaiting: Int { max(0, self.linesRead - self.linesEnded) }
 }
 
 /// The agent's counters, shared by its instances.
@@ -46,6 +75,7 @@ final class AgentCounters: Sendable {
     let linesAcked = Atomic(0)
     let bytesAcked = Atomic(0)
     let deadLettered = Atomic(0)
+    let deadLetterFailures = Atomic(0)
     let resent = Atomic(0)
     let readErrors = Atomic(0)
     let checkpointsWritten = Atomic(0)
@@ -63,14 +93,15 @@ final class AgentCounters: Sendable {
 
 /// The agent's statistics as swift-metrics instruments with Prometheus names, published from snapshots (on the
 /// checkpoint tick and at the end), so that ``AgentStatistics`` is the one source and reading costs no metric
-/// calls: counters `inlong_agent_{lines,bytes}_{read,acked}_total`, `inlong_agent_lines_dead_lettered_total`,
+/// calls: counters `inlong_agent_{lines,bytes}_{read,acked}_total`, `inlong_agent_lines_dead_lettered_total`, `inlong_agent_dead_letter_failures_total`,
 /// `inlong_agent_lines_resent_total`, `inlong_agent_files_{opened,released}_total`,
 /// `inlong_agent_checkpoints_written_total`, `inlong_agent_read_errors_total`; gauges `inlong_agent_open_files`, `inlong_agent_lag_bytes`,
-/// `inlong_agent_unread_bytes`.
+/// `inlong_agent_unread_bytes`, `inlong_agent_stalled_groups`.
 final class AgentMetrics: Sendable {
     private let counters: [(any KeyPath<AgentStatistics, Int> & Sendable, Counter)]
     private let gauges: [(any KeyPath<AgentStatistics, Int64> & Sendable, Gauge)]
     private let openFiles: Gauge
+    private let stalledGroups: Gauge
     private let published = Mutex(AgentStatistics())
 
     init(factory: any MetricsFactory) {
@@ -81,6 +112,7 @@ final class AgentMetrics: Sendable {
             (\.linesAcked, counter("lines_acked")),
             (\.bytesAcked, counter("bytes_acked")),
             (\.deadLettered, counter("lines_dead_lettered")),
+            (\.deadLetterFailures, counter("dead_letter_failures")),
             (\.resent, counter("lines_resent")),
             (\.filesOpened, counter("files_opened")),
             (\.filesReleased, counter("files_released")),
@@ -92,6 +124,7 @@ final class AgentMetrics: Sendable {
             (\.unreadBytes, Gauge(label: "inlong_agent_unread_bytes", factory: factory)),
         ]
         self.openFiles = Gauge(label: "inlong_agent_open_files", factory: factory)
+        self.stalledGroups = Gauge(label: "inlong_agent_stalled_groups", factory: factory)
     }
 
     /// Counters grow by what changed since the last snapshot published.
@@ -105,6 +138,7 @@ final class AgentMetrics: Sendable {
         }
         for (path, gauge) in self.gauges { gauge.record(statistics[keyPath: path]) }
         self.openFiles.record(statistics.openFiles)
+        self.stalledGroups.record(statistics.stalledGroups.count)
     }
 }
 

@@ -1,93 +1,163 @@
 import DequeModule
 import Synchronization
 
-/// The bytes read and not yet acked, over all files: taken before a read, given back at ack. Waiters are served
-/// in order, so that no file starves; closing the budget sends every waiter away.
-final class ByteBudget: Sendable {
-    private struct Waiter {
+/// The rules of ``ByteBudget`` with no lock: bytes taken before a read and given back at its ack, waiters served in
+/// order so that no file starves, closing sends every waiter away. `available` plus what is held is always the
+/// capacity: a read larger than what was taken for it overdraws, never loses count.
+struct ByteBudgetState<Waiter> {
+    private struct Queued {
         var id: Int
         var bytes: Int
-        var continuation: CheckedContinuation<Bool, Never>
-    }
-
-    private struct State {
-        var available: Int
-        var waiters = Deque<Waiter>()
-        var nextID = 0
-        var closed = false
-        var cancelled: Set<Int> = []
+        var waiter: Waiter
     }
 
     let capacity: Int
-    private let state: Mutex<State>
+    private(set) var available: Int
+    private var waiters = Deque<Queued>()
+    private var nextTicket = 0
+    /// Tickets cancelled before they queued.
+    private var cancelled: Set<Int> = []
+    private(set) var closed = false
 
     init(capacity: Int) {
         self.capacity = max(capacity, 1)
-        self.state = Mutex(State(available: max(capacity, 1)))
+        self.available = self.capacity
+    }
+
+    var waiting: Int { self.waiters.count }
+
+    enum Acquire {
+        /// Taken now: this many bytes (at most the capacity).
+        case granted(Int)
+        /// Queued until ``release(_:)`` grants it or its ticket is cancelled.
+        case queued
+        /// Closed, or the ticket was cancelled.
+        case refused
+    }
+
+    /// A ticket for one ``acquire(_:ticket:waiter:)``, so that a cancellation can come first.
+    mutating func makeTicket() -> Int {
+        defer { self.nextTicket += 1 }
+        return self.nextTicket
+    }
+
+    /// Takes `bytes` (at most the capacity) now, or queues `waiter` behind those already waiting.
+    mutating func acquire(_ bytes: Int, ticket: Int, waiter: Waiter) -> Acquire {
+        let bytes = min(bytes, self.capacity)
+        if self.closed || self.cancelled.remove(ticket) != nil { return .refused }
+        if self.waiters.isEmpty, self.available >= bytes {
+            self.available -= bytes
+            return .granted(bytes)
+        }
+        self.waiters.append(Queued(id: ticket, bytes: bytes, waiter: waiter))
+        return .queued
+    }
+
+    /// Takes `bytes` only if no one waits and they are there.
+    mutating func tryAcquire(_ bytes: Int) -> Int? {
+        let bytes = min(bytes, self.capacity)
+        guard !self.closed, self.waiters.isEmpty, self.available >= bytes else { return nil }
+        self.available -= bytes
+        return bytes
+    }
+
+    /// The waiter of `ticket`, if it waits (it is removed); a ticket not queued yet is refused when it comes.
+    mutating func cancel(ticket: Int) -> Waiter? {
+        guard let index = self.waiters.firstIndex(where: { $0.id == ticket }) else {
+            self.cancelled.insert(ticket)
+            return nil
+        }
+        return self.waiters.remove(at: index).waiter
+    }
+
+    /// A ticket that was served or refused: nothing to remember of it.
+    mutating func forget(ticket: Int) {
+        self.cancelled.remove(ticket)
+    }
+
+    /// Takes `bytes` without waiting (a read that came out larger than what was taken for it).
+    mutating func overdraw(_ bytes: Int) {
+        self.available -= max(bytes, 0)
+    }
+
+    /// Gives `bytes` back; returns the waiters now served, with what each was granted.
+    mutating func release(_ bytes: Int) -> [(waiter: Waiter, bytes: Int)] {
+        guard bytes > 0 else { return [] }
+        self.available += bytes
+        var served: [(Waiter, Int)] = []
+        while let first = self.waiters.first, first.bytes <= self.available {
+            self.available -= first.bytes
+            self.waiters.removeFirst()
+            served.append((first.waiter, first.bytes))
+        }
+        return served
+    }
+
+    /// Sends every waiter away, now and later.
+    mutating func close() -> [Waiter] {
+        self.closed = true
+        defer { self.waiters.removeAll() }
+        return self.waiters.map(\.waiter)
+    }
+}
+
+/// The bytes read and not yet acked by a set of files (the agent keeps one per group, so that a stalled group
+/// holds at most its share): taken before a read, given back at ack.
+final class ByteBudget: Sendable {
+    private let state: Mutex<ByteBudgetState<CheckedContinuation<Int, Never>>>
+    let capacity: Int
+
+    init(capacity: Int) {
+        let state = ByteBudgetState<CheckedContinuation<Int, Never>>(capacity: capacity)
+        self.capacity = state.capacity
+        self.state = Mutex(state)
     }
 
     var available: Int { self.state.withLock { $0.available } }
 
-    /// Takes `bytes` (at most the capacity), waiting for them; `false` when the budget was closed or the task
-    /// cancelled first.
-    func acquire(_ bytes: Int) async -> Bool {
-        let bytes = min(bytes, self.capacity)
-        let id = self.state.withLock { state in
-            defer { state.nextID += 1 }
-            return state.nextID
-        }
-        return await withTaskCancellationHandler {
+    /// Takes `bytes` (at most the capacity) if no one waits and they are there; `nil` otherwise.
+    func tryAcquire(_ bytes: Int) -> Int? {
+        self.state.withLock { $0.tryAcquire(bytes) }
+    }
+
+    /// Takes `bytes` (at most the capacity), waiting for them in turn; returns what was taken, 0 when the budget
+    /// was closed or the task cancelled first.
+    func acquire(_ bytes: Int) async -> Int {
+        let ticket = self.state.withLock { $0.makeTicket() }
+        let taken = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                let immediate = self.state.withLock { state -> Bool? in
-                    if state.closed || state.cancelled.remove(id) != nil { return false }
-                    if state.waiters.isEmpty, state.available >= bytes {
-                        state.available -= bytes
-                        return true
+                let result = self.state.withLock { state -> Int? in
+                    switch state.acquire(bytes, ticket: ticket, waiter: continuation) {
+                    case .granted(let bytes): bytes
+                    case .refused: 0
+                    case .queued: nil
                     }
-                    state.waiters.append(Waiter(id: id, bytes: bytes, continuation: continuation))
-                    return nil
                 }
-                if let immediate { continuation.resume(returning: immediate) }
+                if let result { continuation.resume(returning: result) }
             }
         } onCancel: {
-            let waiter = self.state.withLock { state -> Waiter? in
-                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else {
-                    state.cancelled.insert(id)
-                    return nil
-                }
-                return state.waiters.remove(at: index)
-            }
-            waiter?.continuation.resume(returning: false)
+            self.state.withLock { $0.cancel(ticket: ticket) }?.resume(returning: 0)
         }
+        // A cancellation that found the waiter already served is remembered: forget it.
+        self.state.withLock { $0.forget(ticket: ticket) }
+        return taken
     }
 
     /// Takes `bytes` without waiting (a read that came out larger than what was taken for it).
     func overdraw(_ bytes: Int) {
         guard bytes > 0 else { return }
-        self.state.withLock { $0.available -= bytes }
+        self.state.withLock { $0.overdraw(bytes) }
     }
 
     func release(_ bytes: Int) {
         guard bytes > 0 else { return }
-        let ready = self.state.withLock { state -> [Waiter] in
-            state.available = min(state.available + bytes, self.capacity)
-            var ready: [Waiter] = []
-            while let first = state.waiters.first, first.bytes <= state.available {
-                state.available -= first.bytes
-                ready.append(state.waiters.removeFirst())
-            }
-            return ready
-        }
-        for waiter in ready { waiter.continuation.resume(returning: true) }
+        let served = self.state.withLock { $0.release(bytes) }
+        for (waiter, bytes) in served { waiter.resume(returning: bytes) }
     }
 
     /// Sends every waiter away, now and later.
     func close() {
-        let waiters = self.state.withLock { state -> Deque<Waiter> in
-            state.closed = true
-            defer { state.waiters.removeAll() }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.continuation.resume(returning: false) }
+        let waiters = self.state.withLock { $0.close() }
+        for waiter in waiters { waiter.resume(returning: 0) }
     }
 }

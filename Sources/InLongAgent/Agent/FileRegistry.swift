@@ -8,6 +8,8 @@ struct FileRegistry {
         var inode: UInt64
         /// Index of the source whose paths matched.
         var source: Int
+        /// Its size when found.
+        var size: Int64 = 0
     }
 
     struct Key: Hashable {
@@ -36,6 +38,8 @@ struct FileRegistry {
     private(set) var scans = 0
     /// Files the last scan found that wait for a slot (``maxOpenFiles``).
     private(set) var waiting = 0
+    /// Bytes of the files waiting for a slot past their checkpoint offsets: lag that no instance reports yet.
+    private(set) var waitingBytes: Int64 = 0
     /// Whether offsets or the file set changed since the last ``checkpoint()``.
     private(set) var changed = false
     let maxOpenFiles: Int
@@ -56,6 +60,7 @@ struct FileRegistry {
         var seen = Set<Key>()
         var opening = 0
         var waiting = 0
+        var waitingBytes: Int64 = 0
         // Files never read first: a released file that is found again must not take the slot a waiting one needs.
         let ordered = files.filter { self.known[Key(device: $0.device, inode: $0.inode)] == nil }
             + files.filter { self.known[Key(device: $0.device, inode: $0.inode)] != nil }
@@ -70,12 +75,14 @@ struct FileRegistry {
             }
             guard self.live.count + opening < self.maxOpenFiles else {
                 waiting += 1
+                waitingBytes += max(0, file.size - (self.known[key]?.offset ?? 0))
                 continue
             }
             opening += 1
             decisions.append(.open(file, firstScan: firstScan))
         }
         self.waiting = waiting
+        self.waitingBytes = waitingBytes
         let before = self.known.count
         self.known = self.known.filter { seen.contains($0.key) }
         if self.known.count != before { self.changed = true }
@@ -100,10 +107,12 @@ struct FileRegistry {
         self.changed = true
     }
 
+    /// A live file's committed offset, and its identity (its fingerprint is taken again after a copytruncate).
     mutating func committed(_ identity: Checkpoint.FileIdentity, offset: Int64) {
         let key = Key(device: identity.device, inode: identity.inode)
-        guard self.live[key] != nil, self.live[key]?.committed != offset else { return }
+        guard let live = self.live[key], live.committed != offset || live.identity != identity else { return }
         self.live[key]?.committed = offset
+        self.live[key]?.identity = identity
         self.changed = true
     }
 

@@ -23,20 +23,44 @@ public final class InLongAgent: Service, Sendable {
     public let configuration: AgentConfiguration
     let eventLoopGroup: any EventLoopGroup
     let logger: Logger
+    /// Files and checkpoints; the lines and bytes are counted per group, in ``Lane/counters``.
     let counters = AgentCounters()
     /// `nil` when no metrics backend is configured or bootstrapped.
     let metrics: AgentMetrics?
     let control = AgentControl()
     let registry = Mutex<FileRegistry?>(nil)
-    /// The open files, for statistics: their sources' counts and sizes.
-    let open = Mutex<[FileRegistry.Key: FileStatus]>([:])
+    /// The files read since start, for statistics: their counts and sizes.
+    let files = Mutex<[FileRegistry.Key: FileStatus]>([:])
     let recovered = Mutex<CheckpointStore.Recovery?>(nil)
-    /// The client sending, while ``run()`` runs.
-    let client = Mutex<DataProxyClient?>(nil)
+    /// One lane per group, while ``run()`` runs and after (for the last statistics).
+    let lanes = Mutex<[String: Lane]>([:])
+    let clientsRunning = Atomic(false)
+    let stalls: Mutex<StallWatch>
 
-    /// What the statistics read of a file being read.
+    /// What one group's files go through: its own client (so that a cluster that is down holds only this group's
+    /// share of memory, and `send` for another group never waits behind it), its own share of the read-ahead
+    /// budget, and its counts.
+    struct Lane: Sendable {
+        let group: String
+        let client: DataProxyClient
+        let budget: ByteBudget
+        let counters: AgentCounters
+    }
+
+    /// What the statistics read of a file: its source's counts and sizes.
     final class FileStatus: Sendable {
-        let values = Mutex<(size: Int64, committed: Int64, scanned: Int64, empty: Int, overlong: Int, truncations: Int)>((0, 0, 0, 0, 0, 0))
+        struct Values {
+            var size: Int64 = 0
+            var committed: Int64 = 0
+            var scanned: Int64 = 0
+            var empty = 0
+            var overlong = 0
+            var truncations = 0
+            /// Its instance runs (a stopped instance's file still counts in the lag).
+            var open = true
+        }
+
+        let values = Mutex(Values())
     }
 
     public init(
@@ -48,6 +72,7 @@ public final class InLongAgent: Service, Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.metrics = metricsFactoryInUse(configuration.client.metricsFactory).map { AgentMetrics(factory: $0) }
+        self.stalls = Mutex(StallWatch(after: configuration.stallAfter))
     }
 
     /// Stops reading; what was read gets until ``AgentConfiguration/shutdownTimeout`` to be acked.
@@ -58,30 +83,59 @@ public final class InLongAgent: Service, Sendable {
     /// The checkpoint file that was unreadable at start and set aside, if any.
     public var checkpointRecovery: CheckpointStore.Recovery? { self.recovered.withLock { $0 } }
 
-    /// The statistics of the client sending the lines (proxies reached, why others cannot be, acks and
+    /// The groups of the sources, each sent through its own client.
+    public var groups: [String] { Array(Set(self.configuration.sources.map(\.group))).sorted() }
+
+    /// The statistics of the client sending `group`'s lines (proxies reached, why others cannot be, acks and
     /// failures), or `nil` when the agent does not run.
-    public func clientStatistics() -> DataProxyClientStatistics? {
-        self.client.withLock { $0 }?.statistics()
+    public func clientStatistics(group: String) -> DataProxyClientStatistics? {
+        guard self.clientsRunning.load(ordering: .relaxed) else { return nil }
+        return self.lanes.withLock { $0[group] }?.client.statistics()
     }
 
     public func statistics() -> AgentStatistics {
         var statistics = AgentStatistics()
         statistics.filesOpened = self.counters.filesOpened.load(ordering: .relaxed)
         statistics.filesReleased = self.counters.filesReleased.load(ordering: .relaxed)
-        statistics.linesRead = self.counters.linesRead.load(ordering: .relaxed)
-        statistics.bytesRead = self.counters.bytesRead.load(ordering: .relaxed)
-        statistics.linesAcked = self.counters.linesAcked.load(ordering: .relaxed)
-        statistics.bytesAcked = self.counters.bytesAcked.load(ordering: .relaxed)
-        statistics.deadLettered = self.counters.deadLettered.load(ordering: .relaxed)
-        statistics.resent = self.counters.resent.load(ordering: .relaxed)
         statistics.readErrors = self.counters.readErrors.load(ordering: .relaxed)
         statistics.checkpointsWritten = self.counters.checkpointsWritten.load(ordering: .relaxed)
         statistics.checkpointError = self.counters.checkpointError.withLock { $0 }
-        (statistics.filesWaiting, statistics.scans) = self.registry.withLock { ($0?.waiting ?? 0, $0?.scans ?? 0) }
-        let files = self.open.withLock { Array($0.values) }
-        statistics.openFiles = files.count
+        let lanes = self.lanes.withLock { $0 }
+        let stalled = self.stalls.withLock { $0.stalled }
+        let now = ContinuousClock.now
+        for lane in lanes.values.sorted(by: { $0.group < $1.group }) {
+            let counters = lane.counters
+            var group = AgentGroupStatistics(group: lane.group)
+            group.linesRead = counters.linesRead.load(ordering: .relaxed)
+            let acked = counters.linesAcked.load(ordering: .relaxed)
+            let deadLettered = counters.deadLettered.load(ordering: .relaxed)
+            group.linesEnded = acked + deadLettered
+            let bytesRead = counters.bytesRead.load(ordering: .relaxed)
+            let bytesAcked = counters.bytesAcked.load(ordering: .relaxed)
+            group.bytesWaiting = max(0, bytesRead - bytesAcked)
+            if let since = stalled[lane.group] {
+                group.stalledFor = now - since
+                group.proxyProblem = self.clientStatistics(group: lane.group).flatMap(Self.proxyProblem)
+            }
+            statistics.groups.append(group)
+            statistics.linesRead += group.linesRead
+            statistics.bytesRead += bytesRead
+            statistics.linesAcked += acked
+            statistics.bytesAcked += bytesAcked
+            statistics.deadLettered += deadLettered
+            statistics.deadLetterFailures += counters.deadLetterFailures.load(ordering: .relaxed)
+            statistics.resent += counters.resent.load(ordering: .relaxed)
+            statistics.readErrors += counters.readErrors.load(ordering: .relaxed)
+        }
+        let registry = self.registry.withLock { ($0?.waiting ?? 0, $0?.scans ?? 0, $0?.waitingBytes ?? 0) }
+        (statistics.filesWaiting, statistics.scans) = (registry.0, registry.1)
+        // Files that wait for a slot are lag too: present in matching files and not acked.
+        statistics.lagBytes = registry.2
+        statistics.unreadBytes = registry.2
+        let files = self.files.withLock { Array($0.values) }
         for file in files {
             let values = file.values.withLock { $0 }
+            if values.open { statistics.openFiles += 1 }
             statistics.lagBytes += max(0, values.size - values.committed)
             statistics.unreadBytes += max(0, values.size - values.scanned)
             statistics.emptyLines += values.empty
@@ -89,6 +143,17 @@ public final class InLongAgent: Service, Sendable {
             statistics.truncations += values.truncations
         }
         return statistics
+    }
+
+    /// Why a client's proxies take nothing: none reachable (with each one's error, or discovery's), or those
+    /// reached do not answer.
+    static func proxyProblem(_ statistics: DataProxyClientStatistics) -> String? {
+        if statistics.readyProxies == 0 {
+            let reasons = statistics.proxyErrors.map { "\($0.key): \($0.value)" }.sorted() + [statistics.discoveryError].compactMap { $0 }
+            return reasons.isEmpty ? "no proxy connected yet" : "cannot reach a proxy: " + reasons.joined(separator: "; ")
+        }
+        let proxies = statistics.reachableProxies.map(\.description).sorted().joined(separator: ", ")
+        return "no answer from \(proxies.isEmpty ? "the proxies" : proxies)"
     }
 
     public func run() async throws {
@@ -103,11 +168,11 @@ public final class InLongAgent: Service, Sendable {
             )
         }
         self.registry.withLock { $0 = FileRegistry(checkpoint: checkpoint, maxOpenFiles: self.configuration.maxOpenFiles) }
-        let client = DataProxyClient(configuration: self.configuration.client, eventLoopGroup: self.eventLoopGroup, logger: self.logger)
-        // Outside the graceful-shutdown context: the agent closes the client itself, once its reads ended.
-        let clientRun = Task.detached { try await client.run() }
-        self.client.withLock { $0 = client }
-        let budget = ByteBudget(capacity: self.configuration.maxUnackedBytes)
+        let lanes = self.makeLanes()
+        self.lanes.withLock { $0 = lanes }
+        // Outside the graceful-shutdown context: the agent closes the clients itself, once reading stopped.
+        let clientRuns = lanes.values.map { lane in Task.detached { try await lane.client.run() } }
+        self.clientsRunning.store(true, ordering: .relaxed)
         let deadLetters = DeadLetterFile(path: self.configuration.deadLetterPath)
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
@@ -115,10 +180,16 @@ public final class InLongAgent: Service, Sendable {
                     group.addTask { await self.checkpointLoop(store) }
                     await withDiscardingTaskGroup { instances in
                         while !self.control.isStopping, !Task.isCancelled {
-                            self.scan(client: client, budget: budget, deadLetters: deadLetters, into: &instances)
+                            self.scan(lanes: lanes, deadLetters: deadLetters, into: &instances)
                             await self.control.sleep(for: self.configuration.scanInterval)
                         }
-                        budget.close()
+                        // Stopping: the clients send what they hold now and fail the rest at the stop deadline, so
+                        // the instances, still waiting, take every last outcome before they end.
+                        let grace = self.control.deadline.map { max($0 - .now, .zero) } ?? .zero
+                        for lane in lanes.values {
+                            lane.budget.close()
+                            lane.client.close(deadline: grace)
+                        }
                     }
                     group.cancelAll()
                 }
@@ -127,29 +198,58 @@ public final class InLongAgent: Service, Sendable {
             }
         } onCancel: {
             self.stop()
-            clientRun.cancel()
+            for run in clientRuns { run.cancel() }
         }
+        for lane in lanes.values { lane.client.close(deadline: .seconds(1)) }
+        for run in clientRuns { _ = try? await run.value }
+        self.clientsRunning.store(false, ordering: .relaxed)
+        // After every instance took its outcomes and the clients ended: the last acks are in this checkpoint.
         self.writeCheckpoint(store, force: true)
-        client.close(deadline: .seconds(1))
-        _ = try? await clientRun.value
-        self.client.withLock { $0 = nil }
-        // After the client ended: acks that came during its close count too.
         self.metrics?.publish(self.statistics())
+    }
+
+    /// A client, a share of the budget and counts per group.
+    private func makeLanes() -> [String: Lane] {
+        let groups = self.groups
+        let share = max(groups.count, 1)
+        var lanes: [String: Lane] = [:]
+        for group in groups {
+            var client = self.configuration.client
+            // The memory bounds are the agent's, shared out: each group may hold its part.
+            client.buffer.maxBytes = max(client.buffer.maxBytes / share, 1 << 20)
+            client.buffer.maxRecords = max(client.buffer.maxRecords / share, 1_000)
+            var logger = self.logger
+            logger[metadataKey: "inlong.group"] = "\(group)"
+            lanes[group] = Lane(
+                group: group,
+                client: DataProxyClient(configuration: client, eventLoopGroup: self.eventLoopGroup, logger: logger),
+                budget: ByteBudget(capacity: max(self.configuration.maxUnackedBytes / share, 1)),
+                counters: AgentCounters()
+            )
+        }
+        return lanes
     }
 
     // MARK: Files
 
-    private func scan(client: DataProxyClient, budget: ByteBudget, deadLetters: DeadLetterFile, into instances: inout DiscardingTaskGroup) {
+    private func scan(lanes: [String: Lane], deadLetters: DeadLetterFile, into instances: inout DiscardingTaskGroup) {
         var found: [FileRegistry.Found] = []
         for (index, source) in self.configuration.sources.enumerated() {
             for pattern in source.paths {
                 for path in expandGlob(pattern) {
                     guard let key = fileKey(path) else { continue }
-                    found.append(.init(path: path, device: key.device, inode: key.inode, source: index))
+                    found.append(.init(path: path, device: key.device, inode: key.inode, source: index, size: key.size))
                 }
             }
         }
         let decisions = self.registry.withLock { $0!.scanned(found) }
+        // Sizes of files being read, for the lag, also while their instance waits.
+        self.files.withLock { files in
+            for file in found {
+                guard let status = files[FileRegistry.Key(device: file.device, inode: file.inode)] else { continue }
+                status.values.withLock { $0.size = max($0.size, file.size) }
+            }
+        }
         for decision in decisions {
             switch decision {
             case .moved(let key, let path):
@@ -157,7 +257,8 @@ public final class InLongAgent: Service, Sendable {
                 self.logger.info("file renamed", metadata: ["inlong.path": "\(path)"])
                 self.movedPaths.withLock { $0[key] = path }
             case .open(let file, let firstScan):
-                self.start(file, firstScan: firstScan, client: client, budget: budget, deadLetters: deadLetters, into: &instances)
+                let lane = lanes[self.configuration.sources[file.source].group]!
+                self.start(file, firstScan: firstScan, lane: lane, deadLetters: deadLetters, into: &instances)
             }
         }
     }
@@ -168,8 +269,7 @@ public final class InLongAgent: Service, Sendable {
     private func start(
         _ file: FileRegistry.Found,
         firstScan: Bool,
-        client: DataProxyClient,
-        budget: ByteBudget,
+        lane: Lane,
         deadLetters: DeadLetterFile,
         into instances: inout DiscardingTaskGroup
     ) {
@@ -196,7 +296,7 @@ public final class InLongAgent: Service, Sendable {
         self.registry.withLock { $0!.opened(identity, path: file.path, committed: tail.committedOffset) }
         self.counters.filesOpened.add(1, ordering: .relaxed)
         let status = FileStatus()
-        self.open.withLock { $0[key] = status }
+        self.files.withLock { $0[key] = status }
         self.logger.info("reading a file", metadata: ["inlong.path": "\(file.path)", "inlong.offset": "\(tail.committedOffset)"])
         let fileSource = FileSource(
             tail: tail,
@@ -205,16 +305,17 @@ public final class InLongAgent: Service, Sendable {
             movedPath: { self.movedPaths.withLock { $0.removeValue(forKey: key) } }
         )
         // Counted from the start: what is left to read shows before the file's first read.
-        self.progress(fileSource, key: key, status: status)
+        self.progress(fileSource, status: status)
         let sink = DataProxySink(
-            client: client,
+            client: lane.client,
             group: source.group,
             stream: source.stream,
             attributes: source.attributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
             deadLetters: deadLetters,
-            counters: self.counters
+            counters: lane.counters,
+            logger: self.logger
         )
-        let limits = Instance<FileSource>.Limits(
+        let limits = Instance<FileSource, DataProxySink>.Limits(
             readSize: self.configuration.readSize,
             maxUnackedBytes: self.configuration.maxUnackedBytesPerFile,
             pollInterval: self.configuration.pollInterval,
@@ -226,41 +327,75 @@ public final class InLongAgent: Service, Sendable {
             let instance = Instance(
                 source: fileSource,
                 sink: sink,
-                budget: budget,
+                budget: lane.budget,
                 limits: limits,
                 control: self.control,
-                counters: self.counters,
+                counters: lane.counters,
                 origin: origin,
                 logger: logger
             ) {
-                self.progress(fileSource, key: key, status: status)
+                self.progress(fileSource, status: status)
             }
             let end = await instance.run()
-            self.progress(fileSource, key: key, status: status)
-            self.open.withLock { $0[key] = nil }
+            self.progress(fileSource, status: status)
             if end == .released {
-                self.registry.withLock { $0!.released(identity) }
+                self.files.withLock { $0[key] = nil }
+                self.registry.withLock { $0!.released(fileSource.tail.identity) }
                 self.counters.filesReleased.add(1, ordering: .relaxed)
                 logger.info("file released", metadata: ["inlong.path": "\(fileSource.tail.path)"])
+            } else {
+                status.values.withLock { $0.open = false }
             }
         }
     }
 
     /// Records a file's committed offset and counts (from its instance's task).
-    private func progress(_ source: FileSource, key: FileRegistry.Key, status: FileStatus) {
+    private func progress(_ source: FileSource, status: FileStatus) {
         let tail = source.tail
         self.registry.withLock { $0!.committed(tail.identity, offset: tail.committedOffset) }
-        status.values.withLock { $0 = (tail.size, tail.committedOffset, tail.scannedOffset, source.emptyLines, tail.overlongLines, tail.truncations) }
+        status.values.withLock { values in
+            values.size = tail.size
+            values.committed = tail.committedOffset
+            values.scanned = tail.scannedOffset
+            values.empty = source.emptyLines
+            values.overlong = tail.overlongLines
+            values.truncations = tail.truncations
+        }
     }
 
-    // MARK: Checkpoint
+    // MARK: Checkpoint and stalls
 
     private func checkpointLoop(_ store: CheckpointStore) async {
         while !Task.isCancelled {
             try? await Task.sleep(for: self.configuration.checkpointInterval)
             if Task.isCancelled { return }
             self.writeCheckpoint(store, force: false)
+            self.watchStalls()
             self.metrics?.publish(self.statistics())
+        }
+    }
+
+    /// Says at warning when a group's lines stop ending (and why its proxies do not take them), and when they move
+    /// again.
+    private func watchStalls() {
+        let lanes = self.lanes.withLock { $0 }
+        let now = ContinuousClock.now
+        for lane in lanes.values {
+            let counters = lane.counters
+            let ended = counters.linesAcked.load(ordering: .relaxed) + counters.deadLettered.load(ordering: .relaxed)
+            let waiting = counters.linesRead.load(ordering: .relaxed) - ended
+            switch self.stalls.withLock({ $0.observe(group: lane.group, ended: ended, waiting: waiting, now: now) }) {
+            case .stalled(let group, let since)?:
+                let problem = self.clientStatistics(group: group).flatMap(Self.proxyProblem) ?? "no proxy answers"
+                self.logger.warning(
+                    "group \(group) is stalled: \(waiting) lines wait and none was acked for \(now - since); \(problem)",
+                    metadata: ["inlong.group": "\(group)"]
+                )
+            case .moving(let group)?:
+                self.logger.notice("group \(group) moves again", metadata: ["inlong.group": "\(group)"])
+            case nil:
+                break
+            }
         }
     }
 

@@ -23,6 +23,17 @@ extension Checkpoint.FileIdentity {
         )
     }
 
+    /// The same file (device and inode) with the fingerprint of what its first bytes are now: after it was truncated
+    /// and written again in place.
+    func refingerprinted(from file: any TailedFile) -> Self {
+        var prefix = [UInt8](repeating: 0, count: Self.fingerprintSize)
+        let count = max(0, prefix.withUnsafeMutableBytes { file.read(into: $0, at: 0) })
+        var identity = self
+        identity.fingerprint = fnv1a(prefix.prefix(count))
+        identity.fingerprintLength = count
+        return identity
+    }
+
     /// Whether `other` is this file, perhaps grown: same device and inode, and the bytes this fingerprint covers
     /// are unchanged. A file that grew past a short fingerprint is still the same file.
     public func matches(_ other: Self, descriptor fd: Int32) -> Bool {

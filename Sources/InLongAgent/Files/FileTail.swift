@@ -9,6 +9,12 @@ import Glibc
 ///
 /// The owner calls ``readLines(maxBytes:chunkSize:)`` when the file may have grown, hands the lines to the sink with their
 /// tickets, and calls ``ack(_:)`` as deliveries complete; ``committedOffset`` is what a checkpoint records.
+///
+/// A file truncated in place (copytruncate) is read again from its start. Its size alone cannot show that: the
+/// writer may fill it back to the old position, or past it, between two looks. So every read also checks that the
+/// last bytes read are still where they were (``ReadAnchor``), and a chunk read after they changed is dropped, never
+/// taken for the continuation of the old content. What copytruncate can lose is the writer's: lines written between
+/// the copy and the truncation, and lines not yet read when the file was truncated (they are only in the copy).
 public final class FileTail {
     /// What the path shows now compared with the open file.
     public enum PathState: Sendable, Hashable {
@@ -25,17 +31,24 @@ public final class FileTail {
     public struct Read: Sendable {
         public var lines: [ByteBuffer]
         public var ticket: OffsetTracker.Ticket
+        /// Bytes of the file the read covers (newlines and empty lines included).
+        public var bytes: Int
     }
 
     /// Where the file was found last (a rename that still matches the source's paths moves it).
     public var path: String
-    public let identity: Checkpoint.FileIdentity
-    private let fd: Int32
+    /// Device, inode and the fingerprint of the file's first bytes; the fingerprint is taken again when the file
+    /// was truncated and written again.
+    public private(set) var identity: Checkpoint.FileIdentity
+    private let file: any TailedFile
     /// The size seen by the last read (or at opening).
     public private(set) var size: Int64 = 0
     private var splitter: LineSplitter
     private var tracker: OffsetTracker
-    /// Times the file was found shorter than the read position (copytruncate) and read again from 0.
+    private var anchor = ReadAnchor()
+    /// A read found the file rewritten after it had returned lines: the next read starts over.
+    private var restartPending = false
+    /// Times the file was found truncated or rewritten in place (copytruncate) and read again from 0.
     public private(set) var truncations = 0
     /// Empty lines read (they are left out of the lines returned: they are not records).
     public private(set) var emptyLines = 0
@@ -48,7 +61,7 @@ public final class FileTail {
 
     /// Opens `path`; reading starts where `start` says for the identity of the open file (a checkpoint lookup:
     /// the descriptor lets ``Checkpoint/FileIdentity/matches(_:descriptor:)`` compare a shorter fingerprint).
-    public init(
+    public convenience init(
         path: String,
         maxLineLength: Int,
         overlong: LineSplitter.OverlongPolicy,
@@ -56,35 +69,38 @@ public final class FileTail {
     ) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileReadError(path: path, operation: "open", errno: errno) }
-        do {
-            self.identity = try .of(descriptor: fd)
-        } catch {
-            close(fd)
-            throw error
-        }
+        let file = DescriptorFile(descriptor: fd, path: path)
+        let identity = try Checkpoint.FileIdentity.of(descriptor: fd)
+        try self.init(file: file, identity: identity, path: path, startingAt: offset(identity, fd), maxLineLength: maxLineLength, overlong: overlong)
+    }
+
+    /// Reads `file`, known as `identity`, from `offset`.
+    init(
+        file: any TailedFile,
+        identity: Checkpoint.FileIdentity,
+        path: String,
+        startingAt offset: Offset,
+        maxLineLength: Int,
+        overlong: LineSplitter.OverlongPolicy
+    ) throws {
+        let size = try file.size()
         var start: Int64
-        switch offset(self.identity, fd) {
+        switch offset {
         case .beginning: start = 0
         case .at(let position): start = position
-        case .end:
-            var info = stat()
-            start = fstat(fd, &info) == 0 ? Int64(info.st_size) : 0
+        case .end: start = size
         }
         // A checkpoint past the end means the file was truncated meanwhile: read it from the start.
-        var info = stat()
-        var size: Int64 = 0
-        if fstat(fd, &info) == 0 {
-            size = Int64(info.st_size)
-            if size < start { start = 0 }
-        }
+        if size < start { start = 0 }
+        self.file = file
+        self.identity = identity
         self.path = path
-        self.fd = fd
         self.size = size
         self.splitter = LineSplitter(maxLineLength: maxLineLength, overlong: overlong, startingAt: start)
         self.tracker = OffsetTracker(committedOffset: start)
+        // The file matched its checkpoint (identity) as it is now: its bytes before the start are the ones read.
+        if start > 0 { self.anchor.load(from: file, before: start) }
     }
-
-    deinit { close(self.fd) }
 
     /// Where reading starts for a file.
     public enum Offset: Sendable, Hashable {
@@ -99,26 +115,18 @@ public final class FileTail {
     public var readOffset: Int64 { self.tracker.readOffset }
     /// How far the file was read: past ``readOffset`` by a last line without its newline yet, which is held back.
     public var scannedOffset: Int64 { self.splitter.offset }
-    /// Bytes read past the delivered prefix, whole lines only.
-    public var unackedBytes: Int64 { self.tracker.readOffset - self.tracker.committedOffset }
     /// Whether every line read is delivered.
     public var isDrained: Bool { self.tracker.outstandingCount == 0 }
     /// Lines over the maximum length so far.
     public var overlongLines: Int { self.splitter.overlongLines }
 
     /// Reads what the file gained, up to about `maxBytes`, and returns its complete lines (`nil` when there is no
-    /// new complete line). A file now shorter than
-    /// what was read was truncated in place: it is read again from its start (outstanding lines are forgotten,
-    /// their late acks ignored).
+    /// new complete line). A file now shorter than what was read, or no longer holding the bytes last read, was
+    /// truncated in place: it is read again from its start (outstanding lines are forgotten, their late acks
+    /// ignored).
     public func readLines(maxBytes: Int, chunkSize: Int = 64 << 10) throws -> Read? {
-        var info = stat()
-        guard fstat(self.fd, &info) == 0 else { throw FileReadError(path: self.path, operation: "fstat", errno: errno) }
-        self.size = Int64(info.st_size)
-        if Int64(info.st_size) < self.splitter.offset {
-            self.truncations += 1
-            self.splitter.reset(to: 0)
-            self.tracker.restart(at: 0)
-        }
+        self.size = try self.file.size()
+        if self.restartPending || self.size < self.splitter.offset { self.restart() }
         // Bodies straight from the splitter, empty lines left out (they are not records): no second array.
         var lines: [ByteBuffer] = []
         var end: Int64?
@@ -126,9 +134,10 @@ public final class FileTail {
         while total < maxBytes {
             var chunk = ByteBufferAllocator().buffer(capacity: chunkSize)
             let chunkSize = min(chunkSize, max(maxBytes - total, 4096))
+            let position = self.splitter.offset
             var failure: Int32 = 0
             let count = chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: chunkSize) { buffer in
-                let count = preadRetrying(self.fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer.prefix(chunkSize)), at: self.splitter.offset)
+                let count = self.file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.prefix(chunkSize)), at: position)
                 if count < 0 { failure = Int32(-count) }
                 return max(count, 0)
             }
@@ -138,7 +147,19 @@ public final class FileTail {
                 if end == nil { throw FileReadError(path: self.path, operation: "read", errno: failure) }
                 break
             }
+            // Checked after the chunk was read: if the bytes before it are still those read, the file was not
+            // rewritten before this look, so neither before the chunk was read.
+            guard self.anchor.isHeld(by: self.file, before: position) else {
+                if end != nil {
+                    // The lines already taken were checked by the previous look: return them, start over next time.
+                    self.restartPending = true
+                    break
+                }
+                self.restart()
+                continue
+            }
             if count == 0 { break }
+            chunk.withUnsafeReadableBytes { self.anchor.advance(over: $0) }
             total += count
             self.splitter.consume(chunk) { body, lineEnd in
                 end = lineEnd
@@ -150,7 +171,18 @@ public final class FileTail {
             }
         }
         guard let end else { return nil }
-        return Read(lines: lines, ticket: self.tracker.read(upTo: end))
+        let bytes = Int(end - self.tracker.readOffset)
+        return Read(lines: lines, ticket: self.tracker.read(upTo: end), bytes: bytes)
+    }
+
+    /// Starts over at the file's first byte: it was truncated, or rewritten in place.
+    private func restart() {
+        self.truncations += 1
+        self.restartPending = false
+        self.splitter.reset(to: 0)
+        self.tracker.restart(at: 0)
+        self.anchor.reset()
+        self.identity = self.identity.refingerprinted(from: self.file)
     }
 
     /// Marks a line delivered; returns whether the committed offset moved.

@@ -1,17 +1,47 @@
 import Foundation
 import InLongDataProxy
 import NIOCore
+import Logging
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A record an instance still owes an outcome: to send again after a retriable failure, or to set aside in the
+/// dead-letter file when a first attempt at that failed.
+struct PendingRecord: Sendable {
+    var body: ByteBuffer
+    /// Why no proxy will take it, when it is to be set aside.
+    var setAside: String?
+}
+
+/// Where an ``Instance`` sends its records (the DataProxy Sink; tests script one).
+protocol InstanceSink: Sendable {
+    associatedtype Delivery: Sendable
+
+    /// Sends `records`; returns the deliveries that carry them and the records that could not be set aside now
+    /// (a dead-letter write failed). Throws when nothing more can be sent (the client closed).
+    func send(_ records: [ByteBuffer], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
+    /// Sends again or sets aside `records`, as ``send(_:origin:)``.
+    func retry(_ records: [PendingRecord], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
+    /// What became of `delivery`, when it ended: the records it still owes (retriable failures, and records whose
+    /// dead-letter write failed); `nil` while it is in flight.
+    func settle(_ delivery: Delivery, origin: String) async -> [PendingRecord]?
+    /// Returns once `delivery` ended, or the task is cancelled.
+    func waitForOutcome(of delivery: Delivery) async
+}
 
 /// Sends an instance's records through the ``DataProxyClient`` (InLong Agent's DataProxy Sink): one receipt per
 /// read, message attributes as the source's `extraMap`; sets aside records a proxy refuses for good.
-struct DataProxySink: Sendable {
+struct DataProxySink: InstanceSink {
     let client: DataProxyClient
     let group: String
     let stream: String
     let attributes: [(String, String)]
     let deadLetters: DeadLetterFile
     let counters: AgentCounters
+    let logger: Logger
 
     /// Records sent together, and the receipt that ends them.
     struct Delivery: Sendable {
@@ -19,50 +49,86 @@ struct DataProxySink: Sendable {
         var records: [ByteBuffer]
     }
 
-    /// Sends `records`; a record too large for a frame is set aside at once. Throws when the client closed.
-    func send(_ records: [ByteBuffer], origin: String) async throws -> [Delivery] {
-        guard !records.isEmpty else { return [] }
+    func send(_ records: [ByteBuffer], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord]) {
+        guard !records.isEmpty else { return ([], []) }
         do {
             let receipt = try await self.client.sendWithReceipt(contentsOf: records, group: self.group, stream: self.stream, attributes: self.attributes)
-            return [Delivery(receipt: receipt, records: records)]
+            return ([Delivery(receipt: receipt, records: records)], [])
         } catch let error as DataProxyError where error.code == .messageTooLarge && error.acceptedRecords == nil {
             // Validation refused the call before accepting anything: send the records that fit, one call each.
             var deliveries: [Delivery] = []
+            var owed: [PendingRecord] = []
             for record in records {
                 do {
                     let receipt = try await self.client.sendWithReceipt(contentsOf: [record], group: self.group, stream: self.stream, attributes: self.attributes)
                     deliveries.append(Delivery(receipt: receipt, records: [record]))
                 } catch let error as DataProxyError where error.code == .messageTooLarge {
-                    self.deadLetter([record], error: error, origin: origin)
+                    owed += self.deadLetter([record], reason: "\(error)", origin: origin)
                 }
             }
-            return deliveries
+            return (deliveries, owed)
         }
     }
 
-    /// What became of a delivery: the records to send again (retriable failures); the others were acked or set
-    /// aside.
-    func settle(_ delivery: Delivery, _ summary: DeliverySummary, origin: String) -> [ByteBuffer] {
+    func retry(_ records: [PendingRecord], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord]) {
+        var owed: [PendingRecord] = []
+        var bodies: [ByteBuffer] = []
+        for record in records {
+            if let reason = record.setAside {
+                owed += self.deadLetter([record.body], reason: reason, origin: origin)
+            } else {
+                bodies.append(record.body)
+            }
+        }
+        self.counters.resent.add(bodies.count, ordering: .relaxed)
+        let sent = try await self.send(bodies, origin: origin)
+        return (sent.deliveries, owed + sent.owed)
+    }
+
+    func settle(_ delivery: Delivery, origin: String) async -> [PendingRecord]? {
+        guard delivery.receipt.isComplete, let summary = try? await delivery.receipt.outcome() else { return nil }
         self.counters.linesAcked.add(summary.acked, ordering: .relaxed)
         guard !summary.failures.isEmpty else { return [] }
         // Ids follow the records' order: the n-th id of the receipt is the n-th record.
         var index: [DataProxyRecordID: Int] = [:]
         for (position, id) in delivery.receipt.records.enumerated() { index[id] = position }
-        var resend: [ByteBuffer] = []
+        var owed: [PendingRecord] = []
         for failure in summary.failures {
             let records = failure.records.compactMap { index[$0].map { delivery.records[$0] } }
             if failure.error.isRetriable {
-                resend += records
+                owed += records.map { PendingRecord(body: $0) }
             } else {
-                self.deadLetter(records, error: failure.error, origin: origin)
+                owed += self.deadLetter(records, reason: "\(failure.error)", origin: origin)
             }
         }
-        return resend
+        if let first = summary.failures.first(where: { $0.error.isRetriable }) {
+            self.logger.debug(
+                "records failed; sending again",
+                metadata: ["inlong.source": "\(origin)", "inlong.records": "\(owed.count)", "inlong.error": "\(first.error)"]
+            )
+        }
+        return owed
     }
 
-    private func deadLetter(_ records: [ByteBuffer], error: DataProxyError, origin: String) {
-        self.counters.deadLettered.add(records.count, ordering: .relaxed)
-        self.deadLetters.write(records, group: self.group, stream: self.stream, origin: origin, reason: "\(error)")
+    func waitForOutcome(of delivery: Delivery) async {
+        _ = try? await delivery.receipt.outcome()
+    }
+
+    /// Sets `records` aside; returns them, still owed, when the dead-letter file cannot be written: the offset must
+    /// not pass a line that is neither delivered nor set aside.
+    private func deadLetter(_ records: [ByteBuffer], reason: String, origin: String) -> [PendingRecord] {
+        do {
+            try self.deadLetters.write(records, group: self.group, stream: self.stream, origin: origin, reason: reason)
+            self.counters.deadLettered.add(records.count, ordering: .relaxed)
+            return []
+        } catch {
+            self.counters.deadLetterFailures.add(records.count, ordering: .relaxed)
+            self.logger.warning(
+                "cannot write the dead-letter file; the lines stay pending and are tried again",
+                metadata: ["inlong.deadLetter": "\(self.deadLetters.path)", "inlong.source": "\(origin)", "inlong.records": "\(records.count)", "inlong.error": "\(error)"]
+            )
+            return records.map { PendingRecord(body: $0, setAside: reason) }
+        }
     }
 }
 
@@ -70,32 +136,46 @@ struct DataProxySink: Sendable {
 /// them; the offset moves on past them.
 final class DeadLetterFile: Sendable {
     let path: String
-    private let handle = Mutex<FileHandle?>(nil)
+    private let state = Mutex<(handle: FileHandle?, torn: Bool)>((nil, false))
 
     init(path: String) {
         self.path = path
     }
 
-    func write(_ records: [ByteBuffer], group: String, stream: String, origin: String, reason: String) {
+    /// Appends `records`; throws when they are not all written (the file cannot be opened, a full disk).
+    func write(_ records: [ByteBuffer], group: String, stream: String, origin: String, reason: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var data = Data()
         let time = ISO8601DateFormatter().string(from: Date())
         for record in records {
             let entry = ["time": time, "group": group, "stream": stream, "source": origin, "reason": reason, "line": String(decoding: record.readableBytesView, as: UTF8.self)]
-            guard let line = try? encoder.encode(entry) else { continue }
-            data.append(line)
+            data.append(try encoder.encode(entry))
             data.append(UInt8(ascii: "\n"))
         }
-        self.handle.withLock { handle in
-            if handle == nil {
-                if !FileManager.default.fileExists(atPath: self.path) {
-                    _ = FileManager.default.createFile(atPath: self.path, contents: nil)
-                }
-                handle = FileHandle(forWritingAtPath: self.path)
-                _ = try? handle?.seekToEnd()
+        try self.state.withLock { state in
+            if state.handle == nil {
+                let fd = open(self.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+                guard fd >= 0 else { throw DeadLetterError(path: self.path, errno: errno) }
+                state.handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
             }
-            try? handle?.write(contentsOf: data)
+            // After a failed write the file may end in a torn entry: start on a line of its own.
+            if state.torn { data.insert(UInt8(ascii: "\n"), at: 0) }
+            do {
+                try state.handle!.write(contentsOf: data)
+                state.torn = false
+            } catch {
+                state.handle = nil
+                state.torn = true
+                throw error
+            }
         }
     }
+}
+
+/// The dead-letter file could not be opened.
+struct DeadLetterError: Error, CustomStringConvertible {
+    var path: String
+    var errno: Int32
+    var description: String { "cannot open \(self.path): \(String(cString: strerror(self.errno)))" }
 }

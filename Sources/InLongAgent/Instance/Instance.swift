@@ -1,23 +1,18 @@
-import DequeModule
 import InLongDataProxy
 import Logging
 import NIOCore
 import Synchronization
 
-/// Moves one source's records to the sink (InLong Agent's Instance; one per file): reads while the byte budgets
-/// allow, sends each read with one receipt, and acks a read's position once every record of it ended, acked or
-/// set aside; records that failed retriably are sent again. On stop it reads no more and waits for what was sent
-/// until the stop deadline: unacked positions are never committed, so a restart sends them again.
-struct Instance<Source: AgentSource> {
-    struct Limits: Sendable {
-        var readSize: Int
-        var maxUnackedBytes: Int
-        var pollInterval: Duration
-        var resendDelay: Duration
-    }
+/// Moves one source's records to the sink (InLong Agent's Instance; one per file): the driver of an
+/// ``InstanceStateMachine``. It runs the machine's actions (take budget and read, send, send again, wait) and
+/// reports what came of them; the rules, and why it never waits for budget alone, are the machine's.
+struct Instance<Source: AgentSource, Sink: InstanceSink> {
+    typealias Machine = InstanceStateMachine<Source.Position, Sink.Delivery, PendingRecord>
+    typealias Limits = Machine.Limits
+    typealias End = Machine.End
 
     let source: Source
-    let sink: DataProxySink
+    let sink: Sink
     let budget: ByteBudget
     let limits: Limits
     let control: AgentControl
@@ -27,154 +22,117 @@ struct Instance<Source: AgentSource> {
     /// Called after reads, acks and idle looks (the agent records the committed offset and the counts).
     let onProgress: () -> Void
 
-    /// One read on its way.
-    private final class Pending {
-        let position: Source.Position
-        let bytes: Int
-        var deliveries: [DataProxySink.Delivery]
-        var resend: [ByteBuffer] = []
-        var resendAt: ContinuousClock.Instant?
-
-        init(position: Source.Position, bytes: Int, deliveries: [DataProxySink.Delivery]) {
-            self.position = position
-            self.bytes = bytes
-            self.deliveries = deliveries
-        }
-
-        var isDone: Bool { self.deliveries.isEmpty && self.resend.isEmpty }
-    }
-
-    /// How the instance ended.
-    enum End: Equatable {
-        /// The source is exhausted and every record ended.
-        case released
-        /// Stopped (or the client closed): unacked positions stay uncommitted.
-        case stopped
-    }
-
     func run() async -> End {
-        var pending = Deque<Pending>()
-        var unacked = 0
-        defer {
-            // What is still pending is not committed; its budget goes back.
-            for entry in pending { self.budget.release(entry.bytes) }
-        }
+        var machine = Machine(limits: self.limits)
         self.onProgress()
-        while !Task.isCancelled {
-            _ = await self.settle(&pending, unacked: &unacked)
-            self.onProgress()
-            if self.control.isStopping { break }
-            if unacked < self.limits.maxUnackedBytes {
-                guard await self.budget.acquire(self.limits.readSize) else { break }
-                let data: SourceData<Source.Position>?
-                do {
-                    data = try self.source.read(maxBytes: self.limits.readSize)
-                } catch {
-                    self.budget.release(self.limits.readSize)
-                    self.counters.readErrors.add(1, ordering: .relaxed)
-                    self.logger.warning("cannot read", metadata: ["inlong.source": "\(self.origin)", "inlong.error": "\(error)"])
-                    // A file that cannot be read and is gone (deleted, rotated away, a stale NFS handle) is released
-                    // as one read to its end would be: it holds a slot and a descriptor otherwise.
-                    if pending.isEmpty, self.source.isExhausted(now: .now) { return .released }
-                    await self.control.sleep(for: self.limits.pollInterval * 10)
-                    continue
-                }
-                if let data {
-                    if data.bytes > self.limits.readSize {
-                        self.budget.overdraw(data.bytes - self.limits.readSize)
-                    } else {
-                        self.budget.release(self.limits.readSize - data.bytes)
-                    }
-                    self.counters.read(lines: data.records.count, bytes: data.bytes)
-                    let deliveries: [DataProxySink.Delivery]
-                    do {
-                        deliveries = try await self.sink.send(data.records, origin: self.origin)
-                    } catch {
-                        // The client closed: nothing more can be sent.
-                        self.budget.release(data.bytes)
-                        return .stopped
-                    }
-                    pending.append(Pending(position: data.position, bytes: data.bytes, deliveries: deliveries))
-                    unacked += data.bytes
-                    continue
-                }
-                self.budget.release(self.limits.readSize)
+        while true {
+            if Task.isCancelled {
+                self.apply(machine.finished())
+                return .stopped
             }
-            // Nothing read: wait for an ack when a read is in flight, else look again shortly.
-            if let receipt = pending.lazy.compactMap({ $0.deliveries.first?.receipt }).first {
-                await self.waitForOutcome(of: receipt)
-            } else if pending.isEmpty, self.source.isExhausted(now: .now) {
-                return .released
-            } else {
-                await self.control.sleep(for: self.limits.pollInterval)
+            if let deadline = self.control.deadline { machine.stop(deadline: deadline) }
+            await self.settle(&machine)
+            switch machine.next(now: .now) {
+            case .finish(let end):
+                self.apply(machine.finished())
+                self.onProgress()
+                return end
+            case .read(let maxBytes):
+                await self.read(maxBytes: maxBytes, &machine)
+            case .resend(let entry, let records):
+                let result = try? await self.sink.retry(records, origin: self.origin)
+                self.apply(machine.resent(entry: entry, records: records, result: result, now: .now))
+            case .acquire(let bytes, let wake):
+                if let taken = self.budget.tryAcquire(bytes) {
+                    self.apply(machine.acquired(taken))
+                } else {
+                    let taken = await self.wait(for: wake, budget: bytes)
+                    if taken > 0 { self.apply(machine.acquired(taken)) }
+                }
+            case .wait(let wake):
+                _ = await self.wait(for: wake, budget: nil)
+            case .idle(let until):
+                if self.source.isExhausted(now: .now) {
+                    machine.sourceExhausted()
+                } else {
+                    _ = await self.wait(for: .init(outcome: nil, until: until), budget: nil)
+                }
             }
-        }
-        // Stopping: no more reads or resends; wait for what was sent, until the stop deadline.
-        while !Task.isCancelled, let receipt = pending.lazy.compactMap({ $0.deliveries.first?.receipt }).first {
-            if let deadline = self.control.deadline, ContinuousClock.now >= deadline { break }
-            await self.waitForOutcome(of: receipt)
-            _ = await self.settle(&pending, unacked: &unacked)
             self.onProgress()
         }
-        return .stopped
     }
 
-    /// Takes the outcomes of deliveries that ended, sends again what failed retriably once due, and acks reads
-    /// whose records all ended. Returns whether a position was acked.
-    private func settle(_ pending: inout Deque<Pending>, unacked: inout Int) async -> Bool {
-        var acked = false
-        let now = ContinuousClock.now
-        for entry in pending {
-            var index = 0
-            while index < entry.deliveries.count {
-                let delivery = entry.deliveries[index]
-                guard delivery.receipt.isComplete, let summary = try? await delivery.receipt.outcome() else {
-                    index += 1
-                    continue
-                }
-                entry.deliveries.remove(at: index)
-                let resend = self.sink.settle(delivery, summary, origin: self.origin)
-                if !resend.isEmpty {
-                    entry.resend += resend
-                    entry.resendAt = now + self.limits.resendDelay
-                    self.logger.debug(
-                        "records failed; sending again",
-                        metadata: ["inlong.source": "\(self.origin)", "inlong.records": "\(resend.count)", "inlong.error": "\(summary.failures.first.map { "\($0.error)" } ?? "")"]
-                    )
-                }
-            }
-            if !entry.resend.isEmpty, let due = entry.resendAt, now >= due, !self.control.isStopping {
-                let records = entry.resend
-                entry.resend = []
-                entry.resendAt = nil
-                self.counters.resent.add(records.count, ordering: .relaxed)
-                do {
-                    entry.deliveries += try await self.sink.send(records, origin: self.origin)
-                } catch {
-                    // The client closed: the records stay unsent, so the read is never acked.
-                    entry.resend = records
-                }
-            }
+    private func read(maxBytes: Int, _ machine: inout Machine) async {
+        let data: SourceData<Source.Position>?
+        do {
+            data = try self.source.read(maxBytes: maxBytes)
+        } catch {
+            self.counters.readErrors.add(1, ordering: .relaxed)
+            self.logger.warning("cannot read", metadata: ["inlong.source": "\(self.origin)", "inlong.error": "\(error)"])
+            self.apply(machine.readFailed(now: .now))
+            return
         }
-        while let first = pending.first, first.isDone {
-            pending.removeFirst()
-            self.source.ack(first.position)
-            self.budget.release(first.bytes)
-            unacked -= first.bytes
-            self.counters.acked(bytes: first.bytes)
-            acked = true
+        guard let data else {
+            self.apply(machine.read(nil, now: .now))
+            return
         }
-        return acked
+        self.counters.read(lines: data.records.count, bytes: data.bytes)
+        do {
+            let sent = try await self.sink.send(data.records, origin: self.origin)
+            self.apply(machine.read((data.position, data.bytes, sent.deliveries, sent.owed), now: .now))
+        } catch {
+            // The client closed: nothing more can be sent, and this read is never committed.
+            self.apply(machine.sinkClosed())
+        }
     }
 
-    /// Waits until `receipt` ended, or the stop deadline passed.
-    private func waitForOutcome(of receipt: DeliveryReceipt) async {
+    /// Hands the outcomes of deliveries that ended to the machine.
+    private func settle(_ machine: inout Machine) async {
+        for (id, delivery) in machine.deliveriesInFlight {
+            guard let owed = await self.sink.settle(delivery, origin: self.origin) else { continue }
+            self.apply(machine.ended(delivery: id, resend: owed, now: .now))
+        }
+    }
+
+    private func apply(_ effects: Machine.Effects) {
+        for (position, bytes) in effects.acked {
+            self.source.ack(position)
+            self.counters.acked(bytes: bytes)
+        }
+        if effects.overdraw > 0 { self.budget.overdraw(effects.overdraw) }
+        if effects.release > 0 { self.budget.release(effects.release) }
+    }
+
+    /// Waits for whichever comes first: `bytes` of the budget, the outcome of the first delivery in flight, the
+    /// wake time, a stop (or its deadline, once stopping). Returns the budget taken (0 when none).
+    private func wait(for wake: Machine.Wake, budget bytes: Int?) async -> Int {
         let control = self.control
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { _ = try? await receipt.outcome() }
-            group.addTask { await control.waitForStopDeadline() }
-            await group.next()
+        let budget = self.budget
+        let sink = self.sink
+        let delivery = wake.outcome?.delivery
+        let until = wake.until
+        return await withTaskGroup(of: Int.self) { group in
+            if let bytes { group.addTask { await budget.acquire(bytes) } }
+            if let delivery {
+                group.addTask {
+                    await sink.waitForOutcome(of: delivery)
+                    return 0
+                }
+            }
+            group.addTask {
+                if control.isStopping {
+                    // The machine asks only for what it still waits for: sleep to the deadline, not to the stop.
+                    if let until { try? await Task.sleep(until: until) } else { try? await Task.sleep(for: .seconds(86_400)) }
+                } else {
+                    await control.sleep(for: until.map { $0 - .now } ?? .seconds(86_400))
+                }
+                return 0
+            }
+            var taken = await group.next() ?? 0
             group.cancelAll()
+            // A grant that raced the cancellation is kept, not lost.
+            for await value in group { taken += value }
+            return taken
         }
     }
 }

@@ -39,11 +39,8 @@ public final class FileSource: AgentSource {
     }
 
     public func read(maxBytes: Int) throws -> SourceData<OffsetTracker.Ticket>? {
-        let start = self.tail.readOffset
         guard let read = try self.tail.readLines(maxBytes: maxBytes) else { return nil }
-        // After a truncation the read starts at 0 again: the bytes are those of this read.
-        let bytes = Int(read.ticket.end - (read.ticket.end > start ? start : 0))
-        return SourceData(records: read.lines, position: read.ticket, bytes: bytes)
+        return SourceData(records: read.lines, position: read.ticket, bytes: read.bytes)
     }
 
     public func ack(_ position: OffsetTracker.Ticket) {
@@ -88,9 +85,9 @@ func expandGlob(_ pattern: String) -> [String] {
     return paths
 }
 
-/// Device and inode of the file at `path`.
-func fileKey(_ path: String) -> (device: UInt64, inode: UInt64)? {
+/// Device, inode and size of the file at `path`.
+func fileKey(_ path: String) -> (device: UInt64, inode: UInt64, size: Int64)? {
     var info = stat()
     guard stat(path, &info) == 0 else { return nil }
-    return (UInt64(info.st_dev), UInt64(info.st_ino))
+    return (UInt64(info.st_dev), UInt64(info.st_ino), Int64(info.st_size))
 }
