@@ -4,6 +4,11 @@ public import InLongTransport
 public import Logging
 import NIOCore
 import NIOHTTP1
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What the Manager says about a group's proxies.
 struct ProxyList: Sendable, Hashable {
@@ -126,23 +131,29 @@ struct ProxyDiscovery: Sendable {
         return cache
     }
 
-    /// Stores a group's reply, through a temporary file and a rename so a crash never leaves half a file.
+    /// Writers of cache files in this process, one at a time: clients of several groups (the agent's) share one
+    /// file, and each rewrites it whole.
+    private static let cacheWriters = Mutex(())
+
+    /// Stores a group's reply, through a temporary file of this write's own and a rename, so a crash never leaves
+    /// half a file and writers never take each other's temporary file.
     func writeCache(group: String, reply: String) {
         guard let path = self.configuration.cacheFile else { return }
-        var cache = self.readCache()
-        cache[group] = reply
-        do {
-            let url = URL(fileURLWithPath: path)
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            let temporary = url.appendingPathExtension("tmp")
-            try JSONEncoder().encode(cache).write(to: temporary)
-            if FileManager.default.fileExists(atPath: path) {
-                _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
-            } else {
-                try FileManager.default.moveItem(at: temporary, to: url)
+        Self.cacheWriters.withLock { _ in
+            var cache = self.readCache()
+            cache[group] = reply
+            let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            do {
+                let url = URL(fileURLWithPath: path)
+                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try JSONEncoder().encode(cache).write(to: URL(fileURLWithPath: temporary))
+                guard rename(temporary, path) == 0 else {
+                    throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+                }
+            } catch {
+                try? FileManager.default.removeItem(atPath: temporary)
+                self.logger.warning("cannot write the proxy cache", metadata: ["inlong.path": "\(path)", "inlong.error": "\(error)"])
             }
-        } catch {
-            self.logger.warning("cannot write the proxy cache", metadata: ["inlong.path": "\(path)", "inlong.error": "\(error)"])
         }
     }
 
