@@ -97,12 +97,21 @@ struct AgentCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = try await self.configuration()
         let logger = self.operatorOptions.logger("inlong.agent")
-        let metrics = try self.operatorOptions.metricsEndpoint(logger: logger)
         let agent = InLongAgent(configuration: configuration, logger: logger)
+        // Unhealthy while a group is stalled: named, with its waiting lines and why its proxies take nothing.
+        let metrics = try self.operatorOptions.metricsEndpoint(logger: logger) {
+            let stalled = agent.statistics().stalledGroups
+            guard !stalled.isEmpty else { return nil }
+            return stalled.map { group in
+                "stalled: group \(group.group), \(group.linesWaiting) lines wait" + (group.proxyProblem.map { " (\($0))" } ?? "")
+            }.joined(separator: "\n")
+        }
         let start = ContinuousClock.now
         let progress = Progress {
             let statistics = agent.statistics()
-            let stalled = statistics.stalledGroups.map { "  stalled: \($0.group) (\($0.linesWaiting) lines wait)" }.joined()
+            let stalled = statistics.stalledGroups.map { group in
+                "  stalled: \(group.group) (\(group.linesWaiting) lines wait" + (group.proxyProblem.map { "; \($0)" } ?? "") + ")"
+            }.joined()
             return "files \(statistics.openFiles)  read \(statistics.linesRead) lines / \(statistics.bytesRead / 1_000_000) MB  acked \(statistics.linesAcked) lines"
                 + "  lag \(statistics.lagBytes / 1_000) KB  \(megabytes(statistics.bytesAcked, seconds: secondsSince(start)))" + stalled
         }

@@ -30,13 +30,14 @@ struct OperatorOptions: ParsableArguments {
 
     /// The metrics endpoint to run beside the command, once metrics are bootstrapped to it; `nil` without
     /// `--metrics`.
-    func metricsEndpoint(logger: Logger) throws -> MetricsEndpoint? {
+    /// `health` says why the command is unhealthy (`/health` answers 503 with it), or `nil`.
+    func metricsEndpoint(logger: Logger, health: @escaping @Sendable () -> String? = { nil }) throws -> MetricsEndpoint? {
         guard let metrics = self.metrics else { return nil }
         guard let endpoint = Endpoint(metrics) else { throw ValidationError("--metrics takes host:port, not '\(metrics)'") }
         let registry = PrometheusCollectorRegistry()
         // The package names its metrics the Prometheus way already.
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        return MetricsEndpoint(host: endpoint.host, port: endpoint.port, registry: registry, logger: logger)
+        return MetricsEndpoint(host: endpoint.host, port: endpoint.port, registry: registry, logger: logger, health: health)
     }
 
     /// Writes `summary` as JSON to `--stats-json`, if given.
@@ -55,6 +56,7 @@ final class MetricsEndpoint: Service, Sendable {
     let port: Int
     let registry: PrometheusCollectorRegistry
     let logger: Logger
+    let health: @Sendable () -> String?
     private let boundPort = Mutex<Int?>(nil)
 
     /// The port it listens on, once it does (for `--metrics 127.0.0.1:0`).
@@ -66,11 +68,12 @@ final class MetricsEndpoint: Service, Sendable {
         return nil
     }
 
-    init(host: String, port: Int, registry: PrometheusCollectorRegistry, logger: Logger) {
+    init(host: String, port: Int, registry: PrometheusCollectorRegistry, logger: Logger, health: @escaping @Sendable () -> String? = { nil }) {
         self.host = host
         self.port = port
         self.registry = registry
         self.logger = logger
+        self.health = health
     }
 
     func run() async throws {
@@ -85,7 +88,11 @@ final class MetricsEndpoint: Service, Sendable {
                 body: .init(byteBuffer: ByteBuffer(bytes: buffer))
             )
         }
-        router.get("/health") { _, _ in "ok\n" }
+        let health = self.health
+        router.get("/health") { _, _ -> Response in
+            guard let problem = health() else { return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
+            return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: problem + "\n")))
+        }
         let application = Application(
             router: router,
             configuration: .init(address: .hostname(self.host, port: self.port)),

@@ -68,7 +68,7 @@ extension DataProxyClient {
         let records = job.batch.recordCount
         let key = job.batch.key
         let observation = self.observation
-        self.withMachineState { $0.submitted(job, to: endpoint, now: .now, spentBlock: spentBlock) }
+        self.withMachine { ((), $0.submitted(job, to: endpoint, now: .now, spentBlock: spentBlock)) }
         observation.batchSent(key, records: records, frameBytes: frame.readableBytes, proxy: endpoint)
         group.addTask {
             let outcome = await Self.outcome(of: future)

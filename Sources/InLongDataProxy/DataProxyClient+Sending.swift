@@ -41,7 +41,9 @@ extension DataProxyClient {
             case .accepted(let id):
                 self.observation.recordsAccepted(1)
                 return DataProxyRecordID(rawValue: id)
-            case .blocked(let blocked): try await self.waitToAppend(blocked, bytes: body.readableBytes, key: key, accepted: nil, of: 1)
+            case .blocked(let blocked):
+                let bytes = BatchAccumulator.quotaBytes(bodyLength: body.readableBytes, attributesLength: recordAttributes?.utf8.count)
+                try await self.waitToAppend(blocked, bytes: bytes, key: key, accepted: nil, of: 1)
             case .tooLarge(let limit): throw self.tooLarge(body, limit: limit, key: key)
             }
         }
@@ -201,7 +203,8 @@ extension DataProxyClient {
                 throw error
             }
             guard let blocked, index < prepared.count else { break }
-            try await self.waitToAppend(blocked, bytes: prepared[index].0.readableBytes, key: prepared[index].1, accepted: ids, of: prepared.count)
+            let bytes = BatchAccumulator.quotaBytes(bodyLength: prepared[index].0.readableBytes, attributesLength: prepared[index].2?.utf8.count)
+            try await self.waitToAppend(blocked, bytes: bytes, key: prepared[index].1, accepted: ids, of: prepared.count)
         }
         return ids
     }
@@ -279,7 +282,8 @@ extension DataProxyClient {
                     waiter.cancel()
                 }
             } catch let blocked as Blocked {
-                try await self.waitToAppend(blocked.reason, bytes: body.readableBytes, key: key, accepted: nil, of: 1)
+                let bytes = BatchAccumulator.quotaBytes(bodyLength: body.readableBytes, attributesLength: recordAttributes?.utf8.count)
+                try await self.waitToAppend(blocked.reason, bytes: bytes, key: key, accepted: nil, of: 1)
             }
         }
     }

@@ -46,6 +46,27 @@ import Testing
         #expect(accumulator.heldBytes == 3 * (10 + BatchAccumulator.recordOverhead))
     }
 
+    /// A record's own attributes are held and sent with it: they weigh against the byte quota too.
+    @Test func perRecordAttributesCountAgainstTheByteQuota() {
+        let key = BatchKey(group: "g", stream: "s", perRecordAttributes: true)
+        let attributes = String(repeating: "k=v&", count: 50)
+        let charge = 10 + 4 + attributes.utf8.count + BatchAccumulator.recordOverhead
+        var accumulator = self.makeAccumulator(maxRecords: 100, maxBytes: 10_000, quotaBytes: 2 * charge)
+        for id in UInt64(0)..<2 {
+            let result = accumulator.append(self.body(10), attributes: attributes, key: key, id: id, now: Self.start, wallSeconds: 7)
+            guard case .accepted = result else {
+                Issue.record("record \(id) was not accepted: \(result)")
+                return
+            }
+        }
+        #expect(accumulator.heldBytes == 2 * charge)
+        // Without the attributes counted, a third would still have fit the quota.
+        guard case .full = accumulator.append(self.body(10), attributes: attributes, key: key, id: 2, now: Self.start, wallSeconds: 7) else {
+            Issue.record("a third record was accepted past the quota")
+            return
+        }
+    }
+
     @Test func aRecordThatDoesNotFitSealsThePreviousBatch() {
         var accumulator = self.makeAccumulator(maxRecords: 100, maxBytes: 100)
         #expect(self.sealedCount(self.append(&accumulator, 60)) == nil)

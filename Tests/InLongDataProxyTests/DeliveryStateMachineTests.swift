@@ -51,13 +51,51 @@ import Testing
     func dispatch(_ machine: inout Machine, to proxy: Endpoint = proxyA, at now: Int = 0) -> DeliveryJob? {
         guard var job = machine.nextJob(now: self.at(now)).next?.job else { return nil }
         if job.frame == nil { job.frame = ByteBuffer(string: "frame") }
-        machine.submitted(job, to: proxy, now: self.at(now), spentBlock: nil)
+        _ = machine.submitted(job, to: proxy, now: self.at(now), spentBlock: nil)
         return job
     }
 
     func error(_ actions: Machine.Actions) -> DataProxyError? {
         guard case .failure(let error) = actions.finish.first?.result else { return nil }
         return error
+    }
+
+    // MARK: Handing over
+
+    /// The close deadline passes while the dispatcher hands a batch to a connection: the batch ends when the
+    /// dispatcher reports, as possibly sent when the connection took it (its bytes may be stored), not as not sent.
+    @Test func aBatchThatEndsWhileHandedOverIsPossiblySentWhenTheConnectionTookIt() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        var job = try #require(machine.nextJob(now: self.at(0)).next?.job)
+        job.frame = ByteBuffer(string: "frame")
+        _ = machine.closeRequested(now: self.at(1), deadline: self.at(2))
+        let atDeadline = machine.tick(now: self.at(2))
+        #expect(atDeadline.finish.isEmpty)
+        #expect(!machine.isFinished)
+        let submitted = machine.submitted(job, to: Self.proxyA, now: self.at(3), spentBlock: nil)
+        let error = try #require(self.error(submitted))
+        #expect(error.code == .shutDown)
+        #expect(error.persistence == .possiblySent)
+        #expect(error.proxy == Self.proxyA)
+        #expect(machine.isFinished)
+    }
+
+    /// The same at the delivery deadline, and the connection did not take it: not sent, and said once.
+    @Test func aBatchThatExpiresWhileHandedOverIsNotSentWhenNoConnectionTookIt() throws {
+        var machine = self.makeMachine(deliveryTimeout: .milliseconds(100))
+        self.append(&machine, 2)
+        var job = try #require(machine.nextJob(now: self.at(0)).next?.job)
+        job.frame = ByteBuffer(string: "frame")
+        #expect(machine.tick(now: self.at(150)).finish.isEmpty)
+        #expect(machine.tick(now: self.at(160)).finish.isEmpty)
+        let refused = machine.notSubmitted(job, spentBlock: nil)
+        #expect(refused.finish.count == 1)
+        let error = try #require(self.error(refused))
+        #expect(error.code == .deliveryTimeout || error.code == .noProxies)
+        #expect(error.persistence == .notSent)
+        #expect(machine.jobCount == 0)
+        #expect(machine.tick(now: self.at(200)).finish.isEmpty)
     }
 
     // MARK: Append

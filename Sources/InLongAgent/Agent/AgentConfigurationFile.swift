@@ -118,7 +118,7 @@ extension AgentConfiguration {
     /// | `maxUnackedBytes`, `maxUnackedBytesPerFile` | `INLONG_MAX_UNACKED_BYTES`, ... | read-ahead budgets |
     /// | `readSize`, `maxOpenFiles` | `INLONG_READ_SIZE`, `INLONG_MAX_OPEN_FILES` | reading |
     /// | `scanInterval`, `pollInterval`, `checkpointInterval` | `INLONG_SCAN_INTERVAL`, ... | seconds |
-    /// | `releaseAfter`, `shutdownTimeout`, `resendDelay` | `INLONG_RELEASE_AFTER`, ... | seconds |
+    /// | `releaseAfter`, `shutdownTimeout`, `resendDelay`, `stallAfter` | `INLONG_RELEASE_AFTER`, ... | seconds |
     /// | `compression` | `INLONG_COMPRESSION` | `false` to never compress |
     ///
     /// and every key of `DataProxyClient.Configuration(config:groups:)` for the client (`proxies`, `manager.url`,
@@ -154,6 +154,7 @@ extension AgentConfiguration {
         try seconds("releaseAfter", &self.releaseAfter)
         try seconds("shutdownTimeout", &self.shutdownTimeout)
         try seconds("resendDelay", &self.resendDelay)
+        try seconds("stallAfter", &self.stallAfter)
     }
 }
 

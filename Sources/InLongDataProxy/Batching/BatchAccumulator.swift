@@ -80,6 +80,12 @@ struct BatchAccumulator {
         InLongRecordBlock.recordOverhead + bodyLength + (attributesLength.map { 4 + $0 } ?? 0)
     }
 
+    /// What a record weighs against the byte quota, before ``recordOverhead``: its body and its own attributes
+    /// (they are held and sent with it).
+    static func quotaBytes(bodyLength: Int, attributesLength: Int?) -> Int {
+        bodyLength + (attributesLength.map { 4 + $0 } ?? 0)
+    }
+
     /// Whether the quota has room for a record of `bytes`. An empty client always has room for one record, so
     /// that a record larger than the byte quota cannot wait forever.
     func hasRoom(forBytes bytes: Int) -> Bool {
@@ -98,8 +104,9 @@ struct BatchAccumulator {
         wallSeconds: UInt32,
         observer: RecordObserver = .none
     ) -> AppendResult {
-        let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
-        let charge = body.readableBytes + Self.recordOverhead
+        let attributesLength = attributes?.utf8.count
+        let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: attributesLength)
+        let charge = Self.quotaBytes(bodyLength: body.readableBytes, attributesLength: attributesLength) + Self.recordOverhead
         guard self.hasRoom(forBytes: charge) else { return .full }
         // One hash of the key per record (the key holds strings), and the open batch changed in place through its
         // index: reading it through the dictionary would copy it (retains of its block, ids and observers).

@@ -22,6 +22,12 @@ struct DeliveryJob: Sendable {
     var mayHaveBeenDelivered = false
     /// Waited for its group's proxies to be discovered (a group first used after start).
     var awaitedRoute = false
+    /// The dispatcher took it and is handing it to a connection: whether its bytes get written is not known until
+    /// it reports back.
+    var handingOver = false
+    /// It ended (its deadline, the close) while handed over: it fails with this once the dispatcher reports, as
+    /// possibly sent if the connection took it.
+    var endedWhileHandingOver: DataProxyError?
 
     /// What a failure of this job is reported as now.
     var persistence: DataProxyError.Persistence { self.mayHaveBeenDelivered ? .possiblySent : .notSent }

@@ -156,7 +156,8 @@ struct DeliveryStateMachine<Waiter> {
         case .closing:
             self.ready.isEmpty && self.pending.isEmpty && self.awaitingRoute.isEmpty
                 && self.accumulator.heldRecords == self.reportHeldRecords
-        case .closed: true
+        // A job the dispatcher was handing over when everything failed ends when it reports.
+        case .closed: self.pending.isEmpty
         }
     }
 
@@ -276,6 +277,7 @@ struct DeliveryStateMachine<Waiter> {
             // A retry avoids the proxy that holds (or lost) the unacked original, while another is ready; the pool
             // avoids failing proxies itself.
             let avoiding: Set<Endpoint> = job.lastProxy.map { [$0] } ?? []
+            job.handingOver = true
             self.pending[job.id] = job
             self.releaseBacklogWaitersIfDue(&actions)
             return (job, avoiding)
@@ -290,17 +292,40 @@ struct DeliveryStateMachine<Waiter> {
         self.resumeBacklogWaiters(&actions)
     }
 
-    /// The dispatcher submitted `job` (encoded) to a connection to `proxy`.
-    mutating func submitted(_ job: DeliveryJob, to proxy: Endpoint?, now: ContinuousClock.Instant, spentBlock: ByteBuffer?) {
+    /// The dispatcher submitted `job` (encoded) to a connection to `proxy`. A job that ended meanwhile (its
+    /// deadline, the close) fails now, as possibly sent: its bytes were handed to the connection.
+    mutating func submitted(_ job: DeliveryJob, to proxy: Endpoint?, now: ContinuousClock.Instant, spentBlock: ByteBuffer?) -> Actions {
+        var actions = Actions()
         self.backlog.stalled = false
-        if self.pending[job.id] != nil {
-            var job = job
-            job.attempts += 1
-            job.lastProxy = proxy
-            job.sentAt = now
-            self.pending[job.id] = job
-        }
         if let spentBlock { self.accumulator.recycle(spentBlock) }
+        guard let held = self.pending[job.id] else { return actions }
+        var job = job
+        job.handingOver = false
+        job.attempts += 1
+        job.lastProxy = proxy
+        job.sentAt = now
+        if var error = held.endedWhileHandingOver {
+            self.pending[job.id] = nil
+            job.mayHaveBeenDelivered = true
+            error.persistence = .possiblySent
+            error.attempts = job.attempts
+            error.proxy = proxy
+            self.finish(job, .failure(error), actions: &actions)
+            actions.wakeDispatcher = true
+            return actions
+        }
+        self.pending[job.id] = job
+        return actions
+    }
+
+    /// The job ended while the dispatcher handed it over and the dispatcher reports that it did not reach a
+    /// connection: it fails with what ended it, as sent or not before.
+    private mutating func endIfEndedWhileHandingOver(_ job: DeliveryJob, actions: inout Actions) -> Bool {
+        guard let error = self.pending[job.id]?.endedWhileHandingOver else { return false }
+        self.pending[job.id] = nil
+        self.finish(job, .failure(error), actions: &actions)
+        actions.wakeDispatcher = true
+        return true
     }
 
     /// No connection could take `job` (starting, or every proxy down): it goes back to the front of the queue,
@@ -308,7 +333,10 @@ struct DeliveryStateMachine<Waiter> {
     mutating func notSubmitted(_ job: DeliveryJob, spentBlock: ByteBuffer?) -> Actions {
         var actions = Actions()
         if let spentBlock { self.accumulator.recycle(spentBlock) }
+        if self.endIfEndedWhileHandingOver(job, actions: &actions) { return actions }
         guard self.pending.removeValue(forKey: job.id) != nil else { return actions }
+        var job = job
+        job.handingOver = false
         self.ready.prepend(job)
         self.backlog.stalled = true
         self.resumeBacklogWaiters(&actions)
@@ -319,7 +347,9 @@ struct DeliveryStateMachine<Waiter> {
     /// ``routeReady(_:)`` or its deadline.
     mutating func awaitRoute(_ job: DeliveryJob) -> Actions {
         var actions = Actions()
+        if self.endIfEndedWhileHandingOver(job, actions: &actions) { return actions }
         guard var job = self.pending.removeValue(forKey: job.id) else { return actions }
+        job.handingOver = false
         if self.routedGroups.contains(job.batch.key.group) {
             self.ready.prepend(job)
             actions.wakeDispatcher = true
@@ -476,8 +506,17 @@ struct DeliveryStateMachine<Waiter> {
         // the transport keeps it.
         if !self.pending.isEmpty {
             let retrying = Set(self.retries.map(\.id))
-            for (id, job) in self.pending where now >= job.deadline && !retrying.contains(id) {
+            let expired = self.pending.filter { now >= $0.value.deadline && !retrying.contains($0.key) }
+            for (id, job) in expired {
                 var job = job
+                if job.handingOver {
+                    // Whether it reaches a connection is not known yet: it ends when the dispatcher reports.
+                    if job.endedWhileHandingOver == nil {
+                        let error = self.expired(job)
+                        self.pending[id]?.endedWhileHandingOver = error
+                    }
+                    continue
+                }
                 self.pending[id] = nil
                 if job.sentAt != nil { job.mayHaveBeenDelivered = true }
                 self.finish(job, .failure(self.expired(job)), actions: &actions)
@@ -586,12 +625,19 @@ struct DeliveryStateMachine<Waiter> {
         var jobs = Array(self.ready)
         for waiting in self.awaitingRoute.values { jobs += waiting }
         self.awaitingRoute.removeAll()
+        var handingOver: [Int: DeliveryJob] = [:]
         for var job in self.pending.values {
+            if job.handingOver {
+                // It ends when the dispatcher reports whether a connection took it, as sent or not.
+                job.endedWhileHandingOver = job.endedWhileHandingOver ?? self.shutDown(job)
+                handingOver[job.id] = job
+                continue
+            }
             if job.sentAt != nil, !self.retries.contains(where: { $0.id == job.id }) { job.mayHaveBeenDelivered = true }
             jobs.append(job)
         }
         self.ready.removeAll()
-        self.pending.removeAll()
+        self.pending = handingOver
         self.retries.removeAll()
         for job in jobs.sorted(by: { $0.id < $1.id }) {
             self.finish(job, .failure(self.shutDown(job)), actions: &actions)
