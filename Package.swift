@@ -212,6 +212,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Seeded, deterministic simulations of the pure machines on a simulated clock (scripts/simulate.sh runs
+        // them long): no sockets, no sleeping.
+        .testTarget(
+            name: "InLongSimulationTests",
+            dependencies: [
+                "InLongAgent",
+                "InLongDataProxy",
+                "InLongTransport",
+                "InLongWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "InLongSnappyTests",
             dependencies: ["InLongSnappy"],

@@ -4,6 +4,10 @@ import InLongWire
 import NIOCore
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Sending ready jobs to connections, in order, and feeding their outcomes back.
 extension DataProxyClient {
     /// Submits ready jobs in order, from one task, so that batches of a stream go out in the order they were
@@ -108,6 +112,11 @@ extension DataProxyClient {
                 flags = InLongWireConstants.snappyFlag
             }
         }
+        var attributes = "groupId=\(key.group)&streamId=\(key.stream)" + (key.messageAttributes.isEmpty ? "" : "&" + key.messageAttributes)
+        if extendedField.contains(.trace) {
+            // The trace bit promises the client's hop: where it left and when (the proxy adds node2ip and rtime2).
+            attributes += "&node1ip=\(TraceHop.localIPv4)&rtime1=\(TraceHop.epochMilliseconds())"
+        }
         let message = InLongBinaryMessage(
             typeFlags: flags,
             extendedField: extendedField,
@@ -115,10 +124,39 @@ extension DataProxyClient {
             count: UInt16(job.batch.recordCount),
             uniq: job.uniq,
             body: block,
-            attributes: "groupId=\(key.group)&streamId=\(key.stream)" + (key.messageAttributes.isEmpty ? "" : "&" + key.messageAttributes)
+            attributes: attributes
         )
         var frame = ByteBufferAllocator().buffer(capacity: message.frameLength)
         try message.encode(into: &frame)
         return frame
+    }
+}
+
+/// What trace mode writes of the client's hop (C++ `extend_field` bit 1): `node1ip` and `rtime1`.
+enum TraceHop {
+    /// The first IPv4 address of an interface that is up and not loopback, else 127.0.0.1; looked up once.
+    static let localIPv4: String = {
+        var addresses: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&addresses) == 0, let first = addresses else { return "127.0.0.1" }
+        defer { freeifaddrs(addresses) }
+        var found: String?
+        for interface in sequence(first: first, next: { $0.pointee.ifa_next }) {
+            let flags = Int32(interface.pointee.ifa_flags)
+            guard let address = interface.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET),
+                flags & Int32(IFF_UP) != 0, flags & Int32(IFF_LOOPBACK) == 0
+            else { continue }
+            var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(address, socklen_t(MemoryLayout<sockaddr_in>.size), &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 {
+                found = String(cString: host)
+                break
+            }
+        }
+        return found ?? "127.0.0.1"
+    }()
+
+    static func epochMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1_000 + Int64(now.tv_nsec) / 1_000_000
     }
 }

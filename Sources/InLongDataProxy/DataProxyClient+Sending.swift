@@ -131,7 +131,14 @@ extension DataProxyClient {
     /// record.
     private func tracked(_ append: (DeliveryTracker) async throws -> DataProxyRecordIDs) async throws -> DeliveryReceipt {
         let tracker = DeliveryTracker()
-        _ = try await append(tracker)
+        do {
+            _ = try await append(tracker)
+        } catch var error as DataProxyError where error.acceptedRecords.map({ !$0.isEmpty }) ?? false {
+            // Part of the call was accepted: its records still end, and the caller can await them.
+            tracker.seal()
+            error.acceptedReceipt = DeliveryReceipt(tracker: tracker)
+            throw error
+        }
         tracker.seal()
         return DeliveryReceipt(tracker: tracker)
     }
@@ -175,7 +182,7 @@ extension DataProxyClient {
         var index = 0
         let observer: RecordObserver = tracker.map { .tracker($0) } ?? .none
         while index < prepared.count {
-            try Task.checkCancellation()
+            try Self.checkCancellation(key: prepared[index].1, accepted: ids, of: prepared.count)
             let (run, blocked, tooLarge) = self.withMachine { machine -> ((DataProxyRecordIDs, Machine.Blocked?, Int?), Machine.Actions) in
                 var actions = Machine.Actions()
                 let now = ContinuousClock.now
@@ -231,7 +238,7 @@ extension DataProxyClient {
         var ids = DataProxyRecordIDs()
         var index = 0
         while index < records.count {
-            try Task.checkCancellation()
+            try Self.checkCancellation(key: key, accepted: ids, of: records.count)
             let (run, blocked, actions) = self.withMachineState {
                 $0.appendRun(records[index...], key: key, now: .now, wallSeconds: wallClockSeconds(), tracker: tracker)
             }
@@ -321,7 +328,22 @@ extension DataProxyClient {
         } onCancel: {
             if let id = ticket.cancel() { self.cancelWait(id) }
         }
-        try Task.checkCancellation()
+        try Self.checkCancellation(key: key, accepted: accepted, of: count)
+    }
+
+    /// `CancellationError` when the task is cancelled, or, for a call of many records that accepted some already,
+    /// ``DataProxyError/Code/cancelled`` naming them: a bare `CancellationError` would lose their ids.
+    static func checkCancellation(key: BatchKey, accepted: DataProxyRecordIDs?, of count: Int) throws {
+        guard Task.isCancelled else { return }
+        guard let accepted, !accepted.isEmpty else { throw CancellationError() }
+        var error = DataProxyError(
+            .cancelled,
+            "the task was cancelled; \(accepted.count) of \(count) records were accepted",
+            group: key.group,
+            stream: key.stream
+        )
+        error.acceptedRecords = accepted
+        throw error
     }
 
     func cancelWait(_ id: Int) {

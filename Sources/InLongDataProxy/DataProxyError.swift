@@ -8,7 +8,7 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
         private enum Base: Hashable, Sendable {
             case bufferFull, messageTooLarge, invalidArgument, shutDown, deliveryTimeout, serverRejected
             case connectionFailed, noProxies, discoveryFailed, invalidConfiguration
-            case requestTimeout, notConnected, connectionLost
+            case requestTimeout, notConnected, connectionLost, cancelled
         }
 
         private let base: Base
@@ -40,6 +40,10 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
         public static let discoveryFailed = Code(.discoveryFailed)
         /// The configuration cannot be used.
         public static let invalidConfiguration = Code(.invalidConfiguration)
+        /// The calling task was cancelled while a call of many records waited to accept the rest: the records it
+        /// accepted are in ``DataProxyError/acceptedRecords`` (and ``DataProxyError/acceptedReceipt``), and are
+        /// delivered and reported as usual.
+        public static let cancelled = Code(.cancelled)
 
         public var description: String {
             switch self.base {
@@ -56,6 +60,7 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
             case .requestTimeout: "requestTimeout"
             case .notConnected: "notConnected"
             case .connectionLost: "connectionLost"
+            case .cancelled: "cancelled"
             }
         }
     }
@@ -64,7 +69,8 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
     /// been written, the batch is ``possiblySent`` whatever happens after (a later refusal or rejection does not
     /// undo an earlier write).
     public enum Persistence: Sendable, Hashable {
-        /// No request carrying the records was ever written to a proxy: resending cannot duplicate them.
+        /// No proxy can have stored the records: no request carrying them was written, or every one written was
+        /// refused with an error code. Resending cannot duplicate them.
         case notSent
         /// A request was written (or may have been), but no ack came back: the proxy may have stored them, and
         /// resending may duplicate them.
@@ -94,6 +100,9 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
     /// For a `send(contentsOf:)` call that failed part way: the records it accepted before the failure (they
     /// end in delivery reports like any other).
     public var acceptedRecords: DataProxyRecordIDs?
+    /// For a `sendWithReceipt(contentsOf:)` call that failed part way: a receipt for the records it accepted, to
+    /// await their outcome.
+    public var acceptedReceipt: DeliveryReceipt?
 
     public init(
         _ code: Code,

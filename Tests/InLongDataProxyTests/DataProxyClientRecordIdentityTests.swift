@@ -135,6 +135,34 @@ import Testing
         }
     }
 
+    /// A call of many records cancelled while it waits for room: it names the records it accepted (a bare
+    /// `CancellationError` would lose them) and hands a receipt for them, which ends as they end.
+    @Test func aCallCancelledPartWayNamesWhatItAccepted() async throws {
+        try await withReceiver { receiver in
+            receiver.updateFaults { $0.dropAcks = true }
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.buffer.maxRecords = 100
+            configuration.batching.maxRecords = 10
+            configuration.retry.deliveryTimeout = .seconds(60)
+            try await withDataProxyClient(configuration: configuration, closeDeadline: .milliseconds(100)) { client in
+                let bodies = (0..<1_000).map { ByteBuffer(string: "cancelled-\($0)") }
+                let call = Task { try await client.sendWithReceipt(contentsOf: bodies, group: "g", stream: "s") }
+                #expect(await eventually { client.statistics().heldRecords == 100 })
+                call.cancel()
+                do {
+                    _ = try await call.value
+                    Issue.record("a call that could not accept every record returned")
+                } catch let error as DataProxyError {
+                    #expect(error.code == .cancelled)
+                    #expect(error.acceptedRecords == DataProxyRecordIDs(0..<100))
+                    let receipt = try #require(error.acceptedReceipt)
+                    #expect(receipt.records == DataProxyRecordIDs(0..<100))
+                    #expect(!receipt.isComplete)
+                }
+            }
+        }
+    }
+
     @Test func aSummaryNamesTheFailedRecordsAndWhy() async throws {
         try await withReceiver { receiver in
             receiver.updateFaults { $0.dropAcks = true }

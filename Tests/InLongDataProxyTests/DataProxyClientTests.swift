@@ -38,6 +38,28 @@ import Testing
         }
     }
 
+    /// Trace mode sets the bit and writes what it promises: the client's `node1ip` and send time `rtime1`.
+    @Test func traceModeWritesTheClientsHop() async throws {
+        try await withReceiver { receiver in
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.batching.extendedField = .trace
+            let before = Int64(Date().timeIntervalSince1970 * 1_000)
+            try await withDataProxyClient(configuration: configuration) { client in
+                try await client.send("traced", group: "g", stream: "s")
+                #expect(await client.flush())
+            }
+            let message = try #require(receiver.memorySink.messages.first)
+            let pairs = Dictionary(
+                message.attributes.split(separator: "&").map { $0.split(separator: "=", maxSplits: 1).map(String.init) }.filter { $0.count == 2 }.map { ($0[0], $0[1]) },
+                uniquingKeysWith: { first, _ in first }
+            )
+            let node = try #require(pairs["node1ip"])
+            #expect(node.split(separator: ".").count == 4)
+            let sentAt = try #require(pairs["rtime1"].flatMap { Int64($0) })
+            #expect(sentAt >= before && sentAt <= Int64(Date().timeIntervalSince1970 * 1_000))
+        }
+    }
+
     @Test func manyGroupsAndStreamsAtOnce() async throws {
         try await withReceiver { receiver in
             let configuration = clientConfiguration(ports: [try await receiver.port()])

@@ -644,8 +644,11 @@ struct DeliveryStateMachine<Waiter> {
         }
         self.phase = .closed
         self.resumeAllSenders(&actions)
-        for (_, flush) in self.flushWaiters { actions.resumeFlushes.append((flush.waiter, true)) }
-        self.flushWaiters.removeAll()
+        // Jobs being handed over end when the dispatcher reports; the flushes behind them resume then.
+        if self.pending.isEmpty {
+            for (_, flush) in self.flushWaiters { actions.resumeFlushes.append((flush.waiter, true)) }
+            self.flushWaiters.removeAll()
+        }
         actions.wakeDispatcher = true
         return actions
     }

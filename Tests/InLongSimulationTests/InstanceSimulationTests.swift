@@ -14,7 +14,9 @@ import Testing
         var step: Int
         var invariant: String
         var detail: String
-        var description: String { "seed \(self.seed), step \(self.step): \(self.invariant): \(self.detail)" }
+        var description: String {
+            "instance seed \(self.seed), step \(self.step): \(self.invariant): \(self.detail)\nreplay: INLONG_SIMULATION_SEED=\(self.seed) swift test --filter InstanceSimulationTests"
+        }
     }
 
     /// A source of `total` bytes that becomes readable over time; a read is a position (its sequence number).
@@ -282,10 +284,15 @@ import Testing
         }
     }
 
-    @Test(arguments: 0..<300)
-    func sharedBudgetSchedules(seed: UInt64) throws {
-        var sim = Sim(seed: seed)
-        try sim.run()
+    @Test func sharedBudgetSchedules() throws {
+        let seeds = SimulationRuns.seeds(300)
+        var events = 0
+        for seed in seeds {
+            var sim = Sim(seed: seed)
+            try sim.run()
+            events += sim.step
+        }
+        SimulationRuns.report("instances sharing a budget", events: events, seeds: seeds.count)
     }
 
     /// The schedule of the issue: four files behind slow acks and a budget of three reads. Every instance holds

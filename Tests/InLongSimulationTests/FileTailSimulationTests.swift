@@ -82,7 +82,9 @@ struct ScriptedWriter {
         var seed: UInt64
         var invariant: String
         var detail: String
-        var description: String { "seed \(self.seed): \(self.invariant): \(self.detail)" }
+        var description: String {
+            "file tail seed \(self.seed): \(self.invariant): \(self.detail)\nreplay: INLONG_SIMULATION_SEED=\(self.seed) swift test --filter FileTailSimulationTests"
+        }
     }
 
     /// What the tail returned so far, checked against what the writer wrote.
@@ -190,14 +192,18 @@ struct ScriptedWriter {
         }
     }
 
-    @Test(arguments: 0..<64)
-    func aCopytruncateAfterTheReaderCaughtUpLosesNothing(seed: UInt64) throws {
-        try Self.run(seed: seed, steps: 300, cooperative: true)
+    @Test func aCopytruncateAfterTheReaderCaughtUpLosesNothing() throws {
+        let seeds = SimulationRuns.seeds(64)
+        let steps = SimulationRuns.steps(300)
+        for seed in seeds { try Self.run(seed: seed, steps: steps, cooperative: true) }
+        SimulationRuns.report("file tail, reader kept up", events: seeds.count * steps, seeds: seeds.count)
     }
 
-    @Test(arguments: 1000..<1064)
-    func aCopytruncateAtAnyMomentNeverMixesGenerationsOrSkipsLines(seed: UInt64) throws {
-        try Self.run(seed: seed, steps: 300, cooperative: false)
+    @Test func aCopytruncateAtAnyMomentNeverMixesGenerationsOrSkipsLines() throws {
+        let seeds = SimulationRuns.seeds(64, offset: 1_000)
+        let steps = SimulationRuns.steps(300)
+        for seed in seeds { try Self.run(seed: seed, steps: steps, cooperative: false) }
+        SimulationRuns.report("file tail, truncated at any look", events: seeds.count * steps, seeds: seeds.count)
     }
 
     /// The schedule of the issue: the tail at the end of the file, then a copytruncate and the file filled again
