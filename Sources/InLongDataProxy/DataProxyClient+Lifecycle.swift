@@ -116,6 +116,7 @@ extension DataProxyClient {
             }
         }
         var lastRefresh = ContinuousClock.now
+        var lastSpareCheck = ContinuousClock.now
         while !Task.isCancelled {
             // Groups met by the dispatcher with no proxies of their own, and first discoveries that failed.
             for group in router.unroutedGroups where !known.contains(group) {
@@ -134,6 +135,15 @@ extension DataProxyClient {
                 lastRefresh = .now
                 for group in known where retries[group] == nil {
                     _ = await self.discover(group, discovery: discovery, router: router, useCache: false)
+                }
+            }
+            // A proxy the Manager still lists but the pool avoids gives its slot to a spare.
+            if ContinuousClock.now - lastSpareCheck >= .seconds(1) {
+                lastSpareCheck = .now
+                if router.replaceAvoidedProxies() {
+                    self.logger.notice("failing proxies replaced by spares", metadata: ["inlong.proxies": "\(router.endpoints)"])
+                    let endpoints = router.endpoints
+                    self.withMachineState { $0.proxiesChanged(endpoints) }
                 }
             }
             try? await Task.sleep(for: .milliseconds(50))

@@ -1,8 +1,9 @@
 import AsyncHTTPClient
-import InLongDataProxy
+@testable import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongTestUtils
 import InLongTransport
+import InLongWire
 import NIOCore
 import NIOSSL
 import Synchronization
@@ -69,6 +70,34 @@ import Testing
             #expect(Set(self.bodies(clusterA)) == Set((0..<200).map { "a\($0)" }))
             #expect(Set(self.bodies(clusterB)) == Set((0..<200).map { "b\($0)" }))
             #expect(clusterA.allSatisfy { $0.memorySink.messages.allSatisfy { $0.group == "ga" } })
+        }
+    }
+
+    /// The client's subset holds only proxies that refuse, while the Manager also lists a live one: the failing
+    /// members give their slots to the spare (as the C++ SDK's reserve proxies), and the records arrive.
+    @Test func deadProxiesTheManagerStillListsAreReplacedBySpares() async throws {
+        try await self.withCluster(receivers: 1) { receivers, manager in
+            let dead = [ClosedPort(), ClosedPort()]
+            let live = try await self.nodes(receivers)[0]
+            let listed = dead.map { DataProxyManagerServer.Node(ip: "127.0.0.1", port: $0.endpoint.port) } + [live]
+            manager.setAnswer(.init(clusterID: 1, nodes: listed), for: "g")
+            // A seed whose first choice of two is the two dead proxies.
+            let endpoints = listed.map { Endpoint(host: $0.ip, port: $0.port) }
+            let seed = try #require((UInt64(0)..<500).first { seed in
+                var generator = SplitMix64(seed: seed)
+                return Set(ProxySubset.update(current: [], listed: endpoints, size: 2, using: &generator)) == Set(dead.map(\.endpoint))
+            })
+            var configuration = try await self.configuration(manager: manager, groups: ["g"])
+            configuration.connection.maxProxies = 2
+            configuration.connection.subsetSeed = seed
+            configuration.connection.ejectAfterFailures = 1
+            configuration.connection.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(100), multiplier: 2, jitter: 0)
+            try await withDataProxyClient(configuration: configuration) { client in
+                for index in 0..<50 { try await client.send("spare-\(index)", group: "g", stream: "s") }
+                #expect(await client.flush(timeout: .seconds(60)))
+                #expect(client.statistics().reachableProxies.contains(Endpoint(host: live.ip, port: live.port)))
+            }
+            #expect(Set(self.bodies(receivers)) == Set((0..<50).map { "spare-\($0)" }))
         }
     }
 

@@ -122,6 +122,37 @@ final class ProxyRouter: Sendable {
         return changed
     }
 
+    /// Swaps failing subset members (still listed) for listed spares; returns whether a subset changed.
+    @discardableResult
+    func replaceAvoidedProxies() -> Bool {
+        // The pools' health is read first, outside the router's lock: no lock is taken inside another. Failing:
+        // avoided after failed requests, or not connected with a connect error (a refused or unreachable proxy
+        // never gets a request to fail).
+        let avoided = Dictionary(uniqueKeysWithValues: self.clusterPools.map { key, pool in
+            let unreachable = pool.connections.filter { $0.connectivityState != .ready && $0.statistics().lastConnectError != nil }
+            return (key, pool.avoidedEndpoints.union(unreachable.map { $0.configuration.endpoints[0] }))
+        })
+        let updates = self.state.withLock { state -> [(Pool, [Endpoint])] in
+            guard !state.closed else { return [] }
+            var updates: [(Pool, [Endpoint])] = []
+            for (key, var cluster) in state.clusters {
+                guard let avoided = avoided[key], !avoided.isDisjoint(with: cluster.subset) else { continue }
+                let subset = ProxySubset.replacing(avoided: avoided, in: cluster.subset, listed: cluster.listed, using: &state.generator)
+                guard subset != cluster.subset else { continue }
+                cluster.subset = subset
+                state.clusters[key] = cluster
+                updates.append((cluster.pool, subset))
+            }
+            return updates
+        }
+        for (pool, subset) in updates { pool.updateEndpoints(subset) }
+        return !updates.isEmpty
+    }
+
+    private var clusterPools: [(key: ClusterKey, pool: Pool)] {
+        self.state.withLock { $0.clusters.map { ($0.key, $0.value.pool) } }
+    }
+
     /// Every proxy in use, over all clusters.
     var endpoints: [Endpoint] {
         self.state.withLock { state in
