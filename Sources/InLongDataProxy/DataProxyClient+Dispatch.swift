@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 import InLongTransport
 import InLongWire
 import NIOCore
@@ -147,7 +148,7 @@ enum TraceHop {
             else { continue }
             var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
             if getnameinfo(address, socklen_t(MemoryLayout<sockaddr_in>.size), &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 {
-                found = String(cString: host)
+                found = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 break
             }
         }
@@ -155,8 +156,6 @@ enum TraceHop {
     }()
 
     static func epochMilliseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1_000 + Int64(now.tv_nsec) / 1_000_000
+        Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down))
     }
 }

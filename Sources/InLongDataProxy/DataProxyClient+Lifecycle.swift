@@ -140,7 +140,7 @@ extension DataProxyClient {
             // A proxy the Manager still lists but the pool avoids gives its slot to a spare.
             if ContinuousClock.now - lastSpareCheck >= .seconds(1) {
                 lastSpareCheck = .now
-                if router.replaceAvoidedProxies() {
+                if router.replaceFailingProxies() {
                     self.logger.notice("failing proxies replaced by spares", metadata: ["inlong.proxies": "\(router.endpoints)"])
                     let endpoints = router.endpoints
                     self.withMachineState { $0.proxiesChanged(endpoints) }

@@ -38,14 +38,15 @@ import Testing
         var generator = SplitMix64(seed: 3)
         let current = Array(self.listed.prefix(4))
         let avoided: Set = [current[1], current[3], self.listed[4]]
-        let replaced = ProxySubset.replacing(avoided: avoided, in: current, listed: self.listed, using: &generator)
+        let cooling: Set = [self.listed[5]]
+        let replaced = ProxySubset.replacing(failing: avoided, unavailable: cooling, in: current, listed: self.listed, using: &generator)
         #expect(replaced.count == 4)
         #expect(replaced[0] == current[0] && replaced[2] == current[2])
-        #expect(replaced.allSatisfy { !avoided.contains($0) })
+        #expect(replaced.allSatisfy { !avoided.contains($0) && !cooling.contains($0) })
         #expect(Set(replaced).count == 4)
         // No spare left: the member stays.
         let small = Array(self.listed.prefix(2))
-        #expect(ProxySubset.replacing(avoided: [small[0]], in: small, listed: small, using: &generator) == small)
+        #expect(ProxySubset.replacing(failing: [small[0]], in: small, listed: small, using: &generator) == small)
     }
 
     @Test func aListSmallerThanTheSubsetIsUsedWhole() {

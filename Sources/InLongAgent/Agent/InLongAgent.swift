@@ -218,6 +218,8 @@ public final class InLongAgent: Service, Sendable {
             // The memory bounds are the agent's, shared out: each group may hold its part.
             client.buffer.maxBytes = max(client.buffer.maxBytes / share, 1 << 20)
             client.buffer.maxRecords = max(client.buffer.maxRecords / share, 1_000)
+            // The agent's own budgets bound what it reads: a full client makes it wait, not fail and resend.
+            client.buffer.whenFull = .wait
             var logger = self.logger
             logger[metadataKey: "inlong.group"] = "\(group)"
             lanes[group] = Lane(

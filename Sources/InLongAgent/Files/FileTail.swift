@@ -125,6 +125,13 @@ public final class FileTail {
     /// truncated in place: it is read again from its start (outstanding lines are forgotten, their late acks
     /// ignored).
     public func readLines(maxBytes: Int, chunkSize: Int = 64 << 10) throws -> Read? {
+        // A fingerprint shorter than its full size (a file opened small, or just truncated) grows with the file,
+        // after the read checked that it is still the same content: an empty one would match any file.
+        defer {
+            if self.identity.fingerprintLength < Checkpoint.FileIdentity.fingerprintSize, self.size > self.identity.fingerprintLength, !self.restartPending {
+                self.identity = self.identity.refingerprinted(from: self.file)
+            }
+        }
         self.size = try self.file.size()
         if self.restartPending || self.size < self.splitter.offset { self.restart() }
         // Bodies straight from the splitter, empty lines left out (they are not records): no second array.

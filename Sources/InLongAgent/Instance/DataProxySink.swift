@@ -20,8 +20,8 @@ struct PendingRecord: Sendable {
 protocol InstanceSink: Sendable {
     associatedtype Delivery: Sendable
 
-    /// Sends `records`; returns the deliveries that carry them and the records that could not be set aside now
-    /// (a dead-letter write failed). Throws when nothing more can be sent (the client closed).
+    /// Sends `records`; returns the deliveries that carry them and the records still owed (not accepted now, or a
+    /// dead-letter write failed). Throws only when nothing more can be sent (the client closed).
     func send(_ records: [ByteBuffer], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
     /// Sends again or sets aside `records`, as ``send(_:origin:)``.
     func retry(_ records: [PendingRecord], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
@@ -67,6 +67,16 @@ struct DataProxySink: InstanceSink {
                 }
             }
             return (deliveries, owed)
+        } catch let error as DataProxyError where error.code != .shutDown {
+            // Not accepted now (the buffer full with `whenFull: fail`, a limit lowered meanwhile, ...): what the
+            // call accepted goes on under its receipt, the rest is owed and tried again.
+            let accepted = error.acceptedReceipt == nil ? 0 : error.acceptedRecords?.count ?? 0
+            let deliveries = error.acceptedReceipt.map { [Delivery(receipt: $0, records: Array(records.prefix(accepted)))] } ?? []
+            self.logger.warning(
+                "cannot send; the lines stay pending and are tried again",
+                metadata: ["inlong.source": "\(origin)", "inlong.records": "\(records.count - accepted)", "inlong.error": "\(error)"]
+            )
+            return (deliveries, records.dropFirst(accepted).map { PendingRecord(body: $0) })
         }
     }
 

@@ -47,7 +47,11 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
                     self.apply(machine.acquired(taken))
                 } else {
                     let taken = await self.wait(for: wake, budget: bytes)
-                    if taken > 0 { self.apply(machine.acquired(taken)) }
+                    if taken > 0 {
+                        self.apply(machine.acquired(taken))
+                    } else {
+                        machine.budgetNotTaken()
+                    }
                 }
             case .wait(let wake):
                 _ = await self.wait(for: wake, budget: nil)

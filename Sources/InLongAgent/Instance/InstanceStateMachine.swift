@@ -91,6 +91,8 @@ struct InstanceStateMachine<Position, Delivery, Record> {
     /// Reading waits until then: the source had nothing new, or failed.
     private var readAt: ContinuousClock.Instant?
     private var exhausted = false
+    /// A wait for budget ended without it while nothing was in flight: look at the source before waiting again.
+    private var lookAtSource = false
 
     init(limits: Limits) {
         self.limits = limits
@@ -125,17 +127,28 @@ struct InstanceStateMachine<Position, Delivery, Record> {
             return .resend(entry: self.entries[index].id, records: records)
         }
         if self.heldForRead > 0 { return .read(maxBytes: self.heldForRead) }
-        let wake = Wake(outcome: self.firstInFlight, until: self.earliest(self.nextResend, self.readAt))
-        let mayRead = self.readAt.map { now >= $0 } ?? true
-        if mayRead, self.unackedBytes < self.limits.maxUnackedBytes {
-            self.readAt = nil
-            return .acquire(bytes: self.limits.readSize, wake: Wake(outcome: wake.outcome, until: self.nextResend))
-        }
-        if self.entries.isEmpty, let readAt = self.readAt {
+        if self.entries.isEmpty {
             if self.exhausted {
                 self.phase = .finished(.released)
                 return .finish(.released)
             }
+            if self.lookAtSource {
+                // Waited for budget with nothing in flight: the source may be done (a rotated file whose group is
+                // stalled gives its slot back instead of holding it for the budget).
+                self.lookAtSource = false
+                return .idle(until: now)
+            }
+        }
+        let wake = Wake(outcome: self.firstInFlight, until: self.earliest(self.nextResend, self.readAt))
+        let mayRead = self.readAt.map { now >= $0 } ?? true
+        if mayRead, self.unackedBytes < self.limits.maxUnackedBytes {
+            self.readAt = nil
+            // With nothing in flight no outcome wakes the wait: it gives up after a poll interval and looks at
+            // the source.
+            let until = wake.outcome == nil ? self.earliest(self.nextResend, now + self.limits.pollInterval) : self.nextResend
+            return .acquire(bytes: self.limits.readSize, wake: Wake(outcome: wake.outcome, until: until))
+        }
+        if self.entries.isEmpty, let readAt = self.readAt {
             return .idle(until: readAt)
         }
         return .wait(wake)
@@ -224,17 +237,28 @@ struct InstanceStateMachine<Position, Delivery, Record> {
     /// A wait ended with nothing to report (its time came, or the budget or an outcome woke it).
     mutating func woke() {}
 
-    /// No more reads or resends; what is in flight gets until `deadline` (`nil`: until it ends).
-    mutating func stop(deadline: ContinuousClock.Instant?) {
-        guard case .running = self.phase else { return }
-        self.phase = .stopping(deadline: deadline)
+    /// A wait for budget ended without it.
+    mutating func budgetNotTaken() {
+        if self.entries.isEmpty { self.lookAtSource = true }
     }
 
-    /// The client closed: nothing more can be sent.
+    /// No more reads or resends; what is in flight gets until `deadline` (`nil`: until it ends). A later stop
+    /// with a deadline sets one where there was none.
+    mutating func stop(deadline: ContinuousClock.Instant?) {
+        switch self.phase {
+        case .running, .stopping(deadline: nil):
+            self.phase = .stopping(deadline: deadline)
+        case .stopping, .finished:
+            break
+        }
+    }
+
+    /// The client closed: nothing more can be sent. What is in flight still ends (the close sends it, or fails
+    /// it at its deadline), so its outcomes are still taken.
     mutating func sinkClosed() -> Effects {
         let held = self.heldForRead
         self.heldForRead = 0
-        self.phase = .finished(.stopped)
+        self.stop(deadline: nil)
         return Effects(release: held)
     }
 

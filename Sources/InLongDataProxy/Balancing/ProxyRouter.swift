@@ -34,6 +34,9 @@ final class ProxyRouter: Sendable {
         var closed = false
         /// Groups met with no cluster of their own, for discovery.
         var unrouted: Set<String> = []
+        /// Proxies failing at the last look for failing subset members, and those swapped out lately.
+        var failingBefore: Set<Endpoint> = []
+        var coolingUntil: [Endpoint: ContinuousClock.Instant] = [:]
     }
 
     private let state: Mutex<State>
@@ -122,23 +125,34 @@ final class ProxyRouter: Sendable {
         return changed
     }
 
-    /// Swaps failing subset members (still listed) for listed spares; returns whether a subset changed.
+    /// Swaps failing subset members (still listed) for listed spares; returns whether a subset changed. A member is
+    /// swapped once it failed at two looks in a row (a proxy that misses one reconnect keeps its slot), and one
+    /// swapped out is no spare for ``spareCooldown`` (so that subsets do not cycle among proxies that are all down).
     @discardableResult
-    func replaceAvoidedProxies() -> Bool {
+    func replaceFailingProxies(now: ContinuousClock.Instant = .now) -> Bool {
         // The pools' health is read first, outside the router's lock: no lock is taken inside another. Failing:
         // avoided after failed requests, or not connected with a connect error (a refused or unreachable proxy
         // never gets a request to fail).
-        let avoided = Dictionary(uniqueKeysWithValues: self.clusterPools.map { key, pool in
+        let failingNow = Dictionary(uniqueKeysWithValues: self.clusterPools.map { key, pool in
             let unreachable = pool.connections.filter { $0.connectivityState != .ready && $0.statistics().lastConnectError != nil }
             return (key, pool.avoidedEndpoints.union(unreachable.map { $0.configuration.endpoints[0] }))
         })
         let updates = self.state.withLock { state -> [(Pool, [Endpoint])] in
             guard !state.closed else { return [] }
+            defer { state.failingBefore = failingNow.values.reduce(into: Set()) { $0.formUnion($1) } }
+            state.coolingUntil = state.coolingUntil.filter { $0.value > now }
             var updates: [(Pool, [Endpoint])] = []
             for (key, var cluster) in state.clusters {
-                guard let avoided = avoided[key], !avoided.isDisjoint(with: cluster.subset) else { continue }
-                let subset = ProxySubset.replacing(avoided: avoided, in: cluster.subset, listed: cluster.listed, using: &state.generator)
+                guard let failing = failingNow[key]?.intersection(state.failingBefore), !failing.isDisjoint(with: cluster.subset) else { continue }
+                let subset = ProxySubset.replacing(
+                    failing: failing,
+                    unavailable: failingNow[key, default: []].union(state.coolingUntil.keys),
+                    in: cluster.subset,
+                    listed: cluster.listed,
+                    using: &state.generator
+                )
                 guard subset != cluster.subset else { continue }
+                for gone in Set(cluster.subset).subtracting(subset) { state.coolingUntil[gone] = now + Self.spareCooldown }
                 cluster.subset = subset
                 state.clusters[key] = cluster
                 updates.append((cluster.pool, subset))
@@ -148,6 +162,9 @@ final class ProxyRouter: Sendable {
         for (pool, subset) in updates { pool.updateEndpoints(subset) }
         return !updates.isEmpty
     }
+
+    /// How long a proxy swapped out for failing is no spare.
+    static let spareCooldown: Duration = .seconds(30)
 
     private var clusterPools: [(key: ClusterKey, pool: Pool)] {
         self.state.withLock { $0.clusters.map { ($0.key, $0.value.pool) } }

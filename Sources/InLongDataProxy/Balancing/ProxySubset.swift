@@ -25,21 +25,22 @@ struct ProxySubset {
         return kept + candidates.prefix(size - kept.count)
     }
 
-    /// The subset with its `avoided` members (failing while still listed) swapped for listed proxies outside it
-    /// that are not avoided, as the C++ SDK keeps reserve proxies: a dead proxy the Manager still lists must not
+    /// The subset with its `failing` members (still listed) swapped for listed proxies outside it that are neither
+    /// failing nor `unavailable`, as the C++ SDK keeps reserve proxies: a dead proxy the Manager still lists must not
     /// hold a slot while a spare could serve. Members without a spare stay; the order of the others is kept.
     static func replacing(
-        avoided: Set<Endpoint>,
+        failing: Set<Endpoint>,
+        unavailable: Set<Endpoint> = [],
         in current: [Endpoint],
         listed: [Endpoint],
         using generator: inout some RandomNumberGenerator
     ) -> [Endpoint] {
         let currentSet = Set(current)
-        var spares = listed.filter { !currentSet.contains($0) && !avoided.contains($0) }
+        var spares = listed.filter { !currentSet.contains($0) && !failing.contains($0) && !unavailable.contains($0) }
         spares.sort { ($0.host, $0.port) < ($1.host, $1.port) }
         spares.shuffle(using: &generator)
         return current.map { member in
-            guard avoided.contains(member), !spares.isEmpty else { return member }
+            guard failing.contains(member), !spares.isEmpty else { return member }
             return spares.removeFirst()
         }
     }
