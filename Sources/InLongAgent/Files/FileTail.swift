@@ -12,7 +12,7 @@ import Glibc
 ///
 /// A file truncated in place (copytruncate) is read again from its start. Its size alone cannot show that: the
 /// writer may fill it back to the old position, or past it, between two looks. So every read also checks that the
-/// last bytes read are still where they were (``ReadAnchor``), and a chunk read after they changed is dropped, never
+/// last bytes read are still where they were (an internal read anchor), and a chunk read after they changed is dropped, never
 /// taken for the continuation of the old content. What copytruncate can lose is the writer's: lines written between
 /// the copy and the truncation, and lines not yet read when the file was truncated (they are only in the copy).
 public final class FileTail {

@@ -34,11 +34,11 @@ struct InstanceStateMachine<Position, Delivery, Record> {
     }
 
     enum Action {
-        /// Take `bytes` of the budget, or stop waiting for it at `wake` (then ``woke()``, and ``next(now:)`` again).
+        /// Take `bytes` of the budget, or stop waiting for it at `wake` (then ``budgetNotTaken()``, and ``next(now:)`` again).
         case acquire(bytes: Int, wake: Wake)
         /// Read up to `maxBytes` (the budget for them is held), send what came, and report ``read(_:now:)``.
         case read(maxBytes: Int)
-        /// Send these records of read `entry` again, then report ``resent(entry:deliveries:)``.
+        /// Send these records of read `entry` again, then report ``resent(entry:records:result:now:)``.
         case resend(entry: Int, records: [Record])
         /// Nothing to do until `wake`.
         case wait(Wake)
@@ -233,9 +233,6 @@ struct InstanceStateMachine<Position, Delivery, Record> {
         self.ackDone(&effects)
         return effects
     }
-
-    /// A wait ended with nothing to report (its time came, or the budget or an outcome woke it).
-    mutating func woke() {}
 
     /// A wait for budget ended without it.
     mutating func budgetNotTaken() {
