@@ -196,6 +196,124 @@ struct ScriptedWriter {
         }
     }
 
+    /// A tail that crashes at any step and restarts from its last durable checkpoint, with acks out of order and
+    /// a writer that appends and copytruncates once the reader caught up. The checkpoint never passes an unacked
+    /// read and never moves back within a version of the file; a restart goes on at the line right after the
+    /// checkpoint (at least once: lines after it may come twice, none is skipped), or at the first line of a new
+    /// version, never in the middle of another version's lines.
+    static func runWithCrashes(seed: UInt64, steps: Int) throws {
+        var random = SplitMix64(seed: seed)
+        let file = ScriptedFile()
+        var writer = ScriptedWriter()
+        let base = Checkpoint.FileIdentity(device: 1, inode: 1, fingerprint: 0, fingerprintLength: 0)
+        var tail = try Self.tail(of: file, maxLineLength: 1 << 20)
+        /// Reads not acked yet: their ticket, and the line after them.
+        var outstanding: [(ticket: OffsetTracker.Ticket, start: Int64)] = []
+        /// Per version, where each read ends and which line comes after it: what a checkpoint offset stands for.
+        var lineAfter: [Int64: (generation: Int, index: Int)] = [0: (0, 0)]
+        var expected: (generation: Int, index: Int) = (0, 0)
+        var durable = (offset: Int64(0), identity: base, truncations: 0)
+        var lastCommitted: (offset: Int64, truncations: Int) = (0, 0)
+        var restarts = 0
+        func violation(_ invariant: String, _ detail: String) -> Violation {
+            Violation(seed: seed, invariant: invariant, detail: detail + " (after \(restarts) restarts)")
+        }
+        for _ in 0..<steps {
+            switch Int.random(in: 0..<100, using: &random) {
+            case 0..<30:
+                writer.appendLines(Int.random(in: 1...6, using: &random), to: file, using: &random)
+            case 30..<34:
+                // copytruncate once the reader caught up, then refilled to about the old size or past it.
+                guard tail.scannedOffset == Int64(file.bytes.count), writer.partial == nil else { break }
+                let before = file.bytes.count
+                writer.copytruncate(file)
+                while file.bytes.count < before + Int.random(in: -50...400, using: &random) { writer.appendLines(1, to: file, using: &random) }
+            case 34..<64:
+                let start = tail.readOffset
+                let truncationsBefore = tail.truncations
+                guard let read = try tail.readLines(maxBytes: Int.random(in: 1...2048, using: &random), chunkSize: Int.random(in: 1...512, using: &random)) else { break }
+                if tail.truncations != truncationsBefore {
+                    // Read again from the start of the new version: earlier reads will never commit.
+                    outstanding.removeAll()
+                    lineAfter = [0: (writer.generation, 0)]
+                    expected = (writer.generation, 0)
+                }
+                for body in read.lines {
+                    let text = String(buffer: body)
+                    if expected.index == 0, let later = (expected.generation..<writer.generations.count).first(where: { writer.generations[$0].first == text }) {
+                        // Nothing of that version was read: a later version begins at the same offset.
+                        expected.generation = later
+                    }
+                    guard text == writer.generations[expected.generation][safe: expected.index] else {
+                        throw violation("a restart resumes right after its checkpoint", "read \(text.prefix(30).debugDescription), expected g\(expected.generation)-\(expected.index)")
+                    }
+                    expected.index += 1
+                }
+                lineAfter[read.ticket.end] = expected
+                outstanding.append((read.ticket, tail.truncations != truncationsBefore ? 0 : start))
+            case 64..<84:
+                guard !outstanding.isEmpty else { break }
+                let index = Int.random(in: 0..<outstanding.count, using: &random)
+                tail.ack(outstanding.remove(at: index).ticket)
+            case 84..<95:
+                durable = (tail.committedOffset, tail.identity, tail.truncations)
+            default:
+                // A crash: what was read and not committed is read again from the last durable checkpoint.
+                restarts += 1
+                let current = base.refingerprinted(from: file)
+                // As the agent decides: the file must still begin with the bytes the checkpoint's fingerprint covers.
+                let resumes = durable.identity.matches(current, file: file)
+                tail = try FileTail(
+                    file: file,
+                    identity: current,
+                    path: "scripted.log",
+                    startingAt: resumes ? .at(durable.offset) : .beginning,
+                    maxLineLength: 1 << 20,
+                    overlong: .truncate
+                )
+                outstanding.removeAll()
+                if tail.committedOffset > 0 {
+                    guard let next = lineAfter[tail.committedOffset] else {
+                        throw violation("a checkpoint offset is the end of a read", "offset \(tail.committedOffset)")
+                    }
+                    expected = next
+                } else {
+                    expected = (writer.generation, 0)
+                    lineAfter = [0: (writer.generation, 0)]
+                }
+                lastCommitted = (tail.committedOffset, tail.truncations)
+                durable = (tail.committedOffset, tail.identity, tail.truncations)
+                continue
+            }
+            // The committed offset: never past the oldest unacked read, never back within a version.
+            let committed = tail.committedOffset
+            if let oldest = outstanding.min(by: { $0.ticket.sequence < $1.ticket.sequence }), committed > oldest.start {
+                throw violation("the checkpoint never passes an unacked read", "committed \(committed) past \(oldest.start)")
+            }
+            if tail.truncations == lastCommitted.truncations, committed < lastCommitted.offset {
+                throw violation("the checkpoint never moves back", "\(committed) after \(lastCommitted.offset)")
+            }
+            lastCommitted = (committed, tail.truncations)
+        }
+    }
+
+    @Test func aTailThatCrashesAtAnyStepResumesAtItsCheckpoint() async throws {
+        let seeds = SimulationRuns.seeds(40, offset: 2_000)
+        let steps = SimulationRuns.steps(300)
+        for seed in seeds {
+            try Self.runWithCrashes(seed: seed, steps: steps)
+            await Task.yield()
+        }
+        SimulationRuns.report("file tail with crashes", events: seeds.count * steps, seeds: seeds.count)
+    }
+
+    /// Found by the schedules: a restart after a copytruncate to another length resumed at the old offset in the
+    /// new content, because the open file's fingerprint was also compared with itself.
+    @Test(arguments: [2055])
+    func regressionSeeds(seed: UInt64) throws {
+        try Self.runWithCrashes(seed: seed, steps: 300)
+    }
+
     @Test func aCopytruncateAfterTheReaderCaughtUpLosesNothing() async throws {
         let seeds = SimulationRuns.seeds(40)
         let steps = SimulationRuns.steps(300)
@@ -257,4 +375,8 @@ struct ScriptedWriter {
         let read = try tail.readLines(maxBytes: 1 << 20)
         #expect(read?.lines.map { String(buffer: $0) } == ["g1-0|cccccccccc", "g1-1|dd"])
     }
+}
+
+extension Array {
+    subscript(safe index: Int) -> Element? { self.indices.contains(index) ? self[index] : nil }
 }

@@ -37,10 +37,15 @@ extension Checkpoint.FileIdentity {
     /// Whether `other` is this file, perhaps grown: same device and inode, and the bytes this fingerprint covers
     /// are unchanged. A file that grew past a short fingerprint is still the same file.
     public func matches(_ other: Self, descriptor fd: Int32) -> Bool {
+        self.matches(other, file: DescriptorFile(borrowing: fd))
+    }
+
+    /// ``matches(_:descriptor:)`` on `file`, open as `other`.
+    func matches(_ other: Self, file: any TailedFile) -> Bool {
         guard self.device == other.device, self.inode == other.inode else { return false }
         if self.fingerprintLength == other.fingerprintLength { return self.fingerprint == other.fingerprint }
         var prefix = [UInt8](repeating: 0, count: self.fingerprintLength)
-        let count = prefix.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        let count = prefix.withUnsafeMutableBytes { file.read(into: $0, at: 0) }
         return count == self.fingerprintLength && fnv1a(prefix[...]) == self.fingerprint
     }
 }

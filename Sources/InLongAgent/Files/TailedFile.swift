@@ -16,14 +16,23 @@ protocol TailedFile: AnyObject {
 final class DescriptorFile: TailedFile {
     let descriptor: Int32
     let path: String
+    private let owned: Bool
 
     /// Takes ownership of `descriptor`: it is closed with this object.
     init(descriptor: Int32, path: String) {
         self.descriptor = descriptor
         self.path = path
+        self.owned = true
     }
 
-    deinit { close(self.descriptor) }
+    /// Reads `descriptor`, which stays its owner's.
+    init(borrowing descriptor: Int32) {
+        self.descriptor = descriptor
+        self.path = "fd \(descriptor)"
+        self.owned = false
+    }
+
+    deinit { if self.owned { close(self.descriptor) } }
 
     func size() throws -> Int64 {
         var info = stat()
