@@ -144,6 +144,8 @@ struct ScriptedWriter {
         let tail = try Self.tail(of: file, maxLineLength: 1 << 20)
         var emitted = Emitted()
         var acting = true
+        // The writer's closure holds the tail, which holds the file: let go of it at the end.
+        defer { file.beforeLook = {} }
         file.beforeLook = {
             guard acting else { return }
             let caughtUp = tail.scannedOffset == Int64(file.bytes.count) && writer.partial == nil
