@@ -383,21 +383,17 @@ public final class InLongAgent: Service, Sendable {
     /// Says at warning when a group's lines stop ending (and why its proxies do not take them), and when they move
     /// again.
     private func watchStalls() {
-        let lanes = self.lanes.withLock { $0 }
         let now = ContinuousClock.now
-        for lane in lanes.values {
-            let counters = lane.counters
-            let ended = counters.linesAcked.load(ordering: .relaxed) + counters.deadLettered.load(ordering: .relaxed)
-            let waiting = counters.linesRead.load(ordering: .relaxed) - ended
-            switch self.stalls.withLock({ $0.observe(group: lane.group, ended: ended, waiting: waiting, now: now) }) {
-            case .stalled(let group, let since)?:
-                let problem = self.clientStatistics(group: group).flatMap(Self.proxyProblem) ?? "no proxy answers"
+        for group in self.statistics().groups {
+            switch self.stalls.withLock({ $0.observe(group: group.group, ended: group.linesEnded, waiting: group.linesWaiting, now: now) }) {
+            case .stalled(let name, let since)?:
+                let problem = self.clientStatistics(group: name).flatMap(Self.proxyProblem) ?? "no proxy answers"
                 self.logger.warning(
-                    "group \(group) is stalled: \(waiting) lines wait and none was acked for \(now - since); \(problem)",
-                    metadata: ["inlong.group": "\(group)"]
+                    "group \(name) is stalled: \(group.linesWaiting) lines wait and none was acked for \(now - since); \(problem)",
+                    metadata: ["inlong.group": "\(name)"]
                 )
-            case .moving(let group)?:
-                self.logger.notice("group \(group) moves again", metadata: ["inlong.group": "\(group)"])
+            case .moving(let name)?:
+                self.logger.notice("group \(name) moves again", metadata: ["inlong.group": "\(name)"])
             case nil:
                 break
             }

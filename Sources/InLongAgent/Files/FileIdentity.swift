@@ -12,25 +12,17 @@ extension Checkpoint.FileIdentity {
     public static func of(descriptor fd: Int32) throws -> Self {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw FileReadError(path: "fd \(fd)", operation: "fstat", errno: errno) }
-        var prefix = [UInt8](repeating: 0, count: Self.fingerprintSize)
-        let count = prefix.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        guard count >= 0 else { throw FileReadError(path: "fd \(fd)", operation: "read", errno: errno) }
-        return Self(
-            device: UInt64(info.st_dev),
-            inode: UInt64(info.st_ino),
-            fingerprint: fnv1a(prefix.prefix(count)),
-            fingerprintLength: count
-        )
+        let (fingerprint, length) = Self.fingerprint(of: DescriptorFile(borrowing: fd), length: Self.fingerprintSize)
+        guard length >= 0 else { throw FileReadError(path: "fd \(fd)", operation: "read", errno: Int32(-length)) }
+        return Self(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), fingerprint: fingerprint, fingerprintLength: length)
     }
 
     /// The same file (device and inode) with the fingerprint of what its first bytes are now: after it was truncated
-    /// and written again in place.
+    /// and written again in place, or grew past a short fingerprint.
     func refingerprinted(from file: any TailedFile) -> Self {
-        var prefix = [UInt8](repeating: 0, count: Self.fingerprintSize)
-        let count = max(0, prefix.withUnsafeMutableBytes { file.read(into: $0, at: 0) })
         var identity = self
-        identity.fingerprint = fnv1a(prefix.prefix(count))
-        identity.fingerprintLength = count
+        (identity.fingerprint, identity.fingerprintLength) = Self.fingerprint(of: file, length: Self.fingerprintSize)
+        identity.fingerprintLength = max(identity.fingerprintLength, 0)
         return identity
     }
 
@@ -44,9 +36,16 @@ extension Checkpoint.FileIdentity {
     func matches(_ other: Self, file: any TailedFile) -> Bool {
         guard self.device == other.device, self.inode == other.inode else { return false }
         if self.fingerprintLength == other.fingerprintLength { return self.fingerprint == other.fingerprint }
-        var prefix = [UInt8](repeating: 0, count: self.fingerprintLength)
+        let (fingerprint, length) = Self.fingerprint(of: file, length: self.fingerprintLength)
+        return length == self.fingerprintLength && fingerprint == self.fingerprint
+    }
+
+    /// FNV-1a of the first `length` bytes of `file` (fewer in a shorter file), and how many it covers: minus the
+    /// `errno` when the read failed.
+    private static func fingerprint(of file: any TailedFile, length: Int) -> (UInt64, Int) {
+        var prefix = [UInt8](repeating: 0, count: length)
         let count = prefix.withUnsafeMutableBytes { file.read(into: $0, at: 0) }
-        return count == self.fingerprintLength && fnv1a(prefix[...]) == self.fingerprint
+        return (fnv1a(prefix.prefix(max(count, 0))), count)
     }
 }
 
