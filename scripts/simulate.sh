@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the seeded simulations of the pure machines (Tests/InLongSimulationTests) long: the delivery rules of the
-# client, instances sharing the agent's read-ahead budget, and a file tail under copytruncate at any moment.
+# client, instances sharing the agent's read-ahead budget, a file tail under copytruncate at any moment, and the
+# agent's file set (rotation, deletion, inode reuse, slots, crashes).
 #
 #   scripts/simulate.sh [--seeds N] [--steps M] [--seed S]      defaults: 200 seeds, 2000 steps
 #

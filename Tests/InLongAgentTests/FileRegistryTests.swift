@@ -35,12 +35,37 @@ import Testing
         #expect(registry.scanned([self.found("/b", 2)]) == [.open(self.found("/b", 2), firstScan: false)])
     }
 
+    /// Found by the file-set simulation (seed 3000): with more files than slots, the files released and found
+    /// again took their turns in path order, and a file with unread lines after them waited for ever.
+    @Test func filesTakingTurnsForSlotsLetTheOneWithUnreadLinesIn() {
+        var registry = FileRegistry(checkpoint: Checkpoint(), maxOpenFiles: 2)
+        func found(_ path: String, _ inode: UInt64, size: Int64) -> FileRegistry.Found {
+            .init(path: path, device: 1, inode: inode, source: 0, size: size)
+        }
+        for inode: UInt64 in 1...3 {
+            registry.opened(self.identity(inode), path: "/\(inode)", committed: 0)
+            registry.committed(self.identity(inode), offset: 100)
+            registry.released(self.identity(inode))
+        }
+        // /3 grew past its offset; /1 and /2 did not.
+        let files = [found("/1", 1, size: 100), found("/2", 2, size: 100), found("/3", 3, size: 150)]
+        #expect(registry.scanned(files) == [.open(files[2], firstScan: true), .open(files[0], firstScan: true)])
+        #expect(registry.waiting == 1)
+        registry.opened(self.identity(3), path: "/3", committed: 100)
+        registry.opened(self.identity(1), path: "/1", committed: 100)
+        // Released again: /1 went last, so /2, released before it, comes first.
+        registry.released(self.identity(1))
+        #expect(registry.scanned(files) == [.open(files[1], firstScan: false)])
+    }
+
     @Test func theCheckpointOffsetNeedsTheSameFirstBytes() {
         let entry = Checkpoint.Entry(identity: self.identity(1, fingerprint: 7), path: "/a", offset: 42)
         let registry = FileRegistry(checkpoint: Checkpoint(files: [entry]), maxOpenFiles: 10)
-        #expect(registry.checkpointOffset(for: self.identity(1, fingerprint: 7)) { $0 == self.identity(1, fingerprint: 7) } == 42)
-        #expect(registry.checkpointOffset(for: self.identity(1, fingerprint: 8)) { _ in false } == nil)
-        #expect(registry.checkpointOffset(for: self.identity(2, fingerprint: 7)) { _ in true } == nil)
+        let identity = self.identity(1, fingerprint: 7)
+        #expect(registry.start(for: identity, firstScan: true, startAtEnd: true) { $0 == identity } == .at(42))
+        #expect(registry.start(for: self.identity(1, fingerprint: 8), firstScan: false, startAtEnd: true) { _ in false } == .beginning)
+        #expect(registry.start(for: self.identity(1, fingerprint: 8), firstScan: true, startAtEnd: true) { _ in false } == .end)
+        #expect(registry.start(for: self.identity(2, fingerprint: 7), firstScan: true, startAtEnd: false) { _ in true } == .beginning)
     }
 
     @Test func theCheckpointHoldsOpenAndReleasedFilesUntilAScanNoLongerFindsThem() {

@@ -36,6 +36,9 @@ struct FileRegistry {
     /// longer finds the file.
     private(set) var known: [Key: Checkpoint.Entry] = [:]
     private(set) var scans = 0
+    /// The order in which known files were released (entries loaded from the checkpoint count as 0).
+    private var releases: [Key: Int] = [:]
+    private var releaseCount = 0
     /// Files the last scan found that wait for a slot (``maxOpenFiles``).
     private(set) var waiting = 0
     /// Bytes of the files waiting for a slot past their checkpoint offsets: lag that no instance reports yet.
@@ -61,9 +64,12 @@ struct FileRegistry {
         var opening = 0
         var waiting = 0
         var waitingBytes: Int64 = 0
-        // Files never read first: a released file that is found again must not take the slot a waiting one needs.
-        let ordered = files.filter { self.known[Key(device: $0.device, inode: $0.inode)] == nil }
-            + files.filter { self.known[Key(device: $0.device, inode: $0.inode)] != nil }
+        // Files never read first; then files with bytes past their offset, the one released longest ago first; then
+        // files with nothing new. A file released and found again must not take the slot a file with lines needs,
+        // and files taking turns must not always leave the same one waiting.
+        let ordered = files.enumerated().sorted { a, b in
+            self.turn(of: a.element, position: a.offset) < self.turn(of: b.element, position: b.offset)
+        }.map(\.element)
         for file in ordered {
             let key = Key(device: file.device, inode: file.inode)
             guard seen.insert(key).inserted else { continue }
@@ -85,19 +91,49 @@ struct FileRegistry {
         self.waitingBytes = waitingBytes
         let before = self.known.count
         self.known = self.known.filter { seen.contains($0.key) }
+        self.releases = self.releases.filter { self.known[$0.key] != nil }
         if self.known.count != before { self.changed = true }
         return decisions
     }
 
-    /// The checkpoint offset of the file now open with `identity`, if it is the file the entry names.
-    func checkpointOffset(for identity: Checkpoint.FileIdentity, matches: (Checkpoint.FileIdentity) -> Bool) -> Int64? {
-        guard let entry = self.known[Key(device: identity.device, inode: identity.inode)], matches(entry.identity) else { return nil }
-        return entry.offset
+    /// Where a found file comes in the queue for a slot.
+    private func turn(of file: Found, position: Int) -> Turn {
+        let key = Key(device: file.device, inode: file.inode)
+        guard let entry = self.known[key] else { return Turn(rank: 0, released: 0, position: position) }
+        return Turn(rank: file.size > entry.offset ? 1 : 2, released: self.releases[key] ?? 0, position: position)
+    }
+
+    private struct Turn: Comparable {
+        var rank: Int
+        var released: Int
+        var position: Int
+
+        static func < (a: Self, b: Self) -> Bool {
+            (a.rank, a.released, a.position) < (b.rank, b.released, b.position)
+        }
+    }
+
+    /// Where to start reading the file now open with `identity`: at its checkpoint if the entry names this file
+    /// (`matches`: the file still begins with the bytes the entry's fingerprint covers), otherwise at its start, or
+    /// at its end for a file found by the first scan of a source that starts at the end.
+    func start(
+        for identity: Checkpoint.FileIdentity,
+        firstScan: Bool,
+        startAtEnd: Bool,
+        matches: (Checkpoint.FileIdentity) -> Bool
+    ) -> FileTail.Offset {
+        // Checked this way round: compared with itself, the open file would always match, and a copytruncated file
+        // of another length would resume at the old offset in new content.
+        if let entry = self.known[Key(device: identity.device, inode: identity.inode)], matches(entry.identity) {
+            return .at(entry.offset)
+        }
+        return firstScan && startAtEnd ? .end : .beginning
     }
 
     mutating func opened(_ identity: Checkpoint.FileIdentity, path: String, committed: Int64) {
         let key = Key(device: identity.device, inode: identity.inode)
         self.known[key] = nil
+        self.releases[key] = nil
         self.live[key] = Live(identity: identity, path: path, committed: committed)
         self.changed = true
     }
@@ -122,6 +158,8 @@ struct FileRegistry {
         let key = Key(device: identity.device, inode: identity.inode)
         guard let live = self.live.removeValue(forKey: key) else { return }
         self.known[key] = Checkpoint.Entry(identity: live.identity, path: live.path, offset: live.committed)
+        self.releaseCount += 1
+        self.releases[key] = self.releaseCount
         self.changed = true
     }
 

@@ -283,14 +283,11 @@ public final class InLongAgent: Service, Sendable {
                 maxLineLength: source.maxLineLength,
                 overlong: source.overlong == .skip ? .skip : .truncate
             ) { identity, fd in
-                // The file must still begin with the bytes the entry's fingerprint covers. (Checked the other way
-                // round, the open file would be compared with itself and a copytruncated file of another length
-                // would resume at the old offset in new content.)
-                let offset = self.registry.withLock { registry in
-                    registry!.checkpointOffset(for: identity) { entry in entry.matches(identity, descriptor: fd) }
+                self.registry.withLock { registry in
+                    registry!.start(for: identity, firstScan: firstScan, startAtEnd: source.startAt == .end) { entry in
+                        entry.matches(identity, descriptor: fd)
+                    }
                 }
-                if let offset { return .at(offset) }
-                return firstScan && source.startAt == .end ? .end : .beginning
             }
         } catch {
             self.logger.warning("cannot open a file", metadata: ["inlong.path": "\(file.path)", "inlong.error": "\(error)"])

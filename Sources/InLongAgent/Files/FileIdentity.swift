@@ -12,9 +12,14 @@ extension Checkpoint.FileIdentity {
     public static func of(descriptor fd: Int32) throws -> Self {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw FileReadError(path: "fd \(fd)", operation: "fstat", errno: errno) }
-        let (fingerprint, length) = Self.fingerprint(of: DescriptorFile(borrowing: fd), length: Self.fingerprintSize)
-        guard length >= 0 else { throw FileReadError(path: "fd \(fd)", operation: "read", errno: Int32(-length)) }
-        return Self(device: UInt64(info.st_dev), inode: UInt64(info.st_ino), fingerprint: fingerprint, fingerprintLength: length)
+        return try Self.of(file: DescriptorFile(borrowing: fd), device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+
+    /// The identity of `file`, known by `device` and `inode`, with the fingerprint of its first bytes.
+    static func of(file: any TailedFile, device: UInt64, inode: UInt64) throws -> Self {
+        let (fingerprint, length) = Self.fingerprint(of: file, length: Self.fingerprintSize)
+        guard length >= 0 else { throw FileReadError(path: "inode \(inode)", operation: "read", errno: Int32(-length)) }
+        return Self(device: device, inode: inode, fingerprint: fingerprint, fingerprintLength: length)
     }
 
     /// The same file (device and inode) with the fingerprint of what its first bytes are now: after it was truncated

@@ -204,7 +204,13 @@ public final class FileTail {
         guard other >= 0 else { return .missing }
         defer { close(other) }
         guard let identity = try? Checkpoint.FileIdentity.of(descriptor: other) else { return .missing }
-        return self.identity.matches(identity, descriptor: other) ? .same : .replaced
+        return self.pathState(finding: (DescriptorFile(borrowing: other), identity))
+    }
+
+    /// Whether the file found at the path (nil: none) is this one.
+    func pathState(finding found: (file: any TailedFile, identity: Checkpoint.FileIdentity)?) -> PathState {
+        guard let found else { return .missing }
+        return self.identity.matches(found.identity, file: found.file) ? .same : .replaced
     }
 }
 

@@ -22,18 +22,34 @@ public final class FileSource: AgentSource {
     /// Whether other files wait for a slot: an inactive file then gives its up (it is found again later, and
     /// resumes from its offset).
     private let othersWaiting: () -> Bool
+    /// Looks at the file's path (the file system; a simulated one in tests).
+    private let lookAtPath: (FileTail) -> FileTail.PathState
 
-    public init(
+    public convenience init(
         tail: FileTail,
         releaseAfter: Duration,
         now: ContinuousClock.Instant = .now,
         othersWaiting: @escaping () -> Bool = { false },
         movedPath: @escaping () -> String? = { nil }
     ) {
+        self.init(tail: tail, releaseAfter: releaseAfter, now: now, othersWaiting: othersWaiting, movedPath: movedPath) {
+            $0.pathState()
+        }
+    }
+
+    init(
+        tail: FileTail,
+        releaseAfter: Duration,
+        now: ContinuousClock.Instant,
+        othersWaiting: @escaping () -> Bool,
+        movedPath: @escaping () -> String?,
+        lookAtPath: @escaping (FileTail) -> FileTail.PathState
+    ) {
         self.tail = tail
         self.releaseAfter = releaseAfter
         self.othersWaiting = othersWaiting
         self.movedPath = movedPath
+        self.lookAtPath = lookAtPath
         self.lastActivity = now
         self.lastPathCheck = now
     }
@@ -58,7 +74,7 @@ public final class FileSource: AgentSource {
         do {
             self.lastPathCheck = now
             if let path = self.movedPath() { self.tail.path = path }
-            self.pathState = self.tail.pathState()
+            self.pathState = self.lookAtPath(self.tail)
             // While the path names the file and no other file waits for its slot it stays. The grace period
             // starts at the first look that finds otherwise (a scan may meanwhile find it renamed to a matching
             // name).
