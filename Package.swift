@@ -222,6 +222,7 @@ let package = Package(
                 "InLongTransport",
                 "InLongWire",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: swiftSettings
         ),

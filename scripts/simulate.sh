@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the seeded simulations of the pure machines (Tests/InLongSimulationTests) long: the delivery rules of the
 # client, instances sharing the agent's read-ahead budget, a file tail under copytruncate at any moment, and the
-# agent's file set (rotation, deletion, inode reuse, slots, crashes).
+# agent's file set (rotation, deletion, inode reuse, slots, crashes), one transport connection, reconnection and
+# endpoint health.
 #
 #   scripts/simulate.sh [--seeds N] [--steps M] [--seed S]      defaults: 200 seeds, 2000 steps
 #
