@@ -102,51 +102,32 @@ extension DataProxyClient {
         )
     }
 
-    /// Asks the Manager for the configured groups (the cache standing in for a Manager that is down), then for
-    /// groups as they are first used, and refreshes every group it knows; a group whose refresh fails keeps its
-    /// last good list.
+    /// Runs the ``DiscoverySchedule``: asks the Manager for the configured groups, then for groups as they are
+    /// first used, refreshes every group it knows, and gives the slots of avoided proxies to spares.
     func discoveryLoop(_ discovery: ProxyDiscovery, router: ProxyRouter) async {
-        var known: [String] = []
-        var retries: [String: (due: ContinuousClock.Instant, backoff: Backoff.Iterator)] = [:]
-        for group in discovery.configuration.groups where !known.contains(group) {
-            known.append(group)
-            if await !self.discover(group, discovery: discovery, router: router, useCache: true) {
-                var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10)).makeIterator()
-                retries[group] = (.now + backoff.next(), backoff)
-            }
-        }
-        var lastRefresh = ContinuousClock.now
-        var lastSpareCheck = ContinuousClock.now
+        var schedule = DiscoverySchedule(
+            groups: discovery.configuration.groups,
+            refreshInterval: discovery.configuration.refreshInterval,
+            now: .now
+        )
         while !Task.isCancelled {
-            // Groups met by the dispatcher with no proxies of their own, and first discoveries that failed.
-            for group in router.unroutedGroups where !known.contains(group) {
-                known.append(group)
-                retries[group] = (.now, Backoff(initial: .milliseconds(200), maximum: .seconds(10)).makeIterator())
-            }
-            for (group, retry) in retries where retry.due <= .now {
-                if await self.discover(group, discovery: discovery, router: router, useCache: true) {
-                    retries[group] = nil
-                } else {
-                    var backoff = retry.backoff
-                    retries[group] = (.now + backoff.next(), backoff)
-                }
-            }
-            if ContinuousClock.now - lastRefresh >= discovery.configuration.refreshInterval {
-                lastRefresh = .now
-                for group in known where retries[group] == nil {
-                    _ = await self.discover(group, discovery: discovery, router: router, useCache: false)
-                }
-            }
-            // A proxy the Manager still lists but the pool avoids gives its slot to a spare.
-            if ContinuousClock.now - lastSpareCheck >= .seconds(1) {
-                lastSpareCheck = .now
+            // Groups met by the dispatcher with no proxies of their own.
+            schedule.met(router.unroutedGroups, now: .now)
+            switch schedule.next(now: .now) {
+            case .discover(let group, let useCache):
+                let found = await self.discover(group, discovery: discovery, router: router, useCache: useCache)
+                schedule.discovered(group, found: found, now: .now)
+            case .replaceFailingProxies:
+                // A proxy the Manager still lists but the pool avoids gives its slot to a spare.
                 if router.replaceFailingProxies() {
                     self.logger.notice("failing proxies replaced by spares", metadata: ["inlong.proxies": "\(router.endpoints)"])
                     let endpoints = router.endpoints
                     self.withMachineState { $0.proxiesChanged(endpoints) }
                 }
+            case .wait(let until):
+                // The dispatcher's new groups are looked for at least every 50 ms.
+                try? await Task.sleep(until: min(until, .now + .milliseconds(50)))
             }
-            try? await Task.sleep(for: .milliseconds(50))
         }
     }
 
