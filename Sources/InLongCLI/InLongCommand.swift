@@ -106,8 +106,11 @@ func milliseconds(_ duration: Duration?) -> String {
     return String(format: "%.2f ms", Double(seconds) * 1000 + Double(attoseconds) / 1e15)
 }
 
+/// Failed records by persistence, then by cause: ` (notSent 1000, possiblySent 0; shutDown: 1000)`.
 func failureSummary(_ statistics: DataProxyClientStatistics) -> String {
-    statistics.failures.isEmpty ? "" : " (" + statistics.failures.map { "\($0.key): \($0.value)" }.sorted().joined(separator: ", ") + ")"
+    guard !statistics.failures.isEmpty else { return "" }
+    let causes = statistics.failures.map { "\($0.key): \($0.value)" }.sorted().joined(separator: ", ")
+    return " (notSent \(statistics.failedNotSent), possiblySent \(statistics.failedPossiblySent); \(causes))"
 }
 
 /// Seconds elapsed since `start`.

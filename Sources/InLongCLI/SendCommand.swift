@@ -108,6 +108,9 @@ struct SendCommand: AsyncParsableCommand {
             "seconds": outcome.seconds,
             "interrupted": outcome.interrupted,
             "failures": outcome.statistics.failures,
+            "written": outcome.statistics.sent,
+            "failedNotSent": outcome.statistics.failedNotSent + (outcome.lines - outcome.statistics.accepted),
+            "failedPossiblySent": outcome.statistics.failedPossiblySent,
         ])
         if outcome.failed > 0 || outcome.statistics.acked != outcome.lines {
             throw ExitCode(1)
@@ -184,8 +187,9 @@ struct SendOutcome {
         let statistics = self.statistics
         let refused = self.lines - statistics.accepted
         return """
-            \(self.unreachable ? "no proxy reachable: " : self.interrupted ? "interrupted: " : "")read \(self.lines) lines, sent \(statistics.accepted) records (\(self.bytes) bytes) in \(String(format: "%.2f", self.seconds)) s: \
-            acked \(statistics.acked), failed \(self.failed)\(refused > 0 ? " (\(refused) never sent)" : "")\(failureSummary(statistics)); \
+            \(self.unreachable ? "no proxy reachable: " : self.interrupted ? "interrupted: " : "")read \(self.lines) lines, accepted \(statistics.accepted) records (\(self.bytes) bytes), \
+            written \(statistics.sent) in \(String(format: "%.2f", self.seconds)) s: \
+            acked \(statistics.acked), failed \(self.failed)\(refused > 0 ? " (\(refused) never accepted)" : "")\(failureSummary(statistics)); \
             \(formatRate(Double(statistics.acked), seconds: self.seconds))records/s, \(megabytes(self.bytes, seconds: self.seconds)); \
             ack latency p50 \(milliseconds(statistics.ackLatencyP50)), p99 \(milliseconds(statistics.ackLatencyP99)); \
             retries \(statistics.retries)
@@ -360,6 +364,10 @@ struct ReachabilityWatch {
     private var since: ContinuousClock.Instant?
     private var ended = -1
     private var told: String?
+    /// Whether a proxy was ever ready: before, a known cause is told at once.
+    private var everReady = false
+    /// The last cause seen, for the line that gives up.
+    private var lastReason: String?
 
     init(notice: Duration, timeout: Duration?, prefix: String = "") {
         self.notice = notice
@@ -372,9 +380,12 @@ struct ReachabilityWatch {
         let ended = statistics.acked + statistics.failed + statistics.answeredRequests
         let waiting = statistics.inFlightBatches > 0
         let stuck: String?
+        if statistics.readyProxies > 0 { self.everReady = true }
         if statistics.readyProxies == 0 {
-            let reasons = statistics.proxyErrors.map { "\($0.key): \($0.value)" }.sorted() + [statistics.discoveryError].compactMap { $0 }
-            stuck = reasons.isEmpty ? "" : "cannot reach a proxy: " + reasons.joined(separator: "; ")
+            // Transport errors name their address already.
+            let reasons = statistics.proxyErrors.map { $0.value.contains($0.key.description) ? $0.value : "\($0.key): \($0.value)" }.sorted()
+                + [statistics.discoveryError].compactMap { $0 }
+            stuck = reasons.joined(separator: "; ")
         } else if waiting, ended == self.ended {
             let proxies = statistics.reachableProxies.map(\.description).sorted().joined(separator: ", ")
             stuck = "no answer from \(proxies.isEmpty ? "the proxies" : proxies): \(statistics.heldRecords) records wait"
@@ -389,11 +400,14 @@ struct ReachabilityWatch {
         let since = self.since ?? now
         self.since = since
         let down = now - since
+        if !stuck.isEmpty { self.lastReason = stuck }
         if let timeout = self.timeout, down >= timeout {
-            return .giveUp("giving up: no proxy reachable or answering for \(timeout)")
+            return .giveUp("giving up after \(timeout) with no proxy reachable or answering" + (self.lastReason.map { ": \($0)" } ?? ""))
         }
-        // Once when the notice is due, and again when the first reasons arrive after it.
-        guard down >= self.notice, self.told == nil || (self.told!.isEmpty && !stuck.isEmpty) else { return .none }
+        // At once when no proxy was ever reached and the cause is known (a refused connect, a name that does not
+        // resolve); otherwise when the notice is due. Again when the first reasons arrive after a notice without.
+        let due = down >= self.notice || (!self.everReady && !stuck.isEmpty)
+        guard due, self.told == nil || (self.told!.isEmpty && !stuck.isEmpty) else { return .none }
         self.told = stuck
         return .tell(stuck.isEmpty ? "cannot reach a proxy: no proxy connected yet" : stuck)
     }

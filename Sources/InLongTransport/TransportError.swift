@@ -1,3 +1,10 @@
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// An error of the persistent-connection layer.
 ///
 /// ``mayHaveBeenDelivered`` tells whether the peer may have received the request the error is about: `false` when
@@ -106,11 +113,53 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
         hasher.combine(self.mayHaveBeenDelivered)
     }
 
+    /// One plain line naming the address and the cause, e.g. `cannot connect to 127.0.0.1:1: connection
+    /// refused`: what an operator reads, never a dump of the socket library's errors.
     public var description: String {
-        var text = "transport error \(self.code)"
-        if let endpoint { text += " (\(endpoint))" }
-        if self.mayHaveBeenDelivered { text += ", request may have been delivered" }
-        if let underlying { text += ": \(underlying)" }
+        let peer = self.endpoint.map { "\($0)" } ?? "the peer"
+        var text: String
+        switch self.code {
+        case .connectFailed: text = "cannot connect to \(peer)"
+        case .connectTimeout: text = "cannot connect to \(peer): timed out"
+        case .notConnected: text = "no connection to \(peer) is ready"
+        case .connectionClosed: text = "the connection to \(peer) closed"
+        case .heartbeatTimeout: text = "\(peer) sent nothing within the read timeout"
+        case .requestTimeout: text = "no answer from \(peer) in time"
+        case .cancelled: text = "cancelled"
+        case .tooManyRequests: text = "too many requests wait for \(peer)"
+        case .duplicateKey: text = "a request with the same key already waits for \(peer)"
+        case .protocolViolation: text = "\(peer) sent bytes that break the protocol"
+        case .encodingFailed: text = "the request to \(peer) cannot be encoded"
+        case .shutDown: text = "the connection to \(peer) is shut down"
+        case .noEndpoints: text = "no address to connect to"
+        case .idleTimeout: text = "the idle connection to \(peer) was closed"
+        case .unresponsive: text = "\(peer) stopped answering; its connection was closed"
+        default: text = "\(self.code) (\(peer))"
+        }
+        if let underlying, self.code != .connectTimeout { text += ": " + Self.plainCause(underlying) }
+        if self.mayHaveBeenDelivered { text += " (the request may have been delivered)" }
         return text
+    }
+
+    /// A socket library's error in a few plain words: `connection refused`, `cannot resolve example.invalid`.
+    static func plainCause(_ error: any Error) -> String {
+        switch error {
+        case let error as NIOConnectionError:
+            if let failure = error.connectionErrors.first { return Self.plainCause(failure.error) }
+            if error.dnsAError != nil || error.dnsAAAAError != nil { return "cannot resolve \(error.host)" }
+            return "no address for \(error.host)"
+        case let error as IOError:
+            return String(cString: strerror(error.errnoCode)).lowercased()
+        case let error as SocketAddressError:
+            if case .unknown(let host, _) = error { return "cannot resolve \(host)" }
+            return "\(error)"
+        case let error as ChannelError:
+            if case .connectTimeout(let timeout) = error { return "timed out after \(Duration(timeout))" }
+            return "\(error)"
+        case let error as TransportError:
+            return error.description
+        default:
+            return "\(error)"
+        }
     }
 }

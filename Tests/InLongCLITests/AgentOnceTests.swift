@@ -48,3 +48,36 @@ struct AgentOnceTests {
         }
     }
 }
+
+/// What an operator sees from the built `inlong send` when its proxy refuses: one plain line naming the address
+/// and the cause before anything else (told at the first look, not after a notice), the same cause when it gives
+/// up, and a summary that says nothing was written.
+@Suite(.timeLimit(.minutes(1)))
+struct FirstFailureTests {
+    @Test func aRefusedConnectIsSaidFirstInOnePlainLine() async throws {
+        let inlong = try inlongExecutable()
+        let refusing = ClosedPort()
+        defer { withExtendedLifetime(refusing) {} }
+        try await withTemporaryDirectory { directory in
+            let lines = directory.appendingPathComponent("lines.txt").path
+            #expect(FileManager.default.createFile(atPath: lines, contents: Data("one\ntwo\n".utf8)))
+            let send = try ChildProcess(
+                inlong,
+                ["send", "--proxy", "\(refusing.endpoint)", "--group", "g", "--stream", "s", "--unreachable-timeout", "2", lines],
+                logs: directory,
+                name: "send"
+            )
+            let status = await send.waitForExit(timeout: .seconds(30))
+            #expect(status == .exit(1), "\(send.output())")
+            let errors = send.error().split(separator: "\n").map(String.init)
+            let cause = "cannot connect to \(refusing.endpoint): connection refused"
+            #expect(errors.first == cause, "\(send.output())")
+            #expect(errors.last == "giving up after 2.0 seconds with no proxy reachable or answering: \(cause)", "\(send.output())")
+            let summary = (try? String(contentsOfFile: directory.appendingPathComponent("send.stdout").path, encoding: .utf8)) ?? ""
+            #expect(summary.contains("accepted 2 records (6 bytes), written 0 "), "\(summary)")
+            #expect(summary.contains("failed 2 (notSent 2, possiblySent 0;"), "\(summary)")
+            // No socket library dump reaches the operator.
+            #expect(!send.error().contains("SingleConnectionFailure") && !send.error().contains("errno"), "\(send.output())")
+        }
+    }
+}

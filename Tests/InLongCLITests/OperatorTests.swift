@@ -134,8 +134,11 @@ import Testing
         #expect(outcome.unreachable)
         #expect(outcome.lines == 100)
         #expect(outcome.failed == 100)
-        #expect(outcome.statistics.proxyErrors[refusing.endpoint]?.contains("\(refusing.endpoint)") == true)
+        #expect(outcome.statistics.proxyErrors[refusing.endpoint] == "cannot connect to \(refusing.endpoint): connection refused")
         #expect(outcome.summary.hasPrefix("no proxy reachable"))
+        // Nothing was written: the summary says so, and that no proxy can have stored the records.
+        #expect(outcome.summary.contains("accepted 100 records (290 bytes), written 0 "), "\(outcome.summary)")
+        #expect(outcome.summary.contains("failed 100 (notSent 100, possiblySent 0;"), "\(outcome.summary)")
     }
 }
 
@@ -197,9 +200,28 @@ import Testing
         #expect(watch.observe(statistics, now: self.at(0)) == .none)
         #expect(watch.observe(statistics, now: self.at(5)) == .tell("cannot reach a proxy: no proxy connected yet"))
         statistics.proxyErrors[self.proxy] = "connection refused"
-        #expect(watch.observe(statistics, now: self.at(6)) == .tell("cannot reach a proxy: 127.0.0.1:46801: connection refused"))
+        #expect(watch.observe(statistics, now: self.at(6)) == .tell("127.0.0.1:46801: connection refused"))
         #expect(watch.observe(statistics, now: self.at(7)) == .none)
-        #expect(watch.observe(statistics, now: self.at(20)) == .giveUp("giving up: no proxy reachable or answering for 20.0 seconds"))
+        #expect(
+            watch.observe(statistics, now: self.at(20))
+                == .giveUp("giving up after 20.0 seconds with no proxy reachable or answering: 127.0.0.1:46801: connection refused")
+        )
+    }
+
+    /// kcat's bar: a refused connect is said at the first look, not at the notice, when no proxy was ever reached.
+    @Test func aKnownCauseIsToldAtOnceBeforeAnyProxyWasReached() {
+        var watch = ReachabilityWatch(notice: .seconds(5), timeout: .seconds(20))
+        var statistics = DataProxyClientStatistics()
+        #expect(watch.observe(statistics, now: self.at(0)) == .none)
+        statistics.proxyErrors[self.proxy] = "cannot connect to 127.0.0.1:46801: connection refused"
+        #expect(watch.observe(statistics, now: self.at(0.25)) == .tell("cannot connect to 127.0.0.1:46801: connection refused"))
+        #expect(watch.observe(statistics, now: self.at(0.5)) == .none)
+        // Once a proxy was reached, a later outage waits for the notice: a restart of a proxy is not news.
+        statistics.readyProxies = 1
+        #expect(watch.observe(statistics, now: self.at(1)) == .tell("a proxy is reachable again"))
+        statistics.readyProxies = 0
+        #expect(watch.observe(statistics, now: self.at(2)) == .none)
+        #expect(watch.observe(statistics, now: self.at(7)) == .tell("cannot connect to 127.0.0.1:46801: connection refused"))
     }
 
     @Test func aProxyThatNeverAnswersIsNamedAndGivenUp() {
@@ -213,7 +235,10 @@ import Testing
         #expect(watch.observe(statistics, now: self.at(4.9)) == .none)
         #expect(watch.observe(statistics, now: self.at(5)) == .none, "the stall counts from its first sighting")
         #expect(watch.observe(statistics, now: self.at(9.9)) == .tell("no answer from 127.0.0.1:46801: 7 records wait"))
-        #expect(watch.observe(statistics, now: self.at(24.9)) == .giveUp("giving up: no proxy reachable or answering for 20.0 seconds"))
+        #expect(
+            watch.observe(statistics, now: self.at(24.9))
+                == .giveUp("giving up after 20.0 seconds with no proxy reachable or answering: no answer from 127.0.0.1:46801: 7 records wait")
+        )
     }
 
     @Test func progressIsNeverAStall() {

@@ -69,7 +69,8 @@ import Testing
         try await withReceiver(receiverConfiguration) { receiver in
             var configuration = clientConfiguration(ports: [try await receiver.port()])
             configuration.buffer.maxBytes = 4 << 10
-            configuration.retry.deliveryTimeout = .milliseconds(fault == .noAcks ? 500 : 2_000)
+            // Short where records are meant to fail; long where they must not (a loaded machine is slow, not lossy).
+            configuration.retry.deliveryTimeout = .milliseconds(fault == .noAcks ? 500 : fault == .none ? 120_000 : 2_000)
             configuration.connection.requestTimeout = .milliseconds(300)
             let accepted = Accepted()
             let seeds = (0..<8).map { _ in UInt64.random(in: 0...UInt64.max, using: &random) }

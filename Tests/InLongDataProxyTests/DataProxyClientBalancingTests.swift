@@ -88,7 +88,10 @@ import Testing
                     sent.append(body)
                     return true
                 }
-                // Until both connections are up and the failing proxy has failed twice (then it is avoided).
+                // Both connections up first: with only the failing one ready, a record could spend every attempt
+                // on it (seen on a loaded machine).
+                #expect(await eventually { client.statistics().readyProxies == 2 })
+                // Until the failing proxy has failed twice (then it is avoided).
                 #expect(await eventually { await sendOne() && failing.statistics().errors[.sinkServiceUnready, default: 0] >= 2 })
                 let failingPort = try await failing.port()
                 let errorsBefore = failing.statistics().errors[.sinkServiceUnready, default: 0]

@@ -38,6 +38,11 @@ public struct DataProxyClientStatistics: Sendable, Hashable {
     public var ackLatencyP99: Duration?
     /// Failed records by reason.
     public var failures: [String: Int] = [:]
+    /// Failed records that no proxy can have stored (``DataProxyError/Persistence/notSent``): resending them
+    /// cannot duplicate them.
+    public var failedNotSent = 0
+    /// Failed records a proxy may have stored (``DataProxyError/Persistence/possiblySent``).
+    public var failedPossiblySent = 0
     /// The load each connected proxy reports in heartbeat replies, smoothed, for those that report one.
     public var proxyLoads: [Endpoint: Int] = [:]
     /// Proxies avoided now after consecutive failures.
@@ -83,6 +88,8 @@ final class ClientObservation: Sendable {
     private let sent = Atomic<Int>(0)
     private let acked = Atomic<Int>(0)
     private let failed = Atomic<Int>(0)
+    private let failedNotSent = Atomic<Int>(0)
+    private let failedPossiblySent = Atomic<Int>(0)
     private let retries = Atomic<Int>(0)
     private let tooLarge = Atomic<Int>(0)
     private let bufferFull = Atomic<Int>(0)
@@ -140,6 +147,11 @@ final class ClientObservation: Sendable {
     func batchFailed(_ key: BatchKey, records: Int, bytes: Int, error: DataProxyError) {
         self.failed.add(records, ordering: .relaxed)
         self.failures.withLock { $0[error.code.description, default: 0] += records }
+        switch error.persistence {
+        case .notSent: self.failedNotSent.add(records, ordering: .relaxed)
+        case .possiblySent: self.failedPossiblySent.add(records, ordering: .relaxed)
+        case .acked: break
+        }
         self.delegate?.batchFailed(group: key.group, stream: key.stream, records: records, bytes: bytes, error: error)
     }
 
@@ -175,6 +187,8 @@ final class ClientObservation: Sendable {
         statistics.batchesSent = self.batchesSent.load(ordering: .relaxed)
         statistics.bytesSent = self.bytesSent.load(ordering: .relaxed)
         statistics.failures = self.failures.withLock { $0 }
+        statistics.failedNotSent = self.failedNotSent.load(ordering: .relaxed)
+        statistics.failedPossiblySent = self.failedPossiblySent.load(ordering: .relaxed)
         let histogram = self.latency.withLock { $0 }
         statistics.ackLatencyP50 = histogram.value(at: 0.5)
         statistics.ackLatencyP99 = histogram.value(at: 0.99)
