@@ -2,6 +2,8 @@ import ArgumentParser
 import Configuration
 import Foundation
 import InLongDataProxy
+import InLongWire
+import Yams
 
 /// Client settings for a command, by precedence: flags, then `INLONG_*` environment variables, then the
 /// `--config` file (JSON or YAML), then the defaults. Secrets (`INLONG_MANAGER_AUTH`) need never be on the
@@ -21,7 +23,7 @@ func readClientConfiguration(
         InMemoryProvider(name: "flags", values: flags),
         DataProxyClient.Configuration.environmentProvider(environment),
     ]
-    if let file { providers.append(try await configFileProvider(file)) }
+    if let file { providers.append(try await configFileProvider(file, keys: DataProxyClient.Configuration.settingKeys)) }
     let reader = ConfigReader(providers: providers)
     let configuration: DataProxyClient.Configuration
     do {
@@ -35,9 +37,22 @@ func readClientConfiguration(
     return configuration
 }
 
-/// A `--config` file as a provider: JSON when it ends in `.json`, YAML otherwise.
-func configFileProvider(_ file: String) async throws -> any ConfigProvider {
-    guard FileManager.default.isReadableFile(atPath: file) else { throw ValidationError("cannot read --config \(file)") }
+/// A `--config` file as a provider: JSON when it ends in `.json`, YAML otherwise. A key not among `keys` is
+/// refused (a typo must not leave a default silently in force).
+func configFileProvider(_ file: String, keys: SettingKeys) async throws -> any ConfigProvider {
+    guard let data = FileManager.default.contents(atPath: file) else {
+        throw ValidationError("cannot read --config \(file): \(String(cString: strerror(errno)).lowercased())")
+    }
+    let document: Any?
+    do {
+        document = file.hasSuffix(".json")
+            ? try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+            : try Yams.load(yaml: String(decoding: data, as: UTF8.self))
+    } catch {
+        throw ValidationError("\(file) is not valid \(file.hasSuffix(".json") ? "JSON" : "YAML"): \(error)")
+    }
+    let unknown = keys.unknownKeys(in: document ?? [String: Any]())
+    guard unknown.isEmpty else { throw ValidationError("\(file): " + unknown.map(\.description).joined(separator: "; ")) }
     let location = ConfigReader(provider: InMemoryProvider(values: ["filePath": ConfigValue(.string(file), isSecret: false)]))
     do {
         if file.hasSuffix(".json") { return try await FileProvider<JSONSnapshot>(config: location) }

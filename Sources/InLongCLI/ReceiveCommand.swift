@@ -87,7 +87,7 @@ struct ReceiveCommand: AsyncParsableCommand {
             InMemoryProvider(name: "flags", values: flags),
             EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: ["inlong", "receiver"]),
         ]
-        if let file = self.config { providers.append(try await configFileProvider(file)) }
+        if let file = self.config { providers.append(try await configFileProvider(file, keys: DataProxyReceiver.Configuration.settingKeys)) }
         var configuration: DataProxyReceiver.Configuration
         do {
             configuration = try DataProxyReceiver.Configuration(config: ConfigReader(providers: providers))

@@ -1,8 +1,18 @@
 public import Configuration
 import InLongTransport
-import InLongWire
+package import InLongWire
 
 extension DataProxyClient.Configuration {
+    /// The keys ``init(config:groups:)`` reads: a file with any other is refused (see `SettingKeys`).
+    package static let settingKeys = SettingKeys([
+        "sdkConfig", "proxies",
+        "manager.url", "manager.groups", "manager.auth", "manager.tenant", "manager.cacheFile", "manager.refreshInterval",
+        "batching.linger", "batching.maxRecords", "batching.maxBytes", "batching.compression",
+        "buffer.maxBytes", "buffer.maxRecords", "buffer.whenFull",
+        "retry.deliveryTimeout",
+        "connection.maxProxies", "connection.requestTimeout", "connection.heartbeatInterval",
+    ])
+
     /// Reads a configuration through swift-configuration, from whatever providers the reader combines (a JSON or
     /// YAML file, environment variables, ...). Keys, all optional but one of `proxies`, `manager.url` and
     /// `sdkConfig`:

@@ -1,7 +1,15 @@
 public import Configuration
-import InLongWire
+package import InLongWire
 
 extension DataProxyReceiver.Configuration {
+    /// The keys ``init(config:)`` reads: a file with any other is refused (see `SettingKeys`).
+    package static let settingKeys = SettingKeys([
+        "host", "port", "advertisedIP", "maxFrameSize", "maxConnections", "maxBufferedFrames", "readIdleTimeout", "knownGroups",
+        "manager.port", "manager.clusterId",
+        "faults.ackDelay", "faults.dropAcks", "faults.errorCode", "faults.errorRate", "faults.closeAfterFrames",
+        "faults.stopReading", "faults.load",
+    ])
+
     /// Reads a receiver configuration through swift-configuration (a JSON or YAML file, environment variables,
     /// ...), starting from `base`. Keys, all optional (environment names are the keys under `INLONG_RECEIVER_`,
     /// upper-cased, with `_` between words):

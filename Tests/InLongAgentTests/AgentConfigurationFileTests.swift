@@ -59,7 +59,7 @@ import Testing
         ("stateDirectory: s\nsources: []\nproxies: [\"127.0.0.1:1\"]", "no sources"),
         ("stateDirectory: s\nsources: [{paths: [a], group: g, stream: s}]", "give proxies"),
         ("stateDirectory: s\nproxies: [\"nohost\"]\nsources: [{paths: [a], group: g, stream: s}]", "not host:port"),
-        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nsources: [{paths: [a], group: g, stream: s, startAt: middle}]", "not a valid agent configuration"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nsources: [{paths: [a], group: g, stream: s, startAt: middle}]", "sources[0].startAt cannot be 'middle'"),
         ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nmaxUnackedBytes: 0\nsources: [{paths: [a], group: g, stream: s}]", "must be positive"),
         // Values of the wrong kind are errors, not silently the defaults.
         ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nmaxUnackedBytes: 256MiB\nsources: [{paths: [a], group: g, stream: s}]", "maxUnackedBytes takes a whole number"),
@@ -68,6 +68,11 @@ import Testing
         ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nbatching: {linger: soon}\nsources: [{paths: [a], group: g, stream: s}]", "batching.linger takes a number"),
         ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nshutdownTimeout: 1e300\nsources: [{paths: [a], group: g, stream: s}]", "must be a number of seconds"),
         (": not yaml [", "not a valid agent configuration"),
+        // Typos are refused, with the nearest known key, wherever they are.
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nshutdownTimout: 5\nsources: [{paths: [a], group: g, stream: s}]", "unknown key 'shutdownTimout' (did you mean 'shutdownTimeout'?)"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nbatching: {lingr: 0.5}\nsources: [{paths: [a], group: g, stream: s}]", "unknown key 'batching.lingr' (did you mean 'batching.linger'?)"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nsources: [{paths: [a], group: g, stream: s, atributes: {a: b}}]", "unknown key 'sources[0].atributes' (did you mean 'sources[0].attributes'?)"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nsources: [{group: g, stream: s}]", "sources[0].paths is missing"),
     ])
     func aBadFileIsAClearError(text: String, expected: String) throws {
         try self.withFile("agent.yaml", text) { path in

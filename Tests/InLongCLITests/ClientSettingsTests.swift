@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import InLongDataProxy
 import InLongDataProxyReceiver
-import InLongWire
 import InLongTransport
+import InLongWire
 import Logging
 import Testing
 
@@ -105,6 +105,55 @@ import Testing
             }
             #expect(error?.message.contains("takes") == true, "\(key): \(String(describing: error))")
         }
+    }
+}
+
+/// Every configuration file refuses keys it does not know, naming the key and the nearest known one.
+@Suite struct UnknownKeyTests {
+    private func withFile<Result>(_ name: String, _ text: String, _ body: (String) async throws -> Result) async throws -> Result {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-\(UUID().uuidString)-\(name)").path
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try await body(path)
+    }
+
+    @Test(arguments: [
+        ("client.yaml", "proxies: [\"127.0.0.1:1\"]\nbatching:\n  lingr: 0.5\n", "unknown key 'batching.lingr' (did you mean 'batching.linger'?)"),
+        ("client.json", #"{"proxies": ["127.0.0.1:1"], "retry": {"deliveryTimout": 5}}"#, "unknown key 'retry.deliveryTimout' (did you mean 'retry.deliveryTimeout'?)"),
+        ("client.yaml", "proxies: [\"127.0.0.1:1\"]\ncolour: blue\n", "unknown key 'colour'"),
+    ])
+    func aClientFileWithATypoIsRefused(name: String, text: String, expected: String) async throws {
+        try await self.withFile(name, text) { path in
+            let error = await #expect(throws: ValidationError.self) {
+                try await readClientConfiguration(file: path, target: try TargetOptions.parse([]), group: "g", environment: [:])
+            }
+            #expect(error?.message.hasSuffix(expected) == true, "\(String(describing: error))")
+            #expect(error?.message.contains(path) == true)
+        }
+    }
+
+    @Test func aReceiverFileWithATypoIsRefused() async throws {
+        try await self.withFile("receiver.yaml", "port: 0\nfaults:\n  ackDelai: 0.1\n") { path in
+            let error = await #expect(throws: ValidationError.self) {
+                try await ReceiveCommand.parse(["--config", path, "--count-only"]).receiverConfiguration(environment: [:])
+            }
+            #expect(error?.message.hasSuffix("unknown key 'faults.ackDelai' (did you mean 'faults.ackDelay'?)") == true, "\(String(describing: error))")
+        }
+    }
+
+    @Test func everyKeyTheReadersTakeIsKnown() {
+        let client: [String: Any] = [
+            "sdkConfig": "x", "proxies": ["a:1"],
+            "manager": ["url": "u", "groups": ["g"], "auth": "a:b", "tenant": "t", "cacheFile": "f", "refreshInterval": 1],
+            "batching": ["linger": 1, "maxRecords": 1, "maxBytes": 1, "compression": true],
+            "buffer": ["maxBytes": 1, "maxRecords": 1, "whenFull": "wait"],
+            "retry": ["deliveryTimeout": 1],
+            "connection": ["maxProxies": 1, "requestTimeout": 1, "heartbeatInterval": 1],
+        ]
+        #expect(DataProxyClient.Configuration.settingKeys.unknownKeys(in: client).isEmpty)
+        let nested: [String: Any] = ["sources": [["paths": ["a"], "attributes": ["anything": "x"]], ["group": "g", "pahts": ["b"]]]]
+        let keys = SettingKeys(["sources[].paths", "sources[].group", "sources[].attributes.*"])
+        #expect(keys.unknownKeys(in: nested) == [.init(key: "sources[1].pahts", suggestion: "sources[1].paths")])
     }
 }
 

@@ -40,6 +40,14 @@ public enum AgentConfigurationFile {
     /// Keys holding paths, resolved against the file's directory when relative.
     static let pathKeys = ["stateDirectory", "sdkConfig"]
 
+    /// Every key the file may hold: the agent's, the client's and each source's. Any other is refused as a typo.
+    static let settingKeys = SettingKeys([
+        "stateDirectory", "maxUnackedBytes", "maxUnackedBytesPerFile", "readSize", "maxOpenFiles", "scanInterval",
+        "pollInterval", "checkpointInterval", "releaseAfter", "shutdownTimeout", "resendDelay", "stallAfter", "compression",
+        "sources[].paths", "sources[].group", "sources[].stream", "sources[].attributes.*", "sources[].startAt",
+        "sources[].maxLineLength", "sources[].overlong",
+    ]).union(DataProxyClient.Configuration.settingKeys)
+
     /// Reads `path` (JSON is read as the YAML it is) with `environment`'s `INLONG_*` variables (the process's
     /// when `nil`) over it.
     public static func load(path: String, environment: [String: String]? = nil) throws(AgentConfigurationError) -> AgentConfiguration {
@@ -50,10 +58,19 @@ public enum AgentConfigurationFile {
         let sources: [Source]
         let settings: YAMLSnapshot
         do {
-            guard case .mapping(var mapping)? = try Yams.compose(yaml: String(decoding: data, as: UTF8.self)) else {
+            let text = String(decoding: data, as: UTF8.self)
+            guard case .mapping(var mapping)? = try Yams.compose(yaml: text) else {
                 throw AgentConfigurationError("\(path) is not a valid agent configuration: not a mapping of settings")
             }
-            sources = try mapping["sources"].map { try YAMLDecoder().decode([Source].self, from: $0) } ?? []
+            let unknown = Self.settingKeys.unknownKeys(in: try Yams.load(yaml: text) ?? [:])
+            guard unknown.isEmpty else {
+                throw AgentConfigurationError("\(path): " + unknown.map(\.description).joined(separator: "; "))
+            }
+            do {
+                sources = try mapping["sources"].map { try YAMLDecoder().decode([Source].self, from: $0) } ?? []
+            } catch let error as DecodingError {
+                throw AgentConfigurationError("\(path): \(plainDescription(of: error, under: "sources"))")
+            }
             // swift-configuration holds scalars and lists of scalars only: the sources stay out of it.
             mapping["sources"] = nil
             for key in Self.pathKeys {
@@ -197,4 +214,27 @@ struct SnapshotProvider: ConfigProvider {
 public struct AgentConfigurationError: Error, CustomStringConvertible, Sendable {
     public var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A decoding error in plain words, naming the key: `sources[0].paths is missing`.
+func plainDescription(of error: DecodingError, under root: String) -> String {
+    func path(_ codingPath: [any CodingKey]) -> String {
+        codingPath.reduce(root) { path, key in key.intValue.map { "\(path)[\($0)]" } ?? "\(path).\(key.stringValue)" }
+    }
+    switch error {
+    case .keyNotFound(let key, let context):
+        return "\(path(context.codingPath + [key])) is missing"
+    case .typeMismatch(let type, let context):
+        return "\(path(context.codingPath)) must be \(type == String.self ? "text" : type == [String].self ? "a list of text" : "\(type)")"
+    case .valueNotFound(_, let context):
+        return "\(path(context.codingPath)) has no value"
+    case .dataCorrupted(let context):
+        // An enumeration's unknown value: `Cannot initialize X from invalid String value middle`.
+        if let range = context.debugDescription.range(of: "invalid String value ") {
+            return "\(path(context.codingPath)) cannot be '\(context.debugDescription[range.upperBound...])'"
+        }
+        return "\(path(context.codingPath)): \(context.debugDescription)"
+    @unknown default:
+        return "\(error)"
+    }
 }
