@@ -71,6 +71,8 @@ struct AgentCommand: AsyncParsableCommand {
         } else {
             guard !self.paths.isEmpty else { throw ValidationError("give --config FILE, or --path GLOB with --group and --stream") }
             guard let group = self.group, let stream = self.stream else { throw ValidationError("--path needs --group and --stream") }
+            try validateName(group, option: "--group")
+            try validateName(stream, option: "--stream")
             var client = try await readClientConfiguration(file: nil, target: self.target, group: group)
             if self.noCompression { client.batching.compressionThreshold = nil }
             var source = AgentConfiguration.FileSource(paths: self.paths, group: group, stream: stream)
@@ -85,6 +87,7 @@ struct AgentCommand: AsyncParsableCommand {
                 guard parts.count == 2 else { throw ValidationError("--attribute takes key=value") }
                 source.attributes[String(parts[0])] = String(parts[1])
             }
+            if client.manager?.cacheFile == nil { client.manager?.cacheFile = AgentConfiguration.proxyCacheFile(in: self.stateDir) }
             configuration = AgentConfiguration(sources: [source], stateDirectory: self.stateDir, client: client)
         }
         if let seconds = self.shutdownTimeout {

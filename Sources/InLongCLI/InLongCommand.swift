@@ -96,8 +96,19 @@ func formatRate(_ count: Double, seconds: Double) -> String {
     return rate >= 1_000_000 ? String(format: "%.2f M ", rate / 1_000_000) : String(format: "%.0f ", rate)
 }
 
+/// A byte rate in the unit that shows it: `812.4 MB/s`, `2.9 kB/s`, `0 B/s`.
 func megabytes(_ bytes: Int, seconds: Double) -> String {
-    String(format: "%.1f MB/s", Double(bytes) / 1_000_000 / max(seconds, 1e-9))
+    let rate = Double(bytes) / max(seconds, 1e-9)
+    if rate >= 100_000 { return String(format: "%.1f MB/s", rate / 1_000_000) }
+    if rate >= 100 { return String(format: "%.1f kB/s", rate / 1_000) }
+    return String(format: "%.0f B/s", rate)
+}
+
+/// A group or stream id as InLong takes it: not empty, no `&` or `=` (they delimit the attribute string).
+func validateName(_ value: String, option: String) throws {
+    guard !value.isEmpty, !value.contains("&"), !value.contains("=") else {
+        throw ValidationError("\(option) '\(value)' must not be empty or contain '&' or '='")
+    }
 }
 
 func milliseconds(_ duration: Duration?) -> String {

@@ -64,12 +64,19 @@ struct SendCommand: AsyncParsableCommand {
 
     @OptionGroup var operatorOptions: OperatorOptions
 
+    func validate() throws {
+        try validateName(self.group, option: "--group")
+        try validateName(self.stream, option: "--stream")
+    }
+
     func run() async throws {
         var configuration = try await readClientConfiguration(file: self.config, target: self.target, group: self.group)
         if self.noCompression { configuration.batching.compressionThreshold = nil }
         let sources = self.files.isEmpty ? ["-"] : self.files
-        for file in sources where file != "-" && !FileManager.default.isReadableFile(atPath: file) {
-            throw CLIError("cannot read \(file)")
+        for file in sources where file != "-" {
+            let descriptor = open(file, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { throw CLIError("cannot read \(file): \(String(cString: strerror(errno)).lowercased())") }
+            close(descriptor)
         }
         // The first SIGINT or SIGTERM stops reading and gives what was read `--grace` seconds to be acked.
         let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)

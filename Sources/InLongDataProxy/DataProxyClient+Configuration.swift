@@ -151,8 +151,8 @@ extension DataProxyClient {
         /// (`tlsConfiguration`), proxies, timeouts. Defaults to AsyncHTTPClient's defaults.
         public var httpClientConfiguration = HTTPClient.Configuration()
         /// A file that keeps the last good answer for a start while the Manager is down, or `nil`.
-        /// Defaults to `.inlong/proxy-cache.json` in the working directory.
-        public var cacheFile: String? = ".inlong/proxy-cache.json"
+        /// Defaults to `nil`: nothing is written unless asked (the agent keeps one in its state directory).
+        public var cacheFile: String?
 
         public init(url: String, groups: [String]) {
             self.url = url

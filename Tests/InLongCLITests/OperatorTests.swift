@@ -103,6 +103,21 @@ import Testing
         #expect(unknownOption.map { InLongCommand.exitCode(for: $0).rawValue } == 64)
     }
 
+    @Test func smallPointsOfTheFirstHour() throws {
+        // A name InLong cannot carry is a usage error (64), said before anything connects.
+        let badGroup = #expect(throws: (any Error).self) {
+            _ = try InLongCommand.parseAsRoot(["send", "--proxy", "127.0.0.1:1", "--group", "g&x", "--stream", "s"])
+        }
+        #expect(badGroup.map { InLongCommand.exitCode(for: $0).rawValue } == 64)
+        #expect(badGroup.map { "\($0)" }?.contains("--group 'g&x'") == true)
+        // Rates of small runs are not rounded to nothing.
+        #expect(megabytes(2_893, seconds: 1) == "2.9 kB/s")
+        #expect(megabytes(50, seconds: 1) == "50 B/s")
+        #expect(megabytes(812_400_000, seconds: 1) == "812.4 MB/s")
+        // Nothing lands in the working directory unless asked: the Manager's cache is off by default.
+        #expect(DataProxyClient.Manager(url: "http://127.0.0.1:1/list", groups: []).cacheFile == nil)
+    }
+
     @Test func theSummaryIsWrittenAsJSONForScripts() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-stats-\(UUID().uuidString).json").path
         defer { try? FileManager.default.removeItem(atPath: path) }

@@ -80,4 +80,6 @@ public struct AgentConfiguration: Sendable {
 
     public var checkpointPath: String { self.stateDirectory + "/checkpoint.json" }
     public var deadLetterPath: String { self.stateDirectory + "/dead-letter.jsonl" }
+    /// Where the agent keeps the Manager's last good proxy lists, unless configured otherwise.
+    public static func proxyCacheFile(in stateDirectory: String) -> String { stateDirectory + "/proxy-cache.json" }
 }

@@ -150,6 +150,7 @@ extension AgentConfiguration {
             throw AgentConfigurationError(error.detail)
         }
         if try config.flag("compression", AgentConfigurationError.init) == false { client.batching.compressionThreshold = nil }
+        if config.string(forKey: "manager.cacheFile") == nil { client.manager?.cacheFile = AgentConfiguration.proxyCacheFile(in: stateDirectory) }
         self.init(sources: sources, stateDirectory: stateDirectory, client: client)
         func positive(_ key: ConfigKey, _ value: inout Int) throws(AgentConfigurationError) {
             guard let read = try config.wholeNumber(key, AgentConfigurationError.init) else { return }
