@@ -102,13 +102,15 @@ struct AgentCommand: AsyncParsableCommand {
         let logger = self.operatorOptions.logger("inlong.agent")
         let agent = InLongAgent(configuration: configuration, logger: logger)
         // Unhealthy while a group is stalled: named, with its waiting lines and why its proxies take nothing.
-        let metrics = try self.operatorOptions.metricsEndpoint(logger: logger) {
+        let metricsEndpoint = try self.operatorOptions.metricsEndpoint(logger: logger) {
             let stalled = agent.statistics().stalledGroups
             guard !stalled.isEmpty else { return nil }
             return stalled.map { group in
                 "stalled: group \(group.group), \(group.linesWaiting) lines wait" + (group.proxyProblem.map { " (\($0))" } ?? "")
             }.joined(separator: "\n")
         }
+        let metrics = try await metricsEndpoint?.start()
+        defer { metrics?.cancel() }
         let start = ContinuousClock.now
         let progress = Progress {
             let statistics = agent.statistics()
@@ -120,7 +122,7 @@ struct AgentCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: (metrics.map { [.init(service: $0)] } ?? []) + [.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)],
+                services: [.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

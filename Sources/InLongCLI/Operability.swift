@@ -58,6 +58,28 @@ final class MetricsEndpoint: Service, Sendable {
     let logger: Logger
     let health: @Sendable () -> String?
     private let boundPort = Mutex<Int?>(nil)
+    /// Told once: `nil` when the port is bound, or why it cannot be.
+    private let started = Mutex<AsyncStream<String?>.Continuation?>(nil)
+
+    /// Serves in a task, returned once the port is bound. A bind failure is thrown, naming the address and the
+    /// cause: no command runs without the metrics it was asked for.
+    func start() async throws -> Task<Void, Never> {
+        let (outcome, report) = AsyncStream.makeStream(of: String?.self)
+        self.started.withLock { $0 = report }
+        let task = Task {
+            do {
+                try await self.run()
+            } catch {
+                report.yield(TransportError.plainCause(error))
+            }
+            report.finish()
+        }
+        for await failure in outcome {
+            guard let failure else { return task }
+            throw CLIError("cannot serve metrics on \(self.host):\(self.port): \(failure)")
+        }
+        throw CLIError("cannot serve metrics on \(self.host):\(self.port): the server ended")
+    }
 
     /// The port it listens on, once it does (for `--metrics 127.0.0.1:0`).
     func localPort() async -> Int? {
@@ -96,7 +118,10 @@ final class MetricsEndpoint: Service, Sendable {
         let application = Application(
             router: router,
             configuration: .init(address: .hostname(self.host, port: self.port)),
-            onServerRunning: { channel in self.boundPort.withLock { $0 = channel.localAddress?.port } },
+            onServerRunning: { channel in
+                self.boundPort.withLock { $0 = channel.localAddress?.port }
+                self.started.withLock { $0?.yield(nil) }
+            },
             logger: self.logger
         )
         try await application.run()

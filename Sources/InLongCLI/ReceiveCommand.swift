@@ -124,9 +124,9 @@ struct ReceiveCommand: AsyncParsableCommand {
         }
         let logger = self.operatorOptions.logger("inlong.receive")
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if let metrics = try self.operatorOptions.metricsEndpoint(logger: logger) {
-            services.append(.init(service: metrics))
-        }
+        // Bound before the receiver starts: a busy metrics port is fatal, named, and never taken for the receiver's.
+        let metrics = try await self.operatorOptions.metricsEndpoint(logger: logger)?.start()
+        defer { metrics?.cancel() }
         let receiver = DataProxyReceiver(configuration: configuration, sink: self.print ? PrintingSink(inner: sink) : sink, logger: logger)
         services.append(.init(service: receiver))
         let group = ServiceGroup(
@@ -141,6 +141,8 @@ struct ReceiveCommand: AsyncParsableCommand {
         let start = ContinuousClock.now
         do {
             try await group.run()
+        } catch let error as ReceiverError {
+            throw CLIError("\(error)")
         } catch {
             throw CLIError("receiver failed: \(error)")
         }

@@ -89,7 +89,7 @@ struct SendCommand: AsyncParsableCommand {
         }
         defer { watcher.cancel() }
         let logger = self.operatorOptions.logger("inlong.send")
-        let metrics = try self.operatorOptions.metricsEndpoint(logger: logger).map { endpoint in Task { try await endpoint.run() } }
+        let metrics = try await self.operatorOptions.metricsEndpoint(logger: logger)?.start()
         defer { metrics?.cancel() }
         let outcome = try await sendLines(
             configuration: configuration,

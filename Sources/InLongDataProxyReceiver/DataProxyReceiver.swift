@@ -108,6 +108,7 @@ public final class DataProxyReceiver: Service, Sendable {
         do {
             server = try await self.bind()
         } catch {
+            let error = ReceiverError.cannotListen(on: "\(self.configuration.host):\(self.configuration.port)", because: error)
             self.address.settle(.failure(error))
             throw error
         }
@@ -367,15 +368,26 @@ public final class DataProxyReceiver: Service, Sendable {
 
 /// Errors of the receiver itself.
 public struct ReceiverError: Error, Hashable, Sendable, CustomStringConvertible {
-    private enum Base: Hashable, Sendable { case stopped }
+    private enum Base: Hashable, Sendable {
+        case stopped
+        case cannotListen(address: String, cause: String)
+    }
+
     private let base: Base
 
     /// The receiver was stopped before it listened.
     public static let stopped = ReceiverError(base: .stopped)
 
+    /// The receiver (or its Manager endpoint) cannot listen on `address`: in use, not an address of this host, ...
+    public static func cannotListen(on address: String, because error: any Error) -> ReceiverError {
+        let cause = (error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "\(error)"
+        return ReceiverError(base: .cannotListen(address: address, cause: cause))
+    }
+
     public var description: String {
         switch self.base {
         case .stopped: "the receiver was stopped"
+        case .cannotListen(let address, let cause): "cannot listen on \(address): \(cause)"
         }
     }
 }

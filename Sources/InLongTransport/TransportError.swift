@@ -142,7 +142,7 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
     }
 
     /// A socket library's error in a few plain words: `connection refused`, `cannot resolve example.invalid`.
-    static func plainCause(_ error: any Error) -> String {
+    package static func plainCause(_ error: any Error) -> String {
         switch error {
         case let error as NIOConnectionError:
             if let failure = error.connectionErrors.first { return Self.plainCause(failure.error) }

@@ -81,3 +81,60 @@ struct FirstFailureTests {
         }
     }
 }
+
+/// One rule for every listening address: a port that cannot be bound is fatal at once, and the error names the
+/// address and the cause (a busy metrics port is never taken for the receiver's, and never silently skipped).
+@Suite(.timeLimit(.minutes(1)))
+struct ListeningAddressTests {
+    /// A loopback port held by a listening socket for the test's duration.
+    final class BusyPort {
+        let descriptor: Int32
+        let port: Int
+
+        init() {
+            let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) } }
+            _ = listen(descriptor, 1)
+            _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) } }
+            self.descriptor = descriptor
+            self.port = Int(UInt16(bigEndian: address.sin_port))
+        }
+
+        deinit { close(self.descriptor) }
+    }
+
+    @Test func aBusyPortIsFatalAndNamed() async throws {
+        let inlong = try inlongExecutable()
+        let busy = BusyPort()
+        try await withTemporaryDirectory { directory in
+            let lines = directory.appendingPathComponent("lines.txt").path
+            #expect(FileManager.default.createFile(atPath: lines, contents: Data("one\n".utf8)))
+            let metrics = "127.0.0.1:\(busy.port)"
+            let cases: [([String], String)] = [
+                (["send", "--proxy", "127.0.0.1:1", "--group", "g", "--stream", "s", "--metrics", metrics, lines], "cannot serve metrics on \(metrics): address already in use"),
+                (["receive", "--listen", "127.0.0.1:0", "--count-only", "--metrics", metrics], "cannot serve metrics on \(metrics): address already in use"),
+                (
+                    ["agent", "--path", directory.path + "/*.none", "--group", "g", "--stream", "s", "--proxy", "127.0.0.1:1",
+                     "--state-dir", directory.appendingPathComponent("state").path, "--metrics", metrics],
+                    "cannot serve metrics on \(metrics): address already in use"
+                ),
+                (["receive", "--listen", metrics, "--count-only"], "cannot listen on \(metrics): address already in use"),
+                (
+                    ["receive", "--listen", "127.0.0.1:0", "--count-only", "--manager-port", "\(busy.port)"],
+                    "cannot listen on \(metrics) (the Manager endpoint): address already in use"
+                ),
+            ]
+            for (index, (arguments, expected)) in cases.enumerated() {
+                let child = try ChildProcess(inlong, arguments, logs: directory, name: "case\(index)")
+                let status = await child.waitForExit(timeout: .seconds(30))
+                #expect(status == .exit(1), "\(arguments[0]): \(child.output())")
+                #expect(child.error().contains("Error: \(expected)"), "\(arguments): \(child.output())")
+            }
+        }
+        withExtendedLifetime(busy) {}
+    }
+}

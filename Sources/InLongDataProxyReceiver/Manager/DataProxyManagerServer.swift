@@ -162,7 +162,11 @@ public final class DataProxyManagerServer: Service, Sendable {
         )
         // A server that ends before it listened never will.
         defer { self.address.settle(.failure(ReceiverError.stopped)) }
-        try await application.run()
+        do {
+            try await application.run()
+        } catch let error as IOError {
+            throw ReceiverError.cannotListen(on: "\(self.configuration.host):\(self.configuration.port) (the Manager endpoint)", because: error)
+        }
     }
 
     private func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
