@@ -13,8 +13,8 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// What every long-running subcommand offers an operator: log level, a Prometheus endpoint, a JSON summary.
 struct OperatorOptions: ParsableArguments {
-    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
-    var logLevel: Logger.Level = .warning
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical (default: warning; error for send, which says why no proxy answers in its own words).")
+    var logLevel: Logger.Level?
 
     @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics, and /health.")
     var metrics: String?
@@ -22,9 +22,10 @@ struct OperatorOptions: ParsableArguments {
     @Option(name: .customLong("stats-json"), help: "Write the final summary as JSON to this file, for scripts.")
     var statsJSON: String?
 
-    func logger(_ label: String) -> Logger {
+    /// A logger at `--log-level`, or at `level` when none was given.
+    func logger(_ label: String, level: Logger.Level = .warning) -> Logger {
         var logger = Logger(label: label)
-        logger.logLevel = self.logLevel
+        logger.logLevel = self.logLevel ?? level
         return logger
     }
 

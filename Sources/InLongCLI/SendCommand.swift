@@ -88,7 +88,9 @@ struct SendCommand: AsyncParsableCommand {
             }
         }
         defer { watcher.cancel() }
-        let logger = self.operatorOptions.logger("inlong.send")
+        // The client's warnings (a proxy that cannot be reached) are what the reachability watch says in plain
+        // words at once: shown again only when asked for with --log-level.
+        let logger = self.operatorOptions.logger("inlong.send", level: .error)
         let metrics = try await self.operatorOptions.metricsEndpoint(logger: logger)?.start()
         defer { metrics?.cancel() }
         let outcome = try await sendLines(

@@ -153,14 +153,22 @@ extension DataProxyClient {
             }
             self.withMachine { ((), $0.routeReady(group)) }
             self.discoveryError.withLock { $0 = nil }
+            self.discoveryFailures.withLock { $0[group] = nil }
             return true
         case .failure(let error) where error is CancellationError:
             // The client is closing: what the Manager said last still stands.
             return false
         case .failure(let error):
+            let message = router.isRouted(group) ? "proxy refresh failed; keeping the group's proxies" : "no proxy found yet"
+            // Said once at warning while the same failure goes on; each retry after it at debug.
+            let repeated = self.discoveryFailures.withLock { failures in
+                defer { failures[group] = "\(message): \(error)" }
+                return failures[group] == "\(message): \(error)"
+            }
             if !router.isRouted(group) { self.discoveryError.withLock { $0 = noProxies(error) } }
-            self.logger.warning(
-                router.isRouted(group) ? "proxy refresh failed; keeping the group's proxies" : "no proxy found yet",
+            self.logger.log(
+                level: repeated ? .debug : .warning,
+                "\(message)",
                 metadata: ["inlong.group": "\(group)", "inlong.manager": "\(discovery.configuration.url)", "inlong.error": "\(error)"]
             )
             return false

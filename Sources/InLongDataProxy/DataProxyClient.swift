@@ -22,6 +22,11 @@ import Synchronization
 /// ```
 /// Cancelling the task that runs ``run()`` closes the client with no grace: every record still held is reported
 /// failed, every suspended caller resumes, and every ``deliveryReports()`` sequence finishes.
+///
+/// The client logs through the `Logger` it is given; by default one labelled `inlong.client` with swift-log's
+/// bootstrapped handler (standard error at `info` when the application bootstrapped none). A proxy or Manager
+/// that cannot be reached is said once at `warning`, naming its address and the cause; each retry after it at
+/// `debug`. Pass `Logger(label: "inlong.client", factory: { _ in SwiftLogNoOpLogHandler() })` for silence.
 public final class DataProxyClient: Service, Sendable {
     typealias Machine = DeliveryStateMachine<CheckedContinuation<Bool, Never>>
 
@@ -37,6 +42,8 @@ public final class DataProxyClient: Service, Sendable {
     let router = Mutex<ProxyRouter?>(nil)
     /// The last discovery failure of a group without proxies, for statistics.
     let discoveryError = Mutex<String?>(nil)
+    /// The last failure said per group, so that a Manager that stays down is said once at warning.
+    let discoveryFailures = Mutex<[String: String]>([:])
     let reports = Mutex(ReportStreams())
     let started = Atomic(false)
     let wakeups: AsyncStream<Void>
@@ -46,7 +53,7 @@ public final class DataProxyClient: Service, Sendable {
     public init(
         configuration: Configuration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "inlong.client", factory: { _ in SwiftLogNoOpLogHandler() })
+        logger: Logger = Logger(label: "inlong.client")
     ) {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
@@ -176,7 +183,7 @@ final class WaitTicket: Sendable {
 public func withDataProxyClient<Result: Sendable>(
     configuration: DataProxyClient.Configuration,
     eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-    logger: Logger = Logger(label: "inlong.client", factory: { _ in SwiftLogNoOpLogHandler() }),
+    logger: Logger = Logger(label: "inlong.client"),
     closeDeadline: Duration = .seconds(30),
     _ body: (DataProxyClient) async throws -> Result
 ) async throws -> Result {

@@ -459,10 +459,14 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 self.eventSink.yield(.closed(channelID: channelID, reason: reason))
             }
         } catch {
-            logger.debug("connect failed", metadata: ["inlong.endpoint": "\(endpoint)", "error": "\(error)"])
             let code: TransportError.Code = error is ChannelError ? .connectTimeout : .connectFailed
             let failure = TransportError(code, endpoint: endpoint, underlying: error)
-            observer.connectFailed(failure)
+            // Said once per outage at warning, with the address and the cause; each retry after it at debug.
+            if observer.connectFailed(failure) {
+                logger.warning("\(failure)", metadata: ["inlong.endpoint": "\(endpoint)"])
+            } else {
+                logger.debug("\(failure)", metadata: ["inlong.endpoint": "\(endpoint)"])
+            }
             self.eventSink.yield(.connectFailed(failure))
         }
     }

@@ -14,10 +14,17 @@ struct ConnectionObserver: Sendable {
         self.metrics?.connects.increment()
     }
 
-    func connectFailed(_ failure: TransportError) {
+    /// Counts a failed connect; returns whether it is the first since the last connect (or the start): the one
+    /// an operator is told of at warning, the retries that follow at debug.
+    @discardableResult
+    func connectFailed(_ failure: TransportError) -> Bool {
         self.counters.connectFailures.add(1, ordering: .relaxed)
-        self.counters.lastConnectError.withLock { $0 = "\(failure)" }
+        let first = self.counters.lastConnectError.withLock { last in
+            defer { last = "\(failure)" }
+            return last == nil
+        }
         self.metrics?.connectFailures.increment()
+        return first
     }
 
     func disconnected(reason: String) {
