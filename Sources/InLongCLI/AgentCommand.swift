@@ -10,15 +10,16 @@ import UnixSignals
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
-        abstract: "Collect lines from files into InLong, remembering per file how far they are acked.",
+        abstract: "Collect lines from files into InLong, with an offset per file.",
         discussion: """
-            Lines are sent at least once: a crash, restart, rotation or proxy outage loses none (a restart sends
-            again what was read and not acked). SIGINT or SIGTERM stops reading, waits for acks up to
+            Lines are sent at least once: a crash, restart, rotation or proxy outage loses none (a restart sends \
+            again what was read and not acked). SIGINT or SIGTERM stops reading, waits for acks up to \
             --shutdown-timeout, writes the checkpoint and exits 0.
 
             Examples:
               inlong agent --config agent.yaml
-              inlong agent --path '/var/log/app/*.log' --group g --stream s --proxy 127.0.0.1:46801 --state-dir /var/lib/inlong-agent
+              inlong agent --path '/var/log/app/*.log' --group g --stream s \\
+                --proxy 127.0.0.1:46801 --state-dir /var/lib/inlong-agent
             """
     )
 

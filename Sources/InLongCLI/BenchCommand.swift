@@ -9,14 +9,20 @@ import NIOCore
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure the SDK against an embedded counting receiver over loopback (every record acked).",
+        abstract: "Measure the SDK against an embedded receiver over loopback.",
+        usage: "inlong bench [<options>]",
         discussion: """
+            Every record is acked before the figures are printed.
+
             Examples:
               inlong bench --records 2000000 --size 100 --mode single
               inlong bench --records 500000 --size 1024 --mode batch
-              inlong bench --records 2000000 --size 100 --mode concurrent   # send per record from 8 tasks
-              inlong bench --proxy 127.0.0.1:46801 --records 1000000   # against a receiver started elsewhere
-              inlong bench --receiver-only --records 5000000 --size 100   # the receiver alone, raw pipelined frames
+              # one send per record from 8 tasks:
+              inlong bench --records 2000000 --size 100 --mode concurrent
+              # against a receiver started elsewhere:
+              inlong bench --proxy 127.0.0.1:46801 --records 1000000
+              # the receiver alone, raw pipelined frames:
+              inlong bench --receiver-only --records 5000000 --size 100
             """
     )
 

@@ -9,8 +9,12 @@ import NIOCore
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Start an embedded receiver and Manager on free loopback ports, send records through the SDK with Manager discovery, and check that every record arrived.",
+        abstract: "Send records to an embedded receiver and check that every one arrived.",
+        usage: "inlong demo [<options>]",
         discussion: """
+            Starts a receiver and a Manager on free loopback ports, sends records through the SDK with Manager \
+            discovery, and compares what the receiver stored with what was sent.
+
             Examples:
               inlong demo
               inlong demo --records 1000000 --size 200 --out /tmp/demo.jsonl

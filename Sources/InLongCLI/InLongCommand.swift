@@ -19,15 +19,19 @@ let inlongVersion = "0.6.0"
 struct InLongCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inlong",
-        abstract: "Ship records to Apache InLong DataProxy servers, or run a compatible receiver.",
+        abstract: "Ship records to Apache InLong, or run a compatible receiver.",
         discussion: """
             Examples:
-              inlong demo                                   # embedded receiver + 100,000 records through the SDK
-              inlong receive --listen 127.0.0.1:46801 --manager-port 8083 --out records.jsonl
+              inlong demo            # embedded receiver, 100,000 records through the SDK
+              inlong receive --listen 127.0.0.1:46801 --manager-port 8083
               inlong send --group g --stream s --proxy 127.0.0.1:46801 app.log
-              inlong agent --path '/var/log/app/*.log' --group g --stream s --proxy 127.0.0.1:46801
-              inlong discover --manager http://127.0.0.1:8083/inlong/manager/openapi/dataproxy/getIpList --group g
+              inlong agent --path '/var/log/app/*.log' --group g --stream s \\
+                --proxy 127.0.0.1:46801
+              inlong discover --manager "$MANAGER" --group g
               inlong bench --records 2000000 --size 100
+
+            $MANAGER stands for the Manager's proxy-list URL, e.g.
+            http://127.0.0.1:8083/inlong/manager/openapi/dataproxy/getIpList
             """,
         version: inlongVersion,
         subcommands: [DemoCommand.self, SendCommand.self, ReceiveCommand.self, AgentCommand.self, DiscoverCommand.self, BenchCommand.self]
@@ -35,7 +39,33 @@ struct InLongCommand: AsyncParsableCommand {
 
     static func main() async {
         limitMallocArenas()
-        await Self.main(nil)
+        let command: any ParsableCommand
+        do {
+            command = try Self.parseAsRoot(nil)
+        } catch {
+            Self.exit(withError: error)
+        }
+        do {
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                var command = command
+                try command.run()
+            }
+        } catch {
+            // A usage error found while running (a bad setting in a file, say) shows the subcommand's usage, not
+            // the top level's.
+            guard Self.exitCode(for: error) == .validationFailure else { Self.exit(withError: error) }
+            let name = type(of: command)._commandName
+            let text = """
+                Error: \(Self.message(for: error))
+                Usage: \(Self.usageString(for: type(of: command)))
+                  See 'inlong \(name) --help' for more information.
+
+                """
+            FileHandle.standardError.write(Data(text.utf8))
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        }
     }
 }
 

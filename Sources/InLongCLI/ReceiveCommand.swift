@@ -16,9 +16,9 @@ struct ReceiveCommand: AsyncParsableCommand {
         abstract: "Run a DataProxy-compatible receiver until SIGINT or SIGTERM, then print totals.",
         discussion: """
             Examples:
-              inlong receive                                 # 127.0.0.1:46801, records to inlong-received.jsonl
+              inlong receive              # 127.0.0.1:46801, to inlong-received.jsonl
               inlong receive --listen 0.0.0.0:46801 --manager-port 8083 --out -
-              inlong receive --count-only                    # store nothing (benchmarks)
+              inlong receive --count-only # store nothing (benchmarks)
             """
     )
 

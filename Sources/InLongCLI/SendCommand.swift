@@ -31,11 +31,14 @@ struct TargetOptions: ParsableArguments {
 struct SendCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "send",
-        abstract: "Send one record per line of the files (or standard input) through the SDK.",
+        abstract: "Send each line of the files (or standard input) as a record.",
         discussion: """
             Examples:
               inlong send --group g --stream s --proxy 127.0.0.1:46801 app.log
-              tail -F app.log | inlong send --group g --stream s --manager http://manager:8083/inlong/manager/openapi/dataproxy/getIpList
+              tail -F app.log | inlong send --group g --stream s --manager "$MANAGER"
+
+            $MANAGER stands for the Manager's proxy-list URL, e.g.
+            http://manager:8083/inlong/manager/openapi/dataproxy/getIpList
             """
     )
 
@@ -300,9 +303,13 @@ struct DiscoverCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "discover",
         abstract: "Print the proxy list the Manager returns for a group.",
+        usage: "inlong discover [<options>] --group <group>",
         discussion: """
             Example:
-              inlong discover --manager http://127.0.0.1:8083/inlong/manager/openapi/dataproxy/getIpList --group g
+              inlong discover --manager "$MANAGER" --group g
+
+            $MANAGER stands for the Manager's proxy-list URL, e.g.
+            http://127.0.0.1:8083/inlong/manager/openapi/dataproxy/getIpList
             """
     )
 
