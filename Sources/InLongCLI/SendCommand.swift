@@ -331,6 +331,9 @@ struct DiscoverCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .warning
 
+    @Flag(help: "Print everything the Manager says (cluster id, load, each node) as JSON.")
+    var json = false
+
     /// The Manager to ask, from flags, `INLONG_*` variables and `--config`, as `send` reads them.
     func managerConfiguration(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> DataProxyClient.Manager {
         var arguments: [String] = []
@@ -356,8 +359,19 @@ struct DiscoverCommand: AsyncParsableCommand {
         var logger = Logger(label: "inlong.discover")
         logger.logLevel = self.logLevel
         do {
-            let proxies = try await DataProxyClient.discoverProxies(manager: configuration, group: self.group, logger: logger)
-            for proxy in proxies { print("\(proxy.host):\(proxy.port)") }
+            let directory = try await DataProxyClient.discoverProxyDirectory(manager: configuration, group: self.group, logger: logger)
+            if self.json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(directory), as: UTF8.self))
+            } else {
+                // One proxy per line, for scripts; the cluster and loads on standard error.
+                let cluster = directory.clusterID.map { "cluster \($0)" } ?? "no cluster id"
+                FileHandle.standardError.write(Data("group \(self.group): \(cluster), \(directory.nodes.count) proxies\n".utf8))
+                for node in directory.nodes {
+                    print("\(node.host):\(node.port)")
+                }
+            }
         } catch {
             throw CLIError("cannot ask the Manager at \(configuration.url) for group \(self.group)'s proxies: \(error)")
         }

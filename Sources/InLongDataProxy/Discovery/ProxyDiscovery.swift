@@ -15,6 +15,33 @@ struct ProxyList: Sendable, Hashable {
     var endpoints: [Endpoint]
     var clusterID: Int?
     var maxPacketLength: Int?
+    /// The cluster's load threshold (`data.load`).
+    var load: Int?
+    /// The nodes as listed, with what the Manager says of each.
+    var nodes: [DataProxyClient.ProxyNode] = []
+}
+
+extension DataProxyClient {
+    /// A proxy as the Manager lists it.
+    public struct ProxyNode: Sendable, Hashable, Codable {
+        public var id: Int
+        public var host: String
+        public var port: Int
+        /// `TCP`, `HTTP`, ... as the Manager says.
+        public var protocolType: String?
+        /// The load the node last reported to the Manager, if any.
+        public var load: Int?
+    }
+
+    /// What the Manager says about a group: its cluster, the cluster's load threshold, the largest packet it
+    /// takes, and its proxies.
+    public struct ProxyDirectory: Sendable, Hashable, Codable {
+        public var group: String
+        public var clusterID: Int?
+        public var load: Int?
+        public var maxPacketLength: Int?
+        public var nodes: [ProxyNode]
+    }
 }
 
 /// Asks the InLong Manager for proxy lists (wire-protocol.md §8) and keeps the last good answers in a cache file.
@@ -27,6 +54,7 @@ struct ProxyDiscovery: Sendable {
         struct Payload: Decodable {
             var clusterId: Int?
             var maxPacketLength: Int?
+            var load: Int?
             var nodeList: [Node]?
         }
 
@@ -34,6 +62,8 @@ struct ProxyDiscovery: Sendable {
             var id: Int?
             var ip: String
             var port: Port
+            var protocolType: String?
+            var nodeLoad: Int?
         }
 
         /// The C++ parser also takes the port as a string.
@@ -68,13 +98,18 @@ struct ProxyDiscovery: Sendable {
             throw DataProxyError(.discoveryFailed, "the Manager refused \(group): \(reply.errMsg ?? "no message")", isRetriable: true, group: group)
         }
         // Like the C++ and Java SDKs, skip nodes without an id.
-        let endpoints = (reply.data?.nodeList ?? []).filter { $0.id != nil && (1...65535).contains($0.port.value) }
-            .map { Endpoint(host: $0.ip, port: $0.port.value) }
-        guard !endpoints.isEmpty else {
+        let listed = (reply.data?.nodeList ?? []).filter { $0.id != nil && (1...65535).contains($0.port.value) }
+        guard !listed.isEmpty else {
             throw DataProxyError(.discoveryFailed, "the Manager lists no proxy for \(group)", isRetriable: true, group: group)
         }
         let maxPacketLength = reply.data?.maxPacketLength.flatMap { $0 > 0 ? $0 : nil }
-        return ProxyList(endpoints: endpoints, clusterID: reply.data?.clusterId, maxPacketLength: maxPacketLength)
+        return ProxyList(
+            endpoints: listed.map { Endpoint(host: $0.ip, port: $0.port.value) },
+            clusterID: reply.data?.clusterId,
+            maxPacketLength: maxPacketLength,
+            load: reply.data?.load,
+            nodes: listed.map { .init(id: $0.id!, host: $0.ip, port: $0.port.value, protocolType: $0.protocolType, load: $0.nodeLoad) }
+        )
     }
 
     /// Asks the Manager for `group`, with the configured attempts; the raw reply is returned for caching.
@@ -183,7 +218,19 @@ extension DataProxyClient {
         httpClient: HTTPClient = .shared,
         logger: Logger = Logger(label: "inlong.discovery", factory: { SwiftLogNoOpLogHandler($0) })
     ) async throws -> [Endpoint] {
+        try await Self.discoverProxyDirectory(manager: manager, group: group, httpClient: httpClient, logger: logger).nodes
+            .map { Endpoint(host: $0.host, port: $0.port) }
+    }
+
+    /// Asks the Manager once for everything it says about `group`'s proxies (for `inlong discover --json`).
+    public static func discoverProxyDirectory(
+        manager: Manager,
+        group: String,
+        httpClient: HTTPClient = .shared,
+        logger: Logger = Logger(label: "inlong.discovery", factory: { SwiftLogNoOpLogHandler($0) })
+    ) async throws -> ProxyDirectory {
         let discovery = ProxyDiscovery(configuration: manager, httpClient: httpClient, logger: logger)
-        return try await discovery.fetch(group: group).0.endpoints
+        let list = try await discovery.fetch(group: group).0
+        return ProxyDirectory(group: group, clusterID: list.clusterID, load: list.load, maxPacketLength: list.maxPacketLength, nodes: list.nodes)
     }
 }
