@@ -144,6 +144,8 @@ struct AgentCommand: AsyncParsableCommand {
             }
         }
         defer { reachability.cancel() }
+        // What is watched and where the state is, on any output (a service manager's log included).
+        FileHandle.standardError.write(Data((Self.startLine(configuration) + "\n").utf8))
         do {
             try await group.run()
         } catch {
@@ -182,6 +184,14 @@ struct AgentCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(1)
         }
+    }
+
+    /// `agent: watching /var/log/app/*.log (g/s), ...; state in DIR; proxies 127.0.0.1:46801` (or the Manager).
+    static func startLine(_ configuration: AgentConfiguration) -> String {
+        let sources = configuration.sources.map { "\($0.paths.joined(separator: ", ")) (\($0.group)/\($0.stream))" }.joined(separator: "; ")
+        let target = configuration.client.manager.map { "Manager \($0.url)" }
+            ?? "proxies " + configuration.client.proxies.map(\.description).joined(separator: ", ")
+        return "agent: watching \(sources); state in \(configuration.stateDirectory); \(target)"
     }
 
     /// Stops the agent once it read every file to its end and every read is acked (a last line without its newline

@@ -27,19 +27,31 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Bytes per record.")
     var size = 100
 
-    @Option(help: "Where the receiver writes the records (JSON Lines).")
-    var out = "inlong-demo.jsonl"
+    @Option(help: "Where the receiver writes the records (JSON Lines); by default a temporary file, removed after the check.")
+    var out: String?
+
+    @Flag(help: "Replace the --out file if it exists.")
+    var overwrite = false
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .warning
 
+    func validate() throws {
+        guard self.records > 0, self.size >= 16 else { throw ValidationError("--records must be positive and --size at least 16") }
+        if let out = self.out, !self.overwrite, FileManager.default.fileExists(atPath: out) {
+            throw ValidationError("\(out) exists: give --overwrite, or another --out")
+        }
+    }
+
     func run() async throws {
-        guard self.records > 0, self.size >= 16 else { throw CLIError("--records must be positive and --size at least 16") }
+        // Nothing is left in the working directory unless asked for with --out.
+        let out = self.out ?? FileManager.default.temporaryDirectory.appendingPathComponent("inlong-demo-\(getpid()).jsonl").path
+        defer { if self.out == nil { try? FileManager.default.removeItem(atPath: out) } }
         let sink: JSONLinesSink
         do {
-            sink = try JSONLinesSink(url: URL(fileURLWithPath: self.out))
+            sink = try JSONLinesSink(url: URL(fileURLWithPath: out))
         } catch {
-            throw CLIError("cannot write \(self.out): \(error)")
+            throw CLIError("cannot write \(out): \(error)")
         }
         var receiverConfiguration = DataProxyReceiver.Configuration.loopback
         receiverConfiguration.manager = DataProxyManagerServer.Configuration()
@@ -80,7 +92,7 @@ struct DemoCommand: AsyncParsableCommand {
         try? sink.close()
         let received = receiver.statistics()
         print(outcome.summary)
-        print("receiver stored \(received.records) records (\(sink.lineCount) lines) in \(self.out)")
+        print("receiver stored \(received.records) records (\(sink.lineCount) lines)" + (self.out.map { " in \($0)" } ?? ""))
         guard outcome.statistics.acked == total, received.records == total, sink.lineCount == total else {
             print("FAILED: \(total) records sent, \(outcome.statistics.acked) acked, \(received.records) received")
             throw ExitCode(1)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Foundation
+import InLongAgent
 import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongWire
@@ -114,6 +115,20 @@ import Testing
         #expect(megabytes(2_893, seconds: 1) == "2.9 kB/s")
         #expect(megabytes(50, seconds: 1) == "50 B/s")
         #expect(megabytes(812_400_000, seconds: 1) == "812.4 MB/s")
+        // demo, like receive, replaces an existing --out file only when told to.
+        let existing = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-demo-test-\(UUID().uuidString).jsonl").path
+        #expect(FileManager.default.createFile(atPath: existing, contents: Data()))
+        defer { try? FileManager.default.removeItem(atPath: existing) }
+        let refused = #expect(throws: (any Error).self) { _ = try InLongCommand.parseAsRoot(["demo", "--out", existing]) }
+        #expect(refused.map { InLongCommand.exitCode(for: $0).rawValue } == 64)
+        #expect(throws: Never.self) { _ = try InLongCommand.parseAsRoot(["demo", "--out", existing, "--overwrite"]) }
+        // The agent says what it watches and where its state is, on any output.
+        let agentConfiguration = AgentConfiguration(
+            sources: [.init(paths: ["/var/log/app/*.log"], group: "g", stream: "s")],
+            stateDirectory: "/var/lib/inlong-agent",
+            client: .init(proxies: [Endpoint(host: "127.0.0.1", port: 46801)])
+        )
+        #expect(AgentCommand.startLine(agentConfiguration) == "agent: watching /var/log/app/*.log (g/s); state in /var/lib/inlong-agent; proxies 127.0.0.1:46801")
         // Nothing lands in the working directory unless asked: the Manager's cache is off by default.
         #expect(DataProxyClient.Manager(url: "http://127.0.0.1:1/list", groups: []).cacheFile == nil)
     }
