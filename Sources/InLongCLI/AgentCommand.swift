@@ -58,6 +58,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Flag(help: "Stop once every file found is read to its end and acked (for one-off loads and benchmarks).")
     var once = false
 
+    @Flag(help: "Check the configuration (file, INLONG_* variables, flags), print it and exit: 0 when valid, 64 when not.")
+    var check = false
+
     @OptionGroup var operatorOptions: OperatorOptions
 
     func configuration() async throws -> AgentConfiguration {
@@ -100,6 +103,10 @@ struct AgentCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try await self.configuration()
+        if self.check {
+            print(Self.settings(configuration).joined(separator: "\n"))
+            return
+        }
         let logger = self.operatorOptions.logger("inlong.agent")
         let agent = InLongAgent(configuration: configuration, logger: logger)
         // Unhealthy while a group is stalled: named, with its waiting lines and why its proxies take nothing.
@@ -184,6 +191,19 @@ struct AgentCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(1)
         }
+    }
+
+    /// The agent's effective settings, one `key: value` per line, as `--check` prints them.
+    static func settings(_ configuration: AgentConfiguration) -> [String] {
+        var lines = ["stateDirectory: \(configuration.stateDirectory)"]
+        for (index, source) in configuration.sources.enumerated() {
+            lines.append("sources[\(index)]: \(source.paths.joined(separator: ", ")) -> \(source.group)/\(source.stream), start at \(source.startAt.rawValue)")
+        }
+        lines.append("maxUnackedBytes: \(configuration.maxUnackedBytes)")
+        lines.append("maxUnackedBytesPerFile: \(configuration.maxUnackedBytesPerFile)")
+        lines.append("maxOpenFiles: \(configuration.maxOpenFiles)")
+        lines.append("shutdownTimeout: \(seconds(configuration.shutdownTimeout))")
+        return lines + effectiveSettings(configuration.client)
     }
 
     /// `agent: watching /var/log/app/*.log (g/s), ...; state in DIR; proxies 127.0.0.1:46801` (or the Manager).

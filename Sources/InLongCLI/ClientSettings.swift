@@ -61,3 +61,36 @@ func configFileProvider(_ file: String, keys: SettingKeys) async throws -> any C
         throw ValidationError("\(file) is not a valid configuration: \(error)")
     }
 }
+
+/// The settings a client runs with, one `key: value` per line in the configuration files' key names (the Manager's
+/// secret shown as set, never its value): what `--check` prints.
+func effectiveSettings(_ configuration: DataProxyClient.Configuration) -> [String] {
+    var lines: [String] = []
+    if !configuration.proxies.isEmpty { lines.append("proxies: \(configuration.proxies.map(\.description).joined(separator: ", "))") }
+    if let manager = configuration.manager {
+        lines.append("manager.url: \(manager.url)")
+        lines.append("manager.groups: \(manager.groups.joined(separator: ", "))")
+        lines.append("manager.auth: \(manager.credentials == nil ? "none" : "set")")
+        if let tenant = manager.tenant { lines.append("manager.tenant: \(tenant)") }
+        lines.append("manager.cacheFile: \(manager.cacheFile ?? "none")")
+        lines.append("manager.refreshInterval: \(seconds(manager.refreshInterval))")
+    }
+    lines.append("batching.linger: \(seconds(configuration.batching.linger))")
+    lines.append("batching.maxRecords: \(configuration.batching.maxRecords)")
+    lines.append("batching.maxBytes: \(configuration.batching.maxBytes)")
+    lines.append("batching.compression: \(configuration.batching.compressionThreshold != nil)")
+    lines.append("buffer.maxBytes: \(configuration.buffer.maxBytes)")
+    lines.append("buffer.maxRecords: \(configuration.buffer.maxRecords)")
+    lines.append("buffer.whenFull: \(configuration.buffer.whenFull == .wait ? "wait" : "fail")")
+    lines.append("retry.deliveryTimeout: \(seconds(configuration.retry.deliveryTimeout))")
+    lines.append("connection.maxProxies: \(configuration.connection.maxProxies)")
+    lines.append("connection.requestTimeout: \(seconds(configuration.connection.requestTimeout))")
+    lines.append("connection.heartbeatInterval: \(seconds(configuration.connection.heartbeatInterval))")
+    return lines
+}
+
+/// A duration as the configuration files write it: seconds.
+func seconds(_ duration: Duration) -> String {
+    let (whole, fraction) = duration.components
+    return "\(Double(whole) + Double(fraction) / 1e18)"
+}

@@ -65,6 +65,9 @@ struct SendCommand: AsyncParsableCommand {
     @Argument(help: "Files to send; standard input when none.")
     var files: [String] = []
 
+    @Flag(help: "Check the settings (flags, INLONG_* variables, --config), print them and exit: 0 when valid, 64 when not.")
+    var check = false
+
     @OptionGroup var operatorOptions: OperatorOptions
 
     func validate() throws {
@@ -75,6 +78,10 @@ struct SendCommand: AsyncParsableCommand {
     func run() async throws {
         var configuration = try await readClientConfiguration(file: self.config, target: self.target, group: self.group)
         if self.noCompression { configuration.batching.compressionThreshold = nil }
+        if self.check {
+            print((["group: \(self.group)", "stream: \(self.stream)"] + effectiveSettings(configuration)).joined(separator: "\n"))
+            return
+        }
         let sources = self.files.isEmpty ? ["-"] : self.files
         for file in sources where file != "-" {
             let descriptor = open(file, O_RDONLY | O_CLOEXEC)

@@ -130,3 +130,36 @@ struct DiscoverOutputTests {
         }
     }
 }
+
+/// `--check`: the effective settings printed and exit 0, or the error and exit 64, with nothing started.
+@Suite(.timeLimit(.minutes(1)))
+struct CheckTests {
+    @Test func aConfigurationIsCheckedWithoutRunning() async throws {
+        let inlong = try inlongExecutable()
+        try await withTemporaryDirectory { directory in
+            let good = directory.appendingPathComponent("good.yaml").path
+            let bad = directory.appendingPathComponent("bad.yaml").path
+            let body = "stateDirectory: state\nproxies: [\"127.0.0.1:1\"]\nsources: [{paths: [a.log], group: g, stream: s}]\n"
+            #expect(FileManager.default.createFile(atPath: good, contents: Data((body + "shutdownTimeout: 5\n").utf8)))
+            #expect(FileManager.default.createFile(atPath: bad, contents: Data((body + "shutdownTimout: 5\n").utf8)))
+
+            let valid = try ChildProcess(inlong, ["agent", "--config", good, "--check"], logs: directory, name: "good")
+            #expect(await valid.waitForExit(timeout: .seconds(30)) == .exit(0), "\(valid.output())")
+            let printed = (try? String(contentsOfFile: directory.appendingPathComponent("good.stdout").path, encoding: .utf8)) ?? ""
+            #expect(printed.contains("stateDirectory: \(directory.path)/state\n"), "\(printed)")
+            #expect(printed.contains("shutdownTimeout: 5.0\n"), "\(printed)")
+            #expect(printed.contains("proxies: 127.0.0.1:1\n"), "\(printed)")
+            // Checked, not run: no state directory was made.
+            #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("state").path))
+
+            let invalid = try ChildProcess(inlong, ["agent", "--config", bad, "--check"], logs: directory, name: "bad")
+            #expect(await invalid.waitForExit(timeout: .seconds(30)) == .exit(64), "\(invalid.output())")
+            #expect(invalid.error().contains("unknown key 'shutdownTimout' (did you mean 'shutdownTimeout'?)"), "\(invalid.output())")
+
+            let send = try ChildProcess(inlong, ["send", "--group", "g", "--stream", "s", "--proxy", "127.0.0.1:1", "--check"], logs: directory, name: "send")
+            #expect(await send.waitForExit(timeout: .seconds(30)) == .exit(0), "\(send.output())")
+            let sendPrinted = (try? String(contentsOfFile: directory.appendingPathComponent("send.stdout").path, encoding: .utf8)) ?? ""
+            #expect(sendPrinted.hasPrefix("group: g\nstream: s\nproxies: 127.0.0.1:1\n"), "\(sendPrinted)")
+        }
+    }
+}
