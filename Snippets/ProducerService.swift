@@ -1,0 +1,45 @@
+// A producer as a Service beside the client in one ServiceGroup, compiled by `swift build`.
+// snippet.show
+import InLongDataProxy
+import InLongTransport
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Produces records until its work is done (then it ends the group) or a graceful shutdown asks it to stop.
+struct Producer: Service {
+    let client: DataProxyClient
+    let logger: Logger
+
+    func run() async throws {
+        for batch in 0..<10 {
+            let lines = (0..<1_000).map { ByteBuffer(string: "batch \(batch) line \($0)") }
+            // SIGTERM must not wait for a delivery deadline: the wait is cancelled at graceful shutdown, and the
+            // records already accepted still end, in the client's reports.
+            let summary = try await cancelWhenGracefulShutdown {
+                try await self.client.sendAndWait(contentsOf: lines, group: "g", stream: "s")
+            }
+            if !summary.allAcked { self.logger.warning("\(summary.failures.count) batches failed") }
+        }
+    }
+}
+
+let logger = Logger(label: "producer")
+let client = DataProxyClient(
+    configuration: .init(proxies: [Endpoint(host: "127.0.0.1", port: 46801)]),
+    logger: logger
+)
+let group = ServiceGroup(
+    configuration: .init(
+        services: [
+            // Shut down last: it sends what it holds and waits up to its close deadline for acks.
+            .init(service: client),
+            // The work is done when the producer returns: that ends the group, gracefully.
+            .init(service: Producer(client: client, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup),
+        ],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger
+    )
+)
+try await group.run()
+// snippet.end
