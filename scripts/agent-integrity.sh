@@ -232,10 +232,10 @@ scenario_a() {
 # (b) a small read-ahead budget against slow acks.
 scenario_b() {
     local dir="$work/b" files=4 lines=50000
-    echo "== b: budget (maxUnackedBytes 3145728, --ack-delay 200, timeout $B_TIMEOUT s)"
+    echo "== b: budget (maxUnackedBytes 3145728, --ack-delay 200ms, timeout $B_TIMEOUT s)"
     mkdir -p "$dir/logs"
     run python3 "$REPRO/logwriter.py" "$dir/logs" --tag B --files "$files" --lines "$lines" --size 200 > /dev/null
-    start_receiver b-receiver 0 "$dir/received.jsonl" --ack-delay 200
+    start_receiver b-receiver 0 "$dir/received.jsonl" --ack-delay 200ms
     local receiver=$receiver_pid
     cat > "$dir/agent.yaml" << EOF
 stateDirectory: state

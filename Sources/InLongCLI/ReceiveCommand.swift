@@ -171,8 +171,8 @@ struct ReceiveCommand: AsyncParsableCommand {
 
 /// Fault injection, for people testing their own clients against the receiver.
 struct FaultOptions: ParsableArguments {
-    @Option(help: "Answer each data request only after this many milliseconds.")
-    var ackDelay: Int?
+    @Option(help: "Answer each data request only after this long, with its unit: 200ms, 1.5s.")
+    var ackDelay: String?
 
     @Flag(help: "Store data requests but never answer them.")
     var dropAcks = false
@@ -192,8 +192,11 @@ struct FaultOptions: ParsableArguments {
     func faults() throws -> DataProxyReceiver.Faults {
         var faults = DataProxyReceiver.Faults()
         if let delay = self.ackDelay {
-            guard delay >= 0 else { throw ValidationError("--ack-delay takes milliseconds") }
-            faults.ackDelay = .milliseconds(delay)
+            // A unit is required: a bare number meant milliseconds here before, and seconds in files.
+            guard delay.last?.isLetter == true, let duration = Duration(setting: delay) else {
+                throw ValidationError("--ack-delay takes a duration with its unit, such as 200ms or 1.5s, not '\(delay)'")
+            }
+            faults.ackDelay = duration
         }
         faults.dropAcks = self.dropAcks
         if let code = self.errorCode {

@@ -62,11 +62,11 @@ extension DataProxyClient.Configuration {
             }
             manager.tenant = config.string(forKey: "manager.tenant")
             if let cacheFile = config.string(forKey: "manager.cacheFile") { manager.cacheFile = cacheFile.isEmpty ? nil : cacheFile }
-            if let seconds = try config.number("manager.refreshInterval", invalid) { manager.refreshInterval = try Self.duration(seconds, "manager.refreshInterval") }
+            if let duration = try config.duration("manager.refreshInterval", invalid) { manager.refreshInterval = duration }
             self.manager = manager
         }
         guard !self.proxies.isEmpty || self.manager != nil else { throw invalid("give proxies, manager.url or sdkConfig") }
-        if let seconds = try config.number("batching.linger", invalid) { self.batching.linger = try Self.duration(seconds, "batching.linger") }
+        if let duration = try config.duration("batching.linger", invalid) { self.batching.linger = duration }
         if let value = try config.wholeNumber("batching.maxRecords", invalid) { self.batching.maxRecords = try Self.positive(value, "batching.maxRecords") }
         if let value = try config.wholeNumber("batching.maxBytes", invalid) { self.batching.maxBytes = try Self.positive(value, "batching.maxBytes") }
         if try config.flag("batching.compression", invalid) == false { self.batching.compressionThreshold = nil }
@@ -79,12 +79,10 @@ extension DataProxyClient.Configuration {
             default: throw invalid("buffer.whenFull takes wait or fail, not '\(whenFull)'")
             }
         }
-        if let seconds = try config.number("retry.deliveryTimeout", invalid) { self.retry.deliveryTimeout = try Self.duration(seconds, "retry.deliveryTimeout") }
+        if let duration = try config.duration("retry.deliveryTimeout", invalid) { self.retry.deliveryTimeout = duration }
         if let value = try config.wholeNumber("connection.maxProxies", invalid) { self.connection.maxProxies = try Self.positive(value, "connection.maxProxies") }
-        if let seconds = try config.number("connection.requestTimeout", invalid) { self.connection.requestTimeout = try Self.duration(seconds, "connection.requestTimeout") }
-        if let seconds = try config.number("connection.heartbeatInterval", invalid) {
-            self.connection.heartbeatInterval = try Self.duration(seconds, "connection.heartbeatInterval")
-        }
+        if let duration = try config.duration("connection.requestTimeout", invalid) { self.connection.requestTimeout = duration }
+        if let duration = try config.duration("connection.heartbeatInterval", invalid) { self.connection.heartbeatInterval = duration }
     }
 
     /// The prefix of the environment variables the command-line tools read settings from: `manager.url` is
@@ -95,11 +93,6 @@ extension DataProxyClient.Configuration {
     public static func environmentProvider(_ environment: [String: String]) -> some ConfigProvider {
         EnvironmentVariablesProvider(environmentVariables: environment, secretsSpecifier: .specific(["INLONG_MANAGER_AUTH"]))
             .prefixKeys(with: Self.environmentPrefix)
-    }
-
-    private static func duration(_ seconds: Double, _ key: String) throws(DataProxyError) -> Duration {
-        guard let duration = Duration(settingSeconds: seconds) else { throw DataProxyError(.invalidConfiguration, "\(key) takes a number of seconds") }
-        return duration
     }
 
     private static func positive(_ value: Int, _ key: String) throws(DataProxyError) -> Int {

@@ -31,9 +31,8 @@ extension DataProxyReceiver.Configuration {
         if let value = try config.wholeNumber("maxFrameSize", ReceiverConfigurationError.init) { self.maxFrameSize = try Self.check(value, 16...(64 << 20), "maxFrameSize") }
         if let value = try config.wholeNumber("maxConnections", ReceiverConfigurationError.init) { self.maxConnections = try Self.check(value, 1...1_000_000, "maxConnections") }
         if let value = try config.wholeNumber("maxBufferedFrames", ReceiverConfigurationError.init) { self.maxBufferedFrames = try Self.check(value, 1...1_000_000, "maxBufferedFrames") }
-        if let seconds = try config.number("readIdleTimeout", ReceiverConfigurationError.init) {
-            guard let duration = Duration(settingSeconds: seconds) else { throw ReceiverConfigurationError("readIdleTimeout takes seconds") }
-            self.readIdleTimeout = seconds == 0 ? nil : duration
+        if let duration = try config.duration("readIdleTimeout", ReceiverConfigurationError.init) {
+            self.readIdleTimeout = duration == .zero ? nil : duration
         }
         if let groups = config.stringArray(forKey: "knownGroups") { self.knownGroups = Set(groups) }
         if let port = try config.wholeNumber("manager.port", ReceiverConfigurationError.init) {
@@ -43,10 +42,7 @@ extension DataProxyReceiver.Configuration {
             if let cluster = try config.wholeNumber("manager.clusterId", ReceiverConfigurationError.init) { manager.clusterID = cluster }
             self.manager = manager
         }
-        if let seconds = try config.number("faults.ackDelay", ReceiverConfigurationError.init) {
-            guard let duration = Duration(settingSeconds: seconds) else { throw ReceiverConfigurationError("faults.ackDelay takes seconds") }
-            self.faults.ackDelay = duration
-        }
+        if let duration = try config.duration("faults.ackDelay", ReceiverConfigurationError.init) { self.faults.ackDelay = duration }
         if let drop = try config.flag("faults.dropAcks", ReceiverConfigurationError.init) { self.faults.dropAcks = drop }
         if let code = try config.wholeNumber("faults.errorCode", ReceiverConfigurationError.init) { self.faults.errorCode = DataProxyErrorCode(rawValue: try Self.check(code, 0...Int(Int32.max), "faults.errorCode")) }
         if let rate = try config.number("faults.errorRate", ReceiverConfigurationError.init) {

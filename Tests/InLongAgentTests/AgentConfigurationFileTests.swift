@@ -44,6 +44,26 @@ import Testing
         }
     }
 
+    @Test func durationsTakeSecondsOrAUnit() throws {
+        let yaml = """
+            stateDirectory: s
+            proxies: ["127.0.0.1:1"]
+            shutdownTimeout: 30s
+            scanInterval: 250ms
+            releaseAfter: 2
+            batching: {linger: 5ms}
+            sources: [{paths: [a], group: g, stream: s}]
+            """
+        try self.withFile("agent.yaml", yaml) { path in
+            let configuration = try AgentConfigurationFile.load(path: path, environment: ["INLONG_RETRY_DELIVERY_TIMEOUT": "1m"])
+            #expect(configuration.shutdownTimeout == .seconds(30))
+            #expect(configuration.scanInterval == .milliseconds(250))
+            #expect(configuration.releaseAfter == .seconds(2))
+            #expect(configuration.client.batching.linger == .milliseconds(5))
+            #expect(configuration.client.retry.deliveryTimeout == .seconds(60))
+        }
+    }
+
     @Test func aJSONFileIsReadToo() throws {
         let json = #"{"stateDirectory": "/tmp/s", "manager": {"url": "http://127.0.0.1:8083/x", "auth": "id:key"}, "sources": [{"paths": ["/a/*.log"], "group": "g1", "stream": "s"}]}"#
         try self.withFile("agent.json", json) { path in
@@ -64,9 +84,9 @@ import Testing
         // Values of the wrong kind are errors, not silently the defaults.
         ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nmaxUnackedBytes: 256MiB\nsources: [{paths: [a], group: g, stream: s}]", "maxUnackedBytes takes a whole number"),
         ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nmaxOpenFiles: 8.5\nsources: [{paths: [a], group: g, stream: s}]", "maxOpenFiles takes a whole number"),
-        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nshutdownTimeout: 30s\nsources: [{paths: [a], group: g, stream: s}]", "shutdownTimeout takes a number"),
-        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nbatching: {linger: soon}\nsources: [{paths: [a], group: g, stream: s}]", "batching.linger takes a number"),
-        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nshutdownTimeout: 1e300\nsources: [{paths: [a], group: g, stream: s}]", "must be a number of seconds"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nshutdownTimeout: soon\nsources: [{paths: [a], group: g, stream: s}]", "shutdownTimeout takes seconds or a duration such as 250ms"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nbatching: {linger: soon}\nsources: [{paths: [a], group: g, stream: s}]", "batching.linger takes seconds or a duration such as 250ms"),
+        ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nshutdownTimeout: 1e300\nsources: [{paths: [a], group: g, stream: s}]", "shutdownTimeout takes seconds or a duration"),
         (": not yaml [", "not a valid agent configuration"),
         // Typos are refused, with the nearest known key, wherever they are.
         ("stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nshutdownTimout: 5\nsources: [{paths: [a], group: g, stream: s}]", "unknown key 'shutdownTimout' (did you mean 'shutdownTimeout'?)"),

@@ -111,6 +111,11 @@ import Testing
         }
         #expect(badGroup.map { InLongCommand.exitCode(for: $0).rawValue } == 64)
         #expect(badGroup.map { "\($0)" }?.contains("--group 'g&x'") == true)
+        // --ack-delay takes its unit, as every duration: a bare number is refused, not guessed.
+        let bareDelay = #expect(throws: (any Error).self) {
+            _ = try FaultOptions.parse(["--ack-delay", "200"]).faults()
+        }
+        #expect(bareDelay.map { "\($0)" }?.contains("--ack-delay takes a duration with its unit") == true, "\(String(describing: bareDelay))")
         // Rates of small runs are not rounded to nothing.
         #expect(megabytes(2_893, seconds: 1) == "2.9 kB/s")
         #expect(megabytes(50, seconds: 1) == "50 B/s")
@@ -176,7 +181,7 @@ import Testing
 @Suite struct FaultOptionsTests {
     @Test func everyFaultHasAFlag() throws {
         let faults = try FaultOptions.parse([
-            "--ack-delay", "5", "--drop-acks", "--error-code", "1", "--error-rate", "0.5", "--close-after", "3", "--stop-reading",
+            "--ack-delay", "5ms", "--drop-acks", "--error-code", "1", "--error-rate", "0.5", "--close-after", "3", "--stop-reading",
         ]).faults()
         #expect(faults.ackDelay == .milliseconds(5))
         #expect(faults.dropAcks)

@@ -158,8 +158,7 @@ extension AgentConfiguration {
             value = read
         }
         func seconds(_ key: ConfigKey, _ value: inout Duration) throws(AgentConfigurationError) {
-            guard let read = try config.number(key, AgentConfigurationError.init) else { return }
-            guard let duration = Duration(settingSeconds: read) else { throw AgentConfigurationError("\(key) must be a number of seconds") }
+            guard let duration = try config.duration(key, AgentConfigurationError.init) else { return }
             value = duration
         }
         try positive("maxUnackedBytes", &self.maxUnackedBytes)
