@@ -44,6 +44,21 @@ import Testing
         }
     }
 
+    @Test func theManagersCacheIsKeptInTheStateDirectoryUnlessConfigured() throws {
+        let yaml = """
+            stateDirectory: state
+            manager: {url: "http://127.0.0.1:8083/list"}
+            sources: [{paths: ["logs/*.log"], group: g, stream: s}]
+            """
+        try self.withFile("agent.yaml", yaml) { path in
+            let directory = (path as NSString).deletingLastPathComponent
+            let configuration = try AgentConfigurationFile.load(path: path, environment: [:])
+            #expect(configuration.client.manager?.cacheFile == directory + "/state/proxy-cache.json")
+            let off = try AgentConfigurationFile.load(path: path, environment: ["INLONG_MANAGER_CACHE_FILE": ""])
+            #expect(off.client.manager?.cacheFile == nil)
+        }
+    }
+
     @Test func durationsTakeSecondsOrAUnit() throws {
         let yaml = """
             stateDirectory: s
@@ -109,22 +124,6 @@ import Testing
 /// The agent's settings through swift-configuration: `INLONG_*` variables over the file, the sources from the
 /// file alone.
 @Suite struct AgentConfigurationEnvironmentTests {
-    @Test func theManagersCacheIsKeptInTheStateDirectoryUnlessConfigured() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-config-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = directory + "/agent.yaml"
-        let yaml = """
-            stateDirectory: state
-            manager: {url: "http://127.0.0.1:8083/list"}
-            sources: [{paths: ["logs/*.log"], group: g, stream: s}]
-            """
-        #expect(FileManager.default.createFile(atPath: path, contents: Data(yaml.utf8)))
-        let configuration = try AgentConfigurationFile.load(path: path, environment: [:])
-        #expect(configuration.client.manager?.cacheFile == directory + "/state/proxy-cache.json")
-        let off = try AgentConfigurationFile.load(path: path, environment: ["INLONG_MANAGER_CACHE_FILE": ""])
-        #expect(off.client.manager?.cacheFile == nil)
-    }
 
     @Test func environmentVariablesOverrideTheFileAndCarryTheSecret() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-config-\(UUID().uuidString)").path

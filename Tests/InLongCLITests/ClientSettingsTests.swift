@@ -10,12 +10,17 @@ import Testing
 @testable import InLongCLI
 
 /// Client settings from a file, the environment and flags, in that order of precedence (flags win).
+/// A temporary settings file named `…-name` holding `text`, removed after `body`.
+func withSettingsFile<Result>(_ name: String, _ text: String, _ body: (String) async throws -> Result) async throws -> Result {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-settings-\(UUID().uuidString)-\(name)").path
+    #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try await body(path)
+}
+
 @Suite struct ClientSettingsTests {
     private func withFile<Result>(_ name: String, _ text: String, _ body: (String) async throws -> Result) async throws -> Result {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-settings-\(UUID().uuidString)-\(name)").path
-        #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        return try await body(path)
+        try await withSettingsFile(name, text, body)
     }
 
     private func target(_ arguments: [String] = []) throws -> TargetOptions {
@@ -111,10 +116,7 @@ import Testing
 /// Every configuration file refuses keys it does not know, naming the key and the nearest known one.
 @Suite struct UnknownKeyTests {
     private func withFile<Result>(_ name: String, _ text: String, _ body: (String) async throws -> Result) async throws -> Result {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-\(UUID().uuidString)-\(name)").path
-        #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        return try await body(path)
+        try await withSettingsFile(name, text, body)
     }
 
     @Test(arguments: [

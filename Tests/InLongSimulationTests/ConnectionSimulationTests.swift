@@ -393,15 +393,10 @@ final class ConnectionSimulation {
 
 @Suite struct ConnectionSimulationTests {
     @Test func everyRequestEndsOnceAndOnTime() async throws {
-        let seeds = SimulationRuns.seeds(100, offset: 4_000)
-        let steps = SimulationRuns.steps(1_000)
-        var events = 0
-        for seed in seeds {
+        try await SimulationRuns.explore("connection", seeds: 100, offset: 4_000, steps: 1_000) { seed, steps in
             let simulation = ConnectionSimulation(seed: seed, steps: steps)
             try simulation.runSchedule()
-            events += simulation.step
-            await Task.yield()
+            return simulation.step
         }
-        SimulationRuns.report("connection", events: events, seeds: seeds.count)
     }
 }

@@ -332,16 +332,10 @@ struct DeliverySimulation {
 
 @Suite struct DeliverySimulationTests {
     @Test func schedules() async throws {
-        let seeds = SimulationRuns.seeds(300)
-        let steps = SimulationRuns.steps(400)
-        var events = 0
-        for seed in seeds {
+        try await SimulationRuns.explore("delivery", seeds: 300, steps: 400) { seed, steps in
             var simulation = DeliverySimulation(seed: seed, steps: steps)
             try simulation.run()
-            events += simulation.events
-            // A long synchronous run would hold a thread of the cooperative pool that other suites' tasks need.
-            await Task.yield()
+            return simulation.events
         }
-        SimulationRuns.report("delivery", events: events, seeds: seeds.count)
     }
 }

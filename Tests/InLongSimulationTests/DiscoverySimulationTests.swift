@@ -146,13 +146,10 @@ final class DiscoverySimulation {
 
 @Suite struct DiscoverySimulationTests {
     @Test func everyGroupIsFoundOnceListedAndRefreshedOnTime() async throws {
-        let seeds = SimulationRuns.seeds(60, offset: 8_000)
-        let steps = SimulationRuns.steps(2_000)
-        for seed in seeds {
+        try await SimulationRuns.explore("discovery", seeds: 60, offset: 8_000, steps: 2_000) { seed, steps in
             try DiscoverySimulation(seed: seed, steps: steps).runSchedule()
-            await Task.yield()
+            return steps
         }
-        SimulationRuns.report("discovery", events: seeds.count * steps, seeds: seeds.count)
     }
 
     /// Schedules that failed once. 8000: with the asks for groups without proxies always first, four such groups

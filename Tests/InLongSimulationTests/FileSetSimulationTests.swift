@@ -463,16 +463,11 @@ final class FileSetSimulation {
 
 @Suite struct FileSetSimulationTests {
     @Test func filesRotatedDeletedAndReusedWithCrashesLoseNoReachableLine() async throws {
-        let seeds = SimulationRuns.seeds(40, offset: 3_000)
-        let steps = SimulationRuns.steps(600)
-        var events = 0
-        for seed in seeds {
+        try await SimulationRuns.explore("file set", seeds: 40, offset: 3_000, steps: 600) { seed, steps in
             let simulation = FileSetSimulation(seed: seed, steps: steps)
             try simulation.run()
-            events += simulation.step
-            await Task.yield()
+            return simulation.step
         }
-        SimulationRuns.report("file set", events: events, seeds: seeds.count)
     }
 
     /// Schedules that failed once. 3000: more files than slots; the files released and found again took their

@@ -302,13 +302,10 @@ struct ScriptedWriter {
     }
 
     @Test func aTailThatCrashesAtAnyStepResumesAtItsCheckpoint() async throws {
-        let seeds = SimulationRuns.seeds(40, offset: 2_000)
-        let steps = SimulationRuns.steps(300)
-        for seed in seeds {
+        try await SimulationRuns.explore("file tail with crashes", seeds: 40, offset: 2_000, steps: 300) { seed, steps in
             try Self.runWithCrashes(seed: seed, steps: steps)
-            await Task.yield()
+            return steps
         }
-        SimulationRuns.report("file tail with crashes", events: seeds.count * steps, seeds: seeds.count)
     }
 
     /// Schedules that failed once. 2055: a restart after a copytruncate to another length resumed at the old offset
@@ -320,23 +317,17 @@ struct ScriptedWriter {
     }
 
     @Test func aCopytruncateAfterTheReaderCaughtUpLosesNothing() async throws {
-        let seeds = SimulationRuns.seeds(40)
-        let steps = SimulationRuns.steps(300)
-        for seed in seeds {
+        try await SimulationRuns.explore("file tail, reader kept up", seeds: 40, steps: 300) { seed, steps in
             try Self.run(seed: seed, steps: steps, cooperative: true)
-            await Task.yield()
+            return steps
         }
-        SimulationRuns.report("file tail, reader kept up", events: seeds.count * steps, seeds: seeds.count)
     }
 
     @Test func aCopytruncateAtAnyMomentNeverMixesGenerationsOrSkipsLines() async throws {
-        let seeds = SimulationRuns.seeds(40, offset: 1_000)
-        let steps = SimulationRuns.steps(300)
-        for seed in seeds {
+        try await SimulationRuns.explore("file tail, truncated at any look", seeds: 40, offset: 1_000, steps: 300) { seed, steps in
             try Self.run(seed: seed, steps: steps, cooperative: false)
-            await Task.yield()
+            return steps
         }
-        SimulationRuns.report("file tail, truncated at any look", events: seeds.count * steps, seeds: seeds.count)
     }
 
     /// The schedule of the issue: the tail at the end of the file, then a copytruncate and the file filled again

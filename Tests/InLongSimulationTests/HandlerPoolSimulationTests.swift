@@ -236,15 +236,10 @@ final class HandlerPoolSimulation {
 
 @Suite struct HandlerPoolSimulationTests {
     @Test func everyInboundRequestIsHandledOnceOrDroppedForAReason() async throws {
-        let seeds = SimulationRuns.seeds(100, offset: 7_000)
-        let steps = SimulationRuns.steps(600)
-        var events = 0
-        for seed in seeds {
+        try await SimulationRuns.explore("handler pool", seeds: 100, offset: 7_000, steps: 600) { seed, steps in
             let simulation = HandlerPoolSimulation(seed: seed, steps: steps)
             try simulation.runSchedule()
-            events += simulation.step
-            await Task.yield()
+            return simulation.step
         }
-        SimulationRuns.report("handler pool", events: events, seeds: seeds.count)
     }
 }

@@ -325,25 +325,17 @@ struct EndpointHealthSimulation {
 
 @Suite struct ReconnectSimulationTests {
     @Test func aConnectionFindsAPeerOnceOneIsUpAndNeverDialsFlatOut() async throws {
-        let seeds = SimulationRuns.seeds(200, offset: 5_000)
-        let steps = SimulationRuns.steps(1_000)
-        var events = 0
-        for seed in seeds {
+        try await SimulationRuns.explore("reconnect", seeds: 200, offset: 5_000, steps: 1_000) { seed, steps in
             let simulation = ReconnectSimulation(seed: seed, steps: steps)
             try simulation.runSchedule()
-            events += simulation.step
-            await Task.yield()
+            return simulation.step
         }
-        SimulationRuns.report("reconnect", events: events, seeds: seeds.count)
     }
 
     @Test func endpointHealthNeverAvoidsEveryUsableEndpoint() async throws {
-        let seeds = SimulationRuns.seeds(100, offset: 6_000)
-        let steps = SimulationRuns.steps(1_000)
-        for seed in seeds {
+        try await SimulationRuns.explore("endpoint health", seeds: 100, offset: 6_000, steps: 1_000) { seed, steps in
             try EndpointHealthSimulation.run(seed: seed, steps: steps)
-            await Task.yield()
+            return steps
         }
-        SimulationRuns.report("endpoint health", events: seeds.count * steps, seeds: seeds.count)
     }
 }

@@ -19,6 +19,26 @@ enum SimulationRuns {
         environment["INLONG_SIMULATION_STEPS"].flatMap(Int.init) ?? count
     }
 
+    /// Runs `count` seeds from `offset` (or the environment's) of `steps` steps each: `schedule` runs one and
+    /// returns its events, added up for the closing line that `scripts/simulate.sh` reads.
+    static func explore(
+        _ name: String,
+        seeds count: Int,
+        offset: UInt64 = 0,
+        steps: Int,
+        _ schedule: (_ seed: UInt64, _ steps: Int) throws -> Int
+    ) async throws {
+        let seeds = Self.seeds(count, offset: offset)
+        let steps = Self.steps(steps)
+        var events = 0
+        for seed in seeds {
+            events += try schedule(seed, steps)
+            // A long synchronous run would hold a thread of the cooperative pool that other suites' tasks need.
+            await Task.yield()
+        }
+        Self.report(name, events: events, seeds: seeds.count)
+    }
+
     /// Adds up events for the closing line that `scripts/simulate.sh` reads.
     static func report(_ name: String, events: Int, seeds: Int) {
         guard environment["INLONG_SIMULATION_SEEDS"] != nil || environment["INLONG_SIMULATION_SEED"] != nil else { return }
