@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import InLongAgent
 import InLongDataProxy
+import InLongTransport
 import InLongWire
 import Logging
 import ServiceLifecycle

@@ -2,6 +2,7 @@ import ArgumentParser
 import Configuration
 import Foundation
 import InLongDataProxy
+import InLongTransport
 import InLongWire
 import Yams
 

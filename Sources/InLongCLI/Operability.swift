@@ -121,7 +121,7 @@ final class MetricsEndpoint: Service, Sendable {
             configuration: .init(address: .hostname(self.host, port: self.port)),
             onServerRunning: { channel in
                 self.boundPort.withLock { $0 = channel.localAddress?.port }
-                self.started.withLock { $0?.yield(nil) }
+                _ = self.started.withLock { $0?.yield(nil) }
             },
             logger: self.logger
         )
