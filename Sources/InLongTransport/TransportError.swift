@@ -153,6 +153,9 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
         case let error as SocketAddressError:
             if case .unknown(let host, _) = error { return "cannot resolve \(host)" }
             return "\(error)"
+        case let error as ChannelPipelineError where error == .notFound:
+            // The connection's handler was gone when looked for: the channel closed as soon as it opened.
+            return "the peer closed the connection at once"
         case let error as ChannelError:
             if case .connectTimeout(let timeout) = error { return "timed out after \(Duration(timeout))" }
             return "\(error)"
