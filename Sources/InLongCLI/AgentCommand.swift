@@ -78,7 +78,7 @@ struct AgentCommand: AsyncParsableCommand {
             guard let group = self.group, let stream = self.stream else { throw ValidationError("--path needs --group and --stream") }
             try validateName(group, option: "--group")
             try validateName(stream, option: "--stream")
-            var client = try await readClientConfiguration(file: nil, target: self.target, group: group)
+            var client = try await readClientConfiguration(file: nil, target: self.target, group: group, keys: AgentConfigurationFile.settingKeys)
             if self.noCompression { client.batching.compressionThreshold = nil }
             var source = AgentConfiguration.FileSource(paths: self.paths, group: group, stream: stream)
             guard let startAt = AgentConfiguration.FileSource.StartPosition(rawValue: self.startAt) else {

@@ -13,8 +13,10 @@ func readClientConfiguration(
     file: String?,
     target: TargetOptions,
     group: String,
-    environment: [String: String] = ProcessInfo.processInfo.environment
+    environment: [String: String] = ProcessInfo.processInfo.environment,
+    keys: SettingKeys = DataProxyClient.Configuration.settingKeys
 ) async throws -> DataProxyClient.Configuration {
+    try refuseTypos(in: environment, keys: keys, prefix: "INLONG")
     var flags: [AbsoluteConfigKey: ConfigValue] = [:]
     if !target.proxies.isEmpty { flags["proxies"] = ConfigValue(.stringArray(target.proxies), isSecret: false) }
     if let manager = target.manager { flags["manager.url"] = ConfigValue(.string(manager), isSecret: false) }
@@ -94,4 +96,10 @@ func effectiveSettings(_ configuration: DataProxyClient.Configuration) -> [Strin
 func seconds(_ duration: Duration) -> String {
     let (whole, fraction) = duration.components
     return "\(Double(whole) + Double(fraction) / 1e18)"
+}
+
+/// `INLONG_*` variables a letter or two away from a setting's name are typos: refused, with the name meant.
+func refuseTypos(in environment: [String: String], keys: SettingKeys, prefix: String) throws {
+    let typos = keys.environmentTypos(in: environment, prefix: prefix)
+    guard typos.isEmpty else { throw ValidationError(typos.map(\.description).joined(separator: "; ")) }
 }

@@ -83,6 +83,7 @@ struct ReceiveCommand: AsyncParsableCommand {
         if let advertise = self.advertise { flags["advertisedIP"] = ConfigValue(.string(advertise), isSecret: false) }
         if let port = self.managerPort { flags["manager.port"] = ConfigValue(.int(port), isSecret: false) }
         if let load = self.load { flags["faults.load"] = ConfigValue(.int(Int(load)), isSecret: false) }
+        try refuseTypos(in: environment, keys: DataProxyReceiver.Configuration.settingKeys, prefix: "INLONG_RECEIVER")
         var providers: [any ConfigProvider] = [
             InMemoryProvider(name: "flags", values: flags),
             EnvironmentVariablesProvider(environmentVariables: environment).prefixKeys(with: ["inlong", "receiver"]),

@@ -16,7 +16,8 @@ package struct SettingKeys: Sendable {
         }
 
         package var description: String {
-            "unknown key '\(self.key)'" + (self.suggestion.map { " (did you mean '\($0)'?)" } ?? "")
+            let kind = self.key.contains(".") || self.key.contains("[") || self.key.first?.isLowercase == true ? "key" : "variable"
+            return "unknown \(kind) '\(self.key)'" + (self.suggestion.map { " (did you mean '\($0)'?)" } ?? "")
         }
     }
 
@@ -35,6 +36,34 @@ package struct SettingKeys: Sendable {
         var unknown: [Unknown] = []
         self.walk(document, pattern: "", shown: "", into: &unknown)
         return unknown
+    }
+
+    /// The environment variable a key is read from under `prefix`: `batching.maxRecords` under `INLONG` is
+    /// `INLONG_BATCHING_MAX_RECORDS`.
+    package static func environmentName(of key: String, prefix: String) -> String {
+        var name = prefix + "_"
+        for character in key {
+            if character == "." {
+                name += "_"
+            } else if character.isUppercase {
+                name += "_" + character.uppercased()
+            } else {
+                name += character.uppercased()
+            }
+        }
+        return name
+    }
+
+    /// Variables of `environment` that miss one of these keys' names under `prefix` by a letter or two
+    /// (`INLONG_BATCHING_LINGR`): typos, said with the name meant. Names far from every key are left alone (other
+    /// tools' `INLONG_*` variables).
+    package func environmentTypos(in environment: [String: String], prefix: String) -> [Unknown] {
+        let names = Set(self.keys.filter { !$0.contains("[]") && !$0.hasSuffix(".*") }.map { Self.environmentName(of: $0, prefix: prefix) })
+        return environment.keys.filter { $0.hasPrefix(prefix + "_") && !names.contains($0) }.sorted().compactMap { variable in
+            let near = names.map { ($0, editDistance(variable, $0)) }.min { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
+            guard let near, near.1 <= 2 else { return nil }
+            return Unknown(key: variable, suggestion: near.0)
+        }
     }
 
     private func walk(_ value: Any, pattern: String, shown: String, into unknown: inout [Unknown]) {

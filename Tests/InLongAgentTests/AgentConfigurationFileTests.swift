@@ -59,6 +59,22 @@ import Testing
         }
     }
 
+    @Test func anEnvironmentTypoIsRefused() throws {
+        let yaml = "stateDirectory: s\nproxies: [\"127.0.0.1:1\"]\nsources: [{paths: [a], group: g, stream: s}]"
+        try self.withFile("agent.yaml", yaml) { path in
+            #expect(throws: AgentConfigurationError.self) {
+                _ = try AgentConfigurationFile.load(path: path, environment: ["INLONG_SHUTDOWN_TIMOUT": "5"])
+            }
+            do {
+                _ = try AgentConfigurationFile.load(path: path, environment: ["INLONG_SHUTDOWN_TIMOUT": "5"])
+            } catch {
+                #expect("\(error)".contains("unknown variable 'INLONG_SHUTDOWN_TIMOUT' (did you mean 'INLONG_SHUTDOWN_TIMEOUT'?)"), "\(error)")
+            }
+            let configuration = try AgentConfigurationFile.load(path: path, environment: ["INLONG_SHUTDOWN_TIMEOUT": "5", "INLONG_EXECUTABLE": "x"])
+            #expect(configuration.shutdownTimeout == .seconds(5))
+        }
+    }
+
     @Test func durationsTakeSecondsOrAUnit() throws {
         let yaml = """
             stateDirectory: s

@@ -143,6 +143,27 @@ func withSettingsFile<Result>(_ name: String, _ text: String, _ body: (String) a
         }
     }
 
+    @Test func anEnvironmentVariableOneLetterOffIsRefusedAndOthersAreLeftAlone() async throws {
+        let target = try TargetOptions.parse(["--proxy", "127.0.0.1:1"])
+        let error = await #expect(throws: ValidationError.self) {
+            try await readClientConfiguration(file: nil, target: target, group: "g", environment: ["INLONG_BATCHING_LINGR": "0.5"])
+        }
+        #expect(error?.message == "unknown variable 'INLONG_BATCHING_LINGR' (did you mean 'INLONG_BATCHING_LINGER'?)")
+        // Other tools' variables, far from every setting, are not ours to refuse.
+        let configuration = try await readClientConfiguration(
+            file: nil,
+            target: target,
+            group: "g",
+            environment: ["INLONG_EXECUTABLE": "/usr/bin/inlong", "INLONG_BATCHING_LINGER": "250ms"]
+        )
+        #expect(configuration.batching.linger == .milliseconds(250))
+        let receiver = await #expect(throws: ValidationError.self) {
+            try await ReceiveCommand.parse(["--count-only"]).receiverConfiguration(environment: ["INLONG_RECEIVER_MAX_FRAM_SIZE": "1"])
+        }
+        #expect(receiver?.message.contains("'INLONG_RECEIVER_MAX_FRAME_SIZE'") == true, "\(String(describing: receiver))")
+        #expect(SettingKeys.environmentName(of: "batching.maxRecords", prefix: "INLONG") == "INLONG_BATCHING_MAX_RECORDS")
+    }
+
     @Test func everyKeyTheReadersTakeIsKnown() {
         let client: [String: Any] = [
             "sdkConfig": "x", "proxies": ["a:1"],

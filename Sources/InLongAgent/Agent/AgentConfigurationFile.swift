@@ -2,7 +2,7 @@ public import Configuration
 import Foundation
 import InLongDataProxy
 import InLongTransport
-import InLongWire
+package import InLongWire
 import Yams
 
 /// The `inlong agent --config` file, YAML or JSON:
@@ -41,7 +41,7 @@ public enum AgentConfigurationFile {
     static let pathKeys = ["stateDirectory", "sdkConfig"]
 
     /// Every key the file may hold: the agent's, the client's and each source's. Any other is refused as a typo.
-    static let settingKeys = SettingKeys([
+    package static let settingKeys = SettingKeys([
         "stateDirectory", "maxUnackedBytes", "maxUnackedBytesPerFile", "readSize", "maxOpenFiles", "scanInterval",
         "pollInterval", "checkpointInterval", "releaseAfter", "shutdownTimeout", "resendDelay", "stallAfter", "compression",
         "sources[].paths", "sources[].group", "sources[].stream", "sources[].attributes.*", "sources[].startAt",
@@ -54,6 +54,9 @@ public enum AgentConfigurationFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw AgentConfigurationError("cannot read \(path)")
         }
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        let typos = Self.settingKeys.environmentTypos(in: environment, prefix: "INLONG")
+        guard typos.isEmpty else { throw AgentConfigurationError(typos.map(\.description).joined(separator: "; ")) }
         let directory = (path as NSString).deletingLastPathComponent
         let sources: [Source]
         let settings: YAMLSnapshot
@@ -92,7 +95,7 @@ public enum AgentConfigurationFile {
             throw AgentConfigurationError("\(path) is not a valid agent configuration: \(error)")
         }
         let reader = ConfigReader(providers: [
-            DataProxyClient.Configuration.environmentProvider(environment ?? ProcessInfo.processInfo.environment),
+            DataProxyClient.Configuration.environmentProvider(environment),
             SnapshotProvider(snapshot: settings),
         ])
         return try AgentConfiguration(
