@@ -55,6 +55,9 @@ struct ReceiveCommand: AsyncParsableCommand {
     @Flag(help: "Also write each record's body to standard output, one per line (summaries go to standard error).")
     var print = false
 
+    @Flag(help: "Check the settings (flags, INLONG_RECEIVER_* variables, --config), print them and exit: 0 when valid, 64 when not.")
+    var check = false
+
     @OptionGroup var faults: FaultOptions
 
     @OptionGroup var operatorOptions: OperatorOptions
@@ -107,6 +110,10 @@ struct ReceiveCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try await self.receiverConfiguration()
+        if self.check {
+            Swift.print(Self.settings(configuration).joined(separator: "\n"))
+            return
+        }
         let sink: any DataProxyReceiverSink
         let jsonSink: JSONLinesSink?
         if self.countOnly {
@@ -167,6 +174,31 @@ struct ReceiveCommand: AsyncParsableCommand {
             "seconds": Int(seconds),
             "errors": Dictionary(uniqueKeysWithValues: statistics.errors.map { (String($0.key.rawValue), $0.value) }),
         ])
+    }
+}
+
+extension ReceiveCommand {
+    /// The receiver's effective settings, one `key: value` per line in the file's key names, as `--check` prints.
+    static func settings(_ configuration: DataProxyReceiver.Configuration) -> [String] {
+        var lines = [
+            "host: \(configuration.host)",
+            "port: \(configuration.port)",
+            "maxFrameSize: \(configuration.maxFrameSize)",
+            "maxConnections: \(configuration.maxConnections)",
+            "maxBufferedFrames: \(configuration.maxBufferedFrames)",
+            "readIdleTimeout: \(configuration.readIdleTimeout.map(seconds) ?? "none")",
+            "knownGroups: \(configuration.knownGroups.map { $0.sorted().joined(separator: ", ") } ?? "any")",
+        ]
+        if let ip = configuration.advertisedIP { lines.append("advertisedIP: \(ip)") }
+        if let manager = configuration.manager { lines += ["manager.port: \(manager.port)", "manager.clusterId: \(manager.clusterID)"] }
+        let faults = configuration.faults
+        if let delay = faults.ackDelay { lines.append("faults.ackDelay: \(seconds(delay))") }
+        if faults.dropAcks { lines.append("faults.dropAcks: true") }
+        if let code = faults.errorCode { lines += ["faults.errorCode: \(code.rawValue)", "faults.errorRate: \(faults.errorRate)"] }
+        if let frames = faults.closeAfterFrames { lines.append("faults.closeAfterFrames: \(frames)") }
+        if faults.stopReading { lines.append("faults.stopReading: true") }
+        if let load = faults.load { lines.append("faults.load: \(load)") }
+        return lines
     }
 }
 

@@ -160,6 +160,18 @@ struct CheckTests {
             #expect(await send.waitForExit(timeout: .seconds(30)) == .exit(0), "\(send.output())")
             let sendPrinted = (try? String(contentsOfFile: directory.appendingPathComponent("send.stdout").path, encoding: .utf8)) ?? ""
             #expect(sendPrinted.hasPrefix("group: g\nstream: s\nproxies: 127.0.0.1:1\n"), "\(sendPrinted)")
+
+            // Nothing listens: the port below is only printed.
+            let receive = try ChildProcess(
+                inlong,
+                ["receive", "--listen", "127.0.0.1:47123", "--count-only", "--ack-delay", "250ms", "--check"],
+                logs: directory,
+                name: "receive"
+            )
+            #expect(await receive.waitForExit(timeout: .seconds(30)) == .exit(0), "\(receive.output())")
+            let receivePrinted = (try? String(contentsOfFile: directory.appendingPathComponent("receive.stdout").path, encoding: .utf8)) ?? ""
+            #expect(receivePrinted.hasPrefix("host: 127.0.0.1\nport: 47123\n"), "\(receivePrinted)")
+            #expect(receivePrinted.contains("faults.ackDelay: 0.25\n"), "\(receivePrinted)")
         }
     }
 }
