@@ -3,6 +3,7 @@ import Foundation
 import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongTransport
+import InLongWire
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -134,10 +135,10 @@ func megabytes(_ bytes: Int, seconds: Double) -> String {
     return String(format: "%.0f B/s", rate)
 }
 
-/// A group or stream id as InLong takes it: not empty, no `&` or `=` (they delimit the attribute string).
+/// A group or stream id as the SDK takes it (the same rule as its `send`): checked before anything connects.
 func validateName(_ value: String, option: String) throws {
-    guard !value.isEmpty, !value.contains("&"), !value.contains("=") else {
-        throw ValidationError("\(option) '\(value)' must not be empty or contain '&' or '='")
+    guard !value.isEmpty, InLongAttributes.isValidComponent(value) else {
+        throw ValidationError("\(option) '\(value)' must not be empty, contain '&' or '=', or start or end with a space")
     }
 }
 

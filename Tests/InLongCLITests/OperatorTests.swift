@@ -111,6 +111,11 @@ import Testing
         }
         #expect(badGroup.map { InLongCommand.exitCode(for: $0).rawValue } == 64)
         #expect(badGroup.map { "\($0)" }?.contains("--group 'g&x'") == true)
+        // The same rule as the SDK's send: a stream the server would trim is refused too.
+        let paddedStream = #expect(throws: (any Error).self) {
+            _ = try InLongCommand.parseAsRoot(["send", "--proxy", "127.0.0.1:1", "--group", "g", "--stream", "s "])
+        }
+        #expect(paddedStream.map { InLongCommand.exitCode(for: $0).rawValue } == 64)
         // --ack-delay takes its unit, as every duration: a bare number is refused, not guessed.
         let bareDelay = #expect(throws: (any Error).self) {
             _ = try FaultOptions.parse(["--ack-delay", "200"]).faults()
