@@ -22,6 +22,19 @@ let package = Package(
         // Not API: a product only because the separately built fuzzers (Fuzz/) can depend on nothing else.
         .library(name: "_InLongFuzzTargets", targets: ["InLongFuzzTargets"]),
     ],
+    // An application that sends to known proxies only can turn both off (`traits: []`) and build no HTTP client,
+    // TLS or YAML parser.
+    traits: [
+        .trait(
+            name: "ManagerDiscovery",
+            description: "Proxy discovery through the InLong Manager over HTTP(S) (AsyncHTTPClient, and with it NIOSSL)."
+        ),
+        .trait(
+            name: "YAML",
+            description: "YAML configuration files (swift-configuration's YAML trait, Yams); the agent and the CLI need it."
+        ),
+        .default(enabledTraits: ["ManagerDiscovery", "YAML"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
@@ -33,7 +46,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
-        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: [.defaults, "YAML"]),
+        .package(
+            url: "https://github.com/apple/swift-configuration.git",
+            from: "1.4.0",
+            traits: [.defaults, .trait(name: "YAML", condition: .when(traits: ["YAML"]))]
+        ),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
@@ -92,12 +109,12 @@ let package = Package(
                 "InLongWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio", condition: .when(traits: ["ManagerDiscovery"])),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client", condition: .when(traits: ["ManagerDiscovery"])),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],

@@ -13,6 +13,10 @@ import UnixSignals
 import Glibc
 #endif
 
+#if !YAML || !ManagerDiscovery
+#error("the inlong tool needs swift-inlong's package traits 'YAML' and 'ManagerDiscovery' (both on by default)")
+#endif
+
 /// The tool's version, as `inlong --version` prints it.
 let inlongVersion = "0.6.0"
 

@@ -1,4 +1,6 @@
+#if ManagerDiscovery
 public import AsyncHTTPClient
+#endif
 public import CoreMetrics
 public import InLongTransport
 public import InLongWire
@@ -9,7 +11,9 @@ extension DataProxyClient {
         /// Static proxy endpoints, used when no Manager is configured (and as the fallback before discovery).
         /// Defaults to none.
         public var proxies: [Endpoint] = []
-        /// Proxy discovery through the InLong Manager, or `nil` for the static list. Defaults to `nil`.
+        /// Proxy discovery through the InLong Manager, or `nil` for the static list. Defaults to `nil`. Needs the
+        /// package trait `ManagerDiscovery` (on by default); without it, `run()` refuses a Manager with
+        /// `invalidConfiguration`.
         public var manager: Manager?
         /// Record batching. See ``Batching``.
         public var batching = Batching()
@@ -144,12 +148,14 @@ extension DataProxyClient {
         public var requestTimeout: Duration = .seconds(5)
         /// Attempts per refresh. Defaults to 3.
         public var attempts = 3
+        #if ManagerDiscovery
         /// The application's own `HTTPClient` for the Manager, or `nil` (the default) for one the client makes
         /// from ``httpClientConfiguration``.
         public var httpClient: HTTPClient?
         /// Settings of the `HTTPClient` the client makes: TLS for an `https://` Manager with a private CA
         /// (`tlsConfiguration`), proxies, timeouts. Defaults to AsyncHTTPClient's defaults.
         public var httpClientConfiguration = HTTPClient.Configuration()
+        #endif
         /// A file that keeps the last good answer for a start while the Manager is down, or `nil`.
         /// Defaults to `nil`: nothing is written unless asked (the agent keeps one in its state directory).
         public var cacheFile: String?

@@ -1,4 +1,6 @@
+#if ManagerDiscovery
 import AsyncHTTPClient
+#endif
 import InLongTransport
 import Logging
 import NIOCore
@@ -11,10 +13,20 @@ extension DataProxyClient {
 
     public func run() async throws {
         precondition(!self.started.exchange(true, ordering: .relaxed), "DataProxyClient.run() must be called once")
+        #if ManagerDiscovery
         let manager = self.configuration.manager
         let ownedHTTPClient = manager == nil || manager?.httpClient != nil
             ? nil
             : HTTPClient(eventLoopGroupProvider: .shared(self.eventLoopGroup), configuration: manager!.httpClientConfiguration)
+        #else
+        if self.configuration.manager != nil {
+            self.endRun()
+            throw DataProxyError(
+                .invalidConfiguration,
+                "a Manager is configured but this build has no Manager discovery: enable swift-inlong's package trait 'ManagerDiscovery'"
+            )
+        }
+        #endif
         let connection = self.configuration.connection
         let router = ProxyRouter(subsetSize: connection.maxProxies, seed: connection.subsetSeed ?? UInt64.random(in: .min ... .max)) {
             self.makePool($0)
@@ -28,10 +40,12 @@ extension DataProxyClient {
                 router.setConfigured(self.configuration.proxies)
                 let endpoints = router.endpoints
                 self.withMachineState { $0.proxiesChanged(endpoints) }
+                #if ManagerDiscovery
                 if let manager, let httpClient = manager.httpClient ?? ownedHTTPClient {
                     let discovery = ProxyDiscovery(configuration: manager, httpClient: httpClient, logger: self.logger)
                     group.addTask { await self.discoveryLoop(discovery, router: router) }
                 }
+                #endif
                 await self.dispatchLoop(router: router, group: &group)
                 router.close()
                 group.cancelAll()
@@ -39,10 +53,16 @@ extension DataProxyClient {
         } onGracefulShutdown: {
             self.close()
         }
-        // Whatever ended the run (every record ended, cancellation, or no proxy before the close), nothing
-        // more will be sent: every record still held ends now, every waiter resumes.
-        self.withMachine { ((), $0.cancelled(now: .now)) }
+        #if ManagerDiscovery
         try? await ownedHTTPClient?.shutdown()
+        #endif
+        self.endRun()
+    }
+
+    /// Whatever ended the run (every record ended, cancellation, or no proxy before the close), nothing more will
+    /// be sent: every record still held ends now, every waiter resumes, every report reader finishes.
+    private func endRun() {
+        self.withMachine { ((), $0.cancelled(now: .now)) }
         let readers = self.reports.withLock { reports in
             reports.finished = true
             return reports.live
@@ -100,79 +120,6 @@ extension DataProxyClient {
             machine.accumulator.limits.maxBytes,
             Self.blockLimit(self.configuration.batching, frameSize: frameSize)
         )
-    }
-
-    /// Runs the ``DiscoverySchedule``: asks the Manager for the configured groups, then for groups as they are
-    /// first used, refreshes every group it knows, and gives the slots of avoided proxies to spares.
-    func discoveryLoop(_ discovery: ProxyDiscovery, router: ProxyRouter) async {
-        var schedule = DiscoverySchedule(
-            groups: discovery.configuration.groups,
-            refreshInterval: discovery.configuration.refreshInterval,
-            now: .now
-        )
-        while !Task.isCancelled {
-            // Groups met by the dispatcher with no proxies of their own.
-            schedule.met(router.unroutedGroups, now: .now)
-            switch schedule.next(now: .now) {
-            case .discover(let group, let useCache):
-                let found = await self.discover(group, discovery: discovery, router: router, useCache: useCache)
-                schedule.discovered(group, found: found, now: .now)
-            case .replaceFailingProxies:
-                // A proxy the Manager still lists but the pool avoids gives its slot to a spare.
-                if router.replaceFailingProxies() {
-                    self.logger.notice("failing proxies replaced by spares", metadata: ["inlong.proxies": "\(router.endpoints)"])
-                    let endpoints = router.endpoints
-                    self.withMachineState { $0.proxiesChanged(endpoints) }
-                }
-            case .wait(let until):
-                // The dispatcher's new groups are looked for at least every 50 ms.
-                try? await Task.sleep(until: min(until, .now + .milliseconds(50)))
-            }
-        }
-    }
-
-    /// Asks for one group's proxies and routes the group to them; `false` when none was found (a group that
-    /// had proxies keeps them).
-    private func discover(_ group: String, discovery: ProxyDiscovery, router: ProxyRouter, useCache: Bool) async -> Bool {
-        let noProxies = { (error: any Error) in
-            "the Manager \(discovery.configuration.url) gave no proxy for \(group): \(error)"
-        }
-        // Told at the first failed attempt, not after the last: an operator waits for it.
-        let attemptFailed = { (error: any Error) in
-            if !router.isRouted(group) { self.discoveryError.withLock { $0 = noProxies(error) } }
-        }
-        switch await discovery.discover(group: group, useCache: useCache, attemptFailed: attemptFailed) {
-        case .success(let list):
-            if router.apply(list, for: group) {
-                self.logger.info("proxies updated", metadata: ["inlong.group": "\(group)", "inlong.proxies": "\(list.endpoints)"])
-            }
-            let endpoints = router.endpoints
-            self.withMachineState { machine in
-                machine.proxiesChanged(endpoints)
-                if let length = list.maxPacketLength { self.applyFrameLimit(length, to: &machine) }
-            }
-            self.withMachine { ((), $0.routeReady(group)) }
-            self.discoveryError.withLock { $0 = nil }
-            self.discoveryFailures.withLock { $0[group] = nil }
-            return true
-        case .failure(let error) where error is CancellationError:
-            // The client is closing: what the Manager said last still stands.
-            return false
-        case .failure(let error):
-            let message = router.isRouted(group) ? "proxy refresh failed; keeping the group's proxies" : "no proxy found yet"
-            // Said once at warning while the same failure goes on; each retry after it at debug.
-            let repeated = self.discoveryFailures.withLock { failures in
-                defer { failures[group] = "\(message): \(error)" }
-                return failures[group] == "\(message): \(error)"
-            }
-            if !router.isRouted(group) { self.discoveryError.withLock { $0 = noProxies(error) } }
-            self.logger.log(
-                level: repeated ? .debug : .warning,
-                "\(message)",
-                metadata: ["inlong.group": "\(group)", "inlong.manager": "\(discovery.configuration.url)", "inlong.error": "\(error)"]
-            )
-            return false
-        }
     }
 
     /// Feeds the machine the time: linger, retry backoffs, delivery and close deadlines.

@@ -5,6 +5,10 @@ import InLongTransport
 package import InLongWire
 import Yams
 
+#if !YAML
+#error("InLongAgent reads YAML configuration files: enable swift-inlong's package trait 'YAML' (on by default)")
+#endif
+
 /// The `inlong agent --config` file, YAML or JSON:
 /// ```yaml
 /// stateDirectory: /var/lib/inlong-agent

@@ -1,3 +1,4 @@
+#if ManagerDiscovery
 public import AsyncHTTPClient
 import Foundation
 public import InLongTransport
@@ -9,40 +10,6 @@ import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// What the Manager says about a group's proxies.
-struct ProxyList: Sendable, Hashable {
-    var endpoints: [Endpoint]
-    var clusterID: Int?
-    var maxPacketLength: Int?
-    /// The cluster's load threshold (`data.load`).
-    var load: Int?
-    /// The nodes as listed, with what the Manager says of each.
-    var nodes: [DataProxyClient.ProxyNode] = []
-}
-
-extension DataProxyClient {
-    /// A proxy as the Manager lists it.
-    public struct ProxyNode: Sendable, Hashable, Codable {
-        public var id: Int
-        public var host: String
-        public var port: Int
-        /// `TCP`, `HTTP`, ... as the Manager says.
-        public var protocolType: String?
-        /// The load the node last reported to the Manager, if any.
-        public var load: Int?
-    }
-
-    /// What the Manager says about a group: its cluster, the cluster's load threshold, the largest packet it
-    /// takes, and its proxies.
-    public struct ProxyDirectory: Sendable, Hashable, Codable {
-        public var group: String
-        public var clusterID: Int?
-        public var load: Int?
-        public var maxPacketLength: Int?
-        public var nodes: [ProxyNode]
-    }
-}
 
 /// Asks the InLong Manager for proxy lists (wire-protocol.md §8) and keeps the last good answers in a cache file.
 struct ProxyDiscovery: Sendable {
@@ -234,3 +201,4 @@ extension DataProxyClient {
         return ProxyDirectory(group: group, clusterID: list.clusterID, load: list.load, maxPacketLength: list.maxPacketLength, nodes: list.nodes)
     }
 }
+#endif
