@@ -97,6 +97,10 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
     public var detail: String
     /// The transport or discovery error behind it.
     public var underlying: (any Error & Sendable)?
+    /// For ``Code/shutDown`` and ``Code/deliveryTimeout``: why the records were not acked before the close or
+    /// the deadline: what the last attempt failed with, or for a close, ``Code/notConnected`` (``Code/noProxies``)
+    /// when they never got a connection; `nil` otherwise, and after a cancelled run.
+    public var lastFailure: Code?
     /// For a `send(contentsOf:)` call that failed part way: the records it accepted before the failure (they
     /// end in delivery reports like any other).
     public var acceptedRecords: DataProxyRecordIDs?

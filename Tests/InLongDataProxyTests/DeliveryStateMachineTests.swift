@@ -492,6 +492,41 @@ import Testing
         let actions = machine.completed(jobID: job.id, outcome: .transportFailed(TransportError(.requestTimeout, mayHaveBeenDelivered: true)), now: self.at(60))
         #expect(self.error(actions)?.code == .shutDown)
         #expect(self.error(actions)?.detail.contains("requestTimeout") == true)
+        #expect(self.error(actions)?.lastFailure == .requestTimeout)
+    }
+
+    /// What a close names as the reason records were not acked before it: the last attempt's failure, or for a
+    /// batch that never got a connection `notConnected`; in flight with no failure, nothing; after a cancelled
+    /// run, nothing (the cancellation failed the connections too).
+    @Test func theCloseNamesWhyRecordsWereNotAckedBeforeIt() throws {
+        var machine = self.makeMachine(maxRecords: 2)
+        self.append(&machine, 6)
+        let failed = try #require(self.dispatch(&machine))
+        _ = machine.completed(jobID: failed.id, outcome: .transportFailed(TransportError(.connectionClosed, mayHaveBeenDelivered: true)), now: self.at(0))
+        let inFlight = try #require(self.dispatch(&machine))
+        _ = machine.closeRequested(now: self.at(0), deadline: self.at(50))
+        let actions = machine.tick(now: self.at(50))
+        var reasons: [Int: DataProxyError.Code?] = [:]
+        for (job, result, _) in actions.finish {
+            guard case .failure(let error) = result else { continue }
+            #expect(error.code == .shutDown)
+            reasons[job.id] = error.lastFailure
+        }
+        #expect(reasons.count == 3)
+        #expect(reasons[failed.id] == .some(.connectionLost))
+        #expect(reasons[inFlight.id] == .some(nil))
+        #expect(reasons.filter { $0.key != failed.id && $0.key != inFlight.id }.values.allSatisfy { $0 == .notConnected })
+
+        var cancelled = self.makeMachine(maxRecords: 2)
+        self.append(&cancelled, 4)
+        let lost = try #require(self.dispatch(&cancelled))
+        _ = cancelled.completed(jobID: lost.id, outcome: .transportFailed(TransportError(.connectionClosed, mayHaveBeenDelivered: true)), now: self.at(0))
+        let ended = cancelled.cancelled(now: self.at(1)).finish
+        #expect(ended.count == 2)
+        for (_, result, _) in ended {
+            guard case .failure(let error) = result else { continue }
+            #expect(error.code == .shutDown && error.lastFailure == nil)
+        }
     }
 
     @Test func cancellationEndsEveryRecordAndResumesEveryWaiter() throws {

@@ -470,13 +470,23 @@ struct DeliveryStateMachine<Waiter> {
             error.detail += "; last failure: \(last.code): \(last.detail)"
             error.serverErrorCode = last.serverErrorCode
             error.underlying = last.underlying
+            error.lastFailure = last.code
         }
         return error
     }
 
-    private func shutDown(_ job: DeliveryJob) -> DataProxyError {
+    /// `cancelled`: the run was cancelled, which also fails the connections; what they failed with then is no
+    /// reason of the records', so no last failure is named.
+    private func shutDown(_ job: DeliveryJob, cancelled: Bool = false) -> DataProxyError {
         var error = job.error(.shutDown, "the client closed before an ack", retriable: true)
-        if let last = job.lastError { error.detail += "; last failure: \(last.code): \(last.detail)" }
+        guard !cancelled else { return error }
+        if let last = job.lastError {
+            error.detail += "; last failure: \(last.code): \(last.detail)"
+            error.lastFailure = last.code
+        } else if job.sentAt == nil {
+            // Never handed to a connection: none could take it, or its group never had proxies.
+            error.lastFailure = self.proxies.isEmpty || job.awaitedRoute ? .noProxies : .notConnected
+        }
         return error
     }
 
@@ -614,10 +624,10 @@ struct DeliveryStateMachine<Waiter> {
     /// The run ended (cancelled, or nothing more will be sent): close with no grace. Every record held ends as
     /// failed, every waiter resumes.
     mutating func cancelled(now: ContinuousClock.Instant) -> Actions {
-        self.failEverything(now: now)
+        self.failEverything(now: now, cancelled: true)
     }
 
-    private mutating func failEverything(now: ContinuousClock.Instant) -> Actions {
+    private mutating func failEverything(now: ContinuousClock.Instant, cancelled: Bool = false) -> Actions {
         var actions = Actions()
         if self.phase == .running { self.phase = .closing(deadline: now) }
         self.enqueue(self.accumulator.sealAll(), now: now, actions: &actions)
@@ -629,7 +639,7 @@ struct DeliveryStateMachine<Waiter> {
         for var job in self.pending.values {
             if job.handingOver {
                 // It ends when the dispatcher reports whether a connection took it, as sent or not.
-                job.endedWhileHandingOver = job.endedWhileHandingOver ?? self.shutDown(job)
+                job.endedWhileHandingOver = job.endedWhileHandingOver ?? self.shutDown(job, cancelled: cancelled)
                 handingOver[job.id] = job
                 continue
             }
@@ -640,7 +650,7 @@ struct DeliveryStateMachine<Waiter> {
         self.pending = handingOver
         self.retries.removeAll()
         for job in jobs.sorted(by: { $0.id < $1.id }) {
-            self.finish(job, .failure(self.shutDown(job)), actions: &actions)
+            self.finish(job, .failure(self.shutDown(job, cancelled: cancelled)), actions: &actions)
         }
         self.phase = .closed
         self.resumeAllSenders(&actions)

@@ -36,7 +36,8 @@ public struct DataProxyClientStatistics: Sendable, Hashable {
     public var ackLatencyP50: Duration?
     /// Ack latency, 99th percentile.
     public var ackLatencyP99: Duration?
-    /// Failed records by reason.
+    /// Failed records by reason: the error's code, and for a close or a deadline what the last attempt failed
+    /// with (`shutDown after connectionLost`).
     public var failures: [String: Int] = [:]
     /// Failed records that no proxy can have stored (``DataProxyError/Persistence/notSent``): resending them
     /// cannot duplicate them.
@@ -146,7 +147,9 @@ final class ClientObservation: Sendable {
 
     func batchFailed(_ key: BatchKey, records: Int, bytes: Int, error: DataProxyError) {
         self.failed.add(records, ordering: .relaxed)
-        self.failures.withLock { $0[error.code.description, default: 0] += records }
+        // `shutDown after connectionLost`: what ended the records, and why they were not acked before.
+        let reason = error.lastFailure.map { "\(error.code) after \($0)" } ?? error.code.description
+        self.failures.withLock { $0[reason, default: 0] += records }
         switch error.persistence {
         case .notSent: self.failedNotSent.add(records, ordering: .relaxed)
         case .possiblySent: self.failedPossiblySent.add(records, ordering: .relaxed)
