@@ -1,4 +1,6 @@
 // A producer as a Service beside the client in one ServiceGroup, compiled by `swift build`.
+// snippet.hide
+import Foundation
 // snippet.show
 import InLongDataProxy
 import InLongTransport
@@ -16,8 +18,13 @@ struct Producer: Service {
             let lines = (0..<1_000).map { ByteBuffer(string: "batch \(batch) line \($0)") }
             // SIGTERM must not wait for a delivery deadline: the wait is cancelled at graceful shutdown, and the
             // records already accepted still end, in the client's reports.
-            let summary = try await cancelWhenGracefulShutdown {
-                try await self.client.sendAndWait(contentsOf: lines, group: "g", stream: "s")
+            let summary: DeliverySummary
+            do {
+                summary = try await cancelWhenGracefulShutdown {
+                    try await self.client.sendAndWait(contentsOf: lines, group: "g", stream: "s")
+                }
+            } catch is CancellationError {
+                return  // Asked to stop: returning is a clean end, and the group is shutting down anyway.
             }
             if !summary.allAcked { self.logger.warning("\(summary.failures.count) batches failed") }
         }
@@ -25,8 +32,12 @@ struct Producer: Service {
 }
 
 let logger = Logger(label: "producer")
+// snippet.hide
+// The package's tests run this program against a receiver on a free port.
+let proxy = ProcessInfo.processInfo.environment["PRODUCER_PROXY_PORT"].flatMap(Int.init) ?? 46801
+// snippet.show
 let client = DataProxyClient(
-    configuration: .init(proxies: [Endpoint(host: "127.0.0.1", port: 46801)]),
+    configuration: .init(proxies: [Endpoint(host: "127.0.0.1", port: proxy)]),
     logger: logger
 )
 let group = ServiceGroup(

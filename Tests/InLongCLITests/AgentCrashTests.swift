@@ -318,7 +318,7 @@ final class ChildProcess: @unchecked Sendable {
     let errorPath: String
     private let process = Process()
 
-    init(_ executable: URL, _ arguments: [String], logs directory: URL, name: String) throws {
+    init(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], logs directory: URL, name: String) throws {
         self.name = name
         self.outputPath = directory.appendingPathComponent("\(name).stdout").path
         self.errorPath = directory.appendingPathComponent("\(name).stderr").path
@@ -332,6 +332,9 @@ final class ChildProcess: @unchecked Sendable {
         }
         self.process.executableURL = executable
         self.process.arguments = arguments
+        if !environment.isEmpty {
+            self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         self.process.standardInput = FileHandle.nullDevice
         self.process.standardOutput = output
         self.process.standardError = error
