@@ -186,6 +186,9 @@ let package = Package(
                 "InLongTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Examples/InLongTransportExample",
             swiftSettings: swiftSettings
@@ -195,6 +198,7 @@ let package = Package(
             dependencies: [
                 "InLongTransportExample",
                 "InLongTransport",
+                "InLongTestUtils",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

@@ -8,7 +8,10 @@
 import ArgumentParser
 import Foundation
 import InLongTransport
+import Logging
 import NIOCore
+import ServiceLifecycle
+import UnixSignals
 
 @main
 struct ExampleCommand: AsyncParsableCommand {
@@ -27,20 +30,19 @@ struct ExampleCommand: AsyncParsableCommand {
         func run() async throws {
             guard let endpoint = Endpoint(self.listen) else { throw ValidationError("'\(self.listen)' is not host:port") }
             let server = makeExampleServer(host: endpoint.host, port: endpoint.port)
-            let signals = [SIGINT, SIGTERM].map { signal -> any DispatchSourceSignal in
-                Foundation.signal(signal, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: signal)
-                source.setEventHandler { server.stop() }
-                source.resume()
-                return source
+            // SIGTERM and SIGINT shut the group down gracefully: the server answers what it holds, then stops.
+            let services = ServiceGroup(
+                configuration: .init(
+                    services: [server],
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: Logger(label: "InLongTransportExample")
+                )
+            )
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { try await services.run() }
+                print("listening on \(try await server.localAddress())")
+                fflush(nil)  // at once, also when the output is a pipe or a file
             }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await server.run() }
-                let address = try await server.localAddress()
-                print("listening on \(address)")
-                try await group.next()
-            }
-            _ = signals
             print("answered \(server.statistics().requestsHandled) requests")
         }
     }

@@ -278,99 +278,9 @@ struct AgentCrashTests {
 
 // MARK: - The executable
 
-/// The `inlong` executable built with the tests: next to the test runner (`.build/debug/inlong` on Linux, where
-/// the runner is `.build/debug/<package>PackageTests.xctest`; beside the `.xctest` bundle on macOS).
-/// `INLONG_EXECUTABLE` names another.
+/// The `inlong` executable built with the tests (see `builtExecutable`); `INLONG_EXECUTABLE` names another.
 func inlongExecutable() throws -> URL {
-    var candidates: [URL] = []
-    if let path = ProcessInfo.processInfo.environment["INLONG_EXECUTABLE"] {
-        candidates.append(URL(fileURLWithPath: path))
-    }
-    let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    candidates.append(runner.deletingLastPathComponent().appendingPathComponent("inlong"))
-    candidates.append(Bundle.main.bundleURL.appendingPathComponent("inlong"))
-    for bundle in Bundle.allBundles where bundle.bundleURL.pathExtension == "xctest" {
-        candidates.append(bundle.bundleURL.deletingLastPathComponent().appendingPathComponent("inlong"))
-    }
-    if let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) { return found }
-    throw ExecutableNotFound(
-        description:
-            "the inlong executable is not next to the test runner (looked at \(candidates.map(\.path).joined(separator: ", "))): "
-            + "build it with `swift build` (or `swift build --product inlong`) first, or name it with INLONG_EXECUTABLE"
-    )
-}
-
-struct ExecutableNotFound: Error, CustomStringConvertible {
-    var description: String
-}
-
-// MARK: - Processes
-
-/// A child process with its standard output and error in files; SIGKILLed when dropped while running.
-final class ChildProcess: @unchecked Sendable {
-    enum Status: Equatable {
-        case exit(Int32)
-        case signal(Int32)
-    }
-
-    let name: String
-    let outputPath: String
-    let errorPath: String
-    private let process = Process()
-
-    init(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], logs directory: URL, name: String) throws {
-        self.name = name
-        self.outputPath = directory.appendingPathComponent("\(name).stdout").path
-        self.errorPath = directory.appendingPathComponent("\(name).stderr").path
-        _ = FileManager.default.createFile(atPath: self.outputPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: self.errorPath, contents: nil)
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: self.outputPath))
-        let error = try FileHandle(forWritingTo: URL(fileURLWithPath: self.errorPath))
-        defer {
-            try? output.close()
-            try? error.close()
-        }
-        self.process.executableURL = executable
-        self.process.arguments = arguments
-        if !environment.isEmpty {
-            self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        self.process.standardInput = FileHandle.nullDevice
-        self.process.standardOutput = output
-        self.process.standardError = error
-        try self.process.run()
-    }
-
-    deinit {
-        if self.process.isRunning {
-            kill(self.process.processIdentifier, SIGKILL)
-            self.process.waitUntilExit()
-        }
-    }
-
-    var isRunning: Bool { self.process.isRunning }
-
-    func signal(_ signal: Int32) {
-        if self.process.isRunning { kill(self.process.processIdentifier, signal) }
-    }
-
-    /// How the process ended, or `nil` if it still runs after `timeout` (then it is SIGKILLed).
-    func waitForExit(timeout: Duration = .seconds(60)) async -> Status? {
-        guard await eventually(timeout: timeout, { !self.process.isRunning }) else {
-            kill(self.process.processIdentifier, SIGKILL)
-            return nil
-        }
-        let status = self.process.terminationStatus
-        return self.process.terminationReason == .exit ? .exit(status) : .signal(status)
-    }
-
-    func error() -> String { (try? String(contentsOfFile: self.errorPath, encoding: .utf8)) ?? "" }
-
-    /// The ends of both outputs, for failure messages.
-    func output() -> String {
-        let output = (try? String(contentsOfFile: self.outputPath, encoding: .utf8)) ?? ""
-        return "\(self.name) stdout: \(output.suffix(2000))\n\(self.name) stderr: \(self.error().suffix(4000))"
-    }
+    try builtExecutable("inlong", unlessNamedIn: "INLONG_EXECUTABLE")
 }
 
 /// A loopback port that nothing listens on, below the ephemeral range: a client that reconnects while the
@@ -576,13 +486,4 @@ func readCheckpoint(_ state: URL) throws -> [String: Int64] {
 
 private func fileSize(_ url: URL) -> Int64 {
     ((try? FileManager.default.attributesOfItem(atPath: url.path))?[.size] as? NSNumber)?.int64Value ?? 0
-}
-
-func withTemporaryDirectory<Result>(_ body: (URL) async throws -> Result) async throws -> Result {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
-        "inlong-agent-crash-\(UUID().uuidString)"
-    )
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    return try await body(directory)
 }

@@ -13,8 +13,7 @@ import Glibc
 @Suite(.timeLimit(.minutes(2)))
 struct ProducerServiceTests {
     @Test func sigintStopsAProducerWaitingForAcksAndItsRecordsStillEnd() async throws {
-        let producer = try inlongExecutable().deletingLastPathComponent().appendingPathComponent("ProducerService")
-        try #require(FileManager.default.isExecutableFile(atPath: producer.path), "build the snippets with `swift build` first")
+        let producer = try builtExecutable("ProducerService")
         var configuration = DataProxyReceiver.Configuration.loopback
         // Each batch waits 3 s for its ack: ten batches would take 30 s, so the signal lands in the first waits.
         configuration.faults.ackDelay = .seconds(3)
