@@ -12,6 +12,16 @@ extension DataProxyClient {
     // MARK: Run
 
     public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await self.runUntilClosed()
+        } onGracefulShutdown: {
+            self.close()
+        }
+    }
+
+    /// ``run()`` without a graceful-shutdown handler, for an owner that closes the client itself (the agent,
+    /// which stops reading first and then closes its clients).
+    package func runUntilClosed() async throws {
         precondition(!self.started.exchange(true, ordering: .relaxed), "DataProxyClient.run() must be called once")
         #if ManagerDiscovery
         let manager = self.configuration.manager
@@ -32,26 +42,22 @@ extension DataProxyClient {
             self.makePool($0)
         }
         self.router.withLock { $0 = router }
-        await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                // From the start: records accepted before any proxy is known still reach their deadline.
-                group.addTask { await self.tickLoop() }
-                group.addTask { await Self.runPools(router) }
-                router.setConfigured(self.configuration.proxies)
-                let endpoints = router.endpoints
-                self.withMachineState { $0.proxiesChanged(endpoints) }
-                #if ManagerDiscovery
-                if let manager, let httpClient = manager.httpClient ?? ownedHTTPClient {
-                    let discovery = ProxyDiscovery(configuration: manager, httpClient: httpClient, logger: self.logger)
-                    group.addTask { await self.discoveryLoop(discovery, router: router) }
-                }
-                #endif
-                await self.dispatchLoop(router: router, group: &group)
-                router.close()
-                group.cancelAll()
+        await withDiscardingTaskGroup { group in
+            // From the start: records accepted before any proxy is known still reach their deadline.
+            group.addTask { await self.tickLoop() }
+            group.addTask { await Self.runPools(router) }
+            router.setConfigured(self.configuration.proxies)
+            let endpoints = router.endpoints
+            self.withMachineState { $0.proxiesChanged(endpoints) }
+            #if ManagerDiscovery
+            if let manager, let httpClient = manager.httpClient ?? ownedHTTPClient {
+                let discovery = ProxyDiscovery(configuration: manager, httpClient: httpClient, logger: self.logger)
+                group.addTask { await self.discoveryLoop(discovery, router: router) }
             }
-        } onGracefulShutdown: {
-            self.close()
+            #endif
+            await self.dispatchLoop(router: router, group: &group)
+            router.close()
+            group.cancelAll()
         }
         #if ManagerDiscovery
         try? await ownedHTTPClient?.shutdown()
@@ -70,19 +76,13 @@ extension DataProxyClient {
         for reader in readers { reader.finish() }
     }
 
-    /// Runs each cluster's pool as it appears, outside the graceful-shutdown context: a graceful shutdown closes
-    /// the client, which sends what it holds before it closes the pools; they must not drain at the same signal.
+    /// Runs each cluster's pool as it appears, without its own graceful-shutdown handler: a graceful shutdown
+    /// closes the client, which sends what it holds before it closes the pools; they must not drain at the same
+    /// signal.
     static func runPools(_ router: ProxyRouter) async {
         await withDiscardingTaskGroup { pools in
             for await pool in router.newPools {
-                let connections = Task.detached { try? await pool.run() }
-                pools.addTask {
-                    await withTaskCancellationHandler {
-                        await connections.value
-                    } onCancel: {
-                        connections.cancel()
-                    }
-                }
+                pools.addTask { await pool.runUntilClosed() }
             }
         }
     }

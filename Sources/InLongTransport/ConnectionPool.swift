@@ -307,28 +307,35 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { outer in
-                if let inbound = self.inbound { outer.addTask { await inbound.run() } }
-                await withDiscardingTaskGroup { group in
-                    for await event in self.events {
-                        switch event {
-                        case .start(let connection):
-                            group.addTask { try? await connection.run() }
-                        case .close:
-                            let all = self.state.withLock { state in
-                                state.closed = true
-                                return Array(state.connections.values)
-                            }
-                            for connection in all { connection.close() }
-                            self.eventSink.finish()
-                        }
-                    }
-                }
-                // Every connection has ended: the inbound handlers under way finish, then their workers.
-                self.inbound?.stop()
-            }
+            await self.runUntilClosed()
         } onGracefulShutdown: {
             self.close()
+        }
+    }
+
+    /// ``run()`` without a graceful-shutdown handler, for an owner that closes the pool itself (a client that
+    /// sends what it holds at a graceful shutdown before it closes its pools).
+    package func runUntilClosed() async {
+        await withDiscardingTaskGroup { outer in
+            if let inbound = self.inbound { outer.addTask { await inbound.run() } }
+            await withDiscardingTaskGroup { group in
+                for await event in self.events {
+                    switch event {
+                    case .start(let connection):
+                        // The pool closes its connections: they do not stop on their own at a graceful shutdown.
+                        group.addTask { await connection.runUntilClosed() }
+                    case .close:
+                        let all = self.state.withLock { state in
+                            state.closed = true
+                            return Array(state.connections.values)
+                        }
+                        for connection in all { connection.close() }
+                        self.eventSink.finish()
+                    }
+                }
+            }
+            // Every connection has ended: the inbound handlers under way finish, then their workers.
+            self.inbound?.stop()
         }
     }
 }

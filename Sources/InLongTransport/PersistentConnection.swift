@@ -285,35 +285,39 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
 
     /// Connects, keeps the connection up, and returns after ``close()`` or a graceful shutdown.
     public func run() async throws {
+        await withGracefulShutdownHandler {
+            await self.runUntilClosed()
+        } onGracefulShutdown: {
+            self.close()
+        }
+    }
+
+    /// ``run()`` without a graceful-shutdown handler, for an owner that closes the connection itself (a pool).
+    package func runUntilClosed() async {
         let alreadyStarted = self.state.withLock { state in
             defer { state.started = true }
             return state.started
         }
         precondition(!alreadyStarted, "PersistentConnection.run() must be called once")
-
-        await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                if self.ownsInbound, let inbound = self.inbound {
-                    group.addTask { await inbound.run() }
-                }
-                self.perform(self.state.withLock { $0.machine.start() }, group: &group)
-                for await event in self.events {
-                    let action = self.handle(event)
-                    self.perform(action, group: &group)
-                    if case .finish = action { break }
-                }
-                // Cancelled or finished: make sure no channel stays open.
-                if let handle = self.state.withLock({ $0.channel }) {
-                    handle.channel.close(promise: nil)
-                    try? await handle.channel.closeFuture.get()
-                }
-                self.finish()
-                // Handlers under way finish (answers to a closed connection fail); then the workers end.
-                if self.ownsInbound { self.inbound?.stop() }
-                group.cancelAll()
+        await withDiscardingTaskGroup { group in
+            if self.ownsInbound, let inbound = self.inbound {
+                group.addTask { await inbound.run() }
             }
-        } onGracefulShutdown: {
-            self.close()
+            self.perform(self.state.withLock { $0.machine.start() }, group: &group)
+            for await event in self.events {
+                let action = self.handle(event)
+                self.perform(action, group: &group)
+                if case .finish = action { break }
+            }
+            // Cancelled or finished: make sure no channel stays open.
+            if let handle = self.state.withLock({ $0.channel }) {
+                handle.channel.close(promise: nil)
+                try? await handle.channel.closeFuture.get()
+            }
+            self.finish()
+            // Handlers under way finish (answers to a closed connection fail); then the workers end.
+            if self.ownsInbound { self.inbound?.stop() }
+            group.cancelAll()
         }
     }
 

@@ -170,38 +170,39 @@ public final class InLongAgent: Service, Sendable {
         self.registry.withLock { $0 = FileRegistry(checkpoint: checkpoint, maxOpenFiles: self.configuration.maxOpenFiles) }
         let lanes = self.makeLanes()
         self.lanes.withLock { $0 = lanes }
-        // Outside the graceful-shutdown context: the agent closes the clients itself, once reading stopped.
-        let clientRuns = lanes.values.map { lane in Task.detached { try await lane.client.run() } }
-        self.clientsRunning.store(true, ordering: .relaxed)
         let deadLetters = DeadLetterFile(path: self.configuration.deadLetterPath)
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                await withTaskGroup(of: Void.self) { group in
-                    group.addTask { await self.checkpointLoop(store) }
-                    await withDiscardingTaskGroup { instances in
-                        while !self.control.isStopping, !Task.isCancelled {
-                            self.scan(lanes: lanes, deadLetters: deadLetters, into: &instances)
-                            await self.control.sleep(for: self.configuration.scanInterval)
+        await withDiscardingTaskGroup { clients in
+            // Without their own graceful-shutdown handlers: the agent closes the clients itself, once reading
+            // stopped. Cancelling the agent cancels them with it.
+            for lane in lanes.values { clients.addTask { try? await lane.client.runUntilClosed() } }
+            self.clientsRunning.store(true, ordering: .relaxed)
+            await withTaskCancellationHandler {
+                await withGracefulShutdownHandler {
+                    await withTaskGroup(of: Void.self) { group in
+                        group.addTask { await self.checkpointLoop(store) }
+                        await withDiscardingTaskGroup { instances in
+                            while !self.control.isStopping, !Task.isCancelled {
+                                self.scan(lanes: lanes, deadLetters: deadLetters, into: &instances)
+                                await self.control.sleep(for: self.configuration.scanInterval)
+                            }
+                            // Stopping: the clients send what they hold now and fail the rest at the stop deadline,
+                            // so the instances, still waiting, take every last outcome before they end.
+                            let grace = self.control.deadline.map { max($0 - .now, .zero) } ?? .zero
+                            for lane in lanes.values {
+                                lane.budget.close()
+                                lane.client.close(deadline: grace)
+                            }
                         }
-                        // Stopping: the clients send what they hold now and fail the rest at the stop deadline, so
-                        // the instances, still waiting, take every last outcome before they end.
-                        let grace = self.control.deadline.map { max($0 - .now, .zero) } ?? .zero
-                        for lane in lanes.values {
-                            lane.budget.close()
-                            lane.client.close(deadline: grace)
-                        }
+                        group.cancelAll()
                     }
-                    group.cancelAll()
+                } onGracefulShutdown: {
+                    self.stop()
                 }
-            } onGracefulShutdown: {
+            } onCancel: {
                 self.stop()
             }
-        } onCancel: {
-            self.stop()
-            for run in clientRuns { run.cancel() }
+            for lane in lanes.values { lane.client.close(deadline: .seconds(1)) }
         }
-        for lane in lanes.values { lane.client.close(deadline: .seconds(1)) }
-        for run in clientRuns { _ = try? await run.value }
         self.clientsRunning.store(false, ordering: .relaxed)
         // After every instance took its outcomes and the clients ended: the last acks are in this checkpoint.
         self.writeCheckpoint(store, force: true)
