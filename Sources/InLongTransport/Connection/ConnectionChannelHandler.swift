@@ -26,9 +26,9 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     typealias StateMachine = ConnectionStateMachine<RequestKey, ConnectionOperation>
 
     private let codec: Codec
-    private let configuration: Configuration
+    let configuration: Configuration
     private let endpoint: Endpoint
-    private let observer: ConnectionObserver
+    let observer: ConnectionObserver
     private let logger: Logger
     /// Runs the peer's requests; without one, they are dropped and counted.
     private let inbound: InboundHandlerPool<Codec>?
@@ -36,31 +36,28 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     private var poolConnection: PoolConnection?
     private var inboundRunner: InboundRequestRunner<Codec>?
     private var answerOutbox: AnswerOutbox?
-    private var reading = ReadGate()
     /// Called once, at the first response: the connection works.
     private var onFirstResponse: (@Sendable () -> Void)?
-    private var stateMachine: StateMachine
-    private var context: ChannelHandlerContext?
-    private var splitter: FrameSplitter
-    private var outbound: ByteBuffer?
-    private var outboundFrames = 0
+    var stateMachine: StateMachine
+    var context: ChannelHandlerContext?
+    private var reader: FrameReader
+    var coalescer = OutboundCoalescer()
+    var outboundFrames = 0
     /// Bytes written to the channel since its last flush.
-    private var unflushedBytes = 0
-    /// State-machine items (requests and sends) in `outbound`, reported written when its write completes.
-    private var outboundItems = 0
-    private var writtenCompletions: [EventLoopPromise<Void>] = []
+    var unflushedBytes = 0
+    var writtenCompletions: [EventLoopPromise<Void>] = []
     /// What each write with a promise reports when it completes, in write order (writes complete in order): kept
     /// here rather than captured, so that the completion callback captures nothing but the handler and costs no
     /// allocation of its own.
-    private var pendingWrites: Deque<(items: Int, completions: [EventLoopPromise<Void>])> = []
+    var pendingWrites: Deque<(items: Int, completions: [EventLoopPromise<Void>])> = []
     /// One timer, armed for the earliest deadline of the written requests (their timeouts start when their
     /// frames are written; the state machine holds the deadlines): a timer per request cost several allocations
     /// each.
-    private var requestTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
-    private var flushScheduled = false
+    var requestTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
+    var flushScheduled = false
     /// Inside a batch (of submissions, or of answers) that flushes when it ends, so no flush is scheduled.
-    private var inBatch = false
-    private var idleTimer: Scheduled<Void>?
+    var inBatch = false
+    var idleTimer: Scheduled<Void>?
     private var drainTimer: Scheduled<Void>?
     /// Why the channel is closing, so pending requests fail with the real reason.
     private(set) var closeReason: TransportError?
@@ -70,7 +67,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     private var smoothedLoad: Int?
 
     /// Bytes of storage the receive buffer holds (for tests of its bound).
-    var receiveBufferCapacity: Int { self.splitter.capacity }
+    var receiveBufferCapacity: Int { self.reader.capacity }
 
     init(
         codec: Codec,
@@ -89,7 +86,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         observer.reportedLoad(.min)
         self.logger = logger
         self.inbound = inbound
-        self.splitter = FrameSplitter(maxFrameLength: configuration.maxFrameLength)
+        self.reader = FrameReader(maxFrameLength: configuration.maxFrameLength, framingErrorPolicy: configuration.framingErrorPolicy)
         self.onFirstResponse = onFirstResponse
         self.stateMachine = StateMachine(configuration: configuration.stateMachine, now: now)
     }
@@ -177,7 +174,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     }
 
     /// The loop's clock, so virtual time drives the timers and the state machine alike in tests.
-    private var now: NIODeadline { self.context?.eventLoop.now ?? .now() }
+    var now: NIODeadline { self.context?.eventLoop.now ?? .now() }
 
     private func encode<T>(_ frame: Codec.Outbound, promise: EventLoopPromise<T>?) -> ByteBuffer? {
         guard let context = self.context else { return nil }
@@ -231,31 +228,30 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         let bytes = self.unwrapInboundIn(data)
         self.observer.bytesRead(bytes.readableBytes)
         self.stateMachine.bytesRead(now: self.now)
-        self.splitter.append(bytes)
+        self.reader.append(bytes)
         self.processFrames()
     }
 
     func read(context: ChannelHandlerContext) {
-        if self.reading.readRequested() { context.read() }
+        if self.reader.readRequested() { context.read() }
     }
 
     /// The inbound pool has room again for the peer's requests.
     private func resumeReading() {
         guard let context = self.context else { return }
-        self.reading.paused = false
+        self.reader.resume()
         self.processFrames()
-        if self.reading.resumed() { context.read() }
+        if self.reader.takeHeldRead() { context.read() }
     }
 
     /// Takes frames from the receive buffer until it runs dry or reading pauses (the frames left wait there).
     private func processFrames() {
         do {
-            while !self.reading.paused, let frame = try self.splitter.nextFrame(with: self.codec) {
-                try self.dispatch(frame)
+            while let frame = try self.reader.next(with: self.codec) {
+                self.dispatch(frame)
             }
         } catch {
-            self.splitter.discard()
-            switch self.configuration.framingErrorPolicy {
+            switch self.reader.framingFailed() {
             case .close:
                 self.close(TransportError(.protocolViolation, endpoint: self.endpoint, underlying: error))
             case .discardBuffer:
@@ -268,8 +264,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         }
     }
 
-    private func dispatch(_ bytes: ByteBuffer) throws {
-        let frame = try self.codec.decode(bytes)
+    private func dispatch(_ frame: Codec.Inbound) {
         self.observer.frameRead()
         let now = self.now
         switch self.codec.kind(of: frame) {
@@ -331,24 +326,10 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         case .accepted:
             break
         case .pauseReading:
-            self.reading.paused = true
+            self.reader.pause()
         case .refused:
             self.observer.unsolicitedDropped()
         }
-    }
-
-    /// Answers to the peer's requests, from the inbound handlers.
-    private func writeAnswers(_ answers: [ByteBuffer]) {
-        guard self.closeReason == nil else { return }
-        self.inBatch = true
-        defer { self.endBatch() }
-        for answer in answers { self.appendOutbound(answer) }
-    }
-
-    /// Flushes what a batch wrote: one flush for the batch, without scheduling a task for it.
-    private func endBatch() {
-        self.inBatch = false
-        if self.outbound != nil || self.unflushedBytes > 0 { self.flushOutbound() }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -375,8 +356,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         for item in queued { self.complete(item.pending, with: reason.delivered(false)) }
         for promise in self.writtenCompletions { promise.fail(reason.delivered(true)) }
         self.writtenCompletions.removeAll()
-        self.outbound = nil
-        self.outboundItems = 0
+        _ = self.coalescer.take()
         self.unflushedBytes = 0
         context.fireChannelInactive()
     }
@@ -387,7 +367,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
     // MARK: Actions
 
-    private func run(_ action: StateMachine.Action) {
+    func run(_ action: StateMachine.Action) {
         switch action {
         case .none, .unmatchedResponse, .unsolicited:
             break
@@ -430,136 +410,6 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             self.stateMachine.heartbeatWritten(now: self.now)
             self.appendOutbound(bytes)
         }
-    }
-
-    /// Arms the request timer for `deadline` unless it is armed for an earlier one.
-    private func armRequestTimer(at deadline: NIODeadline) {
-        guard let context = self.context else { return }
-        if let armed = self.requestTimer {
-            guard deadline < armed.deadline else { return }
-            armed.task.cancel()
-        }
-        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] () -> Void in
-            self?.requestTimerFired()
-        }
-        self.requestTimer = (deadline, task)
-    }
-
-    /// Times out the requests whose deadlines have passed, oldest first, and re-arms for the next.
-    private func requestTimerFired() {
-        self.requestTimer = nil
-        let now = self.now
-        for key in self.stateMachine.requestsPastDeadline(now: now) {
-            let (first, second) = self.stateMachine.requestTimedOut(key: key, now: now)
-            self.run(first)
-            self.run(second)
-        }
-        if let next = self.stateMachine.earliestRequestDeadline { self.armRequestTimer(at: next) }
-    }
-
-    private func scheduleIdleCheck(at deadline: NIODeadline) {
-        guard let context = self.context else { return }
-        self.idleTimer?.cancel()
-        self.idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [weak self] in
-            guard let self else { return }
-            self.run(self.stateMachine.idleCheck(now: self.now))
-        }
-    }
-
-    private func enqueueWrite(_ item: StateMachine.Item) {
-        let operation = item.pending
-        var written: EventLoopPromise<Void>?
-        switch operation.completion {
-        case .response, .awaitingResponse:
-            self.observer.requestInFlight()
-        case .written(let promise):
-            written = promise
-        }
-        self.appendOutbound(operation.bytes, completion: written, isItem: true)
-    }
-
-    /// Frames at least this large are written as they are; smaller ones are copied together, so that the small
-    /// frames of a tick cost one write, without copying (and holding twice) the large ones.
-    private static var coalescingLimit: Int { 16 << 10 }
-
-    /// Writes frames, coalescing small ones, and flushes once per event-loop tick (or at the flush threshold).
-    /// `isItem` marks a state-machine item, whose write is reported to it.
-    private func appendOutbound(_ bytes: ByteBuffer, completion: EventLoopPromise<Void>? = nil, isItem: Bool = false) {
-        self.outboundFrames += 1
-        if bytes.readableBytes >= Self.coalescingLimit {
-            self.writeCoalesced()
-            if let completion { self.writtenCompletions.append(completion) }
-            self.write(bytes, items: isItem ? 1 : 0)
-        } else {
-            if self.outbound == nil {
-                self.outbound = bytes
-            } else {
-                self.outbound!.writeImmutableBuffer(bytes)
-            }
-            if let completion { self.writtenCompletions.append(completion) }
-            if isItem { self.outboundItems += 1 }
-            if self.outbound!.readableBytes >= Self.coalescingLimit * 4 { self.writeCoalesced() }
-        }
-        if self.unflushedBytes + (self.outbound?.readableBytes ?? 0) >= self.configuration.flushThreshold {
-            self.flushOutbound()
-            return
-        }
-        guard !self.flushScheduled, !self.inBatch, let context = self.context else { return }
-        self.flushScheduled = true
-        context.eventLoop.assumeIsolated().execute { [weak self] in self?.flushOutbound() }
-    }
-
-    private func writeCoalesced() {
-        guard let buffer = self.outbound else { return }
-        self.outbound = nil
-        let items = self.outboundItems
-        self.outboundItems = 0
-        self.write(buffer, items: items)
-    }
-
-    /// Writes without flushing; completions collected so far complete with this write (writes complete in order),
-    /// and the state machine learns that the `items` it holds were written, so their timeouts start. One promise
-    /// covers every frame of a coalesced write.
-    private func write(_ buffer: ByteBuffer, items: Int) {
-        guard let context = self.context else { return }
-        self.observer.bytesWritten(buffer.readableBytes)
-        self.unflushedBytes += buffer.readableBytes
-        if self.writtenCompletions.isEmpty, items == 0 {
-            context.write(self.wrapOutboundOut(buffer), promise: nil)
-            return
-        }
-        var completions: [EventLoopPromise<Void>] = []
-        if !self.writtenCompletions.isEmpty {
-            completions = self.writtenCompletions
-            self.writtenCompletions.removeAll(keepingCapacity: true)
-        }
-        self.pendingWrites.append((items, completions))
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        // The handler outlives its channel's writes: they complete (or fail) by the time the channel is closed.
-        promise.futureResult.assumeIsolated().whenComplete { result in self.written(result) }
-        context.write(self.wrapOutboundOut(buffer), promise: promise)
-    }
-
-    /// The oldest write with a promise completed: the socket took it, and the requests in it start their
-    /// timeouts. A write fails only when the channel closes (NIO closes it on a socket error), which fails the
-    /// requests in it.
-    private func written(_ result: Result<Void, any Error>) {
-        guard let (items, completions) = self.pendingWrites.popFirst() else { return }
-        for completion in completions { completion.completeWith(result) }
-        guard case .success = result else { return }
-        let now = self.now
-        for _ in 0..<items { self.run(self.stateMachine.frameWritten(now: now)) }
-    }
-
-    private func flushOutbound() {
-        self.flushScheduled = false
-        guard let context = self.context else { return }
-        self.writeCoalesced()
-        self.observer.framesWritten(self.outboundFrames)
-        self.outboundFrames = 0
-        guard self.unflushedBytes > 0 else { return }
-        self.unflushedBytes = 0
-        context.flush()
     }
 
     private func complete(_ operation: Operation, with error: TransportError) {

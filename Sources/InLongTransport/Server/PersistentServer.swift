@@ -296,14 +296,12 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
     private let codec: Codec
     private let pool: InboundHandlerPool<Codec>
-    private let framingErrorPolicy: PersistentConnection<Codec>.Configuration.FramingErrorPolicy
     private let discarded: ServerCounter
-    private var splitter: FrameSplitter
+    private var reader: FrameReader
     private var context: ChannelHandlerContext?
     private var connection: PoolConnection?
     private var runner: InboundRequestRunner<Codec>?
     private var outbox: AnswerOutbox?
-    private var reading = ReadGate()
     private var closing = false
 
     init(
@@ -315,9 +313,8 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     ) {
         self.codec = codec
         self.pool = pool
-        self.framingErrorPolicy = framingErrorPolicy
         self.discarded = discarded
-        self.splitter = FrameSplitter(maxFrameLength: maxFrameLength)
+        self.reader = FrameReader(maxFrameLength: maxFrameLength, framingErrorPolicy: framingErrorPolicy)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -347,29 +344,26 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.splitter.append(self.unwrapInboundIn(data))
+        self.reader.append(self.unwrapInboundIn(data))
         self.processFrames(context: context)
     }
 
     func read(context: ChannelHandlerContext) {
-        if self.reading.readRequested() { context.read() }
+        if self.reader.readRequested() { context.read() }
     }
 
     private func resumeReading() {
         guard let context = self.context else { return }
-        self.reading.paused = false
+        self.reader.resume()
         self.processFrames(context: context)
-        if self.reading.resumed() { context.read() }
+        if self.reader.takeHeldRead() { context.read() }
     }
 
     private func processFrames(context: ChannelHandlerContext) {
         var answeredHeartbeat = false
         defer { if answeredHeartbeat { context.flush() } }
         do {
-            while !self.reading.paused, let connection = self.connection, let runner = self.runner,
-                let bytes = try self.splitter.nextFrame(with: self.codec)
-            {
-                let frame = try self.codec.decode(bytes)
+            while let connection = self.connection, let runner = self.runner, let frame = try self.reader.next(with: self.codec) {
                 if let answer = self.codec.heartbeatResponse(to: frame) {
                     var out = context.channel.allocator.buffer(capacity: 0)
                     try self.codec.encode(answer, into: &out)
@@ -382,34 +376,27 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                     // Refused: the server is stopping, and handles no new request.
                     break
                 case .pauseReading:
-                    self.reading.paused = true
+                    self.reader.pause()
                 }
             }
         } catch {
-            self.splitter.discard()
-            switch self.framingErrorPolicy {
+            switch self.reader.framingFailed() {
             case .close: context.close(promise: nil)
             case .discardBuffer: self.discarded.add(1)
             }
         }
     }
 
-    /// Writes a batch of answers, small ones copied into one buffer so that a batch costs few writes, and
-    /// flushes once.
+    /// Writes a batch of answers through a coalescer, so that a batch costs few writes, and flushes once.
     private func write(_ answers: [ByteBuffer]) {
         guard let context = self.context else { return }
-        var coalesced: ByteBuffer?
+        var coalescer = OutboundCoalescer()
         for answer in answers {
-            if answer.readableBytes >= 16 << 10 {
-                if let buffer = coalesced.take() { context.write(self.wrapOutboundOut(buffer), promise: nil) }
-                context.write(self.wrapOutboundOut(answer), promise: nil)
-            } else if coalesced == nil {
-                coalesced = answer
-            } else {
-                coalesced!.writeImmutableBuffer(answer)
-            }
+            let writes = coalescer.append(answer, items: 0)
+            if let before = writes.before { context.write(self.wrapOutboundOut(before.buffer), promise: nil) }
+            if let including = writes.including { context.write(self.wrapOutboundOut(including.buffer), promise: nil) }
         }
-        if let buffer = coalesced { context.write(self.wrapOutboundOut(buffer), promise: nil) }
+        if let rest = coalescer.take() { context.write(self.wrapOutboundOut(rest.buffer), promise: nil) }
         context.flush()
     }
 
