@@ -596,12 +596,12 @@ import Testing
         #expect(ended.finish.map(\.reportHolds) == [true])
         #expect(ended.resumeSenders.isEmpty)
         #expect(machine.accumulator.heldRecords == 2)
-        #expect(machine.reportHeldRecords == 2)
+        #expect(machine.reports.heldRecords == 2)
         let taken = machine.reportsTaken(bytes: job.batch.chargedBytes, records: 2)
         #expect(taken.resumeSenders == [7])
         #expect(machine.accumulator.heldRecords == 0)
-        #expect(machine.reportHeldRecords == 0)
-        #expect(machine.reportHeldBytes == 0)
+        #expect(machine.reports.heldRecords == 0)
+        #expect(machine.reports.heldBytes == 0)
     }
 
     @Test func aClosingClientIsFinishedWhileReportsAreStillHeld() throws {

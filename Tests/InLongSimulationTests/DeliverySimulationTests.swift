@@ -146,6 +146,19 @@ struct DeliverySimulation {
         // One record always fits an empty client; a record here is at most 20 bytes and its overhead.
         guard held <= self.quotaBytes + 64 else { throw self.violation("the byte quota holds", "\(held) held") }
         guard held >= 0, self.machine.accumulator.heldRecords >= 0 else { throw self.violation("the quota never goes negative", "\(held)") }
+        // The sub-states agree with each other and with what the callers see.
+        guard self.machine.jobCount == self.machine.liveJobs.count else {
+            throw self.violation("every job held is live, and every live job held", "\(self.machine.jobCount) held, \(self.machine.liveJobs.count) live")
+        }
+        guard self.machine.retries.ids.isSubset(of: self.machine.jobs.pending.keys) else {
+            throw self.violation("only pending jobs wait to retry", "\(self.machine.retries.ids)")
+        }
+        guard self.machine.reports.heldRecords <= self.machine.accumulator.heldRecords, self.machine.reports.heldRecords >= 0 else {
+            throw self.violation("report holds are part of the quota", "\(self.machine.reports.heldRecords) of \(self.machine.accumulator.heldRecords)")
+        }
+        guard self.machine.waiters.senderCount == self.parkedSenders.count, self.machine.waiters.flushCount == self.flushes.count else {
+            throw self.violation("the parked waiters are the callers'", "\(self.machine.waiters.senderCount) senders, \(self.machine.waiters.flushCount) flushes")
+        }
     }
 
     // MARK: Events

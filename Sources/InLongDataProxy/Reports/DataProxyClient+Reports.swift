@@ -45,9 +45,9 @@ extension DataProxyClient {
         var statistics = DataProxyClientStatistics()
         self.observation.counted(into: &statistics)
         self.withMachineState { machine in
-            statistics.heldBytes = machine.accumulator.heldBytes - machine.reportHeldBytes
-            statistics.heldRecords = machine.accumulator.heldRecords - machine.reportHeldRecords
-            statistics.reportHeldRecords = machine.reportHeldRecords
+            statistics.heldBytes = machine.accumulator.heldBytes - machine.reports.heldBytes
+            statistics.heldRecords = machine.accumulator.heldRecords - machine.reports.heldRecords
+            statistics.reportHeldRecords = machine.reports.heldRecords
             statistics.inFlightBatches = machine.jobCount
         }
         let pools = self.router.withLock({ $0 })?.pools ?? []

@@ -1,0 +1,104 @@
+extension DeliveryStateMachine {
+    /// The suspended callers: senders parked until the quota has room or the dispatcher caught up, and `flush`
+    /// callers parked until every job before their target ended.
+    ///
+    /// Invariants: every id is given once, from one counter shared by every kind, so an id names at most one
+    /// parked waiter; a waiter is handed back (resumed or cancelled) at most once, and only by the kind it was
+    /// parked as (a sender's id never takes out a flush, nor the reverse).
+    struct Waiters {
+        private var room: [Int: Waiter] = [:]
+        private var backlog: [Int: Waiter] = [:]
+        private var flushes: [Int: (target: Int, waiter: Waiter)] = [:]
+        /// The id the next parked waiter takes.
+        private(set) var nextID = 0
+
+        var hasRoomWaiters: Bool { !self.room.isEmpty }
+        var hasBacklogWaiters: Bool { !self.backlog.isEmpty }
+        var hasFlushes: Bool { !self.flushes.isEmpty }
+        /// Senders parked, of both kinds.
+        var senderCount: Int { self.room.count + self.backlog.count }
+        var flushCount: Int { self.flushes.count }
+
+        // MARK: Parking
+
+        /// Parks a sender until the quota has room; its id.
+        mutating func parkForRoom(_ waiter: Waiter) -> Int {
+            let id = self.takeID()
+            self.room[id] = waiter
+            return id
+        }
+
+        /// Parks a sender until the dispatcher caught up; its id.
+        mutating func parkForBacklog(_ waiter: Waiter) -> Int {
+            let id = self.takeID()
+            self.backlog[id] = waiter
+            return id
+        }
+
+        /// Parks a flush caller until every job with an id below `target` ended; its id.
+        mutating func parkFlush(_ waiter: Waiter, target: Int) -> Int {
+            let id = self.takeID()
+            self.flushes[id] = (target, waiter)
+            return id
+        }
+
+        private mutating func takeID() -> Int {
+            defer { self.nextID += 1 }
+            return self.nextID
+        }
+
+        // MARK: Cancelling
+
+        /// Takes out a parked sender (its task was cancelled): its waiter, unless it was handed back already.
+        mutating func cancelSender(_ id: Int) -> Waiter? {
+            self.room.removeValue(forKey: id) ?? self.backlog.removeValue(forKey: id)
+        }
+
+        /// Takes out a parked flush (its deadline passed, its task was cancelled): its waiter, if still parked.
+        mutating func cancelFlush(_ id: Int) -> Waiter? {
+            self.flushes.removeValue(forKey: id)?.waiter
+        }
+
+        // MARK: Resuming
+
+        /// Hands every sender waiting for room to `resumed`.
+        mutating func resumeRoomWaiters(into resumed: inout [Waiter]) {
+            guard !self.room.isEmpty else { return }
+            resumed += self.room.values
+            self.room.removeAll()
+        }
+
+        /// Hands every sender waiting for the dispatcher to `resumed`.
+        mutating func resumeBacklogWaiters(into resumed: inout [Waiter]) {
+            guard !self.backlog.isEmpty else { return }
+            resumed += self.backlog.values
+            self.backlog.removeAll()
+        }
+
+        /// Hands every parked sender to `resumed`: those waiting for room first.
+        mutating func resumeAllSenders(into resumed: inout [Waiter]) {
+            resumed += self.room.values
+            resumed += self.backlog.values
+            self.room.removeAll()
+            self.backlog.removeAll()
+        }
+
+        /// Hands the flushes whose target is at most `oldestLive` (the oldest job not ended, or the next job's id
+        /// when every job ended) to `resumed`, as having seen every earlier record end.
+        mutating func resumeFlushes(reachedBy oldestLive: Int, into resumed: inout [(waiter: Waiter, allEnded: Bool)]) {
+            guard !self.flushes.isEmpty else { return }
+            for (id, flush) in self.flushes where flush.target <= oldestLive {
+                resumed.append((flush.waiter, true))
+                self.flushes[id] = nil
+            }
+        }
+
+        /// Hands every parked flush to `resumed`, as having seen every earlier record end (everything ended).
+        mutating func resumeAllFlushes(into resumed: inout [(waiter: Waiter, allEnded: Bool)]) {
+            for (_, flush) in self.flushes { resumed.append((flush.waiter, true)) }
+            self.flushes.removeAll()
+        }
+    }
+}
+
+extension DeliveryStateMachine.Waiters: Sendable where Waiter: Sendable {}
