@@ -274,6 +274,7 @@ let package = Package(
             name: "InLongDataProxyTests",
             dependencies: [
                 "InLongDataProxy",
+                .product(name: "DequeModule", package: "swift-collections"),
                 "InLongDataProxyReceiver",
                 "InLongTestUtils",
                 "InLongTransport",
