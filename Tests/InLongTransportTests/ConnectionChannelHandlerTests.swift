@@ -105,8 +105,8 @@ import Testing
         // The handler is fed, and the continuation resumed, on this thread before the task suspends.
         var caught: (any Error)?
         do {
-            _ = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<TestFrame, any Error>) in
-                let completion = ConnectionOperation.Completion.awaitingResponse(ErasedContinuation(continuation), ticket: 1)
+            _ = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<TestFrame, any Error>) in
+                let completion = ConnectionOperation.Completion.awaitingResponse(AwaitingTask(continuation), ticket: 1)
                 fixture.handler.take([
                     .cancel(key: key, ticket: 1),
                     .request(key: key, bytes: bytes, completion: completion, timeout: .seconds(60)),

@@ -104,8 +104,8 @@ import Testing
     /// What the channel handler tells a task's request by: the ticket its cancellation names.
     @Test func aCancellationTicketNamesOneAwaitedRequestOnly() async throws {
         var matches: [Bool] = []
-        try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-            let awaited = ConnectionOperation(bytes: ByteBuffer(), completion: .awaitingResponse(ErasedContinuation(continuation), ticket: 7))
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let awaited = ConnectionOperation(bytes: ByteBuffer(), completion: .awaitingResponse(AwaitingTask(continuation), ticket: 7))
             let written = ConnectionOperation(bytes: ByteBuffer(), completion: .written(nil))
             matches = [awaited.isCancelled(by: 7), awaited.isCancelled(by: 8), written.isCancelled(by: 7)]
             continuation.resume()

@@ -275,7 +275,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                 self.observer.requestSucceeded()
                 switch operation.completion {
                 case .response(let promise): self.succeed(promise, with: frame)
-                case .awaitingResponse(let continuation, _): continuation.typed(Codec.Inbound.self).resume(returning: frame)
+                case .awaitingResponse(let task, _): task.resume(with: Result<Codec.Inbound, any Error>.success(frame))
                 case .written: break
                 }
                 if let onFirstResponse = self.onFirstResponse {
@@ -418,7 +418,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
             self.observer.requestFailed(timedOut: error.code == .requestTimeout, wasInFlight: error.mayHaveBeenDelivered)
             switch operation.completion {
             case .response(let promise): (promise as! EventLoopPromise<Codec.Inbound>).fail(error)
-            case .awaitingResponse(let continuation, _): continuation.typed(Codec.Inbound.self).resume(throwing: error)
+            case .awaitingResponse(let task, _): task.resume(with: Result<Codec.Inbound, any Error>.failure(error))
             case .written: break
             }
         case .written(let promise):

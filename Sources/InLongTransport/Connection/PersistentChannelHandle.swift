@@ -57,8 +57,8 @@ struct PersistentChannelHandle: Sendable {
         if Task.isCancelled { throw TransportError(.cancelled, endpoint: self.endpoint) }
         let ticket = self.inbox.takeTicket()
         return try await withTaskCancellationHandler {
-            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Response, any Error>) in
-                let completion = ConnectionOperation.Completion.awaitingResponse(ErasedContinuation(continuation), ticket: ticket)
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Response, any Error>) in
+                let completion = ConnectionOperation.Completion.awaitingResponse(AwaitingTask(continuation), ticket: ticket)
                 self.inbox.submit(.request(key: key, bytes: bytes, completion: completion, timeout: timeout))
                 // Cancelled after the check above and before the handler was installed: the handler ran at once,
                 // ahead of the request, and found nothing to cancel. Cancel again behind it.

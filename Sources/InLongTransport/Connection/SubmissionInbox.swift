@@ -46,7 +46,7 @@ struct ConnectionOperation {
         case response(any Sendable)
         /// A request awaited in a task: resumed directly, which costs less than a promise and its callbacks.
         /// `ticket` is what the task's cancellation names it by.
-        case awaitingResponse(ErasedContinuation, ticket: UInt64)
+        case awaitingResponse(AwaitingTask, ticket: UInt64)
         case written(EventLoopPromise<Void>?)
     }
 
@@ -60,18 +60,19 @@ struct ConnectionOperation {
     }
 }
 
-/// An `UnsafeContinuation<Inbound, any Error>` without its type (it is the awaiting task's pointer), turned back by
-/// the codec-generic code that knows `Inbound`, without a dynamic cast.
-struct ErasedContinuation: @unchecked Sendable {
-    private let raw: UnsafeRawPointer
+/// A task awaiting a response: its `CheckedContinuation<Inbound, any Error>`, kept as a `Sendable` existential so
+/// that the codec-free state machine can hold it; the codec-generic code that knows `Inbound` takes it back with a
+/// checked cast. The existential holds the continuation inline: no allocation.
+struct AwaitingTask: Sendable {
+    private let continuation: any Sendable
 
-    init<Value>(_ continuation: UnsafeContinuation<Value, any Error>) {
-        self.raw = unsafeBitCast(continuation, to: UnsafeRawPointer.self)
+    init<Value>(_ continuation: CheckedContinuation<Value, any Error>) {
+        self.continuation = continuation
     }
 
-    /// `Value` must be the type it was made with.
-    func typed<Value>(_: Value.Type) -> UnsafeContinuation<Value, any Error> {
-        unsafeBitCast(self.raw, to: UnsafeContinuation<Value, any Error>.self)
+    /// Resumes the task; `Value` is the type it awaits (the codec's `Inbound`).
+    func resume<Value: Sendable>(with result: Result<Value, any Error>) {
+        (self.continuation as! CheckedContinuation<Value, any Error>).resume(with: result)
     }
 }
 
@@ -79,11 +80,10 @@ struct ErasedContinuation: @unchecked Sendable {
 /// whose creation looks up a conformance: a request's key is hashed and copied at every table it passes through.
 /// An integer key (the common case) is kept as its bits and type, so that copying, comparing and hashing it calls
 /// no value witness; any other key is kept as an existential, with its hash taken once, when it is made.
-struct RequestKey: Hashable, @unchecked Sendable {
-    // Unchecked: made from `Sendable` keys only.
-    private enum Storage {
+struct RequestKey: Hashable, Sendable {
+    private enum Storage: Sendable {
         case integer(bits: UInt64, type: ObjectIdentifier)
-        case other(key: any Hashable, hash: Int)
+        case other(key: any Hashable & Sendable, hash: Int)
     }
 
     private let storage: Storage
@@ -96,19 +96,19 @@ struct RequestKey: Hashable, @unchecked Sendable {
         }
     }
 
-    /// The bits of a standard integer key; comparing the type first costs a pointer comparison, where a cast to
-    /// a protocol would look its conformance up.
+    /// The bits of a standard integer key. Comparing the type first costs a pointer comparison, where a cast to
+    /// a protocol would look its conformance up; the cast after it is to the very same type.
     private static func integerBits<Key>(of key: Key) -> UInt64? {
-        if Key.self == UInt32.self { return UInt64(unsafeBitCast(key, to: UInt32.self)) }
-        if Key.self == UInt64.self { return unsafeBitCast(key, to: UInt64.self) }
-        if Key.self == Int.self { return UInt64(bitPattern: Int64(unsafeBitCast(key, to: Int.self))) }
-        if Key.self == Int64.self { return UInt64(bitPattern: unsafeBitCast(key, to: Int64.self)) }
-        if Key.self == Int32.self { return UInt64(UInt32(bitPattern: unsafeBitCast(key, to: Int32.self))) }
-        if Key.self == UInt.self { return UInt64(unsafeBitCast(key, to: UInt.self)) }
-        if Key.self == UInt16.self { return UInt64(unsafeBitCast(key, to: UInt16.self)) }
-        if Key.self == Int16.self { return UInt64(UInt16(bitPattern: unsafeBitCast(key, to: Int16.self))) }
-        if Key.self == UInt8.self { return UInt64(unsafeBitCast(key, to: UInt8.self)) }
-        if Key.self == Int8.self { return UInt64(UInt8(bitPattern: unsafeBitCast(key, to: Int8.self))) }
+        if Key.self == UInt32.self { return UInt64(key as! UInt32) }
+        if Key.self == UInt64.self { return .some(key as! UInt64) }
+        if Key.self == Int.self { return UInt64(bitPattern: Int64(key as! Int)) }
+        if Key.self == Int64.self { return UInt64(bitPattern: key as! Int64) }
+        if Key.self == Int32.self { return UInt64(UInt32(bitPattern: key as! Int32)) }
+        if Key.self == UInt.self { return UInt64(key as! UInt) }
+        if Key.self == UInt16.self { return UInt64(key as! UInt16) }
+        if Key.self == Int16.self { return UInt64(UInt16(bitPattern: key as! Int16)) }
+        if Key.self == UInt8.self { return UInt64(key as! UInt8) }
+        if Key.self == Int8.self { return UInt64(UInt8(bitPattern: key as! Int8)) }
         return nil
     }
 
@@ -123,10 +123,10 @@ struct RequestKey: Hashable, @unchecked Sendable {
         }
     }
 
-    /// Compares the types, then the values, without a dynamic cast.
+    /// Compares the types, then the values.
     private static func equal<Left: Hashable, Right: Hashable>(_ lhs: Left, _ rhs: Right) -> Bool {
-        guard Left.self == Right.self else { return false }
-        return lhs == unsafeBitCast(rhs, to: Left.self)
+        guard let rhs = rhs as? Left else { return false }
+        return lhs == rhs
     }
 
     func hash(into hasher: inout Hasher) {
