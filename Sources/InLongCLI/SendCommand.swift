@@ -4,6 +4,7 @@ import InLongDataProxy
 import InLongTransport
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
@@ -88,35 +89,39 @@ struct SendCommand: AsyncParsableCommand {
             guard descriptor >= 0 else { throw CLIError("cannot read \(file): \(String(cString: strerror(errno)).lowercased())") }
             close(descriptor)
         }
-        // The first SIGINT or SIGTERM stops reading and gives what was read `--grace` seconds to be acked.
-        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
-        let (interruptions, interrupt) = AsyncStream.makeStream(of: Void.self)
-        let watcher = Task {
-            for await _ in signals {
-                interrupt.yield()
-                return
-            }
-        }
-        defer { watcher.cancel() }
         // The client's warnings (a proxy that cannot be reached) are what the reachability watch says in plain
         // words at once: shown again only when asked for with --log-level.
         let logger = self.operatorOptions.logger("inlong.send", level: .error)
         let metrics = try await self.operatorOptions.metricsEndpoint(logger: logger)?.start()
         defer { metrics?.cancel() }
-        let outcome = try await sendLines(
-            configuration: configuration,
-            group: self.group,
-            stream: self.stream,
-            grace: .seconds(max(self.grace, 0)),
-            interruptions: interruptions,
-            unreachableTimeout: .seconds(max(self.unreachableTimeout, 1)),
-            logger: logger
-        ) { emit, stop in
-            for file in sources {
-                let handle = file == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: file)!
-                try await forEachLineChunk(handle, stop: stop, emit)
+        let settings = (configuration, self.group, self.stream, Duration.seconds(max(self.grace, 0)), Duration.seconds(max(self.unreachableTimeout, 1)))
+        // SIGINT or SIGTERM shuts the group down gracefully: reading stops, and what was read has `--grace`
+        // seconds to be acked.
+        let job = SendJob { interruptions in
+            try await sendLines(
+                configuration: settings.0,
+                group: settings.1,
+                stream: settings.2,
+                grace: settings.3,
+                interruptions: interruptions,
+                unreachableTimeout: settings.4,
+                logger: logger
+            ) { emit, stop in
+                for file in sources {
+                    let handle = file == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: file)!
+                    try await forEachLineChunk(handle, stop: stop, emit)
+                }
             }
         }
+        let services = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: job, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await services.run()
+        guard let outcome = job.outcome else { throw CLIError("the send ended without an outcome") }
         print(outcome.summary)
         try self.operatorOptions.writeStats([
             "lines": outcome.lines,
@@ -242,7 +247,8 @@ func sendLines(
     var lines = 0
     try await withThrowingTaskGroup(of: Bool.self) { tasks in
         tasks.addTask {
-            try await client.run()
+            // Closed by this function alone: at an interruption, with `grace`.
+            try await client.runUntilClosed()
             return true
         }
         if let interruptions {
@@ -304,6 +310,29 @@ func sendLines(
         interrupted: interrupted.value.load(ordering: .relaxed),
         unreachable: gaveUp.value.load(ordering: .relaxed)
     )
+}
+
+/// `inlong send`'s work as a `Service`: a graceful shutdown (SIGINT, SIGTERM) becomes the interruption that stops
+/// reading and closes the client with its grace; the outcome is kept for the summary.
+final class SendJob: Service, Sendable {
+    private let body: @Sendable (AsyncStream<Void>) async throws -> SendOutcome
+    private let result = Mutex<SendOutcome?>(nil)
+
+    init(_ body: @escaping @Sendable (AsyncStream<Void>) async throws -> SendOutcome) {
+        self.body = body
+    }
+
+    var outcome: SendOutcome? { self.result.withLock { $0 } }
+
+    func run() async throws {
+        let (interruptions, interrupt) = AsyncStream.makeStream(of: Void.self)
+        let outcome = try await withGracefulShutdownHandler {
+            try await self.body(interruptions)
+        } onGracefulShutdown: {
+            interrupt.yield()
+        }
+        self.result.withLock { $0 = outcome }
+    }
 }
 
 struct DiscoverCommand: AsyncParsableCommand {

@@ -18,7 +18,15 @@ public final class ChildProcess: @unchecked Sendable {
     public let errorPath: String
     private let process = Process()
 
-    public init(_ executable: URL, _ arguments: [String], environment: [String: String] = [:], logs directory: URL, name: String) throws {
+    /// `input` is the child's standard input (nothing when `nil`).
+    public init(
+        _ executable: URL,
+        _ arguments: [String],
+        environment: [String: String] = [:],
+        input: Pipe? = nil,
+        logs directory: URL,
+        name: String
+    ) throws {
         self.name = name
         self.outputPath = directory.appendingPathComponent("\(name).stdout").path
         self.errorPath = directory.appendingPathComponent("\(name).stderr").path
@@ -35,7 +43,7 @@ public final class ChildProcess: @unchecked Sendable {
         if !environment.isEmpty {
             self.process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
-        self.process.standardInput = FileHandle.nullDevice
+        self.process.standardInput = input ?? FileHandle.nullDevice
         self.process.standardOutput = output
         self.process.standardError = error
         try self.process.run()

@@ -175,3 +175,35 @@ struct CheckTests {
         }
     }
 }
+
+/// `inlong send` runs in a ServiceGroup: SIGINT or SIGTERM while it reads a pipe that stays open is a graceful
+/// shutdown that stops reading, lets what was read be acked, and ends with the summary and exit 0.
+@Suite(.timeLimit(.minutes(1)))
+struct SendSignalTests {
+    @Test(arguments: [SIGINT, SIGTERM])
+    func aSignalStopsReadingAndWhatWasReadIsAcked(signal: Int32) async throws {
+        let inlong = try inlongExecutable()
+        try await withReceiver { receiver in
+            let port = try await receiver.port()
+            try await withTemporaryDirectory { directory in
+                let input = Pipe()
+                let send = try ChildProcess(
+                    inlong,
+                    ["send", "--proxy", "127.0.0.1:\(port)", "--group", "g", "--stream", "s", "--stats-json", directory.appendingPathComponent("stats.json").path],
+                    input: input,
+                    logs: directory,
+                    name: "send"
+                )
+                input.fileHandleForWriting.write(Data((0..<100).map { "line \($0)\n" }.joined().utf8))
+                #expect(await eventually { receiver.memorySink.recordCount == 100 }, "\(send.output())")
+                send.signal(signal)
+                #expect(await send.waitForExit(timeout: .seconds(30)) == .exit(0), "\(send.output())")
+                try? input.fileHandleForWriting.close()
+                let summary = (try? String(contentsOfFile: directory.appendingPathComponent("send.stdout").path, encoding: .utf8)) ?? ""
+                #expect(summary.hasPrefix("interrupted: read 100 lines, accepted 100 records"), "\(summary)")
+                #expect(summary.contains("acked 100, failed 0"), "\(summary)")
+                #expect(receiver.memorySink.recordCount == 100)
+            }
+        }
+    }
+}
