@@ -23,6 +23,8 @@ struct Producer: Service {
                 summary = try await cancelWhenGracefulShutdown {
                     try await self.client.sendAndWait(contentsOf: lines, group: "g", stream: "s")
                 }
+            } catch let error as DataProxyError where error.code == .cancelled {
+                return  // Cancelled while it waited for room: the records it had accepted still end.
             } catch is CancellationError {
                 return  // Asked to stop: returning is a clean end, and the group is shutting down anyway.
             }

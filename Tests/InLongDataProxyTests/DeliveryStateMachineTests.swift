@@ -495,27 +495,37 @@ import Testing
         #expect(self.error(actions)?.lastFailure == .requestTimeout)
     }
 
-    /// What a close names as the reason records were not acked before it: the last attempt's failure, or for a
-    /// batch that never got a connection `notConnected`; in flight with no failure, nothing; after a cancelled
-    /// run, nothing (the cancellation failed the connections too).
+    /// What a close names as the reason records were not acked before it: the last attempt's failure; for a
+    /// batch that never got a connection, `notConnected` when no connection could take the jobs ahead of it, and
+    /// nothing when it was only waiting its turn; in flight with no failure, nothing; after a cancelled run,
+    /// nothing (the cancellation failed the connections too).
     @Test func theCloseNamesWhyRecordsWereNotAckedBeforeIt() throws {
-        var machine = self.makeMachine(maxRecords: 2)
-        self.append(&machine, 6)
-        let failed = try #require(self.dispatch(&machine))
-        _ = machine.completed(jobID: failed.id, outcome: .transportFailed(TransportError(.connectionClosed, mayHaveBeenDelivered: true)), now: self.at(0))
-        let inFlight = try #require(self.dispatch(&machine))
-        _ = machine.closeRequested(now: self.at(0), deadline: self.at(50))
-        let actions = machine.tick(now: self.at(50))
-        var reasons: [Int: DataProxyError.Code?] = [:]
-        for (job, result, _) in actions.finish {
-            guard case .failure(let error) = result else { continue }
-            #expect(error.code == .shutDown)
-            reasons[job.id] = error.lastFailure
+        func reasons(stalled: Bool) throws -> (failed: Int, inFlight: Int, reasons: [Int: DataProxyError.Code?]) {
+            var machine = self.makeMachine(maxRecords: 2)
+            self.append(&machine, 8)
+            let failed = try #require(self.dispatch(&machine))
+            _ = machine.completed(jobID: failed.id, outcome: .transportFailed(TransportError(.connectionClosed, mayHaveBeenDelivered: true)), now: self.at(0))
+            let inFlight = try #require(self.dispatch(&machine))
+            if stalled, let refused = machine.nextJob(now: self.at(0)).next?.job {
+                _ = machine.notSubmitted(refused, spentBlock: nil)
+            }
+            _ = machine.closeRequested(now: self.at(0), deadline: self.at(50))
+            var reasons: [Int: DataProxyError.Code?] = [:]
+            for (job, result, _) in machine.tick(now: self.at(50)).finish {
+                guard case .failure(let error) = result else { continue }
+                #expect(error.code == .shutDown)
+                reasons[job.id] = error.lastFailure
+            }
+            return (failed.id, inFlight.id, reasons)
         }
-        #expect(reasons.count == 3)
-        #expect(reasons[failed.id] == .some(.connectionLost))
-        #expect(reasons[inFlight.id] == .some(nil))
-        #expect(reasons.filter { $0.key != failed.id && $0.key != inFlight.id }.values.allSatisfy { $0 == .notConnected })
+        for stalled in [false, true] {
+            let (failed, inFlight, reasons) = try reasons(stalled: stalled)
+            #expect(reasons.count == 4)
+            #expect(reasons[failed] == .some(.connectionLost))
+            #expect(reasons[inFlight] == .some(nil))
+            let waiting = reasons.filter { $0.key != failed && $0.key != inFlight }.values
+            #expect(waiting.allSatisfy { $0 == (stalled ? .notConnected : nil) }, "stalled: \(stalled)")
+        }
 
         var cancelled = self.makeMachine(maxRecords: 2)
         self.append(&cancelled, 4)

@@ -5,8 +5,8 @@ import InLongTransport
 package import InLongWire
 import Yams
 
-#if !YAML
-#error("InLongAgent reads YAML configuration files: enable swift-inlong's package trait 'YAML' (on by default)")
+#if !YAML || !ManagerDiscovery
+#error("InLongAgent reads YAML configuration files and may take its proxies from the Manager: enable swift-inlong's package traits 'YAML' and 'ManagerDiscovery' (both on by default)")
 #endif
 
 /// The `inlong agent --config` file, YAML or JSON:

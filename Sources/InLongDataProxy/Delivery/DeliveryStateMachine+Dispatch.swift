@@ -59,6 +59,8 @@ extension DeliveryStateMachine {
             error.persistence = .possiblySent
             error.attempts = job.attempts
             error.proxy = proxy
+            // A connection took it after all: no "never got a connection" reason stands, only a real failure.
+            error.lastFailure = job.lastError?.code
             self.finish(job, .failure(error), actions: &actions)
             actions.wakeDispatcher = true
             return actions

@@ -109,8 +109,13 @@ extension DeliveryStateMachine {
             error.detail += "; last failure: \(last.code): \(last.detail)"
             error.lastFailure = last.code
         } else if job.sentAt == nil {
-            // Never handed to a connection: none could take it, or its group never had proxies.
-            error.lastFailure = self.proxies.isEmpty || job.awaitedRoute ? .noProxies : .notConnected
+            // Never handed to a connection: its group has no proxy, or no connection could take the jobs ahead of
+            // it (the dispatcher stalled); otherwise it was only waiting its turn (a close with no grace).
+            if self.proxies.isEmpty || (job.awaitedRoute && !self.routes.isRouted(job.batch.key.group)) {
+                error.lastFailure = .noProxies
+            } else if self.backlog.stalled {
+                error.lastFailure = .notConnected
+            }
         }
         return error
     }
