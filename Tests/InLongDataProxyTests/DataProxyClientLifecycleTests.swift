@@ -190,7 +190,9 @@ import Testing
             try await withDataProxyClient(configuration: configuration) { client in
                 let reports = ReportCollector(client)
                 let sent = try await sendAll(client, count: 20)
-                #expect(await client.flush(timeout: .seconds(30)))
+                let start = ContinuousClock.now
+                let flushed = await client.flush(timeout: .seconds(30))
+                #expect(flushed, "after \(ContinuousClock.now - start): \(client.statistics())")
                 await expectEveryRecordAccounted(sent: sent, client: client, reports: reports, sinks: [])
                 #expect(client.statistics().failures == ["noProxies": 20])
                 #expect(reports.failures.allSatisfy { $0.persistence == .notSent })

@@ -308,13 +308,12 @@ import Testing
 
     @Test func sharedBudgetSchedules() async throws {
         let seeds = SimulationRuns.seeds(300)
-        var events = 0
-        for seed in seeds {
-            var sim = Sim(seed: seed)
-            try sim.run()
-            events += sim.step
-            // A long synchronous run would hold a thread of the cooperative pool that other suites' tasks need.
-            await Task.yield()
+        let events = try await SimulationRuns.onOwnThread {
+            try seeds.reduce(0) { events, seed in
+                var sim = Sim(seed: seed)
+                try sim.run()
+                return events + sim.step
+            }
         }
         SimulationRuns.report("instances sharing a budget", events: events, seeds: seeds.count)
     }
@@ -322,16 +321,17 @@ import Testing
     /// The schedule of the issue: four files behind slow acks and a budget of three reads. Every instance holds
     /// acked reads it has not settled while it waits for budget; waiting for budget alone, all four waited for ever.
     @Test func fourFilesBehindSlowAcksWithABudgetOfThreeReadsFinish() async throws {
-        for seed in UInt64(0)..<20 {
-            var sim = Sim(seed: seed)
-            sim.budget = ByteBudgetState(capacity: sim.readSize * 3)
-            sim.stopAt = nil
-            let limits = sim.machines[0].limits
-            sim.machines = Array(repeating: Machine(limits: limits), count: 4)
-            sim.states = Array(repeating: .ready, count: 4)
-            sim.sources = (0..<4).map { _ in Source(total: sim.readSize * 30, readable: sim.readSize * 30) }
-            try sim.run()
-            await Task.yield()
+        try await SimulationRuns.onOwnThread {
+            for seed in UInt64(0)..<20 {
+                var sim = Sim(seed: seed)
+                sim.budget = ByteBudgetState(capacity: sim.readSize * 3)
+                sim.stopAt = nil
+                let limits = sim.machines[0].limits
+                sim.machines = Array(repeating: Machine(limits: limits), count: 4)
+                sim.states = Array(repeating: .ready, count: 4)
+                sim.sources = (0..<4).map { _ in Source(total: sim.readSize * 30, readable: sim.readSize * 30) }
+                try sim.run()
+            }
         }
     }
 }
