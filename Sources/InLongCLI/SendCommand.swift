@@ -94,17 +94,19 @@ struct SendCommand: AsyncParsableCommand {
         let logger = self.operatorOptions.logger("inlong.send", level: .error)
         let metrics = try await self.operatorOptions.metricsEndpoint(logger: logger)?.start()
         defer { metrics?.cancel() }
-        let settings = (configuration, self.group, self.stream, Duration.seconds(max(self.grace, 0)), Duration.seconds(max(self.unreachableTimeout, 1)))
+        let (clientConfiguration, group, stream) = (configuration, self.group, self.stream)
+        let grace = Duration.seconds(max(self.grace, 0))
+        let unreachableTimeout = Duration.seconds(max(self.unreachableTimeout, 1))
         // SIGINT or SIGTERM shuts the group down gracefully: reading stops, and what was read has `--grace`
         // seconds to be acked.
         let job = SendJob { interruptions in
             try await sendLines(
-                configuration: settings.0,
-                group: settings.1,
-                stream: settings.2,
-                grace: settings.3,
+                configuration: clientConfiguration,
+                group: group,
+                stream: stream,
+                grace: grace,
                 interruptions: interruptions,
-                unreachableTimeout: settings.4,
+                unreachableTimeout: unreachableTimeout,
                 logger: logger
             ) { emit, stop in
                 for file in sources {

@@ -107,7 +107,8 @@ import Testing
         }
         for _ in 0..<2_000 {
             let waiter = nextWaiter
-            switch Int.random(in: 0..<9, using: &random) {
+            let action = Int.random(in: 0..<9, using: &random)
+            switch action {
             case 0, 1:
                 let id = waiters.parkForRoom(waiter)
                 #expect(id > lastID)
@@ -127,20 +128,13 @@ import Testing
                 lastID = id
                 parked[id] = (.flush(target: target), waiter)
                 nextWaiter += 1
-            case 4:
-                // Any id, parked or not, of either kind.
+            case 4, 5:
+                // Any id, parked or not, of either kind: a sender's cancellation takes only senders, a flush's only
+                // flushes.
+                let flush = action == 5
                 let id = Int.random(in: 0...max(lastID, 0), using: &random)
-                let expected = parked[id].flatMap { $0.kind.isFlush ? nil : $0.waiter }
-                let got = waiters.cancelSender(id)
-                #expect(got == expected)
-                if let got {
-                    handBack(got)
-                    parked[id] = nil
-                }
-            case 5:
-                let id = Int.random(in: 0...max(lastID, 0), using: &random)
-                let expected = parked[id].flatMap { $0.kind.isFlush ? $0.waiter : nil }
-                let got = waiters.cancelFlush(id)
+                let expected = parked[id].flatMap { $0.kind.isFlush == flush ? $0.waiter : nil }
+                let got = flush ? waiters.cancelFlush(id) : waiters.cancelSender(id)
                 #expect(got == expected)
                 if let got {
                     handBack(got)

@@ -62,7 +62,8 @@ struct ConnectionOperation {
 
 /// A task awaiting a response: its `CheckedContinuation<Inbound, any Error>`, kept as a `Sendable` existential so
 /// that the codec-free state machine can hold it; the codec-generic code that knows `Inbound` takes it back with a
-/// checked cast. The existential holds the continuation inline: no allocation.
+/// checked cast. The existential holds the continuation inline; the `CheckedContinuation` itself costs one
+/// allocation per request, the price of its check that the task is resumed exactly once.
 struct AwaitingTask: Sendable {
     private let continuation: any Sendable
 
