@@ -86,6 +86,7 @@ let package = Package(
         .target(
             name: "InLongDataProxyReceiver",
             dependencies: [
+                "InLongTransport",
                 "InLongWire",
                 "InLongSnappy",
                 .product(name: "NIOCore", package: "swift-nio"),

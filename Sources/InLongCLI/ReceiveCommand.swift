@@ -185,7 +185,8 @@ extension ReceiveCommand {
             "port: \(configuration.port)",
             "maxFrameSize: \(configuration.maxFrameSize)",
             "maxConnections: \(configuration.maxConnections)",
-            "maxBufferedFrames: \(configuration.maxBufferedFrames)",
+            "maxConcurrentRequests: \(configuration.maxConcurrentRequests)",
+            "maxQueuedRequests: \(configuration.maxQueuedRequests)",
             "readIdleTimeout: \(configuration.readIdleTimeout.map(seconds) ?? "none")",
             "knownGroups: \(configuration.knownGroups.map { $0.sorted().joined(separator: ", ") } ?? "any")",
         ]

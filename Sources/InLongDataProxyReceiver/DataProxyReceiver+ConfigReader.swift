@@ -4,7 +4,7 @@ package import InLongWire
 extension DataProxyReceiver.Configuration {
     /// The keys ``init(config:)`` reads: a file with any other is refused (see `SettingKeys`).
     package static let settingKeys = SettingKeys([
-        "host", "port", "advertisedIP", "maxFrameSize", "maxConnections", "maxBufferedFrames", "readIdleTimeout", "knownGroups",
+        "host", "port", "advertisedIP", "maxFrameSize", "maxConnections", "maxConcurrentRequests", "maxQueuedRequests", "readIdleTimeout", "knownGroups",
         "manager.port", "manager.clusterId",
         "faults.ackDelay", "faults.dropAcks", "faults.errorCode", "faults.errorRate", "faults.closeAfterFrames",
         "faults.stopReading", "faults.load",
@@ -18,7 +18,7 @@ extension DataProxyReceiver.Configuration {
     /// |---|---|
     /// | `host`, `port` | where to listen |
     /// | `advertisedIP` | the `dpIp` in acks and the address the Manager endpoint hands out |
-    /// | `maxFrameSize`, `maxConnections`, `maxBufferedFrames` | limits |
+    /// | `maxFrameSize`, `maxConnections`, `maxConcurrentRequests` (per connection), `maxQueuedRequests` | limits |
     /// | `readIdleTimeout` | seconds (0: never) |
     /// | `knownGroups` | groups accepted (others get error 115) |
     /// | `manager.port`, `manager.clusterId` | serve the Manager's proxy-list endpoint |
@@ -30,7 +30,8 @@ extension DataProxyReceiver.Configuration {
         if let ip = config.string(forKey: "advertisedIP") { self.advertisedIP = ip }
         if let value = try config.wholeNumber("maxFrameSize", ReceiverConfigurationError.init) { self.maxFrameSize = try Self.check(value, 16...(64 << 20), "maxFrameSize") }
         if let value = try config.wholeNumber("maxConnections", ReceiverConfigurationError.init) { self.maxConnections = try Self.check(value, 1...1_000_000, "maxConnections") }
-        if let value = try config.wholeNumber("maxBufferedFrames", ReceiverConfigurationError.init) { self.maxBufferedFrames = try Self.check(value, 1...1_000_000, "maxBufferedFrames") }
+        if let value = try config.wholeNumber("maxConcurrentRequests", ReceiverConfigurationError.init) { self.maxConcurrentRequests = try Self.check(value, 1...4096, "maxConcurrentRequests") }
+        if let value = try config.wholeNumber("maxQueuedRequests", ReceiverConfigurationError.init) { self.maxQueuedRequests = try Self.check(value, 0...1_000_000, "maxQueuedRequests") }
         if let duration = try config.duration("readIdleTimeout", ReceiverConfigurationError.init) {
             self.readIdleTimeout = duration == .zero ? nil : duration
         }

@@ -21,9 +21,13 @@ extension DataProxyReceiver {
         /// A connection that sends nothing for this long is closed. Defaults to 180 seconds, the server's
         /// `maxReadIdleTime`; `nil` never closes one.
         public var readIdleTimeout: Duration? = .seconds(180)
-        /// Frames read ahead of the one being processed, per connection. Beyond this the receiver stops reading
-        /// the socket, so a fast client is slowed by TCP instead of growing memory. Defaults to 16.
-        public var maxBufferedFrames = 16
+        /// Requests of one connection processed at once. Defaults to 1: as the DataProxy does, a connection's
+        /// requests reach the sink in the order they were sent; more lets a slow sink overlap them.
+        public var maxConcurrentRequests = 1
+        /// Requests read ahead and waiting to be processed, over every connection. Beyond this the receiver stops
+        /// reading the connection whose request does not fit, so a fast client is slowed by TCP instead of growing
+        /// memory. Defaults to 1024.
+        public var maxQueuedRequests = 1024
         /// Groups accepted; requests for others are answered with error 115 (no topic). Defaults to `nil`: any.
         public var knownGroups: Set<String>?
         /// The Manager endpoint to serve next to the receiver, or `nil` for none. Defaults to `nil`.

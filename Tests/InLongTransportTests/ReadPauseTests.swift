@@ -55,7 +55,7 @@ import Testing
         let counter = ReadCounter()
         try channel.pipeline.syncOperations.addHandler(counter)
         try channel.pipeline.syncOperations.addHandler(
-            ServerConnectionHandler(codec: TestCodec(), pool: pool, maxFrameLength: 1 << 20, framingErrorPolicy: .close, discarded: ServerCounter())
+            ServerConnectionHandler(codec: TestCodec(), pool: pool, connectionOpened: { _ in .init(request: { _, _ in }) }, maxFrameLength: 1 << 20, framingErrorPolicy: .close, discarded: ServerCounter())
         )
         try channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         channel.read()

@@ -31,6 +31,51 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
     /// Handles one inbound frame; answer through the responder, or not at all.
     public typealias RequestHandler = @Sendable (Codec.Inbound, Responder) async -> Void
 
+    /// An accepted connection, as its ``ConnectionHandler`` sees it.
+    public struct Connection: Sendable {
+        /// The peer's address.
+        public let peer: SocketAddress?
+        /// The server's address on this connection: the address the peer reached.
+        public let local: SocketAddress?
+        private let closeWhenAnswered: @Sendable () -> Void
+
+        init(peer: SocketAddress?, local: SocketAddress?, closeWhenAnswered: @escaping @Sendable () -> Void) {
+            self.peer = peer
+            self.local = local
+            self.closeWhenAnswered = closeWhenAnswered
+        }
+
+        /// Reads no further request, and closes once the answers handed over so far are written.
+        public func close() {
+            self.closeWhenAnswered()
+        }
+    }
+
+    /// What the server does with one connection, made when the connection is accepted: state the application
+    /// keeps per connection lives in these closures.
+    public struct ConnectionHandler: Sendable {
+        /// Handles each of the connection's requests.
+        public var request: RequestHandler
+        /// Called once, on the connection's event loop, when the connection has closed.
+        public var closed: @Sendable () -> Void
+        /// Called on the connection's event loop when the peer sent bytes that are not a frame, before
+        /// ``Configuration/framingErrorPolicy`` applies.
+        public var framingError: @Sendable (any Error) -> Void
+
+        public init(
+            request: @escaping RequestHandler,
+            closed: @escaping @Sendable () -> Void = {},
+            framingError: @escaping @Sendable (any Error) -> Void = { _ in }
+        ) {
+            self.request = request
+            self.closed = closed
+            self.framingError = framingError
+        }
+    }
+
+    /// Makes a connection's handler when it is accepted; runs on the connection's event loop.
+    public typealias ConnectionOpened = @Sendable (Connection) -> ConnectionHandler
+
     /// Where and how the server listens.
     public struct Configuration: Sendable {
         /// The address to listen on. Defaults to `127.0.0.1`.
@@ -89,25 +134,47 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
     private let accepted = Atomic<Int>(0)
     private let rejected = Atomic<Int>(0)
     private let discarded = ServerCounter()
+    private let connectionOpened: ConnectionOpened
+    private let connectionRejected: @Sendable () -> Void
 
     /// Counts of the server's connections and requests.
     public typealias Statistics = PersistentServerStatistics
 
-    public init(
+    /// A server whose every request goes to `handler`.
+    public convenience init(
         codec: Codec,
         configuration: Configuration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "inlong.transport.server", factory: { _ in SwiftLogNoOpLogHandler() }),
         handler: @escaping RequestHandler
     ) {
+        let connectionHandler = ConnectionHandler(request: handler)
+        self.init(codec: codec, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger) { _ in
+            connectionHandler
+        }
+    }
+
+    /// A server that makes each connection's handler when it accepts the connection (`connectionOpened`), and
+    /// calls `connectionRejected` for each connection turned away by ``Configuration/maxConnections``.
+    public init(
+        codec: Codec,
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "inlong.transport.server", factory: { _ in SwiftLogNoOpLogHandler() }),
+        connectionRejected: @escaping @Sendable () -> Void = {},
+        connectionOpened: @escaping ConnectionOpened
+    ) {
         self.codec = codec
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
+        self.connectionOpened = connectionOpened
+        self.connectionRejected = connectionRejected
+        // Each connection brings its own handler (see ServerConnectionHandler); the pool only schedules them.
         self.pool = InboundHandlerPool(
             configuration: configuration.handlerPool,
             perConnectionLimit: max(configuration.maxConcurrentRequests, 1),
-            handler: handler
+            handler: { _, _ in }
         )
         self.address = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
@@ -132,6 +199,12 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
 
     /// The open connections' channels (for tests that read socket options).
     var openChannels: [any Channel] { self.state.withLock { Array($0.open.values) } }
+
+    /// Closes every open connection at once, answers under way or not, as a crashing server would; the server
+    /// keeps listening.
+    package func closeConnections() {
+        for channel in self.openChannels { channel.close(promise: nil) }
+    }
 
     /// Stops accepting; every connection handles no new request, answers those under way, then closes, and
     /// ``run()`` returns.
@@ -249,6 +322,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
             self.accepted.add(1, ordering: .relaxed)
         case .reject:
             self.rejected.add(1, ordering: .relaxed)
+            self.connectionRejected()
             channel.close(promise: nil)
             return false
         case .close:
@@ -273,6 +347,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
                 ServerConnectionHandler(
                     codec: self.codec,
                     pool: self.pool,
+                    connectionOpened: self.connectionOpened,
                     maxFrameLength: self.configuration.maxFrameLength,
                     framingErrorPolicy: self.configuration.framingErrorPolicy,
                     discarded: self.discarded
@@ -284,173 +359,4 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         }
         return true
     }
-}
-
-/// A served connection on its event loop: splits inbound bytes into frames, answers the peer's heartbeats,
-/// hands requests to the handler pool and stops reading while the pool has no room for them, and writes the
-/// handlers' answers. Closes on bytes that are not a frame, or on read idleness.
-final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private let codec: Codec
-    private let pool: InboundHandlerPool<Codec>
-    private let discarded: ServerCounter
-    private var reader: FrameReader
-    private var context: ChannelHandlerContext?
-    private var connection: PoolConnection?
-    private var runner: InboundRequestRunner<Codec>?
-    private var outbox: AnswerOutbox?
-    private var closing = false
-
-    init(
-        codec: Codec,
-        pool: InboundHandlerPool<Codec>,
-        maxFrameLength: Int,
-        framingErrorPolicy: PersistentConnection<Codec>.Configuration.FramingErrorPolicy,
-        discarded: ServerCounter
-    ) {
-        self.codec = codec
-        self.pool = pool
-        self.discarded = discarded
-        self.reader = FrameReader(maxFrameLength: maxFrameLength, framingErrorPolicy: framingErrorPolicy)
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        let eventLoop = context.eventLoop
-        let bound = NIOLoopBound(self, eventLoop: eventLoop)
-        let outbox = AnswerOutbox(eventLoop: eventLoop) { answers in bound.value.write(answers) }
-        let connection = PoolConnection(
-            resumeReading: { eventLoop.execute { bound.value.resumeReading() } },
-            close: { eventLoop.execute { bound.value.closeWhenAnswered() } }
-        )
-        self.runner = self.pool.runner(for: FrameResponder(peer: context.channel.remoteAddress, codec: self.codec, outbox: outbox))
-        self.outbox = outbox
-        self.connection = connection
-        if !self.pool.connectionOpened(connection) { self.closeWhenAnswered() }
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        // Also breaks the cycle between this handler and its pool connection.
-        if let connection = self.connection.take() { self.pool.connectionClosed(connection) }
-        self.outbox?.close()
-        context.fireChannelInactive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.reader.append(self.unwrapInboundIn(data))
-        self.processFrames(context: context)
-    }
-
-    func read(context: ChannelHandlerContext) {
-        if self.reader.readRequested() { context.read() }
-    }
-
-    private func resumeReading() {
-        guard let context = self.context else { return }
-        self.reader.resume()
-        self.processFrames(context: context)
-        if self.reader.takeHeldRead() { context.read() }
-    }
-
-    private func processFrames(context: ChannelHandlerContext) {
-        var answeredHeartbeat = false
-        defer { if answeredHeartbeat { context.flush() } }
-        do {
-            while let connection = self.connection, let runner = self.runner, let frame = try self.reader.next(with: self.codec) {
-                if let answer = self.codec.heartbeatResponse(to: frame) {
-                    var out = context.channel.allocator.buffer(capacity: 0)
-                    try self.codec.encode(answer, into: &out)
-                    context.write(self.wrapOutboundOut(out), promise: nil)
-                    answeredHeartbeat = true
-                    continue
-                }
-                switch self.pool.submit(frame, to: runner, from: connection) {
-                case .accepted, .refused:
-                    // Refused: the server is stopping, and handles no new request.
-                    break
-                case .pauseReading:
-                    self.reader.pause()
-                }
-            }
-        } catch {
-            switch self.reader.framingFailed() {
-            case .close: context.close(promise: nil)
-            case .discardBuffer: self.discarded.add(1)
-            }
-        }
-    }
-
-    /// Writes a batch of answers through a coalescer, so that a batch costs few writes, and flushes once.
-    private func write(_ answers: [ByteBuffer]) {
-        guard let context = self.context else { return }
-        var coalescer = OutboundCoalescer()
-        for answer in answers {
-            let writes = coalescer.append(answer, items: 0)
-            if let before = writes.before { context.write(self.wrapOutboundOut(before.buffer), promise: nil) }
-            if let including = writes.including { context.write(self.wrapOutboundOut(including.buffer), promise: nil) }
-        }
-        if let rest = coalescer.take() { context.write(self.wrapOutboundOut(rest.buffer), promise: nil) }
-        context.flush()
-    }
-
-    /// Closes once the answers handed over so far are written.
-    private func closeWhenAnswered() {
-        guard !self.closing, let context = self.context else { return }
-        self.closing = true
-        self.outbox?.drain()
-        let channel = context.channel
-        // Writes complete in order: an empty one written last completes after the answers.
-        let written = context.eventLoop.makePromise(of: Void.self)
-        written.futureResult.whenComplete { _ in channel.close(promise: nil) }
-        context.writeAndFlush(self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case IdleStateHandler.IdleStateEvent.read = event {
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
-    }
-}
-
-@available(*, unavailable)
-extension ServerConnectionHandler: Sendable {}
-
-/// A count shared by a server and its connection handlers.
-final class ServerCounter: Sendable {
-    private let value = Atomic<Int>(0)
-
-    func add(_ amount: Int) {
-        self.value.add(amount, ordering: .relaxed)
-    }
-
-    var current: Int { self.value.load(ordering: .relaxed) }
-}
-
-/// Counts of a ``PersistentServer``'s connections and requests.
-public struct PersistentServerStatistics: Sendable, Hashable {
-    public var acceptedConnections = 0
-    public var rejectedConnections = 0
-    public var openConnections = 0
-    public var requestsHandled = 0
-    /// Requests waiting for a handler now.
-    public var queuedRequests = 0
-    /// Connections not reading now because the handler pool and its queue are full.
-    public var pausedConnections = 0
-    /// Receive buffers dropped because they held bytes that are not a frame (with the discard policy).
-    public var receiveBuffersDiscarded = 0
-
-    public init() {}
 }
