@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncAlgorithms
 import Foundation
 import InLongDataProxy
 import InLongDataProxyReceiver
@@ -107,8 +108,7 @@ final class Progress: Sendable {
             return
         }
         self.task = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(200))
+            for await _ in AsyncTimerSequence(interval: .milliseconds(200), clock: .continuous) {
                 FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line()).utf8))
             }
         }

@@ -58,15 +58,22 @@ final class MetricsEndpoint: Service, Sendable {
     let registry: PrometheusCollectorRegistry
     let logger: Logger
     let health: @Sendable () -> String?
-    private let boundPort = Mutex<Int?>(nil)
-    /// Told once: `nil` when the port is bound, or why it cannot be.
-    private let started = Mutex<AsyncStream<String?>.Continuation?>(nil)
+    private struct State {
+        /// The bound port; `nil` until bound, or for good once the server ended.
+        var port: Int?
+        var ended = false
+        var portWaiters: [CheckedContinuation<Int?, Never>] = []
+        /// Told once: `nil` when the port is bound, or why it cannot be.
+        var started: AsyncStream<String?>.Continuation?
+    }
+
+    private let state = Mutex(State())
 
     /// Serves in a task, returned once the port is bound. A bind failure is thrown, naming the address and the
     /// cause: no command runs without the metrics it was asked for.
     func start() async throws -> Task<Void, Never> {
         let (outcome, report) = AsyncStream.makeStream(of: String?.self)
-        self.started.withLock { $0 = report }
+        self.modify { $0.started = report }
         let task = Task {
             do {
                 try await self.run()
@@ -84,11 +91,29 @@ final class MetricsEndpoint: Service, Sendable {
 
     /// The port it listens on, once it does (for `--metrics 127.0.0.1:0`).
     func localPort() async -> Int? {
-        for _ in 0..<6000 {
-            if let port = self.boundPort.withLock({ $0 }) { return port }
-            try? await Task.sleep(for: .milliseconds(10))
+        await withCheckedContinuation { continuation in
+            let known = self.modify { state -> Int?? in
+                if state.port != nil || state.ended { return .some(state.port) }
+                state.portWaiters.append(continuation)
+                return .none
+            }
+            if let known { continuation.resume(returning: known) }
         }
-        return nil
+    }
+
+    /// The server listens on `port`, or (`nil`) ended: tells whoever waits for it.
+    private func settle(port: Int?) {
+        let (waiters, started) = self.modify { state in
+            defer { state.portWaiters = [] }
+            if let port { state.port = port } else { state.ended = true }
+            return (state.portWaiters, state.started)
+        }
+        for waiter in waiters { waiter.resume(returning: port) }
+        if port != nil { started?.yield(nil) }
+    }
+
+    private func modify<Value>(_ body: (inout State) -> Value) -> Value {
+        self.state.withLock { body(&$0) }
     }
 
     init(host: String, port: Int, registry: PrometheusCollectorRegistry, logger: Logger, health: @escaping @Sendable () -> String? = { nil }) {
@@ -119,12 +144,10 @@ final class MetricsEndpoint: Service, Sendable {
         let application = Application(
             router: router,
             configuration: .init(address: .hostname(self.host, port: self.port)),
-            onServerRunning: { channel in
-                self.boundPort.withLock { $0 = channel.localAddress?.port }
-                _ = self.started.withLock { $0?.yield(nil) }
-            },
+            onServerRunning: { channel in self.settle(port: channel.localAddress?.port) },
             logger: self.logger
         )
+        defer { self.settle(port: nil) }
         try await application.run()
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncAlgorithms
 import Foundation
 import InLongDataProxy
 import InLongTransport
@@ -484,8 +485,7 @@ struct ReachabilityWatch {
     /// to standard error, until the task is cancelled (returns `false`) or it gives up (returns `true`).
     func run(statistics: () -> DataProxyClientStatistics?) async -> Bool {
         var watch = self
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(250))
+        for await _ in AsyncTimerSequence(interval: .milliseconds(250), clock: .continuous) {
             guard let statistics = statistics() else { continue }
             switch watch.observe(statistics, now: .now) {
             case .none:

@@ -13,7 +13,7 @@ final class ListeningAddress: Sendable {
     /// The address, once settled; throws the failure it was settled with.
     func value() async throws -> SocketAddress {
         try await withCheckedThrowingContinuation { continuation in
-            let result = self.state.withLock { state -> Result<SocketAddress, any Error>? in
+            let result = self.modify { state -> Result<SocketAddress, any Error>? in
                 if state.result == nil { state.waiters.append(continuation) }
                 return state.result
             }
@@ -21,9 +21,13 @@ final class ListeningAddress: Sendable {
         }
     }
 
+    private func modify<Value>(_ body: (inout State) -> Value) -> Value {
+        self.state.withLock { body(&$0) }
+    }
+
     /// Settles the address and wakes the waiters; only the first call counts.
     func settle(_ result: Result<SocketAddress, any Error>) {
-        let waiters = self.state.withLock { state -> [CheckedContinuation<SocketAddress, any Error>] in
+        let waiters = self.modify { state -> [CheckedContinuation<SocketAddress, any Error>] in
             guard state.result == nil else { return [] }
             state.result = result
             defer { state.waiters = [] }

@@ -117,16 +117,21 @@ public final class DataProxyManagerServer: Service, Sendable {
     }
 
     /// The nodes answered.
-    public var nodes: [Node] { self.state.withLock { $0.nodes } }
+    public var nodes: [Node] { self.modify { $0.nodes } }
 
     /// Replaces the nodes answered.
-    public func setNodes(_ nodes: [Node]) { self.state.withLock { $0.nodes = nodes } }
+    public func setNodes(_ nodes: [Node]) { self.modify { $0.nodes = nodes } }
 
     /// Sets the fault injected into every following answer.
-    public func setFault(_ fault: Fault) { self.state.withLock { $0.fault = fault } }
+    public func setFault(_ fault: Fault) { self.modify { $0.fault = fault } }
 
     /// Answers `group` with its own cluster and nodes (or fault) from now on; `nil` goes back to the defaults.
-    public func setAnswer(_ answer: GroupAnswer?, for group: String) { self.state.withLock { $0.groups[group] = answer } }
+    public func setAnswer(_ answer: GroupAnswer?, for group: String) { self.modify { $0.groups[group] = answer } }
+
+    /// Every access to the answers, under their lock.
+    private func modify<Value>(_ body: (inout State) -> Value) -> Value {
+        self.state.withLock { body(&$0) }
+    }
 
     /// Requests answered so far (any outcome).
     public var requestCount: Int { self.requests.load(ordering: .relaxed) }
@@ -190,7 +195,7 @@ public final class DataProxyManagerServer: Service, Sendable {
             let parts = pair.split(separator: "=", maxSplits: 1)
             if parts.count == 2, parts[0] == "protocolType" { protocolType = String(parts[1]) }
         }
-        let (fault, nodes, clusterID) = self.state.withLock { state in
+        let (fault, nodes, clusterID) = self.modify { state in
             if let answer = state.groups[group] { return (answer.fault, answer.nodes, answer.clusterID) }
             return (state.fault, state.nodes, self.configuration.clusterID)
         }

@@ -201,8 +201,12 @@ final class ReceiverObservation: Sendable {
     }
 
     func error(_ code: DataProxyErrorCode) {
-        self.errors.withLock { $0[code, default: 0] += 1 }
+        self.countErrors { $0[code, default: 0] += 1 }
         self.delegate?.errorAnswered(code)
+    }
+
+    private func countErrors<Value>(_ body: (inout [DataProxyErrorCode: Int]) -> Value) -> Value {
+        self.errors.withLock { body(&$0) }
     }
 
     func snapshot() -> ReceiverStatistics {
@@ -217,7 +221,7 @@ final class ReceiverObservation: Sendable {
         statistics.messages = self.messages.load(ordering: .relaxed)
         statistics.records = self.records.load(ordering: .relaxed)
         statistics.payloadBytes = self.payloadBytes.load(ordering: .relaxed)
-        statistics.errors = self.errors.withLock { $0 }
+        statistics.errors = self.countErrors { $0 }
         return statistics
     }
 }

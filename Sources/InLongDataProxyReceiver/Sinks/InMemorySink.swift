@@ -13,7 +13,7 @@ public final class InMemorySink: DataProxyReceiverSink {
     public init() {}
 
     public func write(_ message: ReceivedMessage) async throws {
-        try self.state.withLock { state in
+        try self.modify { state in
             if let failure = state.failure { throw failure }
             state.messages.append(message)
             state.recordCount += message.recordCount
@@ -21,20 +21,25 @@ public final class InMemorySink: DataProxyReceiverSink {
     }
 
     /// The messages written, in the order they were written.
-    public var messages: [ReceivedMessage] { self.state.withLock { $0.messages } }
+    public var messages: [ReceivedMessage] { self.modify { $0.messages } }
     /// Every record written, in order.
-    public var records: [ReceivedRecord] { self.state.withLock { $0.messages.flatMap(\.records) } }
+    public var records: [ReceivedRecord] { self.modify { $0.messages.flatMap(\.records) } }
     /// How many records were written.
-    public var recordCount: Int { self.state.withLock { $0.recordCount } }
+    public var recordCount: Int { self.modify { $0.recordCount } }
 
     /// Makes every following ``write(_:)`` throw `error`, or succeed again with `nil`.
     public func failWrites(with error: (any Error & Sendable)?) {
-        self.state.withLock { $0.failure = error }
+        self.modify { $0.failure = error }
+    }
+
+    /// Every access to the state, under its lock.
+    private func modify<Value>(_ body: (inout State) throws -> Value) rethrows -> Value {
+        try self.state.withLock { try body(&$0) }
     }
 
     /// Forgets what was written.
     public func removeAll() {
-        self.state.withLock {
+        self.modify {
             $0.messages.removeAll()
             $0.recordCount = 0
         }

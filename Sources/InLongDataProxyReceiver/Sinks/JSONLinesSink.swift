@@ -42,7 +42,7 @@ public final class JSONLinesSink: DataProxyReceiverSink {
     }
 
     /// Lines written so far.
-    public var lineCount: Int { self.state.withLock { $0.lines } }
+    public var lineCount: Int { self.modify { $0.lines } }
 
     public func write(_ message: ReceivedMessage) async throws {
         var bytes: [UInt8] = []
@@ -50,7 +50,7 @@ public final class JSONLinesSink: DataProxyReceiverSink {
         for record in message.records {
             Self.appendLine(record, of: message, to: &bytes)
         }
-        try self.state.withLock { state in
+        try self.modify { state in
             guard !state.closed else { throw CocoaError(.fileWriteUnknown) }
             try state.handle.write(contentsOf: bytes)
             state.lines += message.records.count
@@ -58,7 +58,7 @@ public final class JSONLinesSink: DataProxyReceiverSink {
     }
 
     public func flush() async throws {
-        try self.state.withLock { state in
+        try self.modify { state in
             guard self.url != nil, !state.closed else { return }
             try state.handle.synchronize()
         }
@@ -66,12 +66,17 @@ public final class JSONLinesSink: DataProxyReceiverSink {
 
     /// Flushes and closes the file; later writes fail.
     public func close() throws {
-        try self.state.withLock { state in
+        try self.modify { state in
             guard self.url != nil, !state.closed else { return }
             state.closed = true
             try state.handle.synchronize()
             try state.handle.close()
         }
+    }
+
+    /// Every access to the file, under its lock: lines of one message stay together.
+    private func modify<Value>(_ body: (inout State) throws -> Value) rethrows -> Value {
+        try self.state.withLock { try body(&$0) }
     }
 
     static func appendLine(_ record: ReceivedRecord, of message: ReceivedMessage, to out: inout [UInt8]) {

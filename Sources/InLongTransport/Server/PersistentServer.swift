@@ -115,6 +115,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         }
     }
 
+    /// What the server tracks: its listener and open connections. Changed through ``modify(_:)`` only.
     private struct State {
         var listener: (any Channel)?
         var open: [ObjectIdentifier: any Channel] = [:]
@@ -122,6 +123,48 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         var allClosed: CheckedContinuation<Void, Never>?
         var stopped = false
         var started = false
+
+        /// `false` if the server ran already.
+        mutating func start() -> Bool {
+            defer { self.started = true }
+            return !self.started
+        }
+
+        /// The server listens; `true` if it was stopped meanwhile (and must close the listener).
+        mutating func listening(on listener: any Channel) -> Bool {
+            self.listener = listener
+            return self.stopped
+        }
+
+        /// Stops; the listener to close, if any.
+        mutating func stop() -> (any Channel)? {
+            self.stopped = true
+            return self.listener
+        }
+
+        mutating func accept(_ channel: any Channel, maxConnections: Int) -> Verdict {
+            guard !self.stopped else { return .close }
+            guard self.open.count < maxConnections else { return .reject }
+            self.open[ObjectIdentifier(channel)] = channel
+            return .serve
+        }
+
+        /// A connection closed; the waiter to resume if it was the last.
+        mutating func closed(_ id: ObjectIdentifier) -> CheckedContinuation<Void, Never>? {
+            self.open.removeValue(forKey: id)
+            guard self.open.isEmpty else { return nil }
+            defer { self.allClosed = nil }
+            return self.allClosed
+        }
+
+        /// `true` if no connection is open; otherwise `waiter` is resumed when the last closes.
+        mutating func waitUntilAllClosed(_ waiter: CheckedContinuation<Void, Never>) -> Bool {
+            guard self.open.isEmpty else {
+                self.allClosed = waiter
+                return false
+            }
+            return true
+        }
     }
 
     public let codec: Codec
@@ -193,12 +236,16 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         statistics.queuedRequests = self.pool.queuedCount
         statistics.pausedConnections = self.pool.pausedCount
         statistics.receiveBuffersDiscarded = self.discarded.current
-        statistics.openConnections = self.state.withLock { $0.open.count }
+        statistics.openConnections = self.modify { $0.open.count }
         return statistics
     }
 
     /// The open connections' channels (for tests that read socket options).
-    var openChannels: [any Channel] { self.state.withLock { Array($0.open.values) } }
+    var openChannels: [any Channel] { self.modify { Array($0.open.values) } }
+
+    private func modify<Value>(_ body: (inout State) -> Value) -> Value {
+        self.state.withLock { body(&$0) }
+    }
 
     /// Closes every open connection at once, answers under way or not, as a crashing server would; the server
     /// keeps listening.
@@ -209,20 +256,13 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
     /// Stops accepting; every connection handles no new request, answers those under way, then closes, and
     /// ``run()`` returns.
     public func stop() {
-        let listener = self.state.withLock { state -> (any Channel)? in
-            state.stopped = true
-            return state.listener
-        }
+        let listener = self.modify { $0.stop() }
         listener?.close(promise: nil)
         self.pool.stop()
     }
 
     public func run() async throws {
-        let alreadyStarted = self.state.withLock { state in
-            defer { state.started = true }
-            return state.started
-        }
-        precondition(!alreadyStarted, "PersistentServer.run() must be called once")
+        precondition(self.modify { $0.start() }, "PersistentServer.run() must be called once")
         defer { self.address.continuation.finish() }
         let listener: any Channel
         do {
@@ -231,17 +271,18 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
             self.stop()
             throw error
         }
-        let stopped = self.state.withLock { state in
-            state.listener = listener
-            return state.stopped
-        }
-        if stopped { listener.close(promise: nil) }
+        if self.modify({ $0.listening(on: listener) }) { listener.close(promise: nil) }
         if let address = listener.localAddress { self.address.continuation.yield(address) }
         let bound = listener.localAddress
         let host = bound?.ipAddress ?? self.configuration.host
         let label = "\(host.contains(":") ? "[\(host)]" : host):\(bound?.port ?? self.configuration.port)"
+        // Published once a second by an event-loop timer, and once more when the server has stopped.
+        let eventLoop = listener.eventLoop
         let publisher = ServerMetrics.make(listener: label, factory: self.configuration.metricsFactory).map { metrics in
-            (metrics, Task { await self.publish(to: metrics) })
+            let timer = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+                metrics.publish(self.statistics())
+            }
+            return (metrics, timer)
         }
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
@@ -259,31 +300,18 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
             self.stop()
             for channel in self.openChannels { channel.close(promise: nil) }
         }
-        if let (metrics, task) = publisher {
+        if let (metrics, timer) = publisher {
             // The last publication is the final count: the periodic one has ended before it.
-            task.cancel()
-            await task.value
-            metrics.publish(self.statistics())
-        }
-    }
-
-    /// Publishes the statistics once a second until cancelled.
-    private func publish(to metrics: ServerMetrics) async {
-        while (try? await Task.sleep(for: .seconds(1))) != nil {
+            let cancelled = eventLoop.makePromise(of: Void.self)
+            timer.cancel(promise: cancelled)
+            try? await cancelled.futureResult.get()
             metrics.publish(self.statistics())
         }
     }
 
     private func waitUntilAllClosed() async {
         await withCheckedContinuation { continuation in
-            let done = self.state.withLock { state in
-                guard state.open.isEmpty else {
-                    state.allClosed = continuation
-                    return false
-                }
-                return true
-            }
-            if done { continuation.resume() }
+            if self.modify({ $0.waitUntilAllClosed(continuation) }) { continuation.resume() }
         }
     }
 
@@ -306,18 +334,12 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
             .get()
     }
 
-    private enum Verdict { case serve, reject, close }
+    fileprivate enum Verdict { case serve, reject, close }
 
     /// On the new connection's event loop; `false` when it is turned away (and closed).
     private func accept(_ channel: any Channel) throws -> Bool {
         let id = ObjectIdentifier(channel)
-        let verdict = self.state.withLock { state -> Verdict in
-            guard !state.stopped else { return .close }
-            guard state.open.count < self.configuration.maxConnections else { return .reject }
-            state.open[id] = channel
-            return .serve
-        }
-        switch verdict {
+        switch self.modify({ $0.accept(channel, maxConnections: self.configuration.maxConnections) }) {
         case .serve:
             self.accepted.add(1, ordering: .relaxed)
         case .reject:
@@ -330,13 +352,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
             return false
         }
         channel.closeFuture.whenComplete { _ in
-            let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
-                state.open.removeValue(forKey: id)
-                guard state.open.isEmpty else { return nil }
-                defer { state.allClosed = nil }
-                return state.allClosed
-            }
-            waiter?.resume()
+            self.modify { $0.closed(id) }?.resume()
         }
         do {
             let operations = channel.pipeline.syncOperations
