@@ -122,6 +122,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Test support (loopback receivers, raw clients, fixtures, child processes): not product code.
         .target(
             name: "InLongTestUtils",
             dependencies: [
@@ -131,6 +132,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
+            path: "Tests/InLongTestUtils",
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
