@@ -19,15 +19,15 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
     let counters: AgentCounters
     let origin: String
     let logger: Logger
-    /// Called after reads, acks and idle looks, and at the end, with the bytes read and not yet acked (the agent
-    /// records the committed offset and the counts).
+    /// Called once per step, after the outcomes that ended were settled and before the next action (so before any
+    /// wait), and at the end, with the bytes read and not yet acked (the agent records the committed offset and the
+    /// counts).
     let onProgress: (_ unackedBytes: Int) -> Void
 
     func run() async -> End {
         var machine = Machine(limits: self.limits)
         // Whether the machine was told of the stop: until then every wait also ends at the stop.
         var stopping = false
-        self.onProgress(machine.unackedBytes)
         while true {
             if Task.isCancelled {
                 self.onProgress(machine.unackedBytes)
@@ -39,10 +39,12 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
                 stopping = true
             }
             await self.settle(&machine)
+            // Before anything waits: acks just settled count at once (the agent may have caught up with them).
+            self.onProgress(machine.unackedBytes)
             switch machine.next(now: .now) {
             case .finish(let end):
-                // Reported before the machine lets go of what it holds: a stopped file's unacked reads stay counted.
-                self.onProgress(machine.unackedBytes)
+                // Reported above, before the machine lets go of what it holds: a stopped file's unacked reads stay
+                // counted.
                 self.apply(machine.finished())
                 return end
             case .read(let maxBytes):
@@ -70,7 +72,6 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
                     _ = await self.wait(for: .init(outcome: nil, until: until), budget: nil, untilStop: !stopping)
                 }
             }
-            self.onProgress(machine.unackedBytes)
         }
     }
 
