@@ -218,18 +218,7 @@ struct AgentCommand: AsyncParsableCommand {
     /// Stops the agent once it read every file to its end and every read is acked (a last line without its newline
     /// is neither sent nor committed: it may not be finished).
     private static func stopWhenCaughtUp(_ agent: InLongAgent) async {
-        var caughtUp = 0
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(25))
-            let statistics = agent.statistics()
-            // Scanned, everything found read to its end and acked, no file waiting for a slot.
-            let idle = statistics.scans > 0 && statistics.filesWaiting == 0 && statistics.unreadBytes == 0
-                && statistics.bytesAcked == statistics.bytesRead
-            caughtUp = idle ? caughtUp + 1 : 0
-            if caughtUp >= 3 {
-                agent.stop()
-                return
-            }
-        }
+        await agent.waitUntilCaughtUp()
+        if !Task.isCancelled { agent.stop() }
     }
 }

@@ -28,6 +28,26 @@ import Testing
         }
     }
 
+    /// What `inlong agent --once` waits for: the agent says it caught up once every file is read and acked, also
+    /// with more files than slots, which take turns (files read to their end may wait for a slot for ever).
+    @Test func caughtUpOnceEveryFileIsReadAndAckedWithMoreFilesThanSlots() async throws {
+        let workspace = try AgentWorkspace()
+        let expected = ["a", "b", "c"].flatMap { numbered($0, 0..<300) }
+        for name in ["a", "b", "c"] { try workspace.append(numbered(name, 0..<300), to: "\(name).log") }
+        try await withReceiver { receiver in
+            var configuration = workspace.configuration(port: try await receiver.port())
+            configuration.maxOpenFiles = 1
+            try await withAgent(configuration) { agent in
+                await agent.waitUntilCaughtUp()
+                let statistics = agent.statistics()
+                #expect(statistics.unreadBytes == 0)
+                #expect(statistics.bytesAcked == statistics.bytesRead)
+                #expect(statistics.linesAcked == expected.count)
+                #expect(storedLines(receiver).sorted() == expected.sorted())
+            }
+        }
+    }
+
     @Test func aRestartResumesFromTheCheckpointWithoutDuplicates() async throws {
         let workspace = try AgentWorkspace()
         try await withReceiver { receiver in

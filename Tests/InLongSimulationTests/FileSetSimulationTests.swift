@@ -59,8 +59,10 @@ final class SimulatedDirectory {
 /// The agent's file set under seeded random schedules: several logs appended to (with half-written lines),
 /// rotated by rename (the rotated name watched or not), deleted and created again (inode numbers reused), a slot
 /// limit that makes files wait, acks out of order, checkpoints written at any moment and crashes at any step that
-/// restart from the last durable one. Runs the agent's own rules: ``FileRegistry`` (scans, slots, renames,
-/// where a file starts), ``FileTail`` and ``FileSource`` (when a file is released), on a simulated clock.
+/// restart from the last durable one, and callers waiting for the agent to catch up (`inlong agent --once`).
+/// Runs the agent's own rules: ``AgentStateMachine`` and its ``FileRegistry`` (scans, slots, renames, where a file
+/// starts, when the agent caught up), ``FileTail`` and ``FileSource`` (when a file is released), on a simulated
+/// clock.
 final class FileSetSimulation {
     struct Version {
         let log: String
@@ -95,7 +97,7 @@ final class FileSetSimulation {
     struct Open {
         let source: FileSource
         let version: Int
-        var waitingAcks: [(ticket: OffsetTracker.Ticket, lines: [Int])] = []
+        var waitingAcks: [(ticket: OffsetTracker.Ticket, lines: [Int], bytes: Int)] = []
     }
 
     static let logs = ["a", "b", "c"]
@@ -104,6 +106,9 @@ final class FileSetSimulation {
     let seed: UInt64
     let steps: Int
     var random: SplitMix64
+    /// Draws for open failures and waiters, apart from `random`, so that the writers' and the agent's schedule
+    /// of a seed stays what it was before they were simulated (regression seeds replay the same schedule).
+    var sideRandom: SplitMix64
     var trace = EventTrace(keep: Int(ProcessInfo.processInfo.environment["INLONG_SIMULATION_TRACE"] ?? "") ?? 30)
     var step = 0
     let start = ContinuousClock.now
@@ -113,10 +118,15 @@ final class FileSetSimulation {
     let watchRotated: Bool
     let maxOpenFiles: Int
     var versions: [Version] = []
-    var registry: FileRegistry
+    /// The agent's state; a waiter is a number.
+    var agent: AgentStateMachine<Int>
     var durable = Checkpoint()
     var open: [UInt64: Open] = [:]
-    var movedPaths: [FileRegistry.Key: String] = [:]
+    /// Callers waiting for the agent to catch up, and the next one's number.
+    var waiters: Set<Int> = []
+    var nextWaiter = 0
+    /// The size of each open file as the agent last learned it: from its instance, or larger from a scan since.
+    var seenSize: [UInt64: Int64] = [:]
     var crashes = 0
     /// The last durable offset of each version, which must never move back.
     var durableOffsets: [Int: Int64] = [:]
@@ -127,10 +137,11 @@ final class FileSetSimulation {
         self.seed = seed
         self.steps = steps
         self.random = SplitMix64(seed: seed)
+        self.sideRandom = SplitMix64(seed: seed ^ 0x9E37_79B9_7F4A_7C15)
         self.now = self.start
         self.watchRotated = Int.random(in: 0..<2, using: &self.random) == 0
         self.maxOpenFiles = Int.random(in: 1...4, using: &self.random)
-        self.registry = FileRegistry(checkpoint: Checkpoint(), maxOpenFiles: self.maxOpenFiles)
+        self.agent = AgentStateMachine(maxOpenFiles: self.maxOpenFiles, stallAfter: .seconds(5))
     }
 
     func violation(_ invariant: String, _ detail: String) -> SimulationViolation {
@@ -213,18 +224,26 @@ final class FileSetSimulation {
     }
 
     func scan() throws {
-        let decisions = self.registry.scanned(self.found())
-        self.trace.record("scan: \(decisions.count) decisions, \(self.registry.waiting) waiting")
-        for decision in decisions {
-            switch decision {
-            case .moved(let key, let path):
-                self.registry.moved(key, to: path)
-                self.movedPaths[key] = path
-                self.trace.record("  moved inode \(key.inode) to \(path)")
+        let found = self.found()
+        for file in found where self.open[file.inode] != nil {
+            self.seenSize[file.inode] = max(self.seenSize[file.inode] ?? 0, file.size)
+        }
+        let (actions, caughtUp) = self.agent.scanned(found)
+        self.trace.record("scan: \(actions.count) actions, \(self.agent.registry.waiting) waiting")
+        try self.resumed(caughtUp, after: "a scan")
+        for action in actions {
+            switch action {
+            case .moved(let path):
+                self.trace.record("  moved to \(path)")
             case .open(let found, let firstScan):
-                guard let inode = self.directory.paths[found.path] else { continue }
+                // Gone since the scan (the agent's open fails): a later scan finds what is there then.
+                guard let inode = self.directory.paths[found.path], Int.random(in: 0..<20, using: &self.sideRandom) != 0 else {
+                    self.trace.record("  cannot open \(found.path)")
+                    try self.resumed(self.agent.openFailed(), after: "an open failed")
+                    continue
+                }
                 let identity = self.directory.identity(of: inode)
-                let start = self.registry.start(for: identity, firstScan: firstScan, startAtEnd: false) { entry in
+                let start = self.agent.startOffset(for: identity, firstScan: firstScan, startAtEnd: false) { entry in
                     entry.matches(identity, file: inode.file)
                 }
                 let tail = try FileTail(
@@ -242,31 +261,48 @@ final class FileSetSimulation {
                         "v\(v) opened at \(tail.committedOffset), acked to \(self.versions[v].ackedPrefixEnd)"
                     )
                 }
-                self.registry.opened(identity, path: found.path, committed: tail.committedOffset)
                 self.versionOf[identity] = v
                 let key = FileRegistry.Key(device: 1, inode: inode.number)
                 let source = FileSource(
                     tail: tail,
                     releaseAfter: .seconds(1),
                     now: self.now,
-                    othersWaiting: { [unowned self] in self.registry.waiting > 0 },
-                    movedPath: { [unowned self] in self.movedPaths.removeValue(forKey: key) },
+                    othersWaiting: { [unowned self] in self.agent.othersWaiting },
+                    movedPath: { [unowned self] in self.agent.takeMovedPath(key) },
                     lookAtPath: { [unowned self] tail in
                         let found = self.directory.paths[tail.path].map { ($0.file as any TailedFile, self.directory.identity(of: $0)) }
                         return tail.pathState(finding: found)
                     }
                 )
-                self.open[inode.number] = Open(source: source, version: v)
+                let open = Open(source: source, version: v)
+                self.open[inode.number] = open
+                self.seenSize[inode.number] = tail.size
                 self.trace.record("  open \(found.path) v\(v) inode \(inode.number) at \(tail.committedOffset) (\(start))")
+                try self.resumed(self.agent.opened(identity, path: found.path, progress: self.report(open)), after: "an open")
             }
         }
+    }
+
+    /// What an instance reports of its file.
+    func report(_ open: Open) -> AgentStateMachine<Int>.FileProgress {
+        let tail = open.source.tail
+        return .init(
+            size: tail.size,
+            committed: tail.committedOffset,
+            scanned: tail.scannedOffset,
+            unacked: open.waitingAcks.reduce(0) { $0 + $1.bytes },
+            emptyLines: tail.emptyLines,
+            overlongLines: tail.overlongLines,
+            truncations: tail.truncations
+        )
     }
 
     /// Records a tail's committed offset and identity, as the agent does after every read and ack.
     func progress(_ open: Open) throws {
         let tail = open.source.tail
         self.versionOf[tail.identity] = open.version
-        self.registry.committed(tail.identity, offset: tail.committedOffset)
+        self.seenSize[tail.identity.inode] = tail.size
+        try self.resumed(self.agent.progress(tail.identity, self.report(open)), after: "a progress report")
         guard tail.committedOffset <= self.versions[open.version].ackedPrefixEnd else {
             throw self.violation(
                 "the committed offset never passes an unacked line",
@@ -279,7 +315,11 @@ final class FileSetSimulation {
     @discardableResult
     func read(_ number: UInt64, maxBytes: Int) throws -> Bool {
         guard var open = self.open[number] else { return false }
-        guard let read = try open.source.tail.readLines(maxBytes: maxBytes, chunkSize: 512) else { return false }
+        guard let read = try open.source.tail.readLines(maxBytes: maxBytes, chunkSize: 512) else {
+            // The agent's instance reports after every look, one that found nothing included.
+            try self.progress(open)
+            return false
+        }
         var indices: [Int] = []
         for line in read.lines {
             let text = String(buffer: line)
@@ -299,7 +339,7 @@ final class FileSetSimulation {
             self.versions[v].deliveredIn[index] = self.crashes
             indices.append(index)
         }
-        open.waitingAcks.append((read.ticket, indices))
+        open.waitingAcks.append((read.ticket, indices, read.bytes))
         self.open[number] = open
         self.trace.record("read inode \(number) v\(open.version): \(indices.first.map { "\($0)" } ?? "-")...\(indices.last.map { "\($0)" } ?? "-") (\(read.bytes) bytes)")
         try self.progress(open)
@@ -308,7 +348,7 @@ final class FileSetSimulation {
 
     func ack(_ number: UInt64, at position: Int) throws {
         guard var open = self.open[number], position < open.waitingAcks.count else { return }
-        let (ticket, indices) = open.waitingAcks.remove(at: position)
+        let (ticket, indices, _) = open.waitingAcks.remove(at: position)
         for index in indices { self.versions[open.version].acked[index] = true }
         open.source.tail.ack(ticket)
         self.open[number] = open
@@ -322,8 +362,9 @@ final class FileSetSimulation {
         if try self.read(number, maxBytes: 4096) { return }
         guard open.source.isExhausted(now: self.now) else { return }
         let tail = open.source.tail
-        self.registry.released(tail.identity)
         self.open[number] = nil
+        self.seenSize[number] = nil
+        try self.resumed(self.agent.instanceEnded(tail.identity, released: true), after: "a release")
         self.trace.record("release \(tail.path) v\(open.version) at \(tail.committedOffset)")
         let version = self.versions[open.version]
         if !self.isReachable(open.version), version.hasUnackedLines {
@@ -332,7 +373,7 @@ final class FileSetSimulation {
     }
 
     func writeCheckpoint() throws {
-        guard let checkpoint = self.registry.checkpoint() else { return }
+        guard let checkpoint = self.agent.checkpoint(force: false) else { return }
         let data = try JSONEncoder().encode(checkpoint)
         self.durable = try JSONDecoder().decode(Checkpoint.self, from: data)
         for entry in self.durable.files {
@@ -354,11 +395,14 @@ final class FileSetSimulation {
         self.trace.record("checkpoint: \(self.durable.files.count) files")
     }
 
-    func crash() {
+    func crash() throws {
         self.crashes += 1
         self.open = [:]
-        self.movedPaths = [:]
-        self.registry = FileRegistry(checkpoint: self.durable, maxOpenFiles: self.maxOpenFiles)
+        self.seenSize = [:]
+        // The run ended: whoever waits returns (the command that waited ends with it).
+        try self.resumed(self.agent.runEnded(), after: "the run ended", caughtUp: false)
+        self.agent = AgentStateMachine(maxOpenFiles: self.maxOpenFiles, stallAfter: .seconds(5))
+        self.agent.started(checkpoint: self.durable)
         self.trace.record("crash \(self.crashes): restart from \(self.durable.files.map { "\($0.path)@\($0.offset)" })")
     }
 
@@ -382,8 +426,59 @@ final class FileSetSimulation {
     }
 
     func checkSlots() throws {
-        guard self.open.count <= self.maxOpenFiles, self.registry.openFiles == self.open.count else {
-            throw self.violation("at most maxOpenFiles are open", "\(self.open.count) tails, registry \(self.registry.openFiles), limit \(self.maxOpenFiles)")
+        guard self.open.count <= self.maxOpenFiles, self.agent.registry.openFiles == self.open.count else {
+            throw self.violation("at most maxOpenFiles are open", "\(self.open.count) tails, registry \(self.agent.registry.openFiles), limit \(self.maxOpenFiles)")
+        }
+    }
+
+    // MARK: Catching up
+
+    /// Whether the agent caught up, by the simulation's own account: scanned since the (re)start, no file waiting for
+    /// a slot with bytes past its checkpoint (the registry's count), every open file read as far as the agent last saw it reach, with no read waiting for its ack.
+    var caughtUp: Bool {
+        self.agent.registry.scans > 0 && self.agent.registry.waitingBytes == 0
+            && self.open.allSatisfy { $0.value.waitingAcks.isEmpty && $0.value.source.tail.scannedOffset >= self.seenSize[$0.key] ?? 0 }
+    }
+
+    /// Waiters an event resumed: each one waited, and only once the agent caught up (or its run ended).
+    func resumed(_ waiters: [Int], after event: String, caughtUp: Bool = true) throws {
+        for waiter in waiters {
+            guard self.waiters.remove(waiter) != nil else {
+                throw self.violation("a waiter is resumed once", "waiter \(waiter) after \(event)")
+            }
+            guard !caughtUp || self.caughtUp else {
+                throw self.violation("a waiter is resumed only once the agent caught up", "waiter \(waiter) after \(event)")
+            }
+            self.trace.record("  waiter \(waiter) resumed after \(event)")
+        }
+    }
+
+    func wait() throws {
+        let id = self.nextWaiter
+        self.nextWaiter += 1
+        self.waiters.insert(id)
+        self.trace.record("waiter \(id) waits")
+        try self.resumed(self.agent.waitUntilCaughtUp(id: id, id), after: "it came")
+    }
+
+    func cancelWait() throws {
+        guard let id = self.waiters.sorted().randomElement(using: &self.sideRandom) else { return }
+        let removed = self.agent.cancelWait(id: id)
+        guard removed == [id] else { throw self.violation("a cancelled waiter leaves", "waiter \(id): \(removed)") }
+        self.waiters.remove(id)
+        self.trace.record("waiter \(id) cancelled")
+    }
+
+    /// No waiter is left waiting while the agent is caught up: every event that could catch it up looked.
+    func checkWaiters() throws {
+        guard self.agent.waiting == self.waiters.count else {
+            throw self.violation("the agent knows every waiter", "\(self.agent.waiting) waiting, \(self.waiters.count) expected")
+        }
+        if self.agent.isCaughtUp, !self.waiters.isEmpty {
+            throw self.violation("no waiter is left waiting once the agent caught up", "\(self.waiters.sorted())")
+        }
+        if self.agent.isCaughtUp != self.caughtUp {
+            throw self.violation("the agent is caught up exactly when every file is read and acked", "agent \(self.agent.isCaughtUp), simulation \(self.caughtUp)")
         }
     }
 
@@ -421,13 +516,19 @@ final class FileSetSimulation {
             case 88..<95:
                 try self.writeCheckpoint()
             case 95..<97:
-                self.crash()
+                try self.crash()
                 self.markUnreachable()
             default:
                 if let inode = self.directory.paths["\(log).log"] { self.finishLine(of: inode.version) }
             }
             self.directory.collect(holding: Set(self.open.keys))
+            switch Int.random(in: 0..<30, using: &self.sideRandom) {
+            case 0: try self.cancelWait()
+            case 1, 2: try self.wait()
+            default: break
+            }
             try self.checkSlots()
+            try self.checkWaiters()
         }
         try self.drain()
     }
@@ -437,6 +538,7 @@ final class FileSetSimulation {
         // Writers finish their last lines (a writer writes to its log's path only).
         for log in Self.logs { if let inode = self.directory.paths["\(log).log"] { self.finishLine(of: inode.version) } }
         self.trace.record("drain")
+        try self.wait()
         for _ in 0..<400 {
             self.step += 1
             self.now += .milliseconds(300)
@@ -448,6 +550,7 @@ final class FileSetSimulation {
             }
             self.directory.collect(holding: Set(self.open.keys))
             try self.checkSlots()
+            try self.checkWaiters()
             try self.writeCheckpoint()
             // Files with nothing new may keep waiting for a slot: more files than slots take turns for ever.
             if self.versions.allSatisfy({ $0.mayLose || !$0.hasUnackedLines }) { return }

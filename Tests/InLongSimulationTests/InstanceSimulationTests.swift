@@ -31,7 +31,7 @@ import Testing
 
     enum State {
         case ready
-        case acquiring(wake: Machine.Wake, ticket: Int)
+        case acquiring(wake: Machine.Wake, id: Int)
         case waiting(wake: Machine.Wake)
         case finished(Machine.End)
     }
@@ -48,6 +48,7 @@ import Testing
         /// Deliveries not ended: when they end, their instance, and the records that will fail retriably.
         var deliveries: [Int: (at: ContinuousClock.Instant, instance: Int, failing: [Int])] = [:]
         var nextDelivery = 0
+        var nextWaiter = 0
         var nextRecord = 0
         var step = 0
         /// The last events, printed with a violation.
@@ -107,11 +108,28 @@ import Testing
                 self.sources[instance].ackedBytes += bytes
             }
             self.budget.overdraw(effects.overdraw)
-            for (waiter, bytes) in self.budget.release(effects.release) {
+            try self.serve(self.budget.release(effects.release))
+        }
+
+        /// Hands the budget's grants to the instances waiting for them; only `leaving` (a waiter that stopped
+        /// waiting) is sent away with nothing.
+        mutating func serve(_ served: [ByteBudgetState<Int>.Served], leaving: Int? = nil) throws {
+            for (waiter, bytes) in served {
+                if bytes == 0 {
+                    guard waiter == leaving else { throw self.fail("only a waiter that leaves is sent away", "instance \(waiter)") }
+                    continue
+                }
                 guard case .acquiring = self.states[waiter] else { throw self.fail("only waiters are granted", "instance \(waiter)") }
                 try self.apply(self.machines[waiter].acquired(bytes), instance: waiter)
                 self.states[waiter] = .ready
             }
+        }
+
+        /// Instance `index` stops waiting for budget (woken otherwise), as a cancelled acquire does: whoever it
+        /// held up behind it may be served now.
+        mutating func leaveBudgetQueue(_ index: Int, id: Int) throws {
+            self.states[index] = .ready
+            try self.serve(self.budget.cancel(id: id), leaving: index)
         }
 
         mutating func send(_ records: [Int], instance: Int) -> [Int] {
@@ -189,14 +207,15 @@ import Testing
                     try self.apply(self.machines[index].resent(entry: entry, records: records, result: (deliveries, []), now: self.now), instance: index)
                 }
             case .acquire(let bytes, let wake):
-                let ticket = self.budget.makeTicket()
-                switch self.budget.acquire(bytes, ticket: ticket, waiter: index) {
-                case .granted(let taken):
-                    try self.apply(self.machines[index].acquired(taken), instance: index)
-                case .queued:
-                    self.states[index] = .acquiring(wake: wake, ticket: ticket)
-                case .refused:
-                    throw self.fail("the budget is never closed here", "instance \(index)")
+                let id = self.nextWaiter
+                self.nextWaiter += 1
+                let served = self.budget.acquire(bytes, id: id, waiter: index)
+                if served.isEmpty {
+                    self.states[index] = .acquiring(wake: wake, id: id)
+                } else if served.count == 1, served[0].waiter == index, served[0].bytes > 0 {
+                    try self.apply(self.machines[index].acquired(served[0].bytes), instance: index)
+                } else {
+                    throw self.fail("an acquire serves its own waiter, or queues it", "instance \(index): \(served)")
                 }
             case .wait(let wake):
                 self.states[index] = .waiting(wake: wake)
@@ -216,15 +235,13 @@ import Testing
         }
 
         /// Wakes the instances whose wait is over; a budget waiter woken otherwise leaves the queue.
-        mutating func wake() {
+        mutating func wake() throws {
             for index in self.states.indices {
                 switch self.states[index] {
-                case .acquiring(let wake, let ticket) where self.isDue(wake):
+                case .acquiring(let wake, let id) where self.isDue(wake):
                     // Woken by an outcome or the time: it leaves the budget's queue, as a cancelled acquire does.
-                    _ = self.budget.cancel(ticket: ticket)
-                    self.budget.forget(ticket: ticket)
+                    try self.leaveBudgetQueue(index, id: id)
                     self.machines[index].budgetNotTaken()
-                    self.states[index] = .ready
                 case .waiting(let wake) where self.isDue(wake):
                     self.states[index] = .ready
                 default:
@@ -269,15 +286,13 @@ import Testing
                     for index in self.states.indices {
                         switch self.states[index] {
                         case .finished: break
-                        case .acquiring(_, let ticket):
-                            _ = self.budget.cancel(ticket: ticket)
-                            self.budget.forget(ticket: ticket)
-                            self.states[index] = .ready
+                        case .acquiring(_, let id):
+                            try self.leaveBudgetQueue(index, id: id)
                         default: self.states[index] = .ready
                         }
                     }
                 }
-                self.wake()
+                try self.wake()
                 let ready = self.states.indices.filter { if case .ready = self.states[$0] { true } else { false } }
                 if let index = ready.randomElement(using: &self.random) {
                     try self.run(index)

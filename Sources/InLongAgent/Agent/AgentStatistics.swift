@@ -79,7 +79,6 @@ final class AgentCounters: Sendable {
     let resent = Atomic(0)
     let readErrors = Atomic(0)
     let checkpointsWritten = Atomic(0)
-    let checkpointError = Mutex<String?>(nil)
 
     func read(lines: Int, bytes: Int) {
         self.linesRead.add(lines, ordering: .relaxed)
@@ -139,34 +138,5 @@ final class AgentMetrics: Sendable {
         for (path, gauge) in self.gauges { gauge.record(statistics[keyPath: path]) }
         self.openFiles.record(statistics.openFiles)
         self.stalledGroups.record(statistics.stalledGroups.count)
-    }
-}
-
-/// Stop requests, shared by the agent and its instances.
-final class AgentControl: Sendable {
-    private let state = Mutex<ContinuousClock.Instant?>(nil)
-
-    /// When a graceful stop was asked for and what was read gets until when to be acked.
-    func stop(deadline: ContinuousClock.Instant) {
-        self.state.withLock { if $0 == nil { $0 = deadline } }
-    }
-
-    var isStopping: Bool { self.state.withLock { $0 != nil } }
-    var deadline: ContinuousClock.Instant? { self.state.withLock { $0 } }
-
-    /// Sleeps for `duration`, or less when a stop is asked for meanwhile.
-    func sleep(for duration: Duration) async {
-        let until = ContinuousClock.now + duration
-        while !self.isStopping, !Task.isCancelled, ContinuousClock.now < until {
-            try? await Task.sleep(for: min(until - .now, .milliseconds(50)))
-        }
-    }
-
-    /// Returns once a stop was asked for and its deadline passed (or the task is cancelled).
-    func waitForStopDeadline() async {
-        while !Task.isCancelled {
-            if let deadline = self.deadline, ContinuousClock.now >= deadline { return }
-            try? await Task.sleep(for: .milliseconds(50))
-        }
     }
 }

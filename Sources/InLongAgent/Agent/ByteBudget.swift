@@ -3,7 +3,8 @@ import Synchronization
 
 /// The rules of ``ByteBudget`` with no lock: bytes taken before a read and given back at its ack, waiters served in
 /// order so that no file starves, closing sends every waiter away. `available` plus what is held is always the
-/// capacity: a read larger than what was taken for it overdraws, never loses count.
+/// capacity: a read larger than what was taken for it overdraws, never loses count. Every event returns the
+/// waiters it serves, with what each was granted (0: sent away), for the driver to resume.
 struct ByteBudgetState<Waiter> {
     private struct Queued {
         var id: Int
@@ -14,9 +15,6 @@ struct ByteBudgetState<Waiter> {
     let capacity: Int
     private(set) var available: Int
     private var waiters = Deque<Queued>()
-    private var nextTicket = 0
-    /// Tickets cancelled before they queued.
-    private var cancelled: Set<Int> = []
     private(set) var closed = false
 
     init(capacity: Int) {
@@ -26,31 +24,19 @@ struct ByteBudgetState<Waiter> {
 
     var waiting: Int { self.waiters.count }
 
-    enum Acquire {
-        /// Taken now: this many bytes (at most the capacity).
-        case granted(Int)
-        /// Queued until ``release(_:)`` grants it or its ticket is cancelled.
-        case queued
-        /// Closed, or the ticket was cancelled.
-        case refused
-    }
+    typealias Served = (waiter: Waiter, bytes: Int)
 
-    /// A ticket for one ``acquire(_:ticket:waiter:)``, so that a cancellation can come first.
-    mutating func makeTicket() -> Int {
-        defer { self.nextTicket += 1 }
-        return self.nextTicket
-    }
-
-    /// Takes `bytes` (at most the capacity) now, or queues `waiter` behind those already waiting.
-    mutating func acquire(_ bytes: Int, ticket: Int, waiter: Waiter) -> Acquire {
+    /// Takes `bytes` (at most the capacity) for `waiter` now, or queues it behind those already waiting; sends it
+    /// away when closed or `cancelled` (its task was cancelled before it queued).
+    mutating func acquire(_ bytes: Int, id: Int, waiter: Waiter, cancelled: Bool = false) -> [Served] {
         let bytes = min(bytes, self.capacity)
-        if self.closed || self.cancelled.remove(ticket) != nil { return .refused }
+        if self.closed || cancelled { return [(waiter, 0)] }
         if self.waiters.isEmpty, self.available >= bytes {
             self.available -= bytes
-            return .granted(bytes)
+            return [(waiter, bytes)]
         }
-        self.waiters.append(Queued(id: ticket, bytes: bytes, waiter: waiter))
-        return .queued
+        self.waiters.append(Queued(id: id, bytes: bytes, waiter: waiter))
+        return []
     }
 
     /// Takes `bytes` only if no one waits and they are there.
@@ -61,18 +47,12 @@ struct ByteBudgetState<Waiter> {
         return bytes
     }
 
-    /// The waiter of `ticket`, if it waits (it is removed); a ticket not queued yet is refused when it comes.
-    mutating func cancel(ticket: Int) -> Waiter? {
-        guard let index = self.waiters.firstIndex(where: { $0.id == ticket }) else {
-            self.cancelled.insert(ticket)
-            return nil
-        }
-        return self.waiters.remove(at: index).waiter
-    }
-
-    /// A ticket that was served or refused: nothing to remember of it.
-    mutating func forget(ticket: Int) {
-        self.cancelled.remove(ticket)
+    /// Sends the waiter of `id` away, if it waits. A waiter leaving the head of the queue may let those behind it
+    /// through: they are served too.
+    mutating func cancel(id: Int) -> [Served] {
+        guard let index = self.waiters.firstIndex(where: { $0.id == id }) else { return [] }
+        let waiter = self.waiters.remove(at: index).waiter
+        return [(waiter, 0)] + self.serve()
     }
 
     /// Takes `bytes` without waiting (a read that came out larger than what was taken for it).
@@ -80,11 +60,23 @@ struct ByteBudgetState<Waiter> {
         self.available -= max(bytes, 0)
     }
 
-    /// Gives `bytes` back; returns the waiters now served, with what each was granted.
-    mutating func release(_ bytes: Int) -> [(waiter: Waiter, bytes: Int)] {
+    /// Gives `bytes` back; returns the waiters now served.
+    mutating func release(_ bytes: Int) -> [Served] {
         guard bytes > 0 else { return [] }
         self.available += bytes
-        var served: [(Waiter, Int)] = []
+        return self.serve()
+    }
+
+    /// Sends every waiter away, now and later.
+    mutating func close() -> [Served] {
+        self.closed = true
+        defer { self.waiters.removeAll() }
+        return self.waiters.map { ($0.waiter, 0) }
+    }
+
+    /// Serves waiters in order while the first one's bytes are there.
+    private mutating func serve() -> [Served] {
+        var served: [Served] = []
         while let first = self.waiters.first, first.bytes <= self.available {
             self.available -= first.bytes
             self.waiters.removeFirst()
@@ -92,72 +84,71 @@ struct ByteBudgetState<Waiter> {
         }
         return served
     }
-
-    /// Sends every waiter away, now and later.
-    mutating func close() -> [Waiter] {
-        self.closed = true
-        defer { self.waiters.removeAll() }
-        return self.waiters.map(\.waiter)
-    }
 }
 
 /// The bytes read and not yet acked by a set of files (the agent keeps one per group, so that a stalled group
 /// holds at most its share): taken before a read, given back at ack.
 final class ByteBudget: Sendable {
-    private let state: Mutex<ByteBudgetState<CheckedContinuation<Int, Never>>>
+    private typealias State = ByteBudgetState<CheckedContinuation<Int, Never>>
+    private let state: Mutex<State>
+    private let nextID = Atomic(0)
     let capacity: Int
 
     init(capacity: Int) {
-        let state = ByteBudgetState<CheckedContinuation<Int, Never>>(capacity: capacity)
+        let state = State(capacity: capacity)
         self.capacity = state.capacity
         self.state = Mutex(state)
     }
 
-    var available: Int { self.state.withLock { $0.available } }
+    /// The one lock site: runs `event` on the state, then resumes the waiters it served (after the lock, as
+    /// they run on).
+    private func modifyStateAndRunActions<Result: Sendable>(_ event: (inout State) -> (Result, [State.Served])) -> Result {
+        let (result, served) = self.state.withLock { event(&$0) }
+        for (waiter, bytes) in served { waiter.resume(returning: bytes) }
+        return result
+    }
+
+    /// Readers waiting for bytes.
+    var waiting: Int { self.modifyStateAndRunActions { ($0.waiting, []) } }
 
     /// Takes `bytes` (at most the capacity) if no one waits and they are there; `nil` otherwise.
     func tryAcquire(_ bytes: Int) -> Int? {
-        self.state.withLock { $0.tryAcquire(bytes) }
+        self.modifyStateAndRunActions { ($0.tryAcquire(bytes), []) }
     }
 
     /// Takes `bytes` (at most the capacity), waiting for them in turn; returns what was taken, 0 when the budget
     /// was closed or the task cancelled first.
     func acquire(_ bytes: Int) async -> Int {
-        let ticket = self.state.withLock { $0.makeTicket() }
-        let taken = await withTaskCancellationHandler {
+        let id = self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                let result = self.state.withLock { state -> Int? in
-                    switch state.acquire(bytes, ticket: ticket, waiter: continuation) {
-                    case .granted(let bytes): bytes
-                    case .refused: 0
-                    case .queued: nil
-                    }
+                // Cancelled before it queued: the handler found nothing to send away, so it is sent away here.
+                // Both look under the lock, so one of them does.
+                self.modifyStateAndRunActions { state in
+                    ((), state.acquire(bytes, id: id, waiter: continuation, cancelled: Task.isCancelled))
                 }
-                if let result { continuation.resume(returning: result) }
             }
         } onCancel: {
-            self.state.withLock { $0.cancel(ticket: ticket) }?.resume(returning: 0)
+            self.modifyStateAndRunActions { ((), $0.cancel(id: id)) }
         }
-        // A cancellation that found the waiter already served is remembered: forget it.
-        self.state.withLock { $0.forget(ticket: ticket) }
-        return taken
     }
 
     /// Takes `bytes` without waiting (a read that came out larger than what was taken for it).
     func overdraw(_ bytes: Int) {
         guard bytes > 0 else { return }
-        self.state.withLock { $0.overdraw(bytes) }
+        self.modifyStateAndRunActions { state in
+            state.overdraw(bytes)
+            return ((), [])
+        }
     }
 
     func release(_ bytes: Int) {
         guard bytes > 0 else { return }
-        let served = self.state.withLock { $0.release(bytes) }
-        for (waiter, bytes) in served { waiter.resume(returning: bytes) }
+        self.modifyStateAndRunActions { ((), $0.release(bytes)) }
     }
 
     /// Sends every waiter away, now and later.
     func close() {
-        let waiters = self.state.withLock { $0.close() }
-        for waiter in waiters { waiter.resume(returning: 0) }
+        self.modifyStateAndRunActions { ((), $0.close()) }
     }
 }

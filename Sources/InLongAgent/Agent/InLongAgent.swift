@@ -1,3 +1,4 @@
+import AsyncAlgorithms
 import Foundation
 public import InLongDataProxy
 import InLongTransport
@@ -28,14 +29,17 @@ public final class InLongAgent: Service, Sendable {
     /// `nil` when no metrics backend is configured or bootstrapped.
     let metrics: AgentMetrics?
     let control = AgentControl()
-    let registry = Mutex<FileRegistry?>(nil)
-    /// The files read since start, for statistics: their counts and sizes.
-    let files = Mutex<[FileRegistry.Key: FileStatus]>([:])
-    let recovered = Mutex<CheckpointStore.Recovery?>(nil)
-    /// One lane per group, while ``run()`` runs and after (for the last statistics).
-    let lanes = Mutex<[String: Lane]>([:])
-    let clientsRunning = Atomic(false)
-    let stalls: Mutex<StallWatch>
+    private let state: Mutex<State>
+    private let nextWaiterID = Atomic(0)
+
+    /// Everything that changes while the agent runs, behind one lock: the file set's machine, and the lanes.
+    struct State {
+        var machine: AgentStateMachine<CheckedContinuation<Void, Never>>
+        /// One lane per group, while ``run()`` runs and after (for the last statistics).
+        var lanes: [String: Lane] = [:]
+        var clientsRunning = false
+        var recovery: CheckpointStore.Recovery?
+    }
 
     /// What one group's files go through: its own client (so that a cluster that is down holds only this group's
     /// share of memory, and `send` for another group never waits behind it), its own share of the read-ahead
@@ -47,22 +51,6 @@ public final class InLongAgent: Service, Sendable {
         let counters: AgentCounters
     }
 
-    /// What the statistics read of a file: its source's counts and sizes.
-    final class FileStatus: Sendable {
-        struct Values {
-            var size: Int64 = 0
-            var committed: Int64 = 0
-            var scanned: Int64 = 0
-            var empty = 0
-            var overlong = 0
-            var truncations = 0
-            /// Its instance runs (a stopped instance's file still counts in the lag).
-            var open = true
-        }
-
-        let values = Mutex(Values())
-    }
-
     public init(
         configuration: AgentConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -72,7 +60,15 @@ public final class InLongAgent: Service, Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.metrics = metricsFactoryInUse(configuration.client.metricsFactory).map { AgentMetrics(factory: $0) }
-        self.stalls = Mutex(StallWatch(after: configuration.stallAfter))
+        self.state = Mutex(State(machine: AgentStateMachine(maxOpenFiles: configuration.maxOpenFiles, stallAfter: configuration.stallAfter)))
+    }
+
+    /// The one lock site: runs `event` on the state, then resumes the waiters it returns (after the lock, as they
+    /// run on).
+    private func modifyStateAndRunActions<Result: Sendable>(_ event: (inout State) -> (Result, [CheckedContinuation<Void, Never>])) -> Result {
+        let (result, resume) = self.state.withLock { event(&$0) }
+        for waiter in resume { waiter.resume() }
+        return result
     }
 
     /// Stops reading; what was read gets until ``AgentConfiguration/shutdownTimeout`` to be acked.
@@ -81,7 +77,7 @@ public final class InLongAgent: Service, Sendable {
     }
 
     /// The checkpoint file that was unreadable at start and set aside, if any.
-    public var checkpointRecovery: CheckpointStore.Recovery? { self.recovered.withLock { $0 } }
+    public var checkpointRecovery: CheckpointStore.Recovery? { self.modifyStateAndRunActions { ($0.recovery, []) } }
 
     /// The groups of the sources, each sent through its own client.
     public var groups: [String] { Array(Set(self.configuration.sources.map(\.group))).sorted() }
@@ -89,8 +85,26 @@ public final class InLongAgent: Service, Sendable {
     /// The statistics of the client sending `group`'s lines (proxies reached, why others cannot be, acks and
     /// failures), or `nil` when the agent does not run.
     public func clientStatistics(group: String) -> DataProxyClientStatistics? {
-        guard self.clientsRunning.load(ordering: .relaxed) else { return nil }
-        return self.lanes.withLock { $0[group] }?.client.statistics()
+        let lane = self.modifyStateAndRunActions { ($0.clientsRunning ? $0.lanes[group] : nil, []) }
+        return lane?.client.statistics()
+    }
+
+    /// Returns once the agent caught up: it scanned, and every file found is read to its end (a last line without
+    /// its newline counts as read) and acked, and no file waiting for a slot has bytes past its checkpoint; or once
+    /// its run ended, or the task is cancelled. `inlong agent --once` stops it then.
+    package func waitUntilCaughtUp() async {
+        let id = self.nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                // Cancelled before it queued: the handler found nothing, so it returns here. Both look under the
+                // lock, so one of them resumes it.
+                self.modifyStateAndRunActions { state in
+                    ((), state.machine.waitUntilCaughtUp(id: id, continuation, cancelled: Task.isCancelled))
+                }
+            }
+        } onCancel: {
+            self.modifyStateAndRunActions { ((), $0.machine.cancelWait(id: id)) }
+        }
     }
 
     public func statistics() -> AgentStatistics {
@@ -99,9 +113,10 @@ public final class InLongAgent: Service, Sendable {
         statistics.filesReleased = self.counters.filesReleased.load(ordering: .relaxed)
         statistics.readErrors = self.counters.readErrors.load(ordering: .relaxed)
         statistics.checkpointsWritten = self.counters.checkpointsWritten.load(ordering: .relaxed)
-        statistics.checkpointError = self.counters.checkpointError.withLock { $0 }
-        let lanes = self.lanes.withLock { $0 }
-        let stalled = self.stalls.withLock { $0.stalled }
+        let (lanes, stalled) = self.modifyStateAndRunActions { state in
+            state.machine.fill(&statistics)
+            return ((state.lanes, state.machine.stalled), [])
+        }
         let now = ContinuousClock.now
         for lane in lanes.values.sorted(by: { $0.group < $1.group }) {
             let counters = lane.counters
@@ -127,21 +142,6 @@ public final class InLongAgent: Service, Sendable {
             statistics.resent += counters.resent.load(ordering: .relaxed)
             statistics.readErrors += counters.readErrors.load(ordering: .relaxed)
         }
-        let registry = self.registry.withLock { ($0?.waiting ?? 0, $0?.scans ?? 0, $0?.waitingBytes ?? 0) }
-        (statistics.filesWaiting, statistics.scans) = (registry.0, registry.1)
-        // Files that wait for a slot are lag too: present in matching files and not acked.
-        statistics.lagBytes = registry.2
-        statistics.unreadBytes = registry.2
-        let files = self.files.withLock { Array($0.values) }
-        for file in files {
-            let values = file.values.withLock { $0 }
-            if values.open { statistics.openFiles += 1 }
-            statistics.lagBytes += max(0, values.size - values.committed)
-            statistics.unreadBytes += max(0, values.size - values.scanned)
-            statistics.emptyLines += values.empty
-            statistics.overlongLines += values.overlong
-            statistics.truncations += values.truncations
-        }
         return statistics
     }
 
@@ -161,30 +161,44 @@ public final class InLongAgent: Service, Sendable {
         let store = CheckpointStore(path: self.configuration.checkpointPath)
         let (checkpoint, recovery) = try store.load()
         if let recovery {
-            self.recovered.withLock { $0 = recovery }
             self.logger.error(
                 "the checkpoint was unreadable and is set aside; files are read from their start",
                 metadata: ["inlong.checkpoint": "\(store.path)", "inlong.setAside": "\(recovery.setAsidePath)", "inlong.reason": "\(recovery.reason)"]
             )
         }
-        self.registry.withLock { $0 = FileRegistry(checkpoint: checkpoint, maxOpenFiles: self.configuration.maxOpenFiles) }
         let lanes = self.makeLanes()
-        self.lanes.withLock { $0 = lanes }
+        self.modifyStateAndRunActions { state in
+            state.machine.started(checkpoint: checkpoint)
+            state.recovery = recovery
+            state.lanes = lanes
+            return ((), [])
+        }
         let deadLetters = DeadLetterFile(path: self.configuration.deadLetterPath)
         await withDiscardingTaskGroup { clients in
             // Without their own graceful-shutdown handlers: the agent closes the clients itself, once reading
             // stopped. Cancelling the agent cancels them with it.
             for lane in lanes.values { clients.addTask { try? await lane.client.runUntilClosed() } }
-            self.clientsRunning.store(true, ordering: .relaxed)
+            self.modifyStateAndRunActions { state in
+                state.clientsRunning = true
+                return ((), [])
+            }
             await withTaskCancellationHandler {
                 await withGracefulShutdownHandler {
                     await withTaskGroup(of: Void.self) { group in
                         group.addTask { await self.checkpointLoop(store) }
                         await withDiscardingTaskGroup { instances in
-                            while !self.control.isStopping, !Task.isCancelled {
+                            // A scan at once, then one per interval until a stop (a graceful shutdown is one too).
+                            if !self.control.isStopping, !Task.isCancelled {
                                 self.scan(lanes: lanes, deadLetters: deadLetters, into: &instances)
-                                await self.control.sleep(for: self.configuration.scanInterval)
                             }
+                            let ticks = AsyncTimerSequence(interval: self.configuration.scanInterval, clock: .continuous).map { _ in }
+                            for await _ in merge(ticks, self.control.stopRequests()).cancelOnGracefulShutdown() {
+                                if self.control.isStopping { break }
+                                self.scan(lanes: lanes, deadLetters: deadLetters, into: &instances)
+                            }
+                            // The timer may end at a graceful shutdown before its handler asked for the stop: the
+                            // first stop sets the deadline, a second changes nothing.
+                            self.stop()
                             // Stopping: the clients send what they hold now and fail the rest at the stop deadline,
                             // so the instances, still waiting, take every last outcome before they end.
                             let grace = self.control.deadline.map { max($0 - .now, .zero) } ?? .zero
@@ -203,7 +217,10 @@ public final class InLongAgent: Service, Sendable {
             }
             for lane in lanes.values { lane.client.close(deadline: .seconds(1)) }
         }
-        self.clientsRunning.store(false, ordering: .relaxed)
+        self.modifyStateAndRunActions { state in
+            state.clientsRunning = false
+            return ((), state.machine.runEnded())
+        }
         // After every instance took its outcomes and the clients ended: the last acks are in this checkpoint.
         self.writeCheckpoint(store, force: true)
         self.metrics?.publish(self.statistics())
@@ -245,29 +262,17 @@ public final class InLongAgent: Service, Sendable {
                 }
             }
         }
-        let decisions = self.registry.withLock { $0!.scanned(found) }
-        // Sizes of files being read, for the lag, also while their instance waits.
-        self.files.withLock { files in
-            for file in found {
-                guard let status = files[FileRegistry.Key(device: file.device, inode: file.inode)] else { continue }
-                status.values.withLock { $0.size = max($0.size, file.size) }
-            }
-        }
-        for decision in decisions {
-            switch decision {
-            case .moved(let key, let path):
-                self.registry.withLock { $0!.moved(key, to: path) }
+        let actions = self.modifyStateAndRunActions { $0.machine.scanned(found) }
+        for action in actions {
+            switch action {
+            case .moved(let path):
                 self.logger.info("file renamed", metadata: ["inlong.path": "\(path)"])
-                self.movedPaths.withLock { $0[key] = path }
             case .open(let file, let firstScan):
                 let lane = lanes[self.configuration.sources[file.source].group]!
                 self.start(file, firstScan: firstScan, lane: lane, deadLetters: deadLetters, into: &instances)
             }
         }
     }
-
-    /// New paths of files being read, for their instances to pick up.
-    let movedPaths = Mutex<[FileRegistry.Key: String]>([:])
 
     private func start(
         _ file: FileRegistry.Found,
@@ -284,31 +289,31 @@ public final class InLongAgent: Service, Sendable {
                 maxLineLength: source.maxLineLength,
                 overlong: source.overlong == .skip ? .skip : .truncate
             ) { identity, fd in
-                self.registry.withLock { registry in
-                    registry!.start(for: identity, firstScan: firstScan, startAtEnd: source.startAt == .end) { entry in
+                self.modifyStateAndRunActions { state in
+                    let offset = state.machine.startOffset(for: identity, firstScan: firstScan, startAtEnd: source.startAt == .end) { entry in
                         entry.matches(identity, descriptor: fd)
                     }
+                    return (offset, [])
                 }
             }
         } catch {
+            self.modifyStateAndRunActions { ((), $0.machine.openFailed()) }
             self.logger.warning("cannot open a file", metadata: ["inlong.path": "\(file.path)", "inlong.error": "\(error)"])
             return
         }
-        let identity = tail.identity
-        let key = FileRegistry.Key(device: identity.device, inode: identity.inode)
-        self.registry.withLock { $0!.opened(identity, path: file.path, committed: tail.committedOffset) }
+        let key = FileRegistry.Key(device: tail.identity.device, inode: tail.identity.inode)
         self.counters.filesOpened.add(1, ordering: .relaxed)
-        let status = FileStatus()
-        self.files.withLock { $0[key] = status }
         self.logger.info("reading a file", metadata: ["inlong.path": "\(file.path)", "inlong.offset": "\(tail.committedOffset)"])
         let fileSource = FileSource(
             tail: tail,
             releaseAfter: self.configuration.releaseAfter,
-            othersWaiting: { self.registry.withLock { ($0?.waiting ?? 0) > 0 } },
-            movedPath: { self.movedPaths.withLock { $0.removeValue(forKey: key) } }
+            othersWaiting: { self.modifyStateAndRunActions { ($0.machine.othersWaiting, []) } },
+            movedPath: { self.modifyStateAndRunActions { ($0.machine.takeMovedPath(key), []) } }
         )
         // Counted from the start: what is left to read shows before the file's first read.
-        self.progress(fileSource, status: status)
+        self.modifyStateAndRunActions { state in
+            ((), state.machine.opened(tail.identity, path: file.path, progress: Self.progress(of: fileSource, unacked: 0)))
+        }
         let sink = DataProxySink(
             client: lane.client,
             group: source.group,
@@ -336,42 +341,39 @@ public final class InLongAgent: Service, Sendable {
                 counters: lane.counters,
                 origin: origin,
                 logger: logger
-            ) {
-                self.progress(fileSource, status: status)
+            ) { unacked in
+                let progress = Self.progress(of: fileSource, unacked: unacked)
+                self.modifyStateAndRunActions { ((), $0.machine.progress(fileSource.tail.identity, progress)) }
             }
             let end = await instance.run()
-            self.progress(fileSource, status: status)
+            self.modifyStateAndRunActions { ((), $0.machine.instanceEnded(fileSource.tail.identity, released: end == .released)) }
             if end == .released {
-                self.files.withLock { $0[key] = nil }
-                self.registry.withLock { $0!.released(fileSource.tail.identity) }
                 self.counters.filesReleased.add(1, ordering: .relaxed)
                 logger.info("file released", metadata: ["inlong.path": "\(fileSource.tail.path)"])
-            } else {
-                status.values.withLock { $0.open = false }
             }
         }
     }
 
-    /// Records a file's committed offset and counts (from its instance's task).
-    private func progress(_ source: FileSource, status: FileStatus) {
+    /// A file's committed offset and counts, as its instance reports them.
+    private static func progress(of source: FileSource, unacked: Int) -> AgentStateMachine<CheckedContinuation<Void, Never>>.FileProgress {
         let tail = source.tail
-        self.registry.withLock { $0!.committed(tail.identity, offset: tail.committedOffset) }
-        status.values.withLock { values in
-            values.size = tail.size
-            values.committed = tail.committedOffset
-            values.scanned = tail.scannedOffset
-            values.empty = source.emptyLines
-            values.overlong = tail.overlongLines
-            values.truncations = tail.truncations
-        }
+        return .init(
+            size: tail.size,
+            committed: tail.committedOffset,
+            scanned: tail.scannedOffset,
+            unacked: unacked,
+            emptyLines: source.emptyLines,
+            overlongLines: tail.overlongLines,
+            truncations: tail.truncations
+        )
     }
 
     // MARK: Checkpoint and stalls
 
+    /// Runs until cancelled once every instance ended, not at the graceful shutdown: during the drain the
+    /// checkpoint still follows the acks, and stalls are still reported.
     private func checkpointLoop(_ store: CheckpointStore) async {
-        while !Task.isCancelled {
-            try? await Task.sleep(for: self.configuration.checkpointInterval)
-            if Task.isCancelled { return }
+        for await _ in AsyncTimerSequence(interval: self.configuration.checkpointInterval, clock: .continuous) {
             self.writeCheckpoint(store, force: false)
             self.watchStalls()
             self.metrics?.publish(self.statistics())
@@ -382,31 +384,39 @@ public final class InLongAgent: Service, Sendable {
     /// again.
     private func watchStalls() {
         let now = ContinuousClock.now
-        for group in self.statistics().groups {
-            switch self.stalls.withLock({ $0.observe(group: group.group, ended: group.linesEnded, waiting: group.linesWaiting, now: now) }) {
-            case .stalled(let name, let since)?:
+        let groups = self.statistics().groups
+        let changes = self.modifyStateAndRunActions { ($0.machine.observe(groups: groups, now: now), []) }
+        for change in changes {
+            switch change {
+            case .stalled(let name, let since):
                 let problem = self.clientStatistics(group: name).flatMap(Self.proxyProblem) ?? "no proxy answers"
+                let waiting = groups.first { $0.group == name }?.linesWaiting ?? 0
                 self.logger.warning(
-                    "group \(name) is stalled: \(group.linesWaiting) lines wait and none was acked for \(now - since); \(problem)",
+                    "group \(name) is stalled: \(waiting) lines wait and none was acked for \(now - since); \(problem)",
                     metadata: ["inlong.group": "\(name)"]
                 )
-            case .moving(let name)?:
+            case .moving(let name):
                 self.logger.notice("group \(name) moves again", metadata: ["inlong.group": "\(name)"])
-            case nil:
-                break
             }
         }
     }
 
     private func writeCheckpoint(_ store: CheckpointStore, force: Bool) {
-        guard let checkpoint = self.registry.withLock({ $0?.checkpoint(force: force) }) else { return }
+        guard let checkpoint = self.modifyStateAndRunActions({ ($0.machine.checkpoint(force: force), []) }) else { return }
         do {
             try store.save(checkpoint)
             self.counters.checkpointsWritten.add(1, ordering: .relaxed)
-            self.counters.checkpointError.withLock { $0 = nil }
+            self.checkpointWritten(error: nil)
         } catch {
-            self.counters.checkpointError.withLock { $0 = "\(error)" }
+            self.checkpointWritten(error: "\(error)")
             self.logger.error("cannot write the checkpoint", metadata: ["inlong.checkpoint": "\(store.path)", "inlong.error": "\(error)"])
+        }
+    }
+
+    private func checkpointWritten(error: String?) {
+        self.modifyStateAndRunActions { state in
+            state.machine.checkpointWritten(error: error)
+            return ((), [])
         }
     }
 }

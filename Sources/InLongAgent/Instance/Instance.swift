@@ -19,23 +19,33 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
     let counters: AgentCounters
     let origin: String
     let logger: Logger
-    /// Called after reads, acks and idle looks (the agent records the committed offset and the counts).
-    let onProgress: () -> Void
+    /// Called once per step, after the outcomes that ended were settled and before the next action (so before any
+    /// wait), and at the end, with the bytes read and not yet acked (the agent records the committed offset and the
+    /// counts).
+    let onProgress: (_ unackedBytes: Int) -> Void
 
     func run() async -> End {
         var machine = Machine(limits: self.limits)
-        self.onProgress()
+        // Whether the machine was told of the stop: until then every wait also ends at the stop.
+        var stopping = false
         while true {
             if Task.isCancelled {
+                self.onProgress(machine.unackedBytes)
                 self.apply(machine.finished())
                 return .stopped
             }
-            if let deadline = self.control.deadline { machine.stop(deadline: deadline) }
+            if let deadline = self.control.deadline {
+                machine.stop(deadline: deadline)
+                stopping = true
+            }
             await self.settle(&machine)
+            // Before anything waits: acks just settled count at once (the agent may have caught up with them).
+            self.onProgress(machine.unackedBytes)
             switch machine.next(now: .now) {
             case .finish(let end):
+                // Reported above, before the machine lets go of what it holds: a stopped file's unacked reads stay
+                // counted.
                 self.apply(machine.finished())
-                self.onProgress()
                 return end
             case .read(let maxBytes):
                 await self.read(maxBytes: maxBytes, &machine)
@@ -46,7 +56,7 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
                 if let taken = self.budget.tryAcquire(bytes) {
                     self.apply(machine.acquired(taken))
                 } else {
-                    let taken = await self.wait(for: wake, budget: bytes)
+                    let taken = await self.wait(for: wake, budget: bytes, untilStop: !stopping)
                     if taken > 0 {
                         self.apply(machine.acquired(taken))
                     } else {
@@ -54,15 +64,14 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
                     }
                 }
             case .wait(let wake):
-                _ = await self.wait(for: wake, budget: nil)
+                _ = await self.wait(for: wake, budget: nil, untilStop: !stopping)
             case .idle(let until):
                 if self.source.isExhausted(now: .now) {
                     machine.sourceExhausted()
                 } else {
-                    _ = await self.wait(for: .init(outcome: nil, until: until), budget: nil)
+                    _ = await self.wait(for: .init(outcome: nil, until: until), budget: nil, untilStop: !stopping)
                 }
             }
-            self.onProgress()
         }
     }
 
@@ -108,8 +117,9 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
     }
 
     /// Waits for whichever comes first: `bytes` of the budget, the outcome of the first delivery in flight, the
-    /// wake time, a stop (or its deadline, once stopping). Returns the budget taken (0 when none).
-    private func wait(for wake: Machine.Wake, budget bytes: Int?) async -> Int {
+    /// wake time, and a stop while `untilStop` (once the machine knows of the stop, its wake time is the stop's
+    /// deadline). Returns the budget taken (0 when none).
+    private func wait(for wake: Machine.Wake, budget bytes: Int?, untilStop: Bool) async -> Int {
         let control = self.control
         let budget = self.budget
         let sink = self.sink
@@ -123,14 +133,20 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
                     return 0
                 }
             }
-            group.addTask {
-                if control.isStopping {
-                    // The machine asks only for what it still waits for: sleep to the deadline, not to the stop.
-                    if let until { try? await Task.sleep(until: until) } else { try? await Task.sleep(for: .seconds(86_400)) }
-                } else {
-                    await control.sleep(for: until.map { $0 - .now } ?? .seconds(86_400))
+            // A stop the machine does not know of yet ends the wait at once (or when it comes).
+            if untilStop {
+                group.addTask {
+                    await control.waitForStop()
+                    return 0
                 }
-                return 0
+            }
+            // The machine's wake time is a true deadline (a resend due, the next look at the source, the stop's
+            // deadline): one sleep until then, cancelled when something else comes first.
+            if let until {
+                group.addTask {
+                    try? await Task.sleep(until: until, clock: .continuous)
+                    return 0
+                }
             }
             var taken = await group.next() ?? 0
             group.cancelAll()
