@@ -109,7 +109,7 @@ struct AgentCommand: AsyncParsableCommand {
             return
         }
         let logger = self.operatorOptions.logger("inlong.agent")
-        let agent = InLongAgent(configuration: configuration, logger: logger)
+        let agent = Agent(configuration: configuration, logger: logger)
         // Unhealthy while a group is stalled: named, with its waiting lines and why its proxies take nothing.
         let metricsEndpoint = try self.operatorOptions.metricsEndpoint(logger: logger) {
             let stalled = agent.statistics().stalledGroups
@@ -217,7 +217,7 @@ struct AgentCommand: AsyncParsableCommand {
 
     /// Stops the agent once it read every file to its end and every read is acked (a last line without its newline
     /// is neither sent nor committed: it may not be finished).
-    private static func stopWhenCaughtUp(_ agent: InLongAgent) async {
+    private static func stopWhenCaughtUp(_ agent: Agent) async {
         await agent.waitUntilCaughtUp()
         if !Task.isCancelled { agent.stop() }
     }

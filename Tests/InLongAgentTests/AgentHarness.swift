@@ -62,10 +62,10 @@ struct AgentWorkspace: ~Copyable {
 /// Runs an agent for the duration of `body`, then stops it gracefully and waits for its end.
 func withAgent<Result: Sendable>(
     _ configuration: AgentConfiguration,
-    _ body: (InLongAgent) async throws -> Result
+    _ body: (Agent) async throws -> Result
 ) async throws -> Result {
     var debugLogger = Logger(label: "agent-test"); debugLogger.logLevel = .debug
-    let agent = InLongAgent(configuration: configuration, logger: ProcessInfo.processInfo.environment["AGENT_DEBUG"] != nil ? debugLogger : Logger(label: "x", factory: { _ in SwiftLogNoOpLogHandler() }))
+    let agent = Agent(configuration: configuration, logger: ProcessInfo.processInfo.environment["AGENT_DEBUG"] != nil ? debugLogger : Logger(label: "x", factory: { _ in SwiftLogNoOpLogHandler() }))
     let run = Task { try await agent.run() }
     do {
         let result = try await body(agent)

@@ -1,6 +1,6 @@
 public import InLongDataProxy
 
-/// Everything an ``InLongAgent`` needs: what to read, where the checkpoint lives, the budgets, and the client
+/// Everything an ``Agent`` needs: what to read, where the checkpoint lives, the budgets, and the client
 /// that sends. Decodable from the `inlong agent --config` file (see ``AgentConfigurationFile``).
 public struct AgentConfiguration: Sendable {
     /// Files matching `paths` (glob patterns), sent to one group and stream.

@@ -1,6 +1,6 @@
 /// The agent's state with no I/O, no clock and no lock: the file set (``FileRegistry``), what each file's instance
 /// last reported, the new paths of renamed files for their instances, stalled groups, the last checkpoint error,
-/// and who waits for the agent to catch up. ``InLongAgent`` feeds it scans, files opened, instances' progress
+/// and who waits for the agent to catch up. ``Agent`` feeds it scans, files opened, instances' progress
 /// and ends, and runs what it returns.
 ///
 /// Caught up means: scanned at least once, no file the scan decided to open still opening, none waiting for a

@@ -20,7 +20,7 @@ import Synchronization
 /// Run it as a `Service`: a graceful shutdown stops reading, waits up to
 /// ``AgentConfiguration/shutdownTimeout`` for acks, writes the checkpoint and returns. Cancelling ``run()``
 /// stops at once; the checkpoint written is still exact.
-public final class InLongAgent: Service, Sendable {
+public final class Agent: Service, Sendable {
     public let configuration: AgentConfiguration
     let eventLoopGroup: any EventLoopGroup
     let logger: Logger
