@@ -20,7 +20,7 @@ import Testing
         let pool = ConnectionPool(codec: TestCodec(), endpoints: endpoints, configuration: configuration, policy: policy, health: health)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await pool.run() }
-            try await eventually { pool.connections.allSatisfy { $0.connectivityState == .ready } }
+            #expect(await eventually { pool.connections.allSatisfy { $0.connectivityState == .ready } })
             let result = try await body(pool)
             pool.close()
             try await group.next()
@@ -78,9 +78,10 @@ import Testing
             let stuck = (0..<3).map { key in
                 Task { try? await busyConnection.request(.request(UInt32(key)), timeout: .seconds(30)) }
             }
-            try await eventually { busyConnection.inFlightCount == 3 }
+            #expect(await eventually { busyConnection.inFlightCount == 3 })
             for _ in 0..<10 {
-                #expect(try pool.chooseConnection().configuration.endpoints == [idle.endpoint])
+                let answer = try pool.chooseConnection().configuration.endpoints
+                #expect(answer == [idle.endpoint])
             }
             for task in stuck { task.cancel() }
         }
@@ -96,12 +97,13 @@ import Testing
         try await self.withPool([slow.endpoint, other.endpoint], policy: .roundRobin, drainTimeout: .seconds(60)) { pool in
             let draining = pool.connections[0]
             let held = Task { try? await draining.request(.request(1), timeout: .seconds(30)) }
-            try await eventually { draining.inFlightCount == 1 }
+            #expect(await eventually { draining.inFlightCount == 1 })
             #expect(draining.isAcceptingRequests)
             draining.recycle()
             #expect(!draining.isAcceptingRequests)
             for _ in 0..<10 {
-                #expect(try pool.chooseConnection().configuration.endpoints == [other.endpoint])
+                let answer = try pool.chooseConnection().configuration.endpoints
+                #expect(answer == [other.endpoint])
             }
             held.cancel()
         }
@@ -147,7 +149,7 @@ import Testing
             #expect(pool.updateEndpoints([b.endpoint, c.endpoint]))
             #expect(pool.connections[0] === kept)
             try await removed.waitForState(.shutdown)
-            try await eventually { pool.connections.allSatisfy { $0.connectivityState == .ready } }
+            #expect(await eventually { pool.connections.allSatisfy { $0.connectivityState == .ready } })
             #expect(pool.endpoints == [b.endpoint, c.endpoint])
             #expect(kept.statistics().connects == 1)
             #expect(!pool.updateEndpoints([]))
@@ -189,9 +191,9 @@ import Testing
             let group = ServiceGroup(services: [pool], logger: Logger(label: "test"))
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
-                try await eventually { pool.connections.first?.connectivityState == .ready }
+                #expect(await eventually { pool.connections.first?.connectivityState == .ready })
                 let pending = Task { try await pool.request(.request(7, "in flight")) }
-                try await eventually { pool.connections.first?.inFlightCount == 1 }
+                #expect(await eventually { pool.connections.first?.inFlightCount == 1 })
                 trigger.triggerGracefulShutdown()
                 // The in-flight request completes before the connection closes.
                 #expect(try await pending.value.payload == "in flight")

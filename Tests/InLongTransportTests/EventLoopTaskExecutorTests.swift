@@ -48,14 +48,14 @@ import Testing
                 #expect(connection.eventLoop.inEventLoop)
                 return try await connection.request(.request(1), timeout: .seconds(60))
             }
-            try await eventually { connection.inFlightCount == 1 }
+            #expect(await eventually { connection.inFlightCount == 1 })
             task.cancel()
             await #expect {
                 try await task.value
             } throws: { error in
                 (error as? TransportError)?.code == .cancelled
             }
-            try await eventually { connection.inFlightCount == 0 }
+            #expect(await eventually { connection.inFlightCount == 0 })
         }
     }
 
@@ -73,9 +73,9 @@ import Testing
                 var onTheConnectionsLoop = 0
                 var connects = 0
                 while channels < 4 {
-                    try await eventually {
+                    #expect(await eventually {
                         connection.statistics().connects > connects && connection.currentChannel != nil
-                    }
+                    })
                     connects = connection.statistics().connects
                     guard let channel = connection.currentChannel else { continue }
                     channels += 1

@@ -1,3 +1,4 @@
+import InLongTestUtils
 import InLongTransport
 import NIOCore
 import Testing
@@ -14,14 +15,15 @@ import Testing
                 try? await responder.respond(.response(request.key, "answer \(request.payload)"))
             }
         ) { connection in
-            try await eventually { server.activeConnectionCount == 1 }
+            #expect(await eventually { server.activeConnectionCount == 1 })
             for key in 0..<100 as Range<UInt32> { server.push(.request(key, "\(key)")) }
-            try await eventually { server.receivedResponses.count == 100 }
+            #expect(await eventually { server.receivedResponses.count == 100 })
             let answers = server.receivedResponses.sorted { $0.key < $1.key }
             #expect(answers.map(\.key) == Array(0..<100))
             #expect(answers.allSatisfy { $0.payload == "answer \($0.key)" })
             // The connection's own requests still work alongside.
-            #expect(try await connection.request(.request(1_000, "mine")).payload == "mine")
+            let answer = try await connection.request(.request(1_000, "mine")).payload
+            #expect(answer == "mine")
             #expect(connection.statistics().unsolicitedDropped == 0)
         }
     }
@@ -38,14 +40,15 @@ import Testing
                 try? await responder.respond(.response(request.key))
             }
         ) { connection in
-            try await eventually { server.activeConnectionCount == 1 }
+            #expect(await eventually { server.activeConnectionCount == 1 })
             server.push(.request(0, "slow"))
             for key in 1..<20 as Range<UInt32> { server.push(.request(key)) }
-            try await eventually { server.receivedResponses.count == 19 }
+            #expect(await eventually { server.receivedResponses.count == 19 })
             #expect(!server.receivedResponses.contains { $0.key == 0 })
-            #expect(try await connection.request(.request(500)).key == 500)
+            let answer = try await connection.request(.request(500)).key
+            #expect(answer == 500)
             gate.open()
-            try await eventually { server.receivedResponses.contains { $0.key == 0 } }
+            #expect(await eventually { server.receivedResponses.contains { $0.key == 0 } })
         }
     }
 
@@ -69,9 +72,9 @@ import Testing
         ) { connection in
             // Also when the test fails: run() waits for the handler.
             defer { gate.open() }
-            try await eventually { server.activeConnectionCount == 1 }
+            #expect(await eventually { server.activeConnectionCount == 1 })
             server.push(.request(0, "slow"))
-            try await eventually { concurrency.started == 1 }
+            #expect(await eventually { concurrency.started == 1 })
             connection.close()
             // A request turned away shows the channel drains (requests reach it in order, after the drain).
             var refused = false
@@ -81,11 +84,11 @@ import Testing
             #expect(refused)
             // Read while draining: dropped, not handled.
             server.push(.request(1, "late"))
-            try await eventually { connection.statistics().unsolicitedDropped == 1 }
+            #expect(await eventually { connection.statistics().unsolicitedDropped == 1 })
             gate.open()
         }
         // The client closed after writing the answer; the server reads it before it sees the close.
-        try await eventually { server.activeConnectionCount == 0 }
+        #expect(await eventually { server.activeConnectionCount == 0 })
         #expect(server.receivedResponses.map(\.key) == [0])
         #expect(server.receivedResponses.first?.payload == "answer")
         #expect(concurrency.started == 1)
@@ -113,20 +116,20 @@ import Testing
                 try? await responder.respond(.response(request.key))
             }
         ) { connection in
-            try await eventually { server.activeConnectionCount == 1 }
+            #expect(await eventually { server.activeConnectionCount == 1 })
             // 32 MiB in all: more than loopback's socket buffers hold.
             let payload = String(repeating: "x", count: 512 << 10)
             for key in 0..<count { server.push(.request(UInt32(key), payload)) }
             // One running, one queued, one parked: the connection pauses (ReadPauseTests shows that no read is
             // issued then), and the server is left with data it cannot write.
-            try await eventually { connection.statistics().framesIn >= 3 }
+            #expect(await eventually { connection.statistics().framesIn >= 3 })
             #expect(connection.statistics().framesIn == 3)
             // Handed to its worker; the handler may not have begun yet.
-            try await eventually { concurrency.started == 1 }
+            #expect(await eventually { concurrency.started == 1 })
             // Its pushes reach the socket over time; with the client paused, they fill it.
-            try await eventually { server.childrenWritable == [false] }
+            #expect(await eventually { server.childrenWritable == [false] })
             gate.open()
-            try await eventually { server.receivedResponses.count == count }
+            #expect(await eventually { server.receivedResponses.count == count })
             #expect(Set(server.receivedResponses.map(\.key)) == Set(0..<UInt32(count)))
             #expect(concurrency.most == 1)
             #expect(connection.statistics().unsolicitedDropped == 0)
@@ -154,14 +157,14 @@ import Testing
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await pool.run() }
-            try await eventually { first.activeConnectionCount == 1 && second.activeConnectionCount == 1 }
+            #expect(await eventually { first.activeConnectionCount == 1 && second.activeConnectionCount == 1 })
             for key in 0..<5 as Range<UInt32> {
                 first.push(.request(key))
                 second.push(.request(100 + key))
             }
-            try await eventually { concurrency.started == 2 }
+            #expect(await eventually { concurrency.started == 2 })
             gate.open()
-            try await eventually { first.receivedResponses.count == 5 && second.receivedResponses.count == 5 }
+            #expect(await eventually { first.receivedResponses.count == 5 && second.receivedResponses.count == 5 })
             #expect(concurrency.most == 2)
             pool.close()
             try await group.next()

@@ -96,7 +96,7 @@ import Testing
             }
             #expect(observed?.code == .heartbeatTimeout)
             #expect(observed?.mayHaveBeenDelivered == true)
-            try await eventually { server.connectionCount >= 2 }
+            #expect(await eventually { server.connectionCount >= 2 })
             #expect(connection.statistics().disconnects["heartbeatTimeout", default: 0] >= 1)
         }
     }
@@ -133,10 +133,10 @@ import Testing
             } throws: { error in
                 (error as! TransportError).code == .protocolViolation
             }
-            try await eventually { server.connectionCount >= 2 }
+            #expect(await eventually { server.connectionCount >= 2 })
             server.behavior = .echo
             try await connection.waitForState(.ready)
-            try await eventually { connection.connectedEndpoint != nil }
+            #expect(await eventually { connection.connectedEndpoint != nil })
             #expect(connection.statistics().disconnects["protocolViolation", default: 0] >= 1)
         }
     }
@@ -152,7 +152,7 @@ import Testing
                 return error.code == .connectionClosed && error.mayHaveBeenDelivered
             }
             server.behavior = .echo
-            try await eventually { server.connectionCount >= 2 && connection.connectedEndpoint != nil }
+            #expect(await eventually { server.connectionCount >= 2 && connection.connectedEndpoint != nil })
             #expect(await connection.answersEventually(.request(2)))
         }
     }
@@ -183,7 +183,7 @@ import Testing
                 let error = error as! TransportError
                 return error.code == .notConnected && !error.mayHaveBeenDelivered
             }
-            try await eventually { connection.statistics().connectFailures >= 3 }
+            #expect(await eventually { connection.statistics().connectFailures >= 3 })
         }
     }
 
@@ -191,9 +191,9 @@ import Testing
         let server = try await TestServer(behavior: .acceptThenClose)
         defer { Task { await server.stop() } }
         try await withConnection(endpoints: [server.endpoint], waitUntilReady: false) { connection in
-            try await eventually { server.connectionCount >= 3 }
+            #expect(await eventually { server.connectionCount >= 3 })
             server.behavior = .echo
-            try await eventually { connection.connectedEndpoint != nil && connection.connectivityState == .ready }
+            #expect(await eventually { connection.connectedEndpoint != nil && connection.connectivityState == .ready })
             #expect(await connection.answersEventually(.request(9)))
         }
     }
@@ -208,7 +208,7 @@ import Testing
             configure: { $0.backoff = Backoff(initial: .milliseconds(1), maximum: .milliseconds(2), multiplier: 2, jitter: 0.1) },
             waitUntilReady: false
         ) { connection in
-            try await eventually(within: .seconds(60)) { server.connectionCount >= 300 }
+            #expect(await eventually(timeout: .seconds(60)) { server.connectionCount >= 300 })
             server.behavior = .echo
             #expect(await connection.answersEventually(.request(9)))
             #expect(connection.connectivityState == .ready)
@@ -226,7 +226,7 @@ import Testing
             waitUntilReady: false
         ) { connection in
             let start = ContinuousClock.now
-            try await eventually { server.connectionCount >= 4 }
+            #expect(await eventually { server.connectionCount >= 4 })
             let elapsed = ContinuousClock.now - start
             #expect(server.connectionCount <= attemptsAllowed(within: elapsed, initial: .milliseconds(100), maximum: .seconds(1)))
         }
@@ -269,7 +269,7 @@ import Testing
             waitUntilReady: false
         ) { connection in
             let start = ContinuousClock.now
-            try await eventually { connection.statistics().connectFailures >= 3 }
+            #expect(await eventually { connection.statistics().connectFailures >= 3 })
             let elapsed = ContinuousClock.now - start
             #expect(connection.connectivityState != .ready)
             #expect(!connection.isAcceptingRequests)
@@ -288,7 +288,7 @@ import Testing
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await connection.run() }
             try await connection.waitForState(.ready)
-            try await eventually { server.activeConnectionCount == 1 }
+            #expect(await eventually { server.activeConnectionCount == 1 })
             await server.dropConnections()
             try await group.next()
             #expect(connection.connectivityState == .shutdown)
@@ -304,12 +304,12 @@ import Testing
             let observer = Task {
                 for await state in connection.connectivityStates() { seen.append(state) }
             }
-            try await eventually { seen.all.first == .ready && server.activeConnectionCount == 1 }
+            #expect(await eventually { seen.all.first == .ready && server.activeConnectionCount == 1 })
             await server.dropConnections()
-            try await eventually { seen.all.filter { $0 == .ready }.count >= 2 }
+            #expect(await eventually { seen.all.filter { $0 == .ready }.count >= 2 })
             _ = observer
         }
-        try await eventually { seen.all.last == .shutdown }
+        #expect(await eventually { seen.all.last == .shutdown })
         let states = seen.all
         #expect(states.first == .ready)
         #expect(states.contains(.connecting))
@@ -333,9 +333,9 @@ import Testing
                 }
             }
         ) { connection in
-            try await eventually { server.activeConnectionCount == 1 }
+            #expect(await eventually { server.activeConnectionCount == 1 })
             server.push(TestFrame(kind: .push, key: 100, payload: "first"))
-            try await eventually { received.all.count == 1 }
+            #expect(await eventually { received.all.count == 1 })
             server.push(TestFrame(kind: .push, key: 101, payload: "second"))
             // The handler is stuck, yet responses keep flowing.
             for key in 0..<20 {
@@ -344,7 +344,7 @@ import Testing
             }
             #expect(handlerFinished.load(ordering: .relaxed) == false)
             release.continuation.yield()
-            try await eventually { received.all.count == 2 }
+            #expect(await eventually { received.all.count == 2 })
             #expect(received.all.map(\.payload) == ["first", "second"])
         }
     }
@@ -363,7 +363,7 @@ import Testing
                     outcome.append("\(error)")
                 }
             }
-            try await eventually { connection.inFlightCount == 1 }
+            #expect(await eventually { connection.inFlightCount == 1 })
             connection.close()
             await pending.value
             #expect(outcome.all == ["late"])
@@ -376,14 +376,14 @@ import Testing
         defer { Task { await server.stop() } }
         try await withConnection(endpoints: [server.endpoint], configure: { $0.drainTimeout = .milliseconds(100) }) { connection in
             let task = Task { try await connection.request(.request(1), timeout: .seconds(60)) }
-            try await eventually { connection.inFlightCount == 1 }
+            #expect(await eventually { connection.inFlightCount == 1 })
             task.cancel()
             await #expect {
                 try await task.value
             } throws: { error in
                 (error as! TransportError).code == .cancelled
             }
-            try await eventually { connection.inFlightCount == 0 }
+            #expect(await eventually { connection.inFlightCount == 0 })
         }
     }
 
@@ -391,7 +391,7 @@ import Testing
         let server = try await TestServer(behavior: .echo)
         defer { Task { await server.stop() } }
         try await withConnection(endpoints: [server.endpoint], configure: { $0.maxConnectionAge = .milliseconds(100) }) { connection in
-            try await eventually { connection.statistics().connects >= 3 }
+            #expect(await eventually { connection.statistics().connects >= 3 })
             #expect(connection.statistics().disconnects["local", default: 0] >= 2)
             #expect(await connection.answersEventually(.request(1)))
         }
@@ -401,11 +401,11 @@ import Testing
         let server = try await TestServer(behavior: .echo)
         defer { Task { await server.stop() } }
         try await withConnection(endpoints: [server.endpoint]) { connection in
-            try await eventually { server.activeConnectionCount == 1 }
+            #expect(await eventually { server.activeConnectionCount == 1 })
             _ = try await connection.request(.request(1))
         }
         // run() has returned: the server sees the connection closed.
-        try await eventually { server.activeConnectionCount == 0 }
+        #expect(await eventually { server.activeConnectionCount == 0 })
     }
 
     @Test func aPeerThatStopsReadingMakesRequestsQueueUpToTheLimit() async throws {
@@ -436,7 +436,7 @@ import Testing
                 }
                 // 400 × 64 KiB is far more than the socket buffers hold: the rest queue, and past the queue limit
                 // requests are refused without being written.
-                try await eventually { outcomes.all.filter { $0 == .tooManyRequests }.count > 0 }
+                #expect(await eventually { outcomes.all.filter { $0 == .tooManyRequests }.count > 0 })
                 connection.close()
                 try await group.waitForAll()
             }
@@ -454,7 +454,7 @@ import Testing
         defer { Task { await server.stop() } }
         try await withConnection(endpoints: [server.endpoint]) { connection in
             for key in 0..<100 { try await connection.send(.request(UInt32(key))) }
-            try await eventually { server.requestCount == 100 }
+            #expect(await eventually { server.requestCount == 100 })
             #expect(connection.statistics().framesOut >= 100)
         }
     }

@@ -1,3 +1,4 @@
+import InLongTestUtils
 import InLongTransport
 import MetricsTestKit
 import NIOCore
@@ -75,7 +76,7 @@ import Testing
         ) { _, endpoint in
             try await withConnection(endpoints: [endpoint]) { connection in
                 let futures = try (0..<100 as Range<UInt32>).map { try connection.submit(.request($0), timeout: .seconds(60)) }
-                try await eventually { concurrency.started == 2 }
+                #expect(await eventually { concurrency.started == 2 })
                 #expect(concurrency.most == 2)
                 gate.open()
                 for (key, future) in futures.enumerated() {
@@ -111,8 +112,8 @@ import Testing
                                 futures.append(try connection.submit(.request(UInt32(index * 100) + key), timeout: .seconds(60)))
                             }
                         }
-                        try await eventually { server.statistics().queuedRequests == 13 }
-                        try await eventually { concurrency.started == 2 }
+                        #expect(await eventually { server.statistics().queuedRequests == 13 })
+                        #expect(await eventually { concurrency.started == 2 })
                         gate.open()
                         for future in futures { _ = try await future.get() }
                         #expect(concurrency.most == 2)
@@ -147,13 +148,13 @@ import Testing
             for key in 0..<count { client.channel.writeAndFlush(TestFrame.request(UInt32(key), payload).bytes, promise: nil) }
             // One running, one queued, one parked: the connection pauses (ReadPauseTests shows that no read is
             // issued then), and the client is left with data it cannot write.
-            try await eventually { server.statistics().pausedConnections == 1 }
+            #expect(await eventually { server.statistics().pausedConnections == 1 })
             #expect(server.statistics().queuedRequests == 1)
             // Handed to its worker; the handler may not have begun yet.
-            try await eventually { concurrency.started == 1 }
-            try await eventually { !client.channel.isWritable }
+            #expect(await eventually { concurrency.started == 1 })
+            #expect(await eventually { !client.channel.isWritable })
             gate.open()
-            try await eventually { client.responses.count == count }
+            #expect(await eventually { client.responses.count == count })
             #expect(server.statistics().pausedConnections == 0)
             #expect(server.statistics().requestsHandled == count)
             #expect(concurrency.most == 1)
@@ -169,9 +170,9 @@ import Testing
             garbage.writeInteger(UInt32(1))  // a length no frame of this codec has
             try await client.channel.writeAndFlush(garbage)
             if discard {
-                try await eventually { server.statistics().receiveBuffersDiscarded == 1 }
+                #expect(await eventually { server.statistics().receiveBuffersDiscarded == 1 })
                 try await client.channel.writeAndFlush(TestFrame.request(7, "after").bytes)
-                try await eventually { client.responses.map(\.key) == [7] }
+                #expect(await eventually { client.responses.map(\.key) == [7] })
                 #expect(client.channel.isActive)
                 try await client.channel.close()
             } else {
@@ -184,7 +185,7 @@ import Testing
     @Test func thePeersHeartbeatsAreAnswered() async throws {
         try await self.withServer { _, endpoint in
             try await withConnection(endpoints: [endpoint], configure: { $0.heartbeatInterval = .milliseconds(50) }) { connection in
-                try await eventually { connection.statistics().lastHeartbeatRTT != nil }
+                #expect(await eventually { connection.statistics().lastHeartbeatRTT != nil })
             }
         }
     }
@@ -192,9 +193,9 @@ import Testing
     @Test func connectionsOverTheLimitAreClosed() async throws {
         try await self.withServer(configure: { $0.maxConnections = 1 }) { server, endpoint in
             try await withConnection(endpoints: [endpoint]) { first in
-                try await eventually { server.statistics().openConnections == 1 }
+                #expect(await eventually { server.statistics().openConnections == 1 })
                 try await withConnection(endpoints: [endpoint], waitUntilReady: false) { _ in
-                    try await eventually { server.statistics().rejectedConnections >= 1 }
+                    #expect(await eventually { server.statistics().rejectedConnections >= 1 })
                 }
                 let answer = try await first.request(.request(5, "still"))
                 #expect(answer.payload == "still")
@@ -218,7 +219,7 @@ import Testing
             let port = try await server.localAddress().port!
             try await withConnection(endpoints: [Endpoint(host: "127.0.0.1", port: port)]) { connection in
                 let pending = Task { try await connection.request(.request(9), timeout: .seconds(60)) }
-                try await eventually { concurrency.started == 1 }
+                #expect(await eventually { concurrency.started == 1 })
                 server.stop()
                 gate.open()
                 let answer = try await pending.value
@@ -285,13 +286,13 @@ import Testing
                     configure: { $0.reconnect = false },
                     waitUntilReady: false
                 ) { _ in
-                    try await eventually { server.statistics().rejectedConnections == 1 }
+                    #expect(await eventually { server.statistics().rejectedConnections == 1 })
                 }
                 // Published while the server runs, not only at its end.
-                try await eventually {
+                #expect(await eventually {
                     metrics.counterTotal(label: "inlong_transport_server_requests_handled_total", dimensions: listener) == 20
                         && (try? metrics.expectGauge("inlong_transport_server_connections_open", listener).lastValue) == 1
-                }
+                })
             }
             server.stop()
             try await group.next()

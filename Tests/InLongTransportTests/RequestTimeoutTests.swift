@@ -57,7 +57,7 @@ import Testing
         ) { connection in
             // The mode applies to connections accepted from now on: the open one stays black-holed. The proxy
             // accepts after the client sees its connect succeed, so wait for that before switching.
-            try await eventually { proxy.acceptedConnections == 1 }
+            #expect(await eventually { proxy.acceptedConnections == 1 })
             proxy.mode = .pass
             let stuck = Task { () -> TransportError? in
                 do {
@@ -67,7 +67,7 @@ import Testing
                     return error as? TransportError
                 }
             }
-            try await eventually { connection.inFlightCount == 1 }
+            #expect(await eventually { connection.inFlightCount == 1 })
             for key in 1...3 {
                 await #expect {
                     try await connection.request(.request(UInt32(key)), timeout: .milliseconds(200))

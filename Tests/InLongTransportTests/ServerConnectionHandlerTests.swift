@@ -1,3 +1,4 @@
+import InLongTestUtils
 import InLongTransport
 import NIOCore
 import NIOPosix
@@ -64,7 +65,7 @@ import Testing
                     #expect(answers == [.response(1, "1"), .response(2, "2"), .response(3, "1"), .response(4, "3")])
                 }
             }
-            try await eventually { events.closed.load(ordering: .relaxed) == 2 }
+            #expect(await eventually { events.closed.load(ordering: .relaxed) == 2 })
         }
         #expect(events.opened.load(ordering: .relaxed) == 2)
         #expect(events.closed.load(ordering: .relaxed) == 2)
@@ -79,7 +80,7 @@ import Testing
                 let after = try await connection.readToEnd()
                 #expect(after == [])
             }
-            try await eventually { events.closed.load(ordering: .relaxed) == 1 }
+            #expect(await eventually { events.closed.load(ordering: .relaxed) == 1 })
         }
     }
 
@@ -92,7 +93,7 @@ import Testing
                 let after = try await connection.readToEnd()
                 #expect(after == [])
             }
-            try await eventually { events.closed.load(ordering: .relaxed) == 1 }
+            #expect(await eventually { events.closed.load(ordering: .relaxed) == 1 })
         }
         #expect(events.framingErrors.load(ordering: .relaxed) == 1)
     }

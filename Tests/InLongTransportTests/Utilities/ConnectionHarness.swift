@@ -65,16 +65,6 @@ extension PersistentConnection where Codec == TestCodec {
     }
 }
 
-/// Polls `condition` until it holds (bounded).
-func eventually(within limit: Duration = .seconds(60), _ condition: () -> Bool) async throws {
-    let clock = ContinuousClock()
-    let deadline = clock.now + limit
-    while !condition() {
-        guard clock.now < deadline else { throw TimedOut() }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-}
-
 /// Collects values from concurrent tasks.
 final class Collector<Value: Sendable>: Sendable {
     private let values = Mutex<[Value]>([])
