@@ -255,7 +255,10 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         return action
     }
 
-    /// What the machine says now, without changing it.
+    /// What the machine says now, without changing it. Always inlined: every request reads its channel here, and
+    /// this class's code runs unspecialised (the codec is the application's), so a call would pass `Value`'s
+    /// metadata and copy the channel through its value witnesses.
+    @inline(__always)
     private func read<Value: Sendable>(_ query: (borrowing ConnectionMachine) -> Value) -> Value {
         self.state.withLock { query($0) }
     }
