@@ -235,7 +235,9 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     /// Returns the action, for what only ``runUntilClosed()`` can start: a connect or a backoff in its task group,
     /// the end of its loop.
     @discardableResult
-    private func modifyStateAndRunActions(_ event: (inout ConnectionMachine) -> ConnectionMachine.Actions) -> ConnectionMachine.Action {
+    private func modifyStateAndRunActions(
+        _ event: (inout ConnectionMachine) -> ConnectionMachine.Actions
+    ) -> ConnectionMachine.Action {
         let action = self.state.withLock { machine in
             let actions = event(&machine)
             // Under the lock, so that every watcher is told the states in the order they were taken; a yield

@@ -153,7 +153,10 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
 
     /// What the reconnect machine decided, in the driver's terms. `publishing` is the state a `.none` means (a
     /// connect that succeeded makes the connection ready).
-    private mutating func perform(_ action: ReconnectStateMachine.Action, publishing: ConnectivityState? = nil) -> Actions {
+    private mutating func perform(
+        _ action: ReconnectStateMachine.Action,
+        publishing: ConnectivityState? = nil
+    ) -> Actions {
         switch action {
         case .none:
             return publishing.map { self.publish($0) } ?? Actions()

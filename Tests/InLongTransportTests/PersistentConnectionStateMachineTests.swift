@@ -167,7 +167,10 @@ extension PersistentConnectionStateMachine.Actions where Channel == String, Watc
         switch self.then {
         case .none: break
         case .connect(let endpoint, let channelID): lines.append("connect \(endpoint) as #\(channelID)")
-        case .backoff(let delay): lines.append("back off \(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000) ms")
+        case .backoff(let delay):
+            lines.append(
+                "back off \(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000) ms"
+            )
         case .drain(let channel): lines.append("drain \(channel)")
         case .finishRun: lines.append("finish the run")
         case .endWatches(let watchers): lines.append("end " + watchers.joined(separator: " "))

@@ -50,7 +50,9 @@ final class EventLoopBatch<Element: Sendable>: Sendable {
     }
 
     /// The one place the batch's state is changed: lock, one event, unlock; the caller acts on what it returns.
-    private func modifyState<Outcome>(_ event: (inout sending EventLoopBatchState<Element>) -> sending Outcome) -> sending Outcome {
+    private func modifyState<Outcome>(
+        _ event: (inout sending EventLoopBatchState<Element>) -> sending Outcome
+    ) -> sending Outcome {
         self.state.withLock { event(&$0) }
     }
 }
