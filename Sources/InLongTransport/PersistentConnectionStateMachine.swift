@@ -33,8 +33,11 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
 
     private var reconnect: ReconnectStateMachine
     private let endpoints: [Endpoint]
-    /// The open channel, from its connect to its close, draining or not.
-    private var channel: (id: Int, channel: Channel)?
+    /// The channel requests go to: the open one, from its connect to its close, draining or not. A stored
+    /// property of its own, so that a request copies the channel only (the driver reads it for every request).
+    private(set) var openChannel: Channel?
+    /// The open channel's id, which tells its events from those of a channel closed before.
+    private var openChannelID: Int?
     /// The open channel is draining (recycle, age limit, shutdown): it finishes what it has and takes nothing new.
     private var draining = false
     private(set) var connectivity: ConnectivityState = .idle
@@ -51,18 +54,15 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
 
     // MARK: What requests see
 
-    /// The channel requests go to; `nil` when none is open.
-    var openChannel: Channel? { self.channel?.channel }
-
     /// Whether a request submitted now would be written: a channel is open, ready and not draining.
     var isAcceptingRequests: Bool {
-        guard self.channel != nil, !self.draining, case .ready = self.reconnect.state else { return false }
+        guard self.openChannel != nil, !self.draining, case .ready = self.reconnect.state else { return false }
         return true
     }
 
     /// The endpoint of the open channel, when ready.
     var connectedEndpoint: Endpoint? {
-        guard self.channel != nil, case .ready(let index) = self.reconnect.state else { return nil }
+        guard self.openChannel != nil, case .ready(let index) = self.reconnect.state else { return nil }
         return self.endpoints[index]
     }
 
@@ -77,7 +77,8 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
 
     /// The connect to `channelID` succeeded.
     mutating func connected(_ channel: Channel, channelID: Int) -> Actions {
-        self.channel = (channelID, channel)
+        self.openChannel = channel
+        self.openChannelID = channelID
         self.draining = false
         return self.perform(self.reconnect.connectSucceeded(), publishing: .ready)
     }
@@ -88,8 +89,9 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
 
     /// A channel closed; one that is no longer the open one (closed twice, or after the run) changes nothing.
     mutating func channelClosed(channelID: Int) -> Actions {
-        guard self.channel?.id == channelID else { return Actions() }
-        self.channel = nil
+        guard self.openChannelID == channelID else { return Actions() }
+        self.openChannel = nil
+        self.openChannelID = nil
         return self.perform(self.reconnect.connectionClosed())
     }
 
@@ -99,13 +101,13 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
 
     /// The channel stayed up long enough or carried a response: a drop after this is retried at once.
     mutating func provedHealthy(channelID: Int) -> Actions {
-        if self.channel?.id == channelID { self.reconnect.connectionProvedHealthy() }
+        if self.openChannelID == channelID { self.reconnect.connectionProvedHealthy() }
         return Actions()
     }
 
     /// The channel reached its maximum age: it drains, and its close reconnects as usual.
     mutating func ageExpired(channelID: Int) -> Actions {
-        guard self.channel?.id == channelID else { return Actions() }
+        guard self.openChannelID == channelID else { return Actions() }
         return Actions(then: self.startDraining())
     }
 
@@ -123,7 +125,8 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
     mutating func runEnded() -> Actions {
         self.finished = true
         // A cancelled run leaves no close event behind it to clear the channel.
-        self.channel = nil
+        self.openChannel = nil
+        self.openChannelID = nil
         var actions = self.publish(.shutdown)
         actions.then = .endWatches(Array(self.watchers.values))
         self.watchers.removeAll()
@@ -180,9 +183,9 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
     }
 
     private mutating func startDraining() -> Action {
-        guard let open = self.channel else { return .none }
+        guard let open = self.openChannel else { return .none }
         self.draining = true
-        return .drain(open.channel)
+        return .drain(open)
     }
 
     /// Tells every watcher of a change of state; the same state again is no change.
