@@ -35,7 +35,6 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     public typealias InboundRequestHandler = @Sendable (Codec.Inbound, Responder) async -> Void
 
     fileprivate typealias ChannelHandle = PersistentChannelHandle
-    fileprivate typealias State = PersistentConnectionState
 
     /// Runs on every new connection before it counts as ready; throwing closes it, and it counts as a failed
     /// connect (backed off).
@@ -63,7 +62,9 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     private let inbound: InboundHandlerPool<Codec>?
     /// Whether ``run()`` runs the inbound pool's workers (a ``ConnectionPool`` runs one pool for all its connections).
     private let ownsInbound: Bool
-    private let state: Mutex<State>
+    /// Everything that changes, behind the one lock: see ``modifyStateAndRunActions(_:)``.
+    private let state: Mutex<ConnectionMachine>
+    private let nextWatcherID = Atomic<Int>(0)
     private let events: AsyncStream<Event>
     private let eventSink: AsyncStream<Event>.Continuation
     private let counters = StatisticsCounters()
@@ -113,7 +114,6 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         inbound: InboundHandlerPool<Codec>?,
         ownsInbound: Bool
     ) {
-        precondition(!configuration.endpoints.isEmpty, "a persistent connection needs at least one endpoint")
         self.codec = codec
         self.configuration = configuration
         self.eventLoop = eventLoopGroup.next()
@@ -122,14 +122,14 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         self.inbound = inbound
         self.ownsInbound = ownsInbound
         self.state = Mutex(
-            State(
-                machine: ReconnectStateMachine(
+            ConnectionMachine(
+                endpoints: configuration.endpoints,
+                reconnect: ReconnectStateMachine(
                     endpointCount: configuration.endpoints.count,
                     backoff: configuration.backoff,
                     reconnects: configuration.reconnect,
                     random: random
-                ),
-                endpoints: configuration.endpoints
+                )
             )
         )
         (self.events, self.eventSink) = AsyncStream.makeStream()
@@ -141,45 +141,28 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     // MARK: Public API
 
     /// The current connectivity state.
-    public var connectivityState: ConnectivityState { self.state.withLock { $0.connectivity } }
+    public var connectivityState: ConnectivityState { self.read { $0.connectivity } }
 
     /// The current state, then every change, until the connection shuts down.
     public func connectivityStates() -> AsyncStream<ConnectivityState> {
         let (stream, continuation) = AsyncStream.makeStream(of: ConnectivityState.self)
-        let finished = self.state.withLock { state -> Bool in
-            continuation.yield(state.connectivity)
-            guard !state.finished else { return true }
-            let id = state.nextObserverID
-            state.nextObserverID += 1
-            state.observers[id] = continuation
-            continuation.onTermination = { [weak self] _ in
-                _ = self?.state.withLock { $0.observers.removeValue(forKey: id) }
-            }
-            return false
+        let id = self.nextWatcherID.wrappingAdd(1, ordering: .relaxed).newValue
+        continuation.onTermination = { [weak self] _ in
+            self?.modifyStateAndRunActions { $0.watcherRemoved(id: id) }
         }
-        if finished { continuation.finish() }
+        self.modifyStateAndRunActions { $0.watcherAdded(continuation, id: id) }
         return stream
     }
 
     /// Whether a request submitted now would be written: the connection is ready and not draining. A pool
     /// chooses among these only, so a draining connection's refusals never count against its peer.
-    public var isAcceptingRequests: Bool {
-        self.state.withLock { state in
-            guard state.channel != nil, !state.draining, case .ready = state.machine.state else { return false }
-            return true
-        }
-    }
+    public var isAcceptingRequests: Bool { self.read { $0.isAcceptingRequests } }
 
     /// The endpoint of the open channel, when ready.
-    public var connectedEndpoint: Endpoint? {
-        self.state.withLock { state in
-            guard state.channel != nil, case .ready(let index) = state.machine.state else { return nil }
-            return state.endpoints[index]
-        }
-    }
+    public var connectedEndpoint: Endpoint? { self.read { $0.connectedEndpoint } }
 
     /// The open channel (for tests that read socket options).
-    var currentChannel: (any Channel)? { self.state.withLock { $0.channel?.channel } }
+    var currentChannel: (any Channel)? { self.read { $0.openChannel?.channel } }
 
     /// A snapshot of the counters.
     public func statistics() -> ConnectionStatistics { self.counters.snapshot() }
@@ -199,7 +182,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     /// when no connection is ready. The `timeout` (default ``Configuration/requestTimeout``) runs from when the
     /// request is written to the socket; the wait before that is bounded by ``Configuration/queueTimeout``.
     public func request(_ request: Codec.Outbound, timeout: Duration? = nil) async throws -> Codec.Inbound {
-        guard let handle = self.state.withLock({ $0.channel }) else {
+        guard let handle = self.read({ $0.openChannel }) else {
             throw TransportError(.notConnected, endpoint: nil)
         }
         return try await handle.request(
@@ -215,7 +198,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     /// no connection is ready. The future fails as ``request(_:timeout:)`` throws; it is not cancelled with the
     /// caller's task.
     public func submit(_ request: Codec.Outbound, timeout: Duration? = nil) throws -> EventLoopFuture<Codec.Inbound> {
-        guard let handle = self.state.withLock({ $0.channel }) else {
+        guard let handle = self.read({ $0.openChannel }) else {
             throw TransportError(.notConnected, endpoint: nil)
         }
         return handle.submit(request, codec: self.codec, timeout: TimeAmount(timeout ?? self.configuration.requestTimeout))
@@ -223,7 +206,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
 
     /// Writes `frame` without expecting a response; returns once it is written to the socket.
     public func send(_ frame: Codec.Outbound) async throws {
-        guard let handle = self.state.withLock({ $0.channel }) else {
+        guard let handle = self.read({ $0.openChannel }) else {
             throw TransportError(.notConnected, endpoint: nil)
         }
         try await handle.send(frame, codec: self.codec)
@@ -231,7 +214,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
 
     /// Writes `frame` without waiting for anything; errors are dropped.
     public func sendAndForget(_ frame: Codec.Outbound) {
-        guard let handle = self.state.withLock({ $0.channel }) else { return }
+        guard let handle = self.read({ $0.openChannel }) else { return }
         handle.sendAndForget(frame, codec: self.codec)
     }
 
@@ -243,14 +226,43 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
 
     /// Drains the open channel and reconnects (to the next endpoint): for rebalancing.
     public func recycle() {
-        self.state.withLock { Self.startDraining(&$0) }?.drain(within: self.configuration.drainTimeout)
+        self.modifyStateAndRunActions { $0.recycleRequested() }
     }
 
-    /// Marks the open channel draining and returns it, for draining once the lock is released.
-    private static func startDraining(_ state: inout State) -> ChannelHandle? {
-        guard let handle = state.channel else { return nil }
-        state.draining = true
-        return handle
+    // MARK: State
+
+    /// Every change of state: lock, one event of the machine, tell the watchers, unlock, then run the action.
+    /// Returns the action, for what only ``runUntilClosed()`` can start: a connect or a backoff in its task group,
+    /// the end of its loop.
+    @discardableResult
+    private func modifyStateAndRunActions(
+        _ event: (inout ConnectionMachine) -> ConnectionMachine.Actions
+    ) -> ConnectionMachine.Action {
+        let action = self.state.withLock { machine in
+            let actions = event(&machine)
+            // Under the lock, so that every watcher is told the states in the order they were taken; a yield
+            // neither blocks nor calls back.
+            for (watcher, state) in actions.tell { watcher.yield(state) }
+            return actions.then
+        }
+        switch action {
+        case .drain(let handle):
+            handle.drain(within: self.configuration.drainTimeout)
+        case .endWatches(let watchers):
+            // After the lock: ending a stream calls its termination handler, which takes the lock.
+            for watcher in watchers { watcher.finish() }
+        case .none, .connect, .backoff, .finishRun:
+            break
+        }
+        return action
+    }
+
+    /// What the machine says now, without changing it. Always inlined: every request reads its channel here, and
+    /// this class's code runs unspecialised (the codec is the application's), so a call would pass `Value`'s
+    /// metadata and copy the channel through its value witnesses.
+    @inline(__always)
+    private func read<Value: Sendable>(_ query: (borrowing ConnectionMachine) -> Value) -> Value {
+        self.state.withLock { query($0) }
     }
 
     // MARK: Run
@@ -266,89 +278,59 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
 
     /// ``run()`` without a graceful-shutdown handler, for an owner that closes the connection itself (a pool).
     package func runUntilClosed() async {
-        let alreadyStarted = self.state.withLock { state in
-            defer { state.started = true }
-            return state.started
-        }
-        precondition(!alreadyStarted, "PersistentConnection.run() must be called once")
         await withDiscardingTaskGroup { group in
             if self.ownsInbound, let inbound = self.inbound {
                 group.addTask { await inbound.run() }
             }
-            self.perform(self.state.withLock { $0.machine.start() }, group: &group)
-            for await event in self.events {
-                let action = self.handle(event)
-                self.perform(action, group: &group)
-                if case .finish = action { break }
+            var running = self.start(self.modifyStateAndRunActions { $0.runStarted() }, in: &group)
+            var events = self.events.makeAsyncIterator()
+            while running, let event = await events.next() {
+                running = self.start(self.modifyStateAndRunActions { Self.handle(event, in: &$0) }, in: &group)
             }
             // Cancelled or finished: make sure no channel stays open.
-            if let handle = self.state.withLock({ $0.channel }) {
+            if let handle = self.read({ $0.openChannel }) {
                 handle.channel.close(promise: nil)
                 try? await handle.channel.closeFuture.get()
             }
-            self.finish()
+            self.modifyStateAndRunActions { $0.runEnded() }
+            self.eventSink.finish()
             // Handlers under way finish (answers to a closed connection fail); then the workers end.
             if self.ownsInbound { self.inbound?.stop() }
             group.cancelAll()
         }
     }
 
-    private func handle(_ event: Event) -> ReconnectStateMachine.Action {
-        self.state.withLock { state in
-            switch event {
-            case .connected(let handle):
-                state.channel = handle
-                state.draining = false
-                let action = state.machine.connectSucceeded()
-                if case .none = action { self.publish(.ready, in: &state) }
-                return action
-            case .connectFailed:
-                return state.machine.connectFailed()
-            case .closed(let channelID, _):
-                guard state.channel?.id == channelID else { return .none }
-                state.channel = nil
-                return state.machine.connectionClosed()
-            case .backoffElapsed:
-                return state.machine.backoffElapsed()
-            case .provedHealthy(let channelID):
-                guard state.channel?.id == channelID else { return .none }
-                state.machine.connectionProvedHealthy()
-                return .none
-            case .ageExpired(let channelID):
-                guard state.channel?.id == channelID else { return .none }
-                Self.startDraining(&state)?.drain(within: self.configuration.drainTimeout)
-                return .none
-            case .shutdown:
-                return state.machine.shutdownRequested()
-            }
+    private static func handle(_ event: Event, in machine: inout ConnectionMachine) -> ConnectionMachine.Actions {
+        switch event {
+        case .connected(let handle): machine.connected(handle, channelID: handle.id)
+        case .connectFailed: machine.connectFailed()
+        case .closed(let channelID, _): machine.channelClosed(channelID: channelID)
+        case .backoffElapsed: machine.backoffElapsed()
+        case .provedHealthy(let channelID): machine.provedHealthy(channelID: channelID)
+        case .ageExpired(let channelID): machine.ageExpired(channelID: channelID)
+        case .shutdown: machine.shutdownRequested()
         }
     }
 
-    private func perform(_ action: ReconnectStateMachine.Action, group: inout DiscardingTaskGroup) {
+    /// Starts what the machine asked of the run in its task group; `false` once the run is over.
+    private func start(_ action: ConnectionMachine.Action, in group: inout DiscardingTaskGroup) -> Bool {
         switch action {
-        case .none, .cancelConnect:
-            // A connect under way ends within the connect timeout; its outcome then finishes the shutdown.
-            break
-        case .connect(let index, let publish):
-            let (endpoint, channelID) = self.state.withLock { state in
-                self.publish(publish, in: &state)
-                state.nextChannelID += 1
-                return (state.endpoints[index], state.nextChannelID)
-            }
+        case .connect(let endpoint, let channelID):
             group.addTask { await self.connect(to: endpoint, channelID: channelID) }
-        case .backoff(let delay, let publish):
-            self.state.withLock { self.publish(publish, in: &$0) }
+        case .backoff(let delay):
             group.addTask {
                 do {
                     try await Task.sleep(for: delay)
                     self.eventSink.yield(.backoffElapsed)
                 } catch {}
             }
-        case .drainAndClose:
-            self.state.withLock { Self.startDraining(&$0) }?.drain(within: self.configuration.drainTimeout)
-        case .finish:
+        case .finishRun:
+            return false
+        case .none, .drain, .endWatches:
+            // Run by modifyStateAndRunActions(_:).
             break
         }
+        return true
     }
 
     private func connect(to endpoint: Endpoint, channelID: Int) async {
@@ -457,36 +439,9 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         default: reason.underlying == nil ? "closedByPeer" : "error"
         }
     }
-
-    private func publish(_ connectivity: ConnectivityState, in state: inout State) {
-        guard state.connectivity != connectivity else { return }
-        state.connectivity = connectivity
-        for observer in state.observers.values { observer.yield(connectivity) }
-    }
-
-    private func finish() {
-        let observers = self.state.withLock { state in
-            self.publish(.shutdown, in: &state)
-            state.finished = true
-            defer { state.observers.removeAll() }
-            return Array(state.observers.values)
-        }
-        for observer in observers { observer.finish() }
-        self.eventSink.finish()
-    }
 }
 
-/// A ``PersistentConnection``'s state under its lock (see ``PersistentChannelHandle`` for why it is not nested).
-private struct PersistentConnectionState {
-    var machine: ReconnectStateMachine
-    var endpoints: [Endpoint]
-    var channel: PersistentChannelHandle?
-    /// The open channel is draining (recycle, age limit, close): it finishes what it has and takes nothing new.
-    var draining = false
-    var connectivity: ConnectivityState = .idle
-    var observers: [Int: AsyncStream<ConnectivityState>.Continuation] = [:]
-    var nextObserverID = 0
-    var nextChannelID = 0
-    var started = false
-    var finished = false
-}
+/// A ``PersistentConnection``'s machine as it runs (see ``PersistentChannelHandle`` for why not nested).
+private typealias ConnectionMachine = PersistentConnectionStateMachine<
+    PersistentChannelHandle, AsyncStream<ConnectivityState>.Continuation
+>

@@ -323,10 +323,312 @@ struct EndpointHealthSimulation {
     }
 }
 
+/// ``PersistentConnectionStateMachine`` driven as ``PersistentConnection`` drives it, under seeded random
+/// schedules: attempts that open or fail, channels that drop, prove healthy, age out or are recycled, late events
+/// of channels long closed, watchers that come and go, a shutdown or a cancelled run at any moment. Invariants
+/// after every event: one attempt, backoff or channel at a time and never none while it runs; requests go to the
+/// open channel only while it is not draining; every watcher is told each change once, in order, ends told
+/// `shutdown`, and hears nothing once gone.
+final class ConnectionDriverSimulation {
+    /// Channels are their ids; watchers are numbers.
+    typealias Machine = PersistentConnectionStateMachine<Int, Int>
+
+    let seed: UInt64
+    let steps: Int
+    var random: SplitMix64
+    var trace = EventTrace(keep: Int(ProcessInfo.processInfo.environment["INLONG_SIMULATION_TRACE"] ?? "") ?? 30)
+    var step = 0
+    let endpoints: [Endpoint]
+    let reconnects: Bool
+    var machine: Machine
+
+    // What the driver has under way.
+    var attempt: (channelID: Int, endpoint: Endpoint)?
+    var backoffPending = false
+    var open: (channelID: Int, endpoint: Endpoint)?
+    var drainAsked = false
+    var lastChannelID = 0
+    var shutdownAsked = false
+    var runFinished = false
+    var runEnded = false
+
+    // What the watchers heard.
+    var told: [Int: [ConnectivityState]] = [:]
+    var live: Set<Int> = []
+    var ended: Set<Int> = []
+    var nextWatcher = 0
+
+    init(seed: UInt64, steps: Int) {
+        self.seed = seed
+        self.steps = steps
+        var random = SplitMix64(seed: seed)
+        let count = Int.random(in: 1...3, using: &random)
+        self.endpoints = (0..<count).map { Endpoint(host: "127.0.0.\($0 + 1)", port: 4_000) }
+        self.reconnects = Int.random(in: 0..<5, using: &random) > 0
+        let jitter = Mutex(SplitMix64(seed: seed ^ 0x5DEE_CE66))
+        self.machine = Machine(
+            endpoints: self.endpoints,
+            reconnect: ReconnectStateMachine(
+                endpointCount: count,
+                backoff: Backoff(initial: .milliseconds(10), maximum: .seconds(1), multiplier: 2, jitter: 0.2),
+                reconnects: self.reconnects,
+                random: { range in jitter.withLock { Double.random(in: range, using: &$0) } }
+            )
+        )
+        self.random = random
+    }
+
+    func violation(_ invariant: String, _ detail: String) -> SimulationViolation {
+        SimulationViolation(
+            simulation: "connection driver",
+            seed: self.seed,
+            step: self.step,
+            invariant: invariant,
+            detail: detail,
+            trace: self.trace.events
+        )
+    }
+
+    // MARK: Driving the machine as PersistentConnection does
+
+    func apply(_ actions: Machine.Actions) throws {
+        for (watcher, state) in actions.tell {
+            guard !self.ended.contains(watcher) else { throw self.violation("an ended watcher hears nothing", "watcher \(watcher) told \(state)") }
+            guard self.live.contains(watcher) else { throw self.violation("a removed watcher hears nothing", "watcher \(watcher) told \(state)") }
+            let heard = self.told[watcher, default: []]
+            guard heard.last != state else { throw self.violation("a watcher is told each change once", "watcher \(watcher) told \(state) twice") }
+            guard heard.last != .shutdown else { throw self.violation("nothing follows shutdown", "watcher \(watcher) told \(state)") }
+            self.told[watcher, default: []].append(state)
+        }
+        switch actions.then {
+        case .none:
+            break
+        case .connect(let endpoint, let channelID):
+            guard !self.shutdownAsked, !self.runFinished else { throw self.violation("no connect after shutdown", "#\(channelID)") }
+            guard self.attempt == nil, self.open == nil, !self.backoffPending else {
+                throw self.violation("one attempt, backoff or channel at a time", "connect #\(channelID) with \(self.underWay)")
+            }
+            guard channelID > self.lastChannelID else { throw self.violation("channel ids are never reused", "#\(channelID) after #\(self.lastChannelID)") }
+            guard self.endpoints.contains(endpoint) else { throw self.violation("connects only to listed endpoints", "\(endpoint)") }
+            self.lastChannelID = channelID
+            self.attempt = (channelID, endpoint)
+            self.trace.record("connect #\(channelID) to \(endpoint)")
+        case .backoff(let delay):
+            guard self.attempt == nil, self.open == nil, !self.backoffPending else {
+                throw self.violation("one attempt, backoff or channel at a time", "back off with \(self.underWay)")
+            }
+            self.backoffPending = true
+            self.trace.record("back off \(delay)")
+        case .drain(let channel):
+            guard channel == self.open?.channelID else { throw self.violation("drains only the open channel", "#\(channel), open \(self.underWay)") }
+            self.drainAsked = true
+            self.trace.record("drain #\(channel)")
+        case .finishRun:
+            guard self.shutdownAsked || !self.reconnects else { throw self.violation("the run ends only when shut down", "\(self.underWay)") }
+            guard self.attempt == nil, self.open == nil else { throw self.violation("the run ends with nothing open", "\(self.underWay)") }
+            self.runFinished = true
+            self.backoffPending = false
+            self.trace.record("finish the run")
+        case .endWatches(let watchers):
+            for watcher in watchers {
+                guard self.live.remove(watcher) != nil, self.ended.insert(watcher).inserted else {
+                    throw self.violation("a watcher is ended once, while it watches", "watcher \(watcher)")
+                }
+                guard self.told[watcher]?.last == .shutdown else {
+                    throw self.violation("a watcher is told shutdown before it ends", "watcher \(watcher) heard \(self.told[watcher] ?? [])")
+                }
+            }
+            self.trace.record("end watchers \(watchers.sorted())")
+        }
+    }
+
+    var underWay: String {
+        "attempt \(self.attempt.map { "#\($0.channelID)" } ?? "-"), open \(self.open.map { "#\($0.channelID)" } ?? "-"), "
+            + "backoff \(self.backoffPending), drain \(self.drainAsked)"
+    }
+
+    func completeAttempt(succeeds: Bool) throws {
+        guard let attempt = self.attempt else { return }
+        self.attempt = nil
+        if succeeds {
+            self.open = attempt
+            self.drainAsked = false
+            self.trace.record("#\(attempt.channelID) opened")
+            try self.apply(self.machine.connected(attempt.channelID, channelID: attempt.channelID))
+        } else {
+            self.trace.record("#\(attempt.channelID) failed")
+            try self.apply(self.machine.connectFailed())
+        }
+    }
+
+    func closeOpenChannel() throws {
+        guard let open = self.open else { return }
+        self.open = nil
+        self.drainAsked = false
+        self.trace.record("#\(open.channelID) closed")
+        try self.apply(self.machine.channelClosed(channelID: open.channelID))
+    }
+
+    /// An event of a channel that is not the open one must change nothing.
+    func lateEvent() throws {
+        guard self.lastChannelID > 0 else { return }
+        var id = Int.random(in: 1...self.lastChannelID, using: &self.random)
+        if id == self.open?.channelID || id == self.attempt?.channelID { id = self.lastChannelID + 100 }
+        let before = (self.machine.connectivity, self.machine.openChannel, self.machine.isAcceptingRequests)
+        let actions: Machine.Actions
+        switch Int.random(in: 0..<3, using: &self.random) {
+        case 0: actions = self.machine.channelClosed(channelID: id)
+        case 1: actions = self.machine.provedHealthy(channelID: id)
+        default: actions = self.machine.ageExpired(channelID: id)
+        }
+        self.trace.record("late event of #\(id)")
+        let after = (self.machine.connectivity, self.machine.openChannel, self.machine.isAcceptingRequests)
+        guard actions.tell.isEmpty, case .none = actions.then, before == after else {
+            throw self.violation("events of another channel change nothing", "#\(id)")
+        }
+    }
+
+    func addWatcher() throws {
+        let watcher = self.nextWatcher
+        self.nextWatcher += 1
+        self.live.insert(watcher)
+        self.trace.record("watcher \(watcher) added")
+        let actions = self.machine.watcherAdded(watcher, id: watcher)
+        guard actions.tell.count == 1, actions.tell.first?.watcher == watcher, actions.tell.first?.state == self.machine.connectivity else {
+            throw self.violation("a new watcher is told the current state first", "\(actions.tell)")
+        }
+        try self.apply(actions)
+    }
+
+    func removeWatcher() throws {
+        guard let watcher = self.live.randomElement(using: &self.random) else { return }
+        self.live.remove(watcher)
+        self.trace.record("watcher \(watcher) removed")
+        try self.apply(self.machine.watcherRemoved(id: watcher))
+    }
+
+    func endRun() throws {
+        // The driver closes what is open itself; the machine is not told of that close.
+        self.open = nil
+        self.attempt = nil
+        self.runEnded = true
+        self.trace.record("run ended")
+        try self.apply(self.machine.runEnded())
+    }
+
+    // MARK: Invariants
+
+    func check() throws {
+        for watcher in self.live where self.told[watcher]?.last != self.machine.connectivity {
+            throw self.violation("every watcher knows the current state", "watcher \(watcher) heard \(self.told[watcher] ?? []), now \(self.machine.connectivity)")
+        }
+        guard self.machine.openChannel == self.open?.channelID else {
+            throw self.violation("requests go to the open channel", "machine \(String(describing: self.machine.openChannel)), \(self.underWay)")
+        }
+        let accepting = self.open != nil && !self.drainAsked
+        guard self.machine.isAcceptingRequests == accepting else {
+            throw self.violation("only an open channel that is not draining accepts requests", "\(self.underWay)")
+        }
+        if accepting {
+            guard self.machine.connectivity == .ready, self.machine.connectedEndpoint == self.open?.endpoint else {
+                throw self.violation("an accepting connection is ready on its endpoint", "\(self.machine.connectivity), \(String(describing: self.machine.connectedEndpoint))")
+            }
+        }
+        let underWay = [self.attempt != nil, self.open != nil, self.backoffPending].filter { $0 }.count
+        if !self.runFinished, !self.runEnded, !self.shutdownAsked {
+            guard underWay == 1 else { throw self.violation("while it runs, exactly one attempt, backoff or channel", self.underWay) }
+        }
+    }
+
+    func runSchedule() throws {
+        try self.apply(self.machine.runStarted())
+        while self.step < self.steps, !self.runFinished, !self.runEnded {
+            self.step += 1
+            switch Int.random(in: 0..<100, using: &self.random) {
+            case 0..<30:
+                try self.completeAttempt(succeeds: Int.random(in: 0..<3, using: &self.random) > 0)
+            case 30..<40:
+                try self.closeOpenChannel()
+            case 40..<48:
+                if self.backoffPending {
+                    self.backoffPending = false
+                    self.trace.record("backoff elapsed")
+                    try self.apply(self.machine.backoffElapsed())
+                }
+            case 48..<56:
+                if let open = self.open {
+                    self.trace.record("#\(open.channelID) proved healthy")
+                    try self.apply(self.machine.provedHealthy(channelID: open.channelID))
+                }
+            case 56..<60:
+                if let open = self.open {
+                    self.trace.record("#\(open.channelID) aged out")
+                    try self.apply(self.machine.ageExpired(channelID: open.channelID))
+                }
+            case 60..<64:
+                self.trace.record("recycle")
+                try self.apply(self.machine.recycleRequested())
+            case 64..<74:
+                try self.lateEvent()
+            case 74..<84:
+                try self.addWatcher()
+            case 84..<92:
+                try self.removeWatcher()
+            case 92..<96 where Int.random(in: 0..<4, using: &self.random) == 0:
+                self.shutdownAsked = true
+                self.trace.record("shutdown")
+                try self.apply(self.machine.shutdownRequested())
+            case 96..<100 where Int.random(in: 0..<20, using: &self.random) == 0:
+                // The run's task was cancelled.
+                try self.endRun()
+            default:
+                break
+            }
+            try self.check()
+        }
+        if !self.runEnded, !self.runFinished {
+            if !self.shutdownAsked {
+                self.shutdownAsked = true
+                try self.apply(self.machine.shutdownRequested())
+            }
+            // What is under way ends: an attempt (opened, then drained and closed, or failed), or an open channel.
+            for _ in 0..<3 where !self.runFinished {
+                if self.attempt != nil {
+                    try self.completeAttempt(succeeds: Int.random(in: 0..<2, using: &self.random) == 0)
+                } else if self.open != nil {
+                    guard self.drainAsked else { throw self.violation("a shutdown drains the open channel", self.underWay) }
+                    try self.closeOpenChannel()
+                }
+                try self.check()
+            }
+            guard self.runFinished else { throw self.violation("a shutdown ends the run once what is under way ends", self.underWay) }
+        }
+        if !self.runEnded { try self.endRun() }
+        guard self.live.isEmpty, self.machine.connectivity == .shutdown else {
+            throw self.violation("the end of the run ends every watcher", "still watching: \(self.live.sorted())")
+        }
+        // A watcher that comes later is told at once, and ended.
+        let late = self.nextWatcher
+        self.live.insert(late)
+        try self.apply(self.machine.watcherAdded(late, id: late))
+        guard self.ended.contains(late), self.told[late] == [.shutdown] else {
+            throw self.violation("a watcher after the end is told shutdown and ended", "\(self.told[late] ?? [])")
+        }
+    }
+}
+
 @Suite struct ReconnectSimulationTests {
     @Test func aConnectionFindsAPeerOnceOneIsUpAndNeverDialsFlatOut() async throws {
         try await SimulationRuns.explore("reconnect", seeds: 200, offset: 5_000, steps: 1_000) { seed, steps in
             let simulation = ReconnectSimulation(seed: seed, steps: steps)
+            try simulation.runSchedule()
+            return simulation.step
+        }
+    }
+
+    @Test func theConnectionDriverKeepsOneThingUnderWayAndTellsEveryWatcherInOrder() async throws {
+        try await SimulationRuns.explore("connection driver", seeds: 200, offset: 7_000, steps: 500) { seed, steps in
+            let simulation = ConnectionDriverSimulation(seed: seed, steps: steps)
             try simulation.runSchedule()
             return simulation.step
         }

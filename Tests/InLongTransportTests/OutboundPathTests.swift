@@ -107,8 +107,8 @@ import Darwin
     }
 }
 
-/// A seeded generator for the random schedules above (the transport tests depend on nothing of InLong's).
-private struct Xorshift: RandomNumberGenerator {
+/// A seeded generator for the transport tests' random schedules (they depend on nothing of InLong's).
+struct Xorshift: RandomNumberGenerator {
     private var state: UInt64
 
     init(seed: UInt64) { self.state = seed &* 0x9E37_79B9_7F4A_7C15 | 1 }

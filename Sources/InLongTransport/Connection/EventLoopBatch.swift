@@ -2,59 +2,95 @@ import NIOCore
 import Synchronization
 
 /// Items on their way from any thread to one event loop. Items added while a hop is scheduled ride on it, so many
-/// threads adding at once cost one hop per batch, not one per item; the order of adding is kept. The last batch's
-/// storage is kept, emptied, so that a batch allocates nothing once warm.
+/// threads adding at once cost one hop per batch, not one per item; the order of adding is kept. Two arrays take
+/// turns, one filling while the other's batch is delivered, so that a batch allocates nothing once warm.
 final class EventLoopBatch<Element: Sendable>: Sendable {
-    private struct State {
-        var items: [Element] = []
-        var spare: [Element] = []
-        var scheduled = false
-        var closed = false
-    }
-
     private let eventLoop: any EventLoop
-    private let state = Mutex(State())
+    private let state = Mutex(EventLoopBatchState<Element>())
+    /// The array of the last batch delivered, emptied: the next batch is taken into it. Batches are delivered on
+    /// the event loop, so it lives there, with no lock.
+    private let spare: NIOLoopBoundBox<[Element]>
     /// Takes a batch, in order, on the event loop.
     private let deliver: @Sendable ([Element]) -> Void
 
     init(eventLoop: any EventLoop, deliver: @escaping @Sendable ([Element]) -> Void) {
         self.eventLoop = eventLoop
+        self.spare = .makeBoxSendingValue([], eventLoop: eventLoop)
         self.deliver = deliver
     }
 
     /// Adds `item` to the next batch; `false` (and nothing added) once closed.
     func append(_ item: Element) -> Bool {
-        let schedule = self.state.withLock { state -> Bool? in
-            guard !state.closed else { return nil }
-            state.items.append(item)
-            defer { state.scheduled = true }
-            return !state.scheduled
+        switch self.modifyState({ $0.append(item) }) {
+        case .scheduleDelivery:
+            self.eventLoop.execute { self.drain() }
+            return true
+        case .joinedBatch:
+            return true
+        case .refused:
+            return false
         }
-        guard let schedule else { return false }
-        if schedule { self.eventLoop.execute { self.drain() } }
-        return true
     }
 
     /// Delivers what is waiting; on the event loop (also called directly, to deliver before a close).
     func drain() {
-        var batch: [Element] = self.state.withLock { state in
-            state.scheduled = false
-            var batch: [Element] = []
-            swap(&batch, &state.spare)
-            swap(&batch, &state.items)
-            return batch
+        var batch: [Element] = []
+        swap(&batch, &self.spare.value)
+        self.modifyState { $0.take(into: &batch) }
+        if !batch.isEmpty {
+            self.deliver(batch)
+            batch.removeAll(keepingCapacity: true)
         }
-        guard !batch.isEmpty else { return }
-        self.deliver(batch)
-        batch.removeAll(keepingCapacity: true)
-        self.state.withLock { $0.spare = batch }
+        self.spare.value = batch
     }
 
     /// Drops what is waiting; later items are refused.
     func close() {
-        self.state.withLock { state in
-            state.closed = true
-            state.items.removeAll()
-        }
+        self.modifyState { $0.close() }
+    }
+
+    /// The one place the batch's state is changed: lock, one event, unlock; the caller acts on what it returns.
+    private func modifyState<Outcome>(
+        _ event: (inout sending EventLoopBatchState<Element>) -> sending Outcome
+    ) -> sending Outcome {
+        self.state.withLock { event(&$0) }
+    }
+}
+
+/// What waits for the next hop of an ``EventLoopBatch``. Pure: its driver locks, calls one event, unlocks, and
+/// schedules the hop when told to.
+struct EventLoopBatchState<Element> {
+    enum Appended: Equatable {
+        /// The first item since the last delivery: schedule the hop that delivers it.
+        case scheduleDelivery
+        /// A hop is scheduled already: the item rides on it.
+        case joinedBatch
+        /// Closed: the item is not added.
+        case refused
+    }
+
+    private(set) var items: [Element] = []
+    private(set) var isDeliveryScheduled = false
+    private(set) var isClosed = false
+
+    mutating func append(_ item: Element) -> Appended {
+        guard !self.isClosed else { return .refused }
+        self.items.append(item)
+        guard !self.isDeliveryScheduled else { return .joinedBatch }
+        self.isDeliveryScheduled = true
+        return .scheduleDelivery
+    }
+
+    /// The hop runs: every waiting item moves into `batch` (empty), whose room the next items fill.
+    mutating func take(into batch: inout [Element]) {
+        assert(batch.isEmpty, "a batch is taken into an empty array")
+        self.isDeliveryScheduled = false
+        swap(&batch, &self.items)
+    }
+
+    /// Drops what is waiting; later items are refused.
+    mutating func close() {
+        self.isClosed = true
+        self.items.removeAll()
     }
 }

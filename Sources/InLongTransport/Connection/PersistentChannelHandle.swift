@@ -2,9 +2,9 @@ import NIOCore
 
 /// An open channel as tasks reach it: requests go through its inbox, encoded by the caller.
 ///
-/// Not generic (nor nested in ``PersistentConnection``), and neither is ``PersistentConnectionState``, which holds
-/// it: a request passes through both, and unspecialised generic code (the application's codec is in another
-/// module) looks a nested type's metadata up at each use.
+/// Not generic (nor nested in ``PersistentConnection``), and neither is ``PersistentConnectionStateMachine``,
+/// which holds it: a request passes through both, and unspecialised generic code (the application's codec is in
+/// another module) looks a nested type's metadata up at each use.
 struct PersistentChannelHandle: Sendable {
     let id: Int
     let channel: any Channel

@@ -186,44 +186,34 @@ final class HandlerPoolCore: Sendable {
     /// Requests handled so far.
     var handledCount: Int { self.handled.load(ordering: .relaxed) }
     /// Connections not reading now because the pool and its queue are full.
-    var pausedCount: Int { self.machine.withLock { $0.pausedCount } }
+    var pausedCount: Int { self.modifyState { $0.pausedCount } }
     /// Requests waiting for a handler now.
-    var queuedCount: Int { self.machine.withLock { $0.queuedCount } }
+    var queuedCount: Int { self.modifyState { $0.queuedCount } }
 
     /// `false` once stopping: the connection should close.
     func connectionOpened(_ connection: PoolConnection) -> Bool {
-        self.machine.withLock { $0.connectionOpened(connection) }
+        self.modifyState { $0.connectionOpened(connection) }
     }
 
     func connectionClosed(_ connection: PoolConnection) {
-        self.perform(self.machine.withLock { $0.connectionClosed(connection) })
+        self.run(self.modifyState { $0.connectionClosed(connection) })
     }
 
     /// The connection closes gracefully: it takes no new request, and its `close` is called once the requests
     /// under way are answered.
     func connectionDraining(_ connection: PoolConnection) {
-        self.perform(self.machine.withLock { $0.connectionDraining(connection) })
+        self.run(self.modifyState { $0.connectionDraining(connection) })
     }
 
     func submit(_ work: @escaping Work, from connection: PoolConnection) -> HandlerPoolSubmitted {
         let item = WorkItem(run: work)
-        switch self.machine.withLock({ $0.requestReceived(item, on: connection) }) {
-        case .start(let worker, let job):
-            worker.resume(returning: job)
-            return .accepted
-        case .queued:
-            return .accepted
-        case .pauseReading:
-            return .pauseReading
-        case .refused:
-            return .refused
-        }
+        return self.run(self.modifyState { $0.requestReceived(item, on: connection) })
     }
 
     /// No new request is handled; connections close as their requests under way are answered, and ``run()``
     /// returns once every handler has ended.
     func stop() {
-        self.perform(self.machine.withLock { $0.stop() })
+        self.run(self.modifyState { $0.stop() })
     }
 
     /// Runs the workers until ``stop()``.
@@ -247,11 +237,34 @@ final class HandlerPoolCore: Sendable {
     private func next(finished: PoolConnection?) async -> Job? {
         // When work is waiting, the continuation is resumed before this suspends, which costs no hop.
         await withUnsafeContinuation { worker in
-            self.perform(self.machine.withLock { $0.workerReady(worker, finished: finished) })
+            self.run(self.modifyState { $0.workerReady(worker, finished: finished) })
         }
     }
 
-    private func perform(_ effects: Machine.Effects) {
+    // MARK: State
+
+    /// The one place the pool's state is read or changed: lock, one event of the machine, unlock. What the event
+    /// returns is run (``run(_:)``) after the lock is released, so no worker or connection is reached under it.
+    private func modifyState<Outcome>(_ event: (inout sending Machine) -> sending Outcome) -> sending Outcome {
+        self.machine.withLock { event(&$0) }
+    }
+
+    /// A request received: handed to a worker, queued, parked, or refused.
+    private func run(_ received: Machine.Received) -> HandlerPoolSubmitted {
+        switch received {
+        case .start(let worker, let job):
+            worker.resume(returning: job)
+            return .accepted
+        case .queued:
+            return .accepted
+        case .pauseReading:
+            return .pauseReading
+        case .refused:
+            return .refused
+        }
+    }
+
+    private func run(_ effects: Machine.Effects) {
         if let (worker, job) = effects.own { worker.resume(returning: job) }
         for (worker, job) in effects.start { worker.resume(returning: job) }
         for worker in effects.exit { worker.resume(returning: nil) }

@@ -9,8 +9,7 @@ struct ConnectionObserver: Sendable {
     let metrics: TransportMetrics?
 
     func connected() {
-        self.counters.connects.add(1, ordering: .relaxed)
-        self.counters.lastConnectError.withLock { $0 = nil }
+        self.counters.connected()
         self.metrics?.connects.increment()
     }
 
@@ -18,11 +17,7 @@ struct ConnectionObserver: Sendable {
     /// an operator is told of at warning, the retries that follow at debug.
     @discardableResult
     func connectFailed(_ failure: TransportError) -> Bool {
-        self.counters.connectFailures.add(1, ordering: .relaxed)
-        let first = self.counters.lastConnectError.withLock { last in
-            defer { last = "\(failure)" }
-            return last == nil
-        }
+        let first = self.counters.connectFailed(failure)
         self.metrics?.connectFailures.increment()
         return first
     }

@@ -59,7 +59,8 @@ public struct ConnectionStatistics: Hashable, Sendable {
     }
 }
 
-/// Live counters, written from the event loop and read from anywhere.
+/// Live counters, written from the event loop and read from anywhere. Plain counters are atomics; the rest (the
+/// last connect error's text, disconnects by reason) changes once per connect or close, behind one lock.
 final class StatisticsCounters: Sendable {
     let connects = Atomic<Int>(0)
     let connectFailures = Atomic<Int>(0)
@@ -76,19 +77,30 @@ final class StatisticsCounters: Sendable {
     let lastHeartbeatRTTNanoseconds = Atomic<Int>(-1)
     /// `Int.min` when unknown.
     let reportedLoad = Atomic<Int>(.min)
-    private let disconnects = Mutex<[String: Int]>([:])
-    let lastConnectError = Mutex<String?>(nil)
+    private let outcomes = Mutex(ConnectionOutcomes())
+
+    /// A connect succeeded: the last error is forgotten.
+    func connected() {
+        self.connects.add(1, ordering: .relaxed)
+        self.withOutcomes { $0.lastConnectError = nil }
+    }
+
+    /// A connect failed; returns whether it is the first since the last connect (or the start).
+    func connectFailed(_ failure: TransportError) -> Bool {
+        self.connectFailures.add(1, ordering: .relaxed)
+        let description = "\(failure)"
+        return self.withOutcomes { $0.connectFailed(description) }
+    }
 
     func disconnected(reason: String) {
-        self.disconnects.withLock { $0[reason, default: 0] += 1 }
+        self.withOutcomes { $0.disconnects[reason, default: 0] += 1 }
     }
 
     func snapshot() -> ConnectionStatistics {
         var s = ConnectionStatistics()
         s.connects = self.connects.load(ordering: .relaxed)
         s.connectFailures = self.connectFailures.load(ordering: .relaxed)
-        s.lastConnectError = self.lastConnectError.withLock { $0 }
-        s.disconnects = self.disconnects.withLock { $0 }
+        (s.lastConnectError, s.disconnects) = self.withOutcomes { ($0.lastConnectError, $0.disconnects) }
         s.framesOut = self.framesOut.load(ordering: .relaxed)
         s.framesIn = self.framesIn.load(ordering: .relaxed)
         s.bytesOut = self.bytesOut.load(ordering: .relaxed)
@@ -104,5 +116,22 @@ final class StatisticsCounters: Sendable {
         let load = self.reportedLoad.load(ordering: .relaxed)
         s.reportedLoad = load == .min ? nil : load
         return s
+    }
+
+    private func withOutcomes<Value: Sendable>(_ body: (inout ConnectionOutcomes) -> Value) -> Value {
+        self.outcomes.withLock { body(&$0) }
+    }
+}
+
+/// How connects and connections ended: what is not a plain counter.
+private struct ConnectionOutcomes {
+    var lastConnectError: String?
+    var disconnects: [String: Int] = [:]
+
+    /// Whether this failure is the first since the last connect (or the start): the one an operator is told of at
+    /// warning, the retries that follow at debug.
+    mutating func connectFailed(_ description: String) -> Bool {
+        defer { self.lastConnectError = description }
+        return self.lastConnectError == nil
     }
 }
