@@ -86,7 +86,7 @@ extension DataProxyClient {
         /// backoff until its delivery deadline. Requests refused before anything was written are not attempts.
         public var maxAttempts: Int?
         /// Delay before a retry. Defaults to 100 ms doubling to 5 s, ±20 % jitter.
-        public var backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5), multiplier: 2, jitter: 0.2)
+        public var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5), multiplier: 2, jitter: 0.2)
         /// A record not acked this long after `send` fails with ``DataProxyError/Code/deliveryTimeout``.
         /// Defaults to 2 minutes.
         public var deliveryTimeout: Duration = .seconds(120)
@@ -127,7 +127,7 @@ extension DataProxyClient {
         /// How long a failing proxy is first avoided. Defaults to 1 second.
         public var avoidPause: Duration = .seconds(1)
         /// Reconnect backoff. Defaults to 100 ms doubling to 10 s.
-        public var backoff = Backoff()
+        public var backoff = ReconnectBackoff()
         public init() {}
     }
 

@@ -42,7 +42,7 @@ extension DataProxyClient {
     func dispatch(
         _ job: DeliveryJob,
         avoiding: Set<Endpoint>,
-        pool: ConnectionPool<DataProxyCodec>,
+        pool: PersistentConnectionPool<DataProxyCodec>,
         scratch: inout ByteBuffer,
         group: inout DiscardingTaskGroup
     ) -> Bool {

@@ -88,7 +88,7 @@ extension DataProxyClient {
     }
 
     /// A pool over `endpoints`, with the configured connection settings.
-    func makePool(_ endpoints: [Endpoint]) -> ConnectionPool<DataProxyCodec> {
+    func makePool(_ endpoints: [Endpoint]) -> PersistentConnectionPool<DataProxyCodec> {
         // Frames never exceed the configured size (the Manager's `maxPacketLength` only lowers it).
         let maxFrameSize = self.configuration.batching.maxFrameSize
         var transport = PersistentConnection<DataProxyCodec>.Configuration(endpoints: endpoints)
@@ -103,7 +103,7 @@ extension DataProxyClient {
         transport.backoff = connection.backoff
         transport.maxFrameLength = maxFrameSize
         transport.metricsFactory = self.configuration.metricsFactory
-        return ConnectionPool(
+        return PersistentConnectionPool(
             codec: DataProxyCodec(maxFrameSize: maxFrameSize),
             endpoints: endpoints,
             configuration: transport,

@@ -44,7 +44,7 @@ extension PersistentConnection {
         /// Defaults to 90 seconds; `nil` never declares it dead.
         public var readTimeout: Duration? = .seconds(90)
         /// The reconnect backoff. Defaults to 100 ms doubling up to 10 s, ±20 % jitter.
-        public var backoff = Backoff()
+        public var backoff = ReconnectBackoff()
         /// Whether to reconnect after a connection closes or every endpoint failed. Defaults to `true`; with
         /// `false`, ``PersistentConnection/run()`` returns at the first close or failed round of connects.
         public var reconnect = true
@@ -86,7 +86,7 @@ extension PersistentConnection {
         public var linger: Duration?
         /// The handlers of the peer's requests (``PersistentConnection/InboundRequestHandler``): how many run at
         /// once, and how many requests may wait for one; past both, the connection stops reading until there is
-        /// room. A ``ConnectionPool`` shares one such pool among its connections. Defaults to 16 handlers and
+        /// room. A ``PersistentConnectionPool`` shares one such pool among its connections. Defaults to 16 handlers and
         /// 1024 waiting requests.
         public var inboundHandlerPool = HandlerPoolConfiguration(width: 16, queueLimit: 1024)
 
@@ -96,7 +96,7 @@ extension PersistentConnection {
             /// the next frame after garbage.
             case close
             /// Discard what is buffered and go on reading (counted in
-            /// ``ConnectionStatistics/receiveBuffersDiscarded``): for protocols whose framer resynchronises.
+            /// ``PersistentConnectionStatistics/receiveBuffersDiscarded``): for protocols whose framer resynchronises.
             case discardBuffer
         }
 

@@ -60,7 +60,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     private let logger: Logger
     /// Runs the peer's requests; `nil` without a handler.
     private let inbound: InboundHandlerPool<Codec>?
-    /// Whether ``run()`` runs the inbound pool's workers (a ``ConnectionPool`` runs one pool for all its connections).
+    /// Whether ``run()`` runs the inbound pool's workers (a ``PersistentConnectionPool`` runs one pool for all its connections).
     private let ownsInbound: Bool
     /// Everything that changes, behind the one lock: see ``modifyStateAndRunActions(_:)``.
     private let state: Mutex<ConnectionMachine>
@@ -82,7 +82,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     ///   - random: The jitter source for backoff (inject a fixed one in tests).
     ///   - inboundRequestHandler: Handles each frame the peer sends on its own (see ``FrameCodec/kind(of:)``), off
     ///     the event loop; without one, such frames are dropped and counted in
-    ///     ``ConnectionStatistics/unsolicitedDropped``.
+    ///     ``PersistentConnectionStatistics/unsolicitedDropped``.
     public convenience init(
         codec: Codec,
         configuration: Configuration,
@@ -141,11 +141,11 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     // MARK: Public API
 
     /// The current connectivity state.
-    public var connectivityState: ConnectivityState { self.read { $0.connectivity } }
+    public var connectivityState: PersistentConnectionState { self.read { $0.connectivity } }
 
     /// The current state, then every change, until the connection shuts down.
-    public func connectivityStates() -> AsyncStream<ConnectivityState> {
-        let (stream, continuation) = AsyncStream.makeStream(of: ConnectivityState.self)
+    public func connectivityStates() -> AsyncStream<PersistentConnectionState> {
+        let (stream, continuation) = AsyncStream.makeStream(of: PersistentConnectionState.self)
         let id = self.nextWatcherID.wrappingAdd(1, ordering: .relaxed).newValue
         continuation.onTermination = { [weak self] _ in
             self?.modifyStateAndRunActions { $0.watcherRemoved(id: id) }
@@ -165,7 +165,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     var currentChannel: (any Channel)? { self.read { $0.openChannel?.channel } }
 
     /// A snapshot of the counters.
-    public func statistics() -> ConnectionStatistics { self.counters.snapshot() }
+    public func statistics() -> PersistentConnectionStatistics { self.counters.snapshot() }
 
     /// Requests in flight now.
     public var inFlightCount: Int { self.counters.inFlight.load(ordering: .relaxed) }
@@ -443,5 +443,5 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
 
 /// A ``PersistentConnection``'s machine as it runs (see ``PersistentChannelHandle`` for why not nested).
 private typealias ConnectionMachine = PersistentConnectionStateMachine<
-    PersistentChannelHandle, AsyncStream<ConnectivityState>.Continuation
+    PersistentChannelHandle, AsyncStream<PersistentConnectionState>.Continuation
 >

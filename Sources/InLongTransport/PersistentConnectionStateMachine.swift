@@ -26,7 +26,7 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
     struct Actions {
         /// Tell each watcher a state, in this order. The driver does so before it releases its lock, so that a
         /// watcher that registers while the state changes cannot be told the old state after the new one.
-        var tell: [(watcher: Watcher, state: ConnectivityState)] = []
+        var tell: [(watcher: Watcher, state: PersistentConnectionState)] = []
         /// What to do once the lock is released.
         var then: Action = .none
     }
@@ -40,7 +40,7 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
     private var openChannelID: Int?
     /// The open channel is draining (recycle, age limit, shutdown): it finishes what it has and takes nothing new.
     private var draining = false
-    private(set) var connectivity: ConnectivityState = .idle
+    private(set) var connectivity: PersistentConnectionState = .idle
     private var watchers: [Int: Watcher] = [:]
     private var nextChannelID = 0
     private var started = false
@@ -158,7 +158,7 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
     /// connect that succeeded makes the connection ready).
     private mutating func perform(
         _ action: ReconnectStateMachine.Action,
-        publishing: ConnectivityState? = nil
+        publishing: PersistentConnectionState? = nil
     ) -> Actions {
         switch action {
         case .none:
@@ -189,7 +189,7 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
     }
 
     /// Tells every watcher of a change of state; the same state again is no change.
-    private mutating func publish(_ state: ConnectivityState) -> Actions {
+    private mutating func publish(_ state: PersistentConnectionState) -> Actions {
         guard self.connectivity != state else { return Actions() }
         self.connectivity = state
         return Actions(tell: self.watchers.values.map { ($0, state) })

@@ -161,7 +161,7 @@ import Testing
         let refusing = ClosedPort()
         defer { withExtendedLifetime(refusing) {} }
         var configuration = DataProxyClient.Configuration(proxies: [refusing.endpoint])
-        configuration.connection.backoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(200))
+        configuration.connection.backoff = ReconnectBackoff(initial: .milliseconds(50), maximum: .milliseconds(200))
         let outcome = try await sendLines(
             configuration: configuration,
             group: "g",

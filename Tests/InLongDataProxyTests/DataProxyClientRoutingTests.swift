@@ -91,7 +91,7 @@ import Testing
             configuration.connection.maxProxies = 2
             configuration.connection.subsetSeed = seed
             configuration.connection.ejectAfterFailures = 1
-            configuration.connection.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(100), multiplier: 2, jitter: 0)
+            configuration.connection.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(100), multiplier: 2, jitter: 0)
             try await withDataProxyClient(configuration: configuration) { client in
                 for index in 0..<50 { try await client.send("spare-\(index)", group: "g", stream: "s") }
                 #expect(await client.flush(timeout: .seconds(60)))

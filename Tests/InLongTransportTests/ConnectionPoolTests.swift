@@ -10,14 +10,14 @@ import Testing
     func withPool<Result: Sendable>(
         _ endpoints: [Endpoint],
         policy: LoadBalancingPolicy = .leastInFlight,
-        health: ConnectionPool<TestCodec>.HealthPolicy? = nil,
+        health: PersistentConnectionPool<TestCodec>.HealthPolicy? = nil,
         drainTimeout: Duration = .milliseconds(200),
-        _ body: (ConnectionPool<TestCodec>) async throws -> Result
+        _ body: (PersistentConnectionPool<TestCodec>) async throws -> Result
     ) async throws -> Result {
         var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [])
-        configuration.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200))
+        configuration.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(200))
         configuration.drainTimeout = drainTimeout
-        let pool = ConnectionPool(codec: TestCodec(), endpoints: endpoints, configuration: configuration, policy: policy, health: health)
+        let pool = PersistentConnectionPool(codec: TestCodec(), endpoints: endpoints, configuration: configuration, policy: policy, health: health)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await pool.run() }
             #expect(await eventually { pool.connections.allSatisfy { $0.connectivityState == .ready } })
@@ -165,8 +165,8 @@ import Testing
         defer { withExtendedLifetime(dead) {} }
         let endpoint = dead.endpoint
         var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [])
-        configuration.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(100))
-        let pool = ConnectionPool(codec: TestCodec(), endpoints: [endpoint], configuration: configuration)
+        configuration.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(100))
+        let pool = PersistentConnectionPool(codec: TestCodec(), endpoints: [endpoint], configuration: configuration)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await pool.run() }
             await #expect {
@@ -186,7 +186,7 @@ import Testing
         defer { Task { await server.stop() } }
         var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [])
         configuration.drainTimeout = .seconds(30)
-        let pool = ConnectionPool(codec: TestCodec(), endpoints: [server.endpoint], configuration: configuration)
+        let pool = PersistentConnectionPool(codec: TestCodec(), endpoints: [server.endpoint], configuration: configuration)
         try await testGracefulShutdown { trigger in
             let group = ServiceGroup(services: [pool], logger: Logger(label: "test"))
             try await withThrowingTaskGroup(of: Void.self) { tasks in

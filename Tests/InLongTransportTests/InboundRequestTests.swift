@@ -145,7 +145,7 @@ import Testing
         let concurrency = Concurrency()
         var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [])
         configuration.inboundHandlerPool = HandlerPoolConfiguration(width: 2, queueLimit: 100)
-        let pool = ConnectionPool(
+        let pool = PersistentConnectionPool(
             codec: TestCodec(),
             endpoints: [first.endpoint, second.endpoint],
             configuration: configuration

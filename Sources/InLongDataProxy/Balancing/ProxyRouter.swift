@@ -18,7 +18,7 @@ final class ProxyRouter: Sendable {
         case unnamed([Endpoint])
     }
 
-    typealias Pool = ConnectionPool<DataProxyCodec>
+    typealias Pool = PersistentConnectionPool<DataProxyCodec>
 
     private struct Cluster {
         var listed: [Endpoint]

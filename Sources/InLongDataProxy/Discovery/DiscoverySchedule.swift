@@ -24,11 +24,11 @@ struct DiscoverySchedule {
     static let spareCheckInterval = Duration.seconds(1)
 
     let refreshInterval: Duration
-    private let backoff: Backoff
+    private let backoff: ReconnectBackoff
     private let random: @Sendable (ClosedRange<Double>) -> Double
     private(set) var known: [String] = []
     /// Groups without proxies yet: when each is asked again.
-    private var retries: [String: (due: ContinuousClock.Instant, backoff: Backoff.Iterator)] = [:]
+    private var retries: [String: (due: ContinuousClock.Instant, backoff: ReconnectBackoff.Iterator)] = [:]
     private var refreshDue: ContinuousClock.Instant
     /// Groups of the refresh under way, not asked yet.
     private var refreshing: [String] = []
@@ -41,7 +41,7 @@ struct DiscoverySchedule {
         groups: [String],
         refreshInterval: Duration,
         now: ContinuousClock.Instant,
-        backoff: Backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10)),
+        backoff: ReconnectBackoff = ReconnectBackoff(initial: .milliseconds(200), maximum: .seconds(10)),
         random: @escaping @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) }
     ) {
         self.refreshInterval = refreshInterval

@@ -18,9 +18,9 @@ struct ReconnectStateMachine {
 
     enum Action: Hashable {
         /// Connect to the endpoint at this index and publish the state.
-        case connect(endpoint: Int, publish: ConnectivityState)
+        case connect(endpoint: Int, publish: PersistentConnectionState)
         /// Sleep, then report ``backoffElapsed()``.
-        case backoff(Duration, publish: ConnectivityState)
+        case backoff(Duration, publish: PersistentConnectionState)
         /// Close the open channel gracefully (drain pending requests), then report ``connectionClosed()``.
         case drainAndClose
         /// Cancel the connect attempt under way (the driver then reports ``connectFailed()``).
@@ -35,15 +35,15 @@ struct ReconnectStateMachine {
     private var failuresInRound = 0
     /// Whether the open connection proved healthy; only then does the backoff start over.
     private var provenHealthy = false
-    private var backoff: Backoff.Iterator
-    private let backoffPolicy: Backoff
+    private var backoff: ReconnectBackoff.Iterator
+    private let backoffPolicy: ReconnectBackoff
     private let random: @Sendable (ClosedRange<Double>) -> Double
     /// Whether to reconnect at all; without, the first close or failed round finishes.
     private let reconnects: Bool
 
     init(
         endpointCount: Int,
-        backoff: Backoff,
+        backoff: ReconnectBackoff,
         reconnects: Bool = true,
         random: @escaping @Sendable (ClosedRange<Double>) -> Double
     ) {

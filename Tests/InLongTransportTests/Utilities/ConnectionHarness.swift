@@ -17,7 +17,7 @@ func withConnection<Result: Sendable>(
 ) async throws -> Result {
     var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: endpoints)
     configuration.connectTimeout = .seconds(2)
-    configuration.backoff = Backoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
+    configuration.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
     configure(&configuration)
     let connection = PersistentConnection(codec: codec, configuration: configuration, eventLoopGroup: eventLoopGroup, inboundRequestHandler: inbound)
     return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -36,7 +36,7 @@ struct TimedOut: Error {}
 
 extension PersistentConnection {
     /// Waits until the connection reaches `state` (bounded, so a broken test fails instead of hanging).
-    func waitForState(_ target: ConnectivityState, within limit: Duration = .seconds(60)) async throws {
+    func waitForState(_ target: PersistentConnectionState, within limit: Duration = .seconds(60)) async throws {
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 for await state in self.connectivityStates() where state == target { return true }

@@ -1,7 +1,7 @@
 import Synchronization
 
 /// A snapshot of a connection's (or a pool's) counters.
-public struct ConnectionStatistics: Hashable, Sendable {
+public struct PersistentConnectionStatistics: Hashable, Sendable {
     /// Successful connects.
     public var connects = 0
     /// Failed connect attempts.
@@ -39,7 +39,7 @@ public struct ConnectionStatistics: Hashable, Sendable {
     public init() {}
 
     /// Adds another snapshot's counters (in-flight included); keeps the newest RTT.
-    public mutating func add(_ other: ConnectionStatistics) {
+    public mutating func add(_ other: PersistentConnectionStatistics) {
         self.connects += other.connects
         self.connectFailures += other.connectFailures
         self.lastConnectError = self.lastConnectError ?? other.lastConnectError
@@ -96,8 +96,8 @@ final class StatisticsCounters: Sendable {
         self.withOutcomes { $0.disconnects[reason, default: 0] += 1 }
     }
 
-    func snapshot() -> ConnectionStatistics {
-        var s = ConnectionStatistics()
+    func snapshot() -> PersistentConnectionStatistics {
+        var s = PersistentConnectionStatistics()
         s.connects = self.connects.load(ordering: .relaxed)
         s.connectFailures = self.connectFailures.load(ordering: .relaxed)
         (s.lastConnectError, s.disconnects) = self.withOutcomes { ($0.lastConnectError, $0.disconnects) }

@@ -1,5 +1,5 @@
 /// The state of a persistent connection, as observed by the application.
-public enum ConnectivityState: Hashable, Sendable, CustomStringConvertible {
+public enum PersistentConnectionState: Hashable, Sendable, CustomStringConvertible {
     /// Not started yet.
     case idle
     /// A connect attempt is under way.

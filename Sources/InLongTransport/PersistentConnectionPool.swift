@@ -4,7 +4,7 @@ public import NIOPosix
 public import ServiceLifecycle
 import Synchronization
 
-/// How a ``ConnectionPool`` picks the connection for a request among the ready ones.
+/// How a ``PersistentConnectionPool`` picks the connection for a request among the ready ones.
 public struct LoadBalancingPolicy: Sendable {
     /// A ready connection as the policy sees it.
     public struct Candidate: Sendable {
@@ -41,7 +41,7 @@ public struct LoadBalancingPolicy: Sendable {
 /// endpoint updates that keep healthy connections.
 ///
 /// Run it as a `Service`; ``run()`` returns after a graceful shutdown or ``close()`` has drained every connection.
-public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
+public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendable {
     private struct State {
         var connections: [Endpoint: PersistentConnection<Codec>] = [:]
         var order: [Endpoint] = []
@@ -294,8 +294,8 @@ public final class ConnectionPool<Codec: FrameCodec>: Service, Sendable {
     }
 
     /// The sum of every connection's counters.
-    public func statistics() -> ConnectionStatistics {
-        var total = ConnectionStatistics()
+    public func statistics() -> PersistentConnectionStatistics {
+        var total = PersistentConnectionStatistics()
         for connection in self.connections { total.add(connection.statistics()) }
         return total
     }
