@@ -235,7 +235,7 @@ struct FaultOptions: ParsableArguments {
         faults.dropAcks = self.dropAcks
         if let code = self.errorCode {
             guard code >= 0 else { throw ValidationError("--error-code takes a DataProxy error code") }
-            faults.errorCode = DataProxyErrorCode(rawValue: code)
+            faults.errorCode = DataProxyResultCode(rawValue: code)
         }
         guard (0...1).contains(self.errorRate) else { throw ValidationError("--error-rate takes a fraction from 0 to 1") }
         faults.errorRate = self.errorRate

@@ -24,7 +24,7 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
         public static let shutDown = Code(.shutDown)
         /// The record's delivery deadline passed before an ack.
         public static let deliveryTimeout = Code(.deliveryTimeout)
-        /// The proxy answered with an error code (see ``DataProxyError/serverErrorCode``).
+        /// The proxy answered with an error code (see ``DataProxyError/serverResultCode``).
         public static let serverRejected = Code(.serverRejected)
         /// The proxy answered something that is not an ack, or the transport failed in another way.
         public static let connectionFailed = Code(.connectionFailed)
@@ -85,7 +85,7 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
     /// The proxy that answered or failed last.
     public var proxy: Endpoint?
     /// The proxy's `errCode`, when it answered with one.
-    public var serverErrorCode: DataProxyErrorCode?
+    public var serverResultCode: DataProxyResultCode?
     /// The proxy's `errMsg`.
     public var serverErrorMessage: String?
     public var group: String?
@@ -117,7 +117,7 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
         stream: String? = nil,
         attempts: Int = 0,
         proxy: Endpoint? = nil,
-        serverErrorCode: DataProxyErrorCode? = nil,
+        serverResultCode: DataProxyResultCode? = nil,
         serverErrorMessage: String? = nil,
         underlying: (any Error & Sendable)? = nil
     ) {
@@ -129,14 +129,14 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
         self.stream = stream
         self.attempts = attempts
         self.proxy = proxy
-        self.serverErrorCode = serverErrorCode
+        self.serverResultCode = serverResultCode
         self.serverErrorMessage = serverErrorMessage
         self.underlying = underlying
     }
 
     public var description: String {
         var text = "DataProxyError.\(self.code): \(self.detail)"
-        if let code = self.serverErrorCode { text += " (errCode \(code))" }
+        if let code = self.serverResultCode { text += " (errCode \(code))" }
         if let group = self.group { text += " [\(group)/\(self.stream ?? "")]" }
         if self.attempts > 0 { text += " after \(self.attempts) attempt(s)" }
         if let proxy = self.proxy { text += " via \(proxy)" }

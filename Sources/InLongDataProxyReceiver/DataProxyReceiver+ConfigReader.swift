@@ -45,7 +45,7 @@ extension DataProxyReceiver.Configuration {
         }
         if let duration = try config.duration("faults.ackDelay", ReceiverConfigurationError.init) { self.faults.ackDelay = duration }
         if let drop = try config.flag("faults.dropAcks", ReceiverConfigurationError.init) { self.faults.dropAcks = drop }
-        if let code = try config.wholeNumber("faults.errorCode", ReceiverConfigurationError.init) { self.faults.errorCode = DataProxyErrorCode(rawValue: try Self.check(code, 0...Int(Int32.max), "faults.errorCode")) }
+        if let code = try config.wholeNumber("faults.errorCode", ReceiverConfigurationError.init) { self.faults.errorCode = DataProxyResultCode(rawValue: try Self.check(code, 0...Int(Int32.max), "faults.errorCode")) }
         if let rate = try config.number("faults.errorRate", ReceiverConfigurationError.init) {
             guard (0...1).contains(rate) else { throw ReceiverConfigurationError("faults.errorRate takes a fraction from 0 to 1") }
             self.faults.errorRate = rate

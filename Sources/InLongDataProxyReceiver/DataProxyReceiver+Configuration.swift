@@ -59,7 +59,7 @@ extension DataProxyReceiver {
         public var dropAcks = false
         /// Answer data requests with this error code instead of storing them, for ``errorRate`` of them.
         /// Defaults to `nil`.
-        public var errorCode: DataProxyErrorCode?
+        public var errorCode: DataProxyResultCode?
         /// The fraction (0 to 1) of data requests answered with ``errorCode``, spread evenly
         /// (0.5: every second one). Defaults to 1.
         public var errorRate = 1.0

@@ -36,9 +36,9 @@ package struct RequestProcessor: Sendable {
 
     package enum Outcome {
         /// Answer with these bytes: a heartbeat reply (`error` nil) or an error ack.
-        case reply(ByteBuffer, error: DataProxyErrorCode?)
+        case reply(ByteBuffer, error: DataProxyResultCode?)
         /// Nothing to answer (an error on a request that asked for no ack).
-        case noReply(DataProxyErrorCode?)
+        case noReply(DataProxyResultCode?)
         /// Hand the message to the sink, then answer with `ack`.
         case deliver(ReceivedMessage, PendingAck)
         /// Close the connection without a reply, as the server does on malformed framing.
@@ -68,7 +68,7 @@ package struct RequestProcessor: Sendable {
             )
         }
 
-        package func failure(_ code: DataProxyErrorCode, message: String, proxyIP: String) -> ByteBuffer? {
+        package func failure(_ code: DataProxyResultCode, message: String, proxyIP: String) -> ByteBuffer? {
             guard self.replies else { return nil }
             return self.frame(
                 errorAttributes(proxyIP: proxyIP, code: code, message: message, request: self.requestAttributes),
@@ -143,7 +143,7 @@ package struct RequestProcessor: Sendable {
             successPrefix: "",
             replies: lenient["isAck"] != "false"
         )
-        func fail(_ code: DataProxyErrorCode, _ text: String) -> Outcome {
+        func fail(_ code: DataProxyResultCode, _ text: String) -> Outcome {
             ack.failure(code, message: text, proxyIP: self.proxyIP).map { .reply($0, error: code) } ?? .noReply(code)
         }
         if !message.extendedField.isDisjoint(with: [.fileCheckIndex, .index]) {
@@ -226,7 +226,7 @@ package struct RequestProcessor: Sendable {
             // Text types have no sink ack: with proxySend/syncSend the server never answers them.
             replies: lenient["isAck"] != "false" && !sinkAck
         )
-        func fail(_ code: DataProxyErrorCode, _ text: String) -> Outcome {
+        func fail(_ code: DataProxyResultCode, _ text: String) -> Outcome {
             ack.failure(code, message: text, proxyIP: self.proxyIP).map { .reply($0, error: code) } ?? .noReply(code)
         }
         let attributes: InLongAttributes
@@ -320,7 +320,7 @@ private func join(_ parts: String...) -> String {
     parts.filter { !$0.isEmpty }.joined(separator: "&")
 }
 
-func errorAttributes(proxyIP: String, code: DataProxyErrorCode, message: String, request: String) -> String {
+func errorAttributes(proxyIP: String, code: DataProxyResultCode, message: String, request: String) -> String {
     join("dpIp=\(proxyIP)", "errCode=\(code.rawValue)", "errMsg=\(message)", request)
 }
 

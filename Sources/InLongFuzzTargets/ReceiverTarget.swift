@@ -69,7 +69,7 @@ private func checkProcessing(_ frame: ByteBuffer, by receiver: Receiver) throws(
 private func checkReply(
     _ reply: ByteBuffer,
     to frame: ByteBuffer,
-    error: DataProxyErrorCode?,
+    error: DataProxyResultCode?,
     load: Int16?
 ) throws(FuzzFailure) {
     let response: InLongResponse

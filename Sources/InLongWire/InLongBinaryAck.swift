@@ -68,9 +68,9 @@ public struct InLongBinaryAck: Sendable, Hashable {
 
 /// The outcome an ack's attributes report: error code, message and the proxy's address.
 public struct InLongAckResult: Sendable, Hashable {
-    /// The `errCode`, or ``DataProxyErrorCode/success`` when there is none. A value that is not a number is
-    /// reported as ``DataProxyErrorCode/unknownError``.
-    public var errorCode: DataProxyErrorCode
+    /// The `errCode`, or ``DataProxyResultCode/success`` when there is none. A value that is not a number is
+    /// reported as ``DataProxyResultCode/unknownError``.
+    public var errorCode: DataProxyResultCode
     /// The `errMsg`, verbatim (it may contain `=`, `(` and `,`).
     public var errorMessage: String?
     /// The `dpIp` the proxy reported.
@@ -101,7 +101,7 @@ public struct InLongAckResult: Sendable, Hashable {
             }
         }
         if let code {
-            self.errorCode = Int(code.trimmingPrefix(" ")).map(DataProxyErrorCode.init(rawValue:)) ?? .unknownError
+            self.errorCode = Int(code.trimmingPrefix(" ")).map(DataProxyResultCode.init(rawValue:)) ?? .unknownError
         } else {
             self.errorCode = .success
         }

@@ -182,7 +182,7 @@ public struct InLongBinaryMessage: Sendable, Hashable {
                 uniq: uniq
             )
         }
-        func reject(_ code: InLongWireError.Code, _ detail: String, _ errorCode: DataProxyErrorCode) -> InLongWireError {
+        func reject(_ code: InLongWireError.Code, _ detail: String, _ errorCode: DataProxyResultCode) -> InLongWireError {
             InLongWireError(code, detail, dataProxyErrorCode: errorCode, typeByte: typeByte, uniq: uniq)
         }
         guard bodyLength > 0 else {

@@ -51,7 +51,7 @@ public struct InLongTextMessage: Sendable, Hashable {
         else {
             throw InLongWireError(.truncatedFrame, "text frame of \(size) bytes is shorter than 13")
         }
-        func reject(_ code: InLongWireError.Code, _ detail: String, _ errorCode: DataProxyErrorCode) -> InLongWireError {
+        func reject(_ code: InLongWireError.Code, _ detail: String, _ errorCode: DataProxyResultCode) -> InLongWireError {
             InLongWireError(code, detail, dataProxyErrorCode: errorCode, typeByte: typeByte)
         }
         guard let bodyLength = frame.getInteger(at: base + 5, as: Int32.self) else {

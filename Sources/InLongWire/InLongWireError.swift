@@ -62,7 +62,7 @@ public struct InLongWireError: Error, Hashable, Sendable, CustomStringConvertibl
     /// A human-readable detail.
     public var detail: String
     /// The error code the real DataProxy answers with, or `nil` when it closes the connection instead.
-    public var dataProxyErrorCode: DataProxyErrorCode?
+    public var dataProxyErrorCode: DataProxyResultCode?
     /// The raw type byte of the offending frame, when it was read.
     public var typeByte: UInt8?
     /// The `uniq` of the offending type-7 frame, when it was read (the server echoes it in the error ack).
@@ -71,7 +71,7 @@ public struct InLongWireError: Error, Hashable, Sendable, CustomStringConvertibl
     public init(
         _ code: Code,
         _ detail: String,
-        dataProxyErrorCode: DataProxyErrorCode? = nil,
+        dataProxyErrorCode: DataProxyResultCode? = nil,
         typeByte: UInt8? = nil,
         uniq: UInt32? = nil
     ) {

@@ -15,7 +15,7 @@ import Testing
         configuration.faults.errorRate = 0.5
         try await withReceiver(configuration) { receiver in
             let client = try await RawClient.connect(port: try await receiver.port())
-            var codes: [DataProxyErrorCode] = []
+            var codes: [DataProxyResultCode] = []
             for uniq in 1...6 {
                 try await client.write(try binaryFrame(["r\(uniq)"], uniq: UInt32(uniq)))
                 codes.append(binaryAck(try await readAck(client))?.result.errorCode ?? .unknownError)

@@ -42,7 +42,7 @@ import Testing
     }
 
     /// Well-framed requests with a bad field, and the error code the server answers with.
-    static let rejectedFrames: [(String, ByteBuffer, DataProxyErrorCode)] = {
+    static let rejectedFrames: [(String, ByteBuffer, DataProxyResultCode)] = {
         let valid = try! binaryFrame(["hello"], uniq: 42)
         var bodyZero = ByteBuffer()
         bodyZero.writeMultipleIntegers(UInt32(25 + 0 + 4), UInt8(7), UInt16(0), UInt16(0), UInt16(4), UInt32(1), UInt16(1), UInt32(42), UInt32(0))
@@ -78,7 +78,7 @@ import Testing
     }()
 
     @Test(arguments: Self.rejectedFrames)
-    func badFieldsGetTheServerErrorCode(name: String, frame: ByteBuffer, code: DataProxyErrorCode) async throws {
+    func badFieldsGetTheServerErrorCode(name: String, frame: ByteBuffer, code: DataProxyResultCode) async throws {
         try await withReceiver { receiver in
             let client = try await RawClient.connect(port: try await receiver.port())
             try await client.write(frame)

@@ -40,7 +40,7 @@ import Testing
                     Issue.record("a rejected record was reported acked")
                 } catch let error as DataProxyError {
                     #expect(error.code == .serverRejected)
-                    #expect(error.serverErrorCode == .topicIsBlank)
+                    #expect(error.serverResultCode == .topicIsBlank)
                     #expect(error.serverErrorMessage?.contains("groupId=(g)") == true)
                     #expect(error.isRetriable == false)
                     #expect(error.attempts == 1)

@@ -271,7 +271,7 @@ import Testing
         let actions = machine.completed(jobID: job.id, outcome: .rejected(.topicIsBlank, message: "no such group"), now: self.at(1))
         let error = try #require(self.error(actions))
         #expect(error.code == .serverRejected)
-        #expect(error.serverErrorCode == .topicIsBlank)
+        #expect(error.serverResultCode == .topicIsBlank)
         #expect(error.serverErrorMessage == "no such group")
         #expect(error.isRetriable == false)
         #expect(error.persistence == .notSent)

@@ -59,7 +59,7 @@ import Testing
         let result = InLongAckResult(attributes: attributes)
         #expect(result.errorMessage == parsed["errMsg"])
         #expect(result.proxyIP == parsed["dpIp"])
-        let code = parsed["errCode"].map { Int($0.trimmingPrefix(" ")).map(DataProxyErrorCode.init(rawValue:)) ?? .unknownError }
+        let code = parsed["errCode"].map { Int($0.trimmingPrefix(" ")).map(DataProxyResultCode.init(rawValue:)) ?? .unknownError }
         #expect(result.errorCode == code ?? .success)
     }
 
@@ -181,19 +181,19 @@ enum ServerAttributeModel {
 
 @Suite struct ErrorCodeTests {
     @Test(arguments: [
-        (0, DataProxyErrorCode.Disposition.success), (1, .retriable), (2, .retriable), (3, .retriable),
+        (0, DataProxyResultCode.Disposition.success), (1, .retriable), (2, .retriable), (3, .retriable),
         (94, .fatal), (100, .fatal), (109, .fatal), (112, .fatal), (114, .retriable), (115, .fatal),
         (116, .retriable), (117, .retriable), (118, .retriable), (119, .retriable), (120, .delivered),
         (121, .fatal), (150, .fatal), (2_147_483_647, .retriable), (4242, .fatal),
     ])
-    func disposition(code: Int, disposition: DataProxyErrorCode.Disposition) {
-        #expect(DataProxyErrorCode(rawValue: code).disposition == disposition)
+    func disposition(code: Int, disposition: DataProxyResultCode.Disposition) {
+        #expect(DataProxyResultCode(rawValue: code).disposition == disposition)
     }
 
     @Test func namesAndProxyAvoidance() {
-        #expect(DataProxyErrorCode.topicIsBlank.description == "115 TOPIC_IS_BLANK")
-        #expect(DataProxyErrorCode(rawValue: 4242).name == "UNKNOWN_4242")
-        #expect(DataProxyErrorCode.serviceClosed.shouldAvoidProxy)
-        #expect(!DataProxyErrorCode.putEventToChannelFailure.shouldAvoidProxy)
+        #expect(DataProxyResultCode.topicIsBlank.description == "115 TOPIC_IS_BLANK")
+        #expect(DataProxyResultCode(rawValue: 4242).name == "UNKNOWN_4242")
+        #expect(DataProxyResultCode.serviceClosed.shouldAvoidProxy)
+        #expect(!DataProxyResultCode.putEventToChannelFailure.shouldAvoidProxy)
     }
 }

@@ -18,7 +18,7 @@ import Testing
 
     @Test(arguments: [
         // bodyLen 0 / negative (still inside the frame): errCode 105 / 106, echoed uniq.
-        (21, [0, 0, 0, 0] as [UInt8], DataProxyErrorCode?.some(.bodyLengthZero)),
+        (21, [0, 0, 0, 0] as [UInt8], DataProxyResultCode?.some(.bodyLengthZero)),
         (21, [0xff, 0xff, 0xff, 0xf0], .bodyLengthLessThanZero),
         // bodyLen pointing far outside the frame: the server's read fails and it closes.
         (21, [0x7f, 0xff, 0xff, 0xff], nil),
@@ -31,7 +31,7 @@ import Testing
         // Bad magic: 94.
         (82, [0xee, 0x02], .fieldMagicNotEqual),
     ])
-    func binaryMessageValidation(offset: Int, bytes: [UInt8], errorCode: DataProxyErrorCode?) {
+    func binaryMessageValidation(offset: Int, bytes: [UInt8], errorCode: DataProxyResultCode?) {
         #expect {
             try InLongBinaryMessage(frame: Self.patched(offset, bytes))
         } throws: { error in
@@ -75,7 +75,7 @@ import Testing
 
     @Test func textMessageValidationOrder() {
         let f2 = Fixtures.vector("f2_type3_cpp").bytes
-        func code(_ buffer: ByteBuffer) -> DataProxyErrorCode? {
+        func code(_ buffer: ByteBuffer) -> DataProxyResultCode? {
             do {
                 _ = try InLongTextMessage(frame: buffer)
                 return .success

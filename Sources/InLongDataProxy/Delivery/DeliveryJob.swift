@@ -61,7 +61,7 @@ enum DeliveryOutcome: Sendable {
     /// The proxy stored the records (`dpIp` as it reported it).
     case acked(proxyIP: String?)
     /// The proxy answered with an error code.
-    case rejected(DataProxyErrorCode, message: String?)
+    case rejected(DataProxyResultCode, message: String?)
     /// The transport failed the request.
     case transportFailed(TransportError)
     /// The proxy answered something that is not an ack.

@@ -28,7 +28,7 @@ extension DeliveryStateMachine {
             let retriable = code.disposition == .retriable
             // The proxy read the request and refused it: it did not store it, but an earlier attempt may have.
             var rejected = job.error(.serverRejected, "the proxy answered errCode \(code)", retriable: retriable)
-            rejected.serverErrorCode = code
+            rejected.serverResultCode = code
             rejected.serverErrorMessage = message
             error = rejected
         case .transportFailed(let failure):
@@ -93,7 +93,7 @@ extension DeliveryStateMachine {
         var error = job.error(.deliveryTimeout, "not acked within the delivery timeout", retriable: true)
         if let last = job.lastError {
             error.detail += "; last failure: \(last.code): \(last.detail)"
-            error.serverErrorCode = last.serverErrorCode
+            error.serverResultCode = last.serverResultCode
             error.underlying = last.underlying
             error.lastFailure = last.code
         }

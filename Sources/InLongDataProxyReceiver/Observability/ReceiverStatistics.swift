@@ -25,7 +25,7 @@ public struct ReceiverStatistics: Sendable, Hashable {
     /// Payload bytes the sink accepted (decompressed).
     public var payloadBytes = 0
     /// Error replies (or would-be replies) by server error code.
-    public var errors: [DataProxyErrorCode: Int] = [:]
+    public var errors: [DataProxyResultCode: Int] = [:]
 
     public init() {}
 }
@@ -49,7 +49,7 @@ public protocol DataProxyReceiverObservabilityDelegate: Sendable {
     /// A connection was closed on a malformed frame.
     func protocolError()
     /// An error was answered (or would have been, for requests that want no answer).
-    func errorAnswered(_ code: DataProxyErrorCode)
+    func errorAnswered(_ code: DataProxyResultCode)
 }
 
 extension DataProxyReceiverObservabilityDelegate {
@@ -60,7 +60,7 @@ extension DataProxyReceiverObservabilityDelegate {
     public func heartbeatAnswered() {}
     public func messageDelivered(_ message: ReceivedMessage) {}
     public func protocolError() {}
-    public func errorAnswered(_ code: DataProxyErrorCode) {}
+    public func errorAnswered(_ code: DataProxyResultCode) {}
 }
 
 /// The receiver's events as swift-metrics instruments with Prometheus names: `inlong_receiver_connections`
@@ -79,7 +79,7 @@ public final class DataProxyReceiverMetrics: DataProxyReceiverObservabilityDeleg
     private let heartbeats: Counter
     private let rejected: Counter
     private let protocolErrors: Counter
-    private let errors = Mutex<[DataProxyErrorCode: Counter]>([:])
+    private let errors = Mutex<[DataProxyResultCode: Counter]>([:])
     /// Counted here, under the lock of the gauge's record, so that records cannot land out of order.
     private let open = Mutex(0)
 
@@ -122,7 +122,7 @@ public final class DataProxyReceiverMetrics: DataProxyReceiverObservabilityDeleg
 
     public func protocolError() { self.protocolErrors.increment() }
 
-    public func errorAnswered(_ code: DataProxyErrorCode) {
+    public func errorAnswered(_ code: DataProxyResultCode) {
         let counter = self.errors.withLock { counters in
             if let counter = counters[code] { return counter }
             let counter = Counter(label: "inlong_receiver_errors_total", dimensions: [("code", String(code.rawValue))], factory: self.factory)
@@ -145,7 +145,7 @@ final class ReceiverObservation: Sendable {
     private let messages = Atomic<Int>(0)
     private let records = Atomic<Int>(0)
     private let payloadBytes = Atomic<Int>(0)
-    private let errors = Mutex<[DataProxyErrorCode: Int]>([:])
+    private let errors = Mutex<[DataProxyResultCode: Int]>([:])
     private let delegate: (any DataProxyReceiverObservabilityDelegate)?
 
     init(delegate: (any DataProxyReceiverObservabilityDelegate)?) {
@@ -200,12 +200,12 @@ final class ReceiverObservation: Sendable {
         self.delegate?.protocolError()
     }
 
-    func error(_ code: DataProxyErrorCode) {
+    func error(_ code: DataProxyResultCode) {
         self.countErrors { $0[code, default: 0] += 1 }
         self.delegate?.errorAnswered(code)
     }
 
-    private func countErrors<Value>(_ body: (inout [DataProxyErrorCode: Int]) -> Value) -> Value {
+    private func countErrors<Value>(_ body: (inout [DataProxyResultCode: Int]) -> Value) -> Value {
         self.errors.withLock { body(&$0) }
     }
 

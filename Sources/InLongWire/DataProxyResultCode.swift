@@ -1,8 +1,10 @@
-/// An `errCode` a DataProxy writes into an ack (`DataProxyErrCode` on the server).
+/// The result code a DataProxy writes into an ack (`errCode`; `DataProxyErrCode` on the server): `success`, or why
+/// the request was not stored. Not to be confused with `DataProxyError`'s code in the SDK, which says how a record
+/// failed on the client's side (one of its reasons is a rejection with one of these).
 ///
 /// Codes are open-ended: unknown values are kept and classified as fatal, so a newer server cannot make a client
 /// retry forever. ``disposition`` says what a client should do with a record that got the code.
-public struct DataProxyErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct DataProxyResultCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
 
