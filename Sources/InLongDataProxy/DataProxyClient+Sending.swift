@@ -33,10 +33,9 @@ extension DataProxyClient {
         )
         while true {
             try Task.checkCancellation()
-            let (result, actions) = self.withMachineState {
-                $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds())
+            let result = self.withMachine {
+                Self.withSealed($0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds()))
             }
-            if let actions { self.run(Machine.Actions(actions)) }
             switch result {
             case .accepted(let id):
                 self.observation.recordsAccepted(1)
@@ -239,10 +238,10 @@ extension DataProxyClient {
         var index = 0
         while index < records.count {
             try Self.checkCancellation(key: key, accepted: ids, of: records.count)
-            let (run, blocked, actions) = self.withMachineState {
-                $0.appendRun(records[index...], key: key, now: .now, wallSeconds: wallClockSeconds(), tracker: tracker)
+            let (run, blocked) = self.withMachine { machine in
+                let (run, blocked, sealed) = machine.appendRun(records[index...], key: key, now: .now, wallSeconds: wallClockSeconds(), tracker: tracker)
+                return Self.withSealed(((run, blocked), sealed))
             }
-            if let actions { self.run(Machine.Actions(actions)) }
             self.observation.recordsAccepted(run.count)
             if let tracker, !run.isEmpty { tracker.accepted(DataProxyRecordIDs(run)) }
             ids.append(run)
@@ -275,10 +274,11 @@ extension DataProxyClient {
                 return try await withTaskCancellationHandler {
                     try await withCheckedThrowingContinuation { continuation in
                         guard waiter.suspend(continuation) else { return }
-                        let (result, actions) = self.withMachineState {
-                            $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds(), observer: .waiter(waiter))
+                        let result = self.withMachine {
+                            Self.withSealed(
+                                $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds(), observer: .waiter(waiter))
+                            )
                         }
-                        if let actions { self.run(Machine.Actions(actions)) }
                         switch result {
                         case .accepted: self.observation.recordsAccepted(1)
                         case .blocked(let reason): waiter.resume(throwing: Blocked(reason: reason))
@@ -295,6 +295,12 @@ extension DataProxyClient {
         }
     }
 
+
+    /// An append's result with the actions of the batches it sealed (none on the per-record path).
+    @inline(__always)
+    static func withSealed<Value>(_ appended: (Value, Machine.Sealed?)) -> (Value, Machine.Actions) {
+        (appended.0, appended.1.map { Machine.Actions($0) } ?? Machine.Actions())
+    }
 
     // MARK: Waiting
 

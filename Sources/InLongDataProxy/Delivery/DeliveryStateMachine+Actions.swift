@@ -1,14 +1,7 @@
-/// The quota in use, numbered: the machine's actions run outside its lock, so two threads can report it out of
-/// order, and the number tells which report is the newer.
-struct HeldBytes: Equatable {
-    var bytes: Int
-    var version: UInt64
-}
-
 extension DeliveryStateMachine {
-    /// What the driver does once the lock is released, in this order: wake the dispatcher, finish jobs (quota
-    /// already released), resume senders, resume flush callers (last, so that they see the finished records
-    /// counted).
+    /// What the driver does: tell the quota gauge while it still holds the lock (so that reports keep their
+    /// order), then, once the lock is released, in this order: wake the dispatcher, finish jobs (quota already
+    /// released), resume senders, resume flush callers (last, so that they see the finished records counted).
     struct Actions {
         var wakeDispatcher = false
         /// Jobs that ended; `reportHolds` when their quota stays held until report readers took the report
@@ -21,7 +14,7 @@ extension DeliveryStateMachine {
         /// A retry was scheduled.
         var retried: (key: BatchKey, attempts: Int, error: DataProxyError, delay: Duration)?
         /// The quota in use after the change, when it changed.
-        var heldBytes: HeldBytes?
+        var heldBytes: Int?
 
         init() {}
 
@@ -57,7 +50,7 @@ extension DeliveryStateMachine {
     /// the per-record path returns little.
     struct Sealed {
         var batches: [(key: BatchKey, records: Int, bytes: Int)]
-        var heldBytes: HeldBytes
+        var heldBytes: Int
     }
 
     /// Why an append stopped before the end of its records.
