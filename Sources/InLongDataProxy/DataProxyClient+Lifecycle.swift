@@ -68,7 +68,7 @@ extension DataProxyClient {
         self.withMachine { ((), $0.cancelled(now: .now)) }
         let readers = self.modifyState { state in
             state.reports.finished = true
-            return (state.reports.live, Machine.Actions())
+            return (state.reports.live, nil)
         }
         for reader in readers { reader.finish() }
         self.discoveryWake.finish()

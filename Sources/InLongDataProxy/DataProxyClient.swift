@@ -126,25 +126,34 @@ public final class DataProxyClient: Service, Sendable {
 
     /// The client's one lock site: locks, changes the state, tells the quota gauge inside the lock (its reports
     /// must keep their order, as async-http-client runs such actions), unlocks, then runs the other actions.
-    func modifyState<Value>(_ body: (inout State) -> (Value, Machine.Actions)) -> Value {
-        let (value, actions, readers) = self.state.withLock { state -> (Value, Machine.Actions, [ReportSubscription]) in
+    /// `nil` actions (the per-record path) cost nothing to build or to run. Inlined: the per-record path
+    /// otherwise copies what its closure captures.
+    @inline(__always)
+    func modifyState<Value>(_ body: (inout State) -> (Value, Machine.Actions?)) -> Value {
+        let (value, actions, readers) = self.state.withLock { state -> (Value, Machine.Actions?, [ReportSubscription]) in
             let (value, actions) = body(&state)
+            guard let actions else { return (value, nil, []) }
             if let held = actions.heldBytes { self.observation.heldBytesChanged(held) }
             // The readers the ended jobs' reports go to, as the machine counted them for the holds.
             return (value, actions, actions.finish.isEmpty ? [] : state.reports.live)
         }
-        if !actions.isEmpty { self.run(actions, readers: readers) }
+        if let actions, !actions.isEmpty { self.run(actions, readers: readers) }
         return value
     }
 
     /// Calls the machine and runs the actions it returns.
+    @inline(__always)
     func withMachine<Value>(_ body: (inout Machine) -> (Value, Machine.Actions)) -> Value {
-        self.modifyState { body(&$0.machine) }
+        self.modifyState { state in
+            let (value, actions) = body(&state.machine)
+            return (value, actions)
+        }
     }
 
     /// Calls the machine for a read, or an event that asks for no action.
+    @inline(__always)
     func withMachineState<Value>(_ body: (inout Machine) -> Value) -> Value {
-        self.modifyState { (body(&$0.machine), Machine.Actions()) }
+        self.modifyState { (body(&$0.machine), nil) }
     }
 
     // MARK: Actions

@@ -11,8 +11,17 @@ extension DeliveryStateMachine {
         var resumeFlushes: [(waiter: Waiter, allEnded: Bool)] = []
         /// Batches sealed, for per-stream metrics.
         var sealed: [(key: BatchKey, records: Int, bytes: Int)] = []
+        typealias Retried = (key: BatchKey, attempts: Int, error: DataProxyError, delay: Duration)
+
         /// A retry was scheduled.
-        var retried: (key: BatchKey, attempts: Int, error: DataProxyError, delay: Duration)?
+        var retried: Retried? {
+            get { self.retriedStorage.last }
+            set { self.retriedStorage = newValue.map { [$0] } ?? [] }
+        }
+
+        /// Kept in an array (one word) rather than inline: the error makes it hundreds of bytes, which every
+        /// append would otherwise copy, and retries are rare.
+        private var retriedStorage: [Retried] = []
         /// The quota in use after the change, when it changed.
         var heldBytes: Int?
 
@@ -36,13 +45,13 @@ extension DeliveryStateMachine {
             self.resumeSenders += other.resumeSenders
             self.resumeFlushes += other.resumeFlushes
             self.sealed += other.sealed
-            self.retried = other.retried ?? self.retried
+            if !other.retriedStorage.isEmpty { self.retriedStorage = other.retriedStorage }
             self.heldBytes = other.heldBytes ?? self.heldBytes
         }
 
         var isEmpty: Bool {
             !self.wakeDispatcher && self.finish.isEmpty && self.resumeSenders.isEmpty && self.resumeFlushes.isEmpty
-                && self.sealed.isEmpty && self.retried == nil && self.heldBytes == nil
+                && self.sealed.isEmpty && self.retriedStorage.isEmpty && self.heldBytes == nil
         }
     }
 

@@ -63,7 +63,7 @@ extension DataProxyClient {
                 // The clock wakes this loop at `until`; a group met wakes it sooner.
                 self.modifyState { state in
                     state.discovery.due = until
-                    return ((), Machine.Actions())
+                    return ((), nil)
                 }
                 guard await wakeups.next() != nil else { return }
             }
@@ -94,7 +94,7 @@ extension DataProxyClient {
             let said = "\(message): \(error)"
             defer { state.discovery.failures[group] = said }
             if !routed { state.discovery.error = Self.noProxies(manager, group, error) }
-            return (state.discovery.failures[group] == said, Machine.Actions())
+            return (state.discovery.failures[group] == said, nil)
         }
         self.logger.log(
             level: repeated ? .debug : .warning,
@@ -106,7 +106,7 @@ extension DataProxyClient {
     private func setDiscoveryError(_ error: String) {
         self.modifyState { state in
             state.discovery.error = error
-            return ((), Machine.Actions())
+            return ((), nil)
         }
     }
 

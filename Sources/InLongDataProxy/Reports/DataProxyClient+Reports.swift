@@ -12,8 +12,8 @@ extension DataProxyClient {
     /// ``close(deadline:)`` or cancellation of ``run()``).
     public func deliveryReports() -> DeliveryReports {
         let (stream, continuation) = AsyncStream.makeStream(of: DeliveryReport.self)
-        let subscription = self.modifyState { state -> (ReportSubscription?, Machine.Actions) in
-            guard !state.reports.finished else { return (nil, Machine.Actions()) }
+        let subscription = self.modifyState { state -> (ReportSubscription?, Machine.Actions?) in
+            guard !state.reports.finished else { return (nil, nil) }
             defer { state.reports.nextID += 1 }
             let subscription = ReportSubscription(id: state.reports.nextID, continuation: continuation) { [weak self] id in
                 self?.reportReaderEnded(id)
@@ -21,7 +21,7 @@ extension DataProxyClient {
             state.reports.subscriptions[state.reports.nextID] = WeakSubscription(subscription: subscription)
             // Under the same lock as the holds: the machine counts exactly the readers that get reports.
             state.machine.reportReadersChanged(state.reports.subscriptions.count)
-            return (subscription, Machine.Actions())
+            return (subscription, nil)
         }
         guard let subscription else {
             continuation.finish()
@@ -33,9 +33,9 @@ extension DataProxyClient {
 
     func reportReaderEnded(_ id: Int) {
         self.modifyState { state in
-            guard state.reports.subscriptions.removeValue(forKey: id) != nil else { return ((), Machine.Actions()) }
+            guard state.reports.subscriptions.removeValue(forKey: id) != nil else { return ((), nil) }
             state.machine.reportReadersChanged(state.reports.subscriptions.count)
-            return ((), Machine.Actions())
+            return ((), nil)
         }
     }
 
@@ -50,7 +50,7 @@ extension DataProxyClient {
             statistics.reportHeldRecords = machine.reports.heldRecords
             statistics.inFlightBatches = machine.jobCount
             statistics.discoveryError = state.discovery.error
-            return ((), Machine.Actions())
+            return ((), nil)
         }
         statistics.avoidedProxies = self.router.avoidedProxies
         for connection in self.router.pools.flatMap(\.connections) {
