@@ -126,8 +126,9 @@ public final class DataProxyClient: Service, Sendable {
 
     /// The client's one lock site: locks, changes the state, tells the quota gauge inside the lock (its reports
     /// must keep their order, as async-http-client runs such actions), unlocks, then runs the other actions.
-    /// `nil` actions (the per-record path) cost nothing to build or to run. Inlined: the per-record path
-    /// otherwise copies what its closure captures.
+    /// `nil` actions (the per-record path) cost nothing to build or to run. Inlined, since the per-record path
+    /// otherwise copies what its closure captures; a hot async caller calls it through a synchronous function
+    /// (``appendUnderLock(_:attributes:key:observer:)``), as an async frame allocates its temporaries per call.
     @inline(__always)
     func modifyState<Value>(_ body: (inout State) -> (Value, Machine.Actions?)) -> Value {
         let (value, actions, readers) = self.state.withLock { state -> (Value, Machine.Actions?, [ReportSubscription]) in
