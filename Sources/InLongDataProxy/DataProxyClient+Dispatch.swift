@@ -12,28 +12,19 @@ import Glibc
 /// Sending ready jobs to connections, in order, and feeding their outcomes back.
 extension DataProxyClient {
     /// Submits ready jobs in order, from one task, so that batches of a stream go out in the order they were
-    /// sealed; acks are awaited in child tasks. Returns once the client closed and every record ended, or when
-    /// cancelled.
-    func dispatchLoop(router: ProxyRouter, group: inout DiscardingTaskGroup) async {
+    /// sealed; acks are awaited in child tasks. Waits for a wake-up (a batch sealed, a retry due, a connection
+    /// ready, a route found, the close) whenever nothing can go. Returns once the client closed and every record
+    /// ended, or when cancelled.
+    func dispatchLoop(group: inout DiscardingTaskGroup) async {
         // Compression output, reused by every batch: only the exact-size frame is allocated per batch.
         var scratch = ByteBuffer()
         for await _ in self.wakeups {
             if self.withMachineState({ $0.isFinished }) { return }
             // Popped one by one, so that the queue's length tells senders how far behind this loop is.
             while let next = self.withMachine({ $0.nextJob(now: .now) }) {
-                guard let pool = router.pool(for: next.job.batch.key.group) else {
-                    // No proxy for its group yet: it waits for discovery, apart, while other groups go on.
-                    self.withMachine { ((), $0.awaitRoute(next.job)) }
-                    continue
-                }
-                guard self.dispatch(next.job, avoiding: next.avoiding, pool: pool, scratch: &scratch, group: &group) else {
-                    // No connection ready (starting, or every proxy down): look again shortly.
-                    group.addTask {
-                        try? await Task.sleep(for: .milliseconds(20))
-                        self.wake.yield()
-                    }
-                    break
-                }
+                // No connection ready (starting, or every proxy down): the job is back in the queue, and the
+                // router wakes this loop when a connection becomes ready.
+                guard self.dispatch(next.job, avoiding: next.avoiding, scratch: &scratch, group: &group) else { break }
             }
         }
     }
@@ -42,15 +33,20 @@ extension DataProxyClient {
     func dispatch(
         _ job: DeliveryJob,
         avoiding: Set<Endpoint>,
-        pool: PersistentConnectionPool<DataProxyCodec>,
         scratch: inout ByteBuffer,
         group: inout DiscardingTaskGroup
     ) -> Bool {
         var job = job
+        var pick = self.router.pick(for: job.batch.key.group, avoiding: avoiding)
+        if case .noRoute = pick {
+            // No proxy for its group yet: it waits for discovery, apart, while other groups go on.
+            self.withMachine { ((), $0.awaitRoute(job)) }
+            return true
+        }
         // The frame holds the records once encoded (a failure report decodes them from it): the block goes back
         // to the accumulator, so memory holds what is on its way rather than twice that.
         var spentBlock: ByteBuffer?
-        if job.frame == nil {
+        if job.frame == nil, case .picked = pick {
             do {
                 job.frame = try self.encode(job, scratch: &scratch)
                 spentBlock = job.batch.block
@@ -60,29 +56,42 @@ extension DataProxyClient {
                 return true
             }
         }
-        let frame = job.frame!
-        let endpoint: Endpoint
-        let future: EventLoopFuture<InLongResponse>
-        do {
-            (endpoint, future) = try pool.submit(.data(uniq: job.uniq, frame: frame), avoiding: avoiding)
-        } catch {
-            self.withMachine { ((), $0.notSubmitted(job, spentBlock: spentBlock)) }
-            return false
+        // A connection that stopped taking requests since it was told ready is dropped from the ready set: pick
+        // again.
+        while case .picked(let route) = pick {
+            guard let future = self.router.submit(.data(uniq: job.uniq, frame: job.frame!), on: route) else {
+                pick = self.router.pick(for: job.batch.key.group, avoiding: avoiding)
+                continue
+            }
+            self.submitted(job, route: route, future: future, spentBlock: spentBlock, group: &group)
+            return true
         }
+        self.withMachine { ((), $0.notSubmitted(job, spentBlock: spentBlock)) }
+        return false
+    }
+
+    private func submitted(
+        _ job: DeliveryJob,
+        route: ProxyRouter.Route,
+        future: EventLoopFuture<InLongResponse>,
+        spentBlock: ByteBuffer?,
+        group: inout DiscardingTaskGroup
+    ) {
         let id = job.id
         let records = job.batch.recordCount
         let key = job.batch.key
+        let frameBytes = job.frame!.readableBytes
         let observation = self.observation
-        self.withMachine { ((), $0.submitted(job, to: endpoint, now: .now, spentBlock: spentBlock)) }
-        observation.batchSent(key, records: records, frameBytes: frame.readableBytes, proxy: endpoint)
+        let router = self.router
+        self.withMachine { ((), $0.submitted(job, to: route.endpoint, now: .now, spentBlock: spentBlock)) }
+        observation.batchSent(key, records: records, frameBytes: frameBytes, proxy: route.endpoint)
         group.addTask {
             let outcome = await Self.outcome(of: future)
             observation.batchAnswered(key)
-            // The pool owns the proxies' health: it hears of every outcome that says something of the proxy.
-            if let succeeded = outcome.proxySucceeded { pool.recordOutcome(endpoint, succeeded: succeeded) }
+            // The router keeps the proxies' health: it hears of every outcome that says something of the proxy.
+            if let succeeded = outcome.proxySucceeded { router.recordOutcome(route, succeeded: succeeded) }
             self.withMachine { ((), $0.completed(jobID: id, outcome: outcome, now: .now)) }
         }
-        return true
     }
 
     private static func outcome(of future: EventLoopFuture<InLongResponse>) async -> DeliveryOutcome {

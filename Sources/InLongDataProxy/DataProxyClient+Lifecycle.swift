@@ -1,6 +1,7 @@
 #if ManagerDiscovery
 import AsyncHTTPClient
 #endif
+import AsyncAlgorithms
 import InLongTransport
 import Logging
 import NIOCore
@@ -37,14 +38,10 @@ extension DataProxyClient {
             )
         }
         #endif
-        let connection = self.configuration.connection
-        let router = ProxyRouter(subsetSize: connection.maxProxies, seed: connection.subsetSeed ?? UInt64.random(in: .min ... .max)) {
-            self.makePool($0)
-        }
-        self.router.withLock { $0 = router }
+        let router = self.router
         await withDiscardingTaskGroup { group in
             // From the start: records accepted before any proxy is known still reach their deadline.
-            group.addTask { await self.tickLoop() }
+            group.addTask { await self.runClock() }
             group.addTask { await Self.runPools(router) }
             router.setConfigured(self.configuration.proxies)
             let endpoints = router.endpoints
@@ -52,10 +49,10 @@ extension DataProxyClient {
             #if ManagerDiscovery
             if let manager, let httpClient = manager.httpClient ?? ownedHTTPClient {
                 let discovery = ProxyDiscovery(configuration: manager, httpClient: httpClient, logger: self.logger)
-                group.addTask { await self.discoveryLoop(discovery, router: router) }
+                group.addTask { await self.discoveryLoop(discovery) }
             }
             #endif
-            await self.dispatchLoop(router: router, group: &group)
+            await self.dispatchLoop(group: &group)
             router.close()
             group.cancelAll()
         }
@@ -69,11 +66,12 @@ extension DataProxyClient {
     /// be sent: every record still held ends now, every waiter resumes, every report reader finishes.
     private func endRun() {
         self.withMachine { ((), $0.cancelled(now: .now)) }
-        let readers = self.reports.withLock { reports in
-            reports.finished = true
-            return reports.live
+        let readers = self.modifyState { state in
+            state.reports.finished = true
+            return (state.reports.live, nil)
         }
         for reader in readers { reader.finish() }
+        self.discoveryWake.finish()
     }
 
     /// Runs each cluster's pool as it appears, without its own graceful-shutdown handler: a graceful shutdown
@@ -87,12 +85,19 @@ extension DataProxyClient {
         }
     }
 
-    /// A pool over `endpoints`, with the configured connection settings.
-    func makePool(_ endpoints: [Endpoint]) -> PersistentConnectionPool<DataProxyCodec> {
+    /// A pool over `endpoints`, with the configured connection settings, telling `readinessChanged` (the router)
+    /// when its connections become ready or stop being ready. The router keeps the proxies' health.
+    static func makePool(
+        _ endpoints: [Endpoint],
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        readinessChanged: @escaping @Sendable (PersistentConnectionPool<DataProxyCodec>.ReadinessChange) -> Void
+    ) -> PersistentConnectionPool<DataProxyCodec> {
         // Frames never exceed the configured size (the Manager's `maxPacketLength` only lowers it).
-        let maxFrameSize = self.configuration.batching.maxFrameSize
+        let maxFrameSize = configuration.batching.maxFrameSize
         var transport = PersistentConnection<DataProxyCodec>.Configuration(endpoints: endpoints)
-        let connection = self.configuration.connection
+        let connection = configuration.connection
         transport.connectTimeout = connection.connectTimeout
         transport.requestTimeout = connection.requestTimeout
         transport.heartbeatInterval = connection.heartbeatInterval
@@ -102,15 +107,15 @@ extension DataProxyClient {
         transport.maxIdleTime = connection.maxIdleTime
         transport.backoff = connection.backoff
         transport.maxFrameLength = maxFrameSize
-        transport.metricsFactory = self.configuration.metricsFactory
+        transport.metricsFactory = configuration.metricsFactory
         return PersistentConnectionPool(
             codec: DataProxyCodec(maxFrameSize: maxFrameSize),
             endpoints: endpoints,
             configuration: transport,
             policy: connection.balanceByReportedLoad ? .leastLoaded : .leastInFlight,
-            health: .init(threshold: connection.ejectAfterFailures, basePause: connection.avoidPause),
-            eventLoopGroup: self.eventLoopGroup,
-            logger: self.logger
+            eventLoopGroup: eventLoopGroup,
+            logger: logger,
+            readinessChanged: readinessChanged
         )
     }
 
@@ -122,20 +127,20 @@ extension DataProxyClient {
         )
     }
 
-    /// Feeds the machine the time: linger, retry backoffs, delivery and close deadlines.
-    func tickLoop() async {
+    /// Feeds the machine the time (linger, retry backoffs, delivery and close deadlines) on a repeating timer,
+    /// and wakes discovery when its schedule's next step is due.
+    func runClock() async {
         // Also the granularity of retry backoffs and deadlines, hence the 50 ms cap.
         let tick = max(min(self.configuration.batching.linger / 2, .milliseconds(50)), .milliseconds(1))
-        while !Task.isCancelled {
-            do {
-                try await Task.sleep(for: tick)
-            } catch {
-                return
+        for await now in AsyncTimerSequence(interval: tick, clock: .continuous) {
+            let discoveryDue = self.modifyState { state in
+                let due = state.discovery.due.map { $0 <= now } ?? false
+                if due { state.discovery.due = nil }
+                return (due, state.machine.tick(now: now))
             }
-            self.withMachine { ((), $0.tick(now: .now)) }
+            if discoveryDue { self.discoveryWake.yield() }
         }
     }
-
 
     /// Sends every buffered record now and waits until all records accepted before the call are acked or
     /// failed, or until `deadline` (or the caller's cancellation). Returns whether they all ended.

@@ -33,10 +33,7 @@ extension DataProxyClient {
         )
         while true {
             try Task.checkCancellation()
-            let (result, actions) = self.withMachineState {
-                $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds())
-            }
-            if let actions { self.run(Machine.Actions(actions)) }
+            let result = self.appendUnderLock(body, attributes: recordAttributes, key: key, observer: .none)
             switch result {
             case .accepted(let id):
                 self.observation.recordsAccepted(1)
@@ -239,10 +236,7 @@ extension DataProxyClient {
         var index = 0
         while index < records.count {
             try Self.checkCancellation(key: key, accepted: ids, of: records.count)
-            let (run, blocked, actions) = self.withMachineState {
-                $0.appendRun(records[index...], key: key, now: .now, wallSeconds: wallClockSeconds(), tracker: tracker)
-            }
-            if let actions { self.run(Machine.Actions(actions)) }
+            let (run, blocked) = self.appendRunUnderLock(records[index...], key: key, tracker: tracker)
             self.observation.recordsAccepted(run.count)
             if let tracker, !run.isEmpty { tracker.accepted(DataProxyRecordIDs(run)) }
             ids.append(run)
@@ -275,10 +269,7 @@ extension DataProxyClient {
                 return try await withTaskCancellationHandler {
                     try await withCheckedThrowingContinuation { continuation in
                         guard waiter.suspend(continuation) else { return }
-                        let (result, actions) = self.withMachineState {
-                            $0.append(body, attributes: recordAttributes, key: key, now: .now, wallSeconds: wallClockSeconds(), observer: .waiter(waiter))
-                        }
-                        if let actions { self.run(Machine.Actions(actions)) }
+                        let result = self.appendUnderLock(body, attributes: recordAttributes, key: key, observer: .waiter(waiter))
                         switch result {
                         case .accepted: self.observation.recordsAccepted(1)
                         case .blocked(let reason): waiter.resume(throwing: Blocked(reason: reason))
@@ -295,6 +286,31 @@ extension DataProxyClient {
         }
     }
 
+
+    // MARK: Appending under the lock
+
+    // Synchronous and not inlined into the async callers: an async function allocates the lock's temporaries
+    // in its task frame on every call, which the per-record path cannot afford.
+
+    /// Appends one record; actions only when a batch was sealed.
+    @inline(never)
+    func appendUnderLock(_ body: ByteBuffer, attributes: String?, key: BatchKey, observer: RecordObserver) -> Machine.AppendResult {
+        self.modifyState { state in
+            let (result, sealed) = state.machine.append(
+                body, attributes: attributes, key: key, now: .now, wallSeconds: wallClockSeconds(), observer: observer
+            )
+            return (result, sealed.map { Machine.Actions($0) })
+        }
+    }
+
+    /// Appends a run of records of one key as far as the quota and the backlog allow.
+    @inline(never)
+    func appendRunUnderLock(_ bodies: ArraySlice<ByteBuffer>, key: BatchKey, tracker: DeliveryTracker?) -> (ids: Range<UInt64>, blocked: Machine.Blocked?) {
+        self.modifyState { state in
+            let (ids, blocked, sealed) = state.machine.appendRun(bodies, key: key, now: .now, wallSeconds: wallClockSeconds(), tracker: tracker)
+            return ((ids, blocked), sealed.map { Machine.Actions($0) })
+        }
+    }
 
     // MARK: Waiting
 

@@ -37,18 +37,36 @@ public final class DataProxyClient: Service, Sendable {
     public let configuration: Configuration
     let eventLoopGroup: any EventLoopGroup
     let logger: Logger
-    /// Every delivery decision, behind the one lock of the client's hot path.
-    let machine: Mutex<Machine>
-    let router = Mutex<ProxyRouter?>(nil)
-    /// The last discovery failure of a group without proxies, for statistics.
-    let discoveryError = Mutex<String?>(nil)
-    /// The last failure said per group, so that a Manager that stays down is said once at warning.
-    let discoveryFailures = Mutex<[String: String]>([:])
-    let reports = Mutex(ReportStreams())
+    /// Every delivery decision, the report sequences and what discovery last said, behind the client's one lock
+    /// (see ``modifyState(_:)``).
+    let state: Mutex<State>
+    /// Where each group's batches go, with the ready connections.
+    let router: ProxyRouter
     let started = Atomic(false)
+    /// The dispatcher's wake-ups: a batch sealed, a retry due, a connection ready, a route found, the close.
     let wakeups: AsyncStream<Void>
     let wake: AsyncStream<Void>.Continuation
+    /// Discovery's wake-ups: a group met without proxies, or the schedule's next step due.
+    let discoveryWakeups: AsyncStream<Void>
+    let discoveryWake: AsyncStream<Void>.Continuation
     let observation: ClientObservation
+
+    /// What the client's lock guards.
+    struct State {
+        var machine: Machine
+        var reports = ReportStreams()
+        var discovery = DiscoveryStatus()
+    }
+
+    /// What discovery last said, for statistics and logs, and when its schedule is next due.
+    struct DiscoveryStatus {
+        /// The last discovery failure of a group without proxies.
+        var error: String?
+        /// The last failure said per group, so that a Manager that stays down is said once at warning.
+        var failures: [String: String] = [:]
+        /// When the discovery schedule's next step is due (the clock wakes discovery then).
+        var due: ContinuousClock.Instant?
+    }
 
     public init(
         configuration: Configuration,
@@ -72,8 +90,24 @@ public final class DataProxyClient: Service, Sendable {
             retryBackoff: configuration.retry.backoff,
             backlogLimit: configuration.buffer.whenFull == .wait ? Self.maxBacklog : .max
         )
-        self.machine = Mutex(Machine(configuration: machineConfiguration, limits: limits))
-        (self.wakeups, self.wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.state = Mutex(State(machine: Machine(configuration: machineConfiguration, limits: limits)))
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let (discoveryWakeups, discoveryWake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        (self.wakeups, self.wake) = (wakeups, wake)
+        (self.discoveryWakeups, self.discoveryWake) = (discoveryWakeups, discoveryWake)
+        let connection = configuration.connection
+        self.router = ProxyRouter(
+            subsetSize: connection.maxProxies,
+            seed: connection.subsetSeed ?? UInt64.random(in: .min ... .max),
+            policy: connection.balanceByReportedLoad ? .leastLoaded : .leastInFlight,
+            health: .init(threshold: connection.ejectAfterFailures, basePause: connection.avoidPause),
+            logger: logger,
+            connectionReady: { wake.yield() },
+            groupMet: { discoveryWake.yield() },
+            makePool: { endpoints, readinessChanged in
+                DataProxyClient.makePool(endpoints, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, readinessChanged: readinessChanged)
+            }
+        )
         if !configuration.unsupportedKeys.isEmpty {
             logger.warning(
                 "configuration keys not supported",
@@ -88,28 +122,48 @@ public final class DataProxyClient: Service, Sendable {
         max(min(batching.maxBytes, frameSize - InLongBinaryMessage.fixedLength - 512), 64)
     }
 
-    // The only two places that take the machine's lock.
+    // MARK: The lock
 
-    /// Locks, calls the machine, unlocks, then runs the actions it returned.
-    func withMachine<Result>(_ body: (inout Machine) -> (Result, Machine.Actions)) -> Result {
-        let (result, actions) = self.machine.withLock { body(&$0) }
-        if !actions.isEmpty { self.run(actions) }
-        return result
+    /// The client's one lock site: locks, changes the state, tells the quota gauge inside the lock (its reports
+    /// must keep their order, as async-http-client runs such actions), unlocks, then runs the other actions.
+    /// `nil` actions (the per-record path) cost nothing to build or to run. Inlined, since the per-record path
+    /// otherwise copies what its closure captures; a hot async caller calls it through a synchronous function
+    /// (``appendUnderLock(_:attributes:key:observer:)``), as an async frame allocates its temporaries per call.
+    @inline(__always)
+    func modifyState<Value>(_ body: (inout State) -> (Value, Machine.Actions?)) -> Value {
+        let (value, actions, readers) = self.state.withLock { state -> (Value, Machine.Actions?, [ReportSubscription]) in
+            let (value, actions) = body(&state)
+            guard let actions else { return (value, nil, []) }
+            if let held = actions.heldBytes { self.observation.heldBytesChanged(held) }
+            // The readers the ended jobs' reports go to, as the machine counted them for the holds.
+            return (value, actions, actions.finish.isEmpty ? [] : state.reports.live)
+        }
+        if let actions, !actions.isEmpty { self.run(actions, readers: readers) }
+        return value
     }
 
-    /// Locks, calls the machine, unlocks: reads, and events that ask for no action.
-    func withMachineState<Result>(_ body: (inout Machine) -> Result) -> Result {
-        self.machine.withLock { body(&$0) }
+    /// Calls the machine and runs the actions it returns.
+    @inline(__always)
+    func withMachine<Value>(_ body: (inout Machine) -> (Value, Machine.Actions)) -> Value {
+        self.modifyState { state in
+            let (value, actions) = body(&state.machine)
+            return (value, actions)
+        }
+    }
+
+    /// Calls the machine for a read, or an event that asks for no action.
+    @inline(__always)
+    func withMachineState<Value>(_ body: (inout Machine) -> Value) -> Value {
+        self.modifyState { (body(&$0.machine), nil) }
     }
 
     // MARK: Actions
 
-    /// Runs what the machine decided, outside its lock.
-    func run(_ actions: Machine.Actions) {
+    /// Runs what the machine decided, outside its lock (the quota gauge was told under it).
+    private func run(_ actions: Machine.Actions, readers: [ReportSubscription]) {
         if actions.wakeDispatcher { self.wake.yield() }
         for sealed in actions.sealed { self.observation.batchQueued(sealed.key, records: sealed.records, bytes: sealed.bytes) }
-        if let held = actions.heldBytes { self.observation.heldBytesChanged(held) }
-        for (job, result, reportHolds) in actions.finish { self.finish(job, result, reportHolds: reportHolds) }
+        for (job, result, reportHolds) in actions.finish { self.finish(job, result, reportHolds: reportHolds, readers: readers) }
         for waiter in actions.resumeSenders { waiter.resume(returning: true) }
         if let retried = actions.retried {
             self.observation.batchRetried(retried.key, attempt: retried.attempts + 1, error: retried.error)
@@ -124,7 +178,7 @@ public final class DataProxyClient: Service, Sendable {
 
     /// Counts, tells the observers of, and reports a job that ended. Its quota was released, or is held until
     /// the report readers took the report (`reportHolds`).
-    func finish(_ job: DeliveryJob, _ result: Result<DataProxyAck, DataProxyError>, reportHolds: Bool) {
+    private func finish(_ job: DeliveryJob, _ result: Result<DataProxyAck, DataProxyError>, reportHolds: Bool, readers: [ReportSubscription]) {
         let batch = job.batch
         let outcome: DeliveryReport.Outcome
         switch result {
@@ -137,7 +191,6 @@ public final class DataProxyClient: Service, Sendable {
             outcome = .failed(error)
         }
         for observer in batch.observers { observer.ended(result) }
-        let readers = self.reports.withLock { $0.live }
         let hold = reportHolds
             ? ReportHold(bytes: batch.chargedBytes, records: batch.recordCount, readers: readers.count) { [weak self] hold in
                 self?.withMachine { ((), $0.reportsTaken(bytes: hold.bytes, records: hold.records)) }
@@ -155,27 +208,23 @@ public final class DataProxyClient: Service, Sendable {
     }
 }
 
-/// Where a parked caller's id meets its cancellation, whichever comes first.
+/// Where a parked caller's id meets its cancellation, whichever comes first: one atomic, since either side may
+/// come first and neither waits for the other.
 final class WaitTicket: Sendable {
-    private enum State { case idle, parked(Int), cancelled }
-    private let state = Mutex(State.idle)
+    private static let idle = 0
+    private static let cancelled = -1
+    /// `idle`, `cancelled`, or the parked id plus one.
+    private let state = Atomic(WaitTicket.idle)
 
     /// Records the id; `false` when cancelled already (the caller then cancels the wait itself).
     func park(_ id: Int) -> Bool {
-        self.state.withLock { state in
-            guard case .idle = state else { return false }
-            state = .parked(id)
-            return true
-        }
+        self.state.compareExchange(expected: Self.idle, desired: id + 1, ordering: .acquiringAndReleasing).exchanged
     }
 
     /// Marks the wait cancelled; the id to cancel when it was parked.
     func cancel() -> Int? {
-        self.state.withLock { state in
-            defer { state = .cancelled }
-            if case .parked(let id) = state { return id }
-            return nil
-        }
+        let old = self.state.exchange(Self.cancelled, ordering: .acquiringAndReleasing)
+        return old > 0 ? old - 1 : nil
     }
 }
 

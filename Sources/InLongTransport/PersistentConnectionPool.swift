@@ -42,6 +42,16 @@ public struct LoadBalancingPolicy: Sendable {
 ///
 /// Run it as a `Service`; ``run()`` returns after a graceful shutdown or ``close()`` has drained every connection.
 public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendable {
+    /// A connection became ready for requests, or stopped being ready: what the pool tells its owner, so that the
+    /// owner keeps the ready set and picks without asking every connection (gRPC's round-robin balancer hears of
+    /// its subchannels the same way). Told in order per connection; a draining connection still counts as ready
+    /// until its channel closes (check ``PersistentConnection/isAcceptingRequests`` on the one picked).
+    package struct ReadinessChange: Sendable {
+        package var endpoint: Endpoint
+        package var connection: PersistentConnection<Codec>
+        package var isReady: Bool
+    }
+
     private struct State {
         var connections: [Endpoint: PersistentConnection<Codec>] = [:]
         var order: [Endpoint] = []
@@ -65,7 +75,9 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
     private let logger: Logger
     /// One handler pool for the peers' requests on every connection, run by ``run()``.
     private let inbound: InboundHandlerPool<Codec>?
+    /// Every change goes through ``withState(_:)``, the pool's one lock site.
     private let state = Mutex(State())
+    private let readinessChanged: (@Sendable (ReadinessChange) -> Void)?
     private let events: AsyncStream<Event>
     private let eventSink: AsyncStream<Event>.Continuation
 
@@ -80,7 +92,7 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
     ///   - logger: Background logger. Defaults to one that logs nothing.
     ///   - inboundRequestHandler: Handles the frames peers send on their own, on any connection, by one pool of
     ///     handlers sized by the configuration's ``PersistentConnection/Configuration/inboundHandlerPool``.
-    public init(
+    public convenience init(
         codec: Codec,
         endpoints: [Endpoint],
         configuration: PersistentConnection<Codec>.Configuration,
@@ -90,7 +102,34 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
         logger: Logger = Logger(label: "inlong.transport", factory: { _ in SwiftLogNoOpLogHandler() }),
         inboundRequestHandler: PersistentConnection<Codec>.InboundRequestHandler? = nil
     ) {
+        self.init(
+            codec: codec,
+            endpoints: endpoints,
+            configuration: configuration,
+            policy: policy,
+            health: health,
+            eventLoopGroup: eventLoopGroup,
+            logger: logger,
+            inboundRequestHandler: inboundRequestHandler,
+            readinessChanged: nil
+        )
+    }
+
+    /// As the public initializer, with `readinessChanged` told whenever a connection becomes ready or stops being
+    /// ready (from ``run()``'s tasks, never under the pool's lock).
+    package init(
+        codec: Codec,
+        endpoints: [Endpoint],
+        configuration: PersistentConnection<Codec>.Configuration,
+        policy: LoadBalancingPolicy = .leastInFlight,
+        health: HealthPolicy? = nil,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "inlong.transport", factory: { _ in SwiftLogNoOpLogHandler() }),
+        inboundRequestHandler: PersistentConnection<Codec>.InboundRequestHandler? = nil,
+        readinessChanged: (@Sendable (ReadinessChange) -> Void)?
+    ) {
         precondition(!endpoints.isEmpty, "a pool needs at least one endpoint")
+        self.readinessChanged = readinessChanged
         self.codec = codec
         self.template = configuration
         self.policy = policy
@@ -101,7 +140,7 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
         }
         (self.events, self.eventSink) = AsyncStream.makeStream()
         if let health {
-            self.state.withLock { $0.health = EndpointHealth(threshold: health.threshold, basePause: health.basePause, maxPause: health.maxPause) }
+            self.withState { $0.health = EndpointHealth(threshold: health.threshold, basePause: health.basePause, maxPause: health.maxPause) }
         }
         _ = self.updateEndpoints(endpoints)
     }
@@ -124,7 +163,7 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
     /// Reports how a request on `endpoint` ended, for the pool's health: a success clears the endpoint, failures
     /// in a row make it avoided for a while (logged).
     public func recordOutcome(_ endpoint: Endpoint, succeeded: Bool) {
-        let pause = self.state.withLock { state -> Duration? in
+        let pause = self.withState { state -> Duration? in
             guard state.health != nil else { return nil }
             if succeeded {
                 state.health!.succeeded(endpoint)
@@ -140,21 +179,21 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
 
     /// Endpoints avoided now after consecutive failures.
     public var avoidedEndpoints: Set<Endpoint> {
-        self.state.withLock { $0.health?.avoided(now: .now) ?? [] }
+        self.withState { $0.health?.avoided(now: .now) ?? [] }
     }
 
     /// The endpoints in use.
-    public var endpoints: [Endpoint] { self.state.withLock { $0.order } }
+    public var endpoints: [Endpoint] { self.withState { $0.order } }
 
     /// The connection to each endpoint.
     public var connections: [PersistentConnection<Codec>] {
-        self.state.withLock { state in state.order.compactMap { state.connections[$0] } }
+        self.withState { state in state.order.compactMap { state.connections[$0] } }
     }
 
     /// Stops choosing the connection to `endpoint` (it stays open and finishes what it has: for maintenance or
     /// an operator's decision), or lets it be chosen again.
     public func setEnabled(_ enabled: Bool, for endpoint: Endpoint) {
-        self.state.withLock { state in
+        self.withState { state in
             if enabled {
                 state.disabled.remove(endpoint)
             } else {
@@ -173,7 +212,7 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
             self.logger.warning("ignoring an empty endpoint list; keeping the current endpoints")
             return false
         }
-        let (added, removed) = self.state.withLock { state -> ([PersistentConnection<Codec>], [PersistentConnection<Codec>]) in
+        let (added, removed) = self.withState { state -> ([PersistentConnection<Codec>], [PersistentConnection<Codec>]) in
             guard !state.closed else { return ([], []) }
             var added: [PersistentConnection<Codec>] = []
             var removed: [PersistentConnection<Codec>] = []
@@ -207,7 +246,7 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
     /// pool's health) when there are any.
     public func chooseConnection(avoiding avoided: Set<Endpoint> = []) throws -> PersistentConnection<Codec> {
         // The pool's lock only for its own state; each connection's state is read after it is released.
-        let (candidates, avoided, start) = try self.state.withLock { state -> ([PersistentConnection<Codec>], Set<Endpoint>, Int) in
+        let (candidates, avoided, start) = try self.withState { state -> ([PersistentConnection<Codec>], Set<Endpoint>, Int) in
             guard !state.closed else { throw TransportError(.shutDown) }
             var candidates: [PersistentConnection<Codec>] = []
             candidates.reserveCapacity(state.order.count)
@@ -232,42 +271,7 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
         }
         if ready.isEmpty, skipped { ready = candidates.filter(\.isAcceptingRequests) }
         guard !ready.isEmpty else { throw TransportError(.notConnected) }
-        switch self.policy.kind {
-        case .roundRobin:
-            return ready[start % ready.count]
-        case .leastInFlight:
-            return Self.cheapest(ready, startingAt: start) { $0.inFlightCount }
-        case .leastLoaded:
-            return Self.cheapest(ready, startingAt: start) { connection in
-                (connection.inFlightCount + 1) * (100 + min(connection.reportedLoad ?? 0, 1_000_000))
-            }
-        case .custom(let choose):
-            let candidates = ready.map {
-                LoadBalancingPolicy.Candidate(
-                    endpoint: $0.configuration.endpoints[0],
-                    inFlight: $0.inFlightCount,
-                    load: $0.reportedLoad
-                )
-            }
-            let index = choose(candidates)
-            return ready[min(max(index, 0), ready.count - 1)]
-        }
-    }
-
-    /// The connection of lowest `cost`, looking from `start` round the list so that ties rotate.
-    private static func cheapest(
-        _ ready: [PersistentConnection<Codec>],
-        startingAt start: Int,
-        cost: (PersistentConnection<Codec>) -> Int
-    ) -> PersistentConnection<Codec> {
-        var best = start % ready.count
-        var bestCost = cost(ready[best])
-        for offset in 1..<max(ready.count, 1) {
-            let index = (start + offset) % ready.count
-            let candidate = cost(ready[index])
-            if candidate < bestCost { (best, bestCost) = (index, candidate) }
-        }
-        return ready[best]
+        return ready[self.policy.choose(among: ready, startingAt: start)]
     }
 
     /// Sends a request on a connection the policy picks; see ``PersistentConnection/request(_:timeout:)``.
@@ -324,8 +328,11 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
                     case .start(let connection):
                         // The pool closes its connections: they do not stop on their own at a graceful shutdown.
                         group.addTask { await connection.runUntilClosed() }
+                        if let readinessChanged = self.readinessChanged {
+                            group.addTask { await Self.watchReadiness(of: connection, tell: readinessChanged) }
+                        }
                     case .close:
-                        let all = self.state.withLock { state in
+                        let all = self.withState { state in
                             state.closed = true
                             return Array(state.connections.values)
                         }
@@ -337,5 +344,55 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
             // Every connection has ended: the inbound handlers under way finish, then their workers.
             self.inbound?.stop()
         }
+    }
+
+    /// Tells the owner each time `connection` becomes ready or stops being ready, until it shuts down.
+    private static func watchReadiness(of connection: PersistentConnection<Codec>, tell: @Sendable (ReadinessChange) -> Void) async {
+        let endpoint = connection.configuration.endpoints[0]
+        var ready = false
+        for await connectivity in connection.connectivityStates() where (connectivity == .ready) != ready {
+            ready.toggle()
+            tell(ReadinessChange(endpoint: endpoint, connection: connection, isReady: ready))
+        }
+        // Shut down, or the pool's run was cancelled: it takes no more requests either way.
+        if ready { tell(ReadinessChange(endpoint: endpoint, connection: connection, isReady: false)) }
+    }
+
+    /// The pool's one lock site: every read and change of its state.
+    private func withState<Result>(_ body: (inout State) throws -> Result) rethrows -> Result {
+        try self.state.withLock { try body(&$0) }
+    }
+}
+
+extension LoadBalancingPolicy {
+    /// The index of the connection the policy takes among `ready` (not empty), ties rotating from `start`.
+    package func choose<Codec>(among ready: [PersistentConnection<Codec>], startingAt start: Int) -> Int {
+        switch self.kind {
+        case .roundRobin:
+            return start % ready.count
+        case .leastInFlight:
+            return Self.cheapest(ready.count, startingAt: start) { ready[$0].inFlightCount }
+        case .leastLoaded:
+            return Self.cheapest(ready.count, startingAt: start) { index in
+                (ready[index].inFlightCount + 1) * (100 + min(ready[index].reportedLoad ?? 0, 1_000_000))
+            }
+        case .custom(let choose):
+            let candidates = ready.map {
+                Candidate(endpoint: $0.configuration.endpoints[0], inFlight: $0.inFlightCount, load: $0.reportedLoad)
+            }
+            return min(max(choose(candidates), 0), ready.count - 1)
+        }
+    }
+
+    /// The index of lowest `cost` among `count`, looking from `start` round the list so that ties rotate.
+    private static func cheapest(_ count: Int, startingAt start: Int, cost: (Int) -> Int) -> Int {
+        var best = start % count
+        var bestCost = cost(best)
+        for offset in 1..<max(count, 1) {
+            let index = (start + offset) % count
+            let candidate = cost(index)
+            if candidate < bestCost { (best, bestCost) = (index, candidate) }
+        }
+        return best
     }
 }

@@ -86,15 +86,33 @@ import Testing
     }
 }
 
-/// The quota in use is reported outside the machine's lock: a report that arrives after a newer one is dropped,
-/// so the gauge cannot stick at a stale value.
-@Test func aLateReportOfTheQuotaInUseDoesNotOverwriteANewerOne() {
+/// The quota in use is told to the delegate under the client's lock, so that reports keep their order: with senders
+/// on several tasks and acks on event loops, the last value told once every record ended is 0, never a stale one.
+@Test func theQuotaInUseIsToldInOrderSoTheGaugeEndsAtZero() async throws {
     let delegate = HeldBytesDelegate()
-    let observation = ClientObservation(delegate: delegate)
-    observation.heldBytesChanged(HeldBytes(bytes: 300, version: 2))
-    observation.heldBytesChanged(HeldBytes(bytes: 100, version: 1))
-    observation.heldBytesChanged(HeldBytes(bytes: 0, version: 3))
-    #expect(delegate.told.withLock { $0 } == [300, 0])
+    var receiverConfiguration = DataProxyReceiver.Configuration.loopback
+    receiverConfiguration.knownGroups = ["g"]
+    try await withReceiver(receiverConfiguration) { receiver in
+        var configuration = clientConfiguration(ports: [try await receiver.port()])
+        configuration.observabilityDelegate = delegate
+        configuration.batching.maxRecords = 3
+        try await withDataProxyClient(configuration: configuration) { client in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for sender in 0..<4 {
+                    group.addTask {
+                        for index in 0..<200 { try await client.send("s\(sender)-\(index)", group: "g", stream: "s") }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(await client.flush())
+            #expect(client.statistics().heldBytes == 0)
+        }
+    }
+    let told = delegate.told.withLock { $0 }
+    #expect(told.count > 100)
+    #expect(told.last == 0)
+    #expect(told.allSatisfy { $0 >= 0 })
 }
 
 private final class HeldBytesDelegate: DataProxyClientObservabilityDelegate {

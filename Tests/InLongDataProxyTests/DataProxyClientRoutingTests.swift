@@ -160,6 +160,9 @@ import Testing
             configuration.connection.maxProxies = 2
             try await withDataProxyClient(configuration: configuration) { client in
                 _ = try await client.sendAndWait(contentsOf: (0..<100).map { ByteBuffer(string: "r\($0)") }, group: "g", stream: "s")
+                // The batch goes as soon as one connection is ready: the other one of the subset may still be on
+                // its way, and must be counted before the list changes.
+                #expect(await eventually { receivers.map { $0.statistics().acceptedConnections }.reduce(0, +) == 2 })
                 let before = client.proxies
                 let accepted = receivers.map { $0.statistics().acceptedConnections }
                 manager.setAnswer(.init(clusterID: 1, nodes: nodes.reversed()), for: "g")

@@ -17,7 +17,7 @@ final class AckWaiter: Sendable {
     /// Hands over the suspended caller; resumes it at once, and returns `false`, when its task was cancelled
     /// already (the record must then not be appended).
     func suspend(_ continuation: CheckedContinuation<DataProxyAck, any Error>) -> Bool {
-        let cancelled = self.state.withLock { state -> Bool in
+        let cancelled = self.modifyState { state -> Bool in
             guard case .waiting = state else { return true }
             state = .suspended(continuation)
             return false
@@ -43,7 +43,7 @@ final class AckWaiter: Sendable {
     }
 
     private func take(next: State) -> CheckedContinuation<DataProxyAck, any Error>? {
-        self.state.withLock { state in
+        self.modifyState { state in
             switch state {
             case .waiting:
                 state = next
@@ -55,5 +55,10 @@ final class AckWaiter: Sendable {
                 return nil
             }
         }
+    }
+
+    /// The waiter's one lock site.
+    private func modifyState<Value>(_ body: (inout State) -> Value) -> Value {
+        self.state.withLock { body(&$0) }
     }
 }

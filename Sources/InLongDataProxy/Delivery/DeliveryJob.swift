@@ -48,8 +48,8 @@ struct DeliveryJob: Sendable {
 
 /// How a submitted request ended, as the state machine needs it.
 enum DeliveryOutcome: Sendable {
-    /// What the outcome says of the proxy, for the pool's health: `nil` when it says nothing (a fatal error
-    /// code is about the records).
+    /// What the outcome says of the proxy, for the router's health of proxies: `nil` when it says nothing (a fatal
+    /// error code is about the records).
     var proxySucceeded: Bool? {
         switch self {
         case .acked: true

@@ -1,14 +1,7 @@
-/// The quota in use, numbered: the machine's actions run outside its lock, so two threads can report it out of
-/// order, and the number tells which report is the newer.
-struct HeldBytes: Equatable {
-    var bytes: Int
-    var version: UInt64
-}
-
 extension DeliveryStateMachine {
-    /// What the driver does once the lock is released, in this order: wake the dispatcher, finish jobs (quota
-    /// already released), resume senders, resume flush callers (last, so that they see the finished records
-    /// counted).
+    /// What the driver does: tell the quota gauge while it still holds the lock (so that reports keep their
+    /// order), then, once the lock is released, in this order: wake the dispatcher, finish jobs (quota already
+    /// released), resume senders, resume flush callers (last, so that they see the finished records counted).
     struct Actions {
         var wakeDispatcher = false
         /// Jobs that ended; `reportHolds` when their quota stays held until report readers took the report
@@ -18,10 +11,19 @@ extension DeliveryStateMachine {
         var resumeFlushes: [(waiter: Waiter, allEnded: Bool)] = []
         /// Batches sealed, for per-stream metrics.
         var sealed: [(key: BatchKey, records: Int, bytes: Int)] = []
+        typealias Retried = (key: BatchKey, attempts: Int, error: DataProxyError, delay: Duration)
+
         /// A retry was scheduled.
-        var retried: (key: BatchKey, attempts: Int, error: DataProxyError, delay: Duration)?
+        var retried: Retried? {
+            get { self.retriedStorage.last }
+            set { self.retriedStorage = newValue.map { [$0] } ?? [] }
+        }
+
+        /// Kept in an array (one word) rather than inline: the error makes it hundreds of bytes, which every
+        /// append would otherwise copy, and retries are rare.
+        private var retriedStorage: [Retried] = []
         /// The quota in use after the change, when it changed.
-        var heldBytes: HeldBytes?
+        var heldBytes: Int?
 
         init() {}
 
@@ -43,13 +45,13 @@ extension DeliveryStateMachine {
             self.resumeSenders += other.resumeSenders
             self.resumeFlushes += other.resumeFlushes
             self.sealed += other.sealed
-            self.retried = other.retried ?? self.retried
+            if !other.retriedStorage.isEmpty { self.retriedStorage = other.retriedStorage }
             self.heldBytes = other.heldBytes ?? self.heldBytes
         }
 
         var isEmpty: Bool {
             !self.wakeDispatcher && self.finish.isEmpty && self.resumeSenders.isEmpty && self.resumeFlushes.isEmpty
-                && self.sealed.isEmpty && self.retried == nil && self.heldBytes == nil
+                && self.sealed.isEmpty && self.retriedStorage.isEmpty && self.heldBytes == nil
         }
     }
 
@@ -57,7 +59,7 @@ extension DeliveryStateMachine {
     /// the per-record path returns little.
     struct Sealed {
         var batches: [(key: BatchKey, records: Int, bytes: Int)]
-        var heldBytes: HeldBytes
+        var heldBytes: Int
     }
 
     /// Why an append stopped before the end of its records.

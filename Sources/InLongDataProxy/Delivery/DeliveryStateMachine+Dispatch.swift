@@ -23,8 +23,8 @@ extension DeliveryStateMachine {
                 self.nextUniq &+= 1
                 job.uniq = self.nextUniq
             }
-            // A retry avoids the proxy that holds (or lost) the unacked original, while another is ready; the pool
-            // avoids failing proxies itself.
+            // A retry avoids the proxy that holds (or lost) the unacked original, while another is ready; the
+            // router avoids failing proxies itself.
             let avoiding: Set<Endpoint> = job.lastProxy.map { [$0] } ?? []
             job.handingOver = true
             self.jobs.hold(job)

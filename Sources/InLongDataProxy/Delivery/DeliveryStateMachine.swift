@@ -54,7 +54,6 @@ struct DeliveryStateMachine<Waiter> {
     var reports = ReportQuota()
     /// Parked senders and flush callers.
     var waiters = Waiters()
-    private var heldBytesVersion: UInt64 = 0
     /// The last uniq given to a job.
     var nextUniq: UInt32 = 0
     /// The id of the next record accepted.
@@ -250,9 +249,8 @@ struct DeliveryStateMachine<Waiter> {
 
     // MARK: Helpers
 
-    private mutating func heldBytesNow() -> HeldBytes {
-        self.heldBytesVersion += 1
-        return HeldBytes(bytes: self.accumulator.heldBytes, version: self.heldBytesVersion)
+    private func heldBytesNow() -> Int {
+        self.accumulator.heldBytes
     }
 
     private mutating func enqueueSealed(_ batches: [SealedBatch], now: ContinuousClock.Instant) -> Sealed {

@@ -54,16 +54,28 @@ final class DeliveryTracker: Sendable {
         }
     }
 
+    private typealias Waiter = CheckedContinuation<DeliverySummary, any Error>
+
     private let state = Mutex(State())
 
     init() {}
 
-    var records: DataProxyRecordIDs { self.state.withLock { $0.records } }
-    var summary: DeliverySummary? { self.state.withLock { $0.summary } }
+    /// The tracker's one lock site: changes the state, then resumes whoever the change released.
+    private func modifyState<Value>(_ body: (inout State) -> (Value, [Waiter], Result<DeliverySummary, any Error>?)) -> Value {
+        let (value, waiters, resumption) = self.state.withLock { body(&$0) }
+        if let resumption { for waiter in waiters { waiter.resume(with: resumption) } }
+        return value
+    }
+
+    var records: DataProxyRecordIDs { self.modifyState { ($0.records, [], nil) } }
+    var summary: DeliverySummary? { self.modifyState { ($0.summary, [], nil) } }
 
     /// The call accepted these records (called after each locked run of appends).
     func accepted(_ ids: DataProxyRecordIDs) {
-        self.state.withLock { $0.records.formUnion(ids) }
+        self.modifyState { state in
+            state.records.formUnion(ids)
+            return ((), [], nil)
+        }
     }
 
     /// The call accepted its last record. Records may have ended already.
@@ -82,42 +94,40 @@ final class DeliveryTracker: Sendable {
         }
     }
 
+    /// Changes the counts; every waiter resumes once all records ended.
     private func update(_ body: (inout State) -> Void) {
-        let (summary, waiters) = self.state.withLock { state -> (DeliverySummary?, [CheckedContinuation<DeliverySummary, any Error>]) in
+        self.modifyState { state in
             body(&state)
-            guard let summary = state.summary, !state.waiters.isEmpty else { return (nil, []) }
+            guard let summary = state.summary, !state.waiters.isEmpty else { return ((), [], nil) }
             defer { state.waiters.removeAll() }
-            return (summary, Array(state.waiters.values))
+            return ((), Array(state.waiters.values), .success(summary))
         }
-        if let summary { for waiter in waiters { waiter.resume(returning: summary) } }
     }
 
     func wait() async throws -> DeliverySummary {
         try Task.checkCancellation()
-        let id = self.state.withLock { state in
+        let id = self.modifyState { state in
             defer { state.nextWaiter += 1 }
-            return state.nextWaiter
+            return (state.nextWaiter, [], nil)
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let immediate = self.state.withLock { state -> Result<DeliverySummary, any Error>? in
-                    if state.cancelled.remove(id) != nil { return .failure(CancellationError()) }
-                    if let summary = state.summary { return .success(summary) }
+                self.modifyState { state in
+                    if state.cancelled.remove(id) != nil { return ((), [continuation], .failure(CancellationError())) }
+                    if let summary = state.summary { return ((), [continuation], .success(summary)) }
                     state.waiters[id] = continuation
-                    return nil
+                    return ((), [], nil)
                 }
-                if let immediate { continuation.resume(with: immediate) }
             }
         } onCancel: {
-            let waiter = self.state.withLock { state in
+            self.modifyState { state in
                 guard let waiter = state.waiters.removeValue(forKey: id) else {
                     // Not parked yet (or resumed already): leave a mark for the parking side.
                     if state.summary == nil { state.cancelled.insert(id) }
-                    return nil as CheckedContinuation<DeliverySummary, any Error>?
+                    return ((), [], nil)
                 }
-                return waiter
+                return ((), [waiter], .failure(CancellationError()))
             }
-            waiter?.resume(throwing: CancellationError())
         }
     }
 }

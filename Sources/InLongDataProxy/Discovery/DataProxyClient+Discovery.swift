@@ -1,81 +1,117 @@
 #if ManagerDiscovery
 import InLongTransport
 import Logging
-import Synchronization
 
 /// Discovery: the Manager asked for each group's proxies, on the ``DiscoverySchedule``.
 extension DataProxyClient {
     /// Runs the ``DiscoverySchedule``: asks the Manager for the configured groups, then for groups as they are
-    /// first used, refreshes every group it knows, and gives the slots of avoided proxies to spares.
-    func discoveryLoop(_ discovery: ProxyDiscovery, router: ProxyRouter) async {
+    /// first used, refreshes every group it knows, and gives the slots of avoided proxies to spares. Between
+    /// steps it waits for a wake-up: the router meeting a group without proxies, or the clock reaching the
+    /// schedule's next step.
+    func discoveryLoop(_ discovery: ProxyDiscovery) async {
+        let manager = discovery.configuration
         var schedule = DiscoverySchedule(
-            groups: discovery.configuration.groups,
-            refreshInterval: discovery.configuration.refreshInterval,
+            groups: manager.groups,
+            refreshInterval: manager.refreshInterval,
+            attempts: manager.attempts,
+            usesCache: manager.cacheFile != nil,
             now: .now
         )
+        var wakeups = self.discoveryWakeups.makeAsyncIterator()
+        /// The last request's failure per group, said when its ask gives up.
+        var lastErrors: [String: any Error] = [:]
         while !Task.isCancelled {
             // Groups met by the dispatcher with no proxies of their own.
-            schedule.met(router.unroutedGroups, now: .now)
+            schedule.met(self.router.unroutedGroups, now: .now)
             switch schedule.next(now: .now) {
-            case .discover(let group, let useCache):
-                let found = await self.discover(group, discovery: discovery, router: router, useCache: useCache)
-                schedule.discovered(group, found: found, now: .now)
+            case .ask(let group, _, _):
+                switch await discovery.ask(group: group) {
+                case .success(let (list, raw)):
+                    discovery.writeCache(group: group, reply: raw)
+                    lastErrors[group] = nil
+                    self.found(list, for: group)
+                    schedule.answered(group, found: true, now: .now)
+                case .failure(let error) where error is CancellationError:
+                    // The client is closing: what the Manager said last still stands.
+                    return
+                case .failure(let error):
+                    lastErrors[group] = error
+                    // Told at the first failed request, not after the last: an operator waits for it.
+                    if !self.router.isRouted(group) { self.setDiscoveryError(Self.noProxies(manager, group, error)) }
+                    if schedule.answered(group, found: false, now: .now) == .gaveUp {
+                        self.askFailed(group, error: error, manager: manager)
+                    }
+                }
+            case .readCache(let group):
+                let error = lastErrors[group] ?? DataProxyError(.discoveryFailed, "no answer", group: group)
+                if let list = discovery.cachedList(group: group) {
+                    self.logger.notice("using the cached proxy list", metadata: ["inlong.group": "\(group)", "inlong.error": "\(error)"])
+                    self.found(list, for: group)
+                    schedule.cacheRead(group, found: true, now: .now)
+                } else {
+                    schedule.cacheRead(group, found: false, now: .now)
+                    self.askFailed(group, error: error, manager: manager)
+                }
             case .replaceFailingProxies:
-                // A proxy the Manager still lists but the pool avoids gives its slot to a spare.
-                if router.replaceFailingProxies() {
-                    self.logger.notice("failing proxies replaced by spares", metadata: ["inlong.proxies": "\(router.endpoints)"])
-                    let endpoints = router.endpoints
+                // A proxy the Manager still lists but the router avoids gives its slot to a spare.
+                if self.router.replaceFailingProxies() {
+                    let endpoints = self.router.endpoints
+                    self.logger.notice("failing proxies replaced by spares", metadata: ["inlong.proxies": "\(endpoints)"])
                     self.withMachineState { $0.proxiesChanged(endpoints) }
                 }
             case .wait(let until):
-                // The dispatcher's new groups are looked for at least every 50 ms.
-                try? await Task.sleep(until: min(until, .now + .milliseconds(50)))
+                // The clock wakes this loop at `until`; a group met wakes it sooner.
+                self.modifyState { state in
+                    state.discovery.due = until
+                    return ((), nil)
+                }
+                guard await wakeups.next() != nil else { return }
             }
         }
     }
 
-    /// Asks for one group's proxies and routes the group to them; `false` when none was found (a group that
-    /// had proxies keeps them).
-    private func discover(_ group: String, discovery: ProxyDiscovery, router: ProxyRouter, useCache: Bool) async -> Bool {
-        let noProxies = { (error: any Error) in
-            "the Manager \(discovery.configuration.url) gave no proxy for \(group): \(error)"
+    /// Routes `group` to the proxies found for it.
+    private func found(_ list: ProxyList, for group: String) {
+        if self.router.apply(list, for: group) {
+            self.logger.info("proxies updated", metadata: ["inlong.group": "\(group)", "inlong.proxies": "\(list.endpoints)"])
         }
-        // Told at the first failed attempt, not after the last: an operator waits for it.
-        let attemptFailed = { (error: any Error) in
-            if !router.isRouted(group) { self.discoveryError.withLock { $0 = noProxies(error) } }
+        let endpoints = self.router.endpoints
+        self.modifyState { state in
+            state.machine.proxiesChanged(endpoints)
+            if let length = list.maxPacketLength { self.applyFrameLimit(length, to: &state.machine) }
+            state.discovery.error = nil
+            state.discovery.failures[group] = nil
+            return ((), state.machine.routeReady(group))
         }
-        switch await discovery.discover(group: group, useCache: useCache, attemptFailed: attemptFailed) {
-        case .success(let list):
-            if router.apply(list, for: group) {
-                self.logger.info("proxies updated", metadata: ["inlong.group": "\(group)", "inlong.proxies": "\(list.endpoints)"])
-            }
-            let endpoints = router.endpoints
-            self.withMachineState { machine in
-                machine.proxiesChanged(endpoints)
-                if let length = list.maxPacketLength { self.applyFrameLimit(length, to: &machine) }
-            }
-            self.withMachine { ((), $0.routeReady(group)) }
-            self.discoveryError.withLock { $0 = nil }
-            self.discoveryFailures.withLock { $0[group] = nil }
-            return true
-        case .failure(let error) where error is CancellationError:
-            // The client is closing: what the Manager said last still stands.
-            return false
-        case .failure(let error):
-            let message = router.isRouted(group) ? "proxy refresh failed; keeping the group's proxies" : "no proxy found yet"
-            // Said once at warning while the same failure goes on; each retry after it at debug.
-            let repeated = self.discoveryFailures.withLock { failures in
-                defer { failures[group] = "\(message): \(error)" }
-                return failures[group] == "\(message): \(error)"
-            }
-            if !router.isRouted(group) { self.discoveryError.withLock { $0 = noProxies(error) } }
-            self.logger.log(
-                level: repeated ? .debug : .warning,
-                "\(message)",
-                metadata: ["inlong.group": "\(group)", "inlong.manager": "\(discovery.configuration.url)", "inlong.error": "\(error)"]
-            )
-            return false
+    }
+
+    /// An ask ended with no proxies: said once at warning while the same failure goes on, each time after it at
+    /// debug.
+    private func askFailed(_ group: String, error: any Error, manager: Manager) {
+        let routed = self.router.isRouted(group)
+        let message = routed ? "proxy refresh failed; keeping the group's proxies" : "no proxy found yet"
+        let repeated = self.modifyState { state in
+            let said = "\(message): \(error)"
+            defer { state.discovery.failures[group] = said }
+            if !routed { state.discovery.error = Self.noProxies(manager, group, error) }
+            return (state.discovery.failures[group] == said, nil)
         }
+        self.logger.log(
+            level: repeated ? .debug : .warning,
+            "\(message)",
+            metadata: ["inlong.group": "\(group)", "inlong.manager": "\(manager.url)", "inlong.error": "\(error)"]
+        )
+    }
+
+    private func setDiscoveryError(_ error: String) {
+        self.modifyState { state in
+            state.discovery.error = error
+            return ((), nil)
+        }
+    }
+
+    private static func noProxies(_ manager: Manager, _ group: String, _ error: any Error) -> String {
+        "the Manager \(manager.url) gave no proxy for \(group): \(error)"
     }
 }
 #endif

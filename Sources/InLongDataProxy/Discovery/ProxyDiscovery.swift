@@ -79,24 +79,33 @@ struct ProxyDiscovery: Sendable {
         )
     }
 
-    /// Asks the Manager for `group`, with the configured attempts; the raw reply is returned for caching.
-    /// `attemptFailed` hears of each failed attempt at once, before the next.
-    func fetch(group: String, attemptFailed: (any Error) -> Void = { _ in }) async throws -> (ProxyList, String) {
+    /// Asks the Manager for `group`, with the configured attempts (for a one-time look such as `inlong discover`;
+    /// the client's discovery runs the attempts on its ``DiscoverySchedule``); the raw reply is returned for
+    /// caching.
+    func fetch(group: String) async throws -> (ProxyList, String) {
         var lastError: any Error = DataProxyError(.discoveryFailed, "no attempt made", group: group)
         for attempt in 0..<max(self.configuration.attempts, 1) {
-            if attempt > 0 { try await Task.sleep(for: .milliseconds(500 * attempt)) }
-            do {
-                let body = try await self.request(group: group)
-                return (try Self.parse(body, group: group), body)
-            } catch let error as CancellationError {
-                throw error
-            } catch {
-                lastError = error
-                attemptFailed(error)
-                self.logger.debug("Manager request failed", metadata: ["inlong.group": "\(group)", "inlong.error": "\(error)"])
+            if attempt > 0 { try await Task.sleep(for: DiscoverySchedule.attemptDelay(after: attempt)) }
+            switch await self.ask(group: group) {
+            case .success(let answer): return answer
+            case .failure(let error as CancellationError): throw error
+            case .failure(let error): lastError = error
             }
         }
         throw lastError
+    }
+
+    /// One request to the Manager for `group`: its proxy list and the raw reply (for the cache), or why not.
+    func ask(group: String) async -> Result<(ProxyList, String), any Error> {
+        do {
+            let body = try await self.request(group: group)
+            return .success((try Self.parse(body, group: group), body))
+        } catch {
+            if !(error is CancellationError) {
+                self.logger.debug("Manager request failed", metadata: ["inlong.group": "\(group)", "inlong.error": "\(error)"])
+            }
+            return .failure(error)
+        }
     }
 
     private func request(group: String) async throws -> String {
@@ -159,21 +168,9 @@ struct ProxyDiscovery: Sendable {
         }
     }
 
-    /// Asks for `group`'s proxies; falls back to the cached answer (when `useCache`) if the Manager fails.
-    func discover(group: String, useCache: Bool, attemptFailed: (any Error) -> Void = { _ in }) async -> Result<ProxyList, any Error> {
-        do {
-            let (list, raw) = try await self.fetch(group: group, attemptFailed: attemptFailed)
-            self.writeCache(group: group, reply: raw)
-            return .success(list)
-        } catch let error as CancellationError {
-            return .failure(error)
-        } catch {
-            if useCache, let raw = self.readCache()[group], let list = try? Self.parse(raw, group: group) {
-                self.logger.notice("using the cached proxy list", metadata: ["inlong.group": "\(group)", "inlong.error": "\(error)"])
-                return .success(list)
-            }
-            return .failure(error)
-        }
+    /// `group`'s cached proxy list, if the cache has a valid one.
+    func cachedList(group: String) -> ProxyList? {
+        self.readCache()[group].flatMap { try? Self.parse($0, group: group) }
     }
 }
 

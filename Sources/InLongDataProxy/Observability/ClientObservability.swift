@@ -64,7 +64,8 @@ public struct NoOpDataProxyClientObservability: DataProxyClientObservabilityDele
 /// | `inlong_client_held_bytes` (no dimensions) | gauge |
 public final class DataProxyClientMetrics: DataProxyClientObservabilityDelegate {
     private let factory: any MetricsFactory
-    private let streams = Mutex<[StreamKey: StreamMetrics]>([:])
+    /// Every stream's instruments and gauge values, behind the delegate's one lock (``withStream(_:_:_:)``).
+    private let streams = Mutex<[StreamKey: Stream]>([:])
     private let heldBytes: Gauge
 
     public init(factory: any MetricsFactory = MetricsSystem.factory) {
@@ -77,6 +78,33 @@ public final class DataProxyClientMetrics: DataProxyClientObservabilityDelegate 
         var stream: String
     }
 
+    /// A stream's values, changed under the lock: its gauges are recorded there too, since two threads' records
+    /// could otherwise land out of order and leave a stale value on an idle client.
+    private struct Stream {
+        let metrics: StreamMetrics
+        var queuedBytes = 0
+        var inFlight = 0
+        var failed: [DataProxyError.Code: Counter] = [:]
+
+        mutating func queued(bytes: Int) {
+            self.queuedBytes += bytes
+            self.metrics.queuedBytes.record(self.queuedBytes)
+        }
+
+        mutating func inFlight(_ change: Int) {
+            self.inFlight += change
+            self.metrics.inFlight.record(self.inFlight)
+        }
+
+        mutating func failed(_ code: DataProxyError.Code) -> Counter {
+            if let counter = self.failed[code] { return counter }
+            let counter = self.metrics.failedCounter(code)
+            self.failed[code] = counter
+            return counter
+        }
+    }
+
+    /// A stream's instruments, created once.
     private final class StreamMetrics: Sendable {
         let accepted: Counter
         let sent: Counter
@@ -87,13 +115,8 @@ public final class DataProxyClientMetrics: DataProxyClientObservabilityDelegate 
         let sentBytes: Counter
         let bufferFull: Counter
         let ackLatency: CoreMetrics.Timer
-        private let queuedBytesGauge: Gauge
-        private let inFlightGauge: Gauge
-        // Under a lock with the gauge's record: two threads' records could otherwise land out of order and
-        // leave a stale value on an idle client.
-        private let queuedBytes = Mutex(0)
-        private let inFlight = Mutex(0)
-        private let failed = Mutex<[DataProxyError.Code: Counter]>([:])
+        let queuedBytes: Gauge
+        let inFlight: Gauge
         private let dimensions: [(String, String)]
         private let factory: any MetricsFactory
 
@@ -116,89 +139,75 @@ public final class DataProxyClientMetrics: DataProxyClientObservabilityDelegate 
                 preferredDisplayUnit: .seconds,
                 factory: factory
             )
-            self.queuedBytesGauge = Gauge(label: "inlong_client_queued_bytes", dimensions: dimensions, factory: factory)
-            self.inFlightGauge = Gauge(label: "inlong_client_batches_in_flight", dimensions: dimensions, factory: factory)
+            self.queuedBytes = Gauge(label: "inlong_client_queued_bytes", dimensions: dimensions, factory: factory)
+            self.inFlight = Gauge(label: "inlong_client_batches_in_flight", dimensions: dimensions, factory: factory)
         }
 
-        func failed(_ code: DataProxyError.Code) -> Counter {
-            self.failed.withLock { counters in
-                if let counter = counters[code] { return counter }
-                let counter = Counter(
-                    label: "inlong_client_records_failed_total",
-                    dimensions: self.dimensions + [("reason", code.description)],
-                    factory: self.factory
-                )
-                counters[code] = counter
-                return counter
-            }
-        }
-
-        func queued(bytes: Int) {
-            self.queuedBytes.withLock { queued in
-                queued += bytes
-                self.queuedBytesGauge.record(queued)
-            }
-        }
-
-        func inFlight(_ change: Int) {
-            self.inFlight.withLock { inFlight in
-                inFlight += change
-                self.inFlightGauge.record(inFlight)
-            }
+        func failedCounter(_ code: DataProxyError.Code) -> Counter {
+            Counter(label: "inlong_client_records_failed_total", dimensions: self.dimensions + [("reason", code.description)], factory: self.factory)
         }
     }
 
-    private func metrics(_ group: String, _ stream: String) -> StreamMetrics {
+    /// The delegate's one lock site: the stream's values, created on first use.
+    private func withStream<Value>(_ group: String, _ stream: String, _ body: (inout Stream) -> Value) -> Value {
         let key = StreamKey(group: group, stream: stream)
         return self.streams.withLock { streams in
-            if let existing = streams[key] { return existing }
-            let created = StreamMetrics(group: group, stream: stream, factory: self.factory)
-            streams[key] = created
-            return created
+            if streams[key] == nil {
+                streams[key] = Stream(metrics: StreamMetrics(group: group, stream: stream, factory: self.factory))
+            }
+            return body(&streams[key]!)
         }
     }
 
     public func batchQueued(group: String, stream: String, records: Int, bytes: Int) {
-        let metrics = self.metrics(group, stream)
+        let metrics = self.withStream(group, stream) { stream in
+            stream.queued(bytes: bytes)
+            return stream.metrics
+        }
         metrics.accepted.increment(by: records)
-        metrics.queued(bytes: bytes)
     }
 
     public func batchSent(group: String, stream: String, records: Int, frameBytes: Int, proxy: Endpoint) {
-        let metrics = self.metrics(group, stream)
+        let metrics = self.withStream(group, stream) { stream in
+            stream.inFlight(1)
+            return stream.metrics
+        }
         metrics.sent.increment(by: records)
         metrics.batchesSent.increment()
         metrics.sentBytes.increment(by: frameBytes)
-        metrics.inFlight(1)
     }
 
     public func batchAnswered(group: String, stream: String) {
-        self.metrics(group, stream).inFlight(-1)
+        self.withStream(group, stream) { $0.inFlight(-1) }
     }
 
     public func batchRetried(group: String, stream: String, attempt: Int, error: DataProxyError) {
-        self.metrics(group, stream).retried.increment()
+        self.withStream(group, stream) { $0.metrics }.retried.increment()
     }
 
     public func batchAcked(group: String, stream: String, records: Int, bytes: Int, latency: Duration) {
-        let metrics = self.metrics(group, stream)
+        let metrics = self.withStream(group, stream) { stream in
+            stream.queued(bytes: -bytes)
+            return stream.metrics
+        }
         metrics.acked.increment(by: records)
         metrics.ackLatency.recordNanoseconds(TimeAmount(latency).nanoseconds)
-        metrics.queued(bytes: -bytes)
     }
 
     public func batchFailed(group: String, stream: String, records: Int, bytes: Int, error: DataProxyError) {
-        let metrics = self.metrics(group, stream)
-        metrics.failed(error.code).increment(by: records)
-        metrics.queued(bytes: -bytes)
+        let failed = self.withStream(group, stream) { stream in
+            stream.queued(bytes: -bytes)
+            return stream.failed(error.code)
+        }
+        failed.increment(by: records)
     }
 
     public func recordTooLarge(group: String, stream: String, bytes: Int) {
-        self.metrics(group, stream).tooLarge.increment()
+        self.withStream(group, stream) { $0.metrics }.tooLarge.increment()
     }
 
     public func bufferFull(group: String, stream: String) {
-        self.metrics(group, stream).bufferFull.increment()
+        self.withStream(group, stream) { $0.metrics }.bufferFull.increment()
     }
 
     public func heldBytesChanged(to bytes: Int) {

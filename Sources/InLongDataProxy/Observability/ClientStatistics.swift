@@ -96,10 +96,13 @@ final class ClientObservation: Sendable {
     private let bufferFull = Atomic<Int>(0)
     private let batchesSent = Atomic<Int>(0)
     private let bytesSent = Atomic<Int>(0)
-    private let latency = Mutex(LatencyHistogram())
-    private let failures = Mutex<[String: Int]>([:])
-    /// The version of the quota in use last told to the delegate, so that an older report arriving late is dropped.
-    private let heldBytesTold = Mutex<UInt64>(0)
+    /// What atomics cannot count, behind the observation's one lock (``withCounted(_:)``).
+    private let counted = Mutex(Counted())
+
+    private struct Counted {
+        var latency = LatencyHistogram()
+        var failures: [String: Int] = [:]
+    }
 
     /// `nil` for no delegate at all (nothing is called).
     init(delegate: (any DataProxyClientObservabilityDelegate)?) {
@@ -141,7 +144,7 @@ final class ClientObservation: Sendable {
 
     func batchAcked(_ key: BatchKey, records: Int, bytes: Int, latency: Duration) {
         self.acked.add(records, ordering: .relaxed)
-        self.latency.withLock { $0.record(latency) }
+        self.withCounted { $0.latency.record(latency) }
         self.delegate?.batchAcked(group: key.group, stream: key.stream, records: records, bytes: bytes, latency: latency)
     }
 
@@ -149,7 +152,7 @@ final class ClientObservation: Sendable {
         self.failed.add(records, ordering: .relaxed)
         // `shutDown after connectionLost`: what ended the records, and why they were not acked before.
         let reason = error.lastFailure.map { "\(error.code) after \($0)" } ?? error.code.description
-        self.failures.withLock { $0[reason, default: 0] += records }
+        self.withCounted { $0.failures[reason, default: 0] += records }
         switch error.persistence {
         case .notSent: self.failedNotSent.add(records, ordering: .relaxed)
         case .possiblySent: self.failedPossiblySent.add(records, ordering: .relaxed)
@@ -168,14 +171,9 @@ final class ClientObservation: Sendable {
         self.delegate?.bufferFull(group: key.group, stream: key.stream)
     }
 
-    /// Tells the delegate under a lock of its own (not the machine's), so that reports reach it in order.
-    func heldBytesChanged(_ held: HeldBytes) {
-        guard let delegate = self.delegate else { return }
-        self.heldBytesTold.withLock { told in
-            guard held.version > told else { return }
-            told = held.version
-            delegate.heldBytesChanged(to: held.bytes)
-        }
+    /// Called under the client's lock, so that reports reach the delegate in order.
+    func heldBytesChanged(_ bytes: Int) {
+        self.delegate?.heldBytesChanged(to: bytes)
     }
 
     /// Fills in the counted part of a snapshot.
@@ -189,11 +187,16 @@ final class ClientObservation: Sendable {
         statistics.bufferFull = self.bufferFull.load(ordering: .relaxed)
         statistics.batchesSent = self.batchesSent.load(ordering: .relaxed)
         statistics.bytesSent = self.bytesSent.load(ordering: .relaxed)
-        statistics.failures = self.failures.withLock { $0 }
         statistics.failedNotSent = self.failedNotSent.load(ordering: .relaxed)
         statistics.failedPossiblySent = self.failedPossiblySent.load(ordering: .relaxed)
-        let histogram = self.latency.withLock { $0 }
-        statistics.ackLatencyP50 = histogram.value(at: 0.5)
-        statistics.ackLatencyP99 = histogram.value(at: 0.99)
+        let counted = self.withCounted { $0 }
+        statistics.failures = counted.failures
+        statistics.ackLatencyP50 = counted.latency.value(at: 0.5)
+        statistics.ackLatencyP99 = counted.latency.value(at: 0.99)
+    }
+
+    /// The observation's one lock site.
+    private func withCounted<Value>(_ body: (inout Counted) -> Value) -> Value {
+        self.counted.withLock { body(&$0) }
     }
 }

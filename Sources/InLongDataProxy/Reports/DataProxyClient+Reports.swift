@@ -12,17 +12,16 @@ extension DataProxyClient {
     /// ``close(deadline:)`` or cancellation of ``run()``).
     public func deliveryReports() -> DeliveryReports {
         let (stream, continuation) = AsyncStream.makeStream(of: DeliveryReport.self)
-        let subscription = self.reports.withLock { reports -> ReportSubscription? in
-            guard !reports.finished else { return nil }
-            defer { reports.nextID += 1 }
-            let subscription = ReportSubscription(id: reports.nextID, continuation: continuation) { [weak self] id in
+        let subscription = self.modifyState { state -> (ReportSubscription?, Machine.Actions?) in
+            guard !state.reports.finished else { return (nil, nil) }
+            defer { state.reports.nextID += 1 }
+            let subscription = ReportSubscription(id: state.reports.nextID, continuation: continuation) { [weak self] id in
                 self?.reportReaderEnded(id)
             }
-            reports.subscriptions[reports.nextID] = WeakSubscription(subscription: subscription)
-            let readers = reports.subscriptions.count
-            // Under the reports lock, so that counts reach the machine in order.
-            self.withMachineState { $0.reportReadersChanged(readers) }
-            return subscription
+            state.reports.subscriptions[state.reports.nextID] = WeakSubscription(subscription: subscription)
+            // Under the same lock as the holds: the machine counts exactly the readers that get reports.
+            state.machine.reportReadersChanged(state.reports.subscriptions.count)
+            return (subscription, nil)
         }
         guard let subscription else {
             continuation.finish()
@@ -33,10 +32,10 @@ extension DataProxyClient {
     }
 
     func reportReaderEnded(_ id: Int) {
-        self.reports.withLock { reports in
-            guard reports.subscriptions.removeValue(forKey: id) != nil else { return }
-            let readers = reports.subscriptions.count
-            self.withMachineState { $0.reportReadersChanged(readers) }
+        self.modifyState { state in
+            guard state.reports.subscriptions.removeValue(forKey: id) != nil else { return ((), nil) }
+            state.machine.reportReadersChanged(state.reports.subscriptions.count)
+            return ((), nil)
         }
     }
 
@@ -44,16 +43,17 @@ extension DataProxyClient {
     public func statistics() -> DataProxyClientStatistics {
         var statistics = DataProxyClientStatistics()
         self.observation.counted(into: &statistics)
-        self.withMachineState { machine in
+        self.modifyState { state in
+            let machine = state.machine
             statistics.heldBytes = machine.accumulator.heldBytes - machine.reports.heldBytes
             statistics.heldRecords = machine.accumulator.heldRecords - machine.reports.heldRecords
             statistics.reportHeldRecords = machine.reports.heldRecords
             statistics.inFlightBatches = machine.jobCount
+            statistics.discoveryError = state.discovery.error
+            return ((), nil)
         }
-        let pools = self.router.withLock({ $0 })?.pools ?? []
-        for pool in pools { statistics.avoidedProxies.formUnion(pool.avoidedEndpoints) }
-        statistics.discoveryError = self.discoveryError.withLock { $0 }
-        for connection in pools.flatMap(\.connections) {
+        statistics.avoidedProxies = self.router.avoidedProxies
+        for connection in self.router.pools.flatMap(\.connections) {
             let counted = connection.statistics()
             statistics.answeredRequests += counted.requestsSucceeded
             if connection.connectivityState == .ready {

@@ -68,7 +68,7 @@ final class ReportSubscription: Sendable {
 
     /// Hands the report to the reader; `false` when the sequence ended (the hold is not this reader's then).
     func deliver(_ report: DeliveryReport, hold: ReportHold?) -> Bool {
-        self.state.withLock { state in
+        self.modifyState { state in
             guard !state.ended else { return false }
             // Under the lock, so that holds are queued in the order the stream yields their reports.
             state.pending.append(hold)
@@ -79,7 +79,7 @@ final class ReportSubscription: Sendable {
 
     /// The reader took the oldest report it was given.
     func took() {
-        let hold = self.state.withLock { $0.pending.popFirst() }
+        let hold = self.modifyState { $0.pending.popFirst() }
         hold??.taken()
     }
 
@@ -90,7 +90,7 @@ final class ReportSubscription: Sendable {
 
     /// The reader is gone: every report it did not take counts as taken.
     func end() {
-        let holds = self.state.withLock { state -> Deque<ReportHold?>? in
+        let holds = self.modifyState { state -> Deque<ReportHold?>? in
             guard !state.ended else { return nil }
             state.ended = true
             defer { state.pending.removeAll() }
@@ -104,6 +104,11 @@ final class ReportSubscription: Sendable {
 
     deinit {
         self.end()
+    }
+
+    /// The subscription's one lock site.
+    private func modifyState<Value>(_ body: (inout (pending: Deque<ReportHold?>, ended: Bool)) -> Value) -> Value {
+        self.state.withLock { body(&$0) }
     }
 }
 
