@@ -257,7 +257,7 @@ let package = Package(
         ),
         .testTarget(
             name: "InLongSnappyTests",
-            dependencies: ["InLongSnappy"],
+            dependencies: ["InLongSnappy", "InLongWire"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,4 +1,6 @@
 @testable import InLongDataProxyReceiver
+import InLongTestUtils
+import InLongWire
 import Testing
 
 /// The stop-reading fault holds requests until it is lifted, the receiver stops, or the waiting task is cancelled;
@@ -45,7 +47,7 @@ import Testing
     /// random order; each request ends exactly once, admitted only if it ended while reading was on and the
     /// receiver not stopped.
     @Test(arguments: 0..<20 as Range<UInt64>) func randomSchedulesLetEveryRequestGoOnce(seed: UInt64) async {
-        var random = SeededRandom(seed: seed)
+        var random = SplitMix64(seed: seed)
         let faults = self.stopped()
         var reading = false
         await withTaskGroup(of: (Int, Bool).self) { group in
@@ -86,18 +88,5 @@ import Testing
         // Once stopped, nothing goes on.
         faults.stop()
         #expect(await faults.admit() == false)
-    }
-}
-
-/// SplitMix64: a small seeded generator, so that a failing seed replays.
-struct SeededRandom {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

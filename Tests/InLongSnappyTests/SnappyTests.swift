@@ -1,3 +1,4 @@
+import InLongWire
 import InLongSnappy
 import Testing
 
