@@ -15,7 +15,7 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await receiver.run() }
     // Both listen once these return.
     let managerURL = try await receiver.manager!.baseURL()
-    let manager = DataProxyClient.Manager(url: managerURL, groups: ["g"])
+    let manager = DataProxyClient.Configuration.Manager(url: managerURL, groups: ["g"])
     var configuration = DataProxyClient.Configuration(manager: manager)
     configuration.manager?.cacheFile = nil  // no proxy-list cache file in a test
     try await withDataProxyClient(configuration: configuration) { client in

@@ -57,7 +57,7 @@ try await withThrowingTaskGroup(of: Void.self) { group in
     var configuration = PersistentConnection<LineCodec>.Configuration(endpoints: [Endpoint(host: "127.0.0.1", port: port)])
     configuration.heartbeatInterval = .seconds(5)  // "0 ping" after 5 s without a write
     configuration.readTimeout = .seconds(15)  // nothing heard for 15 s: the peer is dead, reconnect
-    configuration.backoff = ReconnectBackoff(initial: .milliseconds(50), maximum: .seconds(5))
+    configuration.backoff = ExponentialBackoff(initial: .milliseconds(50), maximum: .seconds(5))
     let connection = PersistentConnection(codec: LineCodec(), configuration: configuration)
     group.addTask { try await connection.run() }
 

@@ -69,7 +69,7 @@ struct DemoCommand: AsyncParsableCommand {
             let port = try await receiver.port()
             let managerURL = try await receiver.manager!.baseURL()
             print("receiver on 127.0.0.1:\(port), Manager endpoint \(managerURL)/\(group)")
-            var manager = DataProxyClient.Manager(url: managerURL, groups: [group])
+            var manager = DataProxyClient.Configuration.Manager(url: managerURL, groups: [group])
             manager.cacheFile = nil
             let configuration = DataProxyClient.Configuration(manager: manager)
             let outcome = try await sendLines(configuration: configuration, group: group, stream: stream, logger: logger) { emit, _ in

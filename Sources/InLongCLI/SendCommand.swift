@@ -24,7 +24,7 @@ struct TargetOptions: ParsableArguments {
 
     func credentials() throws -> (secretID: String, secretKey: String)? {
         guard let auth = self.auth else { return nil }
-        guard let credentials = DataProxyClient.Manager.credentials(parsing: auth) else { throw ValidationError("--auth takes secretId:secretKey") }
+        guard let credentials = DataProxyClient.Configuration.Manager.credentials(parsing: auth) else { throw ValidationError("--auth takes secretId:secretKey") }
         return credentials
     }
 }
@@ -373,7 +373,7 @@ struct DiscoverCommand: AsyncParsableCommand {
     var json = false
 
     /// The Manager to ask, from flags, `INLONG_*` variables and `--config`, as `send` reads them.
-    func managerConfiguration(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> DataProxyClient.Manager {
+    func managerConfiguration(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> DataProxyClient.Configuration.Manager {
         var arguments: [String] = []
         if let manager = self.manager { arguments += ["--manager", manager] }
         if let auth = self.auth { arguments += ["--auth", auth] }

@@ -55,9 +55,9 @@ extension DataProxyClient.Configuration {
             self.proxies = endpoints
         }
         if let url = config.string(forKey: "manager.url") {
-            var manager = DataProxyClient.Manager(url: url, groups: config.stringArray(forKey: "manager.groups") ?? groups)
+            var manager = DataProxyClient.Configuration.Manager(url: url, groups: config.stringArray(forKey: "manager.groups") ?? groups)
             if let auth = config.string(forKey: "manager.auth", isSecret: true) {
-                guard let credentials = DataProxyClient.Manager.credentials(parsing: auth) else { throw invalid("manager.auth takes secretId:secretKey") }
+                guard let credentials = DataProxyClient.Configuration.Manager.credentials(parsing: auth) else { throw invalid("manager.auth takes secretId:secretKey") }
                 manager.credentials = credentials
             }
             manager.tenant = config.string(forKey: "manager.tenant")

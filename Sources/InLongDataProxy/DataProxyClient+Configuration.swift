@@ -86,13 +86,16 @@ extension DataProxyClient {
         /// backoff until its delivery deadline. Requests refused before anything was written are not attempts.
         public var maxAttempts: Int?
         /// Delay before a retry. Defaults to 100 ms doubling to 5 s, ±20 % jitter.
-        public var backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(5), multiplier: 2, jitter: 0.2)
+        public var backoff = ExponentialBackoff(initial: .milliseconds(100), maximum: .seconds(5), multiplier: 2, jitter: 0.2)
         /// A record not acked this long after `send` fails with ``DataProxyError/Code/deliveryTimeout``.
         /// Defaults to 2 minutes.
         public var deliveryTimeout: Duration = .seconds(120)
         public init() {}
     }
 
+}
+
+extension DataProxyClient.Configuration {
     /// How proxies are connected.
     public struct Connection: Sendable {
         /// Proxies of one cluster this client connects to: a random subset of the Manager's list, kept while its
@@ -127,7 +130,7 @@ extension DataProxyClient {
         /// How long a failing proxy is first avoided. Defaults to 1 second.
         public var avoidPause: Duration = .seconds(1)
         /// Reconnect backoff. Defaults to 100 ms doubling to 10 s.
-        public var backoff = ReconnectBackoff()
+        public var backoff = ExponentialBackoff()
         public init() {}
     }
 

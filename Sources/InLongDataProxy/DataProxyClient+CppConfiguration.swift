@@ -56,7 +56,7 @@ extension DataProxyClient.Configuration {
             throw DataProxyError(.invalidConfiguration, "inlong_group_ids is required: the groups whose proxies the Manager lists")
         }
         let url = reader.string("manager_url") ?? "http://127.0.0.1:8099/inlong/manager/openapi/dataproxy/getIpList"
-        var manager = DataProxyClient.Manager(url: url, groups: groups)
+        var manager = DataProxyClient.Configuration.Manager(url: url, groups: groups)
         if let minutes = reader.integer("manager_update_interval", in: 1...) { manager.refreshInterval = .seconds(minutes * 60) }
         if let seconds = reader.integer("manager_url_timeout", in: 1...) { manager.requestTimeout = .seconds(seconds) }
         let needAuth = reader.bool("need_auth") ?? false

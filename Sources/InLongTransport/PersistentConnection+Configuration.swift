@@ -44,7 +44,7 @@ extension PersistentConnection {
         /// Defaults to 90 seconds; `nil` never declares it dead.
         public var readTimeout: Duration? = .seconds(90)
         /// The reconnect backoff. Defaults to 100 ms doubling up to 10 s, ±20 % jitter.
-        public var backoff = ReconnectBackoff()
+        public var backoff = ExponentialBackoff()
         /// Whether to reconnect after a connection closes or every endpoint failed. Defaults to `true`; with
         /// `false`, ``PersistentConnection/run()`` returns at the first close or failed round of connects.
         public var reconnect = true

@@ -43,8 +43,8 @@ struct AgentWorkspace: ~Copyable {
     func configuration(port: Int, glob: String = "*.log") -> AgentConfiguration {
         var client = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: port)])
         client.batching.linger = .milliseconds(5)
-        client.retry.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
-        client.connection.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
+        client.retry.backoff = ExponentialBackoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
+        client.connection.backoff = ExponentialBackoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
         var configuration = AgentConfiguration(
             sources: [AgentConfiguration.FileSource(paths: [self.logs + "/" + glob], group: "g", stream: "s")],
             stateDirectory: self.state,

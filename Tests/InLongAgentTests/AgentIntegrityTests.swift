@@ -53,7 +53,7 @@ import Testing
                 manager.setNodes([.init(ip: "127.0.0.1", port: port)])
                 manager.setAnswer(.init(clusterID: 2, nodes: [.init(ip: "127.0.0.1", port: dead.endpoint.port)]), for: "gB")
 
-                var managerConfiguration = DataProxyClient.Manager(url: try await manager.baseURL(), groups: [])
+                var managerConfiguration = DataProxyClient.Configuration.Manager(url: try await manager.baseURL(), groups: [])
                 managerConfiguration.cacheFile = workspace.root + "/proxy-cache.json"
                 managerConfiguration.refreshInterval = .milliseconds(200)
                 var configuration = workspace.configuration(port: port)

@@ -140,7 +140,7 @@ import Testing
         )
         #expect(AgentCommand.startLine(agentConfiguration) == "agent: watching /var/log/app/*.log (g/s); state in /var/lib/inlong-agent; proxies 127.0.0.1:46801")
         // Nothing lands in the working directory unless asked: the Manager's cache is off by default.
-        #expect(DataProxyClient.Manager(url: "http://127.0.0.1:1/list", groups: []).cacheFile == nil)
+        #expect(DataProxyClient.Configuration.Manager(url: "http://127.0.0.1:1/list", groups: []).cacheFile == nil)
     }
 
     @Test func theSummaryIsWrittenAsJSONForScripts() throws {
@@ -161,7 +161,7 @@ import Testing
         let refusing = ClosedPort()
         defer { withExtendedLifetime(refusing) {} }
         var configuration = DataProxyClient.Configuration(proxies: [refusing.endpoint])
-        configuration.connection.backoff = ReconnectBackoff(initial: .milliseconds(50), maximum: .milliseconds(200))
+        configuration.connection.backoff = ExponentialBackoff(initial: .milliseconds(50), maximum: .milliseconds(200))
         let outcome = try await sendLines(
             configuration: configuration,
             group: "g",
@@ -206,7 +206,7 @@ import Testing
         let closed = ClosedPort()
         defer { withExtendedLifetime(closed) {} }
         let url = "http://127.0.0.1:\(closed.endpoint.port)/inlong/manager/openapi/dataproxy/getIpList"
-        var manager = DataProxyClient.Manager(url: url, groups: ["g"])
+        var manager = DataProxyClient.Configuration.Manager(url: url, groups: ["g"])
         manager.cacheFile = nil
         manager.requestTimeout = .milliseconds(200)
         // Far more attempts than the test waits for: the reason must come from the first.

@@ -62,9 +62,9 @@ final class ReportCollector: Sendable {
 func clientConfiguration(ports: [Int]) -> DataProxyClient.Configuration {
     var configuration = DataProxyClient.Configuration(proxies: ports.map { Endpoint(host: "127.0.0.1", port: $0) })
     configuration.batching.linger = .milliseconds(5)
-    configuration.retry.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
+    configuration.retry.backoff = ExponentialBackoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
     configuration.retry.deliveryTimeout = .seconds(60)
-    configuration.connection.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
+    configuration.connection.backoff = ExponentialBackoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
     return configuration
 }
 

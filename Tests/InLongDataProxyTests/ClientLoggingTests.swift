@@ -34,7 +34,7 @@ import Testing
         let box = CapturingHandler.Box()
         let logger = Logger(label: "test") { _ in CapturingHandler(box: box) }
         var configuration = DataProxyClient.Configuration(proxies: [refusing.endpoint])
-        configuration.connection.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(50))
+        configuration.connection.backoff = ExponentialBackoff(initial: .milliseconds(20), maximum: .milliseconds(50))
         try await withDataProxyClient(configuration: configuration, logger: logger, closeDeadline: .zero) { client in
             // Several attempts fail: one warning, the rest at debug.
             #expect(await eventually { client.statistics().proxyErrors[refusing.endpoint] != nil })

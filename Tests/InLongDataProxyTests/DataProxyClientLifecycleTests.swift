@@ -180,7 +180,7 @@ import Testing
 
     @Test func discoveryThatNeverAnswersFailsRecordsAtTheirDeadlineAsNoProxies() async throws {
         try await withRefusingPort { port in
-            var manager = DataProxyClient.Manager(url: "http://127.0.0.1:\(port)/inlong/manager/openapi/dataproxy/getIpList", groups: ["g"])
+            var manager = DataProxyClient.Configuration.Manager(url: "http://127.0.0.1:\(port)/inlong/manager/openapi/dataproxy/getIpList", groups: ["g"])
             manager.cacheFile = nil
             manager.attempts = 1
             manager.requestTimeout = .seconds(1)

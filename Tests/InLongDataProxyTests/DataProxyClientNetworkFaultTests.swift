@@ -13,7 +13,7 @@ import Testing
         try await withReceiver { receiver in
             let proxy = try await FaultProxy(upstreamPort: try await receiver.port(), mode: .refuse)
             var configuration = clientConfiguration(ports: [proxy.port])
-            configuration.connection.backoff = ReconnectBackoff(
+            configuration.connection.backoff = ExponentialBackoff(
                 initial: .milliseconds(1), maximum: .milliseconds(5), multiplier: 2, jitter: 0.1
             )
             try await withDataProxyClient(configuration: configuration) { client in

@@ -39,7 +39,7 @@ import Testing
     }
 
     private func configuration(manager: DataProxyManagerServer, groups: [String], refresh: Duration = .seconds(120)) async throws -> DataProxyClient.Configuration {
-        var managerConfiguration = DataProxyClient.Manager(url: try await manager.baseURL(), groups: groups)
+        var managerConfiguration = DataProxyClient.Configuration.Manager(url: try await manager.baseURL(), groups: groups)
         managerConfiguration.cacheFile = nil
         managerConfiguration.attempts = 1
         managerConfiguration.refreshInterval = refresh
@@ -91,7 +91,7 @@ import Testing
             configuration.connection.maxProxies = 2
             configuration.connection.subsetSeed = seed
             configuration.connection.ejectAfterFailures = 1
-            configuration.connection.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(100), multiplier: 2, jitter: 0)
+            configuration.connection.backoff = ExponentialBackoff(initial: .milliseconds(20), maximum: .milliseconds(100), multiplier: 2, jitter: 0)
             try await withDataProxyClient(configuration: configuration) { client in
                 for index in 0..<50 { try await client.send("spare-\(index)", group: "g", stream: "s") }
                 #expect(await client.flush(timeout: .seconds(60)))
@@ -233,7 +233,7 @@ import Testing
     private func configuration(_ manager: DataProxyManagerServer, trustingTheCA: Bool) async throws -> DataProxyClient.Configuration {
         let url = try await manager.baseURL()
         #expect(url.hasPrefix("https://"))
-        var managerConfiguration = DataProxyClient.Manager(url: url, groups: ["g"])
+        var managerConfiguration = DataProxyClient.Configuration.Manager(url: url, groups: ["g"])
         managerConfiguration.cacheFile = nil
         managerConfiguration.attempts = 1
         if trustingTheCA {

@@ -146,7 +146,7 @@ import Testing
         manager.credentials = .init(secretID: "id", secretKey: "secret")
         receiverConfiguration.manager = manager
         try await withReceiver(receiverConfiguration) { receiver in
-            var managerConfiguration = DataProxyClient.Manager(url: try await receiver.manager!.baseURL(), groups: ["g"])
+            var managerConfiguration = DataProxyClient.Configuration.Manager(url: try await receiver.manager!.baseURL(), groups: ["g"])
             managerConfiguration.credentials = ("id", "secret")
             managerConfiguration.cacheFile = nil
             var configuration = clientConfiguration(ports: [])
@@ -170,7 +170,7 @@ import Testing
         receiverConfiguration.manager = .init()
         try await withReceiver(receiverConfiguration) { receiver in
             let url = try await receiver.manager!.baseURL()
-            var managerConfiguration = DataProxyClient.Manager(url: url, groups: ["g"])
+            var managerConfiguration = DataProxyClient.Configuration.Manager(url: url, groups: ["g"])
             managerConfiguration.cacheFile = cacheFile
             managerConfiguration.attempts = 1
             var configuration = clientConfiguration(ports: [])
@@ -197,7 +197,7 @@ import Testing
         var receiverConfiguration = DataProxyReceiver.Configuration.loopback
         receiverConfiguration.manager = .init()
         try await withReceiver(receiverConfiguration) { receiver in
-            var managerConfiguration = DataProxyClient.Manager(url: try await receiver.manager!.baseURL(), groups: ["g"])
+            var managerConfiguration = DataProxyClient.Configuration.Manager(url: try await receiver.manager!.baseURL(), groups: ["g"])
             managerConfiguration.cacheFile = nil
             managerConfiguration.refreshInterval = .milliseconds(50)
             managerConfiguration.attempts = 1

@@ -20,6 +20,6 @@ enum DeliveryJobFixtures {
             createdAt: Self.start,
             dataTime: 0
         )
-        return DeliveryJob(id: id, batch: batch, deadline: Self.at(deadline), backoff: ReconnectBackoff().makeIterator())
+        return DeliveryJob(id: id, batch: batch, deadline: Self.at(deadline), backoff: ExponentialBackoff().makeIterator())
     }
 }

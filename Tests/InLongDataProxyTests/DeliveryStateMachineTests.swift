@@ -28,7 +28,7 @@ import Testing
             configuration: .init(
                 deliveryTimeout: deliveryTimeout,
                 maxAttempts: maxAttempts,
-                retryBackoff: ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0),
+                retryBackoff: ExponentialBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0),
                 backlogLimit: backlogLimit
             ),
             limits: .init(maxRecords: maxRecords, maxBytes: 1 << 16, linger: .milliseconds(10), quotaBytes: 1 << 20, quotaRecords: quotaRecords)

@@ -24,7 +24,7 @@ import Testing
                 let up = Endpoint(host: "127.0.0.1", port: try await receiver.port())
                 let down = Endpoint(host: "127.0.0.1", port: refused)
                 var configuration = PersistentConnection<DataProxyCodec>.Configuration(endpoints: [up])
-                configuration.backoff = ReconnectBackoff(initial: .milliseconds(50), maximum: .milliseconds(200))
+                configuration.backoff = ExponentialBackoff(initial: .milliseconds(50), maximum: .milliseconds(200))
                 let pool = PersistentConnectionPool(
                     codec: DataProxyCodec(maxFrameSize: 1 << 20),
                     endpoints: [up, down],

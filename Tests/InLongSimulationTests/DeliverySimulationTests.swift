@@ -89,7 +89,7 @@ struct DeliverySimulation {
             configuration: .init(
                 deliveryTimeout: .milliseconds(Int.random(in: 200...3_000, using: &self.random)),
                 maxAttempts: Bool.random(using: &self.random) ? nil : Int.random(in: 1...4, using: &self.random),
-                retryBackoff: ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(400), multiplier: 2, jitter: 0),
+                retryBackoff: ExponentialBackoff(initial: .milliseconds(20), maximum: .milliseconds(400), multiplier: 2, jitter: 0),
                 backlogLimit: Int.random(in: 1...6, using: &self.random)
             ),
             limits: .init(maxRecords: 5, maxBytes: 200, linger: .milliseconds(10), quotaBytes: self.quotaBytes, quotaRecords: 40)

@@ -28,7 +28,7 @@ final class ReconnectSimulation {
     var step = 0
     let start = ContinuousClock.now
     var now: ContinuousClock.Instant
-    let backoff: ReconnectBackoff
+    let backoff: ExponentialBackoff
     var machine: ReconnectStateMachine
     var pending = Pending.nothing
     var endpointsUp: [Bool]
@@ -52,7 +52,7 @@ final class ReconnectSimulation {
         let count = Int.random(in: 1...4, using: &random)
         self.endpointsUp = (0..<count).map { _ in Int.random(in: 0..<3, using: &random) > 0 }
         self.endpointsFlaky = (0..<count).map { _ in Int.random(in: 0..<5, using: &random) == 0 }
-        self.backoff = ReconnectBackoff(
+        self.backoff = ExponentialBackoff(
             initial: .milliseconds(Int64.random(in: 10...200, using: &random)),
             maximum: .milliseconds(Int64.random(in: 200...5_000, using: &random)),
             multiplier: [1, 1.5, 2, 3][Int.random(in: 0..<4, using: &random)],
@@ -370,7 +370,7 @@ final class ConnectionDriverSimulation {
             endpoints: self.endpoints,
             reconnect: ReconnectStateMachine(
                 endpointCount: count,
-                backoff: ReconnectBackoff(initial: .milliseconds(10), maximum: .seconds(1), multiplier: 2, jitter: 0.2),
+                backoff: ExponentialBackoff(initial: .milliseconds(10), maximum: .seconds(1), multiplier: 2, jitter: 0.2),
                 reconnects: self.reconnects,
                 random: { range in jitter.withLock { Double.random(in: range, using: &$0) } }
             )

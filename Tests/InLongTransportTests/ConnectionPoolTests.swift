@@ -15,7 +15,7 @@ import Testing
         _ body: (PersistentConnectionPool<TestCodec>) async throws -> Result
     ) async throws -> Result {
         var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [])
-        configuration.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(200))
+        configuration.backoff = ExponentialBackoff(initial: .milliseconds(20), maximum: .milliseconds(200))
         configuration.drainTimeout = drainTimeout
         let pool = PersistentConnectionPool(codec: TestCodec(), endpoints: endpoints, configuration: configuration, policy: policy, health: health)
         return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -165,7 +165,7 @@ import Testing
         defer { withExtendedLifetime(dead) {} }
         let endpoint = dead.endpoint
         var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: [])
-        configuration.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(100))
+        configuration.backoff = ExponentialBackoff(initial: .milliseconds(20), maximum: .milliseconds(100))
         let pool = PersistentConnectionPool(codec: TestCodec(), endpoints: [endpoint], configuration: configuration)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await pool.run() }

@@ -14,7 +14,7 @@ import Testing
             endpoints: Array(Self.endpoints.prefix(endpoints)),
             reconnect: ReconnectStateMachine(
                 endpointCount: endpoints,
-                backoff: ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0.2),
+                backoff: ExponentialBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0.2),
                 reconnects: reconnects,
                 random: { $0.lowerBound }
             )

@@ -205,7 +205,7 @@ import Testing
         defer { Task { await server.stop() } }
         try await withConnection(
             endpoints: [server.endpoint],
-            configure: { $0.backoff = ReconnectBackoff(initial: .milliseconds(1), maximum: .milliseconds(2), multiplier: 2, jitter: 0.1) },
+            configure: { $0.backoff = ExponentialBackoff(initial: .milliseconds(1), maximum: .milliseconds(2), multiplier: 2, jitter: 0.1) },
             waitUntilReady: false
         ) { connection in
             #expect(await eventually(timeout: .seconds(60)) { server.connectionCount >= 300 })
@@ -222,7 +222,7 @@ import Testing
         defer { Task { await server.stop() } }
         try await withConnection(
             endpoints: [server.endpoint],
-            configure: { $0.backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0) },
+            configure: { $0.backoff = ExponentialBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0) },
             waitUntilReady: false
         ) { connection in
             let start = ContinuousClock.now
@@ -263,7 +263,7 @@ import Testing
         try await withConnection(
             endpoints: [server.endpoint],
             configure: { configuration in
-                configuration.backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0)
+                configuration.backoff = ExponentialBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0)
                 configuration.onConnect = { _ in throw Refused() }
             },
             waitUntilReady: false

@@ -3,7 +3,7 @@ import Testing
 @testable import InLongTransport
 
 @Suite struct ReconnectStateMachineTests {
-    static let backoff = ReconnectBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0.2)
+    static let backoff = ExponentialBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0.2)
 
     func makeMachine(endpoints: Int) -> ReconnectStateMachine {
         ReconnectStateMachine(endpointCount: endpoints, backoff: Self.backoff, random: { $0.lowerBound })
@@ -138,7 +138,7 @@ import Testing
 
 @Suite struct BackoffTests {
     @Test func jitterStaysInBounds() {
-        var iterator = ReconnectBackoff(initial: .seconds(1), maximum: .seconds(1), multiplier: 2, jitter: 0.5).makeIterator()
+        var iterator = ExponentialBackoff(initial: .seconds(1), maximum: .seconds(1), multiplier: 2, jitter: 0.5).makeIterator()
         for _ in 0..<1000 {
             let delay = iterator.next()
             #expect(delay >= .milliseconds(500) && delay <= .milliseconds(1500))
@@ -146,7 +146,7 @@ import Testing
     }
 
     @Test func noJitterIsExact() {
-        var iterator = ReconnectBackoff(initial: .milliseconds(10), maximum: .milliseconds(50), multiplier: 3, jitter: 0).makeIterator()
+        var iterator = ExponentialBackoff(initial: .milliseconds(10), maximum: .milliseconds(50), multiplier: 3, jitter: 0).makeIterator()
         #expect((0..<4).map { _ in iterator.next() } == [.milliseconds(10), .milliseconds(30), .milliseconds(50), .milliseconds(50)])
     }
 }

@@ -9,7 +9,7 @@ struct DeliveryJob: Sendable {
     var batch: SealedBatch
     /// When the records stop being worth retrying: the batch's first acceptance plus the delivery timeout.
     let deadline: ContinuousClock.Instant
-    var backoff: ReconnectBackoff.Iterator
+    var backoff: ExponentialBackoff.Iterator
     /// The encoded frame, once encoded (the block is recycled then).
     var frame: ByteBuffer?
     var uniq: UInt32 = 0

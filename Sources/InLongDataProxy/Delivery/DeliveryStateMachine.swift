@@ -23,7 +23,7 @@ struct DeliveryStateMachine<Waiter> {
         var deliveryTimeout: Duration
         /// Attempts per batch, when capped; otherwise retriable failures are retried until the delivery deadline.
         var maxAttempts: Int?
-        var retryBackoff: ReconnectBackoff
+        var retryBackoff: ExponentialBackoff
         var random: @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) }
         /// Ready batches at which senders wait for the dispatcher (`Int.max` for none).
         var backlogLimit: Int

@@ -87,7 +87,7 @@ extension DataProxyClient {
 
     /// An ask ended with no proxies: said once at warning while the same failure goes on, each time after it at
     /// debug.
-    private func askFailed(_ group: String, error: any Error, manager: Manager) {
+    private func askFailed(_ group: String, error: any Error, manager: Configuration.Manager) {
         let routed = self.router.isRouted(group)
         let message = routed ? "proxy refresh failed; keeping the group's proxies" : "no proxy found yet"
         let repeated = self.modifyState { state in
@@ -110,7 +110,7 @@ extension DataProxyClient {
         }
     }
 
-    private static func noProxies(_ manager: Manager, _ group: String, _ error: any Error) -> String {
+    private static func noProxies(_ manager: Configuration.Manager, _ group: String, _ error: any Error) -> String {
         "the Manager \(manager.url) gave no proxy for \(group): \(error)"
     }
 }

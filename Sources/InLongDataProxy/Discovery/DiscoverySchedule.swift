@@ -63,11 +63,11 @@ struct DiscoverySchedule {
     let attempts: Int
     /// Whether a cache file can stand in for the Manager.
     let usesCache: Bool
-    private let backoff: ReconnectBackoff
+    private let backoff: ExponentialBackoff
     private let random: @Sendable (ClosedRange<Double>) -> Double
     private(set) var known: [String] = []
     /// Groups without proxies yet: when each is asked again.
-    private var retries: [String: (due: ContinuousClock.Instant, backoff: ReconnectBackoff.Iterator)] = [:]
+    private var retries: [String: (due: ContinuousClock.Instant, backoff: ExponentialBackoff.Iterator)] = [:]
     private var refreshDue: ContinuousClock.Instant
     /// Groups of the refresh under way, not asked yet.
     private var refreshing: [String] = []
@@ -82,7 +82,7 @@ struct DiscoverySchedule {
         attempts: Int = 1,
         usesCache: Bool = false,
         now: ContinuousClock.Instant,
-        backoff: ReconnectBackoff = ReconnectBackoff(initial: .milliseconds(200), maximum: .seconds(10)),
+        backoff: ExponentialBackoff = ExponentialBackoff(initial: .milliseconds(200), maximum: .seconds(10)),
         random: @escaping @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) }
     ) {
         self.refreshInterval = refreshInterval

@@ -13,7 +13,7 @@ import Glibc
 
 /// Asks the InLong Manager for proxy lists (wire-protocol.md §8) and keeps the last good answers in a cache file.
 struct ProxyDiscovery: Sendable {
-    let configuration: DataProxyClient.Manager
+    let configuration: DataProxyClient.Configuration.Manager
     let httpClient: HTTPClient
     let logger: Logger
 
@@ -177,7 +177,7 @@ struct ProxyDiscovery: Sendable {
 extension DataProxyClient {
     /// Asks the Manager once for the proxies of `group` (for tools such as `inlong discover`).
     public static func discoverProxies(
-        manager: Manager,
+        manager: Configuration.Manager,
         group: String,
         httpClient: HTTPClient = .shared,
         logger: Logger = Logger(label: "inlong.discovery", factory: { SwiftLogNoOpLogHandler($0) })
@@ -188,7 +188,7 @@ extension DataProxyClient {
 
     /// Asks the Manager once for everything it says about `group`'s proxies (for `inlong discover --json`).
     public static func discoverProxyDirectory(
-        manager: Manager,
+        manager: Configuration.Manager,
         group: String,
         httpClient: HTTPClient = .shared,
         logger: Logger = Logger(label: "inlong.discovery", factory: { SwiftLogNoOpLogHandler($0) })

@@ -35,15 +35,15 @@ struct ReconnectStateMachine {
     private var failuresInRound = 0
     /// Whether the open connection proved healthy; only then does the backoff start over.
     private var provenHealthy = false
-    private var backoff: ReconnectBackoff.Iterator
-    private let backoffPolicy: ReconnectBackoff
+    private var backoff: ExponentialBackoff.Iterator
+    private let backoffPolicy: ExponentialBackoff
     private let random: @Sendable (ClosedRange<Double>) -> Double
     /// Whether to reconnect at all; without, the first close or failed round finishes.
     private let reconnects: Bool
 
     init(
         endpointCount: Int,
-        backoff: ReconnectBackoff,
+        backoff: ExponentialBackoff,
         reconnects: Bool = true,
         random: @escaping @Sendable (ClosedRange<Double>) -> Double
     ) {

@@ -17,7 +17,7 @@ func withConnection<Result: Sendable>(
 ) async throws -> Result {
     var configuration = PersistentConnection<TestCodec>.Configuration(endpoints: endpoints)
     configuration.connectTimeout = .seconds(2)
-    configuration.backoff = ReconnectBackoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
+    configuration.backoff = ExponentialBackoff(initial: .milliseconds(20), maximum: .milliseconds(200), multiplier: 2, jitter: 0.1)
     configure(&configuration)
     let connection = PersistentConnection(codec: codec, configuration: configuration, eventLoopGroup: eventLoopGroup, inboundRequestHandler: inbound)
     return try await withThrowingTaskGroup(of: Void.self) { group in

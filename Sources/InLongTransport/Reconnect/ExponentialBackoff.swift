@@ -1,6 +1,6 @@
 /// Exponential backoff with jitter: attempt `n` (from 0) waits `min(initial × multiplier^n, maximum)`, then
 /// scaled by a random factor in `1 ± jitter`.
-public struct ReconnectBackoff: Hashable, Sendable {
+public struct ExponentialBackoff: Hashable, Sendable {
     /// The first delay. Defaults to 100 ms.
     public var initial: Duration
     /// The largest delay before jitter. Defaults to 10 s.
@@ -25,11 +25,11 @@ public struct ReconnectBackoff: Hashable, Sendable {
 
     /// The delays of successive attempts.
     public struct Iterator: Sendable {
-        let backoff: ReconnectBackoff
+        let backoff: ExponentialBackoff
         private var current: Double
         private var random: @Sendable (ClosedRange<Double>) -> Double
 
-        init(backoff: ReconnectBackoff, random: @escaping @Sendable (ClosedRange<Double>) -> Double) {
+        init(backoff: ExponentialBackoff, random: @escaping @Sendable (ClosedRange<Double>) -> Double) {
             self.backoff = backoff
             self.current = backoff.initial.seconds
             self.random = random
