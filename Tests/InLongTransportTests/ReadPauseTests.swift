@@ -50,7 +50,7 @@ import Testing
     }
 
     @Test func theServerStopsReadingWhenThePoolIsFull() throws {
-        let pool = InboundHandlerPool<TestCodec>(configuration: .init(width: 1, queueLimit: 1)) { _, _ in }
+        let pool = HandlerPoolCore(configuration: .init(width: 1, queueLimit: 1))
         let channel = EmbeddedChannel()
         let counter = ReadCounter()
         try channel.pipeline.syncOperations.addHandler(counter)

@@ -171,7 +171,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
     public let configuration: Configuration
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
-    private let pool: InboundHandlerPool<Codec>
+    private let pool: HandlerPoolCore
     private let state = Mutex(State())
     private let address: (stream: AsyncStream<SocketAddress>, continuation: AsyncStream<SocketAddress>.Continuation)
     private let accepted = Atomic<Int>(0)
@@ -213,11 +213,10 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         self.logger = logger
         self.connectionOpened = connectionOpened
         self.connectionRejected = connectionRejected
-        // Each connection brings its own handler (see ServerConnectionHandler); the pool only schedules them.
-        self.pool = InboundHandlerPool(
+        // Each connection brings its own handler (see ServerConnectionHandler): the pool only schedules requests.
+        self.pool = HandlerPoolCore(
             configuration: configuration.handlerPool,
-            perConnectionLimit: max(configuration.maxConcurrentRequests, 1),
-            handler: { _, _ in }
+            perConnectionLimit: max(configuration.maxConcurrentRequests, 1)
         )
         self.address = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }

@@ -9,7 +9,7 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private let codec: Codec
-    private let pool: InboundHandlerPool<Codec>
+    private let pool: HandlerPoolCore
     private let connectionOpened: PersistentServer<Codec>.ConnectionOpened
     private var handler: PersistentServer<Codec>.ConnectionHandler?
     private let discarded: ServerCounter
@@ -22,7 +22,7 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
     init(
         codec: Codec,
-        pool: InboundHandlerPool<Codec>,
+        pool: HandlerPoolCore,
         connectionOpened: @escaping PersistentServer<Codec>.ConnectionOpened,
         maxFrameLength: Int,
         framingErrorPolicy: PersistentConnection<Codec>.Configuration.FramingErrorPolicy,
@@ -108,7 +108,7 @@ final class ServerConnectionHandler<Codec: FrameCodec>: ChannelDuplexHandler {
                     answeredHeartbeat = true
                     continue
                 }
-                switch self.pool.submit(frame, to: runner, from: connection) {
+                switch self.pool.submit({ await runner.run(frame) }, from: connection) {
                 case .accepted, .refused:
                     // Refused: the server is stopping, and handles no new request.
                     break
