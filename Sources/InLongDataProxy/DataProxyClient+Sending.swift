@@ -31,19 +31,7 @@ extension DataProxyClient {
         let (key, recordAttributes) = try self.validate(
             body, group: group, stream: stream, dataTime: dataTime, attributes: attributes, messageAttributes: messageAttributes
         )
-        while true {
-            try Task.checkCancellation()
-            let result = self.appendUnderLock(body, attributes: recordAttributes, key: key, observer: .none)
-            switch result {
-            case .accepted(let id):
-                self.observation.recordsAccepted(1)
-                return DataProxyRecordID(rawValue: id)
-            case .blocked(let blocked):
-                let bytes = BatchAccumulator.quotaBytes(bodyLength: body.readableBytes, attributesLength: recordAttributes?.utf8.count)
-                try await self.waitToAppend(blocked, bytes: bytes, key: key, accepted: nil, of: 1)
-            case .tooLarge(let limit): throw self.tooLarge(body, limit: limit, key: key)
-            }
-        }
+        return DataProxyRecordID(rawValue: try await self.appendOne(body, attributes: recordAttributes, key: key, observer: .none))
     }
 
     /// Accepts one text record; see ``send(_:group:stream:dataTime:attributes:messageAttributes:)``.
@@ -175,44 +163,33 @@ extension DataProxyClient {
 
     /// Appends prepared records, one lock per run that fits the buffer.
     func append(_ prepared: [(ByteBuffer, BatchKey, String?)], tracker: DeliveryTracker?) async throws -> DataProxyRecordIDs {
-        var ids = DataProxyRecordIDs()
-        var index = 0
         let observer: RecordObserver = tracker.map { .tracker($0) } ?? .none
-        while index < prepared.count {
-            try Self.checkCancellation(key: prepared[index].1, accepted: ids, of: prepared.count)
-            let (run, blocked, tooLarge) = self.withMachine { machine -> ((DataProxyRecordIDs, Machine.Blocked?, Int?), Machine.Actions) in
+        return try await self.appendRuns(count: prepared.count, tracker: tracker, record: { prepared[$0] }) { start in
+            self.withMachine { machine -> (AppendedRun, Machine.Actions) in
                 var actions = Machine.Actions()
                 let now = ContinuousClock.now
                 let seconds = wallClockSeconds()
-                var run = DataProxyRecordIDs()
-                while index + run.count < prepared.count {
-                    let (body, key, attributes) = prepared[index + run.count]
+                var run = AppendedRun()
+                while start + run.ids.count < prepared.count {
+                    let (body, key, attributes) = prepared[start + run.ids.count]
                     let (result, more) = machine.append(body, attributes: attributes, key: key, now: now, wallSeconds: seconds, observer: observer)
                     if let more { actions.merge(more) }
                     switch result {
-                    case .accepted(let id): run.append(id)
-                    case .blocked(let blocked): return ((run, blocked, nil), actions)
-                    case .tooLarge(let limit): return ((run, nil, limit), actions)  // the Manager lowered the limit
+                    case .accepted(let id): run.ids.append(id)
+                    case .blocked(let blocked):
+                        run.blocked = blocked
+                        return (run, actions)
+                    case .tooLarge(let limit):  // the Manager lowered the limit
+                        run.tooLargeLimit = limit
+                        return (run, actions)
                     }
                 }
-                return ((run, nil, nil), actions)
+                return (run, actions)
             }
-            self.observation.recordsAccepted(run.count)
-            tracker?.accepted(run)
-            ids.formUnion(run)
-            index += run.count
-            if let tooLarge {
-                var error = self.tooLarge(prepared[index].0, limit: tooLarge, key: prepared[index].1)
-                error.acceptedRecords = ids
-                throw error
-            }
-            guard let blocked, index < prepared.count else { break }
-            let bytes = BatchAccumulator.quotaBytes(bodyLength: prepared[index].0.readableBytes, attributesLength: prepared[index].2?.utf8.count)
-            try await self.waitToAppend(blocked, bytes: bytes, key: prepared[index].1, accepted: ids, of: prepared.count)
         }
-        return ids
     }
 
+    /// Appends bodies of one key, one lock per run that fits the buffer.
     func appendRun(
         _ bodies: some Collection<ByteBuffer>,
         group: String,
@@ -232,19 +209,68 @@ extension DataProxyClient {
                 throw self.tooLarge(body, limit: limit, key: key)
             }
         }
+        return try await self.appendRuns(count: records.count, tracker: tracker, record: { (records[$0], key, nil) }) { start in
+            let (ids, blocked) = self.appendRunUnderLock(records[start...], key: key, tracker: tracker)
+            return AppendedRun(ids: DataProxyRecordIDs(ids), blocked: blocked)
+        }
+    }
+
+    /// What one turn under the lock did for a call of many records.
+    struct AppendedRun {
+        var ids = DataProxyRecordIDs()
+        /// Why the turn stopped before the last record.
+        var blocked: Machine.Blocked?
+        /// The record-block limit the next record exceeds (the Manager lowered it after the call checked).
+        var tooLargeLimit: Int?
+    }
+
+    /// The one loop behind every call of many records: a turn under the lock appends as many records as fit, then
+    /// the call waits out what stopped it. A failure part way names the records the call accepted before.
+    private func appendRuns(
+        count: Int,
+        tracker: DeliveryTracker?,
+        record: (Int) -> (body: ByteBuffer, key: BatchKey, attributes: String?),
+        turn: (_ start: Int) -> AppendedRun
+    ) async throws -> DataProxyRecordIDs {
         var ids = DataProxyRecordIDs()
         var index = 0
-        while index < records.count {
-            try Self.checkCancellation(key: key, accepted: ids, of: records.count)
-            let (run, blocked) = self.appendRunUnderLock(records[index...], key: key, tracker: tracker)
-            self.observation.recordsAccepted(run.count)
-            if let tracker, !run.isEmpty { tracker.accepted(DataProxyRecordIDs(run)) }
-            ids.append(run)
-            index += run.count
-            guard let blocked, index < records.count else { break }
-            try await self.waitToAppend(blocked, bytes: records[index].readableBytes, key: key, accepted: ids, of: records.count)
+        while index < count {
+            try Self.checkCancellation(key: record(index).key, accepted: ids, of: count)
+            let run = turn(index)
+            self.observation.recordsAccepted(run.ids.count)
+            if let tracker, !run.ids.isEmpty { tracker.accepted(run.ids) }
+            ids.formUnion(run.ids)
+            index += run.ids.count
+            if let limit = run.tooLargeLimit {
+                let next = record(index)
+                var error = self.tooLarge(next.body, limit: limit, key: next.key)
+                error.acceptedRecords = ids
+                throw error
+            }
+            guard let blocked = run.blocked, index < count else { break }
+            let next = record(index)
+            let bytes = BatchAccumulator.quotaBytes(bodyLength: next.body.readableBytes, attributesLength: next.attributes?.utf8.count)
+            try await self.waitToAppend(blocked, bytes: bytes, key: next.key, accepted: ids, of: count)
         }
         return ids
+    }
+
+    /// The one path of a single record: appended under the lock, or tried again once what stopped it is waited
+    /// out. A task cancelled before the record is accepted gets `CancellationError`.
+    private func appendOne(_ body: ByteBuffer, attributes: String?, key: BatchKey, observer: RecordObserver) async throws -> UInt64 {
+        while true {
+            try Task.checkCancellation()
+            switch self.appendUnderLock(body, attributes: attributes, key: key, observer: observer) {
+            case .accepted(let id):
+                self.observation.recordsAccepted(1)
+                return id
+            case .blocked(let blocked):
+                let bytes = BatchAccumulator.quotaBytes(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
+                try await self.waitToAppend(blocked, bytes: bytes, key: key, accepted: nil, of: 1)
+            case .tooLarge(let limit):
+                throw self.tooLarge(body, limit: limit, key: key)
+            }
+        }
     }
 
     /// Sends one record and waits for its ack; throws ``DataProxyError`` when it fails. A task cancelled before
@@ -261,29 +287,9 @@ extension DataProxyClient {
         let (key, recordAttributes) = try self.validate(
             body, group: group, stream: stream, dataTime: dataTime, attributes: attributes, messageAttributes: messageAttributes
         )
-        struct Blocked: Error { var reason: Machine.Blocked }
-        while true {
-            try Task.checkCancellation()
-            let waiter = AckWaiter()
-            do {
-                return try await withTaskCancellationHandler {
-                    try await withCheckedThrowingContinuation { continuation in
-                        guard waiter.suspend(continuation) else { return }
-                        let result = self.appendUnderLock(body, attributes: recordAttributes, key: key, observer: .waiter(waiter))
-                        switch result {
-                        case .accepted: self.observation.recordsAccepted(1)
-                        case .blocked(let reason): waiter.resume(throwing: Blocked(reason: reason))
-                        case .tooLarge(let limit): waiter.resume(throwing: self.tooLarge(body, limit: limit, key: key))
-                        }
-                    }
-                } onCancel: {
-                    waiter.cancel()
-                }
-            } catch let blocked as Blocked {
-                let bytes = BatchAccumulator.quotaBytes(bodyLength: body.readableBytes, attributesLength: recordAttributes?.utf8.count)
-                try await self.waitToAppend(blocked.reason, bytes: bytes, key: key, accepted: nil, of: 1)
-            }
-        }
+        let waiter = AckWaiter()
+        _ = try await self.appendOne(body, attributes: recordAttributes, key: key, observer: .waiter(waiter))
+        return try await waiter.outcome()
     }
 
 

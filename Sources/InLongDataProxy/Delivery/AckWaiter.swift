@@ -1,57 +1,63 @@
 import Synchronization
 
-/// A `sendAndWait` caller waiting for the outcome of its record. Resumed exactly once: by the record's outcome,
-/// or with `CancellationError` when its task is cancelled first (the record's fate is still reported).
+/// The outcome of one `sendAndWait` record, handed from the delivery side to its caller. The outcome may come
+/// before the caller waits (it is kept) and the caller's task may be cancelled before the outcome comes (the
+/// caller gets `CancellationError`, the record's fate is still reported); the caller is resumed exactly once.
 final class AckWaiter: Sendable {
     private enum State {
-        case waiting
+        case pending
+        case ended(Result<DataProxyAck, DataProxyError>)
         case suspended(CheckedContinuation<DataProxyAck, any Error>)
         case cancelled
         case done
     }
 
-    private let state = Mutex(State.waiting)
+    private let state = Mutex(State.pending)
 
     init() {}
 
-    /// Hands over the suspended caller; resumes it at once, and returns `false`, when its task was cancelled
-    /// already (the record must then not be appended).
-    func suspend(_ continuation: CheckedContinuation<DataProxyAck, any Error>) -> Bool {
-        let cancelled = self.modifyState { state -> Bool in
-            guard case .waiting = state else { return true }
-            state = .suspended(continuation)
-            return false
+    /// Waits for the record's outcome; `CancellationError` when the task is cancelled first.
+    func outcome() async throws -> DataProxyAck {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let resumption: Result<DataProxyAck, any Error>? = self.modifyState { state in
+                    switch state {
+                    case .pending:
+                        state = .suspended(continuation)
+                        return nil
+                    case .ended(let result):
+                        state = .done
+                        return result.mapError { $0 }
+                    case .cancelled:
+                        state = .done
+                        return .failure(CancellationError())
+                    case .suspended, .done:
+                        preconditionFailure("an ack is awaited once")
+                    }
+                }
+                if let resumption { continuation.resume(with: resumption) }
+            }
+        } onCancel: {
+            self.end(.cancelled)?.resume(throwing: CancellationError())
         }
-        if cancelled { continuation.resume(throwing: CancellationError()) }
-        return !cancelled
     }
 
-    /// Resumes the caller with the record's outcome, unless it was cancelled or resumed before.
+    /// Hands over the record's outcome, unless its caller was cancelled.
     func resume(with result: Result<DataProxyAck, DataProxyError>) {
-        guard let continuation = self.take(next: .done) else { return }
-        continuation.resume(with: result.mapError { $0 })
+        self.end(.ended(result))?.resume(with: result.mapError { $0 })
     }
 
-    /// Resumes the caller with an error of the client's (a full buffer to wait out, a record too large).
-    func resume(throwing error: any Error) {
-        self.take(next: .done)?.resume(throwing: error)
-    }
-
-    /// Resumes the caller with `CancellationError`.
-    func cancel() {
-        self.take(next: .cancelled)?.resume(throwing: CancellationError())
-    }
-
-    private func take(next: State) -> CheckedContinuation<DataProxyAck, any Error>? {
+    /// Moves a waiter that has not ended to `next`; the continuation to resume when the caller was suspended.
+    private func end(_ next: State) -> CheckedContinuation<DataProxyAck, any Error>? {
         self.modifyState { state in
             switch state {
-            case .waiting:
+            case .pending:
                 state = next
                 return nil
             case .suspended(let continuation):
                 state = .done
                 return continuation
-            case .cancelled, .done:
+            case .ended, .cancelled, .done:
                 return nil
             }
         }
