@@ -200,8 +200,21 @@ let package = Package(
             path: "Examples/InLongTransportExample",
             swiftSettings: swiftSettings
         ),
+        // Each module's tests come in two targets: `…Tests` runs without sockets or child processes (the pure
+        // machines, embedded channels, files), `…IntegrationTests` over loopback sockets and real processes, so
+        // `swift test --skip IntegrationTests` is the fast run.
         .testTarget(
             name: "InLongTransportExampleTests",
+            dependencies: [
+                "InLongTransportExample",
+                "InLongTransport",
+                "InLongTestUtils",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "InLongTransportExampleIntegrationTests",
             dependencies: [
                 "InLongTransportExample",
                 "InLongTransport",
@@ -227,7 +240,38 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "InLongTransportIntegrationTests",
+            dependencies: [
+                "InLongTransport",
+                "InLongTestUtils",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "InLongAgentTests",
+            dependencies: [
+                "InLongAgent",
+                "InLongDataProxy",
+                "InLongDataProxyReceiver",
+                "InLongTestUtils",
+                "InLongTransport",
+                "InLongWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "InLongAgentIntegrationTests",
             dependencies: [
                 "InLongAgent",
                 "InLongDataProxy",
@@ -278,6 +322,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "InLongDataProxyReceiverIntegrationTests",
+            dependencies: [
+                "InLongDataProxyReceiver",
+                "InLongTestUtils",
+                "InLongWire",
+                "InLongSnappy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "InLongDataProxyTests",
             dependencies: [
                 "InLongDataProxy",
@@ -296,7 +357,43 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "InLongDataProxyIntegrationTests",
+            dependencies: [
+                "InLongDataProxy",
+                .product(name: "DequeModule", package: "swift-collections"),
+                "InLongDataProxyReceiver",
+                "InLongTestUtils",
+                "InLongTransport",
+                "InLongWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "InLongCLITests",
+            dependencies: [
+                "InLongCLI",
+                "InLongDataProxy",
+                "InLongDataProxyReceiver",
+                "InLongTestUtils",
+                "InLongTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                "InLongWire",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "InLongCLIIntegrationTests",
             dependencies: [
                 "InLongCLI",
                 "InLongDataProxy",

@@ -1,3 +1,4 @@
+import InLongTestUtils
 import NIOCore
 import NIOEmbedded
 import Testing

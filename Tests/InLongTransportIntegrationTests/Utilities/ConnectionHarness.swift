@@ -1,3 +1,4 @@
+import InLongTestUtils
 import InLongTransport
 import NIOCore
 import NIOPosix
