@@ -34,6 +34,9 @@ struct ReceiveCommand: AsyncParsableCommand {
     @Option(help: "JSON Lines file for the records, or '-' for standard output.")
     var out = "inlong-received.jsonl"
 
+    @Flag(help: "Ack a request only once its records are fsynced to --out (group commit: one fsync covers every request written meanwhile).")
+    var fsync = false
+
     @Flag(help: "Count records without storing them.")
     var countOnly = false
 
@@ -69,6 +72,7 @@ struct ReceiveCommand: AsyncParsableCommand {
             throw ValidationError("listening on all addresses: give --advertise HOST for the Manager endpoint to hand out")
         }
         if self.append, self.overwrite { throw ValidationError("give --append or --overwrite, not both") }
+        if self.fsync, self.countOnly || self.out == "-" { throw ValidationError("--fsync needs an --out file to sync") }
         if !self.countOnly, self.out != "-", !self.append, !self.overwrite, FileManager.default.fileExists(atPath: self.out) {
             throw ValidationError("\(self.out) exists: give --append or --overwrite")
         }
@@ -86,6 +90,7 @@ struct ReceiveCommand: AsyncParsableCommand {
         if let advertise = self.advertise { flags["advertisedIP"] = ConfigValue(.string(advertise), isSecret: false) }
         if let port = self.managerPort { flags["manager.port"] = ConfigValue(.int(port), isSecret: false) }
         if let load = self.load { flags["faults.load"] = ConfigValue(.int(Int(load)), isSecret: false) }
+        if self.fsync { flags["fsync"] = ConfigValue(.bool(true), isSecret: false) }
         try refuseTypos(in: environment, keys: DataProxyReceiver.Configuration.settingKeys, prefix: "INLONG_RECEIVER")
         var providers: [any ConfigProvider] = [
             InMemoryProvider(name: "flags", values: flags),
@@ -124,7 +129,7 @@ struct ReceiveCommand: AsyncParsableCommand {
             sink = jsonSink!
         } else {
             do {
-                jsonSink = try JSONLinesSink(url: URL(fileURLWithPath: self.out), append: self.append)
+                jsonSink = try JSONLinesSink(url: URL(fileURLWithPath: self.out), append: self.append, fsync: configuration.fsync)
             } catch {
                 throw CLIError("cannot write \(self.out): \(error)")
             }
@@ -189,6 +194,7 @@ extension ReceiveCommand {
             "maxQueuedRequests: \(configuration.maxQueuedRequests)",
             "readIdleTimeout: \(configuration.readIdleTimeout.map(seconds) ?? "none")",
             "knownGroups: \(configuration.knownGroups.map { $0.sorted().joined(separator: ", ") } ?? "any")",
+            "fsync: \(configuration.fsync)",
         ]
         if let ip = configuration.advertisedIP { lines.append("advertisedIP: \(ip)") }
         if let manager = configuration.manager { lines += ["manager.port: \(manager.port)", "manager.clusterId: \(manager.clusterID)"] }

@@ -4,7 +4,7 @@ package import InLongWire
 extension DataProxyReceiver.Configuration {
     /// The keys ``init(config:)`` reads: a file with any other is refused (see `SettingKeys`).
     package static let settingKeys = SettingKeys([
-        "host", "port", "advertisedIP", "maxFrameSize", "maxConnections", "maxConcurrentRequests", "maxQueuedRequests", "readIdleTimeout", "knownGroups",
+        "host", "port", "advertisedIP", "maxFrameSize", "maxConnections", "maxConcurrentRequests", "maxQueuedRequests", "readIdleTimeout", "knownGroups", "fsync",
         "manager.port", "manager.clusterId",
         "faults.ackDelay", "faults.dropAcks", "faults.errorCode", "faults.errorRate", "faults.closeAfterFrames",
         "faults.stopReading", "faults.load",
@@ -21,6 +21,7 @@ extension DataProxyReceiver.Configuration {
     /// | `maxFrameSize`, `maxConnections`, `maxConcurrentRequests` (per connection), `maxQueuedRequests` | limits |
     /// | `readIdleTimeout` | seconds (0: never) |
     /// | `knownGroups` | groups accepted (others get error 115) |
+    /// | `fsync` | ack only what the sink made durable (see ``fsync``) |
     /// | `manager.port`, `manager.clusterId` | serve the Manager's proxy-list endpoint |
     /// | `faults.ackDelay` (seconds), `faults.dropAcks`, `faults.errorCode`, `faults.errorRate`, `faults.closeAfterFrames`, `faults.stopReading`, `faults.load` | fault injection |
     public init(config: ConfigReader, base: Self = Self()) throws(ReceiverConfigurationError) {
@@ -36,6 +37,7 @@ extension DataProxyReceiver.Configuration {
             self.readIdleTimeout = duration == .zero ? nil : duration
         }
         if let groups = config.stringArray(forKey: "knownGroups") { self.knownGroups = Set(groups) }
+        if let fsync = try config.flag("fsync", ReceiverConfigurationError.init) { self.fsync = fsync }
         if let port = try config.wholeNumber("manager.port", ReceiverConfigurationError.init) {
             var manager = self.manager ?? DataProxyManagerServer.Configuration()
             manager.host = self.host

@@ -28,6 +28,12 @@ extension DataProxyReceiver {
         /// reading the connection whose request does not fit, so a fast client is slowed by TCP instead of growing
         /// memory. Defaults to 1024.
         public var maxQueuedRequests = 1024
+        /// Whether a request is acked only once the sink made it durable (fsync), so an ack means "on disk", as
+        /// the DataProxy's sink-ack mode means "stored by the message queue". The sink does the syncing
+        /// (``JSONLinesSink/init(url:append:fsync:metricsFactory:)`` with `fsync`, as `inlong receive --fsync`
+        /// makes it); ``DataProxyReceiver/run()`` refuses to start with a sink that does not
+        /// (``ReceiverError/sinkNotDurable``). Defaults to `false`: acked once written.
+        public var fsync = false
         /// Groups accepted; requests for others are answered with error 115 (no topic). Defaults to `nil`: any.
         public var knownGroups: Set<String>?
         /// The Manager endpoint to serve next to the receiver, or `nil` for none. Defaults to `nil`.

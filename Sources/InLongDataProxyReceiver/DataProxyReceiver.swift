@@ -99,6 +99,12 @@ public final class DataProxyReceiver: Service, Sendable {
     }
 
     public func run() async throws {
+        guard !self.configuration.fsync || self.sink.acksAreDurable else {
+            self.address.settle(.failure(ReceiverError.sinkNotDurable))
+            throw ReceiverError.sinkNotDurable
+        }
+        Gauge(label: "inlong_receiver_durable_acks", factory: self.configuration.metricsFactory ?? MetricsSystem.factory)
+            .record(self.sink.acksAreDurable ? 1 : 0)
         // Cancelled, Hummingbird's accept loop lets NIO drop the accepted connections it still buffers, which
         // traps; so the Manager endpoint is shut down gracefully, not cancelled.
         let managerGroup = self.manager.map { ServiceGroup(services: [$0], logger: self.logger) }
@@ -156,6 +162,7 @@ public struct ReceiverError: Error, Hashable, Sendable, CustomStringConvertible 
     private enum Base: Hashable, Sendable {
         case stopped
         case cannotListen(address: String, cause: String)
+        case sinkNotDurable
     }
 
     private let base: Base
@@ -169,8 +176,12 @@ public struct ReceiverError: Error, Hashable, Sendable, CustomStringConvertible 
         return ReceiverError(base: .cannotListen(address: address, cause: cause))
     }
 
+    /// ``DataProxyReceiver/Configuration/fsync`` asks for acks after fsync, and the sink does not sync.
+    public static let sinkNotDurable = ReceiverError(base: .sinkNotDurable)
+
     public var description: String {
         switch self.base {
+        case .sinkNotDurable: "fsync is on, but the sink does not make its writes durable before they are acked"
         case .stopped: "the receiver was stopped"
         case .cannotListen(let address, let cause): "cannot listen on \(address): \(cause)"
         }

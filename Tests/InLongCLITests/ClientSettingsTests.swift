@@ -221,6 +221,15 @@ func withSettingsFile<Result>(_ name: String, _ text: String, _ body: (String) a
             try await ReceiveCommand.parse(["--count-only"]).receiverConfiguration(environment: ["INLONG_RECEIVER_MAX_CONNECTIONS": "many"])
         }
     }
+
+    @Test func fsyncComesFromTheFlagTheEnvironmentOrTheFileAndNeedsAnOutputFile() async throws {
+        #expect(try await ReceiveCommand.parse(["--out", "/tmp/x.jsonl", "--overwrite"]).receiverConfiguration(environment: [:]).fsync == false)
+        #expect(try await ReceiveCommand.parse(["--out", "/tmp/x.jsonl", "--overwrite", "--fsync"]).receiverConfiguration(environment: [:]).fsync)
+        #expect(try await ReceiveCommand.parse(["--count-only"]).receiverConfiguration(environment: ["INLONG_RECEIVER_FSYNC": "true"]).fsync)
+        #expect(ReceiveCommand.settings(try await ReceiveCommand.parse(["--fsync", "--out", "/tmp/x.jsonl", "--overwrite"]).receiverConfiguration(environment: [:])).contains("fsync: true"))
+        #expect(throws: (any Error).self) { try ReceiveCommand.parse(["--fsync", "--count-only"]) }
+        #expect(throws: (any Error).self) { try ReceiveCommand.parse(["--fsync", "--out", "-"]) }
+    }
 }
 
 /// `inlong discover` reads the Manager as `send` does: flags over `INLONG_*` variables over `--config`.

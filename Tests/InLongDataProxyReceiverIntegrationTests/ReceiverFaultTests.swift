@@ -206,6 +206,44 @@ import Testing
         #expect(second?["dataTime"] as? Int == 1_700_000_000_999)
     }
 
+    @Test func withFsyncEveryAckedRecordIsInTheFile() async throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let sink = try JSONLinesSink(url: url, fsync: true)
+        var configuration = DataProxyReceiver.Configuration.loopback
+        configuration.fsync = true
+        let clients = 8
+        let framesEach = 20
+        try await withReceiver(configuration, sink: sink) { receiver in
+            let port = try await receiver.port()
+            try await withThrowingDiscardingTaskGroup { group in
+                for client in 0..<clients {
+                    group.addTask {
+                        let connection = try await RawClient.connect(port: port)
+                        for frame in 0..<framesEach {
+                            try await connection.write(try binaryFrame(["c\(client)-f\(frame)-a", "c\(client)-f\(frame)-b"], uniq: UInt32(frame + 1)))
+                            #expect(binaryAck(try await readAck(connection))?.result.isDelivered == true)
+                        }
+                        await connection.close()
+                    }
+                }
+            }
+            // Acked means synced: the file holds every record now, before any close.
+            #expect(sink.syncCount >= 1)
+            let lines = try String(contentsOf: url, encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == clients * framesEach * 2)
+        }
+        try sink.close()
+    }
+
+    @Test func fsyncWithASinkThatDoesNotSyncRefusesToStart() async throws {
+        var configuration = DataProxyReceiver.Configuration.loopback
+        configuration.fsync = true
+        let receiver = DataProxyReceiver(configuration: configuration, sink: InMemorySink())
+        await #expect(throws: ReceiverError.sinkNotDurable) { try await receiver.run() }
+        await #expect(throws: ReceiverError.sinkNotDurable) { try await receiver.localAddress() }
+    }
+
     // MARK: Manager endpoint
 
     @Test func managerAnswersWithTheReceiverAddress() async throws {

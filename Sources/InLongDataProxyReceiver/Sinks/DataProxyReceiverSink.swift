@@ -8,9 +8,13 @@ public protocol DataProxyReceiverSink: Sendable {
     func write(_ message: ReceivedMessage) async throws
     /// Makes everything written so far durable. Called when the receiver stops.
     func flush() async throws
+    /// Whether ``write(_:)`` returns only once the message is durable (fsynced), so an ack means "on disk".
+    /// Reported by the receiver's metrics.
+    var acksAreDurable: Bool { get }
 }
 
 extension DataProxyReceiverSink {
     public var needsRecords: Bool { true }
     public func flush() async throws {}
+    public var acksAreDurable: Bool { false }
 }

@@ -1,6 +1,12 @@
+public import CoreMetrics
 public import Foundation
 import NIOCore
+import NIOPosix
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A sink that writes one JSON object per record and line, to a file or to standard output.
 ///
@@ -9,20 +15,34 @@ import Synchronization
 /// ```
 /// `encoding` is `utf8` when the body is valid UTF-8 (then `body` is that text) and `base64` otherwise.
 /// `recordAttributes` is present when the record carries its own attributes. Each message's lines are written
-/// with one system call before it is acked.
+/// with one system call before it is acked; with `fsync`, also made durable before it is acked.
 public final class JSONLinesSink: DataProxyReceiverSink {
     private struct State {
         var handle: FileHandle
         var lines = 0
         var closed = false
+        var commit = GroupCommit<CheckedContinuation<Void, any Error>>()
+        var syncs = 0
     }
 
     private let state: Mutex<State>
     /// The file written, or `nil` for standard output.
     public let url: URL?
+    /// Whether a message is acked only once it is fsynced.
+    public let acksAreDurable: Bool
+    private let fileDescriptor: Int32
+    private let syncDuration: CoreMetrics.Timer
 
     /// Writes to the file at `url`, created if needed; an existing file is truncated unless `append` is set.
-    public init(url: URL, append: Bool = false) throws {
+    ///
+    /// - Parameters:
+    ///   - fsync: Ack a message only once it is on disk: writers that arrive together share one fsync (group
+    ///     commit), so a receiver with many connections (or ``DataProxyReceiver/Configuration/maxConcurrentRequests``
+    ///     above 1) keeps its rate. A failed fsync is answered with the server's retriable error 114, so the
+    ///     sender sends those records again.
+    ///   - metricsFactory: Where the fsync durations go (`inlong_receiver_fsync_seconds`); the global factory
+    ///     when `nil`.
+    public init(url: URL, append: Bool = false, fsync: Bool = false, metricsFactory: (any MetricsFactory)? = nil) throws {
         let manager = FileManager.default
         if !append || !manager.fileExists(atPath: url.path) {
             guard manager.createFile(atPath: url.path, contents: nil) else {
@@ -32,17 +52,26 @@ public final class JSONLinesSink: DataProxyReceiverSink {
         let handle = try FileHandle(forWritingTo: url)
         if append { try handle.seekToEnd() }
         self.url = url
+        self.acksAreDurable = fsync
+        self.fileDescriptor = handle.fileDescriptor
+        self.syncDuration = CoreMetrics.Timer(label: "inlong_receiver_fsync_seconds", factory: metricsFactory ?? MetricsSystem.factory)
         self.state = Mutex(State(handle: handle))
     }
 
     /// Writes to standard output.
     public init(standardOutput: Void = ()) {
         self.url = nil
+        self.acksAreDurable = false
+        self.fileDescriptor = FileHandle.standardOutput.fileDescriptor
+        self.syncDuration = CoreMetrics.Timer(label: "inlong_receiver_fsync_seconds")
         self.state = Mutex(State(handle: FileHandle.standardOutput))
     }
 
     /// Lines written so far.
     public var lineCount: Int { self.modify { $0.lines } }
+
+    /// The fsyncs that made acked messages durable so far (with `fsync`): each covers a group of messages.
+    public var syncCount: Int { self.modify { $0.syncs } }
 
     public func write(_ message: ReceivedMessage) async throws {
         var bytes: [UInt8] = []
@@ -50,10 +79,37 @@ public final class JSONLinesSink: DataProxyReceiverSink {
         for record in message.records {
             Self.appendLine(record, of: message, to: &bytes)
         }
-        try self.modify { state in
+        let ticket = try self.modify { state -> UInt64? in
             guard !state.closed else { throw CocoaError(.fileWriteUnknown) }
             try state.handle.write(contentsOf: bytes)
             state.lines += message.records.count
+            return self.acksAreDurable ? state.commit.wrote(bytes.count) : nil
+        }
+        guard let ticket else { return }
+        try await withCheckedThrowingContinuation { continuation in
+            self.run(self.modify { $0.commit.wait(for: ticket, continuation) }, failure: nil)
+        }
+    }
+
+    /// Resumes the writers a sync covered (or failed) and starts the next sync.
+    private func run(_ actions: GroupCommit<CheckedContinuation<Void, any Error>>.Actions, failure: JSONLinesSinkError?) {
+        for waiter in actions.resume {
+            if let failure { waiter.resume(throwing: failure) } else { waiter.resume() }
+        }
+        guard actions.startSync != nil else { return }
+        // fsync blocks for milliseconds: on the blocking-I/O pool, never on a cooperative or event-loop thread.
+        let descriptor = self.fileDescriptor
+        let path = self.url?.path ?? "-"
+        NIOThreadPool.singleton.submit { _ in
+            let started = ContinuousClock.now
+            let error = fsync(descriptor) == 0 ? nil : JSONLinesSinkError(path: path, operation: "fsync", errno: errno)
+            let elapsed = started.duration(to: .now).components
+            self.syncDuration.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+            let next = self.modify { state in
+                state.syncs += 1
+                return state.commit.syncEnded(succeeded: error == nil)
+            }
+            self.run(next, failure: error)
         }
     }
 
@@ -107,7 +163,7 @@ public final class JSONLinesSink: DataProxyReceiverSink {
         out.append(UInt8(ascii: "\n"))
     }
 
-    private static let hexDigits = Array("0123456789abcdef".utf8)
+    static let hexDigits = Array("0123456789abcdef".utf8)
 
     static func appendString(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
@@ -127,4 +183,13 @@ public final class JSONLinesSink: DataProxyReceiverSink {
         }
         out.append(UInt8(ascii: "\""))
     }
+}
+
+/// A failed system call of a ``JSONLinesSink``, with the file and the error number.
+public struct JSONLinesSinkError: Error, CustomStringConvertible {
+    public var path: String
+    public var operation: String
+    public var errno: Int32
+
+    public var description: String { "\(self.operation) of \(self.path) failed: \(String(cString: strerror(self.errno)))" }
 }
