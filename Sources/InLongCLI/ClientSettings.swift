@@ -89,6 +89,15 @@ func effectiveSettings(_ configuration: DataProxyClient.Configuration) -> [Strin
     lines.append("connection.maxProxies: \(configuration.connection.maxProxies)")
     lines.append("connection.requestTimeout: \(seconds(configuration.connection.requestTimeout))")
     lines.append("connection.heartbeatInterval: \(seconds(configuration.connection.heartbeatInterval))")
+    if let spool = configuration.spool {
+        lines.append("spool.directory: \(spool.directory)")
+        switch spool.sync {
+        case .always: lines.append("spool.sync: always")
+        case .never: lines.append("spool.sync: never")
+        case .interval(let interval): lines.append("spool.sync: \(seconds(interval))")
+        }
+        lines.append("spool.segmentBytes: \(spool.segmentBytes)")
+    }
     return lines
 }
 

@@ -57,6 +57,9 @@ struct SendCommand: AsyncParsableCommand {
     @Flag(help: "Do not compress batches.")
     var noCompression = false
 
+    @Option(help: "A spool directory: every line read is written there before it is sent, and what a killed run left is sent by the next run on the same directory.")
+    var spool: String?
+
     @Option(help: "On SIGINT or SIGTERM: seconds to keep sending what was read before failing the rest.")
     var grace = 5
 
@@ -79,6 +82,11 @@ struct SendCommand: AsyncParsableCommand {
     func run() async throws {
         var configuration = try await readClientConfiguration(file: self.config, target: self.target, group: self.group)
         if self.noCompression { configuration.batching.compressionThreshold = nil }
+        if let directory = self.spool {
+            var spool = configuration.spool ?? .init(directory: directory)
+            spool.directory = directory
+            configuration.spool = spool
+        }
         if self.check {
             print((["group: \(self.group)", "stream: \(self.stream)"] + effectiveSettings(configuration)).joined(separator: "\n"))
             return
@@ -135,10 +143,11 @@ struct SendCommand: AsyncParsableCommand {
             "interrupted": outcome.interrupted,
             "failures": outcome.statistics.failures,
             "written": outcome.statistics.sent,
-            "failedNotSent": outcome.statistics.failedNotSent + (outcome.lines - outcome.statistics.accepted),
+            "failedNotSent": outcome.statistics.failedNotSent + (outcome.records - outcome.statistics.accepted),
+            "replayed": outcome.statistics.replayedRecords,
             "failedPossiblySent": outcome.statistics.failedPossiblySent,
         ])
-        if outcome.failed > 0 || outcome.statistics.acked != outcome.lines {
+        if outcome.failed > 0 || outcome.statistics.acked != outcome.records {
             throw ExitCode(1)
         }
     }
@@ -207,13 +216,16 @@ struct SendOutcome {
     /// Stopped because no proxy could be reached.
     var unreachable = false
 
-    var failed: Int { self.lines - self.statistics.acked }
+    /// Records to account for: the lines read, and what a previous run left in the spool.
+    var records: Int { self.lines + self.statistics.replayedRecords }
+    var failed: Int { self.records - self.statistics.acked }
 
     var summary: String {
         let statistics = self.statistics
-        let refused = self.lines - statistics.accepted
+        let refused = self.records - statistics.accepted
+        let replayed = statistics.replayedRecords > 0 ? " and \(statistics.replayedRecords) a previous run left in the spool" : ""
         return """
-            \(self.unreachable ? "no proxy reachable: " : self.interrupted ? "interrupted: " : "")read \(self.lines) lines, accepted \(statistics.accepted) records (\(self.bytes) bytes), \
+            \(self.unreachable ? "no proxy reachable: " : self.interrupted ? "interrupted: " : "")read \(self.lines) lines\(replayed), accepted \(statistics.accepted) records (\(self.bytes) bytes), \
             written \(statistics.sent) in \(String(format: "%.2f", self.seconds)) s: \
             acked \(statistics.acked), failed \(self.failed)\(refused > 0 ? " (\(refused) never accepted)" : "")\(failureSummary(statistics)); \
             \(formatRate(Double(statistics.acked), seconds: self.seconds))records/s, \(megabytes(self.bytes, seconds: self.seconds)); \
@@ -276,7 +288,8 @@ func sendLines(
         }
         let progress = Progress {
             let statistics = client.statistics()
-            return "accepted \(statistics.accepted)  acked \(statistics.acked)  failed \(statistics.failed)  held \(statistics.heldRecords)"
+            let spooled = client.configuration.spool == nil ? "" : "  spooled \(statistics.spoolBytes >> 20) MiB"
+            return "accepted \(statistics.accepted)  acked \(statistics.acked)  failed \(statistics.failed)  held \(statistics.heldRecords)\(spooled)"
         }
         defer { progress.finish() }
         do {

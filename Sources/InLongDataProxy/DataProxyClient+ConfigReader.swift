@@ -11,6 +11,7 @@ extension DataProxyClient.Configuration {
         "buffer.maxBytes", "buffer.maxRecords", "buffer.whenFull",
         "retry.deliveryTimeout",
         "connection.maxProxies", "connection.requestTimeout", "connection.heartbeatInterval",
+        "spool.directory", "spool.sync", "spool.segmentBytes",
     ])
 
     /// Reads a configuration through swift-configuration, from whatever providers the reader combines (a JSON or
@@ -37,6 +38,9 @@ extension DataProxyClient.Configuration {
     /// | `retry.deliveryTimeout` | `INLONG_RETRY_DELIVERY_TIMEOUT` | seconds |
     /// | `connection.maxProxies` | `INLONG_CONNECTION_MAX_PROXIES` | proxies per cluster |
     /// | `connection.requestTimeout`, `connection.heartbeatInterval` | ... | seconds |
+    /// | `spool.directory` | `INLONG_SPOOL_DIRECTORY` | the crash-safe spool's directory (see ``Spool``) |
+    /// | `spool.sync` | `INLONG_SPOOL_SYNC` | `always`, `never`, or seconds between fsyncs |
+    /// | `spool.segmentBytes` | `INLONG_SPOOL_SEGMENT_BYTES` | bytes per segment file |
     ///
     /// `groups` completes `manager.groups` when the reader has none (the groups a command sends to).
     public init(config: ConfigReader, groups: [String] = []) throws(DataProxyError) {
@@ -83,6 +87,20 @@ extension DataProxyClient.Configuration {
         if let value = try config.wholeNumber("connection.maxProxies", invalid) { self.connection.maxProxies = try Self.positive(value, "connection.maxProxies") }
         if let duration = try config.duration("connection.requestTimeout", invalid) { self.connection.requestTimeout = duration }
         if let duration = try config.duration("connection.heartbeatInterval", invalid) { self.connection.heartbeatInterval = duration }
+        if let directory = config.string(forKey: "spool.directory") {
+            var spool = Spool(directory: directory)
+            switch config.string(forKey: "spool.sync") {
+            case "always": spool.sync = .always
+            case "never": spool.sync = .never
+            default:
+                if let interval = try config.duration("spool.sync", { _ in invalid("spool.sync takes always, never or seconds") }) {
+                    guard interval > .zero else { throw invalid("spool.sync takes always, never or seconds above 0") }
+                    spool.sync = .interval(interval)
+                }
+            }
+            if let value = try config.wholeNumber("spool.segmentBytes", invalid) { spool.segmentBytes = try Self.positive(value, "spool.segmentBytes") }
+            self.spool = spool
+        }
     }
 
     /// The prefix of the environment variables the command-line tools read settings from: `manager.url` is

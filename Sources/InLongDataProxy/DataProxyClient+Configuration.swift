@@ -23,6 +23,9 @@ extension DataProxyClient {
         public var retry = Retry()
         /// Connections. See ``Connection``.
         public var connection = Connection()
+        /// A crash-safe spool on disk, or `nil` (the default) to hold accepted records in memory only. See
+        /// ``Spool``.
+        public var spool: Spool?
         /// Where metrics go: the default observability delegate, ``DataProxyClientMetrics``, creates its
         /// instruments here. Defaults to `nil`: the bootstrapped `MetricsSystem.factory` (nothing, when none is
         /// bootstrapped). The connections' transport metrics use it too.

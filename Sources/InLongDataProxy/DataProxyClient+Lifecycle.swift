@@ -24,6 +24,10 @@ extension DataProxyClient {
     /// which stops reading first and then closes its clients).
     package func runUntilClosed() async throws {
         precondition(!self.started.exchange(true, ordering: .relaxed), "DataProxyClient.run() must be called once")
+        if case .failure(let error)? = self.spool {
+            self.endRun()
+            throw error
+        }
         #if ManagerDiscovery
         let manager = self.configuration.manager
         let ownedHTTPClient = manager == nil || manager?.httpClient != nil
@@ -43,6 +47,14 @@ extension DataProxyClient {
             // From the start: records accepted before any proxy is known still reach their deadline.
             group.addTask { await self.runClock() }
             group.addTask { await Self.runPools(router) }
+            if case .success(let spool)? = self.spool {
+                group.addTask { await self.replaySpool() }
+                if case .interval(let interval) = spool.configuration.sync {
+                    group.addTask {
+                        for await _ in AsyncTimerSequence(interval: interval, clock: .continuous) { spool.sync() }
+                    }
+                }
+            }
             router.setConfigured(self.configuration.proxies)
             let endpoints = router.endpoints
             self.withMachineState { $0.proxiesChanged(endpoints) }
@@ -72,6 +84,8 @@ extension DataProxyClient {
         }
         for reader in readers { reader.finish() }
         self.discoveryWake.finish()
+        // After every record ended: segments whose records were all reported go, the rest stay for the next client.
+        if case .success(let spool)? = self.spool { spool.close() }
     }
 
     /// Runs each cluster's pool as it appears, without its own graceful-shutdown handler: a graceful shutdown
@@ -149,7 +163,10 @@ extension DataProxyClient {
         let ticket = WaitTicket()
         return await withTaskGroup(of: Bool.self) { group in
             group.addTask {
-                await withCheckedContinuation { continuation in
+                // Records a previous client left in the spool count as accepted before the call.
+                await self.spoolReplayed.wait()
+                if Task.isCancelled { return false }
+                return await withCheckedContinuation { continuation in
                     let result = self.withMachine { $0.flush(waiter: continuation, now: .now) }
                     switch result {
                     case .ended: continuation.resume(returning: true)

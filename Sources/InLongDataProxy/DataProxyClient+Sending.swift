@@ -240,6 +240,16 @@ extension DataProxyClient {
             self.observation.recordsAccepted(run.ids.count)
             if let tracker, !run.ids.isEmpty { tracker.accepted(run.ids) }
             ids.formUnion(run.ids)
+            if self.spool != nil, !run.ids.isEmpty {
+                let start = index
+                try self.spool(
+                    run.ids.enumerated().map { offset, id in
+                        let record = record(start + offset)
+                        return SpoolRecord(id: id.rawValue, key: record.key, attributes: record.attributes, body: record.body)
+                    },
+                    accepted: ids
+                )
+            }
             index += run.ids.count
             if let limit = run.tooLargeLimit {
                 let next = record(index)
@@ -263,6 +273,9 @@ extension DataProxyClient {
             switch self.appendUnderLock(body, attributes: attributes, key: key, observer: observer) {
             case .accepted(let id):
                 self.observation.recordsAccepted(1)
+                if self.spool != nil {
+                    try self.spool(CollectionOfOne(SpoolRecord(id: id, key: key, attributes: attributes, body: body)), accepted: DataProxyRecordIDs(id..<id + 1))
+                }
                 return id
             case .blocked(let blocked):
                 let bytes = BatchAccumulator.quotaBytes(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
@@ -402,6 +415,7 @@ extension DataProxyClient {
         attributes: [(String, String)],
         messageAttributes: [(String, String)] = []
     ) throws -> (BatchKey, String?) {
+        if case .failure(let error)? = self.spool { throw error }
         guard body.readableBytes > 0, !group.isEmpty, InLongAttributes.isValidComponent(group),
             InLongAttributes.isValidComponent(stream)
         else {

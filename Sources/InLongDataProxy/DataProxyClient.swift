@@ -50,6 +50,10 @@ public final class DataProxyClient: Service, Sendable {
     let discoveryWakeups: AsyncStream<Void>
     let discoveryWake: AsyncStream<Void>.Continuation
     let observation: ClientObservation
+    /// The spool, when configured: opened (and locked) at init; a failure to open fails every send and `run()`.
+    let spool: Result<Spool, DataProxyError>?
+    /// Open unless the spool holds records a previous client left and they were not appended again yet.
+    let spoolReplayed: SpoolReplayGate
 
     /// What the client's lock guards.
     struct State {
@@ -77,6 +81,10 @@ public final class DataProxyClient: Service, Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.observation = ClientObservation(delegate: ClientObservation.delegate(for: configuration))
+        let spool = configuration.spool.map { spool in Result { () throws(DataProxyError) in try Spool(configuration: spool) } }
+        self.spool = spool
+        let leftovers = (try? spool?.get())?.leftovers.isEmpty == false
+        self.spoolReplayed = SpoolReplayGate(open: !leftovers)
         let limits = BatchAccumulator.Limits(
             maxRecords: max(1, min(configuration.batching.maxRecords, Int(UInt16.max))),
             maxBytes: Self.blockLimit(configuration.batching, frameSize: configuration.batching.maxFrameSize),
@@ -191,6 +199,10 @@ public final class DataProxyClient: Service, Sendable {
             outcome = .failed(error)
         }
         for observer in batch.observers { observer.ended(result) }
+        // Records failed by the close stay in the spool: the next client on it sends them.
+        if case .success(let spool)? = self.spool, result.failureCode != .shutDown {
+            spool.ended(batch.ids)
+        }
         let hold = reportHolds
             ? ReportHold(bytes: batch.chargedBytes, records: batch.recordCount, readers: readers.count) { [weak self] hold in
                 self?.withMachine { ((), $0.reportsTaken(bytes: hold.bytes, records: hold.records)) }
@@ -254,4 +266,11 @@ public func withDataProxyClient<Result: Sendable>(
 
 func wallClockSeconds() -> UInt32 {
     UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970))
+}
+
+extension Result where Failure == DataProxyError {
+    var failureCode: DataProxyError.Code? {
+        if case .failure(let error) = self { return error.code }
+        return nil
+    }
 }

@@ -8,7 +8,7 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
         private enum Base: Hashable, Sendable {
             case bufferFull, messageTooLarge, invalidArgument, shutDown, deliveryTimeout, serverRejected
             case connectionFailed, noProxies, discoveryFailed, invalidConfiguration
-            case requestTimeout, notConnected, connectionLost, cancelled
+            case requestTimeout, notConnected, connectionLost, cancelled, spoolFailed
         }
 
         private let base: Base
@@ -44,6 +44,10 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
         /// accepted are in ``DataProxyError/acceptedRecords`` (and ``DataProxyError/acceptedReceipt``), and are
         /// delivered and reported as usual.
         public static let cancelled = Code(.cancelled)
+        /// The spool could not store accepted records (a full or failing disk): they are in
+        /// ``DataProxyError/acceptedRecords`` and are delivered and reported as usual, but would not survive a
+        /// crash.
+        public static let spoolFailed = Code(.spoolFailed)
 
         public var description: String {
             switch self.base {
@@ -61,6 +65,7 @@ public struct DataProxyError: Error, Sendable, CustomStringConvertible {
             case .notConnected: "notConnected"
             case .connectionLost: "connectionLost"
             case .cancelled: "cancelled"
+            case .spoolFailed: "spoolFailed"
             }
         }
     }

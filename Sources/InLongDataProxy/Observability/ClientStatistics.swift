@@ -59,6 +59,12 @@ public struct DataProxyClientStatistics: Sendable, Hashable {
     public var proxyErrors: [Endpoint: String] = [:]
     /// Why the Manager could not give proxies, while some group has none.
     public var discoveryError: String?
+    /// Bytes in the spool's segment files now (with ``DataProxyClient/Configuration/spool``).
+    public var spoolBytes = 0
+    /// The spool's segment files now.
+    public var spoolSegments = 0
+    /// Records a previous client left in the spool and this one sent again.
+    public var replayedRecords = 0
 
     public init() {}
 }
@@ -96,6 +102,7 @@ final class ClientObservation: Sendable {
     private let bufferFull = Atomic<Int>(0)
     private let batchesSent = Atomic<Int>(0)
     private let bytesSent = Atomic<Int>(0)
+    private let replayed = Atomic<Int>(0)
     /// What atomics cannot count, behind the observation's one lock (``withCounted(_:)``).
     private let counted = Mutex(Counted())
 
@@ -120,6 +127,10 @@ final class ClientObservation: Sendable {
     /// which keeps the per-record path to one atomic add.
     func recordsAccepted(_ count: Int) {
         self.accepted.add(count, ordering: .relaxed)
+    }
+
+    func recordsReplayed(_ count: Int) {
+        self.replayed.add(count, ordering: .relaxed)
     }
 
     func batchQueued(_ key: BatchKey, records: Int, bytes: Int) {
@@ -189,6 +200,7 @@ final class ClientObservation: Sendable {
         statistics.bytesSent = self.bytesSent.load(ordering: .relaxed)
         statistics.failedNotSent = self.failedNotSent.load(ordering: .relaxed)
         statistics.failedPossiblySent = self.failedPossiblySent.load(ordering: .relaxed)
+        statistics.replayedRecords = self.replayed.load(ordering: .relaxed)
         let counted = self.withCounted { $0 }
         statistics.failures = counted.failures
         statistics.ackLatencyP50 = counted.latency.value(at: 0.5)
