@@ -50,18 +50,16 @@ public final class FileTail {
     private var restartPending = false
     /// Times the file was found truncated or rewritten in place (copytruncate) and read again from 0.
     public private(set) var truncations = 0
-    /// Empty lines read (they are left out of the lines returned: they are not records).
-    public private(set) var emptyLines = 0
 
     /// Opens `path`; reading starts at `offset` (a checkpoint's, or 0, or the end for new files started at the
     /// end) and the identity is taken from the open file.
-    public convenience init(path: String, startingAt offset: Offset, maxLineLength: Int, overlong: LineSplitter.OverlongPolicy) throws {
+    package convenience init(path: String, startingAt offset: Offset, maxLineLength: Int, overlong: LineSplitter.OverlongPolicy) throws {
         try self.init(path: path, maxLineLength: maxLineLength, overlong: overlong) { _, _ in offset }
     }
 
     /// Opens `path`; reading starts where `start` says for the identity of the open file (a checkpoint lookup:
     /// the descriptor lets ``Checkpoint/FileIdentity/matches(_:descriptor:)`` compare a shorter fingerprint).
-    public convenience init(
+    package convenience init(
         path: String,
         maxLineLength: Int,
         overlong: LineSplitter.OverlongPolicy,
@@ -119,6 +117,8 @@ public final class FileTail {
     public var isDrained: Bool { self.tracker.outstandingCount == 0 }
     /// Lines over the maximum length so far.
     public var overlongLines: Int { self.splitter.overlongLines }
+    /// Empty lines read (they are left out of the lines returned: they are not records).
+    public var emptyLines: Int { self.splitter.emptyLines }
 
     /// Reads what the file gained, up to about `maxBytes`, and returns its complete lines (`nil` when there is no
     /// new complete line). A file now shorter than what was read, or no longer holding the bytes last read, was
@@ -134,7 +134,7 @@ public final class FileTail {
         }
         self.size = try self.file.size()
         if self.restartPending || self.size < self.splitter.offset { self.restart() }
-        // Bodies straight from the splitter, empty lines left out (they are not records): no second array.
+        // Bodies straight from the splitter (it leaves empty lines out: they are not records): no second array.
         var lines: [ByteBuffer] = []
         var end: Int64?
         var total = 0
@@ -168,14 +168,9 @@ public final class FileTail {
             if count == 0 { break }
             chunk.withUnsafeReadableBytes { self.anchor.advance(over: $0) }
             total += count
-            self.splitter.consume(chunk) { body, lineEnd in
-                end = lineEnd
-                if body.readableBytes > 0 {
-                    lines.append(body)
-                } else {
-                    self.emptyLines += 1
-                }
-            }
+            self.splitter.consume(chunk) { body, _ in lines.append(body) }
+            // Past empty and skipped lines too: a file that ends with one still commits to its end.
+            if self.splitter.lineBoundary > self.tracker.readOffset { end = self.splitter.lineBoundary }
         }
         guard let end else { return nil }
         let bytes = Int(end - self.tracker.readOffset)
