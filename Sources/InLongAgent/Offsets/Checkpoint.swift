@@ -1,4 +1,5 @@
 import Foundation
+import InLongDataProxy
 
 /// How far each file was delivered: what the agent writes to its state directory and reads back on start.
 public struct Checkpoint: Sendable, Hashable, Codable {
@@ -51,8 +52,8 @@ public struct Checkpoint: Sendable, Hashable, Codable {
     }
 }
 
-/// Reads and writes the checkpoint file: atomically (a temporary file, fsync, rename, fsync of the directory), so
-/// a crash leaves the old checkpoint or the new one, never a torn one. A file that cannot be read is set aside,
+/// Reads and writes the checkpoint file: atomically (the SDK's `AtomicFile`: a temporary file, fsync, rename, fsync
+/// of the directory), so a crash leaves the old checkpoint or the new one, never a torn one. A file that cannot be read is set aside,
 /// reported, and replaced by an empty checkpoint: the agent starts over rather than crash.
 public struct CheckpointStore: Sendable {
     /// Why a checkpoint file was set aside.
@@ -88,38 +89,11 @@ public struct CheckpointStore: Sendable {
         }
     }
 
-    /// Replaces the checkpoint on disk atomically and durably.
+    /// Replaces the checkpoint on disk atomically and durably (an `AtomicFileError` says which step failed).
     public func save(_ checkpoint: Checkpoint) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let data = try encoder.encode(checkpoint)
-        let temporary = self.path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw CheckpointError(path: temporary, operation: "open", errno: errno) }
-        var written = 0
-        let result: Int32 = data.withUnsafeBytes { bytes in
-            while written < bytes.count {
-                let n = write(fd, bytes.baseAddress! + written, bytes.count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return errno
-                }
-                written += n
-            }
-            return fsync(fd) == 0 ? 0 : errno
-        }
-        close(fd)
-        guard result == 0 else { throw CheckpointError(path: temporary, operation: "write", errno: result) }
-        guard rename(temporary, self.path) == 0 else {
-            throw CheckpointError(path: self.path, operation: "rename", errno: errno)
-        }
-        // The rename is durable once the directory is.
-        let parent = (self.path as NSString).deletingLastPathComponent
-        let directory = open(parent.isEmpty ? "." : parent, O_RDONLY | O_CLOEXEC)
-        if directory >= 0 {
-            fsync(directory)
-            close(directory)
-        }
+        try AtomicFile.write(try encoder.encode(checkpoint), to: self.path)
     }
 
     private func setAside(reason: String) throws -> Recovery {
@@ -131,7 +105,7 @@ public struct CheckpointStore: Sendable {
     }
 }
 
-/// A checkpoint file could not be written or moved.
+/// A checkpoint file could not be set aside.
 public struct CheckpointError: Error, CustomStringConvertible {
     public var path: String
     public var operation: String
