@@ -1,7 +1,8 @@
 import Foundation
-import InLongAgent
 import InLongDataProxy
 import Testing
+
+@testable import InLongAgent
 
 @Suite struct CheckpointStoreTests {
     private func temporaryDirectory() throws -> String {
