@@ -217,7 +217,7 @@ struct SendLineReader {
                 break
             }
             lines.removeAll(keepingCapacity: true)
-            splitter.consume(chunk) { body, _ in lines.append(body) }
+            splitter.consume(chunk, appendingTo: &lines)
             // The lines before an overlong one are sent: they were read whole.
             if !lines.isEmpty { try await emit(lines) }
             if self.failed(splitter, name: name) { return }

@@ -195,15 +195,24 @@ import Testing
                 got.lines.append(Array(body.readableBytesView))
                 got.ends.append(end)
             }
+            // The bodies-only path (inlong send's, the agent's) on the same chunks.
+            var twin = LineSplitter(maxLineLength: max, overlong: policy)
+            var bodies: [ByteBuffer] = []
             var start = 0
             while start < input.count {
                 // Chunks of one byte to more than a line, so that lines, \r and \n fall on every kind of edge.
                 let length = min(input.count - start, Int.random(in: 1...(2 * max + 4), using: &random))
                 splitter.consume(ByteBuffer(bytes: input[start..<(start + length)]), collect)
+                twin.consume(ByteBuffer(bytes: input[start..<(start + length)]), appendingTo: &bodies)
                 start += length
                 #expect(splitter.pendingBytes <= max + 1, "seed \(seed)")
             }
-            if finished { splitter.finish(collect) }
+            if finished {
+                splitter.finish(collect)
+                twin.finish { body, _ in bodies.append(body) }
+            }
+            #expect(bodies.map { Array($0.readableBytesView) } == got.lines, "seed \(seed)")
+            #expect(twin.lineBoundary == splitter.lineBoundary && twin.overlongLines == splitter.overlongLines, "seed \(seed)")
             got.overlong = splitter.overlongLines
             got.empty = splitter.emptyLines
             got.failedAt = splitter.failedLineStart

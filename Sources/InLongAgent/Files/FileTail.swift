@@ -168,7 +168,7 @@ final class FileTail {
             if count == 0 { break }
             chunk.withUnsafeReadableBytes { self.anchor.advance(over: $0) }
             total += count
-            self.splitter.consume(chunk) { body, _ in lines.append(body) }
+            self.splitter.consume(chunk, appendingTo: &lines)
             // Past empty and skipped lines too: a file that ends with one still commits to its end.
             if self.splitter.lineBoundary > self.tracker.readOffset { end = self.splitter.lineBoundary }
         }
