@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import InLongAgent
 import InLongDataProxy
 import InLongTransport
 import Logging
@@ -66,6 +67,12 @@ struct SendCommand: AsyncParsableCommand {
     @Option(help: "Seconds with no proxy reachable, or none answering, after which to stop, fail what is left and exit non-zero.")
     var unreachableTimeout = 60
 
+    @Option(help: "Lines longer than this many bytes are overlong (the newline and a \\r before it not counted).")
+    var maxLineLength = 4 << 20
+
+    @Option(help: "What becomes of an overlong line: truncate (to --max-line-length), skip, or fail (stop reading there, deliver what was read, exit 1). Counted in the summary either way.")
+    var overlong = "truncate"
+
     @Argument(help: "Files to send; standard input when none.")
     var files: [String] = []
 
@@ -77,6 +84,10 @@ struct SendCommand: AsyncParsableCommand {
     func validate() throws {
         try validateName(self.group, option: "--group")
         try validateName(self.stream, option: "--stream")
+        guard LineSplitter.OverlongPolicy(rawValue: self.overlong) != nil else {
+            throw ValidationError("--overlong takes truncate, skip or fail")
+        }
+        guard self.maxLineLength > 0 else { throw ValidationError("--max-line-length takes a positive number of bytes") }
     }
 
     func run() async throws {
@@ -107,8 +118,10 @@ struct SendCommand: AsyncParsableCommand {
         let unreachableTimeout = Duration.seconds(max(self.unreachableTimeout, 1))
         // SIGINT or SIGTERM shuts the group down gracefully: reading stops, and what was read has `--grace`
         // seconds to be acked.
+        let lineReader = SendLineReader(maxLineLength: self.maxLineLength, overlong: LineSplitter.OverlongPolicy(rawValue: self.overlong) ?? .truncate)
         let job = SendJob { interruptions in
-            try await sendLines(
+            var reader = lineReader
+            var outcome = try await sendLines(
                 configuration: clientConfiguration,
                 group: group,
                 stream: stream,
@@ -117,11 +130,13 @@ struct SendCommand: AsyncParsableCommand {
                 unreachableTimeout: unreachableTimeout,
                 logger: logger
             ) { emit, stop in
-                for file in sources {
+                for file in sources where reader.failure == nil {
                     let handle = file == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: file)!
-                    try await forEachLineChunk(handle, stop: stop, emit)
+                    try await reader.read(handle, name: file == "-" ? "standard input" : file, stop: stop, emit)
                 }
             }
+            outcome.reading = reader
+            return outcome
         }
         let services = ServiceGroup(
             configuration: .init(
@@ -146,63 +161,94 @@ struct SendCommand: AsyncParsableCommand {
             "failedNotSent": outcome.statistics.failedNotSent + (outcome.records - outcome.statistics.accepted),
             "replayed": outcome.statistics.replayedRecords,
             "failedPossiblySent": outcome.statistics.failedPossiblySent,
+            "overlongLines": outcome.reading.overlongLines,
+            "overlong": outcome.reading.overlong.rawValue,
+            "maxLineLength": outcome.reading.maxLineLength,
+            "emptyLines": outcome.reading.emptyLines,
         ])
+        if let failure = outcome.reading.failure { throw CLIError(failure) }
         if outcome.failed > 0 || outcome.statistics.acked != outcome.records {
             throw ExitCode(1)
         }
     }
 }
 
-/// Reads a file in 1 MiB chunks and hands its lines (without the newline) in batches, as slices of the chunk.
-/// A line longer than `maxLineLength` ends the read with an error.
-func forEachLineChunk(
-    _ handle: FileHandle,
-    maxLineLength: Int = 4 << 20,
-    stop: @escaping @Sendable () -> Bool = { false },
-    _ emit: ([ByteBuffer]) async throws -> Void
-) async throws {
-    let descriptor = handle.fileDescriptor
-    var carry = ByteBuffer()
-    var lines: [ByteBuffer] = []
-    while !stop() {
-        // A pipe or terminal may stay silent: wait in slices, so that `stop` ends the read.
-        var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-        let polled = poll(&ready, 1, 100)
-        if polled == 0 { continue }
-        if polled < 0, errno != EINTR { throw CLIError("cannot read: \(String(cString: strerror(errno)))") }
-        var buffer = ByteBufferAllocator().buffer(capacity: carry.readableBytes + (1 << 20))
-        buffer.writeImmutableBuffer(carry)
-        let count = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 1 << 20) { destination in
-            while true {
-                let count = read(descriptor, destination.baseAddress, destination.count)
-                if count >= 0 { return count }
-                if errno != EINTR { throw CLIError("cannot read: \(String(cString: strerror(errno)))") }
-            }
-        }
-        if count == 0 { break }
-        // Line ends found with memchr over the chunk's bytes; the lines share its storage.
-        lines.removeAll(keepingCapacity: true)
-        let consumed = buffer.withUnsafeReadableBytes { bytes -> Int in
-            guard let base = bytes.baseAddress else { return 0 }
-            var start = 0
-            while start < bytes.count, let found = memchr(base + start, Int32(UInt8(ascii: "\n")), bytes.count - start) {
-                let newline = base.distance(to: UnsafeRawPointer(found))
-                var end = newline
-                if end > start, bytes[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-                if end > start { lines.append(buffer.getSlice(at: buffer.readerIndex + start, length: end - start)!) }
-                start = newline + 1
-            }
-            return start
-        }
-        buffer.moveReaderIndex(forwardBy: consumed)
-        // A line no frame can carry is an error, not a reason to read the rest of the file into memory.
-        guard buffer.readableBytes <= maxLineLength else {
-            throw CLIError("a line is longer than \(maxLineLength) bytes (records must fit a frame)")
-        }
-        carry = buffer
-        if !lines.isEmpty { try await emit(lines) }
+/// Reads `inlong send`'s files (or standard input) in 1 MiB chunks and hands their lines in batches, split by the
+/// agent's `LineSplitter`: one rule for both (empty lines left out, overlong lines truncated, skipped or an error,
+/// and counted). A line that fits a chunk is handed as a slice of it, without a copy.
+struct SendLineReader {
+    var maxLineLength: Int
+    var overlong: LineSplitter.OverlongPolicy
+    /// Lines longer than `maxLineLength` in the files read so far.
+    private(set) var overlongLines = 0
+    /// Empty lines left out so far (they are not records).
+    private(set) var emptyLines = 0
+    /// With `.fail`: the overlong line reading stopped at. What was read before it is still sent.
+    private(set) var failure: String?
+
+    init(maxLineLength: Int = 4 << 20, overlong: LineSplitter.OverlongPolicy = .truncate) {
+        self.maxLineLength = maxLineLength
+        self.overlong = overlong
     }
-    if carry.readableBytes > 0 { try await emit([carry]) }
+
+    /// Reads `handle` (named `name` in errors) to its end, or until `stop`. A last line without its newline counts
+    /// at the end of the file, not at a stop (the rest of it may still be on its way).
+    mutating func read(
+        _ handle: FileHandle,
+        name: String = "standard input",
+        stop: @escaping @Sendable () -> Bool = { false },
+        _ emit: ([ByteBuffer]) async throws -> Void
+    ) async throws {
+        let descriptor = handle.fileDescriptor
+        var splitter = LineSplitter(maxLineLength: self.maxLineLength, overlong: self.overlong)
+        defer {
+            self.overlongLines += splitter.overlongLines
+            self.emptyLines += splitter.emptyLines
+        }
+        var lines: [ByteBuffer] = []
+        var ended = false
+        while !stop() {
+            // A pipe or terminal may stay silent: wait in slices, so that `stop` ends the read.
+            var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            let polled = poll(&ready, 1, 100)
+            if polled == 0 { continue }
+            if polled < 0, errno != EINTR { throw CLIError("cannot read \(name): \(String(cString: strerror(errno)))") }
+            var chunk = ByteBufferAllocator().buffer(capacity: 1 << 20)
+            let count = try chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: 1 << 20) { destination in
+                while true {
+                    let count = readBytes(descriptor, destination.baseAddress, destination.count)
+                    if count >= 0 { return count }
+                    if errno != EINTR { throw CLIError("cannot read \(name): \(String(cString: strerror(errno)))") }
+                }
+            }
+            if count == 0 {
+                ended = true
+                break
+            }
+            lines.removeAll(keepingCapacity: true)
+            splitter.consume(chunk, appendingTo: &lines)
+            // The lines before an overlong one are sent: they were read whole.
+            if !lines.isEmpty { try await emit(lines) }
+            if self.failed(splitter, name: name) { return }
+        }
+        guard ended else { return }
+        lines.removeAll(keepingCapacity: true)
+        splitter.finish { body, _ in lines.append(body) }
+        if !lines.isEmpty { try await emit(lines) }
+        _ = self.failed(splitter, name: name)
+    }
+
+    /// Whether the splitter stopped at an overlong line (`.fail`); if so, says where.
+    private mutating func failed(_ splitter: LineSplitter, name: String) -> Bool {
+        guard let start = splitter.failedLineStart else { return false }
+        self.failure = "\(name): the line at byte \(start) is longer than \(self.maxLineLength) bytes; reading stopped there (--overlong fail)"
+        return true
+    }
+}
+
+/// `read(2)` (the reader's own `read` hides it).
+private func readBytes(_ descriptor: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
+    read(descriptor, buffer, count)
 }
 
 /// Runs a client, feeds it with `produce`, waits for every ack, and reports.
@@ -215,6 +261,8 @@ struct SendOutcome {
     var interrupted = false
     /// Stopped because no proxy could be reached.
     var unreachable = false
+    /// How the lines were read: overlong and empty lines, and an overlong line that stopped the read.
+    var reading = SendLineReader()
 
     /// Records to account for: the lines read, and what a previous run left in the spool.
     var records: Int { self.lines + self.statistics.replayedRecords }
@@ -230,8 +278,24 @@ struct SendOutcome {
             acked \(statistics.acked), failed \(self.failed)\(refused > 0 ? " (\(refused) never accepted)" : "")\(failureSummary(statistics)); \
             \(formatRate(Double(statistics.acked), seconds: self.seconds))records/s, \(megabytes(self.bytes, seconds: self.seconds)); \
             ack latency p50 \(milliseconds(statistics.ackLatencyP50)), p99 \(milliseconds(statistics.ackLatencyP99)); \
-            retries \(statistics.retries)
+            retries \(statistics.retries)\(self.readingSummary)
             """
+    }
+
+    /// Lines that were not sent as they were: nothing is changed or left out unsaid.
+    private var readingSummary: String {
+        var parts: [String] = []
+        let reading = self.reading
+        if reading.overlongLines > 0 {
+            let fate = switch reading.overlong {
+            case .truncate: "truncated to \(reading.maxLineLength) bytes"
+            case .skip: "skipped"
+            case .fail: "stopped the read"
+            }
+            parts.append("\(reading.overlongLines) \(reading.overlongLines == 1 ? "line" : "lines") over \(reading.maxLineLength) bytes \(fate)")
+        }
+        if reading.emptyLines > 0 { parts.append("\(reading.emptyLines) empty \(reading.emptyLines == 1 ? "line" : "lines") left out") }
+        return parts.map { "; " + $0 }.joined()
     }
 }
 

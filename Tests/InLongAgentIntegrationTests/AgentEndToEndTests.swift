@@ -1,11 +1,12 @@
 import Foundation
-import InLongAgent
 import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongTestUtils
 import InLongWire
 import NIOCore
 import Testing
+
+@testable import InLongAgent
 
 /// The agent against the in-process receiver: lines arrive exactly once when nothing fails, through rotations,
 /// truncations, deletions and restarts.

@@ -1,6 +1,8 @@
 import Foundation
-import InLongAgent
+import InLongDataProxy
 import Testing
+
+@testable import InLongAgent
 
 @Suite struct CheckpointStoreTests {
     private func temporaryDirectory() throws -> String {
@@ -21,7 +23,20 @@ import Testing
         #expect(recovery == nil)
         #expect(loaded == checkpoint)
         #expect(loaded.entry(for: self.identity)?.offset == 12_345)
-        #expect(!FileManager.default.fileExists(atPath: directory + "/checkpoint.json.tmp"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["checkpoint.json"])
+    }
+
+    @Test func aCheckpointThatCannotBeWrittenSaysWhereAndWhy() throws {
+        let directory = try self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = CheckpointStore(path: directory + "/gone/checkpoint.json")
+        #expect {
+            try store.save(Checkpoint(files: [.init(identity: self.identity, path: "/var/log/app.log", offset: 1)]))
+        } throws: { error in
+            guard let error = error as? AtomicFileError else { return false }
+            return error.operation == .createTemporary && error.path.hasPrefix(directory + "/gone/") && error.errno == ENOENT
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == [])
     }
 
     @Test func aMissingFileIsAnEmptyCheckpoint() throws {

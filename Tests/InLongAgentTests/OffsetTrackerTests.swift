@@ -1,5 +1,6 @@
-import InLongAgent
 import Testing
+
+@testable import InLongAgent
 
 @Suite struct OffsetTrackerTests {
     @Test func inOrderAcksCommitEachRange() {

@@ -1,4 +1,5 @@
 import Foundation
+import InLongAgent
 import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongTestUtils
@@ -17,26 +18,63 @@ import Testing
         return try await body(path)
     }
 
+    private func readLines(_ path: String, _ reader: inout SendLineReader) async throws -> [String] {
+        let handle = try #require(FileHandle(forReadingAtPath: path))
+        var lines: [String] = []
+        try await reader.read(handle, name: "file") { chunk in lines += chunk.map { String(buffer: $0) } }
+        return lines
+    }
+
     @Test func linesAreSplitAcrossChunksWithoutNewlinesOrEmptyLines() async throws {
         let long = String(repeating: "x", count: (1 << 20) + 12_345)
         let text = "first\r\nsecond\n\n\(long)\nthird\r\n\r\nlast without newline"
-        let lines = try await self.withFile(Data(text.utf8)) { path in
-            let handle = try #require(FileHandle(forReadingAtPath: path))
-            var lines: [String] = []
-            try await forEachLineChunk(handle) { chunk in lines += chunk.map { String(buffer: $0) } }
-            return lines
-        }
+        var reader = SendLineReader()
+        let lines = try await self.withFile(Data(text.utf8)) { try await self.readLines($0, &reader) }
         #expect(lines == ["first", "second", long, "third", "last without newline"])
+        #expect(reader.emptyLines == 2)
+        #expect(reader.overlongLines == 0)
     }
 
-    @Test func anEndlessLineIsAnErrorNotUnboundedMemory() async throws {
-        let text = String(repeating: "y", count: 3 << 20)
-        try await self.withFile(Data(text.utf8)) { path in
-            let handle = try #require(FileHandle(forReadingAtPath: path))
-            await #expect(throws: CLIError.self) {
-                try await forEachLineChunk(handle, maxLineLength: 1 << 20) { _ in Issue.record("no line should be emitted") }
-            }
+    /// The agent's rule: an overlong line is truncated by default, and counted; memory stays bounded even for a
+    /// line that never ends.
+    @Test func anEndlessLineIsTruncatedAndCountedNotReadIntoMemory() async throws {
+        let text = "before\n" + String(repeating: "y", count: 3 << 20) + "\nafter\n" + String(repeating: "z", count: 3 << 20)
+        var reader = SendLineReader(maxLineLength: 1 << 20)
+        let lines = try await self.withFile(Data(text.utf8)) { try await self.readLines($0, &reader) }
+        #expect(lines == ["before", String(repeating: "y", count: 1 << 20), "after", String(repeating: "z", count: 1 << 20)])
+        #expect(reader.overlongLines == 2)
+        #expect(reader.failure == nil)
+    }
+
+    @Test func overlongLinesCanBeSkippedOrStopTheRead() async throws {
+        let text = "before\n" + String(repeating: "y", count: 3 << 20) + "\nafter\n"
+        var skipping = SendLineReader(maxLineLength: 1 << 20, overlong: .skip)
+        #expect(try await self.withFile(Data(text.utf8)) { try await self.readLines($0, &skipping) } == ["before", "after"])
+        #expect(skipping.overlongLines == 1)
+        var failing = SendLineReader(maxLineLength: 1 << 20, overlong: .fail)
+        #expect(try await self.withFile(Data(text.utf8)) { try await self.readLines($0, &failing) } == ["before"])
+        #expect(failing.overlongLines == 1)
+        #expect(failing.failure?.contains("the line at byte 7 is longer than 1048576 bytes") == true)
+    }
+
+    @Test func theSummaryTellsOfOverlongAndEmptyLines() async throws {
+        var reader = SendLineReader(maxLineLength: 8)
+        let outcome = { (reader: SendLineReader) in
+            var outcome = SendOutcome(statistics: DataProxyClientStatistics(), seconds: 1, bytes: 0)
+            outcome.reading = reader
+            return outcome.summary
         }
+        #expect(!outcome(reader).contains("over 8 bytes"))
+        reader = SendLineReader(maxLineLength: 8)
+        try await self.count(&reader, "0123456789\n\n\nabc\n")
+        #expect(outcome(reader).contains("; 1 line over 8 bytes truncated to 8 bytes; 2 empty lines left out"))
+        reader = SendLineReader(maxLineLength: 8, overlong: .skip)
+        try await self.count(&reader, "0123456789\n0123456789\n")
+        #expect(outcome(reader).contains("; 2 lines over 8 bytes skipped"))
+    }
+
+    private func count(_ reader: inout SendLineReader, _ text: String) async throws {
+        _ = try await self.withFile(Data(text.utf8)) { try await self.readLines($0, &reader) }
     }
 
     @Test func everyLineOfAFileIsAckedAndStored() async throws {
@@ -45,7 +83,8 @@ import Testing
             try await withReceiver { receiver in
                 let configuration = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
                 let outcome = try await sendLines(configuration: configuration, group: "g", stream: "s") { emit, _ in
-                    try await forEachLineChunk(try #require(FileHandle(forReadingAtPath: path)), emit)
+                    var reader = SendLineReader()
+                    try await reader.read(try #require(FileHandle(forReadingAtPath: path)), emit)
                 }
                 #expect(outcome.statistics.accepted == expected.count)
                 #expect(outcome.statistics.acked == expected.count)
@@ -66,7 +105,8 @@ import Testing
             let (interruptions, interrupt) = AsyncStream.makeStream(of: Void.self)
             let sending = Task {
                 try await sendLines(configuration: configuration, group: "g", stream: "s", grace: .milliseconds(300), interruptions: interruptions) { emit, stop in
-                    try await forEachLineChunk(pipe.fileHandleForReading, stop: stop, emit)
+                    var reader = SendLineReader()
+                    try await reader.read(pipe.fileHandleForReading, stop: stop, emit)
                 }
             }
             pipe.fileHandleForWriting.write(Data((0..<1000).map { "acked \($0)\n" }.joined().utf8))

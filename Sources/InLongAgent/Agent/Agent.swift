@@ -13,7 +13,7 @@ import Synchronization
 /// line (at-least-once: a restart sends again at most what was read and not yet acked).
 ///
 /// Source → Instance → DataProxy Sink, in InLong Agent's words: every file matching a source's paths gets an
-/// instance reading it through a ``FileSource``; each read is sent with one receipt; a file's committed
+/// instance reading its lines; each read is sent with one receipt; a file's committed
 /// offset is the end of its longest acked prefix, written atomically to the checkpoint every
 /// ``AgentConfiguration/checkpointInterval`` and at shutdown.
 ///
@@ -38,7 +38,7 @@ public final class Agent: Service, Sendable {
         /// One lane per group, while ``run()`` runs and after (for the last statistics).
         var lanes: [String: Lane] = [:]
         var clientsRunning = false
-        var recovery: CheckpointStore.Recovery?
+        var recovery: CheckpointRecovery?
     }
 
     /// What one group's files go through: its own client (so that a cluster that is down holds only this group's
@@ -76,8 +76,17 @@ public final class Agent: Service, Sendable {
         self.control.stop(deadline: .now + self.configuration.shutdownTimeout)
     }
 
+    /// A checkpoint file that could not be read at start: it is moved aside, not deleted, and files are read from
+    /// their start.
+    public struct CheckpointRecovery: Sendable, Hashable {
+        /// Where the unreadable file was moved (`checkpoint.json.corrupt-<time>`).
+        public var setAsidePath: String
+        /// Why it could not be read: corrupt, or written by a newer version.
+        public var reason: String
+    }
+
     /// The checkpoint file that was unreadable at start and set aside, if any.
-    public var checkpointRecovery: CheckpointStore.Recovery? { self.modifyStateAndRunActions { ($0.recovery, []) } }
+    public var checkpointRecovery: CheckpointRecovery? { self.modifyStateAndRunActions { ($0.recovery, []) } }
 
     /// The groups of the sources, each sent through its own client.
     public var groups: [String] { Array(Set(self.configuration.sources.map(\.group))).sorted() }

@@ -20,9 +20,11 @@ public struct AgentConfiguration: Sendable {
         /// Pairs added to the attribute string of every message (InLong's `extraMap`).
         public var attributes: [String: String] = [:]
         public var startAt: StartPosition = .beginning
-        /// Lines longer than this many bytes are truncated or skipped (counted). Defaults to 1 MiB.
+        /// Lines longer than this many bytes (the newline and a `\r` before it not counted) are overlong.
+        /// Defaults to 1 MiB.
         public var maxLineLength = 1 << 20
-        public var overlong: LineSplitterPolicy = .truncate
+        /// What becomes of an overlong line. Defaults to ``OverlongPolicy/truncate``.
+        public var overlong: OverlongPolicy = .truncate
 
         public init(paths: [String], group: String, stream: String) {
             self.paths = paths
@@ -31,9 +33,13 @@ public struct AgentConfiguration: Sendable {
         }
     }
 
-    /// ``LineSplitter/OverlongPolicy`` as configuration spells it.
-    public enum LineSplitterPolicy: String, Sendable, Hashable, Codable {
-        case truncate, skip
+    /// What becomes of a line longer than ``FileSource/maxLineLength``; counted either way
+    /// (``AgentStatistics/overlongLines``).
+    public enum OverlongPolicy: String, Sendable, Hashable, Codable {
+        /// Keep its first `maxLineLength` bytes.
+        case truncate
+        /// Leave it out.
+        case skip
     }
 
     public var sources: [FileSource]

@@ -38,7 +38,7 @@ public enum AgentConfigurationFile {
         var attributes: [String: String]?
         var startAt: AgentConfiguration.FileSource.StartPosition?
         var maxLineLength: Int?
-        var overlong: AgentConfiguration.LineSplitterPolicy?
+        var overlong: AgentConfiguration.OverlongPolicy?
     }
 
     /// Keys holding paths, resolved against the file's directory when relative.

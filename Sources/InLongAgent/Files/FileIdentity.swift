@@ -6,10 +6,10 @@ import Glibc
 
 extension Checkpoint.FileIdentity {
     /// Bytes at the start of a file hashed into its fingerprint: enough to tell apart files that reuse an inode.
-    public static let fingerprintSize = 1024
+    static let fingerprintSize = 1024
 
     /// The identity of the open file `fd`: device, inode, and a fingerprint of its first bytes (FNV-1a).
-    public static func of(descriptor fd: Int32) throws -> Self {
+    static func of(descriptor fd: Int32) throws -> Self {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw FileReadError(path: "fd \(fd)", operation: "fstat", errno: errno) }
         return try Self.of(file: DescriptorFile(borrowing: fd), device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
@@ -33,7 +33,7 @@ extension Checkpoint.FileIdentity {
 
     /// Whether `other` is this file, perhaps grown: same device and inode, and the bytes this fingerprint covers
     /// are unchanged. A file that grew past a short fingerprint is still the same file.
-    public func matches(_ other: Self, descriptor fd: Int32) -> Bool {
+    func matches(_ other: Self, descriptor fd: Int32) -> Bool {
         self.matches(other, file: DescriptorFile(borrowing: fd))
     }
 
@@ -64,12 +64,12 @@ private func fnv1a(_ bytes: ArraySlice<UInt8>) -> UInt64 {
 }
 
 /// A file could not be opened, examined or read.
-public struct FileReadError: Error, CustomStringConvertible {
-    public var path: String
-    public var operation: String
-    public var errno: Int32
+struct FileReadError: Error, CustomStringConvertible {
+    var path: String
+    var operation: String
+    var errno: Int32
 
-    public var description: String {
+    var description: String {
         "\(self.operation) failed for \(self.path): \(String(cString: strerror(self.errno)))"
     }
 }

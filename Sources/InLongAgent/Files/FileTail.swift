@@ -1,4 +1,4 @@
-public import NIOCore
+import NIOCore
 
 #if canImport(Glibc)
 import Glibc
@@ -15,9 +15,9 @@ import Glibc
 /// last bytes read are still where they were (an internal read anchor), and a chunk read after they changed is dropped, never
 /// taken for the continuation of the old content. What copytruncate can lose is the writer's: lines written between
 /// the copy and the truncation, and lines not yet read when the file was truncated (they are only in the copy).
-public final class FileTail {
+final class FileTail {
     /// What the path shows now compared with the open file.
-    public enum PathState: Sendable, Hashable {
+    enum PathState: Sendable, Hashable {
         /// The path still names this file.
         case same
         /// The path names another file now (rotation by rename, or a new file after deletion).
@@ -28,40 +28,38 @@ public final class FileTail {
 
     /// Lines read together, and the ticket that marks them all delivered: one ticket per read, not per line, so
     /// that tracking costs nothing per record.
-    public struct Read: Sendable {
-        public var lines: [ByteBuffer]
-        public var ticket: OffsetTracker.Ticket
+    struct Read: Sendable {
+        var lines: [ByteBuffer]
+        var ticket: OffsetTracker.Ticket
         /// Bytes of the file the read covers (newlines and empty lines included).
-        public var bytes: Int
+        var bytes: Int
     }
 
     /// Where the file was found last (a rename that still matches the source's paths moves it).
-    public var path: String
+    var path: String
     /// Device, inode and the fingerprint of the file's first bytes; the fingerprint is taken again when the file
     /// was truncated and written again.
-    public private(set) var identity: Checkpoint.FileIdentity
+    private(set) var identity: Checkpoint.FileIdentity
     private let file: any TailedFile
     /// The size seen by the last read (or at opening).
-    public private(set) var size: Int64 = 0
+    private(set) var size: Int64 = 0
     private var splitter: LineSplitter
     private var tracker: OffsetTracker
     private var anchor = ReadAnchor()
     /// A read found the file rewritten after it had returned lines: the next read starts over.
     private var restartPending = false
     /// Times the file was found truncated or rewritten in place (copytruncate) and read again from 0.
-    public private(set) var truncations = 0
-    /// Empty lines read (they are left out of the lines returned: they are not records).
-    public private(set) var emptyLines = 0
+    private(set) var truncations = 0
 
     /// Opens `path`; reading starts at `offset` (a checkpoint's, or 0, or the end for new files started at the
     /// end) and the identity is taken from the open file.
-    public convenience init(path: String, startingAt offset: Offset, maxLineLength: Int, overlong: LineSplitter.OverlongPolicy) throws {
+    convenience init(path: String, startingAt offset: Offset, maxLineLength: Int, overlong: LineSplitter.OverlongPolicy) throws {
         try self.init(path: path, maxLineLength: maxLineLength, overlong: overlong) { _, _ in offset }
     }
 
     /// Opens `path`; reading starts where `start` says for the identity of the open file (a checkpoint lookup:
     /// the descriptor lets ``Checkpoint/FileIdentity/matches(_:descriptor:)`` compare a shorter fingerprint).
-    public convenience init(
+    convenience init(
         path: String,
         maxLineLength: Int,
         overlong: LineSplitter.OverlongPolicy,
@@ -103,28 +101,30 @@ public final class FileTail {
     }
 
     /// Where reading starts for a file.
-    public enum Offset: Sendable, Hashable {
+    enum Offset: Sendable, Hashable {
         case beginning
         case end
         case at(Int64)
     }
 
     /// The end of the delivered prefix.
-    public var committedOffset: Int64 { self.tracker.committedOffset }
+    var committedOffset: Int64 { self.tracker.committedOffset }
     /// The end of the last complete line read.
-    public var readOffset: Int64 { self.tracker.readOffset }
+    var readOffset: Int64 { self.tracker.readOffset }
     /// How far the file was read: past ``readOffset`` by a last line without its newline yet, which is held back.
-    public var scannedOffset: Int64 { self.splitter.offset }
+    var scannedOffset: Int64 { self.splitter.offset }
     /// Whether every line read is delivered.
-    public var isDrained: Bool { self.tracker.outstandingCount == 0 }
+    var isDrained: Bool { self.tracker.outstandingCount == 0 }
     /// Lines over the maximum length so far.
-    public var overlongLines: Int { self.splitter.overlongLines }
+    var overlongLines: Int { self.splitter.overlongLines }
+    /// Empty lines read (they are left out of the lines returned: they are not records).
+    var emptyLines: Int { self.splitter.emptyLines }
 
     /// Reads what the file gained, up to about `maxBytes`, and returns its complete lines (`nil` when there is no
     /// new complete line). A file now shorter than what was read, or no longer holding the bytes last read, was
     /// truncated in place: it is read again from its start (outstanding lines are forgotten, their late acks
     /// ignored).
-    public func readLines(maxBytes: Int, chunkSize: Int = 64 << 10) throws -> Read? {
+    func readLines(maxBytes: Int, chunkSize: Int = 64 << 10) throws -> Read? {
         // A fingerprint shorter than its full size (a file opened small, or just truncated) grows with the file,
         // after the read checked that it is still the same content: an empty one would match any file.
         defer {
@@ -134,7 +134,7 @@ public final class FileTail {
         }
         self.size = try self.file.size()
         if self.restartPending || self.size < self.splitter.offset { self.restart() }
-        // Bodies straight from the splitter, empty lines left out (they are not records): no second array.
+        // Bodies straight from the splitter (it leaves empty lines out: they are not records): no second array.
         var lines: [ByteBuffer] = []
         var end: Int64?
         var total = 0
@@ -168,14 +168,9 @@ public final class FileTail {
             if count == 0 { break }
             chunk.withUnsafeReadableBytes { self.anchor.advance(over: $0) }
             total += count
-            self.splitter.consume(chunk) { body, lineEnd in
-                end = lineEnd
-                if body.readableBytes > 0 {
-                    lines.append(body)
-                } else {
-                    self.emptyLines += 1
-                }
-            }
+            self.splitter.consume(chunk, appendingTo: &lines)
+            // Past empty and skipped lines too: a file that ends with one still commits to its end.
+            if self.splitter.lineBoundary > self.tracker.readOffset { end = self.splitter.lineBoundary }
         }
         guard let end else { return nil }
         let bytes = Int(end - self.tracker.readOffset)
@@ -194,12 +189,12 @@ public final class FileTail {
 
     /// Marks a line delivered; returns whether the committed offset moved.
     @discardableResult
-    public func ack(_ ticket: OffsetTracker.Ticket) -> Bool {
+    func ack(_ ticket: OffsetTracker.Ticket) -> Bool {
         self.tracker.ack(ticket)
     }
 
     /// Whether the path still names this file.
-    public func pathState() -> PathState {
+    func pathState() -> PathState {
         let other = open(self.path, O_RDONLY | O_CLOEXEC)
         guard other >= 0 else { return .missing }
         defer { close(other) }

@@ -1,18 +1,19 @@
 import Foundation
+import InLongDataProxy
 
 /// How far each file was delivered: what the agent writes to its state directory and reads back on start.
-public struct Checkpoint: Sendable, Hashable, Codable {
+struct Checkpoint: Sendable, Hashable, Codable {
     /// The identity of a file that survives renames: its device and inode, and a fingerprint of its first bytes
     /// so that a reused inode is not taken for the file that had it before.
-    public struct FileIdentity: Sendable, Hashable, Codable {
-        public var device: UInt64
-        public var inode: UInt64
+    struct FileIdentity: Sendable, Hashable, Codable {
+        var device: UInt64
+        var inode: UInt64
         /// A hash of the first ``fingerprintLength`` bytes (or all of a shorter file).
-        public var fingerprint: UInt64
+        var fingerprint: UInt64
         /// How many bytes the fingerprint covers.
-        public var fingerprintLength: Int
+        var fingerprintLength: Int
 
-        public init(device: UInt64, inode: UInt64, fingerprint: UInt64, fingerprintLength: Int) {
+        init(device: UInt64, inode: UInt64, fingerprint: UInt64, fingerprintLength: Int) {
             self.device = device
             self.inode = inode
             self.fingerprint = fingerprint
@@ -21,14 +22,14 @@ public struct Checkpoint: Sendable, Hashable, Codable {
     }
 
     /// One file's committed position.
-    public struct Entry: Sendable, Hashable, Codable {
-        public var identity: FileIdentity
+    struct Entry: Sendable, Hashable, Codable {
+        var identity: FileIdentity
         /// The path it was last seen at (informational: the identity decides).
-        public var path: String
+        var path: String
         /// The end of the longest delivered prefix.
-        public var offset: Int64
+        var offset: Int64
 
-        public init(identity: FileIdentity, path: String, offset: Int64) {
+        init(identity: FileIdentity, path: String, offset: Int64) {
             self.identity = identity
             self.path = path
             self.offset = offset
@@ -36,41 +37,36 @@ public struct Checkpoint: Sendable, Hashable, Codable {
     }
 
     /// The format version; a newer one is refused rather than misread.
-    public static let currentVersion = 1
+    static let currentVersion = 1
 
-    public var version = Self.currentVersion
-    public var files: [Entry]
+    var version = Self.currentVersion
+    var files: [Entry]
 
-    public init(files: [Entry] = []) {
+    init(files: [Entry] = []) {
         self.files = files
     }
 
     /// The entry of the file with `identity`, if any.
-    public func entry(for identity: FileIdentity) -> Entry? {
+    func entry(for identity: FileIdentity) -> Entry? {
         self.files.first { $0.identity == identity }
     }
 }
 
-/// Reads and writes the checkpoint file: atomically (a temporary file, fsync, rename, fsync of the directory), so
-/// a crash leaves the old checkpoint or the new one, never a torn one. A file that cannot be read is set aside,
+/// Reads and writes the checkpoint file: atomically (the SDK's `AtomicFile`: a temporary file, fsync, rename, fsync
+/// of the directory), so a crash leaves the old checkpoint or the new one, never a torn one. A file that cannot be read is set aside,
 /// reported, and replaced by an empty checkpoint: the agent starts over rather than crash.
-public struct CheckpointStore: Sendable {
-    /// Why a checkpoint file was set aside.
-    public struct Recovery: Sendable, Hashable {
-        /// Where the unreadable file was moved.
-        public var setAsidePath: String
-        public var reason: String
-    }
+struct CheckpointStore: Sendable {
+    typealias Recovery = Agent.CheckpointRecovery
 
-    public let path: String
+    let path: String
 
-    public init(path: String) {
+    init(path: String) {
         self.path = path
     }
 
     /// The checkpoint on disk, an empty one when there is none, or an empty one and a ``Recovery`` when the file
     /// is corrupt or of an unknown version.
-    public func load() throws -> (Checkpoint, Recovery?) {
+    func load() throws -> (Checkpoint, Recovery?) {
         guard let data = FileManager.default.contents(atPath: self.path) else {
             guard !FileManager.default.fileExists(atPath: self.path) else {
                 return (Checkpoint(), try self.setAside(reason: "unreadable"))
@@ -88,38 +84,11 @@ public struct CheckpointStore: Sendable {
         }
     }
 
-    /// Replaces the checkpoint on disk atomically and durably.
-    public func save(_ checkpoint: Checkpoint) throws {
+    /// Replaces the checkpoint on disk atomically and durably (an `AtomicFileError` says which step failed).
+    func save(_ checkpoint: Checkpoint) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let data = try encoder.encode(checkpoint)
-        let temporary = self.path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw CheckpointError(path: temporary, operation: "open", errno: errno) }
-        var written = 0
-        let result: Int32 = data.withUnsafeBytes { bytes in
-            while written < bytes.count {
-                let n = write(fd, bytes.baseAddress! + written, bytes.count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return errno
-                }
-                written += n
-            }
-            return fsync(fd) == 0 ? 0 : errno
-        }
-        close(fd)
-        guard result == 0 else { throw CheckpointError(path: temporary, operation: "write", errno: result) }
-        guard rename(temporary, self.path) == 0 else {
-            throw CheckpointError(path: self.path, operation: "rename", errno: errno)
-        }
-        // The rename is durable once the directory is.
-        let parent = (self.path as NSString).deletingLastPathComponent
-        let directory = open(parent.isEmpty ? "." : parent, O_RDONLY | O_CLOEXEC)
-        if directory >= 0 {
-            fsync(directory)
-            close(directory)
-        }
+        try AtomicFile.write(try encoder.encode(checkpoint), to: self.path)
     }
 
     private func setAside(reason: String) throws -> Recovery {
@@ -131,13 +100,13 @@ public struct CheckpointStore: Sendable {
     }
 }
 
-/// A checkpoint file could not be written or moved.
-public struct CheckpointError: Error, CustomStringConvertible {
-    public var path: String
-    public var operation: String
-    public var errno: Int32
+/// A checkpoint file could not be set aside.
+struct CheckpointError: Error, CustomStringConvertible {
+    var path: String
+    var operation: String
+    var errno: Int32
 
-    public var description: String {
+    var description: String {
         "checkpoint \(self.operation) failed for \(self.path): \(String(cString: strerror(self.errno)))"
     }
 }

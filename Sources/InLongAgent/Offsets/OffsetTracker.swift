@@ -6,13 +6,13 @@ import DequeModule
 ///
 /// A checkpoint written from ``committedOffset`` never skips an unacked line, so a restart resends at most the
 /// lines read after it (at-least-once).
-public struct OffsetTracker: Sendable {
+struct OffsetTracker: Sendable {
     /// One read range of the file, as it was handed to the sink.
-    public struct Ticket: Sendable, Hashable {
+    struct Ticket: Sendable, Hashable {
         /// The sequence number of the range, for ``OffsetTracker/ack(_:)``.
-        public var sequence: UInt64
+        var sequence: UInt64
         /// Where the range ends in the file (one past its last byte, newline included).
-        public var end: Int64
+        var end: Int64
     }
 
     /// Ranges read but not committed yet, in file order, with whether each is acked.
@@ -20,22 +20,22 @@ public struct OffsetTracker: Sendable {
     /// The sequence number of `outstanding.first`.
     private var firstSequence: UInt64 = 0
     /// The end of the acked prefix.
-    public private(set) var committedOffset: Int64
+    private(set) var committedOffset: Int64
     /// Where reading has got to: the end of the last registered range.
-    public private(set) var readOffset: Int64
+    private(set) var readOffset: Int64
 
     /// Starts at `offset`, a committed position (0 for a new file, a checkpoint's offset on restart).
-    public init(committedOffset offset: Int64 = 0) {
+    init(committedOffset offset: Int64 = 0) {
         precondition(offset >= 0, "a file offset is never negative")
         self.committedOffset = offset
         self.readOffset = offset
     }
 
     /// Ranges read and not yet acked, or acked behind an unacked one.
-    public var outstandingCount: Int { self.outstanding.count }
+    var outstandingCount: Int { self.outstanding.count }
 
     /// Registers the range read after the previous one, ending at `end`.
-    public mutating func read(upTo end: Int64) -> Ticket {
+    mutating func read(upTo end: Int64) -> Ticket {
         precondition(end > self.readOffset, "ranges are registered in file order, each non-empty")
         self.outstanding.append((end, false))
         self.readOffset = end
@@ -45,7 +45,7 @@ public struct OffsetTracker: Sendable {
     /// Marks a range acked; returns whether the committed offset moved. Acking twice, or a range of an earlier
     /// generation of the file (see ``restart(at:)``), changes nothing.
     @discardableResult
-    public mutating func ack(_ ticket: Ticket) -> Bool {
+    mutating func ack(_ ticket: Ticket) -> Bool {
         guard ticket.sequence >= self.firstSequence else { return false }
         let index = Int(ticket.sequence - self.firstSequence)
         guard index < self.outstanding.count, self.outstanding[index].end == ticket.end else { return false }
@@ -61,7 +61,7 @@ public struct OffsetTracker: Sendable {
 
     /// Starts over at `offset` (a truncated file read again from 0): ranges still outstanding are forgotten, and
     /// their late acks are ignored.
-    public mutating func restart(at offset: Int64) {
+    mutating func restart(at offset: Int64) {
         precondition(offset >= 0, "a file offset is never negative")
         self.firstSequence += UInt64(self.outstanding.count)
         self.outstanding.removeAll()

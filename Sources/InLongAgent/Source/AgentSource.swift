@@ -1,14 +1,14 @@
-public import NIOCore
+import NIOCore
 
 /// Records a source collected, and the position that marks them all delivered (InLong Agent's `SourceData`, one
 /// per read rather than one per line, so that tracking costs nothing per record).
-public struct SourceData<Position: Sendable>: Sendable {
-    public var records: [ByteBuffer]
-    public var position: Position
+struct SourceData<Position: Sendable>: Sendable {
+    var records: [ByteBuffer]
+    var position: Position
     /// Bytes of the source the read covered (newlines included): what the read takes of the byte budget.
-    public var bytes: Int
+    var bytes: Int
 
-    public init(records: [ByteBuffer], position: Position, bytes: Int) {
+    init(records: [ByteBuffer], position: Position, bytes: Int) {
         self.records = records
         self.position = position
         self.bytes = bytes
@@ -17,7 +17,7 @@ public struct SourceData<Position: Sendable>: Sendable {
 
 /// Where an instance reads from (InLong Agent's Source): files first; standard input or a listener fit the
 /// same shape. Used by one task at a time.
-public protocol AgentSource: AnyObject {
+protocol AgentSource: AnyObject {
     associatedtype Position: Sendable
 
     /// What is there now, up to about `maxBytes`; `nil` when nothing new is complete.

@@ -6,8 +6,8 @@ import Glibc
 
 /// One file as a source: its lines, read from an open descriptor (so that a renamed or deleted file is read to
 /// its end), released once the path no longer names it and it stopped growing.
-public final class FileSource: AgentSource {
-    public let tail: FileTail
+final class FileSource: AgentSource {
+    let tail: FileTail
     private let releaseAfter: Duration
     /// When the file was last seen to grow, or the path to name it.
     private var lastActivity: ContinuousClock.Instant
@@ -16,7 +16,7 @@ public final class FileSource: AgentSource {
     private var pathState = FileTail.PathState.same
     private var wasNeeded = true
     /// Empty lines skipped (they are not records).
-    public var emptyLines: Int { self.tail.emptyLines }
+    var emptyLines: Int { self.tail.emptyLines }
     /// The file's new path when a scan found it renamed to another matching name.
     private let movedPath: () -> String?
     /// Whether other files wait for a slot: an inactive file then gives its up (it is found again later, and
@@ -25,7 +25,7 @@ public final class FileSource: AgentSource {
     /// Looks at the file's path (the file system; a simulated one in tests).
     private let lookAtPath: (FileTail) -> FileTail.PathState
 
-    public convenience init(
+    convenience init(
         tail: FileTail,
         releaseAfter: Duration,
         now: ContinuousClock.Instant = .now,
@@ -54,16 +54,16 @@ public final class FileSource: AgentSource {
         self.lastPathCheck = now
     }
 
-    public func read(maxBytes: Int) throws -> SourceData<OffsetTracker.Ticket>? {
+    func read(maxBytes: Int) throws -> SourceData<OffsetTracker.Ticket>? {
         guard let read = try self.tail.readLines(maxBytes: maxBytes) else { return nil }
         return SourceData(records: read.lines, position: read.ticket, bytes: read.bytes)
     }
 
-    public func ack(_ position: OffsetTracker.Ticket) {
+    func ack(_ position: OffsetTracker.Ticket) {
         self.tail.ack(position)
     }
 
-    public func isExhausted(now: ContinuousClock.Instant) -> Bool {
+    func isExhausted(now: ContinuousClock.Instant) -> Bool {
         if self.tail.size != self.lastSize {
             self.lastSize = self.tail.size
             self.lastActivity = now

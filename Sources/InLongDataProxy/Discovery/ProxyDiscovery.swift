@@ -146,23 +146,17 @@ struct ProxyDiscovery: Sendable {
     /// file, and each rewrites it whole.
     private static let cacheWriters = Mutex(())
 
-    /// Stores a group's reply, through a temporary file of this write's own and a rename, so a crash never leaves
-    /// half a file and writers never take each other's temporary file.
+    /// Stores a group's reply, atomically and durably (``AtomicFile``): a crash never leaves half a file, and
+    /// writers never take each other's temporary file.
     func writeCache(group: String, reply: String) {
         guard let path = self.configuration.cacheFile else { return }
         Self.cacheWriters.withLock { _ in
             var cache = self.readCache()
             cache[group] = reply
-            let temporary = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
             do {
-                let url = URL(fileURLWithPath: path)
-                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try JSONEncoder().encode(cache).write(to: URL(fileURLWithPath: temporary))
-                guard rename(temporary, path) == 0 else {
-                    throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
-                }
+                try FileManager.default.createDirectory(atPath: AtomicFile.directory(of: path), withIntermediateDirectories: true)
+                try AtomicFile.write(try JSONEncoder().encode(cache), to: path)
             } catch {
-                try? FileManager.default.removeItem(atPath: temporary)
                 self.logger.warning("cannot write the proxy cache", metadata: ["inlong.path": "\(path)", "inlong.error": "\(error)"])
             }
         }
