@@ -210,6 +210,7 @@ let package = Package(
                 "InLongTransportExample",
                 "InLongTransport",
                 "InLongTestUtils",
+                "InLongWire",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

@@ -72,11 +72,12 @@ struct ExampleCommand: AsyncParsableCommand {
 
 /// The server: answers each request with a greeting and a timestamp.
 func makeExampleServer(host: String, port: Int) -> PersistentServer<ExampleServerCodec> {
-    PersistentServer(codec: ExampleServerCodec(), configuration: .init(host: host, port: port)) { request, responder in
+    let timestamps = ISO8601Timestamps()
+    return PersistentServer(codec: ExampleServerCodec(), configuration: .init(host: host, port: port)) { request, responder in
         let answer = ExampleAnswer(
             Uid: request.Uid,
             Val: "server: hello, \(request.Val)",
-            Ts: Date().formatted(.iso8601)
+            Ts: timestamps.string(for: Date())
         )
         try? await responder.respond(answer)
     }
