@@ -122,7 +122,7 @@ func benchSend(
     mode: BenchCommand.Mode,
     template: [ByteBuffer],
     rate: Int? = nil,
-    logger: Logger = Logger(label: "inlong.bench", factory: { _ in SwiftLogNoOpLogHandler() })
+    logger: Logger = Logger.disabled
 ) async throws -> SendOutcome {
     let start = ContinuousClock.now
     /// Sleeps until `sent` records are due at the offered rate.

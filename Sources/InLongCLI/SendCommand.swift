@@ -314,7 +314,7 @@ func sendLines(
     interruptions: AsyncStream<Void>? = nil,
     unreachableNotice: Duration = .seconds(5),
     unreachableTimeout: Duration? = nil,
-    logger: Logger = Logger(label: "inlong.send", factory: { _ in SwiftLogNoOpLogHandler() }),
+    logger: Logger = Logger.disabled,
     produce: (_ emit: ([ByteBuffer]) async throws -> Void, _ stop: @escaping @Sendable () -> Bool) async throws -> Void
 ) async throws -> SendOutcome {
     let start = ContinuousClock.now

@@ -1,6 +1,6 @@
 import CoreMetrics
 import Foundation
-import InLongTransport
+public import InLongTransport
 import InLongWire
 public import Logging
 public import NIOCore
@@ -38,7 +38,7 @@ public final class DataProxyReceiver: Service, Sendable {
         configuration: Configuration,
         sink: any DataProxyReceiverSink,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "inlong.receiver", factory: { _ in SwiftLogNoOpLogHandler() })
+        logger: Logger = Logger.disabled
     ) {
         self.configuration = configuration
         self.sink = sink

@@ -87,7 +87,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         codec: Codec,
         configuration: Configuration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "inlong.transport", factory: { _ in SwiftLogNoOpLogHandler() }),
+        logger: Logger = Logger.disabled,
         random: @escaping @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) },
         inboundRequestHandler: InboundRequestHandler? = nil
     ) {

@@ -99,7 +99,7 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
         policy: LoadBalancingPolicy = .leastInFlight,
         health: HealthPolicy? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "inlong.transport", factory: { _ in SwiftLogNoOpLogHandler() }),
+        logger: Logger = Logger.disabled,
         inboundRequestHandler: PersistentConnection<Codec>.InboundRequestHandler? = nil
     ) {
         self.init(
@@ -124,7 +124,7 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
         policy: LoadBalancingPolicy = .leastInFlight,
         health: HealthPolicy? = nil,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "inlong.transport", factory: { _ in SwiftLogNoOpLogHandler() }),
+        logger: Logger = Logger.disabled,
         inboundRequestHandler: PersistentConnection<Codec>.InboundRequestHandler? = nil,
         readinessChanged: (@Sendable (ReadinessChange) -> Void)?
     ) {

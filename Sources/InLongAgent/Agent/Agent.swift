@@ -1,7 +1,7 @@
 import AsyncAlgorithms
 import Foundation
 public import InLongDataProxy
-import InLongTransport
+public import InLongTransport
 public import Logging
 public import NIOCore
 public import NIOPosix
@@ -54,7 +54,7 @@ public final class Agent: Service, Sendable {
     public init(
         configuration: AgentConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "inlong.agent", factory: { _ in SwiftLogNoOpLogHandler() })
+        logger: Logger = Logger.disabled
     ) {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup

@@ -174,7 +174,7 @@ extension DataProxyClient {
         manager: Configuration.Manager,
         group: String,
         httpClient: HTTPClient = .shared,
-        logger: Logger = Logger(label: "inlong.discovery", factory: { SwiftLogNoOpLogHandler($0) })
+        logger: Logger = Logger.disabled
     ) async throws -> [Endpoint] {
         try await Self.discoverProxyDirectory(manager: manager, group: group, httpClient: httpClient, logger: logger).nodes
             .map { Endpoint(host: $0.host, port: $0.port) }
@@ -185,7 +185,7 @@ extension DataProxyClient {
         manager: Configuration.Manager,
         group: String,
         httpClient: HTTPClient = .shared,
-        logger: Logger = Logger(label: "inlong.discovery", factory: { SwiftLogNoOpLogHandler($0) })
+        logger: Logger = Logger.disabled
     ) async throws -> ProxyDirectory {
         let discovery = ProxyDiscovery(configuration: manager, httpClient: httpClient, logger: logger)
         let list = try await discovery.fetch(group: group).0

@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 public import NIOSSL
+public import InLongTransport
 public import Logging
 public import NIOCore
 public import NIOPosix
@@ -108,7 +109,7 @@ public final class DataProxyManagerServer: Service, Sendable {
         configuration: Configuration,
         nodes: [Node],
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "inlong.manager", factory: { _ in SwiftLogNoOpLogHandler() })
+        logger: Logger = Logger.disabled
     ) {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup

@@ -188,7 +188,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         codec: Codec,
         configuration: Configuration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "inlong.transport.server", factory: { _ in SwiftLogNoOpLogHandler() }),
+        logger: Logger = Logger.disabled,
         handler: @escaping RequestHandler
     ) {
         let connectionHandler = ConnectionHandler(request: handler)
@@ -203,7 +203,7 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         codec: Codec,
         configuration: Configuration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "inlong.transport.server", factory: { _ in SwiftLogNoOpLogHandler() }),
+        logger: Logger = Logger.disabled,
         connectionRejected: @escaping @Sendable () -> Void = {},
         connectionOpened: @escaping ConnectionOpened
     ) {
