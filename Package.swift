@@ -84,6 +84,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // CRC-32C with the processor's instruction (Swift has no access to it): the spool checksums every record.
+        .target(name: "CInLongCRC32C"),
         .target(
             name: "InLongDataProxyReceiver",
             dependencies: [
@@ -108,6 +110,7 @@ let package = Package(
         .target(
             name: "InLongDataProxy",
             dependencies: [
+                "CInLongCRC32C",
                 "InLongTransport",
                 "InLongWire",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -343,6 +346,7 @@ let package = Package(
         .testTarget(
             name: "InLongDataProxyTests",
             dependencies: [
+                "CInLongCRC32C",
                 "InLongDataProxy",
                 .product(name: "DequeModule", package: "swift-collections"),
                 "InLongDataProxyReceiver",

@@ -164,7 +164,12 @@ extension DataProxyClient {
     /// Appends prepared records, one lock per run that fits the buffer.
     func append(_ prepared: [(ByteBuffer, BatchKey, String?)], tracker: DeliveryTracker?) async throws -> DataProxyRecordIDs {
         let observer: RecordObserver = tracker.map { .tracker($0) } ?? .none
-        return try await self.appendRuns(count: prepared.count, tracker: tracker, record: { prepared[$0] }) { start in
+        return try await self.appendRuns(
+            count: prepared.count,
+            tracker: tracker,
+            record: { prepared[$0] },
+            spool: { start, ids, spool throws(DataProxyError) in try spool.write(ids: ids) { prepared[start + $0] } }
+        ) { start in
             self.withMachine { machine -> (AppendedRun, Machine.Actions) in
                 var actions = Machine.Actions()
                 let now = ContinuousClock.now
@@ -209,7 +214,12 @@ extension DataProxyClient {
                 throw self.tooLarge(body, limit: limit, key: key)
             }
         }
-        return try await self.appendRuns(count: records.count, tracker: tracker, record: { (records[$0], key, nil) }) { start in
+        return try await self.appendRuns(
+            count: records.count,
+            tracker: tracker,
+            record: { (records[$0], key, nil) },
+            spool: { start, ids, spool throws(DataProxyError) in try spool.write(ids: ids, key: key, bodies: records[start..<start + ids.count]) }
+        ) { start in
             let (ids, blocked) = self.appendRunUnderLock(records[start...], key: key, tracker: tracker)
             return AppendedRun(ids: DataProxyRecordIDs(ids), blocked: blocked)
         }
@@ -230,6 +240,7 @@ extension DataProxyClient {
         count: Int,
         tracker: DeliveryTracker?,
         record: (Int) -> (body: ByteBuffer, key: BatchKey, attributes: String?),
+        spool write: (_ start: Int, _ ids: DataProxyRecordIDs, Spool) throws(DataProxyError) -> Void,
         turn: (_ start: Int) -> AppendedRun
     ) async throws -> DataProxyRecordIDs {
         var ids = DataProxyRecordIDs()
@@ -240,15 +251,9 @@ extension DataProxyClient {
             self.observation.recordsAccepted(run.ids.count)
             if let tracker, !run.ids.isEmpty { tracker.accepted(run.ids) }
             ids.formUnion(run.ids)
-            if self.spool != nil, !run.ids.isEmpty {
+            if let spool = self.spool, !run.ids.isEmpty {
                 let start = index
-                try self.spool(
-                    run.ids.enumerated().map { offset, id in
-                        let record = record(start + offset)
-                        return SpoolRecord(id: id.rawValue, key: record.key, attributes: record.attributes, body: record.body)
-                    },
-                    accepted: ids
-                )
+                try self.spool(accepted: ids) { () throws(DataProxyError) in try write(start, run.ids, try spool.get()) }
             }
             index += run.ids.count
             if let limit = run.tooLargeLimit {
@@ -273,8 +278,9 @@ extension DataProxyClient {
             switch self.appendUnderLock(body, attributes: attributes, key: key, observer: observer) {
             case .accepted(let id):
                 self.observation.recordsAccepted(1)
-                if self.spool != nil {
-                    try self.spool(CollectionOfOne(SpoolRecord(id: id, key: key, attributes: attributes, body: body)), accepted: DataProxyRecordIDs(id..<id + 1))
+                if let spool = self.spool {
+                    let ids = DataProxyRecordIDs(id..<id + 1)
+                    try self.spool(accepted: ids) { () throws(DataProxyError) in try spool.get().write(ids: ids) { _ in (body, key, attributes) } }
                 }
                 return id
             case .blocked(let blocked):

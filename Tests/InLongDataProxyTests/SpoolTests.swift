@@ -1,3 +1,4 @@
+import CInLongCRC32C
 import Foundation
 import InLongWire
 import NIOCore
@@ -13,6 +14,20 @@ import Testing
         let body = ByteBuffer(bytes: (0..<length).map { _ in UInt8(truncatingIfNeeded: random.next()) })
         let key = BatchKey(group: "g\(random.next() % 3)", stream: "s", perRecordAttributes: random.next() % 2 == 0, messageAttributes: random.next() % 2 == 0 ? "" : "k=v")
         return SpoolRecord(id: id, key: key, attributes: key.perRecordAttributes ? "dt=\(id)" : nil, body: body)
+    }
+
+    @Test func aRunOfBodiesEncodesAsItsRecordsDo() {
+        var random = SplitMix64(seed: 5)
+        let key = BatchKey(group: "g", stream: "s", perRecordAttributes: false, messageAttributes: "a=b")
+        let bodies = (0..<40).map { index in ByteBuffer(bytes: (0..<(index * 7 % 150)).map { _ in UInt8(truncatingIfNeeded: random.next()) }) }
+        var ids = DataProxyRecordIDs(100..<120)
+        ids.formUnion(DataProxyRecordIDs(130..<150))
+        var run = SpoolRecord.Encoder()
+        run.appendRun(ids: ids, key: key, bodies: bodies[...])
+        var single = ByteBuffer()
+        for (body, id) in zip(bodies, ids) { SpoolRecord(id: id.rawValue, key: key, attributes: nil, body: body).encode(into: &single) }
+        #expect(run.buffer == single)
+        #expect(SpoolRecord.scan(run.buffer).records.map(\.id) == ids.map(\.rawValue))
     }
 
     @Test func recordsRoundTrip() {
@@ -175,5 +190,31 @@ import Testing
         #expect(Set(records[50...].map(\.id)).isSubset(of: Set(replayed.map(\.id))))
         #expect(replayed.allSatisfy { records[Int($0.id)] == $0 })
         next.close()
+    }
+}
+
+/// CRC-32C against its published check value and a bit-at-a-time reference, at every length and alignment.
+@Suite struct CRC32CTests {
+    static func reference(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+        }
+        return crc ^ 0xFFFF_FFFF
+    }
+
+    @Test func matchesTheCheckValueAndTheReference() {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        var random = SplitMix64(seed: 11)
+        let bytes = (0..<300).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        for start in 0..<9 {
+            for end in stride(from: start, through: bytes.count, by: 7) {
+                let slice = Array(bytes[start..<end])
+                #expect(CRC32C.checksum(slice) == Self.reference(slice), "bytes \(start)..<\(end)")
+                let software = slice.withUnsafeBytes { inlong_crc32c_software(0, $0.baseAddress, $0.count) }
+                #expect(software == Self.reference(slice), "bytes \(start)..<\(end), without the instruction")
+            }
+        }
     }
 }

@@ -35,10 +35,11 @@ extension DataProxyClient.Configuration {
 extension DataProxyClient {
     /// Writes records a call accepted to the spool, if there is one. A failed write is a ``DataProxyError``
     /// naming the accepted records: they are delivered and reported, but would not survive a crash.
-    func spool(_ records: some Sequence<SpoolRecord>, accepted: DataProxyRecordIDs) throws(DataProxyError) {
-        guard let spool = self.spool else { return }
+    /// Runs a write to the spool for records a call accepted. A failed write is a ``DataProxyError`` naming the
+    /// accepted records: they are delivered and reported, but would not survive a crash.
+    func spool(accepted: DataProxyRecordIDs, _ write: () throws(DataProxyError) -> Void) throws(DataProxyError) {
         do {
-            try spool.get().write(records)
+            try write()
         } catch {
             var error = error
             error.acceptedRecords = accepted

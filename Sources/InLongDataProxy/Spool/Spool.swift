@@ -80,15 +80,39 @@ final class Spool: Sendable {
     // MARK: Writing
 
     /// Writes records accepted by one call, with one system call; durable on return when the sync policy is
-    /// `always`.
-    func write(_ records: some Sequence<SpoolRecord>) throws(DataProxyError) {
-        var buffer = ByteBuffer()
-        var ids = IDRuns()
-        for record in records {
-            record.encode(into: &buffer)
-            ids.insert(record.id..<record.id + 1)
+    /// `always`. `record(i)` is the record with the `i`-th of `ids`.
+    func write(ids: DataProxyRecordIDs, record: (Int) -> (body: ByteBuffer, key: BatchKey, attributes: String?)) throws(DataProxyError) {
+        guard !ids.isEmpty else { return }
+        var encoder = SpoolRecord.Encoder()
+        var offset = 0
+        for run in ids.runs {
+            for id in run {
+                let (body, key, attributes) = record(offset)
+                if offset == 0 { encoder.buffer.reserveCapacity(ids.count * (body.readableBytes + 48 + key.group.utf8.count + key.stream.utf8.count)) }
+                encoder.append(id: id, key: key, attributes: attributes, body: body)
+                offset += 1
+            }
         }
-        guard buffer.readableBytes > 0 else { return }
+        try self.write(encoder.buffer, ids: ids)
+    }
+
+    /// Writes a run of bodies of one key (the many-record `send` of bodies): the key encoded once.
+    func write(ids: DataProxyRecordIDs, key: BatchKey, bodies: ArraySlice<ByteBuffer>) throws(DataProxyError) {
+        guard !ids.isEmpty else { return }
+        var encoder = SpoolRecord.Encoder()
+        encoder.appendRun(ids: ids, key: key, bodies: bodies)
+        try self.write(encoder.buffer, ids: ids)
+    }
+
+    /// Writes whole records (the spool's tests, and anything that has them as values).
+    func write(_ records: some Collection<SpoolRecord>) throws(DataProxyError) {
+        var ids = DataProxyRecordIDs()
+        for record in records { ids.append(record.id) }
+        let array = Array(records)
+        try self.write(ids: ids) { (array[$0].body, array[$0].key, array[$0].attributes) }
+    }
+
+    private func write(_ buffer: ByteBuffer, ids: DataProxyRecordIDs) throws(DataProxyError) {
         let result: Result<Void, DataProxyError> = self.state.withLock { state in
             guard !state.closed else { return .failure(DataProxyError(.shutDown, "the spool is closed")) }
             let (number, isNew, delete) = state.machine.segment(forWriteOf: buffer.readableBytes)

@@ -14,30 +14,103 @@ struct SpoolRecord: Hashable, Sendable {
     static let maxPayloadLength = 64 << 20
 
     func encode(into buffer: inout ByteBuffer) {
-        let start = buffer.writerIndex
-        buffer.writeInteger(UInt64(0))  // length and checksum, set once the payload is written
-        buffer.writeInteger(self.id)
-        Self.write(self.key.group, to: &buffer)
-        Self.write(self.key.stream, to: &buffer)
-        Self.write(self.key.messageAttributes, to: &buffer)
-        buffer.writeInteger(UInt8(self.key.perRecordAttributes ? 1 : 0))
-        if let attributes = self.attributes {
-            buffer.writeInteger(UInt8(1))
-            Self.write(attributes, to: &buffer)
-        } else {
-            buffer.writeInteger(UInt8(0))
-        }
-        buffer.writeInteger(UInt32(self.body.readableBytes))
-        buffer.writeImmutableBuffer(self.body)
-        let payloadLength = buffer.writerIndex - start - Self.headerLength
-        let checksum = buffer.withUnsafeReadableBytes { bytes in
-            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[(start + Self.headerLength - buffer.readerIndex)...]))
-        }
-        buffer.setInteger(UInt32(payloadLength), at: start)
-        buffer.setInteger(checksum, at: start + 4)
+        var encoder = Encoder(buffer: buffer)
+        encoder.append(id: self.id, key: self.key, attributes: self.attributes, body: self.body)
+        buffer = encoder.buffer
     }
 
-    private static func write(_ text: String, to buffer: inout ByteBuffer) {
+    /// Encodes records one after the other into one buffer, the batch key's bytes made once per key.
+    struct Encoder {
+        var buffer: ByteBuffer
+        private var lastKey: BatchKey?
+        private var keyBytes: [UInt8] = []
+
+        init(buffer: ByteBuffer = ByteBuffer()) {
+            self.buffer = buffer
+        }
+
+        /// Records of one key without attributes, the `i`-th of `ids` with the `i`-th body: one write into the
+        /// buffer for the whole run.
+        mutating func appendRun(ids: DataProxyRecordIDs, key: BatchKey, bodies: ArraySlice<ByteBuffer>) {
+            self.useKey(key)
+            let fixed = SpoolRecord.headerLength + 8 + self.keyBytes.count + 1 + 4
+            var total = 0
+            for body in bodies { total += fixed + body.readableBytes }
+            let keyBytes = self.keyBytes
+            self.buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { target in
+                let base = target.baseAddress!
+                var start = 0
+                var index = bodies.startIndex
+                for run in ids.runs {
+                    for id in run {
+                        let body = bodies[index]
+                        index += 1
+                        start += Self.put(id: id, keyBytes: keyBytes, attributes: nil, body: body, at: base + start)
+                    }
+                }
+                return total
+            }
+        }
+
+        mutating func append(id: UInt64, key: BatchKey, attributes: String?, body: ByteBuffer) {
+            self.useKey(key)
+            let total = SpoolRecord.headerLength + 8 + self.keyBytes.count + 1 + (attributes.map { 4 + $0.utf8.count } ?? 0) + 4
+                + body.readableBytes
+            let keyBytes = self.keyBytes
+            self.buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { target in
+                Self.put(id: id, keyBytes: keyBytes, attributes: attributes, body: body, at: target.baseAddress!)
+            }
+        }
+
+        private mutating func useKey(_ key: BatchKey) {
+            guard key != self.lastKey else { return }
+            var bytes = ByteBuffer()
+            SpoolRecord.write(key.group, to: &bytes)
+            SpoolRecord.write(key.stream, to: &bytes)
+            SpoolRecord.write(key.messageAttributes, to: &bytes)
+            bytes.writeInteger(UInt8(key.perRecordAttributes ? 1 : 0))
+            self.keyBytes = Array(bytes.readableBytesView)
+            self.lastKey = key
+        }
+
+        /// Writes one record at `base` in one pass over raw bytes (header, id, key, attributes, body), then the
+        /// checksum over the payload just written; returns its length. ByteBuffer's per-field writes and their
+        /// checks cost more than the copy.
+        private static func put(id: UInt64, keyBytes: [UInt8], attributes: String?, body: ByteBuffer, at base: UnsafeMutableRawPointer) -> Int {
+            var offset = SpoolRecord.headerLength
+            func put<T: FixedWidthInteger>(_ value: T) {
+                base.storeBytes(of: value.bigEndian, toByteOffset: offset, as: T.self)
+                offset += MemoryLayout<T>.size
+            }
+            put(id)
+            keyBytes.withUnsafeBytes { key in
+                base.advanced(by: offset).copyMemory(from: key.baseAddress!, byteCount: key.count)
+            }
+            offset += keyBytes.count
+            if var attributes {
+                put(UInt8(1))
+                put(UInt32(attributes.utf8.count))
+                attributes.withUTF8 { text in
+                    if text.count > 0 { base.advanced(by: offset).copyMemory(from: text.baseAddress!, byteCount: text.count) }
+                    offset += text.count
+                }
+            } else {
+                put(UInt8(0))
+            }
+            put(UInt32(body.readableBytes))
+            body.withUnsafeReadableBytes { bytes in
+                if bytes.count > 0 { base.advanced(by: offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+            }
+            offset += body.readableBytes
+            let payloadLength = offset - SpoolRecord.headerLength
+            let checksum = CRC32C.checksum(UnsafeRawBufferPointer(start: base + SpoolRecord.headerLength, count: payloadLength))
+            base.storeBytes(of: UInt32(payloadLength).bigEndian, as: UInt32.self)
+            base.storeBytes(of: checksum.bigEndian, toByteOffset: 4, as: UInt32.self)
+            return offset
+        }
+    }
+
+    fileprivate static func write(_ text: String, to buffer: inout ByteBuffer) {
         buffer.writeInteger(UInt32(text.utf8.count))
         buffer.writeString(text)
     }
