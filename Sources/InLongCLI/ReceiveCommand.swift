@@ -34,7 +34,7 @@ struct ReceiveCommand: AsyncParsableCommand {
     @Option(help: "JSON Lines file for the records, or '-' for standard output.")
     var out = "inlong-received.jsonl"
 
-    @Flag(help: "Ack a request only once its records are fsynced to --out (group commit: one fsync covers every request written meanwhile).")
+    @Flag(help: "Ack a request only once its records are fsynced to --out (group commit: one fsync covers every request written meanwhile; a connection's requests are then processed 16 at a time unless maxConcurrentRequests says more).")
     var fsync = false
 
     @Flag(help: "Count records without storing them.")
@@ -103,6 +103,8 @@ struct ReceiveCommand: AsyncParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
+        // Acks after fsync: a connection's requests share fsyncs only if several are processed at once.
+        if configuration.fsync, configuration.maxConcurrentRequests == 1 { configuration.maxConcurrentRequests = 16 }
         // Fault flags given on the command line win.
         let faults = try self.faults.faults()
         if self.faults.ackDelay != nil { configuration.faults.ackDelay = faults.ackDelay }

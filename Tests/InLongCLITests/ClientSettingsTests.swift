@@ -224,7 +224,9 @@ func withSettingsFile<Result>(_ name: String, _ text: String, _ body: (String) a
 
     @Test func fsyncComesFromTheFlagTheEnvironmentOrTheFileAndNeedsAnOutputFile() async throws {
         #expect(try await ReceiveCommand.parse(["--out", "/tmp/x.jsonl", "--overwrite"]).receiverConfiguration(environment: [:]).fsync == false)
-        #expect(try await ReceiveCommand.parse(["--out", "/tmp/x.jsonl", "--overwrite", "--fsync"]).receiverConfiguration(environment: [:]).fsync)
+        let durable = try await ReceiveCommand.parse(["--out", "/tmp/x.jsonl", "--overwrite", "--fsync"]).receiverConfiguration(environment: [:])
+        #expect(durable.fsync)
+        #expect(durable.maxConcurrentRequests == 16)
         #expect(try await ReceiveCommand.parse(["--count-only"]).receiverConfiguration(environment: ["INLONG_RECEIVER_FSYNC": "true"]).fsync)
         #expect(ReceiveCommand.settings(try await ReceiveCommand.parse(["--fsync", "--out", "/tmp/x.jsonl", "--overwrite"]).receiverConfiguration(environment: [:])).contains("fsync: true"))
         #expect(throws: (any Error).self) { try ReceiveCommand.parse(["--fsync", "--count-only"]) }

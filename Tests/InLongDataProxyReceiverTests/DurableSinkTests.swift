@@ -46,3 +46,47 @@ import Testing
         try sink.close()
     }
 }
+
+/// The JSON Lines a sink writes read back as what was received, for seeded bodies of every kind: ASCII with
+/// every control character and the characters JSON escapes, multi-byte UTF-8, bytes that are not UTF-8.
+@Suite struct JSONLinesEncodingTests {
+    @Test(arguments: 0..<20) func linesReadBackAsTheRecords(seed: UInt64) throws {
+        var random = SplitMix64(seed: seed)
+        var records: [ReceivedRecord] = []
+        for _ in 0..<50 {
+            var bytes: [UInt8]
+            switch random.next() % 3 {
+            case 0: bytes = (0..<Int(random.next() % 60)).map { _ in UInt8(random.next() % 0x80) }
+            case 1: bytes = Array((0..<Int(random.next() % 20)).map { _ in ["é", "中", "😀", "a", "\"", "\\", "\n"][Int(random.next() % 7)] }.joined().utf8)
+            default: bytes = (0..<Int(random.next() % 40) + 1).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            }
+            let dataTime = Int64(bitPattern: random.next() % 4_000_000_000_000) - 1_000_000_000_000
+            records.append(ReceivedRecord(body: ByteBuffer(bytes: bytes), attributes: random.next() % 2 == 0 ? nil : "dt=\(dataTime)&k=\"v\"", dataTime: dataTime))
+        }
+        let message = ReceivedMessage(
+            group: "g\"1", stream: "s\\2", messageType: .binaryMultiBody, dataTime: 0, receivedAt: 1_700_000_000_123,
+            clientAddress: "127.0.0.1:5", attributes: "groupId=g&streamId=s\t", recordCount: records.count, payloadBytes: 0, records: records
+        )
+        var out: [UInt8] = []
+        JSONLinesSink.appendLines(of: message, to: &out)
+        let lines = out.split(separator: UInt8(ascii: "\n"))
+        #expect(lines.count == records.count)
+        for (line, record) in zip(lines, records) {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any])
+            #expect(object["group"] as? String == "g\"1")
+            #expect(object["stream"] as? String == "s\\2")
+            #expect(object["attributes"] as? String == "groupId=g&streamId=s\t")
+            #expect(object["receivedAt"] as? Int == 1_700_000_000_123)
+            #expect((object["dataTime"] as? NSNumber)?.int64Value == record.dataTime)
+            #expect(object["recordAttributes"] as? String == record.attributes)
+            let body: [UInt8]
+            if object["encoding"] as? String == "utf8" {
+                body = Array((object["body"] as? String ?? "").utf8)
+            } else {
+                #expect(object["encoding"] as? String == "base64")
+                body = Array(Data(base64Encoded: object["body"] as? String ?? "") ?? Data())
+            }
+            #expect(body == Array(record.body.readableBytesView), "seed \(seed)")
+        }
+    }
+}

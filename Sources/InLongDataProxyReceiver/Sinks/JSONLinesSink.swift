@@ -76,9 +76,7 @@ public final class JSONLinesSink: DataProxyReceiverSink {
     public func write(_ message: ReceivedMessage) async throws {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(message.records.reduce(0) { $0 + $1.body.readableBytes * 4 / 3 + 160 } + message.attributes.utf8.count * message.records.count)
-        for record in message.records {
-            Self.appendLine(record, of: message, to: &bytes)
-        }
+        Self.appendLines(of: message, to: &bytes)
         let ticket = try self.modify { state -> UInt64? in
             guard !state.closed else { throw CocoaError(.fileWriteUnknown) }
             try state.handle.write(contentsOf: bytes)
@@ -135,53 +133,100 @@ public final class JSONLinesSink: DataProxyReceiverSink {
         try self.state.withLock { try body(&$0) }
     }
 
-    static func appendLine(_ record: ReceivedRecord, of message: ReceivedMessage, to out: inout [UInt8]) {
-        out.append(contentsOf: #"{"group":"#.utf8)
-        appendString(message.group, to: &out)
-        out.append(contentsOf: #","stream":"#.utf8)
-        appendString(message.stream, to: &out)
-        out.append(contentsOf: #","dataTime":"#.utf8)
-        out.append(contentsOf: String(record.dataTime).utf8)
-        out.append(contentsOf: #","receivedAt":"#.utf8)
-        out.append(contentsOf: String(message.receivedAt).utf8)
-        out.append(contentsOf: #","client":"#.utf8)
-        appendString(message.clientAddress, to: &out)
-        out.append(contentsOf: #","attributes":"#.utf8)
-        appendString(message.attributes, to: &out)
-        if let attributes = record.attributes {
-            out.append(contentsOf: #","recordAttributes":"#.utf8)
-            appendString(attributes, to: &out)
+    /// One line per record. What the records of a message share (group, stream, receive time, client,
+    /// attributes) is escaped once per message; a body of plain ASCII text is copied in runs between the bytes
+    /// JSON escapes, without making a `String` of it.
+    static func appendLines(of message: ReceivedMessage, to out: inout [UInt8]) {
+        var head: [UInt8] = []
+        head.append(contentsOf: #"{"group":"#.utf8)
+        appendString(message.group, to: &head)
+        head.append(contentsOf: #","stream":"#.utf8)
+        appendString(message.stream, to: &head)
+        head.append(contentsOf: #","dataTime":"#.utf8)
+        var middle: [UInt8] = []
+        middle.append(contentsOf: #","receivedAt":"#.utf8)
+        appendDecimal(message.receivedAt, to: &middle)
+        middle.append(contentsOf: #","client":"#.utf8)
+        appendString(message.clientAddress, to: &middle)
+        middle.append(contentsOf: #","attributes":"#.utf8)
+        appendString(message.attributes, to: &middle)
+        for record in message.records {
+            out.append(contentsOf: head)
+            appendDecimal(record.dataTime, to: &out)
+            out.append(contentsOf: middle)
+            if let attributes = record.attributes {
+                out.append(contentsOf: #","recordAttributes":"#.utf8)
+                appendString(attributes, to: &out)
+            }
+            out.append(contentsOf: #","body":"#.utf8)
+            let ascii = record.body.withUnsafeReadableBytes { bytes in
+                guard !bytes.contains(where: { $0 >= 0x80 }) else { return false }
+                appendEscaped(bytes, to: &out)
+                return true
+            }
+            if ascii {
+                out.append(contentsOf: #","encoding":"utf8"}"#.utf8)
+            } else if let text = String(validating: record.body.readableBytesView, as: UTF8.self) {
+                appendString(text, to: &out)
+                out.append(contentsOf: #","encoding":"utf8"}"#.utf8)
+            } else {
+                appendString(Data(record.body.readableBytesView).base64EncodedString(), to: &out)
+                out.append(contentsOf: #","encoding":"base64"}"#.utf8)
+            }
+            out.append(UInt8(ascii: "\n"))
         }
-        out.append(contentsOf: #","body":"#.utf8)
-        if let text = String(validating: record.body.readableBytesView, as: UTF8.self) {
-            appendString(text, to: &out)
-            out.append(contentsOf: #","encoding":"utf8"}"#.utf8)
-        } else {
-            appendString(Data(record.body.readableBytesView).base64EncodedString(), to: &out)
-            out.append(contentsOf: #","encoding":"base64"}"#.utf8)
+    }
+
+    static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
+        var magnitude = value.magnitude
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)  // room for 20 digits, no allocation
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+                count += 1
+            } while magnitude > 0
+            for index in stride(from: count - 1, through: 0, by: -1) { out.append(buffer[index]) }
         }
-        out.append(UInt8(ascii: "\n"))
+    }
+
+    /// `bytes` as a JSON string, quotes included: runs that need no escape are copied whole.
+    static func appendEscaped(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var start = 0
+        for index in 0..<bytes.count {
+            let byte = bytes[index]
+            guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+            if index > start { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start..<index])) }
+            appendEscape(byte, to: &out)
+            start = index + 1
+        }
+        if bytes.count > start { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start...])) }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    private static func appendEscape(_ byte: UInt8, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\\"))
+        switch byte {
+        case UInt8(ascii: "\""): out.append(UInt8(ascii: "\""))
+        case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\"))
+        case UInt8(ascii: "\n"): out.append(UInt8(ascii: "n"))
+        case UInt8(ascii: "\r"): out.append(UInt8(ascii: "r"))
+        case UInt8(ascii: "\t"): out.append(UInt8(ascii: "t"))
+        default:
+            out.append(contentsOf: "u00".utf8)
+            out.append(hexDigits[Int(byte >> 4)])
+            out.append(hexDigits[Int(byte & 0xF)])
+        }
     }
 
     static let hexDigits = Array("0123456789abcdef".utf8)
 
     static func appendString(_ text: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-            case UInt8(ascii: "\n"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case UInt8(ascii: "\r"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            case UInt8(ascii: "\t"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-            case 0..<0x20:
-                out.append(contentsOf: Array(#"\u00"#.utf8))
-                out.append(hexDigits[Int(byte >> 4)])
-                out.append(hexDigits[Int(byte & 0xF)])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
+        var text = text
+        text.withUTF8 { appendEscaped(UnsafeRawBufferPointer($0), to: &out) }
     }
 }
 
