@@ -36,6 +36,8 @@ public final class JSONLinesSink: DataProxyReceiverSink {
     /// Writes to the file at `url`, created if needed; an existing file is truncated unless `append` is set.
     ///
     /// - Parameters:
+    ///   - url: The file written.
+    ///   - append: Write after what the file holds instead of truncating it.
     ///   - fsync: Ack a message only once it is on disk: writers that arrive together share one fsync (group
     ///     commit), so a receiver with many connections (or ``DataProxyReceiver/Configuration/maxConcurrentRequests``
     ///     above 1) keeps its rate. A failed fsync is answered with the server's retriable error 114, so the
