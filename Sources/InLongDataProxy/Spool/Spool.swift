@@ -113,7 +113,7 @@ final class Spool: Sendable {
     }
 
     private func write(_ buffer: ByteBuffer, ids: DataProxyRecordIDs) throws(DataProxyError) {
-        let result: Result<Void, DataProxyError> = self.state.withLock { state in
+        let result: Result<Void, DataProxyError> = self.modifyState { state in
             guard !state.closed else { return .failure(DataProxyError(.shutDown, "the spool is closed")) }
             let (number, isNew, delete) = state.machine.segment(forWriteOf: buffer.readableBytes)
             if isNew || state.file == nil {
@@ -159,7 +159,7 @@ final class Spool: Sendable {
 
     /// Fsyncs the open segment if anything was written since the last sync (the `interval` policy's tick).
     func sync() {
-        self.state.withLock { state in
+        self.modifyState { state in
             guard state.unsynced, let file = state.file else { return }
             _ = fsync(file.descriptor)
             state.unsynced = false
@@ -170,7 +170,7 @@ final class Spool: Sendable {
 
     /// Records ended (acked or failed, and reported): segments holding nothing else are deleted.
     func ended(_ ids: DataProxyRecordIDs) {
-        self.state.withLock { state in
+        self.modifyState { state in
             let delete = state.machine.ended(ids.runs)
             if let file = state.file, delete.contains(file.number) {
                 Glibc.close(file.descriptor)
@@ -186,13 +186,13 @@ final class Spool: Sendable {
 
     /// What the spool holds now.
     var statistics: (bytes: Int, segments: Int) {
-        self.state.withLock { state in (state.machine.totalBytes, state.machine.segments.count) }
+        self.modifyState { state in (state.machine.totalBytes, state.machine.segments.count) }
     }
 
     /// Syncs and closes the open segment and releases the lock; segments with records that did not end stay for
     /// the next client.
     func close() {
-        self.state.withLock { state in
+        self.modifyState { state in
             guard !state.closed else { return }
             state.closed = true
             let delete = state.machine.sealCurrent()
@@ -204,6 +204,12 @@ final class Spool: Sendable {
             self.delete(delete)
             Glibc.close(self.lockDescriptor)
         }
+    }
+
+    /// The spool's one lock site: its state and the file work that goes with it (a write and its bookkeeping
+    /// must not interleave with another's).
+    private func modifyState<Value>(_ body: (inout State) -> Value) -> Value {
+        self.state.withLock { body(&$0) }
     }
 
     // MARK: Replay

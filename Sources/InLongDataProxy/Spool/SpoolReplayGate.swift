@@ -16,7 +16,7 @@ final class SpoolReplayGate: Sendable {
     }
 
     func open() {
-        let waiters = self.state.withLock { state in
+        let waiters = self.modifyState { state in
             state.open = true
             defer { state.waiters.removeAll() }
             return Array(state.waiters.values)
@@ -26,14 +26,14 @@ final class SpoolReplayGate: Sendable {
 
     /// Returns once the gate is open, or the task is cancelled.
     func wait() async {
-        let id = self.state.withLock { state in
+        let id = self.modifyState { state in
             defer { state.nextID += 1 }
             return state.nextID
         }
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 // A cancellation that came before the waiter was parked is seen here: both sides look under the lock.
-                let now = self.state.withLock { state in
+                let now = self.modifyState { state in
                     guard !state.open, !Task.isCancelled else { return true }
                     state.waiters[id] = continuation
                     return false
@@ -41,7 +41,12 @@ final class SpoolReplayGate: Sendable {
                 if now { continuation.resume() }
             }
         } onCancel: {
-            self.state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
+            self.modifyState { $0.waiters.removeValue(forKey: id) }?.resume()
         }
+    }
+
+    /// The gate's one lock site.
+    private func modifyState<Value>(_ body: (inout State) -> Value) -> Value {
+        self.state.withLock { body(&$0) }
     }
 }
