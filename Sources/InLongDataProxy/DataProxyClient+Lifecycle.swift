@@ -24,7 +24,7 @@ extension DataProxyClient {
     /// which stops reading first and then closes its clients).
     package func runUntilClosed() async throws {
         precondition(!self.started.exchange(true, ordering: .relaxed), "DataProxyClient.run() must be called once")
-        if case .failure(let error)? = self.spool {
+        if self.spoolFailed, let error = self.spoolError {
             self.endRun()
             throw error
         }
@@ -47,7 +47,7 @@ extension DataProxyClient {
             // From the start: records accepted before any proxy is known still reach their deadline.
             group.addTask { await self.runClock() }
             group.addTask { await Self.runPools(router) }
-            if case .success(let spool)? = self.spool {
+            if let spool = self.spool {
                 group.addTask { await self.replaySpool() }
                 if case .interval(let interval) = spool.configuration.sync {
                     group.addTask {
@@ -85,7 +85,7 @@ extension DataProxyClient {
         for reader in readers { reader.finish() }
         self.discoveryWake.finish()
         // After every record ended: segments whose records were all reported go, the rest stay for the next client.
-        if case .success(let spool)? = self.spool { spool.close() }
+        if let spool = self.spool { spool.close() }
     }
 
     /// Runs each cluster's pool as it appears, without its own graceful-shutdown handler: a graceful shutdown

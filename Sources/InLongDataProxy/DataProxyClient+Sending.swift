@@ -253,7 +253,7 @@ extension DataProxyClient {
             ids.formUnion(run.ids)
             if let spool = self.spool, !run.ids.isEmpty {
                 let start = index
-                try self.spool(accepted: ids) { () throws(DataProxyError) in try write(start, run.ids, try spool.get()) }
+                try self.spool(accepted: ids) { () throws(DataProxyError) in try write(start, run.ids, spool) }
             }
             index += run.ids.count
             if let limit = run.tooLargeLimit {
@@ -272,6 +272,7 @@ extension DataProxyClient {
 
     /// The one path of a single record: appended under the lock, or tried again once what stopped it is waited
     /// out. A task cancelled before the record is accepted gets `CancellationError`.
+    @inline(__always)
     private func appendOne(_ body: ByteBuffer, attributes: String?, key: BatchKey, observer: RecordObserver) async throws -> UInt64 {
         while true {
             try Task.checkCancellation()
@@ -280,7 +281,7 @@ extension DataProxyClient {
                 self.observation.recordsAccepted(1)
                 if let spool = self.spool {
                     let ids = DataProxyRecordIDs(id..<id + 1)
-                    try self.spool(accepted: ids) { () throws(DataProxyError) in try spool.get().write(ids: ids) { _ in (body, key, attributes) } }
+                    try self.spool(accepted: ids) { () throws(DataProxyError) in try spool.write(ids: ids) { _ in (body, key, attributes) } }
                 }
                 return id
             case .blocked(let blocked):
@@ -421,7 +422,7 @@ extension DataProxyClient {
         attributes: [(String, String)],
         messageAttributes: [(String, String)] = []
     ) throws -> (BatchKey, String?) {
-        if case .failure(let error)? = self.spool { throw error }
+        if self.spoolFailed, let error = self.spoolError { throw error }
         guard body.readableBytes > 0, !group.isEmpty, InLongAttributes.isValidComponent(group),
             InLongAttributes.isValidComponent(stream)
         else {

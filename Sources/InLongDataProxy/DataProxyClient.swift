@@ -50,8 +50,12 @@ public final class DataProxyClient: Service, Sendable {
     let discoveryWakeups: AsyncStream<Void>
     let discoveryWake: AsyncStream<Void>.Continuation
     let observation: ClientObservation
-    /// The spool, when configured: opened (and locked) at init; a failure to open fails every send and `run()`.
-    let spool: Result<Spool, DataProxyError>?
+    /// The spool, when configured and opened (and locked) at init.
+    let spool: Spool?
+    /// Why the configured spool could not be opened: every send and `run()` fail with it. Checked through
+    /// `spoolFailed` on the per-record path (reading the error itself would copy it).
+    let spoolError: DataProxyError?
+    let spoolFailed: Bool
     /// Open unless the spool holds records a previous client left and they were not appended again yet.
     let spoolReplayed: SpoolReplayGate
 
@@ -81,9 +85,11 @@ public final class DataProxyClient: Service, Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.observation = ClientObservation(delegate: ClientObservation.delegate(for: configuration))
-        let spool = configuration.spool.map { spool in Result { () throws(DataProxyError) in try Spool(configuration: spool) } }
-        self.spool = spool
-        let leftovers = (try? spool?.get())?.leftovers.isEmpty == false
+        let opened = configuration.spool.map { spool in Result { () throws(DataProxyError) in try Spool(configuration: spool) } }
+        self.spool = try? opened?.get()
+        if case .failure(let error)? = opened { self.spoolError = error } else { self.spoolError = nil }
+        self.spoolFailed = self.spoolError != nil
+        let leftovers = self.spool?.leftovers.isEmpty == false
         self.spoolReplayed = SpoolReplayGate(open: !leftovers)
         let limits = BatchAccumulator.Limits(
             maxRecords: max(1, min(configuration.batching.maxRecords, Int(UInt16.max))),
@@ -200,7 +206,7 @@ public final class DataProxyClient: Service, Sendable {
         }
         for observer in batch.observers { observer.ended(result) }
         // Records failed by the close stay in the spool: the next client on it sends them.
-        if case .success(let spool)? = self.spool, result.failureCode != .shutDown {
+        if let spool = self.spool, result.failureCode != .shutDown {
             spool.ended(batch.ids)
         }
         let hold = reportHolds

@@ -52,7 +52,7 @@ extension DataProxyClient {
             statistics.discoveryError = state.discovery.error
             return ((), nil)
         }
-        if case .success(let spool)? = self.spool { (statistics.spoolBytes, statistics.spoolSegments) = spool.statistics }
+        if let spool = self.spool { (statistics.spoolBytes, statistics.spoolSegments) = spool.statistics }
         statistics.avoidedProxies = self.router.avoidedProxies
         for connection in self.router.pools.flatMap(\.connections) {
             let counted = connection.statistics()

@@ -52,7 +52,7 @@ extension DataProxyClient {
     /// records (and so spooled again), then the segment is deleted.
     func replaySpool() async {
         defer { self.spoolReplayed.open() }
-        guard case .success(let spool)? = self.spool else { return }
+        guard let spool = self.spool else { return }
         for path in spool.leftovers {
             let read: (records: [SpoolRecord], stop: SpoolRecord.Scan.Stop?)
             do {
