@@ -285,7 +285,7 @@ func inlongExecutable() throws -> URL {
 
 /// A loopback port that nothing listens on, below the ephemeral range: a client that reconnects while the
 /// receiver is down never gets it as its own local port (which would connect the client to itself).
-private func unusedPortOutsideEphemeralRange() throws -> Int {
+func unusedPortOutsideEphemeralRange() throws -> Int {
     var low = 32768
     if let range = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8),
         let first = range.split(whereSeparator: \.isWhitespace).first.flatMap({ Int($0) })
