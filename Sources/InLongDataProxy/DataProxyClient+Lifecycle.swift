@@ -153,6 +153,10 @@ extension DataProxyClient {
                 return (due, state.machine.tick(now: now))
             }
             if discoveryDue { self.discoveryWake.yield() }
+            if let spool = self.spool {
+                let (bytes, segments) = spool.statistics
+                self.observation.spoolObserved(bytes: bytes, segments: segments)
+            }
         }
     }
 

@@ -3,6 +3,7 @@ import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongTestUtils
 import InLongTransport
+import MetricsTestKit
 import NIOCore
 import Testing
 
@@ -37,10 +38,16 @@ import Testing
         try await withReceiver { receiver in
             var configuration = clientConfiguration(ports: [try await receiver.port()])
             configuration.spool = spool
+            let metrics = TestMetrics()
+            configuration.metricsFactory = metrics
             try await withDataProxyClient(configuration: configuration) { client in
                 #expect(await eventually { receiver.memorySink.recordCount == bodies.count + 5 })
                 #expect(client.statistics().replayedRecords == bodies.count + 5)
                 _ = await client.flush()
+                // The spool's metrics: what was replayed, and the spool emptying as the records are acked.
+                let replayed = try metrics.expectCounter("inlong_client_replayed_records_total")
+                #expect(replayed.totalValue == bodies.count + 5)
+                #expect(await eventually { (try? metrics.expectGauge("inlong_client_spool_bytes").values.max()) ?? 0 > 0 })
             }
             let received = receiver.memorySink.messages.flatMap { message in message.records.map { (message.stream, String(buffer: $0.body), $0.attributes) } }
             #expect(Set(received.filter { $0.0 == "s" }.map(\.1)) == Set(bodies))

@@ -31,6 +31,10 @@ public protocol DataProxyClientObservabilityDelegate: Sendable {
     /// The bytes of records held against the buffer's quota changed. Calls come one at a time, in order, under a
     /// lock of the client's: do not call back into the client from here.
     func heldBytesChanged(to bytes: Int)
+    /// What the spool holds (``DataProxyClient/Configuration/spool``): told on the client's clock, when it changed.
+    func spoolChanged(bytes: Int, segments: Int)
+    /// Records a previous client left in the spool were sent again.
+    func recordsReplayed(_ count: Int)
 }
 
 extension DataProxyClientObservabilityDelegate {
@@ -43,6 +47,8 @@ extension DataProxyClientObservabilityDelegate {
     public func recordTooLarge(group: String, stream: String, bytes: Int) {}
     public func bufferFull(group: String, stream: String) {}
     public func heldBytesChanged(to bytes: Int) {}
+    public func spoolChanged(bytes: Int, segments: Int) {}
+    public func recordsReplayed(_ count: Int) {}
 }
 
 /// Hears nothing.
@@ -62,15 +68,32 @@ public struct NoOpDataProxyClientObservability: DataProxyClientObservabilityDele
 /// | `inlong_client_ack_latency_seconds` | timer |
 /// | `inlong_client_queued_bytes`, `inlong_client_batches_in_flight` | gauge |
 /// | `inlong_client_held_bytes` (no dimensions) | gauge |
+/// | `inlong_client_spool_bytes`, `inlong_client_spool_segments` (no dimensions) | gauge |
+/// | `inlong_client_replayed_records_total` (no dimensions) | counter |
 public final class DataProxyClientMetrics: DataProxyClientObservabilityDelegate {
     private let factory: any MetricsFactory
     /// Every stream's instruments and gauge values, behind the delegate's one lock (``withStream(_:_:_:)``).
     private let streams = Mutex<[StreamKey: Stream]>([:])
     private let heldBytes: Gauge
+    private let spoolBytes: Gauge
+    private let spoolSegments: Gauge
+    private let replayed: Counter
 
     public init(factory: any MetricsFactory = MetricsSystem.factory) {
         self.factory = factory
         self.heldBytes = Gauge(label: "inlong_client_held_bytes", factory: factory)
+        self.spoolBytes = Gauge(label: "inlong_client_spool_bytes", factory: factory)
+        self.spoolSegments = Gauge(label: "inlong_client_spool_segments", factory: factory)
+        self.replayed = Counter(label: "inlong_client_replayed_records_total", factory: factory)
+    }
+
+    public func spoolChanged(bytes: Int, segments: Int) {
+        self.spoolBytes.record(bytes)
+        self.spoolSegments.record(segments)
+    }
+
+    public func recordsReplayed(_ count: Int) {
+        self.replayed.increment(by: count)
     }
 
     private struct StreamKey: Hashable {

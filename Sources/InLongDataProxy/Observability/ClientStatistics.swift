@@ -103,6 +103,8 @@ final class ClientObservation: Sendable {
     private let batchesSent = Atomic<Int>(0)
     private let bytesSent = Atomic<Int>(0)
     private let replayed = Atomic<Int>(0)
+    /// The spool's bytes and segments last told to the delegate, packed (-1: never told).
+    private let lastSpool = Atomic<Int>(-1)
     /// What atomics cannot count, behind the observation's one lock (``withCounted(_:)``).
     private let counted = Mutex(Counted())
 
@@ -131,6 +133,14 @@ final class ClientObservation: Sendable {
 
     func recordsReplayed(_ count: Int) {
         self.replayed.add(count, ordering: .relaxed)
+        self.delegate?.recordsReplayed(count)
+    }
+
+    /// The spool's size, told to the delegate when it changed since the last time (the client's clock calls it).
+    func spoolObserved(bytes: Int, segments: Int) {
+        let last = self.lastSpool.exchange(bytes << 20 | min(segments, (1 << 20) - 1), ordering: .relaxed)
+        guard last != bytes << 20 | min(segments, (1 << 20) - 1) else { return }
+        self.delegate?.spoolChanged(bytes: bytes, segments: segments)
     }
 
     func batchQueued(_ key: BatchKey, records: Int, bytes: Int) {
