@@ -59,6 +59,34 @@ import Testing
         #expect(after.isEmpty)
     }
 
+    /// A spool that cannot take a write (its directory gone, so no new segment can be made): the call throws
+    /// spoolFailed naming the records it accepted, and those records are still delivered.
+    @Test func aFailedSpoolWriteNamesTheAcceptedRecordsAndTheyAreStillDelivered() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-spool-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var spool = DataProxyClient.Configuration.Spool(directory: directory)
+        spool.segmentBytes = 64  // every write starts a segment
+        try await withReceiver { receiver in
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.spool = spool
+            try await withDataProxyClient(configuration: configuration) { client in
+                try await client.send("first", group: "g", stream: "s")
+                try FileManager.default.removeItem(atPath: directory)
+                var thrown: DataProxyError?
+                do {
+                    try await client.send(contentsOf: [ByteBuffer(string: "second"), ByteBuffer(string: "third")], group: "g", stream: "s")
+                } catch let error as DataProxyError {
+                    thrown = error
+                }
+                #expect(thrown?.code == .spoolFailed)
+                #expect(thrown?.acceptedRecords?.count == 2)
+                #expect(await client.flush(timeout: .seconds(60)))
+            }
+            let received = receiver.memorySink.messages.flatMap { $0.records.map { String(buffer: $0.body) } }
+            #expect(received.sorted() == ["first", "second", "third"])
+        }
+    }
+
     @Test func aClientOnASpoolInUseFailsToSendAndToRun() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-spool-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -2,6 +2,7 @@ import CInLongCRC32C
 import Foundation
 import InLongWire
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import InLongDataProxy
@@ -217,4 +218,42 @@ import Testing
             }
         }
     }
+}
+
+/// The gate `flush()` waits behind until the spool's leftovers were appended again: seeded schedules of waiters,
+/// cancellations and the opening; every waiter returns, and one returns before the opening only if cancelled.
+@Suite struct SpoolReplayGateTests {
+    @Test(arguments: 0..<50) func everyWaiterReturnsAndOnlyCancelledOnesBeforeTheOpening(seed: UInt64) async {
+        var random = SplitMix64(seed: seed)
+        let gate = SpoolReplayGate(open: false)
+        let opened = OpenedFlag()
+        var waiters: [(task: Task<Bool, Never>, cancelled: Bool)] = []
+        for _ in 0..<20 {
+            switch random.next() % 4 {
+            case 0, 1:
+                // The waiter records whether the gate was open when it returned.
+                waiters.append((Task { await gate.wait(); return opened.isSet }, false))
+            case 2 where !waiters.isEmpty:
+                let index = Int(random.next() % UInt64(waiters.count))
+                waiters[index].task.cancel()
+                waiters[index].cancelled = true
+            default:
+                await Task.yield()
+            }
+        }
+        opened.set()
+        gate.open()
+        for (task, cancelled) in waiters {
+            let sawOpen = await task.value
+            #expect(sawOpen || cancelled, "seed \(seed): a waiter that was not cancelled returned before the opening")
+        }
+        // After the opening, waiting returns at once.
+        await gate.wait()
+    }
+}
+
+final class OpenedFlag: Sendable {
+    private let value = Atomic(false)
+    func set() { self.value.store(true, ordering: .sequentiallyConsistent) }
+    var isSet: Bool { self.value.load(ordering: .sequentiallyConsistent) }
 }
