@@ -257,3 +257,29 @@ final class OpenedFlag: Sendable {
     func set() { self.value.store(true, ordering: .sequentiallyConsistent) }
     var isSet: Bool { self.value.load(ordering: .sequentiallyConsistent) }
 }
+
+// Ways to write records as values, for these tests (the client writes from its own append paths).
+
+extension Spool {
+    /// Writes whole records.
+    func write(_ records: some Collection<SpoolRecord>) throws(DataProxyError) {
+        var ids = DataProxyRecordIDs()
+        for record in records { ids.append(record.id) }
+        let array = Array(records)
+        try self.write(ids: ids) { (array[$0].body, array[$0].key, array[$0].attributes) }
+    }
+}
+
+extension SpoolRecord {
+    func encode(into buffer: inout ByteBuffer) {
+        var encoder = Encoder(buffer: buffer)
+        encoder.append(id: self.id, key: self.key, attributes: self.attributes, body: self.body)
+        buffer = encoder.buffer
+    }
+}
+
+extension CRC32C {
+    static func checksum(_ bytes: some Collection<UInt8>) -> UInt32 {
+        Array(bytes).withUnsafeBytes { Self.checksum($0) }
+    }
+}

@@ -8,8 +8,4 @@ enum CRC32C {
         guard let base = bytes.baseAddress else { return 0 }
         return inlong_crc32c(0, base, bytes.count)
     }
-
-    static func checksum(_ bytes: some Collection<UInt8>) -> UInt32 {
-        Array(bytes).withUnsafeBytes { Self.checksum($0) }
-    }
 }

@@ -104,14 +104,6 @@ final class Spool: Sendable {
         try self.write(encoder.buffer, ids: ids)
     }
 
-    /// Writes whole records (the spool's tests, and anything that has them as values).
-    func write(_ records: some Collection<SpoolRecord>) throws(DataProxyError) {
-        var ids = DataProxyRecordIDs()
-        for record in records { ids.append(record.id) }
-        let array = Array(records)
-        try self.write(ids: ids) { (array[$0].body, array[$0].key, array[$0].attributes) }
-    }
-
     private func write(_ buffer: ByteBuffer, ids: DataProxyRecordIDs) throws(DataProxyError) {
         let result: Result<Void, DataProxyError> = self.modifyState { state in
             guard !state.closed else { return .failure(DataProxyError(.shutDown, "the spool is closed")) }

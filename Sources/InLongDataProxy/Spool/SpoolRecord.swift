@@ -13,12 +13,6 @@ struct SpoolRecord: Hashable, Sendable {
     /// Larger than any record a frame can carry: a length beyond it is corruption, not a record.
     static let maxPayloadLength = 64 << 20
 
-    func encode(into buffer: inout ByteBuffer) {
-        var encoder = Encoder(buffer: buffer)
-        encoder.append(id: self.id, key: self.key, attributes: self.attributes, body: self.body)
-        buffer = encoder.buffer
-    }
-
     /// Encodes records one after the other into one buffer, the batch key's bytes made once per key.
     struct Encoder {
         var buffer: ByteBuffer
