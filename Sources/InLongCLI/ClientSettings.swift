@@ -97,6 +97,7 @@ func effectiveSettings(_ configuration: DataProxyClient.Configuration) -> [Strin
         case .interval(let interval): lines.append("spool.sync: \(seconds(interval))")
         }
         lines.append("spool.segmentBytes: \(spool.segmentBytes)")
+        lines.append("spool.maxBytes: \(spool.maxBytes)")
     }
     return lines
 }

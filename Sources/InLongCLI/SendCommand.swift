@@ -61,6 +61,9 @@ struct SendCommand: AsyncParsableCommand {
     @Option(help: "A spool directory: every line read is written there before it is sent, and what a killed run left is sent by the next run on the same directory.")
     var spool: String?
 
+    @Option(help: "With --spool: the most MiB the spool grows to by lines read while no proxy takes them and memory is full (then reading waits). Defaults to 1024.")
+    var spoolMaxMib: Int?
+
     @Option(help: "On SIGINT or SIGTERM: seconds to keep sending what was read before failing the rest.")
     var grace = 5
 
@@ -88,6 +91,10 @@ struct SendCommand: AsyncParsableCommand {
             throw ValidationError("--overlong takes truncate, skip or fail")
         }
         guard self.maxLineLength > 0 else { throw ValidationError("--max-line-length takes a positive number of bytes") }
+        if let mib = self.spoolMaxMib {
+            guard mib > 0 else { throw ValidationError("--spool-max-mib takes a positive number of MiB") }
+            guard self.spool != nil else { throw ValidationError("--spool-max-mib needs --spool") }
+        }
     }
 
     func run() async throws {
@@ -96,6 +103,7 @@ struct SendCommand: AsyncParsableCommand {
         if let directory = self.spool {
             var spool = configuration.spool ?? .init(directory: directory)
             spool.directory = directory
+            if let mib = self.spoolMaxMib { spool.maxBytes = mib << 20 }
             configuration.spool = spool
         }
         if self.check {
@@ -352,7 +360,8 @@ func sendLines(
         }
         let progress = Progress {
             let statistics = client.statistics()
-            let spooled = client.configuration.spool == nil ? "" : "  spooled \(statistics.spoolBytes >> 20) MiB"
+            let spilled = statistics.spilledRecords > 0 ? " (\(statistics.spilledRecords) on disk only)" : ""
+            let spooled = client.configuration.spool == nil ? "" : "  spooled \(statistics.spoolBytes >> 20) MiB\(spilled)"
             return "accepted \(statistics.accepted)  acked \(statistics.acked)  failed \(statistics.failed)  held \(statistics.heldRecords)\(spooled)"
         }
         defer { progress.finish() }
@@ -411,84 +420,5 @@ final class SendJob: Service, Sendable {
             interrupt.yield()
         }
         self.result.withLock { $0 = outcome }
-    }
-}
-
-struct DiscoverCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "discover",
-        abstract: "Print the proxy list the Manager returns for a group.",
-        usage: "inlong discover [<options>] --group <group>",
-        discussion: """
-            Example:
-              inlong discover --manager "$MANAGER" --group g
-
-            $MANAGER stands for the Manager's proxy-list URL, e.g.
-            http://127.0.0.1:8083/inlong/manager/openapi/dataproxy/getIpList
-            """
-    )
-
-    @Option(help: "The Manager's proxy-list URL, without the group id.")
-    var manager: String?
-
-    @Option(help: "The InLong group.")
-    var group: String
-
-    @Option(help: "Manager Basic auth as secretId:secretKey (better: INLONG_MANAGER_AUTH or --config).")
-    var auth: String?
-
-    @Option(help: "The tenant header.")
-    var tenant: String?
-
-    @Option(help: "A JSON or YAML file of client settings (manager.url, manager.auth, ...); INLONG_* environment variables override it, flags override both.")
-    var config: String?
-
-    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
-    var logLevel: Logger.Level = .warning
-
-    @Flag(help: "Print everything the Manager says (cluster id, load, each node) as JSON.")
-    var json = false
-
-    /// The Manager to ask, from flags, `INLONG_*` variables and `--config`, as `send` reads them.
-    func managerConfiguration(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> DataProxyClient.Configuration.Manager {
-        var arguments: [String] = []
-        if let manager = self.manager { arguments += ["--manager", manager] }
-        if let auth = self.auth { arguments += ["--auth", auth] }
-        if let tenant = self.tenant { arguments += ["--tenant", tenant] }
-        let target = try TargetOptions.parse(arguments)
-        let missing = ValidationError("give --manager URL (or INLONG_MANAGER_URL, or manager.url in --config FILE)")
-        let settings: DataProxyClient.Configuration
-        do {
-            settings = try await readClientConfiguration(file: self.config, target: target, group: self.group, environment: environment)
-        } catch let error as ValidationError where error.message.hasPrefix("give --proxy") {
-            throw missing
-        }
-        guard var configuration = settings.manager else { throw missing }
-        configuration.cacheFile = nil
-        configuration.attempts = 1
-        return configuration
-    }
-
-    func run() async throws {
-        let configuration = try await self.managerConfiguration()
-        var logger = Logger(label: "inlong.discover")
-        logger.logLevel = self.logLevel
-        do {
-            let directory = try await DataProxyClient.discoverProxyDirectory(manager: configuration, group: self.group, logger: logger)
-            if self.json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(directory), as: UTF8.self))
-            } else {
-                // One proxy per line, for scripts; the cluster and loads on standard error.
-                let cluster = directory.clusterID.map { "cluster \($0)" } ?? "no cluster id"
-                FileHandle.standardError.write(Data("group \(self.group): \(cluster), \(directory.nodes.count) proxies\n".utf8))
-                for node in directory.nodes {
-                    print("\(node.host):\(node.port)")
-                }
-            }
-        } catch {
-            throw CLIError("cannot ask the Manager at \(configuration.url) for group \(self.group)'s proxies: \(error)")
-        }
     }
 }

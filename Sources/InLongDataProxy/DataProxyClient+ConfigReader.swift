@@ -11,7 +11,7 @@ extension DataProxyClient.Configuration {
         "buffer.maxBytes", "buffer.maxRecords", "buffer.whenFull",
         "retry.deliveryTimeout",
         "connection.maxProxies", "connection.requestTimeout", "connection.heartbeatInterval",
-        "spool.directory", "spool.sync", "spool.segmentBytes",
+        "spool.directory", "spool.sync", "spool.segmentBytes", "spool.maxBytes",
     ])
 
     /// Reads a configuration through swift-configuration, from whatever providers the reader combines (a JSON or
@@ -41,6 +41,7 @@ extension DataProxyClient.Configuration {
     /// | `spool.directory` | `INLONG_SPOOL_DIRECTORY` | the crash-safe spool's directory (see ``Spool``) |
     /// | `spool.sync` | `INLONG_SPOOL_SYNC` | `always`, `never`, or seconds between fsyncs |
     /// | `spool.segmentBytes` | `INLONG_SPOOL_SEGMENT_BYTES` | bytes per segment file |
+    /// | `spool.maxBytes` | `INLONG_SPOOL_MAX_BYTES` | the most the spool holds of records beyond the memory quota |
     ///
     /// `groups` completes `manager.groups` when the reader has none (the groups a command sends to).
     public init(config: ConfigReader, groups: [String] = []) throws(DataProxyError) {
@@ -99,6 +100,7 @@ extension DataProxyClient.Configuration {
                 }
             }
             if let value = try config.wholeNumber("spool.segmentBytes", invalid) { spool.segmentBytes = try Self.positive(value, "spool.segmentBytes") }
+            if let value = try config.wholeNumber("spool.maxBytes", invalid) { spool.maxBytes = try Self.positive(value, "spool.maxBytes") }
             self.spool = spool
         }
     }

@@ -5,6 +5,7 @@ import AsyncAlgorithms
 import InLongTransport
 import Logging
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
@@ -49,9 +50,13 @@ extension DataProxyClient {
             group.addTask { await Self.runPools(router) }
             if let spool = self.spool {
                 group.addTask { await self.replaySpool() }
+                group.addTask { await self.drainSpill(spool) }
                 if case .interval(let interval) = spool.configuration.sync {
                     group.addTask {
-                        for await _ in AsyncTimerSequence(interval: interval, clock: .continuous) { spool.sync() }
+                        // An fsync can block for seconds on a busy disk: never on the cooperative pool.
+                        for await _ in AsyncTimerSequence(interval: interval, clock: .continuous) {
+                            try? await NIOThreadPool.singleton.runIfActive { spool.sync() }
+                        }
                     }
                 }
             }

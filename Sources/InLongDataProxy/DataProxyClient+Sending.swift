@@ -256,6 +256,22 @@ extension DataProxyClient {
                 try self.spool(accepted: ids) { () throws(DataProxyError) in try write(start, run.ids, spool) }
             }
             index += run.ids.count
+            if run.blocked == .full, self.spool != nil, index < count {
+                // No room in memory: the records go to the spool only, while it has room.
+                let start = index
+                var spilled: Range<UInt64>?
+                try self.spool(accepted: ids) { () throws(DataProxyError) in
+                    spilled = try self.spill(from: start, count: count, observer: tracker.map { .tracker($0) } ?? .none, record: record)
+                }
+                if let spilled {
+                    let spilledIDs = DataProxyRecordIDs(spilled)
+                    self.observation.recordsAccepted(spilledIDs.count)
+                    tracker?.accepted(spilledIDs)
+                    ids.formUnion(spilledIDs)
+                    index += spilledIDs.count
+                    continue
+                }
+            }
             if let limit = run.tooLargeLimit {
                 let next = record(index)
                 var error = self.tooLarge(next.body, limit: limit, key: next.key)
@@ -308,6 +324,12 @@ extension DataProxyClient {
             }
             return .accepted(id)
         case .blocked(let blocked):
+            if blocked == .full, self.spool != nil,
+                let spilled = try self.spill(from: 0, count: 1, observer: observer, record: { _ in (body, key, attributes) })
+            {
+                self.observation.recordsAccepted(1)
+                return .accepted(spilled.lowerBound)
+            }
             return .blocked(blocked)
         case .tooLarge(let limit):
             throw self.tooLarge(body, limit: limit, key: key)

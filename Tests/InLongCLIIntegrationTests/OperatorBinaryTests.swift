@@ -161,6 +161,22 @@ struct CheckTests {
             let sendPrinted = (try? String(contentsOfFile: directory.appendingPathComponent("send.stdout").path, encoding: .utf8)) ?? ""
             #expect(sendPrinted.hasPrefix("group: g\nstream: s\nproxies: 127.0.0.1:1\n"), "\(sendPrinted)")
 
+            let spool = directory.appendingPathComponent("spool").path
+            let spooled = try ChildProcess(
+                inlong,
+                ["send", "--group", "g", "--stream", "s", "--proxy", "127.0.0.1:1", "--spool", spool, "--spool-max-mib", "5", "--check"],
+                logs: directory,
+                name: "spooled"
+            )
+            #expect(await spooled.waitForExit(timeout: .seconds(30)) == .exit(0), "\(spooled.output())")
+            let spooledPrinted = (try? String(contentsOfFile: directory.appendingPathComponent("spooled.stdout").path, encoding: .utf8)) ?? ""
+            #expect(spooledPrinted.contains("spool.maxBytes: 5242880\n"), "\(spooledPrinted)")
+            let unspooled = try ChildProcess(
+                inlong, ["send", "--group", "g", "--stream", "s", "--proxy", "127.0.0.1:1", "--spool-max-mib", "5", "--check"], logs: directory, name: "unspooled"
+            )
+            #expect(await unspooled.waitForExit(timeout: .seconds(30)) == .exit(64), "\(unspooled.output())")
+            #expect(unspooled.error().contains("--spool-max-mib needs --spool"), "\(unspooled.output())")
+
             // Nothing listens: the port below is only printed.
             let receive = try ChildProcess(
                 inlong,

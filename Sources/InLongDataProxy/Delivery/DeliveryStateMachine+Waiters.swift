@@ -9,15 +9,17 @@ extension DeliveryStateMachine {
         private var room: [Int: Waiter] = [:]
         private var backlog: [Int: Waiter] = [:]
         private var flushes: [Int: (target: Int, waiter: Waiter)] = [:]
+        /// Flushes waiting for spilled records to be read back: until every spill entry below the seq left.
+        private var spillFlushes: [Int: (seq: Int, waiter: Waiter)] = [:]
         /// The id the next parked waiter takes.
         private(set) var nextID = 0
 
         var hasRoomWaiters: Bool { !self.room.isEmpty }
         var hasBacklogWaiters: Bool { !self.backlog.isEmpty }
-        var hasFlushes: Bool { !self.flushes.isEmpty }
+        var hasFlushes: Bool { !self.flushes.isEmpty || !self.spillFlushes.isEmpty }
         /// Senders parked, of both kinds.
         var senderCount: Int { self.room.count + self.backlog.count }
-        var flushCount: Int { self.flushes.count }
+        var flushCount: Int { self.flushes.count + self.spillFlushes.count }
 
         // MARK: Parking
 
@@ -42,6 +44,29 @@ extension DeliveryStateMachine {
             return id
         }
 
+        /// Parks a flush caller until every spill entry below `seq` left the spill queue; its id.
+        mutating func parkFlush(_ waiter: Waiter, afterSpill seq: Int) -> Int {
+            let id = self.takeID()
+            self.spillFlushes[id] = (seq, waiter)
+            return id
+        }
+
+        /// Parks again, under the id it had, a flush that waited for the spill: now for the jobs below `target`.
+        mutating func parkFlush(_ waiter: Waiter, target: Int, id: Int) {
+            self.flushes[id] = (target, waiter)
+        }
+
+        /// Takes out the flushes waiting for spill entries below `drainedBefore` only.
+        mutating func takeSpillFlushes(reachedBy drainedBefore: Int) -> [(id: Int, waiter: Waiter)] {
+            guard !self.spillFlushes.isEmpty else { return [] }
+            var reached: [(id: Int, waiter: Waiter)] = []
+            for (id, flush) in self.spillFlushes where flush.seq <= drainedBefore {
+                reached.append((id, flush.waiter))
+                self.spillFlushes[id] = nil
+            }
+            return reached.sorted { $0.id < $1.id }
+        }
+
         private mutating func takeID() -> Int {
             defer { self.nextID += 1 }
             return self.nextID
@@ -56,7 +81,7 @@ extension DeliveryStateMachine {
 
         /// Takes out a parked flush (its deadline passed, its task was cancelled): its waiter, if still parked.
         mutating func cancelFlush(_ id: Int) -> Waiter? {
-            self.flushes.removeValue(forKey: id)?.waiter
+            self.flushes.removeValue(forKey: id)?.waiter ?? self.spillFlushes.removeValue(forKey: id)?.waiter
         }
 
         // MARK: Resuming
@@ -96,7 +121,9 @@ extension DeliveryStateMachine {
         /// Hands every parked flush to `resumed`, as having seen every earlier record end (everything ended).
         mutating func resumeAllFlushes(into resumed: inout [(waiter: Waiter, allEnded: Bool)]) {
             for (_, flush) in self.flushes { resumed.append((flush.waiter, true)) }
+            for (_, flush) in self.spillFlushes { resumed.append((flush.waiter, true)) }
             self.flushes.removeAll()
+            self.spillFlushes.removeAll()
         }
     }
 }

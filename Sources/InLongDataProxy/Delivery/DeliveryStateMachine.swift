@@ -54,6 +54,8 @@ struct DeliveryStateMachine<Waiter> {
     var reports = ReportQuota()
     /// Parked senders and flush callers.
     var waiters = Waiters()
+    /// Records on disk only, waiting for room in memory (with a spool).
+    var spill = SpillQueue()
     /// The last uniq given to a job.
     var nextUniq: UInt32 = 0
     /// The id of the next record accepted.
@@ -78,7 +80,7 @@ struct DeliveryStateMachine<Waiter> {
         switch self.phase {
         case .running: false
         case .closing:
-            self.jobs.isEmpty && self.routes.isEmpty && self.accumulator.heldRecords == self.reports.heldRecords
+            self.jobs.isEmpty && self.routes.isEmpty && self.accumulator.heldRecords == self.reports.heldRecords && self.spill.isEmpty
         // A job the dispatcher was handing over when everything failed ends when it reports.
         case .closed: self.jobs.pendingCount == 0
         }
@@ -97,6 +99,8 @@ struct DeliveryStateMachine<Waiter> {
     ) -> (ids: Range<UInt64>, blocked: Blocked?, sealed: Sealed?) {
         let first = self.nextRecordID
         guard self.isAccepting else { return (first..<first, .closed, nil) }
+        // Records waiting in the spool go first: a new record spills behind them.
+        guard self.spill.isEmpty else { return (first..<first, .full, nil) }
         let room = self.backlog.room(ready: self.jobs.readyCount)
         guard room > 0 else { return (first..<first, .backlogged, nil) }
         let (appended, sealed) = self.accumulator.appendRun(
@@ -125,6 +129,7 @@ struct DeliveryStateMachine<Waiter> {
             return (.tooLarge(limit: self.accumulator.limits.maxBytes), nil)
         }
         guard self.backlog.room(ready: self.jobs.readyCount) > 0 else { return (.blocked(.backlogged), nil) }
+        guard self.spill.isEmpty else { return (.blocked(.full), nil) }
         let id = self.nextRecordID
         switch self.accumulator.append(body, attributes: attributes, key: key, id: id, now: now, wallSeconds: wallSeconds, observer: observer) {
         case .accepted:
@@ -138,6 +143,13 @@ struct DeliveryStateMachine<Waiter> {
         }
     }
 
+    /// Gives the next `count` record ids (records accepted without being appended: spilled).
+    mutating func takeRecordIDs(_ count: Int) -> Range<UInt64> {
+        let first = self.nextRecordID
+        self.nextRecordID += UInt64(count)
+        return first..<self.nextRecordID
+    }
+
     /// A sender stopped by `blocked` waits: for quota (`.full`, with the record's `bytes`) or for the dispatcher.
     mutating func wait(for blocked: Blocked, bytes: Int, waiter: Waiter) -> Wait {
         guard self.isAccepting else { return .retryNow }
@@ -145,7 +157,7 @@ struct DeliveryStateMachine<Waiter> {
         case .closed:
             return .retryNow
         case .full:
-            if self.accumulator.hasRoom(forBytes: bytes + BatchAccumulator.recordOverhead) { return .retryNow }
+            if self.spill.isEmpty, self.accumulator.hasRoom(forBytes: bytes + BatchAccumulator.recordOverhead) { return .retryNow }
             return .parked(id: self.waiters.parkForRoom(waiter))
         case .backlogged:
             if self.backlog.releasesWaiters(ready: self.jobs.readyCount) { return .retryNow }
@@ -177,6 +189,7 @@ struct DeliveryStateMachine<Waiter> {
         self.accumulator.release(bytes: bytes, records: records)
         actions.heldBytes = self.heldBytesNow()
         self.waiters.resumeRoomWaiters(into: &actions.resumeSenders)
+        if !self.spill.isEmpty { self.spill.resumeDrainer(into: &actions.resumeSenders) }
         if case .closing = self.phase, self.isFinished { actions.wakeDispatcher = true }
         return actions
     }
@@ -187,6 +200,10 @@ struct DeliveryStateMachine<Waiter> {
     mutating func flush(waiter: Waiter, now: ContinuousClock.Instant) -> (FlushResult, Actions) {
         var actions = Actions()
         self.enqueue(self.accumulator.sealAll(), now: now, actions: &actions)
+        // Records waiting in the spool count as accepted before the call: the flush waits for them to be read back.
+        guard self.spill.isEmpty else {
+            return (.parked(id: self.waiters.parkFlush(waiter, afterSpill: self.spill.nextSeq)), actions)
+        }
         let target = self.liveJobs.nextID
         guard let oldest = self.liveJobs.oldest, oldest < target else { return (.ended, actions) }
         return (.parked(id: self.waiters.parkFlush(waiter, target: target)), actions)
@@ -204,6 +221,7 @@ struct DeliveryStateMachine<Waiter> {
         self.phase = .closing(deadline: deadline)
         self.enqueue(self.accumulator.sealAll(), now: now, actions: &actions)
         self.waiters.resumeAllSenders(into: &actions.resumeSenders)
+        self.spill.resumeDrainer(into: &actions.resumeSenders)
         actions.wakeDispatcher = true
         return actions
     }
@@ -239,6 +257,7 @@ struct DeliveryStateMachine<Waiter> {
         for job in jobs.sorted(by: { $0.id < $1.id }) {
             self.finish(job, .failure(self.shutDown(job, cancelled: cancelled)), actions: &actions)
         }
+        self.failAllSpilled(now: now, actions: &actions)
         self.phase = .closed
         self.waiters.resumeAllSenders(into: &actions.resumeSenders)
         // Jobs being handed over end when the dispatcher reports; the flushes behind them resume then.
@@ -284,7 +303,10 @@ struct DeliveryStateMachine<Waiter> {
         self.liveJobs.ended(job.id)
         actions.finish.append((job, result, reportHolds))
         actions.heldBytes = self.heldBytesNow()
-        if !reportHolds { self.waiters.resumeRoomWaiters(into: &actions.resumeSenders) }
+        if !reportHolds {
+            self.waiters.resumeRoomWaiters(into: &actions.resumeSenders)
+            if !self.spill.isEmpty { self.spill.resumeDrainer(into: &actions.resumeSenders) }
+        }
         self.waiters.resumeFlushes(reachedBy: self.liveJobs.oldestLive, into: &actions.resumeFlushes)
         if case .closing = self.phase, self.isFinished { actions.wakeDispatcher = true }
     }

@@ -65,6 +65,8 @@ public struct DataProxyClientStatistics: Sendable, Hashable {
     public var spoolSegments = 0
     /// Records a previous client left in the spool and this one sent again.
     public var replayedRecords = 0
+    /// Records accepted while the memory quota was full, on disk only now, waiting for room in memory.
+    public var spilledRecords = 0
 
     public init() {}
 }

@@ -49,6 +49,7 @@ extension DataProxyClient {
             statistics.heldRecords = machine.accumulator.heldRecords - machine.reports.heldRecords
             statistics.reportHeldRecords = machine.reports.heldRecords
             statistics.inFlightBatches = machine.jobCount
+            statistics.spilledRecords = machine.spill.records
             statistics.discoveryError = state.discovery.error
             return ((), nil)
         }

@@ -80,9 +80,15 @@ final class Spool: Sendable {
     // MARK: Writing
 
     /// Writes records accepted by one call, with one system call; durable on return when the sync policy is
-    /// `always`. `record(i)` is the record with the `i`-th of `ids`.
-    func write(ids: DataProxyRecordIDs, record: (Int) -> (body: ByteBuffer, key: BatchKey, attributes: String?)) throws(DataProxyError) {
-        guard !ids.isEmpty else { return }
+    /// `always`. `record(i)` is the record with the `i`-th of `ids`. With `limit` (records spilled: on disk only),
+    /// nothing is written when the spool would grow past `limit` bytes, and the result is `nil`.
+    @discardableResult
+    func write(
+        ids: DataProxyRecordIDs,
+        limit: Int? = nil,
+        record: (Int) -> (body: ByteBuffer, key: BatchKey, attributes: String?)
+    ) throws(DataProxyError) -> SpillLocation? {
+        guard !ids.isEmpty else { return nil }
         var encoder = SpoolRecord.Encoder()
         var offset = 0
         for run in ids.runs {
@@ -93,7 +99,7 @@ final class Spool: Sendable {
                 offset += 1
             }
         }
-        try self.write(encoder.buffer, ids: ids)
+        return try self.write(encoder.buffer, ids: ids, limit: limit)
     }
 
     /// Writes a run of bodies of one key (the many-record `send` of bodies): the key encoded once.
@@ -104,9 +110,11 @@ final class Spool: Sendable {
         try self.write(encoder.buffer, ids: ids)
     }
 
-    private func write(_ buffer: ByteBuffer, ids: DataProxyRecordIDs) throws(DataProxyError) {
-        let result: Result<Void, DataProxyError> = self.modifyState { state in
+    @discardableResult
+    private func write(_ buffer: ByteBuffer, ids: DataProxyRecordIDs, limit: Int? = nil) throws(DataProxyError) -> SpillLocation? {
+        let result: Result<SpillLocation?, DataProxyError> = self.modifyState { state in
             guard !state.closed else { return .failure(DataProxyError(.shutDown, "the spool is closed")) }
+            if let limit, state.machine.totalBytes + buffer.readableBytes > limit { return .success(nil) }
             let (number, isNew, delete) = state.machine.segment(forWriteOf: buffer.readableBytes)
             if isNew || state.file == nil {
                 if let old = state.file {
@@ -120,6 +128,7 @@ final class Spool: Sendable {
                 state.file = (number, descriptor)
             }
             self.delete(delete)
+            let location = SpillLocation(segment: number, offset: state.machine.bytes(of: number), length: buffer.readableBytes)
             if let error = Self.writeAll(buffer, to: state.file!.descriptor) {
                 return .failure(Self.error("cannot write \(Self.segmentName(number))", error))
             }
@@ -129,9 +138,9 @@ final class Spool: Sendable {
             } else {
                 state.unsynced = true
             }
-            return .success(())
+            return .success(location)
         }
-        try result.get()
+        return try result.get()
     }
 
     private static func writeAll(_ buffer: ByteBuffer, to descriptor: Int32) -> Int32? {
@@ -149,13 +158,18 @@ final class Spool: Sendable {
         }
     }
 
-    /// Fsyncs the open segment if anything was written since the last sync (the `interval` policy's tick).
+    /// Fsyncs the open segment if anything was written since the last sync (the `interval` policy's tick). The
+    /// fsync runs on a duplicate of the descriptor, outside the lock: a slow disk must not stall every `send`.
+    /// Blocking: call it off the cooperative pool.
     func sync() {
-        self.modifyState { state in
-            guard state.unsynced, let file = state.file else { return }
-            _ = fsync(file.descriptor)
+        let descriptor: Int32? = self.modifyState { state in
+            guard state.unsynced, let file = state.file else { return nil }
             state.unsynced = false
+            return dup(file.descriptor)
         }
+        guard let descriptor, descriptor >= 0 else { return }
+        _ = fsync(descriptor)
+        Glibc.close(descriptor)
     }
 
     // MARK: Ending
@@ -215,6 +229,38 @@ final class Spool: Sendable {
         let scan = SpoolRecord.scan(ByteBuffer(bytes: data))
         if case .corrupt = scan.stop { _ = rename(path, path + ".corrupt") }
         return (scan.records, scan.stop)
+    }
+
+    /// Reads records written to the spool only back (they stay in it until they end).
+    func read(_ location: SpillLocation) throws(DataProxyError) -> [SpoolRecord] {
+        let path = self.directory + "/" + Self.segmentName(location.segment)
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw Self.error("cannot open \(path)", errno) }
+        defer { Glibc.close(descriptor) }
+        var buffer = ByteBufferAllocator().buffer(capacity: location.length)
+        var failure: Int32 = 0
+        let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: location.length) { bytes in
+            var done = 0
+            while done < location.length {
+                let count = pread(descriptor, bytes.baseAddress! + done, location.length - done, off_t(location.offset + done))
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                }
+                guard count > 0 else { break }
+                done += count
+            }
+            return done
+        }
+        guard read == location.length else {
+            if failure != 0 { throw Self.error("cannot read \(path)", failure) }
+            throw DataProxyError(.spoolFailed, "spool: \(path) ends before the \(location.length) bytes written at \(location.offset)")
+        }
+        let scan = SpoolRecord.scan(buffer)
+        guard scan.stop == nil else {
+            throw DataProxyError(.spoolFailed, "spool: records written to \(path) at \(location.offset) do not read back whole")
+        }
+        return scan.records
     }
 
     /// Deletes a replayed segment (its records were written again, under new ids).

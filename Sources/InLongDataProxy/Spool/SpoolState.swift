@@ -28,6 +28,11 @@ struct SpoolState {
     var current: Segment? { self.segments.last.flatMap { $0.sealed ? nil : $0 } }
     var totalBytes: Int { self.segments.reduce(0) { $0 + $1.bytes } }
 
+    /// Bytes written to segment `number` so far.
+    func bytes(of number: Int) -> Int {
+        self.segments.last(where: { $0.number == number })?.bytes ?? 0
+    }
+
     /// Before a write of `bytes`: the segment to write to, and whether it is a new one (the previous is sealed,
     /// and may be deleted at once when everything in it ended).
     mutating func segment(forWriteOf bytes: Int) -> (number: Int, isNew: Bool, delete: [Int]) {
