@@ -61,8 +61,10 @@ public final class DataProxyReceiver: Service, Sendable {
             connectionRejected: { core.counters.connectionRejected() },
             connectionOpened: { core.connectionOpened($0) }
         )
-        self.manager = configuration.manager.map {
-            DataProxyManagerServer(configuration: $0, nodes: [], eventLoopGroup: eventLoopGroup, logger: logger)
+        self.manager = configuration.manager.map { manager in
+            var manager = manager
+            manager.durableAcks = manager.durableAcks ?? configuration.fsync
+            return DataProxyManagerServer(configuration: manager, nodes: [], eventLoopGroup: eventLoopGroup, logger: logger)
         }
     }
 

@@ -269,6 +269,8 @@ import Testing
             #expect(nodes?.count == 1)
             #expect(nodes?.first?["ip"] as? String == "127.0.0.1")
             #expect(nodes?.first?["port"] as? Int == port)
+            // The receiver says whether its acks are durable (without --fsync: not).
+            #expect(data?["durableAcks"] as? Bool == false)
 
             #expect(try await post("\(base)/test_group", authorization: nil).0 == 401)
             #expect(try await post("\(base)/test_group", authorization: "Basic eDp5").0 == 401)
@@ -283,6 +285,21 @@ import Testing
             receiver.manager!.setFault(.unavailable)
             #expect(try await post("\(base)/test_group", authorization: authorization).0 == 503)
             #expect(receiver.manager!.requestCount == 7)
+        }
+    }
+
+    @Test func managerSaysTheReceiversAcksAreDurableWithFsync() async throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-manager-fsync-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: url) }
+        var configuration = DataProxyReceiver.Configuration.loopback
+        configuration.fsync = true
+        configuration.manager = DataProxyManagerServer.Configuration()
+        try await withReceiver(configuration, sink: try JSONLinesSink(url: url, fsync: true)) { receiver in
+            let base = try await receiver.manager!.baseURL()
+            let (status, body) = try await post("\(base)/g", authorization: nil)
+            #expect(status == 200)
+            let json = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+            #expect((json?["data"] as? [String: Any])?["durableAcks"] as? Bool == true)
         }
     }
 

@@ -38,6 +38,10 @@ public final class DataProxyManagerServer: Service, Sendable {
         public var knownGroups: Set<String>?
         /// Serves `https://` with this configuration, or plain HTTP when `nil`. Defaults to `nil`.
         public var tlsConfiguration: TLSConfiguration?
+        /// Whether the listed proxies ack only what they made durable, answered as `data.durableAcks` (beyond the
+        /// Manager's shape; SDKs ignore it), or `nil` to leave it out. A receiver sets it from its
+        /// ``DataProxyReceiver/Configuration/fsync`` when it is `nil`. Defaults to `nil`.
+        public var durableAcks: Bool?
 
         public init() {}
     }
@@ -224,7 +228,8 @@ public final class DataProxyManagerServer: Service, Sendable {
         } ?? "null"
         let cluster = nodes == nil ? "null" : String(clusterID)
         let maxPacketLength = self.configuration.maxPacketLength.map(String.init) ?? "null"
-        return #"{"success":true,"errMsg":null,"data":{"clusterId":\#(cluster),"reportSourceType":null,"isIntranet":null,"isSwitch":null,"load":\#(self.configuration.load),"maxPacketLength":\#(maxPacketLength),"nodeList":\#(list)}}"#
+        let durableAcks = self.configuration.durableAcks.map { #","durableAcks":\#($0)"# } ?? ""
+        return #"{"success":true,"errMsg":null,"data":{"clusterId":\#(cluster),"reportSourceType":null,"isIntranet":null,"isSwitch":null,"load":\#(self.configuration.load),"maxPacketLength":\#(maxPacketLength),"nodeList":\#(list)\#(durableAcks)}}"#
     }
 
     private static func failure(_ message: String) -> String {
