@@ -22,6 +22,10 @@ func readClientConfiguration(
     if let manager = target.manager { flags["manager.url"] = ConfigValue(.string(manager), isSecret: false) }
     if let auth = target.auth { flags["manager.auth"] = ConfigValue(.string(auth), isSecret: true) }
     if let tenant = target.tenant { flags["manager.tenant"] = ConfigValue(.string(tenant), isSecret: false) }
+    if let file = target.managerCa { flags["manager.tls.caFile"] = ConfigValue(.string(file), isSecret: false) }
+    if let file = target.managerCert { flags["manager.tls.certificateFile"] = ConfigValue(.string(file), isSecret: false) }
+    if let file = target.managerKey { flags["manager.tls.keyFile"] = ConfigValue(.string(file), isSecret: false) }
+    if let verify = target.managerVerify { flags["manager.tls.verify"] = ConfigValue(.string(verify), isSecret: false) }
     var providers: [any ConfigProvider] = [
         InMemoryProvider(name: "flags", values: flags),
         DataProxyClient.Configuration.environmentProvider(environment),
@@ -77,6 +81,7 @@ func effectiveSettings(_ configuration: DataProxyClient.Configuration) -> [Strin
         if let tenant = manager.tenant { lines.append("manager.tenant: \(tenant)") }
         lines.append("manager.cacheFile: \(manager.cacheFile ?? "none")")
         lines.append("manager.refreshInterval: \(seconds(manager.refreshInterval))")
+        if let tls = manager.tlsDescription { lines.append("manager.tls: \(tls)") }
     }
     lines.append("batching.linger: \(seconds(configuration.batching.linger))")
     lines.append("batching.maxRecords: \(configuration.batching.maxRecords)")

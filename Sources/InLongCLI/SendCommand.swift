@@ -23,6 +23,18 @@ struct TargetOptions: ParsableArguments {
     @Option(help: "The tenant header for the Manager.")
     var tenant: String?
 
+    @Option(help: "PEM certificates to trust for an https:// Manager, instead of the system's.")
+    var managerCa: String?
+
+    @Option(help: "A PEM client certificate (chain) for the Manager; with --manager-key.")
+    var managerCert: String?
+
+    @Option(help: "The PEM private key of --manager-cert.")
+    var managerKey: String?
+
+    @Option(help: "How the Manager's certificate is checked: full (default), noHostname, or none (tests only).")
+    var managerVerify: String?
+
     func credentials() throws -> (secretID: String, secretKey: String)? {
         guard let auth = self.auth else { return nil }
         guard let credentials = DataProxyClient.Configuration.Manager.credentials(parsing: auth) else { throw ValidationError("--auth takes secretId:secretKey") }

@@ -7,6 +7,7 @@ extension DataProxyClient.Configuration {
     package static let settingKeys = SettingKeys([
         "sdkConfig", "proxies",
         "manager.url", "manager.groups", "manager.auth", "manager.tenant", "manager.cacheFile", "manager.refreshInterval",
+        "manager.tls.caFile", "manager.tls.certificateFile", "manager.tls.keyFile", "manager.tls.verify",
         "batching.linger", "batching.maxRecords", "batching.maxBytes", "batching.compression",
         "buffer.maxBytes", "buffer.maxRecords", "buffer.whenFull",
         "retry.deliveryTimeout",
@@ -30,6 +31,9 @@ extension DataProxyClient.Configuration {
     /// | `manager.tenant` | `INLONG_MANAGER_TENANT` | the `tenant` header |
     /// | `manager.cacheFile` | `INLONG_MANAGER_CACHE_FILE` | the proxy-list cache file |
     /// | `manager.refreshInterval` | `INLONG_MANAGER_REFRESH_INTERVAL` | seconds |
+    /// | `manager.tls.caFile` | `INLONG_MANAGER_TLS_CA_FILE` | PEM certificates to trust for an `https://` Manager (instead of the system's) |
+    /// | `manager.tls.certificateFile`, `manager.tls.keyFile` | ... | a PEM client certificate chain and its key |
+    /// | `manager.tls.verify` | `INLONG_MANAGER_TLS_VERIFY` | `full` (default), `noHostname` or `none` |
     /// | `batching.linger` | `INLONG_BATCHING_LINGER` | seconds |
     /// | `batching.maxRecords`, `batching.maxBytes` | `INLONG_BATCHING_MAX_RECORDS`, ... | batch limits |
     /// | `batching.compression` | `INLONG_BATCHING_COMPRESSION` | `false` to never compress |
@@ -68,6 +72,12 @@ extension DataProxyClient.Configuration {
             manager.tenant = config.string(forKey: "manager.tenant")
             if let cacheFile = config.string(forKey: "manager.cacheFile") { manager.cacheFile = cacheFile.isEmpty ? nil : cacheFile }
             if let duration = try config.duration("manager.refreshInterval", invalid) { manager.refreshInterval = duration }
+            try manager.applyTLS(
+                caFile: config.string(forKey: "manager.tls.caFile"),
+                certificateFile: config.string(forKey: "manager.tls.certificateFile"),
+                keyFile: config.string(forKey: "manager.tls.keyFile"),
+                verify: config.string(forKey: "manager.tls.verify")
+            )
             self.manager = manager
         }
         guard !self.proxies.isEmpty || self.manager != nil else { throw invalid("give proxies, manager.url or sdkConfig") }

@@ -177,6 +177,18 @@ struct CheckTests {
             #expect(await unspooled.waitForExit(timeout: .seconds(30)) == .exit(64), "\(unspooled.output())")
             #expect(unspooled.error().contains("--spool-max-mib needs --spool"), "\(unspooled.output())")
 
+            // Manager TLS from the command line: shown by --check; a bad value is a usage error naming the setting.
+            let caFile = directory.appendingPathComponent("ca.pem").path
+            try TestCertificates.caPEM.write(toFile: caFile, atomically: true, encoding: .utf8)
+            let manager = ["send", "--group", "g", "--stream", "s", "--manager", "https://127.0.0.1:1/x", "--manager-ca", caFile]
+            let tls = try ChildProcess(inlong, manager + ["--manager-verify", "noHostname", "--check"], logs: directory, name: "tls")
+            #expect(await tls.waitForExit(timeout: .seconds(30)) == .exit(0), "\(tls.output())")
+            let tlsPrinted = (try? String(contentsOfFile: directory.appendingPathComponent("tls.stdout").path, encoding: .utf8)) ?? ""
+            #expect(tlsPrinted.contains("manager.tls: verify noHostname, trusted roots given, client certificate none\n"), "\(tlsPrinted)")
+            let badTLS = try ChildProcess(inlong, manager + ["--manager-verify", "ful", "--check"], logs: directory, name: "badtls")
+            #expect(await badTLS.waitForExit(timeout: .seconds(30)) == .exit(64), "\(badTLS.output())")
+            #expect(badTLS.error().contains("manager.tls.verify takes full, noHostname or none"), "\(badTLS.output())")
+
             // Nothing listens: the port below is only printed.
             let receive = try ChildProcess(
                 inlong,

@@ -1,4 +1,6 @@
 import AsyncHTTPClient
+import Configuration
+import Foundation
 @testable import InLongDataProxy
 import InLongDataProxyReceiver
 import InLongTestUtils
@@ -260,6 +262,49 @@ import Testing
             #expect(receiver.memorySink.recordCount == 1)
             #expect(manager.requestCount >= 1)
         }
+    }
+
+    /// The same through settings (a configuration file's keys, or `INLONG_MANAGER_TLS_*`): a CA file to trust.
+    @Test func aClientGivenTheCAFileBySettingsDiscoversThroughHTTPS() async throws {
+        let caFile = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-ca-\(UUID().uuidString).pem").path
+        defer { try? FileManager.default.removeItem(atPath: caFile) }
+        try TestCertificates.caPEM.write(toFile: caFile, atomically: true, encoding: .utf8)
+        try await self.withTLSManager { receiver, manager in
+            let reader = ConfigReader(provider: InMemoryProvider(values: [
+                "manager.url": .init(.string(try await manager.baseURL()), isSecret: false),
+                "manager.groups": .init(.stringArray(["g"]), isSecret: false),
+                "manager.cacheFile": .init(.string(""), isSecret: false),
+                "manager.tls.caFile": .init(.string(caFile), isSecret: false),
+                "manager.tls.verify": .init(.string("full"), isSecret: false),
+            ]))
+            var configuration = try DataProxyClient.Configuration(config: reader)
+            configuration.retry.deliveryTimeout = .seconds(60)
+            try await withDataProxyClient(configuration: configuration) { client in
+                let summary = try await client.sendAndWait(contentsOf: [ByteBuffer(string: "secure")], group: "g", stream: "s")
+                #expect(summary.allAcked)
+            }
+            #expect(receiver.memorySink.recordCount == 1)
+        }
+    }
+
+    @Test func badManagerTLSSettingsAreTypedErrorsNamingTheSettingAndFile() {
+        func error(_ values: [AbsoluteConfigKey: ConfigValue]) -> String? {
+            var all = values
+            all["manager.url"] = .init(.string("https://127.0.0.1:1/x"), isSecret: false)
+            do {
+                _ = try DataProxyClient.Configuration(config: ConfigReader(provider: InMemoryProvider(values: all)))
+                return nil
+            } catch {
+                return error.code == .invalidConfiguration ? error.detail : "\(error.code)"
+            }
+        }
+        let missing = error(["manager.tls.caFile": .init(.string("/nonexistent/ca.pem"), isSecret: false)])
+        #expect(missing?.contains("manager.tls.caFile") == true && missing?.contains("/nonexistent/ca.pem") == true, "\(missing ?? "no error")")
+        let lonely = error(["manager.tls.certificateFile": .init(.string("/nonexistent/cert.pem"), isSecret: false)])
+        #expect(lonely?.contains("give both or neither") == true, "\(lonely ?? "no error")")
+        let typo = error(["manager.tls.verify": .init(.string("ful"), isSecret: false)])
+        #expect(typo?.contains("full, noHostname or none") == true, "\(typo ?? "no error")")
+        #expect(error(["manager.tls.verify": .init(.string("noHostname"), isSecret: false)]) == nil)
     }
 
     @Test func aClientWithoutTheCAFindsNoProxy() async throws {
