@@ -26,8 +26,8 @@ extension DataProxyClient.Configuration {
         /// Bytes per segment file; a segment is deleted once every record in it ended. Defaults to 8 MiB.
         public var segmentBytes = 8 << 20
         /// The most bytes the spool grows to by records the memory quota has no room for: while no proxy takes
-        /// records, those beyond ``DataProxyClient/Configuration/Buffer/maxBytes`` are accepted onto disk only
-        /// (read back as memory frees) until the spool holds this much; then ``DataProxyClient/Configuration/Buffer/whenFull``
+        /// records, those beyond ``DataProxyClient/Buffer/maxBytes`` are accepted onto disk only
+        /// (read back as memory frees) until the spool holds this much; then ``DataProxyClient/Buffer/whenFull``
         /// applies. Defaults to 1 GiB.
         public var maxBytes = 1 << 30
 
