@@ -45,9 +45,8 @@ struct ConnectionOperation<Response: Sendable> {
     enum Completion: Sendable {
         case response(EventLoopPromise<Response>)
         /// A request awaited in a task: resumed directly, which costs less than a promise and its callbacks.
-        /// `ticket` is what the task's cancellation names it by. The `CheckedContinuation` costs one allocation
-        /// per request, the price of its check that the task is resumed exactly once.
-        case awaitingResponse(CheckedContinuation<Response, any Error>, ticket: UInt64)
+        /// `ticket` is what the task's cancellation names it by.
+        case awaitingResponse(any AwaitingTask<Response>, ticket: UInt64)
         case written(EventLoopPromise<Void>?)
     }
 
@@ -75,8 +74,32 @@ struct ConnectionOperation<Response: Sendable> {
     func complete(with result: Result<Response, any Error>) {
         switch self.completion {
         case .response(let promise): promise.completeWith(result)
-        case .awaitingResponse(let continuation, _): continuation.resume(with: result)
+        case .awaitingResponse(let task, _): task.resumeTask(with: result)
         case .written(let promise): if case .failure(let error) = result { promise?.fail(error) }
         }
+    }
+}
+
+/// A task awaiting a response of type `Response`: its `CheckedContinuation`, which costs one allocation per
+/// request, the price of its check that the task is resumed exactly once.
+///
+/// An existential rather than the continuation itself: the standard library's `CheckedContinuation` is resilient,
+/// so an operation holding one has no fixed layout even where the codec is known, and each copy of an operation
+/// (the state machine passes them on in its actions) went through generic value witnesses that looked type
+/// metadata up. The existential has a fixed size, holds the continuation inline, and keeps its type: nothing is
+/// cast back.
+@usableFromInline
+protocol AwaitingTask<Response>: Sendable {
+    associatedtype Response
+    func resumeTask(with result: sending Result<Response, any Error>)
+}
+
+extension CheckedContinuation: AwaitingTask where E == any Error {
+    @usableFromInline
+    typealias Response = T
+
+    @inlinable
+    func resumeTask(with result: sending Result<T, any Error>) {
+        self.resume(with: result)
     }
 }
