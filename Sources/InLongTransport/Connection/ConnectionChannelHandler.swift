@@ -23,16 +23,12 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
     @usableFromInline
     struct Configuration: Sendable {
-        @usableFromInline
-        var stateMachine: StateMachine.Configuration
-        @usableFromInline
-        var maxFrameLength: Int
+        @usableFromInline var stateMachine: StateMachine.Configuration
+        @usableFromInline var maxFrameLength: Int
         /// Coalesced bytes beyond this are written at once rather than at the end of the tick, so the channel's
         /// writability (and with it the queueing in the state machine) follows the watermarks.
-        @usableFromInline
-        var flushThreshold: Int = 1 << 20
-        @usableFromInline
-        var framingErrorPolicy = PersistentConnection<Codec>.Configuration.FramingErrorPolicy.close
+        @usableFromInline var flushThreshold: Int = 1 << 20
+        @usableFromInline var framingErrorPolicy = PersistentConnection<Codec>.Configuration.FramingErrorPolicy.close
     }
 
     @usableFromInline
@@ -42,66 +38,48 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     @usableFromInline
     typealias Inbox = SubmissionInbox<Codec.Key, Codec.Inbound>
 
-    @usableFromInline
-    let codec: Codec
+    @usableFromInline let codec: Codec
     /// The specialised request path.
     let entryPoints: ConnectionHandlerEntryPoints<Codec>
-    @usableFromInline
-    let configuration: Configuration
-    @usableFromInline
-    let endpoint: Endpoint
-    @usableFromInline
-    let observer: ConnectionObserver
-    private let logger: Logger
+    @usableFromInline let configuration: Configuration
+    @usableFromInline let endpoint: Endpoint
+    @usableFromInline let observer: ConnectionObserver
+    let logger: Logger
     /// Runs the peer's requests; without one, they are dropped and counted.
-    private let inbound: InboundHandlerPool<Codec>?
+    let inbound: InboundHandlerPool<Codec>?
     /// This connection as the inbound pool knows it, from handlerAdded to channelInactive.
-    private var poolConnection: PoolConnection?
-    private var inboundRunner: InboundRequestRunner<Codec>?
+    var poolConnection: PoolConnection?
+    var inboundRunner: InboundRequestRunner<Codec>?
     private var answerOutbox: AnswerOutbox?
     /// Called once, at the first response: the connection works.
-    @usableFromInline
-    var onFirstResponse: (@Sendable () -> Void)?
-    @usableFromInline
-    var stateMachine: StateMachine
-    @usableFromInline
-    var context: ChannelHandlerContext?
-    @usableFromInline
-    var reader: FrameReader
-    @usableFromInline
-    var coalescer = OutboundCoalescer()
-    @usableFromInline
-    var outboundFrames = 0
+    @usableFromInline var onFirstResponse: (@Sendable () -> Void)?
+    @usableFromInline var stateMachine: StateMachine
+    @usableFromInline var context: ChannelHandlerContext?
+    @usableFromInline var reader: FrameReader
+    @usableFromInline var coalescer = OutboundCoalescer()
+    @usableFromInline var outboundFrames = 0
     /// Bytes written to the channel since its last flush.
-    @usableFromInline
-    var unflushedBytes = 0
-    @usableFromInline
-    var writtenCompletions: [EventLoopPromise<Void>] = []
+    @usableFromInline var unflushedBytes = 0
+    @usableFromInline var writtenCompletions: [EventLoopPromise<Void>] = []
     /// What each write with a promise reports when it completes, in write order (writes complete in order): kept
     /// here rather than captured, so that the completion callback captures nothing but the handler and costs no
     /// allocation of its own.
-    @usableFromInline
-    var pendingWrites: Deque<(items: Int, completions: [EventLoopPromise<Void>])> = []
+    @usableFromInline var pendingWrites: Deque<(items: Int, completions: [EventLoopPromise<Void>])> = []
     /// One timer, armed for the earliest deadline of the written requests (their timeouts start when their
     /// frames are written; the state machine holds the deadlines): a timer per request cost several allocations
     /// each.
-    @usableFromInline
-    var requestTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
-    @usableFromInline
-    var flushScheduled = false
+    @usableFromInline var requestTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
+    @usableFromInline var flushScheduled = false
     /// Inside a batch (of submissions, or of answers) that flushes when it ends, so no flush is scheduled.
-    @usableFromInline
-    var inBatch = false
-    @usableFromInline
-    var idleTimer: Scheduled<Void>?
+    @usableFromInline var inBatch = false
+    @usableFromInline var idleTimer: Scheduled<Void>?
     private var drainTimer: Scheduled<Void>?
     /// Why the channel is closing, so pending requests fail with the real reason.
-    @usableFromInline
-    var closeReason: TransportError?
+    @usableFromInline var closeReason: TransportError?
     /// A graceful close waits for the last writes.
     private var closingAfterWrites = false
     /// The peer's reported load, smoothed; a new channel starts without one.
-    private var smoothedLoad: Int?
+    var smoothedLoad: Int?
 
     /// Bytes of storage the receive buffer holds (for tests of its bound).
     var receiveBufferCapacity: Int { self.reader.capacity }
@@ -221,8 +199,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     }
 
     /// The loop's clock, so virtual time drives the timers and the state machine alike in tests.
-    @inlinable
-    var now: NIODeadline { self.context?.eventLoop.now ?? .now() }
+    @inlinable var now: NIODeadline { self.context?.eventLoop.now ?? .now() }
 
     @inlinable
     func encode<T>(_ frame: Codec.Outbound, promise: EventLoopPromise<T>?) -> ByteBuffer? {
@@ -301,95 +278,6 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.reader.resume()
         self.processFrames()
         if self.reader.takeHeldRead() { context.read() }
-    }
-
-    /// Takes frames from the receive buffer until it runs dry or reading pauses (the frames left wait there).
-    @inlinable
-    func processFrames() {
-        do {
-            while let frame = try self.reader.next(with: self.codec) {
-                self.dispatch(frame)
-            }
-        } catch {
-            self.framingFailed(error)
-        }
-    }
-
-    @usableFromInline
-    func framingFailed(_ error: any Error) {
-        switch self.reader.framingFailed() {
-        case .close:
-            self.close(TransportError(.protocolViolation, endpoint: self.endpoint, underlying: error))
-        case .discardBuffer:
-            self.observer.receiveBufferDiscarded()
-            self.logger.debug(
-                "discarded bytes that are not a frame",
-                metadata: ["inlong.endpoint": "\(self.endpoint)", "error": "\(error)"]
-            )
-        }
-    }
-
-    @inlinable
-    func dispatch(_ frame: Codec.Inbound) {
-        self.observer.frameRead()
-        let now = self.now
-        switch self.codec.kind(of: frame) {
-        case .response(let key):
-            let (first, second) = self.stateMachine.responseReceived(key: key, now: now)
-            if case .succeed(let operation) = first {
-                self.observer.requestSucceeded()
-                operation.complete(with: .success(frame))
-                if let onFirstResponse = self.onFirstResponse {
-                    self.onFirstResponse = nil
-                    onFirstResponse()
-                }
-            } else {
-                self.unmatchedResponse()
-            }
-            self.run(second)
-        case .heartbeatReply:
-            self.heartbeatReplyReceived(frame, now: now)
-        case .unsolicited:
-            self.unsolicitedReceived(frame)
-        }
-    }
-
-    @usableFromInline
-    func unmatchedResponse() {
-        self.logger.debug("response matches no pending request", metadata: ["inlong.endpoint": "\(self.endpoint)"])
-    }
-
-    // Not inlinable, as sendHeartbeat(): rare, and they reach the types of the inbound pool.
-
-    @usableFromInline
-    func heartbeatReplyReceived(_ frame: Codec.Inbound, now: NIODeadline) {
-        if let load = self.codec.reportedLoad(in: frame), load >= 0 {
-            // Weighs the newest reply a quarter, so one spike does not move all traffic away.
-            let smoothed = self.smoothedLoad.map { ($0 * 3 + load) / 4 } ?? load
-            self.smoothedLoad = smoothed
-            self.observer.reportedLoad(smoothed)
-        }
-        self.run(self.stateMachine.heartbeatReplyReceived(now: now))
-    }
-
-    @usableFromInline
-    func unsolicitedReceived(_ frame: Codec.Inbound) {
-        if let response = self.codec.heartbeatResponse(to: frame) {
-            self.submitSend(response, promise: nil)
-            return
-        }
-        guard let inbound = self.inbound, let connection = self.poolConnection, let runner = self.inboundRunner else {
-            self.observer.unsolicitedDropped()
-            return
-        }
-        switch inbound.submit(frame, to: runner, from: connection) {
-        case .accepted:
-            break
-        case .pauseReading:
-            self.reader.pause()
-        case .refused:
-            self.observer.unsolicitedDropped()
-        }
     }
 
     @usableFromInline
@@ -546,11 +434,9 @@ extension ConnectionChannelHandler: Sendable {}
 /// codec's types up at nearly every step.
 @usableFromInline
 struct ConnectionHandlerEntryPoints<Codec: FrameCodec>: Sendable {
-    @usableFromInline
-    let channelRead: @Sendable (ConnectionChannelHandler<Codec>, NIOAny) -> Void
+    @usableFromInline let channelRead: @Sendable (ConnectionChannelHandler<Codec>, NIOAny) -> Void
     /// Takes a batch of the inbox's submissions.
-    @usableFromInline
-    let take: @Sendable (ConnectionChannelHandler<Codec>, [SubmissionInbox<Codec.Key, Codec.Inbound>.Submission]) -> Void
+    @usableFromInline let take: @Sendable (ConnectionChannelHandler<Codec>, [SubmissionInbox<Codec.Key, Codec.Inbound>.Submission]) -> Void
 
     @inlinable
     init() {

@@ -14,30 +14,23 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     @usableFromInline
     struct Configuration: Sendable {
         /// Requests awaiting a response at once; more wait in the queue.
-        @usableFromInline
-        var maxInFlight: Int
+        @usableFromInline var maxInFlight: Int
         /// Requests (and sends) waiting for an in-flight slot or writability; more are rejected.
-        @usableFromInline
-        var maxQueued: Int
+        @usableFromInline var maxQueued: Int
         /// A heartbeat is sent after this long without writing; `nil` disables heartbeats.
-        @usableFromInline
-        var heartbeatInterval: TimeAmount?
+        @usableFromInline var heartbeatInterval: TimeAmount?
         /// The connection is declared dead after this long without reading a byte; `nil` disables the check.
-        @usableFromInline
-        var readTimeout: TimeAmount?
+        @usableFromInline var readTimeout: TimeAmount?
         /// The connection is closed (to be reopened) after this long without a request or send, heartbeats
         /// aside, when nothing is pending; `nil` keeps idle connections.
-        @usableFromInline
-        var maxIdleTime: TimeAmount? = nil
+        @usableFromInline var maxIdleTime: TimeAmount? = nil
         /// A queued item not handed to the channel this long after its submission fails unwritten; frames the
         /// channel holds while the socket takes none of them for this long close the connection as unresponsive.
         /// `nil`: items wait until written, cancelled or the connection closes.
-        @usableFromInline
-        var queueTimeout: TimeAmount? = nil
+        @usableFromInline var queueTimeout: TimeAmount? = nil
         /// This many request timeouts in a row, with no response between, close the connection as unresponsive;
         /// `nil` never does.
-        @usableFromInline
-        var recycleAfterTimeouts: Int? = nil
+        @usableFromInline var recycleAfterTimeouts: Int? = nil
     }
 
     @usableFromInline
@@ -87,17 +80,13 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     /// A request handed to the channel.
     @usableFromInline
     struct InFlight {
-        @usableFromInline
-        var pending: Pending
-        @usableFromInline
-        var timeout: TimeAmount?
+        @usableFromInline var pending: Pending
+        @usableFromInline var timeout: TimeAmount?
         /// Tells this request from an earlier one with the same key whose frame may still be on its way.
-        @usableFromInline
-        var sequence: UInt64
+        @usableFromInline var sequence: UInt64
         /// When it times out: set once its frame is written (``frameWritten(now:)``), if it has a timeout. Kept
         /// here, rather than in a table of the driver's, so that a request costs one table, not two.
-        @usableFromInline
-        var deadline: NIODeadline? = nil
+        @usableFromInline var deadline: NIODeadline? = nil
 
         @inlinable
         init(pending: Pending, timeout: TimeAmount?, sequence: UInt64) {
@@ -110,12 +99,9 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     /// An item waiting for an in-flight slot or for writability.
     @usableFromInline
     struct Queued {
-        @usableFromInline
-        var item: Item
-        @usableFromInline
-        var timeout: TimeAmount?
-        @usableFromInline
-        var submittedAt: NIODeadline
+        @usableFromInline var item: Item
+        @usableFromInline var timeout: TimeAmount?
+        @usableFromInline var submittedAt: NIODeadline
 
         @inlinable
         init(item: Item, timeout: TimeAmount?, submittedAt: NIODeadline) {
@@ -128,10 +114,8 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     /// An item handed to the channel whose write has not completed; `key` is `nil` for a send.
     @usableFromInline
     struct Unwritten {
-        @usableFromInline
-        var key: Key?
-        @usableFromInline
-        var sequence: UInt64
+        @usableFromInline var key: Key?
+        @usableFromInline var sequence: UInt64
 
         @inlinable
         init(key: Key?, sequence: UInt64) {
@@ -140,42 +124,27 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         }
     }
 
-    @usableFromInline
-    let configuration: Configuration
-    @usableFromInline
-    var state: State = .active
-    @usableFromInline
-    var inFlight: [Key: InFlight] = [:]
-    @usableFromInline
-    var queue: Deque<Queued> = []
+    @usableFromInline let configuration: Configuration
+    @usableFromInline var state: State = .active
+    @usableFromInline var inFlight: [Key: InFlight] = [:]
+    @usableFromInline var queue: Deque<Queued> = []
     /// The keys of queued requests, so a duplicate is found without scanning the queue.
-    @usableFromInline
-    var queuedKeys: Set<Key> = []
-    @usableFromInline
-    var isWritable = true
-    @usableFromInline
-    var lastRead: NIODeadline
-    @usableFromInline
-    var lastWrite: NIODeadline
+    @usableFromInline var queuedKeys: Set<Key> = []
+    @usableFromInline var isWritable = true
+    @usableFromInline var lastRead: NIODeadline
+    @usableFromInline var lastWrite: NIODeadline
     /// The last write of the application's (a heartbeat is not one).
-    @usableFromInline
-    var lastUse: NIODeadline
-    @usableFromInline
-    var heartbeatSentAt: NIODeadline?
+    @usableFromInline var lastUse: NIODeadline
+    @usableFromInline var heartbeatSentAt: NIODeadline?
     /// Items handed to the channel, in order, until their writes complete (writes complete in order).
-    @usableFromInline
-    var unwritten: Deque<Unwritten> = []
-    @usableFromInline
-    var nextSequence: UInt64 = 0
+    @usableFromInline var unwritten: Deque<Unwritten> = []
+    @usableFromInline var nextSequence: UInt64 = 0
     /// The last time the socket took a frame, or the first frame began to wait for it when none was waiting.
-    @usableFromInline
-    var writeProgressAt: NIODeadline
+    @usableFromInline var writeProgressAt: NIODeadline
     /// Request timeouts since the last response.
-    @usableFromInline
-    var consecutiveTimeouts = 0
+    @usableFromInline var consecutiveTimeouts = 0
     /// Draining also waits for the handlers of the peer's requests under way, so that their answers are written.
-    @usableFromInline
-    var awaitingInboundHandlers = false
+    @usableFromInline var awaitingInboundHandlers = false
 
     @inlinable
     init(configuration: Configuration, now: NIODeadline) {
@@ -186,8 +155,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         self.writeProgressAt = now
     }
 
-    @inlinable
-    var queuedCount: Int { self.queue.count }
+    @inlinable var queuedCount: Int { self.queue.count }
     @inlinable
     var isDraining: Bool { if case .draining = self.state { true } else { false } }
 

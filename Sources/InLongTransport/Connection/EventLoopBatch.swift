@@ -10,11 +10,9 @@ final class EventLoopBatch<Element: Sendable>: Sendable {
     @usableFromInline let state = Mutex(EventLoopBatchState<Element>())
     /// The array of the last batch delivered, emptied: the next batch is taken into it. Batches are delivered on
     /// the event loop, so it lives there, with no lock.
-    @usableFromInline
-    let spare: NIOLoopBoundBox<[Element]>
+    @usableFromInline let spare: NIOLoopBoundBox<[Element]>
     /// Takes a batch, in order, on the event loop.
-    @usableFromInline
-    let deliver: @Sendable ([Element]) -> Void
+    @usableFromInline let deliver: @Sendable ([Element]) -> Void
 
     @inlinable
     init(eventLoop: any EventLoop, deliver: @escaping @Sendable ([Element]) -> Void) {

@@ -50,10 +50,8 @@ struct ConnectionOperation<Response: Sendable> {
         case written(EventLoopPromise<Void>?)
     }
 
-    @usableFromInline
-    var bytes: ByteBuffer
-    @usableFromInline
-    var completion: Completion
+    @usableFromInline var bytes: ByteBuffer
+    @usableFromInline var completion: Completion
 
     @inlinable
     init(bytes: ByteBuffer, completion: Completion) {

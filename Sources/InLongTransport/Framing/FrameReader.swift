@@ -17,12 +17,9 @@ struct FrameReader {
         case discardBuffer
     }
 
-    @usableFromInline
-    var splitter: FrameSplitter
-    @usableFromInline
-    var gate = ReadGate()
-    @usableFromInline
-    let framingErrorAction: FramingErrorAction
+    @usableFromInline var splitter: FrameSplitter
+    @usableFromInline var gate = ReadGate()
+    @usableFromInline let framingErrorAction: FramingErrorAction
 
     @inlinable
     init<Codec>(maxFrameLength: Int, framingErrorPolicy: PersistentConnection<Codec>.Configuration.FramingErrorPolicy) {
@@ -34,8 +31,7 @@ struct FrameReader {
     }
 
     /// Bytes of storage the receive buffer holds (for tests of its bound).
-    @inlinable
-    var capacity: Int { self.splitter.capacity }
+    @inlinable var capacity: Int { self.splitter.capacity }
 
     @inlinable
     mutating func append(_ bytes: ByteBuffer) {
@@ -59,8 +55,7 @@ struct FrameReader {
 
     // MARK: The read gate
 
-    @inlinable
-    var isPaused: Bool { self.gate.paused }
+    @inlinable var isPaused: Bool { self.gate.paused }
 
     /// The handlers have no room: frames stay buffered, and reads are held back.
     @inlinable

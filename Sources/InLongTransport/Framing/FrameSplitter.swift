@@ -7,10 +7,8 @@ public import NIOCore
 @usableFromInline
 struct FrameSplitter {
     /// The largest frame; more bytes than this buffered while the codec still needs more is a framing error.
-    @usableFromInline
-    let maxFrameLength: Int
-    @usableFromInline
-    var buffer: ByteBuffer?
+    @usableFromInline let maxFrameLength: Int
+    @usableFromInline var buffer: ByteBuffer?
 
     @inlinable
     init(maxFrameLength: Int) {
@@ -18,8 +16,7 @@ struct FrameSplitter {
     }
 
     /// Bytes of storage held (for tests of the bound).
-    @inlinable
-    var capacity: Int { self.buffer?.capacity ?? 0 }
+    @inlinable var capacity: Int { self.buffer?.capacity ?? 0 }
 
     @inlinable
     mutating func append(_ bytes: ByteBuffer) {

@@ -13,11 +13,9 @@ struct OutboundCoalescer {
     @usableFromInline
     struct Writes {
         /// Frames coalesced before this one: to write before it.
-        @usableFromInline
-        var before: (buffer: ByteBuffer, items: Int)?
+        @usableFromInline var before: (buffer: ByteBuffer, items: Int)?
         /// A write that carries this frame (alone, or coalesced with those before once they grew large).
-        @usableFromInline
-        var including: (buffer: ByteBuffer, items: Int)?
+        @usableFromInline var including: (buffer: ByteBuffer, items: Int)?
 
         @inlinable
         init(before: (buffer: ByteBuffer, items: Int)?, including: (buffer: ByteBuffer, items: Int)?) {
@@ -26,18 +24,14 @@ struct OutboundCoalescer {
         }
     }
 
-    @usableFromInline
-    var buffer: ByteBuffer?
-    @usableFromInline
-    var items = 0
+    @usableFromInline var buffer: ByteBuffer?
+    @usableFromInline var items = 0
 
     /// Bytes coalesced and not yet taken.
-    @inlinable
-    var pendingBytes: Int { self.buffer?.readableBytes ?? 0 }
+    @inlinable var pendingBytes: Int { self.buffer?.readableBytes ?? 0 }
 
     /// Whether anything (even an empty frame) waits to be taken.
-    @inlinable
-    var hasPending: Bool { self.buffer != nil }
+    @inlinable var hasPending: Bool { self.buffer != nil }
 
     @inlinable
     mutating func append(_ bytes: ByteBuffer, items: Int) -> Writes {

@@ -3,10 +3,8 @@
 @usableFromInline
 struct ReadGate {
     /// Frames are not taken from the receive buffer, and no read is issued, while set.
-    @usableFromInline
-    var paused = false
-    @usableFromInline
-    var readPending = false
+    @usableFromInline var paused = false
+    @usableFromInline var readPending = false
 
     /// The channel asked to read: `true` to pass the read on now.
     @inlinable
