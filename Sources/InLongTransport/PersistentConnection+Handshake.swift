@@ -6,11 +6,11 @@ extension PersistentConnection {
     public struct Handshake: Sendable {
         /// The endpoint connected to.
         public let endpoint: Endpoint
-        private let handle: PersistentChannelHandle
+        private let handle: PersistentChannelHandle<Codec>
         private let codec: Codec
         private let defaultTimeout: Duration
 
-        init(endpoint: Endpoint, handle: PersistentChannelHandle, codec: Codec, defaultTimeout: Duration) {
+        init(endpoint: Endpoint, handle: PersistentChannelHandle<Codec>, codec: Codec, defaultTimeout: Duration) {
             self.endpoint = endpoint
             self.handle = handle
             self.codec = codec

@@ -2,7 +2,7 @@ public import Logging
 public import NIOCore
 public import NIOPosix
 public import ServiceLifecycle
-import Synchronization
+public import Synchronization
 
 /// A persistent TCP connection carrying any binary protocol described by a ``FrameCodec``: request/response
 /// correlation by key with per-request timeouts, fire-and-forget sends, heartbeats, dead-peer detection and
@@ -34,7 +34,11 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     /// Handles one frame the peer sent on its own; answer through the responder, or not at all.
     public typealias InboundRequestHandler = @Sendable (Codec.Inbound, Responder) async -> Void
 
-    fileprivate typealias ChannelHandle = PersistentChannelHandle
+    @usableFromInline typealias ChannelHandle = PersistentChannelHandle<Codec>
+    /// The machine as it runs: over this connection's channels and its state watchers.
+    @usableFromInline typealias ConnectionMachine = PersistentConnectionStateMachine<
+        ChannelHandle, AsyncStream<PersistentConnectionState>.Continuation
+    >
 
     /// Runs on every new connection before it counts as ready; throwing closes it, and it counts as a failed
     /// connect (backed off).
@@ -62,8 +66,10 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     private let inbound: InboundHandlerPool<Codec>?
     /// Whether ``run()`` runs the inbound pool's workers (a ``PersistentConnectionPool`` runs one pool for all its connections).
     private let ownsInbound: Bool
+    /// The channel handler's request path, compiled for the codec (see ``ConnectionHandlerEntryPoints``).
+    private let entryPoints: ConnectionHandlerEntryPoints<Codec>
     /// Everything that changes, behind the one lock: see ``modifyStateAndRunActions(_:)``.
-    private let state: Mutex<ConnectionMachine>
+    @usableFromInline let state: Mutex<ConnectionMachine>
     private let nextWatcherID = Atomic<Int>(0)
     private let events: AsyncStream<Event>
     private let eventSink: AsyncStream<Event>.Continuation
@@ -83,6 +89,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     ///   - inboundRequestHandler: Handles each frame the peer sends on its own (see ``FrameCodec/kind(of:)``), off
     ///     the event loop; without one, such frames are dropped and counted in
     ///     ``PersistentConnectionStatistics/unsolicitedDropped``.
+    @inlinable
     public convenience init(
         codec: Codec,
         configuration: Configuration,
@@ -90,6 +97,28 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         logger: Logger = Logger.disabled,
         random: @escaping @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) },
         inboundRequestHandler: InboundRequestHandler? = nil
+    ) {
+        // Inlined into the application's module, which names the codec: the handler's entry points are made there.
+        self.init(
+            codec: codec,
+            configuration: configuration,
+            eventLoopGroup: eventLoopGroup,
+            logger: logger,
+            random: random,
+            inboundRequestHandler: inboundRequestHandler,
+            entryPoints: ConnectionHandlerEntryPoints()
+        )
+    }
+
+    @usableFromInline
+    convenience init(
+        codec: Codec,
+        configuration: Configuration,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        random: @escaping @Sendable (ClosedRange<Double>) -> Double,
+        inboundRequestHandler: InboundRequestHandler?,
+        entryPoints: ConnectionHandlerEntryPoints<Codec>
     ) {
         self.init(
             codec: codec,
@@ -100,7 +129,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             inbound: inboundRequestHandler.map {
                 InboundHandlerPool(configuration: configuration.inboundHandlerPool, handler: $0)
             },
-            ownsInbound: true
+            ownsInbound: true,
+            entryPoints: entryPoints
         )
     }
 
@@ -112,8 +142,10 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         logger: Logger,
         random: @escaping @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) },
         inbound: InboundHandlerPool<Codec>?,
-        ownsInbound: Bool
+        ownsInbound: Bool,
+        entryPoints: ConnectionHandlerEntryPoints<Codec>
     ) {
+        self.entryPoints = entryPoints
         self.codec = codec
         self.configuration = configuration
         self.eventLoop = eventLoopGroup.next()
@@ -181,6 +213,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     /// connection lost, not connected, cancellation). Fails at once with ``TransportError/Code/notConnected``
     /// when no connection is ready. The `timeout` (default ``Configuration/requestTimeout``) runs from when the
     /// request is written to the socket; the wait before that is bounded by ``Configuration/queueTimeout``.
+    @inlinable
     public func request(_ request: Codec.Outbound, timeout: Duration? = nil) async throws -> Codec.Inbound {
         guard let handle = self.read({ $0.openChannel }) else {
             throw TransportError(.notConnected, endpoint: nil)
@@ -197,6 +230,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     /// after another from one task are written in that order. Throws ``TransportError/Code/notConnected`` when
     /// no connection is ready. The future fails as ``request(_:timeout:)`` throws; it is not cancelled with the
     /// caller's task.
+    @inlinable
     public func submit(_ request: Codec.Outbound, timeout: Duration? = nil) throws -> EventLoopFuture<Codec.Inbound> {
         guard let handle = self.read({ $0.openChannel }) else {
             throw TransportError(.notConnected, endpoint: nil)
@@ -205,6 +239,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     }
 
     /// Writes `frame` without expecting a response; returns once it is written to the socket.
+    @inlinable
     public func send(_ frame: Codec.Outbound) async throws {
         guard let handle = self.read({ $0.openChannel }) else {
             throw TransportError(.notConnected, endpoint: nil)
@@ -213,6 +248,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
     }
 
     /// Writes `frame` without waiting for anything; errors are dropped.
+    @inlinable
     public func sendAndForget(_ frame: Codec.Outbound) {
         guard let handle = self.read({ $0.openChannel }) else { return }
         handle.sendAndForget(frame, codec: self.codec)
@@ -257,11 +293,10 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         return action
     }
 
-    /// What the machine says now, without changing it. Always inlined: every request reads its channel here, and
-    /// this class's code runs unspecialised (the codec is the application's), so a call would pass `Value`'s
-    /// metadata and copy the channel through its value witnesses.
-    @inline(__always)
-    private func read<Value: Sendable>(_ query: (borrowing ConnectionMachine) -> Value) -> Value {
+    /// What the machine says now, without changing it. Inlinable, as the request methods that read their channel
+    /// here: the application's module compiles them for its codec.
+    @inlinable
+    func read<Value: Sendable>(_ query: (borrowing ConnectionMachine) -> Value) -> Value {
         self.state.withLock { query($0) }
     }
 
@@ -358,6 +393,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         let eventSink = self.eventSink
         let codec = self.codec
         let logger = self.logger
+        let entryPoints = self.entryPoints
         do {
             let channel = try await ClientBootstrap(group: self.eventLoop)
                 .connectTimeout(TimeAmount(configuration.connectTimeout))
@@ -373,6 +409,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                             logger: logger,
                             now: .now(),
                             inbound: inbound,
+                            entryPoints: entryPoints,
                             onFirstResponse: { eventSink.yield(.provedHealthy(channelID: channelID)) }
                         )
                         try channel.pipeline.syncOperations.addHandler(handler)
@@ -385,7 +422,7 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             let handler = try await channel.eventLoop.submit {
                 NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ConnectionChannelHandler<Codec>.self), eventLoop: channel.eventLoop)
             }.get()
-            let handle = ChannelHandle(id: channelID, channel: channel, handler: handler, endpoint: endpoint)
+            let handle = ChannelHandle(id: channelID, channel: channel, handler: handler, entryPoints: entryPoints, endpoint: endpoint)
             if let hook = configuration.onConnect {
                 do {
                     try await hook(Handshake(endpoint: endpoint, handle: handle, codec: codec, defaultTimeout: configuration.requestTimeout))
@@ -440,8 +477,3 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         }
     }
 }
-
-/// A ``PersistentConnection``'s machine as it runs (see ``PersistentChannelHandle`` for why not nested).
-private typealias ConnectionMachine = PersistentConnectionStateMachine<
-    PersistentChannelHandle, AsyncStream<PersistentConnectionState>.Continuation
->

@@ -46,6 +46,7 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
     /// owner keeps the ready set and picks without asking every connection (gRPC's round-robin balancer hears of
     /// its subchannels the same way). Told in order per connection; a draining connection still counts as ready
     /// until its channel closes (check ``PersistentConnection/isAcceptingRequests`` on the one picked).
+    @usableFromInline
     package struct ReadinessChange: Sendable {
         package var endpoint: Endpoint
         package var connection: PersistentConnection<Codec>
@@ -75,6 +76,8 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
     private let logger: Logger
     /// One handler pool for the peers' requests on every connection, run by ``run()``.
     private let inbound: InboundHandlerPool<Codec>?
+    /// The channel handlers' request path, compiled for the codec (see ``ConnectionHandlerEntryPoints``).
+    private let entryPoints: ConnectionHandlerEntryPoints<Codec>
     /// Every change goes through ``withState(_:)``, the pool's one lock site.
     private let state = Mutex(State())
     private let readinessChanged: (@Sendable (ReadinessChange) -> Void)?
@@ -92,6 +95,7 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
     ///   - logger: Background logger. Defaults to one that logs nothing.
     ///   - inboundRequestHandler: Handles the frames peers send on their own, on any connection, by one pool of
     ///     handlers sized by the configuration's ``PersistentConnection/Configuration/inboundHandlerPool``.
+    @inlinable
     public convenience init(
         codec: Codec,
         endpoints: [Endpoint],
@@ -117,7 +121,8 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
 
     /// As the public initializer, with `readinessChanged` told whenever a connection becomes ready or stops being
     /// ready (from ``run()``'s tasks, never under the pool's lock).
-    package init(
+    @inlinable
+    package convenience init(
         codec: Codec,
         endpoints: [Endpoint],
         configuration: PersistentConnection<Codec>.Configuration,
@@ -128,6 +133,35 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
         inboundRequestHandler: PersistentConnection<Codec>.InboundRequestHandler? = nil,
         readinessChanged: (@Sendable (ReadinessChange) -> Void)?
     ) {
+        // Inlined into the application's module, which names the codec: the handler's entry points are made there.
+        self.init(
+            codec: codec,
+            endpoints: endpoints,
+            configuration: configuration,
+            policy: policy,
+            health: health,
+            eventLoopGroup: eventLoopGroup,
+            logger: logger,
+            inboundRequestHandler: inboundRequestHandler,
+            readinessChanged: readinessChanged,
+            entryPoints: ConnectionHandlerEntryPoints()
+        )
+    }
+
+    @usableFromInline
+    init(
+        codec: Codec,
+        endpoints: [Endpoint],
+        configuration: PersistentConnection<Codec>.Configuration,
+        policy: LoadBalancingPolicy,
+        health: HealthPolicy?,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        inboundRequestHandler: PersistentConnection<Codec>.InboundRequestHandler?,
+        readinessChanged: (@Sendable (ReadinessChange) -> Void)?,
+        entryPoints: ConnectionHandlerEntryPoints<Codec>
+    ) {
+        self.entryPoints = entryPoints
         precondition(!endpoints.isEmpty, "a pool needs at least one endpoint")
         self.readinessChanged = readinessChanged
         self.codec = codec
@@ -225,7 +259,8 @@ public final class PersistentConnectionPool<Codec: FrameCodec>: Service, Sendabl
                     eventLoopGroup: self.eventLoopGroup,
                     logger: self.logger,
                     inbound: self.inbound,
-                    ownsInbound: false
+                    ownsInbound: false,
+                    entryPoints: self.entryPoints
                 )
                 state.connections[endpoint] = connection
                 added.append(connection)

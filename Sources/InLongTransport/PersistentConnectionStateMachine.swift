@@ -4,8 +4,8 @@
 /// one event, unlocks and performs the returned ``Actions``.
 ///
 /// `Channel` is an open channel as requests reach it (a ``PersistentChannelHandle`` in production); `Watcher` is
-/// how a watcher of the connectivity state is told (an `AsyncStream` continuation). Neither depends on the codec,
-/// so that the machine runs specialised (see ``PersistentChannelHandle``).
+/// how a watcher of the connectivity state is told (an `AsyncStream` continuation).
+@usableFromInline
 struct PersistentConnectionStateMachine<Channel, Watcher> {
     enum Action {
         case none
@@ -35,7 +35,7 @@ struct PersistentConnectionStateMachine<Channel, Watcher> {
     private let endpoints: [Endpoint]
     /// The channel requests go to: the open one, from its connect to its close, draining or not. A stored
     /// property of its own, so that a request copies the channel only (the driver reads it for every request).
-    private(set) var openChannel: Channel?
+    @usableFromInline private(set) var openChannel: Channel?
     /// The open channel's id, which tells its events from those of a channel closed before.
     private var openChannelID: Int?
     /// The open channel is draining (recycle, age limit, shutdown): it finishes what it has and takes nothing new.

@@ -98,6 +98,7 @@ public struct TransportError: Error, Hashable, Sendable, CustomStringConvertible
     }
 
     /// The same error for a request that was (or was not) written.
+    @usableFromInline
     func delivered(_ written: Bool) -> TransportError {
         var copy = self
         copy.mayHaveBeenDelivered = written

@@ -101,13 +101,13 @@ import Testing
     /// nothing; the one it submits behind the request cancels it.
     @Test func aCancellationThatOvertookItsRequestIsRepeatedBehindIt() async throws {
         let fixture = try self.makeFixture(heartbeat: nil, read: nil)
-        let key = RequestKey(UInt32(9))
+        let key = UInt32(9)
         let bytes = TestFrame.request(9).bytes
         // The handler is fed, and the continuation resumed, on this thread before the task suspends.
         var caught: (any Error)?
         do {
             _ = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<TestFrame, any Error>) in
-                let completion = ConnectionOperation.Completion.awaitingResponse(AwaitingTask(continuation), ticket: 1)
+                let completion = ConnectionOperation<TestFrame>.Completion.awaitingResponse(continuation, ticket: 1)
                 fixture.handler.take([
                     .cancel(key: key, ticket: 1),
                     .request(key: key, bytes: bytes, completion: completion, timeout: .seconds(60)),

@@ -105,8 +105,8 @@ import Testing
     @Test func aCancellationTicketNamesOneAwaitedRequestOnly() async throws {
         var matches: [Bool] = []
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let awaited = ConnectionOperation(bytes: ByteBuffer(), completion: .awaitingResponse(AwaitingTask(continuation), ticket: 7))
-            let written = ConnectionOperation(bytes: ByteBuffer(), completion: .written(nil))
+            let awaited = ConnectionOperation<Void>(bytes: ByteBuffer(), completion: .awaitingResponse(continuation, ticket: 7))
+            let written = ConnectionOperation<Void>(bytes: ByteBuffer(), completion: .written(nil))
             matches = [awaited.isCancelled(by: 7), awaited.isCancelled(by: 8), written.isCancelled(by: 7)]
             continuation.resume()
         }

@@ -1,9 +1,10 @@
-import NIOCore
+public import NIOCore
 
 /// The handler's two timers: one for the earliest deadline of the written requests (the state machine holds
 /// the deadlines; a timer per request cost several allocations each), and the idle check (heartbeats, dead peers).
 extension ConnectionChannelHandler {
     /// Arms the request timer for `deadline` unless it is armed for an earlier one.
+    @inlinable
     func armRequestTimer(at deadline: NIODeadline) {
         guard let context = self.context else { return }
         if let armed = self.requestTimer {
@@ -17,6 +18,7 @@ extension ConnectionChannelHandler {
     }
 
     /// Times out the requests whose deadlines have passed, oldest first, and re-arms for the next.
+    @inlinable
     func requestTimerFired() {
         self.requestTimer = nil
         let now = self.now
@@ -28,6 +30,7 @@ extension ConnectionChannelHandler {
         if let next = self.stateMachine.earliestRequestDeadline { self.armRequestTimer(at: next) }
     }
 
+    @inlinable
     func scheduleIdleCheck(at deadline: NIODeadline) {
         guard let context = self.context else { return }
         self.idleTimer?.cancel()

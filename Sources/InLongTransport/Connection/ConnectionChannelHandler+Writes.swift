@@ -1,11 +1,12 @@
-import DequeModule
-import NIOCore
+public import DequeModule
+public import NIOCore
 
 /// The handler's writes: frames coalesced through the ``OutboundCoalescer``, one flush per event-loop tick (or at
 /// the flush threshold), and each write's completion reported in order (writes complete in order): requests start
 /// their timeouts when their frames are written.
 extension ConnectionChannelHandler {
     /// Answers to the peer's requests, from the inbound handlers.
+    @inlinable
     func writeAnswers(_ answers: [ByteBuffer]) {
         guard self.closeReason == nil else { return }
         self.inBatch = true
@@ -14,11 +15,13 @@ extension ConnectionChannelHandler {
     }
 
     /// Flushes what a batch wrote: one flush for the batch, without scheduling a task for it.
+    @inlinable
     func endBatch() {
         self.inBatch = false
         if self.coalescer.hasPending || self.unflushedBytes > 0 { self.flushOutbound() }
     }
 
+    @inlinable
     func enqueueWrite(_ item: StateMachine.Item) {
         let operation = item.pending
         var written: EventLoopPromise<Void>?
@@ -33,6 +36,7 @@ extension ConnectionChannelHandler {
 
     /// Writes frames through the coalescer, and flushes once per event-loop tick (or at the flush threshold).
     /// `isItem` marks a state-machine item, whose write is reported to it.
+    @inlinable
     func appendOutbound(_ bytes: ByteBuffer, completion: EventLoopPromise<Void>? = nil, isItem: Bool = false) {
         self.outboundFrames += 1
         let writes = self.coalescer.append(bytes, items: isItem ? 1 : 0)
@@ -49,6 +53,7 @@ extension ConnectionChannelHandler {
         context.eventLoop.assumeIsolated().execute { [weak self] in self?.flushOutbound() }
     }
 
+    @inlinable
     func writeCoalesced() {
         guard let coalesced = self.coalescer.take() else { return }
         self.write(coalesced.buffer, items: coalesced.items)
@@ -57,6 +62,7 @@ extension ConnectionChannelHandler {
     /// Writes without flushing; completions collected so far complete with this write (writes complete in order),
     /// and the state machine learns that the `items` it holds were written, so their timeouts start. One promise
     /// covers every frame of a coalesced write.
+    @inlinable
     func write(_ buffer: ByteBuffer, items: Int) {
         guard let context = self.context else { return }
         self.observer.bytesWritten(buffer.readableBytes)
@@ -80,6 +86,7 @@ extension ConnectionChannelHandler {
     /// The oldest write with a promise completed: the socket took it, and the requests in it start their
     /// timeouts. A write fails only when the channel closes (NIO closes it on a socket error), which fails the
     /// requests in it.
+    @inlinable
     func written(_ result: Result<Void, any Error>) {
         guard let (items, completions) = self.pendingWrites.popFirst() else { return }
         for completion in completions { completion.completeWith(result) }
@@ -88,6 +95,7 @@ extension ConnectionChannelHandler {
         for _ in 0..<items { self.run(self.stateMachine.frameWritten(now: now)) }
     }
 
+    @inlinable
     func flushOutbound() {
         self.flushScheduled = false
         guard let context = self.context else { return }

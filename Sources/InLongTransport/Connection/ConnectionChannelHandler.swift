@@ -1,74 +1,91 @@
-import DequeModule
+public import DequeModule
 import Logging
 import Synchronization
-import NIOCore
+public import NIOCore
 
 /// Drives a ``ConnectionStateMachine`` on the event loop: splits inbound bytes into frames with the codec,
 /// completes requests, hands the peer's own requests to the inbound handler pool (and stops reading while it has
 /// no room for them), writes with coalesced flushes, reports completed writes (which start request timeouts),
 /// runs the request and idle timers. Callers reach it on its event loop only (through `NIOLoopBound`).
+///
+/// What every request runs is inlinable, and reached through ``ConnectionHandlerEntryPoints``: closures made in the
+/// application's module, where the codec is known, so that the compiler specialises the request path there. NIO
+/// calls this handler through its protocol conformance, whose witnesses this module compiles once, for any codec:
+/// the busy ones only forward to an entry point.
+@usableFromInline
 final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
+    @usableFromInline
     typealias InboundIn = ByteBuffer
+    @usableFromInline
     typealias OutboundIn = ByteBuffer
+    @usableFromInline
     typealias OutboundOut = ByteBuffer
 
-    struct Configuration {
-        var stateMachine: StateMachine.Configuration
-        var maxFrameLength: Int
+    @usableFromInline
+    struct Configuration: Sendable {
+        @usableFromInline var stateMachine: StateMachine.Configuration
+        @usableFromInline var maxFrameLength: Int
         /// Coalesced bytes beyond this are written at once rather than at the end of the tick, so the channel's
         /// writability (and with it the queueing in the state machine) follows the watermarks.
-        var flushThreshold: Int = 1 << 20
-        var framingErrorPolicy = PersistentConnection<Codec>.Configuration.FramingErrorPolicy.close
+        @usableFromInline var flushThreshold: Int = 1 << 20
+        @usableFromInline var framingErrorPolicy = PersistentConnection<Codec>.Configuration.FramingErrorPolicy.close
     }
 
-    typealias Operation = ConnectionOperation
-    /// Keyed by `RequestKey`, with concrete operations, so that it runs specialised (see ``ConnectionOperation``).
-    typealias StateMachine = ConnectionStateMachine<RequestKey, ConnectionOperation>
+    @usableFromInline
+    typealias Operation = ConnectionOperation<Codec.Inbound>
+    @usableFromInline
+    typealias StateMachine = ConnectionStateMachine<Codec.Key, Operation>
+    @usableFromInline
+    typealias Inbox = SubmissionInbox<Codec.Key, Codec.Inbound>
 
-    private let codec: Codec
-    let configuration: Configuration
-    private let endpoint: Endpoint
-    let observer: ConnectionObserver
-    private let logger: Logger
+    @usableFromInline let codec: Codec
+    /// The specialised request path.
+    let entryPoints: ConnectionHandlerEntryPoints<Codec>
+    @usableFromInline let configuration: Configuration
+    @usableFromInline let endpoint: Endpoint
+    @usableFromInline let observer: ConnectionObserver
+    let logger: Logger
     /// Runs the peer's requests; without one, they are dropped and counted.
-    private let inbound: InboundHandlerPool<Codec>?
+    let inbound: InboundHandlerPool<Codec>?
     /// This connection as the inbound pool knows it, from handlerAdded to channelInactive.
-    private var poolConnection: PoolConnection?
-    private var inboundRunner: InboundRequestRunner<Codec>?
+    var poolConnection: PoolConnection?
+    var inboundRunner: InboundRequestRunner<Codec>?
     private var answerOutbox: AnswerOutbox?
     /// Called once, at the first response: the connection works.
-    private var onFirstResponse: (@Sendable () -> Void)?
-    var stateMachine: StateMachine
-    var context: ChannelHandlerContext?
-    private var reader: FrameReader
-    var coalescer = OutboundCoalescer()
-    var outboundFrames = 0
+    @usableFromInline var onFirstResponse: (@Sendable () -> Void)?
+    @usableFromInline var stateMachine: StateMachine
+    @usableFromInline var context: ChannelHandlerContext?
+    @usableFromInline var reader: FrameReader
+    @usableFromInline var coalescer = OutboundCoalescer()
+    @usableFromInline var outboundFrames = 0
     /// Bytes written to the channel since its last flush.
-    var unflushedBytes = 0
-    var writtenCompletions: [EventLoopPromise<Void>] = []
+    @usableFromInline var unflushedBytes = 0
+    @usableFromInline var writtenCompletions: [EventLoopPromise<Void>] = []
     /// What each write with a promise reports when it completes, in write order (writes complete in order): kept
     /// here rather than captured, so that the completion callback captures nothing but the handler and costs no
     /// allocation of its own.
-    var pendingWrites: Deque<(items: Int, completions: [EventLoopPromise<Void>])> = []
+    @usableFromInline var pendingWrites: Deque<(items: Int, completions: [EventLoopPromise<Void>])> = []
     /// One timer, armed for the earliest deadline of the written requests (their timeouts start when their
     /// frames are written; the state machine holds the deadlines): a timer per request cost several allocations
     /// each.
-    var requestTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
-    var flushScheduled = false
+    @usableFromInline var requestTimer: (deadline: NIODeadline, task: Scheduled<Void>)?
+    @usableFromInline var flushScheduled = false
     /// Inside a batch (of submissions, or of answers) that flushes when it ends, so no flush is scheduled.
-    var inBatch = false
-    var idleTimer: Scheduled<Void>?
+    @usableFromInline var inBatch = false
+    @usableFromInline var idleTimer: Scheduled<Void>?
     private var drainTimer: Scheduled<Void>?
     /// Why the channel is closing, so pending requests fail with the real reason.
-    private(set) var closeReason: TransportError?
+    @usableFromInline var closeReason: TransportError?
     /// A graceful close waits for the last writes.
     private var closingAfterWrites = false
     /// The peer's reported load, smoothed; a new channel starts without one.
-    private var smoothedLoad: Int?
+    var smoothedLoad: Int?
 
     /// Bytes of storage the receive buffer holds (for tests of its bound).
     var receiveBufferCapacity: Int { self.reader.capacity }
 
+    /// `entryPoints` are made by the application's module (see ``ConnectionHandlerEntryPoints``); tests may take
+    /// the default, which runs the same code unspecialised.
     init(
         codec: Codec,
         configuration: Configuration,
@@ -77,8 +94,10 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         logger: Logger,
         now: NIODeadline,
         inbound: InboundHandlerPool<Codec>?,
+        entryPoints: ConnectionHandlerEntryPoints<Codec> = ConnectionHandlerEntryPoints(),
         onFirstResponse: (@Sendable () -> Void)? = nil
     ) {
+        self.entryPoints = entryPoints
         self.codec = codec
         self.configuration = configuration
         self.endpoint = endpoint
@@ -94,16 +113,18 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     // MARK: API (on the event loop)
 
     /// Submits a request; its `timeout` runs from when its frame is written to the socket.
+    @inlinable
     func submitRequest(_ frame: Codec.Outbound, promise: EventLoopPromise<Codec.Inbound>, timeout: TimeAmount?) {
         guard self.context != nil, let bytes = self.encode(frame, promise: promise) else {
             promise.fail(self.error(.notConnected))
             return
         }
-        self.submitRequest(key: RequestKey(self.codec.key(of: frame)), bytes: bytes, completion: .response(promise), timeout: timeout)
+        self.submitRequest(key: self.codec.key(of: frame), bytes: bytes, completion: .response(promise), timeout: timeout)
     }
 
     /// Takes a batch of submissions from tasks (through the ``SubmissionInbox``), in order.
-    func take(_ submissions: [SubmissionInbox.Submission]) {
+    @inlinable
+    func take(_ submissions: [Inbox.Submission]) {
         self.inBatch = true
         defer { self.endBatch() }
         for submission in submissions {
@@ -119,7 +140,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     }
 
     /// Submits a request encoded by the caller (off the event loop).
-    func submitRequest(key: RequestKey, bytes: ByteBuffer, completion: Operation.Completion, timeout: TimeAmount?) {
+    @inlinable
+    func submitRequest(key: Codec.Key, bytes: ByteBuffer, completion: Operation.Completion, timeout: TimeAmount?) {
         let operation = Operation(bytes: bytes, completion: completion)
         guard self.context != nil else {
             self.complete(operation, with: self.error(.notConnected))
@@ -128,6 +150,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.run(self.stateMachine.requestSubmitted(key: key, pending: operation, timeout: timeout, now: self.now))
     }
 
+    @inlinable
     func submitSend(_ frame: Codec.Outbound, promise: EventLoopPromise<Void>?) {
         guard self.context != nil, let bytes = self.encode(frame, promise: promise) else {
             promise?.fail(self.error(.notConnected))
@@ -137,6 +160,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     }
 
     /// Submits a send encoded by the caller (off the event loop).
+    @inlinable
     func submitSend(bytes: ByteBuffer, promise: EventLoopPromise<Void>?) {
         guard self.context != nil else {
             promise?.fail(self.error(.notConnected))
@@ -145,7 +169,8 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.run(self.stateMachine.sendSubmitted(pending: Operation(bytes: bytes, completion: .written(promise)), now: self.now))
     }
 
-    func cancelRequest(key: RequestKey, ticket: UInt64) {
+    @inlinable
+    func cancelRequest(key: Codec.Key, ticket: UInt64) {
         let (first, second) = self.stateMachine.requestCancelled(key: key, now: self.now) { $0.isCancelled(by: ticket) }
         self.run(first)
         self.run(second)
@@ -174,9 +199,10 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
     }
 
     /// The loop's clock, so virtual time drives the timers and the state machine alike in tests.
-    var now: NIODeadline { self.context?.eventLoop.now ?? .now() }
+    @inlinable var now: NIODeadline { self.context?.eventLoop.now ?? .now() }
 
-    private func encode<T>(_ frame: Codec.Outbound, promise: EventLoopPromise<T>?) -> ByteBuffer? {
+    @inlinable
+    func encode<T>(_ frame: Codec.Outbound, promise: EventLoopPromise<T>?) -> ByteBuffer? {
         guard let context = self.context else { return nil }
         // Empty, so that a codec holding its frame already encoded can hand it over instead of copying it.
         var buffer = context.channel.allocator.buffer(capacity: 0)
@@ -191,6 +217,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
     // MARK: Channel events
 
+    @usableFromInline
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         if let inbound = self.inbound {
@@ -214,6 +241,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         if context.channel.isActive { self.becameActive(context: context) }
     }
 
+    @usableFromInline
     func channelActive(context: ChannelHandlerContext) {
         self.becameActive(context: context)
         context.fireChannelActive()
@@ -224,7 +252,14 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.run(self.stateMachine.nextIdleCheck(now: self.now))
     }
 
+    @usableFromInline
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.entryPoints.channelRead(self, data)
+    }
+
+    /// What a read runs, specialised (through ``ConnectionHandlerEntryPoints``).
+    @inlinable
+    func received(_ data: NIOAny) {
         let bytes = self.unwrapInboundIn(data)
         self.observer.bytesRead(bytes.readableBytes)
         self.stateMachine.bytesRead(now: self.now)
@@ -232,6 +267,7 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         self.processFrames()
     }
 
+    @usableFromInline
     func read(context: ChannelHandlerContext) {
         if self.reader.readRequested() { context.read() }
     }
@@ -244,103 +280,18 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         if self.reader.takeHeldRead() { context.read() }
     }
 
-    /// Takes frames from the receive buffer until it runs dry or reading pauses (the frames left wait there).
-    private func processFrames() {
-        do {
-            while let frame = try self.reader.next(with: self.codec) {
-                self.dispatch(frame)
-            }
-        } catch {
-            switch self.reader.framingFailed() {
-            case .close:
-                self.close(TransportError(.protocolViolation, endpoint: self.endpoint, underlying: error))
-            case .discardBuffer:
-                self.observer.receiveBufferDiscarded()
-                self.logger.debug(
-                    "discarded bytes that are not a frame",
-                    metadata: ["inlong.endpoint": "\(self.endpoint)", "error": "\(error)"]
-                )
-            }
-        }
-    }
-
-    private func dispatch(_ frame: Codec.Inbound) {
-        self.observer.frameRead()
-        let now = self.now
-        switch self.codec.kind(of: frame) {
-        case .response(let codecKey):
-            let key = RequestKey(codecKey)
-            let (first, second) = self.stateMachine.responseReceived(key: key, now: now)
-            if case .succeed(let operation) = first {
-                self.observer.requestSucceeded()
-                switch operation.completion {
-                case .response(let promise): self.succeed(promise, with: frame)
-                case .awaitingResponse(let task, _): task.resume(with: Result<Codec.Inbound, any Error>.success(frame))
-                case .written: break
-                }
-                if let onFirstResponse = self.onFirstResponse {
-                    self.onFirstResponse = nil
-                    onFirstResponse()
-                }
-            } else {
-                self.logger.debug("response matches no pending request", metadata: ["inlong.endpoint": "\(self.endpoint)"])
-            }
-            self.run(second)
-        case .heartbeatReply:
-            self.heartbeatReplyReceived(frame, now: now)
-        case .unsolicited:
-            self.unsolicitedReceived(frame)
-        }
-    }
-
-    // Apart from dispatch(_:), as sendHeartbeat() is from run(_:): the types only these cases use (the responder,
-    // optional frames) would otherwise have their metadata looked up for every response.
-
-    @inline(never)
-    private func succeed(_ promise: any Sendable, with frame: Codec.Inbound) {
-        (promise as! EventLoopPromise<Codec.Inbound>).succeed(frame)
-    }
-
-    @inline(never)
-    private func heartbeatReplyReceived(_ frame: Codec.Inbound, now: NIODeadline) {
-        if let load = self.codec.reportedLoad(in: frame), load >= 0 {
-            // Weighs the newest reply a quarter, so one spike does not move all traffic away.
-            let smoothed = self.smoothedLoad.map { ($0 * 3 + load) / 4 } ?? load
-            self.smoothedLoad = smoothed
-            self.observer.reportedLoad(smoothed)
-        }
-        self.run(self.stateMachine.heartbeatReplyReceived(now: now))
-    }
-
-    @inline(never)
-    private func unsolicitedReceived(_ frame: Codec.Inbound) {
-        if let response = self.codec.heartbeatResponse(to: frame) {
-            self.submitSend(response, promise: nil)
-            return
-        }
-        guard let inbound = self.inbound, let connection = self.poolConnection, let runner = self.inboundRunner else {
-            self.observer.unsolicitedDropped()
-            return
-        }
-        switch inbound.submit(frame, to: runner, from: connection) {
-        case .accepted:
-            break
-        case .pauseReading:
-            self.reader.pause()
-        case .refused:
-            self.observer.unsolicitedDropped()
-        }
-    }
-
+    @usableFromInline
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         self.run(self.stateMachine.writabilityChanged(isWritable: context.channel.isWritable, now: self.now))
         context.fireChannelWritabilityChanged()
     }
 
+    @usableFromInline
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         self.close(TransportError(.connectionClosed, endpoint: self.endpoint, underlying: error))
     }
 
+    @usableFromInline
     func channelInactive(context: ChannelHandlerContext) {
         // Also breaks the cycle between this handler and its pool connection.
         if let connection = self.poolConnection.take() { self.inbound?.connectionClosed(connection) }
@@ -361,12 +312,14 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
+    @usableFromInline
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
     }
 
     // MARK: Actions
 
+    @inlinable
     func run(_ action: StateMachine.Action) {
         switch action {
         case .none, .unmatchedResponse, .unsolicited:
@@ -402,33 +355,29 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         }
     }
 
-    /// Apart from ``run(_:)``, which every request passes through: a value of the codec's types in a function makes
-    /// the unspecialised code look their metadata up at each call, whichever case runs.
-    @inline(never)
-    private func sendHeartbeat() {
+    @usableFromInline
+    func sendHeartbeat() {
         if let heartbeat = self.codec.makeHeartbeat(), let bytes = self.encode(heartbeat, promise: Optional<EventLoopPromise<Void>>.none) {
             self.stateMachine.heartbeatWritten(now: self.now)
             self.appendOutbound(bytes)
         }
     }
 
-    private func complete(_ operation: Operation, with error: TransportError) {
+    @inlinable
+    func complete(_ operation: Operation, with error: TransportError) {
         switch operation.completion {
         case .response, .awaitingResponse:
             self.observer.requestFailed(timedOut: error.code == .requestTimeout, wasInFlight: error.mayHaveBeenDelivered)
-            switch operation.completion {
-            case .response(let promise): (promise as! EventLoopPromise<Codec.Inbound>).fail(error)
-            case .awaitingResponse(let task, _): task.resume(with: Result<Codec.Inbound, any Error>.failure(error))
-            case .written: break
-            }
-        case .written(let promise):
-            promise?.fail(error)
+        case .written:
+            break
         }
+        operation.complete(with: .failure(error))
     }
 
     /// Closes the channel; with `afterWrites`, once everything handed to it so far is written (a later close
     /// without, such as the drain deadline's, closes at once).
-    private func close(_ error: TransportError, afterWrites: Bool = false) {
+    @usableFromInline
+    func close(_ error: TransportError, afterWrites: Bool = false) {
         guard let context = self.context else { return }
         guard self.closeReason == nil else {
             if self.closingAfterWrites, !afterWrites {
@@ -462,11 +411,13 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
         context.writeAndFlush(self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
     }
 
-    private func error(_ code: TransportError.Code) -> TransportError {
+    @inlinable
+    func error(_ code: TransportError.Code) -> TransportError {
         TransportError(code, endpoint: self.endpoint)
     }
 
-    private func with(_ error: TransportError) -> TransportError {
+    @inlinable
+    func with(_ error: TransportError) -> TransportError {
         var copy = error
         copy.endpoint = copy.endpoint ?? self.endpoint
         return copy
@@ -475,3 +426,21 @@ final class ConnectionChannelHandler<Codec: FrameCodec>: ChannelDuplexHandler {
 
 @available(*, unavailable)
 extension ConnectionChannelHandler: Sendable {}
+
+/// The handler's busy entry points as closures, made by ``init()`` where it is inlined: in the application's module,
+/// which names the codec (``PersistentConnection``'s and ``PersistentConnectionPool``'s initializers), so that
+/// they and the inlinable code they run (the frame reader, the state machine, the writes) are compiled for that
+/// codec. Called through the generic witnesses NIO uses, the same code would run unspecialised and look the
+/// codec's types up at nearly every step.
+@usableFromInline
+struct ConnectionHandlerEntryPoints<Codec: FrameCodec>: Sendable {
+    @usableFromInline let channelRead: @Sendable (ConnectionChannelHandler<Codec>, NIOAny) -> Void
+    /// Takes a batch of the inbox's submissions.
+    @usableFromInline let take: @Sendable (ConnectionChannelHandler<Codec>, [SubmissionInbox<Codec.Key, Codec.Inbound>.Submission]) -> Void
+
+    @inlinable
+    init() {
+        self.channelRead = { handler, data in handler.received(data) }
+        self.take = { handler, submissions in handler.take(submissions) }
+    }
+}

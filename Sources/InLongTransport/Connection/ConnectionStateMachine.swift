@@ -1,5 +1,5 @@
-import DequeModule
-import NIOCore
+public import DequeModule
+public import NIOCore
 
 /// The per-channel logic of a persistent connection: pending requests by key, the in-flight cap, writability,
 /// request timeouts, heartbeats and dead-peer detection, draining and close. Pure: the channel handler feeds it
@@ -9,33 +9,37 @@ import NIOCore
 /// A request's timeout runs from the moment its frame is written to the socket (``frameWritten(now:)``), not from
 /// its submission: on a slow link a request may wait behind others for a long time and still be delivered. Waiting
 /// is bounded separately by ``Configuration/queueTimeout``.
+@usableFromInline
 struct ConnectionStateMachine<Key: Hashable, Pending> {
-    struct Configuration {
+    @usableFromInline
+    struct Configuration: Sendable {
         /// Requests awaiting a response at once; more wait in the queue.
-        var maxInFlight: Int
+        @usableFromInline var maxInFlight: Int
         /// Requests (and sends) waiting for an in-flight slot or writability; more are rejected.
-        var maxQueued: Int
+        @usableFromInline var maxQueued: Int
         /// A heartbeat is sent after this long without writing; `nil` disables heartbeats.
-        var heartbeatInterval: TimeAmount?
+        @usableFromInline var heartbeatInterval: TimeAmount?
         /// The connection is declared dead after this long without reading a byte; `nil` disables the check.
-        var readTimeout: TimeAmount?
+        @usableFromInline var readTimeout: TimeAmount?
         /// The connection is closed (to be reopened) after this long without a request or send, heartbeats
         /// aside, when nothing is pending; `nil` keeps idle connections.
-        var maxIdleTime: TimeAmount? = nil
+        @usableFromInline var maxIdleTime: TimeAmount? = nil
         /// A queued item not handed to the channel this long after its submission fails unwritten; frames the
         /// channel holds while the socket takes none of them for this long close the connection as unresponsive.
         /// `nil`: items wait until written, cancelled or the connection closes.
-        var queueTimeout: TimeAmount? = nil
+        @usableFromInline var queueTimeout: TimeAmount? = nil
         /// This many request timeouts in a row, with no response between, close the connection as unresponsive;
         /// `nil` never does.
-        var recycleAfterTimeouts: Int? = nil
+        @usableFromInline var recycleAfterTimeouts: Int? = nil
     }
 
+    @usableFromInline
     enum Item {
         case request(Key, Pending)
         case send(Pending)
     }
 
+    @usableFromInline
     enum Action {
         case none
         /// Write these items, in order, then flush once.
@@ -63,7 +67,8 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         case close(TransportError)
     }
 
-    private enum State {
+    @usableFromInline
+    enum State {
         case active
         /// No new requests; close once the last in-flight request completes.
         case draining
@@ -73,51 +78,75 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     }
 
     /// A request handed to the channel.
+    @usableFromInline
     struct InFlight {
-        var pending: Pending
-        var timeout: TimeAmount?
+        @usableFromInline var pending: Pending
+        @usableFromInline var timeout: TimeAmount?
         /// Tells this request from an earlier one with the same key whose frame may still be on its way.
-        var sequence: UInt64
+        @usableFromInline var sequence: UInt64
         /// When it times out: set once its frame is written (``frameWritten(now:)``), if it has a timeout. Kept
         /// here, rather than in a table of the driver's, so that a request costs one table, not two.
-        var deadline: NIODeadline? = nil
+        @usableFromInline var deadline: NIODeadline? = nil
+
+        @inlinable
+        init(pending: Pending, timeout: TimeAmount?, sequence: UInt64) {
+            self.pending = pending
+            self.timeout = timeout
+            self.sequence = sequence
+        }
     }
 
     /// An item waiting for an in-flight slot or for writability.
-    private struct Queued {
-        var item: Item
-        var timeout: TimeAmount?
-        var submittedAt: NIODeadline
+    @usableFromInline
+    struct Queued {
+        @usableFromInline var item: Item
+        @usableFromInline var timeout: TimeAmount?
+        @usableFromInline var submittedAt: NIODeadline
+
+        @inlinable
+        init(item: Item, timeout: TimeAmount?, submittedAt: NIODeadline) {
+            self.item = item
+            self.timeout = timeout
+            self.submittedAt = submittedAt
+        }
     }
 
     /// An item handed to the channel whose write has not completed; `key` is `nil` for a send.
-    private struct Unwritten {
-        var key: Key?
-        var sequence: UInt64
+    @usableFromInline
+    struct Unwritten {
+        @usableFromInline var key: Key?
+        @usableFromInline var sequence: UInt64
+
+        @inlinable
+        init(key: Key?, sequence: UInt64) {
+            self.key = key
+            self.sequence = sequence
+        }
     }
 
-    private let configuration: Configuration
-    private var state: State = .active
-    private(set) var inFlight: [Key: InFlight] = [:]
-    private var queue: Deque<Queued> = []
+    @usableFromInline let configuration: Configuration
+    @usableFromInline var state: State = .active
+    @usableFromInline var inFlight: [Key: InFlight] = [:]
+    @usableFromInline var queue: Deque<Queued> = []
     /// The keys of queued requests, so a duplicate is found without scanning the queue.
-    private var queuedKeys: Set<Key> = []
-    private var isWritable = true
-    private var lastRead: NIODeadline
-    private var lastWrite: NIODeadline
+    @usableFromInline var queuedKeys: Set<Key> = []
+    @usableFromInline var isWritable = true
+    @usableFromInline var lastRead: NIODeadline
+    @usableFromInline var lastWrite: NIODeadline
     /// The last write of the application's (a heartbeat is not one).
-    private var lastUse: NIODeadline
-    private var heartbeatSentAt: NIODeadline?
+    @usableFromInline var lastUse: NIODeadline
+    @usableFromInline var heartbeatSentAt: NIODeadline?
     /// Items handed to the channel, in order, until their writes complete (writes complete in order).
-    private var unwritten: Deque<Unwritten> = []
-    private var nextSequence: UInt64 = 0
+    @usableFromInline var unwritten: Deque<Unwritten> = []
+    @usableFromInline var nextSequence: UInt64 = 0
     /// The last time the socket took a frame, or the first frame began to wait for it when none was waiting.
-    private var writeProgressAt: NIODeadline
+    @usableFromInline var writeProgressAt: NIODeadline
     /// Request timeouts since the last response.
-    private(set) var consecutiveTimeouts = 0
+    @usableFromInline var consecutiveTimeouts = 0
     /// Draining also waits for the handlers of the peer's requests under way, so that their answers are written.
-    private var awaitingInboundHandlers = false
+    @usableFromInline var awaitingInboundHandlers = false
 
+    @inlinable
     init(configuration: Configuration, now: NIODeadline) {
         self.configuration = configuration
         self.lastRead = now
@@ -126,21 +155,25 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         self.writeProgressAt = now
     }
 
-    var queuedCount: Int { self.queue.count }
+    @inlinable var queuedCount: Int { self.queue.count }
+    @inlinable
     var isDraining: Bool { if case .draining = self.state { true } else { false } }
 
     // MARK: Outbound
 
     /// A request was submitted; `timeout` (none if `nil`) will run from when its frame is written.
+    @inlinable
     mutating func requestSubmitted(key: Key, pending: Pending, timeout: TimeAmount? = nil, now: NIODeadline) -> Action {
         self.submit(.request(key, pending), timeout: timeout, now: now)
     }
 
+    @inlinable
     mutating func sendSubmitted(pending: Pending, now: NIODeadline) -> Action {
         self.submit(.send(pending), timeout: nil, now: now)
     }
 
-    private mutating func submit(_ item: Item, timeout: TimeAmount?, now: NIODeadline) -> Action {
+    @inlinable
+    mutating func submit(_ item: Item, timeout: TimeAmount?, now: NIODeadline) -> Action {
         switch self.state {
         case .draining, .closing, .closed:
             return .reject(item, TransportError(.notConnected))
@@ -162,7 +195,8 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         return .none
     }
 
-    private func canStart(_ item: Item) -> Bool {
+    @inlinable
+    func canStart(_ item: Item) -> Bool {
         switch item {
         case .request: self.inFlight.count < self.configuration.maxInFlight
         case .send: true
@@ -170,7 +204,8 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     }
 
     /// Hands the item to the channel: the driver writes it, and reports its write with ``frameWritten(now:)``.
-    private mutating func start(_ item: Item, timeout: TimeAmount?, now: NIODeadline) {
+    @inlinable
+    mutating func start(_ item: Item, timeout: TimeAmount?, now: NIODeadline) {
         let sequence = self.nextSequence
         self.nextSequence &+= 1
         if self.unwritten.isEmpty { self.writeProgressAt = now }
@@ -186,7 +221,8 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     }
 
     /// Moves queued items to the wire while slots and writability allow, keeping their order.
-    private mutating func dequeueStartable(now: NIODeadline) -> [Item] {
+    @inlinable
+    mutating func dequeueStartable(now: NIODeadline) -> [Item] {
         var started: [Item] = []
         while self.isWritable, let first = self.queue.first, self.canStart(first.item) {
             self.queue.removeFirst()
@@ -198,6 +234,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     }
 
     /// The oldest item handed to the channel has been written to the socket: a request's timeout starts now.
+    @inlinable
     mutating func frameWritten(now: NIODeadline) -> Action {
         guard let frame = self.unwritten.popFirst() else { return .none }
         self.writeProgressAt = now
@@ -212,6 +249,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
 
     /// The requests whose deadlines have passed at `now`, earliest deadline first (the driver times them out
     /// with ``requestTimedOut(key:now:)``).
+    @inlinable
     func requestsPastDeadline(now: NIODeadline) -> [Key] {
         var expired: [(key: Key, deadline: NIODeadline)] = []
         for (key, entry) in self.inFlight {
@@ -221,10 +259,12 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     }
 
     /// The earliest deadline of a request in flight, for the driver's timer.
+    @inlinable
     var earliestRequestDeadline: NIODeadline? {
         self.inFlight.values.lazy.compactMap(\.deadline).min()
     }
 
+    @inlinable
     mutating func writabilityChanged(isWritable: Bool, now: NIODeadline) -> Action {
         self.isWritable = isWritable
         guard isWritable, case .active = self.state else { return .none }
@@ -233,6 +273,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     }
 
     /// A heartbeat was written by the driver.
+    @inlinable
     mutating func heartbeatWritten(now: NIODeadline) {
         self.lastWrite = now
         self.heartbeatSentAt = now
@@ -240,6 +281,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
 
     // MARK: Inbound
 
+    @inlinable
     mutating func bytesRead(now: NIODeadline) {
         self.lastRead = now
     }
@@ -249,18 +291,21 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     /// Any response, even a late one that matches nothing, shows the peer answers requests: the count of
     /// consecutive timeouts starts over. Heartbeat replies do not: a peer that answers heartbeats while requests
     /// go unanswered (a stuck request path behind a live socket) stays suspect.
+    @inlinable
     mutating func responseReceived(key: Key, now: NIODeadline) -> (Action, Action) {
         self.consecutiveTimeouts = 0
         guard let entry = self.inFlight.removeValue(forKey: key) else { return (.unmatchedResponse, .none) }
         return (.succeed(entry.pending), self.afterSlotFreed(now: now))
     }
 
+    @inlinable
     mutating func heartbeatReplyReceived(now: NIODeadline) -> Action {
         defer { self.heartbeatSentAt = nil }
         return .heartbeatReplied(rtt: self.heartbeatSentAt.map { now - $0 })
     }
 
-    private mutating func afterSlotFreed(now: NIODeadline) -> Action {
+    @inlinable
+    mutating func afterSlotFreed(now: NIODeadline) -> Action {
         switch self.state {
         case .active:
             let items = self.dequeueStartable(now: now)
@@ -273,7 +318,8 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     }
 
     /// While draining: close once nothing is in flight and no inbound handler is under way.
-    private func drainedAction() -> Action {
+    @inlinable
+    func drainedAction() -> Action {
         self.inFlight.isEmpty && !self.awaitingInboundHandlers ? .close(TransportError(.shutDown)) : .none
     }
 
@@ -281,6 +327,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
 
     /// The request's timeout fired (it was written, so it may have been delivered). Enough of these in a row
     /// close the connection as unresponsive, for the driver to open a fresh one.
+    @inlinable
     mutating func requestTimedOut(key: Key, now: NIODeadline) -> (Action, Action) {
         guard let entry = self.inFlight.removeValue(forKey: key) else { return (.none, .none) }
         let failure = Action.fail(entry.pending, TransportError(.requestTimeout, mayHaveBeenDelivered: true))
@@ -299,6 +346,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
 
     /// The awaiting task was cancelled. `isTheRequest` tells the task's request from a later one that took its key
     /// (the cancellation can arrive after its request ended).
+    @inlinable
     mutating func requestCancelled(key: Key, now: NIODeadline, isTheRequest: (Pending) -> Bool = { _ in true }) -> (Action, Action) {
         let error = TransportError(.cancelled)
         if let entry = self.inFlight[key], isTheRequest(entry.pending) {
@@ -317,6 +365,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
 
     /// The idle timer fired: declare the peer dead or the socket stuck, fail items that waited too long in the
     /// queue, send a heartbeat, or wait until the next deadline.
+    @inlinable
     mutating func idleCheck(now: NIODeadline) -> Action {
         switch self.state {
         case .closing, .closed:
@@ -357,6 +406,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     }
 
     /// When the idle timer should fire next.
+    @inlinable
     func nextIdleCheck(now: NIODeadline) -> Action {
         let configuration = self.configuration
         guard
@@ -368,7 +418,8 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
         return .scheduleIdleCheck(self.nextIdleDeadline(assumingWriteAt: self.lastWrite, now: now))
     }
 
-    private func nextIdleDeadline(assumingWriteAt write: NIODeadline, now: NIODeadline) -> NIODeadline {
+    @inlinable
+    func nextIdleDeadline(assumingWriteAt write: NIODeadline, now: NIODeadline) -> NIODeadline {
         var deadline = NIODeadline.distantFuture
         if let readTimeout = self.configuration.readTimeout { deadline = min(deadline, self.lastRead + readTimeout) }
         if let interval = self.configuration.heartbeatInterval { deadline = min(deadline, write + interval) }
@@ -392,6 +443,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     /// Stop taking requests; close once in-flight requests complete and, with `awaitingInboundHandlers`, once
     /// ``inboundHandlersFinished()`` reports that the peer's requests under way are answered. Queued items that
     /// never started fail now.
+    @inlinable
     mutating func drainRequested(awaitingInboundHandlers: Bool = false) -> ([Item], Action) {
         guard case .active = self.state else { return ([], .none) }
         self.state = .draining
@@ -403,6 +455,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     }
 
     /// The handlers of the peer's requests have all ended (their answers are handed to the channel).
+    @inlinable
     mutating func inboundHandlersFinished() -> Action {
         guard case .draining = self.state, self.awaitingInboundHandlers else { return .none }
         self.awaitingInboundHandlers = false
@@ -410,6 +463,7 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
     }
 
     /// The channel closed: everything still pending fails. In-flight requests may have been delivered.
+    @inlinable
     mutating func closed() -> (inFlight: [Pending], queued: [Item]) {
         self.state = .closed
         let inFlight = self.inFlight.values.map(\.pending)
@@ -423,10 +477,12 @@ struct ConnectionStateMachine<Key: Hashable, Pending> {
 }
 
 extension ConnectionStateMachine.Item {
+    @inlinable
     var key: Key? {
         if case .request(let key, _) = self { key } else { nil }
     }
 
+    @inlinable
     var pending: Pending {
         switch self {
         case .request(_, let pending), .send(let pending): pending

@@ -1,31 +1,39 @@
-import NIOCore
+public import NIOCore
 
-/// An open channel as tasks reach it: requests go through its inbox, encoded by the caller.
-///
-/// Not generic (nor nested in ``PersistentConnection``), and neither is ``PersistentConnectionStateMachine``,
-/// which holds it: a request passes through both, and unspecialised generic code (the application's codec is in
-/// another module) looks a nested type's metadata up at each use.
-struct PersistentChannelHandle: Sendable {
+/// An open channel as tasks reach it: requests go through its inbox, encoded by the caller. What a request runs
+/// here is inlinable: the application's module compiles it for its codec, where the codec's calls and types are
+/// known.
+@usableFromInline
+struct PersistentChannelHandle<Codec: FrameCodec>: Sendable {
     let id: Int
-    let channel: any Channel
-    let inbox: SubmissionInbox
-    let endpoint: Endpoint
+    @usableFromInline let channel: any Channel
+    @usableFromInline let inbox: SubmissionInbox<Codec.Key, Codec.Inbound>
+    @usableFromInline let endpoint: Endpoint
     /// The room requests are encoded into.
-    let encoding = EncodingCapacityHint()
+    @usableFromInline let encoding = EncodingCapacityHint()
     /// Asks the handler, on its event loop, to stop taking requests and close once in-flight ones complete.
     private let drainHandler: @Sendable (NIODeadline) -> Void
-    var eventLoop: any EventLoop { self.channel.eventLoop }
+    @inlinable var eventLoop: any EventLoop { self.channel.eventLoop }
 
-    init<Codec>(id: Int, channel: any Channel, handler: NIOLoopBound<ConnectionChannelHandler<Codec>>, endpoint: Endpoint) {
+    init(
+        id: Int,
+        channel: any Channel,
+        handler: NIOLoopBound<ConnectionChannelHandler<Codec>>,
+        entryPoints: ConnectionHandlerEntryPoints<Codec>,
+        endpoint: Endpoint
+    ) {
         self.id = id
         self.channel = channel
-        self.inbox = SubmissionInbox(eventLoop: handler.eventLoop) { handler.value.take($0) }
+        // The handler's specialised entry point: this initializer runs unspecialised (from the connect).
+        let take = entryPoints.take
+        self.inbox = SubmissionInbox(eventLoop: handler.eventLoop) { take(handler.value, $0) }
         self.drainHandler = { deadline in handler.value.drain(deadline: deadline) }
         self.endpoint = endpoint
     }
 
     /// Encodes here, off the event loop: the loop is what every request of the connection shares.
-    func encode<Codec: FrameCodec>(_ frame: Codec.Outbound, codec: Codec) throws -> ByteBuffer {
+    @inlinable
+    func encode(_ frame: Codec.Outbound, codec: Codec) throws -> ByteBuffer {
         var (buffer, given) = self.encoding.makeBuffer()
         do {
             try codec.encode(frame, into: &buffer)
@@ -43,22 +51,24 @@ struct PersistentChannelHandle: Sendable {
         self.eventLoop.execute { drainHandler(deadline) }
     }
 
-    func request<Codec: FrameCodec>(
+    @inlinable
+    func request(
         _ request: Codec.Outbound,
         codec: Codec,
-        key codecKey: Codec.Key,
+        key: Codec.Key,
         timeout: TimeAmount
     ) async throws -> Codec.Inbound {
         let bytes = try self.encode(request, codec: codec)
-        return try await self.awaitResponse(key: RequestKey(codecKey), bytes: bytes, timeout: timeout)
+        return try await self.awaitResponse(key: key, bytes: bytes, timeout: timeout)
     }
 
-    private func awaitResponse<Response>(key: RequestKey, bytes: ByteBuffer, timeout: TimeAmount) async throws -> Response {
+    @inlinable
+    func awaitResponse(key: Codec.Key, bytes: ByteBuffer, timeout: TimeAmount) async throws -> Codec.Inbound {
         if Task.isCancelled { throw TransportError(.cancelled, endpoint: self.endpoint) }
         let ticket = self.inbox.takeTicket()
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Response, any Error>) in
-                let completion = ConnectionOperation.Completion.awaitingResponse(AwaitingTask(continuation), ticket: ticket)
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Codec.Inbound, any Error>) in
+                let completion = ConnectionOperation<Codec.Inbound>.Completion.awaitingResponse(continuation, ticket: ticket)
                 self.inbox.submit(.request(key: key, bytes: bytes, completion: completion, timeout: timeout))
                 // Cancelled after the check above and before the handler was installed: the handler ran at once,
                 // ahead of the request, and found nothing to cancel. Cancel again behind it.
@@ -70,25 +80,27 @@ struct PersistentChannelHandle: Sendable {
         }
     }
 
-    func submit<Codec: FrameCodec>(_ request: Codec.Outbound, codec: Codec, timeout: TimeAmount) -> EventLoopFuture<Codec.Inbound> {
+    @inlinable
+    func submit(_ request: Codec.Outbound, codec: Codec, timeout: TimeAmount) -> EventLoopFuture<Codec.Inbound> {
         let promise = self.eventLoop.makePromise(of: Codec.Inbound.self)
         do {
             let bytes = try self.encode(request, codec: codec)
-            let key = RequestKey(codec.key(of: request))
-            self.inbox.submit(.request(key: key, bytes: bytes, completion: .response(promise), timeout: timeout))
+            self.inbox.submit(.request(key: codec.key(of: request), bytes: bytes, completion: .response(promise), timeout: timeout))
         } catch {
             promise.fail(error)
         }
         return promise.futureResult
     }
 
-    func send<Codec: FrameCodec>(_ frame: Codec.Outbound, codec: Codec) async throws {
+    @inlinable
+    func send(_ frame: Codec.Outbound, codec: Codec) async throws {
         let promise = self.eventLoop.makePromise(of: Void.self)
         self.inbox.submit(.send(bytes: try self.encode(frame, codec: codec), promise: promise))
         try await promise.futureResult.get()
     }
 
-    func sendAndForget<Codec: FrameCodec>(_ frame: Codec.Outbound, codec: Codec) {
+    @inlinable
+    func sendAndForget(_ frame: Codec.Outbound, codec: Codec) {
         guard let bytes = try? self.encode(frame, codec: codec) else { return }
         self.inbox.submit(.send(bytes: bytes, promise: nil))
     }

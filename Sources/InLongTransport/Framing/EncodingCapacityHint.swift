@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 import Synchronization
 
 /// How much room to give a codec that encodes a frame off the event loop. An empty buffer costs a codec that
@@ -9,6 +9,7 @@ import Synchronization
 /// ``limit`` turn it off too (their copy outweighs a reallocation).
 ///
 /// Shared by the tasks encoding for one connection; a relaxed atomic, written only when the room changes.
+@usableFromInline
 final class EncodingCapacityHint: Sendable {
     /// The largest frame worth a hint.
     static let limit = 1024
@@ -22,6 +23,7 @@ final class EncodingCapacityHint: Sendable {
     var current: Int { self.room.load(ordering: .relaxed) }
 
     /// What ``learn(from:_:)`` compares the encoded frame with.
+    @usableFromInline
     struct Given {
         fileprivate var room: Int
         fileprivate var capacity: Int
@@ -29,8 +31,8 @@ final class EncodingCapacityHint: Sendable {
     }
 
     /// A buffer for the codec to encode into: empty, with the room the frames so far call for. Hand the encoded
-    /// buffer to ``learn(from:_:)``. (Not a method taking the encoding as a closure: in the codec-generic callers,
-    /// which run unspecialised, the closure's context would cost a metadata lookup per frame.)
+    /// buffer to ``learn(from:_:)``.
+    @usableFromInline
     func makeBuffer() -> (ByteBuffer, Given) {
         let room = self.room.load(ordering: .relaxed)
         guard room > 0 else { return (ByteBuffer(), Given(room: 0, capacity: 0, base: 0)) }
@@ -47,6 +49,7 @@ final class EncodingCapacityHint: Sendable {
     }
 
     /// The codec encoded `buffer`, made by ``makeBuffer()`` with `given`.
+    @usableFromInline
     func learn(from buffer: ByteBuffer, _ given: Given) {
         guard given.room > 0 else { return }
         self.learn(from: buffer, given: given.capacity, base: given.base, room: given.room)

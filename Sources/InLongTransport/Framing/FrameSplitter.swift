@@ -1,21 +1,24 @@
-import NIOCore
+public import NIOCore
 
 /// Splits a connection's inbound bytes into whole frames with a codec's ``FrameCodec/frameBoundary(in:)``. Both
 /// sides use it, so that framing rules (the cap on bytes buffered while the codec needs more, skips, bad lengths)
 /// are one piece of code. Pure: the channel handler appends what it reads and takes frames while it wants them,
 /// so bytes it does not take yet (reading paused) simply stay here.
+@usableFromInline
 struct FrameSplitter {
     /// The largest frame; more bytes than this buffered while the codec still needs more is a framing error.
-    let maxFrameLength: Int
-    private var buffer: ByteBuffer?
+    @usableFromInline let maxFrameLength: Int
+    @usableFromInline var buffer: ByteBuffer?
 
+    @inlinable
     init(maxFrameLength: Int) {
         self.maxFrameLength = maxFrameLength
     }
 
     /// Bytes of storage held (for tests of the bound).
-    var capacity: Int { self.buffer?.capacity ?? 0 }
+    @inlinable var capacity: Int { self.buffer?.capacity ?? 0 }
 
+    @inlinable
     mutating func append(_ bytes: ByteBuffer) {
         guard self.buffer != nil else {
             self.buffer = bytes
@@ -31,6 +34,7 @@ struct FrameSplitter {
 
     /// The next whole frame, or `nil` until more bytes arrive. Throws on a framing error; the caller then
     /// discards the buffer (``discard()``) or closes the connection.
+    @inlinable
     mutating func nextFrame(with codec: some FrameCodec) throws -> ByteBuffer? {
         while var buffer = self.buffer, buffer.readableBytes > 0 {
             switch try codec.frameBoundary(in: buffer) {
@@ -55,6 +59,7 @@ struct FrameSplitter {
         return nil
     }
 
+    @inlinable
     mutating func discard() {
         self.buffer = nil
     }
