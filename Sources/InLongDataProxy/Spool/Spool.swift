@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
@@ -118,8 +119,8 @@ final class Spool: Sendable {
             let (number, isNew, delete) = state.machine.segment(forWriteOf: buffer.readableBytes)
             if isNew || state.file == nil {
                 if let old = state.file {
-                    _ = fsync(old.descriptor)
-                    Glibc.close(old.descriptor)
+                    self.retire(old.descriptor, unsynced: state.unsynced)
+                    state.unsynced = false
                     state.file = nil
                 }
                 let path = self.directory + "/" + Self.segmentName(number)
@@ -141,6 +142,20 @@ final class Spool: Sendable {
             return .success(location)
         }
         return try result.get()
+    }
+
+    /// Closes a segment no longer written to. Its last writes are forced to disk on NIO's blocking pool (unless the
+    /// policy is `never`, or `always` forced them already): an fsync on a busy disk can take seconds, which the
+    /// sender holding the spool's lock must not wait for.
+    private func retire(_ descriptor: Int32, unsynced: Bool) {
+        guard unsynced, self.configuration.sync != .never else {
+            Glibc.close(descriptor)
+            return
+        }
+        NIOThreadPool.singleton.submit { _ in
+            _ = fsync(descriptor)
+            Glibc.close(descriptor)
+        }
     }
 
     private static func writeAll(_ buffer: ByteBuffer, to descriptor: Int32) -> Int32? {
