@@ -306,7 +306,7 @@ public final class Agent: Service, Sendable {
                     }
                     return (offset, [])
                 }
-                guard source.ignoreOlder != nil, let modified = modificationTime(fd) else { return offset }
+                guard source.ignoreOlder != nil, let modified = modificationTime(file.path) else { return offset }
                 return source.start(offset, modified: modified, now: wallClockNow())
             }
         } catch {

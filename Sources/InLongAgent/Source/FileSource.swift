@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 #if canImport(Glibc)
@@ -110,16 +111,13 @@ func fileKey(_ path: String) -> (device: UInt64, inode: UInt64, size: Int64)? {
     return (UInt64(info.st_dev), UInt64(info.st_ino), Int64(info.st_size))
 }
 
-/// When the open file `fd` was last modified, since the epoch.
-func modificationTime(_ fd: Int32) -> Duration? {
-    var info = stat()
-    guard fstat(fd, &info) == 0 else { return nil }
-    return .seconds(info.st_mtim.tv_sec) + .nanoseconds(info.st_mtim.tv_nsec)
+/// When the file at `path` was last modified, since the epoch.
+func modificationTime(_ path: String) -> Duration? {
+    guard let date = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date else { return nil }
+    return .milliseconds(Int64(date.timeIntervalSince1970 * 1000))
 }
 
 /// The wall clock, since the epoch (file times are on it).
 func wallClockNow() -> Duration {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return .seconds(now.tv_sec) + .nanoseconds(now.tv_nsec)
+    .milliseconds(Int64(Date().timeIntervalSince1970 * 1000))
 }
