@@ -94,7 +94,9 @@ struct BytePattern: Sendable {
         /// Between `min` and `max` bytes of the set (`max` nil: no limit), as many as possible first.
         case repeated(ByteSet, min: Int, max: Int?)
         /// One of these sequences.
-        case group([[Node]])
+        /// One of these sequences; `first`: the bytes a match of the group starts with, when known, so that a
+        /// position that cannot start one is passed over without entering the group.
+        case group([[Node]], first: ByteSet?)
         case start
         case end
     }
@@ -129,18 +131,12 @@ struct BytePattern: Sendable {
     }
 
     /// The bytes a sequence's match starts with, or `nil` when it may be empty or start anywhere.
-    private static func firstBytes(of sequence: ArraySlice<[Node].Element>) -> ByteSet? {
+    fileprivate static func firstBytes(of sequence: ArraySlice<[Node].Element>) -> ByteSet? {
         guard let node = sequence.first else { return nil }
         switch node {
         case .byte(let set): return set
         case .repeated(let set, let min, _): return min > 0 ? set : nil
-        case .group(let alternatives):
-            var union = ByteSet()
-            for alternative in alternatives {
-                guard let set = Self.firstBytes(of: alternative[...]) else { return nil }
-                union.formUnion(set)
-            }
-            return union
+        case .group(_, let first): return first
         case .start: return Self.firstBytes(of: sequence.dropFirst())
         case .end: return nil
         }
@@ -214,7 +210,9 @@ struct BytePattern: Sendable {
                     count -= 1
                 }
                 return false
-            case .group(let alternatives):
+            case .group(_, let first?) where !(position < text.count && first.contains(text[position])):
+                return false
+            case .group(let alternatives, _):
                 return withUnsafePointer(to: Continuation(sequence: sequence, index: index + 1, next: next)) { after in
                     for alternative in alternatives where Self.match(alternative, 0, position, text, after) { return true }
                     return false
@@ -257,7 +255,15 @@ struct BytePattern: Sendable {
                     guard let alternatives = self.alternation(), self.peek == UInt8(ascii: ")") else { return nil }
                     self.depth -= 1
                     self.position += 1
-                    node = .group(alternatives)
+                    var first: ByteSet? = ByteSet()
+                    for alternative in alternatives {
+                        guard let set = BytePattern.firstBytes(of: alternative[...]) else {
+                            first = nil
+                            break
+                        }
+                        first!.formUnion(set)
+                    }
+                    node = .group(alternatives, first: first)
                 case UInt8(ascii: "["):
                     guard let set = self.bracket() else { return nil }
                     node = .byte(set)
