@@ -103,6 +103,21 @@ struct BytePattern: Sendable {
 
     /// The alternatives of the whole pattern.
     let alternatives: [[Node]]
+    /// The same, flattened for matching: plain values read through unsafe buffers, so that a match costs no
+    /// reference counting. Every sequence ends with ``Op/done``; group `g`'s alternatives start at the op indices
+    /// `starts[bounds[g]]`; group 0 is the whole pattern.
+    private let ops: [Op]
+    private let starts: [Int]
+    private let bounds: [Range<Int>]
+
+    private enum Op {
+        case byte(ByteSet)
+        case repeated(ByteSet, min: Int, max: Int)
+        case group(Int, first: ByteSet?)
+        case start
+        case end
+        case done
+    }
     /// Bytes a match can start with (`nil`: any, or it may be empty); unanchored matching skips other positions.
     let firstBytes: ByteSet?
     /// Every alternative starts with `^`: only position 0 is tried.
@@ -115,6 +130,13 @@ struct BytePattern: Sendable {
         var parser = Parser(bytes: Array(pattern.utf8))
         guard let alternatives = parser.alternation(), parser.position == parser.bytes.count else { return nil }
         self.alternatives = alternatives
+        var ops: [Op] = []
+        var starts: [Int] = []
+        var bounds: [Range<Int>] = []
+        Self.flatten(alternatives, first: nil, &ops, &starts, &bounds)
+        self.ops = ops
+        self.starts = starts
+        self.bounds = bounds
         self.anchored = alternatives.allSatisfy { if case .start? = $0.first { true } else { false } }
         var first = ByteSet()
         var known = true
@@ -168,60 +190,98 @@ struct BytePattern: Sendable {
 
     @inline(__always)
     private func matchesAt(_ position: Int, _ text: UnsafeBufferPointer<UInt8>) -> Bool {
-        for alternative in self.alternatives where Self.match(alternative, 0, position, text, nil) { return true }
-        return false
-    }
-
-    /// What follows a group: the rest of the sequence it is in, and what follows that. Lives on the stack of the
-    /// match that entered the group (`withUnsafePointer`), so that trying a group allocates nothing.
-    private struct Continuation {
-        let sequence: [Node]
-        let index: Int
-        let next: UnsafePointer<Continuation>?
-    }
-
-    /// Whether `sequence[index...]` and then `next` match from `position`.
-    private static func match(
-        _ sequence: [Node],
-        _ index: Int,
-        _ position: Int,
-        _ text: UnsafeBufferPointer<UInt8>,
-        _ next: UnsafePointer<Continuation>?
-    ) -> Bool {
-        var index = index
-        var position = position
-        while index < sequence.count {
-            switch sequence[index] {
-            case .byte(let set):
-                guard position < text.count, set.contains(text[position]) else { return false }
-                position += 1
-            case .start:
-                guard position == 0 else { return false }
-            case .end:
-                guard position == text.count else { return false }
-            case .repeated(let set, let min, let max):
-                var count = 0
-                let limit = max.map { Swift.min($0, text.count - position) } ?? (text.count - position)
-                while count < limit, set.contains(text[position + count]) { count += 1 }
-                guard count >= min else { return false }
-                // As many as possible first, then fewer.
-                while count >= min {
-                    if Self.match(sequence, index + 1, position + count, text, next) { return true }
-                    count -= 1
-                }
-                return false
-            case .group(_, let first?) where !(position < text.count && first.contains(text[position])):
-                return false
-            case .group(let alternatives, _):
-                return withUnsafePointer(to: Continuation(sequence: sequence, index: index + 1, next: next)) { after in
-                    for alternative in alternatives where Self.match(alternative, 0, position, text, after) { return true }
+        self.ops.withUnsafeBufferPointer { ops in
+            self.starts.withUnsafeBufferPointer { starts in
+                self.bounds.withUnsafeBufferPointer { bounds in
+                    let program = Program(ops: ops, starts: starts, bounds: bounds, text: text)
+                    for alternative in bounds[0] where program.match(starts[alternative], position, nil) { return true }
                     return false
                 }
             }
-            index += 1
         }
-        guard let next else { return true }
-        return Self.match(next.pointee.sequence, next.pointee.index, position, text, next.pointee.next)
+    }
+
+    /// Appends group `alternatives` (numbered in order of appearance) and, first, every group inside them.
+    private static func flatten(_ alternatives: [[Node]], first: ByteSet?, _ ops: inout [Op], _ starts: inout [Int], _ bounds: inout [Range<Int>]) {
+        let group = bounds.count
+        bounds.append(0..<0)
+        var mine: [Int] = []
+        for alternative in alternatives {
+            mine.append(ops.count)
+            var pending: [(Int, [[Node]])] = []
+            for node in alternative {
+                switch node {
+                case .byte(let set): ops.append(.byte(set))
+                case .repeated(let set, let min, let max): ops.append(.repeated(set, min: min, max: max ?? Int.max))
+                case .start: ops.append(.start)
+                case .end: ops.append(.end)
+                case .group(let inner, let first):
+                    pending.append((ops.count, inner))
+                    ops.append(.group(-1, first: first))
+                }
+            }
+            ops.append(.done)
+            for (index, inner) in pending {
+                guard case .group(_, let first) = ops[index] else { continue }
+                ops[index] = .group(bounds.count, first: first)
+                Self.flatten(inner, first: first, &ops, &starts, &bounds)
+            }
+        }
+        bounds[group] = starts.count..<(starts.count + mine.count)
+        starts += mine
+    }
+
+    /// The flattened pattern and the text, for one match attempt.
+    private struct Program {
+        let ops: UnsafeBufferPointer<Op>
+        let starts: UnsafeBufferPointer<Int>
+        let bounds: UnsafeBufferPointer<Range<Int>>
+        let text: UnsafeBufferPointer<UInt8>
+
+        /// What follows a group: where its sequence goes on, and what follows that (on the stack).
+        struct Resume {
+            let index: Int
+            let next: UnsafePointer<Resume>?
+        }
+
+        /// Whether the ops from `index` to their `done`, then `next`, match from `position`.
+        func match(_ index: Int, _ position: Int, _ next: UnsafePointer<Resume>?) -> Bool {
+            var index = index
+            var position = position
+            let text = self.text
+            while true {
+                switch self.ops[index] {
+                case .byte(let set):
+                    guard position < text.count, set.contains(text[position]) else { return false }
+                    position += 1
+                case .start:
+                    guard position == 0 else { return false }
+                case .end:
+                    guard position == text.count else { return false }
+                case .repeated(let set, let min, let max):
+                    var count = 0
+                    let limit = Swift.min(max, text.count - position)
+                    while count < limit, set.contains(text[position + count]) { count += 1 }
+                    guard count >= min else { return false }
+                    // As many as possible first, then fewer.
+                    while count >= min {
+                        if self.match(index + 1, position + count, next) { return true }
+                        count -= 1
+                    }
+                    return false
+                case .group(let group, let first):
+                    if let first, !(position < text.count && first.contains(text[position])) { return false }
+                    return withUnsafePointer(to: Resume(index: index + 1, next: next)) { after in
+                        for alternative in self.bounds[group] where self.match(self.starts[alternative], position, after) { return true }
+                        return false
+                    }
+                case .done:
+                    guard let next else { return true }
+                    return self.match(next.pointee.index, position, next.pointee.next)
+                }
+                index += 1
+            }
+        }
     }
 
     private struct Parser {
