@@ -10,7 +10,8 @@
 # wall seconds, MB/s and lines/s over the files' bytes (newlines included, MB = 10^6 bytes), CPU seconds, peak
 # RSS, the receiver's CPU seconds, and each tool's own summary; then the medians and agent/send. The files are deleted at the end.
 #
-# NO_COMPRESSION=1 passes --no-compression to both. INLONG=path/to/inlong uses that executable instead of building one (`swift build -c release` into
+# AGENT_ARGS adds arguments to the agent's command line only (e.g. AGENT_ARGS="--multiline-pattern ^[[:space:]] --exclude DEBUG"
+# for multiline records and a filter). NO_COMPRESSION=1 passes --no-compression to both. INLONG=path/to/inlong uses that executable instead of building one (`swift build -c release` into
 # .build-release). BENCH_DIR sets where the files go (default: a new directory under ${TMPDIR:-/tmp}); KEEP=1
 # keeps them (for profiling).
 set -euo pipefail
@@ -122,7 +123,7 @@ for run in $(seq 1 "$runs"); do
         if [[ $tool == agent ]]; then
             rm -rf "$work/state"
             measure "$work/$tool.out" "$INLONG" agent --path "$work/logs/*.log" --group g --stream s \
-                --proxy "127.0.0.1:$port" --state-dir "$work/state" --once "${extra[@]}"
+                --proxy "127.0.0.1:$port" --state-dir "$work/state" --once "${extra[@]}" ${AGENT_ARGS:-}
         else
             measure "$work/$tool.out" "$INLONG" send --group g --stream s --proxy "127.0.0.1:$port" "${extra[@]}" "$work"/logs/*.log
         fi

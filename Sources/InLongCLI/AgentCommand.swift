@@ -50,6 +50,21 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Lines longer than this many bytes are truncated.")
     var maxLineLength = 1 << 20
 
+    @Option(help: "Join lines into records: lines matching this regular expression (POSIX extended) continue the record before them (as Filebeat's multiline.pattern with match: after).")
+    var multilinePattern: String?
+
+    @Flag(help: "With --multiline-pattern: lines NOT matching it continue the record (the pattern is the start of a record).")
+    var multilineNegate = false
+
+    @Option(help: "With --multiline-pattern: seconds without a new line after which the record under way is sent (default 5).")
+    var multilineTimeout: Double?
+
+    @Option(name: .customLong("include"), help: "Send only records matching one of these regular expressions (repeat for several; after multiline).")
+    var includes: [String] = []
+
+    @Option(name: .customLong("exclude"), help: "Do not send records matching one of these regular expressions (repeat for several; after multiline).")
+    var excludes: [String] = []
+
     @Option(help: "Seconds to wait for acks on SIGINT or SIGTERM.")
     var shutdownTimeout: Double?
 
@@ -87,6 +102,26 @@ struct AgentCommand: AsyncParsableCommand {
             source.startAt = startAt
             guard self.maxLineLength > 0 else { throw ValidationError("--max-line-length must be positive") }
             source.maxLineLength = self.maxLineLength
+            if let pattern = self.multilinePattern {
+                var multiline = AgentConfiguration.FileSource.Multiline(pattern: pattern)
+                multiline.negate = self.multilineNegate
+                if let seconds = self.multilineTimeout {
+                    guard let timeout = Duration(settingSeconds: seconds), timeout > .zero else {
+                        throw ValidationError("--multiline-timeout takes seconds")
+                    }
+                    multiline.timeout = timeout
+                }
+                source.multiline = multiline
+            } else if self.multilineNegate || self.multilineTimeout != nil {
+                throw ValidationError("--multiline-negate and --multiline-timeout need --multiline-pattern")
+            }
+            source.include = self.includes
+            source.exclude = self.excludes
+            do {
+                try source.validate()
+            } catch {
+                throw ValidationError("\(error)")
+            }
             for attribute in self.attributes {
                 let parts = attribute.split(separator: "=", maxSplits: 1)
                 guard parts.count == 2 else { throw ValidationError("--attribute takes key=value") }
@@ -199,6 +234,14 @@ struct AgentCommand: AsyncParsableCommand {
         var lines = ["stateDirectory: \(configuration.stateDirectory)"]
         for (index, source) in configuration.sources.enumerated() {
             lines.append("sources[\(index)]: \(source.paths.joined(separator: ", ")) -> \(source.group)/\(source.stream), start at \(source.startAt.rawValue)")
+            if let multiline = source.multiline {
+                lines.append(
+                    "sources[\(index)].multiline: '\(multiline.pattern)'\(multiline.negate ? " negated" : ""), match \(multiline.match.rawValue), "
+                        + "at most \(multiline.maxLines) lines and \(multiline.maxBytes) bytes, timeout \(seconds(multiline.timeout))"
+                )
+            }
+            if !source.include.isEmpty { lines.append("sources[\(index)].include: \(source.include.map { "'\($0)'" }.joined(separator: ", "))") }
+            if !source.exclude.isEmpty { lines.append("sources[\(index)].exclude: \(source.exclude.map { "'\($0)'" }.joined(separator: ", "))") }
         }
         lines.append("maxUnackedBytes: \(configuration.maxUnackedBytes)")
         lines.append("maxUnackedBytesPerFile: \(configuration.maxUnackedBytesPerFile)")

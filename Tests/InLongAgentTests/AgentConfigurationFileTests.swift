@@ -1,5 +1,5 @@
 import Foundation
-import InLongAgent
+@testable import InLongAgent
 import InLongDataProxy
 import InLongTransport
 import Testing
@@ -189,5 +189,111 @@ import Testing
         #expect(throws: AgentConfigurationError.self) {
             _ = try AgentConfigurationFile.load(path: path, environment: ["INLONG_MAX_OPEN_FILES": "abc"])
         }
+    }
+}
+
+/// A source's record settings in the configuration file: multiline, filters, files, origin, and their errors.
+@Suite struct AgentRecordConfigurationTests {
+    private func withFile<Result>(_ name: String, _ text: String, _ body: (String) throws -> Result) throws -> Result {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("inlong-config-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/" + name
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
+        return try body(path)
+    }
+
+    @Test func multilineFiltersAndOriginAreReadPerSource() throws {
+        let yaml = #"""
+            stateDirectory: state
+            proxies: ["127.0.0.1:46801"]
+            sources:
+              - paths: ["/var/log/*/app.log"]
+                group: g
+                stream: s
+                multiline: {pattern: '^\d{4}-', negate: true, match: after, maxLines: 200, maxBytes: 65536, timeout: 2.5}
+                include: ['ERROR', 'WARN']
+                exclude: ['^DEBUG']
+                excludeFiles: ['*.gz', 'old/*']
+                ignoreOlder: 86400
+                origin: {fileName: file, host: host, offset: offset, pathPattern: '/var/log/(?<app>[^/]+)/'}
+            """#
+        try self.withFile("agent.yaml", yaml) { path in
+            let source = try AgentConfigurationFile.load(path: path, environment: [:]).sources[0]
+            #expect(source.multiline?.pattern == "^\\d{4}-")
+            #expect(source.multiline?.negate == true)
+            #expect(source.multiline?.match == .after)
+            #expect(source.multiline?.maxLines == 200)
+            #expect(source.multiline?.maxBytes == 65536)
+            #expect(source.multiline?.timeout == .milliseconds(2500))
+            #expect(source.include == ["ERROR", "WARN"])
+            #expect(source.exclude == ["^DEBUG"])
+            #expect(source.excludeFiles == ["*.gz", "old/*"])
+            #expect(source.ignoreOlder == .seconds(86400))
+            #expect(source.origin.fileName == "file")
+            #expect(source.origin.offset == "offset")
+            #expect(source.origin.pathPattern == "/var/log/(?<app>[^/]+)/")
+        }
+    }
+
+    @Test func aBadPatternIsATypedErrorNamingIt() throws {
+        for (key, value) in [("multiline", "{pattern: '(unclosed'}"), ("include", "['a{2,1}']"), ("exclude", "['[z-a]']"), ("origin", "{pathPattern: '(?<x>'}")] {
+            let yaml = """
+                stateDirectory: state
+                proxies: ["127.0.0.1:46801"]
+                sources: [{paths: ["a.log"], group: g, stream: s, \(key): \(value)}]
+                """
+            try self.withFile("agent.yaml", yaml) { path in
+                do {
+                    _ = try AgentConfigurationFile.load(path: path, environment: [:])
+                    Issue.record("\(key): \(value) was taken")
+                } catch let error as AgentConfigurationError {
+                    #expect(error.code == .invalidPattern, "\(key)")
+                    #expect(error.pattern != nil && value.contains(error.pattern!), "\(key)")
+                    #expect(error.description.contains("g/s"), "\(key)")
+                }
+            }
+        }
+    }
+
+    @Test func badRecordSettingsAreRefused() throws {
+        for setting in [
+            "multiline: {pattern: x, maxLines: 0}", "multiline: {pattern: x, match: middle}", "multiline: {pattern: x, timeout: 0}",
+            "multiline: {pattern: x, colour: red}", "ignoreOlder: -1", "origin: {host: groupId}", "origin: {pathPattern: '(?<dt>.*)'}",
+        ] {
+            let yaml = """
+                stateDirectory: state
+                proxies: ["127.0.0.1:46801"]
+                sources: [{paths: ["a.log"], group: g, stream: s, \(setting)}]
+                """
+            try self.withFile("agent.yaml", yaml) { path in
+                #expect(throws: AgentConfigurationError.self, "\(setting)") { _ = try AgentConfigurationFile.load(path: path, environment: [:]) }
+            }
+        }
+    }
+
+    @Test func originAttributesComeFromThePathAndTheHost() {
+        var source = AgentConfiguration.FileSource(paths: ["/var/log/*/*.log"], group: "g", stream: "s")
+        source.attributes = ["env": "prod"]
+        source.origin.fileName = "file"
+        source.origin.host = "host"
+        source.origin.pathPattern = "/var/log/(?<app>[^/]+)/(?<kind>[a-z]+)"
+        let attributes = source.attributes(path: "/var/log/pay=1&2/access.log", host: "h1")
+        #expect(attributes.map(\.0) == ["env", "file", "app", "kind", "host"])
+        #expect(attributes.map(\.1) == ["prod", "access.log", "pay%3D1%262", "access", "h1"])
+    }
+
+    @Test func excludedFilesAndOldFiles() {
+        var source = AgentConfiguration.FileSource(paths: ["/var/log/*"], group: "g", stream: "s")
+        source.excludeFiles = ["*.gz", "/var/log/secret/*"]
+        #expect(source.excludes("/var/log/a.log.gz"))
+        #expect(source.excludes("/var/log/secret/x.log"))
+        #expect(!source.excludes("/var/log/a.log"))
+        #expect(source.start(.beginning, modified: .seconds(1000), now: .seconds(5000)) == .beginning)
+        source.ignoreOlder = .seconds(3600)
+        #expect(source.start(.beginning, modified: .seconds(1000), now: .seconds(4000)) == .beginning)
+        #expect(source.start(.beginning, modified: .seconds(1000), now: .seconds(4601)) == .end)
+        // A file with a checkpoint resumes there, however old.
+        #expect(source.start(.at(10), modified: .seconds(0), now: .seconds(100_000)) == .at(10))
     }
 }

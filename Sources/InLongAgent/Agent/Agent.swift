@@ -166,6 +166,7 @@ public final class Agent: Service, Sendable {
     }
 
     public func run() async throws {
+        for source in self.configuration.sources { try source.validate() }
         try FileManager.default.createDirectory(atPath: self.configuration.stateDirectory, withIntermediateDirectories: true)
         let store = CheckpointStore(path: self.configuration.checkpointPath)
         let (checkpoint, recovery) = try store.load()
@@ -265,7 +266,7 @@ public final class Agent: Service, Sendable {
         var found: [FileRegistry.Found] = []
         for (index, source) in self.configuration.sources.enumerated() {
             for pattern in source.paths {
-                for path in expandGlob(pattern) {
+                for path in expandGlob(pattern) where source.excludeFiles.isEmpty || !source.excludes(path) {
                     guard let key = fileKey(path) else { continue }
                     found.append(.init(path: path, device: key.device, inode: key.inode, source: index, size: key.size))
                 }
@@ -296,14 +297,17 @@ public final class Agent: Service, Sendable {
             tail = try FileTail(
                 path: file.path,
                 maxLineLength: source.maxLineLength,
-                overlong: source.overlong == .skip ? .skip : .truncate
+                overlong: source.overlong == .skip ? .skip : .truncate,
+                records: try source.recordRules()
             ) { identity, fd in
-                self.modifyStateAndRunActions { state in
+                let offset = self.modifyStateAndRunActions { state in
                     let offset = state.machine.startOffset(for: identity, firstScan: firstScan, startAtEnd: source.startAt == .end) { entry in
                         entry.matches(identity, descriptor: fd)
                     }
                     return (offset, [])
                 }
+                guard source.ignoreOlder != nil, let modified = modificationTime(file.path) else { return offset }
+                return source.start(offset, modified: modified, now: wallClockNow())
             }
         } catch {
             self.modifyStateAndRunActions { ((), $0.machine.openFailed()) }
@@ -327,7 +331,10 @@ public final class Agent: Service, Sendable {
             client: lane.client,
             group: source.group,
             stream: source.stream,
-            attributes: source.attributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+            attributes: source.origin.isEmpty
+                ? source.attributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+                : source.attributes(path: file.path, host: Self.hostName),
+            offsetAttribute: source.origin.offset,
             deadLetters: deadLetters,
             counters: lane.counters,
             logger: self.logger
@@ -373,9 +380,14 @@ public final class Agent: Service, Sendable {
             unacked: unacked,
             emptyLines: source.emptyLines,
             overlongLines: tail.overlongLines,
-            truncations: tail.truncations
+            truncations: tail.truncations,
+            cutRecords: tail.cutRecords,
+            filteredRecords: tail.filteredRecords
         )
     }
+
+    /// The host's name, looked up once.
+    private static let hostName = InLongAgent.hostName()
 
     // MARK: Checkpoint and stalls
 

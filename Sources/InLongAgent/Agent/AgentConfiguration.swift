@@ -25,6 +25,83 @@ public struct AgentConfiguration: Sendable {
         public var maxLineLength = 1 << 20
         /// What becomes of an overlong line. Defaults to ``OverlongPolicy/truncate``.
         public var overlong: OverlongPolicy = .truncate
+        /// Joins lines into records (stack traces, indented continuations). Defaults to `nil`: a record per line.
+        public var multiline: Multiline?
+        /// When not empty, only records matching one of these regular expressions are sent (after multiline: a
+        /// stack trace is kept whole if any of its lines matches). Defaults to none.
+        public var include: [String] = []
+        /// Records matching one of these regular expressions are not sent (after multiline, and after
+        /// ``include``). Defaults to none.
+        public var exclude: [String] = []
+        /// Files matching one of these globs (`fnmatch`, against the whole path; `*` also matches `/`) are not read,
+        /// even when `paths` match them. Defaults to none.
+        public var excludeFiles: [String] = []
+        /// A file found without a checkpoint that was not modified for this long is read from its end, not its
+        /// start: only lines written later are sent. Defaults to `nil` (every file from its start, or as
+        /// ``startAt`` says).
+        public var ignoreOlder: Duration?
+        /// Attributes saying where each record comes from. Defaults to none.
+        public var origin = Origin()
+
+        /// Joins consecutive lines into one record, as Filebeat's `multiline` (`type: pattern`) does.
+        ///
+        /// With ``Match/after``, a line that is a continuation (it matches ``pattern``, or with ``negate`` it does
+        /// not) joins the record before it; with ``Match/before``, a continuation is followed in its record by the
+        /// next line. Lines are joined with `\n`. Java stack traces that start with a timestamp: `pattern:
+        /// '^[0-9]{4}-'`, `negate: true`; indented continuations: `pattern: '^[[:space:]]'`.
+        public struct Multiline: Sendable, Hashable {
+            /// Which way a continuation line joins.
+            public enum Match: String, Sendable, Hashable, Codable {
+                /// A continuation joins the line before it.
+                case after
+                /// A continuation is followed, in its record, by the next line.
+                case before
+            }
+
+            /// A POSIX extended regular expression (as `grep -E`, with `\d`, `\s` and `\w`), found anywhere in
+            /// the line unless anchored.
+            public var pattern: String
+            /// Lines that do *not* match are the continuations. Defaults to `false`.
+            public var negate = false
+            /// Defaults to ``Match/after``.
+            public var match = Match.after
+            /// A record holds at most this many lines: the next continuation starts a new record (counted in
+            /// ``AgentStatistics/cutRecords``; unlike Filebeat, which drops it, no line is lost). Defaults to 500.
+            public var maxLines = 500
+            /// A record holds at most this many bytes (lines and the `\n` between them): the line that would pass
+            /// it starts a new record; a single line longer is overlong (see ``FileSource/overlong``). Defaults to
+            /// 10 MiB.
+            public var maxBytes = 10 << 20
+            /// The record under way is sent when no line came for this long (the last record of a quiet file).
+            /// Defaults to 5 s.
+            public var timeout: Duration = .seconds(5)
+
+            public init(pattern: String) {
+                self.pattern = pattern
+            }
+        }
+
+        /// Attributes telling where a record comes from, each under the key given (`nil`: not added). The file's
+        /// name, its path's named groups and the host are message attributes (one set per file); the offset is
+        /// an attribute of each record.
+        public struct Origin: Sendable, Hashable {
+            /// The key of the file's name (its last path component).
+            public var fileName: String?
+            /// The key of the file's whole path.
+            public var path: String?
+            /// The key of the host's name.
+            public var host: String?
+            /// The key of the record's offset: where its first line starts in the file.
+            public var offset: String?
+            /// A regular expression (Swift `Regex` syntax) matched against the file's path: each named group
+            /// becomes an attribute, as `stream` in `/var/log/(?<stream>[^/]+)/`.
+            public var pathPattern: String?
+
+            public init() {}
+
+            /// Whether any origin attribute is asked for.
+            public var isEmpty: Bool { self == Origin() }
+        }
 
         public init(paths: [String], group: String, stream: String) {
             self.paths = paths

@@ -39,6 +39,29 @@ public enum AgentConfigurationFile {
         var startAt: AgentConfiguration.FileSource.StartPosition?
         var maxLineLength: Int?
         var overlong: AgentConfiguration.OverlongPolicy?
+        var multiline: Multiline?
+        var include: [String]?
+        var exclude: [String]?
+        var excludeFiles: [String]?
+        var ignoreOlder: Double?
+        var origin: Origin?
+
+        struct Multiline: Decodable, Sendable {
+            var pattern: String
+            var negate: Bool?
+            var match: AgentConfiguration.FileSource.Multiline.Match?
+            var maxLines: Int?
+            var maxBytes: Int?
+            var timeout: Double?
+        }
+
+        struct Origin: Decodable, Sendable {
+            var fileName: String?
+            var path: String?
+            var host: String?
+            var offset: String?
+            var pathPattern: String?
+        }
     }
 
     /// Keys holding paths, resolved against the file's directory when relative.
@@ -49,7 +72,10 @@ public enum AgentConfigurationFile {
         "stateDirectory", "maxUnackedBytes", "maxUnackedBytesPerFile", "readSize", "maxOpenFiles", "scanInterval",
         "pollInterval", "checkpointInterval", "releaseAfter", "shutdownTimeout", "resendDelay", "stallAfter", "compression",
         "sources[].paths", "sources[].group", "sources[].stream", "sources[].attributes.*", "sources[].startAt",
-        "sources[].maxLineLength", "sources[].overlong",
+        "sources[].maxLineLength", "sources[].overlong", "sources[].multiline.pattern", "sources[].multiline.negate",
+        "sources[].multiline.match", "sources[].multiline.maxLines", "sources[].multiline.maxBytes", "sources[].multiline.timeout",
+        "sources[].include", "sources[].exclude", "sources[].excludeFiles", "sources[].ignoreOlder", "sources[].origin.fileName",
+        "sources[].origin.path", "sources[].origin.host", "sources[].origin.offset", "sources[].origin.pathPattern",
     ]).union(DataProxyClient.Configuration.settingKeys)
 
     /// Reads `path` (JSON is read as the YAML it is) with `environment`'s `INLONG_*` variables (the process's
@@ -127,6 +153,38 @@ extension AgentConfigurationFile.Source {
         source.maxLineLength = self.maxLineLength ?? source.maxLineLength
         source.overlong = self.overlong ?? .truncate
         guard source.maxLineLength > 0 else { throw AgentConfigurationError("maxLineLength must be positive") }
+        if let multiline = self.multiline {
+            var rules = AgentConfiguration.FileSource.Multiline(pattern: multiline.pattern)
+            rules.negate = multiline.negate ?? rules.negate
+            rules.match = multiline.match ?? rules.match
+            rules.maxLines = multiline.maxLines ?? rules.maxLines
+            rules.maxBytes = multiline.maxBytes ?? rules.maxBytes
+            if let timeout = multiline.timeout {
+                guard let duration = Duration(settingSeconds: timeout) else {
+                    throw AgentConfigurationError("sources: multiline.timeout must be a number of seconds")
+                }
+                rules.timeout = duration
+            }
+            source.multiline = rules
+        }
+        source.include = self.include ?? []
+        source.exclude = self.exclude ?? []
+        // Matched against whole paths, as written: `*.gz` is any file ending in .gz.
+        source.excludeFiles = self.excludeFiles ?? []
+        if let ignoreOlder = self.ignoreOlder {
+            guard let duration = Duration(settingSeconds: ignoreOlder) else {
+                throw AgentConfigurationError("sources: ignoreOlder must be a number of seconds")
+            }
+            source.ignoreOlder = duration
+        }
+        if let origin = self.origin {
+            source.origin.fileName = origin.fileName
+            source.origin.path = origin.path
+            source.origin.host = origin.host
+            source.origin.offset = origin.offset
+            source.origin.pathPattern = origin.pathPattern
+        }
+        try source.validate()
         return source
     }
 }
@@ -219,8 +277,44 @@ struct SnapshotProvider: ConfigProvider {
 
 /// The agent's configuration cannot be used.
 public struct AgentConfigurationError: Error, CustomStringConvertible, Sendable {
+    /// What kind of problem it is.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Base: Hashable, Sendable {
+            case invalidSetting
+            case invalidPattern
+        }
+
+        private let base: Base
+
+        /// A setting is missing, of the wrong type, or out of range.
+        public static let invalidSetting = Code(base: .invalidSetting)
+        /// A regular expression (multiline, include, exclude, path pattern) does not compile; see
+        /// ``AgentConfigurationError/pattern``.
+        public static let invalidPattern = Code(base: .invalidPattern)
+
+        public var description: String {
+            switch self.base {
+            case .invalidSetting: "invalid setting"
+            case .invalidPattern: "invalid pattern"
+            }
+        }
+    }
+
+    public var code: Code
+    /// The pattern that does not compile, with ``Code-swift.struct/invalidPattern``.
+    public var pattern: String?
     public var description: String
-    init(_ description: String) { self.description = description }
+
+    init(_ description: String) {
+        self.code = .invalidSetting
+        self.description = description
+    }
+
+    init(invalidPattern pattern: String, _ description: String) {
+        self.code = .invalidPattern
+        self.pattern = pattern
+        self.description = description
+    }
 }
 
 /// A decoding error in plain words, naming the key: `sources[0].paths is missing`.
@@ -245,3 +339,4 @@ func plainDescription(of error: DecodingError, under root: String) -> String {
         return "\(error)"
     }
 }
+

@@ -22,6 +22,8 @@ struct AgentStateMachine<Waiter> {
         var emptyLines = 0
         var overlongLines = 0
         var truncations = 0
+        var cutRecords = 0
+        var filteredRecords = 0
         /// Its instance runs (a stopped instance's file still counts in the lag).
         var open = true
 
@@ -199,6 +201,8 @@ struct AgentStateMachine<Waiter> {
             statistics.unreadBytes += max(0, file.size - file.scanned)
             statistics.emptyLines += file.emptyLines
             statistics.overlongLines += file.overlongLines
+            statistics.cutRecords += file.cutRecords
+            statistics.filteredRecords += file.filteredRecords
             statistics.truncations += file.truncations
         }
     }

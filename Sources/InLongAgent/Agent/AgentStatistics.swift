@@ -34,6 +34,10 @@ public struct AgentStatistics: Sendable, Hashable {
     public var emptyLines = 0
     public var overlongLines = 0
     public var truncations = 0
+    /// Multiline records cut at their source's `maxLines` or `maxBytes` (the rest went on in a new record).
+    public var cutRecords = 0
+    /// Records the source's `include` or `exclude` patterns left out.
+    public var filteredRecords = 0
     /// Checkpoints written, and the last write's error, if it failed.
     public var checkpointsWritten = 0
     public var checkpointError: String?

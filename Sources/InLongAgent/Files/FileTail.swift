@@ -30,6 +30,8 @@ final class FileTail {
     /// that tracking costs nothing per record.
     struct Read: Sendable {
         var lines: [ByteBuffer]
+        /// Where each record starts in the file, when the source adds it as an attribute (empty otherwise).
+        var offsets: [Int64] = []
         var ticket: OffsetTracker.Ticket
         /// Bytes of the file the read covers (newlines and empty lines included).
         var bytes: Int
@@ -44,6 +46,8 @@ final class FileTail {
     /// The size seen by the last read (or at opening).
     private(set) var size: Int64 = 0
     private var splitter: LineSplitter
+    /// Multiline, filters and offsets, when the source has any: `nil` keeps the plain path as it is.
+    private var assembler: RecordAssembler?
     private var tracker: OffsetTracker
     private var anchor = ReadAnchor()
     /// A read found the file rewritten after it had returned lines: the next read starts over.
@@ -53,8 +57,14 @@ final class FileTail {
 
     /// Opens `path`; reading starts at `offset` (a checkpoint's, or 0, or the end for new files started at the
     /// end) and the identity is taken from the open file.
-    convenience init(path: String, startingAt offset: Offset, maxLineLength: Int, overlong: LineSplitter.OverlongPolicy) throws {
-        try self.init(path: path, maxLineLength: maxLineLength, overlong: overlong) { _, _ in offset }
+    convenience init(
+        path: String,
+        startingAt offset: Offset,
+        maxLineLength: Int,
+        overlong: LineSplitter.OverlongPolicy,
+        records: RecordAssembler.Rules? = nil
+    ) throws {
+        try self.init(path: path, maxLineLength: maxLineLength, overlong: overlong, records: records) { _, _ in offset }
     }
 
     /// Opens `path`; reading starts where `start` says for the identity of the open file (a checkpoint lookup:
@@ -63,13 +73,16 @@ final class FileTail {
         path: String,
         maxLineLength: Int,
         overlong: LineSplitter.OverlongPolicy,
+        records: RecordAssembler.Rules? = nil,
         startingAt offset: (Checkpoint.FileIdentity, Int32) -> Offset
     ) throws {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileReadError(path: path, operation: "open", errno: errno) }
         let file = DescriptorFile(descriptor: fd, path: path)
         let identity = try Checkpoint.FileIdentity.of(descriptor: fd)
-        try self.init(file: file, identity: identity, path: path, startingAt: offset(identity, fd), maxLineLength: maxLineLength, overlong: overlong)
+        try self.init(
+            file: file, identity: identity, path: path, startingAt: offset(identity, fd), maxLineLength: maxLineLength, overlong: overlong, records: records
+        )
     }
 
     /// Reads `file`, known as `identity`, from `offset`.
@@ -79,7 +92,8 @@ final class FileTail {
         path: String,
         startingAt offset: Offset,
         maxLineLength: Int,
-        overlong: LineSplitter.OverlongPolicy
+        overlong: LineSplitter.OverlongPolicy,
+        records: RecordAssembler.Rules? = nil
     ) throws {
         let size = try file.size()
         var start: Int64
@@ -94,7 +108,10 @@ final class FileTail {
         self.identity = identity
         self.path = path
         self.size = size
+        // A line never passes a multiline record's byte limit alone: longer ones are overlong.
+        let maxLineLength = records?.multiline.map { min(maxLineLength, $0.rules.maxBytes) } ?? maxLineLength
         self.splitter = LineSplitter(maxLineLength: maxLineLength, overlong: overlong, startingAt: start)
+        self.assembler = records.map(RecordAssembler.init)
         self.tracker = OffsetTracker(committedOffset: start)
         // The file matched its checkpoint (identity) as it is now: its bytes before the start are the ones read.
         if start > 0 { self.anchor.load(from: file, before: start) }
@@ -112,7 +129,13 @@ final class FileTail {
     /// The end of the last complete line read.
     var readOffset: Int64 { self.tracker.readOffset }
     /// How far the file was read: past ``readOffset`` by a last line without its newline yet, which is held back.
-    var scannedOffset: Int64 { self.splitter.offset }
+    /// A multiline record under way is not read yet: it is not sent, and the agent has not caught up with it.
+    var scannedOffset: Int64 { self.assembler?.pendingStart ?? self.splitter.offset }
+    /// Whether a multiline record is under way (it is sent when complete, or at its timeout).
+    var hasPendingRecord: Bool { self.assembler?.pendingStart != nil }
+    /// Multiline records cut at their limits, and records dropped by the filters.
+    var cutRecords: Int { self.assembler?.cutRecords ?? 0 }
+    var filteredRecords: Int { self.assembler?.filteredRecords ?? 0 }
     /// Whether every line read is delivered.
     var isDrained: Bool { self.tracker.outstandingCount == 0 }
     /// Lines over the maximum length so far.
@@ -124,7 +147,10 @@ final class FileTail {
     /// new complete line). A file now shorter than what was read, or no longer holding the bytes last read, was
     /// truncated in place: it is read again from its start (outstanding lines are forgotten, their late acks
     /// ignored).
-    func readLines(maxBytes: Int, chunkSize: Int = 64 << 10) throws -> Read? {
+    ///
+    /// With multiline, a read ends where the record under way starts, and that record is sent once a line shows it
+    /// complete or when no line came for its timeout (measured on `now`).
+    func readLines(maxBytes: Int, chunkSize: Int = 64 << 10, now: ContinuousClock.Instant = .now) throws -> Read? {
         // A fingerprint shorter than its full size (a file opened small, or just truncated) grows with the file,
         // after the read checked that it is still the same content: an empty one would match any file.
         defer {
@@ -136,7 +162,11 @@ final class FileTail {
         if self.restartPending || self.size < self.splitter.offset { self.restart() }
         // Bodies straight from the splitter (it leaves empty lines out: they are not records): no second array.
         var lines: [ByteBuffer] = []
+        var offsets: [Int64] = []
         var end: Int64?
+        // Whether the read found the end of the file: only then may a multiline record time out (bytes not read
+        // yet may continue it).
+        var atEnd = false
         var total = 0
         while total < maxBytes {
             var chunk = ByteBufferAllocator().buffer(capacity: chunkSize)
@@ -165,16 +195,35 @@ final class FileTail {
                 self.restart()
                 continue
             }
-            if count == 0 { break }
+            if count == 0 {
+                atEnd = true
+                break
+            }
             chunk.withUnsafeReadableBytes { self.anchor.advance(over: $0) }
             total += count
-            self.splitter.consume(chunk, appendingTo: &lines)
+            if var assembler = self.assembler.take() {
+                self.splitter.consume(chunk, lines: { body, start, end in
+                    assembler.line(body, start: start, end: end, now: now, into: &lines, offsets: &offsets)
+                })
+                self.assembler = assembler
+            } else {
+                self.splitter.consume(chunk, appendingTo: &lines)
+            }
             // Past empty and skipped lines too: a file that ends with one still commits to its end.
-            if self.splitter.lineBoundary > self.tracker.readOffset { end = self.splitter.lineBoundary }
+            if self.boundary > self.tracker.readOffset { end = self.boundary }
+        }
+        if self.assembler != nil, atEnd, !self.restartPending {
+            self.assembler!.tick(now: now, into: &lines, offsets: &offsets)
+            if self.boundary > self.tracker.readOffset { end = self.boundary }
         }
         guard let end else { return nil }
         let bytes = Int(end - self.tracker.readOffset)
-        return Read(lines: lines, ticket: self.tracker.read(upTo: end), bytes: bytes)
+        return Read(lines: lines, offsets: offsets, ticket: self.tracker.read(upTo: end), bytes: bytes)
+    }
+
+    /// What a read may commit: the end of the last complete line, or the start of a multiline record under way.
+    private var boundary: Int64 {
+        self.assembler?.pendingStart ?? self.splitter.lineBoundary
     }
 
     /// Starts over at the file's first byte: it was truncated, or rewritten in place.
@@ -182,6 +231,7 @@ final class FileTail {
         self.truncations += 1
         self.restartPending = false
         self.splitter.reset(to: 0)
+        self.assembler?.reset()
         self.tracker.restart(at: 0)
         self.anchor.reset()
         self.identity = self.identity.refingerprinted(from: self.file)

@@ -72,18 +72,24 @@ package struct LineSplitter: Sendable {
 
     /// Takes the next chunk and hands each line it completes to `emit`, with where it ends.
     package mutating func consume(_ chunk: ByteBuffer, _ emit: (_ body: ByteBuffer, _ end: Int64) -> Void) {
+        self.split(chunk) { body, _, end in emit(body, end) }
+    }
+
+    /// Takes the next chunk and hands each line it completes to `emit`, with where it starts and ends (its start
+    /// is the end of the line before, empty and skipped lines included).
+    package mutating func consume(_ chunk: ByteBuffer, lines emit: (_ body: ByteBuffer, _ start: Int64, _ end: Int64) -> Void) {
         self.split(chunk, emit)
     }
 
     /// Takes the next chunk and appends the bodies of the lines it completes to `bodies` (what a reader that
     /// commits by ``lineBoundary`` needs): the fast path, with no call per line into the caller.
     package mutating func consume(_ chunk: ByteBuffer, appendingTo bodies: inout [ByteBuffer]) {
-        self.split(chunk) { body, _ in bodies.append(body) }
+        self.split(chunk) { body, _, _ in bodies.append(body) }
     }
 
     /// Inlined into each `consume`, so that the common line's `emit` is a direct append.
     @inline(__always)
-    private mutating func split(_ chunk: ByteBuffer, _ emit: (_ body: ByteBuffer, _ end: Int64) -> Void) {
+    private mutating func split(_ chunk: ByteBuffer, _ emit: (_ body: ByteBuffer, _ start: Int64, _ end: Int64) -> Void) {
         guard self.failedLineStart == nil else { return }
         // One pass over the chunk's bytes, memchr finding each newline (a byte-by-byte search cost a sixth of the
         // agent's time on 200-byte lines, and a look per line through ByteBuffer doubled `inlong send`'s reading).
@@ -101,8 +107,9 @@ package struct LineSplitter: Sendable {
                     let body = chunk.getSlice(at: chunk.readerIndex + start, length: length)!
                     if length > 0 && length <= self.maxLineLength {
                         // The common line: a slice of the chunk, no copy.
+                        let lineStart = self.lineBoundary
                         self.lineBoundary = self.offset
-                        emit(body, self.offset)
+                        emit(body, lineStart, self.offset)
                     } else {
                         self.complete(body, overlong: length > self.maxLineLength, emit)
                     }
@@ -128,6 +135,11 @@ package struct LineSplitter: Sendable {
 
     /// The input ended: a last line without its newline is complete.
     package mutating func finish(_ emit: (_ body: ByteBuffer, _ end: Int64) -> Void) {
+        self.finish { body, _, end in emit(body, end) }
+    }
+
+    /// The input ended: a last line without its newline is complete (handed over with where it starts and ends).
+    package mutating func finish(lines emit: (_ body: ByteBuffer, _ start: Int64, _ end: Int64) -> Void) {
         guard self.failedLineStart == nil, self.partial.readableBytes > 0 || self.partialIsOverlong else { return }
         var body = self.partial
         let overlong = self.partialIsOverlong
@@ -147,7 +159,7 @@ package struct LineSplitter: Sendable {
     }
 
     /// A line ending at ``offset`` (without its `\r`): counted, and emitted as the rules say.
-    private mutating func complete(_ line: ByteBuffer, overlong: Bool, _ emit: (ByteBuffer, Int64) -> Void) {
+    private mutating func complete(_ line: ByteBuffer, overlong: Bool, _ emit: (ByteBuffer, Int64, Int64) -> Void) {
         var body = line
         if overlong {
             switch self.overlong {
@@ -163,12 +175,13 @@ package struct LineSplitter: Sendable {
                 body = body.getSlice(at: body.readerIndex, length: self.maxLineLength)!
             }
         }
+        let lineStart = self.lineBoundary
         self.lineBoundary = self.offset
         if body.readableBytes == 0 {
             self.emptyLines += 1
             return
         }
-        emit(body, self.offset)
+        emit(body, lineStart, self.offset)
     }
 
     private static func dropCarriageReturn(_ body: inout ByteBuffer) {

@@ -12,6 +12,8 @@ import Glibc
 /// dead-letter file when a first attempt at that failed.
 struct PendingRecord: Sendable {
     var body: ByteBuffer
+    /// Where it starts in its file, when the source sends that as an attribute.
+    var offset: Int64?
     /// Why no proxy will take it, when it is to be set aside.
     var setAside: String?
 }
@@ -20,10 +22,11 @@ struct PendingRecord: Sendable {
 protocol InstanceSink: Sendable {
     associatedtype Delivery: Sendable
 
-    /// Sends `records`; returns the deliveries that carry them and the records still owed (not accepted now, or a
-    /// dead-letter write failed). Throws only when nothing more can be sent (the client closed).
-    func send(_ records: [ByteBuffer], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
-    /// Sends again or sets aside `records`, as ``send(_:origin:)``.
+    /// Sends `records` (with where each starts in its file, or no `offsets`); returns the deliveries that carry them
+    /// and the records still owed (not accepted now, or a dead-letter write failed). Throws only when nothing more
+    /// can be sent (the client closed).
+    func send(_ records: [ByteBuffer], offsets: [Int64], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
+    /// Sends again or sets aside `records`, as ``send(_:offsets:origin:)``.
     func retry(_ records: [PendingRecord], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
     /// What became of `delivery`, when it ended: the records it still owes (retriable failures, and records whose
     /// dead-letter write failed); `nil` while it is in flight.
@@ -33,12 +36,16 @@ protocol InstanceSink: Sendable {
 }
 
 /// Sends an instance's records through the ``DataProxyClient`` (InLong Agent's DataProxy Sink): one receipt per
-/// read, message attributes as the source's `extraMap`; sets aside records a proxy refuses for good.
+/// read, message attributes as the source's `extraMap` (with the file's origin: its name, path groups, the
+/// host); sets aside records a proxy refuses for good. A record's offset, when asked for, is an attribute of the
+/// record itself.
 struct DataProxySink: InstanceSink {
     let client: DataProxyClient
     let group: String
     let stream: String
     let attributes: [(String, String)]
+    /// The record attribute holding where a record starts in its file (`nil`: none).
+    var offsetAttribute: String? = nil
     let deadLetters: DeadLetterFile
     let counters: AgentCounters
     let logger: Logger
@@ -47,21 +54,29 @@ struct DataProxySink: InstanceSink {
     struct Delivery: Sendable {
         var receipt: DeliveryReceipt
         var records: [ByteBuffer]
+        /// Where each record starts in its file, when sent as an attribute (else empty).
+        var offsets: [Int64] = []
+
+        func pending(_ index: Int) -> PendingRecord {
+            PendingRecord(body: self.records[index], offset: self.offsets.isEmpty ? nil : self.offsets[index])
+        }
     }
 
-    func send(_ records: [ByteBuffer], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord]) {
+    func send(_ records: [ByteBuffer], offsets: [Int64], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord]) {
         guard !records.isEmpty else { return ([], []) }
+        let offsets = self.offsetAttribute == nil ? [] : offsets
         do {
-            let receipt = try await self.client.sendWithReceipt(contentsOf: records, group: self.group, stream: self.stream, attributes: self.attributes)
-            return ([Delivery(receipt: receipt, records: records)], [])
+            let receipt = try await self.sendOnce(records, offsets: offsets)
+            return ([Delivery(receipt: receipt, records: records, offsets: offsets)], [])
         } catch let error as DataProxyError where error.code == .messageTooLarge && error.acceptedRecords == nil {
             // Validation refused the call before accepting anything: send the records that fit, one call each.
             var deliveries: [Delivery] = []
             var owed: [PendingRecord] = []
-            for record in records {
+            for (index, record) in records.enumerated() {
+                let offset = offsets.isEmpty ? [] : [offsets[index]]
                 do {
-                    let receipt = try await self.client.sendWithReceipt(contentsOf: [record], group: self.group, stream: self.stream, attributes: self.attributes)
-                    deliveries.append(Delivery(receipt: receipt, records: [record]))
+                    let receipt = try await self.sendOnce([record], offsets: offset)
+                    deliveries.append(Delivery(receipt: receipt, records: [record], offsets: offset))
                 } catch let error as DataProxyError where error.code == .messageTooLarge {
                     owed += self.deadLetter([record], reason: "\(error)", origin: origin)
                 }
@@ -71,27 +86,40 @@ struct DataProxySink: InstanceSink {
             // Not accepted now (the buffer full with `whenFull: fail`, a limit lowered meanwhile, ...): what the
             // call accepted goes on under its receipt, the rest is owed and tried again.
             let accepted = error.acceptedReceipt == nil ? 0 : error.acceptedRecords?.count ?? 0
-            let deliveries = error.acceptedReceipt.map { [Delivery(receipt: $0, records: Array(records.prefix(accepted)))] } ?? []
+            let deliveries = error.acceptedReceipt.map {
+                [Delivery(receipt: $0, records: Array(records.prefix(accepted)), offsets: Array(offsets.prefix(accepted)))]
+            } ?? []
             self.logger.warning(
                 "cannot send; the lines stay pending and are tried again",
                 metadata: ["inlong.source": "\(origin)", "inlong.records": "\(records.count - accepted)", "inlong.error": "\(error)"]
             )
-            return (deliveries, records.dropFirst(accepted).map { PendingRecord(body: $0) })
+            return (deliveries, (accepted..<records.count).map { PendingRecord(body: records[$0], offset: offsets.isEmpty ? nil : offsets[$0]) })
         }
+    }
+
+    /// One call: bodies alone (the fast path), or records with their offsets as attributes.
+    private func sendOnce(_ records: [ByteBuffer], offsets: [Int64]) async throws -> DeliveryReceipt {
+        guard let key = self.offsetAttribute, !offsets.isEmpty else {
+            return try await self.client.sendWithReceipt(contentsOf: records, group: self.group, stream: self.stream, attributes: self.attributes)
+        }
+        let withOffsets = zip(records, offsets).map { DataProxyRecord($0, attributes: [(key, String($1))]) }
+        return try await self.client.sendWithReceipt(contentsOf: withOffsets, group: self.group, stream: self.stream, attributes: self.attributes)
     }
 
     func retry(_ records: [PendingRecord], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord]) {
         var owed: [PendingRecord] = []
         var bodies: [ByteBuffer] = []
+        var offsets: [Int64] = []
         for record in records {
             if let reason = record.setAside {
-                owed += self.deadLetter([record.body], reason: reason, origin: origin)
+                owed += self.deadLetter([record], reason: reason, origin: origin)
             } else {
                 bodies.append(record.body)
+                if let offset = record.offset { offsets.append(offset) }
             }
         }
         self.counters.resent.add(bodies.count, ordering: .relaxed)
-        let sent = try await self.send(bodies, origin: origin)
+        let sent = try await self.send(bodies, offsets: offsets.count == bodies.count ? offsets : [], origin: origin)
         return (sent.deliveries, owed + sent.owed)
     }
 
@@ -104,9 +132,9 @@ struct DataProxySink: InstanceSink {
         for (position, id) in delivery.receipt.records.enumerated() { index[id] = position }
         var owed: [PendingRecord] = []
         for failure in summary.failures {
-            let records = failure.records.compactMap { index[$0].map { delivery.records[$0] } }
+            let records = failure.records.compactMap { index[$0].map { delivery.pending($0) } }
             if failure.error.isRetriable {
-                owed += records.map { PendingRecord(body: $0) }
+                owed += records
             } else {
                 owed += self.deadLetter(records, reason: "\(failure.error)", origin: origin)
             }
@@ -127,8 +155,12 @@ struct DataProxySink: InstanceSink {
     /// Sets `records` aside; returns them, still owed, when the dead-letter file cannot be written: the offset must
     /// not pass a line that is neither delivered nor set aside.
     private func deadLetter(_ records: [ByteBuffer], reason: String, origin: String) -> [PendingRecord] {
+        self.deadLetter(records.map { PendingRecord(body: $0) }, reason: reason, origin: origin)
+    }
+
+    private func deadLetter(_ records: [PendingRecord], reason: String, origin: String) -> [PendingRecord] {
         do {
-            try self.deadLetters.write(records, group: self.group, stream: self.stream, origin: origin, reason: reason)
+            try self.deadLetters.write(records.map(\.body), group: self.group, stream: self.stream, origin: origin, reason: reason)
             self.counters.deadLettered.add(records.count, ordering: .relaxed)
             return []
         } catch {
@@ -137,7 +169,7 @@ struct DataProxySink: InstanceSink {
                 "cannot write the dead-letter file; the lines stay pending and are tried again",
                 metadata: ["inlong.deadLetter": "\(self.deadLetters.path)", "inlong.source": "\(origin)", "inlong.records": "\(records.count)", "inlong.error": "\(error)"]
             )
-            return records.map { PendingRecord(body: $0, setAside: reason) }
+            return records.map { PendingRecord(body: $0.body, offset: $0.offset, setAside: reason) }
         }
     }
 }

@@ -78,7 +78,7 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
     private func read(maxBytes: Int, _ machine: inout Machine) async {
         let data: SourceData<Source.Position>?
         do {
-            data = try self.source.read(maxBytes: maxBytes)
+            data = try self.source.read(maxBytes: maxBytes, now: .now)
         } catch {
             self.counters.readErrors.add(1, ordering: .relaxed)
             self.logger.warning("cannot read", metadata: ["inlong.source": "\(self.origin)", "inlong.error": "\(error)"])
@@ -91,7 +91,7 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
         }
         self.counters.read(lines: data.records.count, bytes: data.bytes)
         do {
-            let sent = try await self.sink.send(data.records, origin: self.origin)
+            let sent = try await self.sink.send(data.records, offsets: data.offsets, origin: self.origin)
             self.apply(machine.read((data.position, data.bytes, sent.deliveries, sent.owed), now: .now))
         } catch {
             // The client closed: nothing more can be sent, and this read is never committed.

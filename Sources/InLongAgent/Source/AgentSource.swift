@@ -4,12 +4,15 @@ import NIOCore
 /// per read rather than one per line, so that tracking costs nothing per record).
 struct SourceData<Position: Sendable>: Sendable {
     var records: [ByteBuffer]
+    /// Where each record starts in the source, when the sink sends it as an attribute (else empty).
+    var offsets: [Int64]
     var position: Position
     /// Bytes of the source the read covered (newlines included): what the read takes of the byte budget.
     var bytes: Int
 
-    init(records: [ByteBuffer], position: Position, bytes: Int) {
+    init(records: [ByteBuffer], offsets: [Int64] = [], position: Position, bytes: Int) {
         self.records = records
+        self.offsets = offsets
         self.position = position
         self.bytes = bytes
     }
@@ -20,8 +23,9 @@ struct SourceData<Position: Sendable>: Sendable {
 protocol AgentSource: AnyObject {
     associatedtype Position: Sendable
 
-    /// What is there now, up to about `maxBytes`; `nil` when nothing new is complete.
-    func read(maxBytes: Int) throws -> SourceData<Position>?
+    /// What is there now, up to about `maxBytes`; `nil` when nothing new is complete. `now` times what waits for
+    /// more (a multiline record's timeout).
+    func read(maxBytes: Int, now: ContinuousClock.Instant) throws -> SourceData<Position>?
     /// The records of `position` ended (acked, or set aside as undeliverable): their position may be committed.
     func ack(_ position: Position)
     /// After a `read` found nothing: whether nothing more will come, so that the instance ends once its records

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 #if canImport(Glibc)
@@ -54,9 +55,9 @@ final class FileSource: AgentSource {
         self.lastPathCheck = now
     }
 
-    func read(maxBytes: Int) throws -> SourceData<OffsetTracker.Ticket>? {
-        guard let read = try self.tail.readLines(maxBytes: maxBytes) else { return nil }
-        return SourceData(records: read.lines, position: read.ticket, bytes: read.bytes)
+    func read(maxBytes: Int, now: ContinuousClock.Instant) throws -> SourceData<OffsetTracker.Ticket>? {
+        guard let read = try self.tail.readLines(maxBytes: maxBytes, now: now) else { return nil }
+        return SourceData(records: read.lines, offsets: read.offsets, position: read.ticket, bytes: read.bytes)
     }
 
     func ack(_ position: OffsetTracker.Ticket) {
@@ -64,6 +65,8 @@ final class FileSource: AgentSource {
     }
 
     func isExhausted(now: ContinuousClock.Instant) -> Bool {
+        // A multiline record under way is sent first (at its timeout at the latest).
+        if self.tail.hasPendingRecord { return false }
         if self.tail.size != self.lastSize {
             self.lastSize = self.tail.size
             self.lastActivity = now
@@ -106,4 +109,15 @@ func fileKey(_ path: String) -> (device: UInt64, inode: UInt64, size: Int64)? {
     var info = stat()
     guard stat(path, &info) == 0 else { return nil }
     return (UInt64(info.st_dev), UInt64(info.st_ino), Int64(info.st_size))
+}
+
+/// When the file at `path` was last modified, since the epoch.
+func modificationTime(_ path: String) -> Duration? {
+    guard let date = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date else { return nil }
+    return .milliseconds(Int64(date.timeIntervalSince1970 * 1000))
+}
+
+/// The wall clock, since the epoch (file times are on it).
+func wallClockNow() -> Duration {
+    .milliseconds(Int64(Date().timeIntervalSince1970 * 1000))
 }
