@@ -232,7 +232,7 @@ public final class Agent: Service, Sendable {
             return ((), state.machine.runEnded())
         }
         // After every instance took its outcomes and the clients ended: the last acks are in this checkpoint.
-        self.writeCheckpoint(store, force: true)
+        await self.writeCheckpoint(store, force: true)
         self.metrics?.publish(self.statistics())
     }
 
@@ -395,7 +395,7 @@ public final class Agent: Service, Sendable {
     /// checkpoint still follows the acks, and stalls are still reported.
     private func checkpointLoop(_ store: CheckpointStore) async {
         for await _ in AsyncTimerSequence(interval: self.configuration.checkpointInterval, clock: .continuous) {
-            self.writeCheckpoint(store, force: false)
+            await self.writeCheckpoint(store, force: false)
             self.watchStalls()
             self.metrics?.publish(self.statistics())
         }
@@ -422,10 +422,12 @@ public final class Agent: Service, Sendable {
         }
     }
 
-    private func writeCheckpoint(_ store: CheckpointStore, force: Bool) {
+    private func writeCheckpoint(_ store: CheckpointStore, force: Bool) async {
         guard let checkpoint = self.modifyStateAndRunActions({ ($0.machine.checkpoint(force: force), []) }) else { return }
         do {
-            try store.save(checkpoint)
+            // Two fsyncs, which take seconds on a busy disk: on NIO's blocking pool, never on the cooperative one;
+            // through a future, so that a cancellation neither skips the write nor returns before it ended.
+            try await NIOThreadPool.singleton.runIfActive(eventLoop: self.eventLoopGroup.any()) { try store.save(checkpoint) }.get()
             self.counters.checkpointsWritten.add(1, ordering: .relaxed)
             self.checkpointWritten(error: nil)
         } catch {

@@ -1,6 +1,8 @@
 #if ManagerDiscovery
 import InLongTransport
 import Logging
+import NIOCore
+import NIOPosix
 
 /// Discovery: the Manager asked for each group's proxies, on the ``DiscoverySchedule``.
 extension DataProxyClient {
@@ -27,9 +29,13 @@ extension DataProxyClient {
             case .ask(let group, _, _):
                 switch await discovery.ask(group: group) {
                 case .success(let (list, raw)):
-                    discovery.writeCache(group: group, reply: raw)
                     lastErrors[group] = nil
                     self.found(list, for: group)
+                    // After routing, and on NIO's blocking pool: two fsyncs take seconds on a busy disk. Through a
+                    // future, so that a closing client still ends the write it began.
+                    try? await NIOThreadPool.singleton.runIfActive(eventLoop: self.eventLoopGroup.any()) {
+                        discovery.writeCache(group: group, reply: raw)
+                    }.get()
                     schedule.answered(group, found: true, now: .now)
                 case .failure(let error) where error is CancellationError:
                     // The client is closing: what the Manager said last still stands.
