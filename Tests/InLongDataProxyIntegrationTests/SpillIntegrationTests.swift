@@ -26,22 +26,39 @@ import Testing
         ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".spool") }
     }
 
-    @Test func recordsBeyondTheMemoryQuotaWaitOnDiskAndAllArriveOnce() async throws {
+    /// Runs `body` with a client on a fresh spool, its memory quota `maxRecords`, failing when full, and a receiver
+    /// that holds every request until `body` lets it read; then closes the client and checks the spool emptied.
+    func withStalledReceiver(
+        maxRecords: Int,
+        spool configure: (inout DataProxyClient.Configuration.Spool) -> Void,
+        _ body: (DataProxyReceiver, DataProxyClient, ReportCollector) async throws -> Void
+    ) async throws {
         let directory = self.spoolDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var receiverConfiguration = DataProxyReceiver.Configuration.loopback
         receiverConfiguration.faults.stopReading = true
         try await withReceiver(receiverConfiguration) { receiver in
             var configuration = self.stalledClientConfiguration(port: try await receiver.port())
-            configuration.spool = .init(directory: directory)
-            configuration.spool?.segmentBytes = 32 << 10
-            configuration.buffer.maxRecords = 200
+            var spool = DataProxyClient.Configuration.Spool(directory: directory)
+            configure(&spool)
+            configuration.spool = spool
+            configuration.buffer.maxRecords = maxRecords
             configuration.buffer.whenFull = .fail
-            let bodies = (0..<6_000).map { "spilled-\($0)-" + String(repeating: "y", count: $0 % 40) }
-            let singles = (0..<50).map { "single-\($0)" }
             let client = DataProxyClient(configuration: configuration)
             let reports = ReportCollector(client)
             let run = Task { try await client.run() }
+            try await body(receiver, client, reports)
+            client.close()
+            try await run.value
+            reports.stop()
+        }
+        #expect(self.segments(directory).isEmpty)
+    }
+
+    @Test func recordsBeyondTheMemoryQuotaWaitOnDiskAndAllArriveOnce() async throws {
+        try await self.withStalledReceiver(maxRecords: 200, spool: { $0.segmentBytes = 32 << 10 }) { receiver, client, reports in
+            let bodies = (0..<6_000).map { "spilled-\($0)-" + String(repeating: "y", count: $0 % 40) }
+            let singles = (0..<50).map { "single-\($0)" }
             // The proxy reads nothing: 200 records fill memory, the rest spill instead of failing as the buffer full.
             var ids = DataProxyRecordIDs()
             for chunk in stride(from: 0, to: bodies.count, by: 150) {
@@ -67,29 +84,13 @@ import Testing
             #expect(received.filter { $0.0 == "s" }.map(\.1).sorted() == bodies.sorted())
             #expect(received.filter { $0.0 == "t" }.map(\.1).sorted() == singles.sorted())
             #expect(received.filter { $0.0 == "t" }.allSatisfy { $0.2 == "k=v" })
-            client.close()
-            try await run.value
-            reports.stop()
         }
-        #expect(self.segments(directory).isEmpty)
     }
 
     /// At the spool's maximum, the full policy applies again: a call fails as the buffer full, naming what it
     /// accepted before; what was accepted still arrives.
     @Test func aFullSpoolFailsTheCallAsTheBufferFull() async throws {
-        let directory = self.spoolDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
-        receiverConfiguration.faults.stopReading = true
-        try await withReceiver(receiverConfiguration) { receiver in
-            var configuration = self.stalledClientConfiguration(port: try await receiver.port())
-            configuration.spool = .init(directory: directory)
-            configuration.spool?.maxBytes = 64 << 10
-            configuration.buffer.maxRecords = 100
-            configuration.buffer.whenFull = .fail
-            let client = DataProxyClient(configuration: configuration)
-            let reports = ReportCollector(client)
-            let run = Task { try await client.run() }
+        try await self.withStalledReceiver(maxRecords: 100, spool: { $0.maxBytes = 64 << 10 }) { receiver, client, reports in
             let bodies = (0..<10_000).map { ByteBuffer(string: "record-\($0)-" + String(repeating: "z", count: 60)) }
             var accepted = 0
             do {
@@ -106,11 +107,7 @@ import Testing
             #expect(await client.flush(timeout: .seconds(60)))
             #expect(await eventually { reports.acked == accepted })
             #expect(receiver.memorySink.recordCount == accepted)
-            client.close()
-            try await run.value
-            reports.stop()
         }
-        #expect(self.segments(directory).isEmpty)
     }
 
     /// A client closed with records still on disk only: they are reported failed as shut down, and the next client
