@@ -8,9 +8,19 @@ import Logging
 import ServiceLifecycle
 import UnixSignals
 
-struct AgentCommand: AsyncParsableCommand {
+/// `inlong agent`: runs the agent (the default), or tells where its files stand (`status`).
+struct AgentCommands: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
+        abstract: "Collect lines from files into InLong (`inlong agent run --help` for its options), or print where they stand.",
+        subcommands: [AgentCommand.self, AgentStatusCommand.self],
+        defaultSubcommand: AgentCommand.self
+    )
+}
+
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Collect lines from files into InLong, with an offset per file.",
         discussion: """
             Lines are sent at least once: a crash, restart, rotation or proxy outage loses none (a restart sends \
@@ -21,6 +31,7 @@ struct AgentCommand: AsyncParsableCommand {
               inlong agent --config agent.yaml
               inlong agent --path '/var/log/app/*.log' --group g --stream s \\
                 --proxy 127.0.0.1:46801 --state-dir /var/lib/inlong-agent
+              inlong agent status --state-dir /var/lib/inlong-agent
             """
     )
 
