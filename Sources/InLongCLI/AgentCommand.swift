@@ -156,13 +156,14 @@ struct AgentCommand: AsyncParsableCommand {
         }
         let logger = self.operatorOptions.logger("inlong.agent")
         let agent = Agent(configuration: configuration, logger: logger)
-        // Unhealthy while a group is stalled: named, with its waiting lines and why its proxies take nothing.
+        // Unhealthy while a group is stalled (named, with its waiting lines and why its proxies take nothing), or
+        // while the checkpoint cannot be written (acked lines would be read again after a restart).
         let metricsEndpoint = try self.operatorOptions.metricsEndpoint(logger: logger) {
-            let stalled = agent.statistics().stalledGroups
-            guard !stalled.isEmpty else { return nil }
-            return stalled.map { group in
+            let statistics = agent.statistics()
+            let problems = statistics.stalledGroups.map { group in
                 "stalled: group \(group.group), \(group.linesWaiting) lines wait" + (group.proxyProblem.map { " (\($0))" } ?? "")
-            }.joined(separator: "\n")
+            } + [statistics.checkpointError.map { "checkpoint: \($0)" }].compactMap { $0 }
+            return problems.isEmpty ? nil : problems.joined(separator: "\n")
         }
         let metrics = try await metricsEndpoint?.start()
         defer { metrics?.cancel() }

@@ -67,13 +67,21 @@ struct ReachabilityWatch {
         return .tell(stuck.isEmpty ? "cannot reach a proxy: no proxy connected yet" : stuck)
     }
 
+    /// What was told and still holds: why no proxy is reachable or answering, for `/health`; `nil` when all is well.
+    var problem: String? {
+        self.told.map { $0.isEmpty ? "cannot reach a proxy: no proxy connected yet" : $0 }
+    }
+
     /// Looks at `statistics` four times a second (`nil`: nothing to look at yet) and writes what there is to tell
-    /// to standard error, until the task is cancelled (returns `false`) or it gives up (returns `true`).
-    func run(statistics: () -> DataProxyClientStatistics?) async -> Bool {
+    /// to standard error, until the task is cancelled (returns `false`) or it gives up (returns `true`). `problem`
+    /// hears of every change of ``problem``.
+    func run(statistics: () -> DataProxyClientStatistics?, problem report: (String?) -> Void = { _ in }) async -> Bool {
         var watch = self
         for await _ in AsyncTimerSequence(interval: .milliseconds(250), clock: .continuous) {
             guard let statistics = statistics() else { continue }
-            switch watch.observe(statistics, now: .now) {
+            let action = watch.observe(statistics, now: .now)
+            report(watch.problem)
+            switch action {
             case .none:
                 break
             case .tell(let line):

@@ -131,7 +131,9 @@ struct SendCommand: AsyncParsableCommand {
         // The client's warnings (a proxy that cannot be reached) are what the reachability watch says in plain
         // words at once: shown again only when asked for with --log-level.
         let logger = self.operatorOptions.logger("inlong.send", level: .error)
-        let metrics = try await self.operatorOptions.metricsEndpoint(logger: logger)?.start()
+        // Unhealthy while no proxy is reachable or answering (once the watch told it): the reason, as told.
+        let health = HealthProblem()
+        let metrics = try await self.operatorOptions.metricsEndpoint(logger: logger, health: { health.current })?.start()
         defer { metrics?.cancel() }
         let (clientConfiguration, group, stream) = (configuration, self.group, self.stream)
         let grace = Duration.seconds(max(self.grace, 0))
@@ -148,6 +150,7 @@ struct SendCommand: AsyncParsableCommand {
                 grace: grace,
                 interruptions: interruptions,
                 unreachableTimeout: unreachableTimeout,
+                health: health,
                 logger: logger
             ) { emit, stop in
                 for file in sources where reader.failure == nil {
@@ -324,6 +327,15 @@ final class InterruptFlag: Sendable {
     let value = Atomic(false)
 }
 
+/// What makes a command unhealthy now (`/health` answers 503 with it), set by the task that watches for it.
+final class HealthProblem: Sendable {
+    private let problem = Mutex<String?>(nil)
+
+    var current: String? { self.problem.withLock { $0 } }
+
+    func set(_ problem: String?) { self.problem.withLock { $0 = problem } }
+}
+
 /// Sends the lines `produce` emits; on an interruption, stops reading (`produce` is given a `stop` to check),
 /// gives what was accepted `grace` to be acked, and fails the rest.
 func sendLines(
@@ -334,6 +346,7 @@ func sendLines(
     interruptions: AsyncStream<Void>? = nil,
     unreachableNotice: Duration = .seconds(5),
     unreachableTimeout: Duration? = nil,
+    health: HealthProblem? = nil,
     logger: Logger = Logger.disabled,
     produce: (_ emit: ([ByteBuffer]) async throws -> Void, _ stop: @escaping @Sendable () -> Bool) async throws -> Void
 ) async throws -> SendOutcome {
@@ -363,7 +376,7 @@ func sendLines(
         // `unreachableTimeout` of either.
         tasks.addTask {
             let watch = ReachabilityWatch(notice: unreachableNotice, timeout: unreachableTimeout)
-            if await watch.run(statistics: { client.statistics() }) {
+            if await watch.run(statistics: { client.statistics() }, problem: { health?.set($0) }) {
                 gaveUp.value.store(true, ordering: .relaxed)
                 interrupted.value.store(true, ordering: .relaxed)
                 client.close(deadline: .zero)

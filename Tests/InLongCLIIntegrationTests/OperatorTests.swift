@@ -248,6 +248,26 @@ import Testing
         )
     }
 
+    /// `/health` of `inlong send`: unhealthy with the reason once it was told, healthy again once a proxy answers.
+    @Test func theProblemToldIsWhatHealthSaysUntilAProxyIsReachableAgain() {
+        var watch = ReachabilityWatch(notice: .seconds(5), timeout: nil)
+        var statistics = DataProxyClientStatistics()
+        statistics.readyProxies = 1
+        _ = watch.observe(statistics, now: self.at(0))
+        #expect(watch.problem == nil)
+        statistics.readyProxies = 0
+        statistics.proxyErrors[self.proxy] = "connection refused"
+        _ = watch.observe(statistics, now: self.at(1))
+        #expect(watch.problem == nil)  // a proxy was reached before: not news until the notice
+        #expect(watch.observe(statistics, now: self.at(6.5)) == .tell("127.0.0.1:46801: connection refused"))
+        #expect(watch.problem == "127.0.0.1:46801: connection refused")
+        _ = watch.observe(statistics, now: self.at(8))
+        #expect(watch.problem == "127.0.0.1:46801: connection refused")
+        statistics.readyProxies = 1
+        #expect(watch.observe(statistics, now: self.at(9)) == .tell("a proxy is reachable again"))
+        #expect(watch.problem == nil)
+    }
+
     /// kcat's bar: a refused connect is said at the first look, not at the notice, when no proxy was ever reached.
     @Test func aKnownCauseIsToldAtOnceBeforeAnyProxyWasReached() {
         var watch = ReachabilityWatch(notice: .seconds(5), timeout: .seconds(20))
