@@ -31,6 +31,8 @@ struct AgentOnceTests {
                         "agent", "--path", logs.path + "/*.log", "--group", "g", "--stream", "s",
                         "--proxy", "127.0.0.1:\(try await receiver.port())", "--state-dir", state.path, "--once",
                     ],
+                    // Exactly once is asserted: no request may time out and be sent again on a loaded machine.
+                    environment: ["INLONG_CONNECTION_REQUEST_TIMEOUT": "120"],
                     logs: directory,
                     name: "agent"
                 )

@@ -218,6 +218,8 @@ struct SendSignalTests {
                 let send = try ChildProcess(
                     inlong,
                     ["send", "--proxy", "127.0.0.1:\(port)", "--group", "g", "--stream", "s", "--stats-json", directory.appendingPathComponent("stats.json").path],
+                    // Exactly once is asserted: no request may time out and be sent again on a loaded machine.
+                    environment: ["INLONG_CONNECTION_REQUEST_TIMEOUT": "120"],
                     input: input,
                     logs: directory,
                     name: "send"
