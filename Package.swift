@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "InLongSnappy", targets: ["InLongSnappy"]),
         .library(name: "InLongWire", targets: ["InLongWire"]),
         .library(name: "InLongTransport", targets: ["InLongTransport"]),
+        .library(name: "InLongTransportTLS", targets: ["InLongTransportTLS"]),
         .library(name: "InLongDataProxyReceiver", targets: ["InLongDataProxyReceiver"]),
         .library(name: "InLongDataProxy", targets: ["InLongDataProxy"]),
         .library(name: "InLongAgent", targets: ["InLongAgent"]),
@@ -81,6 +82,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // TLS for the transport's connections and servers: a module of its own, so that an application of the
+        // transport (and the DataProxy SDK, whose port has no TLS) builds no TLS unless it asks.
+        .target(
+            name: "InLongTransportTLS",
+            dependencies: [
+                "InLongTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -249,7 +262,9 @@ let package = Package(
             name: "InLongTransportIntegrationTests",
             dependencies: [
                 "InLongTransport",
+                "InLongTransportTLS",
                 "InLongTestUtils",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -83,7 +83,12 @@ final class MetricsEndpoint: Service, Sendable {
             report.finish()
         }
         for await failure in outcome {
-            guard let failure else { return task }
+            guard let failure else {
+                // Said once, with the port bound (for `--metrics HOST:0` the only way to learn it).
+                let port = self.modify { $0.port } ?? self.port
+                FileHandle.standardError.write(Data("metrics on http://\(self.host):\(port)/metrics, health on /health\n".utf8))
+                return task
+            }
             throw CLIError("cannot serve metrics on \(self.host):\(self.port): \(failure)")
         }
         throw CLIError("cannot serve metrics on \(self.host):\(self.port): the server ended")

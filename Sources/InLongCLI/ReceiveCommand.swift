@@ -140,9 +140,15 @@ struct ReceiveCommand: AsyncParsableCommand {
         let logger = self.operatorOptions.logger("inlong.receive")
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         // Bound before the receiver starts: a busy metrics port is fatal, named, and never taken for the receiver's.
-        let metrics = try await self.operatorOptions.metricsEndpoint(logger: logger)?.start()
+        // The endpoint bootstraps metrics, so it comes before the receiver that reports to them; its health reads
+        // the receiver once there is one.
+        let served = Mutex<DataProxyReceiver?>(nil)
+        let metrics = try await self.operatorOptions.metricsEndpoint(logger: logger, health: {
+            served.withLock { $0 }?.statistics().sinkFailure.map { "the sink fails: \($0)" }
+        })?.start()
         defer { metrics?.cancel() }
         let receiver = DataProxyReceiver(configuration: configuration, sink: self.print ? PrintingSink(inner: sink) : sink, logger: logger)
+        served.withLock { $0 = receiver }
         services.append(.init(service: receiver))
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

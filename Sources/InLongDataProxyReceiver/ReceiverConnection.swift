@@ -125,7 +125,7 @@ final class ReceiverConnection: Sendable {
                     counters.delivered(message)
                     reply = ack.success(proxyIP: processor.proxyIP)
                 } catch {
-                    counters.error(.putEventToChannelFailure)
+                    counters.sinkFailed(error)
                     self.logger.debug("sink refused a message", metadata: ["inlong.error": "\(error)"])
                     reply = ack.failure(.putEventToChannelFailure, message: "Put event to channel failure", proxyIP: processor.proxyIP)
                 }

@@ -51,6 +51,11 @@ extension PersistentConnection {
         /// Runs on every new connection before it counts as ready (log in, shake hands); throwing closes it and
         /// counts as a failed connect. Defaults to `nil`.
         public var onConnect: ConnectHook?
+        /// Handlers in front of the connection's own, such as TLS (`InLongTransportTLS`). A connection counts as
+        /// connected only once the setup's future succeeds, within ``connectTimeout`` of the dial; if it fails, or
+        /// takes longer, the attempt fails like a refused connect and is retried with the backoff. Defaults to
+        /// `nil` (plain TCP).
+        public var channelSetup: ChannelSetup?
         /// A connection that stays up this long, or carries a response, counts as healthy: the backoff starts
         /// over and a later drop is retried at once. One that closes sooner counts as a failed attempt, so a peer
         /// that accepts and closes is redialled at the backoff's pace. Defaults to 5 seconds.

@@ -394,6 +394,10 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
         let codec = self.codec
         let logger = self.logger
         let entryPoints = self.entryPoints
+        let deadline = NIODeadline.now() + TimeAmount(configuration.connectTimeout)
+        // Completed by the setup's own future, the deadline or the close, whichever comes first (later ones are
+        // ignored), and failed on every path where the dial fails, so that it never leaks.
+        let ready = configuration.channelSetup.map { _ in self.eventLoop.makePromise(of: Void.self) }
         do {
             let channel = try await ClientBootstrap(group: self.eventLoop)
                 .connectTimeout(TimeAmount(configuration.connectTimeout))
@@ -401,6 +405,9 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 .channelOption(.writeBufferWaterMark, value: configuration.writeBufferWaterMarks)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let setup = configuration.channelSetup, let ready {
+                            try setup.prepare(channel, endpoint).cascade(to: ready)
+                        }
                         let handler = ConnectionChannelHandler(
                             codec: codec,
                             configuration: handlerConfiguration,
@@ -419,6 +426,20 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 }
                 .connect(host: endpoint.host, port: endpoint.port)
                 .get()
+            if let ready {
+                let expiry = channel.eventLoop.scheduleTask(deadline: deadline) {
+                    ready.fail(ChannelError.connectTimeout(TimeAmount(configuration.connectTimeout)))
+                }
+                channel.closeFuture.whenComplete { _ in ready.fail(ChannelError.ioOnClosedChannel) }
+                do {
+                    try await ready.futureResult.get()
+                    expiry.cancel()
+                } catch {
+                    expiry.cancel()
+                    channel.close(promise: nil)
+                    throw error
+                }
+            }
             let handler = try await channel.eventLoop.submit {
                 NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ConnectionChannelHandler<Codec>.self), eventLoop: channel.eventLoop)
             }.get()
@@ -454,7 +475,8 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
                 self.eventSink.yield(.closed(channelID: channelID, reason: reason))
             }
         } catch {
-            let code: TransportError.Code = error is ChannelError ? .connectTimeout : .connectFailed
+            ready?.fail(error)
+            let code: TransportError.Code = Self.isTimeout(error) ? .connectTimeout : .connectFailed
             let failure = TransportError(code, endpoint: endpoint, underlying: error)
             // Said once per outage at warning, with the address and the cause; each retry after it at debug.
             if observer.connectFailed(failure) {
@@ -464,6 +486,11 @@ public final class PersistentConnection<Codec: FrameCodec>: Service, Sendable {
             }
             self.eventSink.yield(.connectFailed(failure))
         }
+    }
+
+    private static func isTimeout(_ error: any Error) -> Bool {
+        if case .connectTimeout = error as? ChannelError { return true }
+        return false
     }
 
     private static func disconnectLabel(_ reason: TransportError) -> String {

@@ -26,6 +26,14 @@ import Testing
         #expect(registry.scanned([self.found("/a.1", 1)]) == [.moved(.init(device: 1, inode: 1), to: "/a.1")])
     }
 
+    @Test func aFileFoundAtTwoPathsIsOpenedOnceAndNeitherIsAMove() {
+        // A symbolic link and its target, or two patterns matching one file: same device and inode.
+        var registry = FileRegistry(checkpoint: Checkpoint(), maxOpenFiles: 10)
+        #expect(registry.scanned([self.found("/logs/app.log", 1), self.found("/data/app.log", 1)]) == [.open(self.found("/logs/app.log", 1), firstScan: true)])
+        registry.opened(self.identity(1), path: "/logs/app.log", committed: 0)
+        #expect(registry.scanned([self.found("/data/app.log", 1), self.found("/logs/app.log", 1)]).isEmpty)
+    }
+
     @Test func openFilesAreBounded() {
         var registry = FileRegistry(checkpoint: Checkpoint(), maxOpenFiles: 1)
         #expect(registry.scanned([self.found("/a", 1), self.found("/b", 2)]).count == 1)

@@ -14,6 +14,8 @@ public struct AgentConfiguration: Sendable {
             case end
         }
 
+        /// Glob patterns of the files to read; a `**` component matches up to 8 directories
+        /// (`/var/log/**/*.log`).
         public var paths: [String]
         public var group: String
         public var stream: String

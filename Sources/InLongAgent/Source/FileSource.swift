@@ -89,8 +89,32 @@ final class FileSource: AgentSource {
     }
 }
 
-/// The regular files matching a glob pattern, sorted.
+/// The regular files matching a glob pattern, sorted, each once. A `**` path component matches any number of
+/// directories, from none to ``recursiveGlobDepth`` (as Filebeat's recursive glob): `/var/log/**/*.log` is
+/// `/var/log/*.log`, `/var/log/*/*.log` and so on.
 func expandGlob(_ pattern: String) -> [String] {
+    let variants = recursiveGlobVariants(pattern)
+    guard variants.count > 1 else { return regularFiles(matching: pattern) }
+    return Array(Set(variants.flatMap(regularFiles(matching:)))).sorted()
+}
+
+/// How many directories `**` matches at most: bounded, so that a pattern over a deep tree costs a known number
+/// of `glob` calls.
+let recursiveGlobDepth = 8
+
+/// The plain glob patterns a pattern with a `**` component stands for (the first `**`; later ones match one
+/// component, as `*`); the pattern itself when it has none.
+func recursiveGlobVariants(_ pattern: String) -> [String] {
+    let components = pattern.split(separator: "/", omittingEmptySubsequences: false)
+    guard let index = components.firstIndex(of: "**") else { return [pattern] }
+    let before = components[..<index]
+    let after = components[(index + 1)...]
+    return (0...recursiveGlobDepth).map { depth in
+        (before + Array(repeating: "*", count: depth) + after).joined(separator: "/")
+    }
+}
+
+private func regularFiles(matching pattern: String) -> [String] {
     var result = glob_t()
     defer { globfree(&result) }
     guard glob(pattern, 0, nil, &result) == 0 else { return [] }

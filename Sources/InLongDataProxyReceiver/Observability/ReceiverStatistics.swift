@@ -26,6 +26,9 @@ public struct ReceiverStatistics: Sendable, Hashable {
     public var payloadBytes = 0
     /// Error replies (or would-be replies) by server error code.
     public var errors: [DataProxyResultCode: Int] = [:]
+    /// The sink's error while its latest write failed (a full disk), `nil` once a write succeeds again: what
+    /// `inlong receive`'s `/health` reports.
+    public var sinkFailure: String?
 
     public init() {}
 }
@@ -146,6 +149,9 @@ final class ReceiverObservation: Sendable {
     private let records = Atomic<Int>(0)
     private let payloadBytes = Atomic<Int>(0)
     private let errors = Mutex<[DataProxyResultCode: Int]>([:])
+    /// Set under `sinkFailure`'s lock with it; read alone only as a hint, so a delivery pays one load.
+    private let sinkFailing = Atomic<Bool>(false)
+    private let sinkFailure = Mutex<String?>(nil)
     private let delegate: (any DataProxyReceiverObservabilityDelegate)?
 
     init(delegate: (any DataProxyReceiverObservabilityDelegate)?) {
@@ -189,10 +195,24 @@ final class ReceiverObservation: Sendable {
     }
 
     func delivered(_ message: ReceivedMessage) {
+        if self.sinkFailing.load(ordering: .relaxed) {
+            self.sinkFailure.withLock { failure in
+                failure = nil
+                self.sinkFailing.store(false, ordering: .relaxed)
+            }
+        }
         self.messages.add(1, ordering: .relaxed)
         self.records.add(message.recordCount, ordering: .relaxed)
         self.payloadBytes.add(message.payloadBytes, ordering: .relaxed)
         self.delegate?.messageDelivered(message)
+    }
+
+    func sinkFailed(_ error: any Error) {
+        self.sinkFailure.withLock { failure in
+            failure = "\(error)"
+            self.sinkFailing.store(true, ordering: .relaxed)
+        }
+        self.error(.putEventToChannelFailure)
     }
 
     func protocolError() {
@@ -222,6 +242,7 @@ final class ReceiverObservation: Sendable {
         statistics.records = self.records.load(ordering: .relaxed)
         statistics.payloadBytes = self.payloadBytes.load(ordering: .relaxed)
         statistics.errors = self.countErrors { $0 }
+        statistics.sinkFailure = self.sinkFailure.withLock { $0 }
         return statistics
     }
 }

@@ -81,7 +81,14 @@ public final class JSONLinesSink: DataProxyReceiverSink {
         Self.appendLines(of: message, to: &bytes)
         let ticket = try self.modify { state -> UInt64? in
             guard !state.closed else { throw CocoaError(.fileWriteUnknown) }
-            try state.handle.write(contentsOf: bytes)
+            do {
+                try state.handle.write(contentsOf: bytes)
+            } catch {
+                // Foundation's error, said as the system's: "write of out.jsonl failed: No space left on device".
+                let cause = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+                let code = cause.flatMap { $0.domain == NSPOSIXErrorDomain ? Int32($0.code) : nil } ?? EIO
+                throw JSONLinesSinkError(path: self.url?.path ?? "-", operation: "write", errno: code)
+            }
             state.lines += message.records.count
             return self.acksAreDurable ? state.commit.wrote(bytes.count) : nil
         }

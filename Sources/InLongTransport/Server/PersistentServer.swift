@@ -108,6 +108,9 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         /// bootstrapped `MetricsSystem.factory`. Published once a second and when the server stops, as
         /// `inlong_transport_server_*` with the dimension `listener`.
         public var metricsFactory: (any MetricsFactory)?
+        /// Handlers in front of each connection's own, such as TLS (`InLongTransportTLS`); its future is not
+        /// awaited: frames flow once the handlers let them through. Defaults to `nil` (plain TCP).
+        public var channelSetup: ChannelSetup?
 
         public init(host: String = "127.0.0.1", port: Int = 0) {
             self.host = host
@@ -355,6 +358,8 @@ public final class PersistentServer<Codec: FrameCodec>: Service, Sendable {
         }
         do {
             let operations = channel.pipeline.syncOperations
+            // A setup that fails later (a TLS handshake refused) closes the connection itself.
+            _ = try self.configuration.channelSetup?.prepare(channel, nil)
             if let timeout = self.configuration.readTimeout {
                 try operations.addHandler(IdleStateHandler(readTimeout: TimeAmount(timeout)))
             }
