@@ -7,36 +7,11 @@ import Testing
 
 /// The server side over loopback, with ``PersistentConnection`` as its client.
 @Suite(.timeLimit(.minutes(2))) struct PersistentServerTests {
-    private func withServer<Result: Sendable>(
-        configure: (inout PersistentServer<TestCodec>.Configuration) -> Void = { _ in },
-        handler: @escaping PersistentServer<TestCodec>.RequestHandler = { request, responder in
-            try? await responder.respond(.response(request.key, request.payload))
-        },
-        _ body: (PersistentServer<TestCodec>, Endpoint) async throws -> Result
-    ) async throws -> Result {
-        var configuration = PersistentServer<TestCodec>.Configuration(host: "127.0.0.1", port: 0)
-        configure(&configuration)
-        let server = PersistentServer(codec: TestCodec(), configuration: configuration, handler: handler)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await server.run() }
-            defer { group.cancelAll() }
-            let port = try await server.localAddress().port!
-            let result = try await body(server, Endpoint(host: "127.0.0.1", port: port))
-            server.stop()
-            try await group.next()
-            return result
-        }
-    }
-
     @Test func requestsAreAnsweredOnTheirConnection() async throws {
-        try await self.withServer { server, endpoint in
+        try await withPersistentServer { server, endpoint in
             try await withConnection(endpoints: [endpoint]) { connection in
-                try await withThrowingTaskGroup(of: Bool.self) { group in
-                    for key in 0..<200 as Range<UInt32> {
-                        group.addTask { try await connection.request(.request(key, "v\(key)")).payload == "v\(key)" }
-                    }
-                    for try await matched in group { #expect(matched) }
-                }
+                let echoed = try await connection.echoedConcurrently(200)
+                #expect(echoed == 200)
             }
             #expect(server.statistics().requestsHandled == 200)
             #expect(server.statistics().acceptedConnections == 1)
@@ -45,7 +20,7 @@ import Testing
 
     @Test func aSlowHandlerDoesNotDelayOtherAnswers() async throws {
         let gate = Gate()
-        try await self.withServer(handler: { request, responder in
+        try await withPersistentServer(handler: { request, responder in
             if request.key == 1 { await gate.wait() }
             try? await responder.respond(.response(request.key, request.payload))
         }) { _, endpoint in
@@ -65,7 +40,7 @@ import Testing
     @Test func oneConnectionsRequestsRunUpToItsLimit() async throws {
         let gate = Gate()
         let concurrency = Concurrency()
-        try await self.withServer(
+        try await withPersistentServer(
             configure: { $0.maxConcurrentRequests = 2 },
             handler: { request, responder in
                 concurrency.enter()
@@ -94,7 +69,7 @@ import Testing
     @Test func theHandlerPoolIsSharedByEveryConnection() async throws {
         let gate = Gate()
         let concurrency = Concurrency()
-        try await self.withServer(
+        try await withPersistentServer(
             configure: { $0.handlerPool = HandlerPoolConfiguration(width: 2, queueLimit: 100) },
             handler: { request, responder in
                 concurrency.enter()
@@ -130,7 +105,7 @@ import Testing
         let gate = Gate()
         let concurrency = Concurrency()
         let count = 64
-        try await self.withServer(
+        try await withPersistentServer(
             configure: {
                 $0.handlerPool = HandlerPoolConfiguration(width: 1, queueLimit: 1)
                 $0.readTimeout = nil
@@ -164,7 +139,7 @@ import Testing
 
     /// Bytes that are not a frame: the connection closes by default, or drops its buffer and goes on.
     @Test(arguments: [false, true]) func bytesThatAreNotAFrameFollowThePolicy(discard: Bool) async throws {
-        try await self.withServer(configure: { $0.framingErrorPolicy = discard ? .discardBuffer : .close }) { server, endpoint in
+        try await withPersistentServer(configure: { $0.framingErrorPolicy = discard ? .discardBuffer : .close }) { server, endpoint in
             let client = try await RawClient.connect(to: endpoint)
             var garbage = ByteBuffer()
             garbage.writeInteger(UInt32(1))  // a length no frame of this codec has
@@ -183,7 +158,7 @@ import Testing
     }
 
     @Test func thePeersHeartbeatsAreAnswered() async throws {
-        try await self.withServer { _, endpoint in
+        try await withPersistentServer { _, endpoint in
             try await withConnection(endpoints: [endpoint], configure: { $0.heartbeatInterval = .milliseconds(50) }) { connection in
                 #expect(await eventually { connection.statistics().lastHeartbeatRTT != nil })
             }
@@ -191,7 +166,7 @@ import Testing
     }
 
     @Test func connectionsOverTheLimitAreClosed() async throws {
-        try await self.withServer(configure: { $0.maxConnections = 1 }) { server, endpoint in
+        try await withPersistentServer(configure: { $0.maxConnections = 1 }) { server, endpoint in
             try await withConnection(endpoints: [endpoint]) { first in
                 #expect(await eventually { server.statistics().openConnections == 1 })
                 try await withConnection(endpoints: [endpoint], waitUntilReady: false) { _ in

@@ -37,36 +37,13 @@ import Testing
         return try .tlsClient(tls)
     }
 
-    private func withServer<Result: Sendable>(
-        setup: ChannelSetup?,
-        _ body: (PersistentServer<TestCodec>, Endpoint) async throws -> Result
-    ) async throws -> Result {
-        var configuration = PersistentServer<TestCodec>.Configuration(host: "127.0.0.1", port: 0)
-        configuration.channelSetup = setup
-        let server = PersistentServer(codec: TestCodec(), configuration: configuration) { request, responder in
-            try? await responder.respond(.response(request.key, request.payload))
-        }
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await server.run() }
-            defer { group.cancelAll() }
-            let port = try await server.localAddress().port!
-            let result = try await body(server, Endpoint(host: "127.0.0.1", port: port))
-            server.stop()
-            try await group.next()
-            return result
-        }
-    }
-
     @Test func requestsAreAnsweredOverTLS() async throws {
-        try await self.withServer(setup: try Self.serverTLS()) { server, endpoint in
+        let serverSetup = try Self.serverTLS()
+        try await withPersistentServer(configure: { $0.channelSetup = serverSetup }) { server, endpoint in
             let setup = try Self.clientTLS()
             try await withConnection(endpoints: [endpoint], configure: { $0.channelSetup = setup }) { connection in
-                try await withThrowingTaskGroup(of: Bool.self) { group in
-                    for key in 0..<200 as Range<UInt32> {
-                        group.addTask { try await connection.request(.request(key, "v\(key)")).payload == "v\(key)" }
-                    }
-                    for try await matched in group { #expect(matched) }
-                }
+                let echoed = try await connection.echoedConcurrently(200)
+                #expect(echoed == 200)
                 #expect(connection.statistics().connectFailures == 0)
             }
             #expect(server.statistics().requestsHandled == 200)
@@ -74,7 +51,8 @@ import Testing
     }
 
     @Test func anUntrustedServerIsAFailedConnectThatSaysWhyAndIsRetried() async throws {
-        try await self.withServer(setup: try Self.serverTLS()) { server, endpoint in
+        let serverSetup = try Self.serverTLS()
+        try await withPersistentServer(configure: { $0.channelSetup = serverSetup }) { server, endpoint in
             // The client trusts another CA than the one that signed the server's certificate.
             let setup = try Self.clientTLS(trusting: TestCertificates.clientCAPEM)
             try await withConnection(endpoints: [endpoint], configure: { $0.channelSetup = setup }, waitUntilReady: false) { connection in
@@ -90,7 +68,8 @@ import Testing
     }
 
     @Test func aClientWithoutTLSIsNotServedAndATLSClientStillIs() async throws {
-        try await self.withServer(setup: try Self.serverTLS()) { server, endpoint in
+        let serverSetup = try Self.serverTLS()
+        try await withPersistentServer(configure: { $0.channelSetup = serverSetup }) { server, endpoint in
             _ = try await withConnection(endpoints: [endpoint], configure: { $0.reconnect = false }) { connection in
                 await #expect(throws: (any Error).self) {
                     try await connection.request(.request(1, "plain"), timeout: .seconds(30))
@@ -106,7 +85,7 @@ import Testing
     }
 
     @Test func aTLSClientOfAPlainServerFailsToConnect() async throws {
-        try await self.withServer(setup: nil) { server, endpoint in
+        try await withPersistentServer { server, endpoint in
             let setup = try Self.clientTLS()
             try await withConnection(endpoints: [endpoint], configure: { $0.channelSetup = setup }, waitUntilReady: false) { connection in
                 let failed = await eventually { connection.statistics().connectFailures >= 1 }
@@ -119,7 +98,8 @@ import Testing
     }
 
     @Test func aServerThatRequiresClientCertificatesServesOnlyClientsWithOne() async throws {
-        try await self.withServer(setup: try Self.serverTLS(requireClientCertificate: true)) { server, endpoint in
+        let serverSetup = try Self.serverTLS(requireClientCertificate: true)
+        try await withPersistentServer(configure: { $0.channelSetup = serverSetup }) { server, endpoint in
             let anonymous = try Self.clientTLS()
             _ = try await withConnection(endpoints: [endpoint], configure: { $0.channelSetup = anonymous; $0.reconnect = false }, waitUntilReady: false) { connection in
                 await #expect(throws: (any Error).self) {

@@ -64,6 +64,17 @@ extension PersistentConnection where Codec == TestCodec {
         }
         return false
     }
+
+    /// Sends `count` requests at once (keys 0..<count, payload `v<key>`) and counts those answered with their own
+    /// payload.
+    func echoedConcurrently(_ count: UInt32) async throws -> Int {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for key in 0..<count {
+                group.addTask { try await self.request(.request(key, "v\(key)")).payload == "v\(key)" }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+    }
 }
 
 /// Collects values from concurrent tasks.
@@ -71,4 +82,26 @@ final class Collector<Value: Sendable>: Sendable {
     private let values = Mutex<[Value]>([])
     func append(_ value: Value) { self.values.withLock { $0.append(value) } }
     var all: [Value] { self.values.withLock { $0 } }
+}
+
+/// Runs a server on a free loopback port for the duration of `body`, then stops it and waits for `run()`.
+func withPersistentServer<Result: Sendable>(
+    configure: (inout PersistentServer<TestCodec>.Configuration) -> Void = { _ in },
+    handler: @escaping PersistentServer<TestCodec>.RequestHandler = { request, responder in
+        try? await responder.respond(.response(request.key, request.payload))
+    },
+    _ body: (PersistentServer<TestCodec>, Endpoint) async throws -> Result
+) async throws -> Result {
+    var configuration = PersistentServer<TestCodec>.Configuration(host: "127.0.0.1", port: 0)
+    configure(&configuration)
+    let server = PersistentServer(codec: TestCodec(), configuration: configuration, handler: handler)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await server.run() }
+        defer { group.cancelAll() }
+        let port = try await server.localAddress().port!
+        let result = try await body(server, Endpoint(host: "127.0.0.1", port: port))
+        server.stop()
+        try await group.next()
+        return result
+    }
 }
