@@ -205,14 +205,15 @@ extension DataProxyClient {
         guard let first = bodies.first else { return DataProxyRecordIDs() }
         let (key, _) = try self.validate(first, group: group, stream: stream, dataTime: nil, attributes: [], messageAttributes: attributes)
         let limit = self.blockLimit
-        let records = Array(bodies)
-        for body in records {
-            if body.readableBytes == 0 {
-                _ = try self.validate(body, group: group, stream: stream, dataTime: nil, attributes: [])
-            }
-            if BatchAccumulator.blockBytes(bodyLength: body.readableBytes, attributesLength: nil) > limit {
-                throw self.tooLarge(body, limit: limit, key: key)
-            }
+        // An array (the common case) is taken as it is: a copy would retain and release every record.
+        let records = bodies as? [ByteBuffer] ?? Array(bodies)
+        // Read in place, for the same reason.
+        if let bad = records.withUnsafeBufferPointer({ records in
+            records.firstIndex { $0.readableBytes == 0 || BatchAccumulator.blockBytes(bodyLength: $0.readableBytes, attributesLength: nil) > limit }
+        }) {
+            let body = records[bad]
+            _ = try self.validate(body, group: group, stream: stream, dataTime: nil, attributes: [])
+            throw self.tooLarge(body, limit: limit, key: key)
         }
         return try await self.appendRuns(
             count: records.count,
