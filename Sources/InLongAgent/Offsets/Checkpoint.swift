@@ -50,6 +50,25 @@ struct Checkpoint: Sendable, Hashable, Codable {
     func entry(for identity: FileIdentity) -> Entry? {
         self.files.first { $0.identity == identity }
     }
+
+    /// Why bytes are not a checkpoint this version reads.
+    enum DecodingFailure: Error {
+        case notACheckpoint(any Error)
+        case unknownVersion(Int)
+    }
+
+    /// The checkpoint `data` holds, if it is one of ``currentVersion``: one rule for the agent and for
+    /// `inlong agent status`.
+    static func decode(_ data: Data) throws(DecodingFailure) -> Checkpoint {
+        let checkpoint: Checkpoint
+        do {
+            checkpoint = try JSONDecoder().decode(Checkpoint.self, from: data)
+        } catch {
+            throw .notACheckpoint(error)
+        }
+        guard checkpoint.version == Self.currentVersion else { throw .unknownVersion(checkpoint.version) }
+        return checkpoint
+    }
 }
 
 /// Reads and writes the checkpoint file: atomically (the SDK's `AtomicFile`: a temporary file, fsync, rename, fsync
@@ -73,14 +92,15 @@ struct CheckpointStore: Sendable {
             }
             return (Checkpoint(), nil)
         }
-        do {
-            let checkpoint = try JSONDecoder().decode(Checkpoint.self, from: data)
-            guard checkpoint.version == Checkpoint.currentVersion else {
-                return (Checkpoint(), try self.setAside(reason: "unknown version \(checkpoint.version)"))
-            }
-            return (checkpoint, nil)
+        do throws(Checkpoint.DecodingFailure) {
+            return (try Checkpoint.decode(data), nil)
         } catch {
-            return (Checkpoint(), try self.setAside(reason: "not a checkpoint: \(error)"))
+            switch error {
+            case .unknownVersion(let version):
+                return (Checkpoint(), try self.setAside(reason: "unknown version \(version)"))
+            case .notACheckpoint(let error):
+                return (Checkpoint(), try self.setAside(reason: "not a checkpoint: \(error)"))
+            }
         }
     }
 

@@ -43,13 +43,15 @@ package enum CheckpointStatus {
             throw CheckpointStatusError(description: "\(path) \(reason)")
         }
         let checkpoint: Checkpoint
-        do {
-            checkpoint = try JSONDecoder().decode(Checkpoint.self, from: data)
+        do throws(Checkpoint.DecodingFailure) {
+            checkpoint = try Checkpoint.decode(data)
         } catch {
-            throw CheckpointStatusError(description: "\(path) is not a checkpoint: \(error)")
-        }
-        guard checkpoint.version == Checkpoint.currentVersion else {
-            throw CheckpointStatusError(description: "\(path) has version \(checkpoint.version); this tool reads version \(Checkpoint.currentVersion)")
+            switch error {
+            case .notACheckpoint(let error):
+                throw CheckpointStatusError(description: "\(path) is not a checkpoint: \(error)")
+            case .unknownVersion(let version):
+                throw CheckpointStatusError(description: "\(path) has version \(version); this tool reads version \(Checkpoint.currentVersion)")
+            }
         }
         return checkpoint.files.map(Self.status).sorted { ($0.path, $0.inode) < ($1.path, $1.inode) }
     }
