@@ -70,7 +70,7 @@ import Testing
     @Test func recordsFailOnceAtTheirDeadlineWhenNoProxyAnswers() async throws {
         let refused = ClosedPort()
         var configuration = Self.httpConfiguration(ports: [refused.endpoint.port])
-        configuration.retry.deliveryTimeout = .milliseconds(500)
+        configuration.retry.deliveryTimeout = .seconds(2)
         try await withDataProxyClient(configuration: configuration) { client in
             let reports = ReportCollector(client)
             let sent = try await sendAll(client, count: 50)
@@ -81,7 +81,9 @@ import Testing
             #expect(reports.failures.allSatisfy { $0.code == .deliveryTimeout })
             // Refused before a byte was written: the records were not sent.
             #expect(reports.failures.allSatisfy { $0.persistence == .notSent }, "\(reports.failures.first.map { "\($0)" } ?? "")")
-            #expect(client.statistics().proxyErrors[refused.endpoint] != nil)
+            // The statistics say why, in the TCP path's words.
+            #expect(await eventually { client.statistics().proxyErrors[refused.endpoint] != nil })
+            #expect(client.statistics().proxyErrors[refused.endpoint]?.hasPrefix("cannot connect to \(refused.endpoint)") == true)
             reports.stop()
         }
     }
