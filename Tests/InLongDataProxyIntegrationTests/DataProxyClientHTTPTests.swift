@@ -81,9 +81,24 @@ import Testing
             #expect(reports.failures.allSatisfy { $0.code == .deliveryTimeout })
             // Refused before a byte was written: the records were not sent.
             #expect(reports.failures.allSatisfy { $0.persistence == .notSent }, "\(reports.failures.first.map { "\($0)" } ?? "")")
-            // The statistics say why, in the TCP path's words.
+            reports.stop()
+        }
+    }
+
+    @Test func aRefusedProxyIsNamedAndTheCloseEndsItsRecordsOnce() async throws {
+        let refused = ClosedPort()
+        try await withDataProxyClient(configuration: Self.httpConfiguration(ports: [refused.endpoint.port])) { client in
+            let reports = ReportCollector(client)
+            let sent = try await sendAll(client, count: 50)
+            // The statistics say why, in the TCP path's words, once a request was tried.
             #expect(await eventually { client.statistics().proxyErrors[refused.endpoint] != nil })
             #expect(client.statistics().proxyErrors[refused.endpoint]?.hasPrefix("cannot connect to \(refused.endpoint)") == true)
+            #expect(client.statistics().readyProxies == 0)
+            client.close(deadline: .zero)
+            #expect(await eventually { reports.failed == sent.count })
+            #expect(reports.acked == 0)
+            #expect(reports.duplicateIDs == 0)
+            #expect(reports.failures.allSatisfy { $0.code == .shutDown })
             reports.stop()
         }
     }

@@ -12,8 +12,8 @@ extension DataProxyClient {
         /// DataProxy's HTTP API: ``Configuration/proxies`` name the proxies' HTTP ports. Needs the package trait
         /// `ManagerDiscovery` (which brings the HTTP client); without it, `run()` refuses it with
         /// `invalidConfiguration`. Records must not hold `\n` (the API's record separator) nor attributes of
-        /// their own; such a batch fails with `invalidArgument`. There is no compression: the API has none.
-        /// The real DataProxy reads the body as UTF-8 text.
+        /// their own; such a batch fails with `invalidArgument`. Message attributes given to `send` are not sent,
+        /// and there is no compression: the API has neither. The real DataProxy reads the body as UTF-8 text.
         public static let http = Transport(base: .http)
 
         /// `tcp` or `http`, as the `proxy.protocol` setting spells it.
