@@ -31,7 +31,7 @@ import Testing
                 var sent = (0..<2_000).map { "r\($0) a+b&c=d%e é" }
                 sent.append(String(decoding: (UInt8(0)...UInt8(127)).filter { $0 != UInt8(ascii: "\n") }, as: UTF8.self))
                 for body in sent { try await client.send(body, group: "g", stream: "s") }
-                #expect(await client.flush())
+                #expect(await client.flush(timeout: .seconds(120)))
                 await expectEveryRecordAccounted(sent: sent, client: client, reports: reports, sinks: [receiver.memorySink])
                 #expect(reports.acked == sent.count)
                 #expect(receiver.memorySink.records.map { String(buffer: $0.body) }.sorted() == sent.sorted())
@@ -54,7 +54,7 @@ import Testing
                 try await withDataProxyClient(configuration: configuration) { client in
                     let reports = ReportCollector(client)
                     let sent = try await sendAll(client, count: 1_000)
-                    #expect(await client.flush())
+                    #expect(await client.flush(timeout: .seconds(120)))
                     await expectEveryRecordAccounted(sent: sent, client: client, reports: reports, sinks: [good.memorySink])
                     #expect(reports.acked == sent.count)
                     #expect(good.memorySink.records.map { String(buffer: $0.body) }.sorted() == sent.sorted())
@@ -74,8 +74,8 @@ import Testing
         try await withDataProxyClient(configuration: configuration) { client in
             let reports = ReportCollector(client)
             let sent = try await sendAll(client, count: 50)
-            #expect(await client.flush())
-            #expect(await eventually { reports.failed == sent.count })
+            #expect(await client.flush(timeout: .seconds(120)))
+            #expect(await eventually(timeout: .seconds(120)) { reports.failed == sent.count })
             #expect(reports.acked == 0)
             #expect(reports.duplicateIDs == 0)
             #expect(reports.failures.allSatisfy { $0.code == .deliveryTimeout })
@@ -95,7 +95,7 @@ import Testing
             #expect(client.statistics().proxyErrors[refused.endpoint]?.hasPrefix("cannot connect to \(refused.endpoint)") == true)
             #expect(client.statistics().readyProxies == 0)
             client.close(deadline: .zero)
-            #expect(await eventually { reports.failed == sent.count })
+            #expect(await eventually(timeout: .seconds(120)) { reports.failed == sent.count })
             #expect(reports.acked == 0)
             #expect(reports.duplicateIDs == 0)
             #expect(reports.failures.allSatisfy { $0.code == .shutDown })
