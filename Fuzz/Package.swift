@@ -9,7 +9,7 @@ let mainPackage = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
 
 let fuzzers = [
     "FuzzFrameDecoder", "FuzzFramer", "FuzzBinaryAck", "FuzzHeartbeat", "FuzzAttributes", "FuzzSnappyDecompress",
-    "FuzzSnappyRoundTrip", "FuzzReceiverRequest",
+    "FuzzSnappyRoundTrip", "FuzzReceiverRequest", "FuzzHTTPForm", "FuzzReceiverHTTPRequest",
 ]
 
 let package = Package(

@@ -5,11 +5,12 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]      targets: frameDecoder framer binaryAck heartbeat attributes
 #                                                       snappyDecompress snappyRoundTrip receiverRequest
+#                                                       httpForm receiverHTTPRequest
 # Linux (or a swift.org toolchain on macOS): Xcode's toolchain has no libFuzzer.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-all=(frameDecoder framer binaryAck heartbeat attributes snappyDecompress snappyRoundTrip receiverRequest)
+all=(frameDecoder framer binaryAck heartbeat attributes snappyDecompress snappyRoundTrip receiverRequest httpForm receiverHTTPRequest)
 seconds=60
 if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
     seconds=$1

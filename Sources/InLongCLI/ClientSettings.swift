@@ -19,6 +19,7 @@ func readClientConfiguration(
     try refuseTypos(in: environment, keys: keys, prefix: "INLONG")
     var flags: [AbsoluteConfigKey: ConfigValue] = [:]
     if !target.proxies.isEmpty { flags["proxies"] = ConfigValue(.stringArray(target.proxies), isSecret: false) }
+    if target.http { flags["proxy.protocol"] = ConfigValue(.string("http"), isSecret: false) }
     if let manager = target.manager { flags["manager.url"] = ConfigValue(.string(manager), isSecret: false) }
     if let auth = target.auth { flags["manager.auth"] = ConfigValue(.string(auth), isSecret: true) }
     if let tenant = target.tenant { flags["manager.tenant"] = ConfigValue(.string(tenant), isSecret: false) }
@@ -74,6 +75,7 @@ func configFileProvider(_ file: String, keys: SettingKeys) async throws -> any C
 func effectiveSettings(_ configuration: DataProxyClient.Configuration) -> [String] {
     var lines: [String] = []
     if !configuration.proxies.isEmpty { lines.append("proxies: \(configuration.proxies.map(\.description).joined(separator: ", "))") }
+    if configuration.transport != .tcp { lines.append("proxy.protocol: \(configuration.transport)") }
     if let manager = configuration.manager {
         lines.append("manager.url: \(manager.url)")
         lines.append("manager.groups: \(manager.groups.joined(separator: ", "))")

@@ -31,6 +31,9 @@ struct ReceiveCommand: AsyncParsableCommand {
     @Option(help: "Also serve the Manager proxy-list endpoint on this port (0 picks one).")
     var managerPort: Int?
 
+    @Option(help: "Also serve DataProxy's HTTP API (/dataproxy/message) on this port (0 picks one).")
+    var httpPort: Int?
+
     @Option(help: "JSON Lines file for the records, or '-' for standard output.")
     var out = "inlong-received.jsonl"
 
@@ -89,6 +92,7 @@ struct ReceiveCommand: AsyncParsableCommand {
         if let size = self.maxFrameSize { flags["maxFrameSize"] = ConfigValue(.int(size), isSecret: false) }
         if let advertise = self.advertise { flags["advertisedIP"] = ConfigValue(.string(advertise), isSecret: false) }
         if let port = self.managerPort { flags["manager.port"] = ConfigValue(.int(port), isSecret: false) }
+        if let port = self.httpPort { flags["httpPort"] = ConfigValue(.int(port), isSecret: false) }
         if let load = self.load { flags["faults.load"] = ConfigValue(.int(Int(load)), isSecret: false) }
         if self.fsync { flags["fsync"] = ConfigValue(.bool(true), isSecret: false) }
         try refuseTypos(in: environment, keys: DataProxyReceiver.Configuration.settingKeys, prefix: "INLONG_RECEIVER")
@@ -157,6 +161,7 @@ struct ReceiveCommand: AsyncParsableCommand {
             guard let address = try? await receiver.localAddress() else { return }
             var line = "listening on \(address.ipAddress ?? configuration.host):\(address.port ?? 0)"
             if let manager = receiver.manager, let url = try? await manager.baseURL() { line += ", Manager endpoint \(url)/{groupId}" }
+            if configuration.httpPort != nil, let http = try? await receiver.httpLocalAddress() { line += ", HTTP \(http.ipAddress ?? configuration.host):\(http.port ?? 0)" }
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
         let start = ContinuousClock.now
@@ -205,6 +210,7 @@ extension ReceiveCommand {
             "fsync: \(configuration.fsync)",
         ]
         if let ip = configuration.advertisedIP { lines.append("advertisedIP: \(ip)") }
+        if let port = configuration.httpPort { lines.append("httpPort: \(port)") }
         if let manager = configuration.manager { lines += ["manager.port: \(manager.port)", "manager.clusterId: \(manager.clusterID)"] }
         let faults = configuration.faults
         if let delay = faults.ackDelay { lines.append("faults.ackDelay: \(seconds(delay))") }

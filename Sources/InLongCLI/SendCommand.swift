@@ -17,6 +17,9 @@ struct TargetOptions: ParsableArguments {
     @Option(help: "The Manager's proxy-list URL, without the group id.")
     var manager: String?
 
+    @Flag(help: "Send over DataProxy's HTTP API (/dataproxy/message): the --proxy ports are its HTTP ports.")
+    var http = false
+
     @Option(help: "Manager Basic auth as secretId:secretKey.")
     var auth: String?
 

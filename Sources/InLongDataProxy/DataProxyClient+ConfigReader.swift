@@ -5,7 +5,7 @@ package import InLongWire
 extension DataProxyClient.Configuration {
     /// The keys ``init(config:groups:)`` reads: a file with any other is refused (see `SettingKeys`).
     package static let settingKeys = SettingKeys([
-        "sdkConfig", "proxies",
+        "sdkConfig", "proxies", "proxy.protocol",
         "manager.url", "manager.groups", "manager.auth", "manager.tenant", "manager.cacheFile", "manager.refreshInterval",
         "manager.tls.caFile", "manager.tls.certificateFile", "manager.tls.keyFile", "manager.tls.verify",
         "batching.linger", "batching.maxRecords", "batching.maxBytes", "batching.compression",
@@ -25,6 +25,7 @@ extension DataProxyClient.Configuration {
     /// |---|---|---|
     /// | `sdkConfig` | `INLONG_SDK_CONFIG` | a C++ SDK JSON configuration file to start from |
     /// | `proxies` | `INLONG_PROXIES` | `host:port` list (comma-separated in the environment) |
+    /// | `proxy.protocol` | `INLONG_PROXY_PROTOCOL` | `tcp` (default) or `http`: DataProxy's HTTP API on the `proxies` (see ``DataProxyClient/Transport``) |
     /// | `manager.url` | `INLONG_MANAGER_URL` | the Manager's proxy-list URL |
     /// | `manager.groups` | `INLONG_MANAGER_GROUPS` | groups to discover at start |
     /// | `manager.auth` | `INLONG_MANAGER_AUTH` | `secretId:secretKey` (secret) |
@@ -62,6 +63,10 @@ extension DataProxyClient.Configuration {
                 endpoints.append(endpoint)
             }
             self.proxies = endpoints
+        }
+        if let name = config.string(forKey: "proxy.protocol") {
+            guard let transport = DataProxyClient.Transport(name) else { throw invalid("proxy.protocol takes tcp or http, not '\(name)'") }
+            self.transport = transport
         }
         if let url = config.string(forKey: "manager.url") {
             var manager = DataProxyClient.Configuration.Manager(url: url, groups: config.stringArray(forKey: "manager.groups") ?? groups)

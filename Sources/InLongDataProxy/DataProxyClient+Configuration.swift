@@ -23,6 +23,10 @@ extension DataProxyClient {
         public var retry = Retry()
         /// Connections. See ``Connection``.
         public var connection = Connection()
+        /// How batches travel: DataProxy's TCP protocol or its HTTP API. Defaults to ``Transport/tcp``.
+        public var transport = Transport.tcp
+        /// Settings of the HTTP transport. See ``HTTP``.
+        public var http = HTTP()
         /// A crash-safe spool on disk, or `nil` (the default) to hold accepted records in memory only. See
         /// ``Spool``.
         public var spool: Spool?

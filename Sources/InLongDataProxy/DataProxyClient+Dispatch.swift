@@ -36,6 +36,9 @@ extension DataProxyClient {
         scratch: inout ByteBuffer,
         group: inout DiscardingTaskGroup
     ) -> Bool {
+        if let transport = self.httpTransport {
+            return self.dispatchOverHTTP(job, avoiding: avoiding, transport: transport, group: &group)
+        }
         var job = job
         var pick = self.router.pick(for: job.batch.key.group, avoiding: avoiding)
         if case .noRoute = pick {

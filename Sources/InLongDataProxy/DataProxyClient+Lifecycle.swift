@@ -29,6 +29,10 @@ extension DataProxyClient {
             self.endRun()
             throw error
         }
+        if let error = self.transportConfigurationError() {
+            self.endRun()
+            throw error
+        }
         #if ManagerDiscovery
         let manager = self.configuration.manager
         let ownedHTTPClient = manager == nil || manager?.httpClient != nil
@@ -60,8 +64,12 @@ extension DataProxyClient {
                     }
                 }
             }
-            router.setConfigured(self.configuration.proxies)
-            let endpoints = router.endpoints
+            if let transport = self.httpTransport {
+                transport.start(eventLoopGroup: self.eventLoopGroup)
+            } else {
+                router.setConfigured(self.configuration.proxies)
+            }
+            let endpoints = self.httpTransport?.proxies ?? router.endpoints
             self.withMachineState { $0.proxiesChanged(endpoints) }
             #if ManagerDiscovery
             if let manager, let httpClient = manager.httpClient ?? ownedHTTPClient {
@@ -73,6 +81,7 @@ extension DataProxyClient {
             router.close()
             group.cancelAll()
         }
+        await self.httpTransport?.shutdown()
         #if ManagerDiscovery
         try? await ownedHTTPClient?.shutdown()
         #endif

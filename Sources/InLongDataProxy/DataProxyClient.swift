@@ -42,6 +42,8 @@ public final class DataProxyClient: Service, Sendable {
     let state: Mutex<State>
     /// Where each group's batches go, with the ready connections.
     let router: ProxyRouter
+    /// The HTTP transport, when ``Configuration/transport`` is ``Transport/http``: it replaces the router's pools.
+    let httpTransport: HTTPBatchTransport?
     let started = Atomic(false)
     /// The dispatcher's wake-ups: a batch sealed, a retry due, a connection ready, a route found, the close.
     let wakeups: AsyncStream<Void>
@@ -122,6 +124,7 @@ public final class DataProxyClient: Service, Sendable {
                 DataProxyClient.makePool(endpoints, configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, readinessChanged: readinessChanged)
             }
         )
+        self.httpTransport = configuration.transport == .http ? HTTPBatchTransport(configuration: configuration) : nil
         if !configuration.unsupportedKeys.isEmpty {
             logger.warning(
                 "configuration keys not supported",

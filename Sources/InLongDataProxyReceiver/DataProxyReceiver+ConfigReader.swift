@@ -4,7 +4,7 @@ package import InLongWire
 extension DataProxyReceiver.Configuration {
     /// The keys ``init(config:)`` reads: a file with any other is refused (see `SettingKeys`).
     package static let settingKeys = SettingKeys([
-        "host", "port", "advertisedIP", "maxFrameSize", "maxConnections", "maxConcurrentRequests", "maxQueuedRequests", "readIdleTimeout", "knownGroups", "fsync",
+        "host", "port", "advertisedIP", "maxFrameSize", "maxConnections", "maxConcurrentRequests", "maxQueuedRequests", "readIdleTimeout", "knownGroups", "fsync", "httpPort",
         "manager.port", "manager.clusterId",
         "faults.ackDelay", "faults.dropAcks", "faults.errorCode", "faults.errorRate", "faults.closeAfterFrames",
         "faults.stopReading", "faults.load",
@@ -22,6 +22,7 @@ extension DataProxyReceiver.Configuration {
     /// | `readIdleTimeout` | seconds (0: never) |
     /// | `knownGroups` | groups accepted (others get error 115) |
     /// | `fsync` | ack only what the sink made durable (see ``fsync``) |
+    /// | `httpPort` | serve DataProxy's HTTP API on this port too (0 picks one) |
     /// | `manager.port`, `manager.clusterId` | serve the Manager's proxy-list endpoint |
     /// | `faults.ackDelay` (seconds), `faults.dropAcks`, `faults.errorCode`, `faults.errorRate`, `faults.closeAfterFrames`, `faults.stopReading`, `faults.load` | fault injection |
     public init(config: ConfigReader, base: Self = Self()) throws(ReceiverConfigurationError) {
@@ -38,6 +39,7 @@ extension DataProxyReceiver.Configuration {
         }
         if let groups = config.stringArray(forKey: "knownGroups") { self.knownGroups = Set(groups) }
         if let fsync = try config.flag("fsync", ReceiverConfigurationError.init) { self.fsync = fsync }
+        if let port = try config.wholeNumber("httpPort", ReceiverConfigurationError.init) { self.httpPort = try Self.check(port, 0...65535, "httpPort") }
         if let port = try config.wholeNumber("manager.port", ReceiverConfigurationError.init) {
             var manager = self.manager ?? DataProxyManagerServer.Configuration()
             manager.host = self.host

@@ -36,6 +36,9 @@ extension DataProxyReceiver {
         public var fsync = false
         /// Groups accepted; requests for others are answered with error 115 (no topic). Defaults to `nil`: any.
         public var knownGroups: Set<String>?
+        /// The port of DataProxy's HTTP API (`/dataproxy/message`) to serve on ``host`` next to the TCP port,
+        /// `0` for a free one (see ``DataProxyReceiver/httpLocalAddress()``), or `nil` for none. Defaults to `nil`.
+        public var httpPort: Int?
         /// The Manager endpoint to serve next to the receiver, or `nil` for none. Defaults to `nil`.
         public var manager: DataProxyManagerServer.Configuration?
         /// Faults to inject from the start; see ``DataProxyReceiver/updateFaults(_:)``. Defaults to none.
@@ -74,6 +77,9 @@ extension DataProxyReceiver {
         public var closeAfterFrames: Int?
         /// Stop reading from every connection (the client's writes then back up). Defaults to `false`.
         public var stopReading = false
+        /// Answer HTTP requests with this status and no body instead of judging them, as a failing proxy
+        /// behind a load balancer would. Defaults to `nil`.
+        public var httpStatus: Int?
         /// The load reported in type-8 heartbeat replies; `nil` sends 0xFFFF (unknown), like the stock server.
         /// Defaults to `nil`.
         public var load: Int16?

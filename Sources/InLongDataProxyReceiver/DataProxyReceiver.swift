@@ -29,6 +29,8 @@ public final class DataProxyReceiver: Service, Sendable {
     public let sink: any DataProxyReceiverSink
     /// The Manager endpoint, when ``Configuration/manager`` is set.
     public let manager: DataProxyManagerServer?
+    /// DataProxy's HTTP source, when ``Configuration/httpPort`` is set.
+    let httpServer: DataProxyHTTPServer?
     private let logger: Logger
     private let core: ReceiverCore
     private let server: ReceiverCore.Server
@@ -66,6 +68,7 @@ public final class DataProxyReceiver: Service, Sendable {
             manager.durableAcks = manager.durableAcks ?? configuration.fsync
             return DataProxyManagerServer(configuration: manager, nodes: [], eventLoopGroup: eventLoopGroup, logger: logger)
         }
+        self.httpServer = configuration.httpPort.map { DataProxyHTTPServer(core: core, host: configuration.host, port: $0, eventLoopGroup: eventLoopGroup) }
     }
 
     /// The address the receiver listens on, once it does. Throws if it could not bind.
@@ -75,6 +78,13 @@ public final class DataProxyReceiver: Service, Sendable {
 
     /// The receiver's port, once it listens.
     public func port() async throws -> Int { try await self.localAddress().port ?? 0 }
+
+    /// The address of the HTTP source (``Configuration/httpPort``), once it listens. Throws if there is none or
+    /// it could not bind.
+    public func httpLocalAddress() async throws -> SocketAddress {
+        guard let httpServer else { throw ReceiverError.stopped }
+        return try await httpServer.address.value()
+    }
 
     /// A snapshot of the counters.
     public func statistics() -> ReceiverStatistics { self.core.counters.snapshot() }
@@ -96,6 +106,7 @@ public final class DataProxyReceiver: Service, Sendable {
     public func stop() {
         // A receiver stopped before it listened never will.
         self.address.settle(.failure(ReceiverError.stopped))
+        self.httpServer?.address.settle(.failure(ReceiverError.stopped))
         self.core.faults.stop()
         self.server.stop()
     }
@@ -109,7 +120,8 @@ public final class DataProxyReceiver: Service, Sendable {
             .record(self.sink.acksAreDurable ? 1 : 0)
         // Cancelled, Hummingbird's accept loop lets NIO drop the accepted connections it still buffers, which
         // traps; so the Manager endpoint is shut down gracefully, not cancelled.
-        let managerGroup = self.manager.map { ServiceGroup(services: [$0], logger: self.logger) }
+        let sideServices = [self.manager as (any Service)?, self.httpServer].compactMap { $0 }
+        let managerGroup = sideServices.isEmpty ? nil : ServiceGroup(services: sideServices, logger: self.logger)
         let result = await withDiscardingTaskGroup(returning: Result<Void, any Error>.self) { acks in
             acks.addTask { await self.core.sendDelayedAcks() }
             defer { acks.cancelAll() }
@@ -138,9 +150,11 @@ public final class DataProxyReceiver: Service, Sendable {
             if let address = try? await self.server.localAddress() {
                 self.address.settle(.success(address))
                 self.logger.debug("receiver listening", metadata: ["inlong.address": "\(address)"])
-                if let manager = self.manager, let managerGroup {
-                    let ip = self.configuration.advertisedIP ?? address.ipAddress ?? self.configuration.host
-                    manager.setNodes([.init(ip: ip, port: address.port ?? 0)])
+                if let managerGroup {
+                    if let manager = self.manager {
+                        let ip = self.configuration.advertisedIP ?? address.ipAddress ?? self.configuration.host
+                        manager.setNodes([.init(ip: ip, port: address.port ?? 0)])
+                    }
                     group.addTask { try await managerGroup.run() }
                 }
             }

@@ -17,6 +17,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case snappyRoundTrip
     /// The receiver's reply to a request frame.
     case receiverRequest
+    /// DataProxy's HTTP form encoding: any bytes round-trip, any input decodes or throws.
+    case httpForm
+    /// The receiver's HTTP source judging any form body or query.
+    case receiverHTTPRequest
 
     /// Feeds one input to the code under test. Throws when an invariant does not hold; a crash in the code under
     /// test traps as it would in production.
@@ -30,6 +34,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .snappyDecompress: try fuzzSnappyDecompress(data)
         case .snappyRoundTrip: try fuzzSnappyRoundTrip(data)
         case .receiverRequest: try fuzzReceiverRequest(data)
+        case .httpForm: try fuzzHTTPForm(data)
+        case .receiverHTTPRequest: try fuzzReceiverHTTPRequest(data)
         }
     }
 

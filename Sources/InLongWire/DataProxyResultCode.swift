@@ -25,6 +25,18 @@ public struct DataProxyResultCode: RawRepresentable, Hashable, Sendable, CustomS
     public static let serviceClosed = Self(rawValue: 2)
     public static let configServiceUnready = Self(rawValue: 3)
     public static let illegalVisitIP = Self(rawValue: 10)
+    /// HTTP source: the request could not be decoded.
+    public static let httpDecodeRequestFailure = Self(rawValue: 31)
+    /// HTTP source: a method other than `GET` or `POST`.
+    public static let httpUnsupportedMethod = Self(rawValue: 32)
+    /// HTTP source: the request URI is blank.
+    public static let httpRequestURIBlank = Self(rawValue: 33)
+    /// HTTP source: the request URI cannot be decoded.
+    public static let httpDecodeRequestURIFailure = Self(rawValue: 34)
+    /// HTTP source: a path other than `/dataproxy/message` or `/dataproxy/heartbeat`.
+    public static let httpUnsupportedServiceURI = Self(rawValue: 35)
+    /// HTTP source: a body that is not `application/x-www-form-urlencoded`.
+    public static let httpUnsupportedContentType = Self(rawValue: 36)
     public static let fieldMagicNotEqual = Self(rawValue: 94)
     public static let fieldLengthValueNotEqual = Self(rawValue: 95)
     public static let uncompressDataError = Self(rawValue: 96)
@@ -79,6 +91,12 @@ public struct DataProxyResultCode: RawRepresentable, Hashable, Sendable, CustomS
         case 2: "SERVICE_CLOSED"
         case 3: "CONF_SERVICE_UNREADY"
         case 10: "ILLEGAL_VISIT_IP"
+        case 31: "HTTP_DECODE_REQ_FAILURE"
+        case 32: "HTTP_UNSUPPORTED_METHOD"
+        case 33: "HTTP_REQ_URI_BLANK"
+        case 34: "HTTP_DECODE_REQ_URI_FAILURE"
+        case 35: "HTTP_UNSUPPORTED_SERVICE_URI"
+        case 36: "HTTP_UNSUPPORTED_CONTENT_TYPE"
         case 94: "FIELD_MAGIC_NOT_EQUAL"
         case 95: "FIELD_LENGTH_VALUE_NOT_EQUAL"
         case 96: "UNCOMPRESS_DATA_ERROR"

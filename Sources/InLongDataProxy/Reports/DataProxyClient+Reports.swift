@@ -54,6 +54,7 @@ extension DataProxyClient {
             return ((), nil)
         }
         if let spool = self.spool { (statistics.spoolBytes, statistics.spoolSegments) = spool.statistics }
+        self.httpTransport?.count(into: &statistics)
         statistics.avoidedProxies = self.router.avoidedProxies
         for connection in self.router.pools.flatMap(\.connections) {
             let counted = connection.statistics()

@@ -1,0 +1,6 @@
+import InLongFuzzTargets
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    FuzzTarget.httpForm.fuzz(data, size)
+}

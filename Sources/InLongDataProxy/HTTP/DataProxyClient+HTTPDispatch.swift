@@ -1,0 +1,43 @@
+import InLongTransport
+import NIOCore
+
+/// Sending ready jobs over DataProxy's HTTP API: the same jobs, outcomes and machine as the TCP path; a job's
+/// batch is posted as one form instead of written as one type-7 frame.
+extension DataProxyClient {
+    /// Posts one job; `false` when every proxy has its cap of requests in flight (the job is back in the queue,
+    /// and the end of a request wakes the dispatcher).
+    func dispatchOverHTTP(
+        _ job: DeliveryJob,
+        avoiding: Set<Endpoint>,
+        transport: HTTPBatchTransport,
+        group: inout DiscardingTaskGroup
+    ) -> Bool {
+        guard let proxy = transport.pick(avoiding: avoiding) else {
+            self.withMachine { ((), $0.notSubmitted(job, spentBlock: nil)) }
+            return false
+        }
+        let form: ByteBuffer
+        do {
+            form = try HTTPBatchEncoding.form(of: job.batch)
+        } catch {
+            transport.finished(proxy, succeeded: true)
+            self.withMachine { ((), $0.encodingFailed(job, error.description)) }
+            return true
+        }
+        let id = job.id
+        let key = job.batch.key
+        let observation = self.observation
+        // The block stays with the job: a retry encodes it again, and a failure report decodes its records.
+        self.withMachine { ((), $0.submitted(job, to: proxy, now: .now, spentBlock: nil)) }
+        observation.batchSent(key, records: job.batch.recordCount, frameBytes: form.readableBytes, proxy: proxy)
+        group.addTask {
+            let outcome = await transport.post(form, to: proxy)
+            observation.batchAnswered(key)
+            transport.finished(proxy, succeeded: outcome.proxySucceeded ?? true)
+            self.withMachine { ((), $0.completed(jobID: id, outcome: outcome, now: .now)) }
+            // A request slot is free: jobs that found every proxy at its cap can go.
+            self.wake.yield()
+        }
+        return true
+    }
+}
