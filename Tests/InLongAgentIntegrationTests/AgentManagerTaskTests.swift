@@ -10,7 +10,10 @@ import Testing
 
 /// An agent with no sources of its own, driven by the Manager endpoint of the in-process receiver: tasks added,
 /// removed and changed in the endpoint's file while it runs.
-@Suite(.timeLimit(.minutes(3))) struct AgentManagerTaskTests {
+@Suite(.timeLimit(.minutes(8))) struct AgentManagerTaskTests {
+    /// Generous: in the full suite on a loaded machine, a Manager round trip once took over a minute.
+    static let patience: Duration = .seconds(150)
+
     /// InLong's `TaskResult` with one file task per `(taskId, pattern, stream)`.
     static func tasks(_ tasks: [(id: Int, pattern: String, stream: String)]) -> String {
         let configs = tasks.map { task in
@@ -53,21 +56,21 @@ import Testing
         try Self.tasks([]).write(toFile: tasksFile, atomically: true, encoding: .utf8)
         try workspace.append(numbered("a", 0..<500), to: "a.log")
         try await self.withManagedAgent(workspace, tasksFile: tasksFile) { agent, receiver, board, fetcher in
-            #expect(await eventually { board.heartbeats >= 2 && fetcher.statistics().fetches >= 2 })
+            #expect(await eventually(timeout: Self.patience) { board.heartbeats >= 2 && fetcher.statistics().fetches >= 2 })
             #expect(storedLines(receiver).isEmpty)
             // Picked up: the file's lines arrive, byte for byte, in order.
             try Self.tasks([(1, workspace.path("a.log"), "s")]).write(toFile: tasksFile, atomically: true, encoding: .utf8)
-            #expect(await eventually { storedLines(receiver).count >= 500 })
+            #expect(await eventually(timeout: Self.patience) { storedLines(receiver).count >= 500 })
             #expect(storedLines(receiver) == numbered("a", 0..<500))
-            #expect(await eventually { agent.statistics().lagBytes == 0 })
+            #expect(await eventually(timeout: Self.patience) { agent.statistics().lagBytes == 0 })
 
             // Dropped: its source stops and lets go of the file; lines written after are not read.
             try Self.tasks([]).write(toFile: tasksFile, atomically: true, encoding: .utf8)
-            #expect(await eventually { agent.runningTasks.isEmpty && agent.statistics().openFiles == 0 })
+            #expect(await eventually(timeout: Self.patience) { agent.runningTasks.isEmpty && agent.statistics().openFiles == 0 })
             try workspace.append(numbered("a", 500..<800), to: "a.log")
             // Several task requests and scans later (each request comes after the last one was applied).
             let requests = board.taskRequests
-            #expect(await eventually { board.taskRequests >= requests + 5 })
+            #expect(await eventually(timeout: Self.patience) { board.taskRequests >= requests + 5 })
             #expect(agent.statistics().linesRead == 500)
             #expect(storedLines(receiver).count == 500)
 
@@ -75,8 +78,8 @@ import Testing
             // new file matching comes with it.
             try workspace.append(numbered("b", 0..<200), to: "b.log")
             try Self.tasks([(1, workspace.logs + "/*.log", "t")]).write(toFile: tasksFile, atomically: true, encoding: .utf8)
-            #expect(await eventually { storedLines(receiver).count >= 1_000 })
-            #expect(await eventually { agent.statistics().lagBytes == 0 })
+            #expect(await eventually(timeout: Self.patience) { storedLines(receiver).count >= 1_000 })
+            #expect(await eventually(timeout: Self.patience) { agent.statistics().lagBytes == 0 })
             let records = streamedLines(receiver)
             #expect(records.count == 1_000)
             #expect(records.prefix(500).map(\.line) == numbered("a", 0..<500))
@@ -103,13 +106,13 @@ import Testing
                 expected += lines
                 if burst == 2 {
                     try Self.tasks([(7, workspace.path("app.log"), "t")]).write(toFile: tasksFile, atomically: true, encoding: .utf8)
-                    #expect(await eventually { fetcher.statistics().applied == 2 })
+                    #expect(await eventually(timeout: Self.patience) { fetcher.statistics().applied == 2 })
                 }
                 try await Task.sleep(for: .milliseconds(20))
             }
-            #expect(await eventually { storedLines(receiver).count >= expected.count && agent.statistics().lagBytes == 0 })
+            #expect(await eventually(timeout: Self.patience) { storedLines(receiver).count >= expected.count && agent.statistics().lagBytes == 0 })
             #expect(storedLines(receiver) == expected)
-            #expect(await eventually { agent.runningTasks.map(\.source.stream) == ["t"] })
+            #expect(await eventually(timeout: Self.patience) { agent.runningTasks.map(\.source.stream) == ["t"] })
             #expect(streamedLines(receiver).last?.stream == "t")
         }
     }

@@ -12,8 +12,11 @@ import Darwin
 
 /// `inlong agent` with tasks that change while it runs, as processes: driven only by `inlong receive`'s Manager
 /// endpoint, and reloading its configuration file on SIGHUP. Every wait is bounded; nothing is timed.
-@Suite(.serialized, .timeLimit(.minutes(3)))
+@Suite(.serialized, .timeLimit(.minutes(8)))
 struct AgentTaskBinaryTests {
+    /// Generous: in the full suite on a loaded machine, a Manager round trip once took over a minute.
+    static let patience: Duration = .seconds(150)
+
     static func tasks(_ tasks: [(id: Int, pattern: String)]) -> String {
         let configs = tasks.map { task in
             #"{"taskId":\#(task.id),"taskType":3,"state":1,"inlongGroupId":"g","inlongStreamId":"s","extParams":{"pattern":"\#(task.pattern)"}}"#
@@ -48,7 +51,7 @@ struct AgentTaskBinaryTests {
                 name: "receiver"
             )
             defer { receiver.signal(SIGKILL) }
-            #expect(await eventually { receiver.error().contains("Manager endpoint") || !receiver.isRunning })
+            #expect(await eventually(timeout: Self.patience) { receiver.error().contains("Manager endpoint") || !receiver.isRunning })
             let announced = receiver.error()
             let start = try #require(announced.range(of: "Manager endpoint ")?.upperBound, "\(receiver.output())")
             let end = try #require(announced[start...].range(of: "/inlong/manager/")?.lowerBound, "\(receiver.output())")
@@ -67,23 +70,23 @@ struct AgentTaskBinaryTests {
             try Self.append(Self.lines("a", 0..<1_000), to: logs + "/a.log")
             // Picked up: its file arrives byte for byte.
             try Self.tasks([(1, logs + "/a.log")]).write(toFile: tasks, atomically: true, encoding: .utf8)
-            #expect(await eventually { (try? receivedBodies(out).count) ?? 0 >= 1_000 || !agent.isRunning }, "\(agent.output())")
+            #expect(await eventually(timeout: Self.patience) { (try? receivedBodies(out).count) ?? 0 >= 1_000 || !agent.isRunning }, "\(agent.output())")
             #expect(try receivedBodies(out) == Self.lines("a", 0..<1_000))
 
             // Dropped: once its source stopped, lines written to its file stay there. Another task's file arriving
             // shows that the agent scanned after those lines were written.
             try Self.tasks([]).write(toFile: tasks, atomically: true, encoding: .utf8)
-            #expect(await eventually { Self.occurrences(of: "task stopped", in: agent.error()) >= 1 || !agent.isRunning }, "\(agent.output())")
+            #expect(await eventually(timeout: Self.patience) { Self.occurrences(of: "task stopped", in: agent.error()) >= 1 || !agent.isRunning }, "\(agent.output())")
             try Self.append(Self.lines("a", 1_000..<1_500), to: logs + "/a.log")
             try Self.append(Self.lines("c", 0..<10), to: logs + "/c.log")
             try Self.tasks([(2, logs + "/c.log")]).write(toFile: tasks, atomically: true, encoding: .utf8)
-            #expect(await eventually { (try? receivedBodies(out).count) ?? 0 >= 1_010 || !agent.isRunning }, "\(agent.output())")
+            #expect(await eventually(timeout: Self.patience) { (try? receivedBodies(out).count) ?? 0 >= 1_010 || !agent.isRunning }, "\(agent.output())")
             #expect(try receivedBodies(out) == Self.lines("a", 0..<1_000) + Self.lines("c", 0..<10))
 
             // Picked up changed (a wider pattern): its file goes on from the committed offset, with a new file.
             try Self.append(Self.lines("ab", 0..<300), to: logs + "/ab.log")
             try Self.tasks([(1, logs + "/a*.log"), (2, logs + "/c.log")]).write(toFile: tasks, atomically: true, encoding: .utf8)
-            #expect(await eventually { (try? receivedBodies(out).count) ?? 0 >= 1_810 || !agent.isRunning }, "\(agent.output())")
+            #expect(await eventually(timeout: Self.patience) { (try? receivedBodies(out).count) ?? 0 >= 1_810 || !agent.isRunning }, "\(agent.output())")
             agent.signal(SIGTERM)
             #expect(await agent.waitForExit() == .exit(0), "\(agent.output())")
             let bodies = try receivedBodies(out)
@@ -114,20 +117,20 @@ struct AgentTaskBinaryTests {
                 let agent = try ChildProcess(inlong, ["agent", "--config", config, "--log-level", "info"], logs: directory, name: "agent")
                 defer { agent.signal(SIGKILL) }
                 // SIGHUP is trapped before the start line.
-                #expect(await eventually { agent.error().contains("agent: watching") || !agent.isRunning }, "\(agent.output())")
+                #expect(await eventually(timeout: Self.patience) { agent.error().contains("agent: watching") || !agent.isRunning }, "\(agent.output())")
                 let writer = Task {
                     for burst in 0..<40 {
                         try Self.append(Self.lines("a\(burst)", 0..<100), to: logs + "/a/app.log")
                         try await Task.sleep(for: .milliseconds(10))
                     }
                 }
-                #expect(await eventually { receiver.memorySink.recordCount > 0 || !agent.isRunning }, "\(agent.output())")
+                #expect(await eventually(timeout: Self.patience) { receiver.memorySink.recordCount > 0 || !agent.isRunning }, "\(agent.output())")
                 try Self.append(Self.lines("b", 0..<500), to: logs + "/b/other.log")
                 try write(sources: [(logs + "/a/*.log", "s"), (logs + "/b/*.log", "t")])
                 agent.signal(SIGHUP)
                 try await writer.value
                 let expected = (0..<40).flatMap { Self.lines("a\($0)", 0..<100) }
-                #expect(await eventually { receiver.memorySink.recordCount >= expected.count + 500 || !agent.isRunning }, "\(agent.output())")
+                #expect(await eventually(timeout: Self.patience) { receiver.memorySink.recordCount >= expected.count + 500 || !agent.isRunning }, "\(agent.output())")
                 agent.signal(SIGTERM)
                 #expect(await agent.waitForExit() == .exit(0), "\(agent.output())")
                 #expect(agent.error().contains("SIGHUP"), "\(agent.output())")

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// The Manager's agent endpoints, for tests and demos: `POST /inlong/manager/openapi/agent/getExistTaskConfig`
@@ -41,13 +42,19 @@ public final class AgentTaskBoard: Sendable {
     /// The body of the last task request.
     public var lastTaskRequest: String? { self.state.withLock { $0.lastTaskRequest } }
 
-    /// The answer to a task request with `body`.
-    func answerTaskRequest(_ body: String) -> String {
+    /// The file's content now, read on NIO's blocking pool (never on the cooperative one); `nil` when unreadable.
+    func readFile() async -> Data? {
+        let file = self.file
+        return try? await NIOThreadPool.singleton.runIfActive { FileManager.default.contents(atPath: file) }
+    }
+
+    /// The answer to a task request with `body`, the file holding `content`.
+    func answerTaskRequest(_ body: String, content: Data?) -> String {
         guard let request = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else {
             return Self.failure("the task request is not a JSON object")
         }
         let md5 = request["md5"] as? String
-        guard let content = FileManager.default.contents(atPath: self.file) else {
+        guard let content else {
             return Self.failure("cannot read the agent tasks file \(self.file)")
         }
         guard var result = Self.taskResult(content) else {
@@ -73,7 +80,7 @@ public final class AgentTaskBoard: Sendable {
         result["md5"] = digest
         result["version"] = version
         let envelope: [String: Any] = ["success": true, "errMsg": NSNull(), "data": result]
-        guard let data = try? JSONSerialization.data(withJSONObject: envelope, options: [.sortedKeys]) else {
+        guard let data = try? JSONSerialization.data(withJSONObject: envelope, options: [.sortedKeys, .withoutEscapingSlashes]) else {
             return Self.failure("cannot encode the tasks")
         }
         return String(decoding: data, as: UTF8.self)
@@ -98,7 +105,7 @@ public final class AgentTaskBoard: Sendable {
         guard let configs = object["dataConfigs"] as? [Any] else { return nil }
         object["dataConfigs"] = configs.map { config -> Any in
             guard var config = config as? [String: Any], let parameters = config["extParams"] as? [String: Any],
-                let data = try? JSONSerialization.data(withJSONObject: parameters, options: [.sortedKeys])
+                let data = try? JSONSerialization.data(withJSONObject: parameters, options: [.sortedKeys, .withoutEscapingSlashes])
             else { return config }
             config["extParams"] = String(decoding: data, as: UTF8.self)
             return config
@@ -118,7 +125,7 @@ public final class AgentTaskBoard: Sendable {
     }
 
     private static func failure(_ message: String) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: ["success": false, "errMsg": message, "data": NSNull()] as [String: Any], options: [.sortedKeys])) ?? Data()
+        let data = (try? JSONSerialization.data(withJSONObject: ["success": false, "errMsg": message, "data": NSNull()] as [String: Any], options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -10,7 +10,7 @@ extension DataProxyManagerServer {
             if let refused = self.refusal(request) { return refused }
             var request = request
             let body = try await request.collectBody(upTo: 1 << 20)
-            return Self.agentJSON(board.answerTaskRequest(String(buffer: body)))
+            return Self.agentJSON(board.answerTaskRequest(String(buffer: body), content: await board.readFile()))
         }
         router.post("\(AgentTaskBoard.heartbeatPath)") { request, _ -> Response in
             if let refused = self.refusal(request) { return refused }
