@@ -98,7 +98,10 @@ import Testing
         let workspace = try AgentWorkspace()
         let tasksFile = workspace.root + "/tasks.json"
         try Self.tasks([(7, workspace.path("app.log"), "s")]).write(toFile: tasksFile, atomically: true, encoding: .utf8)
-        try await self.withManagedAgent(workspace, tasksFile: tasksFile) { agent, receiver, _, fetcher in
+        try await self.withManagedAgent(workspace, tasksFile: tasksFile) { agent, receiver, board, fetcher in
+            // The first task set runs before the file is written (on a loaded machine the first request can come
+            // after the change below, which would then be the first set).
+            #expect(await eventually(timeout: Self.patience) { fetcher.statistics().applied == 1 && agent.runningTasks.count == 1 })
             var expected: [String] = []
             for burst in 0..<6 {
                 let lines = numbered("burst\(burst)", 0..<500)
@@ -106,7 +109,11 @@ import Testing
                 expected += lines
                 if burst == 2 {
                     try Self.tasks([(7, workspace.path("app.log"), "t")]).write(toFile: tasksFile, atomically: true, encoding: .utf8)
-                    #expect(await eventually(timeout: Self.patience) { fetcher.statistics().applied == 2 })
+                    let start = ContinuousClock.now
+                    #expect(
+                        await eventually(timeout: Self.patience) { fetcher.statistics().applied == 2 },
+                        "after \(ContinuousClock.now - start): \(fetcher.statistics()), \(board.taskRequests) task requests"
+                    )
                 }
                 try await Task.sleep(for: .milliseconds(20))
             }
