@@ -4,7 +4,9 @@ import Logging
 extension Agent {
     /// A task the agent did not take: its source is invalid (a bad regular expression, no paths).
     public struct RejectedTask: Sendable, Hashable {
+        /// The task's id.
         public var id: String
+        /// Why its source is invalid.
         public var reason: String
     }
 

@@ -2,7 +2,9 @@
 /// derived from a local source). A task whose id stays and whose source changes is a changed task: its old source
 /// stops, and the new one reads on from the committed offsets of the files it still matches.
 public struct AgentTask: Sendable, Hashable {
+    /// What names the task across changes (`manager-<taskId>` for the Manager's tasks).
     public var id: String
+    /// What the task reads and where it sends it.
     public var source: AgentConfiguration.FileSource
 
     public init(id: String, source: AgentConfiguration.FileSource) {
