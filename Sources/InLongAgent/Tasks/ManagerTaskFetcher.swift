@@ -109,10 +109,11 @@ public final class ManagerTaskFetcher: Service, Sendable {
         #endif
     }
 
-    /// Runs `body` now and then every `interval`, until a graceful shutdown or cancellation.
-    private func every(_ interval: Duration, _ body: () async -> Void) async {
+    /// Runs `body` now and then every `interval`, until a graceful shutdown or cancellation (which also ends a
+    /// request under way: a Manager that does not answer must not hold up the agent's stop).
+    private func every(_ interval: Duration, _ body: @escaping @Sendable () async -> Void) async {
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
-            await body()
+            await cancelWhenGracefulShutdown { await body() }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
