@@ -11,7 +11,7 @@ import Testing
 /// An agent with no sources of its own, driven by the Manager endpoint of the in-process receiver: tasks added,
 /// removed and changed in the endpoint's file while it runs.
 @Suite(.timeLimit(.minutes(8))) struct AgentManagerTaskTests {
-    /// Generous: in the full suite on a loaded machine, a Manager round trip once took over a minute.
+    /// Generous: bounded waits for another party, on a machine the full suite and other builds load.
     static let patience: Duration = .seconds(150)
 
     /// InLong's `TaskResult` with one file task per `(taskId, pattern, stream)`.

@@ -14,7 +14,7 @@ import Darwin
 /// endpoint, and reloading its configuration file on SIGHUP. Every wait is bounded; nothing is timed.
 @Suite(.serialized, .timeLimit(.minutes(8)))
 struct AgentTaskBinaryTests {
-    /// Generous: in the full suite on a loaded machine, a Manager round trip once took over a minute.
+    /// Generous: bounded waits for another party, on a machine the full suite and other builds load.
     static let patience: Duration = .seconds(150)
 
     static func tasks(_ tasks: [(id: Int, pattern: String)]) -> String {
