@@ -180,6 +180,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
+                // Tasks from the Manager (ManagerTaskFetcher).
+                .product(name: "AsyncHTTPClient", package: "async-http-client", condition: .when(traits: ["ManagerDiscovery"])),
+                .product(name: "NIOHTTP1", package: "swift-nio", condition: .when(traits: ["ManagerDiscovery"])),
             ],
             swiftSettings: swiftSettings
         ),

@@ -88,6 +88,8 @@ struct AgentCommand: AsyncParsableCommand {
     @Flag(help: "Check the configuration (file, INLONG_* variables, flags), print it and exit: 0 when valid, 64 when not.")
     var check = false
 
+    @OptionGroup var tasks: AgentTaskOptions
+
     @OptionGroup var operatorOptions: OperatorOptions
 
     func configuration() async throws -> AgentConfiguration {
@@ -99,8 +101,10 @@ struct AgentCommand: AsyncParsableCommand {
             } catch {
                 throw ValidationError("\(error)")
             }
+        } else if self.paths.isEmpty, self.target.manager != nil, self.group == nil, self.stream == nil {
+            configuration = try await self.managerTaskConfiguration()
         } else {
-            guard !self.paths.isEmpty else { throw ValidationError("give --config FILE, or --path GLOB with --group and --stream") }
+            guard !self.paths.isEmpty else { throw ValidationError("give --config FILE, or --path GLOB with --group and --stream, or --manager URL alone") }
             guard let group = self.group, let stream = self.stream else { throw ValidationError("--path needs --group and --stream") }
             try validateName(group, option: "--group")
             try validateName(stream, option: "--stream")
@@ -178,13 +182,16 @@ struct AgentCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)],
+                services: [.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)]
+                    + [self.managerTaskFetcher(configuration, agent: agent, logger: logger)].compactMap { $0 }.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
         let watcher = self.once ? Task { await Self.stopWhenCaughtUp(agent) } : nil
         defer { watcher?.cancel() }
+        let reloads = await self.reloadOnHangup(agent: agent, logger: logger)
+        defer { reloads?.cancel() }
         // Says, per group, why no proxy can be reached or which does not answer, as `inlong send` does; the agent
         // keeps trying (what it read waits, within the group's share of the budgets).
         let groups = agent.groups
@@ -264,7 +271,9 @@ struct AgentCommand: AsyncParsableCommand {
 
     /// `agent: watching /var/log/app/*.log (g/s), ...; state in DIR; proxies 127.0.0.1:46801` (or the Manager).
     static func startLine(_ configuration: AgentConfiguration) -> String {
-        let sources = configuration.sources.map { "\($0.paths.joined(separator: ", ")) (\($0.group)/\($0.stream))" }.joined(separator: "; ")
+        let sources = configuration.sources.isEmpty
+            ? "the Manager's tasks"
+            : configuration.sources.map { "\($0.paths.joined(separator: ", ")) (\($0.group)/\($0.stream))" }.joined(separator: "; ")
         let target = configuration.client.manager.map { "Manager \($0.url)" }
             ?? "proxies " + configuration.client.proxies.map(\.description).joined(separator: ", ")
         return "agent: watching \(sources); state in \(configuration.stateDirectory); \(target)"

@@ -34,6 +34,9 @@ struct ReceiveCommand: AsyncParsableCommand {
     @Option(help: "Also serve DataProxy's HTTP API (/dataproxy/message) on this port (0 picks one).")
     var httpPort: Int?
 
+    @Option(help: "With --manager-port: also serve agents their tasks from this file (InLong's TaskResult JSON, read again at each request) and count their heartbeats.")
+    var agentTasks: String?
+
     @Option(help: "JSON Lines file for the records, or '-' for standard output.")
     var out = "inlong-received.jsonl"
 
@@ -116,6 +119,10 @@ struct ReceiveCommand: AsyncParsableCommand {
         if self.faults.errorCode != nil { (configuration.faults.errorCode, configuration.faults.errorRate) = (faults.errorCode, faults.errorRate) }
         if self.faults.closeAfter != nil { configuration.faults.closeAfterFrames = faults.closeAfterFrames }
         if self.faults.stopReading { configuration.faults.stopReading = true }
+        if let file = self.agentTasks {
+            guard configuration.manager != nil else { throw ValidationError("--agent-tasks needs --manager-port") }
+            configuration.manager?.agentTasksFile = file
+        }
         return configuration
     }
 

@@ -146,9 +146,9 @@ extension DataProxyClient {
 }
 
 /// What trace mode writes of the client's hop (C++ `extend_field` bit 1): `node1ip` and `rtime1`.
-enum TraceHop {
+package enum TraceHop {
     /// The first IPv4 address of an interface that is up and not loopback, else 127.0.0.1; looked up once.
-    static let localIPv4: String = {
+    package static let localIPv4: String = {
         var addresses: UnsafeMutablePointer<ifaddrs>?
         guard getifaddrs(&addresses) == 0, let first = addresses else { return "127.0.0.1" }
         defer { freeifaddrs(addresses) }

@@ -39,6 +39,9 @@ public final class Agent: Service, Sendable {
         var lanes: [String: Lane] = [:]
         var clientsRunning = false
         var recovery: CheckpointRecovery?
+        /// The sources run for the tasks, and each one's stop control (see `Agent+Tasks.swift`).
+        var tasks = TaskReconciler()
+        var sourceControls: [Int: AgentControl] = [:]
     }
 
     /// What one group's files go through: its own client (so that a cluster that is down holds only this group's
@@ -65,7 +68,7 @@ public final class Agent: Service, Sendable {
 
     /// The one lock site: runs `event` on the state, then resumes the waiters it returns (after the lock, as they
     /// run on).
-    private func modifyStateAndRunActions<Result: Sendable>(_ event: (inout State) -> (Result, [CheckedContinuation<Void, Never>])) -> Result {
+    func modifyStateAndRunActions<Result: Sendable>(_ event: (inout State) -> (Result, [CheckedContinuation<Void, Never>])) -> Result {
         let (result, resume) = self.state.withLock { event(&$0) }
         for waiter in resume { waiter.resume() }
         return result
@@ -74,6 +77,7 @@ public final class Agent: Service, Sendable {
     /// Stops reading; what was read gets until ``AgentConfiguration/shutdownTimeout`` to be acked.
     public func stop() {
         self.control.stop(deadline: .now + self.configuration.shutdownTimeout)
+        self.stopSources()
     }
 
     /// A checkpoint file that could not be read at start: it is moved aside, not deleted, and files are read from
@@ -183,6 +187,7 @@ public final class Agent: Service, Sendable {
             state.lanes = lanes
             return ((), [])
         }
+        if !self.configuration.sources.isEmpty { self.apply(tasks: AgentTask.local(self.configuration.sources)) }
         let deadLetters = DeadLetterFile(path: self.configuration.deadLetterPath)
         await withDiscardingTaskGroup { clients in
             // Without their own graceful-shutdown handlers: the agent closes the clients itself, once reading
@@ -199,12 +204,12 @@ public final class Agent: Service, Sendable {
                         await withDiscardingTaskGroup { instances in
                             // A scan at once, then one per interval until a stop (a graceful shutdown is one too).
                             if !self.control.isStopping, !Task.isCancelled {
-                                self.scan(lanes: lanes, deadLetters: deadLetters, into: &instances)
+                                self.scan(deadLetters: deadLetters, into: &instances)
                             }
                             let ticks = AsyncTimerSequence(interval: self.configuration.scanInterval, clock: .continuous).map { _ in }
                             for await _ in merge(ticks, self.control.stopRequests()).cancelOnGracefulShutdown() {
                                 if self.control.isStopping { break }
-                                self.scan(lanes: lanes, deadLetters: deadLetters, into: &instances)
+                                self.scan(deadLetters: deadLetters, into: &instances)
                             }
                             // The timer may end at a graceful shutdown before its handler asked for the stop: the
                             // first stop sets the deadline, a second changes nothing.
@@ -212,7 +217,7 @@ public final class Agent: Service, Sendable {
                             // Stopping: the clients send what they hold now and fail the rest at the stop deadline,
                             // so the instances, still waiting, take every last outcome before they end.
                             let grace = self.control.deadline.map { max($0 - .now, .zero) } ?? .zero
-                            for lane in lanes.values {
+                            for lane in self.currentLanes {
                                 lane.budget.close()
                                 lane.client.close(deadline: grace)
                             }
@@ -225,7 +230,7 @@ public final class Agent: Service, Sendable {
             } onCancel: {
                 self.stop()
             }
-            for lane in lanes.values { lane.client.close(deadline: .seconds(1)) }
+            for lane in self.currentLanes { lane.client.close(deadline: .seconds(1)) }
         }
         self.modifyStateAndRunActions { state in
             state.clientsRunning = false
@@ -238,60 +243,82 @@ public final class Agent: Service, Sendable {
 
     /// A client, a share of the budget and counts per group.
     private func makeLanes() -> [String: Lane] {
-        let groups = self.groups
-        let share = max(groups.count, 1)
         var lanes: [String: Lane] = [:]
-        for group in groups {
-            var client = self.configuration.client
-            // The memory bounds are the agent's, shared out: each group may hold its part.
-            client.buffer.maxBytes = max(client.buffer.maxBytes / share, 1 << 20)
-            client.buffer.maxRecords = max(client.buffer.maxRecords / share, 1_000)
-            // The agent's own budgets bound what it reads: a full client makes it wait, not fail and resend.
-            client.buffer.whenFull = .wait
-            var logger = self.logger
-            logger[metadataKey: "inlong.group"] = "\(group)"
-            lanes[group] = Lane(
-                group: group,
-                client: DataProxyClient(configuration: client, eventLoopGroup: self.eventLoopGroup, logger: logger),
-                budget: ByteBudget(capacity: max(self.configuration.maxUnackedBytes / share, 1)),
-                counters: AgentCounters()
-            )
-        }
+        for group in self.groups { lanes[group] = self.makeLane(group) }
         return lanes
+    }
+
+    /// A lane for `group`, with a share of the budgets as for the configured groups (a group that comes with a task
+    /// later gets a share of the same size).
+    func makeLane(_ group: String) -> Lane {
+        let share = max(self.groups.count, 1)
+        var client = self.configuration.client
+        // A group that came with a task later asks the Manager for its own proxies first.
+        if var manager = client.manager, !manager.groups.contains(group) {
+            manager.groups.insert(group, at: 0)
+            client.manager = manager
+        }
+        // The memory bounds are the agent's, shared out: each group may hold its part.
+        client.buffer.maxBytes = max(client.buffer.maxBytes / share, 1 << 20)
+        client.buffer.maxRecords = max(client.buffer.maxRecords / share, 1_000)
+        // The agent's own budgets bound what it reads: a full client makes it wait, not fail and resend.
+        client.buffer.whenFull = .wait
+        var logger = self.logger
+        logger[metadataKey: "inlong.group"] = "\(group)"
+        return Lane(
+            group: group,
+            client: DataProxyClient(configuration: client, eventLoopGroup: self.eventLoopGroup, logger: logger),
+            budget: ByteBudget(capacity: max(self.configuration.maxUnackedBytes / share, 1)),
+            counters: AgentCounters()
+        )
     }
 
     // MARK: Files
 
-    private func scan(lanes: [String: Lane], deadLetters: DeadLetterFile, into instances: inout DiscardingTaskGroup) {
+    private func scan(deadLetters: DeadLetterFile, into instances: inout DiscardingTaskGroup) {
+        // Taken first: a file handed from one source to the next while this scan runs keeps its offset.
+        let present = self.presentFiles()
         var found: [FileRegistry.Found] = []
-        for (index, source) in self.configuration.sources.enumerated() {
+        for (handle, task) in self.runningSources {
+            let source = task.source
             for pattern in source.paths {
                 for path in expandGlob(pattern) where source.excludeFiles.isEmpty || !source.excludes(path) {
                     guard let key = fileKey(path) else { continue }
-                    found.append(.init(path: path, device: key.device, inode: key.inode, source: index, size: key.size))
+                    found.append(.init(path: path, device: key.device, inode: key.inode, source: handle, size: key.size))
                 }
             }
         }
-        let actions = self.modifyStateAndRunActions { $0.machine.scanned(found) }
+        // Counted for its source in the same step as the decision: a source stopped meanwhile waits for this file.
+        let actions = self.modifyStateAndRunActions { state in
+            let (actions, waiters) = state.machine.scanned(found, present: present)
+            for case .open(let file, _) in actions { state.tasks.instanceStarting(file.source) }
+            return (actions, waiters)
+        }
         for action in actions {
             switch action {
             case .moved(let path):
                 self.logger.info("file renamed", metadata: ["inlong.path": "\(path)"])
             case .open(let file, let firstScan):
-                let lane = lanes[self.configuration.sources[file.source].group]!
-                self.start(file, firstScan: firstScan, lane: lane, deadLetters: deadLetters, into: &instances)
+                guard let (source, control) = self.source(handle: file.source) else {
+                    self.modifyStateAndRunActions { ((), $0.machine.openFailed()) }
+                    self.sourceInstanceEnded(file.source)
+                    continue
+                }
+                let lane = self.lane(for: source.group, into: &instances)
+                self.start(file, source: source, control: control, firstScan: firstScan, lane: lane, deadLetters: deadLetters, into: &instances)
             }
         }
     }
 
     private func start(
         _ file: FileRegistry.Found,
+        source: AgentConfiguration.FileSource,
+        control: AgentControl,
         firstScan: Bool,
         lane: Lane,
         deadLetters: DeadLetterFile,
         into instances: inout DiscardingTaskGroup
     ) {
-        let source = self.configuration.sources[file.source]
         let tail: FileTail
         do {
             tail = try FileTail(
@@ -311,6 +338,7 @@ public final class Agent: Service, Sendable {
             }
         } catch {
             self.modifyStateAndRunActions { ((), $0.machine.openFailed()) }
+            self.sourceInstanceEnded(file.source)
             self.logger.warning("cannot open a file", metadata: ["inlong.path": "\(file.path)", "inlong.error": "\(error)"])
             return
         }
@@ -347,13 +375,14 @@ public final class Agent: Service, Sendable {
         )
         let origin = file.path
         let logger = self.logger
+        let handle = file.source
         instances.addTask {
             let instance = Instance(
                 source: fileSource,
                 sink: sink,
                 budget: lane.budget,
                 limits: limits,
-                control: self.control,
+                control: control,
                 counters: lane.counters,
                 origin: origin,
                 logger: logger
@@ -362,7 +391,11 @@ public final class Agent: Service, Sendable {
                 self.modifyStateAndRunActions { ((), $0.machine.progress(fileSource.tail.identity, progress)) }
             }
             let end = await instance.run()
-            self.modifyStateAndRunActions { ((), $0.machine.instanceEnded(fileSource.tail.identity, released: end == .released)) }
+            // A file whose source alone stopped (its task removed or changed) is let go at its committed offset, for
+            // the source that matches it next; at the agent's stop it stays as it was.
+            let handedOver = control.isStopping && !self.control.isStopping
+            self.modifyStateAndRunActions { ((), $0.machine.instanceEnded(fileSource.tail.identity, released: end == .released || handedOver)) }
+            self.sourceInstanceEnded(handle)
             if end == .released {
                 self.counters.filesReleased.add(1, ordering: .relaxed)
                 logger.info("file released", metadata: ["inlong.path": "\(fileSource.tail.path)"])

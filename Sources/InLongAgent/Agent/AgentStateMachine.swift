@@ -75,13 +75,14 @@ struct AgentStateMachine<Waiter> {
     }
 
     /// A scan found these files: which to open, which moved. The sizes found count for the lag of files being read.
-    mutating func scanned(_ found: [FileRegistry.Found]) -> (actions: [Action], caughtUp: [Waiter]) {
+    /// `present`: files of the registry still at their paths (their offsets are kept though no source matches them).
+    mutating func scanned(_ found: [FileRegistry.Found], present: Set<Key> = []) -> (actions: [Action], caughtUp: [Waiter]) {
         for file in found {
             let key = Key(device: file.device, inode: file.inode)
             if let current = self.files[key]?.size, file.size > current { self.files[key]?.size = file.size }
         }
         var actions: [Action] = []
-        for decision in self.registry.scanned(found) {
+        for decision in self.registry.scanned(found, present: present) {
             switch decision {
             case .moved(let key, let path):
                 self.registry.moved(key, to: path)

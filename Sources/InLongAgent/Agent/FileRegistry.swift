@@ -55,8 +55,10 @@ struct FileRegistry {
     }
 
     /// A scan found these files (the first match wins for a file two sources match): which to open, which moved.
-    /// Checkpoint entries of files no scan finds any more are dropped.
-    mutating func scanned(_ files: [Found]) -> [Decision] {
+    /// Checkpoint entries of files no scan finds any more are dropped, unless `present` names them: files still at
+    /// their paths that no source matches now (a task removed or changing keeps its files' offsets for the task
+    /// that matches them next).
+    mutating func scanned(_ files: [Found], present: Set<Key> = []) -> [Decision] {
         let firstScan = self.scans == 0
         self.scans += 1
         var decisions: [Decision] = []
@@ -90,7 +92,7 @@ struct FileRegistry {
         self.waiting = waiting
         self.waitingBytes = waitingBytes
         let before = self.known.count
-        self.known = self.known.filter { seen.contains($0.key) }
+        self.known = self.known.filter { seen.contains($0.key) || present.contains($0.key) }
         self.releases = self.releases.filter { self.known[$0.key] != nil }
         if self.known.count != before { self.changed = true }
         return decisions
@@ -173,4 +175,9 @@ struct FileRegistry {
     }
 
     var openFiles: Int { self.live.count }
+
+    /// Every file it holds (read or known from the checkpoint), with its last path.
+    var paths: [(key: Key, path: String)] {
+        self.live.map { ($0.key, $0.value.path) } + self.known.map { ($0.key, $0.value.path) }
+    }
 }

@@ -42,6 +42,9 @@ public final class DataProxyManagerServer: Service, Sendable {
         /// Manager's shape; SDKs ignore it), or `nil` to leave it out. A receiver sets it from its
         /// ``DataProxyReceiver/Configuration/fsync`` when it is `nil`. Defaults to `nil`.
         public var durableAcks: Bool?
+        /// Also serve the agent endpoints (tasks from this file, heartbeats counted): see ``AgentTaskBoard``.
+        /// Defaults to `nil`: not served.
+        public var agentTasksFile: String?
 
         public init() {}
     }
@@ -108,6 +111,8 @@ public final class DataProxyManagerServer: Service, Sendable {
     private let state: Mutex<State>
     private let address = ListeningAddress()
     private let requests = Atomic<Int>(0)
+    /// The agent endpoints, when ``Configuration-swift.struct/agentTasksFile`` is set.
+    public let agentTasks: AgentTaskBoard?
 
     public init(
         configuration: Configuration,
@@ -119,6 +124,7 @@ public final class DataProxyManagerServer: Service, Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.state = Mutex(State(nodes: nodes))
+        self.agentTasks = configuration.agentTasksFile.map { AgentTaskBoard(file: $0) }
     }
 
     /// The nodes answered.
@@ -158,6 +164,7 @@ public final class DataProxyManagerServer: Service, Sendable {
         router.post("\(Self.pathPrefix)/:groupId") { request, context -> Response in
             try await self.respond(to: request, context: context)
         }
+        if let agentTasks = self.agentTasks { self.route(agentTasks, on: router) }
         let server: HTTPServerBuilder = try self.configuration.tlsConfiguration.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1()
         let application = Application(
             router: router,
