@@ -191,7 +191,9 @@ import Testing
                 let reports = ReportCollector(client)
                 let sent = try await sendAll(client, count: 20)
                 let start = ContinuousClock.now
-                let flushed = await client.flush(timeout: .seconds(30))
+                // A bound, not a measure: with other builds loading the machine, this flush took over 30 s in 2 of
+                // 5 full runs, though it passes alone under CPU hogs; the cause is not known.
+                let flushed = await client.flush(timeout: .seconds(120))
                 #expect(flushed, "after \(ContinuousClock.now - start): \(client.statistics())")
                 await expectEveryRecordAccounted(sent: sent, client: client, reports: reports, sinks: [])
                 #expect(client.statistics().failures == ["noProxies": 20])
