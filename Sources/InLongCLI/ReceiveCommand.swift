@@ -65,6 +65,8 @@ struct ReceiveCommand: AsyncParsableCommand {
 
     @OptionGroup var operatorOptions: OperatorOptions
 
+    @OptionGroup var audit: AuditStandInOptions
+
     func validate() throws {
         let listen = self.listen ?? "127.0.0.1:46801"
         guard let endpoint = Endpoint(listen) else { throw ValidationError("--listen takes host:port, not '\(listen)'") }
@@ -142,8 +144,11 @@ struct ReceiveCommand: AsyncParsableCommand {
         // Bound before the receiver starts: a busy metrics port is fatal, named, and never taken for the receiver's.
         let metrics = try await self.operatorOptions.metricsEndpoint(logger: logger)?.start()
         defer { metrics?.cancel() }
-        let receiver = DataProxyReceiver(configuration: configuration, sink: self.print ? PrintingSink(inner: sink) : sink, logger: logger)
+        let standIn = self.audit.makeStandIn(host: configuration.host, logger: logger)
+        let stored = standIn.map { AuditingSink(inner: sink, collector: $0.collector) as any DataProxyReceiverSink } ?? sink
+        let receiver = DataProxyReceiver(configuration: configuration, sink: self.print ? PrintingSink(inner: stored) : stored, logger: logger)
         services.append(.init(service: receiver))
+        services += standIn?.services ?? []
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
@@ -152,6 +157,7 @@ struct ReceiveCommand: AsyncParsableCommand {
             var line = "listening on \(address.ipAddress ?? configuration.host):\(address.port ?? 0)"
             if let manager = receiver.manager, let url = try? await manager.baseURL() { line += ", Manager endpoint \(url)/{groupId}" }
             FileHandle.standardError.write(Data((line + "\n").utf8))
+            if let line = await standIn?.announcement() { FileHandle.standardError.write(Data((line + "\n").utf8)) }
         }
         let start = ContinuousClock.now
         do {
