@@ -152,3 +152,21 @@ final class JitterSource: Sendable {
     init(seed: UInt64) { self.state = Mutex(SplitMix64(seed: seed ^ 0x5EED)) }
     func next(in range: ClosedRange<Double>) -> Double { self.state.withLock { Double.random(in: range, using: &$0) } }
 }
+
+extension AuditStateMachineTests {
+    /// At close, whatever was not acknowledged counts as dropped once, even when its answer comes later.
+    @Test func abandoningCountsEveryUnacknowledgedRecordOnce() {
+        var machine = AuditStateMachine()
+        machine.add(Self.key(0), AuditCounts(count: 2))
+        machine.flush(wallMillis: 0)
+        let sent = machine.nextSends(now: Self.start)
+        machine.add(Self.key(1), AuditCounts(count: 3))
+        machine.flush(wallMillis: 0)
+        machine.add(Self.key(2), AuditCounts(count: 4))
+        machine.abandonAll()
+        machine.answered(sent[0].id, success: false, now: Self.start)
+        machine.answered(sent[0].id, success: true, now: Self.start)
+        #expect(machine.droppedRecords == 9 && machine.droppedRequests == 2 && machine.acknowledgedRecords == 0)
+        #expect(machine.isIdle && machine.totals.all == 9)
+    }
+}

@@ -137,6 +137,17 @@ struct AuditStateMachine {
         }
     }
 
+    /// Gives up on everything not acknowledged (the reporter closed): sums, waiting and in-flight requests count
+    /// as dropped, and answers that come later are ignored.
+    mutating func abandonAll() {
+        let totals = self.totals
+        self.droppedRecords &+= totals.summed + totals.waiting + totals.inFlight
+        self.droppedRequests += self.waiting.count + self.inFlight.count
+        self.sums.removeAll()
+        self.waiting.removeAll()
+        self.inFlight.removeAll()
+    }
+
     /// When the earliest waiting request becomes due, if one waits for its backoff.
     var nextRetryDue: ContinuousClock.Instant? {
         self.waiting.compactMap(\.notBefore).min()

@@ -24,7 +24,6 @@ public final class AuditReporter: Service, Sendable {
         var proxies: [Endpoint]
         /// The proxies changed since the loop last looked.
         var proxiesChanged = false
-        var unsentAtClose: (requests: Int, records: UInt64) = (0, 0)
         /// `run()` returned; and who waits for it to.
         var ended = false
         var endWaiters: [CheckedContinuation<Void, Never>] = []
@@ -108,8 +107,8 @@ public final class AuditReporter: Service, Sendable {
             statistics.acknowledgedRequests = machine.acknowledgedRequests
             statistics.acknowledgedRecords = machine.acknowledgedRecords
             statistics.failedAttempts = machine.failedAttempts
-            statistics.droppedRequests = machine.droppedRequests + state.unsentAtClose.requests
-            statistics.droppedRecords = machine.droppedRecords + state.unsentAtClose.records
+            statistics.droppedRequests = machine.droppedRequests
+            statistics.droppedRecords = machine.droppedRecords
             statistics.pendingRequests = machine.waiting.count + machine.inFlight.count
             statistics.proxies = state.proxies
             return statistics
@@ -179,8 +178,7 @@ public final class AuditReporter: Service, Sendable {
                     let proxies = state.proxiesChanged ? state.proxies : nil
                     state.proxiesChanged = false
                     if let closeBy = state.closeBy, state.machine.isIdle || now >= closeBy {
-                        let totals = state.machine.totals
-                        state.unsentAtClose = (state.machine.waiting.count + state.machine.inFlight.count, totals.waiting + totals.inFlight)
+                        state.machine.abandonAll()
                         return ([], proxies, true)
                     }
                     // Nothing leaves before a proxy is known.

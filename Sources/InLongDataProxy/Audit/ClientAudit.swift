@@ -10,8 +10,9 @@ final class ClientAudit: Sendable {
     let reporter: AuditReporter
     let settings: DataProxyClient.Configuration.Audit
 
+    /// `nil` without settings, or with neither proxies nor a Manager (nothing could be sent).
     init?(_ settings: DataProxyClient.Configuration.Audit?, logger: Logging.Logger) {
-        guard let settings else { return nil }
+        guard let settings, !settings.proxies.isEmpty || settings.managerURL != nil else { return nil }
         var configuration: AuditReporter.Configuration
         if let url = settings.managerURL {
             var manager = AuditReporter.Manager(url: url)
