@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import InLongAudit
+import InLongTransport
 import NIOCore
 import NIOHTTP1
 
@@ -12,16 +13,14 @@ struct AuditReportCommand: AsyncParsableCommand {
         commandName: "audit",
         abstract: "Reconcile InLong Audit counts: records sent and acked by clients and agents against records received, per minute and stream.",
         discussion: """
-            Reads the audit service's minute query (GET /audit/query/minutes), as served by
-            inlong receive --audit-port P --audit-query-port Q, and prints one row per minute (UTC), group and
-            stream: sent (audit ids 1 and 3), acked (2 and 4), received (5), and received minus sent.
+            Reads the audit service's minute query (GET /audit/query/minutes), as served by inlong receive --audit-port P --audit-query-port Q, and prints one row per minute (UTC), group and stream: sent (audit ids 1 and 3), acked (2 and 4), received (5), and received minus sent.
 
-            Exit status: 0 when every row agrees (sent = acked = received); 1 when a row disagrees;
-            66 when there are no counts; 69 when the audit service cannot be read.
+            Exit status: 0 when every row agrees (sent = acked = received); 1 when a row disagrees; 66 when there are no counts; 69 when the audit service cannot be read.
 
             Example:
               inlong receive --audit-port 10081 --audit-query-port 10080 --count-only
-              inlong send --proxy 127.0.0.1:46801 --audit-proxy 127.0.0.1:10081 --group g --stream s app.log
+              inlong send --proxy 127.0.0.1:46801 --audit-proxy 127.0.0.1:10081 \\
+                --group g --stream s app.log
               inlong audit --audit-service http://127.0.0.1:10080
             """
     )
@@ -59,7 +58,7 @@ struct AuditReportCommand: AsyncParsableCommand {
             do {
                 reconciliation = AuditReconciliation(entries: try await self.fetch())
             } catch {
-                FileHandle.standardError.write(Data("cannot read the audit service at \(self.auditService): \(error)\n".utf8))
+                FileHandle.standardError.write(Data("cannot read the audit service at \(self.auditService): \(TransportError.plainCause(error))\n".utf8))
                 throw ExitCode(69)
             }
             if reconciliation.agrees || ContinuousClock.now >= deadline { break }

@@ -4,6 +4,7 @@ import Hummingbird
 import InLongAudit
 import InLongDataProxyReceiver
 import InLongTransport
+import InLongWire
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -63,7 +64,11 @@ struct AuditingSink: DataProxyReceiverSink {
     func write(_ message: ReceivedMessage) async throws {
         try await self.inner.write(message)
         let delay = max(0, message.receivedAt - message.dataTime) * Int64(message.recordCount)
-        self.collector.add(.dataProxyInput, group: message.group, stream: message.stream, logTime: message.dataTime, count: message.recordCount, size: message.payloadBytes, delay: delay)
+        // The records' bytes, as the client counts them: without type 7's 4-byte length per record.
+        let size = message.records.isEmpty
+            ? message.payloadBytes - (message.messageType == .binaryMultiBody ? 4 * message.recordCount : 0)
+            : message.records.reduce(0) { $0 + $1.body.readableBytes }
+        self.collector.add(.dataProxyInput, group: message.group, stream: message.stream, logTime: message.dataTime, count: message.recordCount, size: max(0, size), delay: delay)
     }
 
     func flush() async throws {

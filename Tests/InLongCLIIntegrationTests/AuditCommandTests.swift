@@ -23,6 +23,8 @@ struct AuditCommandTests {
             let send = try ChildProcess(
                 inlong,
                 ["send", "--proxy", data, "--audit-proxy", auditProxy, "--group", "g", "--stream", "s", file.path],
+                // Exactly once is asserted (a resent batch is received twice): no request may time out on a loaded machine.
+                environment: ["INLONG_CONNECTION_REQUEST_TIMEOUT": "120"],
                 logs: directory,
                 name: "send"
             )
@@ -71,6 +73,7 @@ struct AuditCommandTests {
                     "agent", "--path", logs.path + "/*.log", "--group", "ga", "--stream", "sa", "--proxy", data,
                     "--state-dir", directory.appendingPathComponent("state").path, "--once", "--audit-proxy", auditProxy,
                 ],
+                environment: ["INLONG_CONNECTION_REQUEST_TIMEOUT": "120"],
                 logs: directory,
                 name: "agent"
             )
