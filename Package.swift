@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "InLongDataProxyReceiver", targets: ["InLongDataProxyReceiver"]),
         .library(name: "InLongDataProxy", targets: ["InLongDataProxy"]),
         .library(name: "InLongAgent", targets: ["InLongAgent"]),
+        .library(name: "InLongAudit", targets: ["InLongAudit"]),
         .executable(name: "inlong", targets: ["InLongCLI"]),
         // Not API: a product only because the separately built fuzzers (Fuzz/) can depend on nothing else.
         .library(name: "_InLongFuzzTargets", targets: ["InLongFuzzTargets"]),
@@ -34,7 +35,11 @@ let package = Package(
             name: "YAML",
             description: "YAML configuration files (swift-configuration's YAML trait, Yams); the agent and the CLI need it."
         ),
-        .default(enabledTraits: ["ManagerDiscovery", "YAML"]),
+        .trait(
+            name: "Audit",
+            description: "Per-minute counts to InLong Audit from the client (InLongAudit, and with it SwiftProtobuf)."
+        ),
+        .default(enabledTraits: ["ManagerDiscovery", "YAML", "Audit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
@@ -56,6 +61,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
         // Documentation only: `swift package generate-documentation` (scripts/check-docs.sh).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
@@ -124,6 +130,7 @@ let package = Package(
             name: "InLongDataProxy",
             dependencies: [
                 "CInLongCRC32C",
+                .target(name: "InLongAudit", condition: .when(traits: ["Audit"])),
                 "InLongTransport",
                 "InLongWire",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -139,6 +146,25 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // InLong Audit: per-minute counts over InLong's audit protocol. AuditApi.pb.swift is generated from
+        // AuditApi.proto once and committed (no plugin at build time).
+        .target(
+            name: "InLongAudit",
+            dependencies: [
+                "InLongTransport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client", condition: .when(traits: ["ManagerDiscovery"])),
+                .product(name: "NIOHTTP1", package: "swift-nio", condition: .when(traits: ["ManagerDiscovery"])),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            exclude: ["Protocol/AuditApi.proto"],
             swiftSettings: swiftSettings
         ),
         // Test support (loopback receivers, raw clients, fixtures, child processes): not product code.
@@ -190,6 +216,7 @@ let package = Package(
             name: "InLongCLI",
             dependencies: [
                 "InLongAgent",
+                "InLongAudit",
                 "InLongDataProxy",
                 "InLongDataProxyReceiver",
                 "InLongTransport",
@@ -205,6 +232,8 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -440,6 +469,30 @@ let package = Package(
             name: "InLongFuzzReplayTests",
             dependencies: ["InLongFuzzTargets"],
             resources: [.copy("Corpus")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "InLongAuditTests",
+            dependencies: [
+                "InLongAudit",
+                "InLongTransport",
+                "InLongWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "InLongAuditIntegrationTests",
+            dependencies: [
+                "InLongAudit",
+                "InLongDataProxy",
+                "InLongDataProxyReceiver",
+                "InLongTestUtils",
+                "InLongTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(InLongSnappy InLongWire InLongTransport InLongDataProxy InLongDataProxyReceiver InLongAgent)
+    targets=(InLongSnappy InLongWire InLongTransport InLongDataProxy InLongDataProxyReceiver InLongAgent InLongAudit)
 fi
 
 arguments=()

@@ -92,6 +92,8 @@ struct AgentCommand: AsyncParsableCommand {
 
     @OptionGroup var operatorOptions: OperatorOptions
 
+    @OptionGroup var audit: AuditTargetOptions
+
     func configuration() async throws -> AgentConfiguration {
         var configuration: AgentConfiguration
         if let config = self.config {
@@ -149,6 +151,7 @@ struct AgentCommand: AsyncParsableCommand {
             guard let duration = Duration(settingSeconds: seconds) else { throw ValidationError("--shutdown-timeout takes seconds") }
             configuration.shutdownTimeout = duration
         }
+        configuration.client.audit = self.audit.applied(to: configuration.client.audit).map(agentAudit)
         return configuration
     }
 

@@ -106,7 +106,7 @@ func effectiveSettings(_ configuration: DataProxyClient.Configuration) -> [Strin
         lines.append("spool.segmentBytes: \(spool.segmentBytes)")
         lines.append("spool.maxBytes: \(spool.maxBytes)")
     }
-    return lines
+    return lines + auditSettings(configuration.audit)
 }
 
 /// A duration as the configuration files write it: seconds.

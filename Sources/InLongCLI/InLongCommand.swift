@@ -40,7 +40,7 @@ struct InLongCommand: AsyncParsableCommand {
             http://127.0.0.1:8083/inlong/manager/openapi/dataproxy/getIpList
             """,
         version: inlongVersion,
-        subcommands: [DemoCommand.self, SendCommand.self, ReceiveCommand.self, AgentCommands.self, DiscoverCommand.self, BenchCommand.self]
+        subcommands: [DemoCommand.self, SendCommand.self, ReceiveCommand.self, AgentCommands.self, DiscoverCommand.self, BenchCommand.self, AuditReportCommand.self]
     )
 
     static func main() async {

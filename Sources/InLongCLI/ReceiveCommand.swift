@@ -71,6 +71,8 @@ struct ReceiveCommand: AsyncParsableCommand {
 
     @OptionGroup var operatorOptions: OperatorOptions
 
+    @OptionGroup var audit: AuditStandInOptions
+
     func validate() throws {
         let listen = self.listen ?? "127.0.0.1:46801"
         guard let endpoint = Endpoint(listen) else { throw ValidationError("--listen takes host:port, not '\(listen)'") }
@@ -158,9 +160,12 @@ struct ReceiveCommand: AsyncParsableCommand {
             served.withLock { $0 }?.statistics().sinkFailure.map { "the sink fails: \($0)" }
         })?.start()
         defer { metrics?.cancel() }
-        let receiver = DataProxyReceiver(configuration: configuration, sink: self.print ? PrintingSink(inner: sink) : sink, logger: logger)
+        let standIn = self.audit.makeStandIn(host: configuration.host, logger: logger)
+        let stored = standIn.map { AuditingSink(inner: sink, collector: $0.collector) as any DataProxyReceiverSink } ?? sink
+        let receiver = DataProxyReceiver(configuration: configuration, sink: self.print ? PrintingSink(inner: stored) : stored, logger: logger)
         served.withLock { $0 = receiver }
         services.append(.init(service: receiver))
+        services += standIn?.services ?? []
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         )
@@ -170,6 +175,7 @@ struct ReceiveCommand: AsyncParsableCommand {
             if let manager = receiver.manager, let url = try? await manager.baseURL() { line += ", Manager endpoint \(url)/{groupId}" }
             if configuration.httpPort != nil, let http = try? await receiver.httpLocalAddress() { line += ", HTTP \(http.ipAddress ?? configuration.host):\(http.port ?? 0)" }
             FileHandle.standardError.write(Data((line + "\n").utf8))
+            if let line = await standIn?.announcement() { FileHandle.standardError.write(Data((line + "\n").utf8)) }
         }
         let start = ContinuousClock.now
         do {

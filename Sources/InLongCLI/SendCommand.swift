@@ -99,6 +99,8 @@ struct SendCommand: AsyncParsableCommand {
 
     @OptionGroup var operatorOptions: OperatorOptions
 
+    @OptionGroup var audit: AuditTargetOptions
+
     func validate() throws {
         try validateName(self.group, option: "--group")
         try validateName(self.stream, option: "--stream")
@@ -115,6 +117,7 @@ struct SendCommand: AsyncParsableCommand {
     func run() async throws {
         var configuration = try await readClientConfiguration(file: self.config, target: self.target, group: self.group)
         if self.noCompression { configuration.batching.compressionThreshold = nil }
+        configuration.audit = self.audit.applied(to: configuration.audit)
         if let directory = self.spool {
             var spool = configuration.spool ?? .init(directory: directory)
             spool.directory = directory

@@ -13,7 +13,7 @@ extension DataProxyClient.Configuration {
         "retry.deliveryTimeout",
         "connection.maxProxies", "connection.requestTimeout", "connection.heartbeatInterval",
         "spool.directory", "spool.sync", "spool.segmentBytes", "spool.maxBytes",
-    ])
+    ]).union(Self.auditSettingKeys)
 
     /// Reads a configuration through swift-configuration, from whatever providers the reader combines (a JSON or
     /// YAML file, environment variables, ...). Keys, all optional but one of `proxies`, `manager.url` and
@@ -118,6 +118,7 @@ extension DataProxyClient.Configuration {
             if let value = try config.wholeNumber("spool.maxBytes", invalid) { spool.maxBytes = try Self.positive(value, "spool.maxBytes") }
             self.spool = spool
         }
+        try self.readAudit(config, invalid)
     }
 
     /// The prefix of the environment variables the command-line tools read settings from: `manager.url` is

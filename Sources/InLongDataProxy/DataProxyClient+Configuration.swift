@@ -30,6 +30,8 @@ extension DataProxyClient {
         /// A crash-safe spool on disk, or `nil` (the default) to hold accepted records in memory only. See
         /// ``Spool``.
         public var spool: Spool?
+        /// Per-minute counts to InLong Audit, or `nil` (the default) to count nothing. See ``Audit``.
+        public var audit: Audit?
         /// Where metrics go: the default observability delegate, ``DataProxyClientMetrics``, creates its
         /// instruments here. Defaults to `nil`: the bootstrapped `MetricsSystem.factory` (nothing, when none is
         /// bootstrapped). The connections' transport metrics use it too.

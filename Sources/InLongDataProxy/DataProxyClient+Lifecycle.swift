@@ -33,6 +33,10 @@ extension DataProxyClient {
             self.endRun()
             throw error
         }
+        do { try self.checkAuditAvailable() } catch {
+            self.endRun()
+            throw error
+        }
         #if ManagerDiscovery
         let manager = self.configuration.manager
         let ownedHTTPClient = manager == nil || manager?.httpClient != nil
@@ -52,6 +56,7 @@ extension DataProxyClient {
             // From the start: records accepted before any proxy is known still reach their deadline.
             group.addTask { await self.runClock() }
             group.addTask { await Self.runPools(router) }
+            if let audit = self.audit { group.addTask { await audit.run() } }
             if let spool = self.spool {
                 group.addTask { await self.replaySpool() }
                 group.addTask { await self.drainSpill(spool) }
@@ -79,6 +84,8 @@ extension DataProxyClient {
             #endif
             await self.dispatchLoop(group: &group)
             router.close()
+            // Every record ended: the last counts go before the reporter stops.
+            await self.audit?.close()
             group.cancelAll()
         }
         await self.httpTransport?.shutdown()

@@ -60,6 +60,8 @@ public final class DataProxyClient: Service, Sendable {
     let spoolFailed: Bool
     /// Open unless the spool holds records a previous client left and they were not appended again yet.
     let spoolReplayed: SpoolReplayGate
+    /// Per-minute counts to InLong Audit, when configured.
+    let audit: ClientAudit?
 
     /// What the client's lock guards.
     struct State {
@@ -93,6 +95,7 @@ public final class DataProxyClient: Service, Sendable {
         self.spoolFailed = self.spoolError != nil
         let leftovers = self.spool?.leftovers.isEmpty == false
         self.spoolReplayed = SpoolReplayGate(open: !leftovers)
+        self.audit = ClientAudit(configuration.audit, logger: logger)
         let limits = BatchAccumulator.Limits(
             maxRecords: max(1, min(configuration.batching.maxRecords, Int(UInt16.max))),
             maxBytes: Self.blockLimit(configuration.batching, frameSize: configuration.batching.maxFrameSize),
@@ -179,7 +182,10 @@ public final class DataProxyClient: Service, Sendable {
     /// Runs what the machine decided, outside its lock (the quota gauge was told under it).
     private func run(_ actions: Machine.Actions, readers: [ReportSubscription]) {
         if actions.wakeDispatcher { self.wake.yield() }
-        for sealed in actions.sealed { self.observation.batchQueued(sealed.key, records: sealed.records, bytes: sealed.bytes) }
+        for sealed in actions.sealed {
+            self.observation.batchQueued(sealed.key, records: sealed.records, bytes: sealed.bytes)
+            self.audit?.sealed(group: sealed.key.group, stream: sealed.key.stream, dataTime: sealed.dataTime, records: sealed.records, bytes: sealed.bytes - sealed.records * BatchAccumulator.recordOverhead)
+        }
         for (job, result, reportHolds) in actions.finish { self.finish(job, result, reportHolds: reportHolds, readers: readers) }
         for waiter in actions.resumeSenders { waiter.resume(returning: true) }
         if let retried = actions.retried {
@@ -208,6 +214,10 @@ public final class DataProxyClient: Service, Sendable {
             outcome = .failed(error)
         }
         for observer in batch.observers { observer.ended(result) }
+        self.audit?.ended(
+            group: batch.key.group, stream: batch.key.stream, dataTime: batch.dataTime, records: batch.recordCount,
+            bytes: batch.chargedBytes - batch.recordCount * BatchAccumulator.recordOverhead, acked: result.failureCode == nil
+        )
         // Records failed by the close stay in the spool: the next client on it sends them.
         if let spool = self.spool, result.failureCode != .shutDown {
             spool.ended(batch.ids)

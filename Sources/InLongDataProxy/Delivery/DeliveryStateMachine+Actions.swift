@@ -10,7 +10,7 @@ extension DeliveryStateMachine {
         var resumeSenders: [Waiter] = []
         var resumeFlushes: [(waiter: Waiter, allEnded: Bool)] = []
         /// Batches sealed, for per-stream metrics.
-        var sealed: [(key: BatchKey, records: Int, bytes: Int)] = []
+        var sealed: [(key: BatchKey, records: Int, bytes: Int, dataTime: UInt32)] = []
         typealias Retried = (key: BatchKey, attempts: Int, error: DataProxyError, delay: Duration)
 
         /// A retry was scheduled.
@@ -58,7 +58,7 @@ extension DeliveryStateMachine {
     /// What appending asks of the driver when it sealed batches: wake the dispatcher, count them. Small, so that
     /// the per-record path returns little.
     struct Sealed {
-        var batches: [(key: BatchKey, records: Int, bytes: Int)]
+        var batches: [(key: BatchKey, records: Int, bytes: Int, dataTime: UInt32)]
         var heldBytes: Int
     }
 

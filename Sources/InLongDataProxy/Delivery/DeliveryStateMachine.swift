@@ -289,7 +289,7 @@ struct DeliveryStateMachine<Waiter> {
                 backoff: self.configuration.retryBackoff.makeIterator(random: self.configuration.random)
             )
             self.jobs.append(job)
-            actions.sealed.append((batch.key, batch.recordCount, batch.chargedBytes))
+            actions.sealed.append((batch.key, batch.recordCount, batch.chargedBytes, batch.dataTime))
         }
         actions.heldBytes = self.heldBytesNow()
         actions.wakeDispatcher = true

@@ -1,0 +1,113 @@
+import Foundation
+import InLongTestUtils
+import InLongTransport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The audit loop through the built binary: `inlong receive` as the audit proxy stand-in, `inlong send` reporting
+/// to it, `inlong audit` reading the reconciliation, with its exit status.
+@Suite(.timeLimit(.minutes(3)))
+struct AuditCommandTests {
+    @Test func sendReceiveAndAuditAgreeAndAMismatchExitsOne() async throws {
+        let inlong = try inlongExecutable()
+        try await withTemporaryDirectory { directory in
+            let (receiver, data, auditProxy, query) = try await Self.startStandIn(inlong, directory)
+            defer { receiver.signal(SIGKILL) }
+
+            let records = 1000
+            let file = directory.appendingPathComponent("lines.txt")
+            #expect(FileManager.default.createFile(atPath: file.path, contents: Data((0..<records).map { "line \($0)\n" }.joined().utf8)))
+            let send = try ChildProcess(
+                inlong,
+                ["send", "--proxy", data, "--audit-proxy", auditProxy, "--group", "g", "--stream", "s", file.path],
+                // Exactly once is asserted (a resent batch is received twice): no request may time out on a loaded machine.
+                environment: ["INLONG_CONNECTION_REQUEST_TIMEOUT": "120"],
+                logs: directory,
+                name: "send"
+            )
+            #expect(await send.waitForExit(timeout: .seconds(120)) == .exit(0), "\(send.output())")
+
+            let audit = try ChildProcess(inlong, ["audit", "--audit-service", query, "--group", "g", "--wait", "60"], logs: directory, name: "audit")
+            #expect(await audit.waitForExit(timeout: .seconds(120)) == .exit(0), "\(audit.output())")
+            let table = (try? String(contentsOfFile: audit.outputPath, encoding: .utf8)) ?? ""
+            let rows = table.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+            #expect(rows.first == ["minute", "(UTC)", "group", "stream", "sent", "acked", "received", "difference"], "\(table)")
+            #expect(Self.agreeingTotal(table, group: "g") == records, "\(table)")
+
+            // Records sent to a proxy that refuses: counted sent, never acked or received.
+            let refusing = ClosedPort()
+            defer { withExtendedLifetime(refusing) {} }
+            let lost = try ChildProcess(
+                inlong,
+                ["send", "--proxy", "\(refusing.endpoint)", "--audit-proxy", auditProxy, "--group", "lost", "--stream", "s", "--unreachable-timeout", "2", file.path],
+                logs: directory,
+                name: "lost"
+            )
+            #expect(await lost.waitForExit(timeout: .seconds(120)) == .exit(1), "\(lost.output())")
+            let mismatch = try ChildProcess(inlong, ["audit", "--audit-service", query, "--group", "lost"], logs: directory, name: "mismatch")
+            #expect(await mismatch.waitForExit(timeout: .seconds(60)) == .exit(1), "\(mismatch.output())")
+            let mismatchTable = (try? String(contentsOfFile: mismatch.outputPath, encoding: .utf8)) ?? ""
+            #expect(mismatchTable.contains("MISMATCH") && mismatchTable.contains("-\(records)"), "\(mismatchTable)")
+
+            let none = try ChildProcess(inlong, ["audit", "--audit-service", query, "--group", "nobody"], logs: directory, name: "none")
+            #expect(await none.waitForExit(timeout: .seconds(60)) == .exit(66), "\(none.output())")
+        }
+    }
+
+    /// The agent reports lines read (audit id 3) and delivered (4): the same table agrees.
+    @Test func anAgentReportsReadAndSentLines() async throws {
+        let inlong = try inlongExecutable()
+        try await withTemporaryDirectory { directory in
+            let (receiver, data, auditProxy, query) = try await Self.startStandIn(inlong, directory)
+            defer { receiver.signal(SIGKILL) }
+            let logs = directory.appendingPathComponent("logs")
+            try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+            let lines = 500
+            #expect(FileManager.default.createFile(atPath: logs.appendingPathComponent("a.log").path, contents: Data((0..<lines).map { "agent line \($0)\n" }.joined().utf8)))
+            let agent = try ChildProcess(
+                inlong,
+                [
+                    "agent", "--path", logs.path + "/*.log", "--group", "ga", "--stream", "sa", "--proxy", data,
+                    "--state-dir", directory.appendingPathComponent("state").path, "--once", "--audit-proxy", auditProxy,
+                ],
+                environment: ["INLONG_CONNECTION_REQUEST_TIMEOUT": "120"],
+                logs: directory,
+                name: "agent"
+            )
+            #expect(await agent.waitForExit(timeout: .seconds(120)) == .exit(0), "\(agent.output())")
+            let audit = try ChildProcess(inlong, ["audit", "--audit-service", query, "--group", "ga", "--wait", "60"], logs: directory, name: "audit")
+            #expect(await audit.waitForExit(timeout: .seconds(120)) == .exit(0), "\(audit.output())")
+            let table = (try? String(contentsOfFile: audit.outputPath, encoding: .utf8)) ?? ""
+            #expect(Self.agreeingTotal(table, group: "ga") == lines, "\(table)")
+        }
+    }
+
+    /// `inlong receive` as the audit stand-in: the child, its data address, its audit proxy and its query URL.
+    static func startStandIn(_ inlong: URL, _ directory: URL) async throws -> (ChildProcess, String, String, String) {
+        let receiver = try ChildProcess(
+            inlong,
+            ["receive", "--listen", "127.0.0.1:0", "--count-only", "--audit-port", "0", "--audit-query-port", "0"],
+            logs: directory,
+            name: "receive"
+        )
+        #expect(await eventually(timeout: .seconds(60)) { receiver.error().contains("audit query on") || !receiver.isRunning }, "\(receiver.output())")
+        let lines = receiver.error().split(separator: "\n")
+        let data = try #require(lines.first { $0.hasPrefix("listening on ") }?.split(separator: " ").last.map(String.init), "\(receiver.output())")
+        let announcement = try #require(lines.first { $0.hasPrefix("audit proxy on ") }, "\(receiver.output())")
+        let auditProxy = String(announcement.dropFirst("audit proxy on ".count).prefix { $0 != "," })
+        let query = try #require(announcement.split(separator: " ").last.map { String($0.dropLast("/audit/query/minutes".count)) })
+        return (receiver, data, auditProxy, query)
+    }
+
+    /// The records of `group`'s rows when the table has its header and every row agrees; `nil` otherwise.
+    static func agreeingTotal(_ table: String, group: String) -> Int? {
+        let rows = table.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        guard rows.first == ["minute", "(UTC)", "group", "stream", "sent", "acked", "received", "difference"] else { return nil }
+        let body = rows.dropFirst()
+        guard !body.isEmpty, body.allSatisfy({ $0.count == 9 && $0[2] == group && $0[4] == $0[5] && $0[5] == $0[6] && $0[8] == "ok" }) else { return nil }
+        return body.reduce(0) { $0 + (Int($1[4]) ?? 0) }
+    }
+}
