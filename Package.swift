@@ -154,6 +154,7 @@ let package = Package(
             name: "InLongAudit",
             dependencies: [
                 "InLongTransport",
+                "InLongWire",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -333,6 +334,7 @@ let package = Package(
                 "InLongTransport",
                 "InLongWire",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
@@ -433,6 +435,7 @@ let package = Package(
             name: "InLongCLITests",
             dependencies: [
                 "InLongCLI",
+                "InLongAgent",
                 "InLongDataProxy",
                 "InLongDataProxyReceiver",
                 "InLongTestUtils",

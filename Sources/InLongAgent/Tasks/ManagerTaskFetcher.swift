@@ -3,6 +3,7 @@ public import AsyncHTTPClient
 import NIOHTTP1
 #endif
 import Foundation
+import InLongWire
 public import InLongDataProxy
 public import InLongTransport
 public import Logging
@@ -181,8 +182,7 @@ public final class ManagerTaskFetcher: Service, Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         if let credentials = self.configuration.credentials {
-            let token = Data("\(credentials.secretID):\(credentials.secretKey)".utf8).base64EncodedString()
-            request.headers.add(name: "Authorization", value: "Basic \(token)")
+            request.headers.add(name: "Authorization", value: ManagerAuthorization.basic(secretID: credentials.secretID, secretKey: credentials.secretKey))
         }
         if let tenant = self.configuration.tenant { request.headers.add(name: "tenant", value: tenant) }
         request.body = .bytes(ByteBuffer(bytes: body))

@@ -1,4 +1,5 @@
 import Foundation
+import InLongWire
 import InLongTransport
 import Logging
 
@@ -62,8 +63,7 @@ extension AuditReporter {
     static func fetchProxies(_ manager: Manager, httpClient: HTTPClient = .shared) async throws -> [Endpoint] {
         var request = HTTPClientRequest(url: manager.requestURL)
         if let credentials = manager.credentials {
-            let token = Data("\(credentials.secretID):\(credentials.secretKey)".utf8).base64EncodedString()
-            request.headers.add(name: "Authorization", value: "Basic \(token)")
+            request.headers.add(name: "Authorization", value: ManagerAuthorization.basic(secretID: credentials.secretID, secretKey: credentials.secretKey))
         }
         let response = try await httpClient.execute(request, timeout: .init(manager.requestTimeout))
         let body = try await response.body.collect(upTo: 1 << 20)

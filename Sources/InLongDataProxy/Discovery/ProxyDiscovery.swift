@@ -1,6 +1,7 @@
 #if ManagerDiscovery
 public import AsyncHTTPClient
 import Foundation
+import InLongWire
 public import InLongTransport
 public import Logging
 import NIOCore
@@ -113,8 +114,7 @@ struct ProxyDiscovery: Sendable {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
         if let credentials = self.configuration.credentials {
-            let token = Data("\(credentials.secretID):\(credentials.secretKey)".utf8).base64EncodedString()
-            request.headers.add(name: "Authorization", value: "Basic \(token)")
+            request.headers.add(name: "Authorization", value: ManagerAuthorization.basic(secretID: credentials.secretID, secretKey: credentials.secretKey))
         }
         if let tenant = self.configuration.tenant { request.headers.add(name: "tenant", value: tenant) }
         request.body = .bytes(ByteBuffer(string: "protocolType=TCP"))

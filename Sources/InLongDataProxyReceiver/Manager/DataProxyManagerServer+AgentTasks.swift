@@ -1,4 +1,5 @@
 import Foundation
+import InLongWire
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -23,7 +24,7 @@ extension DataProxyManagerServer {
     /// The answer to a request without the credentials or tenant required, or `nil`.
     private func refusal(_ request: Request) -> Response? {
         if let credentials = self.configuration.credentials {
-            let expected = "Basic " + Data("\(credentials.secretID):\(credentials.secretKey)".utf8).base64EncodedString()
+            let expected = ManagerAuthorization.basic(secretID: credentials.secretID, secretKey: credentials.secretKey)
             guard request.headers[.authorization] == expected else {
                 return Self.agentJSON(#"{"success":false,"errMsg":"authentication failed","data":null}"#, status: .unauthorized)
             }

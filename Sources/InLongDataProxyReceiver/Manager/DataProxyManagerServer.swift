@@ -1,4 +1,5 @@
 import Foundation
+import InLongWire
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
@@ -189,7 +190,7 @@ public final class DataProxyManagerServer: Service, Sendable {
     private func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
         self.requests.add(1, ordering: .relaxed)
         if let credentials = self.configuration.credentials {
-            let expected = "Basic " + Data("\(credentials.secretID):\(credentials.secretKey)".utf8).base64EncodedString()
+            let expected = ManagerAuthorization.basic(secretID: credentials.secretID, secretKey: credentials.secretKey)
             guard request.headers[.authorization] == expected else {
                 return Self.json(.unauthorized, #"{"success":false,"errMsg":"authentication failed","data":null}"#)
             }
