@@ -39,11 +39,11 @@ extension AgentCommand {
         var client = try await readClientConfiguration(file: nil, target: target, group: "inlong_agent", keys: AgentConfigurationFile.settingKeys)
         client.manager?.groups = []
         if self.noCompression { client.batching.compressionThreshold = nil }
-        if client.manager?.cacheFile == nil { client.manager?.cacheFile = AgentConfiguration.proxyCacheFile(in: self.stateDir) }
+        if client.manager?.cacheFile == nil { client.manager?.cacheFile = AgentConfiguration.proxyCacheFile(in: self.stateDirectory) }
         guard Duration(settingSeconds: self.tasks.taskInterval).map({ $0 > .zero }) == true,
             Duration(settingSeconds: self.tasks.heartbeatInterval).map({ $0 > .zero }) == true
         else { throw ValidationError("--task-interval and --heartbeat-interval take seconds") }
-        return AgentConfiguration(sources: [], stateDirectory: self.stateDir, client: client)
+        return AgentConfiguration(sources: [], stateDirectory: self.stateDirectory, client: client)
     }
 
     /// The fetcher of the Manager's tasks, when the agent has no sources of its own.

@@ -52,14 +52,17 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("attribute"), help: "A message attribute key=value for every message (repeat for several).")
     var attributes: [String] = []
 
-    @Option(help: "Where the checkpoint and the dead-letter file live.")
-    var stateDir = ".inlong/agent"
+    @Option(help: "Where the checkpoint and the dead-letter file live (default: .inlong/agent).")
+    var stateDir: String?
 
-    @Option(help: "Where files found at start without a checkpoint begin: beginning or end.")
-    var startAt = "beginning"
+    @Option(help: "Where files found at start without a checkpoint begin: beginning or end (default: beginning).")
+    var startAt: String?
 
-    @Option(help: "Lines longer than this many bytes are truncated.")
-    var maxLineLength = 1 << 20
+    @Option(help: "Lines longer than this many bytes are truncated (default: 1 MiB).")
+    var maxLineLength: Int?
+
+    /// Where the state lives without a configuration file.
+    var stateDirectory: String { self.stateDir ?? ".inlong/agent" }
 
     @Option(help: "Join lines into records: lines matching this regular expression (POSIX extended) continue the record before them (as Filebeat's multiline.pattern with match: after).")
     var multilinePattern: String?
@@ -98,6 +101,10 @@ struct AgentCommand: AsyncParsableCommand {
         var configuration: AgentConfiguration
         if let config = self.config {
             guard self.paths.isEmpty else { throw ValidationError("give either --config or --path, not both") }
+            // The file says what these say for --path: given with it, they would be ignored without a word.
+            if let flag = self.pathOnlyFlagsGiven.first {
+                throw ValidationError("\(flag) does not apply with --config: set it in the file (or give --path instead of --config)")
+            }
             do {
                 configuration = try AgentConfigurationFile.load(path: config)
             } catch {
@@ -113,12 +120,14 @@ struct AgentCommand: AsyncParsableCommand {
             var client = try await readClientConfiguration(file: nil, target: self.target, group: group, keys: AgentConfigurationFile.settingKeys)
             if self.noCompression { client.batching.compressionThreshold = nil }
             var source = AgentConfiguration.FileSource(paths: self.paths, group: group, stream: stream)
-            guard let startAt = AgentConfiguration.FileSource.StartPosition(rawValue: self.startAt) else {
+            guard let startAt = AgentConfiguration.FileSource.StartPosition(rawValue: self.startAt ?? "beginning") else {
                 throw ValidationError("--start-at takes beginning or end")
             }
             source.startAt = startAt
-            guard self.maxLineLength > 0 else { throw ValidationError("--max-line-length must be positive") }
-            source.maxLineLength = self.maxLineLength
+            if let maxLineLength = self.maxLineLength {
+                guard maxLineLength > 0 else { throw ValidationError("--max-line-length must be positive") }
+                source.maxLineLength = maxLineLength
+            }
             if let pattern = self.multilinePattern {
                 var multiline = AgentConfiguration.FileSource.Multiline(pattern: pattern)
                 multiline.negate = self.multilineNegate
@@ -144,8 +153,8 @@ struct AgentCommand: AsyncParsableCommand {
                 guard parts.count == 2 else { throw ValidationError("--attribute takes key=value") }
                 source.attributes[String(parts[0])] = String(parts[1])
             }
-            if client.manager?.cacheFile == nil { client.manager?.cacheFile = AgentConfiguration.proxyCacheFile(in: self.stateDir) }
-            configuration = AgentConfiguration(sources: [source], stateDirectory: self.stateDir, client: client)
+            if client.manager?.cacheFile == nil { client.manager?.cacheFile = AgentConfiguration.proxyCacheFile(in: self.stateDirectory) }
+            configuration = AgentConfiguration(sources: [source], stateDirectory: self.stateDirectory, client: client)
         }
         if let seconds = self.shutdownTimeout {
             guard let duration = Duration(settingSeconds: seconds) else { throw ValidationError("--shutdown-timeout takes seconds") }
@@ -153,6 +162,21 @@ struct AgentCommand: AsyncParsableCommand {
         }
         configuration.client.audit = self.audit.applied(to: configuration.client.audit).map(agentAudit)
         return configuration
+    }
+
+    /// The flags of `--path` mode that were given: the file says the same things.
+    var pathOnlyFlagsGiven: [String] {
+        let target = self.target
+        let given: [(String, Bool)] = [
+            ("--group", self.group != nil), ("--stream", self.stream != nil), ("--attribute", !self.attributes.isEmpty),
+            ("--state-dir", self.stateDir != nil), ("--start-at", self.startAt != nil), ("--max-line-length", self.maxLineLength != nil),
+            ("--multiline-pattern", self.multilinePattern != nil), ("--multiline-negate", self.multilineNegate),
+            ("--multiline-timeout", self.multilineTimeout != nil), ("--include", !self.includes.isEmpty), ("--exclude", !self.excludes.isEmpty),
+            ("--no-compression", self.noCompression), ("--proxy", !target.proxies.isEmpty), ("--manager", target.manager != nil),
+            ("--http", target.http), ("--auth", target.auth != nil), ("--tenant", target.tenant != nil), ("--manager-ca", target.managerCa != nil),
+            ("--manager-cert", target.managerCert != nil), ("--manager-key", target.managerKey != nil), ("--manager-verify", target.managerVerify != nil),
+        ]
+        return given.filter(\.1).map(\.0)
     }
 
     func run() async throws {
