@@ -298,9 +298,9 @@ struct AgentCommand: AsyncParsableCommand {
 
     /// `agent: watching /var/log/app/*.log (g/s), ...; state in DIR; proxies 127.0.0.1:46801` (or the Manager).
     static func startLine(_ configuration: AgentConfiguration) -> String {
-        let sources = configuration.sources.isEmpty
-            ? "the Manager's tasks"
-            : configuration.sources.map { "\($0.paths.joined(separator: ", ")) (\($0.group)/\($0.stream))" }.joined(separator: "; ")
+        let listeners = configuration.listeners.map { "\($0.format.rawValue) on \($0.address) (\($0.group)/\($0.stream))" }
+        let files = configuration.sources.map { "\($0.paths.joined(separator: ", ")) (\($0.group)/\($0.stream))" }
+        let sources = files.isEmpty && listeners.isEmpty ? "the Manager's tasks" : (files + listeners).joined(separator: "; ")
         let target = configuration.client.manager.map { "Manager \($0.url)" }
             ?? "proxies " + configuration.client.proxies.map(\.description).joined(separator: ", ")
         return "agent: watching \(sources); state in \(configuration.stateDirectory); \(target)"

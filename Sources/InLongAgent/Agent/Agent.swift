@@ -42,6 +42,8 @@ public final class Agent: Service, Sendable {
         /// The sources run for the tasks, and each one's stop control (see `Agent+Tasks.swift`).
         var tasks = TaskReconciler()
         var sourceControls: [Int: AgentControl] = [:]
+        /// The network listeners, once bound (see `Agent+Listeners.swift`).
+        var listeners: [ListenerServer] = []
     }
 
     /// What one group's files go through: its own client (so that a cluster that is down holds only this group's
@@ -93,7 +95,7 @@ public final class Agent: Service, Sendable {
     public var checkpointRecovery: CheckpointRecovery? { self.modifyStateAndRunActions { ($0.recovery, []) } }
 
     /// The groups of the sources, each sent through its own client.
-    public var groups: [String] { Array(Set(self.configuration.sources.map(\.group))).sorted() }
+    public var groups: [String] { Array(Set(self.configuration.sources.map(\.group) + self.configuration.listeners.map(\.group))).sorted() }
 
     /// The statistics of the client sending `group`'s lines (proxies reached, why others cannot be, acks and
     /// failures), or `nil` when the agent does not run.
@@ -171,6 +173,7 @@ public final class Agent: Service, Sendable {
 
     public func run() async throws {
         for source in self.configuration.sources { try source.validate() }
+        for listener in self.configuration.listeners { try listener.validate() }
         try FileManager.default.createDirectory(atPath: self.configuration.stateDirectory, withIntermediateDirectories: true)
         let store = CheckpointStore(path: self.configuration.checkpointPath)
         let (checkpoint, recovery) = try store.load()
@@ -180,6 +183,7 @@ public final class Agent: Service, Sendable {
                 metadata: ["inlong.checkpoint": "\(store.path)", "inlong.setAside": "\(recovery.setAsidePath)", "inlong.reason": "\(recovery.reason)"]
             )
         }
+        let listeners = try await self.bindListeners()
         let lanes = self.makeLanes()
         self.modifyStateAndRunActions { state in
             state.machine.started(checkpoint: checkpoint)
@@ -206,6 +210,7 @@ public final class Agent: Service, Sendable {
                             if !self.control.isStopping, !Task.isCancelled {
                                 self.scan(deadLetters: deadLetters, into: &instances)
                             }
+                            let listening = self.startListeners(listeners, deadLetters: deadLetters, into: &instances)
                             let ticks = AsyncTimerSequence(interval: self.configuration.scanInterval, clock: .continuous).map { _ in }
                             for await _ in merge(ticks, self.control.stopRequests()).cancelOnGracefulShutdown() {
                                 if self.control.isStopping { break }
@@ -214,6 +219,7 @@ public final class Agent: Service, Sendable {
                             // The timer may end at a graceful shutdown before its handler asked for the stop: the
                             // first stop sets the deadline, a second changes nothing.
                             self.stop()
+                            await self.drainListeners(listeners, control: listening)
                             // Stopping: the clients send what they hold now and fail the rest at the stop deadline,
                             // so the instances, still waiting, take every last outcome before they end.
                             let grace = self.control.deadline.map { max($0 - .now, .zero) } ?? .zero

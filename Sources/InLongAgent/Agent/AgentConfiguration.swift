@@ -122,6 +122,8 @@ public struct AgentConfiguration: Sendable {
     }
 
     public var sources: [FileSource]
+    /// Messages received over TCP or UDP (syslog, or lines). Defaults to none.
+    public var listeners: [Listener] = []
     /// Holds the checkpoint (`checkpoint.json`) and the dead-letter file (`dead-letter.jsonl`).
     public var stateDirectory: String
     /// How to reach the proxies. The agent sends each group through a client of its own, with this

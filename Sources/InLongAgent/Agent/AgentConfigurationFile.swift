@@ -76,6 +76,8 @@ public enum AgentConfigurationFile {
         "sources[].multiline.match", "sources[].multiline.maxLines", "sources[].multiline.maxBytes", "sources[].multiline.timeout",
         "sources[].include", "sources[].exclude", "sources[].excludeFiles", "sources[].ignoreOlder", "sources[].origin.fileName",
         "sources[].origin.path", "sources[].origin.host", "sources[].origin.offset", "sources[].origin.pathPattern",
+        "listeners[].host", "listeners[].port", "listeners[].transport", "listeners[].format", "listeners[].group",
+        "listeners[].stream", "listeners[].attributes.*", "listeners[].maxMessageLength", "listeners[].maxBufferedBytes",
     ]).union(DataProxyClient.Configuration.settingKeys)
 
     /// Reads `path` (JSON is read as the YAML it is) with `environment`'s `INLONG_*` variables (the process's
@@ -89,6 +91,7 @@ public enum AgentConfigurationFile {
         guard typos.isEmpty else { throw AgentConfigurationError(typos.map(\.description).joined(separator: "; ")) }
         let directory = (path as NSString).deletingLastPathComponent
         let sources: [Source]
+        let listeners: [Listener]
         let settings: YAMLSnapshot
         do {
             let text = String(decoding: data, as: UTF8.self)
@@ -104,8 +107,14 @@ public enum AgentConfigurationFile {
             } catch let error as DecodingError {
                 throw AgentConfigurationError("\(path): \(plainDescription(of: error, under: "sources"))")
             }
+            do {
+                listeners = try mapping["listeners"].map { try YAMLDecoder().decode([Listener].self, from: $0) } ?? []
+            } catch let error as DecodingError {
+                throw AgentConfigurationError("\(path): \(plainDescription(of: error, under: "listeners"))")
+            }
             // swift-configuration holds scalars and lists of scalars only: the sources stay out of it.
             mapping["sources"] = nil
+            mapping["listeners"] = nil
             for key in Self.pathKeys {
                 if let value = mapping[key]?.string { mapping[key] = Node(Self.resolve(value, directory)) }
             }
@@ -130,8 +139,34 @@ public enum AgentConfigurationFile {
         ])
         return try AgentConfiguration(
             config: reader,
-            sources: try sources.map { source throws(AgentConfigurationError) in try source.fileSource(relativeTo: directory) }
+            sources: try sources.map { source throws(AgentConfigurationError) in try source.fileSource(relativeTo: directory) },
+            listeners: try listeners.map { listener throws(AgentConfigurationError) in try listener.listener() }
         )
+    }
+
+    /// A listener as the file writes it.
+    struct Listener: Decodable, Sendable {
+        var host: String?
+        var port: Int
+        var transport: AgentConfiguration.Listener.Transport?
+        var format: AgentConfiguration.Listener.Format?
+        var group: String
+        var stream: String
+        var attributes: [String: String]?
+        var maxMessageLength: Int?
+        var maxBufferedBytes: Int?
+
+        func listener() throws(AgentConfigurationError) -> AgentConfiguration.Listener {
+            var listener = AgentConfiguration.Listener(port: self.port, group: self.group, stream: self.stream)
+            if let host = self.host { listener.host = host }
+            if let transport = self.transport { listener.transport = transport }
+            if let format = self.format { listener.format = format }
+            listener.attributes = self.attributes ?? [:]
+            if let length = self.maxMessageLength { listener.maxMessageLength = length }
+            if let bytes = self.maxBufferedBytes { listener.maxBufferedBytes = bytes }
+            try listener.validate()
+            return listener
+        }
     }
 
     /// Relative paths in a configuration file are relative to the file.
@@ -205,18 +240,19 @@ extension AgentConfiguration {
     ///
     /// and every key of `DataProxyClient.Configuration(config:groups:)` for the client (`proxies`, `manager.url`,
     /// `manager.auth`, `sdkConfig`, `batching.linger`, ...), whose Manager groups default to the sources' groups.
-    public init(config: ConfigReader, sources: [FileSource]) throws(AgentConfigurationError) {
-        guard !sources.isEmpty else { throw AgentConfigurationError("no sources") }
+    public init(config: ConfigReader, sources: [FileSource], listeners: [Listener] = []) throws(AgentConfigurationError) {
+        guard !sources.isEmpty || !listeners.isEmpty else { throw AgentConfigurationError("no sources") }
         guard let stateDirectory = config.string(forKey: "stateDirectory") else { throw AgentConfigurationError("give stateDirectory") }
         var client: DataProxyClient.Configuration
         do {
-            client = try DataProxyClient.Configuration(config: config, groups: Array(Set(sources.map(\.group))).sorted())
+            client = try DataProxyClient.Configuration(config: config, groups: Array(Set(sources.map(\.group) + listeners.map(\.group))).sorted())
         } catch {
             throw AgentConfigurationError(error.detail)
         }
         if try config.flag("compression", AgentConfigurationError.init) == false { client.batching.compressionThreshold = nil }
         if config.string(forKey: "manager.cacheFile") == nil { client.manager?.cacheFile = AgentConfiguration.proxyCacheFile(in: stateDirectory) }
         self.init(sources: sources, stateDirectory: stateDirectory, client: client)
+        self.listeners = listeners
         func positive(_ key: ConfigKey, _ value: inout Int) throws(AgentConfigurationError) {
             guard let read = try config.wholeNumber(key, AgentConfigurationError.init) else { return }
             guard read > 0 else { throw AgentConfigurationError("\(key) must be positive") }

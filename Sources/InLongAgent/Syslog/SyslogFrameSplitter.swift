@@ -12,14 +12,28 @@ package import NIOCore
 /// - The splitter never holds more than ``maxMessageLength`` bytes plus one length prefix.
 package struct SyslogFrameSplitter: Sendable {
     package let maxMessageLength: Int
+    /// Whether a frame that starts with a digit is octet-counted; `false` for plain lines (every frame ends at a
+    /// newline).
+    package let octetCounting: Bool
     /// Bytes of the frame under way (its length prefix included for an octet-counted one).
     private var partial = ByteBuffer()
     /// Frames cut at the maximum, so far.
     package private(set) var cutMessages = 0
 
-    package init(maxMessageLength: Int = 64 << 10) {
+    package init(maxMessageLength: Int = 64 << 10, octetCounting: Bool = true) {
         precondition(maxMessageLength > 0)
         self.maxMessageLength = maxMessageLength
+        self.octetCounting = octetCounting
+    }
+
+    /// At the end of the stream: a newline-ended frame under way without its newline, as a last message (an
+    /// unfinished octet-counted frame is incomplete and dropped).
+    package mutating func finish() -> ByteBuffer? {
+        defer { self.partial = ByteBuffer() }
+        guard self.partial.readableBytes > 0, let first = self.partial.getInteger(at: self.partial.readerIndex, as: UInt8.self) else { return nil }
+        if self.octetCounting, first >= UInt8(ascii: "1"), first <= UInt8(ascii: "9") { return nil }
+        let message = Self.trimmed(self.partial)
+        return message.readableBytes > 0 ? message : nil
     }
 
     /// Bytes held of a frame under way (not a whole message yet).
@@ -47,7 +61,7 @@ package struct SyslogFrameSplitter: Sendable {
     /// for a frame that holds nothing.
     private mutating func nextFrame(_ input: inout ByteBuffer) throws(SyslogFramingError) -> ByteBuffer?? {
         guard let first = input.getInteger(at: input.readerIndex, as: UInt8.self) else { return nil }
-        if first >= UInt8(ascii: "1") && first <= UInt8(ascii: "9") {
+        if self.octetCounting, first >= UInt8(ascii: "1") && first <= UInt8(ascii: "9") {
             return try self.octetCounted(&input)
         }
         return self.newlineEnded(&input)

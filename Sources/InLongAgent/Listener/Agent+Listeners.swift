@@ -1,0 +1,83 @@
+import InLongDataProxy
+import Logging
+import NIOCore
+
+/// The agent's network listeners: bound before it starts (a port that cannot be bound stops it, named), one
+/// instance each, and at the stop closed first, so that what they received is sent before the clients close.
+extension Agent {
+    /// What each listener took in, once bound.
+    public func listenerStatistics() -> [ListenerStatistics] {
+        self.modifyStateAndRunActions { ($0.listeners.map(\.statistics), []) }
+    }
+
+    func bindListeners() async throws -> [ListenerServer] {
+        var bound: [ListenerServer] = []
+        for listener in self.configuration.listeners {
+            do {
+                bound.append(try await ListenerServer.bind(listener, group: self.eventLoopGroup, logger: self.logger))
+            } catch {
+                for server in bound { await server.close() }
+                throw error
+            }
+        }
+        self.modifyStateAndRunActions { state in
+            state.listeners = bound
+            return ((), [])
+        }
+        for server in bound { self.logger.info("listening", metadata: ["inlong.address": "\(server.statistics.address)"]) }
+        return bound
+    }
+
+    /// Starts an instance per listener under its own control: the agent's stop closes the listener first, and the
+    /// instance stops only once it read what was queued.
+    func startListeners(_ servers: [ListenerServer], deadLetters: DeadLetterFile, into instances: inout DiscardingTaskGroup) -> AgentControl {
+        let control = AgentControl()
+        for server in servers {
+            let listener = server.configuration
+            let lane = self.lane(for: listener.group, into: &instances)
+            let sink = DataProxySink(
+                client: lane.client,
+                group: listener.group,
+                stream: listener.stream,
+                attributes: listener.attributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                deadLetters: deadLetters,
+                counters: lane.counters,
+                logger: self.logger
+            )
+            let limits = Instance<ListenerSource, DataProxySink>.Limits(
+                readSize: self.configuration.readSize,
+                maxUnackedBytes: self.configuration.maxUnackedBytesPerFile,
+                pollInterval: self.configuration.pollInterval,
+                resendDelay: self.configuration.resendDelay
+            )
+            let source = ListenerSource(queue: server.queue)
+            let logger = self.logger
+            instances.addTask {
+                let instance = Instance(
+                    source: source,
+                    sink: sink,
+                    budget: lane.budget,
+                    limits: limits,
+                    control: control,
+                    counters: lane.counters,
+                    origin: listener.address,
+                    logger: logger
+                ) { _ in }
+                _ = await instance.run()
+            }
+        }
+        return control
+    }
+
+    /// Closes the listeners, waits (up to the stop's deadline) for their instances to read what was queued, then
+    /// stops those instances: what they sent gets until the deadline to be acked, as a file's lines do.
+    func drainListeners(_ servers: [ListenerServer], control: AgentControl) async {
+        guard !servers.isEmpty else { return }
+        for server in servers { await server.close() }
+        let deadline = self.control.deadline ?? .now
+        while ContinuousClock.now < deadline, !servers.allSatisfy(\.queue.isDrained), !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        control.stop(deadline: deadline)
+    }
+}

@@ -1,0 +1,58 @@
+extension AgentConfiguration {
+    /// Messages that arrive over the network (syslog, or plain lines), sent to one group and stream: each message
+    /// one record, as received.
+    public struct Listener: Sendable, Hashable {
+        /// How messages are told apart.
+        public enum Format: String, Sendable, Hashable, Codable {
+            /// Syslog (RFC 5424 or RFC 3164): over TCP, octet-counted or newline-ended frames (RFC 6587), mixed;
+            /// over UDP, a message per datagram.
+            case syslog
+            /// A message per line (over UDP, per datagram).
+            case lines
+        }
+
+        public enum Transport: String, Sendable, Hashable, Codable {
+            case tcp
+            case udp
+        }
+
+        /// The address to listen on. Defaults to 127.0.0.1.
+        public var host = "127.0.0.1"
+        /// The port; 0 picks a free one (``Agent/listenerAddresses()`` says which).
+        public var port: Int
+        /// Defaults to TCP.
+        public var transport = Transport.tcp
+        /// Defaults to syslog.
+        public var format = Format.syslog
+        public var group: String
+        public var stream: String
+        /// Pairs added to the attribute string of every message (InLong's `extraMap`).
+        public var attributes: [String: String] = [:]
+        /// A longer message is cut there (TCP) or dropped (UDP), and counted. Defaults to 64 KiB.
+        public var maxMessageLength = 64 << 10
+        /// Messages received and not yet handed to the client, in bytes: past this, TCP connections stop being
+        /// read until there is room (back-pressure on the senders), and UDP datagrams are dropped and counted.
+        /// Defaults to 4 MiB.
+        public var maxBufferedBytes = 4 << 20
+
+        public init(port: Int, group: String, stream: String) {
+            self.port = port
+            self.group = group
+            self.stream = stream
+        }
+
+        /// `host:port/transport` for logs and errors.
+        package var address: String { "\(self.host):\(self.port)/\(self.transport.rawValue)" }
+
+        /// Throws when a setting cannot work (a port out of range, an empty group, a length that is not positive).
+        public func validate() throws(AgentConfigurationError) {
+            let name = "listener \(self.address)"
+            guard (0...65535).contains(self.port) else { throw AgentConfigurationError("\(name): the port must be 0 to 65535") }
+            guard !self.group.isEmpty, !self.stream.isEmpty else { throw AgentConfigurationError("\(name): group and stream must be non-empty") }
+            guard self.maxMessageLength > 0 else { throw AgentConfigurationError("\(name): maxMessageLength must be positive") }
+            guard self.maxBufferedBytes >= self.maxMessageLength else {
+                throw AgentConfigurationError("\(name): maxBufferedBytes must hold at least one message of maxMessageLength")
+            }
+        }
+    }
+}

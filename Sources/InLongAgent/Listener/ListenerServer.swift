@@ -1,0 +1,189 @@
+import InLongTransport
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A listener's socket: a TCP server whose connections are split into messages, or a UDP socket whose datagrams
+/// are messages; either way into the listener's ``ListenerQueue``.
+final class ListenerServer: Sendable {
+    let configuration: AgentConfiguration.Listener
+    let queue: ListenerQueue
+    let channel: any Channel
+    private let connections: OpenConnections
+
+    private init(configuration: AgentConfiguration.Listener, queue: ListenerQueue, channel: any Channel, connections: OpenConnections) {
+        self.configuration = configuration
+        self.queue = queue
+        self.channel = channel
+        self.connections = connections
+    }
+
+    /// Binds the listener; a port that cannot be bound is an ``AgentListenerError`` naming the address and cause.
+    static func bind(_ configuration: AgentConfiguration.Listener, group: any EventLoopGroup, logger: Logger) async throws -> ListenerServer {
+        let queue = ListenerQueue(maxBytes: configuration.maxBufferedBytes)
+        let connections = OpenConnections()
+        do {
+            let channel: any Channel
+            switch configuration.transport {
+            case .tcp:
+                channel = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelInitializer { channel in
+                        connections.add(channel)
+                        return channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(
+                                ListenerConnectionHandler(configuration: configuration, queue: queue, logger: logger)
+                            )
+                        }
+                    }
+                    .bind(host: configuration.host, port: configuration.port)
+                    .get()
+            case .udp:
+                channel = try await DatagramBootstrap(group: group)
+                    .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(
+                                ListenerDatagramHandler(maxMessageLength: configuration.maxMessageLength, queue: queue)
+                            )
+                        }
+                    }
+                    .bind(host: configuration.host, port: configuration.port)
+                    .get()
+            }
+            return ListenerServer(configuration: configuration, queue: queue, channel: channel, connections: connections)
+        } catch {
+            throw AgentListenerError(address: configuration.address, cause: error)
+        }
+    }
+
+    /// Stops taking messages: the socket and every connection close; what was queued is still read.
+    func close() async {
+        try? await self.channel.close()
+        for connection in self.connections.all { try? await connection.close() }
+        self.queue.close()
+    }
+
+    var statistics: ListenerStatistics {
+        ListenerStatistics(
+            address: "\(self.configuration.host):\(self.channel.localAddress?.port ?? self.configuration.port)/\(self.configuration.transport.rawValue)",
+            port: self.channel.localAddress?.port ?? self.configuration.port,
+            received: self.queue.received.load(ordering: .relaxed),
+            dropped: self.queue.dropped.load(ordering: .relaxed),
+            pauses: self.queue.pauses.load(ordering: .relaxed),
+            cutMessages: self.queue.cut.load(ordering: .relaxed)
+        )
+    }
+}
+
+/// What a listener took in.
+public struct ListenerStatistics: Sendable, Hashable {
+    /// `host:port/transport`, with the port bound.
+    public var address: String
+    public var port: Int
+    /// Messages queued for sending.
+    public var received: Int
+    /// UDP datagrams dropped because the queue was full or they were too long.
+    public var dropped: Int
+    /// Times a TCP connection stopped being read because the queue was full (its sender waited).
+    public var pauses: Int
+    /// Messages cut at the maximum length (the rest went on as another message).
+    public var cutMessages: Int
+}
+
+/// A listener that cannot listen.
+public struct AgentListenerError: Error, CustomStringConvertible {
+    public var address: String
+    public var cause: any Error
+
+    public var description: String { "cannot listen on \(self.address): \(TransportError.plainCause(self.cause))" }
+}
+
+/// One TCP connection: frames split as the listener's format says, queued; reading paused while the queue is full.
+private final class ListenerConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private var splitter: SyslogFrameSplitter
+    private var messages: [ByteBuffer] = []
+    private var cut = 0
+    private let queue: ListenerQueue
+    private let logger: Logger
+
+    init(configuration: AgentConfiguration.Listener, queue: ListenerQueue, logger: Logger) {
+        self.splitter = SyslogFrameSplitter(maxMessageLength: configuration.maxMessageLength, octetCounting: configuration.format == .syslog)
+        self.queue = queue
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.messages.removeAll(keepingCapacity: true)
+        do {
+            try self.splitter.consume(self.unwrapInboundIn(data), appendingTo: &self.messages)
+        } catch {
+            self.logger.warning("closing a connection that cannot be followed", metadata: ["inlong.error": "\(error)"])
+            context.close(promise: nil)
+        }
+        self.queueMessages(context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.messages.removeAll(keepingCapacity: true)
+        if let last = self.splitter.finish() { self.messages.append(last) }
+        self.queueMessages(context)
+        context.fireChannelInactive()
+    }
+
+    private func queueMessages(_ context: ChannelHandlerContext) {
+        if self.splitter.cutMessages > self.cut {
+            self.queue.cut.add(self.splitter.cutMessages - self.cut, ordering: .relaxed)
+            self.cut = self.splitter.cutMessages
+        }
+        guard !self.messages.isEmpty else { return }
+        if self.queue.push(self.messages, from: context.channel) {
+            self.queue.pauses.add(1, ordering: .relaxed)
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+        }
+    }
+}
+
+/// UDP: a datagram is a message (without a trailing newline).
+private final class ListenerDatagramHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    private let maxMessageLength: Int
+    private let queue: ListenerQueue
+
+    init(maxMessageLength: Int, queue: ListenerQueue) {
+        self.maxMessageLength = maxMessageLength
+        self.queue = queue
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var message = self.unwrapInboundIn(data).data
+        while let last = message.getInteger(at: message.writerIndex - 1, as: UInt8.self), message.readableBytes > 0,
+            last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") || last == 0
+        {
+            message.moveWriterIndex(to: message.writerIndex - 1)
+        }
+        guard message.readableBytes > 0 else { return }
+        guard message.readableBytes <= self.maxMessageLength else {
+            self.queue.dropped.add(1, ordering: .relaxed)
+            return
+        }
+        self.queue.push(datagram: message)
+    }
+}
+
+/// A TCP listener's open connections, to close them at the stop.
+private final class OpenConnections: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+
+    func add(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        self.channels.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { _ in _ = self.channels.withLock { $0.removeValue(forKey: id) } }
+    }
+
+    var all: [any Channel] { self.channels.withLock { Array($0.values) } }
+}

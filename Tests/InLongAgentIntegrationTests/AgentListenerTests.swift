@@ -1,0 +1,135 @@
+import Foundation
+import InLongAgent
+import InLongDataProxy
+import InLongDataProxyReceiver
+import InLongTestUtils
+import InLongTransport
+import InLongWire
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Syslog and lines over TCP and UDP into the agent's pipeline: every message arrives once, byte for byte.
+@Suite(.timeLimit(.minutes(3))) struct AgentListenerTests {
+    private func configuration(receiverPort: Int, listener: AgentConfiguration.Listener, workspace: borrowing AgentWorkspace) -> AgentConfiguration {
+        var configuration = workspace.configuration(port: receiverPort)
+        configuration.sources = []
+        configuration.listeners = [listener]
+        // A late ack on a loaded machine must not resend (the test counts every message once).
+        configuration.client.connection.requestTimeout = .seconds(120)
+        return configuration
+    }
+
+    private func listenerPort(_ agent: Agent) async throws -> Int {
+        var port: Int?
+        _ = await eventually {
+            port = agent.listenerStatistics().first?.port
+            return port != nil
+        }
+        return try #require(port)
+    }
+
+    private func send(_ bytes: [UInt8], toTCP port: Int) async throws {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+        try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+        try await channel.close()
+    }
+
+    /// RFC 5424 messages, octet-counted, some holding newlines, and newline-ended ones between them.
+    @Test func syslogOverTCPArrivesWholeAndOnce() async throws {
+        let workspace = try AgentWorkspace()
+        try await withReceiver { receiver in
+            var listener = AgentConfiguration.Listener(port: 0, group: "g", stream: "syslog")
+            listener.attributes = ["source": "syslog"]
+            let configuration = self.configuration(receiverPort: try await receiver.port(), listener: listener, workspace: workspace)
+            var expected: [String] = []
+            var frames: [[UInt8]] = []
+            for index in 0..<3000 {
+                if index % 3 == 2 {
+                    let message = "<13>Dec  6 05:40:00 host app[\(index)]: plain \(index)"
+                    frames.append(Array((message + "\n").utf8))
+                    expected.append(message)
+                } else {
+                    let message = "<165>1 2026-12-06T05:40:00.000Z host app \(index) ID47 [id@1 n=\"\(index)\"] line one\nline two of \(index)"
+                    frames.append(Array("\(message.utf8.count) \(message)".utf8))
+                    expected.append(message)
+                }
+            }
+            try await withAgent(configuration) { agent in
+                let port = try await self.listenerPort(agent)
+                // Two connections, one after the other (the first ends with a frame that is octet-counted).
+                try await self.send(frames[..<1500].flatMap { $0 }, toTCP: port)
+                try await self.send(frames[1500...].flatMap { $0 }, toTCP: port)
+                let arrived = await eventually { receiver.statistics().records >= expected.count }
+                #expect(arrived)
+                #expect(agent.listenerStatistics().first?.received == expected.count)
+            }
+            let bodies = receiver.memorySink.records.map { String(buffer: $0.body) }
+            #expect(bodies.count == expected.count)
+            #expect(Set(bodies) == Set(expected))
+            #expect(receiver.memorySink.messages.allSatisfy { $0.attributes.contains("source=syslog") })
+        }
+    }
+
+    /// A listener whose instance cannot keep up stops reading its connection (the sender waits) and loses nothing.
+    @Test func aFullQueueStopsReadingAndLosesNothing() async throws {
+        let workspace = try AgentWorkspace()
+        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
+        receiverConfiguration.faults.ackDelay = .milliseconds(20)
+        try await withReceiver(receiverConfiguration) { receiver in
+            var listener = AgentConfiguration.Listener(port: 0, group: "g", stream: "lines")
+            listener.format = .lines
+            listener.maxMessageLength = 1024
+            listener.maxBufferedBytes = 16 << 10
+            var configuration = self.configuration(receiverPort: try await receiver.port(), listener: listener, workspace: workspace)
+            configuration.maxUnackedBytesPerFile = 16 << 10
+            configuration.readSize = 4 << 10
+            let lines = (0..<20_000).map { "\($0) " + String(repeating: "x", count: 40) }
+            try await withAgent(configuration) { agent in
+                let port = try await self.listenerPort(agent)
+                try await self.send(Array(lines.map { $0 + "\n" }.joined().utf8), toTCP: port)
+                let arrived = await eventually(timeout: .seconds(150)) { receiver.statistics().records >= lines.count }
+                #expect(arrived)
+                #expect((agent.listenerStatistics().first?.pauses ?? 0) > 0)
+            }
+            let bodies = receiver.memorySink.records.map { String(buffer: $0.body) }
+            #expect(bodies.count == lines.count)
+            #expect(Set(bodies) == Set(lines))
+        }
+    }
+
+    @Test func linesOverUDPAreADatagramEach() async throws {
+        let workspace = try AgentWorkspace()
+        try await withReceiver { receiver in
+            var listener = AgentConfiguration.Listener(port: 0, group: "g", stream: "udp")
+            listener.transport = .udp
+            let configuration = self.configuration(receiverPort: try await receiver.port(), listener: listener, workspace: workspace)
+            try await withAgent(configuration) { agent in
+                let port = try await self.listenerPort(agent)
+                let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+                let target = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+                for index in 0..<50 {
+                    try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(string: "<13>datagram \(index)\n"))).get()
+                }
+                try await channel.close()
+                #expect(await eventually { receiver.statistics().records >= 50 })
+            }
+            let bodies = Set(receiver.memorySink.records.map { String(buffer: $0.body) })
+            #expect(bodies == Set((0..<50).map { "<13>datagram \($0)" }))
+        }
+    }
+
+    @Test func aPortThatCannotBeBoundStopsTheAgentNamingIt() async throws {
+        let workspace = try AgentWorkspace()
+        try await withReceiver { receiver in
+            let busy = try await receiver.port()
+            let listener = AgentConfiguration.Listener(port: busy, group: "g", stream: "s")
+            let agent = Agent(configuration: self.configuration(receiverPort: busy, listener: listener, workspace: workspace))
+            await #expect {
+                try await agent.run()
+            } throws: { error in
+                "\(error)" == "cannot listen on 127.0.0.1:\(busy)/tcp: address already in use"
+            }
+        }
+    }
+}
