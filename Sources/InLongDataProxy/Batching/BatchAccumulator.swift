@@ -180,7 +180,7 @@ struct BatchAccumulator {
                 // Written here rather than through `OpenBatch.append`: its attribute and waiter cases cost a fifth of
                 // the throughput of 100 B records (measured with `inlong bench`). One write of the length and the
                 // bytes: one capacity check, not two.
-                bodies[index].withUnsafeReadableBytes { bytes in
+                _ = bodies[index].withUnsafeReadableBytes { bytes in
                     batch.block.writeWithUnsafeMutableBytes(minimumWritableBytes: 4 + length) { destination in
                         destination.storeBytes(of: UInt32(length).bigEndian, toByteOffset: 0, as: UInt32.self)
                         UnsafeMutableRawBufferPointer(rebasing: destination[4...]).copyMemory(from: bytes)
