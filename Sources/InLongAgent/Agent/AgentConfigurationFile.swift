@@ -27,7 +27,7 @@ import Yams
 /// ```
 ///
 /// `sources` is read from the file alone; every other key is read through swift-configuration with `INLONG_*`
-/// environment variables over the file (see ``AgentConfiguration/init(config:sources:)``), so that secrets
+/// environment variables over the file (see ``AgentConfiguration/init(config:sources:listeners:)``), so that secrets
 /// (`INLONG_MANAGER_AUTH`) and per-host settings (`INLONG_STATE_DIRECTORY`) need not be in it. Relative paths in
 /// the file are relative to the file.
 public enum AgentConfigurationFile {

@@ -18,7 +18,7 @@ extension AgentConfiguration {
 
         /// The address to listen on. Defaults to 127.0.0.1.
         public var host = "127.0.0.1"
-        /// The port; 0 picks a free one (``Agent/listenerAddresses()`` says which).
+        /// The port; 0 picks a free one (``Agent/listenerStatistics()`` says which).
         public var port: Int
         /// Defaults to TCP.
         public var transport = Transport.tcp
