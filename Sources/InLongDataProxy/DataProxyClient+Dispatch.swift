@@ -19,7 +19,7 @@ extension DataProxyClient {
         // Compression output, reused by every batch: only the exact-size frame is allocated per batch.
         var scratch = ByteBuffer()
         for await _ in self.wakeups {
-            if self.withMachineState({ $0.isFinished }) { return }
+            if self.modifyState({ ($0.isFinished, nil) }) { return }
             // Popped one by one, so that the queue's length tells senders how far behind this loop is.
             while let next = self.withMachine({ $0.nextJob(now: .now) }) {
                 // No connection ready (starting, or every proxy down): the job is back in the queue, and the

@@ -68,6 +68,13 @@ public final class DataProxyClient: Service, Sendable {
         var machine: Machine
         var reports = ReportStreams()
         var discovery = DiscoveryStatus()
+        /// Runs of ended jobs' actions (counts, audit, spool, reports) under way outside the lock: the dispatcher
+        /// stops only once none is, so that the audit's last counts, the spool and the report streams close after
+        /// every record's outcome reached them.
+        var endingRuns = 0
+
+        /// Whether the client closed, every record ended and every ending was told.
+        var isFinished: Bool { self.endingRuns == 0 && self.machine.isFinished }
     }
 
     /// What discovery last said, for statistics and logs, and when its schedule is next due.
@@ -155,10 +162,15 @@ public final class DataProxyClient: Service, Sendable {
             let (value, actions) = body(&state)
             guard let actions else { return (value, nil, []) }
             if let held = actions.heldBytes { self.observation.heldBytesChanged(held) }
+            guard !actions.finish.isEmpty else { return (value, actions, []) }
+            state.endingRuns += 1
             // The readers the ended jobs' reports go to, as the machine counted them for the holds.
-            return (value, actions, actions.finish.isEmpty ? [] : state.reports.live)
+            return (value, actions, state.reports.live)
         }
-        if let actions, !actions.isEmpty { self.run(actions, readers: readers) }
+        if let actions, !actions.isEmpty {
+            self.run(actions, readers: readers)
+            if !actions.finish.isEmpty { self.endingRunDone() }
+        }
         return value
     }
 
@@ -175,6 +187,15 @@ public final class DataProxyClient: Service, Sendable {
     @inline(__always)
     func withMachineState<Value>(_ body: (inout Machine) -> Value) -> Value {
         self.modifyState { (body(&$0.machine), nil) }
+    }
+
+    /// An ending run is over: the last one after the close wakes the dispatcher, which may now stop.
+    private func endingRunDone() {
+        let wake = self.state.withLock { state in
+            state.endingRuns -= 1
+            return state.isFinished
+        }
+        if wake { self.wake.yield() }
     }
 
     // MARK: Actions

@@ -110,4 +110,33 @@ struct AuditEndToEndTests {
             }
         }
     }
+
+    /// A client closed while its last acks arrive: each ended batch's count reaches the reporter before its final
+    /// flush (the dispatcher used to stop, and the reporter to close, while an ack's counts were still being told).
+    @Test func countsOfTheLastAcksBeforeACloseAreReported() async throws {
+        let runs = 20
+        let records = 40
+        try await withCollector { collector, auditEndpoint in
+            try await withReceiver(sink: CountingIntoCollector(collector: collector)) { receiver in
+                let port = try await receiver.localAddress().port!
+                for run in 0..<runs {
+                    var configuration = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: port)])
+                    configuration.audit = .init(proxies: [auditEndpoint])
+                    configuration.audit?.closeDeadline = .seconds(60)
+                    configuration.batching.maxRecords = 8
+                    try await withDataProxyClient(configuration: configuration, logger: Self.quiet) { client in
+                        for index in 0..<records {
+                            try await client.send(ByteBuffer(string: "record \(index)"), group: "g\(run)", stream: "s")
+                        }
+                    }
+                }
+                let rows = collector.reconciliation().rows
+                for run in 0..<runs {
+                    let mine = rows.filter { $0.group == "g\(run)" }
+                    #expect(mine.reduce(0) { $0 + $1.sent } == UInt64(records), "run \(run): \(collector.reconciliation().table())")
+                    #expect(mine.allSatisfy { $0.agrees }, "run \(run): \(collector.reconciliation().table())")
+                }
+            }
+        }
+    }
 }

@@ -171,7 +171,8 @@ public final class AuditReporter: Service, Sendable {
             for await _ in self.wakeups {
                 let now = ContinuousClock.now
                 let (sends, proxies, done) = self.state.withLock { state -> ([AuditStateMachine.Request], [Endpoint]?, Bool) in
-                    if now >= state.nextFlush {
+                    // Closing, counts added since the last flush go at once rather than at the interval.
+                    if now >= state.nextFlush || state.closeBy != nil {
                         state.machine.flush(wallMillis: Int64(Date().timeIntervalSince1970 * 1000))
                         state.nextFlush = now + self.configuration.flushInterval
                     }
