@@ -201,4 +201,25 @@ import Testing
             }
         }
     }
+
+    /// A client closed while its last acks arrive: every record's report reaches the reader before the report
+    /// sequence finishes (the run used to end, and finish the readers, while an ack's report was still on its way).
+    @Test func everyReportOfTheLastAcksReachesTheReaderBeforeTheEnd() async throws {
+        try await withReceiver { receiver in
+            let port = try await receiver.port()
+            for run in 0..<20 {
+                var configuration = clientConfiguration(ports: [port])
+                configuration.batching.maxRecords = 8
+                let collector = try await withDataProxyClient(configuration: configuration) { client in
+                    let collector = ReportCollector(client)
+                    for index in 0..<40 {
+                        try await client.send(ByteBuffer(string: "run \(run) record \(index)"), group: "g", stream: "s")
+                    }
+                    return collector
+                }
+                #expect(await eventually(timeout: .seconds(60)) { collector.isFinished })
+                #expect(collector.acked == 40 && collector.failed == 0, "run \(run): \(collector.acked) acked, \(collector.failed) failed")
+            }
+        }
+    }
 }
