@@ -26,6 +26,25 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory) == ["checkpoint.json"])
     }
 
+    /// A save killed before its rename leaves a temporary file: the next start removes those of processes that are
+    /// gone, and keeps a live process's (it may be writing) and files that only look alike.
+    @Test func aStartRemovesTheTemporaryFilesOfKilledSaves() throws {
+        let directory = try self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = CheckpointStore(path: directory + "/checkpoint.json")
+        try store.save(Checkpoint(files: [.init(identity: self.identity, path: "/var/log/app.log", offset: 7)]))
+        // No process has a pid above the kernel's maximum (2^22).
+        let dead = [".checkpoint.json.tmp-2147483647-12345", ".checkpoint.json.tmp-2147483646-1"]
+        let kept = [".checkpoint.json.tmp-\(getpid())-99", ".checkpoint.json.tmp-2147483647-notanumber", ".other.json.tmp-2147483647-1", "notes.txt"]
+        for name in dead + kept {
+            #expect(FileManager.default.createFile(atPath: directory + "/" + name, contents: Data("{".utf8)))
+        }
+        let (loaded, recovery) = try store.load()
+        #expect(recovery == nil)
+        #expect(loaded.entry(for: self.identity)?.offset == 7)
+        #expect(try Set(FileManager.default.contentsOfDirectory(atPath: directory)) == Set(kept + ["checkpoint.json"]))
+    }
+
     @Test func aCheckpointThatCannotBeWrittenSaysWhereAndWhy() throws {
         let directory = try self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

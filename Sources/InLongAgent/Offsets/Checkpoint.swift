@@ -86,6 +86,8 @@ struct CheckpointStore: Sendable {
     /// The checkpoint on disk, an empty one when there is none, or an empty one and a ``Recovery`` when the file
     /// is corrupt or of an unknown version.
     func load() throws -> (Checkpoint, Recovery?) {
+        // An agent killed while it saved left its temporary file: nothing reads it, and kills would pile them up.
+        AtomicFile.removeLeftovers(of: self.path)
         guard let data = FileManager.default.contents(atPath: self.path) else {
             guard !FileManager.default.fileExists(atPath: self.path) else {
                 return (Checkpoint(), try self.setAside(reason: "unreadable"))

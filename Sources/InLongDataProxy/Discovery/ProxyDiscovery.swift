@@ -155,6 +155,7 @@ struct ProxyDiscovery: Sendable {
             cache[group] = reply
             do {
                 try FileManager.default.createDirectory(atPath: AtomicFile.directory(of: path), withIntermediateDirectories: true)
+                AtomicFile.removeLeftovers(of: path)
                 try AtomicFile.write(try JSONEncoder().encode(cache), to: path)
             } catch {
                 self.logger.warning("cannot write the proxy cache", metadata: ["inlong.path": "\(path)", "inlong.error": "\(error)"])

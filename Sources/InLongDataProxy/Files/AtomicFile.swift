@@ -3,6 +3,7 @@ import Darwin
 #elseif canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 
 /// Replaces a file atomically and durably: the bytes go to a temporary file of this write's own next to it
 /// (created exclusively, so concurrent writers never share one), which is synced, renamed over the file, and the
@@ -44,6 +45,29 @@ package enum AtomicFile {
         }
     }
 
+    /// Removes the temporary files of writes to `path` whose process is gone (a kill between the create and the
+    /// rename leaves one); those of a live process, which may be writing, stay. Returns how many went.
+    @discardableResult
+    package static func removeLeftovers(of path: String) -> Int {
+        let directory = Self.directory(of: path)
+        let prefix = ".\(Self.name(of: path)).tmp-"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return 0 }
+        var removed = 0
+        for name in names where name.hasPrefix(prefix) {
+            let fields = name.dropFirst(prefix.count).split(separator: "-")
+            guard fields.count == 2, let pid = Int32(fields[0]), pid > 0, UInt32(fields[1]) != nil else { continue }
+            // Signal 0 checks that the process exists; EPERM means it does, as another user's.
+            guard pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            if unlink("\(directory)/\(name)") == 0 { removed += 1 }
+        }
+        return removed
+    }
+
+    /// The last component of `path`.
+    static func name(of path: String) -> String {
+        path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
+    }
+
     /// The directory holding `path` (`.` for a bare name).
     static func directory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
@@ -53,7 +77,7 @@ package enum AtomicFile {
     /// A new temporary file next to `path`, open for writing: `.<name>.tmp-<pid>-<random>`, created exclusively.
     private static func createTemporary(for path: String) throws(AtomicFileError) -> (Int32, String) {
         let directory = Self.directory(of: path)
-        let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
+        let name = Self.name(of: path)
         var attempt = 0
         while true {
             let temporary = "\(directory)/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
