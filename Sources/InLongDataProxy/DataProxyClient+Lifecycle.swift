@@ -194,7 +194,7 @@ extension DataProxyClient {
                 return await withCheckedContinuation { continuation in
                     let result = self.withMachine { $0.flush(waiter: continuation, now: .now) }
                     switch result {
-                    case .ended: continuation.resume(returning: true)
+                    case .ended: self.resumeEndedFlush(continuation)
                     case .parked(let id): if !ticket.park(id) { self.cancelFlush(id) }
                     }
                 }

@@ -28,7 +28,8 @@ import Synchronization
 /// that cannot be reached is said once at `warning`, naming its address and the cause; each retry after it at
 /// `debug`. Pass `Logger(label: "inlong.client", factory: { _ in SwiftLogNoOpLogHandler() })` for silence.
 public final class DataProxyClient: Service, Sendable {
-    typealias Machine = DeliveryStateMachine<CheckedContinuation<Bool, Never>>
+    typealias Machine = DeliveryStateMachine<FlushWaiter>
+    typealias FlushWaiter = CheckedContinuation<Bool, Never>
 
     /// Ready batches at which senders wait for the dispatcher (with ``Buffer/WhenFull/wait``); see
     /// ``DispatchBacklog``.
@@ -72,6 +73,9 @@ public final class DataProxyClient: Service, Sendable {
         /// stops only once none is, so that the audit's last counts, the spool and the report streams close after
         /// every record's outcome reached them.
         var endingRuns = 0
+        /// Flushes whose records all ended while another thread's ending run was still under way: resumed when the
+        /// last such run is over, so that a flush that returns sees every ended record counted and reported.
+        var flushesAfterEndings: [(waiter: FlushWaiter, allEnded: Bool)] = []
 
         /// Whether the client closed, every record ended and every ending was told.
         var isFinished: Bool { self.endingRuns == 0 && self.machine.isFinished }
@@ -169,7 +173,9 @@ public final class DataProxyClient: Service, Sendable {
         }
         if let actions, !actions.isEmpty {
             self.run(actions, readers: readers)
-            if !actions.finish.isEmpty { self.endingRunDone() }
+            if !actions.finish.isEmpty || !actions.resumeFlushes.isEmpty {
+                self.endingRunDone(ended: !actions.finish.isEmpty, flushes: actions.resumeFlushes)
+            }
         }
         return value
     }
@@ -189,13 +195,30 @@ public final class DataProxyClient: Service, Sendable {
         self.modifyState { (body(&$0.machine), nil) }
     }
 
-    /// An ending run is over: the last one after the close wakes the dispatcher, which may now stop.
-    private func endingRunDone() {
-        let wake = self.state.withLock { state in
-            state.endingRuns -= 1
-            return state.isFinished
+    /// An ending run is over (`ended`), or a run resumes `flushes`: flushes are resumed once no ending run is
+    /// under way; the last run after the close wakes the dispatcher, which may now stop.
+    private func endingRunDone(ended: Bool, flushes: [(waiter: FlushWaiter, allEnded: Bool)]) {
+        let (resumed, wake) = self.state.withLock { state -> ([(waiter: FlushWaiter, allEnded: Bool)], Bool) in
+            if ended { state.endingRuns -= 1 }
+            guard state.endingRuns == 0 else {
+                state.flushesAfterEndings += flushes
+                return ([], false)
+            }
+            defer { state.flushesAfterEndings = [] }
+            return (state.flushesAfterEndings + flushes, ended && state.isFinished)
         }
         if wake { self.wake.yield() }
+        for (waiter, allEnded) in resumed { waiter.resume(returning: allEnded) }
+    }
+
+    /// A flush whose records all ended: resumed now, or once the ending runs under way are over.
+    func resumeEndedFlush(_ waiter: FlushWaiter) {
+        let now = self.state.withLock { state in
+            guard state.endingRuns > 0 else { return true }
+            state.flushesAfterEndings.append((waiter, true))
+            return false
+        }
+        if now { waiter.resume(returning: true) }
     }
 
     // MARK: Actions
@@ -216,8 +239,7 @@ public final class DataProxyClient: Service, Sendable {
                 metadata: ["inlong.attempt": "\(retried.attempts)", "inlong.error": "\(retried.error)", "inlong.delay": "\(retried.delay)"]
             )
         }
-        // Last, so that a flush that returns sees the ended records counted.
-        for (waiter, allEnded) in actions.resumeFlushes { waiter.resume(returning: allEnded) }
+        // Flushes are resumed by `endingRunDone`, once every ended record was counted and reported.
     }
 
     /// Counts, tells the observers of, and reports a job that ended. Its quota was released, or is held until
