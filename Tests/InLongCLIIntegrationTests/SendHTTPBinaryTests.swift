@@ -91,13 +91,14 @@ struct SendHTTPBinaryTests {
             // The system's roots do not hold the test CA: nothing is sent, and the operator reads why.
             let untrusting = try ChildProcess(
                 inlong,
-                ["send", "--https", "--proxy", "127.0.0.1:\(port)", "--group", "g", "--stream", "s", "--unreachable-timeout", "2", file],
+                ["send", "--https", "--proxy", "127.0.0.1:\(port)", "--group", "g", "--stream", "s", "--unreachable-timeout", "10", file],
                 logs: directory,
                 name: "untrusting"
             )
             #expect(await untrusting.waitForExit(timeout: .seconds(120)) == .exit(1), "\(untrusting.output())")
             let cause = "cannot connect to 127.0.0.1:\(port): TLS handshake failed: certificate verify failed"
-            #expect(untrusting.error().split(separator: "\n").first.map(String.init) == cause, "\(untrusting.output())")
+            // Said as the cause, or with the giving up when that came first on a loaded machine.
+            #expect(untrusting.error().split(separator: "\n").contains { $0 == cause || $0.hasSuffix("answering: \(cause)") }, "\(untrusting.output())")
 
             receiver.signal(SIGTERM)
             #expect(await receiver.waitForExit(timeout: .seconds(60)) == .exit(0), "\(receiver.output())")

@@ -67,13 +67,15 @@ import Testing
             let port = try await receiver.httpLocalAddress().port!
             // HTTPS with the system's roots, which do not hold the test CA.
             var configuration = try Self.configuration(port: port, tls: ["proxy.tls.enabled": .init(.bool(true), isSecret: false)])
-            configuration.retry.deliveryTimeout = .seconds(2)
+            // Long enough for attempts to be made and fail on a loaded machine (a debug TLS handshake is slow), so
+            // that each record's failure carries the last one.
+            configuration.retry.deliveryTimeout = .seconds(30)
             let proxy = Endpoint(host: "127.0.0.1", port: port)
             let expected = "cannot connect to \(proxy): TLS handshake failed: certificate verify failed"
             try await withDataProxyClient(configuration: configuration) { client in
                 let reports = ReportCollector(client)
                 let sent = try await sendAll(client, count: 50)
-                #expect(await eventually { client.statistics().proxyErrors[proxy] != nil })
+                #expect(await eventually(timeout: .seconds(120)) { client.statistics().proxyErrors[proxy] != nil })
                 #expect(client.statistics().proxyErrors[proxy] == expected)
                 #expect(await eventually(timeout: .seconds(120)) { reports.failed == sent.count })
                 #expect(reports.acked == 0)
