@@ -132,6 +132,8 @@ let package = Package(
                 "CInLongCRC32C",
                 .target(name: "InLongAudit", condition: .when(traits: ["Audit"])),
                 "InLongTransport",
+                // HTTPS to the proxies says a failed handshake as the transport's TLS does.
+                .target(name: "InLongTransportTLS", condition: .when(traits: ["ManagerDiscovery"])),
                 "InLongWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -235,6 +237,7 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -19,6 +19,9 @@ struct AgentTaskOptions: ParsableArguments {
 
     @Option(help: "With --manager and no --path or --config: the agent's address as the Manager knows it (default: the first IPv4 address of an interface that is up).")
     var agentIp: String?
+
+    @Option(help: "With --manager and no --path or --config: seconds the Manager may go without answering before /health answers 503 naming it (default 60; the tasks running go on).")
+    var managerUnreachableTimeout: Double = 60
 }
 
 extension AgentCommand {
@@ -43,6 +46,9 @@ extension AgentCommand {
         guard Duration(settingSeconds: self.tasks.taskInterval).map({ $0 > .zero }) == true,
             Duration(settingSeconds: self.tasks.heartbeatInterval).map({ $0 > .zero }) == true
         else { throw ValidationError("--task-interval and --heartbeat-interval take seconds") }
+        guard Duration(settingSeconds: self.tasks.managerUnreachableTimeout).map({ $0 > .zero }) == true else {
+            throw ValidationError("--manager-unreachable-timeout takes seconds")
+        }
         return AgentConfiguration(sources: [], stateDirectory: self.stateDirectory, client: client)
     }
 
@@ -54,6 +60,7 @@ extension AgentCommand {
         fetcher.fetchInterval = Duration(settingSeconds: self.tasks.taskInterval) ?? .seconds(10)
         fetcher.heartbeatInterval = Duration(settingSeconds: self.tasks.heartbeatInterval) ?? .seconds(10)
         if let ip = self.tasks.agentIp { fetcher.ip = ip }
+        fetcher.unreachableTimeout = Duration(settingSeconds: self.tasks.managerUnreachableTimeout) ?? .seconds(60)
         return ManagerTaskFetcher(agent: agent, configuration: fetcher, logger: logger)
     }
 

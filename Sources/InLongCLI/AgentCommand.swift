@@ -175,6 +175,8 @@ struct AgentCommand: AsyncParsableCommand {
             ("--no-compression", self.noCompression), ("--proxy", !target.proxies.isEmpty), ("--manager", target.manager != nil),
             ("--http", target.http), ("--auth", target.auth != nil), ("--tenant", target.tenant != nil), ("--manager-ca", target.managerCa != nil),
             ("--manager-cert", target.managerCert != nil), ("--manager-key", target.managerKey != nil), ("--manager-verify", target.managerVerify != nil),
+            ("--https", target.https), ("--proxy-ca", target.proxyCa != nil), ("--proxy-cert", target.proxyCert != nil),
+            ("--proxy-key", target.proxyKey != nil), ("--proxy-verify", target.proxyVerify != nil),
         ]
         return given.filter(\.1).map(\.0)
     }
@@ -187,13 +189,15 @@ struct AgentCommand: AsyncParsableCommand {
         }
         let logger = self.operatorOptions.logger("inlong.agent")
         let agent = Agent(configuration: configuration, logger: logger)
-        // Unhealthy while a group is stalled (named, with its waiting lines and why its proxies take nothing), or
-        // while the checkpoint cannot be written (acked lines would be read again after a restart).
+        let fetcher = self.managerTaskFetcher(configuration, agent: agent, logger: logger)
+        // Unhealthy while a group is stalled (named, with its waiting lines and why its proxies take nothing),
+        // while the checkpoint cannot be written (acked lines would be read again after a restart), or while the
+        // Manager that gives the tasks has not answered for longer than its timeout.
         let metricsEndpoint = try self.operatorOptions.metricsEndpoint(logger: logger) {
             let statistics = agent.statistics()
             let problems = statistics.stalledGroups.map { group in
                 "stalled: group \(group.group), \(group.linesWaiting) lines wait" + (group.proxyProblem.map { " (\($0))" } ?? "")
-            } + [statistics.checkpointError.map { "checkpoint: \($0)" }].compactMap { $0 }
+            } + [statistics.checkpointError.map { "checkpoint: \($0)" }, fetcher?.health()].compactMap { $0 }
             return problems.isEmpty ? nil : problems.joined(separator: "\n")
         }
         let metrics = try await metricsEndpoint?.start()
@@ -210,7 +214,7 @@ struct AgentCommand: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)]
-                    + [self.managerTaskFetcher(configuration, agent: agent, logger: logger)].compactMap { $0 }.map { .init(service: $0) },
+                    + [fetcher].compactMap { $0 }.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )

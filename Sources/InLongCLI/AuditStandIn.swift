@@ -43,9 +43,9 @@ struct AuditStandIn {
         [.init(service: self.collector)] + (self.query.map { [.init(service: $0)] } ?? [])
     }
 
-    /// The line `inlong receive` prints once both listen.
-    func announcement() async -> String? {
-        guard let address = try? await self.collector.localAddress() else { return nil }
+    /// The line `inlong receive` prints once both listen, given the audit proxy's `address` (the collector's
+    /// address can be awaited once only).
+    func announcement(address: SocketAddress) async -> String {
         var line = "audit proxy on \(address.ipAddress ?? self.collector.configuration.host):\(address.port ?? 0)"
         if let query = self.query, let port = await query.localPort() { line += ", audit query on http://\(query.host):\(port)/audit/query/minutes" }
         return line

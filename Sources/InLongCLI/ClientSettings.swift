@@ -19,7 +19,13 @@ func readClientConfiguration(
     try refuseTypos(in: environment, keys: keys, prefix: "INLONG")
     var flags: [AbsoluteConfigKey: ConfigValue] = [:]
     if !target.proxies.isEmpty { flags["proxies"] = ConfigValue(.stringArray(target.proxies), isSecret: false) }
-    if target.http { flags["proxy.protocol"] = ConfigValue(.string("http"), isSecret: false) }
+    let proxyTLS = target.https || target.proxyCa != nil || target.proxyCert != nil || target.proxyKey != nil || target.proxyVerify != nil
+    if target.http || proxyTLS { flags["proxy.protocol"] = ConfigValue(.string("http"), isSecret: false) }
+    if target.https { flags["proxy.tls.enabled"] = ConfigValue(.bool(true), isSecret: false) }
+    if let file = target.proxyCa { flags["proxy.tls.caFile"] = ConfigValue(.string(file), isSecret: false) }
+    if let file = target.proxyCert { flags["proxy.tls.certificateFile"] = ConfigValue(.string(file), isSecret: false) }
+    if let file = target.proxyKey { flags["proxy.tls.keyFile"] = ConfigValue(.string(file), isSecret: false) }
+    if let verify = target.proxyVerify { flags["proxy.tls.verify"] = ConfigValue(.string(verify), isSecret: false) }
     if let manager = target.manager { flags["manager.url"] = ConfigValue(.string(manager), isSecret: false) }
     if let auth = target.auth { flags["manager.auth"] = ConfigValue(.string(auth), isSecret: true) }
     if let tenant = target.tenant { flags["manager.tenant"] = ConfigValue(.string(tenant), isSecret: false) }
@@ -76,6 +82,7 @@ func effectiveSettings(_ configuration: DataProxyClient.Configuration) -> [Strin
     var lines: [String] = []
     if !configuration.proxies.isEmpty { lines.append("proxies: \(configuration.proxies.map(\.description).joined(separator: ", "))") }
     if configuration.transport != .tcp { lines.append("proxy.protocol: \(configuration.transport)") }
+    if let tls = configuration.http.tlsDescription { lines.append("proxy.tls: \(tls)") }
     if let manager = configuration.manager {
         lines.append("manager.url: \(manager.url)")
         lines.append("manager.groups: \(manager.groups.joined(separator: ", "))")

@@ -1,11 +1,13 @@
 import ArgumentParser
 import Configuration
 import Foundation
+import InLongAudit
 import InLongDataProxyReceiver
 import InLongTransport
 import InLongWire
 import NIOCore
 import Logging
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -28,11 +30,17 @@ struct ReceiveCommand: AsyncParsableCommand {
     @Option(help: "A JSON or YAML file of receiver settings; INLONG_RECEIVER_* environment variables override it, flags override both.")
     var config: String?
 
-    @Option(help: "Also serve the Manager proxy-list endpoint on this port (0 picks one).")
+    @Option(help: "Also serve the Manager's endpoints on this port (0 picks one): the proxy list (the TCP port, and the --http-port as HTTP node), and with --audit-port the audit proxy list.")
     var managerPort: Int?
 
     @Option(help: "Also serve DataProxy's HTTP API (/dataproxy/message) on this port (0 picks one).")
     var httpPort: Int?
+
+    @Option(help: "With --http-port: serve it over HTTPS with this PEM certificate (chain); with --http-key.")
+    var httpCert: String?
+
+    @Option(help: "The PEM private key of --http-cert.")
+    var httpKey: String?
 
     @Option(help: "With --manager-port: also serve agents their tasks from this file (InLong's TaskResult JSON, read again at each request) and count their heartbeats.")
     var agentTasks: String?
@@ -80,6 +88,7 @@ struct ReceiveCommand: AsyncParsableCommand {
             throw ValidationError("listening on all addresses: give --advertise HOST for the Manager endpoint to hand out")
         }
         if self.append, self.overwrite { throw ValidationError("give --append or --overwrite, not both") }
+        if (self.httpCert == nil) != (self.httpKey == nil) { throw ValidationError("--http-cert and --http-key go together: give both or neither") }
         if self.fsync, self.countOnly || self.out == "-" { throw ValidationError("--fsync needs an --out file to sync") }
         if !self.countOnly, self.out != "-", !self.append, !self.overwrite, FileManager.default.fileExists(atPath: self.out) {
             throw ValidationError("\(self.out) exists: give --append or --overwrite")
@@ -121,6 +130,10 @@ struct ReceiveCommand: AsyncParsableCommand {
         if self.faults.errorCode != nil { (configuration.faults.errorCode, configuration.faults.errorRate) = (faults.errorCode, faults.errorRate) }
         if self.faults.closeAfter != nil { configuration.faults.closeAfterFrames = faults.closeAfterFrames }
         if self.faults.stopReading { configuration.faults.stopReading = true }
+        if let certificateFile = self.httpCert, let keyFile = self.httpKey {
+            guard configuration.httpPort != nil else { throw ValidationError("--http-cert needs --http-port") }
+            configuration.httpTLSConfiguration = try Self.serverTLS(certificateFile: certificateFile, keyFile: keyFile)
+        }
         if let file = self.agentTasks {
             guard configuration.manager != nil else { throw ValidationError("--agent-tasks needs --manager-port") }
             configuration.manager?.agentTasksFile = file
@@ -173,9 +186,16 @@ struct ReceiveCommand: AsyncParsableCommand {
             guard let address = try? await receiver.localAddress() else { return }
             var line = "listening on \(address.ipAddress ?? configuration.host):\(address.port ?? 0)"
             if let manager = receiver.manager, let url = try? await manager.baseURL() { line += ", Manager endpoint \(url)/{groupId}" }
-            if configuration.httpPort != nil, let http = try? await receiver.httpLocalAddress() { line += ", HTTP \(http.ipAddress ?? configuration.host):\(http.port ?? 0)" }
+            if configuration.httpPort != nil, let http = try? await receiver.httpLocalAddress() {
+                line += ", \(configuration.httpTLSConfiguration == nil ? "HTTP" : "HTTPS") \(http.ipAddress ?? configuration.host):\(http.port ?? 0)"
+            }
             FileHandle.standardError.write(Data((line + "\n").utf8))
-            if let line = await standIn?.announcement() { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            if let standIn, let audit = try? await standIn.collector.localAddress() {
+                // The Manager endpoint lists the audit proxy stand-in as the audit proxy of every component.
+                receiver.manager?.setAuditProxies([.init(ip: configuration.advertisedIP ?? audit.ipAddress ?? configuration.host, port: audit.port ?? 0)])
+                let line = await standIn.announcement(address: audit)
+                FileHandle.standardError.write(Data((line + "\n").utf8))
+            }
         }
         let start = ContinuousClock.now
         do {
@@ -209,6 +229,23 @@ struct ReceiveCommand: AsyncParsableCommand {
 }
 
 extension ReceiveCommand {
+    /// A server's TLS from a PEM certificate chain and its key; a file that cannot be read is named.
+    static func serverTLS(certificateFile: String, keyFile: String) throws -> TLSConfiguration {
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificateFile)
+        } catch {
+            throw ValidationError("--http-cert: cannot read PEM certificates from \(certificateFile): \(error)")
+        }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+        } catch {
+            throw ValidationError("--http-key: cannot read a PEM private key from \(keyFile): \(error)")
+        }
+        return TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+    }
+
     /// The receiver's effective settings, one `key: value` per line in the file's key names, as `--check` prints.
     static func settings(_ configuration: DataProxyReceiver.Configuration) -> [String] {
         var lines = [
@@ -223,7 +260,7 @@ extension ReceiveCommand {
             "fsync: \(configuration.fsync)",
         ]
         if let ip = configuration.advertisedIP { lines.append("advertisedIP: \(ip)") }
-        if let port = configuration.httpPort { lines.append("httpPort: \(port)") }
+        if let port = configuration.httpPort { lines.append("httpPort: \(port)\(configuration.httpTLSConfiguration == nil ? "" : " (HTTPS)")") }
         if let manager = configuration.manager { lines += ["manager.port: \(manager.port)", "manager.clusterId: \(manager.clusterID)"] }
         let faults = configuration.faults
         if let delay = faults.ackDelay { lines.append("faults.ackDelay: \(seconds(delay))") }

@@ -20,6 +20,21 @@ struct TargetOptions: ParsableArguments {
     @Flag(help: "Send over DataProxy's HTTP API (/dataproxy/message): the --proxy ports are its HTTP ports.")
     var http = false
 
+    @Flag(help: "Send over DataProxy's HTTP API through HTTPS (implies --http).")
+    var https = false
+
+    @Option(help: "PEM certificates to trust for HTTPS proxies, instead of the system's (implies --https).")
+    var proxyCa: String?
+
+    @Option(help: "A PEM client certificate (chain) for HTTPS proxies; with --proxy-key (implies --https).")
+    var proxyCert: String?
+
+    @Option(help: "The PEM private key of --proxy-cert.")
+    var proxyKey: String?
+
+    @Option(help: "How an HTTPS proxy's certificate is checked: full (default), noHostname, or none (tests only); implies --https.")
+    var proxyVerify: String?
+
     @Option(help: "Manager Basic auth as secretId:secretKey.")
     var auth: String?
 

@@ -6,6 +6,7 @@ extension DataProxyClient.Configuration {
     /// The keys ``init(config:groups:)`` reads: a file with any other is refused (see `SettingKeys`).
     package static let settingKeys = SettingKeys([
         "sdkConfig", "proxies", "proxy.protocol",
+        "proxy.tls.enabled", "proxy.tls.caFile", "proxy.tls.certificateFile", "proxy.tls.keyFile", "proxy.tls.verify",
         "manager.url", "manager.groups", "manager.auth", "manager.tenant", "manager.cacheFile", "manager.refreshInterval",
         "manager.tls.caFile", "manager.tls.certificateFile", "manager.tls.keyFile", "manager.tls.verify",
         "batching.linger", "batching.maxRecords", "batching.maxBytes", "batching.compression",
@@ -26,6 +27,8 @@ extension DataProxyClient.Configuration {
     /// | `sdkConfig` | `INLONG_SDK_CONFIG` | a C++ SDK JSON configuration file to start from |
     /// | `proxies` | `INLONG_PROXIES` | `host:port` list (comma-separated in the environment) |
     /// | `proxy.protocol` | `INLONG_PROXY_PROTOCOL` | `tcp` (default) or `http`: DataProxy's HTTP API on the `proxies` (see ``DataProxyClient/Transport``) |
+    /// | `proxy.tls.enabled` | `INLONG_PROXY_TLS_ENABLED` | `true` for `https://` to the proxies (HTTP transport only: DataProxy's TCP port has no TLS) |
+    /// | `proxy.tls.caFile`, `proxy.tls.certificateFile`, `proxy.tls.keyFile`, `proxy.tls.verify` | `INLONG_PROXY_TLS_CA_FILE`, ... | as `manager.tls.*`, for the proxies; any of them turns `https://` on |
     /// | `manager.url` | `INLONG_MANAGER_URL` | the Manager's proxy-list URL |
     /// | `manager.groups` | `INLONG_MANAGER_GROUPS` | groups to discover at start |
     /// | `manager.auth` | `INLONG_MANAGER_AUTH` | `secretId:secretKey` (secret) |
@@ -67,6 +70,19 @@ extension DataProxyClient.Configuration {
         if let name = config.string(forKey: "proxy.protocol") {
             guard let transport = DataProxyClient.Transport(name) else { throw invalid("proxy.protocol takes tcp or http, not '\(name)'") }
             self.transport = transport
+        }
+        let proxyTLSKeys: [ConfigKey] = ["proxy.tls.enabled", "proxy.tls.caFile", "proxy.tls.certificateFile", "proxy.tls.keyFile", "proxy.tls.verify"]
+        if proxyTLSKeys.contains(where: { config.hasValue($0) }) {
+            guard self.transport == .http else {
+                throw invalid("proxy.tls settings need proxy.protocol: http (DataProxy's TCP port has no TLS)")
+            }
+            try self.http.applyTLS(
+                enabled: try config.flag("proxy.tls.enabled", invalid),
+                caFile: config.string(forKey: "proxy.tls.caFile"),
+                certificateFile: config.string(forKey: "proxy.tls.certificateFile"),
+                keyFile: config.string(forKey: "proxy.tls.keyFile"),
+                verify: config.string(forKey: "proxy.tls.verify")
+            )
         }
         if let url = config.string(forKey: "manager.url") {
             var manager = DataProxyClient.Configuration.Manager(url: url, groups: config.stringArray(forKey: "manager.groups") ?? groups)

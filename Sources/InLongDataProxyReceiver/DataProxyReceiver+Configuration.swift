@@ -1,5 +1,6 @@
 public import CoreMetrics
 public import InLongWire
+public import NIOSSL
 
 extension DataProxyReceiver {
     /// How a ``DataProxyReceiver`` listens, validates and answers.
@@ -39,6 +40,9 @@ extension DataProxyReceiver {
         /// The port of DataProxy's HTTP API (`/dataproxy/message`) to serve on ``host`` next to the TCP port,
         /// `0` for a free one (see ``DataProxyReceiver/httpLocalAddress()``), or `nil` for none. Defaults to `nil`.
         public var httpPort: Int?
+        /// Serves the HTTP API (``httpPort``) over `https://` with this configuration (a certificate chain and its
+        /// key), or plain HTTP when `nil`. Defaults to `nil`.
+        public var httpTLSConfiguration: TLSConfiguration?
         /// The Manager endpoint to serve next to the receiver, or `nil` for none. Defaults to `nil`.
         public var manager: DataProxyManagerServer.Configuration?
         /// Faults to inject from the start; see ``DataProxyReceiver/updateFaults(_:)``. Defaults to none.

@@ -63,12 +63,26 @@ public final class DataProxyReceiver: Service, Sendable {
             connectionRejected: { core.counters.connectionRejected() },
             connectionOpened: { core.connectionOpened($0) }
         )
-        self.manager = configuration.manager.map { manager in
+        let manager = configuration.manager.map { manager in
             var manager = manager
             manager.durableAcks = manager.durableAcks ?? configuration.fsync
             return DataProxyManagerServer(configuration: manager, nodes: [], eventLoopGroup: eventLoopGroup, logger: logger)
         }
-        self.httpServer = configuration.httpPort.map { DataProxyHTTPServer(core: core, host: configuration.host, port: $0, eventLoopGroup: eventLoopGroup) }
+        self.manager = manager
+        // The Manager endpoint lists the HTTP port as the receiver's HTTP node once it listens.
+        let (advertisedIP, host) = (configuration.advertisedIP, configuration.host)
+        self.httpServer = configuration.httpPort.map {
+            DataProxyHTTPServer(
+                core: core,
+                host: configuration.host,
+                port: $0,
+                tlsConfiguration: configuration.httpTLSConfiguration,
+                eventLoopGroup: eventLoopGroup,
+                listening: { address in
+                    manager?.setHTTPNodes([.init(ip: advertisedIP ?? address.ipAddress ?? host, port: address.port ?? 0)])
+                }
+            )
+        }
     }
 
     /// The address the receiver listens on, once it does. Throws if it could not bind.

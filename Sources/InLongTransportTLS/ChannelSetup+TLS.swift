@@ -53,6 +53,12 @@ public struct TLSHandshakeError: Error, CustomStringConvertible {
     /// NIOSSL's error, or `nil` when the connection closed before the handshake ended.
     public let underlying: (any Error)?
 
+    /// The error for a handshake that ended with NIOSSL's `underlying` error (`nil`: the connection closed), for
+    /// other clients of TLS (an HTTP client's) to say it in the same words.
+    public init(underlying: (any Error)?) {
+        self.underlying = underlying
+    }
+
     public var description: String {
         guard let underlying else { return "TLS handshake failed: the connection closed" }
         return "TLS handshake failed: " + Self.plain(underlying)

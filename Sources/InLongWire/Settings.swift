@@ -67,7 +67,7 @@ extension ConfigReader {
     }
 
     /// Whether `key` holds a value of any kind.
-    private func hasValue(_ key: ConfigKey) -> Bool {
+    package func hasValue(_ key: ConfigKey) -> Bool {
         self.string(forKey: key) != nil || self.double(forKey: key) != nil || self.bool(forKey: key) != nil
             || self.stringArray(forKey: key) != nil
     }

@@ -1,5 +1,7 @@
+import AsyncHTTPClient
 import Foundation
 import InLongTestUtils
+import NIOCore
 import InLongTransport
 import Testing
 
@@ -57,6 +59,46 @@ struct AuditCommandTests {
         }
     }
 
+    /// Audit proxies from a live Manager: `inlong receive --manager-port` lists its own `--audit-port` at the
+    /// Manager's audit-proxy endpoint; `inlong send --audit-manager` asks it and reports there; the table agrees.
+    @Test func sendReportsToTheAuditProxyItsManagerLists() async throws {
+        let inlong = try inlongExecutable()
+        try await withTemporaryDirectory { directory in
+            let (receiver, data, auditProxy, query) = try await Self.startStandIn(inlong, directory, arguments: ["--manager-port", "0"])
+            defer { receiver.signal(SIGKILL) }
+            let announced = receiver.error()
+            let start = try #require(announced.range(of: "Manager endpoint ")?.upperBound, "\(receiver.output())")
+            let end = try #require(announced[start...].range(of: "/inlong/manager/")?.lowerBound, "\(receiver.output())")
+            let manager = String(announced[start..<end])
+            // What the audit SDK asks and the Manager answers: this receiver's audit proxy.
+            let response = try await HTTPClient.shared.execute(
+                HTTPClientRequest(url: "\(manager)/inlong/manager/openapi/audit/getAuditProxy?component=DataProxy"),
+                timeout: .seconds(30)
+            )
+            let listed = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            let (host, port) = (auditProxy.split(separator: ":").first.map(String.init) ?? "", auditProxy.split(separator: ":").last.map(String.init) ?? "")
+            #expect(listed == #"{"success":true,"errMsg":null,"data":[{"host":"\#(host)","port":\#(port)}]}"#)
+
+            let records = 1000
+            let file = directory.appendingPathComponent("lines.txt")
+            #expect(FileManager.default.createFile(atPath: file.path, contents: Data((0..<records).map { "line \($0)\n" }.joined().utf8)))
+            let send = try ChildProcess(
+                inlong,
+                ["send", "--proxy", data, "--audit-manager", manager, "--group", "g", "--stream", "s", file.path],
+                // Exactly once is asserted (a resent batch is received twice): no request may time out on a loaded machine.
+                environment: ["INLONG_CONNECTION_REQUEST_TIMEOUT": "120"],
+                logs: directory,
+                name: "send"
+            )
+            #expect(await send.waitForExit(timeout: .seconds(120)) == .exit(0), "\(send.output())")
+
+            let audit = try ChildProcess(inlong, ["audit", "--audit-service", query, "--group", "g", "--wait", "60"], logs: directory, name: "audit")
+            #expect(await audit.waitForExit(timeout: .seconds(120)) == .exit(0), "\(audit.output())")
+            let table = (try? String(contentsOfFile: audit.outputPath, encoding: .utf8)) ?? ""
+            #expect(Self.agreeingTotal(table, group: "g") == records, "\(table)")
+        }
+    }
+
     /// The agent reports lines read (audit id 3) and delivered (4): the same table agrees.
     @Test
     func anAgentReportsReadAndSentLines() async throws {
@@ -87,16 +129,18 @@ struct AuditCommandTests {
     }
 
     /// `inlong receive` as the audit stand-in: the child, its data address, its audit proxy and its query URL.
-    static func startStandIn(_ inlong: URL, _ directory: URL) async throws -> (ChildProcess, String, String, String) {
+    static func startStandIn(_ inlong: URL, _ directory: URL, arguments: [String] = []) async throws -> (ChildProcess, String, String, String) {
         let receiver = try ChildProcess(
             inlong,
-            ["receive", "--listen", "127.0.0.1:0", "--count-only", "--audit-port", "0", "--audit-query-port", "0"],
+            ["receive", "--listen", "127.0.0.1:0", "--count-only", "--audit-port", "0", "--audit-query-port", "0"] + arguments,
             logs: directory,
             name: "receive"
         )
         #expect(await eventually(timeout: .seconds(60)) { receiver.error().contains("audit query on") || !receiver.isRunning }, "\(receiver.output())")
         let lines = receiver.error().split(separator: "\n")
-        let data = try #require(lines.first { $0.hasPrefix("listening on ") }?.split(separator: " ").last.map(String.init), "\(receiver.output())")
+        // `listening on HOST:PORT`, then what else it serves after a comma.
+        let listening = try #require(lines.first { $0.hasPrefix("listening on ") }, "\(receiver.output())")
+        let data = String(listening.dropFirst("listening on ".count).prefix { $0 != "," })
         let announcement = try #require(lines.first { $0.hasPrefix("audit proxy on ") }, "\(receiver.output())")
         let auditProxy = String(announcement.dropFirst("audit proxy on ".count).prefix { $0 != "," })
         let query = try #require(announcement.split(separator: " ").last.map { String($0.dropLast("/audit/query/minutes".count)) })

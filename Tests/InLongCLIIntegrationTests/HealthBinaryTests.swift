@@ -80,6 +80,61 @@ struct HealthBinaryTests {
         }
     }
 
+    /// `inlong agent --manager` whose Manager (tasks and heartbeats) goes away: `/health` turns 503 once it has not
+    /// answered for `--manager-unreachable-timeout`, naming its address and the cause, and 200 when it is back.
+    @Test func agentsHealthFailsWhileItsManagerIsGoneAndRecoversWhenItIsBack() async throws {
+        let inlong = try inlongExecutable()
+        let port = try unusedPortOutsideEphemeralRange()
+        try await withTemporaryDirectory { directory in
+            let tasks = directory.appendingPathComponent("tasks.json").path
+            try #"{"dataConfigs":[]}"#.write(toFile: tasks, atomically: true, encoding: .utf8)
+            func runManager() async throws -> (DataProxyReceiver, Task<Void, any Error>) {
+                var configuration = DataProxyReceiver.Configuration.loopback
+                var manager = DataProxyManagerServer.Configuration()
+                manager.port = port
+                manager.agentTasksFile = tasks
+                configuration.manager = manager
+                let receiver = DataProxyReceiver(configuration: configuration, sink: InMemorySink())
+                let task = Task { try await receiver.run() }
+                _ = try await receiver.manager!.localAddress()
+                return (receiver, task)
+            }
+            var (receiver, served) = try await runManager()
+            let manager = "http://127.0.0.1:\(port)"
+            let agent = try ChildProcess(
+                inlong,
+                ["agent", "--manager", manager, "--state-dir", directory.appendingPathComponent("state").path,
+                 "--task-interval", "0.2", "--heartbeat-interval", "0.2", "--manager-unreachable-timeout", "1", "--metrics", "127.0.0.1:0"],
+                logs: directory,
+                name: "agent"
+            )
+            defer { agent.signal(SIGKILL) }
+            let metrics = try #require(await Self.metricsPort(of: agent), "\(agent.output())")
+            let health = "http://127.0.0.1:\(metrics)/health"
+            #expect(await eventually { receiver.manager!.agentTasks!.heartbeats > 0 }, "\(agent.output())")
+            #expect(await Self.get(health)?.status == 200, "\(agent.output())")
+
+            receiver.stop()
+            try await served.value
+            var answer: (status: UInt, body: String)?
+            let unhealthy = await eventually {
+                answer = await Self.get(health)
+                return answer?.status == 503
+            }
+            #expect(unhealthy, "\(agent.output())")
+            let body = answer?.body ?? ""
+            #expect(body.hasPrefix("the Manager \(manager) has not answered for "), "\(body)")
+            #expect(body.hasSuffix(": connection refused\n"), "\(body)")
+
+            (receiver, served) = try await runManager()
+            #expect(await eventually { await Self.get(health)?.status == 200 }, "\(agent.output())")
+            agent.signal(SIGTERM)
+            #expect(await agent.waitForExit() == .exit(0), "\(agent.output())")
+            receiver.stop()
+            try await served.value
+        }
+    }
+
     @Test func receivesHealthFailsWhileItsSinkCannotWrite() async throws {
         let inlong = try inlongExecutable()
         try await withTemporaryDirectory { directory in

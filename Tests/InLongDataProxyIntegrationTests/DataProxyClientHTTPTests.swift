@@ -42,6 +42,40 @@ import Testing
         }
     }
 
+    /// With a Manager and no proxies configured, the client asks for the group's HTTP nodes and posts to the HTTP
+    /// port the Manager lists, never to the TCP port it lists for TCP clients.
+    @Test func theManagersHTTPNodesAreUsed() async throws {
+        var receiverConfiguration = Self.receiverConfiguration
+        receiverConfiguration.manager = .init()
+        try await withReceiver(receiverConfiguration) { receiver in
+            let httpPort = try await receiver.httpLocalAddress().port!
+            #expect(receiver.manager!.httpNodes == [.init(ip: "127.0.0.1", port: httpPort)])
+            var manager = DataProxyClient.Configuration.Manager(url: try await receiver.manager!.baseURL(), groups: ["g"])
+            manager.cacheFile = nil
+            var configuration = Self.httpConfiguration(ports: [])
+            configuration.proxies = []
+            configuration.manager = manager
+            let sent = (0..<1_000).map { "r\($0) a+b&c=d%e é" }
+            try await withDataProxyClient(configuration: configuration) { client in
+                let reports = ReportCollector(client)
+                // "late" is met first by the dispatcher, not named at start: discovered on first use.
+                for (index, body) in sent.enumerated() { try await client.send(body, group: index % 2 == 0 ? "g" : "late", stream: "s") }
+                #expect(await client.flush(timeout: .seconds(120)))
+                // Every record ended once, acked. (The counters are read once they caught up with the reports: a
+                // completion counted on another thread may trail the flush.)
+                #expect(await eventually { reports.acked == sent.count })
+                #expect(reports.failed == 0 && reports.duplicateIDs == 0)
+                #expect(reports.seenIDs == Set(0..<UInt64(sent.count)))
+                #expect(await eventually { client.statistics().acked == sent.count })
+                #expect(client.proxies == [Endpoint(host: "127.0.0.1", port: httpPort)])
+                reports.stop()
+            }
+            #expect(receiver.memorySink.records.map { String(buffer: $0.body) }.sorted() == sent.sorted())
+            #expect(receiver.statistics().acceptedConnections == 0)
+            #expect(receiver.manager!.requestCount >= 2)
+        }
+    }
+
     @Test func failingProxiesAreLeftForAnotherExactlyOnce() async throws {
         let refused = ClosedPort()
         var failingConfiguration = Self.receiverConfiguration
@@ -129,10 +163,11 @@ import Testing
         }
     }
 
-    @Test func theHTTPTransportNeedsStaticProxies() async throws {
-        var configuration = DataProxyClient.Configuration(manager: .init(url: "http://127.0.0.1:1/x", groups: ["g"]))
+    @Test func theHTTPTransportNeedsProxiesOrAManager() async throws {
+        var configuration = DataProxyClient.Configuration(proxies: [])
         configuration.transport = .http
         let client = DataProxyClient(configuration: configuration)
-        await #expect(throws: DataProxyError.self) { try await client.run() }
+        let error = await #expect(throws: DataProxyError.self) { try await client.run() }
+        #expect(error?.detail == "the HTTP transport needs at least one proxy, or a Manager")
     }
 }

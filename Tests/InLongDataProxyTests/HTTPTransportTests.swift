@@ -79,6 +79,65 @@ import Testing
         #expect(picker.pick(avoiding: [], now: start + .seconds(2)) == b)
     }
 
+    /// The Manager's answer to `protocolType=HTTP`: nodes it says are HTTP, or of no type, are taken; a TCP node (a
+    /// Manager that ignored the filter) is skipped; only TCP nodes is no answer. TCP parsing takes every node.
+    @Test func managerHTTPNodesAreParsed() throws {
+        let body = #"{"success":true,"errMsg":null,"data":{"clusterId":1,"load":20,"nodeList":[{"id":1,"ip":"10.0.0.1","port":46801,"protocolType":"TCP"},{"id":2,"ip":"10.0.0.1","port":8080,"protocolType":"HTTP"},{"id":3,"ip":"10.0.0.2","port":"8081","protocolType":"http"},{"id":4,"ip":"10.0.0.3","port":8082}]}}"#
+        #if ManagerDiscovery
+        let http = try ProxyDiscovery.parse(body, group: "g", protocolType: "HTTP")
+        #expect(http.endpoints == [Endpoint(host: "10.0.0.1", port: 8080), Endpoint(host: "10.0.0.2", port: 8081), Endpoint(host: "10.0.0.3", port: 8082)])
+        #expect(try ProxyDiscovery.parse(body, group: "g").endpoints.count == 4)
+        let tcpOnly = #"{"success":true,"data":{"clusterId":1,"nodeList":[{"id":1,"ip":"10.0.0.1","port":46801,"protocolType":"TCP"}]}}"#
+        let error = #expect(throws: DataProxyError.self) { try ProxyDiscovery.parse(tcpOnly, group: "g", protocolType: "HTTP") }
+        #expect(error?.detail == "the Manager lists no HTTP proxy for g")
+        #endif
+    }
+
+    /// Routes of the HTTP transport: every proxy without a Manager; with one, a group's own list, else the
+    /// configured proxies as a fallback, else none; a group met without a list is told once.
+    @Test func httpRoutesFollowTheManagersLists() {
+        let configured = Endpoint(host: "c", port: 1)
+        let listed = Endpoint(host: "m", port: 2)
+        var fixed = HTTPRoutes(configured: [configured], discovers: false)
+        let every = fixed.route(for: "g")
+        #expect(every == (.every, false))
+        var routes = HTTPRoutes(configured: [], discovers: true)
+        let first = routes.route(for: "g")
+        let second = routes.route(for: "g")
+        #expect(first == (.none, true))
+        #expect(second == (.none, false))
+        #expect(routes.unrouted == ["g"])
+        let changed = routes.apply([listed], for: "g")
+        let again = routes.apply([listed], for: "g")
+        #expect(changed && !again)
+        let own = routes.route(for: "g")
+        #expect(own == (.among([listed]), false))
+        #expect(routes.unrouted.isEmpty)
+        #expect(routes.isRouted("g"))
+        var fallback = HTTPRoutes(configured: [configured], discovers: true)
+        let before = fallback.route(for: "h")
+        #expect(before == (.among([configured]), true))
+        let applied = fallback.apply([listed], for: "h")
+        #expect(applied)
+        #expect(fallback.endpoints == [configured, listed])
+    }
+
+    /// A pick among a group's proxies never takes another's, and a proxy added later is picked.
+    @Test func pickerPicksAmongCandidatesAndTakesAddedProxies() {
+        let a = Endpoint(host: "a", port: 1)
+        let b = Endpoint(host: "b", port: 1)
+        let now = ContinuousClock.now
+        var picker = HTTPProxyPicker(proxies: [a], maxInFlightPerProxy: 1, pauseAfterFailure: .seconds(1))
+        let none = picker.pick(among: [b], avoiding: [], now: now)
+        #expect(none == nil)
+        picker.add([b, a])
+        #expect(picker.proxies == [a, b])
+        let onB = picker.pick(among: [b], avoiding: [], now: now)
+        let full = picker.pick(among: [b], avoiding: [], now: now)
+        let onA = picker.pick(avoiding: [], now: now)
+        #expect(onB == b && full == nil && onA == a)
+    }
+
     @Test func transportNamesParse() {
         #expect(DataProxyClient.Transport("HTTP") == .http)
         #expect(DataProxyClient.Transport("tcp") == .tcp)

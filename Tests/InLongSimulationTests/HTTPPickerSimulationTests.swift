@@ -5,10 +5,11 @@ import InLongWire
 import Testing
 
 /// Which proxy an HTTP request goes to (``HTTPProxyPicker``) under seeded random schedules on a simulated clock:
-/// picks with random proxies to avoid, requests that end in any order with success or failure, and time passing
-/// across pauses. After every event: the slots in flight are exactly the picks not yet ended, none over its cap;
-/// a pick comes back empty only when every proxy is at its cap; and a pick never takes a worse tier (paused,
-/// avoided) while a better one has room.
+/// picks among random candidates (a group's proxies, or all) with random proxies to avoid, proxies added as a
+/// Manager lists them, requests that end in any order with success or failure, and time passing across pauses.
+/// After every event: the slots in flight are exactly the picks not yet ended, none over its cap; a pick is one of
+/// its candidates, and comes back empty only when every candidate is at its cap; and a pick never takes a worse
+/// tier (paused, avoided) while a better candidate has room.
 final class HTTPPickerSimulation {
     let seed: UInt64
     var random: SplitMix64
@@ -41,6 +42,16 @@ final class HTTPPickerSimulation {
             switch self.random.next() % 10 {
             case 0...4:
                 try self.pick()
+            case 5 where self.picker.proxies.count < 8 && self.random.next() % 4 == 0:
+                // The Manager lists a new proxy (and one already known, which changes nothing).
+                let added = Endpoint(host: "10.0.1.\(self.picker.proxies.count + 1)", port: 8080)
+                let known = self.picker.proxies[Int(self.random.next() % UInt64(self.picker.proxies.count))]
+                self.trace.record("add \(added), \(known)")
+                let before = self.picker.proxies
+                self.picker.add([added, known])
+                if self.picker.proxies != before + [added] {
+                    throw self.violation("add appends the new proxy only", "\(self.picker.proxies)")
+                }
             case 5...7 where !self.outstanding.isEmpty:
                 let index = Int(self.random.next() % UInt64(self.outstanding.count))
                 let proxy = self.outstanding.remove(at: index)
@@ -59,16 +70,21 @@ final class HTTPPickerSimulation {
 
     private func pick() throws {
         let avoiding = Set(self.picker.proxies.filter { _ in self.random.next() % 3 == 0 })
+        // A group's proxies (possibly none known to have room), or every proxy.
+        let candidates: Set<Endpoint>? = self.random.next() % 2 == 0 ? nil : Set(self.picker.proxies.filter { _ in self.random.next() % 2 == 0 })
         // What the best tier with room is before the pick.
-        let roomy = self.picker.proxies.indices.filter { self.picker.inFlight[$0] < self.picker.maxInFlightPerProxy }
+        let roomy = self.picker.proxies.indices.filter { index in
+            self.picker.inFlight[index] < self.picker.maxInFlightPerProxy && (candidates?.contains(self.picker.proxies[index]) ?? true)
+        }
         let bestTier = roomy.map { self.picker.tier($0, avoiding: avoiding, now: self.now) }.min()
-        let picked = self.picker.pick(avoiding: avoiding, now: self.now)
-        self.trace.record("pick avoiding \(avoiding.map(\.host).sorted()) -> \(picked.map(\.description) ?? "none")")
+        let picked = self.picker.pick(among: candidates, avoiding: avoiding, now: self.now)
+        self.trace.record("pick among \(candidates.map { $0.map(\.host).sorted().description } ?? "all") avoiding \(avoiding.map(\.host).sorted()) -> \(picked.map(\.description) ?? "none")")
         guard let picked else {
-            if !roomy.isEmpty { throw self.violation("a pick finds room when a proxy has room", "\(roomy.count) proxies had room") }
+            if !roomy.isEmpty { throw self.violation("a pick finds room when a candidate has room", "\(roomy.count) candidates had room") }
             return
         }
-        guard let bestTier else { throw self.violation("no pick beyond the caps", "picked \(picked) with every proxy full") }
+        if let candidates, !candidates.contains(picked) { throw self.violation("a pick is one of its candidates", "picked \(picked)") }
+        guard let bestTier else { throw self.violation("no pick beyond the caps", "picked \(picked) with every candidate full") }
         let index = self.picker.proxies.firstIndex(of: picked)!
         // The tier is judged before the pick took the slot; tiers do not depend on slots.
         let tier = self.picker.tier(index, avoiding: avoiding, now: self.now)

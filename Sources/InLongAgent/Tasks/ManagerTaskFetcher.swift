@@ -36,6 +36,9 @@ public final class ManagerTaskFetcher: Service, Sendable {
         public var heartbeatInterval: Duration = .seconds(10)
         /// Timeout of one request. Defaults to 30 s (InLong's default).
         public var requestTimeout: Duration = .seconds(30)
+        /// How long the Manager may go without answering (tasks or heartbeats) before ``ManagerTaskFetcher/health()``
+        /// names it: the tasks running go on, but an operator should know. Defaults to 60 s.
+        public var unreachableTimeout: Duration = .seconds(60)
         /// Basic-auth `secretId`/`secretKey`, or `nil`. Defaults to `nil`.
         public var credentials: (secretID: String, secretKey: String)?
         /// The `tenant` header, or `nil`. Defaults to `nil`.
@@ -85,21 +88,34 @@ public final class ManagerTaskFetcher: Service, Sendable {
     public let configuration: Configuration
     let agent: Agent
     let logger: Logger
-    private let state = Mutex((sync: ManagerTaskSync(), statistics: Statistics()))
+    private let state: Mutex<(sync: ManagerTaskSync, statistics: Statistics, reachability: ManagerReachability)>
 
     public init(agent: Agent, configuration: Configuration, logger: Logger = Logger.disabled) {
         self.agent = agent
         self.configuration = configuration
         self.logger = logger
+        let reachability = ManagerReachability(managerURL: configuration.managerURL, timeout: configuration.unreachableTimeout, now: .now)
+        self.state = Mutex((sync: ManagerTaskSync(), statistics: Statistics(), reachability: reachability))
     }
 
     public func statistics() -> Statistics { self.state.withLock { $0.statistics } }
+
+    /// Why the agent is unhealthy on the Manager's account, for `/health`: the Manager has not answered for longer
+    /// than ``Configuration-swift.struct/unreachableTimeout`` (since the start, or its last answer), named with its
+    /// address and the last failure's cause; `nil` otherwise.
+    public func health() -> String? {
+        self.state.withLock { $0.reachability.problem(now: .now) }
+    }
 
     /// Asks for the tasks, then again every interval, and reports heartbeats, until a graceful shutdown or
     /// cancellation.
     public func run() async throws {
         #if ManagerDiscovery
-        let client = HTTPClient(eventLoopGroupProvider: .shared(self.agent.eventLoopGroup), configuration: self.configuration.httpClientConfiguration)
+        var http = self.configuration.httpClientConfiguration
+        // A Manager that cannot be reached fails the request at once (the next interval tries again), with the
+        // cause, rather than after the request timeout of the pool's reconnects.
+        http.connectionPool.retryConnectionEstablishment = false
+        let client = HTTPClient(eventLoopGroupProvider: .shared(self.agent.eventLoopGroup), configuration: http)
         await withDiscardingTaskGroup { group in
             group.addTask { await self.every(self.configuration.fetchInterval) { await self.fetch(client) } }
             group.addTask { await self.every(self.configuration.heartbeatInterval) { await self.reportHeartbeat(client) } }
@@ -130,6 +146,7 @@ public final class ManagerTaskFetcher: Service, Sendable {
             let update = self.state.withLock { state in
                 state.statistics.fetches += 1
                 state.statistics.lastError = nil
+                state.reachability.answered(now: .now)
                 let update = state.sync.received(result)
                 state.statistics.applied = state.sync.applied
                 return update
@@ -160,7 +177,10 @@ public final class ManagerTaskFetcher: Service, Sendable {
             let body = try await self.post(client, path: ManagerAgentMessages.heartbeatPath, JSONEncoder().encode(heartbeat))
             let envelope = try JSONDecoder().decode(ManagerAgentMessages.Envelope<Bool>.self, from: Data(body))
             guard envelope.success else { throw ManagerTaskError("the Manager refused the heartbeat: \(envelope.errMsg ?? "no reason given")") }
-            self.state.withLock { $0.statistics.heartbeats += 1 }
+            self.state.withLock { state in
+                state.statistics.heartbeats += 1
+                state.reachability.answered(now: .now)
+            }
         } catch {
             self.failed(error, heartbeat: true)
         }
@@ -168,13 +188,16 @@ public final class ManagerTaskFetcher: Service, Sendable {
 
     private func failed(_ error: any Error, heartbeat: Bool) {
         guard !(error is CancellationError) else { return }
+        // The cause in a few plain words ("connection refused"), not the HTTP client's dump.
+        let cause = TransportError.plainCause(error)
         let first = self.state.withLock { state in
             if heartbeat { state.statistics.heartbeatFailures += 1 } else { state.statistics.failures += 1 }
-            defer { state.statistics.lastError = "\(error)" }
+            defer { state.statistics.lastError = cause }
+            state.reachability.failed(cause)
             return state.statistics.lastError == nil
         }
         // Said once at warning until a request succeeds again: a Manager that is down keeps the tasks as they are.
-        self.logger.log(level: first ? .warning : .debug, "cannot reach the Manager; the tasks running go on", metadata: ["inlong.error": "\(error)"])
+        self.logger.log(level: first ? .warning : .debug, "cannot reach the Manager; the tasks running go on", metadata: ["inlong.error": "\(cause)"])
     }
 
     private func post(_ client: HTTPClient, path: String, _ body: Data) async throws -> [UInt8] {

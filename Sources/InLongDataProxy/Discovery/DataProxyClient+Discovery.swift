@@ -11,6 +11,9 @@ extension DataProxyClient {
     /// steps it waits for a wake-up: the router meeting a group without proxies, or the clock reaching the
     /// schedule's next step.
     func discoveryLoop(_ discovery: ProxyDiscovery) async {
+        var discovery = discovery
+        // The HTTP transport asks for the proxies' HTTP nodes.
+        if self.httpTransport != nil { discovery.protocolType = "HTTP" }
         let manager = discovery.configuration
         var schedule = DiscoverySchedule(
             groups: manager.groups,
@@ -24,7 +27,7 @@ extension DataProxyClient {
         var lastErrors: [String: any Error] = [:]
         while !Task.isCancelled {
             // Groups met by the dispatcher with no proxies of their own.
-            schedule.met(self.router.unroutedGroups, now: .now)
+            schedule.met(self.httpTransport?.unroutedGroups ?? self.router.unroutedGroups, now: .now)
             switch schedule.next(now: .now) {
             case .ask(let group, _, _):
                 switch await discovery.ask(group: group) {
@@ -43,7 +46,7 @@ extension DataProxyClient {
                 case .failure(let error):
                     lastErrors[group] = error
                     // Told at the first failed request, not after the last: an operator waits for it.
-                    if !self.router.isRouted(group) { self.setDiscoveryError(Self.noProxies(manager, group, error)) }
+                    if !self.isRouted(group) { self.setDiscoveryError(Self.noProxies(manager, group, error)) }
                     if schedule.answered(group, found: false, now: .now) == .gaveUp {
                         self.askFailed(group, error: error, manager: manager)
                     }
@@ -59,8 +62,9 @@ extension DataProxyClient {
                     self.askFailed(group, error: error, manager: manager)
                 }
             case .replaceFailingProxies:
-                // A proxy the Manager still lists but the router avoids gives its slot to a spare.
-                if self.router.replaceFailingProxies() {
+                // A proxy the Manager still lists but the router avoids gives its slot to a spare. (Over HTTP every
+                // listed proxy is in use, and the picker passes over a failing one.)
+                if self.httpTransport == nil, self.router.replaceFailingProxies() {
                     let endpoints = self.router.endpoints
                     self.logger.notice("failing proxies replaced by spares", metadata: ["inlong.proxies": "\(endpoints)"])
                     self.withMachineState { $0.proxiesChanged(endpoints) }
@@ -78,10 +82,11 @@ extension DataProxyClient {
 
     /// Routes `group` to the proxies found for it.
     private func found(_ list: ProxyList, for group: String) {
-        if self.router.apply(list, for: group) {
+        let changed = self.httpTransport.map { $0.apply(list.endpoints, for: group) } ?? self.router.apply(list, for: group)
+        if changed {
             self.logger.info("proxies updated", metadata: ["inlong.group": "\(group)", "inlong.proxies": "\(list.endpoints)"])
         }
-        let endpoints = self.router.endpoints
+        let endpoints = self.httpTransport?.proxies ?? self.router.endpoints
         self.modifyState { state in
             state.machine.proxiesChanged(endpoints)
             if let length = list.maxPacketLength { self.applyFrameLimit(length, to: &state.machine) }
@@ -94,7 +99,7 @@ extension DataProxyClient {
     /// An ask ended with no proxies: said once at warning while the same failure goes on, each time after it at
     /// debug.
     private func askFailed(_ group: String, error: any Error, manager: Configuration.Manager) {
-        let routed = self.router.isRouted(group)
+        let routed = self.isRouted(group)
         let message = routed ? "proxy refresh failed; keeping the group's proxies" : "no proxy found yet"
         let repeated = self.modifyState { state in
             let said = "\(message): \(error)"
@@ -107,6 +112,11 @@ extension DataProxyClient {
             "\(message)",
             metadata: ["inlong.group": "\(group)", "inlong.manager": "\(manager.url)", "inlong.error": "\(error)"]
         )
+    }
+
+    /// Whether `group` has proxies of its own, from the Manager.
+    private func isRouted(_ group: String) -> Bool {
+        self.httpTransport?.isRouted(group) ?? self.router.isRouted(group)
     }
 
     private func setDiscoveryError(_ error: String) {

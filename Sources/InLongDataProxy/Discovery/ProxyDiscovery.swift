@@ -17,6 +17,9 @@ struct ProxyDiscovery: Sendable {
     let configuration: DataProxyClient.Configuration.Manager
     let httpClient: HTTPClient
     let logger: Logger
+    /// The nodes asked for: `TCP` (DataProxy's TCP port) or `HTTP` (its HTTP API), as the Manager's
+    /// `protocolType` filter names them.
+    var protocolType = "TCP"
 
     private struct Reply: Decodable {
         struct Payload: Decodable {
@@ -54,8 +57,10 @@ struct ProxyDiscovery: Sendable {
         var data: Payload?
     }
 
-    /// Parses a Manager reply; throws for a failure, malformed JSON, or an empty node list.
-    static func parse(_ body: String, group: String) throws -> ProxyList {
+    /// Parses a Manager reply; throws for a failure, malformed JSON, or an empty node list. For `HTTP` nodes, a
+    /// node the Manager says is of another protocol is skipped (a Manager that ignores the filter would hand out
+    /// TCP ports); a node with no type is taken, as for TCP.
+    static func parse(_ body: String, group: String, protocolType: String = "TCP") throws -> ProxyList {
         let reply: Reply
         do {
             reply = try JSONDecoder().decode(Reply.self, from: Data(body.utf8))
@@ -66,9 +71,13 @@ struct ProxyDiscovery: Sendable {
             throw DataProxyError(.discoveryFailed, "the Manager refused \(group): \(reply.errMsg ?? "no message")", isRetriable: true, group: group)
         }
         // Like the C++ and Java SDKs, skip nodes without an id.
-        let listed = (reply.data?.nodeList ?? []).filter { $0.id != nil && (1...65535).contains($0.port.value) }
+        let listed = (reply.data?.nodeList ?? []).filter { node in
+            node.id != nil && (1...65535).contains(node.port.value)
+                && (protocolType == "TCP" || node.protocolType.map { $0.uppercased() == protocolType } ?? true)
+        }
         guard !listed.isEmpty else {
-            throw DataProxyError(.discoveryFailed, "the Manager lists no proxy for \(group)", isRetriable: true, group: group)
+            let nodes = protocolType == "TCP" ? "proxy" : "\(protocolType) proxy"
+            throw DataProxyError(.discoveryFailed, "the Manager lists no \(nodes) for \(group)", isRetriable: true, group: group)
         }
         let maxPacketLength = reply.data?.maxPacketLength.flatMap { $0 > 0 ? $0 : nil }
         return ProxyList(
@@ -100,7 +109,7 @@ struct ProxyDiscovery: Sendable {
     func ask(group: String) async -> Result<(ProxyList, String), any Error> {
         do {
             let body = try await self.request(group: group)
-            return .success((try Self.parse(body, group: group), body))
+            return .success((try Self.parse(body, group: group, protocolType: self.protocolType), body))
         } catch {
             if !(error is CancellationError) {
                 self.logger.debug("Manager request failed", metadata: ["inlong.group": "\(group)", "inlong.error": "\(error)"])
@@ -117,7 +126,7 @@ struct ProxyDiscovery: Sendable {
             request.headers.add(name: "Authorization", value: ManagerAuthorization.basic(secretID: credentials.secretID, secretKey: credentials.secretKey))
         }
         if let tenant = self.configuration.tenant { request.headers.add(name: "tenant", value: tenant) }
-        request.body = .bytes(ByteBuffer(string: "protocolType=TCP"))
+        request.body = .bytes(ByteBuffer(string: "protocolType=\(self.protocolType)"))
         let response = try await self.httpClient.execute(request, timeout: .init(self.configuration.requestTimeout))
         let body = try await response.body.collect(upTo: 4 << 20)
         guard response.status == .ok else {
@@ -148,11 +157,17 @@ struct ProxyDiscovery: Sendable {
 
     /// Stores a group's reply, atomically and durably (``AtomicFile``): a crash never leaves half a file, and
     /// writers never take each other's temporary file.
+    /// The key of `group`'s reply in the cache: the group for TCP nodes (as before HTTP), `HTTP:group` for HTTP
+    /// nodes, so that clients of both transports can share one file.
+    private func cacheKey(_ group: String) -> String {
+        self.protocolType == "TCP" ? group : "\(self.protocolType):\(group)"
+    }
+
     func writeCache(group: String, reply: String) {
         guard let path = self.configuration.cacheFile else { return }
         Self.cacheWriters.withLock { _ in
             var cache = self.readCache()
-            cache[group] = reply
+            cache[self.cacheKey(group)] = reply
             do {
                 try FileManager.default.createDirectory(atPath: AtomicFile.directory(of: path), withIntermediateDirectories: true)
                 AtomicFile.removeLeftovers(of: path)
@@ -165,7 +180,7 @@ struct ProxyDiscovery: Sendable {
 
     /// `group`'s cached proxy list, if the cache has a valid one.
     func cachedList(group: String) -> ProxyList? {
-        self.readCache()[group].flatMap { try? Self.parse($0, group: group) }
+        self.readCache()[self.cacheKey(group)].flatMap { try? Self.parse($0, group: group, protocolType: self.protocolType) }
     }
 }
 

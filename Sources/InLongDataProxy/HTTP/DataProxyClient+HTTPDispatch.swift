@@ -4,17 +4,27 @@ import NIOCore
 /// Sending ready jobs over DataProxy's HTTP API: the same jobs, outcomes and machine as the TCP path; a job's
 /// batch is posted as one form instead of written as one type-7 frame.
 extension DataProxyClient {
-    /// Posts one job; `false` when every proxy has its cap of requests in flight (the job is back in the queue,
-    /// and the end of a request wakes the dispatcher).
+    /// Posts one job; `false` when every proxy of its group has its cap of requests in flight (the job is back in
+    /// the queue, and the end of a request wakes the dispatcher). A job whose group has no proxy yet waits for the
+    /// Manager apart, as on TCP.
     func dispatchOverHTTP(
         _ job: DeliveryJob,
         avoiding: Set<Endpoint>,
         transport: HTTPBatchTransport,
         group: inout DiscardingTaskGroup
     ) -> Bool {
-        guard let proxy = transport.pick(avoiding: avoiding) else {
+        let proxy: Endpoint
+        switch transport.pick(group: job.batch.key.group, avoiding: avoiding) {
+        case .noRoute(let newlyUnrouted):
+            if newlyUnrouted { self.discoveryWake.yield() }
+            self.withMachine { ((), $0.awaitRoute(job)) }
+            return true
+        case .full:
             self.withMachine { ((), $0.notSubmitted(job, spentBlock: nil)) }
             return false
+        case .picked(let picked, let newlyUnrouted):
+            if newlyUnrouted { self.discoveryWake.yield() }
+            proxy = picked
         }
         let form: ByteBuffer
         do {

@@ -1,3 +1,7 @@
+#if ManagerDiscovery
+public import NIOSSL
+#endif
+
 extension DataProxyClient {
     /// How batches travel to the proxies: DataProxy's TCP protocol (type-7 messages over persistent connections),
     /// or its HTTP API (form posts to `/dataproxy/message`, as InLong's Java SDK sends), for networks where only
@@ -9,7 +13,9 @@ extension DataProxyClient {
 
         /// DataProxy's TCP protocol.
         public static let tcp = Transport(base: .tcp)
-        /// DataProxy's HTTP API: ``Configuration/proxies`` name the proxies' HTTP ports. Needs the package trait
+        /// DataProxy's HTTP API: ``Configuration/proxies`` name the proxies' HTTP ports; with a
+        /// ``Configuration/manager``, the client asks it for the group's HTTP nodes (`protocolType=HTTP`), and
+        /// takes only nodes it lists as HTTP (or with no type). Needs the package trait
         /// `ManagerDiscovery` (which brings the HTTP client); without it, `run()` refuses it with
         /// `invalidConfiguration`. Records must not hold `\n` (the API's record separator) nor attributes of
         /// their own; such a batch fails with `invalidArgument`. Message attributes given to `send` are not sent,
@@ -48,6 +54,12 @@ extension DataProxyClient.Configuration {
         public var pauseAfterFailure: Duration = .seconds(1)
         /// Whether requests go over `https://`. Defaults to `false`.
         public var useTLS = false
+        #if ManagerDiscovery
+        /// TLS of `https://` requests (``useTLS``): the roots to trust, a client certificate and key, how the
+        /// proxy's certificate is checked. `nil` (the default) trusts the system's roots and checks the chain and
+        /// the host name. The `proxy.tls.*` settings fill it.
+        public var tlsConfiguration: TLSConfiguration?
+        #endif
 
         public init() {}
     }
@@ -55,7 +67,7 @@ extension DataProxyClient.Configuration {
 
 extension DataProxyClient {
     /// Why the configured transport cannot run, or `nil`: the HTTP transport needs AsyncHTTPClient (the trait
-    /// `ManagerDiscovery`) and static proxies (the Manager lists TCP ports).
+    /// `ManagerDiscovery`) and proxies, configured or from a Manager.
     func transportConfigurationError() -> DataProxyError? {
         guard self.configuration.transport == .http else { return nil }
         #if !ManagerDiscovery
@@ -64,11 +76,8 @@ extension DataProxyClient {
             "the HTTP transport needs AsyncHTTPClient: enable swift-inlong's package trait 'ManagerDiscovery'"
         )
         #else
-        if self.configuration.manager != nil {
-            return DataProxyError(.invalidConfiguration, "the HTTP transport sends to configured proxies only, not to those a Manager lists")
-        }
-        if self.configuration.proxies.isEmpty {
-            return DataProxyError(.invalidConfiguration, "the HTTP transport needs at least one proxy")
+        if self.configuration.manager == nil, self.configuration.proxies.isEmpty {
+            return DataProxyError(.invalidConfiguration, "the HTTP transport needs at least one proxy, or a Manager")
         }
         return nil
         #endif

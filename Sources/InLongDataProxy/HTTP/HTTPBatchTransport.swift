@@ -1,6 +1,8 @@
 #if ManagerDiscovery
 import AsyncHTTPClient
+import InLongTransportTLS
 import NIOHTTP1
+import NIOSSL
 #endif
 import InLongTransport
 import InLongWire
@@ -17,8 +19,13 @@ import Glibc
 /// AsyncHTTPClient's keep-alive connections, and says how it ended. The picker's lock is held for a pick or an
 /// end only.
 final class HTTPBatchTransport: Sendable {
-    let proxies: [Endpoint]
-    private let picker: Mutex<HTTPProxyPicker>
+    /// Where the next request goes: the picker's slots and pauses, and each group's proxies.
+    private struct State {
+        var picker: HTTPProxyPicker
+        var routes: HTTPRoutes
+    }
+
+    private let state: Mutex<State>
     private let client: Mutex<HTTPClient?> = Mutex(nil)
     /// Per proxy, why its last request did not get DataProxy's answer (`nil`: it did, or none was sent yet).
     private let failures: Mutex<[Endpoint: String]> = Mutex([:])
@@ -27,17 +34,22 @@ final class HTTPBatchTransport: Sendable {
     private let connection: DataProxyClient.Configuration.Connection
 
     init(configuration: DataProxyClient.Configuration) {
-        self.proxies = configuration.proxies
         self.settings = configuration.http
         self.connection = configuration.connection
-        self.picker = Mutex(
-            HTTPProxyPicker(
-                proxies: configuration.proxies,
-                maxInFlightPerProxy: configuration.http.maxRequestsPerProxy,
-                pauseAfterFailure: configuration.http.pauseAfterFailure
+        self.state = Mutex(
+            State(
+                picker: HTTPProxyPicker(
+                    proxies: configuration.proxies,
+                    maxInFlightPerProxy: configuration.http.maxRequestsPerProxy,
+                    pauseAfterFailure: configuration.http.pauseAfterFailure
+                ),
+                routes: HTTPRoutes(configured: configuration.proxies, discovers: configuration.manager != nil)
             )
         )
     }
+
+    /// Every proxy a request may go to now.
+    var proxies: [Endpoint] { self.state.withLock { $0.routes.endpoints } }
 
     /// Makes the HTTP client; ``shutdown()`` ends it.
     func start(eventLoopGroup: any EventLoopGroup) {
@@ -48,6 +60,9 @@ final class HTTPBatchTransport: Sendable {
         // A proxy that cannot be reached fails its requests at once: the delivery machine retries them on another
         // proxy with its own backoff, instead of each waiting for the pool's reconnects until the request timeout.
         configuration.connectionPool.retryConnectionEstablishment = false
+        if self.settings.useTLS {
+            configuration.tlsConfiguration = self.settings.tlsConfiguration ?? TLSConfiguration.makeClientConfiguration()
+        }
         let client = HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration)
         self.client.withLock { $0 = client }
     }
@@ -57,14 +72,38 @@ final class HTTPBatchTransport: Sendable {
         try? await client.shutdown()
     }
 
-    /// Takes a request slot on the best proxy with room, or `nil` when every proxy is at its cap.
-    func pick(avoiding: Set<Endpoint>) -> Endpoint? {
-        self.picker.withLock { $0.pick(avoiding: avoiding, now: .now) }
+    /// Takes a request slot on the best proxy with room among `group`'s.
+    func pick(group: String, avoiding: Set<Endpoint>) -> HTTPPick {
+        self.state.withLock { state in
+            let (route, newlyUnrouted) = state.routes.route(for: group)
+            let candidates: Set<Endpoint>?
+            switch route {
+            case .every: candidates = nil
+            case .among(let endpoints): candidates = endpoints
+            case .none: return .noRoute(newlyUnrouted: newlyUnrouted)
+            }
+            guard let proxy = state.picker.pick(among: candidates, avoiding: avoiding, now: .now) else { return .full }
+            return .picked(proxy, newlyUnrouted: newlyUnrouted)
+        }
     }
+
+    /// The Manager listed `endpoints` for `group`; returns whether its proxies changed.
+    func apply(_ endpoints: [Endpoint], for group: String) -> Bool {
+        self.state.withLock { state in
+            state.picker.add(endpoints)
+            return state.routes.apply(endpoints, for: group)
+        }
+    }
+
+    /// Whether the Manager listed proxies for `group`.
+    func isRouted(_ group: String) -> Bool { self.state.withLock { $0.routes.isRouted(group) } }
+
+    /// Groups met with no list of their own yet.
+    var unroutedGroups: [String] { self.state.withLock { Array($0.routes.unrouted) } }
 
     /// Frees the slot a request held; a failure pauses the proxy.
     func finished(_ proxy: Endpoint, succeeded: Bool) {
-        self.picker.withLock { $0.finished(proxy, succeeded: succeeded, now: .now) }
+        self.state.withLock { $0.picker.finished(proxy, succeeded: succeeded, now: .now) }
     }
 
     /// What the statistics say of the proxies: those whose last request got DataProxy's answer (or that had none
@@ -133,6 +172,10 @@ final class HTTPBatchTransport: Sendable {
             }
         }
         if Self.isConnectFailure(error) { return TransportError(.connectFailed, endpoint: proxy, underlying: error) }
+        // A failed handshake: nothing was sent; the cause in plain words ("certificate verify failed").
+        if error is NIOSSLError || error is BoringSSLError {
+            return TransportError(.connectFailed, endpoint: proxy, underlying: TLSHandshakeError(underlying: error))
+        }
         if error is CancellationError { return TransportError(.cancelled, mayHaveBeenDelivered: true, endpoint: proxy) }
         return TransportError(.connectionClosed, mayHaveBeenDelivered: true, endpoint: proxy, underlying: SendableDescription(error))
     }
@@ -149,19 +192,23 @@ final class HTTPBatchTransport: Sendable {
 /// The HTTP transport needs AsyncHTTPClient, which comes with the trait `ManagerDiscovery`; without it `run()`
 /// refuses ``DataProxyClient/Transport/http`` before anything is sent, so none of this is reached.
 final class HTTPBatchTransport: Sendable {
-    let proxies: [Endpoint]
+    init(configuration: DataProxyClient.Configuration) {}
 
-    init(configuration: DataProxyClient.Configuration) {
-        self.proxies = configuration.proxies
-    }
+    var proxies: [Endpoint] { [] }
 
     func start(eventLoopGroup: any EventLoopGroup) {}
 
     func shutdown() async {}
 
-    func pick(avoiding: Set<Endpoint>) -> Endpoint? {
+    func pick(group: String, avoiding: Set<Endpoint>) -> HTTPPick {
         preconditionFailure("the HTTP transport is refused without the trait ManagerDiscovery")
     }
+
+    func apply(_ endpoints: [Endpoint], for group: String) -> Bool { false }
+
+    func isRouted(_ group: String) -> Bool { false }
+
+    var unroutedGroups: [String] { [] }
 
     func finished(_ proxy: Endpoint, succeeded: Bool) {}
 
@@ -172,6 +219,17 @@ final class HTTPBatchTransport: Sendable {
     }
 }
 #endif
+
+/// Where the HTTP transport's next request goes.
+enum HTTPPick: Sendable {
+    /// A slot on this proxy is taken; `newlyUnrouted`: its group was met for the first time without proxies of its
+    /// own (it went to a configured one), so discovery looks for it.
+    case picked(Endpoint, newlyUnrouted: Bool)
+    /// Every proxy of the group has its cap of requests in flight.
+    case full
+    /// The group has no proxy yet: its batches wait for the Manager.
+    case noRoute(newlyUnrouted: Bool)
+}
 
 /// An error reduced to its description, for errors that are not `Sendable`.
 struct SendableDescription: Error, Sendable, CustomStringConvertible {

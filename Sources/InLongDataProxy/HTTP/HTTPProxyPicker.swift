@@ -8,20 +8,33 @@ import InLongTransport
 /// A pick goes round-robin among the best tier with room: healthy and not avoided, then healthy but avoided (the
 /// proxy a retry should leave), then paused (earliest resume first), then paused and avoided; so that a request
 /// goes somewhere whenever any proxy has room, and never waits for a pause to end.
+///
+/// Proxies the Manager lists are added as they appear and never forgotten (a request may still be in flight to
+/// one it no longer lists); a pick is among the candidates given (a group's proxies), or among all.
 struct HTTPProxyPicker: Sendable {
-    let proxies: [Endpoint]
     let maxInFlightPerProxy: Int
     let pauseAfterFailure: Duration
+    private(set) var proxies: [Endpoint]
     private(set) var inFlight: [Int]
     private(set) var pausedUntil: [ContinuousClock.Instant?]
     private var cursor = 0
 
     init(proxies: [Endpoint], maxInFlightPerProxy: Int, pauseAfterFailure: Duration) {
-        self.proxies = proxies
+        self.proxies = []
         self.maxInFlightPerProxy = max(1, maxInFlightPerProxy)
         self.pauseAfterFailure = pauseAfterFailure
-        self.inFlight = Array(repeating: 0, count: proxies.count)
-        self.pausedUntil = Array(repeating: nil, count: proxies.count)
+        self.inFlight = []
+        self.pausedUntil = []
+        self.add(proxies)
+    }
+
+    /// Adds the proxies not known yet, with no request in flight and no pause.
+    mutating func add(_ proxies: [Endpoint]) {
+        for proxy in proxies where !self.proxies.contains(proxy) {
+            self.proxies.append(proxy)
+            self.inFlight.append(0)
+            self.pausedUntil.append(nil)
+        }
     }
 
     /// The tier of proxy `index` now: lower is better.
@@ -31,13 +44,15 @@ struct HTTPProxyPicker: Sendable {
         return (paused ? 2 : 0) + (avoided ? 1 : 0)
     }
 
-    /// Takes a slot on the best proxy with room, or `nil` when every proxy has its cap of requests in flight.
-    mutating func pick(avoiding: Set<Endpoint>, now: ContinuousClock.Instant) -> Endpoint? {
+    /// Takes a slot on the best proxy with room among `candidates` (`nil`: every proxy), or `nil` when each of them
+    /// has its cap of requests in flight.
+    mutating func pick(among candidates: Set<Endpoint>? = nil, avoiding: Set<Endpoint>, now: ContinuousClock.Instant) -> Endpoint? {
         var best: (index: Int, tier: Int, resume: ContinuousClock.Instant?)?
         let count = self.proxies.count
         for step in 0..<count {
             let index = (self.cursor + step) % count
             guard self.inFlight[index] < self.maxInFlightPerProxy else { continue }
+            if let candidates, !candidates.contains(self.proxies[index]) { continue }
             let tier = self.tier(index, avoiding: avoiding, now: now)
             let resume = tier >= 2 ? self.pausedUntil[index] : nil
             if let current = best {

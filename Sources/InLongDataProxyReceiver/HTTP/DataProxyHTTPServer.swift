@@ -1,9 +1,11 @@
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
 import InLongWire
 import Logging
 import NIOCore
+import NIOSSL
 import ServiceLifecycle
 
 /// A request's context with the client's address, which the answers and the sink's messages name.
@@ -25,12 +27,25 @@ final class DataProxyHTTPServer: Service, Sendable {
     private let core: ReceiverCore
     private let host: String
     private let port: Int
+    private let tlsConfiguration: TLSConfiguration?
     private let processor: HTTPMessageProcessor
     private let eventLoopGroup: any EventLoopGroup
     let address = ListeningAddress()
 
-    init(core: ReceiverCore, host: String, port: Int, eventLoopGroup: any EventLoopGroup) {
+    /// Told the address once the server listens, before anyone else learns it.
+    private let listening: @Sendable (SocketAddress) -> Void
+
+    init(
+        core: ReceiverCore,
+        host: String,
+        port: Int,
+        tlsConfiguration: TLSConfiguration?,
+        eventLoopGroup: any EventLoopGroup,
+        listening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
+    ) {
         self.core = core
+        self.listening = listening
+        self.tlsConfiguration = tlsConfiguration
         self.eventLoopGroup = eventLoopGroup
         self.host = host
         self.port = port
@@ -44,11 +59,14 @@ final class DataProxyHTTPServer: Service, Sendable {
         let responder = CallbackResponder<HTTPSourceContext> { request, context in
             await self.respond(to: request, context: context)
         }
+        let server: HTTPServerBuilder = try self.tlsConfiguration.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1()
         let application = Application(
             responder: responder,
+            server: server,
             configuration: .init(address: .hostname(self.host, port: self.port)),
             onServerRunning: { channel in
                 guard let address = channel.localAddress else { return }
+                self.listening(address)
                 self.address.settle(.success(address))
             },
             eventLoopGroupProvider: .shared(self.eventLoopGroup),

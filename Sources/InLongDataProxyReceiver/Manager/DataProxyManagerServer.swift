@@ -19,6 +19,9 @@ public final class DataProxyManagerServer: Service, Sendable {
     /// The path prefix; the group id follows it.
     public static let pathPrefix = "/inlong/manager/openapi/dataproxy/getIpList"
 
+    /// The path of the audit proxy list (`GET`, `?component=…`), as InLong's audit SDK asks it.
+    public static let auditProxyPath = "/inlong/manager/openapi/audit/getAuditProxy"
+
     /// How the endpoint listens and what it answers.
     public struct Configuration: Sendable {
         /// The address to listen on. Defaults to `127.0.0.1`.
@@ -102,6 +105,8 @@ public final class DataProxyManagerServer: Service, Sendable {
 
     private struct State {
         var nodes: [Node]
+        var httpNodes: [Node] = []
+        var auditProxies: [Node] = []
         var fault = Fault.none
         var groups: [String: GroupAnswer] = [:]
     }
@@ -134,6 +139,19 @@ public final class DataProxyManagerServer: Service, Sendable {
     /// Replaces the nodes answered.
     public func setNodes(_ nodes: [Node]) { self.modify { $0.nodes = nodes } }
 
+    /// The nodes answered for `protocolType=HTTP` (DataProxy's HTTP API), to every group.
+    public var httpNodes: [Node] { self.modify { $0.httpNodes } }
+
+    /// Replaces the nodes answered for `protocolType=HTTP` (none at first: such a request is answered with no
+    /// node, as the Manager does for a cluster without HTTP nodes).
+    public func setHTTPNodes(_ nodes: [Node]) { self.modify { $0.httpNodes = nodes } }
+
+    /// The audit proxies answered at ``auditProxyPath`` (to every component).
+    public var auditProxies: [Node] { self.modify { $0.auditProxies } }
+
+    /// Replaces the audit proxies answered (none at first: an empty list, which the audit SDK asks again after).
+    public func setAuditProxies(_ proxies: [Node]) { self.modify { $0.auditProxies = proxies } }
+
     /// Sets the fault injected into every following answer.
     public func setFault(_ fault: Fault) { self.modify { $0.fault = fault } }
 
@@ -165,6 +183,13 @@ public final class DataProxyManagerServer: Service, Sendable {
         router.post("\(Self.pathPrefix)/:groupId") { request, context -> Response in
             try await self.respond(to: request, context: context)
         }
+        router.get(RouterPath(Self.auditProxyPath)) { request, _ -> Response in
+            self.requests.add(1, ordering: .relaxed)
+            if let denied = self.refusal(request) { return denied }
+            // `Response<List<AuditProxy>>`: each proxy's host and port.
+            let proxies = self.modify { $0.auditProxies }.map { #"{"host":"\#($0.ip)","port":\#($0.port)}"# }
+            return Self.json(.ok, #"{"success":true,"errMsg":null,"data":[\#(proxies.joined(separator: ","))]}"#)
+        }
         if let agentTasks = self.agentTasks { self.route(agentTasks, on: router) }
         let server: HTTPServerBuilder = try self.configuration.tlsConfiguration.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1()
         let application = Application(
@@ -187,8 +212,8 @@ public final class DataProxyManagerServer: Service, Sendable {
         }
     }
 
-    private func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
-        self.requests.add(1, ordering: .relaxed)
+    /// The answer to a request without the configured credentials or tenant, or `nil` when it has them.
+    private func refusal(_ request: Request) -> Response? {
         if let credentials = self.configuration.credentials {
             let expected = ManagerAuthorization.basic(secretID: credentials.secretID, secretKey: credentials.secretKey)
             guard request.headers[.authorization] == expected else {
@@ -200,6 +225,12 @@ public final class DataProxyManagerServer: Service, Sendable {
                 return Self.json(.forbidden, #"{"success":false,"errMsg":"tenant is required","data":null}"#)
             }
         }
+        return nil
+    }
+
+    private func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
+        self.requests.add(1, ordering: .relaxed)
+        if let denied = self.refusal(request) { return denied }
         let group = context.parameters.get("groupId") ?? ""
         var request = request
         let body = try await request.collectBody(upTo: 64 << 10)
@@ -208,9 +239,9 @@ public final class DataProxyManagerServer: Service, Sendable {
             let parts = pair.split(separator: "=", maxSplits: 1)
             if parts.count == 2, parts[0] == "protocolType" { protocolType = String(parts[1]) }
         }
-        let (fault, nodes, clusterID) = self.modify { state in
-            if let answer = state.groups[group] { return (answer.fault, answer.nodes, answer.clusterID) }
-            return (state.fault, state.nodes, self.configuration.clusterID)
+        let (fault, nodes, httpNodes, clusterID) = self.modify { state in
+            if let answer = state.groups[group] { return (answer.fault, answer.nodes, state.httpNodes, answer.clusterID) }
+            return (state.fault, state.nodes, state.httpNodes, self.configuration.clusterID)
         }
         switch fault {
         case .none: break
@@ -222,16 +253,18 @@ public final class DataProxyManagerServer: Service, Sendable {
         if let knownGroups = self.configuration.knownGroups, !knownGroups.contains(group) {
             return Self.json(.ok, Self.failure("inlong group \(group) not found"))
         }
-        if let protocolType, protocolType.uppercased() != "TCP" {
-            return Self.json(.ok, self.payload(nodes: nil, clusterID: clusterID))
+        // The Manager filters its nodes by the protocol asked for; none asked lists the TCP nodes.
+        switch protocolType?.uppercased() ?? "TCP" {
+        case "TCP": return Self.json(.ok, self.payload(nodes: nodes.isEmpty ? nil : nodes, clusterID: clusterID))
+        case "HTTP": return Self.json(.ok, self.payload(nodes: httpNodes.isEmpty ? nil : httpNodes, clusterID: clusterID, protocolType: "HTTP"))
+        default: return Self.json(.ok, self.payload(nodes: nil, clusterID: clusterID))
         }
-        return Self.json(.ok, self.payload(nodes: nodes.isEmpty ? nil : nodes, clusterID: clusterID))
     }
 
-    private func payload(nodes: [Node]?, clusterID: Int) -> String {
+    private func payload(nodes: [Node]?, clusterID: Int, protocolType: String = "TCP") -> String {
         let list = nodes.map { nodes in
             "[" + nodes.enumerated().map { index, node in
-                #"{"id":\#(index + 1),"ip":"\#(node.ip)","port":\#(node.port),"protocolType":"TCP","nodeLoad":\#(node.load.map(String.init) ?? "null")}"#
+                #"{"id":\#(index + 1),"ip":"\#(node.ip)","port":\#(node.port),"protocolType":"\#(protocolType)","nodeLoad":\#(node.load.map(String.init) ?? "null")}"#
             }.joined(separator: ",") + "]"
         } ?? "null"
         let cluster = nodes == nil ? "null" : String(clusterID)
