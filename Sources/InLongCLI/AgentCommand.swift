@@ -292,6 +292,8 @@ struct AgentCommand: AsyncParsableCommand {
             }
             if !source.include.isEmpty { lines.append("sources[\(index)].include: \(source.include.map { "'\($0)'" }.joined(separator: ", "))") }
             if !source.exclude.isEmpty { lines.append("sources[\(index)].exclude: \(source.exclude.map { "'\($0)'" }.joined(separator: ", "))") }
+            if let name = source.name { lines.append("sources[\(index)].name: \(name)") }
+            if let closeInactive = source.closeInactive { lines.append("sources[\(index)].closeInactive: \(seconds(closeInactive))") }
         }
         lines.append("maxUnackedBytes: \(configuration.maxUnackedBytes)")
         lines.append("maxUnackedBytesPerFile: \(configuration.maxUnackedBytesPerFile)")

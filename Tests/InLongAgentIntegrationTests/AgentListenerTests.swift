@@ -71,6 +71,43 @@ import Testing
         }
     }
 
+    /// `syslogAttributes`: each message carries its header fields as its own attributes; a message that is not
+    /// syslog goes without them. The bodies stay as received.
+    @Test func syslogHeaderFieldsArriveAsEachMessagesAttributes() async throws {
+        let workspace = try AgentWorkspace()
+        try await withReceiver { receiver in
+            var listener = AgentConfiguration.Listener(port: 0, group: "g", stream: "syslog")
+            listener.syslogAttributes = true
+            let configuration = self.configuration(receiverPort: try await receiver.port(), listener: listener, workspace: workspace)
+            var expected: [String: String] = [:]
+            var frames: [UInt8] = []
+            for index in 0..<300 {
+                let message: String
+                switch index % 3 {
+                case 0:
+                    message = "<165>1 2026-12-06T05:40:00.000Z host\(index) app - ID\(index) - five \(index)"
+                    expected[message] = "facility=local4&severity=notice&hostname=host\(index)&appName=app&msgId=ID\(index)&timestamp=2026-12-06T05:40:00.000Z"
+                case 1:
+                    message = "<38>Dec  6 04:40:00 web sshd[\(index)]: three \(index)"
+                    expected[message] = "facility=auth&severity=info&hostname=web&appName=sshd&procId=\(index)&timestamp=Dec  6 04:40:00"
+                default:
+                    message = "not syslog \(index)"
+                    expected[message] = ""
+                }
+                frames += Array((message + "\n").utf8)
+            }
+            try await withAgent(configuration) { agent in
+                try await self.send(frames, toTCP: try await self.listenerPort(agent))
+                #expect(await eventually(timeout: .seconds(120)) { receiver.statistics().records >= expected.count })
+            }
+            let records = receiver.memorySink.records
+            #expect(records.count == expected.count)
+            var arrived: [String: String] = [:]
+            for record in records { arrived[String(buffer: record.body)] = record.attributes ?? "" }
+            #expect(arrived == expected)
+        }
+    }
+
     /// A listener whose instance cannot keep up stops reading its connection (the sender waits) and loses nothing.
     @Test func aFullQueueStopsReadingAndLosesNothing() async throws {
         let workspace = try AgentWorkspace()

@@ -272,6 +272,98 @@ import Testing
         }
     }
 
+    @Test func namesAndCloseInactiveAreReadAndTheirErrorsNameTheKey() throws {
+        let yaml = """
+            stateDirectory: state
+            proxies: ["127.0.0.1:46801"]
+            sources:
+              - {paths: ["a.log"], group: g, stream: s, name: app, closeInactive: 300}
+              - {paths: ["b.log"], group: g, stream: s}
+            listeners:
+              - {port: 5514, group: g, stream: syslog, name: syslog-in}
+            """
+        try self.withFile("agent.yaml", yaml) { path in
+            let configuration = try AgentConfigurationFile.load(path: path, environment: [:])
+            #expect(configuration.sources[0].name == "app")
+            #expect(configuration.sources[0].metricsName == "app")
+            #expect(configuration.sources[0].closeInactive == .seconds(300))
+            #expect(configuration.sources[1].closeInactive == nil)
+            #expect(configuration.sources[1].metricsName == (path as NSString).deletingLastPathComponent + "/b.log")
+            #expect(configuration.listeners[0].metricsName == "syslog-in")
+        }
+        for (setting, key) in [
+            ("sources: [{paths: [a.log], group: g, stream: s}, {paths: [b.log], group: g, stream: s, closeInactive: 0}]", "sources[1].closeInactive"),
+            ("sources: [{paths: [a.log], group: g, stream: s, closeInactive: -2}]", "sources[0].closeInactive"),
+            ("sources: [{paths: [a.log], group: g, stream: s, name: x}, {paths: [b.log], group: g, stream: s, name: x}]", "sources[1].name"),
+            ("sources: [{paths: [a.log], group: g, stream: s, name: x}]\nlisteners: [{port: 1, group: g, stream: s, name: x}]", "listeners[0].name"),
+            ("sources: [{paths: [a.log], group: g, stream: s, name: ''}]", "sources[0].name"),
+        ] {
+            let yaml = """
+                stateDirectory: state
+                proxies: ["127.0.0.1:46801"]
+                \(setting)
+                """
+            try self.withFile("agent.yaml", yaml) { path in
+                do {
+                    _ = try AgentConfigurationFile.load(path: path, environment: [:])
+                    Issue.record("\(setting) was taken")
+                } catch let error as AgentConfigurationError {
+                    #expect(error.code == .invalidSetting, "\(setting)")
+                    #expect(error.key == key, "\(setting): \(error)")
+                    #expect(error.description.contains(key), "\(setting): \(error)")
+                }
+            }
+        }
+    }
+
+    @Test func rateLimitsAreReadPerSourceAndListenerAndTheirErrorsNameTheKey() throws {
+        let yaml = """
+            stateDirectory: state
+            proxies: ["127.0.0.1:46801"]
+            sources:
+              - {paths: ["a.log"], group: g, stream: s, rateLimit: {bytesPerSecond: 1048576, burstBytes: 65536, linesPerSecond: 1000}}
+            listeners:
+              - {port: 5514, group: g, stream: syslog, rateLimit: {linesPerSecond: 500}}
+            """
+        try self.withFile("agent.yaml", yaml) { path in
+            let configuration = try AgentConfigurationFile.load(path: path, environment: [:])
+            var expected = AgentConfiguration.RateLimit(bytesPerSecond: 1 << 20, linesPerSecond: 1000)
+            expected.burstBytes = 65536
+            #expect(configuration.sources[0].rateLimit == expected)
+            #expect(configuration.listeners[0].rateLimit == AgentConfiguration.RateLimit(linesPerSecond: 500))
+        }
+        for (setting, key) in [
+            ("sources: [{paths: [a.log], group: g, stream: s, rateLimit: {bytesPerSecond: 0}}]", "sources[0].rateLimit.bytesPerSecond"),
+            ("sources: [{paths: [a.log], group: g, stream: s, rateLimit: {burstLines: 10}}]", "sources[0].rateLimit"),
+            ("sources: [{paths: [a.log], group: g, stream: s, rateLimit: {bytesPerSecond: 10, burstLines: 10}}]", "sources[0].rateLimit.burstLines"),
+            ("listeners: [{port: 1, group: g, stream: s}, {port: 2, group: g, stream: s, rateLimit: {linesPerSecond: -5}}]", "listeners[1].rateLimit.linesPerSecond"),
+        ] {
+            let yaml = """
+                stateDirectory: state
+                proxies: ["127.0.0.1:46801"]
+                \(setting)
+                """
+            try self.withFile("agent.yaml", yaml) { path in
+                do {
+                    _ = try AgentConfigurationFile.load(path: path, environment: [:])
+                    Issue.record("\(setting) was taken")
+                } catch let error as AgentConfigurationError {
+                    #expect(error.key == key, "\(setting): \(error)")
+                    #expect(error.description.contains(key), "\(setting): \(error)")
+                }
+            }
+        }
+        // A typo in a rate limit's keys is refused, named.
+        let typo = """
+            stateDirectory: state
+            proxies: ["127.0.0.1:46801"]
+            sources: [{paths: [a.log], group: g, stream: s, rateLimit: {bytesPerSec: 10}}]
+            """
+        _ = try self.withFile("agent.yaml", typo) { path in
+            #expect(throws: AgentConfigurationError.self) { _ = try AgentConfigurationFile.load(path: path, environment: [:]) }
+        }
+    }
+
     @Test func originAttributesComeFromThePathAndTheHost() {
         var source = AgentConfiguration.FileSource(paths: ["/var/log/*/*.log"], group: "g", stream: "s")
         source.attributes = ["env": "prod"]

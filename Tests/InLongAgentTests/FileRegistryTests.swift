@@ -43,6 +43,38 @@ import Testing
         #expect(registry.scanned([self.found("/b", 2)]) == [.open(self.found("/b", 2), firstScan: false)])
     }
 
+    /// `closeInactive`: a file closed because it did not grow stays closed while scans find it no larger than it
+    /// was read; it is opened again once it grew (a line written as it was closed included), or was truncated.
+    @Test func aFileClosedAsInactiveIsOpenedAgainOnlyOnceItGrewOrShrank() {
+        var registry = FileRegistry(checkpoint: Checkpoint(), maxOpenFiles: 10)
+        func found(_ size: Int64, path: String = "/a") -> FileRegistry.Found {
+            .init(path: path, device: 1, inode: 1, source: 0, size: size)
+        }
+        _ = registry.scanned([found(100)])
+        registry.opened(self.identity(1), path: "/a", committed: 0)
+        registry.committed(self.identity(1), offset: 100)
+        // Read to 120: a last line of 20 bytes waits for its newline.
+        registry.released(self.identity(1), inactiveAt: 120)
+        #expect(registry.scanned([found(120)]).isEmpty)
+        #expect(registry.scanned([found(110)]).isEmpty)
+        // Renamed while closed: its entry follows it, still closed.
+        #expect(registry.scanned([found(120, path: "/b")]).isEmpty)
+        #expect(registry.checkpoint(force: true)?.files.map(\.path) == ["/b"])
+        #expect(registry.start(for: self.identity(1), firstScan: false, startAtEnd: false) { _ in true } == .at(100))
+        // The newline came: opened again, at the committed offset.
+        #expect(registry.scanned([found(121, path: "/b")]) == [.open(found(121, path: "/b"), firstScan: false)])
+        registry.opened(self.identity(1), path: "/b", committed: 100)
+        #expect(registry.inactive.isEmpty)
+        // Truncated below its offset while closed: opened again (it is read from its start).
+        registry.released(self.identity(1), inactiveAt: 100)
+        #expect(registry.scanned([found(100, path: "/b")]).isEmpty)
+        #expect(registry.scanned([found(40, path: "/b")]) == [.open(found(40, path: "/b"), firstScan: false)])
+        // A file released for another reason (its path renamed away) is opened by the next scan that finds it.
+        registry.opened(self.identity(1), path: "/b", committed: 40)
+        registry.released(self.identity(1))
+        #expect(registry.scanned([found(40, path: "/b")]) == [.open(found(40, path: "/b"), firstScan: false)])
+    }
+
     /// Found by the file-set simulation (seed 3000): with more files than slots, the files released and found
     /// again took their turns in path order, and a file with unread lines after them waited for ever.
     @Test func filesTakingTurnsForSlotsLetTheOneWithUnreadLinesIn() {

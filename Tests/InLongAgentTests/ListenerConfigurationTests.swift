@@ -17,14 +17,16 @@ import Testing
             proxies: ["127.0.0.1:46801"]
             stateDirectory: /tmp/agent-listeners-state
             listeners:
-              - {port: 5514, group: g, stream: syslog, attributes: {dc: east}}
+              - {port: 5514, group: g, stream: syslog, attributes: {dc: east}, syslogAttributes: true}
               - {host: 0.0.0.0, port: 5140, transport: udp, format: lines, group: g, stream: udp, maxMessageLength: 2048}
             """)
         #expect(configuration.sources.isEmpty)
         let tcp = try #require(configuration.listeners.first)
         #expect(tcp.host == "127.0.0.1" && tcp.port == 5514 && tcp.transport == .tcp && tcp.format == .syslog)
         #expect(tcp.attributes == ["dc": "east"] && tcp.maxMessageLength == 64 << 10 && tcp.maxBufferedBytes == 4 << 20)
+        #expect(tcp.syslogAttributes)
         let udp = try #require(configuration.listeners.last)
+        #expect(!udp.syslogAttributes)
         #expect(udp.host == "0.0.0.0" && udp.transport == .udp && udp.format == .lines && udp.maxMessageLength == 2048)
     }
 
@@ -35,6 +37,7 @@ import Testing
             ("listeners: [{port: 1, group: g, stream: s, maxMessageLength: 0}]", "maxMessageLength must be positive"),
             ("listeners: [{port: 1, group: g, stream: s, maxBufferedBytes: 10, maxMessageLength: 100}]", "maxBufferedBytes must hold"),
             ("listeners: [{port: 1, group: g, stream: s, typo: 1}]", "unknown key 'listeners[0].typo'"),
+            ("listeners: [{port: 1, group: g, stream: s, format: lines, syslogAttributes: true}]", "listeners[0].syslogAttributes needs format syslog"),
         ]
         for (yaml, expected) in cases {
             #expect(throws: AgentConfigurationError.self, "\(yaml)") { try self.load("proxies: [\"127.0.0.1:1\"]\nstateDirectory: s\n" + yaml) }

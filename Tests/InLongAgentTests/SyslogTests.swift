@@ -134,6 +134,23 @@ import Testing
         #expect(bare.timestamp == nil && bare.hostname == nil && bare.appName == nil && bare.message == "just text")
     }
 
+    @Test func theHeaderBecomesAttributes() throws {
+        let rfc5424 = try #require(SyslogMessage(Array("<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - %% It's time".utf8)))
+        #expect(rfc5424.attributes.map { "\($0)=\($1)" } == [
+            "facility=local4", "severity=notice", "hostname=192.0.2.1", "appName=myproc", "procId=8710", "timestamp=2003-08-24T05:14:15.000003-07:00",
+        ])
+        let rfc3164 = try #require(SyslogMessage(Array("<38>Dec  6 04:40:00 sshd[1234]: Accepted publickey".utf8)))
+        #expect(rfc3164.attributes.map { "\($0)=\($1)" } == ["facility=auth", "severity=info", "appName=sshd", "procId=1234", "timestamp=Dec  6 04:40:00"])
+        // A value the attribute string cannot carry as it is: percent-encoded.
+        let odd = try #require(SyslogMessage(Array("<0>1 - a=b&c app%1 - ID=1 - text".utf8)))
+        #expect(odd.attributes.map { "\($0)=\($1)" } == ["facility=kern", "severity=emerg", "hostname=a%3Db%26c", "appName=app%251", "msgId=ID%3D1"])
+        // Every priority has its keywords.
+        for priority in 0...191 {
+            let message = try #require(SyslogMessage(Array("<\(priority)>x".utf8)))
+            #expect(message.attributes.count == 2)
+        }
+    }
+
     @Test func withoutAPriorityItIsNotSyslog() {
         for text in ["hello", "<>x", "<192>x", "<1234>x", "<12", "<1a>x", ""] {
             #expect(SyslogMessage(Array(text.utf8)) == nil, "\(text)")

@@ -26,8 +26,10 @@ public final class Agent: Service, Sendable {
     let logger: Logger
     /// Files and checkpoints; the lines and bytes are counted per group, in ``Lane/counters``.
     let counters = AgentCounters()
-    /// `nil` when no metrics backend is configured or bootstrapped.
-    let metrics: AgentMetrics?
+    /// `nil` when no metrics backend is configured or bootstrapped. Looked up again when the agent runs: a command
+    /// may bootstrap its metrics backend after making the agent.
+    private let metricsInUse: Mutex<AgentMetrics?>
+    var metrics: AgentMetrics? { self.metricsInUse.withLock { $0 } }
     let control = AgentControl()
     private let state: Mutex<State>
     private let nextWaiterID = Atomic(0)
@@ -44,6 +46,10 @@ public final class Agent: Service, Sendable {
         var sourceControls: [Int: AgentControl] = [:]
         /// The network listeners, once bound (see `Agent+Listeners.swift`).
         var listeners: [ListenerServer] = []
+        /// Each source's own counts, by metrics name (see `Agent+Sources.swift`).
+        var sources: [String: SourceCounting] = [:]
+        /// Each rate-limited source's limiter, with the limit it was made for, by metrics name.
+        var rateLimiters: [String: (AgentConfiguration.RateLimit, SourceRateLimiter)] = [:]
     }
 
     /// What one group's files go through: its own client (so that a cluster that is down holds only this group's
@@ -64,7 +70,7 @@ public final class Agent: Service, Sendable {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
-        self.metrics = metricsFactoryInUse(configuration.client.metricsFactory).map { AgentMetrics(factory: $0) }
+        self.metricsInUse = Mutex(metricsFactoryInUse(configuration.client.metricsFactory).map { AgentMetrics(factory: $0) })
         self.state = Mutex(State(machine: AgentStateMachine(maxOpenFiles: configuration.maxOpenFiles, stallAfter: configuration.stallAfter)))
     }
 
@@ -126,6 +132,7 @@ public final class Agent: Service, Sendable {
         var statistics = AgentStatistics()
         statistics.filesOpened = self.counters.filesOpened.load(ordering: .relaxed)
         statistics.filesReleased = self.counters.filesReleased.load(ordering: .relaxed)
+        statistics.filesClosedInactive = self.counters.filesClosedInactive.load(ordering: .relaxed)
         statistics.readErrors = self.counters.readErrors.load(ordering: .relaxed)
         statistics.checkpointsWritten = self.counters.checkpointsWritten.load(ordering: .relaxed)
         let (lanes, stalled) = self.modifyStateAndRunActions { state in
@@ -157,6 +164,7 @@ public final class Agent: Service, Sendable {
             statistics.resent += counters.resent.load(ordering: .relaxed)
             statistics.readErrors += counters.readErrors.load(ordering: .relaxed)
         }
+        statistics.sources = self.sourceStatistics()
         return statistics
     }
 
@@ -174,6 +182,9 @@ public final class Agent: Service, Sendable {
     public func run() async throws {
         for source in self.configuration.sources { try source.validate() }
         for listener in self.configuration.listeners { try listener.validate() }
+        self.metricsInUse.withLock { metrics in
+            if metrics == nil { metrics = metricsFactoryInUse(self.configuration.client.metricsFactory).map { AgentMetrics(factory: $0) } }
+        }
         try FileManager.default.createDirectory(atPath: self.configuration.stateDirectory, withIntermediateDirectories: true)
         let store = CheckpointStore(path: self.configuration.checkpointPath)
         let (checkpoint, recovery) = try store.load()
@@ -354,13 +365,17 @@ public final class Agent: Service, Sendable {
         let fileSource = FileSource(
             tail: tail,
             releaseAfter: self.configuration.releaseAfter,
+            closeInactive: source.closeInactive,
             othersWaiting: { self.modifyStateAndRunActions { ($0.machine.othersWaiting, []) } },
             movedPath: { self.modifyStateAndRunActions { ($0.machine.takeMovedPath(key), []) } }
         )
         // Counted from the start: what is left to read shows before the file's first read.
+        var progress = Self.progress(of: fileSource, unacked: 0)
+        progress.source = source.metricsName
         self.modifyStateAndRunActions { state in
-            ((), state.machine.opened(tail.identity, path: file.path, progress: Self.progress(of: fileSource, unacked: 0)))
+            ((), state.machine.opened(tail.identity, path: file.path, progress: progress))
         }
+        let sourceCounters = self.sourceCounters(name: source.metricsName, type: "file", group: source.group, stream: source.stream)
         let sink = DataProxySink(
             client: lane.client,
             group: source.group,
@@ -371,10 +386,12 @@ public final class Agent: Service, Sendable {
             offsetAttribute: source.origin.offset,
             deadLetters: deadLetters,
             counters: lane.counters,
+            sourceCounters: sourceCounters,
             logger: self.logger
         )
+        let rateLimit = self.rateLimiter(name: source.metricsName, limit: source.rateLimit)
         let limits = Instance<FileSource, DataProxySink>.Limits(
-            readSize: self.configuration.readSize,
+            readSize: min(self.configuration.readSize, rateLimit?.maxReadBytes ?? .max),
             maxUnackedBytes: self.configuration.maxUnackedBytesPerFile,
             pollInterval: self.configuration.pollInterval,
             resendDelay: self.configuration.resendDelay
@@ -390,6 +407,8 @@ public final class Agent: Service, Sendable {
                 limits: limits,
                 control: control,
                 counters: lane.counters,
+                sourceCounters: sourceCounters,
+                rateLimit: rateLimit,
                 origin: origin,
                 logger: logger
             ) { unacked in
@@ -400,9 +419,16 @@ public final class Agent: Service, Sendable {
             // A file whose source alone stopped (its task removed or changed) is let go at its committed offset, for
             // the source that matches it next; at the agent's stop it stays as it was.
             let handedOver = control.isStopping && !self.control.isStopping
-            self.modifyStateAndRunActions { ((), $0.machine.instanceEnded(fileSource.tail.identity, released: end == .released || handedOver)) }
+            // Closed as inactive: left closed, at its committed offset, until a scan finds it larger than it was read.
+            let inactiveAt = end == .released && fileSource.closedInactive ? fileSource.tail.scannedOffset : nil
+            self.modifyStateAndRunActions { state in
+                ((), state.machine.instanceEnded(fileSource.tail.identity, released: end == .released || handedOver, inactiveAt: inactiveAt))
+            }
             self.sourceInstanceEnded(handle)
-            if end == .released {
+            if inactiveAt != nil {
+                self.counters.filesClosedInactive.add(1, ordering: .relaxed)
+                logger.info("file closed: not written for closeInactive", metadata: ["inlong.path": "\(fileSource.tail.path)", "inlong.offset": "\(fileSource.tail.committedOffset)"])
+            } else if end == .released {
                 self.counters.filesReleased.add(1, ordering: .relaxed)
                 logger.info("file released", metadata: ["inlong.path": "\(fileSource.tail.path)"])
             }
@@ -427,58 +453,4 @@ public final class Agent: Service, Sendable {
 
     /// The host's name, looked up once.
     private static let hostName = InLongAgent.hostName()
-
-    // MARK: Checkpoint and stalls
-
-    /// Runs until cancelled once every instance ended, not at the graceful shutdown: during the drain the
-    /// checkpoint still follows the acks, and stalls are still reported.
-    private func checkpointLoop(_ store: CheckpointStore) async {
-        for await _ in AsyncTimerSequence(interval: self.configuration.checkpointInterval, clock: .continuous) {
-            await self.writeCheckpoint(store, force: false)
-            self.watchStalls()
-            self.metrics?.publish(self.statistics())
-        }
-    }
-
-    /// Says at warning when a group's lines stop ending (and why its proxies do not take them), and when they move
-    /// again.
-    private func watchStalls() {
-        let now = ContinuousClock.now
-        let groups = self.statistics().groups
-        let changes = self.modifyStateAndRunActions { ($0.machine.observe(groups: groups, now: now), []) }
-        for change in changes {
-            switch change {
-            case .stalled(let name, let since):
-                let problem = self.clientStatistics(group: name).flatMap(Self.proxyProblem) ?? "no proxy answers"
-                let waiting = groups.first { $0.group == name }?.linesWaiting ?? 0
-                self.logger.warning(
-                    "group \(name) is stalled: \(waiting) lines wait and none was acked for \(now - since); \(problem)",
-                    metadata: ["inlong.group": "\(name)"]
-                )
-            case .moving(let name):
-                self.logger.notice("group \(name) moves again", metadata: ["inlong.group": "\(name)"])
-            }
-        }
-    }
-
-    private func writeCheckpoint(_ store: CheckpointStore, force: Bool) async {
-        guard let checkpoint = self.modifyStateAndRunActions({ ($0.machine.checkpoint(force: force), []) }) else { return }
-        do {
-            // Two fsyncs, which take seconds on a busy disk: on NIO's blocking pool, never on the cooperative one;
-            // through a future, so that a cancellation neither skips the write nor returns before it ended.
-            try await NIOThreadPool.singleton.runIfActive(eventLoop: self.eventLoopGroup.any()) { try store.save(checkpoint) }.get()
-            self.counters.checkpointsWritten.add(1, ordering: .relaxed)
-            self.checkpointWritten(error: nil)
-        } catch {
-            self.checkpointWritten(error: "\(error)")
-            self.logger.error("cannot write the checkpoint", metadata: ["inlong.checkpoint": "\(store.path)", "inlong.error": "\(error)"])
-        }
-    }
-
-    private func checkpointWritten(error: String?) {
-        self.modifyStateAndRunActions { state in
-            state.machine.checkpointWritten(error: error)
-            return ((), [])
-        }
-    }
 }

@@ -25,6 +25,10 @@ extension AgentConfiguration.FileSource {
         if let ignoreOlder = self.ignoreOlder, ignoreOlder <= .zero {
             throw AgentConfigurationError("\(name): ignoreOlder must be positive")
         }
+        try self.rateLimit?.validate(key: "rateLimit")
+        if let closeInactive = self.closeInactive, closeInactive <= .zero {
+            throw AgentConfigurationError(key: "closeInactive", "\(name): closeInactive must be positive")
+        }
         let origin = self.origin
         var keys = [origin.fileName, origin.path, origin.host, origin.offset].compactMap { $0 }
         if let pattern = origin.pathPattern {

@@ -19,6 +19,9 @@ public struct AgentConfiguration: Sendable {
         public var paths: [String]
         public var group: String
         public var stream: String
+        /// What the source's metrics are labelled with (`source="..."`). Defaults to `nil`: its paths, joined by
+        /// `,` (see ``metricsName``).
+        public var name: String?
         /// Pairs added to the attribute string of every message (InLong's `extraMap`).
         public var attributes: [String: String] = [:]
         public var startAt: StartPosition = .beginning
@@ -42,6 +45,14 @@ public struct AgentConfiguration: Sendable {
         /// start: only lines written later are sent. Defaults to `nil` (every file from its start, or as
         /// ``startAt`` says).
         public var ignoreOlder: Duration?
+        /// A file not grown for this long is closed, its offset kept; a scan opens it again once it grew (or when
+        /// it was truncated), and a new file at its path is found as any new file is (Filebeat's
+        /// `close_inactive`). Frees descriptors and slots of ``AgentConfiguration/maxOpenFiles`` on hosts with
+        /// many quiet logs. Defaults to `nil`: a file stays open while its path names it.
+        public var closeInactive: Duration?
+        /// How fast the source may be read (all its files together). Defaults to `nil`: as fast as the proxies
+        /// take it.
+        public var rateLimit: RateLimit?
         /// Attributes saying where each record comes from. Defaults to none.
         public var origin = Origin()
 
@@ -110,6 +121,9 @@ public struct AgentConfiguration: Sendable {
             self.group = group
             self.stream = stream
         }
+
+        /// The `source` label of its metrics: its ``name``, or its paths joined by `,`.
+        public var metricsName: String { self.name ?? self.paths.joined(separator: ",") }
     }
 
     /// What becomes of a line longer than ``FileSource/maxLineLength``; counted either way

@@ -35,6 +35,7 @@ public enum AgentConfigurationFile {
         var paths: [String]
         var group: String
         var stream: String
+        var name: String?
         var attributes: [String: String]?
         var startAt: AgentConfiguration.FileSource.StartPosition?
         var maxLineLength: Int?
@@ -44,6 +45,8 @@ public enum AgentConfigurationFile {
         var exclude: [String]?
         var excludeFiles: [String]?
         var ignoreOlder: Double?
+        var closeInactive: Double?
+        var rateLimit: AgentConfiguration.RateLimit?
         var origin: Origin?
 
         struct Multiline: Decodable, Sendable {
@@ -71,13 +74,16 @@ public enum AgentConfigurationFile {
     package static let settingKeys = SettingKeys([
         "stateDirectory", "maxUnackedBytes", "maxUnackedBytesPerFile", "readSize", "maxOpenFiles", "scanInterval",
         "pollInterval", "checkpointInterval", "releaseAfter", "shutdownTimeout", "resendDelay", "stallAfter", "compression",
-        "sources[].paths", "sources[].group", "sources[].stream", "sources[].attributes.*", "sources[].startAt",
+        "sources[].paths", "sources[].group", "sources[].stream", "sources[].name", "sources[].attributes.*", "sources[].startAt",
         "sources[].maxLineLength", "sources[].overlong", "sources[].multiline.pattern", "sources[].multiline.negate",
         "sources[].multiline.match", "sources[].multiline.maxLines", "sources[].multiline.maxBytes", "sources[].multiline.timeout",
-        "sources[].include", "sources[].exclude", "sources[].excludeFiles", "sources[].ignoreOlder", "sources[].origin.fileName",
+        "sources[].include", "sources[].exclude", "sources[].excludeFiles", "sources[].ignoreOlder", "sources[].closeInactive", "sources[].origin.fileName",
         "sources[].origin.path", "sources[].origin.host", "sources[].origin.offset", "sources[].origin.pathPattern",
+        "sources[].rateLimit.bytesPerSecond", "sources[].rateLimit.linesPerSecond", "sources[].rateLimit.burstBytes",
+        "sources[].rateLimit.burstLines", "listeners[].rateLimit.bytesPerSecond", "listeners[].rateLimit.linesPerSecond",
+        "listeners[].rateLimit.burstBytes", "listeners[].rateLimit.burstLines", "listeners[].syslogAttributes",
         "listeners[].host", "listeners[].port", "listeners[].transport", "listeners[].format", "listeners[].group",
-        "listeners[].stream", "listeners[].attributes.*", "listeners[].maxMessageLength", "listeners[].maxBufferedBytes",
+        "listeners[].stream", "listeners[].name", "listeners[].attributes.*", "listeners[].maxMessageLength", "listeners[].maxBufferedBytes",
     ]).union(DataProxyClient.Configuration.settingKeys)
 
     /// Reads `path` (JSON is read as the YAML it is) with `environment`'s `INLONG_*` variables (the process's
@@ -139,8 +145,12 @@ public enum AgentConfigurationFile {
         ])
         return try AgentConfiguration(
             config: reader,
-            sources: try sources.map { source throws(AgentConfigurationError) in try source.fileSource(relativeTo: directory) },
-            listeners: try listeners.map { listener throws(AgentConfigurationError) in try listener.listener() }
+            sources: try sources.enumerated().map { index, source throws(AgentConfigurationError) in
+                try source.fileSource(relativeTo: directory, key: "sources[\(index)]")
+            },
+            listeners: try listeners.enumerated().map { index, listener throws(AgentConfigurationError) in
+                try listener.listener(key: "listeners[\(index)]")
+            }
         )
     }
 
@@ -152,18 +162,30 @@ public enum AgentConfigurationFile {
         var format: AgentConfiguration.Listener.Format?
         var group: String
         var stream: String
+        var name: String?
         var attributes: [String: String]?
         var maxMessageLength: Int?
         var maxBufferedBytes: Int?
+        var rateLimit: AgentConfiguration.RateLimit?
+        var syslogAttributes: Bool?
 
-        func listener() throws(AgentConfigurationError) -> AgentConfiguration.Listener {
+        func listener(key: String = "listeners") throws(AgentConfigurationError) -> AgentConfiguration.Listener {
             var listener = AgentConfiguration.Listener(port: self.port, group: self.group, stream: self.stream)
             if let host = self.host { listener.host = host }
             if let transport = self.transport { listener.transport = transport }
             if let format = self.format { listener.format = format }
+            listener.name = self.name
             listener.attributes = self.attributes ?? [:]
             if let length = self.maxMessageLength { listener.maxMessageLength = length }
             if let bytes = self.maxBufferedBytes { listener.maxBufferedBytes = bytes }
+            try self.rateLimit?.validate(key: "\(key).rateLimit")
+            listener.rateLimit = self.rateLimit
+            if let syslogAttributes = self.syslogAttributes {
+                guard !syslogAttributes || listener.format == .syslog else {
+                    throw AgentConfigurationError(key: "\(key).syslogAttributes", "\(key).syslogAttributes needs format syslog")
+                }
+                listener.syslogAttributes = syslogAttributes
+            }
             try listener.validate()
             return listener
         }
@@ -176,13 +198,15 @@ public enum AgentConfigurationFile {
 }
 
 extension AgentConfigurationFile.Source {
-    func fileSource(relativeTo directory: String) throws(AgentConfigurationError) -> AgentConfiguration.FileSource {
+    /// The source; `key` names it in errors (`sources[2]`).
+    func fileSource(relativeTo directory: String, key: String = "sources") throws(AgentConfigurationError) -> AgentConfiguration.FileSource {
         guard !self.paths.isEmpty else { throw AgentConfigurationError("a source without paths (\(self.group)/\(self.stream))") }
         var source = AgentConfiguration.FileSource(
             paths: self.paths.map { AgentConfigurationFile.resolve($0, directory) },
             group: self.group,
             stream: self.stream
         )
+        source.name = self.name
         source.attributes = self.attributes ?? [:]
         source.startAt = self.startAt ?? .beginning
         source.maxLineLength = self.maxLineLength ?? source.maxLineLength
@@ -212,6 +236,14 @@ extension AgentConfigurationFile.Source {
             }
             source.ignoreOlder = duration
         }
+        if let closeInactive = self.closeInactive {
+            guard let duration = Duration(settingSeconds: closeInactive), duration > .zero else {
+                throw AgentConfigurationError(key: "\(key).closeInactive", "\(key).closeInactive must be a positive number of seconds")
+            }
+            source.closeInactive = duration
+        }
+        try self.rateLimit?.validate(key: "\(key).rateLimit")
+        source.rateLimit = self.rateLimit
         if let origin = self.origin {
             source.origin.fileName = origin.fileName
             source.origin.path = origin.path
@@ -242,6 +274,7 @@ extension AgentConfiguration {
     /// `manager.auth`, `sdkConfig`, `batching.linger`, ...), whose Manager groups default to the sources' groups.
     public init(config: ConfigReader, sources: [FileSource], listeners: [Listener] = []) throws(AgentConfigurationError) {
         guard !sources.isEmpty || !listeners.isEmpty else { throw AgentConfigurationError("no sources") }
+        try Self.checkNames(sources: sources, listeners: listeners)
         guard let stateDirectory = config.string(forKey: "stateDirectory") else { throw AgentConfigurationError("give stateDirectory") }
         var client: DataProxyClient.Configuration
         do {
@@ -273,6 +306,21 @@ extension AgentConfiguration {
         try seconds("shutdownTimeout", &self.shutdownTimeout)
         try seconds("resendDelay", &self.resendDelay)
         try seconds("stallAfter", &self.stallAfter)
+    }
+}
+
+extension AgentConfiguration {
+    /// Throws when a source or listener is named twice, or with an empty name: their metrics would be summed under
+    /// one label, or have none. The error names the second key (`sources[1].name`).
+    static func checkNames(sources: [FileSource], listeners: [Listener]) throws(AgentConfigurationError) {
+        var seen: [String: String] = [:]
+        let named = sources.enumerated().map { ("sources[\($0.offset)].name", $0.element.name) }
+            + listeners.enumerated().map { ("listeners[\($0.offset)].name", $0.element.name) }
+        for case let (key, name?) in named {
+            guard !name.isEmpty else { throw AgentConfigurationError(key: key, "\(key) must not be empty") }
+            if let first = seen[name] { throw AgentConfigurationError(key: key, "\(key) '\(name)' is also the name of \(first.dropLast(5))") }
+            seen[name] = key
+        }
     }
 }
 
@@ -339,10 +387,18 @@ public struct AgentConfigurationError: Error, CustomStringConvertible, Sendable 
     public var code: Code
     /// The pattern that does not compile, with ``Code-swift.struct/invalidPattern``.
     public var pattern: String?
+    /// The key of the setting, when one setting is at fault (`sources[1].rateLimit.bytesPerSecond`).
+    public var key: String?
     public var description: String
 
     init(_ description: String) {
         self.code = .invalidSetting
+        self.description = description
+    }
+
+    init(key: String, _ description: String) {
+        self.code = .invalidSetting
+        self.key = key
         self.description = description
     }
 

@@ -13,6 +13,8 @@ struct AgentStateMachine<Waiter> {
 
     /// What a file's instance last reported.
     struct FileProgress: Equatable {
+        /// The metrics name of the source reading it (``AgentConfiguration/FileSource/metricsName``).
+        var source = ""
         var size: Int64 = 0
         var committed: Int64 = 0
         /// How far the file was read (past ``committed`` by reads not acked and a last line without its newline).
@@ -30,6 +32,39 @@ struct AgentStateMachine<Waiter> {
         var isCaughtUp: Bool { self.scanned >= self.size && self.unacked == 0 }
     }
 
+    /// A file's counts that only grow: those of instances that ended are kept here, per source, so that the
+    /// totals (and the metrics counters made from them) never go back when a file is released or reopened.
+    struct FileCounts: Equatable {
+        var emptyLines = 0
+        var overlongLines = 0
+        var truncations = 0
+        var cutRecords = 0
+        var filteredRecords = 0
+
+        mutating func add(_ progress: FileProgress) {
+            self.emptyLines += progress.emptyLines
+            self.overlongLines += progress.overlongLines
+            self.truncations += progress.truncations
+            self.cutRecords += progress.cutRecords
+            self.filteredRecords += progress.filteredRecords
+        }
+
+        mutating func add(_ counts: FileCounts) {
+            self.emptyLines += counts.emptyLines
+            self.overlongLines += counts.overlongLines
+            self.truncations += counts.truncations
+            self.cutRecords += counts.cutRecords
+            self.filteredRecords += counts.filteredRecords
+        }
+    }
+
+    /// One source's files now: its counts so far, the files it has open and their lag.
+    struct SourceFiles: Equatable {
+        var counts = FileCounts()
+        var openFiles = 0
+        var lagBytes: Int64 = 0
+    }
+
     enum Action: Equatable {
         /// Start reading the file (from its checkpoint, or where the source says); report ``opened(_:path:progress:)``
         /// or ``openFailed()``.
@@ -40,6 +75,8 @@ struct AgentStateMachine<Waiter> {
 
     private(set) var registry: FileRegistry
     private(set) var files: [Key: FileProgress] = [:]
+    /// The counts of instances that ended, by source.
+    private(set) var retired: [String: FileCounts] = [:]
     private var movedPaths: [Key: String] = [:]
     /// Files a scan decided to open, not yet reported opened or failed.
     private(set) var opening = 0
@@ -110,6 +147,7 @@ struct AgentStateMachine<Waiter> {
     mutating func opened(_ identity: Checkpoint.FileIdentity, path: String, progress: FileProgress) -> [Waiter] {
         self.opening = max(self.opening - 1, 0)
         self.registry.opened(identity, path: path, committed: progress.committed)
+        if let old = self.files[Self.key(identity)] { self.retired[old.source, default: FileCounts()].add(old) }
         self.files[Self.key(identity)] = progress
         return self.caughtUp()
     }
@@ -132,18 +170,20 @@ struct AgentStateMachine<Waiter> {
         guard let old = self.files[key] else { return [] }
         var progress = progress
         progress.open = old.open
+        progress.source = old.source
         self.files[key] = progress
         return self.caughtUp()
     }
 
-    /// A file's instance ended: `released` (read to its end, every line acked, no longer named by its path), or
-    /// stopped (its reads not acked stay in the lag).
-    mutating func instanceEnded(_ identity: Checkpoint.FileIdentity, released: Bool) -> [Waiter] {
+    /// A file's instance ended: `released` (read to its end, every line acked, no longer named by its path; or
+    /// closed as inactive, read to `inactiveAt`), or stopped (its reads not acked stay in the lag).
+    mutating func instanceEnded(_ identity: Checkpoint.FileIdentity, released: Bool, inactiveAt: Int64? = nil) -> [Waiter] {
         let key = Self.key(identity)
         if released {
+            if let old = self.files[key] { self.retired[old.source, default: FileCounts()].add(old) }
             self.files[key] = nil
             self.movedPaths[key] = nil
-            self.registry.released(identity)
+            self.registry.released(identity, inactiveAt: inactiveAt)
         } else {
             self.files[key]?.open = false
         }
@@ -196,6 +236,13 @@ struct AgentStateMachine<Waiter> {
         // Files that wait for a slot are lag too: present in matching files and not acked.
         statistics.lagBytes = self.registry.waitingBytes
         statistics.unreadBytes = self.registry.waitingBytes
+        for counts in self.retired.values {
+            statistics.emptyLines += counts.emptyLines
+            statistics.overlongLines += counts.overlongLines
+            statistics.cutRecords += counts.cutRecords
+            statistics.filteredRecords += counts.filteredRecords
+            statistics.truncations += counts.truncations
+        }
         for file in self.files.values {
             if file.open { statistics.openFiles += 1 }
             statistics.lagBytes += max(0, file.size - file.committed)
@@ -206,6 +253,18 @@ struct AgentStateMachine<Waiter> {
             statistics.filteredRecords += file.filteredRecords
             statistics.truncations += file.truncations
         }
+    }
+
+    /// Per source: its files' counts so far (of instances that ended too), the files it has open, their lag.
+    var sourceFiles: [String: SourceFiles] {
+        var sources: [String: SourceFiles] = [:]
+        for (name, counts) in self.retired { sources[name, default: SourceFiles()].counts.add(counts) }
+        for file in self.files.values {
+            sources[file.source, default: SourceFiles()].counts.add(file)
+            if file.open { sources[file.source, default: SourceFiles()].openFiles += 1 }
+            sources[file.source, default: SourceFiles()].lagBytes += max(0, file.size - file.committed)
+        }
+        return sources
     }
 
     // MARK: Helpers

@@ -35,6 +35,9 @@ struct FileRegistry {
     /// Checkpoint entries of files not being read: loaded at start, or kept after a release until a scan no
     /// longer finds the file.
     private(set) var known: [Key: Checkpoint.Entry] = [:]
+    /// Known files closed because they did not grow for their source's `closeInactive`, with how far they were
+    /// read then: a scan opens one again only once it grew past that, or shrank below its offset (truncated).
+    private(set) var inactive: [Key: Int64] = [:]
     private(set) var scans = 0
     /// The order in which known files were released (entries loaded from the checkpoint count as 0).
     private var releases: [Key: Int] = [:]
@@ -81,6 +84,15 @@ struct FileRegistry {
                 }
                 continue
             }
+            // Closed while inactive and not grown since: it stays closed, its entry kept. Bytes written after the
+            // last read make it larger than what was read, so a line written as it was closed reopens it.
+            if let read = self.inactive[key], let entry = self.known[key], file.size <= read, file.size >= entry.offset {
+                if entry.path != file.path {
+                    self.known[key]?.path = file.path
+                    self.changed = true
+                }
+                continue
+            }
             guard self.live.count + opening < self.maxOpenFiles else {
                 waiting += 1
                 waitingBytes += max(0, file.size - (self.known[key]?.offset ?? 0))
@@ -94,6 +106,7 @@ struct FileRegistry {
         let before = self.known.count
         self.known = self.known.filter { seen.contains($0.key) || present.contains($0.key) }
         self.releases = self.releases.filter { self.known[$0.key] != nil }
+        self.inactive = self.inactive.filter { self.known[$0.key] != nil }
         if self.known.count != before { self.changed = true }
         return decisions
     }
@@ -136,6 +149,7 @@ struct FileRegistry {
         let key = Key(device: identity.device, inode: identity.inode)
         self.known[key] = nil
         self.releases[key] = nil
+        self.inactive[key] = nil
         self.live[key] = Live(identity: identity, path: path, committed: committed)
         self.changed = true
     }
@@ -155,10 +169,13 @@ struct FileRegistry {
     }
 
     /// The file is no longer read: its entry is kept until a scan no longer finds it, so that a file found again
-    /// (renamed to a matching name) resumes where it was.
-    mutating func released(_ identity: Checkpoint.FileIdentity) {
+    /// (renamed to a matching name) resumes where it was. `inactiveAt`: it was closed because it did not grow, read
+    /// to there (its committed offset, or past it by a last line without its newline); scans leave it closed until
+    /// it is larger.
+    mutating func released(_ identity: Checkpoint.FileIdentity, inactiveAt read: Int64? = nil) {
         let key = Key(device: identity.device, inode: identity.inode)
         guard let live = self.live.removeValue(forKey: key) else { return }
+        if let read { self.inactive[key] = max(read, live.committed) }
         self.known[key] = Checkpoint.Entry(identity: live.identity, path: live.path, offset: live.committed)
         self.releaseCount += 1
         self.releases[key] = self.releaseCount

@@ -14,6 +14,8 @@ struct PendingRecord: Sendable {
     var body: ByteBuffer
     /// Where it starts in its file, when the source sends that as an attribute.
     var offset: Int64?
+    /// Its own attributes (a syslog message's header fields).
+    var attributes: [(String, String)] = []
     /// Why no proxy will take it, when it is to be set aside.
     var setAside: String?
 }
@@ -22,11 +24,11 @@ struct PendingRecord: Sendable {
 protocol InstanceSink: Sendable {
     associatedtype Delivery: Sendable
 
-    /// Sends `records` (with where each starts in its file, or no `offsets`); returns the deliveries that carry them
-    /// and the records still owed (not accepted now, or a dead-letter write failed). Throws only when nothing more
-    /// can be sent (the client closed).
-    func send(_ records: [ByteBuffer], offsets: [Int64], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
-    /// Sends again or sets aside `records`, as ``send(_:offsets:origin:)``.
+    /// Sends `records` (with where each starts in its file, or no `offsets`, and each one's own `attributes`, or
+    /// none); returns the deliveries that carry them and the records still owed (not accepted now, or a dead-letter
+    /// write failed). Throws only when nothing more can be sent (the client closed).
+    func send(_ records: [ByteBuffer], offsets: [Int64], attributes: [[(String, String)]], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
+    /// Sends again or sets aside `records`, as ``send(_:offsets:attributes:origin:)``.
     func retry(_ records: [PendingRecord], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
     /// What became of `delivery`, when it ended: the records it still owes (retriable failures, and records whose
     /// dead-letter write failed); `nil` while it is in flight.
@@ -48,6 +50,8 @@ struct DataProxySink: InstanceSink {
     var offsetAttribute: String? = nil
     let deadLetters: DeadLetterFile
     let counters: AgentCounters
+    /// The source's own counts (its metrics), beside the group's.
+    var sourceCounters: AgentCounters? = nil
     let logger: Logger
 
     /// Records sent together, and the receipt that ends them.
@@ -56,27 +60,34 @@ struct DataProxySink: InstanceSink {
         var records: [ByteBuffer]
         /// Where each record starts in its file, when sent as an attribute (else empty).
         var offsets: [Int64] = []
+        /// Each record's own attributes (else empty).
+        var attributes: [[(String, String)]] = []
 
         func pending(_ index: Int) -> PendingRecord {
-            PendingRecord(body: self.records[index], offset: self.offsets.isEmpty ? nil : self.offsets[index])
+            PendingRecord(
+                body: self.records[index],
+                offset: self.offsets.isEmpty ? nil : self.offsets[index],
+                attributes: self.attributes.isEmpty ? [] : self.attributes[index]
+            )
         }
     }
 
-    func send(_ records: [ByteBuffer], offsets: [Int64], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord]) {
+    func send(_ records: [ByteBuffer], offsets: [Int64], attributes: [[(String, String)]], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord]) {
         guard !records.isEmpty else { return ([], []) }
         let offsets = self.offsetAttribute == nil ? [] : offsets
         do {
-            let receipt = try await self.sendOnce(records, offsets: offsets)
-            return ([Delivery(receipt: receipt, records: records, offsets: offsets)], [])
+            let receipt = try await self.sendOnce(records, offsets: offsets, attributes: attributes)
+            return ([Delivery(receipt: receipt, records: records, offsets: offsets, attributes: attributes)], [])
         } catch let error as DataProxyError where error.code == .messageTooLarge && error.acceptedRecords == nil {
             // Validation refused the call before accepting anything: send the records that fit, one call each.
             var deliveries: [Delivery] = []
             var owed: [PendingRecord] = []
             for (index, record) in records.enumerated() {
                 let offset = offsets.isEmpty ? [] : [offsets[index]]
+                let own = attributes.isEmpty ? [] : [attributes[index]]
                 do {
-                    let receipt = try await self.sendOnce([record], offsets: offset)
-                    deliveries.append(Delivery(receipt: receipt, records: [record], offsets: offset))
+                    let receipt = try await self.sendOnce([record], offsets: offset, attributes: own)
+                    deliveries.append(Delivery(receipt: receipt, records: [record], offsets: offset, attributes: own))
                 } catch let error as DataProxyError where error.code == .messageTooLarge {
                     owed += self.deadLetter([record], reason: "\(error)", origin: origin)
                 }
@@ -87,45 +98,61 @@ struct DataProxySink: InstanceSink {
             // call accepted goes on under its receipt, the rest is owed and tried again.
             let accepted = error.acceptedReceipt == nil ? 0 : error.acceptedRecords?.count ?? 0
             let deliveries = error.acceptedReceipt.map {
-                [Delivery(receipt: $0, records: Array(records.prefix(accepted)), offsets: Array(offsets.prefix(accepted)))]
+                [Delivery(receipt: $0, records: Array(records.prefix(accepted)), offsets: Array(offsets.prefix(accepted)), attributes: Array(attributes.prefix(accepted)))]
             } ?? []
             self.logger.warning(
                 "cannot send; the lines stay pending and are tried again",
                 metadata: ["inlong.source": "\(origin)", "inlong.records": "\(records.count - accepted)", "inlong.error": "\(error)"]
             )
-            return (deliveries, (accepted..<records.count).map { PendingRecord(body: records[$0], offset: offsets.isEmpty ? nil : offsets[$0]) })
+            return (
+                deliveries,
+                (accepted..<records.count).map {
+                    PendingRecord(body: records[$0], offset: offsets.isEmpty ? nil : offsets[$0], attributes: attributes.isEmpty ? [] : attributes[$0])
+                }
+            )
         }
     }
 
-    /// One call: bodies alone (the fast path), or records with their offsets as attributes.
-    private func sendOnce(_ records: [ByteBuffer], offsets: [Int64]) async throws -> DeliveryReceipt {
-        guard let key = self.offsetAttribute, !offsets.isEmpty else {
+    /// One call: bodies alone (the fast path), or records with their own attributes (their offsets, their
+    /// header fields).
+    private func sendOnce(_ records: [ByteBuffer], offsets: [Int64], attributes: [[(String, String)]]) async throws -> DeliveryReceipt {
+        let key = offsets.isEmpty ? nil : self.offsetAttribute
+        guard key != nil || !attributes.isEmpty else {
             return try await self.client.sendWithReceipt(contentsOf: records, group: self.group, stream: self.stream, attributes: self.attributes)
         }
-        let withOffsets = zip(records, offsets).map { DataProxyRecord($0, attributes: [(key, String($1))]) }
-        return try await self.client.sendWithReceipt(contentsOf: withOffsets, group: self.group, stream: self.stream, attributes: self.attributes)
+        let withAttributes = records.indices.map { index in
+            var own = attributes.isEmpty ? [] : attributes[index]
+            if let key { own.append((key, String(offsets[index]))) }
+            return DataProxyRecord(records[index], attributes: own)
+        }
+        return try await self.client.sendWithReceipt(contentsOf: withAttributes, group: self.group, stream: self.stream, attributes: self.attributes)
     }
 
     func retry(_ records: [PendingRecord], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord]) {
         var owed: [PendingRecord] = []
         var bodies: [ByteBuffer] = []
         var offsets: [Int64] = []
+        var attributes: [[(String, String)]] = []
         for record in records {
             if let reason = record.setAside {
                 owed += self.deadLetter([record], reason: reason, origin: origin)
             } else {
                 bodies.append(record.body)
                 if let offset = record.offset { offsets.append(offset) }
+                attributes.append(record.attributes)
             }
         }
+        if attributes.allSatisfy(\.isEmpty) { attributes = [] }
         self.counters.resent.add(bodies.count, ordering: .relaxed)
-        let sent = try await self.send(bodies, offsets: offsets.count == bodies.count ? offsets : [], origin: origin)
+        self.sourceCounters?.resent.add(bodies.count, ordering: .relaxed)
+        let sent = try await self.send(bodies, offsets: offsets.count == bodies.count ? offsets : [], attributes: attributes, origin: origin)
         return (sent.deliveries, owed + sent.owed)
     }
 
     func settle(_ delivery: Delivery, origin: String) async -> [PendingRecord]? {
         guard delivery.receipt.isComplete, let summary = try? await delivery.receipt.outcome() else { return nil }
         self.counters.linesAcked.add(summary.acked, ordering: .relaxed)
+        self.sourceCounters?.linesAcked.add(summary.acked, ordering: .relaxed)
         guard !summary.failures.isEmpty else { return [] }
         // Ids follow the records' order: the n-th id of the receipt is the n-th record.
         var index: [DataProxyRecordID: Int] = [:]
@@ -162,14 +189,16 @@ struct DataProxySink: InstanceSink {
         do {
             try self.deadLetters.write(records.map(\.body), group: self.group, stream: self.stream, origin: origin, reason: reason)
             self.counters.deadLettered.add(records.count, ordering: .relaxed)
+            self.sourceCounters?.deadLettered.add(records.count, ordering: .relaxed)
             return []
         } catch {
             self.counters.deadLetterFailures.add(records.count, ordering: .relaxed)
+            self.sourceCounters?.deadLetterFailures.add(records.count, ordering: .relaxed)
             self.logger.warning(
                 "cannot write the dead-letter file; the lines stay pending and are tried again",
                 metadata: ["inlong.deadLetter": "\(self.deadLetters.path)", "inlong.source": "\(origin)", "inlong.records": "\(records.count)", "inlong.error": "\(error)"]
             )
-            return records.map { PendingRecord(body: $0.body, offset: $0.offset, setAside: reason) }
+            return records.map { PendingRecord(body: $0.body, offset: $0.offset, attributes: $0.attributes, setAside: reason) }
         }
     }
 }

@@ -17,6 +17,10 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
     let limits: Limits
     let control: AgentControl
     let counters: AgentCounters
+    /// The source's own counts (its metrics), beside the group's.
+    var sourceCounters: AgentCounters? = nil
+    /// The source's rate limit, shared by its instances: reading waits while it is used up.
+    var rateLimit: SourceRateLimiter? = nil
     let origin: String
     let logger: Logger
     /// Called once per step, after the outcomes that ended were settled and before the next action (so before any
@@ -48,6 +52,13 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
                 self.apply(machine.finished())
                 return end
             case .read(let maxBytes):
+                if let until = self.rateLimit?.readableAt(now: .now) {
+                    // Over the source's rate: the records wait in the source (back-pressure, never a loss). The
+                    // wait ends at the stop too; the machine then lets go of the budget held for this read.
+                    self.sourceCounters?.rateLimitWaits.add(1, ordering: .relaxed)
+                    _ = await self.wait(for: .init(outcome: nil, until: until), budget: nil, untilStop: !stopping)
+                    continue
+                }
                 await self.read(maxBytes: maxBytes, &machine)
             case .resend(let entry, let records):
                 let result = try? await self.sink.retry(records, origin: self.origin)
@@ -81,6 +92,7 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
             data = try self.source.read(maxBytes: maxBytes, now: .now)
         } catch {
             self.counters.readErrors.add(1, ordering: .relaxed)
+            self.sourceCounters?.readErrors.add(1, ordering: .relaxed)
             self.logger.warning("cannot read", metadata: ["inlong.source": "\(self.origin)", "inlong.error": "\(error)"])
             self.apply(machine.readFailed(now: .now))
             return
@@ -90,8 +102,10 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
             return
         }
         self.counters.read(lines: data.records.count, bytes: data.bytes)
+        self.sourceCounters?.read(lines: data.records.count, bytes: data.bytes)
+        self.rateLimit?.took(lines: data.records.count, bytes: data.bytes, now: .now)
         do {
-            let sent = try await self.sink.send(data.records, offsets: data.offsets, origin: self.origin)
+            let sent = try await self.sink.send(data.records, offsets: data.offsets, attributes: data.attributes, origin: self.origin)
             self.apply(machine.read((data.position, data.bytes, sent.deliveries, sent.owed), now: .now))
         } catch {
             // The client closed: nothing more can be sent, and this read is never committed.
@@ -111,6 +125,7 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
         for (position, bytes) in effects.acked {
             self.source.ack(position)
             self.counters.acked(bytes: bytes)
+            self.sourceCounters?.acked(bytes: bytes)
         }
         if effects.overdraw > 0 { self.budget.overdraw(effects.overdraw) }
         if effects.release > 0 { self.budget.release(effects.release) }

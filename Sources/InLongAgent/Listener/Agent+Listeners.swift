@@ -35,6 +35,9 @@ extension Agent {
         for server in servers {
             let listener = server.configuration
             let lane = self.lane(for: listener.group, into: &instances)
+            let sourceCounters = self.sourceCounters(
+                name: server.metricsName, type: listener.format.rawValue, group: listener.group, stream: listener.stream, listener: server
+            )
             let sink = DataProxySink(
                 client: lane.client,
                 group: listener.group,
@@ -42,15 +45,17 @@ extension Agent {
                 attributes: listener.attributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
                 deadLetters: deadLetters,
                 counters: lane.counters,
+                sourceCounters: sourceCounters,
                 logger: self.logger
             )
+            let rateLimit = self.rateLimiter(name: server.metricsName, limit: listener.rateLimit)
             let limits = Instance<ListenerSource, DataProxySink>.Limits(
-                readSize: self.configuration.readSize,
+                readSize: min(self.configuration.readSize, rateLimit?.maxReadBytes ?? .max),
                 maxUnackedBytes: self.configuration.maxUnackedBytesPerFile,
                 pollInterval: self.configuration.pollInterval,
                 resendDelay: self.configuration.resendDelay
             )
-            let source = ListenerSource(queue: server.queue)
+            let source = ListenerSource(queue: server.queue, syslogAttributes: listener.syslogAttributes)
             let logger = self.logger
             instances.addTask {
                 let instance = Instance(
@@ -60,6 +65,8 @@ extension Agent {
                     limits: limits,
                     control: control,
                     counters: lane.counters,
+                    sourceCounters: sourceCounters,
+                    rateLimit: rateLimit,
                     origin: listener.address,
                     logger: logger
                 ) { _ in }

@@ -26,6 +26,9 @@ extension AgentConfiguration {
         public var format = Format.syslog
         public var group: String
         public var stream: String
+        /// What the listener's metrics are labelled with (`source="..."`). Defaults to `nil`: its format and
+        /// address, as `syslog 127.0.0.1:5514/tcp` (see ``metricsName``).
+        public var name: String?
         /// Pairs added to the attribute string of every message (InLong's `extraMap`).
         public var attributes: [String: String] = [:]
         /// A longer message is cut there (TCP) or dropped (UDP), and counted. Defaults to 64 KiB.
@@ -34,12 +37,23 @@ extension AgentConfiguration {
         /// read until there is room (back-pressure on the senders), and UDP datagrams are dropped and counted.
         /// Defaults to 4 MiB.
         public var maxBufferedBytes = 4 << 20
+        /// With ``Format/syslog``: each message's header fields become its own attributes, `facility` and
+        /// `severity` (as keywords: `local4`, `notice`), and those of `hostname`, `appName`, `procId`, `msgId` and
+        /// `timestamp` it has. A message without a valid `<PRI>` goes without them. Defaults to `false`.
+        public var syslogAttributes = false
+        /// How fast its messages are sent; over it they wait in the queue (see ``maxBufferedBytes``). Defaults to
+        /// `nil`: no limit.
+        public var rateLimit: RateLimit?
 
         public init(port: Int, group: String, stream: String) {
             self.port = port
             self.group = group
             self.stream = stream
         }
+
+        /// The `source` label of its metrics: its ``name``, or its format and address (with the port bound, when
+        /// the agent picked one for port 0).
+        public var metricsName: String { self.name ?? "\(self.format.rawValue) \(self.address)" }
 
         /// `host:port/transport` for logs and errors.
         package var address: String { "\(self.host):\(self.port)/\(self.transport.rawValue)" }
@@ -52,6 +66,10 @@ extension AgentConfiguration {
             guard self.maxMessageLength > 0 else { throw AgentConfigurationError("\(name): maxMessageLength must be positive") }
             guard self.maxBufferedBytes >= self.maxMessageLength else {
                 throw AgentConfigurationError("\(name): maxBufferedBytes must hold at least one message of maxMessageLength")
+            }
+            try self.rateLimit?.validate(key: "rateLimit")
+            if self.syslogAttributes, self.format != .syslog {
+                throw AgentConfigurationError(key: "syslogAttributes", "\(name): syslogAttributes needs format syslog")
             }
         }
     }

@@ -85,17 +85,25 @@ final class ListenerQueue: Sendable {
 /// acked is gone, one lost in a crash was never acknowledged to its sender either).
 final class ListenerSource: AgentSource {
     let queue: ListenerQueue
+    /// Whether each message's syslog header becomes its attributes.
+    let syslogAttributes: Bool
     private var reads = 0
 
-    init(queue: ListenerQueue) {
+    init(queue: ListenerQueue, syslogAttributes: Bool = false) {
         self.queue = queue
+        self.syslogAttributes = syslogAttributes
     }
 
     func read(maxBytes: Int, now: ContinuousClock.Instant) throws -> SourceData<Int>? {
         let (messages, bytes) = self.queue.take(maxBytes: maxBytes)
         guard !messages.isEmpty else { return nil }
         self.reads += 1
-        return SourceData(records: messages, position: self.reads, bytes: bytes)
+        var data = SourceData(records: messages, position: self.reads, bytes: bytes)
+        if self.syslogAttributes {
+            // A message without a valid `<PRI>` goes as it is, without attributes.
+            data.attributes = messages.map { SyslogMessage($0.readableBytesView)?.attributes ?? [] }
+        }
+        return data
     }
 
     func ack(_ position: Int) {}

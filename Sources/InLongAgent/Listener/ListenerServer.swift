@@ -65,6 +65,11 @@ final class ListenerServer: Sendable {
         self.queue.close()
     }
 
+    /// The `source` label of its metrics: its name, or its format and address with the port bound.
+    var metricsName: String {
+        self.configuration.name ?? "\(self.configuration.format.rawValue) \(self.statistics.address)"
+    }
+
     var statistics: ListenerStatistics {
         ListenerStatistics(
             address: "\(self.configuration.host):\(self.channel.localAddress?.port ?? self.configuration.port)/\(self.configuration.transport.rawValue)",
@@ -160,12 +165,7 @@ private final class ListenerDatagramHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var message = self.unwrapInboundIn(data).data
-        while let last = message.getInteger(at: message.writerIndex - 1, as: UInt8.self), message.readableBytes > 0,
-            last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") || last == 0
-        {
-            message.moveWriterIndex(to: message.writerIndex - 1)
-        }
+        let message = SyslogFrameSplitter.trimmed(self.unwrapInboundIn(data).data)
         guard message.readableBytes > 0 else { return }
         guard message.readableBytes <= self.maxMessageLength else {
             self.queue.dropped.add(1, ordering: .relaxed)

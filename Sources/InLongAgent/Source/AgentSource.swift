@@ -6,6 +6,8 @@ struct SourceData<Position: Sendable>: Sendable {
     var records: [ByteBuffer]
     /// Where each record starts in the source, when the sink sends it as an attribute (else empty).
     var offsets: [Int64]
+    /// Each record's own attributes (a syslog message's header fields), when the source gives them (else empty).
+    var attributes: [[(String, String)]] = []
     var position: Position
     /// Bytes of the source the read covered (newlines included): what the read takes of the byte budget.
     var bytes: Int

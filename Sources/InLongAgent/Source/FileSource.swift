@@ -10,6 +10,12 @@ import Glibc
 final class FileSource: AgentSource {
     let tail: FileTail
     private let releaseAfter: Duration
+    /// A file that has not grown for this long is closed (its offset kept) until it grows (`nil`: never).
+    private let closeInactive: Duration?
+    /// When the file was last seen to grow (or was opened).
+    private var lastGrowth: ContinuousClock.Instant
+    /// The source ended because the file did not grow for ``closeInactive``, not because it was released.
+    private(set) var closedInactive = false
     /// When the file was last seen to grow, or the path to name it.
     private var lastActivity: ContinuousClock.Instant
     private var lastSize: Int64 = -1
@@ -29,11 +35,12 @@ final class FileSource: AgentSource {
     convenience init(
         tail: FileTail,
         releaseAfter: Duration,
+        closeInactive: Duration? = nil,
         now: ContinuousClock.Instant = .now,
         othersWaiting: @escaping () -> Bool = { false },
         movedPath: @escaping () -> String? = { nil }
     ) {
-        self.init(tail: tail, releaseAfter: releaseAfter, now: now, othersWaiting: othersWaiting, movedPath: movedPath) {
+        self.init(tail: tail, releaseAfter: releaseAfter, closeInactive: closeInactive, now: now, othersWaiting: othersWaiting, movedPath: movedPath) {
             $0.pathState()
         }
     }
@@ -41,6 +48,7 @@ final class FileSource: AgentSource {
     init(
         tail: FileTail,
         releaseAfter: Duration,
+        closeInactive: Duration? = nil,
         now: ContinuousClock.Instant,
         othersWaiting: @escaping () -> Bool,
         movedPath: @escaping () -> String?,
@@ -48,6 +56,8 @@ final class FileSource: AgentSource {
     ) {
         self.tail = tail
         self.releaseAfter = releaseAfter
+        self.closeInactive = closeInactive
+        self.lastGrowth = now
         self.othersWaiting = othersWaiting
         self.movedPath = movedPath
         self.lookAtPath = lookAtPath
@@ -70,6 +80,13 @@ final class FileSource: AgentSource {
         if self.tail.size != self.lastSize {
             self.lastSize = self.tail.size
             self.lastActivity = now
+            self.lastGrowth = now
+        }
+        // Asked only when every read is acked: the file is closed at its committed offset, and a scan opens it
+        // again once it grew past what was read (``FileRegistry``).
+        if let closeInactive = self.closeInactive, now - self.lastGrowth >= closeInactive {
+            self.closedInactive = true
+            return true
         }
         // The path is looked at a few times a second, not at every poll; the file is released only right after a
         // look, so that one that was renamed to a matching name is seen at its new path first.

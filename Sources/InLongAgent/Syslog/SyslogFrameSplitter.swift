@@ -103,11 +103,11 @@ package struct SyslogFrameSplitter: Sendable {
         return .some(input.readSlice(length: self.maxMessageLength)!)
     }
 
-    /// `message` without a trailing `\r` or NUL.
-    private static func trimmed(_ message: ByteBuffer) -> ByteBuffer {
+    /// `message` without its trailing line ends: `\n`, `\r` and NUL (a frame's, or a datagram's).
+    static func trimmed(_ message: ByteBuffer) -> ByteBuffer {
         var message = message
-        while let last = message.getInteger(at: message.writerIndex - 1, as: UInt8.self), message.readableBytes > 0,
-            last == UInt8(ascii: "\r") || last == 0
+        while message.readableBytes > 0, let last = message.getInteger(at: message.writerIndex - 1, as: UInt8.self),
+            last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") || last == 0
         {
             message.moveWriterIndex(to: message.writerIndex - 1)
         }

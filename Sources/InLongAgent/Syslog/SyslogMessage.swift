@@ -207,3 +207,27 @@ private struct Scanner {
         }
     }
 }
+
+extension SyslogMessage {
+    /// RFC 5424's facility keywords, by number (as rsyslog writes them).
+    static let facilityNames = [
+        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp", "security",
+        "console", "solaris-cron", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    ]
+    /// RFC 5424's severity keywords, by number.
+    static let severityNames = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"]
+
+    /// The header as record attributes: `facility` and `severity` (their keywords), and those of `hostname`,
+    /// `appName`, `procId`, `msgId` and `timestamp` the message has. Values are percent-encoded where they hold
+    /// `%`, `&` or `=`, which the attribute string cannot carry.
+    package var attributes: [(String, String)] {
+        var attributes = [("facility", Self.facilityNames[self.facility]), ("severity", Self.severityNames[self.severity])]
+        let fields: [(String, String?)] = [
+            ("hostname", self.hostname), ("appName", self.appName), ("procId", self.procID), ("msgId", self.msgID), ("timestamp", self.timestamp),
+        ]
+        for case let (key, value?) in fields where !value.isEmpty {
+            attributes.append((key, AgentConfiguration.FileSource.escaped(value)))
+        }
+        return attributes
+    }
+}

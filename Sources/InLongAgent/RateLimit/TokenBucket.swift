@@ -1,0 +1,117 @@
+import Synchronization
+
+/// A token bucket with the time passed in: ``rate`` tokens a second flow in, at most ``burst`` are held. A take
+/// may overdraw it (a read's lines are known only once read); the next take then waits until the debt is paid
+/// back, so that over any span the tokens taken are at most the burst, what flowed in, and one take. Pure.
+package struct TokenBucket: Sendable, Hashable {
+    /// Tokens a second.
+    package let rate: Double
+    /// Tokens held at most (what may go at once after a quiet while).
+    package let burst: Double
+    /// Tokens held now; negative after a take that overdrew.
+    package private(set) var tokens: Double
+    private var updated: ContinuousClock.Instant?
+
+    /// A full bucket.
+    package init(rate: Double, burst: Double) {
+        precondition(rate > 0 && burst > 0)
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+    }
+
+    /// When a take may go: `nil` now (the bucket holds tokens), else the instant its debt is paid back.
+    package mutating func available(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        self.refill(now: now)
+        guard self.tokens <= 0 else { return nil }
+        // The instant at which the tokens are just above zero again.
+        let seconds = -self.tokens / self.rate
+        let nanoseconds = Int64((seconds * 1e9).rounded(.up)) + 1
+        return now + .nanoseconds(nanoseconds)
+    }
+
+    /// Takes `count` tokens (going into debt when there are fewer).
+    package mutating func take(_ count: Int, now: ContinuousClock.Instant) {
+        self.refill(now: now)
+        self.tokens -= Double(count)
+    }
+
+    private mutating func refill(now: ContinuousClock.Instant) {
+        if let updated = self.updated, now > updated {
+            let elapsed = Double((now - updated).components.seconds) + Double((now - updated).components.attoseconds) * 1e-18
+            self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+        }
+        if self.updated.map({ now > $0 }) ?? true { self.updated = now }
+    }
+}
+
+/// A source's rate limit, shared by its instances (every file of a source, or a listener's one): its bytes and
+/// lines buckets behind a lock. Reading waits until both hold tokens; a read takes what it read.
+final class SourceRateLimiter: Sendable {
+    private let buckets: Mutex<(bytes: TokenBucket?, lines: TokenBucket?)>
+    /// Bytes a read takes at most, so that one read overdraws the bytes bucket by no more than its burst.
+    let maxReadBytes: Int
+
+    init(_ limit: AgentConfiguration.RateLimit) {
+        let bytes = limit.bytesPerSecond.map { TokenBucket(rate: Double($0), burst: Double(limit.burstBytes ?? $0)) }
+        let lines = limit.linesPerSecond.map { TokenBucket(rate: Double($0), burst: Double(limit.burstLines ?? $0)) }
+        self.buckets = Mutex((bytes, lines))
+        // Small reads keep the pace even (a read of 1 MiB would go at once and then wait long).
+        self.maxReadBytes = max(1, min(64 << 10, bytes.map { Int($0.burst) } ?? Int.max))
+    }
+
+    /// When reading may go on: `nil` now, else the instant both buckets hold tokens again.
+    func readableAt(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+        self.buckets.withLock { buckets in
+            let bytes = buckets.bytes?.available(now: now)
+            let lines = buckets.lines?.available(now: now)
+            return [bytes, lines].compactMap { $0 }.max()
+        }
+    }
+
+    /// A read of `lines` records covering `bytes` of the source.
+    func took(lines: Int, bytes: Int, now: ContinuousClock.Instant) {
+        self.buckets.withLock { buckets in
+            buckets.bytes?.take(bytes, now: now)
+            buckets.lines?.take(lines, now: now)
+        }
+    }
+}
+
+extension AgentConfiguration {
+    /// How fast one source (all its files together) or listener may send, so that a log storm on one host cannot
+    /// flood a shared cluster: bytes and lines (records) a second, each with a burst. A file source over its limit
+    /// reads more slowly (its lines wait in the file, none is lost); a listener over its limit leaves messages in
+    /// its queue, so that TCP senders are paused and UDP datagrams dropped and counted when it is full.
+    public struct RateLimit: Sendable, Hashable, Codable {
+        /// Bytes of the source a second (`nil`: no limit).
+        public var bytesPerSecond: Int?
+        /// Records a second (`nil`: no limit).
+        public var linesPerSecond: Int?
+        /// Bytes that may go at once after a quiet while. Defaults to a second's worth.
+        public var burstBytes: Int?
+        /// Records that may go at once after a quiet while. Defaults to a second's worth.
+        public var burstLines: Int?
+
+        public init(bytesPerSecond: Int? = nil, linesPerSecond: Int? = nil) {
+            self.bytesPerSecond = bytesPerSecond
+            self.linesPerSecond = linesPerSecond
+        }
+
+        /// Throws a typed error naming the key under `key` (`sources[0].rateLimit`) that cannot work.
+        public func validate(key: String) throws(AgentConfigurationError) {
+            guard self.bytesPerSecond != nil || self.linesPerSecond != nil else {
+                throw AgentConfigurationError(key: key, "\(key) needs bytesPerSecond or linesPerSecond")
+            }
+            for (name, value) in [("bytesPerSecond", self.bytesPerSecond), ("linesPerSecond", self.linesPerSecond), ("burstBytes", self.burstBytes), ("burstLines", self.burstLines)] {
+                if let value, value <= 0 { throw AgentConfigurationError(key: "\(key).\(name)", "\(key).\(name) must be positive") }
+            }
+            if self.burstBytes != nil, self.bytesPerSecond == nil {
+                throw AgentConfigurationError(key: "\(key).burstBytes", "\(key).burstBytes needs \(key).bytesPerSecond")
+            }
+            if self.burstLines != nil, self.linesPerSecond == nil {
+                throw AgentConfigurationError(key: "\(key).burstLines", "\(key).burstLines needs \(key).linesPerSecond")
+            }
+        }
+    }
+}
