@@ -121,6 +121,63 @@ struct DeliveryStateMachine<Waiter> {
         return (ids, blocked, self.enqueueSealed(sealed, now: now))
     }
 
+    /// What ``appendDelimited(_:from:delimiter:key:now:wallSeconds:)`` did: the records appended took `ids`;
+    /// `end` is where the next record starts.
+    struct DelimitedAppend {
+        var ids: Range<UInt64>
+        var end: Int
+        var empty: Int
+        var bytes: Int
+        var blocked: Blocked?
+        /// The body length of the record it stopped before.
+        var stoppedBefore: Int?
+        /// The limit the record it stopped before exceeds.
+        var tooLargeLimit: Int?
+    }
+
+    /// Appends the records delimited in `bytes` from `start` on, as ``appendRun(_:key:now:wallSeconds:tracker:)``
+    /// appends bodies. Actions only when a batch was sealed.
+    mutating func appendDelimited(
+        _ bytes: UnsafeRawBufferPointer,
+        from start: Int,
+        delimiter: UInt8,
+        key: BatchKey,
+        now: ContinuousClock.Instant,
+        wallSeconds: UInt32
+    ) -> (DelimitedAppend, Sealed?) {
+        let first = self.nextRecordID
+        var result = DelimitedAppend(ids: first..<first, end: start, empty: 0, bytes: 0)
+        guard self.isAccepting else {
+            result.blocked = .closed
+            return (result, nil)
+        }
+        guard self.spill.isEmpty else {
+            result.blocked = .full
+            return (result, nil)
+        }
+        let room = self.backlog.room(ready: self.waitingJobs)
+        guard room > 0 else {
+            result.blocked = .backlogged
+            return (result, nil)
+        }
+        let run = self.accumulator.appendDelimited(
+            bytes, from: start, delimiter: delimiter, key: key, firstID: first, now: now, wallSeconds: wallSeconds, maxSealed: room
+        )
+        self.nextRecordID += UInt64(run.appended)
+        result.ids = first..<self.nextRecordID
+        result.end = run.end
+        result.empty = run.empty
+        result.bytes = run.bytes
+        result.stoppedBefore = run.stoppedBefore
+        if run.tooLarge {
+            result.tooLargeLimit = self.accumulator.limits.maxBytes
+        } else if run.stoppedBefore != nil {
+            result.blocked = run.sealed.count >= room ? .backlogged : .full
+        }
+        guard !run.sealed.isEmpty else { return (result, nil) }
+        return (result, self.enqueueSealed(run.sealed, now: now))
+    }
+
     /// Appends one record, with who observes its outcome. Actions only when a batch was sealed.
     mutating func append(
         _ body: ByteBuffer,
