@@ -217,84 +217,6 @@ struct SendCommand: AsyncParsableCommand {
     }
 }
 
-/// Reads `inlong send`'s files (or standard input) in 1 MiB chunks and hands their lines in batches, split by the
-/// agent's `LineSplitter`: one rule for both (empty lines left out, overlong lines truncated, skipped or an error,
-/// and counted). A line that fits a chunk is handed as a slice of it, without a copy.
-struct SendLineReader {
-    var maxLineLength: Int
-    var overlong: LineSplitter.OverlongPolicy
-    /// Lines longer than `maxLineLength` in the files read so far.
-    private(set) var overlongLines = 0
-    /// Empty lines left out so far (they are not records).
-    private(set) var emptyLines = 0
-    /// With `.fail`: the overlong line reading stopped at. What was read before it is still sent.
-    private(set) var failure: String?
-
-    init(maxLineLength: Int = 4 << 20, overlong: LineSplitter.OverlongPolicy = .truncate) {
-        self.maxLineLength = maxLineLength
-        self.overlong = overlong
-    }
-
-    /// Reads `handle` (named `name` in errors) to its end, or until `stop`. A last line without its newline counts
-    /// at the end of the file, not at a stop (the rest of it may still be on its way).
-    mutating func read(
-        _ handle: FileHandle,
-        name: String = "standard input",
-        stop: @escaping @Sendable () -> Bool = { false },
-        _ emit: ([ByteBuffer]) async throws -> Void
-    ) async throws {
-        let descriptor = handle.fileDescriptor
-        var splitter = LineSplitter(maxLineLength: self.maxLineLength, overlong: self.overlong)
-        defer {
-            self.overlongLines += splitter.overlongLines
-            self.emptyLines += splitter.emptyLines
-        }
-        var lines: [ByteBuffer] = []
-        var ended = false
-        while !stop() {
-            // A pipe or terminal may stay silent: wait in slices, so that `stop` ends the read.
-            var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-            let polled = poll(&ready, 1, 100)
-            if polled == 0 { continue }
-            if polled < 0, errno != EINTR { throw CLIError("cannot read \(name): \(String(cString: strerror(errno)))") }
-            var chunk = ByteBufferAllocator().buffer(capacity: 1 << 20)
-            let count = try chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: 1 << 20) { destination in
-                while true {
-                    let count = readBytes(descriptor, destination.baseAddress, destination.count)
-                    if count >= 0 { return count }
-                    if errno != EINTR { throw CLIError("cannot read \(name): \(String(cString: strerror(errno)))") }
-                }
-            }
-            if count == 0 {
-                ended = true
-                break
-            }
-            lines.removeAll(keepingCapacity: true)
-            splitter.consume(chunk, appendingTo: &lines)
-            // The lines before an overlong one are sent: they were read whole.
-            if !lines.isEmpty { try await emit(lines) }
-            if self.failed(splitter, name: name) { return }
-        }
-        guard ended else { return }
-        lines.removeAll(keepingCapacity: true)
-        splitter.finish { body, _ in lines.append(body) }
-        if !lines.isEmpty { try await emit(lines) }
-        _ = self.failed(splitter, name: name)
-    }
-
-    /// Whether the splitter stopped at an overlong line (`.fail`); if so, says where.
-    private mutating func failed(_ splitter: LineSplitter, name: String) -> Bool {
-        guard let start = splitter.failedLineStart else { return false }
-        self.failure = "\(name): the line at byte \(start) is longer than \(self.maxLineLength) bytes; reading stopped there (--overlong fail)"
-        return true
-    }
-}
-
-/// `read(2)` (the reader's own `read` hides it).
-private func readBytes(_ descriptor: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
-    read(descriptor, buffer, count)
-}
-
 /// Runs a client, feeds it with `produce`, waits for every ack, and reports.
 struct SendOutcome {
     var statistics: DataProxyClientStatistics
@@ -369,7 +291,7 @@ func sendLines(
     unreachableTimeout: Duration? = nil,
     health: HealthProblem? = nil,
     logger: Logger = Logger.disabled,
-    produce: (_ emit: ([ByteBuffer]) async throws -> Void, _ stop: @escaping @Sendable () -> Bool) async throws -> Void
+    produce: (_ emit: LineEmitter, _ stop: @escaping @Sendable () -> Bool) async throws -> Void
 ) async throws -> SendOutcome {
     let start = ContinuousClock.now
     let client = DataProxyClient(configuration: configuration, logger: logger)
@@ -412,11 +334,29 @@ func sendLines(
         }
         defer { progress.finish() }
         do {
-            try await produce({ chunk in
-                bytes += chunk.reduce(0) { $0 + $1.readableBytes }
-                lines += chunk.count
-                try await client.send(contentsOf: chunk, group: group, stream: stream)
-            }, { interrupted.value.load(ordering: .relaxed) })
+            let emitter = LineEmitter(
+                lines: { chunk in
+                    bytes += chunk.reduce(0) { $0 + $1.readableBytes }
+                    lines += chunk.count
+                    try await client.send(contentsOf: chunk, group: group, stream: stream)
+                },
+                delimited: { run in
+                    // Walked in place by the client: no buffer per line.
+                    do {
+                        let appended = try await client.appendDelimited(run, group: group, stream: stream)
+                        bytes += appended.bytes
+                        lines += appended.ids.count
+                        return appended.empty
+                    } catch {
+                        // Every line read counts, those refused included.
+                        let counted = DelimitedRecords.count(run)
+                        bytes += counted.bytes
+                        lines += counted.records
+                        throw error
+                    }
+                }
+            )
+            try await produce(emitter, { interrupted.value.load(ordering: .relaxed) })
         } catch let error as DataProxyError {
             // Refused because an interruption closed the client: the rest counts as failed.
             if !(interrupted.value.load(ordering: .relaxed) && error.code == .shutDown) {

@@ -16,10 +16,18 @@ extension DataProxyClient {
     /// ready, a route found, the close) whenever nothing can go. Returns once the client closed and every record
     /// ended, or when cancelled.
     func dispatchLoop(group: inout DiscardingTaskGroup) async {
-        // Compression output, reused by every batch: only the exact-size frame is allocated per batch.
+        // Compression output, reused by every batch the loop encodes itself: only the exact-size frame is
+        // allocated per batch.
         var scratch = ByteBuffer()
+        let scratchPool = ScratchPool()
         for await _ in self.wakeups {
             if self.modifyState({ ($0.isFinished, nil) }) { return }
+            // Sealed batches are compressed beside this loop, several at once, so that one core does not
+            // compress everything; they become ready in the order they were sealed.
+            while let job = self.withMachineState({ $0.nextEncoding() }) {
+                let handoff = JobHandoff(job)
+                group.addTask { self.encodeAhead(handoff.take(), scratchPool: scratchPool) }
+            }
             // Popped one by one, so that the queue's length tells senders how far behind this loop is.
             while let next = self.withMachine({ $0.nextJob(now: .now) }) {
                 // No connection ready (starting, or every proxy down): the job is back in the queue, and the
@@ -111,6 +119,20 @@ extension DataProxyClient {
         }
     }
 
+    /// Encodes a job for the dispatcher, beside it, and reports the frame (or the failure) to the machine.
+    private func encodeAhead(_ job: consuming DeliveryJob, scratchPool: ScratchPool) {
+        var scratch = scratchPool.take()
+        defer { scratchPool.give(scratch) }
+        do {
+            let frame = try self.encode(job, scratch: &scratch)
+            // The machine's copy of the block is then the only one: it is recycled without a new allocation.
+            job.batch.block = ByteBuffer()
+            self.withMachine { ((), $0.encoded(jobID: job.id, frame: frame)) }
+        } catch {
+            self.withMachine { ((), $0.encodingFailed(jobID: job.id, "\(error)")) }
+        }
+    }
+
     func encode(_ job: DeliveryJob, scratch: inout ByteBuffer) throws -> ByteBuffer {
         let key = job.batch.key
         var extendedField = InLongExtendedField.default.union(self.configuration.batching.extendedField)
@@ -142,6 +164,35 @@ extension DataProxyClient {
         var frame = ByteBufferAllocator().buffer(capacity: message.frameLength)
         try message.encode(into: &frame)
         return frame
+    }
+}
+
+/// A job on its way into an encoder's task, taken out once there: the task keeps no copy of the block that the
+/// machine recycles.
+final class JobHandoff: Sendable {
+    private let job: Mutex<DeliveryJob?>
+
+    init(_ job: DeliveryJob) {
+        self.job = Mutex(job)
+    }
+
+    func take() -> DeliveryJob {
+        self.job.withLock { $0.take()! }
+    }
+}
+
+/// Compression outputs kept for the encoders, so that a batch does not allocate one.
+final class ScratchPool: Sendable {
+    private let buffers = Mutex<[ByteBuffer]>([])
+
+    func take() -> ByteBuffer {
+        self.buffers.withLock { $0.popLast() } ?? ByteBuffer()
+    }
+
+    func give(_ buffer: ByteBuffer) {
+        self.buffers.withLock { buffers in
+            if buffers.count < 8 { buffers.append(buffer) }
+        }
     }
 }
 

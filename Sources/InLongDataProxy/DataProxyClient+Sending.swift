@@ -386,10 +386,10 @@ extension DataProxyClient {
 
     /// Waits out what stopped an append: the quota (or fails fast), the dispatcher's backlog, or a close.
     /// `accepted` are the records a many-record call accepted before (`nil` for one record).
-    func waitToAppend(_ blocked: Machine.Blocked, bytes: Int, key: BatchKey, accepted: DataProxyRecordIDs?, of count: Int) async throws {
+    func waitToAppend(_ blocked: Machine.Blocked, bytes: Int, key: BatchKey, accepted: DataProxyRecordIDs?, of count: @autoclosure () -> Int) async throws {
         switch blocked {
         case .closed:
-            let detail = accepted.map { "the client is closed; \($0.count) of \(count) records were accepted" } ?? "the client is closed"
+            let detail = accepted.map { "the client is closed; \($0.count) of \(count()) records were accepted" } ?? "the client is closed"
             var error = DataProxyError(.shutDown, detail, group: key.group, stream: key.stream)
             error.acceptedRecords = accepted
             throw error
@@ -414,17 +414,17 @@ extension DataProxyClient {
         } onCancel: {
             if let id = ticket.cancel() { self.cancelWait(id) }
         }
-        try Self.checkCancellation(key: key, accepted: accepted, of: count)
+        try Self.checkCancellation(key: key, accepted: accepted, of: count())
     }
 
     /// `CancellationError` when the task is cancelled, or, for a call of many records that accepted some already,
     /// ``DataProxyError/Code/cancelled`` naming them: a bare `CancellationError` would lose their ids.
-    static func checkCancellation(key: BatchKey, accepted: DataProxyRecordIDs?, of count: Int) throws {
+    static func checkCancellation(key: BatchKey, accepted: DataProxyRecordIDs?, of count: @autoclosure () -> Int) throws {
         guard Task.isCancelled else { return }
         guard let accepted, !accepted.isEmpty else { throw CancellationError() }
         var error = DataProxyError(
             .cancelled,
-            "the task was cancelled; \(accepted.count) of \(count) records were accepted",
+            "the task was cancelled; \(accepted.count) of \(count()) records were accepted",
             group: key.group,
             stream: key.stream
         )

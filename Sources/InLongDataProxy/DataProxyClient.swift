@@ -35,6 +35,9 @@ public final class DataProxyClient: Service, Sendable {
     /// ``DispatchBacklog``.
     static let maxBacklog = 16
 
+    /// Batches compressed at once beside the dispatcher: one per core, up to 4.
+    static let encoders = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 4))
+
     public let configuration: Configuration
     let eventLoopGroup: any EventLoopGroup
     let logger: Logger
@@ -118,7 +121,9 @@ public final class DataProxyClient: Service, Sendable {
             deliveryTimeout: configuration.retry.deliveryTimeout,
             maxAttempts: configuration.retry.maxAttempts,
             retryBackoff: configuration.retry.backoff,
-            backlogLimit: configuration.buffer.whenFull == .wait ? Self.maxBacklog : .max
+            backlogLimit: configuration.buffer.whenFull == .wait ? Self.maxBacklog : .max,
+            // Over HTTP each attempt encodes its own form: nothing to encode ahead.
+            encoders: configuration.transport == .http ? 0 : Self.encoders
         )
         self.state = Mutex(State(machine: Machine(configuration: machineConfiguration, limits: limits)))
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))

@@ -57,6 +57,59 @@ import Testing
         #expect(failing.failure?.contains("the line at byte 7 is longer than 1048576 bytes") == true)
     }
 
+    /// Reads with an emitter that takes whole lines as delimited runs (the client walks them in place), turning the
+    /// runs into lines as the client does.
+    private func readFast(_ path: String, _ reader: inout SendLineReader) async throws -> (lines: [String], runs: Int) {
+        let handle = try #require(FileHandle(forReadingAtPath: path))
+        var lines: [String] = []
+        var runs = 0
+        let emitter = LineEmitter(
+            lines: { chunk in lines += chunk.map { String(buffer: $0) } },
+            delimited: { run in
+                runs += 1
+                let (bodies, empty) = DelimitedRecords.slices(run)
+                lines += bodies.map { String(buffer: $0) }
+                return empty
+            }
+        )
+        try await reader.read(handle, name: "file", emitter)
+        return (lines, runs)
+    }
+
+    /// Whole lines handed as runs are the lines read one by one: the same records and empty lines, across chunk
+    /// boundaries, CRLF ends, a line longer than a chunk and a last line without its newline.
+    @Test func wholeLinesHandedAsRunsAreTheLinesReadOneByOne() async throws {
+        var text = "first\r\nsecond\n\n"
+        for index in 0..<40_000 {
+            text += index % 7 == 0 ? "line \(index)\r\n" : index % 11 == 0 ? "\n" : "line \(index) ü\n"
+        }
+        text += String(repeating: "x", count: (1 << 20) + 12_345) + "\nthird\r\n\r\n"
+        for index in 0..<200_000 {
+            text += index % 5 == 0 ? "after \(index)\r\n" : index % 13 == 0 ? "\n" : "after \(index) ü\n"
+        }
+        text += "last without newline"
+        let data = Data(text.utf8)
+        var plain = SendLineReader()
+        let expected = try await self.withFile(data) { try await self.readLines($0, &plain) }
+        var fast = SendLineReader()
+        let (lines, runs) = try await self.withFile(data) { try await self.readFast($0, &fast) }
+        #expect(runs > 2)
+        #expect(lines.count == expected.count)
+        #expect(lines == expected)
+        #expect(fast.emptyLines == plain.emptyLines)
+        #expect(fast.emptyLines > 3_000)
+    }
+
+    /// On the fast path, an overlong line that stops the read is still named by where it starts in the file.
+    @Test func anOverlongLineAfterWholeLinesIsNamedByItsOffset() async throws {
+        let text = "before\n" + String(repeating: "y", count: 3 << 20) + "\nafter\n"
+        var failing = SendLineReader(maxLineLength: 1 << 20, overlong: .fail)
+        let (lines, runs) = try await self.withFile(Data(text.utf8)) { try await self.readFast($0, &failing) }
+        #expect(runs == 1)
+        #expect(lines == ["before"])
+        #expect(failing.failure?.contains("the line at byte 7 is longer than 1048576 bytes") == true)
+    }
+
     @Test func theSummaryTellsOfOverlongAndEmptyLines() async throws {
         var reader = SendLineReader(maxLineLength: 8)
         let outcome = { (reader: SendLineReader) in
@@ -90,6 +143,32 @@ import Testing
                 #expect(outcome.statistics.acked == expected.count)
                 #expect(outcome.statistics.failed == 0)
                 #expect(outcome.bytes == expected.reduce(0) { $0 + $1.utf8.count })
+                #expect(receiver.memorySink.records.map { String(buffer: $0.body) } == expected)
+            }
+        }
+    }
+
+    /// CRLF ends and empty lines on the fast path: each line arrives without its line end, empty ones not at all.
+    @Test func linesWithCRLFEndsAndEmptyLinesArriveAsTheirBytes() async throws {
+        let expected = (0..<30_000).map { "line \($0) ü " + String(repeating: "d", count: $0 % 150) }
+        var text = ""
+        for (index, line) in expected.enumerated() {
+            text += line + (index % 3 == 0 ? "\r\n" : "\n")
+            if index % 100 == 0 { text += "\r\n\n" }
+        }
+        try await self.withFile(Data(text.utf8)) { path in
+            try await withReceiver { receiver in
+                let configuration = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
+                var reader = SendLineReader()
+                var outcome = try await sendLines(configuration: configuration, group: "g", stream: "s") { emit, _ in
+                    try await reader.read(try #require(FileHandle(forReadingAtPath: path)), emit)
+                }
+                outcome.reading = reader
+                #expect(outcome.lines == expected.count)
+                #expect(outcome.statistics.acked == expected.count)
+                #expect(outcome.bytes == expected.reduce(0) { $0 + $1.utf8.count })
+                #expect(reader.emptyLines == 600)
+                #expect(outcome.summary.contains("600 empty lines left out"))
                 #expect(receiver.memorySink.records.map { String(buffer: $0.body) } == expected)
             }
         }

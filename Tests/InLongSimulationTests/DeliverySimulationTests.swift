@@ -74,12 +74,22 @@ struct DeliverySimulation {
     var reportsHeld: [(bytes: Int, records: Int)] = []
     var readers = 0
     var closeDeadline: ContinuousClock.Instant?
+    /// Batches encoded at once beside the dispatcher (0: the dispatcher encodes).
+    let encoders: Int
+    /// Jobs the encoders took and have not reported yet.
+    var encoding: [DeliveryJob] = []
+    /// Per stream, the last job the dispatcher took for its first time: batches of a stream go out in seal order.
+    var lastFirstTaken: [BatchKey: Int] = [:]
+    var taken: Set<Int> = []
 
     init(seed: UInt64, steps: Int) {
         self.seed = seed
         self.steps = steps
         self.random = SplitMix64(seed: seed)
         self.now = self.start
+        // From a generator of its own, so that the schedules of seeds without encoders stay as they were.
+        var encoderRandom = SplitMix64(seed: seed ^ 0x454E_434F_4445)
+        self.encoders = Int.random(in: 0...3, using: &encoderRandom)
         self.keys = [
             BatchKey(group: "g1", stream: "a", perRecordAttributes: false),
             BatchKey(group: "g1", stream: "b", perRecordAttributes: false),
@@ -90,7 +100,8 @@ struct DeliverySimulation {
                 deliveryTimeout: .milliseconds(Int.random(in: 200...3_000, using: &self.random)),
                 maxAttempts: Bool.random(using: &self.random) ? nil : Int.random(in: 1...4, using: &self.random),
                 retryBackoff: ExponentialBackoff(initial: .milliseconds(20), maximum: .milliseconds(400), multiplier: 2, jitter: 0),
-                backlogLimit: Int.random(in: 1...6, using: &self.random)
+                backlogLimit: Int.random(in: 1...6, using: &self.random),
+                encoders: self.encoders
             ),
             limits: .init(maxRecords: 5, maxBytes: 200, linger: .milliseconds(10), quotaBytes: self.quotaBytes, quotaRecords: 40)
         )
@@ -156,6 +167,9 @@ struct DeliverySimulation {
         guard self.machine.reports.heldRecords <= self.machine.accumulator.heldRecords, self.machine.reports.heldRecords >= 0 else {
             throw self.violation("report holds are part of the quota", "\(self.machine.reports.heldRecords) of \(self.machine.accumulator.heldRecords)")
         }
+        guard self.machine.encodes.started <= self.encoders, self.machine.encodes.encodingCount <= self.encoding.count else {
+            throw self.violation("at most the encoders' count of batches started", "\(self.machine.encodes.started) started, \(self.encoding.count) encoding")
+        }
         guard self.machine.waiters.senderCount == self.parkedSenders.count, self.machine.waiters.flushCount == self.flushes.count else {
             throw self.violation("the parked waiters are the callers'", "\(self.machine.waiters.senderCount) senders, \(self.machine.waiters.flushCount) flushes")
         }
@@ -197,12 +211,42 @@ struct DeliverySimulation {
         let (next, actions) = self.machine.nextJob(now: self.now)
         try self.apply(actions)
         guard var job = next?.job else { return }
+        if self.encoders > 0, job.frame == nil {
+            throw self.violation("with encoders, the dispatcher takes only encoded batches", "job \(job.id)")
+        }
+        if !self.taken.contains(job.id) {
+            self.taken.insert(job.id)
+            if let last = self.lastFirstTaken[job.batch.key], last > job.id {
+                throw self.violation("batches of a stream go out in seal order", "job \(job.id) after job \(last)")
+            }
+            self.lastFirstTaken[job.batch.key] = job.id
+        }
         if job.frame == nil {
             job.frame = ByteBuffer(string: "frame")
             job.batch.block = ByteBuffer()
         }
         self.handing.append(job)
         self.trace.record("dispatcher takes job \(job.id)")
+    }
+
+    /// An encoder takes the next sealed batch.
+    mutating func startEncoding() throws {
+        guard let job = self.machine.nextEncoding() else { return }
+        self.encoding.append(job)
+        self.trace.record("encoder takes job \(job.id)")
+    }
+
+    /// An encoder reports one of the batches it took, in any order: encoded, or (rarely) not encodable.
+    mutating func finishEncoding() throws {
+        guard !self.encoding.isEmpty else { return }
+        let job = self.encoding.remove(at: Int.random(in: 0..<self.encoding.count, using: &self.random))
+        if Int.random(in: 0..<20, using: &self.random) == 0 {
+            self.trace.record("encoder fails job \(job.id)")
+            try self.apply(self.machine.encodingFailed(jobID: job.id, "cannot encode"))
+        } else {
+            self.trace.record("encoder encoded job \(job.id)")
+            try self.apply(self.machine.encoded(jobID: job.id, frame: ByteBuffer(string: "frame \(job.uniq)")))
+        }
     }
 
     /// The dispatcher reports what became of the oldest job it took: a connection took it, none could, or its
@@ -287,7 +331,13 @@ struct DeliverySimulation {
             self.step += 1
             switch Int.random(in: 0..<100, using: &self.random) {
             case 0..<28: if self.closeDeadline == nil { try self.append() }
-            case 28..<43: try self.takeJob()
+            case 28..<43:
+                // The dispatcher's loop: start encodings, then take a job; encoders report in between.
+                if self.encoders > 0, Bool.random(using: &self.random) {
+                    if Bool.random(using: &self.random) { try self.startEncoding() } else { try self.finishEncoding() }
+                } else {
+                    try self.takeJob()
+                }
             case 43..<58: try self.handOver()
             case 58..<73: try self.answer()
             case 73..<85: try self.tick(by: Int.random(in: 0...150, using: &self.random))
@@ -316,7 +366,7 @@ struct DeliverySimulation {
         self.readers = 0
         self.machine.reportReadersChanged(0)
         var rounds = 0
-        while !self.machine.isFinished || !self.handing.isEmpty {
+        while !self.machine.isFinished || !self.handing.isEmpty || !self.encoding.isEmpty {
             rounds += 1
             guard rounds < 10_000 else {
                 throw self.violation("everything ends once the network heals", "\(self.machine.jobCount) jobs left, \(self.handing.count) being handed over")
@@ -325,6 +375,8 @@ struct DeliverySimulation {
             while !self.handing.isEmpty { try self.handOver() }
             while !self.inFlight.isEmpty { try self.answer(all: true) }
             while !self.reportsHeld.isEmpty { try self.takeReports() }
+            try self.startEncoding()
+            while !self.encoding.isEmpty { try self.finishEncoding() }
             try self.takeJob()
             try self.tick(by: 50)
             try self.check()

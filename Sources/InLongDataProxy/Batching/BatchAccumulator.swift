@@ -208,6 +208,100 @@ struct BatchAccumulator {
         return (appended, sealed)
     }
 
+    /// What ``appendDelimited(_:from:delimiter:key:firstID:now:wallSeconds:maxSealed:)`` did.
+    struct DelimitedRun {
+        /// Where the next record starts: the end of the bytes when every record was taken.
+        var end: Int
+        var appended = 0
+        /// Empty records left out (they take no id).
+        var empty = 0
+        /// The appended records' bytes.
+        var bytes = 0
+        var sealed: [SealedBatch] = []
+        /// The body length of the record it stopped before, when it stopped before the end.
+        var stoppedBefore: Int?
+        /// It stopped before a record that does not fit a batch of the current limit.
+        var tooLarge = false
+    }
+
+    /// Appends the records delimited in `bytes` from `start` on (see ``DelimitedRecords``), with ids from `firstID`
+    /// on, read in place: no buffer per record. Stops at the first record the quota has no room for, or that does
+    /// not fit a batch, or once `maxSealed` batches are sealed.
+    mutating func appendDelimited(
+        _ bytes: UnsafeRawBufferPointer,
+        from start: Int,
+        delimiter: UInt8,
+        key: BatchKey,
+        firstID: UInt64,
+        now: ContinuousClock.Instant,
+        wallSeconds: UInt32,
+        maxSealed: Int = .max
+    ) -> DelimitedRun {
+        var run = DelimitedRun(end: start)
+        guard start < bytes.count, let base = bytes.baseAddress else { return run }
+        var batch = self.open.removeValue(forKey: key) ?? self.newBatch(capacity: self.limits.maxBytes, now: now, wallSeconds: wallSeconds)
+        let maxBytes = self.limits.maxBytes
+        let maxRecords = self.limits.maxRecords
+        var segmentStart = firstID
+        func closeSegment(_ batch: inout OpenBatch, end: UInt64) {
+            guard end > segmentStart else { return }
+            batch.ids.append(segmentStart..<end)
+            segmentStart = end
+        }
+        var cursor = start
+        while cursor < bytes.count {
+            let (length, next) = DelimitedRecords.next(in: bytes, from: cursor, delimiter: delimiter)
+            if length == 0 {
+                run.empty += 1
+                cursor = next
+                continue
+            }
+            let recordBytes = Self.blockBytes(bodyLength: length, attributesLength: nil)
+            let charge = length + Self.recordOverhead
+            guard recordBytes <= maxBytes else {
+                run.tooLarge = true
+                run.stoppedBefore = length
+                break
+            }
+            guard run.sealed.count < maxSealed, self.hasRoom(forBytes: charge) else {
+                run.stoppedBefore = length
+                break
+            }
+            if batch.recordCount > 0, batch.block.readableBytes + recordBytes > maxBytes {
+                closeSegment(&batch, end: firstID + UInt64(run.appended))
+                run.sealed.append(Self.sealed(batch, key: key))
+                batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
+            }
+            // One write of the length and the bytes: one capacity check, as in `appendRun`.
+            let source = UnsafeRawBufferPointer(start: base + cursor, count: length)
+            _ = batch.block.writeWithUnsafeMutableBytes(minimumWritableBytes: 4 + length) { destination in
+                destination.storeBytes(of: UInt32(length).bigEndian, toByteOffset: 0, as: UInt32.self)
+                UnsafeMutableRawBufferPointer(rebasing: destination[4...]).copyMemory(from: source)
+                return 4 + length
+            }
+            batch.recordCount += 1
+            batch.chargedBytes += charge
+            self.heldBytes += charge
+            self.heldRecords += 1
+            run.appended += 1
+            run.bytes += length
+            cursor = next
+            if batch.recordCount >= maxRecords || batch.block.readableBytes >= maxBytes {
+                closeSegment(&batch, end: firstID + UInt64(run.appended))
+                run.sealed.append(Self.sealed(batch, key: key))
+                batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
+            }
+        }
+        run.end = cursor
+        closeSegment(&batch, end: firstID + UInt64(run.appended))
+        if batch.recordCount > 0 {
+            self.open[key] = batch
+        } else {
+            self.recycle(batch.block)
+        }
+        return run
+    }
+
     private mutating func newBatch(capacity: Int, now: ContinuousClock.Instant, wallSeconds: UInt32) -> OpenBatch {
         OpenBatch(
             block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: capacity),

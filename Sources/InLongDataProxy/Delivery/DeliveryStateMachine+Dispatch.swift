@@ -37,7 +37,7 @@ extension DeliveryStateMachine {
     }
 
     private mutating func releaseBacklogWaitersIfDue(_ actions: inout Actions) {
-        guard self.waiters.hasBacklogWaiters, self.backlog.releasesWaiters(ready: self.jobs.readyCount) else { return }
+        guard self.waiters.hasBacklogWaiters, self.backlog.releasesWaiters(ready: self.waitingJobs) else { return }
         self.waiters.resumeBacklogWaiters(into: &actions.resumeSenders)
     }
 
@@ -116,6 +116,42 @@ extension DeliveryStateMachine {
         var actions = Actions()
         guard let jobs = self.routes.routeReady(group) else { return actions }
         self.jobs.prepend(contentsOf: jobs)
+        actions.wakeDispatcher = true
+        return actions
+    }
+
+    // MARK: Encoders
+
+    /// The next sealed job to encode beside the dispatcher, with its request id given; `nil` when none waits or
+    /// as many as the configuration allows are started. Reported with ``encoded(jobID:frame:)`` or
+    /// ``encodingFailed(jobID:_:)``.
+    mutating func nextEncoding() -> DeliveryJob? {
+        guard self.encodes.isEnabled else { return nil }
+        let uniq = self.nextUniq &+ 1
+        guard let job = self.encodes.start(uniq: uniq) else { return nil }
+        self.nextUniq = uniq
+        return job
+    }
+
+    /// An encoder encoded job `jobID` into `frame`: its block goes back to the accumulator, and the jobs now
+    /// encoded in seal order become ready. A job that ended meanwhile (everything failed) is forgotten.
+    mutating func encoded(jobID: Int, frame: ByteBuffer) -> Actions {
+        var actions = Actions()
+        guard let (block, ready) = self.encodes.encoded(jobID, frame: frame) else { return actions }
+        self.accumulator.recycle(block)
+        for job in ready { self.jobs.append(job) }
+        // Jobs are ready, or a place to start the next encoding is free: either is the dispatcher's to act on.
+        actions.wakeDispatcher = true
+        return actions
+    }
+
+    /// An encoder could not encode job `jobID`: it fails; the jobs sealed after it go on.
+    mutating func encodingFailed(jobID: Int, _ detail: String) -> Actions {
+        var actions = Actions()
+        guard let (job, ready) = self.encodes.remove(jobID) else { return actions }
+        for job in ready { self.jobs.append(job) }
+        self.finish(job, .failure(job.error(.invalidArgument, "cannot encode the batch: \(detail)", retriable: false)), actions: &actions)
+        self.releaseBacklogWaitersIfDue(&actions)
         actions.wakeDispatcher = true
         return actions
     }

@@ -27,6 +27,9 @@ struct DeliveryStateMachine<Waiter> {
         var random: @Sendable (ClosedRange<Double>) -> Double = { Double.random(in: $0) }
         /// Ready batches at which senders wait for the dispatcher (`Int.max` for none).
         var backlogLimit: Int
+        /// Batches encoded at once beside the dispatcher, at most (see ``EncodePipeline``); 0 for none: the
+        /// dispatcher encodes each job as it takes it.
+        var encoders = 0
     }
 
     enum Phase: Equatable {
@@ -56,6 +59,8 @@ struct DeliveryStateMachine<Waiter> {
     var waiters = Waiters()
     /// Records on disk only, waiting for room in memory (with a spool).
     var spill = SpillQueue()
+    /// Sealed jobs being encoded, before they are ready (when encoders are configured).
+    var encodes: EncodePipeline
     /// The last uniq given to a job.
     var nextUniq: UInt32 = 0
     /// The id of the next record accepted.
@@ -67,6 +72,7 @@ struct DeliveryStateMachine<Waiter> {
         self.configuration = configuration
         self.accumulator = BatchAccumulator(limits: limits)
         self.backlog = DispatchBacklog(limit: configuration.backlogLimit)
+        self.encodes = EncodePipeline(limit: configuration.encoders)
     }
 
     var isAccepting: Bool {
@@ -74,13 +80,15 @@ struct DeliveryStateMachine<Waiter> {
         return false
     }
     /// Jobs ready, in flight or waiting to retry.
-    var jobCount: Int { self.jobs.count + self.routes.count }
+    var jobCount: Int { self.jobs.count + self.routes.count + self.encodes.count }
+    /// Sealed jobs the dispatcher has not taken: ready, or being encoded for it (what the backlog counts).
+    var waitingJobs: Int { self.jobs.readyCount + self.encodes.count }
     /// Whether the client closed and every record ended: the dispatcher may stop.
     var isFinished: Bool {
         switch self.phase {
         case .running: false
         case .closing:
-            self.jobs.isEmpty && self.routes.isEmpty && self.accumulator.heldRecords == self.reports.heldRecords && self.spill.isEmpty
+            self.jobs.isEmpty && self.routes.isEmpty && self.encodes.isEmpty && self.accumulator.heldRecords == self.reports.heldRecords && self.spill.isEmpty
         // A job the dispatcher was handing over when everything failed ends when it reports.
         case .closed: self.jobs.pendingCount == 0
         }
@@ -101,7 +109,7 @@ struct DeliveryStateMachine<Waiter> {
         guard self.isAccepting else { return (first..<first, .closed, nil) }
         // Records waiting in the spool go first: a new record spills behind them.
         guard self.spill.isEmpty else { return (first..<first, .full, nil) }
-        let room = self.backlog.room(ready: self.jobs.readyCount)
+        let room = self.backlog.room(ready: self.waitingJobs)
         guard room > 0 else { return (first..<first, .backlogged, nil) }
         let (appended, sealed) = self.accumulator.appendRun(
             bodies, key: key, firstID: first, now: now, wallSeconds: wallSeconds, tracker: tracker, maxSealed: room
@@ -111,6 +119,63 @@ struct DeliveryStateMachine<Waiter> {
         let blocked: Blocked? = appended == bodies.count ? nil : (sealed.count >= room ? .backlogged : .full)
         guard !sealed.isEmpty else { return (ids, blocked, nil) }
         return (ids, blocked, self.enqueueSealed(sealed, now: now))
+    }
+
+    /// What ``appendDelimited(_:from:delimiter:key:now:wallSeconds:)`` did: the records appended took `ids`;
+    /// `end` is where the next record starts.
+    struct DelimitedAppend {
+        var ids: Range<UInt64>
+        var end: Int
+        var empty: Int
+        var bytes: Int
+        var blocked: Blocked?
+        /// The body length of the record it stopped before.
+        var stoppedBefore: Int?
+        /// The limit the record it stopped before exceeds.
+        var tooLargeLimit: Int?
+    }
+
+    /// Appends the records delimited in `bytes` from `start` on, as ``appendRun(_:key:now:wallSeconds:tracker:)``
+    /// appends bodies. Actions only when a batch was sealed.
+    mutating func appendDelimited(
+        _ bytes: UnsafeRawBufferPointer,
+        from start: Int,
+        delimiter: UInt8,
+        key: BatchKey,
+        now: ContinuousClock.Instant,
+        wallSeconds: UInt32
+    ) -> (DelimitedAppend, Sealed?) {
+        let first = self.nextRecordID
+        var result = DelimitedAppend(ids: first..<first, end: start, empty: 0, bytes: 0)
+        guard self.isAccepting else {
+            result.blocked = .closed
+            return (result, nil)
+        }
+        guard self.spill.isEmpty else {
+            result.blocked = .full
+            return (result, nil)
+        }
+        let room = self.backlog.room(ready: self.waitingJobs)
+        guard room > 0 else {
+            result.blocked = .backlogged
+            return (result, nil)
+        }
+        let run = self.accumulator.appendDelimited(
+            bytes, from: start, delimiter: delimiter, key: key, firstID: first, now: now, wallSeconds: wallSeconds, maxSealed: room
+        )
+        self.nextRecordID += UInt64(run.appended)
+        result.ids = first..<self.nextRecordID
+        result.end = run.end
+        result.empty = run.empty
+        result.bytes = run.bytes
+        result.stoppedBefore = run.stoppedBefore
+        if run.tooLarge {
+            result.tooLargeLimit = self.accumulator.limits.maxBytes
+        } else if run.stoppedBefore != nil {
+            result.blocked = run.sealed.count >= room ? .backlogged : .full
+        }
+        guard !run.sealed.isEmpty else { return (result, nil) }
+        return (result, self.enqueueSealed(run.sealed, now: now))
     }
 
     /// Appends one record, with who observes its outcome. Actions only when a batch was sealed.
@@ -128,7 +193,7 @@ struct DeliveryStateMachine<Waiter> {
         guard recordBytes <= self.accumulator.limits.maxBytes else {
             return (.tooLarge(limit: self.accumulator.limits.maxBytes), nil)
         }
-        guard self.backlog.room(ready: self.jobs.readyCount) > 0 else { return (.blocked(.backlogged), nil) }
+        guard self.backlog.room(ready: self.waitingJobs) > 0 else { return (.blocked(.backlogged), nil) }
         guard self.spill.isEmpty else { return (.blocked(.full), nil) }
         let id = self.nextRecordID
         switch self.accumulator.append(body, attributes: attributes, key: key, id: id, now: now, wallSeconds: wallSeconds, observer: observer) {
@@ -160,7 +225,7 @@ struct DeliveryStateMachine<Waiter> {
             if self.spill.isEmpty, self.accumulator.hasRoom(forBytes: bytes + BatchAccumulator.recordOverhead) { return .retryNow }
             return .parked(id: self.waiters.parkForRoom(waiter))
         case .backlogged:
-            if self.backlog.releasesWaiters(ready: self.jobs.readyCount) { return .retryNow }
+            if self.backlog.releasesWaiters(ready: self.waitingJobs) { return .retryNow }
             return .parked(id: self.waiters.parkForBacklog(waiter))
         }
     }
@@ -239,7 +304,7 @@ struct DeliveryStateMachine<Waiter> {
         if self.phase == .running { self.phase = .closing(deadline: now) }
         self.enqueue(self.accumulator.sealAll(), now: now, actions: &actions)
         // Submitted jobs may have been written: possibly sent.
-        var jobs = Array(self.jobs.ready)
+        var jobs = Array(self.jobs.ready) + self.encodes.removeAll()
         self.routes.removeAll(into: &jobs)
         var handingOver: [Int: DeliveryJob] = [:]
         for var job in self.jobs.pending.values {
@@ -288,7 +353,11 @@ struct DeliveryStateMachine<Waiter> {
                 deadline: batch.createdAt + self.configuration.deliveryTimeout,
                 backoff: self.configuration.retryBackoff.makeIterator(random: self.configuration.random)
             )
-            self.jobs.append(job)
+            if self.encodes.isEnabled {
+                self.encodes.append(job)
+            } else {
+                self.jobs.append(job)
+            }
             actions.sealed.append((batch.key, batch.recordCount, batch.chargedBytes, batch.dataTime))
         }
         actions.heldBytes = self.heldBytesNow()

@@ -1,0 +1,113 @@
+import InLongDataProxy
+import InLongDataProxyReceiver
+import InLongTestUtils
+import InLongTransport
+import InLongWire
+import NIOCore
+import Testing
+
+/// `send(lines:)`: records delimited in one buffer, walked in place, arrive byte for byte and in order.
+@Suite struct DataProxyClientLinesTests {
+    /// Records of any bytes but the delimiter (a `\r` inside, bytes that are not UTF-8), 1 to 300 bytes.
+    func records(_ count: Int, delimiter: UInt8, seed: UInt64) -> [[UInt8]] {
+        var random = SplitMix64(seed: seed)
+        return (0..<count).map { index in
+            var record = Array("record \(index) ".utf8)
+            for _ in 0..<Int.random(in: 0...290, using: &random) {
+                var byte = UInt8.random(in: 0...255, using: &random)
+                if byte == delimiter { byte = 0x41 }
+                record.append(byte)
+            }
+            // A `\r` would be taken for a CRLF line end: keep it off the record's end.
+            if delimiter == UInt8(ascii: "\n"), record.last == UInt8(ascii: "\r") { record.append(0x42) }
+            return record
+        }
+    }
+
+    /// Every record with its delimiter, some with CRLF ends, empty lines among them, the last without its
+    /// delimiter; split into buffers at random places (within records too: the calls take whole records, so the
+    /// test cuts at record boundaries).
+    func serialized(_ records: [[UInt8]], delimiter: UInt8, seed: UInt64) -> (buffers: [ByteBuffer], empty: Int) {
+        var random = SplitMix64(seed: seed)
+        var buffers: [ByteBuffer] = []
+        var buffer = ByteBuffer()
+        var empty = 0
+        for (index, record) in records.enumerated() {
+            buffer.writeBytes(record)
+            if index == records.count - 1 { break }
+            if delimiter == UInt8(ascii: "\n"), Int.random(in: 0..<4, using: &random) == 0 { buffer.writeInteger(UInt8(ascii: "\r")) }
+            buffer.writeInteger(delimiter)
+            if Int.random(in: 0..<50, using: &random) == 0 {
+                buffer.writeInteger(delimiter)
+                empty += 1
+            }
+            if Int.random(in: 0..<3_000, using: &random) == 0 {
+                buffers.append(buffer)
+                buffer = ByteBuffer()
+            }
+        }
+        buffers.append(buffer)
+        return (buffers, empty)
+    }
+
+    @Test(arguments: [UInt8(ascii: "\n"), 0])
+    func delimitedRecordsArriveByteForByteInOrder(delimiter: UInt8) async throws {
+        let records = self.records(20_000, delimiter: delimiter, seed: 29)
+        let (buffers, empty) = self.serialized(records, delimiter: delimiter, seed: 30)
+        #expect(buffers.count > 1)
+        try await withReceiver { receiver in
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            // A small buffer: the calls wait for room part way through their records.
+            configuration.buffer.maxRecords = 1_000
+            var ids = DataProxyRecordIDs()
+            try await withDataProxyClient(configuration: configuration) { client in
+                for buffer in buffers {
+                    ids.formUnion(try await client.send(lines: buffer, delimiter: delimiter, group: "g", stream: "s"))
+                }
+                #expect(await client.flush(timeout: .seconds(120)))
+                let statistics = client.statistics()
+                #expect(statistics.acked == records.count)
+                #expect(statistics.failed == 0)
+            }
+            #expect(ids.count == records.count)
+            #expect(empty > 0)
+            let received = receiver.memorySink.records.map { Array($0.body.readableBytesView) }
+            #expect(received.count == records.count)
+            #expect(received == records, "records differ from what was sent")
+        }
+    }
+
+    /// A record too large for a batch stops the call there: it throws naming the records accepted before, and
+    /// those arrive.
+    @Test func aRecordTooLargeForABatchStopsTheCallAfterTheOnesBefore() async throws {
+        try await withReceiver { receiver in
+            let configuration = clientConfiguration(ports: [try await receiver.port()])
+            var buffer = ByteBuffer(string: "one\ntwo\r\n\nthree\n")
+            buffer.writeRepeatingByte(UInt8(ascii: "x"), count: configuration.batching.maxBytes + 1)
+            buffer.writeString("\nafter\n")
+            try await withDataProxyClient(configuration: configuration) { client in
+                await #expect {
+                    try await client.send(lines: buffer, group: "g", stream: "s")
+                } throws: { error in
+                    guard let error = error as? DataProxyError else { return false }
+                    return error.code == .messageTooLarge && error.acceptedRecords?.count == 3
+                }
+                #expect(await client.flush())
+            }
+            #expect(receiver.memorySink.records.map { String(buffer: $0.body) } == ["one", "two", "three"])
+        }
+    }
+
+    @Test func anEmptyBufferOrOneOfEmptyLinesSendsNothing() async throws {
+        try await withReceiver { receiver in
+            let configuration = clientConfiguration(ports: [try await receiver.port()])
+            try await withDataProxyClient(configuration: configuration) { client in
+                let none = try await client.send(lines: ByteBuffer(), group: "g", stream: "s")
+                let emptyLines = try await client.send(lines: ByteBuffer(string: "\n\r\n\n"), group: "g", stream: "s")
+                #expect(none.isEmpty)
+                #expect(emptyLines.isEmpty)
+                #expect(client.statistics().accepted == 0)
+            }
+        }
+    }
+}
