@@ -38,10 +38,14 @@ let logger = Logger(label: "producer")
 // The package's tests run this program against a receiver on a free port.
 let proxy = ProcessInfo.processInfo.environment["PRODUCER_PROXY_PORT"].flatMap(Int.init) ?? 46801
 // snippet.show
-let client = DataProxyClient(
-    configuration: .init(proxies: [Endpoint(host: "127.0.0.1", port: proxy)]),
-    logger: logger
-)
+var configuration = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: proxy)])
+// snippet.hide
+// On a loaded test machine an ack can take longer than the default request timeout: a resend would store twice.
+if let seconds = ProcessInfo.processInfo.environment["PRODUCER_REQUEST_TIMEOUT"].flatMap(Int64.init) {
+    configuration.connection.requestTimeout = .seconds(seconds)
+}
+// snippet.show
+let client = DataProxyClient(configuration: configuration, logger: logger)
 let group = ServiceGroup(
     configuration: .init(
         services: [

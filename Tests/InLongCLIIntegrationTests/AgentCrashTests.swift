@@ -20,6 +20,10 @@ import Darwin
 /// (`.build/debug/inlong`), over loopback sockets. Every wait is bounded; nothing is timed.
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct AgentCrashTests {
+    /// Requests wait for their acks rather than time out on a loaded machine: a resend after a timeout is a
+    /// duplicate the checkpoints do not account for, and this test counts duplicates against them.
+    static let patientRequests = ["INLONG_CONNECTION_REQUEST_TIMEOUT": "120"]
+
     /// Five rounds of: start the agent, wait until it delivered something (and, every other round, until it wrote a
     /// checkpoint: the checkpoint is written every second, so a run killed sooner resends everything its
     /// predecessor had not committed), let it run 200–800 ms more while the writer appends, SIGKILL it. Then the
@@ -55,7 +59,7 @@ struct AgentCrashTests {
                     // A file appearing while the agent was down is found by the next run.
                     if round == 2 { try writer.addFile() }
                     let before = receiver.memorySink.recordCount
-                    let agent = try ChildProcess(inlong, arguments, logs: directory, name: "agent-\(round)")
+                    let agent = try ChildProcess(inlong, arguments, environment: Self.patientRequests, logs: directory, name: "agent-\(round)")
                     let delivering = await eventually { receiver.memorySink.recordCount > before || !agent.isRunning }
                     try #require(
                         delivering && agent.isRunning,
@@ -105,7 +109,7 @@ struct AgentCrashTests {
                 await writing.value
 
                 // Catch up: everything read and acked, then a clean exit.
-                let last = try ChildProcess(inlong, arguments + ["--once"], logs: directory, name: "agent-once")
+                let last = try ChildProcess(inlong, arguments + ["--once"], environment: Self.patientRequests, logs: directory, name: "agent-once")
                 let status = await last.waitForExit()
                 try #require(
                     status == .exit(0),

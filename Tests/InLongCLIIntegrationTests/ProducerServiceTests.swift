@@ -20,7 +20,7 @@ struct ProducerServiceTests {
         try await withReceiver(configuration) { receiver in
             let port = try await receiver.port()
             try await withTemporaryDirectory { directory in
-                let process = try ChildProcess(producer, [], environment: ["PRODUCER_PROXY_PORT": "\(port)"], logs: directory, name: "producer")
+                let process = try ChildProcess(producer, [], environment: ["PRODUCER_PROXY_PORT": "\(port)", "PRODUCER_REQUEST_TIMEOUT": "120"], logs: directory, name: "producer")
                 // The first batch is stored: the producer now waits in sendAndWait for its acks.
                 #expect(await eventually { receiver.memorySink.recordCount >= 1_000 }, "\(process.output())")
                 process.signal(SIGINT)
