@@ -20,21 +20,8 @@ struct AuditCommandTests {
             defer { receiver.signal(SIGKILL) }
 
             let records = 1000
-            let file = directory.appendingPathComponent("lines.txt")
-            #expect(FileManager.default.createFile(atPath: file.path, contents: Data((0..<records).map { "line \($0)\n" }.joined().utf8)))
-            let send = try ChildProcess(
-                inlong,
-                ["send", "--proxy", data, "--audit-proxy", auditProxy, "--group", "g", "--stream", "s", file.path],
-                // Exactly once is asserted (a resent batch is received twice): no request may time out on a loaded machine.
-                environment: ["INLONG_CONNECTION_REQUEST_TIMEOUT": "120"],
-                logs: directory,
-                name: "send"
-            )
-            #expect(await send.waitForExit(timeout: .seconds(120)) == .exit(0), "\(send.output())")
-
-            let audit = try ChildProcess(inlong, ["audit", "--audit-service", query, "--group", "g", "--wait", "60"], logs: directory, name: "audit")
-            #expect(await audit.waitForExit(timeout: .seconds(120)) == .exit(0), "\(audit.output())")
-            let table = (try? String(contentsOfFile: audit.outputPath, encoding: .utf8)) ?? ""
+            let file = try await Self.sendLines(inlong, directory, records: records, ["--proxy", data, "--audit-proxy", auditProxy])
+            let table = await Self.auditTable(inlong, query, group: "g", directory)
             let rows = table.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
             #expect(rows.first == ["minute", "(UTC)", "group", "stream", "sent", "acked", "received", "difference"], "\(table)")
             #expect(Self.agreeingTotal(table, group: "g") == records, "\(table)")
@@ -80,21 +67,8 @@ struct AuditCommandTests {
             #expect(listed == #"{"success":true,"errMsg":null,"data":[{"host":"\#(host)","port":\#(port)}]}"#)
 
             let records = 1000
-            let file = directory.appendingPathComponent("lines.txt")
-            #expect(FileManager.default.createFile(atPath: file.path, contents: Data((0..<records).map { "line \($0)\n" }.joined().utf8)))
-            let send = try ChildProcess(
-                inlong,
-                ["send", "--proxy", data, "--audit-manager", manager, "--group", "g", "--stream", "s", file.path],
-                // Exactly once is asserted (a resent batch is received twice): no request may time out on a loaded machine.
-                environment: ["INLONG_CONNECTION_REQUEST_TIMEOUT": "120"],
-                logs: directory,
-                name: "send"
-            )
-            #expect(await send.waitForExit(timeout: .seconds(120)) == .exit(0), "\(send.output())")
-
-            let audit = try ChildProcess(inlong, ["audit", "--audit-service", query, "--group", "g", "--wait", "60"], logs: directory, name: "audit")
-            #expect(await audit.waitForExit(timeout: .seconds(120)) == .exit(0), "\(audit.output())")
-            let table = (try? String(contentsOfFile: audit.outputPath, encoding: .utf8)) ?? ""
+            _ = try await Self.sendLines(inlong, directory, records: records, ["--proxy", data, "--audit-manager", manager])
+            let table = await Self.auditTable(inlong, query, group: "g", directory)
             #expect(Self.agreeingTotal(table, group: "g") == records, "\(table)")
         }
     }
@@ -121,11 +95,36 @@ struct AuditCommandTests {
                 name: "agent"
             )
             #expect(await agent.waitForExit(timeout: .seconds(120)) == .exit(0), "\(agent.output())")
-            let audit = try ChildProcess(inlong, ["audit", "--audit-service", query, "--group", "ga", "--wait", "60"], logs: directory, name: "audit")
-            #expect(await audit.waitForExit(timeout: .seconds(120)) == .exit(0), "\(audit.output())")
-            let table = (try? String(contentsOfFile: audit.outputPath, encoding: .utf8)) ?? ""
+            let table = await Self.auditTable(inlong, query, group: "ga", directory)
             #expect(Self.agreeingTotal(table, group: "ga") == lines, "\(table)")
         }
+    }
+
+    /// Writes `records` lines to a file and sends them to group `g`, stream `s` with `inlong send` and `arguments`
+    /// (proxy and audit flags), expecting exit 0; the file.
+    static func sendLines(_ inlong: URL, _ directory: URL, records: Int, _ arguments: [String]) async throws -> URL {
+        let file = directory.appendingPathComponent("lines.txt")
+        #expect(FileManager.default.createFile(atPath: file.path, contents: Data((0..<records).map { "line \($0)\n" }.joined().utf8)))
+        let send = try ChildProcess(
+            inlong,
+            ["send"] + arguments + ["--group", "g", "--stream", "s", file.path],
+            // Exactly once is asserted (a resent batch is received twice): no request may time out on a loaded machine.
+            environment: ["INLONG_CONNECTION_REQUEST_TIMEOUT": "120"],
+            logs: directory,
+            name: "send"
+        )
+        #expect(await send.waitForExit(timeout: .seconds(120)) == .exit(0), "\(send.output())")
+        return file
+    }
+
+    /// The table `inlong audit --group GROUP` prints once the stand-in holds that group's counts, expecting exit 0.
+    static func auditTable(_ inlong: URL, _ query: String, group: String, _ directory: URL) async -> String {
+        guard let audit = try? ChildProcess(inlong, ["audit", "--audit-service", query, "--group", group, "--wait", "60"], logs: directory, name: "audit") else {
+            Issue.record("inlong audit did not start")
+            return ""
+        }
+        #expect(await audit.waitForExit(timeout: .seconds(120)) == .exit(0), "\(audit.output())")
+        return (try? String(contentsOfFile: audit.outputPath, encoding: .utf8)) ?? ""
     }
 
     /// `inlong receive` as the audit stand-in: the child, its data address, its audit proxy and its query URL.
