@@ -41,6 +41,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("path"), help: "A glob of files to collect (repeat for several).")
     var paths: [String] = []
 
+    @Flag(help: "Read lines from standard input (a pipe) instead of files, without offsets: the agent stops at its end once every line was acked, and exits 1 if any was dead-lettered.")
+    var stdin = false
+
     @Option(help: "The InLong group (with --path).")
     var group: String?
 
@@ -110,15 +113,24 @@ struct AgentCommand: AsyncParsableCommand {
             } catch {
                 throw ValidationError("\(error)")
             }
-        } else if self.paths.isEmpty, self.target.manager != nil, self.group == nil, self.stream == nil {
+        } else if self.paths.isEmpty, !self.stdin, self.target.manager != nil, self.group == nil, self.stream == nil {
             configuration = try await self.managerTaskConfiguration()
         } else {
-            guard !self.paths.isEmpty else { throw ValidationError("give --config FILE, or --path GLOB with --group and --stream, or --manager URL alone") }
-            guard let group = self.group, let stream = self.stream else { throw ValidationError("--path needs --group and --stream") }
+            guard !self.paths.isEmpty || self.stdin else {
+                throw ValidationError("give --config FILE, or --path GLOB (or --stdin) with --group and --stream, or --manager URL alone")
+            }
+            guard self.paths.isEmpty || !self.stdin else { throw ValidationError("give either --path or --stdin, not both") }
+            guard let group = self.group, let stream = self.stream else {
+                throw ValidationError("\(self.stdin ? "--stdin" : "--path") needs --group and --stream")
+            }
             try validateName(group, option: "--group")
             try validateName(stream, option: "--stream")
             var client = try await readClientConfiguration(file: nil, target: self.target, group: group, keys: AgentConfigurationFile.settingKeys)
             if self.noCompression { client.batching.compressionThreshold = nil }
+            if self.stdin {
+                configuration = try self.standardInputConfiguration(group: group, stream: stream, client: client)
+                return try self.applyCommon(to: configuration)
+            }
             var source = AgentConfiguration.FileSource(paths: self.paths, group: group, stream: stream)
             guard let startAt = AgentConfiguration.FileSource.StartPosition(rawValue: self.startAt ?? "beginning") else {
                 throw ValidationError("--start-at takes beginning or end")
@@ -156,6 +168,12 @@ struct AgentCommand: AsyncParsableCommand {
             if client.manager?.cacheFile == nil { client.manager?.cacheFile = AgentConfiguration.proxyCacheFile(in: self.stateDirectory) }
             configuration = AgentConfiguration(sources: [source], stateDirectory: self.stateDirectory, client: client)
         }
+        return try self.applyCommon(to: configuration)
+    }
+
+    /// The settings every mode takes from flags.
+    private func applyCommon(to configuration: AgentConfiguration) throws -> AgentConfiguration {
+        var configuration = configuration
         if let seconds = self.shutdownTimeout {
             guard let duration = Duration(settingSeconds: seconds) else { throw ValidationError("--shutdown-timeout takes seconds") }
             configuration.shutdownTimeout = duration
@@ -164,11 +182,44 @@ struct AgentCommand: AsyncParsableCommand {
         return configuration
     }
 
+    /// `--stdin`: standard input as the one source, a record per line.
+    private func standardInputConfiguration(group: String, stream: String, client: DataProxyClient.Configuration) throws -> AgentConfiguration {
+        let fileOnly: [(String, Bool)] = [
+            ("--start-at", self.startAt != nil), ("--multiline-pattern", self.multilinePattern != nil),
+            ("--multiline-negate", self.multilineNegate), ("--multiline-timeout", self.multilineTimeout != nil),
+            ("--include", !self.includes.isEmpty), ("--exclude", !self.excludes.isEmpty), ("--once", self.once),
+        ]
+        if let (flag, _) = fileOnly.first(where: \.1) { throw ValidationError("\(flag) applies to files (--path), not to --stdin") }
+        var listener = AgentConfiguration.Listener(port: 0, group: group, stream: stream)
+        listener.transport = .stdin
+        listener.format = .lines
+        if let maxLineLength = self.maxLineLength {
+            guard maxLineLength > 0 else { throw ValidationError("--max-line-length must be positive") }
+            listener.maxMessageLength = maxLineLength
+            listener.maxBufferedBytes = max(listener.maxBufferedBytes, maxLineLength)
+        }
+        for attribute in self.attributes {
+            let parts = attribute.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { throw ValidationError("--attribute takes key=value") }
+            listener.attributes[String(parts[0])] = String(parts[1])
+        }
+        do {
+            try listener.validate()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        var client = client
+        if client.manager?.cacheFile == nil { client.manager?.cacheFile = AgentConfiguration.proxyCacheFile(in: self.stateDirectory) }
+        var configuration = AgentConfiguration(sources: [], stateDirectory: self.stateDirectory, client: client)
+        configuration.listeners = [listener]
+        return configuration
+    }
+
     /// The flags of `--path` mode that were given: the file says the same things.
     var pathOnlyFlagsGiven: [String] {
         let target = self.target
         let given: [(String, Bool)] = [
-            ("--group", self.group != nil), ("--stream", self.stream != nil), ("--attribute", !self.attributes.isEmpty),
+            ("--stdin", self.stdin), ("--group", self.group != nil), ("--stream", self.stream != nil), ("--attribute", !self.attributes.isEmpty),
             ("--state-dir", self.stateDir != nil), ("--start-at", self.startAt != nil), ("--max-line-length", self.maxLineLength != nil),
             ("--multiline-pattern", self.multilinePattern != nil), ("--multiline-negate", self.multilineNegate),
             ("--multiline-timeout", self.multilineTimeout != nil), ("--include", !self.includes.isEmpty), ("--exclude", !self.excludes.isEmpty),
@@ -275,6 +326,11 @@ struct AgentCommand: AsyncParsableCommand {
         }
         if let error = statistics.checkpointError {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        // Standard input cannot be read again: lines it could not deliver are a failure of this run.
+        if self.stdin, statistics.deadLettered > 0 {
+            FileHandle.standardError.write(Data("error: \(statistics.deadLettered) lines were not delivered: they are in \(configuration.deadLetterPath)\n".utf8))
             throw ExitCode(1)
         }
     }

@@ -30,6 +30,17 @@ import Testing
         #expect(udp.host == "0.0.0.0" && udp.transport == .udp && udp.format == .lines && udp.maxMessageLength == 2048)
     }
 
+    @Test func standardInputNeedsNoPort() throws {
+        let configuration = try self.load("""
+            proxies: ["127.0.0.1:46801"]
+            stateDirectory: /tmp/agent-listeners-state
+            listeners:
+              - {transport: stdin, format: lines, group: g, stream: piped}
+            """)
+        let stdin = try #require(configuration.listeners.first)
+        #expect(stdin.transport == .stdin && stdin.format == .lines && stdin.address == "stdin" && stdin.metricsName == "lines stdin")
+    }
+
     @Test func badListenersAreClearErrors() {
         let cases = [
             ("listeners: [{port: 70000, group: g, stream: s}]", "the port must be 0 to 65535"),
@@ -38,6 +49,11 @@ import Testing
             ("listeners: [{port: 1, group: g, stream: s, maxBufferedBytes: 10, maxMessageLength: 100}]", "maxBufferedBytes must hold"),
             ("listeners: [{port: 1, group: g, stream: s, typo: 1}]", "unknown key 'listeners[0].typo'"),
             ("listeners: [{port: 1, group: g, stream: s, format: lines, syslogAttributes: true}]", "listeners[0].syslogAttributes needs format syslog"),
+            ("listeners: [{group: g, stream: s}]", "listeners[0].port: give the port to listen on"),
+            (
+                "listeners: [{transport: stdin, group: g, stream: a}, {transport: stdin, group: g, stream: b}]",
+                "listeners[1]: standard input can be read by one listener only"
+            ),
         ]
         for (yaml, expected) in cases {
             #expect(throws: AgentConfigurationError.self, "\(yaml)") { try self.load("proxies: [\"127.0.0.1:1\"]\nstateDirectory: s\n" + yaml) }

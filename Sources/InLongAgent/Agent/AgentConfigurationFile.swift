@@ -157,7 +157,8 @@ public enum AgentConfigurationFile {
     /// A listener as the file writes it.
     struct Listener: Decodable, Sendable {
         var host: String?
-        var port: Int
+        /// Needed but with `transport: stdin`.
+        var port: Int?
         var transport: AgentConfiguration.Listener.Transport?
         var format: AgentConfiguration.Listener.Format?
         var group: String
@@ -170,7 +171,10 @@ public enum AgentConfigurationFile {
         var syslogAttributes: Bool?
 
         func listener(key: String = "listeners") throws(AgentConfigurationError) -> AgentConfiguration.Listener {
-            var listener = AgentConfiguration.Listener(port: self.port, group: self.group, stream: self.stream)
+            guard self.transport == .stdin || self.port != nil else {
+                throw AgentConfigurationError(key: "\(key).port", "\(key).port: give the port to listen on")
+            }
+            var listener = AgentConfiguration.Listener(port: self.port ?? 0, group: self.group, stream: self.stream)
             if let host = self.host { listener.host = host }
             if let transport = self.transport { listener.transport = transport }
             if let format = self.format { listener.format = format }
@@ -320,6 +324,11 @@ extension AgentConfiguration {
             guard !name.isEmpty else { throw AgentConfigurationError(key: key, "\(key) must not be empty") }
             if let first = seen[name] { throw AgentConfigurationError(key: key, "\(key) '\(name)' is also the name of \(first.dropLast(5))") }
             seen[name] = key
+        }
+        // One process has one standard input: two readers would split its lines between them.
+        let stdin = listeners.indices.filter { listeners[$0].transport == .stdin }
+        if stdin.count > 1 {
+            throw AgentConfigurationError(key: "listeners[\(stdin[1])].transport", "listeners[\(stdin[1])]: standard input can be read by one listener only")
         }
     }
 }

@@ -32,6 +32,8 @@ extension Agent {
     /// instance stops only once it read what was queued.
     func startListeners(_ servers: [ListenerServer], deadLetters: DeadLetterFile, into instances: inout DiscardingTaskGroup) -> AgentControl {
         let control = AgentControl()
+        // Standard input as the only source: its end is the agent's (as `inlong send` ends with its input).
+        let endsWithInput = self.configuration.sources.isEmpty && self.configuration.listeners.count == 1
         for server in servers {
             let listener = server.configuration
             let lane = self.lane(for: listener.group, into: &instances)
@@ -70,7 +72,11 @@ extension Agent {
                     origin: listener.address,
                     logger: logger
                 ) { _ in }
-                _ = await instance.run()
+                let end = await instance.run()
+                if end == .released, listener.transport == .stdin, endsWithInput {
+                    self.logger.info("standard input ended and every line was sent: stopping")
+                    self.stop()
+                }
             }
         }
         return control

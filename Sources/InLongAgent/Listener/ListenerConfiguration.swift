@@ -14,6 +14,11 @@ extension AgentConfiguration {
         public enum Transport: String, Sendable, Hashable, Codable {
             case tcp
             case udp
+            /// The agent's standard input (a pipe, a FIFO or a terminal; not a regular file: give that to a file
+            /// source): read until its end, with back-pressure (the writer waits while the queue is full). It has
+            /// no offsets, so what was read and not acked when the agent is killed is lost. An agent whose only
+            /// source it is stops once its input ended and every message was acked or dead-lettered.
+            case stdin
         }
 
         /// The address to listen on. Defaults to 127.0.0.1.
@@ -55,8 +60,10 @@ extension AgentConfiguration {
         /// the agent picked one for port 0).
         public var metricsName: String { self.name ?? "\(self.format.rawValue) \(self.address)" }
 
-        /// `host:port/transport` for logs and errors.
-        package var address: String { "\(self.host):\(self.port)/\(self.transport.rawValue)" }
+        /// `host:port/transport` for logs and errors; `stdin` for standard input.
+        package var address: String {
+            self.transport == .stdin ? "stdin" : "\(self.host):\(self.port)/\(self.transport.rawValue)"
+        }
 
         /// Throws when a setting cannot work (a port out of range, an empty group, a length that is not positive).
         public func validate() throws(AgentConfigurationError) {

@@ -4,6 +4,10 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A listener's socket: a TCP server whose connections are split into messages, or a UDP socket whose datagrams
 /// are messages; either way into the listener's ``ListenerQueue``.
 final class ListenerServer: Sendable {
@@ -39,6 +43,8 @@ final class ListenerServer: Sendable {
                     }
                     .bind(host: configuration.host, port: configuration.port)
                     .get()
+            case .stdin:
+                channel = try await Self.readStandardInput(configuration, queue: queue, group: group, logger: logger)
             case .udp:
                 channel = try await DatagramBootstrap(group: group)
                     .channelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -58,6 +64,35 @@ final class ListenerServer: Sendable {
         }
     }
 
+    /// Standard input as one connection of lines or syslog frames: read until its end (then the queue closes, and
+    /// its instance ends once it sent what was queued), paused while the queue is full.
+    private static func readStandardInput(
+        _ configuration: AgentConfiguration.Listener,
+        queue: ListenerQueue,
+        group: any EventLoopGroup,
+        logger: Logger
+    ) async throws -> any Channel {
+        var status = stat()
+        guard fstat(STDIN_FILENO, &status) == 0 else { throw AgentStandardInputError.cannotRead(errno) }
+        // Readiness cannot be polled on a regular file: it is a file source's job (with offsets, too).
+        guard status.st_mode & S_IFMT != S_IFREG else { throw AgentStandardInputError.regularFile }
+        let descriptor = dup(STDIN_FILENO)
+        guard descriptor >= 0 else { throw AgentStandardInputError.cannotRead(errno) }
+        let channel = try await NIOPipeBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ListenerConnectionHandler(configuration: configuration, queue: queue, logger: logger)
+                    )
+                }
+            }
+            .takingOwnershipOfDescriptor(input: descriptor)
+            .get()
+        // The end of the input: what was read is queued (the handler's last frame included); nothing more comes.
+        channel.closeFuture.whenComplete { _ in queue.close() }
+        return channel
+    }
+
     /// Stops taking messages: the socket and every connection close; what was queued is still read.
     func close() async {
         try? await self.channel.close()
@@ -72,7 +107,8 @@ final class ListenerServer: Sendable {
 
     var statistics: ListenerStatistics {
         ListenerStatistics(
-            address: "\(self.configuration.host):\(self.channel.localAddress?.port ?? self.configuration.port)/\(self.configuration.transport.rawValue)",
+            address: self.configuration.transport == .stdin
+                ? "stdin" : "\(self.configuration.host):\(self.channel.localAddress?.port ?? self.configuration.port)/\(self.configuration.transport.rawValue)",
             port: self.channel.localAddress?.port ?? self.configuration.port,
             received: self.queue.received.load(ordering: .relaxed),
             dropped: self.queue.dropped.load(ordering: .relaxed),
@@ -103,6 +139,20 @@ public struct AgentListenerError: Error, CustomStringConvertible {
     public var cause: any Error
 
     public var description: String { "cannot listen on \(self.address): \(TransportError.plainCause(self.cause))" }
+}
+
+/// Standard input cannot be a listener's.
+public enum AgentStandardInputError: Error, CustomStringConvertible {
+    /// A regular file: read it with a file source instead.
+    case regularFile
+    case cannotRead(Int32)
+
+    public var description: String {
+        switch self {
+        case .regularFile: "standard input is a regular file: read it with a file source (--path) instead"
+        case .cannotRead(let code): "cannot read standard input: \(String(cString: strerror(code)))"
+        }
+    }
 }
 
 /// One TCP connection: frames split as the listener's format says, queued; reading paused while the queue is full.
