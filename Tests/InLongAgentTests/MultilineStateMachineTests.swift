@@ -128,8 +128,9 @@ import Testing
     /// Random lines (continuation or not), times, ticks and a final flush; after every step: every line is in
     /// exactly one record, in order, joined with `\n`; no record passes the limits; records break only where a
     /// rule says; a record is emitted by a tick only after its timeout; the commit boundary never passes a line
-    /// not yet in an emitted record.
-    static func run(seed: UInt64, steps: Int) throws {
+    /// not yet in an emitted record. With `clockPerRead`, lines come without the time, as a file's reader hands
+    /// them over, and the time of their read is given before the clock moves on (``Machine/linesCame(at:)``).
+    static func run(seed: UInt64, steps: Int, clockPerRead: Bool = false) throws {
         var random = SplitMix64(seed: seed)
         let rules = Machine.Rules(
             negate: Bool.random(using: &random),
@@ -197,9 +198,15 @@ import Testing
                 let end = offset + Int64(length + Int.random(in: 1...2, using: &random))  // "\n" or "\r\n"
                 let matched = Bool.random(using: &random)
                 lines.append((body, offset, end, matched, now))
-                machine.line(ByteBuffer(string: body), start: offset, end: end, matched: matched, now: now) { records.append(($0, nil)) }
+                if clockPerRead {
+                    machine.line(ByteBuffer(string: body), start: offset, end: end, matched: matched) { records.append(($0, nil)) }
+                } else {
+                    machine.line(ByteBuffer(string: body), start: offset, end: end, matched: matched, now: now) { records.append(($0, nil)) }
+                }
                 offset = end
             case 7..<9:
+                // A read ends before the clock moves on.
+                if clockPerRead { machine.linesCame(at: now) }
                 now += .milliseconds(Int.random(in: 0...300, using: &random))
             default:
                 let at = now
@@ -216,6 +223,11 @@ import Testing
 
     @Test(arguments: 0..<60) func randomLineSequencesKeepEveryLineInExactlyOneRecord(seed: UInt64) throws {
         try Self.run(seed: seed, steps: 300)
+    }
+
+    /// The same rules when the clock is read once per read (the file reader's way), not per line.
+    @Test(arguments: 1000..<1060) func linesTimedPerReadKeepTheSameRules(seed: UInt64) throws {
+        try Self.run(seed: seed, steps: 300, clockPerRead: true)
     }
 }
 

@@ -203,8 +203,10 @@ final class FileTail {
             total += count
             if var assembler = self.assembler.take() {
                 self.splitter.consume(chunk, lines: { body, start, end in
-                    assembler.line(body, start: start, end: end, now: now, into: &lines, offsets: &offsets)
+                    assembler.line(body, start: start, end: end, into: &lines, offsets: &offsets)
                 })
+                // The clock is read once per chunk, not per line.
+                assembler.linesCame(at: now)
                 self.assembler = assembler
             } else {
                 self.splitter.consume(chunk, appendingTo: &lines)

@@ -48,13 +48,17 @@ struct MultilineStateMachine: Sendable {
         var start: Int64
         var end: Int64
         var lines = 1
-        var lastLineAt: ContinuousClock.Instant
     }
 
     let rules: Rules
     private var pending: Pending?
     /// Records ended because the next line would have passed `maxLines` or `maxBytes`.
     private(set) var cutRecords = 0
+    /// When the last line came, from ``clockOrigin``, and whether a line came since the clock was last read
+    /// (``linesCame(at:)``). Not a `ContinuousClock.Instant`: that type is not frozen, so a struct storing one has
+    /// no fixed layout and every copy of it (a machine per line) goes through runtime calls.
+    private var lastLineAt: Duration = .zero
+    private var lineSinceClock = false
 
     init(rules: Rules) {
         precondition(rules.maxLines > 0 && rules.maxBytes > 0)
@@ -64,11 +68,12 @@ struct MultilineStateMachine: Sendable {
     /// Where the record under way starts (`nil`: none).
     var pendingStart: Int64? { self.pending?.start }
     /// When the record under way is flushed if no line comes.
-    var deadline: ContinuousClock.Instant? { self.pending.map { $0.lastLineAt + self.rules.timeout } }
+    var deadline: ContinuousClock.Instant? {
+        self.pending == nil ? nil : clockOrigin + self.lastLineAt + self.rules.timeout
+    }
 
-    /// The next line, from `start` to `end` in the file; `matched`: whether it matched the pattern. Hands the
-    /// records it completes to `emit`, in order.
-    @inline(__always)
+    /// The next line, from `start` to `end` in the file, at `now`; `matched`: whether it matched the pattern.
+    /// Hands the records it completes to `emit`, in order.
     mutating func line(
         _ body: ByteBuffer,
         start: Int64,
@@ -77,16 +82,32 @@ struct MultilineStateMachine: Sendable {
         now: ContinuousClock.Instant,
         _ emit: (Record) -> Void
     ) {
+        self.line(body, start: start, end: end, matched: matched, emit)
+        self.linesCame(at: now)
+    }
+
+    /// The next line, as ``line(_:start:end:matched:now:_:)``, for a reader that reads the clock once per read:
+    /// the lines since are taken to have come at the time ``linesCame(at:)`` is given next (before any
+    /// ``tick(now:_:)`` or ``deadline``).
+    @inline(__always)
+    mutating func line(
+        _ body: ByteBuffer,
+        start: Int64,
+        end: Int64,
+        matched: Bool,
+        _ emit: (Record) -> Void
+    ) {
+        self.lineSinceClock = true
         let continuation = matched != self.rules.negate
         switch self.rules.match {
         case .after:
-            if continuation, self.pending != nil, self.append(body, end: end, now: now, emit) { return }
+            if continuation, self.pending != nil, self.append(body, end: end, emit) { return }
             if let pending = self.pending { emit(Self.record(pending)) }
-            self.pending = Pending(body: body, start: start, end: end, lastLineAt: now)
+            self.pending = Pending(body: body, start: start, end: end)
         case .before:
-            if self.pending == nil || !self.append(body, end: end, now: now, emit) {
+            if self.pending == nil || !self.append(body, end: end, emit) {
                 if let pending = self.pending { emit(Self.record(pending)) }
-                self.pending = Pending(body: body, start: start, end: end, lastLineAt: now)
+                self.pending = Pending(body: body, start: start, end: end)
             }
             if !continuation {
                 emit(Self.record(self.pending!))
@@ -95,8 +116,16 @@ struct MultilineStateMachine: Sendable {
         }
     }
 
+    /// The lines handed over since the last call came at `now`.
+    mutating func linesCame(at now: ContinuousClock.Instant) {
+        guard self.lineSinceClock else { return }
+        self.lineSinceClock = false
+        self.lastLineAt = now - clockOrigin
+    }
+
     /// Flushes the record under way if no line came for the timeout.
     mutating func tick(now: ContinuousClock.Instant, _ emit: (Record) -> Void) {
+        self.linesCame(at: now)
         if let deadline = self.deadline, now >= deadline { self.flush(emit) }
     }
 
@@ -113,7 +142,7 @@ struct MultilineStateMachine: Sendable {
     }
 
     /// Appends `body` to the record under way; `false` (and the record is emitted, cut) when it would pass a limit.
-    private mutating func append(_ body: ByteBuffer, end: Int64, now: ContinuousClock.Instant, _ emit: (Record) -> Void) -> Bool {
+    private mutating func append(_ body: ByteBuffer, end: Int64, _ emit: (Record) -> Void) -> Bool {
         var pending = self.pending!
         guard pending.lines < self.rules.maxLines, pending.body.readableBytes + 1 + body.readableBytes <= self.rules.maxBytes else {
             self.cutRecords += 1
@@ -132,7 +161,6 @@ struct MultilineStateMachine: Sendable {
         pending.body.writeImmutableBuffer(body)
         pending.end = end
         pending.lines += 1
-        pending.lastLineAt = now
         self.pending = pending
         return true
     }
@@ -141,3 +169,6 @@ struct MultilineStateMachine: Sendable {
         Record(body: pending.body, start: pending.start, end: pending.end, lines: pending.lines)
     }
 }
+
+/// The instant the multiline clock counts from (see ``MultilineStateMachine``).
+private let clockOrigin = ContinuousClock.now

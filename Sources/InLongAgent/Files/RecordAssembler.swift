@@ -43,18 +43,23 @@ struct RecordAssembler {
     var deadline: ContinuousClock.Instant? { self.machine?.deadline }
 
     /// The next line of the file; the records it completes that the filters keep go to `records` (and their start
-    /// offsets to `offsets`, when kept).
+    /// offsets to `offsets`, when kept). The lines of a read come at the time ``linesCame(at:)`` is given after it.
     @inline(__always)
-    mutating func line(_ body: ByteBuffer, start: Int64, end: Int64, now: ContinuousClock.Instant, into records: inout [ByteBuffer], offsets: inout [Int64]) {
+    mutating func line(_ body: ByteBuffer, start: Int64, end: Int64, into records: inout [ByteBuffer], offsets: inout [Int64]) {
         if let pattern = self.pattern {
             let matched = pattern.matches(body)
             // Moved out and back, so that the machine has one owner while its record grows.
             var machine = self.machine.take()!
-            machine.line(body, start: start, end: end, matched: matched, now: now) { self.keep($0.body, start: $0.start, &records, &offsets) }
+            machine.line(body, start: start, end: end, matched: matched) { self.keep($0.body, start: $0.start, &records, &offsets) }
             self.machine = machine
             return
         }
         self.keep(body, start: start, &records, &offsets)
+    }
+
+    /// The lines of the read that just ended came at `now`.
+    mutating func linesCame(at now: ContinuousClock.Instant) {
+        self.machine?.linesCame(at: now)
     }
 
     /// Flushes the multiline record under way if no line came for its timeout.
