@@ -136,3 +136,73 @@ private struct FramedCodec<F: Framer>: FrameCodec {
         #expect(!channel.isActive)
     }
 }
+
+/// The splitter against random reads: frames of random lengths (some longer than a read, some split inside their
+/// length field) cut into reads of random sizes, frames taken at random moments (a paused reader takes none for a
+/// while); after every step, the frames taken are the frames sent, byte for byte and in order, and the storage held
+/// stays within what the reads and one straddling frame need.
+@Suite struct FrameSplitterScheduleTests {
+    private struct Violation: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    static func run(seed: UInt64, delimited: Bool) throws {
+        var random = Xorshift(seed: seed)
+        let maxFrameLength = 1 << 16
+        let framer = delimited ? AnyFramer(DelimiterFramer(maxFrameLength: maxFrameLength)) : AnyFramer(LengthFieldFramer(maxFrameLength: maxFrameLength))
+        let codec = FramedCodec(framer: framer)
+        var splitter = FrameSplitter(maxFrameLength: maxFrameLength)
+        // The frames, as the peer sent them, and the stream of their bytes.
+        var sent: [[UInt8]] = []
+        var stream: [UInt8] = []
+        for index in 0..<200 {
+            let length = Int.random(in: 1...(index % 7 == 0 ? 40_000 : 3_000), using: &random)
+            var frame: [UInt8]
+            if delimited {
+                frame = (0..<length).map { _ in UInt8.random(in: 0...9, using: &random) } + [UInt8(ascii: "\n")]
+            } else {
+                frame = withUnsafeBytes(of: UInt32(length).bigEndian, Array.init) + (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
+            }
+            sent.append(frame)
+            stream += frame
+        }
+        var taken: [[UInt8]] = []
+        var position = 0
+        func fail(_ what: String) -> Violation { Violation(description: "seed \(seed), delimited \(delimited): \(what)") }
+        while position < stream.count || taken.count < sent.count {
+            if position < stream.count, Int.random(in: 0..<3, using: &random) > 0 {
+                // Reads of every size, from a byte (inside a length field) to more than a long frame.
+                let size = min(stream.count - position, [1, 3, 100, 2_000, 9_000, 65_536].randomElement(using: &random)!)
+                splitter.append(ByteBuffer(bytes: stream[position..<(position + size)]))
+                position += size
+            } else {
+                while let frame = try splitter.nextFrame(with: codec) { taken.append(Array(frame.readableBytesView)) }
+                if position == stream.count, taken.count < sent.count { throw fail("\(sent.count - taken.count) frames never came") }
+            }
+            guard taken.count <= sent.count, taken.indices.allSatisfy({ taken[$0] == sent[$0] }) else {
+                throw fail("frame \(taken.count - 1) differs from what was sent")
+            }
+            // What is held: with lengths, the reads not taken yet (each at most a 64 KiB read) and one frame of its
+            // own size; while a delimiter is looked for, one buffer that grows by doubling and is compacted.
+            let held = position - sent.prefix(taken.count).reduce(0) { $0 + $1.count }
+            let bound = delimited ? 4 * (maxFrameLength + 65_536) : 2 * held + 2 * 65_536 + maxFrameLength
+            guard splitter.capacity <= bound else { throw fail("\(splitter.capacity) bytes of storage for \(held) held") }
+        }
+        guard splitter.buffer == nil, splitter.straddling == nil else { throw fail("bytes left over") }
+    }
+
+    @Test(arguments: 0..<20) func lengthFieldFramesSurviveEveryCut(seed: UInt64) throws {
+        try Self.run(seed: seed, delimited: false)
+    }
+
+    @Test(arguments: 100..<110) func delimitedFramesSurviveEveryCut(seed: UInt64) throws {
+        try Self.run(seed: seed, delimited: true)
+    }
+}
+
+/// One framer type for both kinds of frames in ``FrameSplitterScheduleTests``.
+private struct AnyFramer: Framer {
+    let boundary: @Sendable (ByteBuffer) throws(FramingError) -> FrameBoundary
+    init(_ framer: some Framer) { self.boundary = { (buffer) throws(FramingError) in try framer.frameBoundary(in: buffer) } }
+    func frameBoundary(in buffer: ByteBuffer) throws(FramingError) -> FrameBoundary { try self.boundary(buffer) }
+}

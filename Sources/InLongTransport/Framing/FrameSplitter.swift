@@ -8,7 +8,15 @@ public import NIOCore
 struct FrameSplitter {
     /// The largest frame; more bytes than this buffered while the codec still needs more is a framing error.
     @usableFromInline let maxFrameLength: Int
+    /// Bytes of the latest reads not taken yet.
     @usableFromInline var buffer: ByteBuffer?
+    /// A frame whose length the codec told, straddling reads: gathered in a buffer of its own, so that only its
+    /// bytes are copied (once) and the rest of each read is sliced as it is. Appending the next read to the last
+    /// one instead copied the whole buffer whenever frames sliced from it were still alive (copy on write), and
+    /// again as it grew: a fifth of a busy receiver's time.
+    @usableFromInline var straddling: ByteBuffer?
+    /// The straddling frame's length.
+    @usableFromInline var straddlingLength = 0
 
     @inlinable
     init(maxFrameLength: Int) {
@@ -16,10 +24,19 @@ struct FrameSplitter {
     }
 
     /// Bytes of storage held (for tests of the bound).
-    @inlinable var capacity: Int { self.buffer?.capacity ?? 0 }
+    @inlinable var capacity: Int { (self.buffer?.capacity ?? 0) + (self.straddling?.capacity ?? 0) }
 
     @inlinable
     mutating func append(_ bytes: ByteBuffer) {
+        var bytes = bytes
+        if let missing = self.straddling.map({ self.straddlingLength - $0.readableBytes }), missing > 0 {
+            // Taken out while it grows, so that its storage has one owner and is written in place.
+            var straddling = self.straddling.take()!
+            straddling.writeImmutableBuffer(bytes.readSlice(length: min(missing, bytes.readableBytes))!)
+            self.straddling = straddling
+            // Until the frame is whole, every byte read is its own.
+            guard bytes.readableBytes > 0 else { return }
+        }
         guard self.buffer != nil else {
             self.buffer = bytes
             return
@@ -36,6 +53,11 @@ struct FrameSplitter {
     /// discards the buffer (``discard()``) or closes the connection.
     @inlinable
     mutating func nextFrame(with codec: some FrameCodec) throws -> ByteBuffer? {
+        if let straddling = self.straddling {
+            guard straddling.readableBytes == self.straddlingLength else { return nil }
+            self.straddling = nil
+            return straddling
+        }
         while var buffer = self.buffer, buffer.readableBytes > 0 {
             switch try codec.frameBoundary(in: buffer) {
             case .needMoreBytes:
@@ -48,7 +70,17 @@ struct FrameSplitter {
                 self.buffer = buffer
             case .frame(let length):
                 guard length > 0, length <= self.maxFrameLength else { throw TransportError(.protocolViolation) }
-                guard buffer.readableBytes >= length else { return nil }
+                guard buffer.readableBytes >= length else {
+                    // The frame goes on in the next reads: gathered apart from them. Storage for the whole frame
+                    // up to 1 MiB at once (a longer one grows as its bytes come, so that a length alone commits
+                    // little memory).
+                    var straddling = ByteBufferAllocator().buffer(capacity: min(length, max(buffer.readableBytes, 1 << 20)))
+                    straddling.writeImmutableBuffer(buffer)
+                    self.straddling = straddling
+                    self.straddlingLength = length
+                    self.buffer = nil
+                    return nil
+                }
                 let frame = buffer.readSlice(length: length)!
                 // Dropping the emptied buffer lets the next read's buffer be taken as it is, without a copy.
                 self.buffer = buffer.readableBytes == 0 ? nil : buffer
@@ -62,5 +94,6 @@ struct FrameSplitter {
     @inlinable
     mutating func discard() {
         self.buffer = nil
+        self.straddling = nil
     }
 }
