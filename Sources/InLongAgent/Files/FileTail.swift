@@ -202,8 +202,8 @@ final class FileTail {
             chunk.withUnsafeReadableBytes { self.anchor.advance(over: $0) }
             total += count
             if var assembler = self.assembler.take() {
-                self.splitter.consume(chunk, lines: { body, start, end in
-                    assembler.line(body, start: start, end: end, into: &lines, offsets: &offsets)
+                self.splitter.consume(chunk, viewing: { body, bytes, start, end in
+                    assembler.line(body, bytes: bytes, start: start, end: end, into: &lines, offsets: &offsets)
                 })
                 // The clock is read once per chunk, not per line.
                 assembler.linesCame(at: now)

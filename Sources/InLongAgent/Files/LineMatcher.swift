@@ -70,30 +70,31 @@ final class LineMatcher {
     /// Whether `body` matches.
     @inline(__always)
     func matches(_ body: ByteBuffer) -> Bool {
+        if case .always = self.kind { return true }
+        return body.withUnsafeReadableBytes { self.matches($0) }
+    }
+
+    /// Whether the body in `bytes` matches.
+    @inline(__always)
+    func matches(_ bytes: UnsafeRawBufferPointer) -> Bool {
         switch self.kind {
         case .always:
             return true
         case .prefix(let prefix):
-            return body.withUnsafeReadableBytes { bytes in
-                bytes.count >= prefix.count && prefix.withUnsafeBytes { memcmp(bytes.baseAddress!, $0.baseAddress!, prefix.count) == 0 }
-            }
+            return bytes.count >= prefix.count && prefix.withUnsafeBytes { memcmp(bytes.baseAddress!, $0.baseAddress!, prefix.count) == 0 }
         case .contains(let needle):
-            return body.withUnsafeReadableBytes { bytes in
-                needle.withUnsafeBytes { Self.find($0, in: bytes) }
-            }
+            return needle.withUnsafeBytes { Self.find($0, in: bytes) }
         case .bytes(let pattern):
-            return body.withUnsafeReadableBytes { pattern.matches($0) }
+            return pattern.matches(bytes)
         case .regex(let regex):
-            return body.withUnsafeReadableBytes { bytes in
-                // With REG_STARTEND the body is bytes[rm_so..<rm_eo], read in place; an empty body still needs an
-                // address.
-                var range = regmatch_t(rm_so: 0, rm_eo: regoff_t(bytes.count))
-                var empty: UInt8 = 0
-                let base = bytes.baseAddress?.assumingMemoryBound(to: CChar.self)
-                return withUnsafeMutablePointer(to: &empty) { fallback in
-                    let text = base ?? UnsafeRawPointer(fallback).assumingMemoryBound(to: CChar.self)
-                    return regexec(regex, text, 1, &range, REG_STARTEND) == 0
-                }
+            // With REG_STARTEND the body is bytes[rm_so..<rm_eo], read in place; an empty body still needs an
+            // address.
+            var range = regmatch_t(rm_so: 0, rm_eo: regoff_t(bytes.count))
+            var empty: UInt8 = 0
+            let base = bytes.baseAddress?.assumingMemoryBound(to: CChar.self)
+            return withUnsafeMutablePointer(to: &empty) { fallback in
+                let text = base ?? UnsafeRawPointer(fallback).assumingMemoryBound(to: CChar.self)
+                return regexec(regex, text, 1, &range, REG_STARTEND) == 0
             }
         }
     }
@@ -116,6 +117,13 @@ final class LineMatcher {
     @inline(__always)
     static func any(_ matchers: [LineMatcher], _ body: ByteBuffer) -> Bool {
         for matcher in matchers where matcher.matches(body) { return true }
+        return false
+    }
+
+    /// Whether any of `matchers` matches the body in `bytes`.
+    @inline(__always)
+    static func any(_ matchers: [LineMatcher], _ bytes: UnsafeRawBufferPointer) -> Bool {
+        for matcher in matchers where matcher.matches(bytes) { return true }
         return false
     }
 

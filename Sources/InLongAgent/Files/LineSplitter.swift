@@ -72,24 +72,34 @@ package struct LineSplitter: Sendable {
 
     /// Takes the next chunk and hands each line it completes to `emit`, with where it ends.
     package mutating func consume(_ chunk: ByteBuffer, _ emit: (_ body: ByteBuffer, _ end: Int64) -> Void) {
-        self.split(chunk) { body, _, end in emit(body, end) }
+        self.split(chunk) { body, _, _, end in emit(body, end) }
     }
 
     /// Takes the next chunk and hands each line it completes to `emit`, with where it starts and ends (its start
     /// is the end of the line before, empty and skipped lines included).
     package mutating func consume(_ chunk: ByteBuffer, lines emit: (_ body: ByteBuffer, _ start: Int64, _ end: Int64) -> Void) {
+        self.split(chunk) { body, _, start, end in emit(body, start, end) }
+    }
+
+    /// ``consume(_:lines:)``, also handing over each body's bytes (valid during the call only), so that a caller
+    /// that looks into every line (patterns, filters) reads them in place: a look through the `ByteBuffer` costs a
+    /// dynamic exclusivity check per line.
+    package mutating func consume(
+        _ chunk: ByteBuffer,
+        viewing emit: (_ body: ByteBuffer, _ bytes: UnsafeRawBufferPointer, _ start: Int64, _ end: Int64) -> Void
+    ) {
         self.split(chunk, emit)
     }
 
     /// Takes the next chunk and appends the bodies of the lines it completes to `bodies` (what a reader that
     /// commits by ``lineBoundary`` needs): the fast path, with no call per line into the caller.
     package mutating func consume(_ chunk: ByteBuffer, appendingTo bodies: inout [ByteBuffer]) {
-        self.split(chunk) { body, _, _ in bodies.append(body) }
+        self.split(chunk) { body, _, _, _ in bodies.append(body) }
     }
 
     /// Inlined into each `consume`, so that the common line's `emit` is a direct append.
     @inline(__always)
-    private mutating func split(_ chunk: ByteBuffer, _ emit: (_ body: ByteBuffer, _ start: Int64, _ end: Int64) -> Void) {
+    private mutating func split(_ chunk: ByteBuffer, _ emit: (_ body: ByteBuffer, _ bytes: UnsafeRawBufferPointer, _ start: Int64, _ end: Int64) -> Void) {
         guard self.failedLineStart == nil else { return }
         // One pass over the chunk's bytes, memchr finding each newline (a byte-by-byte search cost a sixth of the
         // agent's time on 200-byte lines, and a look per line through ByteBuffer doubled `inlong send`'s reading).
@@ -109,7 +119,7 @@ package struct LineSplitter: Sendable {
                         // The common line: a slice of the chunk, no copy.
                         let lineStart = self.lineBoundary
                         self.lineBoundary = self.offset
-                        emit(body, lineStart, self.offset)
+                        emit(body, UnsafeRawBufferPointer(rebasing: bytes[start..<(start + length)]), lineStart, self.offset)
                     } else {
                         self.complete(body, overlong: length > self.maxLineLength, emit)
                     }
@@ -146,7 +156,7 @@ package struct LineSplitter: Sendable {
         self.partial = ByteBuffer()
         self.partialIsOverlong = false
         if !overlong { Self.dropCarriageReturn(&body) }
-        self.complete(body, overlong: overlong || body.readableBytes > self.maxLineLength, emit)
+        self.complete(body, overlong: overlong || body.readableBytes > self.maxLineLength) { body, _, start, end in emit(body, start, end) }
     }
 
     /// Forgets the line under way and starts again at `offset` (a truncated file).
@@ -159,7 +169,7 @@ package struct LineSplitter: Sendable {
     }
 
     /// A line ending at ``offset`` (without its `\r`): counted, and emitted as the rules say.
-    private mutating func complete(_ line: ByteBuffer, overlong: Bool, _ emit: (ByteBuffer, Int64, Int64) -> Void) {
+    private mutating func complete(_ line: ByteBuffer, overlong: Bool, _ emit: (ByteBuffer, UnsafeRawBufferPointer, Int64, Int64) -> Void) {
         var body = line
         if overlong {
             switch self.overlong {
@@ -181,7 +191,8 @@ package struct LineSplitter: Sendable {
             self.emptyLines += 1
             return
         }
-        emit(body, lineStart, self.offset)
+        let end = self.offset
+        body.withUnsafeReadableBytes { emit(body, $0, lineStart, end) }
     }
 
     private static func dropCarriageReturn(_ body: inout ByteBuffer) {

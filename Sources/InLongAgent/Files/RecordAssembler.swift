@@ -26,6 +26,11 @@ struct RecordAssembler {
     let keepsOffsets: Bool
     /// Records dropped by the filters.
     private(set) var filteredRecords = 0
+    /// Whether there are include or exclude patterns.
+    private let filters: Bool
+    /// The filters' verdicts on the last two lines, by where they start (with multiline and filters).
+    private var currentLine: (start: Int64, kept: Bool) = (-1, false)
+    private var previousLine: (start: Int64, kept: Bool) = (-1, false)
 
     init(_ rules: Rules) {
         self.pattern = rules.multiline?.pattern
@@ -33,6 +38,7 @@ struct RecordAssembler {
         self.include = rules.include
         self.exclude = rules.exclude
         self.keepsOffsets = rules.offsets
+        self.filters = !rules.include.isEmpty || !rules.exclude.isEmpty
     }
 
     /// Records cut at the multiline limits.
@@ -42,19 +48,31 @@ struct RecordAssembler {
     /// When the record under way is flushed if no line comes.
     var deadline: ContinuousClock.Instant? { self.machine?.deadline }
 
-    /// The next line of the file; the records it completes that the filters keep go to `records` (and their start
-    /// offsets to `offsets`, when kept). The lines of a read come at the time ``linesCame(at:)`` is given after it.
+    /// The next line of the file, with its bytes (valid during the call); the records it completes that the filters
+    /// keep go to `records` (and their start offsets to `offsets`, when kept). The lines of a read come at the time
+    /// ``linesCame(at:)`` is given after it.
     @inline(__always)
-    mutating func line(_ body: ByteBuffer, start: Int64, end: Int64, into records: inout [ByteBuffer], offsets: inout [Int64]) {
-        if let pattern = self.pattern {
-            let matched = pattern.matches(body)
-            // Moved out and back, so that the machine has one owner while its record grows.
-            var machine = self.machine.take()!
-            machine.line(body, start: start, end: end, matched: matched) { self.keep($0.body, start: $0.start, &records, &offsets) }
-            self.machine = machine
+    mutating func line(_ body: ByteBuffer, bytes: UnsafeRawBufferPointer, start: Int64, end: Int64, into records: inout [ByteBuffer], offsets: inout [Int64]) {
+        guard let pattern = self.pattern else {
+            if self.keeps(bytes) {
+                records.append(body)
+                if self.keepsOffsets { offsets.append(start) }
+            } else {
+                self.filteredRecords += 1
+            }
             return
         }
-        self.keep(body, start: start, &records, &offsets)
+        // A record of one line is judged by the filters from the bytes seen here: the records a line completes are
+        // one line long and that line (`.before`), or the line before (`.after`, or a record cut at a limit).
+        if self.filters {
+            self.previousLine = self.currentLine
+            self.currentLine = (start, self.keeps(bytes))
+        }
+        let matched = pattern.matches(bytes)
+        // Moved out and back, so that the machine has one owner while its record grows.
+        var machine = self.machine.take()!
+        machine.line(body, start: start, end: end, matched: matched) { self.keep($0, &records, &offsets) }
+        self.machine = machine
     }
 
     /// The lines of the read that just ended came at `now`.
@@ -65,22 +83,42 @@ struct RecordAssembler {
     /// Flushes the multiline record under way if no line came for its timeout.
     mutating func tick(now: ContinuousClock.Instant, into records: inout [ByteBuffer], offsets: inout [Int64]) {
         guard var machine = self.machine.take() else { return }
-        machine.tick(now: now) { self.keep($0.body, start: $0.start, &records, &offsets) }
+        machine.tick(now: now) { self.keep($0, &records, &offsets) }
         self.machine = machine
     }
 
     /// Forgets the record under way (the file is read again from its start).
     mutating func reset() {
         self.machine?.reset()
+        self.currentLine = (-1, false)
+        self.previousLine = (-1, false)
     }
 
+    /// Keeps or drops a multiline record: judged from its line's bytes when it is the current or the last line
+    /// alone, else read through its buffer.
     @inline(__always)
-    private mutating func keep(_ body: ByteBuffer, start: Int64, _ records: inout [ByteBuffer], _ offsets: inout [Int64]) {
-        if (!self.include.isEmpty && !LineMatcher.any(self.include, body)) || (!self.exclude.isEmpty && LineMatcher.any(self.exclude, body)) {
+    private mutating func keep(_ record: MultilineStateMachine.Record, _ records: inout [ByteBuffer], _ offsets: inout [Int64]) {
+        let kept: Bool
+        if !self.filters {
+            kept = true
+        } else if record.lines == 1, record.start == self.currentLine.start {
+            kept = self.currentLine.kept
+        } else if record.lines == 1, record.start == self.previousLine.start {
+            kept = self.previousLine.kept
+        } else {
+            kept = record.body.withUnsafeReadableBytes { self.keeps($0) }
+        }
+        guard kept else {
             self.filteredRecords += 1
             return
         }
-        records.append(body)
-        if self.keepsOffsets { offsets.append(start) }
+        records.append(record.body)
+        if self.keepsOffsets { offsets.append(record.start) }
+    }
+
+    /// Whether the include and exclude patterns keep a record of these bytes.
+    @inline(__always)
+    private func keeps(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        (self.include.isEmpty || LineMatcher.any(self.include, bytes)) && (self.exclude.isEmpty || !LineMatcher.any(self.exclude, bytes))
     }
 }
