@@ -69,10 +69,20 @@ struct RecordAssembler {
             self.currentLine = (start, self.keeps(bytes))
         }
         let matched = pattern.matches(bytes)
-        // Moved out and back, so that the machine has one owner while its record grows.
-        var machine = self.machine.take()!
-        machine.line(body, start: start, end: end, matched: matched) { self.keep($0, &records, &offsets) }
-        self.machine = machine
+        // A line completes at most two records (a record cut at a limit, then the one it ends). Gathered apart and
+        // kept after, so that the machine is changed in place while its record grows.
+        var first: MultilineStateMachine.Record?
+        var second: MultilineStateMachine.Record?
+        self.machine!.line(body, start: start, end: end, matched: matched) { record in
+            if first == nil {
+                first = record
+            } else {
+                precondition(second == nil, "a line completed more than two records")
+                second = record
+            }
+        }
+        if let first { self.keep(first, &records, &offsets) }
+        if let second { self.keep(second, &records, &offsets) }
     }
 
     /// The lines of the read that just ended came at `now`.
