@@ -150,7 +150,7 @@ final class FileTail {
     ///
     /// With multiline, a read ends where the record under way starts, and that record is sent once a line shows it
     /// complete or when no line came for its timeout (measured on `now`).
-    func readLines(maxBytes: Int, chunkSize: Int = 64 << 10, now: ContinuousClock.Instant = .now) throws -> Read? {
+    func readLines(maxBytes: Int, chunkSize: Int = 256 << 10, now: ContinuousClock.Instant = .now) throws -> Read? {
         // A fingerprint shorter than its full size (a file opened small, or just truncated) grows with the file,
         // after the read checked that it is still the same content: an empty one would match any file.
         defer {
@@ -169,9 +169,13 @@ final class FileTail {
         var atEnd = false
         var total = 0
         while total < maxBytes {
-            var chunk = ByteBufferAllocator().buffer(capacity: chunkSize)
-            let chunkSize = min(chunkSize, max(maxBytes - total, 4096))
             let position = self.splitter.offset
+            // No bigger than what the file held past the position when it was looked at (with room for a little
+            // growth since): the lines read keep their chunk's storage until they are acked, so a file that grew by
+            // a line must not hold a whole chunk. Past that size the file is growing as it is read: whole chunks.
+            let known = self.size - position
+            let chunkSize = min(chunkSize, max(maxBytes - total, 4096), known > 0 ? Int(clamping: known) + 4096 : chunkSize)
+            var chunk = ByteBufferAllocator().buffer(capacity: chunkSize)
             var failure: Int32 = 0
             let count = chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: chunkSize) { buffer in
                 let count = self.file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.prefix(chunkSize)), at: position)
