@@ -52,14 +52,18 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
                 self.apply(machine.finished())
                 return end
             case .read(let maxBytes):
-                if let until = self.rateLimit?.readableAt(now: .now) {
+                switch self.rateLimit?.allowance(now: .now) {
+                case nil:
+                    await self.read(maxBytes: maxBytes, maxRecords: nil, &machine)
+                case .read(let records, let bytes):
+                    // An exact read: within the source's rate to one record.
+                    await self.read(maxBytes: min(maxBytes, bytes), maxRecords: records, &machine)
+                case .wait(let until):
                     // Over the source's rate: the records wait in the source (back-pressure, never a loss). The
                     // wait ends at the stop too; the machine then lets go of the budget held for this read.
                     self.sourceCounters?.rateLimitWaits.add(1, ordering: .relaxed)
                     _ = await self.wait(for: .init(outcome: nil, until: until), budget: nil, untilStop: !stopping)
-                    continue
                 }
-                await self.read(maxBytes: maxBytes, &machine)
             case .resend(let entry, let records):
                 let result = try? await self.sink.retry(records, origin: self.origin)
                 self.apply(machine.resent(entry: entry, records: records, result: result, now: .now))
@@ -86,10 +90,10 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
         }
     }
 
-    private func read(maxBytes: Int, _ machine: inout Machine) async {
+    private func read(maxBytes: Int, maxRecords: Int?, _ machine: inout Machine) async {
         let data: SourceData<Source.Position>?
         do {
-            data = try self.source.read(maxBytes: maxBytes, now: .now)
+            data = try self.source.read(maxBytes: maxBytes, maxRecords: maxRecords, now: .now)
         } catch {
             self.counters.readErrors.add(1, ordering: .relaxed)
             self.sourceCounters?.readErrors.add(1, ordering: .relaxed)

@@ -54,12 +54,12 @@ final class ListenerQueue: Sendable {
         }
     }
 
-    /// Up to about `maxBytes` of messages (at least one, if any), and their bytes.
-    func take(maxBytes: Int) -> (messages: [ByteBuffer], bytes: Int) {
+    /// Up to `maxCount` messages of at most `maxBytes` together (at least one, if any), and their bytes.
+    func take(maxBytes: Int, maxCount: Int = .max) -> (messages: [ByteBuffer], bytes: Int) {
         let (messages, bytes, resume) = self.state.withLock { state -> ([ByteBuffer], Int, [any Channel]) in
             var messages: [ByteBuffer] = []
             var bytes = 0
-            while let next = state.messages.first, messages.isEmpty || bytes + next.readableBytes <= maxBytes {
+            while messages.count < maxCount, let next = state.messages.first, messages.isEmpty || bytes + next.readableBytes <= maxBytes {
                 messages.append(state.messages.removeFirst())
                 bytes += next.readableBytes
             }
@@ -94,8 +94,8 @@ final class ListenerSource: AgentSource {
         self.syslogAttributes = syslogAttributes
     }
 
-    func read(maxBytes: Int, now: ContinuousClock.Instant) throws -> SourceData<Int>? {
-        let (messages, bytes) = self.queue.take(maxBytes: maxBytes)
+    func read(maxBytes: Int, maxRecords: Int?, now: ContinuousClock.Instant) throws -> SourceData<Int>? {
+        let (messages, bytes) = self.queue.take(maxBytes: maxBytes, maxCount: maxRecords ?? .max)
         guard !messages.isEmpty else { return nil }
         self.reads += 1
         var data = SourceData(records: messages, position: self.reads, bytes: bytes)
