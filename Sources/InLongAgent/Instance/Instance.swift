@@ -23,6 +23,9 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
     var rateLimit: SourceRateLimiter? = nil
     let origin: String
     let logger: Logger
+    /// A source without offsets (a listener): at a stop, what did not end is set aside (dead-lettered), as it
+    /// cannot be read again.
+    var setsAsideAtStop = false
     /// Called once per step, after the outcomes that ended were settled and before the next action (so before any
     /// wait), and at the end, with the bytes read and not yet acked (the agent records the committed offset and the
     /// counts).
@@ -35,6 +38,7 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
         while true {
             if Task.isCancelled {
                 self.onProgress(machine.unackedBytes)
+                await self.setAsideUnended(machine)
                 self.apply(machine.finished())
                 return .stopped
             }
@@ -49,6 +53,7 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
             case .finish(let end):
                 // Reported above, before the machine lets go of what it holds: a stopped file's unacked reads stay
                 // counted.
+                if end == .stopped { await self.setAsideUnended(machine) }
                 self.apply(machine.finished())
                 return end
             case .read(let maxBytes):
@@ -115,6 +120,13 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
             // The client closed: nothing more can be sent, and this read is never committed.
             self.apply(machine.sinkClosed())
         }
+    }
+
+    private func setAsideUnended(_ machine: Machine) async {
+        guard self.setsAsideAtStop else { return }
+        let (owed, inFlight) = machine.unended
+        guard !owed.isEmpty || !inFlight.isEmpty else { return }
+        await self.sink.setAside(owed, inFlight: inFlight, reason: "the agent stopped before an ack", origin: self.origin)
     }
 
     /// Hands the outcomes of deliveries that ended to the machine.
