@@ -143,6 +143,7 @@ import Testing
                 }
             }
             if !closed, state.bytes <= state.lowMark, !state.paused.isEmpty { throw fail(step, "paused at \(state.bytes) bytes after a take") }
+            if !taken.resume.isEmpty, state.bytes > state.lowMark { throw fail(step, "resumed at \(state.bytes) bytes, above the low mark") }
             for connection in taken.resume {
                 // The resume event reaches the connection: it pushes what it kept first.
                 paused[connection] = false
