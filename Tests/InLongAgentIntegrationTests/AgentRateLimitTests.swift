@@ -47,9 +47,10 @@ import Testing
         }
     }
 
-    /// A lines limit on a file source: at any look, the lines read are at most the burst and what flowed in since
-    /// before the agent started, and one more for slack (a read takes at most the whole lines the bucket holds; one
-    /// read of the file would otherwise take all 1,500 lines at once).
+    /// A lines limit on a file source of two files read together: at any look, the lines read are at most the burst
+    /// and what flowed in since before the agent started, and one more for slack (a read reserves at most the whole
+    /// lines the bucket holds, so the two files share them; one read of a file would otherwise take all its 750
+    /// lines at once).
     @Test func aFileSourceKeepsItsLinesLimitToOneLine() async throws {
         let workspace = try AgentWorkspace()
         try await withReceiver { receiver in
@@ -59,7 +60,8 @@ import Testing
             limit.burstLines = 50
             configuration.sources[0].rateLimit = limit
             let lines = (0..<1500).map { String(format: "counted line %05d", $0) }
-            try workspace.append(lines, to: "app.log")
+            try workspace.append(Array(lines[..<750]), to: "a.log")
+            try workspace.append(Array(lines[750...]), to: "b.log")
             let start = ContinuousClock.now
             try await withAgent(configuration) { agent in
                 var looks = 0

@@ -47,6 +47,29 @@ import Testing
         #expect(again == until)
     }
 
+    /// The instances of one source (its files) share its limit: a read reserves what the buckets hold, so a second
+    /// read at the same instant waits, and what the first did not use goes back (never past the burst).
+    @Test func readsSharingALimitReserveTheirTokens() throws {
+        var limit = AgentConfiguration.RateLimit(bytesPerSecond: 1000, linesPerSecond: 100)
+        limit.burstLines = 10
+        let limiter = SourceRateLimiter(limit)
+        let first = limiter.reserve(now: self.at(0))
+        #expect(first == .read(records: 10, bytes: 1000))
+        let second = limiter.reserve(now: self.at(0))
+        guard case .wait = second else {
+            Issue.record("a second read at the same instant went: \(second)")
+            return
+        }
+        // 4 records of 30 bytes read: 6 records and 880 bytes go back.
+        limiter.settle(first, lines: 4, bytes: 30, now: self.at(0))
+        let third = limiter.reserve(now: self.at(0))
+        #expect(third == .read(records: 6, bytes: 970))
+        // Nothing used, after a long quiet: the buckets are full again, not fuller.
+        limiter.settle(third, lines: 0, bytes: 0, now: self.at(60_000))
+        let fourth = limiter.reserve(now: self.at(60_000))
+        #expect(fourth == .read(records: 10, bytes: 1000))
+    }
+
     @Test func lessThanAWholeTokenIsNoAllowance() throws {
         var bucket = TokenBucket(rate: 10, burst: 5)
         bucket.take(5, now: self.at(0))

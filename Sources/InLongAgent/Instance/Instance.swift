@@ -57,12 +57,12 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
                 self.apply(machine.finished())
                 return end
             case .read(let maxBytes):
-                switch self.rateLimit?.allowance(now: .now) {
+                switch self.rateLimit?.reserve(now: .now) {
                 case nil:
                     await self.read(maxBytes: maxBytes, maxRecords: nil, &machine)
                 case .read(let records, let bytes):
                     // An exact read: within the source's rate to one record.
-                    await self.read(maxBytes: min(maxBytes, bytes), maxRecords: records, &machine)
+                    await self.read(maxBytes: min(maxBytes, bytes), maxRecords: records, reserved: .read(records: records, bytes: bytes), &machine)
                 case .wait(let until):
                     // Over the source's rate: the records wait in the source (back-pressure, never a loss). The
                     // wait ends at the stop too; the machine then lets go of the budget held for this read.
@@ -95,11 +95,14 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
         }
     }
 
-    private func read(maxBytes: Int, maxRecords: Int?, _ machine: inout Machine) async {
+    private func read(maxBytes: Int, maxRecords: Int?, reserved: SourceRateLimiter.Allowance? = nil, _ machine: inout Machine) async {
         let data: SourceData<Source.Position>?
         do {
             data = try self.source.read(maxBytes: maxBytes, maxRecords: maxRecords, now: .now)
+            // What the read took of the source's rate limit; what it reserved and did not use goes back at once.
+            if let reserved { self.rateLimit?.settle(reserved, lines: data?.records.count ?? 0, bytes: data?.bytes ?? 0, now: .now) }
         } catch {
+            if let reserved { self.rateLimit?.settle(reserved, lines: 0, bytes: 0, now: .now) }
             self.counters.readErrors.add(1, ordering: .relaxed)
             self.sourceCounters?.readErrors.add(1, ordering: .relaxed)
             self.logger.warning("cannot read", metadata: ["inlong.source": "\(self.origin)", "inlong.error": "\(error)"])
@@ -112,7 +115,6 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
         }
         self.counters.read(lines: data.records.count, bytes: data.bytes)
         self.sourceCounters?.read(lines: data.records.count, bytes: data.bytes)
-        self.rateLimit?.took(lines: data.records.count, bytes: data.bytes, now: .now)
         do {
             let sent = try await self.sink.send(data.records, offsets: data.offsets, attributes: data.attributes, origin: self.origin)
             self.apply(machine.read((data.position, data.bytes, sent.deliveries, sent.owed), now: .now))

@@ -37,10 +37,11 @@ package struct TokenBucket: Sendable, Hashable {
         return self.tokens >= 1 ? Int(min(self.tokens, Double(Int.max / 2)).rounded(.down)) : 0
     }
 
-    /// Takes `count` tokens (going into debt when there are fewer).
+    /// Takes `count` tokens (going into debt when there are fewer); a negative count gives tokens back (never
+    /// past the burst).
     package mutating func take(_ count: Int, now: ContinuousClock.Instant) {
         self.refill(now: now)
-        self.tokens -= Double(count)
+        self.tokens = min(self.burst, self.tokens - Double(count))
     }
 
     private mutating func refill(now: ContinuousClock.Instant) {
@@ -77,21 +78,34 @@ final class SourceRateLimiter: Sendable {
         self.maxReadBytes = max(1, min(64 << 10, bytes.map { Int($0.burst) } ?? Int.max))
     }
 
-    /// What a read may take now, or when both buckets hold a whole token again.
-    func allowance(now: ContinuousClock.Instant) -> Allowance {
+    /// What a read may take now, taken from the buckets at once (so that instances sharing the limit never read
+    /// the same tokens), or when both buckets hold a whole token again. The read then ``settle(_:lines:bytes:now:)``s.
+    func reserve(now: ContinuousClock.Instant) -> Allowance {
         self.buckets.withLock { buckets in
             let bytesAt = buckets.bytes?.available(now: now)
             let linesAt = buckets.lines?.available(now: now)
             if let until = [bytesAt, linesAt].compactMap({ $0 }).max() { return .wait(until: until) }
-            return .read(records: buckets.lines?.allowance(now: now) ?? .max, bytes: buckets.bytes?.allowance(now: now) ?? .max)
+            var records = Int.max
+            var bytes = Int.max
+            if buckets.lines != nil {
+                records = buckets.lines!.allowance(now: now)
+                buckets.lines!.take(records, now: now)
+            }
+            if buckets.bytes != nil {
+                bytes = buckets.bytes!.allowance(now: now)
+                buckets.bytes!.take(bytes, now: now)
+            }
+            return .read(records: records, bytes: bytes)
         }
     }
 
-    /// A read of `lines` records covering `bytes` of the source.
-    func took(lines: Int, bytes: Int, now: ContinuousClock.Instant) {
+    /// A read that reserved `reserved` took `lines` records covering `bytes` of the source: what it did not use
+    /// goes back, what it read past it (less than one record of bytes) is taken.
+    func settle(_ reserved: Allowance, lines: Int, bytes: Int, now: ContinuousClock.Instant) {
+        guard case .read(let records, let reservedBytes) = reserved else { return }
         self.buckets.withLock { buckets in
-            buckets.bytes?.take(bytes, now: now)
-            buckets.lines?.take(lines, now: now)
+            buckets.lines?.take(lines - records, now: now)
+            buckets.bytes?.take(bytes - reservedBytes, now: now)
         }
     }
 }
