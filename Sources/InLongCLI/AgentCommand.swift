@@ -82,6 +82,15 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("exclude"), help: "Do not send records matching one of these regular expressions (repeat for several; after multiline).")
     var excludes: [String] = []
 
+    @Option(help: "Close a file not written for this many seconds (its offset kept); it is opened again once it grows (closeInactive; default: never).")
+    var closeInactive: Double?
+
+    @Option(help: "Read at most this many lines a second from the source (all its files together, or standard input); a second's worth may go at once.")
+    var maxLinesPerSecond: Int?
+
+    @Option(help: "Read at most this many bytes a second from the source (all its files together, or standard input); a second's worth may go at once.")
+    var maxBytesPerSecond: Int?
+
     @Option(help: "Seconds to wait for acks on SIGINT or SIGTERM.")
     var shutdownTimeout: Double?
 
@@ -155,6 +164,13 @@ struct AgentCommand: AsyncParsableCommand {
             }
             source.include = self.includes
             source.exclude = self.excludes
+            if let seconds = self.closeInactive {
+                guard let duration = Duration(settingSeconds: seconds), duration > .zero else {
+                    throw ValidationError("--close-inactive takes a positive number of seconds")
+                }
+                source.closeInactive = duration
+            }
+            source.rateLimit = try self.rateLimit()
             do {
                 try source.validate()
             } catch {
@@ -182,12 +198,22 @@ struct AgentCommand: AsyncParsableCommand {
         return configuration
     }
 
+    /// `--max-lines-per-second` and `--max-bytes-per-second`, each a second's worth of burst.
+    private func rateLimit() throws -> AgentConfiguration.RateLimit? {
+        for (flag, value) in [("--max-lines-per-second", self.maxLinesPerSecond), ("--max-bytes-per-second", self.maxBytesPerSecond)] {
+            if let value, value <= 0 { throw ValidationError("\(flag) must be a positive number, not \(value)") }
+        }
+        guard self.maxLinesPerSecond != nil || self.maxBytesPerSecond != nil else { return nil }
+        return AgentConfiguration.RateLimit(bytesPerSecond: self.maxBytesPerSecond, linesPerSecond: self.maxLinesPerSecond)
+    }
+
     /// `--stdin`: standard input as the one source, a record per line.
     private func standardInputConfiguration(group: String, stream: String, client: DataProxyClient.Configuration) throws -> AgentConfiguration {
         let fileOnly: [(String, Bool)] = [
             ("--start-at", self.startAt != nil), ("--multiline-pattern", self.multilinePattern != nil),
             ("--multiline-negate", self.multilineNegate), ("--multiline-timeout", self.multilineTimeout != nil),
             ("--include", !self.includes.isEmpty), ("--exclude", !self.excludes.isEmpty), ("--once", self.once),
+            ("--close-inactive", self.closeInactive != nil),
         ]
         if let (flag, _) = fileOnly.first(where: \.1) { throw ValidationError("\(flag) applies to files (--path), not to --stdin") }
         var listener = AgentConfiguration.Listener(port: 0, group: group, stream: stream)
@@ -203,6 +229,7 @@ struct AgentCommand: AsyncParsableCommand {
             guard parts.count == 2 else { throw ValidationError("--attribute takes key=value") }
             listener.attributes[String(parts[0])] = String(parts[1])
         }
+        listener.rateLimit = try self.rateLimit()
         do {
             try listener.validate()
         } catch {
@@ -223,7 +250,8 @@ struct AgentCommand: AsyncParsableCommand {
             ("--state-dir", self.stateDir != nil), ("--start-at", self.startAt != nil), ("--max-line-length", self.maxLineLength != nil),
             ("--multiline-pattern", self.multilinePattern != nil), ("--multiline-negate", self.multilineNegate),
             ("--multiline-timeout", self.multilineTimeout != nil), ("--include", !self.includes.isEmpty), ("--exclude", !self.excludes.isEmpty),
-            ("--no-compression", self.noCompression), ("--proxy", !target.proxies.isEmpty), ("--manager", target.manager != nil),
+            ("--close-inactive", self.closeInactive != nil), ("--max-lines-per-second", self.maxLinesPerSecond != nil),
+            ("--max-bytes-per-second", self.maxBytesPerSecond != nil), ("--no-compression", self.noCompression), ("--proxy", !target.proxies.isEmpty), ("--manager", target.manager != nil),
             ("--http", target.http), ("--auth", target.auth != nil), ("--tenant", target.tenant != nil), ("--manager-ca", target.managerCa != nil),
             ("--manager-cert", target.managerCert != nil), ("--manager-key", target.managerKey != nil), ("--manager-verify", target.managerVerify != nil),
             ("--https", target.https), ("--proxy-ca", target.proxyCa != nil), ("--proxy-cert", target.proxyCert != nil),
@@ -350,6 +378,10 @@ struct AgentCommand: AsyncParsableCommand {
             if !source.exclude.isEmpty { lines.append("sources[\(index)].exclude: \(source.exclude.map { "'\($0)'" }.joined(separator: ", "))") }
             if let name = source.name { lines.append("sources[\(index)].name: \(name)") }
             if let closeInactive = source.closeInactive { lines.append("sources[\(index)].closeInactive: \(seconds(closeInactive))") }
+            if let limit = source.rateLimit { lines.append("sources[\(index)].rateLimit: \(Self.describe(limit))") }
+        }
+        for (index, listener) in configuration.listeners.enumerated() {
+            if let limit = listener.rateLimit { lines.append("listeners[\(index)].rateLimit: \(Self.describe(limit))") }
         }
         lines.append("maxUnackedBytes: \(configuration.maxUnackedBytes)")
         lines.append("maxUnackedBytesPerFile: \(configuration.maxUnackedBytesPerFile)")
@@ -359,13 +391,31 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     /// `agent: watching /var/log/app/*.log (g/s), ...; state in DIR; proxies 127.0.0.1:46801` (or the Manager).
+    /// A source's close-inactive and rate limit follow its group and stream: `(g/s; close inactive 30 s; at most
+    /// 500 lines/s)`.
     static func startLine(_ configuration: AgentConfiguration) -> String {
-        let listeners = configuration.listeners.map { "\($0.format.rawValue) on \($0.address) (\($0.group)/\($0.stream))" }
-        let files = configuration.sources.map { "\($0.paths.joined(separator: ", ")) (\($0.group)/\($0.stream))" }
+        let listeners = configuration.listeners.map {
+            "\($0.format.rawValue) on \($0.address) (\(([$0.group + "/" + $0.stream] + [$0.rateLimit.map(Self.describe)].compactMap { $0 }).joined(separator: "; ")))"
+        }
+        let files = configuration.sources.map { source in
+            let details = [source.group + "/" + source.stream] + [
+                source.closeInactive.map { "close inactive \(seconds($0)) s" }, source.rateLimit.map(Self.describe),
+            ].compactMap { $0 }
+            return "\(source.paths.joined(separator: ", ")) (\(details.joined(separator: "; ")))"
+        }
         let sources = files.isEmpty && listeners.isEmpty ? "the Manager's tasks" : (files + listeners).joined(separator: "; ")
         let target = configuration.client.manager.map { "Manager \($0.url)" }
             ?? "proxies " + configuration.client.proxies.map(\.description).joined(separator: ", ")
         return "agent: watching \(sources); state in \(configuration.stateDirectory); \(target)"
+    }
+
+    /// `at most 500 lines/s and 1048576 bytes/s`, with the bursts when they differ from a second's worth.
+    static func describe(_ limit: AgentConfiguration.RateLimit) -> String {
+        let parts = [
+            limit.linesPerSecond.map { "\($0) lines/s" + (limit.burstLines.map { ", burst \($0)" } ?? "") },
+            limit.bytesPerSecond.map { "\($0) bytes/s" + (limit.burstBytes.map { ", burst \($0)" } ?? "") },
+        ].compactMap { $0 }
+        return "at most " + parts.joined(separator: " and ")
     }
 
     /// Stops the agent once it read every file to its end and every read is acked (a last line without its newline

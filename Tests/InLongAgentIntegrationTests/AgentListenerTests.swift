@@ -135,6 +135,54 @@ import Testing
         }
     }
 
+    /// Stopping while most received lines are still queued and the rest in flight (slow acks): the stop waits for
+    /// the queue to drain (woken by the drain, not a timer) and for the acks, and every line received is stored,
+    /// byte for byte, or dead-lettered: none lost.
+    @Test(arguments: [false, true])
+    func aStopWithLinesInFlightLosesNone(shortDeadline: Bool) async throws {
+        let workspace = try AgentWorkspace()
+        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
+        // With the short deadline, acks come after it: what is in flight then ends as failed.
+        receiverConfiguration.faults.ackDelay = shortDeadline ? .seconds(5) : .milliseconds(100)
+        try await withReceiver(receiverConfiguration) { receiver in
+            var listener = AgentConfiguration.Listener(port: 0, group: "g", stream: "lines")
+            listener.format = .lines
+            listener.maxBufferedBytes = 1 << 20
+            var configuration = self.configuration(receiverPort: try await receiver.port(), listener: listener, workspace: workspace)
+            configuration.maxUnackedBytesPerFile = 8 << 10
+            configuration.readSize = 4 << 10
+            configuration.shutdownTimeout = shortDeadline ? .seconds(1) : .seconds(120)
+            let lines = (0..<5000).map { "\($0) " + String(repeating: "y", count: 40) }
+            let agent = Agent(configuration: configuration)
+            let run = Task { try await agent.run() }
+            let port = try await self.listenerPort(agent)
+            try await self.send(Array(lines.map { $0 + "\n" }.joined().utf8), toTCP: port)
+            // Every line is in the agent (queued or sent) before it is told to stop.
+            #expect(await eventually(timeout: .seconds(120)) { agent.listenerStatistics().first?.received == lines.count })
+            agent.stop()
+            try await run.value
+            let statistics = agent.statistics()
+            let stored = storedLines(receiver)
+            let deadLettered = (try? String(contentsOfFile: configuration.deadLetterPath, encoding: .utf8)) ?? ""
+            let setAside = deadLettered.split(separator: "\n").compactMap { line -> String? in
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+                return object["line"] as? String
+            }
+            #expect(statistics.linesAcked + statistics.deadLettered == lines.count)
+            #expect(setAside.count == statistics.deadLettered)
+            // Every line stored or set aside, byte for byte (counted, not printed: 5,000 lines).
+            let missing = Set(lines).subtracting(stored).subtracting(setAside)
+            #expect(missing.isEmpty, "\(missing.count) lines lost, e.g. \(missing.first ?? "")")
+            #expect(Set(stored).union(setAside).count == lines.count)
+            if shortDeadline {
+                #expect(statistics.deadLettered > 0)
+            } else {
+                #expect(statistics.deadLettered == 0)
+                #expect(stored.count == lines.count && Set(stored) == Set(lines))
+            }
+        }
+    }
+
     @Test func linesOverUDPAreADatagramEach() async throws {
         let workspace = try AgentWorkspace()
         try await withReceiver { receiver in

@@ -11,8 +11,8 @@ import Testing
 /// rate pauses its TCP senders and loses nothing.
 @Suite(.timeLimit(.minutes(4))) struct AgentRateLimitTests {
     /// Never faster than the limit allows: at any look, the bytes read are at most the burst, what flowed in since
-    /// before the agent started, and one read. (Only an upper bound is checked: a loaded machine reads slower, never
-    /// faster.)
+    /// before the agent started, and one line. (Only an upper bound is checked, from the counts and the bucket's
+    /// arithmetic: a loaded machine reads slower, never faster.)
     @Test func aFileSourceIsReadNoFasterThanItsLimitAndEveryLineArrivesOnce() async throws {
         let workspace = try AgentWorkspace()
         try await withReceiver { receiver in
@@ -31,9 +31,8 @@ import Testing
                     let read = agent.statistics().bytesRead
                     let elapsed = ContinuousClock.now - start
                     let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-                    // The burst, what flowed in, and one read past them (a read ends at a line end after its last
-                    // chunk of at most 4 KiB).
-                    #expect(Double(read) <= 4_000 + 40_000 * seconds + 8_192, "\(read) bytes read after \(elapsed)")
+                    // The burst, what flowed in, and the line that reached them (19 bytes; one more for slack).
+                    #expect(Double(read) <= 4_000 + 40_000 * seconds + 2 * 19, "\(read) bytes read after \(elapsed)")
                     looks += 1
                     try await Task.sleep(for: .milliseconds(100))
                     if ContinuousClock.now - start > .seconds(120) { break }
@@ -43,6 +42,41 @@ import Testing
                 let source = try #require(agent.statistics().sources.first)
                 #expect(source.rateLimitWaits > 0)
                 #expect(source.bytesRead == total)
+            }
+            #expect(storedLines(receiver).sorted() == lines)
+        }
+    }
+
+    /// A lines limit on a file source of two files read together: at any look, the lines read are at most the burst
+    /// and what flowed in since before the agent started, and one more for slack (a read reserves at most the whole
+    /// lines the bucket holds, so the two files share them; one read of a file would otherwise take all its 750
+    /// lines at once).
+    @Test func aFileSourceKeepsItsLinesLimitToOneLine() async throws {
+        let workspace = try AgentWorkspace()
+        try await withReceiver { receiver in
+            var configuration = workspace.configuration(port: try await receiver.port())
+            configuration.client.connection.requestTimeout = .seconds(120)
+            var limit = AgentConfiguration.RateLimit(linesPerSecond: 500)
+            limit.burstLines = 50
+            configuration.sources[0].rateLimit = limit
+            let lines = (0..<1500).map { String(format: "counted line %05d", $0) }
+            try workspace.append(Array(lines[..<750]), to: "a.log")
+            try workspace.append(Array(lines[750...]), to: "b.log")
+            let start = ContinuousClock.now
+            try await withAgent(configuration) { agent in
+                var looks = 0
+                while agent.statistics().linesAcked < lines.count {
+                    let read = agent.statistics().linesRead
+                    let elapsed = ContinuousClock.now - start
+                    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+                    #expect(Double(read) <= 50 + 500 * seconds + 1, "\(read) lines read after \(elapsed)")
+                    looks += 1
+                    try await Task.sleep(for: .milliseconds(50))
+                    if ContinuousClock.now - start > .seconds(120) { break }
+                }
+                #expect(looks > 1)
+                #expect(agent.statistics().linesAcked == lines.count)
+                #expect(try #require(agent.statistics().sources.first).rateLimitWaits > 0)
             }
             #expect(storedLines(receiver).sorted() == lines)
         }

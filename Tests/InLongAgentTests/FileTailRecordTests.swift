@@ -173,10 +173,19 @@ import Testing
                 file.bytes += unwritten.prefix(count)
                 unwritten.removeFirst(count)
             case 5..<7:
-                if let read = try tail.readLines(maxBytes: Int.random(in: 1...256, using: &random), chunkSize: Int.random(in: 1...64, using: &random), now: now) {
+                // Half the reads exact (rate-limited): no more records than asked, bytes to within one line.
+                let maxBytes = Int.random(in: 1...256, using: &random)
+                let maxRecords = Bool.random(using: &random) ? Int.random(in: 1...4, using: &random) : nil
+                if let read = try tail.readLines(maxBytes: maxBytes, maxRecords: maxRecords, chunkSize: Int.random(in: 1...64, using: &random), now: now) {
                     received += read.lines.map { String(buffer: $0) }
                     reads.append(read)
                     guard recordEnds.contains(read.ticket.end) else { throw fail("a read ends at \(read.ticket.end), inside a record") }
+                    if let maxRecords {
+                        guard read.lines.count <= maxRecords else { throw fail("\(read.lines.count) records read, \(maxRecords) allowed") }
+                        // A record's lines are short ("\tat f7(399)"), but a record under way when the last read
+                        // ended is counted by the read that completes it.
+                        guard read.bytes < maxBytes + maxLines * 16 else { throw fail("\(read.bytes) bytes read, \(maxBytes) allowed") }
+                    }
                 }
             case 7..<9:
                 if !reads.isEmpty { tail.ack(reads.remove(at: Int.random(in: 0..<reads.count, using: &random)).ticket) }

@@ -42,6 +42,30 @@ import Testing
         read?.lines.map { String(buffer: $0) } ?? []
     }
 
+    /// A rate-limited read is exact: it ends after the record that reaches its count or its bytes, and the next
+    /// read goes on from there, without a line lost, read twice or split (the empty line is no record).
+    @Test func anExactReadEndsAtItsRecordOrByteLimit() throws {
+        let directory = try Directory()
+        try directory.write("app.log", "one\ntwo\n\nthree\nfour\nfive\nsix\nseven")
+        let tail = try self.tail(directory, "app.log")
+        let first = try #require(try tail.readLines(maxBytes: 1 << 20, maxRecords: 2))
+        #expect(self.lines(first) == ["one", "two"])
+        #expect(first.bytes == 8)
+        // 5 bytes: "three\n" (and the empty line before it) is the line that reaches them.
+        let second = try #require(try tail.readLines(maxBytes: 5, maxRecords: .max))
+        #expect(self.lines(second) == ["three"])
+        #expect(second.bytes == 7)
+        let third = try #require(try tail.readLines(maxBytes: 6, maxRecords: 5))
+        #expect(self.lines(third) == ["four", "five"])
+        // The last line has no newline yet: held, as in a plain read.
+        #expect(self.lines(try tail.readLines(maxBytes: 1 << 20, maxRecords: 1)) == ["six"])
+        #expect(try tail.readLines(maxBytes: 1 << 20, maxRecords: 1) == nil)
+        try directory.append("app.log", "\neight\n")
+        #expect(self.lines(try tail.readLines(maxBytes: 1, maxRecords: 9)) == ["seven"])
+        #expect(self.lines(try tail.readLines(maxBytes: 1 << 20)) == ["eight"])
+        #expect(tail.readOffset == 41)
+    }
+
     @Test func linesAppendedOverTimeAreReadOnceAndCommittedWhenAcked() throws {
         let directory = try Directory()
         try directory.write("app.log", "one\ntwo\nthr")

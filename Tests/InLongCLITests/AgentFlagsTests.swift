@@ -28,7 +28,8 @@ import Testing
         for (flags, named) in [
             (["--state-dir", "/var/lib/x"], "--state-dir"), (["--proxy", "127.0.0.1:2"], "--proxy"), (["--group", "g"], "--group"),
             (["--start-at", "end"], "--start-at"), (["--max-line-length", "10"], "--max-line-length"), (["--no-compression"], "--no-compression"),
-            (["--include", "x"], "--include"), (["--manager", "http://m"], "--manager"),
+            (["--include", "x"], "--include"), (["--manager", "http://m"], "--manager"), (["--close-inactive", "5"], "--close-inactive"),
+            (["--max-lines-per-second", "5"], "--max-lines-per-second"), (["--max-bytes-per-second", "5"], "--max-bytes-per-second"),
         ] {
             let error = try await self.configurationError(["--config", file] + flags)
             #expect(error == "\(named) does not apply with --config: set it in the file (or give --path instead of --config)", "\(flags)")
@@ -44,5 +45,23 @@ import Testing
         #expect(configuration.stateDirectory == ".inlong/agent")
         #expect(configuration.sources.first?.startAt == .beginning)
         #expect(configuration.sources.first?.maxLineLength == 1 << 20)
+    }
+
+    @Test func closeInactiveAndRateLimitFlagsSetTheSource() async throws {
+        let base = ["--path", "/tmp/none-*.log", "--group", "g", "--stream", "s", "--proxy", "127.0.0.1:1"]
+        let command = try AgentCommand.parse(base + ["--close-inactive", "2.5", "--max-lines-per-second", "500", "--max-bytes-per-second", "65536"])
+        let configuration = try await command.configuration()
+        let source = try #require(configuration.sources.first)
+        #expect(source.closeInactive == .milliseconds(2500))
+        #expect(source.rateLimit == AgentConfiguration.RateLimit(bytesPerSecond: 65536, linesPerSecond: 500))
+        #expect(AgentCommand.startLine(configuration).contains("(g/s; close inactive 2.5 s; at most 500 lines/s and 65536 bytes/s)"))
+        #expect(AgentCommand.settings(configuration).contains("sources[0].rateLimit: at most 500 lines/s and 65536 bytes/s"))
+        let linesOnly = try await AgentCommand.parse(base + ["--max-lines-per-second", "10"]).configuration()
+        #expect(linesOnly.sources.first?.rateLimit == AgentConfiguration.RateLimit(linesPerSecond: 10))
+        #expect(linesOnly.sources.first?.closeInactive == nil)
+        let stdin = try await AgentCommand.parse(["--stdin", "--group", "g", "--stream", "s", "--proxy", "127.0.0.1:1", "--max-bytes-per-second", "9"]).configuration()
+        #expect(stdin.listeners.first?.rateLimit == AgentConfiguration.RateLimit(bytesPerSecond: 9))
+        #expect(try await self.configurationError(base + ["--max-lines-per-second", "0"]) == "--max-lines-per-second must be a positive number, not 0")
+        #expect(try await self.configurationError(base + ["--close-inactive", "0"]) == "--close-inactive takes a positive number of seconds")
     }
 }

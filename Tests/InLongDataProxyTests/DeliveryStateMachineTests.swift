@@ -98,6 +98,44 @@ import Testing
         #expect(machine.tick(now: self.at(200)).finish.isEmpty)
     }
 
+    /// Over HTTP a job is submitted only once its request head is written. One whose connection was still being
+    /// made at its deadline, and then failed, wrote nothing: not sent.
+    @Test func aRequestThatNeverGotAConnectionBeforeItsDeadlineIsNotSent() throws {
+        var machine = self.makeMachine(deliveryTimeout: .milliseconds(100))
+        self.append(&machine, 2)
+        var job = try #require(machine.nextJob(now: self.at(0)).next?.job)
+        job.frame = ByteBuffer(string: "frame")
+        // Still connecting at the deadline: it ends when the transport reports.
+        let atDeadline = machine.tick(now: self.at(150))
+        #expect(atDeadline.finish.isEmpty)
+        let failed = machine.failedBeforeWriting(
+            job, to: Self.proxyA, outcome: .transportFailed(TransportError(.requestTimeout, endpoint: Self.proxyA)), now: self.at(160)
+        )
+        #expect(failed.finish.count == 1)
+        let error = try #require(self.error(failed))
+        #expect(error.code == .deliveryTimeout)
+        #expect(error.persistence == .notSent)
+        #expect(machine.jobCount == 0)
+    }
+
+    /// A connection refused before the deadline: an attempt that failed as not sent, retried; at the deadline the
+    /// records are still not sent.
+    @Test func aRefusedConnectionIsRetriedAndStaysNotSent() throws {
+        var machine = self.makeMachine(deliveryTimeout: .milliseconds(500))
+        self.append(&machine, 2)
+        var job = try #require(machine.nextJob(now: self.at(0)).next?.job)
+        job.frame = ByteBuffer(string: "frame")
+        let refused = machine.failedBeforeWriting(
+            job, to: Self.proxyA, outcome: .transportFailed(TransportError(.connectFailed, endpoint: Self.proxyA)), now: self.at(1)
+        )
+        #expect(refused.finish.isEmpty)
+        let retried = try #require(refused.retried)
+        #expect(retried.error.persistence == .notSent)
+        let expired = machine.tick(now: self.at(600))
+        let error = try #require(self.error(expired))
+        #expect(error.persistence == .notSent)
+    }
+
     // MARK: Append
 
     @Test func aFullBatchIsSealedAndWakesTheDispatcher() {

@@ -150,7 +150,10 @@ final class FileTail {
     ///
     /// With multiline, a read ends where the record under way starts, and that record is sent once a line shows it
     /// complete or when no line came for its timeout (measured on `now`).
-    func readLines(maxBytes: Int, chunkSize: Int = 256 << 10, now: ContinuousClock.Instant = .now) throws -> Read? {
+    ///
+    /// With `maxRecords` (a rate-limited read) the read is exact: lines are handed on one at a time, and the read
+    /// ends after the line that brings it to `maxRecords` records or to `maxBytes` bytes past its start.
+    func readLines(maxBytes: Int, maxRecords: Int? = nil, chunkSize: Int = 256 << 10, now: ContinuousClock.Instant = .now) throws -> Read? {
         // A fingerprint shorter than its full size (a file opened small, or just truncated) grows with the file,
         // after the read checked that it is still the same content: an empty one would match any file.
         defer {
@@ -203,6 +206,15 @@ final class FileTail {
                 atEnd = true
                 break
             }
+            if let maxRecords {
+                let (fed, limited) = self.consumeLines(chunk, maxRecords: maxRecords, maxBytes: maxBytes, now: now, into: &lines, offsets: &offsets)
+                chunk.withUnsafeReadableBytes { self.anchor.advance(over: UnsafeRawBufferPointer(rebasing: $0.prefix(fed))) }
+                total += fed
+                if self.boundary > self.tracker.readOffset { end = self.boundary }
+                // The rest of the chunk is read again by the next read.
+                if limited { break }
+                continue
+            }
             chunk.withUnsafeReadableBytes { self.anchor.advance(over: $0) }
             total += count
             if var assembler = self.assembler.take() {
@@ -225,6 +237,41 @@ final class FileTail {
         guard let end else { return nil }
         let bytes = Int(end - self.tracker.readOffset)
         return Read(lines: lines, offsets: offsets, ticket: self.tracker.read(upTo: end), bytes: bytes)
+    }
+
+    /// Hands `chunk` to the splitter line by line until the read holds `maxRecords` records or covers `maxBytes`
+    /// past the committed read offset: the bytes handed on, and whether a limit was reached.
+    private func consumeLines(
+        _ chunk: ByteBuffer,
+        maxRecords: Int,
+        maxBytes: Int,
+        now: ContinuousClock.Instant,
+        into lines: inout [ByteBuffer],
+        offsets: inout [Int64]
+    ) -> (fed: Int, limited: Bool) {
+        var fed = 0
+        while fed < chunk.readableBytes {
+            let newline = chunk.withUnsafeReadableBytes { bytes in
+                memchr(bytes.baseAddress! + fed, 0x0A, bytes.count - fed).map { bytes.baseAddress!.distance(to: UnsafeRawPointer($0)) }
+            }
+            // A last line without its newline is held by the splitter, as in a plain read.
+            let length = newline.map { $0 + 1 - fed } ?? (chunk.readableBytes - fed)
+            let piece = chunk.getSlice(at: chunk.readerIndex + fed, length: length)!
+            if var assembler = self.assembler.take() {
+                self.splitter.consume(piece, viewing: { body, bytes, start, end in
+                    assembler.line(body, bytes: bytes, start: start, end: end, into: &lines, offsets: &offsets)
+                })
+                assembler.linesCame(at: now)
+                self.assembler = assembler
+            } else {
+                self.splitter.consume(piece, appendingTo: &lines)
+            }
+            fed += length
+            if newline != nil, lines.count >= maxRecords || self.splitter.offset - self.tracker.readOffset >= Int64(maxBytes) {
+                return (fed, true)
+            }
+        }
+        return (fed, false)
     }
 
     /// What a read may commit: the end of the last complete line, or the start of a multiline record under way.

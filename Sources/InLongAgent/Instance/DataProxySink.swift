@@ -35,6 +35,9 @@ protocol InstanceSink: Sendable {
     func settle(_ delivery: Delivery, origin: String) async -> [PendingRecord]?
     /// Returns once `delivery` ended, or the task is cancelled.
     func waitForOutcome(of delivery: Delivery) async
+    /// At a stop, for a source that cannot read them again: sets aside `owed` and what `inFlight` did not end with
+    /// an ack (possibly sent: no ack came yet).
+    func setAside(_ owed: [PendingRecord], inFlight: [Delivery], reason: String, origin: String) async
 }
 
 /// Sends an instance's records through the ``DataProxyClient`` (InLong Agent's DataProxy Sink): one receipt per
@@ -147,6 +150,16 @@ struct DataProxySink: InstanceSink {
         self.sourceCounters?.resent.add(bodies.count, ordering: .relaxed)
         let sent = try await self.send(bodies, offsets: offsets.count == bodies.count ? offsets : [], attributes: attributes, origin: origin)
         return (sent.deliveries, owed + sent.owed)
+    }
+
+    func setAside(_ owed: [PendingRecord], inFlight: [Delivery], reason: String, origin: String) async {
+        var records = owed
+        for delivery in inFlight {
+            // One that ended meanwhile is settled as usual: only what it still owes is set aside.
+            records += await self.settle(delivery, origin: origin) ?? delivery.records.indices.map(delivery.pending)
+        }
+        guard !records.isEmpty else { return }
+        _ = self.deadLetter(records, reason: reason, origin: origin)
     }
 
     func settle(_ delivery: Delivery, origin: String) async -> [PendingRecord]? {

@@ -23,6 +23,9 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
     var rateLimit: SourceRateLimiter? = nil
     let origin: String
     let logger: Logger
+    /// A source without offsets (a listener): at a stop, what did not end is set aside (dead-lettered), as it
+    /// cannot be read again.
+    var setsAsideAtStop = false
     /// Called once per step, after the outcomes that ended were settled and before the next action (so before any
     /// wait), and at the end, with the bytes read and not yet acked (the agent records the committed offset and the
     /// counts).
@@ -35,6 +38,7 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
         while true {
             if Task.isCancelled {
                 self.onProgress(machine.unackedBytes)
+                await self.setAsideUnended(machine)
                 self.apply(machine.finished())
                 return .stopped
             }
@@ -49,17 +53,22 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
             case .finish(let end):
                 // Reported above, before the machine lets go of what it holds: a stopped file's unacked reads stay
                 // counted.
+                if end == .stopped { await self.setAsideUnended(machine) }
                 self.apply(machine.finished())
                 return end
             case .read(let maxBytes):
-                if let until = self.rateLimit?.readableAt(now: .now) {
+                switch self.rateLimit?.reserve(now: .now) {
+                case nil:
+                    await self.read(maxBytes: maxBytes, maxRecords: nil, &machine)
+                case .read(let records, let bytes):
+                    // An exact read: within the source's rate to one record.
+                    await self.read(maxBytes: min(maxBytes, bytes), maxRecords: records, reserved: .read(records: records, bytes: bytes), &machine)
+                case .wait(let until):
                     // Over the source's rate: the records wait in the source (back-pressure, never a loss). The
                     // wait ends at the stop too; the machine then lets go of the budget held for this read.
                     self.sourceCounters?.rateLimitWaits.add(1, ordering: .relaxed)
                     _ = await self.wait(for: .init(outcome: nil, until: until), budget: nil, untilStop: !stopping)
-                    continue
                 }
-                await self.read(maxBytes: maxBytes, &machine)
             case .resend(let entry, let records):
                 let result = try? await self.sink.retry(records, origin: self.origin)
                 self.apply(machine.resent(entry: entry, records: records, result: result, now: .now))
@@ -86,11 +95,14 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
         }
     }
 
-    private func read(maxBytes: Int, _ machine: inout Machine) async {
+    private func read(maxBytes: Int, maxRecords: Int?, reserved: SourceRateLimiter.Allowance? = nil, _ machine: inout Machine) async {
         let data: SourceData<Source.Position>?
         do {
-            data = try self.source.read(maxBytes: maxBytes, now: .now)
+            data = try self.source.read(maxBytes: maxBytes, maxRecords: maxRecords, now: .now)
+            // What the read took of the source's rate limit; what it reserved and did not use goes back at once.
+            if let reserved { self.rateLimit?.settle(reserved, lines: data?.records.count ?? 0, bytes: data?.bytes ?? 0, now: .now) }
         } catch {
+            if let reserved { self.rateLimit?.settle(reserved, lines: 0, bytes: 0, now: .now) }
             self.counters.readErrors.add(1, ordering: .relaxed)
             self.sourceCounters?.readErrors.add(1, ordering: .relaxed)
             self.logger.warning("cannot read", metadata: ["inlong.source": "\(self.origin)", "inlong.error": "\(error)"])
@@ -103,7 +115,6 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
         }
         self.counters.read(lines: data.records.count, bytes: data.bytes)
         self.sourceCounters?.read(lines: data.records.count, bytes: data.bytes)
-        self.rateLimit?.took(lines: data.records.count, bytes: data.bytes, now: .now)
         do {
             let sent = try await self.sink.send(data.records, offsets: data.offsets, attributes: data.attributes, origin: self.origin)
             self.apply(machine.read((data.position, data.bytes, sent.deliveries, sent.owed), now: .now))
@@ -111,6 +122,13 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
             // The client closed: nothing more can be sent, and this read is never committed.
             self.apply(machine.sinkClosed())
         }
+    }
+
+    private func setAsideUnended(_ machine: Machine) async {
+        guard self.setsAsideAtStop else { return }
+        let (owed, inFlight) = machine.unended
+        guard !owed.isEmpty || !inFlight.isEmpty else { return }
+        await self.sink.setAside(owed, inFlight: inFlight, reason: "the agent stopped before an ack", origin: self.origin)
     }
 
     /// Hands the outcomes of deliveries that ended to the machine.

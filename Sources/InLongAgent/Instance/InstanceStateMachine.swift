@@ -106,6 +106,12 @@ struct InstanceStateMachine<Position, Delivery, Record> {
     /// Deliveries in flight, for the driver to look at their outcomes.
     var deliveriesInFlight: [(id: Int, delivery: Delivery)] { self.entries.flatMap(\.deliveries) }
 
+    /// What it still holds that did not end: records owed (to send again) and deliveries still in flight. At a stop
+    /// a file's are read again from its committed offset; a source without offsets sets them aside.
+    var unended: (owed: [Record], inFlight: [Delivery]) {
+        (self.entries.flatMap(\.resend), self.entries.flatMap { $0.deliveries.map(\.delivery) })
+    }
+
     mutating func next(now: ContinuousClock.Instant) -> Action {
         switch self.phase {
         case .finished(let end):

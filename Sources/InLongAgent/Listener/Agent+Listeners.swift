@@ -70,9 +70,20 @@ extension Agent {
                     sourceCounters: sourceCounters,
                     rateLimit: rateLimit,
                     origin: listener.address,
-                    logger: logger
+                    logger: logger,
+                    setsAsideAtStop: true
                 ) { _ in }
                 let end = await instance.run()
+                if end == .stopped {
+                    // Messages never read (the stop's deadline came first): set aside, as there is no offset to
+                    // read them again from.
+                    let left = server.queue.takeAll()
+                    if !left.isEmpty {
+                        await sink.setAside(left.map { PendingRecord(body: $0) }, inFlight: [], reason: "the agent stopped before it was sent", origin: listener.address)
+                    }
+                }
+                // Nothing more is read from it: whoever waits for it to drain goes on.
+                server.queue.readerStopped()
                 if end == .released, listener.transport == .stdin, endsWithInput {
                     self.logger.info("standard input ended and every line was sent: stopping")
                     self.stop()
@@ -83,13 +94,19 @@ extension Agent {
     }
 
     /// Closes the listeners, waits (up to the stop's deadline) for their instances to read what was queued, then
-    /// stops those instances: what they sent gets until the deadline to be acked, as a file's lines do.
+    /// stops those instances: what they sent gets until the deadline to be acked, as a file's lines do. Woken when
+    /// the last queue drains (or its instance ended), at the deadline, or when cancelled; never by polling.
     func drainListeners(_ servers: [ListenerServer], control: AgentControl) async {
         guard !servers.isEmpty else { return }
         for server in servers { await server.close() }
         let deadline = self.control.deadline ?? .now
-        while ContinuousClock.now < deadline, !servers.allSatisfy(\.queue.isDrained), !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(10))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for server in servers { await server.queue.waitUntilDrained() }
+            }
+            group.addTask { try? await Task.sleep(until: deadline, clock: .continuous) }
+            await group.next()
+            group.cancelAll()
         }
         control.stop(deadline: deadline)
     }

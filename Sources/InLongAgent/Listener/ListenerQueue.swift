@@ -1,19 +1,14 @@
-import DequeModule
 import NIOCore
 import Synchronization
 
 /// The messages a listener received and its instance has not read yet, bounded in bytes: TCP connections that find
-/// it full stop being read until the instance makes room (their senders wait); UDP datagrams are dropped.
+/// it full stop being read until the instance makes room (their senders wait); UDP datagrams are dropped. The driver
+/// of a ``ListenerQueueState``: it locks, calls it, unlocks and runs what it hands back.
 final class ListenerQueue: Sendable {
-    private struct State {
-        var messages = Deque<ByteBuffer>()
-        var bytes = 0
-        /// TCP connections not read while the queue is full; read again once it is half empty.
-        var paused: [ObjectIdentifier: any Channel] = [:]
-        var closed = false
-    }
+    private typealias State = ListenerQueueState<ObjectIdentifier, any Channel, AsyncStream<Void>.Continuation>
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
+    private let nextWaiter = Atomic(0)
     let maxBytes: Int
     let received = Atomic<Int>(0)
     let dropped = Atomic<Int>(0)
@@ -22,64 +17,75 @@ final class ListenerQueue: Sendable {
 
     init(maxBytes: Int) {
         self.maxBytes = maxBytes
+        self.state = Mutex(State(maxBytes: maxBytes))
     }
 
-    /// Queues `messages` from a TCP connection; `true` when the connection must stop reading (it is resumed when
-    /// there is room).
-    func push(_ messages: [ByteBuffer], from channel: any Channel) -> Bool {
-        self.received.add(messages.count, ordering: .relaxed)
-        return self.state.withLock { state in
-            for message in messages {
-                state.bytes += message.readableBytes
-                state.messages.append(message)
-            }
-            guard state.bytes >= self.maxBytes, !state.closed else { return false }
-            state.paused[ObjectIdentifier(channel)] = channel
-            return true
-        }
+    /// Queues what fits of a TCP connection's `messages`; the connection keeps the rest and stops reading when told
+    /// (it is resumed by a ``ListenerResume`` event once there is room). `last`: the connection ended, all are queued.
+    func push(_ messages: [ByteBuffer], from channel: any Channel, last: Bool = false) -> (queued: Int, pause: Bool) {
+        let pushed = self.state.withLock { $0.push(messages, from: ObjectIdentifier(channel), channel, last: last) }
+        self.received.add(pushed.queued, ordering: .relaxed)
+        if pushed.pause { self.pauses.add(1, ordering: .relaxed) }
+        return (pushed.queued, pushed.pause)
     }
 
     /// Queues a datagram's message, or drops it when the queue is full.
     func push(datagram message: ByteBuffer) {
-        let queued = self.state.withLock { state in
-            guard state.bytes + message.readableBytes <= self.maxBytes, !state.closed else { return false }
-            state.bytes += message.readableBytes
-            state.messages.append(message)
-            return true
-        }
-        if queued {
+        if self.state.withLock({ $0.push(datagram: message) }) {
             self.received.add(1, ordering: .relaxed)
         } else {
             self.dropped.add(1, ordering: .relaxed)
         }
     }
 
-    /// Up to about `maxBytes` of messages (at least one, if any), and their bytes.
-    func take(maxBytes: Int) -> (messages: [ByteBuffer], bytes: Int) {
-        let (messages, bytes, resume) = self.state.withLock { state -> ([ByteBuffer], Int, [any Channel]) in
-            var messages: [ByteBuffer] = []
-            var bytes = 0
-            while let next = state.messages.first, messages.isEmpty || bytes + next.readableBytes <= maxBytes {
-                messages.append(state.messages.removeFirst())
-                bytes += next.readableBytes
-            }
-            state.bytes -= bytes
-            guard state.bytes <= self.maxBytes / 2, !state.paused.isEmpty else { return (messages, bytes, []) }
-            defer { state.paused = [:] }
-            return (messages, bytes, Array(state.paused.values))
+    /// Up to `maxCount` messages of at most `maxBytes` together (at least one, if any), and their bytes.
+    func take(maxBytes: Int, maxCount: Int = .max) -> (messages: [ByteBuffer], bytes: Int) {
+        let taken = self.state.withLock { $0.take(maxBytes: maxBytes, maxCount: maxCount) }
+        for channel in taken.resume { channel.pipeline.fireUserInboundEventTriggered(ListenerResume()) }
+        Self.resume(taken.drained)
+        return (taken.messages, taken.bytes)
+    }
+
+    /// Every message queued (what a stopped reader leaves).
+    func takeAll() -> [ByteBuffer] {
+        var messages: [ByteBuffer] = []
+        while true {
+            let taken = self.take(maxBytes: .max)
+            if taken.messages.isEmpty { return messages }
+            messages += taken.messages
         }
-        for channel in resume { channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in } }
-        return (messages, bytes)
     }
 
     /// No more messages come: what is queued is still read.
     func close() {
-        self.state.withLock { $0.closed = true }
+        Self.resume(self.state.withLock { $0.close() })
     }
 
-    /// Closed and every message read.
-    var isDrained: Bool { self.state.withLock { $0.closed && $0.messages.isEmpty } }
+    /// Its instance ended: nothing more is read (so the queue counts as drained once closed).
+    func readerStopped() {
+        Self.resume(self.state.withLock { $0.readerStopped() })
+    }
+
+    /// Closed and every message read (or its reader ended).
+    var isDrained: Bool { self.state.withLock { $0.isDrained } }
+
+    /// Returns once the queue is drained (at once when it is), or when the task is cancelled.
+    func waitUntilDrained() async {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+        let id = self.nextWaiter.wrappingAdd(1, ordering: .relaxed).oldValue
+        // A cancelled waiter leaves the state; one resumed by the state left it already.
+        continuation.onTermination = { _ in _ = self.state.withLock { $0.cancelWait(id: id) } }
+        if !self.state.withLock({ $0.waitUntilDrained(id: id, continuation) }) { continuation.finish() }
+        for await _ in stream {}
+    }
+
+    private static func resume(_ waiters: [AsyncStream<Void>.Continuation]) {
+        for waiter in waiters { waiter.finish() }
+    }
 }
+
+/// Sent through a paused connection's pipeline once its queue has room: it queues what it kept, then reads again.
+struct ListenerResume: Sendable {}
 
 /// A listener's queue as the source of an ``Instance``: records in arrival order; nothing to commit (a message
 /// acked is gone, one lost in a crash was never acknowledged to its sender either).
@@ -94,8 +100,8 @@ final class ListenerSource: AgentSource {
         self.syslogAttributes = syslogAttributes
     }
 
-    func read(maxBytes: Int, now: ContinuousClock.Instant) throws -> SourceData<Int>? {
-        let (messages, bytes) = self.queue.take(maxBytes: maxBytes)
+    func read(maxBytes: Int, maxRecords: Int?, now: ContinuousClock.Instant) throws -> SourceData<Int>? {
+        let (messages, bytes) = self.queue.take(maxBytes: maxBytes, maxCount: maxRecords ?? .max)
         guard !messages.isEmpty else { return nil }
         self.reads += 1
         var data = SourceData(records: messages, position: self.reads, bytes: bytes)

@@ -155,12 +155,17 @@ public enum AgentStandardInputError: Error, CustomStringConvertible {
     }
 }
 
-/// One TCP connection: frames split as the listener's format says, queued; reading paused while the queue is full.
+/// One TCP connection: frames split as the listener's format says, queued; while the queue is full the connection
+/// keeps what did not fit (in order) and is not read, until the queue resumes it.
 private final class ListenerConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private var splitter: SyslogFrameSplitter
     private var messages: [ByteBuffer] = []
+    /// Messages the queue had no room for, in order: queued first when it resumes the connection. Bounded: once
+    /// paused, the connection is read at most a few more times (what the event loop read before it saw the pause).
+    private var kept: [ByteBuffer] = []
+    private var paused = false
     private var cut = 0
     private let queue: ListenerQueue
     private let logger: Logger
@@ -179,24 +184,43 @@ private final class ListenerConnectionHandler: ChannelInboundHandler {
             self.logger.warning("closing a connection that cannot be followed", metadata: ["inlong.error": "\(error)"])
             context.close(promise: nil)
         }
-        self.queueMessages(context)
+        self.countCut()
+        self.kept += self.messages
+        if !self.paused { self.queueKept(context) }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ListenerResume else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        self.paused = false
+        self.queueKept(context)
+        if !self.paused { context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in } }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.messages.removeAll(keepingCapacity: true)
-        if let last = self.splitter.finish() { self.messages.append(last) }
-        self.queueMessages(context)
+        if let last = self.splitter.finish() { self.kept.append(last) }
+        self.countCut()
+        // The connection's last messages: queued whatever the bound, never lost.
+        if !self.kept.isEmpty { _ = self.queue.push(self.kept, from: context.channel, last: true) }
+        self.kept = []
         context.fireChannelInactive()
     }
 
-    private func queueMessages(_ context: ChannelHandlerContext) {
+    private func countCut() {
         if self.splitter.cutMessages > self.cut {
             self.queue.cut.add(self.splitter.cutMessages - self.cut, ordering: .relaxed)
             self.cut = self.splitter.cutMessages
         }
-        guard !self.messages.isEmpty else { return }
-        if self.queue.push(self.messages, from: context.channel) {
-            self.queue.pauses.add(1, ordering: .relaxed)
+    }
+
+    private func queueKept(_ context: ChannelHandlerContext) {
+        guard !self.kept.isEmpty else { return }
+        let (queued, pause) = self.queue.push(self.kept, from: context.channel)
+        self.kept.removeFirst(queued)
+        if pause {
+            self.paused = true
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
         }
     }

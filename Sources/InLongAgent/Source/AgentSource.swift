@@ -26,8 +26,9 @@ protocol AgentSource: AnyObject {
     associatedtype Position: Sendable
 
     /// What is there now, up to about `maxBytes`; `nil` when nothing new is complete. `now` times what waits for
-    /// more (a multiline record's timeout).
-    func read(maxBytes: Int, now: ContinuousClock.Instant) throws -> SourceData<Position>?
+    /// more (a multiline record's timeout). With `maxRecords` (a rate-limited read) the read is exact: at most that
+    /// many records, and it ends with the record that reaches `maxBytes` (a record is never split).
+    func read(maxBytes: Int, maxRecords: Int?, now: ContinuousClock.Instant) throws -> SourceData<Position>?
     /// The records of `position` ended (acked, or set aside as undeliverable): their position may be committed.
     func ack(_ position: Position)
     /// After a `read` found nothing: whether nothing more will come, so that the instance ends once its records

@@ -65,8 +65,8 @@ final class FileSource: AgentSource {
         self.lastPathCheck = now
     }
 
-    func read(maxBytes: Int, now: ContinuousClock.Instant) throws -> SourceData<OffsetTracker.Ticket>? {
-        guard let read = try self.tail.readLines(maxBytes: maxBytes, now: now) else { return nil }
+    func read(maxBytes: Int, maxRecords: Int?, now: ContinuousClock.Instant) throws -> SourceData<OffsetTracker.Ticket>? {
+        guard let read = try self.tail.readLines(maxBytes: maxBytes, maxRecords: maxRecords, now: now) else { return nil }
         return SourceData(records: read.lines, offsets: read.offsets, position: read.ticket, bytes: read.bytes)
     }
 

@@ -69,6 +69,18 @@ extension DeliveryStateMachine {
         return actions
     }
 
+    /// The transport took `job` for `proxy` and gave up before writing a byte of it (HTTP: no connection could be
+    /// made): an attempt that failed as not sent, retried as `outcome` says. A job that ended meanwhile (its
+    /// deadline, the close) fails now with what ended it, as not sent: nothing reached a proxy.
+    mutating func failedBeforeWriting(_ job: DeliveryJob, to proxy: Endpoint?, outcome: DeliveryOutcome, now: ContinuousClock.Instant) -> Actions {
+        var actions = Actions()
+        if self.endIfEndedWhileHandingOver(job, actions: &actions) { return actions }
+        // Not ended: the job is held as submitted (no actions), then completed, in one event so that no tick sees
+        // it submitted in between.
+        _ = self.submitted(job, to: proxy, now: now, spentBlock: nil)
+        return self.completed(jobID: job.id, outcome: outcome, now: now)
+    }
+
     /// The job ended while the dispatcher handed it over and the dispatcher reports that it did not reach a
     /// connection: it fails with what ended it, as sent or not before.
     private mutating func endIfEndedWhileHandingOver(_ job: DeliveryJob, actions: inout Actions) -> Bool {

@@ -36,15 +36,24 @@ extension DataProxyClient {
         }
         let id = job.id
         let key = job.batch.key
+        let records = job.batch.recordCount
+        let deadline = job.deadline
         let observation = self.observation
-        // The block stays with the job: a retry encodes it again, and a failure report decodes its records.
-        self.withMachine { ((), $0.submitted(job, to: proxy, now: .now, spentBlock: nil)) }
-        observation.batchSent(key, records: job.batch.recordCount, frameBytes: form.readableBytes, proxy: proxy)
+        // The job stays handed over until the request head is written (a connection may still be made first): only
+        // then may the proxy have its records, so only then is it submitted. The block stays with the job: a retry
+        // encodes it again, and a failure report decodes its records.
         group.addTask {
-            let outcome = await transport.post(form, to: proxy)
-            observation.batchAnswered(key)
+            let (outcome, written) = await transport.post(form, to: proxy, deadline: deadline) {
+                self.withMachine { ((), $0.submitted(job, to: proxy, now: .now, spentBlock: nil)) }
+                observation.batchSent(key, records: records, frameBytes: form.readableBytes, proxy: proxy)
+            }
             transport.finished(proxy, succeeded: outcome.proxySucceeded ?? true)
-            self.withMachine { ((), $0.completed(jobID: id, outcome: outcome, now: .now)) }
+            if written {
+                observation.batchAnswered(key)
+                self.withMachine { ((), $0.completed(jobID: id, outcome: outcome, now: .now)) }
+            } else {
+                self.withMachine { ((), $0.failedBeforeWriting(job, to: proxy, outcome: outcome, now: .now)) }
+            }
             // A request slot is free: jobs that found every proxy at its cap can go.
             self.wake.yield()
         }

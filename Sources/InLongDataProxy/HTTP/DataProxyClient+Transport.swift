@@ -19,7 +19,9 @@ extension DataProxyClient {
         /// `ManagerDiscovery` (which brings the HTTP client); without it, `run()` refuses it with
         /// `invalidConfiguration`. Records must not hold `\n` (the API's record separator) nor attributes of
         /// their own; such a batch fails with `invalidArgument`. Message attributes given to `send` are not sent,
-        /// and there is no compression: the API has neither. The real DataProxy reads the body as UTF-8 text.
+        /// and there is no compression: the API has neither. The real DataProxy reads the body as UTF-8 text. A
+        /// request counts as sent once its head is written: records whose request was still connecting when it
+        /// failed or their deadline passed end as ``DataProxyError/Persistence/notSent``.
         public static let http = Transport(base: .http)
 
         /// `tcp` or `http`, as the `proxy.protocol` setting spells it.

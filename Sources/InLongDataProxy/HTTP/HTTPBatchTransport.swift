@@ -121,9 +121,17 @@ final class HTTPBatchTransport: Sendable {
         }
     }
 
-    /// Posts `form` to `proxy` and says how it ended.
-    func post(_ form: ByteBuffer, to proxy: Endpoint) async -> DeliveryOutcome {
-        let outcome = await self.send(form, to: proxy)
+    /// Posts `form` to `proxy` and says how it ended, and whether the request head was written (`onWritten` is
+    /// called then, once): until then nothing can have reached the proxy, so a failure before it is not sent. The
+    /// request ends at the request timeout, or at `deadline` (its records') if sooner, connecting included.
+    func post(
+        _ form: ByteBuffer,
+        to proxy: Endpoint,
+        deadline: ContinuousClock.Instant,
+        onWritten: @escaping @Sendable () -> Void
+    ) async -> (outcome: DeliveryOutcome, written: Bool) {
+        let timeout = min(self.connection.requestTimeout, max(deadline - .now, .zero))
+        let (outcome, written) = await self.send(form, to: proxy, timeout: timeout, onWritten: onWritten)
         let failure: String?
         switch outcome {
         case .acked, .rejected:
@@ -136,26 +144,36 @@ final class HTTPBatchTransport: Sendable {
             failure = reply
         }
         self.failures.withLock { $0[proxy] = failure }
-        return outcome
+        return (outcome, written)
     }
 
-    private func send(_ form: ByteBuffer, to proxy: Endpoint) async -> DeliveryOutcome {
+    private func send(_ form: ByteBuffer, to proxy: Endpoint, timeout: Duration, onWritten: @escaping @Sendable () -> Void) async -> (DeliveryOutcome, Bool) {
         guard let client = self.client.withLock({ $0 }) else {
-            return .transportFailed(TransportError(.shutDown, endpoint: proxy))
+            return (.transportFailed(TransportError(.shutDown, endpoint: proxy)), false)
         }
         let scheme = self.settings.useTLS ? "https" : "http"
         let host = proxy.host.contains(":") ? "[\(proxy.host)]" : proxy.host
-        var request = HTTPClientRequest(url: "\(scheme)://\(host):\(proxy.port)\(InLongHTTPForm.messagePath)")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: InLongHTTPForm.contentType)
-        request.body = .bytes(form)
+        let delegate = FormPostDelegate(onWritten: onWritten)
         do {
-            let response = try await client.execute(request, timeout: TimeAmount(self.connection.requestTimeout))
-            // An answer is a few dozen bytes; a larger one is not DataProxy's.
-            let body = (try? await response.body.collect(upTo: 64 << 10)) ?? ByteBuffer()
-            return HTTPBatchEncoding.outcome(status: Int(response.status.code), body: body, proxy: proxy)
+            let request = try HTTPClient.Request(
+                url: "\(scheme)://\(host):\(proxy.port)\(InLongHTTPForm.messagePath)",
+                method: .POST,
+                headers: ["Content-Type": InLongHTTPForm.contentType],
+                body: .byteBuffer(form)
+            )
+            let task = client.execute(request: request, delegate: delegate, deadline: .now() + TimeAmount(timeout))
+            let response = try await withTaskCancellationHandler {
+                try await task.futureResult.get()
+            } onCancel: {
+                task.cancel()
+            }
+            return (HTTPBatchEncoding.outcome(status: response.status, body: response.body, proxy: proxy), true)
         } catch {
-            return .transportFailed(Self.transportError(error, proxy: proxy))
+            var failure = Self.transportError(error, proxy: proxy)
+            // Before the head was written nothing reached the proxy, whatever the error says (a deadline passed
+            // while connecting, a cancellation).
+            if !delegate.written { failure.mayHaveBeenDelivered = false }
+            return (.transportFailed(failure), delegate.written)
         }
     }
 
@@ -188,6 +206,44 @@ final class HTTPBatchTransport: Sendable {
         return false
     }
 }
+/// Collects DataProxy's answer to a form, and tells when the request head was written: from then on the proxy may
+/// have the records.
+private final class FormPostDelegate: HTTPClientResponseDelegate {
+    typealias Response = (status: Int, body: ByteBuffer)
+
+    /// An answer is a few dozen bytes; a larger one is not DataProxy's (what is past this is left out).
+    private static let maxBody = 64 << 10
+    private let state = Mutex<(written: Bool, status: Int, body: ByteBuffer)>((false, 0, ByteBuffer()))
+    private let onWritten: @Sendable () -> Void
+
+    init(onWritten: @escaping @Sendable () -> Void) {
+        self.onWritten = onWritten
+    }
+
+    var written: Bool { self.state.withLock { $0.written } }
+
+    func didSendRequestHead(task: HTTPClient.Task<Response>, _ head: HTTPRequestHead) {
+        self.state.withLock { $0.written = true }
+        self.onWritten()
+    }
+
+    func didReceiveHead(task: HTTPClient.Task<Response>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
+        self.state.withLock { $0.status = Int(head.status.code) }
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didReceiveBodyPart(task: HTTPClient.Task<Response>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
+        self.state.withLock { state in
+            let room = Self.maxBody - state.body.readableBytes
+            if room > 0 { state.body.writeImmutableBuffer(buffer.getSlice(at: buffer.readerIndex, length: min(room, buffer.readableBytes))!) }
+        }
+        return task.eventLoop.makeSucceededVoidFuture()
+    }
+
+    func didFinishRequest(task: HTTPClient.Task<Response>) throws -> Response {
+        self.state.withLock { ($0.status, $0.body) }
+    }
+}
 #else
 /// The HTTP transport needs AsyncHTTPClient, which comes with the trait `ManagerDiscovery`; without it `run()`
 /// refuses ``DataProxyClient/Transport/http`` before anything is sent, so none of this is reached.
@@ -214,7 +270,12 @@ final class HTTPBatchTransport: Sendable {
 
     func count(into statistics: inout DataProxyClientStatistics) {}
 
-    func post(_ form: ByteBuffer, to proxy: Endpoint) async -> DeliveryOutcome {
+    func post(
+        _ form: ByteBuffer,
+        to proxy: Endpoint,
+        deadline: ContinuousClock.Instant,
+        onWritten: @escaping @Sendable () -> Void
+    ) async -> (outcome: DeliveryOutcome, written: Bool) {
         preconditionFailure("the HTTP transport is refused without the trait ManagerDiscovery")
     }
 }
