@@ -39,6 +39,41 @@ extension Agent {
         }
     }
 
+    /// Where a source's records go: its lane's client, under the source's group, stream and message attributes,
+    /// counted for its group and for itself.
+    func sink(
+        lane: Lane,
+        group: String,
+        stream: String,
+        attributes: [(String, String)],
+        offsetAttribute: String? = nil,
+        deadLetters: DeadLetterFile,
+        sourceCounters: AgentCounters
+    ) -> DataProxySink {
+        DataProxySink(
+            client: lane.client,
+            group: group,
+            stream: stream,
+            attributes: attributes,
+            offsetAttribute: offsetAttribute,
+            deadLetters: deadLetters,
+            counters: lane.counters,
+            sourceCounters: sourceCounters,
+            logger: self.logger
+        )
+    }
+
+    /// An instance's limits: the agent's read size (no more than the source's rate lets one read take), its bytes
+    /// unacked per source, poll interval and resend delay.
+    func instanceLimits<Source: AgentSource>(of _: Source.Type, rateLimit: SourceRateLimiter?) -> Instance<Source, DataProxySink>.Limits {
+        Instance<Source, DataProxySink>.Limits(
+            readSize: min(self.configuration.readSize, rateLimit?.maxReadBytes ?? .max),
+            maxUnackedBytes: self.configuration.maxUnackedBytesPerFile,
+            pollInterval: self.configuration.pollInterval,
+            resendDelay: self.configuration.resendDelay
+        )
+    }
+
     /// Every source's statistics so far, by name.
     func sourceStatistics() -> [AgentSourceStatistics] {
         let (sources, files) = self.modifyStateAndRunActions { state in

@@ -376,8 +376,8 @@ public final class Agent: Service, Sendable {
             ((), state.machine.opened(tail.identity, path: file.path, progress: progress))
         }
         let sourceCounters = self.sourceCounters(name: source.metricsName, type: "file", group: source.group, stream: source.stream)
-        let sink = DataProxySink(
-            client: lane.client,
+        let sink = self.sink(
+            lane: lane,
             group: source.group,
             stream: source.stream,
             attributes: source.origin.isEmpty
@@ -385,17 +385,10 @@ public final class Agent: Service, Sendable {
                 : source.attributes(path: file.path, host: Self.hostName),
             offsetAttribute: source.origin.offset,
             deadLetters: deadLetters,
-            counters: lane.counters,
-            sourceCounters: sourceCounters,
-            logger: self.logger
+            sourceCounters: sourceCounters
         )
         let rateLimit = self.rateLimiter(name: source.metricsName, limit: source.rateLimit)
-        let limits = Instance<FileSource, DataProxySink>.Limits(
-            readSize: min(self.configuration.readSize, rateLimit?.maxReadBytes ?? .max),
-            maxUnackedBytes: self.configuration.maxUnackedBytesPerFile,
-            pollInterval: self.configuration.pollInterval,
-            resendDelay: self.configuration.resendDelay
-        )
+        let limits = self.instanceLimits(of: FileSource.self, rateLimit: rateLimit)
         let origin = file.path
         let logger = self.logger
         let handle = file.source

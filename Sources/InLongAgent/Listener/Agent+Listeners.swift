@@ -40,23 +40,16 @@ extension Agent {
             let sourceCounters = self.sourceCounters(
                 name: server.metricsName, type: listener.format.rawValue, group: listener.group, stream: listener.stream, listener: server
             )
-            let sink = DataProxySink(
-                client: lane.client,
+            let sink = self.sink(
+                lane: lane,
                 group: listener.group,
                 stream: listener.stream,
                 attributes: listener.attributes.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
                 deadLetters: deadLetters,
-                counters: lane.counters,
-                sourceCounters: sourceCounters,
-                logger: self.logger
+                sourceCounters: sourceCounters
             )
             let rateLimit = self.rateLimiter(name: server.metricsName, limit: listener.rateLimit)
-            let limits = Instance<ListenerSource, DataProxySink>.Limits(
-                readSize: min(self.configuration.readSize, rateLimit?.maxReadBytes ?? .max),
-                maxUnackedBytes: self.configuration.maxUnackedBytesPerFile,
-                pollInterval: self.configuration.pollInterval,
-                resendDelay: self.configuration.resendDelay
-            )
+            let limits = self.instanceLimits(of: ListenerSource.self, rateLimit: rateLimit)
             let source = ListenerSource(queue: server.queue, syslogAttributes: listener.syslogAttributes)
             let logger = self.logger
             instances.addTask {
