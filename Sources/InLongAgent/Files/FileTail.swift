@@ -217,16 +217,7 @@ final class FileTail {
             }
             chunk.withUnsafeReadableBytes { self.anchor.advance(over: $0) }
             total += count
-            if var assembler = self.assembler.take() {
-                self.splitter.consume(chunk, viewing: { body, bytes, start, end in
-                    assembler.line(body, bytes: bytes, start: start, end: end, into: &lines, offsets: &offsets)
-                })
-                // The clock is read once per chunk, not per line.
-                assembler.linesCame(at: now)
-                self.assembler = assembler
-            } else {
-                self.splitter.consume(chunk, appendingTo: &lines)
-            }
+            self.consume(chunk, now: now, into: &lines, offsets: &offsets)
             // Past empty and skipped lines too: a file that ends with one still commits to its end.
             if self.boundary > self.tracker.readOffset { end = self.boundary }
         }
@@ -257,21 +248,28 @@ final class FileTail {
             // A last line without its newline is held by the splitter, as in a plain read.
             let length = newline.map { $0 + 1 - fed } ?? (chunk.readableBytes - fed)
             let piece = chunk.getSlice(at: chunk.readerIndex + fed, length: length)!
-            if var assembler = self.assembler.take() {
-                self.splitter.consume(piece, viewing: { body, bytes, start, end in
-                    assembler.line(body, bytes: bytes, start: start, end: end, into: &lines, offsets: &offsets)
-                })
-                assembler.linesCame(at: now)
-                self.assembler = assembler
-            } else {
-                self.splitter.consume(piece, appendingTo: &lines)
-            }
+            self.consume(piece, now: now, into: &lines, offsets: &offsets)
             fed += length
             if newline != nil, lines.count >= maxRecords || self.splitter.offset - self.tracker.readOffset >= Int64(maxBytes) {
                 return (fed, true)
             }
         }
         return (fed, false)
+    }
+
+    /// Splits `bytes` into lines: straight into `lines`, or through the records' rules when the source has any.
+    @inline(__always)
+    private func consume(_ bytes: ByteBuffer, now: ContinuousClock.Instant, into lines: inout [ByteBuffer], offsets: inout [Int64]) {
+        guard var assembler = self.assembler.take() else {
+            self.splitter.consume(bytes, appendingTo: &lines)
+            return
+        }
+        self.splitter.consume(bytes, viewing: { body, view, start, end in
+            assembler.line(body, bytes: view, start: start, end: end, into: &lines, offsets: &offsets)
+        })
+        // The clock is read once per chunk, not per line.
+        assembler.linesCame(at: now)
+        self.assembler = assembler
     }
 
     /// What a read may commit: the end of the last complete line, or the start of a multiline record under way.
