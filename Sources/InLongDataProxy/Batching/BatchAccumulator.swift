@@ -151,54 +151,15 @@ struct BatchAccumulator {
         tracker: DeliveryTracker? = nil,
         maxSealed: Int = .max
     ) -> (appended: Int, sealed: [SealedBatch]) {
-        var sealed: [SealedBatch] = []
-        var appended = 0
-        // Taken out of the dictionary (so that the block stays uniquely referenced) and never optional in the
-        // loop, so that no record costs a copy of the batch.
-        var batch = self.open.removeValue(forKey: key) ?? self.newBatch(capacity: self.limits.maxBytes, now: now, wallSeconds: wallSeconds)
-        let maxBytes = self.limits.maxBytes
-        let maxRecords = self.limits.maxRecords
-        // The ids of the run's records in `batch` start here; written to the batch when it seals or at the end.
-        var segmentStart = firstID
-        func closeSegment(_ batch: inout OpenBatch, end: UInt64) {
-            guard end > segmentStart else { return }
-            batch.ids.append(segmentStart..<end)
-            if let tracker { batch.observers.track(tracker, segmentStart..<end) }
-            segmentStart = end
-        }
+        var run = self.startRun(key: key, firstID: firstID, tracker: tracker, now: now, wallSeconds: wallSeconds)
         // The bodies are read in place: iterating the slice would retain and release every one.
         bodies.withUnsafeBufferPointer { bodies in
             for index in bodies.indices {
-                let length = bodies[index].readableBytes
-                let charge = length + Self.recordOverhead
-                guard sealed.count < maxSealed, self.hasRoom(forBytes: charge) else { break }
-                if batch.recordCount > 0, batch.block.readableBytes + Self.blockBytes(bodyLength: length, attributesLength: nil) > maxBytes {
-                    closeSegment(&batch, end: firstID + UInt64(appended))
-                    sealed.append(Self.sealed(batch, key: key))
-                    batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
-                }
-                // Written here rather than through `OpenBatch.append`: its attribute and waiter cases cost a fifth of
-                // the throughput of 100 B records (measured with `inlong bench`).
-                bodies[index].withUnsafeReadableBytes { Self.writeRecord($0, to: &batch.block) }
-                batch.recordCount += 1
-                batch.chargedBytes += charge
-                self.heldBytes += charge
-                self.heldRecords += 1
-                appended += 1
-                if batch.recordCount >= maxRecords || batch.block.readableBytes >= maxBytes {
-                    closeSegment(&batch, end: firstID + UInt64(appended))
-                    sealed.append(Self.sealed(batch, key: key))
-                    batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
-                }
+                guard run.sealed.count < maxSealed, self.hasRoom(forBytes: bodies[index].readableBytes + Self.recordOverhead) else { break }
+                bodies[index].withUnsafeReadableBytes { self.append($0, to: &run) }
             }
         }
-        closeSegment(&batch, end: firstID + UInt64(appended))
-        if batch.recordCount > 0 {
-            self.open[key] = batch
-        } else {
-            self.recycle(batch.block)
-        }
-        return (appended, sealed)
+        return (Int(run.nextID - firstID), self.endRun(&run))
     }
 
     /// What ``appendDelimited(_:from:delimiter:key:firstID:now:wallSeconds:maxSealed:)`` did.
@@ -232,15 +193,8 @@ struct BatchAccumulator {
     ) -> DelimitedRun {
         var run = DelimitedRun(end: start)
         guard start < bytes.count, let base = bytes.baseAddress else { return run }
-        var batch = self.open.removeValue(forKey: key) ?? self.newBatch(capacity: self.limits.maxBytes, now: now, wallSeconds: wallSeconds)
+        var appending = self.startRun(key: key, firstID: firstID, tracker: nil, now: now, wallSeconds: wallSeconds)
         let maxBytes = self.limits.maxBytes
-        let maxRecords = self.limits.maxRecords
-        var segmentStart = firstID
-        func closeSegment(_ batch: inout OpenBatch, end: UInt64) {
-            guard end > segmentStart else { return }
-            batch.ids.append(segmentStart..<end)
-            segmentStart = end
-        }
         var cursor = start
         while cursor < bytes.count {
             let (length, next) = DelimitedRecords.next(in: bytes, from: cursor, delimiter: delimiter)
@@ -249,44 +203,93 @@ struct BatchAccumulator {
                 cursor = next
                 continue
             }
-            let recordBytes = Self.blockBytes(bodyLength: length, attributesLength: nil)
-            let charge = length + Self.recordOverhead
-            guard recordBytes <= maxBytes else {
+            guard Self.blockBytes(bodyLength: length, attributesLength: nil) <= maxBytes else {
                 run.tooLarge = true
                 run.stoppedBefore = length
                 break
             }
-            guard run.sealed.count < maxSealed, self.hasRoom(forBytes: charge) else {
+            guard appending.sealed.count < maxSealed, self.hasRoom(forBytes: length + Self.recordOverhead) else {
                 run.stoppedBefore = length
                 break
             }
-            if batch.recordCount > 0, batch.block.readableBytes + recordBytes > maxBytes {
-                closeSegment(&batch, end: firstID + UInt64(run.appended))
-                run.sealed.append(Self.sealed(batch, key: key))
-                batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
-            }
-            Self.writeRecord(UnsafeRawBufferPointer(start: base + cursor, count: length), to: &batch.block)
-            batch.recordCount += 1
-            batch.chargedBytes += charge
-            self.heldBytes += charge
-            self.heldRecords += 1
-            run.appended += 1
+            self.append(UnsafeRawBufferPointer(start: base + cursor, count: length), to: &appending)
             run.bytes += length
             cursor = next
-            if batch.recordCount >= maxRecords || batch.block.readableBytes >= maxBytes {
-                closeSegment(&batch, end: firstID + UInt64(run.appended))
-                run.sealed.append(Self.sealed(batch, key: key))
-                batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
-            }
         }
         run.end = cursor
-        closeSegment(&batch, end: firstID + UInt64(run.appended))
-        if batch.recordCount > 0 {
-            self.open[key] = batch
-        } else {
-            self.recycle(batch.block)
-        }
+        run.appended = Int(appending.nextID - firstID)
+        run.sealed = self.endRun(&appending)
         return run
+    }
+
+    /// A run of records of one key appended by one call (``appendRun(_:key:firstID:now:wallSeconds:tracker:maxSealed:)``
+    /// and ``appendDelimited(_:from:delimiter:key:firstID:now:wallSeconds:maxSealed:)``).
+    private struct Run {
+        let key: BatchKey
+        let tracker: DeliveryTracker?
+        let now: ContinuousClock.Instant
+        let wallSeconds: UInt32
+        /// The batch being filled: taken out of the dictionary (so that its block stays uniquely referenced) and
+        /// never optional, so that no record costs a copy of it.
+        var batch: OpenBatch
+        var sealed: [SealedBatch] = []
+        /// The ids of the run's records in `batch` start here; written to the batch when it seals or at the end.
+        var segmentStart: UInt64
+        /// The id of the run's next record.
+        var nextID: UInt64
+    }
+
+    private mutating func startRun(key: BatchKey, firstID: UInt64, tracker: DeliveryTracker?, now: ContinuousClock.Instant, wallSeconds: UInt32) -> Run {
+        let batch = self.open.removeValue(forKey: key) ?? self.newBatch(capacity: self.limits.maxBytes, now: now, wallSeconds: wallSeconds)
+        return Run(key: key, tracker: tracker, now: now, wallSeconds: wallSeconds, batch: batch, segmentStart: firstID, nextID: firstID)
+    }
+
+    /// Appends one record's bytes to a run (the quota was checked): its batch seals before the record when the
+    /// record does not fit, and after it when full.
+    @inline(__always)
+    private mutating func append(_ record: UnsafeRawBufferPointer, to run: inout Run) {
+        let maxBytes = self.limits.maxBytes
+        if run.batch.recordCount > 0, run.batch.block.readableBytes + Self.blockBytes(bodyLength: record.count, attributesLength: nil) > maxBytes {
+            self.sealBatch(of: &run)
+        }
+        // Written here rather than through `OpenBatch.append`: its attribute and waiter cases cost a fifth of the
+        // throughput of 100 B records (measured with `inlong bench`).
+        Self.writeRecord(record, to: &run.batch.block)
+        let charge = record.count + Self.recordOverhead
+        run.batch.recordCount += 1
+        run.batch.chargedBytes += charge
+        self.heldBytes += charge
+        self.heldRecords += 1
+        run.nextID += 1
+        if run.batch.recordCount >= self.limits.maxRecords || run.batch.block.readableBytes >= maxBytes {
+            self.sealBatch(of: &run)
+        }
+    }
+
+    /// Seals a run's batch and starts the next.
+    private mutating func sealBatch(of run: inout Run) {
+        Self.closeSegment(of: &run)
+        run.sealed.append(Self.sealed(run.batch, key: run.key))
+        run.batch = self.newBatch(capacity: self.limits.maxBytes, now: run.now, wallSeconds: run.wallSeconds)
+    }
+
+    /// Writes the ids of the run's records in its batch to the batch.
+    private static func closeSegment(of run: inout Run) {
+        guard run.nextID > run.segmentStart else { return }
+        run.batch.ids.append(run.segmentStart..<run.nextID)
+        if let tracker = run.tracker { run.batch.observers.track(tracker, run.segmentStart..<run.nextID) }
+        run.segmentStart = run.nextID
+    }
+
+    /// Ends a run: its batch stays open when it holds records. Returns the batches it sealed.
+    private mutating func endRun(_ run: inout Run) -> [SealedBatch] {
+        Self.closeSegment(of: &run)
+        if run.batch.recordCount > 0 {
+            self.open[run.key] = run.batch
+        } else {
+            self.recycle(run.batch.block)
+        }
+        return run.sealed
     }
 
     private mutating func newBatch(capacity: Int, now: ContinuousClock.Instant, wallSeconds: UInt32) -> OpenBatch {
