@@ -292,7 +292,8 @@ extension DataProxyClient {
     /// an accepted record costs no async frame of its own.
     @inline(__always)
     private func appendOne(_ body: ByteBuffer, attributes: String?, key: BatchKey, observer: RecordObserver) async throws -> UInt64 {
-        try Task.checkCancellation()
+        // Read through the unsafe handle: `Task.checkCancellation()` retains and releases the task.
+        if withUnsafeCurrentTask(body: { $0?.isCancelled ?? false }) { throw CancellationError() }
         var blocked: Machine.Blocked
         switch try self.tryAppendOne(body, attributes: attributes, key: key, observer: observer) {
         case .accepted(let id): return id
@@ -365,9 +366,12 @@ extension DataProxyClient {
     /// Appends one record; actions only when a batch was sealed.
     @inline(never)
     func appendUnderLock(_ body: ByteBuffer, attributes: String?, key: BatchKey, observer: RecordObserver) -> Machine.AppendResult {
-        self.modifyState { state in
+        // The clocks are read before the lock, so that it is held for the append alone.
+        let now = ContinuousClock.now
+        let wallSeconds = wallClockSeconds()
+        return self.modifyState { state in
             let (result, sealed) = state.machine.append(
-                body, attributes: attributes, key: key, now: .now, wallSeconds: wallClockSeconds(), observer: observer
+                body, attributes: attributes, key: key, now: now, wallSeconds: wallSeconds, observer: observer
             )
             return (result, sealed.map { Machine.Actions($0) })
         }

@@ -23,10 +23,49 @@ struct SealedBatch: Sendable {
     /// The records' ids, in block order.
     var ids: DataProxyRecordIDs
     var observers: [BatchObserver]
-    /// When the first record was accepted; delivery deadlines count from here.
-    var createdAt: ContinuousClock.Instant
+    /// When the first record was accepted (``createdAt``), held with a fixed layout.
+    var created: BatchInstant
     /// Data time of the message header, seconds.
     var dataTime: UInt32
+
+    init(
+        key: BatchKey,
+        block: ByteBuffer,
+        recordCount: Int,
+        chargedBytes: Int,
+        ids: DataProxyRecordIDs,
+        observers: [BatchObserver],
+        createdAt: ContinuousClock.Instant,
+        dataTime: UInt32
+    ) {
+        self.init(
+            key: key, block: block, recordCount: recordCount, chargedBytes: chargedBytes, ids: ids, observers: observers,
+            created: BatchInstant(createdAt), dataTime: dataTime
+        )
+    }
+
+    init(
+        key: BatchKey,
+        block: ByteBuffer,
+        recordCount: Int,
+        chargedBytes: Int,
+        ids: DataProxyRecordIDs,
+        observers: [BatchObserver],
+        created: BatchInstant,
+        dataTime: UInt32
+    ) {
+        self.key = key
+        self.block = block
+        self.recordCount = recordCount
+        self.chargedBytes = chargedBytes
+        self.ids = ids
+        self.observers = observers
+        self.created = created
+        self.dataTime = dataTime
+    }
+
+    /// When the first record was accepted; delivery deadlines count from here.
+    var createdAt: ContinuousClock.Instant { self.created.instant }
 }
 
 /// The batching and quota logic, with no I/O and no clock of its own: records are appended per key, batches are
@@ -41,13 +80,13 @@ struct BatchAccumulator {
         var quotaRecords: Int
     }
 
-    fileprivate struct OpenBatch {
+    struct OpenBatch {
         var block: ByteBuffer
         var recordCount = 0
         var chargedBytes = 0
         var ids = DataProxyRecordIDs()
         var observers: [BatchObserver] = []
-        var createdAt: ContinuousClock.Instant
+        var createdAt: BatchInstant
         var dataTime: UInt32
     }
 
@@ -63,7 +102,7 @@ struct BatchAccumulator {
     static let recordOverhead = 10
 
     var limits: Limits
-    private var open: [BatchKey: OpenBatch] = [:]
+    private var open = OpenBatches()
     /// Cleared full-size blocks of encoded batches, reused for new batches: a block per batch allocated on the
     /// sender's thread and freed on another fragments the allocator's per-thread arenas.
     private var spareBlocks: [ByteBuffer] = []
@@ -108,24 +147,24 @@ struct BatchAccumulator {
         let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: attributesLength)
         let charge = Self.quotaBytes(bodyLength: body.readableBytes, attributesLength: attributesLength) + Self.recordOverhead
         guard self.hasRoom(forBytes: charge) else { return .full }
-        // One hash of the key per record (the key holds strings), and the open batch changed in place through its
-        // index: reading it through the dictionary would copy it (retains of its block, ids and observers).
+        // The open batch changed in place through its index: reading it through the dictionary would copy it
+        // (retains of its block, ids and observers).
         var sealed: SealedBatch?
         let maxBytes = self.limits.maxBytes
         let maxRecords = self.limits.maxRecords
         if let index = self.open.index(forKey: key) {
-            switch self.open.values[index].append(body, attributes: attributes, recordBytes: recordBytes, charge: charge, id: id, observer: observer, maxBytes: maxBytes, maxRecords: maxRecords) {
+            switch self.open[index].append(body, attributes: attributes, recordBytes: recordBytes, charge: charge, id: id, observer: observer, maxBytes: maxBytes, maxRecords: maxRecords) {
             case .appended(let full):
                 self.heldBytes += charge
                 self.heldRecords += 1
-                return full ? .acceptedAndSealed(Self.sealed(self.open.remove(at: index).value, key: key)) : .accepted
+                return full ? .acceptedAndSealed(Self.sealed(self.open.remove(at: index), key: key)) : .accepted
             case .doesNotFit:
-                sealed = Self.sealed(self.open.remove(at: index).value, key: key)
+                sealed = Self.sealed(self.open.remove(at: index), key: key)
             }
         }
         var batch = OpenBatch(
             block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: min(maxBytes, max(recordBytes, 1024))),
-            createdAt: now,
+            createdAt: BatchInstant(now),
             dataTime: wallSeconds
         )
         // A record alone always fits a new batch (its size was checked against the limit).
@@ -135,7 +174,7 @@ struct BatchAccumulator {
         self.heldRecords += 1
         if full, sealed == nil { return .acceptedAndSealed(Self.sealed(batch, key: key)) }
         // With a batch sealed already, a full new one waits for the next record or its linger.
-        self.open[key] = batch
+        self.open.insert(batch, forKey: key)
         return sealed.map(AppendResult.acceptedAndSealed) ?? .accepted
     }
 
@@ -285,7 +324,7 @@ struct BatchAccumulator {
     private mutating func endRun(_ run: inout Run) -> [SealedBatch] {
         Self.closeSegment(of: &run)
         if run.batch.recordCount > 0 {
-            self.open[run.key] = run.batch
+            self.open.insert(run.batch, forKey: run.key)
         } else {
             self.recycle(run.batch.block)
         }
@@ -295,14 +334,14 @@ struct BatchAccumulator {
     private mutating func newBatch(capacity: Int, now: ContinuousClock.Instant, wallSeconds: UInt32) -> OpenBatch {
         OpenBatch(
             block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: capacity),
-            createdAt: now,
+            createdAt: BatchInstant(now),
             dataTime: wallSeconds
         )
     }
 
     /// Writes a record's length and bytes into a block with one capacity check, not two.
     @inline(__always)
-    private static func writeRecord(_ source: UnsafeRawBufferPointer, to block: inout ByteBuffer) {
+    fileprivate static func writeRecord(_ source: UnsafeRawBufferPointer, to block: inout ByteBuffer) {
         _ = block.writeWithUnsafeMutableBytes(minimumWritableBytes: 4 + source.count) { destination in
             destination.storeBytes(of: UInt32(source.count).bigEndian, toByteOffset: 0, as: UInt32.self)
             UnsafeMutableRawBufferPointer(rebasing: destination[4...]).copyMemory(from: source)
@@ -318,29 +357,29 @@ struct BatchAccumulator {
             chargedBytes: batch.chargedBytes,
             ids: batch.ids,
             observers: batch.observers,
-            createdAt: batch.createdAt,
+            created: batch.createdAt,
             dataTime: batch.dataTime
         )
     }
 
     /// Seals the batches older than the linger time.
     mutating func sealExpired(now: ContinuousClock.Instant) -> [SealedBatch] {
-        let due = self.open.filter { now - $0.value.createdAt >= self.limits.linger }.map(\.key)
+        let due = self.open.batches.filter { now - $0.value.createdAt.instant >= self.limits.linger }.map(\.key)
         return due.compactMap { self.seal($0) }
     }
 
     /// Seals every open batch (flush, shutdown).
     mutating func sealAll() -> [SealedBatch] {
-        Array(self.open.keys).compactMap { self.seal($0) }
+        Array(self.open.batches.keys).compactMap { self.seal($0) }
     }
 
     /// The earliest instant an open batch becomes due, if any.
     var nextDeadline: ContinuousClock.Instant? {
-        self.open.values.map(\.createdAt).min().map { $0 + self.limits.linger }
+        self.open.batches.values.map(\.createdAt).min().map { $0.instant + self.limits.linger }
     }
 
     /// Records waiting in open batches.
-    var openRecords: Int { self.open.values.reduce(0) { $0 + $1.recordCount } }
+    var openRecords: Int { self.open.batches.values.reduce(0) { $0 + $1.recordCount } }
 
     /// Keeps the block of an encoded batch for a later batch, when it is full-size and there is room.
     mutating func recycle(_ block: consuming ByteBuffer) {
@@ -395,7 +434,12 @@ extension BatchAccumulator.OpenBatch {
     }
 
     fileprivate mutating func append(_ body: ByteBuffer, attributes: String?, charge: Int, id: UInt64, observer: RecordObserver) {
-        InLongRecordBlock.write(body, attributes: attributes, into: &self.block)
+        if let attributes {
+            InLongRecordBlock.write(body, attributes: attributes, into: &self.block)
+        } else {
+            // One capacity check, and none of the exclusivity checks NIO's writes make of the block's storage.
+            body.withUnsafeReadableBytes { BatchAccumulator.writeRecord($0, to: &self.block) }
+        }
         self.recordCount += 1
         self.chargedBytes += charge
         self.ids.append(id)
