@@ -292,8 +292,7 @@ extension DataProxyClient {
     /// an accepted record costs no async frame of its own.
     @inline(__always)
     private func appendOne(_ body: ByteBuffer, attributes: String?, key: BatchKey, observer: RecordObserver) async throws -> UInt64 {
-        // Read through the unsafe handle: `Task.checkCancellation()` retains and releases the task.
-        if withUnsafeCurrentTask(body: { $0?.isCancelled ?? false }) { throw CancellationError() }
+        try Task.checkCancellation()
         var blocked: Machine.Blocked
         switch try self.tryAppendOne(body, attributes: attributes, key: key, observer: observer) {
         case .accepted(let id): return id
@@ -462,6 +461,16 @@ extension DataProxyClient {
         "proxySend", "sync", "errCode", "errMsg", "dataproxyip",
     ]
 
+    /// Whether `group` and `stream` can name a batch's group and stream. The first valid pair is remembered, so
+    /// that a client sending to one stream checks its names once, not once per record.
+    @inline(__always)
+    func areValidNames(group: String, stream: String) -> Bool {
+        if let known = self.firstValidNames.load(), known.group == group, known.stream == stream { return true }
+        guard !group.isEmpty, InLongAttributes.isValidComponent(group), InLongAttributes.isValidComponent(stream) else { return false }
+        if self.firstValidNames.load() == nil { _ = self.firstValidNames.storeIfNil(ValidNames(group: group, stream: stream)) }
+        return true
+    }
+
     func validate(
         _ body: ByteBuffer,
         group: String,
@@ -471,9 +480,7 @@ extension DataProxyClient {
         messageAttributes: [(String, String)] = []
     ) throws -> (BatchKey, String?) {
         if self.spoolFailed, let error = self.spoolError { throw error }
-        guard body.readableBytes > 0, !group.isEmpty, InLongAttributes.isValidComponent(group),
-            InLongAttributes.isValidComponent(stream)
-        else {
+        guard body.readableBytes > 0, self.areValidNames(group: group, stream: stream) else {
             throw DataProxyError(.invalidArgument, "records, groups and streams must be non-empty and free of '&' and '='", group: group, stream: stream)
         }
         var recordAttributes: String?

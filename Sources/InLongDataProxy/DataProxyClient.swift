@@ -72,6 +72,19 @@ public final class DataProxyClient: Service, Sendable {
     let spoolReplayed: SpoolReplayGate
     /// Per-minute counts to InLong Audit, when configured.
     let audit: ClientAudit?
+    /// The first group and stream a send found valid (``areValidNames(group:stream:)``).
+    let firstValidNames = AtomicLazyReference<ValidNames>()
+
+    /// A group and stream found valid.
+    final class ValidNames: Sendable {
+        let group: String
+        let stream: String
+
+        init(group: String, stream: String) {
+            self.group = group
+            self.stream = stream
+        }
+    }
 
     /// What the client's lock guards.
     struct State {
