@@ -465,9 +465,16 @@ extension DataProxyClient {
     /// that a client sending to one stream checks its names once, not once per record.
     @inline(__always)
     func areValidNames(group: String, stream: String) -> Bool {
-        if let known = self.firstValidNames.load(), known.group == group, known.stream == stream { return true }
+        if let known = self.firstValidNames.load(ordering: .acquiring)?.takeUnretainedValue(), known.group == group, known.stream == stream {
+            return true
+        }
         guard !group.isEmpty, InLongAttributes.isValidComponent(group), InLongAttributes.isValidComponent(stream) else { return false }
-        if self.firstValidNames.load() == nil { _ = self.firstValidNames.storeIfNil(ValidNames(group: group, stream: stream)) }
+        if self.firstValidNames.load(ordering: .relaxed) == nil {
+            let names = Unmanaged.passRetained(ValidNames(group: group, stream: stream))
+            if !self.firstValidNames.compareExchange(expected: nil, desired: names, ordering: .acquiringAndReleasing).exchanged {
+                names.release()
+            }
+        }
         return true
     }
 

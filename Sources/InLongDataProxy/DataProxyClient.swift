@@ -72,8 +72,9 @@ public final class DataProxyClient: Service, Sendable {
     let spoolReplayed: SpoolReplayGate
     /// Per-minute counts to InLong Audit, when configured.
     let audit: ClientAudit?
-    /// The first group and stream a send found valid (``areValidNames(group:stream:)``).
-    let firstValidNames = AtomicLazyReference<ValidNames>()
+    /// The first group and stream a send found valid (``areValidNames(group:stream:)``), retained until deinit.
+    /// An atomic rather than `AtomicLazyReference`, whose `load()` is an unspecialized generic call.
+    let firstValidNames = Atomic<Unmanaged<ValidNames>?>(nil)
 
     /// A group and stream found valid.
     final class ValidNames: Sendable {
@@ -169,6 +170,10 @@ public final class DataProxyClient: Service, Sendable {
                 metadata: ["inlong.keys": "\(configuration.unsupportedKeys.joined(separator: ","))"]
             )
         }
+    }
+
+    deinit {
+        self.firstValidNames.load(ordering: .acquiring)?.release()
     }
 
     /// The record-block limit: the configured batch size, but never a frame larger than `frameSize` (header,
