@@ -365,9 +365,12 @@ extension DataProxyClient {
     /// Appends one record; actions only when a batch was sealed.
     @inline(never)
     func appendUnderLock(_ body: ByteBuffer, attributes: String?, key: BatchKey, observer: RecordObserver) -> Machine.AppendResult {
-        self.modifyState { state in
+        // The clocks are read before the lock, so that it is held for the append alone.
+        let now = ContinuousClock.now
+        let wallSeconds = wallClockSeconds()
+        return self.modifyState { state in
             let (result, sealed) = state.machine.append(
-                body, attributes: attributes, key: key, now: .now, wallSeconds: wallClockSeconds(), observer: observer
+                body, attributes: attributes, key: key, now: now, wallSeconds: wallSeconds, observer: observer
             )
             return (result, sealed.map { Machine.Actions($0) })
         }
@@ -458,6 +461,23 @@ extension DataProxyClient {
         "proxySend", "sync", "errCode", "errMsg", "dataproxyip",
     ]
 
+    /// Whether `group` and `stream` can name a batch's group and stream. The first valid pair is remembered, so
+    /// that a client sending to one stream checks its names once, not once per record.
+    @inline(__always)
+    func areValidNames(group: String, stream: String) -> Bool {
+        if let known = self.firstValidNames.load(ordering: .acquiring)?.takeUnretainedValue(), known.group == group, known.stream == stream {
+            return true
+        }
+        guard !group.isEmpty, InLongAttributes.isValidComponent(group), InLongAttributes.isValidComponent(stream) else { return false }
+        if self.firstValidNames.load(ordering: .relaxed) == nil {
+            let names = Unmanaged.passRetained(ValidNames(group: group, stream: stream))
+            if !self.firstValidNames.compareExchange(expected: nil, desired: names, ordering: .acquiringAndReleasing).exchanged {
+                names.release()
+            }
+        }
+        return true
+    }
+
     func validate(
         _ body: ByteBuffer,
         group: String,
@@ -467,9 +487,7 @@ extension DataProxyClient {
         messageAttributes: [(String, String)] = []
     ) throws -> (BatchKey, String?) {
         if self.spoolFailed, let error = self.spoolError { throw error }
-        guard body.readableBytes > 0, !group.isEmpty, InLongAttributes.isValidComponent(group),
-            InLongAttributes.isValidComponent(stream)
-        else {
+        guard body.readableBytes > 0, self.areValidNames(group: group, stream: stream) else {
             throw DataProxyError(.invalidArgument, "records, groups and streams must be non-empty and free of '&' and '='", group: group, stream: stream)
         }
         var recordAttributes: String?

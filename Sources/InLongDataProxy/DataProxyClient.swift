@@ -8,6 +8,12 @@ public import NIOPosix
 public import ServiceLifecycle
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Sends records to InLong DataProxy servers: batched per (group, stream) into type-7 messages, acked by `uniq`,
 /// retried with backoff on another proxy until their delivery deadline, within a byte and record quota. Every
 /// record accepted by a `send` ends in exactly one outcome, acked or failed, reported to the caller.
@@ -66,6 +72,20 @@ public final class DataProxyClient: Service, Sendable {
     let spoolReplayed: SpoolReplayGate
     /// Per-minute counts to InLong Audit, when configured.
     let audit: ClientAudit?
+    /// The first group and stream a send found valid (``areValidNames(group:stream:)``), retained until deinit.
+    /// An atomic rather than `AtomicLazyReference`, whose `load()` is an unspecialized generic call.
+    let firstValidNames = Atomic<Unmanaged<ValidNames>?>(nil)
+
+    /// A group and stream found valid.
+    final class ValidNames: Sendable {
+        let group: String
+        let stream: String
+
+        init(group: String, stream: String) {
+            self.group = group
+            self.stream = stream
+        }
+    }
 
     /// What the client's lock guards.
     struct State {
@@ -150,6 +170,10 @@ public final class DataProxyClient: Service, Sendable {
                 metadata: ["inlong.keys": "\(configuration.unsupportedKeys.joined(separator: ","))"]
             )
         }
+    }
+
+    deinit {
+        self.firstValidNames.load(ordering: .acquiring)?.release()
     }
 
     /// The record-block limit: the configured batch size, but never a frame larger than `frameSize` (header,
@@ -331,8 +355,12 @@ public func withDataProxyClient<Result: Sendable>(
     }
 }
 
+/// The wall clock in whole seconds. Read with `clock_gettime`: Foundation's `Date` costs several times as much,
+/// once per record on the per-record path.
 func wallClockSeconds() -> UInt32 {
-    UInt32(truncatingIfNeeded: Int(Date().timeIntervalSince1970))
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return UInt32(truncatingIfNeeded: now.tv_sec)
 }
 
 extension Result where Failure == DataProxyError {

@@ -133,8 +133,12 @@ public struct InLongAttributes: Sendable, Hashable, Sequence, ExpressibleByDicti
     public static func isValidComponent(_ text: String) -> Bool {
         var text = text
         return text.withUTF8 { bytes in
-            !bytes.contains(Self.separator) && !bytes.contains(Self.keyValueSeparator)
-                && Self.trimmed(bytes, 0..<bytes.count) == 0..<bytes.count
+            guard let first = bytes.first, let last = bytes.last else { return true }
+            for byte in bytes where byte == Self.separator || byte == Self.keyValueSeparator { return false }
+            // Whitespace starts with a byte below 0x21 (ASCII) or above 0x7F: printable ASCII ends need no trimming
+            // (the common case, checked per record by the client).
+            if (0x21..<0x80).contains(first), (0x21..<0x80).contains(last) { return true }
+            return Self.trimmed(bytes, 0..<bytes.count) == 0..<bytes.count
         }
     }
 

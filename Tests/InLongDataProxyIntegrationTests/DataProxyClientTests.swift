@@ -140,6 +140,33 @@ import Testing
         }
     }
 
+    /// The client remembers the first group and stream it found valid, so as not to check them per record: names
+    /// that differ from that pair are still checked, whichever part differs.
+    @Test func namesAfterAValidPairAreStillChecked() async throws {
+        try await withReceiver { receiver in
+            let configuration = clientConfiguration(ports: [try await receiver.port()])
+            try await withDataProxyClient(configuration: configuration) { client in
+                try await client.send("x", group: "g", stream: "s")
+                try await client.send("x", group: "g", stream: "s")
+                for (group, stream) in [("g", "s&t"), ("g", "s=t"), ("g", " s"), ("g", "s\u{A0}"), ("", "s"), ("g&h", "s"), ("g=", "s")] {
+                    do {
+                        try await client.send("x", group: group, stream: stream)
+                        Issue.record("group '\(group)' and stream '\(stream)' were accepted")
+                    } catch let error as DataProxyError {
+                        #expect(error.code == .invalidArgument)
+                    }
+                }
+                try await client.send("x", group: "g", stream: "t")
+                try await client.send("x", group: "h", stream: "s")
+                #expect(client.statistics().accepted == 4)
+                #expect(await client.flush(timeout: .seconds(120)))
+            }
+            let arrived = receiver.memorySink.messages.map { "\($0.group)/\($0.stream)" }
+            #expect(receiver.memorySink.recordCount == 4)
+            #expect(Set(arrived) == ["g/s", "g/t", "h/s"])
+        }
+    }
+
     @Test func discoveryThroughTheManagerWithAuth() async throws {
         var receiverConfiguration = DataProxyReceiver.Configuration.loopback
         var manager = DataProxyManagerServer.Configuration()

@@ -153,6 +153,76 @@ import Testing
         #expect(next.block.readableBytes == 4 + 7)
         #expect(next.block.capacity >= 1000)
     }
+
+    /// The body lengths of a block's records (`len(4) data` each).
+    func recordLengths(_ block: ByteBuffer) -> [Int] {
+        var block = block
+        var lengths: [Int] = []
+        while let length = block.readInteger(as: UInt32.self) {
+            lengths.append(Int(length))
+            block.moveReaderIndex(forwardBy: Int(length))
+        }
+        return lengths
+    }
+
+    /// The open batches remember the key last appended to and its place: random appends to three keys, one by one
+    /// and in runs, mixed with seals by count, by size, by age and all at once (each of which moves or removes
+    /// batches), must still put every record in a batch of its own key, once, and in order. Each key's records
+    /// have a length of their own, so that a record in the wrong batch shows.
+    @Test(arguments: [1, 2, 3] as [UInt64]) func randomAppendsToSeveralKeysLandInTheirOwnBatches(seed: UInt64) {
+        var random = SplitMix64(seed: seed)
+        let keys = [Self.key, Self.other, BatchKey(group: "h", stream: "s", perRecordAttributes: false)]
+        let lengths = [10, 20, 30]
+        var accumulator = self.makeAccumulator(maxRecords: 7, maxBytes: 200, quotaRecords: 1_000_000)
+        var now = Self.start
+        var nextID: UInt64 = 0
+        var sealed: [SealedBatch] = []
+        func take(_ result: BatchAccumulator.AppendResult) {
+            if case .acceptedAndSealed(let batch) = result { sealed.append(batch) }
+        }
+        for _ in 0..<2_000 {
+            let which = Int.random(in: 0..<keys.count, using: &random)
+            switch Int.random(in: 0..<10, using: &random) {
+            case 0..<6:
+                take(accumulator.append(self.body(lengths[which]), attributes: nil, key: keys[which], id: nextID, now: now, wallSeconds: 7))
+                nextID += 1
+            case 6, 7:
+                let bodies = Array(repeating: self.body(lengths[which]), count: Int.random(in: 1...9, using: &random))
+                let run = accumulator.appendRun(bodies[...], key: keys[which], firstID: nextID, now: now, wallSeconds: 7)
+                #expect(run.appended == bodies.count, "seed \(seed)")
+                nextID += UInt64(run.appended)
+                sealed += run.sealed
+            case 8:
+                now += .milliseconds(Int64.random(in: 0...15, using: &random))
+                sealed += accumulator.sealExpired(now: now)
+            default:
+                sealed += accumulator.sealAll()
+            }
+        }
+        sealed += accumulator.sealAll()
+        var seen: [UInt64] = []
+        var perKey: [BatchKey: [UInt64]] = [:]
+        for batch in sealed {
+            let length = lengths[keys.firstIndex(of: batch.key)!]
+            #expect(self.recordLengths(batch.block) == Array(repeating: length, count: batch.recordCount), "seed \(seed)")
+            #expect(batch.ids.count == batch.recordCount, "seed \(seed)")
+            seen += batch.ids.map(\.rawValue)
+            perKey[batch.key, default: []] += batch.ids.map(\.rawValue)
+        }
+        #expect(seen.sorted() == Array(0..<nextID), "seed \(seed): every record in exactly one batch")
+        for (key, ids) in perKey { #expect(ids == ids.sorted(), "seed \(seed): \(key.stream) in order") }
+        #expect(accumulator.openRecords == 0)
+    }
+
+    /// A batch's creation instant is held as an offset, and read back as the same instant.
+    @Test func aBatchInstantReadsBackTheSameInstant() {
+        let instants = [Self.start, Self.start + .nanoseconds(1), Self.start - .seconds(3_600), Self.start + .seconds(86_400)]
+        for instant in instants {
+            #expect(BatchInstant(instant).instant == instant)
+        }
+        #expect(BatchInstant(instants[2]) < BatchInstant(instants[0]))
+        #expect(BatchInstant(instants[0]) < BatchInstant(instants[1]))
+    }
 }
 
 /// Ack latency quantiles are real values, not bucket bounds.

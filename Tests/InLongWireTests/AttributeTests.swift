@@ -135,6 +135,7 @@ extension AttributeTests {
             #expect((try? pairs(text)).map(bytes) == ServerAttributeModel.parse(text).map(bytes), "\(name)")
             let trimmed = ServerAttributeModel.guavaWhitespace.contains(UInt16(value))
             #expect(InLongAttributes.isValidComponent("\(scalar)k") == !trimmed, "\(name)")
+            #expect(InLongAttributes.isValidComponent("k\(scalar)") == !trimmed, "\(name)")
         }
     }
 

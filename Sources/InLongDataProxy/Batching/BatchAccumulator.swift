@@ -23,10 +23,49 @@ struct SealedBatch: Sendable {
     /// The records' ids, in block order.
     var ids: DataProxyRecordIDs
     var observers: [BatchObserver]
-    /// When the first record was accepted; delivery deadlines count from here.
-    var createdAt: ContinuousClock.Instant
+    /// When the first record was accepted (``createdAt``), held with a fixed layout.
+    var created: BatchInstant
     /// Data time of the message header, seconds.
     var dataTime: UInt32
+
+    init(
+        key: BatchKey,
+        block: ByteBuffer,
+        recordCount: Int,
+        chargedBytes: Int,
+        ids: DataProxyRecordIDs,
+        observers: [BatchObserver],
+        createdAt: ContinuousClock.Instant,
+        dataTime: UInt32
+    ) {
+        self.init(
+            key: key, block: block, recordCount: recordCount, chargedBytes: chargedBytes, ids: ids, observers: observers,
+            created: BatchInstant(createdAt), dataTime: dataTime
+        )
+    }
+
+    init(
+        key: BatchKey,
+        block: ByteBuffer,
+        recordCount: Int,
+        chargedBytes: Int,
+        ids: DataProxyRecordIDs,
+        observers: [BatchObserver],
+        created: BatchInstant,
+        dataTime: UInt32
+    ) {
+        self.key = key
+        self.block = block
+        self.recordCount = recordCount
+        self.chargedBytes = chargedBytes
+        self.ids = ids
+        self.observers = observers
+        self.created = created
+        self.dataTime = dataTime
+    }
+
+    /// When the first record was accepted; delivery deadlines count from here.
+    var createdAt: ContinuousClock.Instant { self.created.instant }
 }
 
 /// The batching and quota logic, with no I/O and no clock of its own: records are appended per key, batches are
@@ -41,13 +80,13 @@ struct BatchAccumulator {
         var quotaRecords: Int
     }
 
-    fileprivate struct OpenBatch {
+    struct OpenBatch {
         var block: ByteBuffer
         var recordCount = 0
         var chargedBytes = 0
         var ids = DataProxyRecordIDs()
         var observers: [BatchObserver] = []
-        var createdAt: ContinuousClock.Instant
+        var createdAt: BatchInstant
         var dataTime: UInt32
     }
 
@@ -63,7 +102,7 @@ struct BatchAccumulator {
     static let recordOverhead = 10
 
     var limits: Limits
-    private var open: [BatchKey: OpenBatch] = [:]
+    private var open = OpenBatches()
     /// Cleared full-size blocks of encoded batches, reused for new batches: a block per batch allocated on the
     /// sender's thread and freed on another fragments the allocator's per-thread arenas.
     private var spareBlocks: [ByteBuffer] = []
@@ -108,24 +147,24 @@ struct BatchAccumulator {
         let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: attributesLength)
         let charge = Self.quotaBytes(bodyLength: body.readableBytes, attributesLength: attributesLength) + Self.recordOverhead
         guard self.hasRoom(forBytes: charge) else { return .full }
-        // One hash of the key per record (the key holds strings), and the open batch changed in place through its
-        // index: reading it through the dictionary would copy it (retains of its block, ids and observers).
+        // The open batch changed in place through its index: reading it through the dictionary would copy it
+        // (retains of its block, ids and observers).
         var sealed: SealedBatch?
         let maxBytes = self.limits.maxBytes
         let maxRecords = self.limits.maxRecords
         if let index = self.open.index(forKey: key) {
-            switch self.open.values[index].append(body, attributes: attributes, recordBytes: recordBytes, charge: charge, id: id, observer: observer, maxBytes: maxBytes, maxRecords: maxRecords) {
+            switch self.open[index].append(body, attributes: attributes, recordBytes: recordBytes, charge: charge, id: id, observer: observer, maxBytes: maxBytes, maxRecords: maxRecords) {
             case .appended(let full):
                 self.heldBytes += charge
                 self.heldRecords += 1
-                return full ? .acceptedAndSealed(Self.sealed(self.open.remove(at: index).value, key: key)) : .accepted
+                return full ? .acceptedAndSealed(Self.sealed(self.open.remove(at: index), key: key)) : .accepted
             case .doesNotFit:
-                sealed = Self.sealed(self.open.remove(at: index).value, key: key)
+                sealed = Self.sealed(self.open.remove(at: index), key: key)
             }
         }
         var batch = OpenBatch(
             block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: min(maxBytes, max(recordBytes, 1024))),
-            createdAt: now,
+            createdAt: BatchInstant(now),
             dataTime: wallSeconds
         )
         // A record alone always fits a new batch (its size was checked against the limit).
@@ -135,7 +174,7 @@ struct BatchAccumulator {
         self.heldRecords += 1
         if full, sealed == nil { return .acceptedAndSealed(Self.sealed(batch, key: key)) }
         // With a batch sealed already, a full new one waits for the next record or its linger.
-        self.open[key] = batch
+        self.open.insert(batch, forKey: key)
         return sealed.map(AppendResult.acceptedAndSealed) ?? .accepted
     }
 
@@ -151,54 +190,15 @@ struct BatchAccumulator {
         tracker: DeliveryTracker? = nil,
         maxSealed: Int = .max
     ) -> (appended: Int, sealed: [SealedBatch]) {
-        var sealed: [SealedBatch] = []
-        var appended = 0
-        // Taken out of the dictionary (so that the block stays uniquely referenced) and never optional in the
-        // loop, so that no record costs a copy of the batch.
-        var batch = self.open.removeValue(forKey: key) ?? self.newBatch(capacity: self.limits.maxBytes, now: now, wallSeconds: wallSeconds)
-        let maxBytes = self.limits.maxBytes
-        let maxRecords = self.limits.maxRecords
-        // The ids of the run's records in `batch` start here; written to the batch when it seals or at the end.
-        var segmentStart = firstID
-        func closeSegment(_ batch: inout OpenBatch, end: UInt64) {
-            guard end > segmentStart else { return }
-            batch.ids.append(segmentStart..<end)
-            if let tracker { batch.observers.track(tracker, segmentStart..<end) }
-            segmentStart = end
-        }
+        var run = self.startRun(key: key, firstID: firstID, tracker: tracker, now: now, wallSeconds: wallSeconds)
         // The bodies are read in place: iterating the slice would retain and release every one.
         bodies.withUnsafeBufferPointer { bodies in
             for index in bodies.indices {
-                let length = bodies[index].readableBytes
-                let charge = length + Self.recordOverhead
-                guard sealed.count < maxSealed, self.hasRoom(forBytes: charge) else { break }
-                if batch.recordCount > 0, batch.block.readableBytes + Self.blockBytes(bodyLength: length, attributesLength: nil) > maxBytes {
-                    closeSegment(&batch, end: firstID + UInt64(appended))
-                    sealed.append(Self.sealed(batch, key: key))
-                    batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
-                }
-                // Written here rather than through `OpenBatch.append`: its attribute and waiter cases cost a fifth of
-                // the throughput of 100 B records (measured with `inlong bench`).
-                bodies[index].withUnsafeReadableBytes { Self.writeRecord($0, to: &batch.block) }
-                batch.recordCount += 1
-                batch.chargedBytes += charge
-                self.heldBytes += charge
-                self.heldRecords += 1
-                appended += 1
-                if batch.recordCount >= maxRecords || batch.block.readableBytes >= maxBytes {
-                    closeSegment(&batch, end: firstID + UInt64(appended))
-                    sealed.append(Self.sealed(batch, key: key))
-                    batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
-                }
+                guard run.sealed.count < maxSealed, self.hasRoom(forBytes: bodies[index].readableBytes + Self.recordOverhead) else { break }
+                bodies[index].withUnsafeReadableBytes { self.append($0, to: &run) }
             }
         }
-        closeSegment(&batch, end: firstID + UInt64(appended))
-        if batch.recordCount > 0 {
-            self.open[key] = batch
-        } else {
-            self.recycle(batch.block)
-        }
-        return (appended, sealed)
+        return (Int(run.nextID - firstID), self.endRun(&run))
     }
 
     /// What ``appendDelimited(_:from:delimiter:key:firstID:now:wallSeconds:maxSealed:)`` did.
@@ -232,15 +232,8 @@ struct BatchAccumulator {
     ) -> DelimitedRun {
         var run = DelimitedRun(end: start)
         guard start < bytes.count, let base = bytes.baseAddress else { return run }
-        var batch = self.open.removeValue(forKey: key) ?? self.newBatch(capacity: self.limits.maxBytes, now: now, wallSeconds: wallSeconds)
+        var appending = self.startRun(key: key, firstID: firstID, tracker: nil, now: now, wallSeconds: wallSeconds)
         let maxBytes = self.limits.maxBytes
-        let maxRecords = self.limits.maxRecords
-        var segmentStart = firstID
-        func closeSegment(_ batch: inout OpenBatch, end: UInt64) {
-            guard end > segmentStart else { return }
-            batch.ids.append(segmentStart..<end)
-            segmentStart = end
-        }
         var cursor = start
         while cursor < bytes.count {
             let (length, next) = DelimitedRecords.next(in: bytes, from: cursor, delimiter: delimiter)
@@ -249,57 +242,106 @@ struct BatchAccumulator {
                 cursor = next
                 continue
             }
-            let recordBytes = Self.blockBytes(bodyLength: length, attributesLength: nil)
-            let charge = length + Self.recordOverhead
-            guard recordBytes <= maxBytes else {
+            guard Self.blockBytes(bodyLength: length, attributesLength: nil) <= maxBytes else {
                 run.tooLarge = true
                 run.stoppedBefore = length
                 break
             }
-            guard run.sealed.count < maxSealed, self.hasRoom(forBytes: charge) else {
+            guard appending.sealed.count < maxSealed, self.hasRoom(forBytes: length + Self.recordOverhead) else {
                 run.stoppedBefore = length
                 break
             }
-            if batch.recordCount > 0, batch.block.readableBytes + recordBytes > maxBytes {
-                closeSegment(&batch, end: firstID + UInt64(run.appended))
-                run.sealed.append(Self.sealed(batch, key: key))
-                batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
-            }
-            Self.writeRecord(UnsafeRawBufferPointer(start: base + cursor, count: length), to: &batch.block)
-            batch.recordCount += 1
-            batch.chargedBytes += charge
-            self.heldBytes += charge
-            self.heldRecords += 1
-            run.appended += 1
+            self.append(UnsafeRawBufferPointer(start: base + cursor, count: length), to: &appending)
             run.bytes += length
             cursor = next
-            if batch.recordCount >= maxRecords || batch.block.readableBytes >= maxBytes {
-                closeSegment(&batch, end: firstID + UInt64(run.appended))
-                run.sealed.append(Self.sealed(batch, key: key))
-                batch = self.newBatch(capacity: maxBytes, now: now, wallSeconds: wallSeconds)
-            }
         }
         run.end = cursor
-        closeSegment(&batch, end: firstID + UInt64(run.appended))
-        if batch.recordCount > 0 {
-            self.open[key] = batch
-        } else {
-            self.recycle(batch.block)
-        }
+        run.appended = Int(appending.nextID - firstID)
+        run.sealed = self.endRun(&appending)
         return run
+    }
+
+    /// A run of records of one key appended by one call (``appendRun(_:key:firstID:now:wallSeconds:tracker:maxSealed:)``
+    /// and ``appendDelimited(_:from:delimiter:key:firstID:now:wallSeconds:maxSealed:)``).
+    private struct Run {
+        let key: BatchKey
+        let tracker: DeliveryTracker?
+        let now: ContinuousClock.Instant
+        let wallSeconds: UInt32
+        /// The batch being filled: taken out of the dictionary (so that its block stays uniquely referenced) and
+        /// never optional, so that no record costs a copy of it.
+        var batch: OpenBatch
+        var sealed: [SealedBatch] = []
+        /// The ids of the run's records in `batch` start here; written to the batch when it seals or at the end.
+        var segmentStart: UInt64
+        /// The id of the run's next record.
+        var nextID: UInt64
+    }
+
+    private mutating func startRun(key: BatchKey, firstID: UInt64, tracker: DeliveryTracker?, now: ContinuousClock.Instant, wallSeconds: UInt32) -> Run {
+        let batch = self.open.removeValue(forKey: key) ?? self.newBatch(capacity: self.limits.maxBytes, now: now, wallSeconds: wallSeconds)
+        return Run(key: key, tracker: tracker, now: now, wallSeconds: wallSeconds, batch: batch, segmentStart: firstID, nextID: firstID)
+    }
+
+    /// Appends one record's bytes to a run (the quota was checked): its batch seals before the record when the
+    /// record does not fit, and after it when full.
+    @inline(__always)
+    private mutating func append(_ record: UnsafeRawBufferPointer, to run: inout Run) {
+        let maxBytes = self.limits.maxBytes
+        if run.batch.recordCount > 0, run.batch.block.readableBytes + Self.blockBytes(bodyLength: record.count, attributesLength: nil) > maxBytes {
+            self.sealBatch(of: &run)
+        }
+        // Written here rather than through `OpenBatch.append`: its attribute and waiter cases cost a fifth of the
+        // throughput of 100 B records (measured with `inlong bench`).
+        Self.writeRecord(record, to: &run.batch.block)
+        let charge = record.count + Self.recordOverhead
+        run.batch.recordCount += 1
+        run.batch.chargedBytes += charge
+        self.heldBytes += charge
+        self.heldRecords += 1
+        run.nextID += 1
+        if run.batch.recordCount >= self.limits.maxRecords || run.batch.block.readableBytes >= maxBytes {
+            self.sealBatch(of: &run)
+        }
+    }
+
+    /// Seals a run's batch and starts the next.
+    private mutating func sealBatch(of run: inout Run) {
+        Self.closeSegment(of: &run)
+        run.sealed.append(Self.sealed(run.batch, key: run.key))
+        run.batch = self.newBatch(capacity: self.limits.maxBytes, now: run.now, wallSeconds: run.wallSeconds)
+    }
+
+    /// Writes the ids of the run's records in its batch to the batch.
+    private static func closeSegment(of run: inout Run) {
+        guard run.nextID > run.segmentStart else { return }
+        run.batch.ids.append(run.segmentStart..<run.nextID)
+        if let tracker = run.tracker { run.batch.observers.track(tracker, run.segmentStart..<run.nextID) }
+        run.segmentStart = run.nextID
+    }
+
+    /// Ends a run: its batch stays open when it holds records. Returns the batches it sealed.
+    private mutating func endRun(_ run: inout Run) -> [SealedBatch] {
+        Self.closeSegment(of: &run)
+        if run.batch.recordCount > 0 {
+            self.open.insert(run.batch, forKey: run.key)
+        } else {
+            self.recycle(run.batch.block)
+        }
+        return run.sealed
     }
 
     private mutating func newBatch(capacity: Int, now: ContinuousClock.Instant, wallSeconds: UInt32) -> OpenBatch {
         OpenBatch(
             block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: capacity),
-            createdAt: now,
+            createdAt: BatchInstant(now),
             dataTime: wallSeconds
         )
     }
 
     /// Writes a record's length and bytes into a block with one capacity check, not two.
     @inline(__always)
-    private static func writeRecord(_ source: UnsafeRawBufferPointer, to block: inout ByteBuffer) {
+    fileprivate static func writeRecord(_ source: UnsafeRawBufferPointer, to block: inout ByteBuffer) {
         _ = block.writeWithUnsafeMutableBytes(minimumWritableBytes: 4 + source.count) { destination in
             destination.storeBytes(of: UInt32(source.count).bigEndian, toByteOffset: 0, as: UInt32.self)
             UnsafeMutableRawBufferPointer(rebasing: destination[4...]).copyMemory(from: source)
@@ -315,29 +357,29 @@ struct BatchAccumulator {
             chargedBytes: batch.chargedBytes,
             ids: batch.ids,
             observers: batch.observers,
-            createdAt: batch.createdAt,
+            created: batch.createdAt,
             dataTime: batch.dataTime
         )
     }
 
     /// Seals the batches older than the linger time.
     mutating func sealExpired(now: ContinuousClock.Instant) -> [SealedBatch] {
-        let due = self.open.filter { now - $0.value.createdAt >= self.limits.linger }.map(\.key)
+        let due = self.open.batches.filter { now - $0.value.createdAt.instant >= self.limits.linger }.map(\.key)
         return due.compactMap { self.seal($0) }
     }
 
     /// Seals every open batch (flush, shutdown).
     mutating func sealAll() -> [SealedBatch] {
-        Array(self.open.keys).compactMap { self.seal($0) }
+        Array(self.open.batches.keys).compactMap { self.seal($0) }
     }
 
     /// The earliest instant an open batch becomes due, if any.
     var nextDeadline: ContinuousClock.Instant? {
-        self.open.values.map(\.createdAt).min().map { $0 + self.limits.linger }
+        self.open.batches.values.map(\.createdAt).min().map { $0.instant + self.limits.linger }
     }
 
     /// Records waiting in open batches.
-    var openRecords: Int { self.open.values.reduce(0) { $0 + $1.recordCount } }
+    var openRecords: Int { self.open.batches.values.reduce(0) { $0 + $1.recordCount } }
 
     /// Keeps the block of an encoded batch for a later batch, when it is full-size and there is room.
     mutating func recycle(_ block: consuming ByteBuffer) {
@@ -392,7 +434,12 @@ extension BatchAccumulator.OpenBatch {
     }
 
     fileprivate mutating func append(_ body: ByteBuffer, attributes: String?, charge: Int, id: UInt64, observer: RecordObserver) {
-        InLongRecordBlock.write(body, attributes: attributes, into: &self.block)
+        if let attributes {
+            InLongRecordBlock.write(body, attributes: attributes, into: &self.block)
+        } else {
+            // One capacity check, and none of the exclusivity checks NIO's writes make of the block's storage.
+            body.withUnsafeReadableBytes { BatchAccumulator.writeRecord($0, to: &self.block) }
+        }
         self.recordCount += 1
         self.chargedBytes += charge
         self.ids.append(id)

@@ -7,8 +7,8 @@ import NIOCore
 struct DeliveryJob: Sendable {
     let id: Int
     var batch: SealedBatch
-    /// When the records stop being worth retrying: the batch's first acceptance plus the delivery timeout.
-    let deadline: ContinuousClock.Instant
+    // Instants held with a fixed layout (see `BatchInstant`): a job is copied several times on its way.
+    private let deadlineInstant: BatchInstant
     var backoff: ExponentialBackoff.Iterator
     /// The encoded frame, once encoded (the block is recycled then).
     var frame: ByteBuffer?
@@ -16,7 +16,7 @@ struct DeliveryJob: Sendable {
     /// Requests that reached a connection's socket or may have (refusals before writing are not attempts).
     var attempts = 0
     var lastProxy: Endpoint?
-    var sentAt: ContinuousClock.Instant?
+    private var sentInstant: BatchInstant?
     var lastError: DataProxyError?
     /// Sticky: once a request may have reached a proxy, no later event makes the records "not sent".
     var mayHaveBeenDelivered = false
@@ -28,6 +28,22 @@ struct DeliveryJob: Sendable {
     /// It ended (its deadline, the close) while handed over: it fails with this once the dispatcher reports, as
     /// possibly sent if the connection took it.
     var endedWhileHandingOver: DataProxyError?
+
+    init(id: Int, batch: SealedBatch, deadline: ContinuousClock.Instant, backoff: ExponentialBackoff.Iterator) {
+        self.id = id
+        self.batch = batch
+        self.deadlineInstant = BatchInstant(deadline)
+        self.backoff = backoff
+    }
+
+    /// When the records stop being worth retrying: the batch's first acceptance plus the delivery timeout.
+    var deadline: ContinuousClock.Instant { self.deadlineInstant.instant }
+
+    /// When its last request was handed to a connection.
+    var sentAt: ContinuousClock.Instant? {
+        get { self.sentInstant?.instant }
+        set { self.sentInstant = newValue.map(BatchInstant.init) }
+    }
 
     /// What a failure of this job is reported as now.
     var persistence: DataProxyError.Persistence { self.mayHaveBeenDelivered ? .possiblySent : .notSent }

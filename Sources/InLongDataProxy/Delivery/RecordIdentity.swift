@@ -55,6 +55,13 @@ public struct DataProxyRecordIDs: Sequence, Hashable, Sendable, CustomStringConv
     }
 
     mutating func append(_ id: UInt64) {
+        // The per-record path: the id usually extends the last run, changed in place.
+        let last = self.runs.count - 1
+        if last >= 0, self.runs[last].upperBound == id {
+            self.runs.withUnsafeMutableBufferPointer { runs in runs[last] = runs[last].lowerBound..<(id + 1) }
+            self.count += 1
+            return
+        }
         self.append(id..<(id + 1))
     }
 
