@@ -11,8 +11,12 @@ import Testing
     /// A file in memory that a test appends to.
     final class MemoryFile: TailedFile {
         var bytes: [UInt8] = []
+        /// When it was last written, on the wall clock (`nil`: unknown).
+        var written: Duration?
 
         func size() throws -> Int64 { Int64(self.bytes.count) }
+
+        func modificationTime() -> Duration? { self.written }
 
         func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int {
             guard offset < self.bytes.count else { return 0 }
@@ -68,6 +72,29 @@ import Testing
         tail.ack(last.ticket)
         #expect(tail.committedOffset == Int64(file.bytes.count))
         #expect(!tail.hasPendingRecord)
+    }
+
+    /// A file not written for the timeout already holds its last record whole: it goes with the read that reaches
+    /// the end, not a timeout later; a file written just now still waits.
+    @Test func theLastRecordOfAFileQuietForTheTimeoutGoesAtOnce() throws {
+        let now = ContinuousClock.now
+        // The wall clock moves while the test runs: each case has seconds of room either way.
+        for (quietFor, sentAtOnce) in [(Duration.seconds(30), true), (.seconds(8), true), (.seconds(1), false), (.zero, false)] {
+            let file = MemoryFile()
+            let tail = try self.tail(file, try self.startPattern(timeout: .seconds(5)))
+            file.append("2026-01-01 ERROR a\n\tat x\n2026-01-01 INFO b\n\tat y\n")
+            file.written = wallClockNow() - quietFor
+            let read = try #require(try tail.readLines(maxBytes: 1 << 20, now: now))
+            let expected = sentAtOnce ? ["2026-01-01 ERROR a\n\tat x", "2026-01-01 INFO b\n\tat y"] : ["2026-01-01 ERROR a\n\tat x"]
+            #expect(self.bodies(read) == expected, "quiet for \(quietFor)")
+            #expect(tail.hasPendingRecord == !sentAtOnce, "quiet for \(quietFor)")
+            if !sentAtOnce {
+                // Then at its timeout from when the file was written.
+                #expect(try tail.readLines(maxBytes: 1 << 20, now: now + .seconds(5) - quietFor - .seconds(3)) == nil)
+                let last = try #require(try tail.readLines(maxBytes: 1 << 20, now: now + .seconds(5)))
+                #expect(self.bodies(last) == ["2026-01-01 INFO b\n\tat y"])
+            }
+        }
     }
 
     @Test func filtersApplyToWholeRecordsAfterMultiline() throws {

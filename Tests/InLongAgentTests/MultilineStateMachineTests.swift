@@ -130,7 +130,10 @@ import Testing
     /// rule says; a record is emitted by a tick only after its timeout; the commit boundary never passes a line
     /// not yet in an emitted record. With `clockPerRead`, lines come without the time, as a file's reader hands
     /// them over, and the time of their read is given before the clock moves on (``Machine/linesCame(at:)``).
-    static func run(seed: UInt64, steps: Int, clockPerRead: Bool = false) throws {
+    /// With `fileQuiet`, lines were written some time before they were read, and the machine is told at times that
+    /// the file has not been written since (no earlier than its last line's write): then a record may go a timeout
+    /// after its last line was written, never sooner.
+    static func run(seed: UInt64, steps: Int, clockPerRead: Bool = false, fileQuiet: Bool = false) throws {
         var random = SplitMix64(seed: seed)
         let rules = Machine.Rules(
             negate: Bool.random(using: &random),
@@ -142,7 +145,7 @@ import Testing
         var machine = Machine(rules: rules)
         var now = ContinuousClock.now
         // Every line fed: body, range, whether it matched, when it came.
-        var lines: [(body: String, start: Int64, end: Int64, matched: Bool, at: ContinuousClock.Instant)] = []
+        var lines: [(body: String, start: Int64, end: Int64, matched: Bool, at: ContinuousClock.Instant, written: ContinuousClock.Instant)] = []
         var records: [(record: Machine.Record, byTick: ContinuousClock.Instant?)] = []
         var offset: Int64 = 0
         func fail(_ what: String) -> Violation { Violation(description: "seed \(seed): \(what); rules \(rules)") }
@@ -170,7 +173,7 @@ import Testing
                 let continuation = lines[first..<index].map { $0.matched != rules.negate }
                 let joins = rules.match == .after ? continuation.dropFirst() : continuation.dropLast()
                 guard joins.allSatisfy({ $0 }) else { throw fail("record \(String(buffer: record.body)) joins a line that does not continue") }
-                if let at = byTick, at - lines[index - 1].at < rules.timeout {
+                if let at = byTick, at - (fileQuiet ? lines[index - 1].written : lines[index - 1].at) < rules.timeout {
                     throw fail("record flushed by a tick before its timeout")
                 }
                 // A break between records is the pattern's, a limit's, or a timeout's.
@@ -197,7 +200,8 @@ import Testing
                 let body = String((0..<length).map { _ in "abcdefgh".randomElement(using: &random)! })
                 let end = offset + Int64(length + Int.random(in: 1...2, using: &random))  // "\n" or "\r\n"
                 let matched = Bool.random(using: &random)
-                lines.append((body, offset, end, matched, now))
+                let written = max(lines.last?.written ?? now, now - .milliseconds(Int.random(in: 0...400, using: &random)))
+                lines.append((body, offset, end, matched, now, written))
                 if clockPerRead {
                     machine.line(ByteBuffer(string: body), start: offset, end: end, matched: matched) { records.append(($0, nil)) }
                 } else {
@@ -207,6 +211,9 @@ import Testing
             case 7..<9:
                 // A read ends before the clock moves on.
                 if clockPerRead { machine.linesCame(at: now) }
+                if fileQuiet, let last = lines.last?.written, Bool.random(using: &random) {
+                    machine.fileQuiet(since: last + .milliseconds(Int.random(in: 0...Int((now - last) / .milliseconds(1)), using: &random)))
+                }
                 now += .milliseconds(Int.random(in: 0...300, using: &random))
             default:
                 let at = now
@@ -228,6 +235,11 @@ import Testing
     /// The same rules when the clock is read once per read (the file reader's way), not per line.
     @Test(arguments: 1000..<1060) func linesTimedPerReadKeepTheSameRules(seed: UInt64) throws {
         try Self.run(seed: seed, steps: 300, clockPerRead: true)
+    }
+
+    /// A file known to be quiet since some instant lets its record go a timeout after its last write.
+    @Test(arguments: 2000..<2060) func aQuietFileLetsItsRecordGoATimeoutAfterItsLastWrite(seed: UInt64) throws {
+        try Self.run(seed: seed, steps: 300, clockPerRead: true, fileQuiet: true)
     }
 }
 

@@ -123,6 +123,13 @@ struct MultilineStateMachine: Sendable {
         self.lastLineAt = now - clockOrigin
     }
 
+    /// The file has not been written since `instant`: the lines handed over came then at the latest, so a record
+    /// under way of a file quiet for the timeout is complete now, not a timeout after it was read (`--once` over
+    /// old files, an agent catching up).
+    mutating func fileQuiet(since instant: ContinuousClock.Instant) {
+        self.lastLineAt = min(self.lastLineAt, instant - clockOrigin)
+    }
+
     /// Flushes the record under way if no line came for the timeout.
     mutating func tick(now: ContinuousClock.Instant, _ emit: (Record) -> Void) {
         self.linesCame(at: now)

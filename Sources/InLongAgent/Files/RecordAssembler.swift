@@ -90,6 +90,11 @@ struct RecordAssembler {
         self.machine?.linesCame(at: now)
     }
 
+    /// The file has not been written since `instant` (``MultilineStateMachine/fileQuiet(since:)``).
+    mutating func fileQuiet(since instant: ContinuousClock.Instant) {
+        self.machine?.fileQuiet(since: instant)
+    }
+
     /// Flushes the multiline record under way if no line came for its timeout.
     mutating func tick(now: ContinuousClock.Instant, into records: inout [ByteBuffer], offsets: inout [Int64]) {
         guard var machine = self.machine.take() else { return }

@@ -10,6 +10,12 @@ protocol TailedFile: AnyObject {
     /// Up to `buffer.count` bytes at `offset`: the count read (0 at the end of the file), or minus the `errno` of a
     /// failure.
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int
+    /// When the file was last written, on the wall clock since the epoch (`nil`: unknown).
+    func modificationTime() -> Duration?
+}
+
+extension TailedFile {
+    func modificationTime() -> Duration? { nil }
 }
 
 /// An open descriptor: a renamed or deleted file stays readable through it.
@@ -42,6 +48,13 @@ final class DescriptorFile: TailedFile {
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int {
         preadRetrying(self.descriptor, into: buffer, at: offset)
+    }
+
+    func modificationTime() -> Duration? {
+        var info = stat()
+        guard fstat(self.descriptor, &info) == 0 else { return nil }
+        // Whole seconds, rounded up: a file is never taken for quieter than it is.
+        return .seconds(info.st_mtim.tv_sec + 1)
     }
 }
 
