@@ -1,6 +1,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+#if canImport(SwiftOverlayShims)
+// Where `stat`'s `timespec` fields come from on Linux.
+import SwiftOverlayShims
+#endif
 
 /// What a ``FileTail`` asks of the file it reads: its size and its bytes at an offset. A protocol so that tests can
 /// script a file that is appended to, truncated and written again between any two of these looks.
