@@ -122,11 +122,15 @@ import Testing
 
     @Test func aRefusedProxyIsNamedAndTheCloseEndsItsRecordsOnce() async throws {
         let refused = ClosedPort()
-        try await withDataProxyClient(configuration: Self.httpConfiguration(ports: [refused.endpoint.port])) { client in
+        var configuration = Self.httpConfiguration(ports: [refused.endpoint.port])
+        // Only the close ends the records, however long the first request takes on a loaded machine (two CPU hogs
+        // beside the whole suite once kept it from ending within a minute).
+        configuration.retry.deliveryTimeout = .seconds(600)
+        try await withDataProxyClient(configuration: configuration) { client in
             let reports = ReportCollector(client)
             let sent = try await sendAll(client, count: 50)
             // The statistics say why, in the TCP path's words, once a request was tried.
-            #expect(await eventually { client.statistics().proxyErrors[refused.endpoint] != nil })
+            #expect(await eventually(timeout: .seconds(240)) { client.statistics().proxyErrors[refused.endpoint] != nil })
             #expect(client.statistics().proxyErrors[refused.endpoint]?.hasPrefix("cannot connect to \(refused.endpoint)") == true)
             #expect(client.statistics().readyProxies == 0)
             client.close(deadline: .zero)
