@@ -75,15 +75,10 @@ package struct LineSplitter: Sendable {
         self.split(chunk) { body, _, _, end in emit(body, end) }
     }
 
-    /// Takes the next chunk and hands each line it completes to `emit`, with where it starts and ends (its start
-    /// is the end of the line before, empty and skipped lines included).
-    package mutating func consume(_ chunk: ByteBuffer, lines emit: (_ body: ByteBuffer, _ start: Int64, _ end: Int64) -> Void) {
-        self.split(chunk) { body, _, start, end in emit(body, start, end) }
-    }
-
-    /// ``consume(_:lines:)``, also handing over each body's bytes (valid during the call only), so that a caller
-    /// that looks into every line (patterns, filters) reads them in place: a look through the `ByteBuffer` costs a
-    /// dynamic exclusivity check per line.
+    /// Takes the next chunk and hands each line it completes to `emit`, with its bytes (valid during the call only)
+    /// and where it starts and ends (its start is the end of the line before, empty and skipped lines included). The
+    /// bytes let a caller that looks into every line (patterns, filters) read them in place: a look through the
+    /// `ByteBuffer` costs a dynamic exclusivity check per line.
     package mutating func consume(
         _ chunk: ByteBuffer,
         viewing emit: (_ body: ByteBuffer, _ bytes: UnsafeRawBufferPointer, _ start: Int64, _ end: Int64) -> Void
