@@ -61,7 +61,7 @@ extension DataProxyClient {
         var offset = 0
         while offset < lines.readableBytes {
             try Self.checkCancellation(key: key, accepted: appended.ids, of: total())
-            let turn = self.appendDelimitedUnderLock(lines, from: offset, delimiter: delimiter, key: key)
+            let turn = self.appendDelimitedTurn(lines, from: offset, delimiter: delimiter, key: key)
             if !turn.ids.isEmpty {
                 let ids = DataProxyRecordIDs(turn.ids)
                 self.observation.recordsAccepted(ids.count)
@@ -82,16 +82,45 @@ extension DataProxyClient {
         return appended
     }
 
-    /// One turn under the lock: the delimited records from `offset` on, as far as the quota and the backlog allow.
+    /// What one turn of ``appendDelimited(_:delimiter:group:stream:attributes:)`` did: the records accepted took
+    /// `ids`; `end` is where the next record starts.
+    struct DelimitedTurn {
+        var ids: Range<UInt64>
+        var end: Int
+        var empty = 0
+        var bytes = 0
+        var blocked: Machine.Blocked?
+        /// The body length of the record it stopped before.
+        var stoppedBefore: Int?
+        /// The limit the record it stopped before exceeds.
+        var tooLargeLimit: Int?
+    }
+
+    /// One turn: the delimited records from `offset` on, as far as the quota and the backlog allow, written into
+    /// their batches between two short turns of the lock (``BatchFill``).
     @inline(never)
-    func appendDelimitedUnderLock(_ lines: ByteBuffer, from offset: Int, delimiter: UInt8, key: BatchKey) -> Machine.DelimitedAppend {
-        lines.withUnsafeReadableBytes { bytes in
-            self.modifyState { state in
-                let (result, sealed) = state.machine.appendDelimited(
-                    bytes, from: offset, delimiter: delimiter, key: key, now: .now, wallSeconds: wallClockSeconds()
-                )
-                return (result, sealed.map { Machine.Actions($0) })
-            }
+    func appendDelimitedTurn(_ lines: ByteBuffer, from offset: Int, delimiter: UInt8, key: BatchKey) -> DelimitedTurn {
+        let wanted = BatchAccumulator.wanted(delimitedBytes: lines.readableBytes - offset)
+        var fill: BatchFill
+        switch self.withMachineState({ $0.beginFill(key: key, wanted: wanted) }) {
+        case .blocked(let blocked): return DelimitedTurn(ids: 0..<0, end: offset, blocked: blocked)
+        case .fill(let started): fill = started
         }
+        lines.withUnsafeReadableBytes { fill.fill(from: DelimitedFillSource(bytes: $0, delimiter: delimiter), at: offset) }
+        var turn = DelimitedTurn(ids: 0..<0, end: fill.cursor, empty: fill.empty, bytes: fill.bodyBytes)
+        let now = ContinuousClock.now
+        let wallSeconds = wallClockSeconds()
+        // Moved into the machine, so that its blocks stay uniquely referenced (a recycled block is not copied).
+        var handed: BatchFill? = consume fill
+        let committed = self.modifyState { state in state.machine.commitFill(handed.take()!, now: now, wallSeconds: wallSeconds) }
+        turn.ids = committed.ids
+        turn.blocked = committed.blocked
+        turn.stoppedBefore = committed.stoppedBefore
+        turn.tooLargeLimit = committed.tooLargeLimit
+        if committed.blocked == .closed {
+            // Not accepted: the caller stops where the turn started.
+            turn = DelimitedTurn(ids: committed.ids, end: offset, blocked: .closed)
+        }
+        return turn
     }
 }

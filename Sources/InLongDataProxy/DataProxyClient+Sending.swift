@@ -221,8 +221,7 @@ extension DataProxyClient {
             record: { (records[$0], key, nil) },
             spool: { start, ids, spool throws(DataProxyError) in try spool.write(ids: ids, key: key, bodies: records[start..<start + ids.count]) }
         ) { start in
-            let (ids, blocked) = self.appendRunUnderLock(records[start...], key: key, tracker: tracker)
-            return AppendedRun(ids: DataProxyRecordIDs(ids), blocked: blocked)
+            self.appendRunTurn(records, from: start, key: key, tracker: tracker)
         }
     }
 
@@ -376,13 +375,25 @@ extension DataProxyClient {
         }
     }
 
-    /// Appends a run of records of one key as far as the quota and the backlog allow.
+    /// One turn of a call of many records of one key: the records from `start` on, as far as the quota and the
+    /// backlog allow, written into their batches between two short turns of the lock (``BatchFill``).
     @inline(never)
-    func appendRunUnderLock(_ bodies: ArraySlice<ByteBuffer>, key: BatchKey, tracker: DeliveryTracker?) -> (ids: Range<UInt64>, blocked: Machine.Blocked?) {
-        self.modifyState { state in
-            let (ids, blocked, sealed) = state.machine.appendRun(bodies, key: key, now: .now, wallSeconds: wallClockSeconds(), tracker: tracker)
-            return ((ids, blocked), sealed.map { Machine.Actions($0) })
+    func appendRunTurn(_ records: [ByteBuffer], from start: Int, key: BatchKey, tracker: DeliveryTracker?) -> AppendedRun {
+        let wanted = records.withUnsafeBufferPointer { BatchAccumulator.wanted(UnsafeBufferPointer(rebasing: $0[start...])) }
+        var fill: BatchFill
+        switch self.withMachineState({ $0.beginFill(key: key, wanted: wanted) }) {
+        case .blocked(let blocked): return AppendedRun(blocked: blocked)
+        case .fill(let started): fill = started
         }
+        records.withUnsafeBufferPointer { fill.fill(from: BodiesFillSource(bodies: $0), at: start) }
+        let now = ContinuousClock.now
+        let wallSeconds = wallClockSeconds()
+        // Moved into the machine, so that its blocks stay uniquely referenced (a recycled block is not copied).
+        var handed: BatchFill? = consume fill
+        let committed = self.modifyState { state in
+            state.machine.commitFill(handed.take()!, tracker: tracker, now: now, wallSeconds: wallSeconds)
+        }
+        return AppendedRun(ids: DataProxyRecordIDs(committed.ids), blocked: committed.blocked, tooLargeLimit: committed.tooLargeLimit)
     }
 
     // MARK: Waiting

@@ -88,6 +88,8 @@ struct BatchAccumulator {
         var observers: [BatchObserver] = []
         var createdAt: BatchInstant
         var dataTime: UInt32
+        /// Tells a fill whether the batch it kept room for is still the same one (with its record count).
+        var generation: UInt64 = 0
     }
 
     enum AppendResult {
@@ -102,13 +104,22 @@ struct BatchAccumulator {
     static let recordOverhead = 10
 
     var limits: Limits
-    private var open = OpenBatches()
+    // Changed by the accumulator's methods only (here and in `+Fill`).
+    var open = OpenBatches()
     /// Cleared full-size blocks of encoded batches, reused for new batches: a block per batch allocated on the
     /// sender's thread and freed on another fragments the allocator's per-thread arenas.
-    private var spareBlocks: [ByteBuffer] = []
+    var spareBlocks: [ByteBuffer] = []
     static let maxSpareBlocks = 16
-    private(set) var heldBytes = 0
-    private(set) var heldRecords = 0
+    /// Quota held by accepted records until they end.
+    var heldBytes = 0
+    var heldRecords = 0
+    /// Quota reserved by fills under way (``BatchFill``): not held by records yet, not free for others.
+    var reservedBytes = 0
+    var reservedRecords = 0
+    /// Fills under way.
+    var fills = 0
+    /// The generation of the next open batch.
+    var nextGeneration: UInt64 = 1
 
     init(limits: Limits) {
         self.limits = limits
@@ -128,8 +139,9 @@ struct BatchAccumulator {
     /// Whether the quota has room for a record of `bytes`. An empty client always has room for one record, so
     /// that a record larger than the byte quota cannot wait forever.
     func hasRoom(forBytes bytes: Int) -> Bool {
-        if self.heldRecords == 0 { return true }
-        return self.heldRecords < self.limits.quotaRecords && self.heldBytes + bytes <= self.limits.quotaBytes
+        let records = self.heldRecords + self.reservedRecords
+        if records == 0 { return true }
+        return records < self.limits.quotaRecords && self.heldBytes + self.reservedBytes + bytes <= self.limits.quotaBytes
     }
 
     /// Appends one record with its `id`. `attributes` is the per-record attribute string when the key says so;
@@ -165,7 +177,8 @@ struct BatchAccumulator {
         var batch = OpenBatch(
             block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: min(maxBytes, max(recordBytes, 1024))),
             createdAt: BatchInstant(now),
-            dataTime: wallSeconds
+            dataTime: wallSeconds,
+            generation: self.takeGeneration()
         )
         // A record alone always fits a new batch (its size was checked against the limit).
         let appended = batch.append(body, attributes: attributes, recordBytes: recordBytes, charge: charge, id: id, observer: observer, maxBytes: .max, maxRecords: maxRecords)
@@ -178,165 +191,9 @@ struct BatchAccumulator {
         return sealed.map(AppendResult.acceptedAndSealed) ?? .accepted
     }
 
-    /// Appends records of one key, with ids from `firstID` on, without per-record dictionary lookups; stops at
-    /// the first record the quota has no room for, or once `maxSealed` batches are sealed. Returns how many were
-    /// appended and the batches sealed on the way.
-    mutating func appendRun(
-        _ bodies: ArraySlice<ByteBuffer>,
-        key: BatchKey,
-        firstID: UInt64,
-        now: ContinuousClock.Instant,
-        wallSeconds: UInt32,
-        tracker: DeliveryTracker? = nil,
-        maxSealed: Int = .max
-    ) -> (appended: Int, sealed: [SealedBatch]) {
-        var run = self.startRun(key: key, firstID: firstID, tracker: tracker, now: now, wallSeconds: wallSeconds)
-        // The bodies are read in place: iterating the slice would retain and release every one.
-        bodies.withUnsafeBufferPointer { bodies in
-            for index in bodies.indices {
-                guard run.sealed.count < maxSealed, self.hasRoom(forBytes: bodies[index].readableBytes + Self.recordOverhead) else { break }
-                bodies[index].withUnsafeReadableBytes { self.append($0, to: &run) }
-            }
-        }
-        return (Int(run.nextID - firstID), self.endRun(&run))
-    }
-
-    /// What ``appendDelimited(_:from:delimiter:key:firstID:now:wallSeconds:maxSealed:)`` did.
-    struct DelimitedRun {
-        /// Where the next record starts: the end of the bytes when every record was taken.
-        var end: Int
-        var appended = 0
-        /// Empty records left out (they take no id).
-        var empty = 0
-        /// The appended records' bytes.
-        var bytes = 0
-        var sealed: [SealedBatch] = []
-        /// The body length of the record it stopped before, when it stopped before the end.
-        var stoppedBefore: Int?
-        /// It stopped before a record that does not fit a batch of the current limit.
-        var tooLarge = false
-    }
-
-    /// Appends the records delimited in `bytes` from `start` on (see ``DelimitedRecords``), with ids from `firstID`
-    /// on, read in place: no buffer per record. Stops at the first record the quota has no room for, or that does
-    /// not fit a batch, or once `maxSealed` batches are sealed.
-    mutating func appendDelimited(
-        _ bytes: UnsafeRawBufferPointer,
-        from start: Int,
-        delimiter: UInt8,
-        key: BatchKey,
-        firstID: UInt64,
-        now: ContinuousClock.Instant,
-        wallSeconds: UInt32,
-        maxSealed: Int = .max
-    ) -> DelimitedRun {
-        var run = DelimitedRun(end: start)
-        guard start < bytes.count, let base = bytes.baseAddress else { return run }
-        var appending = self.startRun(key: key, firstID: firstID, tracker: nil, now: now, wallSeconds: wallSeconds)
-        let maxBytes = self.limits.maxBytes
-        var cursor = start
-        while cursor < bytes.count {
-            let (length, next) = DelimitedRecords.next(in: bytes, from: cursor, delimiter: delimiter)
-            if length == 0 {
-                run.empty += 1
-                cursor = next
-                continue
-            }
-            guard Self.blockBytes(bodyLength: length, attributesLength: nil) <= maxBytes else {
-                run.tooLarge = true
-                run.stoppedBefore = length
-                break
-            }
-            guard appending.sealed.count < maxSealed, self.hasRoom(forBytes: length + Self.recordOverhead) else {
-                run.stoppedBefore = length
-                break
-            }
-            self.append(UnsafeRawBufferPointer(start: base + cursor, count: length), to: &appending)
-            run.bytes += length
-            cursor = next
-        }
-        run.end = cursor
-        run.appended = Int(appending.nextID - firstID)
-        run.sealed = self.endRun(&appending)
-        return run
-    }
-
-    /// A run of records of one key appended by one call (``appendRun(_:key:firstID:now:wallSeconds:tracker:maxSealed:)``
-    /// and ``appendDelimited(_:from:delimiter:key:firstID:now:wallSeconds:maxSealed:)``).
-    private struct Run {
-        let key: BatchKey
-        let tracker: DeliveryTracker?
-        let now: ContinuousClock.Instant
-        let wallSeconds: UInt32
-        /// The batch being filled: taken out of the dictionary (so that its block stays uniquely referenced) and
-        /// never optional, so that no record costs a copy of it.
-        var batch: OpenBatch
-        var sealed: [SealedBatch] = []
-        /// The ids of the run's records in `batch` start here; written to the batch when it seals or at the end.
-        var segmentStart: UInt64
-        /// The id of the run's next record.
-        var nextID: UInt64
-    }
-
-    private mutating func startRun(key: BatchKey, firstID: UInt64, tracker: DeliveryTracker?, now: ContinuousClock.Instant, wallSeconds: UInt32) -> Run {
-        let batch = self.open.removeValue(forKey: key) ?? self.newBatch(capacity: self.limits.maxBytes, now: now, wallSeconds: wallSeconds)
-        return Run(key: key, tracker: tracker, now: now, wallSeconds: wallSeconds, batch: batch, segmentStart: firstID, nextID: firstID)
-    }
-
-    /// Appends one record's bytes to a run (the quota was checked): its batch seals before the record when the
-    /// record does not fit, and after it when full.
-    @inline(__always)
-    private mutating func append(_ record: UnsafeRawBufferPointer, to run: inout Run) {
-        let maxBytes = self.limits.maxBytes
-        if run.batch.recordCount > 0, run.batch.block.readableBytes + Self.blockBytes(bodyLength: record.count, attributesLength: nil) > maxBytes {
-            self.sealBatch(of: &run)
-        }
-        // Written here rather than through `OpenBatch.append`: its attribute and waiter cases cost a fifth of the
-        // throughput of 100 B records (measured with `inlong bench`).
-        Self.writeRecord(record, to: &run.batch.block)
-        let charge = record.count + Self.recordOverhead
-        run.batch.recordCount += 1
-        run.batch.chargedBytes += charge
-        self.heldBytes += charge
-        self.heldRecords += 1
-        run.nextID += 1
-        if run.batch.recordCount >= self.limits.maxRecords || run.batch.block.readableBytes >= maxBytes {
-            self.sealBatch(of: &run)
-        }
-    }
-
-    /// Seals a run's batch and starts the next.
-    private mutating func sealBatch(of run: inout Run) {
-        Self.closeSegment(of: &run)
-        run.sealed.append(Self.sealed(run.batch, key: run.key))
-        run.batch = self.newBatch(capacity: self.limits.maxBytes, now: run.now, wallSeconds: run.wallSeconds)
-    }
-
-    /// Writes the ids of the run's records in its batch to the batch.
-    private static func closeSegment(of run: inout Run) {
-        guard run.nextID > run.segmentStart else { return }
-        run.batch.ids.append(run.segmentStart..<run.nextID)
-        if let tracker = run.tracker { run.batch.observers.track(tracker, run.segmentStart..<run.nextID) }
-        run.segmentStart = run.nextID
-    }
-
-    /// Ends a run: its batch stays open when it holds records. Returns the batches it sealed.
-    private mutating func endRun(_ run: inout Run) -> [SealedBatch] {
-        Self.closeSegment(of: &run)
-        if run.batch.recordCount > 0 {
-            self.open.insert(run.batch, forKey: run.key)
-        } else {
-            self.recycle(run.batch.block)
-        }
-        return run.sealed
-    }
-
-    private mutating func newBatch(capacity: Int, now: ContinuousClock.Instant, wallSeconds: UInt32) -> OpenBatch {
-        OpenBatch(
-            block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: capacity),
-            createdAt: BatchInstant(now),
-            dataTime: wallSeconds
-        )
+    mutating func takeGeneration() -> UInt64 {
+        defer { self.nextGeneration += 1 }
+        return self.nextGeneration
     }
 
     /// Writes a record's length and bytes into a block with one capacity check, not two.
@@ -349,7 +206,7 @@ struct BatchAccumulator {
         }
     }
 
-    private static func sealed(_ batch: OpenBatch, key: BatchKey) -> SealedBatch {
+    static func sealed(_ batch: OpenBatch, key: BatchKey) -> SealedBatch {
         SealedBatch(
             key: key,
             block: batch.block,

@@ -60,7 +60,7 @@ public struct BatchAppendBenchmark {
                 bytes, from: 0, delimiter: UInt8(ascii: "\n"), key: self.key, firstID: self.nextID, now: self.now, wallSeconds: 0
             )
         }
-        precondition(run.end == lines.readableBytes, "the quota is released as batches seal")
+        precondition(run.end == lines.readableBytes && run.stop == .end, "the quota is released as batches seal")
         for index in run.sealed.indices { self.drop(&run.sealed[index]) }
         self.nextID += UInt64(run.appended)
         self.appendedRecords += run.appended

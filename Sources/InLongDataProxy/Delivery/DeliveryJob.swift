@@ -8,7 +8,7 @@ struct DeliveryJob: Sendable {
     let id: Int
     var batch: SealedBatch
     // Instants held with a fixed layout (see `BatchInstant`): a job is copied several times on its way.
-    private let deadlineInstant: BatchInstant
+    let deadlineInstant: BatchInstant
     var backoff: ExponentialBackoff.Iterator
     /// The encoded frame, once encoded (the block is recycled then).
     var frame: ByteBuffer?

@@ -11,6 +11,8 @@ extension DeliveryStateMachine {
         private(set) var ready = Deque<DeliveryJob>()
         /// Jobs handed to the dispatcher, submitted, or waiting out a retry backoff, by id.
         private(set) var pending: [Int: DeliveryJob] = [:]
+        /// No pending job's deadline is before this: the time's checks look at the jobs only once it passed.
+        private var earliestDeadline: BatchInstant?
 
         var readyCount: Int { self.ready.count }
         var pendingCount: Int { self.pending.count }
@@ -55,6 +57,7 @@ extension DeliveryStateMachine {
 
         /// Files `job` as pending under its id, replacing what was filed there.
         mutating func hold(_ job: DeliveryJob) {
+            if self.earliestDeadline.map({ job.deadlineInstant < $0 }) ?? true { self.earliestDeadline = job.deadlineInstant }
             self.pending[job.id] = job
         }
 
@@ -76,14 +79,27 @@ extension DeliveryStateMachine {
         }
 
         /// The pending jobs past their deadline at `now`, but those in `retrying`.
-        func pendingExpired(at now: ContinuousClock.Instant, except retrying: Set<Int>) -> [Int: DeliveryJob] {
-            self.pending.filter { now >= $0.value.deadline && !retrying.contains($0.key) }
+        mutating func pendingExpired(at now: ContinuousClock.Instant, except retrying: Set<Int>) -> [Int: DeliveryJob] {
+            // Called at every tick: the jobs (copied by a scan) are looked at only once the earliest deadline passed.
+            guard let earliest = self.earliestDeadline, now >= earliest.instant else { return [:] }
+            var expired: [Int: DeliveryJob] = [:]
+            var next: BatchInstant?
+            for id in self.pending.keys {
+                let deadline = self.pending[id]!.deadlineInstant
+                if now >= deadline.instant, !retrying.contains(id) { expired[id] = self.pending[id] }
+                // Expired jobs count too, until they are taken out (those handed over stay until the dispatcher
+                // reports, those waiting to retry until the retry).
+                if next.map({ deadline < $0 }) ?? true { next = deadline }
+            }
+            self.earliestDeadline = next
+            return expired
         }
 
         /// Drops every job, but keeps `pending` as the pending ones.
         mutating func removeAll(keepingPending pending: [Int: DeliveryJob]) {
             self.ready.removeAll()
             self.pending = pending
+            self.earliestDeadline = pending.values.map(\.deadlineInstant).min()
         }
     }
 }

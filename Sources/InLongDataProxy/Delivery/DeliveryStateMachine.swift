@@ -65,6 +65,9 @@ struct DeliveryStateMachine<Waiter> {
     var nextUniq: UInt32 = 0
     /// The id of the next record accepted.
     private(set) var nextRecordID: UInt64 = 0
+    /// A sender or the spool's drainer waited for room while a fill held quota reserved: the fill's end lets it
+    /// try again.
+    var parkedDuringFill = false
     /// The proxies in use; empty until discovery found some.
     private(set) var proxies: [Endpoint] = []
 
@@ -96,8 +99,8 @@ struct DeliveryStateMachine<Waiter> {
 
     // MARK: Append
 
-    /// Appends a run of records of one key under one lock, as far as the quota and the backlog allow; they take
-    /// the ids `ids`. Actions only when a batch was sealed (the hot path builds none).
+    /// Appends a run of records of one key at once, as far as the quota and the backlog allow: a fill begun and
+    /// committed in one step (tests and the simulation; the client writes its fills outside the lock).
     mutating func appendRun(
         _ bodies: ArraySlice<ByteBuffer>,
         key: BatchKey,
@@ -106,76 +109,18 @@ struct DeliveryStateMachine<Waiter> {
         tracker: DeliveryTracker? = nil
     ) -> (ids: Range<UInt64>, blocked: Blocked?, sealed: Sealed?) {
         let first = self.nextRecordID
-        guard self.isAccepting else { return (first..<first, .closed, nil) }
-        // Records waiting in the spool go first: a new record spills behind them.
-        guard self.spill.isEmpty else { return (first..<first, .full, nil) }
-        let room = self.backlog.room(ready: self.waitingJobs)
-        guard room > 0 else { return (first..<first, .backlogged, nil) }
-        let (appended, sealed) = self.accumulator.appendRun(
-            bodies, key: key, firstID: first, now: now, wallSeconds: wallSeconds, tracker: tracker, maxSealed: room
-        )
-        self.nextRecordID += UInt64(appended)
-        let ids = first..<self.nextRecordID
-        let blocked: Blocked? = appended == bodies.count ? nil : (sealed.count >= room ? .backlogged : .full)
-        guard !sealed.isEmpty else { return (ids, blocked, nil) }
-        return (ids, blocked, self.enqueueSealed(sealed, now: now))
-    }
-
-    /// What ``appendDelimited(_:from:delimiter:key:now:wallSeconds:)`` did: the records appended took `ids`;
-    /// `end` is where the next record starts.
-    struct DelimitedAppend {
-        var ids: Range<UInt64>
-        var end: Int
-        var empty: Int
-        var bytes: Int
-        var blocked: Blocked?
-        /// The body length of the record it stopped before.
-        var stoppedBefore: Int?
-        /// The limit the record it stopped before exceeds.
-        var tooLargeLimit: Int?
-    }
-
-    /// Appends the records delimited in `bytes` from `start` on, as ``appendRun(_:key:now:wallSeconds:tracker:)``
-    /// appends bodies. Actions only when a batch was sealed.
-    mutating func appendDelimited(
-        _ bytes: UnsafeRawBufferPointer,
-        from start: Int,
-        delimiter: UInt8,
-        key: BatchKey,
-        now: ContinuousClock.Instant,
-        wallSeconds: UInt32
-    ) -> (DelimitedAppend, Sealed?) {
-        let first = self.nextRecordID
-        var result = DelimitedAppend(ids: first..<first, end: start, empty: 0, bytes: 0)
-        guard self.isAccepting else {
-            result.blocked = .closed
-            return (result, nil)
+        var fill: BatchFill
+        switch bodies.withUnsafeBufferPointer({ self.beginFill(key: key, wanted: BatchAccumulator.wanted($0)) }) {
+        case .blocked(let blocked): return (first..<first, blocked, nil)
+        case .fill(let started): fill = started
         }
-        guard self.spill.isEmpty else {
-            result.blocked = .full
-            return (result, nil)
-        }
-        let room = self.backlog.room(ready: self.waitingJobs)
-        guard room > 0 else {
-            result.blocked = .backlogged
-            return (result, nil)
-        }
-        let run = self.accumulator.appendDelimited(
-            bytes, from: start, delimiter: delimiter, key: key, firstID: first, now: now, wallSeconds: wallSeconds, maxSealed: room
-        )
-        self.nextRecordID += UInt64(run.appended)
-        result.ids = first..<self.nextRecordID
-        result.end = run.end
-        result.empty = run.empty
-        result.bytes = run.bytes
-        result.stoppedBefore = run.stoppedBefore
-        if run.tooLarge {
-            result.tooLargeLimit = self.accumulator.limits.maxBytes
-        } else if run.stoppedBefore != nil {
-            result.blocked = run.sealed.count >= room ? .backlogged : .full
-        }
-        guard !run.sealed.isEmpty else { return (result, nil) }
-        return (result, self.enqueueSealed(run.sealed, now: now))
+        bodies.withUnsafeBufferPointer { fill.fill(from: BodiesFillSource(bodies: $0), at: 0) }
+        let (committed, actions) = self.commitFill(fill, tracker: tracker, now: now, wallSeconds: wallSeconds)
+        // Nothing happened between the two steps: nobody waits on the reservation, only sealed batches are left.
+        precondition(actions.map { $0.resumeSenders.isEmpty && $0.finish.isEmpty } ?? true, "a fill at once resumed senders")
+        let sealed = actions.flatMap { $0.sealed.isEmpty ? nil : Sealed(batches: $0.sealed, heldBytes: $0.heldBytes ?? self.accumulator.heldBytes) }
+        precondition(committed.tooLargeLimit == nil, "records of a run are checked against the limit before")
+        return (committed.ids, committed.blocked, sealed)
     }
 
     /// Appends one record, with who observes its outcome. Actions only when a batch was sealed.
@@ -223,6 +168,7 @@ struct DeliveryStateMachine<Waiter> {
             return .retryNow
         case .full:
             if self.spill.isEmpty, self.accumulator.hasRoom(forBytes: bytes + BatchAccumulator.recordOverhead) { return .retryNow }
+            if self.accumulator.fills > 0 { self.parkedDuringFill = true }
             return .parked(id: self.waiters.parkForRoom(waiter))
         case .backlogged:
             if self.backlog.releasesWaiters(ready: self.waitingJobs) { return .retryNow }

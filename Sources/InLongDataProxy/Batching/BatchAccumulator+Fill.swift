@@ -1,0 +1,187 @@
+import NIOCore
+
+/// The accumulator's two steps of a ``BatchFill``: the beginning reserves and hands out, the commit accepts.
+extension BatchAccumulator {
+    /// Starts a fill of `key`'s records: reserves quota for at most `wanted` (records, and bytes as charged) out of
+    /// what is free, and hands out spare blocks. `maxSealed` is how many batches the fill may seal.
+    mutating func beginFill(key: BatchKey, wanted: (records: Int, bytes: Int), maxSealed: Int) -> BatchFill {
+        let taken = self.heldRecords + self.reservedRecords
+        // As for one record: an empty client always has room for one, whatever its size. The reservation of that
+        // record keeps another sender from taking the same exception meanwhile.
+        let oneRecordAlways = taken == 0
+        var records = max(0, min(wanted.records, self.limits.quotaRecords - taken))
+        if oneRecordAlways { records = max(records, 1) }
+        let bytes = max(0, min(wanted.bytes, self.limits.quotaBytes - self.heldBytes - self.reservedBytes))
+        self.reservedRecords += records
+        self.reservedBytes += bytes
+        self.fills += 1
+        var open: BatchFill.OpenBatchSnapshot?
+        if let index = self.open.index(forKey: key) {
+            let batch = self.open[index]
+            if batch.recordCount < self.limits.maxRecords, batch.block.readableBytes < self.limits.maxBytes {
+                open = .init(generation: batch.generation, records: batch.recordCount, bytes: batch.block.readableBytes)
+            }
+        }
+        let spare = Array(self.spareBlocks.suffix(min(maxSealed, 3) + 1))
+        self.spareBlocks.removeLast(spare.count)
+        return BatchFill(
+            key: key,
+            maxBytes: self.limits.maxBytes,
+            maxRecords: self.limits.maxRecords,
+            reservedRecords: records,
+            reservedBytes: bytes,
+            oneRecordAlways: oneRecordAlways,
+            maxSealed: maxSealed,
+            open: open,
+            spareBlocks: spare
+        )
+    }
+
+    /// Ends a fill: releases its reservation and, when `accept`, accepts its records with ids from `firstID` on
+    /// (observed by `tracker`). Returns the batches sealed: the key's open batch when the fill could not take its
+    /// place, then the filled ones that are full; the last one that is not stays open.
+    mutating func commitFill(
+        _ fill: consuming BatchFill,
+        firstID: UInt64,
+        tracker: DeliveryTracker?,
+        now: ContinuousClock.Instant,
+        wallSeconds: UInt32,
+        accept: Bool
+    ) -> [SealedBatch] {
+        self.fills -= 1
+        self.reservedRecords -= fill.reservedRecords
+        self.reservedBytes -= fill.reservedBytes
+        precondition(self.fills >= 0 && self.reservedRecords >= 0 && self.reservedBytes >= 0, "a fill ended twice")
+        let key = fill.key
+        // Blocks are moved out of the arrays, never copied: a recycled or written block must be uniquely referenced.
+        var (filled, spare) = fill.takeBlocks()
+        while let block = spare.popLast() { self.recycle(block) }
+        filled.reverse()
+        guard accept else {
+            while let batch = filled.popLast() { self.recycle(batch.block) }
+            return []
+        }
+        self.heldBytes += fill.charged
+        self.heldRecords += fill.records
+        var sealed: [SealedBatch] = []
+        var nextID = firstID
+        let count = filled.count
+        var index = -1
+        while let written = filled.popLast() {
+            index += 1
+            guard written.records > 0 else {
+                self.recycle(written.block)
+                continue
+            }
+            let ids = nextID..<nextID + UInt64(written.records)
+            nextID = ids.upperBound
+            var batch: OpenBatch
+            if index == 0, let snapshot = fill.open, let openIndex = self.open.index(forKey: key),
+                self.open[openIndex].generation == snapshot.generation, self.open[openIndex].recordCount == snapshot.records
+            {
+                // The open batch is as it was: the fewer bytes are copied, the open batch's into the room kept for
+                // them, or the new records behind the open batch's.
+                batch = self.open.remove(at: openIndex)
+                var block = written.block
+                if block.readableBytes < snapshot.bytes {
+                    block.withUnsafeReadableBytes { _ = batch.block.writeBytes($0) }
+                } else {
+                    batch.block.withUnsafeReadableBytes { _ = block.setBytes($0, at: 0) }
+                    block.moveReaderIndex(to: 0)
+                    swap(&batch.block, &block)
+                }
+                self.recycle(block)
+                batch.recordCount += written.records
+                batch.chargedBytes += written.charged
+                batch.ids.append(ids)
+            } else {
+                // The key's open batch changed or is new: its records are older than these, it goes first.
+                if let older = self.open.removeValue(forKey: key) { sealed.append(Self.sealed(older, key: key)) }
+                batch = OpenBatch(
+                    block: written.block,
+                    recordCount: written.records,
+                    chargedBytes: written.charged,
+                    ids: DataProxyRecordIDs(ids),
+                    createdAt: BatchInstant(now),
+                    dataTime: wallSeconds,
+                    generation: self.takeGeneration()
+                )
+            }
+            if let tracker { batch.observers.track(tracker, ids) }
+            let isLast = index == count - 1
+            if !isLast || batch.recordCount >= self.limits.maxRecords || batch.block.readableBytes >= self.limits.maxBytes {
+                sealed.append(Self.sealed(batch, key: key))
+            } else {
+                self.open.insert(batch, forKey: key)
+            }
+        }
+        return sealed
+    }
+
+    /// Appends records of one key with ids from `firstID` on: a fill begun and committed at once. Stops at the
+    /// first record the quota has no room for, or once `maxSealed` batches are sealed. Returns how many were
+    /// appended and the batches sealed on the way.
+    mutating func appendRun(
+        _ bodies: ArraySlice<ByteBuffer>,
+        key: BatchKey,
+        firstID: UInt64,
+        now: ContinuousClock.Instant,
+        wallSeconds: UInt32,
+        tracker: DeliveryTracker? = nil,
+        maxSealed: Int = .max
+    ) -> (appended: Int, sealed: [SealedBatch]) {
+        bodies.withUnsafeBufferPointer { bodies in
+            var fill = self.beginFill(key: key, wanted: Self.wanted(bodies), maxSealed: maxSealed)
+            fill.fill(from: BodiesFillSource(bodies: bodies), at: 0)
+            let appended = fill.records
+            return (appended, self.commitFill(fill, firstID: firstID, tracker: tracker, now: now, wallSeconds: wallSeconds, accept: true))
+        }
+    }
+
+    /// The quota a fill of `bodies` reserves: their records and bytes as charged.
+    static func wanted(_ bodies: UnsafeBufferPointer<ByteBuffer>) -> (records: Int, bytes: Int) {
+        var bytes = 0
+        for index in bodies.indices { bytes += bodies[index].readableBytes }
+        return (bodies.count, bytes + bodies.count * Self.recordOverhead)
+    }
+
+    /// The quota a fill of the records delimited in `count` bytes reserves at most: each has at least a byte and
+    /// its delimiter.
+    static func wanted(delimitedBytes count: Int) -> (records: Int, bytes: Int) {
+        let records = (count + 1) / 2
+        return (records, count + records * Self.recordOverhead)
+    }
+
+    /// What ``appendDelimited(_:from:delimiter:key:firstID:now:wallSeconds:maxSealed:)`` did.
+    struct DelimitedRun {
+        /// Where the next record starts: the end of the bytes when every record was taken.
+        var end: Int
+        var appended = 0
+        /// Empty records left out (they take no id).
+        var empty = 0
+        /// The appended records' bytes.
+        var bytes = 0
+        var sealed: [SealedBatch] = []
+        /// Why it stopped before the end, if it did.
+        var stop = BatchFill.Stop.end
+    }
+
+    /// Appends the records delimited in `bytes` from `start` on (see ``DelimitedRecords``), with ids from `firstID`
+    /// on: a fill begun and committed at once.
+    mutating func appendDelimited(
+        _ bytes: UnsafeRawBufferPointer,
+        from start: Int,
+        delimiter: UInt8,
+        key: BatchKey,
+        firstID: UInt64,
+        now: ContinuousClock.Instant,
+        wallSeconds: UInt32,
+        maxSealed: Int = .max
+    ) -> DelimitedRun {
+        var fill = self.beginFill(key: key, wanted: Self.wanted(delimitedBytes: bytes.count - start), maxSealed: maxSealed)
+        fill.fill(from: DelimitedFillSource(bytes: bytes, delimiter: delimiter), at: start)
+        var run = DelimitedRun(end: fill.cursor, appended: fill.records, empty: fill.empty, bytes: fill.bodyBytes, stop: fill.stop)
+        run.sealed = self.commitFill(fill, firstID: firstID, tracker: nil, now: now, wallSeconds: wallSeconds, accept: true)
+        return run
+    }
+}

@@ -1,0 +1,242 @@
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Records of one key written into batches outside the client's lock, so that a sender of many records never holds
+/// the lock the dispatcher and the encoders take per batch: ``BatchAccumulator/beginFill(key:wanted:maxSealed:)``
+/// reserves quota and hands out blocks (under the lock), ``fill(from:)`` writes the records into them in a tight
+/// loop over raw bytes (no lock, no exclusivity checks, no retains per record), and
+/// ``BatchAccumulator/commitFill(_:firstID:tracker:now:wallSeconds:accept:)`` accepts them (under the lock).
+///
+/// Records are accepted at the commit: a flush or a close between the two steps does not wait for them, and a
+/// close refuses them. The first batch leaves room in front for the key's open batch as it was at the beginning,
+/// and takes its place at the commit when it has not changed since (a copy of the open batch's bytes); otherwise
+/// that room is skipped, and the open batch, older, is sealed before the filled ones.
+struct BatchFill {
+    /// Why a fill stopped before the end of its records.
+    enum Stop: Equatable {
+        /// Every record was written.
+        case end
+        /// The quota has no room for the next record (its body length).
+        case quota(length: Int)
+        /// The next record does not fit any batch (its body length).
+        case tooLarge(length: Int)
+        /// The fill sealed as many batches as the dispatcher's backlog allows (the next record's body length).
+        case backlogged(length: Int)
+    }
+
+    /// One batch the fill wrote.
+    struct Batch {
+        /// The records written; for the first batch, after the room kept for the open batch.
+        var block: ByteBuffer
+        var records = 0
+        var charged = 0
+    }
+
+    /// The key's open batch at the beginning: the first batch keeps room for its bytes and records.
+    struct OpenBatchSnapshot {
+        var generation: UInt64
+        var records: Int
+        var bytes: Int
+    }
+
+    let key: BatchKey
+    /// The batch limits at the beginning.
+    let maxBytes: Int
+    let maxRecords: Int
+    /// The quota reserved for the fill: no record goes past it.
+    let reservedRecords: Int
+    let reservedBytes: Int
+    /// The client held nothing at the beginning: one record goes in whatever its size (as a single append would).
+    let oneRecordAlways: Bool
+    /// Batches the fill may seal (room in the dispatcher's backlog).
+    let maxSealed: Int
+    let open: OpenBatchSnapshot?
+    /// Blocks to write into (spare ones of the accumulator); more are allocated when they run out.
+    var spareBlocks: [ByteBuffer]
+
+    /// What was written, in order.
+    private(set) var batches: [Batch] = []
+    private(set) var records = 0
+    private(set) var charged = 0
+    /// The written records' body bytes.
+    private(set) var bodyBytes = 0
+    /// Empty records left out (they take no id).
+    private(set) var empty = 0
+    /// Where the next record starts (a byte offset of delimited records, an index of bodies).
+    private(set) var cursor = 0
+    private(set) var stop = Stop.end
+
+    init(
+        key: BatchKey,
+        maxBytes: Int,
+        maxRecords: Int,
+        reservedRecords: Int,
+        reservedBytes: Int,
+        oneRecordAlways: Bool,
+        maxSealed: Int,
+        open: OpenBatchSnapshot?,
+        spareBlocks: [ByteBuffer]
+    ) {
+        self.key = key
+        self.maxBytes = maxBytes
+        self.maxRecords = maxRecords
+        self.reservedRecords = reservedRecords
+        self.reservedBytes = reservedBytes
+        self.oneRecordAlways = oneRecordAlways
+        self.maxSealed = maxSealed
+        self.open = open
+        self.spareBlocks = spareBlocks
+    }
+
+    /// Takes the blocks out (the commit recycles or keeps them).
+    mutating func takeBlocks() -> (batches: [Batch], spare: [ByteBuffer]) {
+        defer {
+            self.batches = []
+            self.spareBlocks = []
+        }
+        return (self.batches, self.spareBlocks)
+    }
+
+    /// Writes the records of `source` from `cursor` on, as far as the reserved quota, the batch limits and the
+    /// backlog allow.
+    mutating func fill<Source: FillSource>(from source: Source, at cursor: Int) {
+        self.cursor = cursor
+        while self.cursor < source.count {
+            let first = self.batches.isEmpty
+            if !first, self.batches.count >= self.maxSealed {
+                let length = self.nextLength(in: source)
+                if self.cursor >= source.count { break }
+                self.stop = .backlogged(length: length)
+                return
+            }
+            let prefixBytes = first ? (self.open?.bytes ?? 0) : 0
+            let prefixRecords = first ? (self.open?.records ?? 0) : 0
+            var block = self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: self.maxBytes)
+            if prefixBytes > 0 {
+                // Blocks hold `maxBytes`: the room kept in front and the records after it fit.
+                block.moveWriterIndex(to: prefixBytes)
+                block.moveReaderIndex(to: prefixBytes)
+            }
+            var writer = Writer(room: self.maxBytes - prefixBytes, roomRecords: self.maxRecords - prefixRecords, prefixRecords: prefixRecords)
+            var outcome: (stop: Stop?, full: Bool) = (nil, false)
+            _ = block.writeWithUnsafeMutableBytes(minimumWritableBytes: writer.room) { destination in
+                outcome = self.write(from: source, into: destination.baseAddress!, with: &writer)
+                return writer.written
+            }
+            self.batches.append(Batch(block: block, records: writer.records, charged: writer.charged))
+            if let stop = outcome.stop {
+                self.stop = stop
+                return
+            }
+            // Full, or the next record does not fit: the next batch starts (when records are left).
+        }
+        self.stop = .end
+    }
+
+    /// Where one batch's records go.
+    private struct Writer {
+        /// Bytes the batch may still take.
+        let room: Int
+        /// Records the batch may still take.
+        let roomRecords: Int
+        /// Records already in the batch (the open batch's, for the first).
+        let prefixRecords: Int
+        var written = 0
+        var records = 0
+        var charged = 0
+    }
+
+    /// Writes records into one batch until it is full (`full`), the records end (`nil`, not full), or something
+    /// stops the fill (`stop`).
+    @inline(__always)
+    private mutating func write<Source: FillSource>(
+        from source: Source,
+        into destination: UnsafeMutableRawPointer,
+        with writer: inout Writer
+    ) -> (stop: Stop?, full: Bool) {
+        while self.cursor < source.count {
+            let outcome: (stop: Stop?, full: Bool)? = source.withRecord(at: self.cursor) { record, next in
+                let length = record.count
+                if length == 0 {
+                    self.empty += 1
+                    self.cursor = next
+                    return nil
+                }
+                let recordBytes = BatchAccumulator.blockBytes(bodyLength: length, attributesLength: nil)
+                if recordBytes > self.maxBytes { return (.tooLarge(length: length), false) }
+                let charge = length + BatchAccumulator.recordOverhead
+                guard (self.oneRecordAlways && self.records == 0)
+                    || (self.records < self.reservedRecords && self.charged + charge <= self.reservedBytes)
+                else { return (.quota(length: length), false) }
+                // The record does not fit this batch: it starts the next.
+                if writer.records + writer.prefixRecords > 0, writer.written + recordBytes > writer.room { return (nil, true) }
+                let at = destination + writer.written
+                at.storeBytes(of: UInt32(truncatingIfNeeded: length).bigEndian, as: UInt32.self)
+                // memcpy directly: copying through the buffer pointer's API checks its bounds again.
+                memcpy(at + 4, record.baseAddress!, length)
+                writer.written += recordBytes
+                writer.records += 1
+                writer.charged += charge
+                self.records += 1
+                self.charged += charge
+                self.bodyBytes += length
+                self.cursor = next
+                if writer.records >= writer.roomRecords || writer.written >= writer.room { return (nil, true) }
+                return nil
+            }
+            if let outcome { return outcome }
+        }
+        return (nil, false)
+    }
+
+    /// The body length of the next non-empty record (empty ones before it are counted and passed).
+    private mutating func nextLength<Source: FillSource>(in source: Source) -> Int {
+        while self.cursor < source.count {
+            let (length, next) = source.withRecord(at: self.cursor) { record, next in (record.count, next) }
+            if length > 0 { return length }
+            self.empty += 1
+            self.cursor = next
+        }
+        return 0
+    }
+}
+
+/// Records a fill reads: delimited in one buffer, or bodies of their own.
+protocol FillSource {
+    /// The end of the cursor's range.
+    var count: Int { get }
+    /// Calls `body` with the record at `cursor` (empty for an empty one) and where the next one starts.
+    func withRecord<Result>(at cursor: Int, _ body: (UnsafeRawBufferPointer, _ next: Int) -> Result) -> Result
+}
+
+/// Records delimited in one buffer (``DelimitedRecords``); the cursor is a byte offset.
+struct DelimitedFillSource: FillSource {
+    let bytes: UnsafeRawBufferPointer
+    let delimiter: UInt8
+
+    var count: Int { self.bytes.count }
+
+    @inline(__always)
+    func withRecord<Result>(at cursor: Int, _ body: (UnsafeRawBufferPointer, Int) -> Result) -> Result {
+        let (length, next) = DelimitedRecords.next(in: self.bytes, from: cursor, delimiter: self.delimiter)
+        return body(UnsafeRawBufferPointer(start: self.bytes.baseAddress! + cursor, count: length), next)
+    }
+}
+
+/// Records with bodies of their own; the cursor is an index.
+struct BodiesFillSource: FillSource {
+    /// Read in place: iterating the array would retain and release every body.
+    let bodies: UnsafeBufferPointer<ByteBuffer>
+
+    var count: Int { self.bodies.count }
+
+    @inline(__always)
+    func withRecord<Result>(at cursor: Int, _ body: (UnsafeRawBufferPointer, Int) -> Result) -> Result {
+        self.bodies[cursor].withUnsafeReadableBytes { body($0, cursor + 1) }
+    }
+}

@@ -1,0 +1,78 @@
+/// Appending many records of one key without holding the lock while they are written (``BatchFill``): the
+/// beginning and the commit are the machine's events; the writing between them is the caller's.
+extension DeliveryStateMachine {
+    enum FillStart {
+        case fill(BatchFill)
+        case blocked(Blocked)
+    }
+
+    /// Starts a fill of `key`'s records, unless the client is closing, records wait in the spool (a new record
+    /// spills behind them) or the dispatcher's backlog is full. `wanted` bounds the quota reserved.
+    mutating func beginFill(key: BatchKey, wanted: (records: Int, bytes: Int)) -> FillStart {
+        guard self.isAccepting else { return .blocked(.closed) }
+        guard self.spill.isEmpty else { return .blocked(.full) }
+        let room = self.backlog.room(ready: self.waitingJobs)
+        guard room > 0 else { return .blocked(.backlogged) }
+        return .fill(self.accumulator.beginFill(key: key, wanted: wanted, maxSealed: room))
+    }
+
+    /// What a fill's commit did: the records written took `ids` (none when the client closed meanwhile).
+    struct FillCommitted {
+        var ids: Range<UInt64>
+        /// Why the caller stops before its next record, if it does.
+        var blocked: Blocked?
+        /// The body length of the record it stopped before.
+        var stoppedBefore: Int?
+        /// The limit the record it stopped before exceeds.
+        var tooLargeLimit: Int?
+    }
+
+    /// Accepts a fill's records (observed by `tracker`), unless the client stopped accepting since it began.
+    /// Actions when batches were sealed, or when the reservation's end lets waiting senders try again.
+    mutating func commitFill(
+        _ fill: consuming BatchFill,
+        tracker: DeliveryTracker? = nil,
+        now: ContinuousClock.Instant,
+        wallSeconds: UInt32
+    ) -> (FillCommitted, Actions?) {
+        let first = self.nextRecordID
+        let accept = self.isAccepting
+        let records = accept ? fill.records : 0
+        let stop = fill.stop
+        let maxBytes = fill.maxBytes
+        let reserved = fill.reservedRecords > 0 || fill.reservedBytes > 0
+        let sealed = self.accumulator.commitFill(fill, firstID: first, tracker: tracker, now: now, wallSeconds: wallSeconds, accept: accept)
+        var committed = FillCommitted(ids: self.takeRecordIDs(records))
+        if !accept {
+            committed.blocked = .closed
+        } else {
+            switch stop {
+            case .end: break
+            case .quota(let length):
+                committed.blocked = .full
+                committed.stoppedBefore = length
+            case .backlogged(let length):
+                committed.blocked = .backlogged
+                committed.stoppedBefore = length
+            case .tooLarge(let length):
+                committed.tooLargeLimit = maxBytes
+                committed.stoppedBefore = length
+            }
+        }
+        var actions: Actions?
+        if !sealed.isEmpty {
+            var sealedActions = Actions()
+            self.enqueue(sealed, now: now, actions: &sealedActions)
+            actions = sealedActions
+        }
+        // Senders that found no room while the reservation held it may fit now.
+        if reserved, self.parkedDuringFill {
+            if self.accumulator.fills == 0 { self.parkedDuringFill = false }
+            var resumed = actions ?? Actions()
+            self.waiters.resumeRoomWaiters(into: &resumed.resumeSenders)
+            self.spill.resumeDrainer(into: &resumed.resumeSenders)
+            actions = resumed
+        }
+        return (committed, actions)
+    }
+}
