@@ -110,8 +110,13 @@ public final class DataProxyClient: Service, Sendable {
         var error: String?
         /// The last failure said per group, so that a Manager that stays down is said once at warning.
         var failures: [String: String] = [:]
-        /// When the discovery schedule's next step is due (the clock wakes discovery then).
-        var due: ContinuousClock.Instant?
+        /// When the discovery schedule's next step is due (the clock wakes discovery then). Held with a fixed
+        /// layout, as the client's whole state is then (see ``BatchInstant``).
+        var dueAt: BatchInstant?
+        var due: ContinuousClock.Instant? {
+            get { self.dueAt?.instant }
+            set { self.dueAt = newValue.map(BatchInstant.init) }
+        }
     }
 
     public init(

@@ -145,14 +145,15 @@ struct BatchAccumulator {
     }
 
     /// Appends one record with its `id`. `attributes` is the per-record attribute string when the key says so;
-    /// `observer` learns the record's outcome (a `sendAndWait` caller or a tracked call).
+    /// `observer` learns the record's outcome (a `sendAndWait` caller or a tracked call). The times are read only
+    /// when the record starts a batch (a clock read per record costs more than the rest of its bookkeeping).
     mutating func append(
         _ body: ByteBuffer,
         attributes: String?,
         key: BatchKey,
         id: UInt64,
-        now: ContinuousClock.Instant,
-        wallSeconds: UInt32,
+        now: @autoclosure () -> ContinuousClock.Instant,
+        wallSeconds: @autoclosure () -> UInt32,
         observer: RecordObserver = .none
     ) -> AppendResult {
         let attributesLength = attributes?.utf8.count
@@ -176,8 +177,8 @@ struct BatchAccumulator {
         }
         var batch = OpenBatch(
             block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: min(maxBytes, max(recordBytes, 1024))),
-            createdAt: BatchInstant(now),
-            dataTime: wallSeconds,
+            createdAt: BatchInstant(now()),
+            dataTime: wallSeconds(),
             generation: self.takeGeneration()
         )
         // A record alone always fits a new batch (its size was checked against the limit).
@@ -200,8 +201,10 @@ struct BatchAccumulator {
     @inline(__always)
     fileprivate static func writeRecord(_ source: UnsafeRawBufferPointer, to block: inout ByteBuffer) {
         _ = block.writeWithUnsafeMutableBytes(minimumWritableBytes: 4 + source.count) { destination in
-            destination.storeBytes(of: UInt32(source.count).bigEndian, toByteOffset: 0, as: UInt32.self)
-            UnsafeMutableRawBufferPointer(rebasing: destination[4...]).copyMemory(from: source)
+            let base = destination.baseAddress!
+            base.storeBytes(of: UInt32(source.count).bigEndian, as: UInt32.self)
+            // Through the raw pointers: a slice of the buffer costs a generic call and bounds checks per record.
+            if let bytes = source.baseAddress { (base + 4).copyMemory(from: bytes, byteCount: source.count) }
             return 4 + source.count
         }
     }

@@ -30,9 +30,10 @@ public struct BatchAppendBenchmark {
 
     /// Appends `count` records one at a time, as `send` does, taking them from `records` in turn.
     public mutating func appendOneByOne(_ records: [ByteBuffer], count: Int) {
+        let now = self.now
         for index in 0..<count {
             switch self.accumulator.append(
-                records[index % records.count], attributes: nil, key: self.key, id: self.nextID, now: self.now, wallSeconds: 0
+                records[index % records.count], attributes: nil, key: self.key, id: self.nextID, now: now, wallSeconds: 0
             ) {
             case .accepted: break
             case .acceptedAndSealed(var batch): self.drop(&batch)

@@ -62,7 +62,7 @@ extension DeliveryStateMachine {
         var actions: Actions?
         if !sealed.isEmpty {
             var sealedActions = Actions()
-            self.enqueue(sealed, now: now, actions: &sealedActions)
+            self.enqueue(sealed, actions: &sealedActions)
             actions = sealedActions
         }
         // Senders that found no room while the reservation held it may fit now.

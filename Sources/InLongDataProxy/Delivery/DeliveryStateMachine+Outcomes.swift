@@ -75,7 +75,7 @@ extension DeliveryStateMachine {
             self.finish(job, .failure(self.expired(job)), actions: &actions)
             return
         }
-        if case .closing(let deadline) = self.phase, now >= deadline {
+        if case .closing(let deadline) = self.phase, now >= deadline.instant {
             self.finish(job, .failure(self.shutDown(job)), actions: &actions)
             return
         }
@@ -126,10 +126,10 @@ extension DeliveryStateMachine {
     /// and at the close deadline fails everything still held.
     mutating func tick(now: ContinuousClock.Instant) -> Actions {
         var actions = Actions()
-        if case .closing(let deadline) = self.phase, now >= deadline {
+        if case .closing(let deadline) = self.phase, now >= deadline.instant {
             return self.failEverything(now: now)
         }
-        self.enqueue(self.accumulator.sealExpired(now: now), now: now, actions: &actions)
+        self.enqueue(self.accumulator.sealExpired(now: now), actions: &actions)
         if !self.retries.isEmpty {
             var requeued = false
             self.retries.removeDue(at: now, &self.jobs) { jobs, id in

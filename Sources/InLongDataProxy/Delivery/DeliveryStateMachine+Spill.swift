@@ -87,7 +87,7 @@ extension DeliveryStateMachine {
         }
         let done = self.spill.appended(appended)
         if case .closing = self.phase { sealed += self.accumulator.sealAll() }
-        self.enqueue(sealed, now: now, actions: &actions)
+        self.enqueue(sealed, actions: &actions)
         if done { self.spillProgressed(now: now, actions: &actions) }
         return (appended, !done, actions)
     }
@@ -116,7 +116,7 @@ extension DeliveryStateMachine {
         if self.spill.isEmpty { self.waiters.resumeRoomWaiters(into: &actions.resumeSenders) }
         let reached = self.waiters.takeSpillFlushes(reachedBy: self.spill.drainedBefore)
         guard !reached.isEmpty else { return }
-        self.enqueue(self.accumulator.sealAll(), now: now, actions: &actions)
+        self.enqueue(self.accumulator.sealAll(), actions: &actions)
         let target = self.liveJobs.nextID
         for (id, waiter) in reached {
             if let oldest = self.liveJobs.oldest, oldest < target {

@@ -35,8 +35,11 @@ extension DeliveryStateMachine {
         private(set) var nextSeq = 0
         /// Records on disk only.
         private(set) var records = 0
-        /// The drainer, parked until there is something to read or room for what it read.
-        private(set) var drainer: Waiter?
+        /// The drainer, parked until there is something to read or room for what it read: none or one. Held in
+        /// an array, not an optional: a waiter (a checked continuation) has a resilient layout, which an optional
+        /// stored here would give the whole machine, every field then reached through runtime metadata.
+        private var parked: [Waiter] = []
+        var drainer: Waiter? { self.parked.first }
 
         var isEmpty: Bool { self.entries.isEmpty }
         /// Every entry with a lower seq was appended or failed.
@@ -105,20 +108,18 @@ extension DeliveryStateMachine {
         }
 
         mutating func park(_ drainer: Waiter) {
-            precondition(self.drainer == nil, "one drainer at a time")
-            self.drainer = drainer
+            precondition(self.parked.isEmpty, "one drainer at a time")
+            self.parked.append(drainer)
         }
 
         /// Hands the parked drainer to `resumed`.
         mutating func resumeDrainer(into resumed: inout [Waiter]) {
-            guard let drainer = self.drainer else { return }
-            self.drainer = nil
+            guard let drainer = self.parked.popLast() else { return }
             resumed.append(drainer)
         }
 
         mutating func takeDrainer() -> Waiter? {
-            defer { self.drainer = nil }
-            return self.drainer
+            self.parked.popLast()
         }
     }
 

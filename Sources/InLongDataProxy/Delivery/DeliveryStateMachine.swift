@@ -35,7 +35,9 @@ struct DeliveryStateMachine<Waiter> {
     enum Phase: Equatable {
         case running
         /// No new records; what is held is sent until the deadline, then failed.
-        case closing(deadline: ContinuousClock.Instant)
+        /// (The deadline with a fixed layout: a standard instant here would make the whole machine's layout
+        /// resilient, its every field reached through runtime metadata, on the per-record path too.)
+        case closing(deadline: BatchInstant)
         /// Everything held has ended.
         case closed
     }
@@ -128,8 +130,8 @@ struct DeliveryStateMachine<Waiter> {
         _ body: ByteBuffer,
         attributes: String?,
         key: BatchKey,
-        now: ContinuousClock.Instant,
-        wallSeconds: UInt32,
+        now: @autoclosure () -> ContinuousClock.Instant,
+        wallSeconds: @autoclosure () -> UInt32,
         observer: RecordObserver = .none
     ) -> (AppendResult, Sealed?) {
         guard self.isAccepting else { return (.blocked(.closed), nil) }
@@ -141,13 +143,13 @@ struct DeliveryStateMachine<Waiter> {
         guard self.backlog.room(ready: self.waitingJobs) > 0 else { return (.blocked(.backlogged), nil) }
         guard self.spill.isEmpty else { return (.blocked(.full), nil) }
         let id = self.nextRecordID
-        switch self.accumulator.append(body, attributes: attributes, key: key, id: id, now: now, wallSeconds: wallSeconds, observer: observer) {
+        switch self.accumulator.append(body, attributes: attributes, key: key, id: id, now: now(), wallSeconds: wallSeconds(), observer: observer) {
         case .accepted:
             self.nextRecordID += 1
             return (.accepted(id), nil)
         case .acceptedAndSealed(let batch):
             self.nextRecordID += 1
-            return (.accepted(id), self.enqueueSealed([batch], now: now))
+            return (.accepted(id), self.enqueueSealed([batch]))
         case .full:
             return (.blocked(.full), nil)
         }
@@ -210,7 +212,7 @@ struct DeliveryStateMachine<Waiter> {
     /// Seals every open batch; the caller waits until every job accepted so far ended.
     mutating func flush(waiter: Waiter, now: ContinuousClock.Instant) -> (FlushResult, Actions) {
         var actions = Actions()
-        self.enqueue(self.accumulator.sealAll(), now: now, actions: &actions)
+        self.enqueue(self.accumulator.sealAll(), actions: &actions)
         // Records waiting in the spool count as accepted before the call: the flush waits for them to be read back.
         guard self.spill.isEmpty else {
             return (.parked(id: self.waiters.parkFlush(waiter, afterSpill: self.spill.nextSeq)), actions)
@@ -229,8 +231,8 @@ struct DeliveryStateMachine<Waiter> {
     mutating func closeRequested(now: ContinuousClock.Instant, deadline: ContinuousClock.Instant) -> Actions {
         var actions = Actions()
         guard self.phase == .running else { return actions }
-        self.phase = .closing(deadline: deadline)
-        self.enqueue(self.accumulator.sealAll(), now: now, actions: &actions)
+        self.phase = .closing(deadline: BatchInstant(deadline))
+        self.enqueue(self.accumulator.sealAll(), actions: &actions)
         self.waiters.resumeAllSenders(into: &actions.resumeSenders)
         self.spill.resumeDrainer(into: &actions.resumeSenders)
         actions.wakeDispatcher = true
@@ -247,8 +249,8 @@ struct DeliveryStateMachine<Waiter> {
     /// deadline passed, or the run ended.
     mutating func failEverything(now: ContinuousClock.Instant, cancelled: Bool = false) -> Actions {
         var actions = Actions()
-        if self.phase == .running { self.phase = .closing(deadline: now) }
-        self.enqueue(self.accumulator.sealAll(), now: now, actions: &actions)
+        if self.phase == .running { self.phase = .closing(deadline: BatchInstant(now)) }
+        self.enqueue(self.accumulator.sealAll(), actions: &actions)
         // Submitted jobs may have been written: possibly sent.
         var jobs = Array(self.jobs.ready) + self.encodes.removeAll()
         self.routes.removeAll(into: &jobs)
@@ -283,14 +285,14 @@ struct DeliveryStateMachine<Waiter> {
         self.accumulator.heldBytes
     }
 
-    private mutating func enqueueSealed(_ batches: [SealedBatch], now: ContinuousClock.Instant) -> Sealed {
+    private mutating func enqueueSealed(_ batches: [SealedBatch]) -> Sealed {
         var actions = Actions()
-        self.enqueue(batches, now: now, actions: &actions)
+        self.enqueue(batches, actions: &actions)
         return Sealed(batches: actions.sealed, heldBytes: actions.heldBytes ?? self.heldBytesNow())
     }
 
     /// Turns sealed batches into jobs at the back of the ready queue.
-    mutating func enqueue(_ batches: [SealedBatch], now: ContinuousClock.Instant, actions: inout Actions) {
+    mutating func enqueue(_ batches: [SealedBatch], actions: inout Actions) {
         guard !batches.isEmpty else { return }
         for batch in batches {
             let job = DeliveryJob(
