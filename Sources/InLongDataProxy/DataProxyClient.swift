@@ -111,11 +111,11 @@ public final class DataProxyClient: Service, Sendable {
         /// The last failure said per group, so that a Manager that stays down is said once at warning.
         var failures: [String: String] = [:]
         /// When the discovery schedule's next step is due (the clock wakes discovery then). Held with a fixed
-        /// layout, as the client's whole state is then (see ``BatchInstant``).
-        var dueAt: BatchInstant?
+        /// layout, as the client's whole state is then (see ``FixedInstant``).
+        var dueAt: FixedInstant?
         var due: ContinuousClock.Instant? {
             get { self.dueAt?.instant }
-            set { self.dueAt = newValue.map(BatchInstant.init) }
+            set { self.dueAt = newValue.map(FixedInstant.init) }
         }
     }
 

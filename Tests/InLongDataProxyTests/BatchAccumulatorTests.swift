@@ -215,13 +215,13 @@ import Testing
     }
 
     /// A batch's creation instant is held as an offset, and read back as the same instant.
-    @Test func aBatchInstantReadsBackTheSameInstant() {
+    @Test func aFixedInstantReadsBackTheSameInstant() {
         let instants = [Self.start, Self.start + .nanoseconds(1), Self.start - .seconds(3_600), Self.start + .seconds(86_400)]
         for instant in instants {
-            #expect(BatchInstant(instant).instant == instant)
+            #expect(FixedInstant(instant).instant == instant)
         }
-        #expect(BatchInstant(instants[2]) < BatchInstant(instants[0]))
-        #expect(BatchInstant(instants[0]) < BatchInstant(instants[1]))
+        #expect(FixedInstant(instants[2]) < FixedInstant(instants[0]))
+        #expect(FixedInstant(instants[0]) < FixedInstant(instants[1]))
     }
 }
 

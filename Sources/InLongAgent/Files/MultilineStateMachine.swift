@@ -1,3 +1,4 @@
+import InLongDataProxy
 import NIOCore
 
 /// Joins consecutive lines into records, as Filebeat's `multiline` does (`pattern`, `negate`, `match`), with no
@@ -54,10 +55,9 @@ struct MultilineStateMachine: Sendable {
     private var pending: Pending?
     /// Records ended because the next line would have passed `maxLines` or `maxBytes`.
     private(set) var cutRecords = 0
-    /// When the last line came, from ``clockOrigin``, and whether a line came since the clock was last read
-    /// (``linesCame(at:)``). Not a `ContinuousClock.Instant`: that type is not frozen, so a struct storing one has
-    /// no fixed layout and every copy of it (a machine per line) goes through runtime calls.
-    private var lastLineAt: Duration = .zero
+    /// When the last line came, and whether a line came since the clock was last read (``linesCame(at:)``). Held
+    /// with a fixed layout (see `FixedInstant`): the machine is copied per line.
+    private var lastLineAt = FixedInstant.processOrigin
     private var lineSinceClock = false
 
     init(rules: Rules) {
@@ -69,7 +69,7 @@ struct MultilineStateMachine: Sendable {
     var pendingStart: Int64? { self.pending?.start }
     /// When the record under way is flushed if no line comes.
     var deadline: ContinuousClock.Instant? {
-        self.pending == nil ? nil : clockOrigin + self.lastLineAt + self.rules.timeout
+        self.pending == nil ? nil : self.lastLineAt.instant + self.rules.timeout
     }
 
     /// The next line, from `start` to `end` in the file, at `now`; `matched`: whether it matched the pattern.
@@ -120,14 +120,14 @@ struct MultilineStateMachine: Sendable {
     mutating func linesCame(at now: ContinuousClock.Instant) {
         guard self.lineSinceClock else { return }
         self.lineSinceClock = false
-        self.lastLineAt = now - clockOrigin
+        self.lastLineAt = FixedInstant(now)
     }
 
     /// The file has not been written since `instant`: the lines handed over came then at the latest, so a record
     /// under way of a file quiet for the timeout is complete now, not a timeout after it was read (`--once` over
     /// old files, an agent catching up).
     mutating func fileQuiet(since instant: ContinuousClock.Instant) {
-        self.lastLineAt = min(self.lastLineAt, instant - clockOrigin)
+        self.lastLineAt = min(self.lastLineAt, FixedInstant(instant))
     }
 
     /// Flushes the record under way if no line came for the timeout.
@@ -177,5 +177,3 @@ struct MultilineStateMachine: Sendable {
     }
 }
 
-/// The instant the multiline clock counts from (see ``MultilineStateMachine``).
-private let clockOrigin = ContinuousClock.now

@@ -102,7 +102,7 @@ extension BatchAccumulator {
                     recordCount: written.records,
                     chargedBytes: written.charged,
                     ids: DataProxyRecordIDs(ids),
-                    createdAt: BatchInstant(now),
+                    createdAt: FixedInstant(now),
                     dataTime: wallSeconds,
                     generation: self.takeGeneration()
                 )

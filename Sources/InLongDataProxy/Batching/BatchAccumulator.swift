@@ -24,7 +24,7 @@ struct SealedBatch: Sendable {
     var ids: DataProxyRecordIDs
     var observers: [BatchObserver]
     /// When the first record was accepted (``createdAt``), held with a fixed layout.
-    var created: BatchInstant
+    var created: FixedInstant
     /// Data time of the message header, seconds.
     var dataTime: UInt32
 
@@ -40,7 +40,7 @@ struct SealedBatch: Sendable {
     ) {
         self.init(
             key: key, block: block, recordCount: recordCount, chargedBytes: chargedBytes, ids: ids, observers: observers,
-            created: BatchInstant(createdAt), dataTime: dataTime
+            created: FixedInstant(createdAt), dataTime: dataTime
         )
     }
 
@@ -51,7 +51,7 @@ struct SealedBatch: Sendable {
         chargedBytes: Int,
         ids: DataProxyRecordIDs,
         observers: [BatchObserver],
-        created: BatchInstant,
+        created: FixedInstant,
         dataTime: UInt32
     ) {
         self.key = key
@@ -86,7 +86,7 @@ struct BatchAccumulator {
         var chargedBytes = 0
         var ids = DataProxyRecordIDs()
         var observers: [BatchObserver] = []
-        var createdAt: BatchInstant
+        var createdAt: FixedInstant
         var dataTime: UInt32
         /// Tells a fill whether the batch it kept room for is still the same one (with its record count).
         var generation: UInt64 = 0
@@ -177,7 +177,7 @@ struct BatchAccumulator {
         }
         var batch = OpenBatch(
             block: self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: min(maxBytes, max(recordBytes, 1024))),
-            createdAt: BatchInstant(now()),
+            createdAt: FixedInstant(now()),
             dataTime: wallSeconds(),
             generation: self.takeGeneration()
         )

@@ -7,8 +7,8 @@ import NIOCore
 struct DeliveryJob: Sendable {
     let id: Int
     var batch: SealedBatch
-    // Instants held with a fixed layout (see `BatchInstant`): a job is copied several times on its way.
-    let deadlineInstant: BatchInstant
+    // Instants held with a fixed layout (see `FixedInstant`): a job is copied several times on its way.
+    let deadlineInstant: FixedInstant
     var backoff: ExponentialBackoff.Iterator
     /// The encoded frame, once encoded (the block is recycled then).
     var frame: ByteBuffer?
@@ -16,7 +16,7 @@ struct DeliveryJob: Sendable {
     /// Requests that reached a connection's socket or may have (refusals before writing are not attempts).
     var attempts = 0
     var lastProxy: Endpoint?
-    private var sentInstant: BatchInstant?
+    private var sentInstant: FixedInstant?
     var lastError: DataProxyError?
     /// Sticky: once a request may have reached a proxy, no later event makes the records "not sent".
     var mayHaveBeenDelivered = false
@@ -32,7 +32,7 @@ struct DeliveryJob: Sendable {
     init(id: Int, batch: SealedBatch, deadline: ContinuousClock.Instant, backoff: ExponentialBackoff.Iterator) {
         self.id = id
         self.batch = batch
-        self.deadlineInstant = BatchInstant(deadline)
+        self.deadlineInstant = FixedInstant(deadline)
         self.backoff = backoff
     }
 
@@ -42,7 +42,7 @@ struct DeliveryJob: Sendable {
     /// When its last request was handed to a connection.
     var sentAt: ContinuousClock.Instant? {
         get { self.sentInstant?.instant }
-        set { self.sentInstant = newValue.map(BatchInstant.init) }
+        set { self.sentInstant = newValue.map(FixedInstant.init) }
     }
 
     /// What a failure of this job is reported as now.

@@ -12,7 +12,7 @@ extension DeliveryStateMachine {
         /// Jobs handed to the dispatcher, submitted, or waiting out a retry backoff, by id.
         private(set) var pending: [Int: DeliveryJob] = [:]
         /// No pending job's deadline is before this: the time's checks look at the jobs only once it passed.
-        private var earliestDeadline: BatchInstant?
+        private var earliestDeadline: FixedInstant?
 
         var readyCount: Int { self.ready.count }
         var pendingCount: Int { self.pending.count }
@@ -83,7 +83,7 @@ extension DeliveryStateMachine {
             // Called at every tick: the jobs (copied by a scan) are looked at only once the earliest deadline passed.
             guard let earliest = self.earliestDeadline, now >= earliest.instant else { return [:] }
             var expired: [Int: DeliveryJob] = [:]
-            var next: BatchInstant?
+            var next: FixedInstant?
             for id in self.pending.keys {
                 let deadline = self.pending[id]!.deadlineInstant
                 if now >= deadline.instant, !retrying.contains(id) { expired[id] = self.pending[id] }

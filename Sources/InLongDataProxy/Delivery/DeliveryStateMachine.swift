@@ -37,7 +37,7 @@ struct DeliveryStateMachine<Waiter> {
         /// No new records; what is held is sent until the deadline, then failed.
         /// (The deadline with a fixed layout: a standard instant here would make the whole machine's layout
         /// resilient, its every field reached through runtime metadata, on the per-record path too.)
-        case closing(deadline: BatchInstant)
+        case closing(deadline: FixedInstant)
         /// Everything held has ended.
         case closed
     }
@@ -231,7 +231,7 @@ struct DeliveryStateMachine<Waiter> {
     mutating func closeRequested(now: ContinuousClock.Instant, deadline: ContinuousClock.Instant) -> Actions {
         var actions = Actions()
         guard self.phase == .running else { return actions }
-        self.phase = .closing(deadline: BatchInstant(deadline))
+        self.phase = .closing(deadline: FixedInstant(deadline))
         self.enqueue(self.accumulator.sealAll(), actions: &actions)
         self.waiters.resumeAllSenders(into: &actions.resumeSenders)
         self.spill.resumeDrainer(into: &actions.resumeSenders)
@@ -249,7 +249,7 @@ struct DeliveryStateMachine<Waiter> {
     /// deadline passed, or the run ended.
     mutating func failEverything(now: ContinuousClock.Instant, cancelled: Bool = false) -> Actions {
         var actions = Actions()
-        if self.phase == .running { self.phase = .closing(deadline: BatchInstant(now)) }
+        if self.phase == .running { self.phase = .closing(deadline: FixedInstant(now)) }
         self.enqueue(self.accumulator.sealAll(), actions: &actions)
         // Submitted jobs may have been written: possibly sent.
         var jobs = Array(self.jobs.ready) + self.encodes.removeAll()
