@@ -18,8 +18,12 @@ public enum Snappy {
     }
 
     /// Compresses `input` into `output`, which must hold at least
-    /// ``maxCompressedLength(forInputLength:)`` bytes, and returns the number of bytes written.
+    /// ``maxCompressedLength(forInputLength:)`` bytes, and returns the length of the compressed block at its
+    /// start. Bytes of `output` past that length may be overwritten too.
     public static func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Int {
+        // The block loop writes whole 16-byte literal copies and 4-byte copy elements that may end up to 15 bytes
+        // past the bytes kept; output never exceeds the input by more than 1/32 plus a few bytes per block, so
+        // the bound's slack (32 + 1/6 of the input) always holds them.
         precondition(
             output.count >= maxCompressedLength(forInputLength: input.count),
             "snappy output buffer is smaller than maxCompressedLength"
@@ -203,9 +207,9 @@ extension Snappy {
         return d + length
     }
 
-    /// A literal inside a block's search area: `end` is at most `count - inputMargin`, so reading up to 15 bytes
-    /// past it stays in the block, and the output has room for 15 bytes more than any element needs (see
-    /// `maxCompressedLength`), so literals up to 64 bytes go in whole 16-byte copies.
+    /// A literal inside a block's search area, in whole 16-byte copies up to 64 bytes (no memmove call): `end`
+    /// is at most `count - inputMargin`, so the up to 15 bytes read past it are in the block, and the output has
+    /// room for the up to 15 bytes written past it (see `compress(_:into:)`), which the next element overwrites.
     @inline(__always)
     private static func emitLiteralFast(
         _ dst: UnsafeMutableRawPointer,
@@ -227,19 +231,29 @@ extension Snappy {
         return d &+ length
     }
 
-    /// Writes copy elements for `length` (4...65536) bytes at `offset` (1...65535) and returns their size.
+    /// Writes one copy element for `length` (4...11) bytes at `offset` (1...65535) and returns its size.
     @inline(__always)
-    private static func emitCopy(_ dst: UnsafeMutableRawPointer, offset: Int, length: Int) -> Int {
+    private static func emitShortCopy(_ dst: UnsafeMutableRawPointer, offset: Int, length: Int) -> Int {
         // The most common case in text: a short match nearby fits the 2-byte form.
-        if length < 12 && offset < 2048 {
+        if offset < 2048 {
             let element = (offset >> 8) << 5 | (length &- 4) << 2 | 1 | (offset & 0xff) << 8
             dst.storeBytes(of: UInt16(truncatingIfNeeded: element).littleEndian, as: UInt16.self)
             return 2
         }
+        // The 3-byte form as one 4-byte store: the next element overwrites the extra byte.
+        let element = UInt32(truncatingIfNeeded: offset << 8 | (length &- 1) << 2 | 2)
+        dst.storeBytes(of: element.littleEndian, as: UInt32.self)
+        return 3
+    }
+
+    /// Writes copy elements for `length` (4...65536) bytes at `offset` (1...65535) and returns their size.
+    @inline(__always)
+    private static func emitCopy(_ dst: UnsafeMutableRawPointer, offset: Int, length: Int) -> Int {
         var length = length
         var d = 0
-        // 3-byte forms as one 4-byte store (tag, offset, and a byte the next element overwrites).
+        // 3-byte forms (tag, 2-byte offset) as 4-byte stores: each next element overwrites the extra byte.
         let far = UInt32(truncatingIfNeeded: offset) << 8 | 2
+        // Pieces of 64 bytes, keeping at least 4 for the last piece.
         while length >= 68 {
             dst.storeBytes(of: (far | 63 << 2).littleEndian, toByteOffset: d, as: UInt32.self)
             d &+= 3
@@ -250,27 +264,31 @@ extension Snappy {
             d &+= 3
             length &-= 60
         }
-        if length >= 12 || offset >= 2048 {
-            let tag = UInt32(truncatingIfNeeded: length &- 1) << 2
-            dst.storeBytes(of: (far | tag).littleEndian, toByteOffset: d, as: UInt32.self)
-            return d &+ 3
+        if length < 12 {
+            return d &+ emitShortCopy(dst + d, offset: offset, length: length)
         }
-        let element = (offset >> 8) << 5 | (length &- 4) << 2 | 1 | (offset & 0xff) << 8
-        dst.storeBytes(of: UInt16(truncatingIfNeeded: element).littleEndian, toByteOffset: d, as: UInt16.self)
-        return d &+ 2
+        let tag = UInt32(truncatingIfNeeded: length &- 1) << 2
+        dst.storeBytes(of: (far | tag).littleEndian, toByteOffset: d, as: UInt32.self)
+        return d &+ 3
     }
 
-    /// Writes one copy element for `length` (4...11) bytes at `offset` (1...65535) and returns its size.
+    /// Extends a match from `s` (candidate side `i`) to its end: 8 bytes at a time, then byte by byte in the
+    /// last 8 bytes of the block.
     @inline(__always)
-    private static func emitShortCopy(_ dst: UnsafeMutableRawPointer, offset: Int, length: Int) -> Int {
-        if offset < 2048 {
-            let element = (offset >> 8) << 5 | (length &- 4) << 2 | 1 | (offset & 0xff) << 8
-            dst.storeBytes(of: UInt16(truncatingIfNeeded: element).littleEndian, as: UInt16.self)
-            return 2
+    private static func extendMatch(_ src: UnsafeRawPointer, _ s: Int, _ i: Int, count: Int) -> Int {
+        var s = s
+        var i = i
+        while s &+ 8 <= count {
+            let x = load64(src, s) ^ load64(src, i)
+            if x != 0 { return s &+ x.trailingZeroBitCount &>> 3 }
+            s &+= 8
+            i &+= 8
         }
-        let element = UInt32(truncatingIfNeeded: offset << 8 | (length &- 1) << 2 | 2)
-        dst.storeBytes(of: element.littleEndian, as: UInt32.self)
-        return 3
+        while s < count && src.load(fromByteOffset: s, as: UInt8.self) == src.load(fromByteOffset: i, as: UInt8.self) {
+            s &+= 1
+            i &+= 1
+        }
+        return s
     }
 
     /// Compresses one block of at most 64 KiB; offsets stay inside the block, so 16-bit table entries suffice.
@@ -291,6 +309,7 @@ extension Snappy {
         }
         table.update(repeating: 0, count: tableSize)
 
+        // Matches start at or before sLimit, so the loads below (up to 16 bytes from there) stay in the block.
         let sLimit = count - inputMargin
         var d = 0
         var nextEmit = 0
@@ -299,22 +318,21 @@ extension Snappy {
         var data = load64(src, s)
 
         outer: while true {
-            var candidate = 0
             // Step 1: find a 4-byte match. Positions go one by one at first, then ever faster through data that
             // does not match (skip / 32 bytes per lookup), so incompressible data costs little.
+            var candidate = 0
             var skip = 32
             var found = false
             if sLimit &- s >= 16 {
-                // The first 16 positions, 4 words from each 8-byte load (s + 19 < count here).
+                // The first 16 positions, 4 words from each 8-byte load.
                 quick: for j in 0..<4 {
                     for k in 0..<4 {
-                        let i = j &* 4 &+ k
                         let word = UInt32(truncatingIfNeeded: data)
                         let h = hash(word, shift)
                         candidate = Int(table[h])
-                        table[h] = UInt16(truncatingIfNeeded: s &+ i)
+                        table[h] = UInt16(truncatingIfNeeded: s &+ j &* 4 &+ k)
                         if load32(src, candidate) == word {
-                            s &+= i
+                            s &+= j &* 4 &+ k
                             found = true
                             break quick
                         }
@@ -346,50 +364,28 @@ extension Snappy {
             // Bytes [nextEmit, s) have no match: a literal.
             d &+= emitLiteralFast(dst + d, src, nextEmit, s)
 
-            // Step 2: emit copies as long as the bytes right after one start another match.
+            // Step 2: emit copies as long as the bytes right after one start another match. Each turn waits for
+            // the last: match length, then the word at its end, its hash, the table, the candidate's bytes.
             while true {
                 let base = s
-                // The first 8 bytes after the 4 known to match decide most matches (text has many short ones).
+                let offset = base &- candidate
+                // One 8-byte compare after the 4 bytes known to match settles most matches in text (4...11 bytes).
                 let a = load64(src, base &+ 4)
                 let x = a ^ load64(src, candidate &+ 4)
                 let next: UInt32
                 if x != 0 {
                     let bits = x.trailingZeroBitCount
                     s = base &+ 4 &+ bits &>> 3
-                    d &+= emitShortCopy(dst + d, offset: base &- candidate, length: s &- base)
-                    // The 4 bytes at the match end, shifted out of `a` and the 8 bytes after it rather than loaded
-                    // at `s`: that load would wait for the match length, the loop's critical path.
-                    let c = UInt64(load32(src, base &+ 12))
+                    d &+= emitShortCopy(dst + d, offset: offset, length: s &- base)
+                    // The word at the match end is shifted out of `a` and the 4 bytes after it instead of loaded
+                    // at `s`, a load that would lengthen the wait.
+                    let after = UInt64(load32(src, base &+ 12))
                     let byteShift = UInt64(truncatingIfNeeded: bits & 56)
-                    next = UInt32(truncatingIfNeeded: a &>> byteShift | (c &<< 1) &<< (63 &- byteShift))
+                    next = UInt32(truncatingIfNeeded: a &>> byteShift | (after &<< 1) &<< (63 &- byteShift))
                 } else {
-                    // Longer matches: 8 bytes at a time, then byte by byte near the block end.
-                    var i = candidate &+ 12
-                    s = base &+ 12
-                    while true {
-                        if s &+ 8 > count {
-                            while s < count && src.load(fromByteOffset: i, as: UInt8.self)
-                                == src.load(fromByteOffset: s, as: UInt8.self)
-                            {
-                                i &+= 1
-                                s &+= 1
-                            }
-                            break
-                        }
-                        let x = load64(src, s) ^ load64(src, i)
-                        if x != 0 {
-                            s &+= x.trailingZeroBitCount &>> 3
-                            break
-                        }
-                        s &+= 8
-                        i &+= 8
-                    }
-                    d &+= emitCopy(dst + d, offset: base &- candidate, length: s &- base)
-                    if s >= sLimit {
-                        nextEmit = s
-                        break outer
-                    }
-                    next = load32(src, s)
+                    s = extendMatch(src, base &+ 12, candidate &+ 12, count: count)
+                    d &+= emitCopy(dst + d, offset: offset, length: s &- base)
+                    next = s < sLimit ? load32(src, s) : 0
                 }
                 nextEmit = s
                 if s >= sLimit { break outer }
