@@ -18,8 +18,12 @@ public enum Snappy {
     }
 
     /// Compresses `input` into `output`, which must hold at least
-    /// ``maxCompressedLength(forInputLength:)`` bytes, and returns the number of bytes written.
+    /// ``maxCompressedLength(forInputLength:)`` bytes, and returns the length of the compressed block at its
+    /// start. Bytes of `output` past that length may be overwritten too.
     public static func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> Int {
+        // The block loop writes whole 16-byte literal copies and 4-byte copy elements that may end up to 15 bytes
+        // past the bytes kept; output never exceeds the input by more than 1/32 plus a few bytes per block, so
+        // the bound's slack (32 + 1/6 of the input) always holds them.
         precondition(
             output.count >= maxCompressedLength(forInputLength: input.count),
             "snappy output buffer is smaller than maxCompressedLength"
@@ -127,9 +131,12 @@ public enum Snappy {
 extension Snappy {
     @usableFromInline static let maxBlockSize = 65536
     static let maxTableSize = 1 << 14
-    /// Bytes at the end of a block that are never searched, so 8-byte loads stay in bounds.
+    /// Bytes at the end of a block that are never searched, so 8- and 16-byte loads stay in bounds.
     static let inputMargin = 16 - 1
     static let minNonLiteralBlockSize = 1 + 1 + inputMargin
+
+    // The hot loop below uses wrapping arithmetic (&+, &-): every index stays inside a 64 KiB block, so the
+    // overflow checks of + and - could never fire and only cost instructions.
 
     @inline(__always)
     private static func load32(_ p: UnsafeRawPointer, _ i: Int) -> UInt32 {
@@ -141,6 +148,16 @@ extension Snappy {
         UInt64(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt64.self))
     }
 
+    /// Copies 16 bytes with two unaligned 8-byte loads and stores (no memmove call).
+    @inline(__always)
+    private static func copy16(_ dst: UnsafeMutableRawPointer, _ src: UnsafeRawPointer) {
+        let a = src.loadUnaligned(as: UInt64.self)
+        let b = src.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        dst.storeBytes(of: a, as: UInt64.self)
+        dst.storeBytes(of: b, toByteOffset: 8, as: UInt64.self)
+    }
+
+    /// The table index of a 4-byte word: `shift` keeps the top log2(table size) bits, so no mask is needed.
     @inline(__always)
     private static func hash(_ u: UInt32, _ shift: UInt32) -> Int {
         Int(truncatingIfNeeded: (u &* 0x1e35_a7bd) &>> shift)
@@ -158,7 +175,26 @@ extension Snappy {
         return i + 1
     }
 
+    /// Writes a literal tag for `length` bytes (1...65536) and returns its size.
     @inline(__always)
+    private static func emitLiteralTag(_ dst: UnsafeMutableRawPointer, length: Int) -> Int {
+        let n = length &- 1
+        if n < 60 {
+            dst.storeBytes(of: UInt8(truncatingIfNeeded: n << 2), as: UInt8.self)
+            return 1
+        } else if n < 256 {
+            dst.storeBytes(of: UInt8(60 << 2), as: UInt8.self)
+            dst.storeBytes(of: UInt8(truncatingIfNeeded: n), toByteOffset: 1, as: UInt8.self)
+            return 2
+        } else {
+            // Blocks are at most 64 KiB, so two length bytes always suffice.
+            dst.storeBytes(of: UInt8(61 << 2), as: UInt8.self)
+            dst.storeBytes(of: UInt16(truncatingIfNeeded: n).littleEndian, toByteOffset: 1, as: UInt16.self)
+            return 3
+        }
+    }
+
+    /// A literal with exact copies only: for the end of a block, where reading past the literal is not allowed.
     private static func emitLiteral(
         _ dst: UnsafeMutableRawPointer,
         _ src: UnsafeRawPointer,
@@ -166,55 +202,93 @@ extension Snappy {
         _ end: Int
     ) -> Int {
         let length = end - start
-        let n = length - 1
-        var d: Int
-        if n < 60 {
-            dst.storeBytes(of: UInt8(n << 2), as: UInt8.self)
-            d = 1
-        } else if n < 256 {
-            dst.storeBytes(of: UInt8(60 << 2), as: UInt8.self)
-            dst.storeBytes(of: UInt8(n), toByteOffset: 1, as: UInt8.self)
-            d = 2
-        } else {
-            // Blocks are at most 64 KiB, so two length bytes always suffice.
-            dst.storeBytes(of: UInt8(61 << 2), as: UInt8.self)
-            dst.storeBytes(of: UInt8(truncatingIfNeeded: n), toByteOffset: 1, as: UInt8.self)
-            dst.storeBytes(of: UInt8(truncatingIfNeeded: n >> 8), toByteOffset: 2, as: UInt8.self)
-            d = 3
-        }
+        let d = emitLiteralTag(dst, length: length)
         (dst + d).copyMemory(from: src + start, byteCount: length)
         return d + length
     }
 
+    /// A literal inside a block's search area, in whole 16-byte copies up to 64 bytes (no memmove call): `end`
+    /// is at most `count - inputMargin`, so the up to 15 bytes read past it are in the block, and the output has
+    /// room for the up to 15 bytes written past it (see `compress(_:into:)`), which the next element overwrites.
+    @inline(__always)
+    private static func emitLiteralFast(
+        _ dst: UnsafeMutableRawPointer,
+        _ src: UnsafeRawPointer,
+        _ start: Int,
+        _ end: Int
+    ) -> Int {
+        let length = end &- start
+        let d = emitLiteralTag(dst, length: length)
+        if length <= 64 {
+            var i = 0
+            repeat {
+                copy16(dst + (d &+ i), src + (start &+ i))
+                i &+= 16
+            } while i < length
+        } else {
+            (dst + d).copyMemory(from: src + start, byteCount: length)
+        }
+        return d &+ length
+    }
+
+    /// Writes one copy element for `length` (4...11) bytes at `offset` (1...65535) and returns its size.
+    @inline(__always)
+    private static func emitShortCopy(_ dst: UnsafeMutableRawPointer, offset: Int, length: Int) -> Int {
+        // The most common case in text: a short match nearby fits the 2-byte form.
+        if offset < 2048 {
+            let element = (offset >> 8) << 5 | (length &- 4) << 2 | 1 | (offset & 0xff) << 8
+            dst.storeBytes(of: UInt16(truncatingIfNeeded: element).littleEndian, as: UInt16.self)
+            return 2
+        }
+        // The 3-byte form as one 4-byte store: the next element overwrites the extra byte.
+        let element = UInt32(truncatingIfNeeded: offset << 8 | (length &- 1) << 2 | 2)
+        dst.storeBytes(of: element.littleEndian, as: UInt32.self)
+        return 3
+    }
+
+    /// Writes copy elements for `length` (4...65536) bytes at `offset` (1...65535) and returns their size.
     @inline(__always)
     private static func emitCopy(_ dst: UnsafeMutableRawPointer, offset: Int, length: Int) -> Int {
         var length = length
         var d = 0
-        let offsetLow = UInt8(truncatingIfNeeded: offset)
-        let offsetHigh = UInt8(truncatingIfNeeded: offset >> 8)
+        // 3-byte forms (tag, 2-byte offset) as 4-byte stores: each next element overwrites the extra byte.
+        let far = UInt32(truncatingIfNeeded: offset) << 8 | 2
+        // Pieces of 64 bytes, keeping at least 4 for the last piece.
         while length >= 68 {
-            dst.storeBytes(of: UInt8(63 << 2 | 2), toByteOffset: d, as: UInt8.self)
-            dst.storeBytes(of: offsetLow, toByteOffset: d + 1, as: UInt8.self)
-            dst.storeBytes(of: offsetHigh, toByteOffset: d + 2, as: UInt8.self)
-            d += 3
-            length -= 64
+            dst.storeBytes(of: (far | 63 << 2).littleEndian, toByteOffset: d, as: UInt32.self)
+            d &+= 3
+            length &-= 64
         }
         if length > 64 {
-            dst.storeBytes(of: UInt8(59 << 2 | 2), toByteOffset: d, as: UInt8.self)
-            dst.storeBytes(of: offsetLow, toByteOffset: d + 1, as: UInt8.self)
-            dst.storeBytes(of: offsetHigh, toByteOffset: d + 2, as: UInt8.self)
-            d += 3
-            length -= 60
+            dst.storeBytes(of: (far | 59 << 2).littleEndian, toByteOffset: d, as: UInt32.self)
+            d &+= 3
+            length &-= 60
         }
-        if length >= 12 || offset >= 2048 {
-            dst.storeBytes(of: UInt8((length - 1) << 2 | 2), toByteOffset: d, as: UInt8.self)
-            dst.storeBytes(of: offsetLow, toByteOffset: d + 1, as: UInt8.self)
-            dst.storeBytes(of: offsetHigh, toByteOffset: d + 2, as: UInt8.self)
-            return d + 3
+        if length < 12 {
+            return d &+ emitShortCopy(dst + d, offset: offset, length: length)
         }
-        dst.storeBytes(of: offsetHigh << 5 | UInt8(length - 4) << 2 | 1, toByteOffset: d, as: UInt8.self)
-        dst.storeBytes(of: offsetLow, toByteOffset: d + 1, as: UInt8.self)
-        return d + 2
+        let tag = UInt32(truncatingIfNeeded: length &- 1) << 2
+        dst.storeBytes(of: (far | tag).littleEndian, toByteOffset: d, as: UInt32.self)
+        return d &+ 3
+    }
+
+    /// Extends a match from `s` (candidate side `i`) to its end: 8 bytes at a time, then byte by byte in the
+    /// last 8 bytes of the block.
+    @inline(__always)
+    private static func extendMatch(_ src: UnsafeRawPointer, _ s: Int, _ i: Int, count: Int) -> Int {
+        var s = s
+        var i = i
+        while s &+ 8 <= count {
+            let x = load64(src, s) ^ load64(src, i)
+            if x != 0 { return s &+ x.trailingZeroBitCount &>> 3 }
+            s &+= 8
+            i &+= 8
+        }
+        while s < count && src.load(fromByteOffset: s, as: UInt8.self) == src.load(fromByteOffset: i, as: UInt8.self) {
+            s &+= 1
+            i &+= 1
+        }
+        return s
     }
 
     /// Compresses one block of at most 64 KiB; offsets stay inside the block, so 16-bit table entries suffice.
@@ -234,75 +308,102 @@ extension Snappy {
             shift -= 1
         }
         table.update(repeating: 0, count: tableSize)
-        let mask = tableSize - 1
 
+        // Matches start at or before sLimit, so the loads below (up to 16 bytes from there) stay in the block.
         let sLimit = count - inputMargin
         var d = 0
         var nextEmit = 0
         var s = 1
-        var nextHash = hash(load32(src, s), shift)
+        // The 8 bytes at `s`: the 4-byte words at s, s+1, s+2... are its shifts, so they need no loads of their own.
+        var data = load64(src, s)
 
         outer: while true {
-            var skip = 32
-            var nextS = s
+            // Step 1: find a 4-byte match. Positions go one by one at first, then ever faster through data that
+            // does not match (skip / 32 bytes per lookup), so incompressible data costs little.
             var candidate = 0
-            repeat {
-                s = nextS
-                let bytesBetweenHashLookups = skip >> 5
-                nextS = s + bytesBetweenHashLookups
-                skip += bytesBetweenHashLookups
-                if nextS > sLimit { break outer }
-                candidate = Int(table[nextHash & mask])
-                table[nextHash & mask] = UInt16(truncatingIfNeeded: s)
-                nextHash = hash(load32(src, nextS), shift)
-            } while load32(src, s) != load32(src, candidate)
+            var skip = 32
+            var found = false
+            if sLimit &- s >= 16 {
+                // The first 16 positions, 4 words from each 8-byte load.
+                quick: for j in 0..<4 {
+                    for k in 0..<4 {
+                        let word = UInt32(truncatingIfNeeded: data)
+                        let h = hash(word, shift)
+                        candidate = Int(table[h])
+                        table[h] = UInt16(truncatingIfNeeded: s &+ j &* 4 &+ k)
+                        if load32(src, candidate) == word {
+                            s &+= j &* 4 &+ k
+                            found = true
+                            break quick
+                        }
+                        data &>>= 8
+                    }
+                    data = load64(src, s &+ j &* 4 &+ 4)
+                }
+                if !found {
+                    s &+= 16
+                    skip &+= 16
+                }
+            }
+            if !found {
+                while true {
+                    let word = UInt32(truncatingIfNeeded: data)
+                    let h = hash(word, shift)
+                    let step = skip &>> 5
+                    skip &+= step
+                    let nextS = s &+ step
+                    if nextS > sLimit { break outer }
+                    candidate = Int(table[h])
+                    table[h] = UInt16(truncatingIfNeeded: s)
+                    if load32(src, candidate) == word { break }
+                    data = load64(src, nextS)
+                    s = nextS
+                }
+            }
 
-            d += emitLiteral(dst + d, src, nextEmit, s)
+            // Bytes [nextEmit, s) have no match: a literal.
+            d &+= emitLiteralFast(dst + d, src, nextEmit, s)
 
+            // Step 2: emit copies as long as the bytes right after one start another match. Each turn waits for
+            // the last: match length, then the word at its end, its hash, the table, the candidate's bytes.
             while true {
                 let base = s
-                s += 4
-                var i = candidate + 4
-                // Extend the match 8 bytes at a time while both sides have room. A mismatch ends the match
-                // there: `i` is not advanced with `s`, so the byte loop below must not run after it.
-                var mismatched = false
-                while s + 8 <= count {
-                    let x = load64(src, s) ^ load64(src, i)
-                    if x != 0 {
-                        s += x.trailingZeroBitCount >> 3
-                        mismatched = true
-                        break
-                    }
-                    s += 8
-                    i += 8
+                let offset = base &- candidate
+                // One 8-byte compare after the 4 bytes known to match settles most matches in text (4...11 bytes).
+                let a = load64(src, base &+ 4)
+                let x = a ^ load64(src, candidate &+ 4)
+                let next: UInt32
+                if x != 0 {
+                    let bits = x.trailingZeroBitCount
+                    s = base &+ 4 &+ bits &>> 3
+                    d &+= emitShortCopy(dst + d, offset: offset, length: s &- base)
+                    // The word at the match end is shifted out of `a` and the 4 bytes after it instead of loaded
+                    // at `s`, a load that would lengthen the wait.
+                    let after = UInt64(load32(src, base &+ 12))
+                    let byteShift = UInt64(truncatingIfNeeded: bits & 56)
+                    next = UInt32(truncatingIfNeeded: a &>> byteShift | (after &<< 1) &<< (63 &- byteShift))
+                } else {
+                    s = extendMatch(src, base &+ 12, candidate &+ 12, count: count)
+                    d &+= emitCopy(dst + d, offset: offset, length: s &- base)
+                    next = s < sLimit ? load32(src, s) : 0
                 }
-                if !mismatched {
-                    while s < count && src.load(fromByteOffset: i, as: UInt8.self)
-                        == src.load(fromByteOffset: s, as: UInt8.self)
-                    {
-                        i += 1
-                        s += 1
-                    }
-                }
-                d += emitCopy(dst + d, offset: base - candidate, length: s - base)
                 nextEmit = s
                 if s >= sLimit { break outer }
 
-                let x = load64(src, s - 1)
-                let prevHash = hash(UInt32(truncatingIfNeeded: x), shift)
-                table[prevHash & mask] = UInt16(truncatingIfNeeded: s - 1)
-                let currHash = hash(UInt32(truncatingIfNeeded: x >> 8), shift)
-                candidate = Int(table[currHash & mask])
-                table[currHash & mask] = UInt16(truncatingIfNeeded: s)
-                if UInt32(truncatingIfNeeded: x >> 8) != load32(src, candidate) {
-                    nextHash = hash(UInt32(truncatingIfNeeded: x >> 16), shift)
-                    s += 1
+                // Index s-1 (for later matches) and look s up: if it matches, another copy follows at once.
+                table[hash(load32(src, s &- 1), shift)] = UInt16(truncatingIfNeeded: s &- 1)
+                let h = hash(next, shift)
+                candidate = Int(table[h])
+                table[h] = UInt16(truncatingIfNeeded: s)
+                if load32(src, candidate) != next {
+                    s &+= 1
+                    data = load64(src, s)
                     break
                 }
             }
         }
         if nextEmit < count {
-            d += emitLiteral(dst + d, src, nextEmit, count)
+            d &+= emitLiteral(dst + d, src, nextEmit, count)
         }
         return d
     }
