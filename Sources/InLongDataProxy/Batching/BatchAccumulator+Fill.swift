@@ -22,8 +22,10 @@ extension BatchAccumulator {
                 open = .init(generation: batch.generation, records: batch.recordCount, bytes: batch.block.readableBytes)
             }
         }
-        let spare = Array(self.spareBlocks.suffix(min(maxSealed, 3) + 1))
-        self.spareBlocks.removeLast(spare.count)
+        // Every spare block goes with the fill (moved, not copied: no allocation), and what it does not use comes
+        // back with it; a record appended meanwhile that starts a batch allocates its block.
+        let spare = self.spareBlocks
+        self.spareBlocks = []
         return BatchFill(
             key: key,
             maxBytes: self.limits.maxBytes,
@@ -55,7 +57,11 @@ extension BatchAccumulator {
         let key = fill.key
         // Blocks are moved out of the arrays, never copied: a recycled or written block must be uniquely referenced.
         var (filled, spare) = fill.takeBlocks()
-        while let block = spare.popLast() { self.recycle(block) }
+        if self.spareBlocks.isEmpty {
+            self.spareBlocks = spare
+        } else {
+            while let block = spare.popLast() { self.recycle(block) }
+        }
         filled.reverse()
         guard accept else {
             while let batch = filled.popLast() { self.recycle(batch.block) }
@@ -64,6 +70,7 @@ extension BatchAccumulator {
         self.heldBytes += fill.charged
         self.heldRecords += fill.records
         var sealed: [SealedBatch] = []
+        sealed.reserveCapacity(filled.count + 1)
         var nextID = firstID
         let count = filled.count
         var index = -1

@@ -106,6 +106,8 @@ struct BatchFill {
     /// backlog allow.
     mutating func fill<Source: FillSource>(from source: Source, at cursor: Int) {
         self.cursor = cursor
+        // The batches the reserved bytes can fill, and the one left open: one allocation.
+        self.batches.reserveCapacity(min(self.maxSealed, self.reservedBytes / max(self.maxBytes, 1) + 1) + 1)
         while self.cursor < source.count {
             let first = self.batches.isEmpty
             if !first, self.batches.count >= self.maxSealed {
