@@ -16,6 +16,17 @@ import Testing
         BatchAccumulator(limits: .init(maxRecords: maxRecords, maxBytes: maxBytes, linger: .milliseconds(10), quotaBytes: quotaBytes, quotaRecords: quotaRecords))
     }
 
+    func makeMachine(limits: BatchAccumulator.Limits) -> DeliveryStateMachine<Int> {
+        DeliveryStateMachine<Int>(
+            configuration: .init(
+                deliveryTimeout: .seconds(30),
+                retryBackoff: ExponentialBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0),
+                backlogLimit: 8
+            ),
+            limits: limits
+        )
+    }
+
     /// The records of a block (`len(4) data` each).
     static func records(_ block: ByteBuffer) -> [String] {
         var block = block
@@ -124,14 +135,7 @@ import Testing
 
     /// The machine refuses a fill the close overtook: no ids, blocked as closed, and the quota as before.
     @Test func theMachineRefusesAFillTheCloseOvertook() {
-        var machine = DeliveryStateMachine<Int>(
-            configuration: .init(
-                deliveryTimeout: .seconds(30),
-                retryBackoff: ExponentialBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0),
-                backlogLimit: 8
-            ),
-            limits: .init(maxRecords: 4, maxBytes: 100, linger: .milliseconds(10), quotaBytes: 1 << 20, quotaRecords: 1_000)
-        )
+        var machine = self.makeMachine(limits: self.makeAccumulator().limits)
         guard case .fill(var fill) = machine.beginFill(key: Self.key, wanted: (10, 100)) else {
             Issue.record("the fill did not begin")
             return
@@ -147,14 +151,7 @@ import Testing
 
     /// A sender that found no room because of a fill's reservation is resumed by its commit.
     @Test func aSenderParkedOnAReservationIsResumedByTheCommit() {
-        var machine = DeliveryStateMachine<Int>(
-            configuration: .init(
-                deliveryTimeout: .seconds(30),
-                retryBackoff: ExponentialBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0),
-                backlogLimit: 8
-            ),
-            limits: .init(maxRecords: 100, maxBytes: 1_000, linger: .milliseconds(10), quotaBytes: 100, quotaRecords: 1_000)
-        )
+        var machine = self.makeMachine(limits: self.makeAccumulator(maxRecords: 100, maxBytes: 1_000, quotaBytes: 100).limits)
         _ = machine.append(ByteBuffer(string: "x"), attributes: nil, key: Self.key, now: Self.start, wallSeconds: 7)
         guard case .fill(var fill) = machine.beginFill(key: Self.key, wanted: (1, 200)) else {
             Issue.record("the fill did not begin")
