@@ -75,7 +75,9 @@ extension DataProxyClient {
                 error.acceptedRecords = appended.ids
                 throw error
             }
-            guard let blocked = turn.blocked, offset < lines.readableBytes else { break }
+            guard offset < lines.readableBytes else { break }
+            // No stop: the turn's reservation ran out, the next turn goes on.
+            guard let blocked = turn.blocked else { continue }
             let bytes = BatchAccumulator.quotaBytes(bodyLength: turn.stoppedBefore ?? 0, attributesLength: nil)
             try await self.waitToAppend(blocked, bytes: bytes, key: key, accepted: appended.ids, of: total())
         }
@@ -117,9 +119,9 @@ extension DataProxyClient {
         turn.blocked = committed.blocked
         turn.stoppedBefore = committed.stoppedBefore
         turn.tooLargeLimit = committed.tooLargeLimit
-        if committed.blocked == .closed {
-            // Not accepted: the caller stops where the turn started.
-            turn = DelimitedTurn(ids: committed.ids, end: offset, blocked: .closed)
+        if committed.refused {
+            // Not accepted: the caller goes on from where the turn started.
+            turn = DelimitedTurn(ids: committed.ids, end: offset, blocked: committed.blocked)
         }
         return turn
     }

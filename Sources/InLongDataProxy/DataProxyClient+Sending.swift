@@ -278,7 +278,9 @@ extension DataProxyClient {
                 error.acceptedRecords = ids
                 throw error
             }
-            guard let blocked = run.blocked, index < count else { break }
+            guard index < count else { break }
+            // No stop: the turn's reservation ran out, the next turn goes on.
+            guard let blocked = run.blocked else { continue }
             let next = record(index)
             let bytes = BatchAccumulator.quotaBytes(bodyLength: next.body.readableBytes, attributesLength: next.attributes?.utf8.count)
             try await self.waitToAppend(blocked, bytes: bytes, key: next.key, accepted: ids, of: count)
@@ -367,19 +369,23 @@ extension DataProxyClient {
     @inline(never)
     func appendUnderLock(_ body: ByteBuffer, attributes: String?, key: BatchKey, observer: RecordObserver) -> Machine.AppendResult {
         let (result, sealed) = self.state.withLock { state in
-            state.machine.append(body, attributes: attributes, key: key, now: .now, wallSeconds: wallClockSeconds(), observer: observer)
+            let (result, sealed) = state.machine.append(
+                body, attributes: attributes, key: key, now: .now, wallSeconds: wallClockSeconds(), observer: observer
+            )
+            // The quota gauge is told under the lock, as every lock site does: its reports keep their order.
+            if let sealed { self.observation.heldBytesChanged(sealed.heldBytes) }
+            return (result, sealed)
         }
         if let sealed { self.sealedOutsideTheLock(sealed) }
         return result
     }
 
-    /// What a record that sealed a batch asks: the quota gauge and the dispatcher's wake-up. The gauge is told
-    /// under the lock again: its reports keep the order of the changes they report.
+    /// What a record that sealed a batch asks besides the gauge: the dispatcher's wake-up and the batch's counts.
     @inline(never)
     private func sealedOutsideTheLock(_ sealed: Machine.Sealed) {
-        self.modifyState { state in
-            ((), Machine.Actions(sealed))
-        }
+        var actions = Machine.Actions(sealed)
+        actions.heldBytes = nil
+        self.modifyState { _ in ((), actions) }
     }
 
     /// One turn of a call of many records of one key: the records from `start` on, as far as the quota and the

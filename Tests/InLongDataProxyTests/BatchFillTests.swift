@@ -170,6 +170,45 @@ import Testing
         #expect(machine.commitFill(quiet, now: Self.start, wallSeconds: 7).1?.resumeSenders ?? [] == [])
     }
 
+    /// A record spilled to the spool while a fill wrote (its reservation left no room) goes before the fill's
+    /// records: the commit refuses them (the call spills them behind), and the spilled record, read back, joins
+    /// its key's batch in id order. Found by review: the fill's records were accepted with higher ids, and reading
+    /// the spilled one back into their open batch stopped the process ("record ids out of order").
+    @Test func aRecordSpilledDuringAFillGoesFirst() throws {
+        var machine = self.makeMachine(limits: self.makeAccumulator(maxRecords: 10, maxBytes: 1 << 16, quotaRecords: 3).limits)
+        machine.proxiesChanged([Endpoint(host: "127.0.0.1", port: 1)])
+        _ = machine.appendRun(ArraySlice([ByteBuffer(string: "r0")]), key: Self.key, now: Self.start, wallSeconds: 0)
+        _ = machine.tick(now: Self.start + .milliseconds(20))
+        let bodies = [ByteBuffer(string: "f2"), ByteBuffer(string: "f3")]
+        guard case .fill(var fill) = bodies.withUnsafeBufferPointer({ machine.beginFill(key: Self.key, wanted: BatchAccumulator.wanted($0)) }) else {
+            Issue.record("the fill did not begin")
+            return
+        }
+        // The reservation holds the rest of the quota: a single record finds no room and is spilled.
+        let single = machine.append(ByteBuffer(string: "s1"), attributes: nil, key: Self.key, now: Self.start, wallSeconds: 0).0
+        #expect(single == .blocked(.full))
+        let reserved = machine.reserveSpill(count: 1, key: Self.key, observer: .none)
+        let (seq, ids) = try #require(reserved)
+        _ = machine.spillWritten(seq, at: SpillLocation(segment: 1, offset: 0, length: 100), now: Self.start)
+        bodies.withUnsafeBufferPointer { fill.fill(from: BodiesFillSource(bodies: $0), at: 0) }
+        let (committed, _) = machine.commitFill(fill, now: Self.start, wallSeconds: 0)
+        #expect(committed.refused && committed.ids.isEmpty && committed.blocked == .full)
+        #expect(machine.accumulator.reservedRecords == 0 && machine.accumulator.heldRecords == 1)
+        // The first record is acked; the spilled one is read back into memory.
+        guard var job = machine.nextJob(now: Self.start).next?.job else {
+            Issue.record("no job")
+            return
+        }
+        job.frame = ByteBuffer(string: "frame")
+        _ = machine.submitted(job, to: Endpoint(host: "127.0.0.1", port: 1), now: Self.start, spentBlock: nil)
+        _ = machine.completed(jobID: job.id, outcome: .acked(proxyIP: nil), now: Self.start)
+        let drained = machine.drainSpill(
+            seq, [SpoolRecord(id: ids.lowerBound, key: Self.key, attributes: nil, body: ByteBuffer(string: "s1"))][...], now: Self.start, wallSeconds: 0
+        )
+        #expect(drained.appended == 1)
+        #expect(machine.accumulator.sealAll().map { Self.records($0.block) } == [["s1"]])
+    }
+
     /// Random schedules: fills of random lines (empty ones, CRLF ends, lines longer than a batch) begun, written
     /// and committed or refused at random steps, with single appends, other fills, seals by age and all at once,
     /// and acks that release quota between. After every step the quota, the reservations and the open batches add

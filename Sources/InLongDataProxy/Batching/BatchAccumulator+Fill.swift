@@ -2,6 +2,9 @@ import NIOCore
 
 /// The accumulator's two steps of a ``BatchFill``: the beginning reserves and hands out, the commit accepts.
 extension BatchAccumulator {
+    /// The most batches' worth of quota one fill reserves.
+    static let maxFillBatches = 16
+
     /// Starts a fill of `key`'s records: reserves quota for at most `wanted` (records, and bytes as charged) out of
     /// what is free, and hands out spare blocks. `maxSealed` is how many batches the fill may seal.
     mutating func beginFill(key: BatchKey, wanted: (records: Int, bytes: Int), maxSealed: Int) -> BatchFill {
@@ -9,9 +12,16 @@ extension BatchAccumulator {
         // As for one record: an empty client always has room for one, whatever its size. The reservation of that
         // record keeps another sender from taking the same exception meanwhile.
         let oneRecordAlways = taken == 0
-        var records = max(0, min(wanted.records, self.limits.quotaRecords - taken))
+        let freeRecords = self.limits.quotaRecords - taken
+        let freeBytes = self.limits.quotaBytes - self.heldBytes - self.reservedBytes
+        // At most what a turn of 16 full batches holds: a fill of a large call does not keep the rest of the
+        // quota from other senders (it stops there, and the call goes on with another turn).
+        let cap = (records: Self.maxFillBatches * self.limits.maxRecords, bytes: Self.maxFillBatches * (self.limits.maxBytes + 16 * Self.recordOverhead))
+        var records = max(0, min(wanted.records, freeRecords, cap.records))
         if oneRecordAlways { records = max(records, 1) }
-        let bytes = max(0, min(wanted.bytes, self.limits.quotaBytes - self.heldBytes - self.reservedBytes))
+        let bytes = max(0, min(wanted.bytes, freeBytes, cap.bytes))
+        // Whether running out of the reservation means the quota is used up (or only that the turn is over).
+        let quotaBinds = min(wanted.records, freeRecords) <= cap.records && min(wanted.bytes, freeBytes) <= cap.bytes
         self.reservedRecords += records
         self.reservedBytes += bytes
         self.fills += 1
@@ -32,6 +42,7 @@ extension BatchAccumulator {
             maxRecords: self.limits.maxRecords,
             reservedRecords: records,
             reservedBytes: bytes,
+            quotaBinds: quotaBinds,
             oneRecordAlways: oneRecordAlways,
             maxSealed: maxSealed,
             open: open,
@@ -74,13 +85,17 @@ extension BatchAccumulator {
         var nextID = firstID
         let count = filled.count
         var index = -1
-        while let written = filled.popLast() {
+        while let popped = filled.popLast() {
             index += 1
-            guard written.records > 0 else {
-                self.recycle(written.block)
+            let records = popped.records
+            let charged = popped.charged
+            // Moved out, so that the block is the only reference to its storage (a write would copy it otherwise).
+            var block = (consume popped).block
+            guard records > 0 else {
+                self.recycle(block)
                 continue
             }
-            let ids = nextID..<nextID + UInt64(written.records)
+            let ids = nextID..<nextID + UInt64(records)
             nextID = ids.upperBound
             var batch: OpenBatch
             if index == 0, let snapshot = fill.open, let openIndex = self.open.index(forKey: key),
@@ -89,7 +104,6 @@ extension BatchAccumulator {
                 // The open batch is as it was: the fewer bytes are copied, the open batch's into the room kept for
                 // them, or the new records behind the open batch's.
                 batch = self.open.remove(at: openIndex)
-                var block = written.block
                 if block.readableBytes < snapshot.bytes {
                     block.withUnsafeReadableBytes { _ = batch.block.writeBytes($0) }
                 } else {
@@ -98,16 +112,16 @@ extension BatchAccumulator {
                     swap(&batch.block, &block)
                 }
                 self.recycle(block)
-                batch.recordCount += written.records
-                batch.chargedBytes += written.charged
+                batch.recordCount += records
+                batch.chargedBytes += charged
                 batch.ids.append(ids)
             } else {
                 // The key's open batch changed or is new: its records are older than these, it goes first.
                 if let older = self.open.removeValue(forKey: key) { sealed.append(Self.sealed(older, key: key)) }
                 batch = OpenBatch(
-                    block: written.block,
-                    recordCount: written.records,
-                    chargedBytes: written.charged,
+                    block: block,
+                    recordCount: records,
+                    chargedBytes: charged,
                     ids: DataProxyRecordIDs(ids),
                     createdAt: FixedInstant(now),
                     dataTime: wallSeconds,
@@ -138,10 +152,18 @@ extension BatchAccumulator {
         maxSealed: Int = .max
     ) -> (appended: Int, sealed: [SealedBatch]) {
         bodies.withUnsafeBufferPointer { bodies in
-            var fill = self.beginFill(key: key, wanted: Self.wanted(bodies), maxSealed: maxSealed)
-            fill.fill(from: BodiesFillSource(bodies: bodies), at: 0)
-            let appended = fill.records
-            return (appended, self.commitFill(fill, firstID: firstID, tracker: tracker, now: now, wallSeconds: wallSeconds, accept: true))
+            var appended = 0
+            var sealed: [SealedBatch] = []
+            // Turn after turn while a turn's reservation, not the quota, stops it.
+            while true {
+                let rest = UnsafeBufferPointer(rebasing: bodies[appended...])
+                var fill = self.beginFill(key: key, wanted: Self.wanted(rest), maxSealed: maxSealed - sealed.count)
+                fill.fill(from: BodiesFillSource(bodies: bodies), at: appended)
+                let (records, stop) = (fill.records, fill.stop)
+                sealed += self.commitFill(fill, firstID: firstID + UInt64(appended), tracker: tracker, now: now, wallSeconds: wallSeconds, accept: true)
+                appended += records
+                guard stop == .turnOver, sealed.count < maxSealed else { return (appended, sealed) }
+            }
         }
     }
 
@@ -185,10 +207,19 @@ extension BatchAccumulator {
         wallSeconds: UInt32,
         maxSealed: Int = .max
     ) -> DelimitedRun {
-        var fill = self.beginFill(key: key, wanted: Self.wanted(delimitedBytes: bytes.count - start), maxSealed: maxSealed)
-        fill.fill(from: DelimitedFillSource(bytes: bytes, delimiter: delimiter), at: start)
-        var run = DelimitedRun(end: fill.cursor, appended: fill.records, empty: fill.empty, bytes: fill.bodyBytes, stop: fill.stop)
-        run.sealed = self.commitFill(fill, firstID: firstID, tracker: nil, now: now, wallSeconds: wallSeconds, accept: true)
+        var run = DelimitedRun(end: start)
+        // Turn after turn while a turn's reservation, not the quota, stops it.
+        repeat {
+            var fill = self.beginFill(key: key, wanted: Self.wanted(delimitedBytes: bytes.count - run.end), maxSealed: maxSealed - run.sealed.count)
+            fill.fill(from: DelimitedFillSource(bytes: bytes, delimiter: delimiter), at: run.end)
+            let records = fill.records
+            run.end = fill.cursor
+            run.empty += fill.empty
+            run.bytes += fill.bodyBytes
+            run.stop = fill.stop
+            run.sealed += self.commitFill(fill, firstID: firstID + UInt64(run.appended), tracker: nil, now: now, wallSeconds: wallSeconds, accept: true)
+            run.appended += records
+        } while run.stop == .turnOver && run.sealed.count < maxSealed
         return run
     }
 }

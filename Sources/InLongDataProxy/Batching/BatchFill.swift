@@ -23,6 +23,8 @@ struct BatchFill {
         case end
         /// The quota has no room for the next record (its body length).
         case quota(length: Int)
+        /// The fill's reservation, smaller than the free quota, is used up: the call goes on with another turn.
+        case turnOver
         /// The next record does not fit any batch (its body length).
         case tooLarge(length: Int)
         /// The fill sealed as many batches as the dispatcher's backlog allows (the next record's body length).
@@ -51,6 +53,8 @@ struct BatchFill {
     /// The quota reserved for the fill: no record goes past it.
     let reservedRecords: Int
     let reservedBytes: Int
+    /// The reservation is all the quota had free: running out of it means the quota is used up.
+    let quotaBinds: Bool
     /// The client held nothing at the beginning: one record goes in whatever its size (as a single append would).
     let oneRecordAlways: Bool
     /// Batches the fill may seal (room in the dispatcher's backlog).
@@ -77,6 +81,7 @@ struct BatchFill {
         maxRecords: Int,
         reservedRecords: Int,
         reservedBytes: Int,
+        quotaBinds: Bool,
         oneRecordAlways: Bool,
         maxSealed: Int,
         open: OpenBatchSnapshot?,
@@ -87,6 +92,7 @@ struct BatchFill {
         self.maxRecords = maxRecords
         self.reservedRecords = reservedRecords
         self.reservedBytes = reservedBytes
+        self.quotaBinds = quotaBinds
         self.oneRecordAlways = oneRecordAlways
         self.maxSealed = maxSealed
         self.open = open
@@ -174,7 +180,7 @@ struct BatchFill {
                 let charge = length + BatchAccumulator.recordOverhead
                 guard (self.oneRecordAlways && self.records == 0)
                     || (self.records < self.reservedRecords && self.charged + charge <= self.reservedBytes)
-                else { return (.quota(length: length), false) }
+                else { return (self.quotaBinds ? .quota(length: length) : .turnOver, false) }
                 // The record does not fit this batch: it starts the next.
                 if writer.records + writer.prefixRecords > 0, writer.written + recordBytes > writer.room { return (nil, true) }
                 let at = destination + writer.written

@@ -25,6 +25,10 @@ extension DeliveryStateMachine {
         var stoppedBefore: Int?
         /// The limit the record it stopped before exceeds.
         var tooLargeLimit: Int?
+        /// The fill's records were not accepted (the client closed, or records were spilled meanwhile).
+        var refused = false
+        /// The fill's reservation ran out before the quota did: the call goes on with another turn.
+        var turnOver = false
     }
 
     /// Accepts a fill's records (observed by `tracker`), unless the client stopped accepting since it began.
@@ -36,7 +40,10 @@ extension DeliveryStateMachine {
         wallSeconds: UInt32
     ) -> (FillCommitted, Actions?) {
         let first = self.nextRecordID
-        let accept = self.isAccepting
+        // Records spilled to the spool while the fill wrote (a sender found no room) go first: the fill's records
+        // are not accepted, and the call spills them behind.
+        let spilled = !self.spill.isEmpty
+        let accept = self.isAccepting && !spilled
         let records = accept ? fill.records : 0
         let stop = fill.stop
         let maxBytes = fill.maxBytes
@@ -44,10 +51,12 @@ extension DeliveryStateMachine {
         let sealed = self.accumulator.commitFill(fill, firstID: first, tracker: tracker, now: now, wallSeconds: wallSeconds, accept: accept)
         var committed = FillCommitted(ids: self.takeRecordIDs(records))
         if !accept {
-            committed.blocked = .closed
+            committed.refused = true
+            committed.blocked = self.isAccepting ? .full : .closed
         } else {
             switch stop {
             case .end: break
+            case .turnOver: committed.turnOver = true
             case .quota(let length):
                 committed.blocked = .full
                 committed.stoppedBefore = length

@@ -111,18 +111,27 @@ struct DeliveryStateMachine<Waiter> {
         tracker: DeliveryTracker? = nil
     ) -> (ids: Range<UInt64>, blocked: Blocked?, sealed: Sealed?) {
         let first = self.nextRecordID
-        var fill: BatchFill
-        switch bodies.withUnsafeBufferPointer({ self.beginFill(key: key, wanted: BatchAccumulator.wanted($0)) }) {
-        case .blocked(let blocked): return (first..<first, blocked, nil)
-        case .fill(let started): fill = started
+        var sealed: [(key: BatchKey, records: Int, bytes: Int, dataTime: UInt32)] = []
+        var appended = 0
+        // Turn after turn while a turn's reservation, not the quota, stops it.
+        while true {
+            var fill: BatchFill
+            switch bodies.withUnsafeBufferPointer({ self.beginFill(key: key, wanted: BatchAccumulator.wanted(UnsafeBufferPointer(rebasing: $0[appended...]))) }) {
+            case .blocked(let blocked):
+                return (first..<self.nextRecordID, blocked, sealed.isEmpty ? nil : Sealed(batches: sealed, heldBytes: self.accumulator.heldBytes))
+            case .fill(let started): fill = started
+            }
+            bodies.withUnsafeBufferPointer { fill.fill(from: BodiesFillSource(bodies: $0), at: appended) }
+            let (committed, actions) = self.commitFill(fill, tracker: tracker, now: now, wallSeconds: wallSeconds)
+            // Nothing happened between the two steps: nobody waits on the reservation, only sealed batches are left.
+            precondition(actions.map { $0.resumeSenders.isEmpty && $0.finish.isEmpty } ?? true, "a fill at once resumed senders")
+            precondition(committed.tooLargeLimit == nil, "records of a run are checked against the limit before")
+            sealed += actions?.sealed ?? []
+            appended += committed.ids.count
+            guard committed.turnOver, appended < bodies.count else {
+                return (first..<self.nextRecordID, committed.blocked, sealed.isEmpty ? nil : Sealed(batches: sealed, heldBytes: self.accumulator.heldBytes))
+            }
         }
-        bodies.withUnsafeBufferPointer { fill.fill(from: BodiesFillSource(bodies: $0), at: 0) }
-        let (committed, actions) = self.commitFill(fill, tracker: tracker, now: now, wallSeconds: wallSeconds)
-        // Nothing happened between the two steps: nobody waits on the reservation, only sealed batches are left.
-        precondition(actions.map { $0.resumeSenders.isEmpty && $0.finish.isEmpty } ?? true, "a fill at once resumed senders")
-        let sealed = actions.flatMap { $0.sealed.isEmpty ? nil : Sealed(batches: $0.sealed, heldBytes: $0.heldBytes ?? self.accumulator.heldBytes) }
-        precondition(committed.tooLargeLimit == nil, "records of a run are checked against the limit before")
-        return (committed.ids, committed.blocked, sealed)
     }
 
     /// Appends one record, with who observes its outcome. Actions only when a batch was sealed.
