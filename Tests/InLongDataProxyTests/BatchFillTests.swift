@@ -170,6 +170,22 @@ import Testing
         #expect(machine.commitFill(quiet, now: Self.start, wallSeconds: 7).1?.resumeSenders ?? [] == [])
     }
 
+    /// With room for one more batch in the backlog and an open batch that cannot take the next record, a fill
+    /// still writes: the open batch is sealed first and the records start their own batch. (The first batch, kept
+    /// empty, used up the room: every turn stopped having written nothing, and a sender spun; seen as a hang of
+    /// `send(lines:)` and as lines an agent never sent before its stop.)
+    @Test func aFullOpenBatchDoesNotStopAFillWithRoomForOneBatch() {
+        var accumulator = self.makeAccumulator(maxRecords: 100, maxBytes: 30)
+        _ = self.append(&accumulator, String(repeating: "a", count: 20), id: 0)
+        let fill = Self.fill(&accumulator, "bbbbbbbbbb\ncc\n", maxSealed: 1)
+        #expect(fill.records >= 1)
+        let sealed = accumulator.commitFill(fill, firstID: 1, tracker: nil, now: Self.start, wallSeconds: 7, accept: true)
+        #expect(sealed.map { Self.records($0.block) }.first == [String(repeating: "a", count: 20)])
+        let all = sealed + accumulator.sealAll()
+        #expect(all.flatMap { Self.records($0.block) } == [String(repeating: "a", count: 20), "bbbbbbbbbb", "cc"].prefix(1 + fill.records).map { $0 })
+        #expect(all.flatMap { $0.ids.map(\.rawValue) } == Array(0...UInt64(fill.records)))
+    }
+
     /// A record spilled to the spool while a fill wrote (its reservation left no room) goes before the fill's
     /// records: the commit refuses them (the call spills them behind), and the spilled record, read back, joins
     /// its key's batch in id order. Found by review: the fill's records were accepted with higher ids, and reading

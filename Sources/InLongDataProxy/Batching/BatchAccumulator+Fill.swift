@@ -98,7 +98,7 @@ extension BatchAccumulator {
             let ids = nextID..<nextID + UInt64(records)
             nextID = ids.upperBound
             var batch: OpenBatch
-            if index == 0, let snapshot = fill.open, let openIndex = self.open.index(forKey: key),
+            if index == 0, fill.keptRoomForOpen, let snapshot = fill.open, let openIndex = self.open.index(forKey: key),
                 self.open[openIndex].generation == snapshot.generation, self.open[openIndex].recordCount == snapshot.records
             {
                 // The open batch is as it was: the fewer bytes are copied, the open batch's into the room kept for

@@ -63,6 +63,12 @@ struct BatchFill {
     /// Blocks to write into (spare ones of the accumulator); more are allocated when they run out.
     var spareBlocks: [ByteBuffer]
 
+    /// The key's open batch could not take the first record: the first batch kept no room for it.
+    private(set) var openSkipped = false
+    /// Whether the first batch holds room for the open batch's bytes (the commit copies them there, or the new
+    /// records behind them).
+    var keptRoomForOpen: Bool { self.open != nil && !self.openSkipped }
+
     /// What was written, in order.
     private(set) var batches: [Batch] = []
     private(set) var records = 0
@@ -122,8 +128,8 @@ struct BatchFill {
                 self.stop = .backlogged(length: length)
                 return
             }
-            let prefixBytes = first ? (self.open?.bytes ?? 0) : 0
-            let prefixRecords = first ? (self.open?.records ?? 0) : 0
+            let prefixBytes = first && !self.openSkipped ? (self.open?.bytes ?? 0) : 0
+            let prefixRecords = first && !self.openSkipped ? (self.open?.records ?? 0) : 0
             var block = self.spareBlocks.popLast() ?? ByteBufferAllocator().buffer(capacity: self.maxBytes)
             if prefixBytes > 0 {
                 // Blocks hold `maxBytes`: the room kept in front and the records after it fit.
@@ -135,6 +141,15 @@ struct BatchFill {
             _ = block.writeWithUnsafeMutableBytes(minimumWritableBytes: writer.room) { destination in
                 outcome = self.write(from: source, into: destination.baseAddress!, with: &writer)
                 return writer.written
+            }
+            if prefixRecords > 0, writer.records == 0, outcome.stop == nil {
+                // The open batch cannot take the next record: the records start a batch of their own, and the
+                // commit seals the open batch before it. (Kept as an empty first batch, it counted against the
+                // backlog's room: with room for one batch, every turn stopped there, having written nothing.)
+                block.clear()
+                self.spareBlocks.append(block)
+                self.openSkipped = true
+                continue
             }
             self.batches.append(Batch(block: block, records: writer.records, charged: writer.charged))
             if let stop = outcome.stop {
