@@ -11,12 +11,12 @@ import Testing
     /// A file in memory that a test appends to.
     final class MemoryFile: TailedFile {
         var bytes: [UInt8] = []
-        /// When it was last written, on the wall clock (`nil`: unknown).
-        var written: Duration?
+        /// How long ago it was last written (`nil`: unknown).
+        var quietFor: Duration?
 
         func size() throws -> Int64 { Int64(self.bytes.count) }
 
-        func modificationTime() -> Duration? { self.written }
+        func timeSinceLastWrite() -> Duration? { self.quietFor }
 
         func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int {
             guard offset < self.bytes.count else { return 0 }
@@ -78,12 +78,11 @@ import Testing
     /// the end, not a timeout later; a file written just now still waits.
     @Test func theLastRecordOfAFileQuietForTheTimeoutGoesAtOnce() throws {
         let now = ContinuousClock.now
-        // The wall clock moves while the test runs: each case has seconds of room either way.
         for (quietFor, sentAtOnce) in [(Duration.seconds(30), true), (.seconds(8), true), (.seconds(1), false), (.zero, false)] {
             let file = MemoryFile()
             let tail = try self.tail(file, try self.startPattern(timeout: .seconds(5)))
             file.append("2026-01-01 ERROR a\n\tat x\n2026-01-01 INFO b\n\tat y\n")
-            file.written = wallClockNow() - quietFor
+            file.quietFor = quietFor
             let read = try #require(try tail.readLines(maxBytes: 1 << 20, now: now))
             let expected = sentAtOnce ? ["2026-01-01 ERROR a\n\tat x", "2026-01-01 INFO b\n\tat y"] : ["2026-01-01 ERROR a\n\tat x"]
             #expect(self.bodies(read) == expected, "quiet for \(quietFor)")

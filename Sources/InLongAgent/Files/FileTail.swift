@@ -223,9 +223,8 @@ final class FileTail {
         }
         if self.assembler != nil, atEnd, !self.restartPending {
             // The record under way is as old as the file's last write, at least.
-            if self.hasPendingRecord, let written = self.file.modificationTime() {
-                let quiet = wallClockNow() - written
-                if quiet > .zero { self.assembler!.fileQuiet(since: now - quiet) }
+            if self.hasPendingRecord, let quiet = self.file.timeSinceLastWrite(), quiet > .zero {
+                self.assembler!.fileQuiet(since: now - quiet)
             }
             self.assembler!.tick(now: now, into: &lines, offsets: &offsets)
             if self.boundary > self.tracker.readOffset { end = self.boundary }

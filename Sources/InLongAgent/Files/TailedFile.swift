@@ -14,12 +14,12 @@ protocol TailedFile: AnyObject {
     /// Up to `buffer.count` bytes at `offset`: the count read (0 at the end of the file), or minus the `errno` of a
     /// failure.
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) -> Int
-    /// When the file was last written, on the wall clock since the epoch (`nil`: unknown).
-    func modificationTime() -> Duration?
+    /// How long ago the file was last written (`nil`: unknown).
+    func timeSinceLastWrite() -> Duration?
 }
 
 extension TailedFile {
-    func modificationTime() -> Duration? { nil }
+    func timeSinceLastWrite() -> Duration? { nil }
 }
 
 /// An open descriptor: a renamed or deleted file stays readable through it.
@@ -54,11 +54,11 @@ final class DescriptorFile: TailedFile {
         preadRetrying(self.descriptor, into: buffer, at: offset)
     }
 
-    func modificationTime() -> Duration? {
+    func timeSinceLastWrite() -> Duration? {
         var info = stat()
         guard fstat(self.descriptor, &info) == 0 else { return nil }
         // Whole seconds, rounded up: a file is never taken for quieter than it is.
-        return .seconds(info.st_mtim.tv_sec + 1)
+        return wallClockNow() - .seconds(info.st_mtim.tv_sec + 1)
     }
 }
 
