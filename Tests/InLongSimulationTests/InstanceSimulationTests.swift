@@ -188,6 +188,17 @@ import Testing
                 self.sources[index] = source
                 let records = Array(self.nextRecord..<self.nextRecord + Int.random(in: 1...5, using: &self.random))
                 self.nextRecord += records.count
+                if Int.random(in: 0..<40, using: &self.random) == 0 {
+                    // The client closed part way through the read's send: what it accepted goes on, the rest is
+                    // owed (set aside at the stop, or read again).
+                    self.sinkClosed = true
+                    let cut = Int.random(in: 0...records.count, using: &self.random)
+                    self.record("instance \(index): sink closed after \(cut) of \(records.count) records")
+                    let deliveries = cut > 0 ? self.send(Array(records.prefix(cut)), instance: index) : []
+                    try self.apply(self.machines[index].read((position, bytes, deliveries, Array(records.dropFirst(cut))), now: self.now), instance: index)
+                    try self.apply(self.machines[index].sinkClosed(), instance: index)
+                    return
+                }
                 let deliveries = Bool.random(using: &self.random) || records.count > 1 ? self.send(records, instance: index) : []
                 let owed = deliveries.isEmpty ? self.owed(records.count) : []
                 try self.apply(self.machines[index].read((position, bytes, deliveries, owed), now: self.now), instance: index)

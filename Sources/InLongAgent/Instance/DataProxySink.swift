@@ -26,7 +26,8 @@ protocol InstanceSink: Sendable {
 
     /// Sends `records` (with where each starts in its file, or no `offsets`, and each one's own `attributes`, or
     /// none); returns the deliveries that carry them and the records still owed (not accepted now, or a dead-letter
-    /// write failed). Throws only when nothing more can be sent (the client closed).
+    /// write failed). Throws only when nothing more can be sent (the client closed): a ``SinkClosed`` with what
+    /// the call still handed over before the close and what it owes.
     func send(_ records: [ByteBuffer], offsets: [Int64], attributes: [[(String, String)]], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
     /// Sends again or sets aside `records`, as ``send(_:offsets:attributes:origin:)``.
     func retry(_ records: [PendingRecord], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
@@ -38,6 +39,13 @@ protocol InstanceSink: Sendable {
     /// At a stop, for a source that cannot read them again: sets aside `owed` and what `inFlight` did not end with
     /// an ack (possibly sent: no ack came yet).
     func setAside(_ owed: [PendingRecord], inFlight: [Delivery], reason: String, origin: String) async
+}
+
+/// The client closed during a call: `deliveries` carry what it accepted before (the close still sends them, or
+/// fails them at its deadline); `owed` are the call's records it can no longer send.
+struct SinkClosed<Delivery: Sendable>: Error {
+    var deliveries: [Delivery]
+    var owed: [PendingRecord]
 }
 
 /// Sends an instance's records through the ``DataProxyClient`` (InLong Agent's DataProxy Sink): one receipt per
@@ -93,26 +101,33 @@ struct DataProxySink: InstanceSink {
                     deliveries.append(Delivery(receipt: receipt, records: [record], offsets: offset, attributes: own))
                 } catch let error as DataProxyError where error.code == .messageTooLarge {
                     owed += self.deadLetter([record], reason: "\(error)", origin: origin)
+                } catch let error as DataProxyError {
+                    let rest = (index..<records.count).map {
+                        PendingRecord(body: records[$0], offset: offsets.isEmpty ? nil : offsets[$0], attributes: attributes.isEmpty ? [] : attributes[$0])
+                    }
+                    if error.code == .shutDown { throw SinkClosed(deliveries: deliveries, owed: owed + rest) }
+                    // Not accepted now: tried again with the rest.
+                    return (deliveries, owed + rest)
                 }
             }
             return (deliveries, owed)
-        } catch let error as DataProxyError where error.code != .shutDown {
-            // Not accepted now (the buffer full with `whenFull: fail`, a limit lowered meanwhile, ...): what the
-            // call accepted goes on under its receipt, the rest is owed and tried again.
+        } catch let error as DataProxyError {
+            // Not accepted now (the buffer full with `whenFull: fail`, a limit lowered meanwhile, the close, ...):
+            // what the call accepted goes on under its receipt, the rest is owed.
             let accepted = error.acceptedReceipt == nil ? 0 : error.acceptedRecords?.count ?? 0
             let deliveries = error.acceptedReceipt.map {
                 [Delivery(receipt: $0, records: Array(records.prefix(accepted)), offsets: Array(offsets.prefix(accepted)), attributes: Array(attributes.prefix(accepted)))]
             } ?? []
+            let owed = (accepted..<records.count).map {
+                PendingRecord(body: records[$0], offset: offsets.isEmpty ? nil : offsets[$0], attributes: attributes.isEmpty ? [] : attributes[$0])
+            }
+            // Closed: nothing more goes; the instance keeps the owed records to account for at its stop.
+            if error.code == .shutDown { throw SinkClosed(deliveries: deliveries, owed: owed) }
             self.logger.warning(
                 "cannot send; the lines stay pending and are tried again",
                 metadata: ["inlong.source": "\(origin)", "inlong.records": "\(records.count - accepted)", "inlong.error": "\(error)"]
             )
-            return (
-                deliveries,
-                (accepted..<records.count).map {
-                    PendingRecord(body: records[$0], offset: offsets.isEmpty ? nil : offsets[$0], attributes: attributes.isEmpty ? [] : attributes[$0])
-                }
-            )
+            return (deliveries, owed)
         }
     }
 
@@ -148,8 +163,13 @@ struct DataProxySink: InstanceSink {
         if attributes.allSatisfy(\.isEmpty) { attributes = [] }
         self.counters.resent.add(bodies.count, ordering: .relaxed)
         self.sourceCounters?.resent.add(bodies.count, ordering: .relaxed)
-        let sent = try await self.send(bodies, offsets: offsets.count == bodies.count ? offsets : [], attributes: attributes, origin: origin)
-        return (sent.deliveries, owed + sent.owed)
+        do {
+            let sent = try await self.send(bodies, offsets: offsets.count == bodies.count ? offsets : [], attributes: attributes, origin: origin)
+            return (sent.deliveries, owed + sent.owed)
+        } catch var closed as SinkClosed<Delivery> {
+            closed.owed = owed + closed.owed
+            throw closed
+        }
     }
 
     func setAside(_ owed: [PendingRecord], inFlight: [Delivery], reason: String, origin: String) async {

@@ -70,8 +70,17 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
                     _ = await self.wait(for: .init(outcome: nil, until: until), budget: nil, untilStop: !stopping)
                 }
             case .resend(let entry, let records):
-                let result = try? await self.sink.retry(records, origin: self.origin)
-                self.apply(machine.resent(entry: entry, records: records, result: result, now: .now))
+                do {
+                    let result = try await self.sink.retry(records, origin: self.origin)
+                    self.apply(machine.resent(entry: entry, records: records, result: result, now: .now))
+                } catch let closed as SinkClosed<Sink.Delivery> {
+                    // What went before the close is awaited; the rest stays owed (set aside at the stop, or read
+                    // again from the committed offset).
+                    self.apply(machine.resent(entry: entry, records: records, result: (closed.deliveries, closed.owed), now: .now))
+                    self.apply(machine.sinkClosed())
+                } catch {
+                    self.apply(machine.resent(entry: entry, records: records, result: nil, now: .now))
+                }
             case .acquire(let bytes, let wake):
                 if let taken = self.budget.tryAcquire(bytes) {
                     self.apply(machine.acquired(taken))
@@ -118,6 +127,11 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
         do {
             let sent = try await self.sink.send(data.records, offsets: data.offsets, attributes: data.attributes, origin: self.origin)
             self.apply(machine.read((data.position, data.bytes, sent.deliveries, sent.owed), now: .now))
+        } catch let closed as SinkClosed<Sink.Delivery> {
+            // The client closed part way: what it accepted before is awaited, the rest stays owed (set aside at the
+            // stop, or read again from the committed offset); this read is never committed.
+            self.apply(machine.read((data.position, data.bytes, closed.deliveries, closed.owed), now: .now))
+            self.apply(machine.sinkClosed())
         } catch {
             // The client closed: nothing more can be sent, and this read is never committed.
             self.apply(machine.sinkClosed())

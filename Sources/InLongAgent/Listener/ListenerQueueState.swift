@@ -12,8 +12,9 @@ import NIOCore
 /// - A datagram that does not fit is dropped (its sender cannot be paused).
 /// - Once closed, a connection's last messages (those it kept, and its last frame) are queued whatever the bound, so
 ///   that none is lost; nothing is paused any more.
-/// - It is drained once closed and every message was taken, or once closed and its reader ended (nothing more will
-///   be taken): whoever waits for that is resumed then, never by a timer.
+/// - It is drained once closed, every message was taken and the reader came back for more (it takes again only
+///   once it handed the last ones on: until then a close of what they go through would lose them), or once closed
+///   and its reader ended (nothing more will be taken): whoever waits for that is resumed then, never by a timer.
 struct ListenerQueueState<ConnectionID: Hashable, Connection, Waiter> {
     let maxBytes: Int
     /// Paused connections are resumed once the queue holds at most this.
@@ -24,6 +25,8 @@ struct ListenerQueueState<ConnectionID: Hashable, Connection, Waiter> {
     private(set) var paused: [ConnectionID: Connection] = [:]
     private(set) var closed = false
     private(set) var readerEnded = false
+    /// The reader took messages and did not come back for more yet: it may still be handing them on.
+    private(set) var inHand = false
     private var waiters: [Int: Waiter] = [:]
 
     init(maxBytes: Int) {
@@ -31,7 +34,7 @@ struct ListenerQueueState<ConnectionID: Hashable, Connection, Waiter> {
         self.maxBytes = maxBytes
     }
 
-    var isDrained: Bool { self.closed && (self.messages.isEmpty || self.readerEnded) }
+    var isDrained: Bool { self.closed && ((self.messages.isEmpty && !self.inHand) || self.readerEnded) }
     var waiting: Int { self.waiters.count }
 
     /// What a connection's push came to.
@@ -80,6 +83,7 @@ struct ListenerQueueState<ConnectionID: Hashable, Connection, Waiter> {
             taken.bytes += next.readableBytes
         }
         self.bytes -= taken.bytes
+        self.inHand = !taken.messages.isEmpty
         if self.bytes <= self.lowMark, !self.paused.isEmpty {
             taken.resume = Array(self.paused.values)
             self.paused = [:]

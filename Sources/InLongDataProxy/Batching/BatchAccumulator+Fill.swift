@@ -20,8 +20,10 @@ extension BatchAccumulator {
         var records = max(0, min(wanted.records, freeRecords, cap.records))
         if oneRecordAlways { records = max(records, 1) }
         let bytes = max(0, min(wanted.bytes, freeBytes, cap.bytes))
-        // Whether running out of the reservation means the quota is used up (or only that the turn is over).
-        let quotaBinds = min(wanted.records, freeRecords) <= cap.records && min(wanted.bytes, freeBytes) <= cap.bytes
+        // Whether each side of the reservation is the turn's cap, less than the quota has free: running out of
+        // that side means only that the turn is over (the cap always holds a record, so such a turn wrote one).
+        let recordsCapped = min(wanted.records, freeRecords) > cap.records
+        let bytesCapped = min(wanted.bytes, freeBytes) > cap.bytes
         self.reservedRecords += records
         self.reservedBytes += bytes
         self.fills += 1
@@ -42,7 +44,8 @@ extension BatchAccumulator {
             maxRecords: self.limits.maxRecords,
             reservedRecords: records,
             reservedBytes: bytes,
-            quotaBinds: quotaBinds,
+            recordsCapped: recordsCapped,
+            bytesCapped: bytesCapped,
             oneRecordAlways: oneRecordAlways,
             maxSealed: maxSealed,
             open: open,

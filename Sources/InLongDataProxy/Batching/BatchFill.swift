@@ -53,8 +53,10 @@ struct BatchFill {
     /// The quota reserved for the fill: no record goes past it.
     let reservedRecords: Int
     let reservedBytes: Int
-    /// The reservation is all the quota had free: running out of it means the quota is used up.
-    let quotaBinds: Bool
+    /// Whether the reserved records (bytes) are the turn's cap, less than the quota had free: running out of them
+    /// means only that the turn is over, not that the quota is used up. A capped side holds at least one record.
+    let recordsCapped: Bool
+    let bytesCapped: Bool
     /// The client held nothing at the beginning: one record goes in whatever its size (as a single append would).
     let oneRecordAlways: Bool
     /// Batches the fill may seal (room in the dispatcher's backlog).
@@ -87,7 +89,8 @@ struct BatchFill {
         maxRecords: Int,
         reservedRecords: Int,
         reservedBytes: Int,
-        quotaBinds: Bool,
+        recordsCapped: Bool,
+        bytesCapped: Bool,
         oneRecordAlways: Bool,
         maxSealed: Int,
         open: OpenBatchSnapshot?,
@@ -98,7 +101,8 @@ struct BatchFill {
         self.maxRecords = maxRecords
         self.reservedRecords = reservedRecords
         self.reservedBytes = reservedBytes
-        self.quotaBinds = quotaBinds
+        self.recordsCapped = recordsCapped
+        self.bytesCapped = bytesCapped
         self.oneRecordAlways = oneRecordAlways
         self.maxSealed = maxSealed
         self.open = open
@@ -193,9 +197,14 @@ struct BatchFill {
                 let recordBytes = BatchAccumulator.blockBytes(bodyLength: length, attributesLength: nil)
                 if recordBytes > self.maxBytes { return (.tooLarge(length: length), false) }
                 let charge = length + BatchAccumulator.recordOverhead
-                guard (self.oneRecordAlways && self.records == 0)
-                    || (self.records < self.reservedRecords && self.charged + charge <= self.reservedBytes)
-                else { return (self.quotaBinds ? .quota(length: length) : .turnOver, false) }
+                let recordsLeft = self.records < self.reservedRecords
+                let bytesLeft = self.charged + charge <= self.reservedBytes
+                guard (self.oneRecordAlways && self.records == 0) || (recordsLeft && bytesLeft) else {
+                    // The turn is over only when every side that ran out was capped: a side the quota bounds
+                    // would stop the next turn before its first record, with nothing written (a sender spinning).
+                    let quotaRanOut = (!recordsLeft && !self.recordsCapped) || (!bytesLeft && !self.bytesCapped)
+                    return (quotaRanOut ? .quota(length: length) : .turnOver, false)
+                }
                 // The record does not fit this batch: it starts the next.
                 if writer.records + writer.prefixRecords > 0, writer.written + recordBytes > writer.room { return (nil, true) }
                 let at = destination + writer.written

@@ -25,7 +25,8 @@ extension DeliveryStateMachine {
         var stoppedBefore: Int?
         /// The limit the record it stopped before exceeds.
         var tooLargeLimit: Int?
-        /// The fill's records were not accepted (the client closed, or records were spilled meanwhile).
+        /// The fill's records were not accepted: the client closed (`blocked` is `.closed`), records were spilled
+        /// meanwhile (`.full`), or the batch limit was lowered (no stop: the call goes on with another turn).
         var refused = false
         /// The fill's reservation ran out before the quota did: the call goes on with another turn.
         var turnOver = false
@@ -43,7 +44,11 @@ extension DeliveryStateMachine {
         // Records spilled to the spool while the fill wrote (a sender found no room) go first: the fill's records
         // are not accepted, and the call spills them behind.
         let spilled = !self.spill.isEmpty
-        let accept = self.isAccepting && !spilled
+        // A batch limit lowered since the beginning (the Manager's): the batches were cut to the old one, so the
+        // records are not accepted and the call writes them again (limits only go down: this happens once).
+        let limits = self.accumulator.limits
+        let limitLowered = fill.maxBytes > limits.maxBytes || fill.maxRecords > limits.maxRecords
+        let accept = self.isAccepting && !spilled && !limitLowered
         let records = accept ? fill.records : 0
         let stop = fill.stop
         let maxBytes = fill.maxBytes
@@ -52,7 +57,7 @@ extension DeliveryStateMachine {
         var committed = FillCommitted(ids: self.takeRecordIDs(records))
         if !accept {
             committed.refused = true
-            committed.blocked = self.isAccepting ? .full : .closed
+            committed.blocked = !self.isAccepting ? .closed : spilled ? .full : nil
         } else {
             switch stop {
             case .end: break
@@ -74,14 +79,30 @@ extension DeliveryStateMachine {
             self.enqueue(sealed, actions: &sealedActions)
             actions = sealedActions
         }
-        // Senders that found no room while the reservation held it may fit now.
-        if reserved, self.parkedDuringFill {
-            if self.accumulator.fills == 0 { self.parkedDuringFill = false }
-            var resumed = actions ?? Actions()
-            self.waiters.resumeRoomWaiters(into: &resumed.resumeSenders)
-            self.spill.resumeDrainer(into: &resumed.resumeSenders)
-            actions = resumed
-        }
+        if reserved { self.resumeWhoFitsAfterAFill(&actions) }
         return (committed, actions)
+    }
+
+    /// Senders (and the drainer) that found no room while a fill's reservation held quota: those whose record fits
+    /// now go on. Only those: one resumed without room would find none, park again during another caller's fill,
+    /// be resumed by its end, and so on, two callers waking each other for ever with nothing acked.
+    private mutating func resumeWhoFitsAfterAFill(_ actions: inout Actions?) {
+        let noFillLeft = self.accumulator.fills == 0
+        var resumed: [Waiter] = []
+        for (id, bytes) in self.waiters.roomDuringFill {
+            if self.spill.isEmpty, self.accumulator.hasRoom(forBytes: bytes) {
+                self.waiters.resumeRoomWaiter(id, into: &resumed)
+            } else if noFillLeft {
+                self.waiters.forgetParkedDuringFill(id)
+            }
+        }
+        if let bytes = self.drainerRoomDuringFill, noFillLeft || self.accumulator.hasRoom(forBytes: bytes) {
+            self.drainerRoomDuringFill = nil
+            if self.accumulator.hasRoom(forBytes: bytes) { self.spill.resumeDrainer(into: &resumed) }
+        }
+        guard !resumed.isEmpty else { return }
+        var merged = actions ?? Actions()
+        merged.resumeSenders += resumed
+        actions = merged
     }
 }

@@ -53,7 +53,7 @@ extension DeliveryStateMachine {
         }
         if case .closed = self.phase { return false }
         self.spill.park(waiter)
-        if bytes != nil, self.accumulator.fills > 0 { self.parkedDuringFill = true }
+        if let bytes, self.accumulator.fills > 0 { self.drainerRoomDuringFill = bytes + BatchAccumulator.recordOverhead }
         return true
     }
 

@@ -7,6 +7,9 @@ extension DeliveryStateMachine {
     /// parked as (a sender's id never takes out a flush, nor the reverse).
     struct Waiters {
         private var room: [Int: Waiter] = [:]
+        /// Senders waiting for room that parked while a fill held quota reserved, with the bytes their record needs:
+        /// that fill's end may give them the room (an ack resumes them all anyway).
+        private(set) var roomDuringFill: [Int: Int] = [:]
         private var backlog: [Int: Waiter] = [:]
         private var flushes: [Int: (target: Int, waiter: Waiter)] = [:]
         /// Flushes waiting for spilled records to be read back: until every spill entry below the seq left.
@@ -23,11 +26,24 @@ extension DeliveryStateMachine {
 
         // MARK: Parking
 
-        /// Parks a sender until the quota has room; its id.
-        mutating func parkForRoom(_ waiter: Waiter) -> Int {
+        /// Parks a sender until the quota has room; its id. `duringFillFor`: the bytes its record needs, when a
+        /// fill's reservation holds quota (the fill's end may be that room).
+        mutating func parkForRoom(_ waiter: Waiter, duringFillFor bytes: Int? = nil) -> Int {
             let id = self.takeID()
             self.room[id] = waiter
+            if let bytes { self.roomDuringFill[id] = bytes }
             return id
+        }
+
+        /// Hands the sender of `id`, parked for room during a fill, to `resumed` (if still parked).
+        mutating func resumeRoomWaiter(_ id: Int, into resumed: inout [Waiter]) {
+            self.roomDuringFill[id] = nil
+            if let waiter = self.room.removeValue(forKey: id) { resumed.append(waiter) }
+        }
+
+        /// The sender of `id` no longer waits on a fill (no fill holds quota now: only an ack gives it room).
+        mutating func forgetParkedDuringFill(_ id: Int) {
+            self.roomDuringFill[id] = nil
         }
 
         /// Parks a sender until the dispatcher caught up; its id.
@@ -76,7 +92,8 @@ extension DeliveryStateMachine {
 
         /// Takes out a parked sender (its task was cancelled): its waiter, unless it was handed back already.
         mutating func cancelSender(_ id: Int) -> Waiter? {
-            self.room.removeValue(forKey: id) ?? self.backlog.removeValue(forKey: id)
+            self.roomDuringFill[id] = nil
+            return self.room.removeValue(forKey: id) ?? self.backlog.removeValue(forKey: id)
         }
 
         /// Takes out a parked flush (its deadline passed, its task was cancelled): its waiter, if still parked.
@@ -91,6 +108,7 @@ extension DeliveryStateMachine {
             guard !self.room.isEmpty else { return }
             resumed += self.room.values
             self.room.removeAll()
+            self.roomDuringFill.removeAll()
         }
 
         /// Hands every sender waiting for the dispatcher to `resumed`.
@@ -106,6 +124,7 @@ extension DeliveryStateMachine {
             resumed += self.backlog.values
             self.room.removeAll()
             self.backlog.removeAll()
+            self.roomDuringFill.removeAll()
         }
 
         /// Hands the flushes whose target is at most `oldestLive` (the oldest job not ended, or the next job's id

@@ -67,9 +67,9 @@ struct DeliveryStateMachine<Waiter> {
     var nextUniq: UInt32 = 0
     /// The id of the next record accepted.
     private(set) var nextRecordID: UInt64 = 0
-    /// A sender or the spool's drainer waited for room while a fill held quota reserved: the fill's end lets it
-    /// try again.
-    var parkedDuringFill = false
+    /// The bytes the spool's drainer waits to fit, when it parked while a fill held quota reserved: the fill's end
+    /// may give it that room.
+    var drainerRoomDuringFill: Int?
     /// The proxies in use; empty until discovery found some.
     private(set) var proxies: [Endpoint] = []
 
@@ -178,9 +178,9 @@ struct DeliveryStateMachine<Waiter> {
         case .closed:
             return .retryNow
         case .full:
-            if self.spill.isEmpty, self.accumulator.hasRoom(forBytes: bytes + BatchAccumulator.recordOverhead) { return .retryNow }
-            if self.accumulator.fills > 0 { self.parkedDuringFill = true }
-            return .parked(id: self.waiters.parkForRoom(waiter))
+            let needed = bytes + BatchAccumulator.recordOverhead
+            if self.spill.isEmpty, self.accumulator.hasRoom(forBytes: needed) { return .retryNow }
+            return .parked(id: self.waiters.parkForRoom(waiter, duringFillFor: self.accumulator.fills > 0 ? needed : nil))
         case .backlogged:
             if self.backlog.releasesWaiters(ready: self.waitingJobs) { return .retryNow }
             return .parked(id: self.waiters.parkForBacklog(waiter))
