@@ -427,7 +427,7 @@ extension DataProxyClient {
                 error.acceptedRecords = accepted
                 throw error
             }
-        case .backlogged:
+        case .backlogged, .reserved:
             break
         }
         let ticket = WaitTicket()

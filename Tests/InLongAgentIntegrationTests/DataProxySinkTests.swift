@@ -50,4 +50,42 @@ import Testing
             _ = try? await run.value
         }
     }
+
+    /// The task is cancelled while a call waits for room, before it accepted anything: every record comes back
+    /// owed (they were dropped with the read; a listener's lines then ended nowhere).
+    @Test func aCancelledSendHandsBackEveryRecordOwed() async throws {
+        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
+        receiverConfiguration.faults.ackDelay = .seconds(5)
+        try await withReceiver(receiverConfiguration) { receiver in
+            var configuration = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
+            configuration.buffer.maxRecords = 10
+            configuration.batching.linger = .milliseconds(5)
+            let client = DataProxyClient(configuration: configuration)
+            let run = Task { try await client.runUntilClosed() }
+            let sink = DataProxySink(
+                client: client,
+                group: "g",
+                stream: "s",
+                attributes: [],
+                deadLetters: DeadLetterFile(path: FileManager.default.temporaryDirectory.appendingPathComponent("inlong-sink-\(UUID().uuidString)").path),
+                counters: AgentCounters(),
+                logger: Logger(label: "sink-test", factory: { _ in SwiftLogNoOpLogHandler() })
+            )
+            // The quota is used up before the call.
+            try await client.send(contentsOf: (0..<10).map { ByteBuffer(string: "first \($0)") }, group: "g", stream: "s")
+            let records = (0..<40).map { ByteBuffer(string: "line \($0)") }
+            let sending = Task { try await sink.send(records, offsets: [], attributes: [], origin: "test") }
+            #expect(await eventually { client.statistics().bufferFull > 0 })
+            sending.cancel()
+            do {
+                _ = try await sending.value
+                Issue.record("the send went on after its task was cancelled")
+            } catch let closed as SinkClosed<DataProxySink.Delivery> {
+                #expect(closed.deliveries.isEmpty)
+                #expect(closed.owed.map(\.body) == records)
+            }
+            client.close(deadline: .milliseconds(100))
+            _ = try? await run.value
+        }
+    }
 }

@@ -186,10 +186,12 @@ import Testing
         #expect(all.flatMap { $0.ids.map(\.rawValue) } == Array(0...UInt64(fill.records)))
     }
 
-    /// A record spilled to the spool while a fill wrote (its reservation left no room) goes before the fill's
-    /// records: the commit refuses them (the call spills them behind), and the spilled record, read back, joins
-    /// its key's batch in id order. Found by review: the fill's records were accepted with higher ids, and reading
-    /// the spilled one back into their open batch stopped the process ("record ids out of order").
+    /// A record spilled to the spool while a fill wrote goes before the fill's records: the commit refuses them
+    /// (the call spills them behind), and the spilled record, read back, joins its key's batch in id order. Found
+    /// by review: the fill's records were accepted with higher ids, and reading the spilled one back into their
+    /// open batch stopped the process ("record ids out of order"). A sender that finds the room held by a fill's
+    /// reservation alone waits for it (`.reserved`) rather than spill; the spill here stands for one that saw the
+    /// buffer full.
     @Test func aRecordSpilledDuringAFillGoesFirst() throws {
         var machine = self.makeMachine(limits: self.makeAccumulator(maxRecords: 10, maxBytes: 1 << 16, quotaRecords: 3).limits)
         machine.proxiesChanged([Endpoint(host: "127.0.0.1", port: 1)])
@@ -200,9 +202,9 @@ import Testing
             Issue.record("the fill did not begin")
             return
         }
-        // The reservation holds the rest of the quota: a single record finds no room and is spilled.
+        // The reservation holds the rest of the quota: a single record waits for the fill, it does not spill.
         let single = machine.append(ByteBuffer(string: "s1"), attributes: nil, key: Self.key, now: Self.start, wallSeconds: 0).0
-        #expect(single == .blocked(.full))
+        #expect(single == .blocked(.reserved))
         let reserved = machine.reserveSpill(count: 1, key: Self.key, observer: .none)
         let (seq, ids) = try #require(reserved)
         _ = machine.spillWritten(seq, at: SpillLocation(segment: 1, offset: 0, length: 100), now: Self.start)

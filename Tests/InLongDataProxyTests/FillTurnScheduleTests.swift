@@ -169,6 +169,18 @@ import Testing
             }
         }
 
+        /// A sender told the buffer is full (it would fail fast, or spill) while only the fills' reservations
+        /// held the room for its record is wrong: those end within a turn.
+        mutating func checkFull(_ blocked: DeliveryStateMachine<Int>.Blocked, bodyLength: Int) throws {
+            guard blocked == .full else { return }
+            let accumulator = self.machine.accumulator
+            let charge = bodyLength + BatchAccumulator.recordOverhead
+            let limits = accumulator.limits
+            if accumulator.heldRecords == 0 || (accumulator.heldRecords < limits.quotaRecords && accumulator.heldBytes + charge <= limits.quotaBytes) {
+                throw self.fail("told full with room for a record of \(bodyLength) bytes but for reservations")
+            }
+        }
+
         /// A caller stopped by `blocked` waits as the client does: a close ends the call, otherwise it tries again
         /// at once or parks.
         mutating func wait(_ index: Int, _ blocked: DeliveryStateMachine<Int>.Blocked, bodyLength: Int) {
@@ -250,6 +262,7 @@ import Testing
                     }
                     return
                 }
+                try self.checkFull(blocked, bodyLength: committed.stoppedBefore ?? 0)
                 if records == 0 {
                     self.callers[index].idleTurns += 1
                     if self.callers[index].idleTurns > 2 { throw self.fail("caller \(index) spins: stopped \(blocked) again with nothing changed") }
@@ -273,6 +286,7 @@ import Testing
                 self.worldChanged()
             case .blocked(let blocked):
                 guard blocked != .closed else { return }
+                try self.checkFull(blocked, bodyLength: body.utf8.count)
                 if case .parked = self.machine.wait(for: blocked, bytes: body.utf8.count, waiter: -1) { self.singleParked = true }
             case .tooLarge:
                 if !self.lowered { throw self.fail("a single record within the limit was too large") }

@@ -26,8 +26,8 @@ protocol InstanceSink: Sendable {
 
     /// Sends `records` (with where each starts in its file, or no `offsets`, and each one's own `attributes`, or
     /// none); returns the deliveries that carry them and the records still owed (not accepted now, or a dead-letter
-    /// write failed). Throws only when nothing more can be sent (the client closed): a ``SinkClosed`` with what
-    /// the call still handed over before the close and what it owes.
+    /// write failed). Throws only when nothing more can be sent (the client closed, the task was cancelled): a
+    /// ``SinkClosed`` with what the call handed over before and what it owes.
     func send(_ records: [ByteBuffer], offsets: [Int64], attributes: [[(String, String)]], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
     /// Sends again or sets aside `records`, as ``send(_:offsets:attributes:origin:)``.
     func retry(_ records: [PendingRecord], origin: String) async throws -> (deliveries: [Delivery], owed: [PendingRecord])
@@ -99,36 +99,58 @@ struct DataProxySink: InstanceSink {
                 do {
                     let receipt = try await self.sendOnce([record], offsets: offset, attributes: own)
                     deliveries.append(Delivery(receipt: receipt, records: [record], offsets: offset, attributes: own))
-                } catch let error as DataProxyError where error.code == .messageTooLarge {
+                } catch let error as DataProxyError where error.code == .messageTooLarge && error.acceptedRecords == nil {
                     owed += self.deadLetter([record], reason: "\(error)", origin: origin)
-                } catch let error as DataProxyError {
-                    let rest = (index..<records.count).map {
-                        PendingRecord(body: records[$0], offset: offsets.isEmpty ? nil : offsets[$0], attributes: attributes.isEmpty ? [] : attributes[$0])
+                } catch {
+                    do {
+                        let rest = try self.cutShort(by: error, records, offsets: offsets, attributes: attributes, from: index, origin: origin)
+                        return (deliveries + rest.deliveries, owed + rest.owed)
+                    } catch var closed as SinkClosed<Delivery> {
+                        closed.deliveries = deliveries + closed.deliveries
+                        closed.owed = owed + closed.owed
+                        throw closed
                     }
-                    if error.code == .shutDown { throw SinkClosed(deliveries: deliveries, owed: owed + rest) }
-                    // Not accepted now: tried again with the rest.
-                    return (deliveries, owed + rest)
                 }
             }
             return (deliveries, owed)
-        } catch let error as DataProxyError {
-            // Not accepted now (the buffer full with `whenFull: fail`, a limit lowered meanwhile, the close, ...):
-            // what the call accepted goes on under its receipt, the rest is owed.
-            let accepted = error.acceptedReceipt == nil ? 0 : error.acceptedRecords?.count ?? 0
-            let deliveries = error.acceptedReceipt.map {
-                [Delivery(receipt: $0, records: Array(records.prefix(accepted)), offsets: Array(offsets.prefix(accepted)), attributes: Array(attributes.prefix(accepted)))]
-            } ?? []
-            let owed = (accepted..<records.count).map {
-                PendingRecord(body: records[$0], offset: offsets.isEmpty ? nil : offsets[$0], attributes: attributes.isEmpty ? [] : attributes[$0])
-            }
-            // Closed: nothing more goes; the instance keeps the owed records to account for at its stop.
-            if error.code == .shutDown { throw SinkClosed(deliveries: deliveries, owed: owed) }
-            self.logger.warning(
-                "cannot send; the lines stay pending and are tried again",
-                metadata: ["inlong.source": "\(origin)", "inlong.records": "\(records.count - accepted)", "inlong.error": "\(error)"]
-            )
-            return (deliveries, owed)
+        } catch {
+            return try self.cutShort(by: error, records, offsets: offsets, attributes: attributes, from: 0, origin: origin)
         }
+    }
+
+    /// What a call over the records from `start` on leaves when it threw `error`: those it accepted go on under its
+    /// receipt, the rest are owed and tried again. When nothing more can be sent (the client closed, the task was
+    /// cancelled) it throws them as ``SinkClosed``, for the instance to account for at its stop.
+    private func cutShort(
+        by error: any Error,
+        _ records: [ByteBuffer],
+        offsets: [Int64],
+        attributes: [[(String, String)]],
+        from start: Int,
+        origin: String
+    ) throws -> (deliveries: [Delivery], owed: [PendingRecord]) {
+        let proxyError = error as? DataProxyError
+        let receipt = proxyError?.acceptedReceipt
+        let accepted = receipt == nil ? 0 : proxyError?.acceptedRecords?.count ?? 0
+        let end = start + accepted
+        let deliveries = receipt.map {
+            [Delivery(
+                receipt: $0,
+                records: Array(records[start..<end]),
+                offsets: offsets.isEmpty ? [] : Array(offsets[start..<end]),
+                attributes: attributes.isEmpty ? [] : Array(attributes[start..<end])
+            )]
+        } ?? []
+        let owed = (end..<records.count).map {
+            PendingRecord(body: records[$0], offset: offsets.isEmpty ? nil : offsets[$0], attributes: attributes.isEmpty ? [] : attributes[$0])
+        }
+        guard let proxyError, proxyError.code != .shutDown else { throw SinkClosed(deliveries: deliveries, owed: owed) }
+        // Not accepted now (the buffer full with `whenFull: fail`, a limit lowered meanwhile, a spool write, ...).
+        self.logger.warning(
+            "cannot send; the lines stay pending and are tried again",
+            metadata: ["inlong.source": "\(origin)", "inlong.records": "\(owed.count)", "inlong.error": "\(proxyError)"]
+        )
+        return (deliveries, owed)
     }
 
     /// One call: bodies alone (the fast path), or records with their own attributes (their offsets, their

@@ -124,6 +124,8 @@ struct Instance<Source: AgentSource, Sink: InstanceSink> {
         }
         self.counters.read(lines: data.records.count, bytes: data.bytes)
         self.sourceCounters?.read(lines: data.records.count, bytes: data.bytes)
+        // Once the machine holds the outcome of the send, whatever it is.
+        defer { self.source.handedOn() }
         do {
             let sent = try await self.sink.send(data.records, offsets: data.offsets, attributes: data.attributes, origin: self.origin)
             self.apply(machine.read((data.position, data.bytes, sent.deliveries, sent.owed), now: .now))

@@ -61,6 +61,11 @@ final class ListenerQueue: Sendable {
         Self.resume(self.state.withLock { $0.close() })
     }
 
+    /// The reader handed what it took last to the client (or accounted for it otherwise).
+    func handedOn() {
+        Self.resume(self.state.withLock { $0.handedOn() })
+    }
+
     /// Its instance ended: nothing more is read (so the queue counts as drained once closed).
     func readerStopped() {
         Self.resume(self.state.withLock { $0.readerStopped() })
@@ -113,6 +118,8 @@ final class ListenerSource: AgentSource {
     }
 
     func ack(_ position: Int) {}
+
+    func handedOn() { self.queue.handedOn() }
 
     func isExhausted(now: ContinuousClock.Instant) -> Bool { self.queue.isDrained }
 }

@@ -12,9 +12,9 @@ import NIOCore
 /// - A datagram that does not fit is dropped (its sender cannot be paused).
 /// - Once closed, a connection's last messages (those it kept, and its last frame) are queued whatever the bound, so
 ///   that none is lost; nothing is paused any more.
-/// - It is drained once closed, every message was taken and the reader came back for more (it takes again only
-///   once it handed the last ones on: until then a close of what they go through would lose them), or once closed
-///   and its reader ended (nothing more will be taken): whoever waits for that is resumed then, never by a timer.
+/// - It is drained once closed, every message was taken and the reader handed the last ones on (until then, a
+///   close of the client they go through would cut their send short), or once closed and its reader ended
+///   (nothing more will be taken): whoever waits for that is resumed then, never by a timer.
 struct ListenerQueueState<ConnectionID: Hashable, Connection, Waiter> {
     let maxBytes: Int
     /// Paused connections are resumed once the queue holds at most this.
@@ -25,7 +25,7 @@ struct ListenerQueueState<ConnectionID: Hashable, Connection, Waiter> {
     private(set) var paused: [ConnectionID: Connection] = [:]
     private(set) var closed = false
     private(set) var readerEnded = false
-    /// The reader took messages and did not come back for more yet: it may still be handing them on.
+    /// The reader took messages and has not handed them on yet.
     private(set) var inHand = false
     private var waiters: [Int: Waiter] = [:]
 
@@ -97,6 +97,12 @@ struct ListenerQueueState<ConnectionID: Hashable, Connection, Waiter> {
     mutating func close() -> [Waiter] {
         self.closed = true
         self.paused = [:]
+        return self.drainedWaiters()
+    }
+
+    /// The reader handed what it took last on.
+    mutating func handedOn() -> [Waiter] {
+        self.inHand = false
         return self.drainedWaiters()
     }
 

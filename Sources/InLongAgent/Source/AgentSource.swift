@@ -34,4 +34,11 @@ protocol AgentSource: AnyObject {
     /// After a `read` found nothing: whether nothing more will come, so that the instance ends once its records
     /// ended.
     func isExhausted(now: ContinuousClock.Instant) -> Bool
+    /// The records of the last `read` were handed to the sink (sent, owed or set aside): a source whose drain waits
+    /// for them (a listener's queue at a stop) may count them as gone.
+    func handedOn()
+}
+
+extension AgentSource {
+    func handedOn() {}
 }

@@ -144,6 +144,12 @@ struct BatchAccumulator {
         return records < self.limits.quotaRecords && self.heldBytes + self.reservedBytes + bytes <= self.limits.quotaBytes
     }
 
+    /// Whether the quota would have room for a record of `bytes` but for the fills' reservations.
+    func hasRoomButForFills(forBytes bytes: Int) -> Bool {
+        self.fills > 0 && !self.hasRoom(forBytes: bytes)
+            && (self.heldRecords == 0 || (self.heldRecords < self.limits.quotaRecords && self.heldBytes + bytes <= self.limits.quotaBytes))
+    }
+
     /// Appends one record with its `id`. `attributes` is the per-record attribute string when the key says so;
     /// `observer` learns the record's outcome (a `sendAndWait` caller or a tracked call). The times are read only
     /// when the record starts a batch (a clock read per record costs more than the rest of its bookkeeping).

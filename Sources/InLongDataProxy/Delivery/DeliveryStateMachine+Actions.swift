@@ -66,6 +66,9 @@ extension DeliveryStateMachine {
     enum Blocked: Equatable {
         /// The byte or record quota is used up.
         case full
+        /// The quota has room for the record once the fills under way end (their reservations hold it): wait for
+        /// them; never fail fast nor spill, as for a full buffer.
+        case reserved
         /// The dispatcher is behind: wait for it.
         case backlogged
         /// The client is closing or closed.

@@ -63,7 +63,10 @@ extension DeliveryStateMachine {
             case .end: break
             case .turnOver: committed.turnOver = true
             case .quota(let length):
-                committed.blocked = .full
+                let charge = BatchAccumulator.quotaBytes(bodyLength: length, attributesLength: nil) + BatchAccumulator.recordOverhead
+                // Room now (a fill that held it ended meanwhile) or once the fills under way end: not a full buffer.
+                let room = self.accumulator.hasRoom(forBytes: charge) || self.accumulator.hasRoomButForFills(forBytes: charge)
+                committed.blocked = room ? .reserved : .full
                 committed.stoppedBefore = length
             case .backlogged(let length):
                 committed.blocked = .backlogged
@@ -96,9 +99,12 @@ extension DeliveryStateMachine {
                 self.waiters.forgetParkedDuringFill(id)
             }
         }
-        if let bytes = self.drainerRoomDuringFill, noFillLeft || self.accumulator.hasRoom(forBytes: bytes) {
-            self.drainerRoomDuringFill = nil
-            if self.accumulator.hasRoom(forBytes: bytes) { self.spill.resumeDrainer(into: &resumed) }
+        if let bytes = self.spill.drainerRoomDuringFill {
+            if self.accumulator.hasRoom(forBytes: bytes) {
+                self.spill.resumeDrainer(into: &resumed)
+            } else if noFillLeft {
+                self.spill.forgetDrainerDuringFill()
+            }
         }
         guard !resumed.isEmpty else { return }
         var merged = actions ?? Actions()

@@ -52,8 +52,7 @@ extension DeliveryStateMachine {
             return false
         }
         if case .closed = self.phase { return false }
-        self.spill.park(waiter)
-        if let bytes, self.accumulator.fills > 0 { self.drainerRoomDuringFill = bytes + BatchAccumulator.recordOverhead }
+        self.spill.park(waiter, duringFillFor: bytes.flatMap { self.accumulator.fills > 0 ? $0 + BatchAccumulator.recordOverhead : nil })
         return true
     }
 

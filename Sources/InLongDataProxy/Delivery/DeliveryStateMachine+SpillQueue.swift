@@ -40,6 +40,9 @@ extension DeliveryStateMachine {
         /// stored here would give the whole machine, every field then reached through runtime metadata.
         private var parked: [Waiter] = []
         var drainer: Waiter? { self.parked.first }
+        /// The bytes the parked drainer waits to fit, when it parked while a fill held quota reserved: the fill's
+        /// end may give it that room.
+        private(set) var drainerRoomDuringFill: Int?
 
         var isEmpty: Bool { self.entries.isEmpty }
         /// Every entry with a lower seq was appended or failed.
@@ -107,19 +110,27 @@ extension DeliveryStateMachine {
             return failed
         }
 
-        mutating func park(_ drainer: Waiter) {
+        mutating func park(_ drainer: Waiter, duringFillFor bytes: Int? = nil) {
             precondition(self.parked.isEmpty, "one drainer at a time")
             self.parked.append(drainer)
+            self.drainerRoomDuringFill = bytes
         }
 
         /// Hands the parked drainer to `resumed`.
         mutating func resumeDrainer(into resumed: inout [Waiter]) {
+            self.drainerRoomDuringFill = nil
             guard let drainer = self.parked.popLast() else { return }
             resumed.append(drainer)
         }
 
         mutating func takeDrainer() -> Waiter? {
-            self.parked.popLast()
+            self.drainerRoomDuringFill = nil
+            return self.parked.popLast()
+        }
+
+        /// The parked drainer no longer waits on a fill (no fill holds quota now: only an ack gives it room).
+        mutating func forgetDrainerDuringFill() {
+            self.drainerRoomDuringFill = nil
         }
     }
 

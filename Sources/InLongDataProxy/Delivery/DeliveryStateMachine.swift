@@ -67,9 +67,6 @@ struct DeliveryStateMachine<Waiter> {
     var nextUniq: UInt32 = 0
     /// The id of the next record accepted.
     private(set) var nextRecordID: UInt64 = 0
-    /// The bytes the spool's drainer waits to fit, when it parked while a fill held quota reserved: the fill's end
-    /// may give it that room.
-    var drainerRoomDuringFill: Int?
     /// The proxies in use; empty until discovery found some.
     private(set) var proxies: [Endpoint] = []
 
@@ -160,7 +157,8 @@ struct DeliveryStateMachine<Waiter> {
             self.nextRecordID += 1
             return (.accepted(id), self.enqueueSealed([batch]))
         case .full:
-            return (.blocked(.full), nil)
+            let charge = BatchAccumulator.quotaBytes(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count) + BatchAccumulator.recordOverhead
+            return (.blocked(self.accumulator.hasRoomButForFills(forBytes: charge) ? .reserved : .full), nil)
         }
     }
 
@@ -181,6 +179,11 @@ struct DeliveryStateMachine<Waiter> {
             let needed = bytes + BatchAccumulator.recordOverhead
             if self.spill.isEmpty, self.accumulator.hasRoom(forBytes: needed) { return .retryNow }
             return .parked(id: self.waiters.parkForRoom(waiter, duringFillFor: self.accumulator.fills > 0 ? needed : nil))
+        case .reserved:
+            // With no fill left, trying again tells whether the buffer is full indeed.
+            let needed = bytes + BatchAccumulator.recordOverhead
+            if self.accumulator.fills == 0 || (self.spill.isEmpty && self.accumulator.hasRoom(forBytes: needed)) { return .retryNow }
+            return .parked(id: self.waiters.parkForRoom(waiter, duringFillFor: needed))
         case .backlogged:
             if self.backlog.releasesWaiters(ready: self.waitingJobs) { return .retryNow }
             return .parked(id: self.waiters.parkForBacklog(waiter))
