@@ -214,6 +214,8 @@ import Testing
         var pendingRead: (seq: Int, records: ArraySlice<SpoolRecord>)?
         var batchOrder: [(job: Int, ids: [UInt64])] = []
         var flushes = 0
+        /// A call's fill begun and not committed yet (the client writes it outside the lock), with its count.
+        var pendingFill: (fill: BatchFill, count: Int)?
 
         func apply(_ actions: Machine.Actions) {
             for (job, _, reportHolds) in actions.finish {
@@ -237,10 +239,33 @@ import Testing
             }
         }
 
+        /// A fill's commit, as the client takes it: what it accepted is accepted; what the buffer had no room for
+        /// (or a spill meanwhile refused) is spilled behind.
+        func commitPendingFill() {
+            guard let (fill, count) = pendingFill else { return }
+            pendingFill = nil
+            let (committed, actions) = machine.commitFill(fill, now: self.at(now), wallSeconds: 0)
+            if let actions { apply(actions) }
+            accepted.formUnion(committed.ids)
+            if committed.blocked == .full, committed.ids.count < count { spillLeft(count - committed.ids.count) }
+        }
+
         for _ in 0..<200 {
             now += Int.random(in: 0...30, using: &random)
             switch Int.random(in: 0..<100, using: &random) {
-            case 0..<35:  // a call of several records
+            case 0..<10 where pendingFill == nil:  // a call of several records begins a fill, committed later
+                let count = Int.random(in: 1...5, using: &random)
+                let bodies = (0..<count).map { ByteBuffer(string: "f\($0)") }
+                switch bodies.withUnsafeBufferPointer({ machine.beginFill(key: Self.key, wanted: BatchAccumulator.wanted($0)) }) {
+                case .blocked(.full): spillLeft(count)
+                case .blocked: break
+                case .fill(var fill):
+                    bodies.withUnsafeBufferPointer { fill.fill(from: BodiesFillSource(bodies: $0), at: 0) }
+                    pendingFill = (fill, count)
+                }
+            case 0..<10:
+                commitPendingFill()
+            case 10..<35:  // a call of several records
                 let count = Int.random(in: 1...5, using: &random)
                 let run = machine.appendRun(
                     ArraySlice((0..<count).map { ByteBuffer(string: "x\($0)") }), key: Self.key, now: self.at(now), wallSeconds: 0
@@ -296,7 +321,8 @@ import Testing
             #expect(machine.spill.records == machine.spill.entries.reduce(0) { $0 + $1.remaining.count })
             #expect(machine.spill.entries.map(\.seq) == machine.spill.entries.map(\.seq).sorted())
         }
-        // The end: everything fails that did not end, and writes in progress end.
+        // The end: a fill under way commits, everything fails that did not end, and writes in progress end.
+        commitPendingFill()
         apply(machine.cancelled(now: self.at(now + 1)))
         for (seq, ids) in writing {
             accepted.formUnion(ids)
