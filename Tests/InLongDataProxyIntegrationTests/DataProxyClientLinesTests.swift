@@ -110,4 +110,57 @@ import Testing
             }
         }
     }
+
+    /// Callers at once on a buffer that binds, over a real socket with acks a little late: two calls of many lines
+    /// and one of bodies on two streams, and a sender of one record at a time; the quota and the dispatcher's
+    /// backlog stop them part way, again and again, while the others' fills hold reservations. Every record
+    /// arrives exactly once, byte for byte, and the client counts each as acked. (With a turn that said "the turn
+    /// is over" when the record quota, not its capped bytes, stopped it, the callers spun and this never ended.)
+    @Test(.timeLimit(.minutes(2))) func concurrentCallersOnABindingBufferDeliverEveryRecordOnce() async throws {
+        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
+        receiverConfiguration.faults.ackDelay = .milliseconds(2)
+        try await withReceiver(receiverConfiguration) { receiver in
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.buffer.maxRecords = 40
+            configuration.buffer.maxBytes = 64 << 10
+            configuration.batching.maxRecords = 12
+            configuration.batching.maxBytes = 1 << 10
+            configuration.batching.linger = .milliseconds(1)
+            func body(_ caller: Int, _ index: Int) -> String {
+                "c\(caller)-\(index) " + String(repeating: "z", count: (index * 7 + caller * 13) % 90)
+            }
+            let perCaller = 2_000
+            try await withDataProxyClient(configuration: configuration) { client in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for caller in 0..<2 {
+                        group.addTask {
+                            for chunk in stride(from: 0, to: perCaller, by: 250) {
+                                let lines = (chunk..<chunk + 250).map { body(caller, $0) + "\n" }.joined()
+                                try await client.send(lines: ByteBuffer(string: lines), group: "g", stream: caller == 0 ? "a" : "b")
+                            }
+                        }
+                    }
+                    group.addTask {
+                        for chunk in stride(from: 0, to: perCaller, by: 250) {
+                            try await client.send(contentsOf: (chunk..<chunk + 250).map { ByteBuffer(string: body(2, $0)) }, group: "g", stream: "a")
+                        }
+                    }
+                    group.addTask {
+                        for index in 0..<perCaller {
+                            try await client.send(ByteBuffer(string: body(3, index)), group: "g", stream: "b")
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                #expect(await client.flush(timeout: .seconds(120)))
+                let statistics = client.statistics()
+                #expect(statistics.acked == 4 * perCaller)
+                #expect(statistics.failed == 0)
+            }
+            let expected = (0..<4).flatMap { caller in (0..<perCaller).map { body(caller, $0) } }
+            let received = receiver.memorySink.records.map { String(buffer: $0.body) }
+            #expect(received.count == expected.count)
+            #expect(received.sorted() == expected.sorted(), "records lost, doubled or changed")
+        }
+    }
 }
