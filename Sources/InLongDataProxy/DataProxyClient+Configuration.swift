@@ -76,7 +76,9 @@ extension DataProxyClient {
         public enum WhenFull: Sendable, Hashable {
             /// `send` suspends until acks free space.
             case wait
-            /// `send` throws ``DataProxyError/Code/bufferFull``.
+            /// `send` throws ``DataProxyError/Code/bufferFull``. A call of many records holds the room for them
+            /// while it writes them (without the client's lock): a `send` that finds room held only by such calls
+            /// waits for them to end (microseconds), rather than fail.
             case fail
         }
 
