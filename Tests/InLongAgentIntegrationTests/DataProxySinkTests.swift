@@ -11,12 +11,10 @@ import Testing
 
 /// The agent's DataProxy sink against a real client and receiver.
 @Suite(.timeLimit(.minutes(2))) struct DataProxySinkTests {
-    /// The client closes while a call waits for room: the sink hands back, under a receipt, the records the call
-    /// accepted before, and the rest as owed, in order. (It threw the close alone: the instance dropped the whole
-    /// read, so a listener's last lines were neither sent nor set aside at a stop.)
-    @Test func aCloseDuringASendHandsBackWhatItAcceptedAndWhatItOwes() async throws {
+    /// Runs `body` with a sink whose client holds at most 10 records, sending to a receiver that acks nothing
+    /// before 5 s: the quota stays used up.
+    func withSink(_ body: (DataProxyClient, DataProxySink) async throws -> Void) async throws {
         var receiverConfiguration = DataProxyReceiver.Configuration.loopback
-        // No ack before the close: the quota stays used up.
         receiverConfiguration.faults.ackDelay = .seconds(5)
         try await withReceiver(receiverConfiguration) { receiver in
             var configuration = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
@@ -35,6 +33,17 @@ import Testing
                 counters: AgentCounters(),
                 logger: Logger(label: "sink-test", factory: { _ in SwiftLogNoOpLogHandler() })
             )
+            try await body(client, sink)
+            client.close(deadline: .milliseconds(100))
+            _ = try? await run.value
+        }
+    }
+
+    /// The client closes while a call waits for room: the sink hands back, under a receipt, the records the call
+    /// accepted before, and the rest as owed, in order. (It threw the close alone: the instance dropped the whole
+    /// read, so a listener's last lines were neither sent nor set aside at a stop.)
+    @Test func aCloseDuringASendHandsBackWhatItAcceptedAndWhatItOwes() async throws {
+        try await self.withSink { client, sink in
             let records = (0..<50).map { ByteBuffer(string: "line \($0)") }
             let sending = Task { try await sink.send(records, offsets: [], attributes: [], origin: "test") }
             // The call accepted what the quota holds and waits for room.
@@ -47,30 +56,13 @@ import Testing
                 #expect(closed.deliveries.flatMap(\.records) == Array(records.prefix(10)))
                 #expect(closed.owed.map(\.body) == Array(records.dropFirst(10)))
             }
-            _ = try? await run.value
         }
     }
 
     /// The task is cancelled while a call waits for room, before it accepted anything: every record comes back
     /// owed (they were dropped with the read; a listener's lines then ended nowhere).
     @Test func aCancelledSendHandsBackEveryRecordOwed() async throws {
-        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
-        receiverConfiguration.faults.ackDelay = .seconds(5)
-        try await withReceiver(receiverConfiguration) { receiver in
-            var configuration = DataProxyClient.Configuration(proxies: [Endpoint(host: "127.0.0.1", port: try await receiver.port())])
-            configuration.buffer.maxRecords = 10
-            configuration.batching.linger = .milliseconds(5)
-            let client = DataProxyClient(configuration: configuration)
-            let run = Task { try await client.runUntilClosed() }
-            let sink = DataProxySink(
-                client: client,
-                group: "g",
-                stream: "s",
-                attributes: [],
-                deadLetters: DeadLetterFile(path: FileManager.default.temporaryDirectory.appendingPathComponent("inlong-sink-\(UUID().uuidString)").path),
-                counters: AgentCounters(),
-                logger: Logger(label: "sink-test", factory: { _ in SwiftLogNoOpLogHandler() })
-            )
+        try await self.withSink { client, sink in
             // The quota is used up before the call.
             try await client.send(contentsOf: (0..<10).map { ByteBuffer(string: "first \($0)") }, group: "g", stream: "s")
             let records = (0..<40).map { ByteBuffer(string: "line \($0)") }
@@ -84,8 +76,6 @@ import Testing
                 #expect(closed.deliveries.isEmpty)
                 #expect(closed.owed.map(\.body) == records)
             }
-            client.close(deadline: .milliseconds(100))
-            _ = try? await run.value
         }
     }
 }
