@@ -85,7 +85,8 @@ import Testing
     }
 
     /// Random parks, cancels and resumes against a model: after every step the counts match, every waiter handed
-    /// back was parked and is handed back once, ids are never reused, and a flush resumes only at its target.
+    /// back was parked and is handed back once, ids are never reused, a flush resumes only at its target, and the
+    /// senders noted as parked during a fill are room waiters still parked, with the bytes they parked with.
     @Test(arguments: [1, 2, 3] as [UInt64]) func randomSchedulesKeepTheInvariants(seed: UInt64) {
         var random = SplitMix64(seed: seed)
         var waiters = Waiters()
@@ -101,20 +102,38 @@ import Testing
         var handedBack: Set<Int> = []
         var lastID = -1
         var nextWaiter = 100
+        /// Room waiters parked during a fill, with their bytes.
+        var duringFill: [Int: Int] = [:]
         func handBack(_ waiter: Int) {
             #expect(!handedBack.contains(waiter), "waiter \(waiter) handed back twice, seed \(seed)")
             handedBack.insert(waiter)
         }
         for _ in 0..<2_000 {
             let waiter = nextWaiter
-            let action = Int.random(in: 0..<9, using: &random)
+            let action = Int.random(in: 0..<11, using: &random)
             switch action {
             case 0, 1:
-                let id = waiters.parkForRoom(waiter)
+                let bytes = Bool.random(using: &random) ? Int.random(in: 1...100, using: &random) : nil
+                let id = waiters.parkForRoom(waiter, duringFillFor: bytes)
                 #expect(id > lastID)
                 lastID = id
                 parked[id] = (.room, waiter)
+                duringFill[id] = bytes
                 nextWaiter += 1
+            case 9:
+                // A fill's end resumes one that parked during it (or one resumed otherwise meanwhile: nothing).
+                guard let id = waiters.roomDuringFill.keys.randomElement(using: &random) else { break }
+                var resumed: [Int] = []
+                waiters.resumeRoomWaiter(id, into: &resumed)
+                #expect(resumed == [parked[id]!.waiter])
+                parked[id] = nil
+                duringFill[id] = nil
+                resumed.forEach(handBack)
+            case 10:
+                // No fill is left: it waits for an ack like any other.
+                guard let id = waiters.roomDuringFill.keys.randomElement(using: &random) else { break }
+                waiters.forgetParkedDuringFill(id)
+                duringFill[id] = nil
             case 2:
                 let id = waiters.parkForBacklog(waiter)
                 #expect(id > lastID)
@@ -172,6 +191,8 @@ import Testing
                 for id in senders.keys { parked[id] = nil }
                 resumed.forEach(handBack)
             }
+            for id in duringFill.keys where parked[id] == nil { duringFill[id] = nil }
+            #expect(waiters.roomDuringFill == duringFill, "seed \(seed)")
             let flushes = parked.values.filter(\.kind.isFlush).count
             #expect(waiters.flushCount == flushes)
             #expect(waiters.senderCount == parked.count - flushes)
