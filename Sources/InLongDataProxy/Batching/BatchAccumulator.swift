@@ -136,18 +136,28 @@ struct BatchAccumulator {
         bodyLength + (attributesLength.map { 4 + $0 } ?? 0)
     }
 
+    /// What a record weighs against the byte quota, ``recordOverhead`` included.
+    static func charge(bodyLength: Int, attributesLength: Int?) -> Int {
+        Self.quotaBytes(bodyLength: bodyLength, attributesLength: attributesLength) + Self.recordOverhead
+    }
+
     /// Whether the quota has room for a record of `bytes`. An empty client always has room for one record, so
     /// that a record larger than the byte quota cannot wait forever.
     func hasRoom(forBytes bytes: Int) -> Bool {
-        let records = self.heldRecords + self.reservedRecords
-        if records == 0 { return true }
-        return records < self.limits.quotaRecords && self.heldBytes + self.reservedBytes + bytes <= self.limits.quotaBytes
+        self.hasRoom(forBytes: bytes, besides: (self.reservedRecords, self.reservedBytes))
     }
 
-    /// Whether the quota would have room for a record of `bytes` but for the fills' reservations.
-    func hasRoomButForFills(forBytes bytes: Int) -> Bool {
-        self.fills > 0 && !self.hasRoom(forBytes: bytes)
-            && (self.heldRecords == 0 || (self.heldRecords < self.limits.quotaRecords && self.heldBytes + bytes <= self.limits.quotaBytes))
+    /// Whether the quota has room for a record of `bytes` once the fills under way ended (their reservations
+    /// aside): a record that finds none now but this has only to wait for them.
+    func hasRoomOnceFillsEnd(forBytes bytes: Int) -> Bool {
+        self.hasRoom(forBytes: bytes, besides: (0, 0))
+    }
+
+    @inline(__always)
+    private func hasRoom(forBytes bytes: Int, besides reserved: (records: Int, bytes: Int)) -> Bool {
+        let records = self.heldRecords + reserved.records
+        if records == 0 { return true }
+        return records < self.limits.quotaRecords && self.heldBytes + reserved.bytes + bytes <= self.limits.quotaBytes
     }
 
     /// Appends one record with its `id`. `attributes` is the per-record attribute string when the key says so;
@@ -164,7 +174,7 @@ struct BatchAccumulator {
     ) -> AppendResult {
         let attributesLength = attributes?.utf8.count
         let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: attributesLength)
-        let charge = Self.quotaBytes(bodyLength: body.readableBytes, attributesLength: attributesLength) + Self.recordOverhead
+        let charge = Self.charge(bodyLength: body.readableBytes, attributesLength: attributesLength)
         guard self.hasRoom(forBytes: charge) else { return .full }
         // The open batch changed in place through its index: reading it through the dictionary would copy it
         // (retains of its block, ids and observers).

@@ -196,7 +196,7 @@ struct BatchFill {
                 }
                 let recordBytes = BatchAccumulator.blockBytes(bodyLength: length, attributesLength: nil)
                 if recordBytes > self.maxBytes { return (.tooLarge(length: length), false) }
-                let charge = length + BatchAccumulator.recordOverhead
+                let charge = BatchAccumulator.charge(bodyLength: length, attributesLength: nil)
                 let recordsLeft = self.records < self.reservedRecords
                 let bytesLeft = self.charged + charge <= self.reservedBytes
                 guard (self.oneRecordAlways && self.records == 0) || (recordsLeft && bytesLeft) else {

@@ -63,10 +63,9 @@ extension DeliveryStateMachine {
             case .end: break
             case .turnOver: committed.turnOver = true
             case .quota(let length):
-                let charge = BatchAccumulator.quotaBytes(bodyLength: length, attributesLength: nil) + BatchAccumulator.recordOverhead
                 // Room now (a fill that held it ended meanwhile) or once the fills under way end: not a full buffer.
-                let room = self.accumulator.hasRoom(forBytes: charge) || self.accumulator.hasRoomButForFills(forBytes: charge)
-                committed.blocked = room ? .reserved : .full
+                let charge = BatchAccumulator.charge(bodyLength: length, attributesLength: nil)
+                committed.blocked = self.accumulator.hasRoomOnceFillsEnd(forBytes: charge) ? .reserved : .full
                 committed.stoppedBefore = length
             case .backlogged(let length):
                 committed.blocked = .backlogged

@@ -157,8 +157,8 @@ struct DeliveryStateMachine<Waiter> {
             self.nextRecordID += 1
             return (.accepted(id), self.enqueueSealed([batch]))
         case .full:
-            let charge = BatchAccumulator.quotaBytes(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count) + BatchAccumulator.recordOverhead
-            return (.blocked(self.accumulator.hasRoomButForFills(forBytes: charge) ? .reserved : .full), nil)
+            let charge = BatchAccumulator.charge(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
+            return (.blocked(self.accumulator.hasRoomOnceFillsEnd(forBytes: charge) ? .reserved : .full), nil)
         }
     }
 
@@ -175,15 +175,12 @@ struct DeliveryStateMachine<Waiter> {
         switch blocked {
         case .closed:
             return .retryNow
-        case .full:
+        case .full, .reserved:
             let needed = bytes + BatchAccumulator.recordOverhead
             if self.spill.isEmpty, self.accumulator.hasRoom(forBytes: needed) { return .retryNow }
+            // Waiting for fills that have ended: trying again tells whether the buffer is full indeed.
+            if blocked == .reserved, self.accumulator.fills == 0 { return .retryNow }
             return .parked(id: self.waiters.parkForRoom(waiter, duringFillFor: self.accumulator.fills > 0 ? needed : nil))
-        case .reserved:
-            // With no fill left, trying again tells whether the buffer is full indeed.
-            let needed = bytes + BatchAccumulator.recordOverhead
-            if self.accumulator.fills == 0 || (self.spill.isEmpty && self.accumulator.hasRoom(forBytes: needed)) { return .retryNow }
-            return .parked(id: self.waiters.parkForRoom(waiter, duringFillFor: needed))
         case .backlogged:
             if self.backlog.releasesWaiters(ready: self.waitingJobs) { return .retryNow }
             return .parked(id: self.waiters.parkForBacklog(waiter))
