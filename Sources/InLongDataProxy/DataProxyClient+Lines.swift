@@ -76,7 +76,8 @@ extension DataProxyClient {
                 throw error
             }
             guard offset < lines.readableBytes else { break }
-            // No stop: the turn's reservation ran out, the next turn goes on.
+            // No stop: the turn's reservation ran out (or the batch limit was lowered meanwhile): the next turn
+            // goes on.
             guard let blocked = turn.blocked else { continue }
             let bytes = BatchAccumulator.quotaBytes(bodyLength: turn.stoppedBefore ?? 0, attributesLength: nil)
             try await self.waitToAppend(blocked, bytes: bytes, key: key, accepted: appended.ids, of: total())

@@ -279,7 +279,8 @@ extension DataProxyClient {
                 throw error
             }
             guard index < count else { break }
-            // No stop: the turn's reservation ran out, the next turn goes on.
+            // No stop: the turn's reservation ran out (or the batch limit was lowered meanwhile): the next turn
+            // goes on.
             guard let blocked = run.blocked else { continue }
             let next = record(index)
             let bytes = BatchAccumulator.quotaBytes(bodyLength: next.body.readableBytes, attributesLength: next.attributes?.utf8.count)
