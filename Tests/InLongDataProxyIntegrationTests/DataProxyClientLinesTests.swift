@@ -163,4 +163,97 @@ import Testing
             #expect(received.sorted() == expected.sorted(), "records lost, doubled or changed")
         }
     }
+
+    /// The same callers with the fail-fast policy: each call that finds the buffer full throws `bufferFull`
+    /// naming the records it accepted before (the first of its records, in order), and the caller sends the rest
+    /// again a little later. Every record ends up accepted exactly once and arrives exactly once, byte for byte;
+    /// the ids the calls were given are distinct and as many as the records acked.
+    @Test(.timeLimit(.minutes(2))) func failFastCallersAtOnceAccountForEveryRecord() async throws {
+        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
+        receiverConfiguration.faults.ackDelay = .milliseconds(2)
+        try await withReceiver(receiverConfiguration) { receiver in
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.buffer.whenFull = .fail
+            configuration.buffer.maxRecords = 40
+            configuration.buffer.maxBytes = 64 << 10
+            configuration.batching.maxRecords = 12
+            configuration.batching.maxBytes = 1 << 10
+            configuration.batching.linger = .milliseconds(1)
+            func body(_ caller: Int, _ index: Int) -> String {
+                "c\(caller)-\(index) " + String(repeating: "z", count: (index * 7 + caller * 13) % 90)
+            }
+            /// Records accepted after `call` stopped part way, or all of them when it returned.
+            func accepted(_ count: Int, _ call: () async throws -> DataProxyRecordIDs) async throws -> (ids: DataProxyRecordIDs, full: Bool) {
+                do {
+                    let ids = try await call()
+                    #expect(ids.count == count)
+                    return (ids, false)
+                } catch let error as DataProxyError where error.code == .bufferFull {
+                    try await Task.sleep(for: .milliseconds(1))
+                    return (error.acceptedRecords ?? DataProxyRecordIDs(), true)
+                }
+            }
+            let perCaller = 1_000
+            let (ids, fullErrors) = try await withDataProxyClient(configuration: configuration) { client in
+                let outcome = try await withThrowingTaskGroup(of: ([DataProxyRecordIDs], Int).self) { group in
+                    for caller in 0..<3 {
+                        group.addTask {
+                            var ids: [DataProxyRecordIDs] = []
+                            var full = 0
+                            var next = 0
+                            while next < perCaller {
+                                let chunk = next..<min(next + 250, perCaller)
+                                let (accepted, wasFull) = try await accepted(chunk.count) {
+                                    if caller == 2 {
+                                        return try await client.send(contentsOf: chunk.map { ByteBuffer(string: body(2, $0)) }, group: "g", stream: "a")
+                                    }
+                                    let lines = chunk.map { body(caller, $0) + "\n" }.joined()
+                                    return try await client.send(lines: ByteBuffer(string: lines), group: "g", stream: caller == 0 ? "a" : "b")
+                                }
+                                ids.append(accepted)
+                                next += accepted.count
+                                if wasFull { full += 1 }
+                            }
+                            return (ids, full)
+                        }
+                    }
+                    group.addTask {
+                        var ids: [DataProxyRecordIDs] = []
+                        var full = 0
+                        var index = 0
+                        while index < perCaller {
+                            let (accepted, wasFull) = try await accepted(1) {
+                                let id = try await client.send(ByteBuffer(string: body(3, index)), group: "g", stream: "b")
+                                return DataProxyRecordIDs(id.rawValue..<id.rawValue + 1)
+                            }
+                            ids.append(accepted)
+                            index += accepted.count
+                            if wasFull { full += 1 }
+                        }
+                        return (ids, full)
+                    }
+                    var all: ([DataProxyRecordIDs], Int) = ([], 0)
+                    for try await (ids, full) in group {
+                        all.0 += ids
+                        all.1 += full
+                    }
+                    return all
+                }
+                #expect(await client.flush(timeout: .seconds(120)))
+                let statistics = client.statistics()
+                #expect(statistics.accepted == 4 * perCaller)
+                #expect(statistics.acked == 4 * perCaller)
+                #expect(statistics.failed == 0)
+                return outcome
+            }
+            #expect(fullErrors > 0, "the buffer never filled: the test did not try the fail-fast policy")
+            let everyID = ids.flatMap { Array($0) }
+            #expect(everyID.count == 4 * perCaller)
+            #expect(Set(everyID).count == everyID.count, "an id was given twice")
+            let expected = (0..<4).flatMap { caller in (0..<perCaller).map { body(caller, $0) } }
+            let received = receiver.memorySink.records.map { String(buffer: $0.body) }
+            #expect(received.count == expected.count)
+            #expect(received.sorted() == expected.sorted(), "records lost, doubled or changed")
+        }
+    }
 }
