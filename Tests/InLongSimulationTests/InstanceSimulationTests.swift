@@ -5,7 +5,8 @@ import Testing
 /// Instances sharing one budget, driven on a simulated clock by seeded random schedules: sources that grow and
 /// fail, reads larger than asked, acks that come late, records that fail retriably and are sent again, set-aside
 /// writes that fail, budgets smaller than a read, stops with a deadline. The invariants are checked after every
-/// step; a schedule in which no instance can move while work is left is a deadlock.
+/// step (the budget is exact; every record an instance was given ended once, or it holds it once, owed or in a
+/// delivery in flight); a schedule in which no instance can move while work is left is a deadlock.
 @Suite struct InstanceSimulationTests {
     typealias Machine = InstanceStateMachine<Int, Int, Int>
 
@@ -45,8 +46,11 @@ import Testing
         var machines: [Machine]
         var states: [State]
         var sources: [Source]
-        /// Deliveries not ended: when they end, their instance, and the records that will fail retriably.
-        var deliveries: [Int: (at: ContinuousClock.Instant, instance: Int, failing: [Int])] = [:]
+        /// Deliveries not ended: when they end, their instance, their records and those that will fail retriably.
+        var deliveries: [Int: (at: ContinuousClock.Instant, instance: Int, records: [Int], failing: [Int])] = [:]
+        /// Per instance, the records it was given (read) and those that ended (acked or set aside).
+        var given: [Int]
+        var ended: [Set<Int>]
         var nextDelivery = 0
         var nextWaiter = 0
         var nextRecord = 0
@@ -79,6 +83,8 @@ import Testing
             )
             self.machines = Array(repeating: Machine(limits: limits), count: count)
             self.states = Array(repeating: .ready, count: count)
+            self.given = Array(repeating: 0, count: count)
+            self.ended = Array(repeating: [], count: count)
             self.sources = (0..<count).map { _ in
                 let total = Int.random(in: 0...readSize * 20, using: &random)
                 return Source(total: total, readable: Int.random(in: 0...total, using: &random))
@@ -137,15 +143,41 @@ import Testing
             let id = self.nextDelivery
             self.nextDelivery += 1
             let failing = Int.random(in: 0..<5, using: &self.random) == 0 ? records.filter { _ in Bool.random(using: &self.random) } : []
-            self.deliveries[id] = (self.now + .milliseconds(Int.random(in: 0...800, using: &self.random)), instance, failing)
+            self.deliveries[id] = (self.now + .milliseconds(Int.random(in: 0...800, using: &self.random)), instance, records, failing)
             return [id]
         }
 
-        /// Records whose set-aside write failed come back owed, sometimes.
-        mutating func owed(_ count: Int) -> [Int] {
-            guard Int.random(in: 0..<10, using: &self.random) == 0 else { return [] }
-            defer { self.nextRecord += count }
-            return Array(self.nextRecord..<self.nextRecord + count)
+        /// Records set aside at once: their write failed sometimes, and they come back owed; else they ended.
+        mutating func setAside(_ records: [Int], instance: Int) throws -> [Int] {
+            if Int.random(in: 0..<10, using: &self.random) == 0 { return records }
+            try self.end(records, instance: instance)
+            return []
+        }
+
+        mutating func end(_ records: some Sequence<Int>, instance: Int) throws {
+            for record in records where !self.ended[instance].insert(record).inserted {
+                throw self.fail("a record ends once", "instance \(instance): record \(record) ended twice")
+            }
+        }
+
+        /// Every record the instance was given ended once, or the machine still holds it once: owed, or in a
+        /// delivery in flight.
+        func checkRecords(_ instance: Int) throws {
+            let (owed, inFlight) = self.machines[instance].unended
+            let held = owed + inFlight.flatMap { self.deliveries[$0]?.records ?? [] }
+            let heldSet = Set(held)
+            guard heldSet.count == held.count else {
+                throw self.fail("a record is held once", "instance \(instance): \(held.sorted())")
+            }
+            guard heldSet.isDisjoint(with: self.ended[instance]) else {
+                throw self.fail("an ended record is not held", "instance \(instance): \(heldSet.intersection(self.ended[instance]).sorted())")
+            }
+            guard held.count + self.ended[instance].count == self.given[instance] else {
+                throw self.fail(
+                    "every record given is held or ended",
+                    "instance \(instance): \(held.count) held + \(self.ended[instance].count) ended of \(self.given[instance])"
+                )
+            }
         }
 
         /// One step of instance `index`, which is ready: settle, then run the machine's next action.
@@ -154,12 +186,21 @@ import Testing
             for (id, number) in self.machines[index].deliveriesInFlight {
                 guard let delivery = self.deliveries[number], delivery.at <= self.now else { continue }
                 self.deliveries[number] = nil
+                try self.end(delivery.records.filter { !delivery.failing.contains($0) }, instance: index)
                 try self.apply(self.machines[index].ended(delivery: id, resend: delivery.failing, now: self.now), instance: index)
             }
             let action = self.machines[index].next(now: self.now)
             self.record("instance \(index): \(action)")
             switch action {
             case .finish(let end):
+                // What it ends with unended is read again (a file) or set aside (a listener), by the driver.
+                try self.checkRecords(index)
+                if end == .released {
+                    let (owed, inFlight) = self.machines[index].unended
+                    guard owed.isEmpty, inFlight.isEmpty else {
+                        throw self.fail("a released instance holds nothing", "instance \(index): owed \(owed), in flight \(inFlight)")
+                    }
+                }
                 try self.apply(self.machines[index].finished(), instance: index)
                 self.states[index] = .finished(end)
             case .read(let maxBytes):
@@ -188,6 +229,7 @@ import Testing
                 self.sources[index] = source
                 let records = Array(self.nextRecord..<self.nextRecord + Int.random(in: 1...5, using: &self.random))
                 self.nextRecord += records.count
+                self.given[index] += records.count
                 if Int.random(in: 0..<40, using: &self.random) == 0 {
                     // The client closed part way through the read's send: what it accepted goes on, the rest is
                     // owed (set aside at the stop, or read again).
@@ -200,7 +242,7 @@ import Testing
                     return
                 }
                 let deliveries = Bool.random(using: &self.random) || records.count > 1 ? self.send(records, instance: index) : []
-                let owed = deliveries.isEmpty ? self.owed(records.count) : []
+                let owed = deliveries.isEmpty ? try self.setAside(records, instance: index) : []
                 try self.apply(self.machines[index].read((position, bytes, deliveries, owed), now: self.now), instance: index)
             case .resend(let entry, let records):
                 switch Int.random(in: 0..<30, using: &self.random) {
@@ -308,6 +350,7 @@ import Testing
                 if let index = ready.randomElement(using: &self.random) {
                     try self.run(index)
                     try self.check()
+                    if case .finished = self.states[index] {} else { try self.checkRecords(index) }
                     continue
                 }
                 // Nobody can move now: time passes to the next event; the sources grow meanwhile.
@@ -327,6 +370,9 @@ import Testing
             if self.stopAt == nil, !self.sinkClosed {
                 for (index, source) in self.sources.enumerated() where source.ackedBytes != source.total {
                     throw self.fail("every byte is acked", "instance \(index): \(source.ackedBytes) of \(source.total)")
+                }
+                for index in self.sources.indices where self.ended[index].count != self.given[index] {
+                    throw self.fail("every record ended", "instance \(index): \(self.ended[index].count) of \(self.given[index])")
                 }
             }
         }
@@ -355,6 +401,8 @@ import Testing
                 let limits = sim.machines[0].limits
                 sim.machines = Array(repeating: Machine(limits: limits), count: 4)
                 sim.states = Array(repeating: .ready, count: 4)
+                sim.given = Array(repeating: 0, count: 4)
+                sim.ended = Array(repeating: [], count: 4)
                 sim.sources = (0..<4).map { _ in Source(total: sim.readSize * 30, readable: sim.readSize * 30) }
                 try sim.run()
             }
