@@ -103,7 +103,7 @@ extension DataProxyClient {
     /// their batches between two short turns of the lock (``BatchFill``).
     @inline(never)
     func appendDelimitedTurn(_ lines: ByteBuffer, from offset: Int, delimiter: UInt8, key: BatchKey) -> DelimitedTurn {
-        let wanted = BatchAccumulator.wanted(delimitedBytes: lines.readableBytes - offset)
+        let wanted = lines.withUnsafeReadableBytes { BatchAccumulator.wanted(delimited: $0, from: offset, delimiter: delimiter) }
         var fill: BatchFill
         switch self.withMachineState({ $0.beginFill(key: key, wanted: wanted) }) {
         case .blocked(let blocked): return DelimitedTurn(ids: 0..<0, end: offset, blocked: blocked)

@@ -38,8 +38,8 @@ import Testing
     }
 
     static func fill(_ accumulator: inout BatchAccumulator, _ lines: String, key: BatchKey = key, maxSealed: Int = .max) -> BatchFill {
-        var fill = accumulator.beginFill(key: key, wanted: BatchAccumulator.wanted(delimitedBytes: lines.utf8.count), maxSealed: maxSealed)
         let buffer = ByteBuffer(string: lines)
+        var fill = accumulator.beginFill(key: key, wanted: buffer.withUnsafeReadableBytes { BatchAccumulator.wanted(delimited: $0, from: 0, delimiter: 10) }, room: maxSealed)
         buffer.withUnsafeReadableBytes { fill.fill(from: DelimitedFillSource(bytes: $0, delimiter: UInt8(ascii: "\n")), at: 0) }
         return fill
     }
@@ -136,7 +136,7 @@ import Testing
     /// The machine refuses a fill the close overtook: no ids, blocked as closed, and the quota as before.
     @Test func theMachineRefusesAFillTheCloseOvertook() {
         var machine = self.makeMachine(limits: self.makeAccumulator().limits)
-        guard case .fill(var fill) = machine.beginFill(key: Self.key, wanted: (10, 100)) else {
+        guard case .fill(var fill) = machine.beginFill(key: Self.key, wanted: (10, 100, 0)) else {
             Issue.record("the fill did not begin")
             return
         }
@@ -153,7 +153,7 @@ import Testing
     @Test func aSenderParkedOnAReservationIsResumedByTheCommit() {
         var machine = self.makeMachine(limits: self.makeAccumulator(maxRecords: 100, maxBytes: 1_000, quotaBytes: 100).limits)
         _ = machine.append(ByteBuffer(string: "x"), attributes: nil, key: Self.key, now: Self.start, wallSeconds: 7)
-        guard case .fill(var fill) = machine.beginFill(key: Self.key, wanted: (1, 200)) else {
+        guard case .fill(var fill) = machine.beginFill(key: Self.key, wanted: (1, 200, 0)) else {
             Issue.record("the fill did not begin")
             return
         }
@@ -163,7 +163,7 @@ import Testing
         #expect(committed.ids == 1..<2)
         #expect(actions?.resumeSenders == [42])
         // With nobody parked during a fill, a commit resumes nobody.
-        guard case .fill(let quiet) = machine.beginFill(key: Self.key, wanted: (0, 0)) else {
+        guard case .fill(let quiet) = machine.beginFill(key: Self.key, wanted: (0, 0, 0)) else {
             Issue.record("the fill did not begin")
             return
         }
@@ -304,7 +304,8 @@ import Testing
                     }
                 }
                 let maxSealed = Int.random(in: 1...4, using: &random)
-                let fill = accumulator.beginFill(key: key, wanted: BatchAccumulator.wanted(delimitedBytes: lines.utf8.count), maxSealed: maxSealed)
+                let wanted = ByteBuffer(string: lines).withUnsafeReadableBytes { BatchAccumulator.wanted(delimited: $0, from: 0, delimiter: 10) }
+                let fill = accumulator.beginFill(key: key, wanted: wanted, room: maxSealed)
                 pending.append(Pending(fill: fill, bodies: bodies, key: key, written: false, lines: lines))
             case 3, 4:
                 // A pending fill writes its lines (outside the lock: nothing of the accumulator is read).

@@ -13,6 +13,8 @@ import Testing
 /// - Every turn makes progress or says why not: a turn that accepted nothing, with no stop, is a sender spinning;
 ///   so is one told to try again at once that then stops again with nothing changed meanwhile.
 /// - A parked caller is resumed once what stopped it cleared (a schedule run to its end leaves none parked).
+/// - A sender's append or a fill's commit never takes the dispatcher's backlog past its limit: fills under way at
+///   once seal only the room each reserved.
 /// - Every record accepted ends exactly once (acked or failed), byte for byte.
 @Suite struct FillTurnScheduleTests {
     static let start = ContinuousClock.now
@@ -46,6 +48,8 @@ import Testing
         /// Turns in a row with nothing accepted and nothing else changed meanwhile.
         var idleTurns = 0
         var accepted = 0
+        /// The call stopped at a record larger than any batch.
+        var stoppedTooLarge = false
 
         var end: Int { self.text?.count ?? self.bodies.count }
 
@@ -144,6 +148,7 @@ import Testing
             guard let actions else { return }
             for (job, _, _) in actions.finish { try self.ended(job) }
             for waiter in actions.resumeSenders {
+                self.trace.append("resume \(waiter)")
                 if waiter == -1 {
                     self.singleParked = false
                 } else if case .parked = self.callers[waiter].state {
@@ -181,6 +186,19 @@ import Testing
             }
         }
 
+        /// Batches ready for the dispatcher, with the seals the fills under way may still make.
+        var backlog: Int { self.machine.backlogReady }
+
+        /// A sender's append or a fill's commit never takes the backlog past its limit (nor further past it, when
+        /// seals by age took it there): concurrent fills each seal only what they reserved of the room.
+        mutating func checkBacklog(before: Int, _ event: String) throws {
+            guard !self.machine.backlog.stalled else { return }
+            let limit = self.machine.backlog.limit
+            guard self.backlog <= max(limit, before) else {
+                throw self.fail("\(event) took the backlog from \(before) to \(self.backlog), past its limit of \(limit)")
+            }
+        }
+
         /// A caller stopped by `blocked` waits as the client does: a close ends the call, otherwise it tries again
         /// at once or parks.
         mutating func wait(_ index: Int, _ blocked: DeliveryStateMachine<Int>.Blocked, bodyLength: Int) {
@@ -205,9 +223,9 @@ import Testing
             var caller = self.callers[index]
             switch caller.state {
             case .ready:
-                let wanted: (records: Int, bytes: Int)
-                if caller.text != nil {
-                    wanted = BatchAccumulator.wanted(delimitedBytes: caller.end - caller.cursor)
+                let wanted: BatchAccumulator.Wanted
+                if let text = caller.text {
+                    wanted = text.withUnsafeBytes { BatchAccumulator.wanted(delimited: $0, from: caller.cursor, delimiter: 10) }
                 } else {
                     wanted = caller.bodies.withUnsafeBufferPointer { BatchAccumulator.wanted(UnsafeBufferPointer(rebasing: $0[caller.cursor...])) }
                 }
@@ -218,6 +236,10 @@ import Testing
                     if caller.idleTurns > 2 { throw self.fail("caller \(index) spins: begun \(blocked) again with nothing changed") }
                     self.wait(index, blocked, bodyLength: 0)
                 case .fill(var fill):
+                    let held = (self.machine.accumulator.heldRecords, self.machine.accumulator.heldBytes)
+                    self.trace.append(
+                        "caller \(index): begin reserving \(fill.reservedRecords)r \(fill.reservedBytes)b \(fill.maxSealed) seals, held \(held)"
+                    )
                     if let text = caller.text {
                         text.withUnsafeBytes { fill.fill(from: DelimitedFillSource(bytes: $0, delimiter: 10), at: caller.cursor) }
                     } else {
@@ -229,7 +251,9 @@ import Testing
             case .filled(let fill):
                 let (from, to, records, stop) = (caller.cursor, fill.cursor, fill.records, fill.stop)
                 let cutToLowerLimit = fill.maxBytes > self.machine.accumulator.limits.maxBytes
+                let backlog = self.backlog
                 let (committed, actions) = self.machine.commitFill(fill, now: self.now, wallSeconds: 7)
+                try self.checkBacklog(before: backlog, "caller \(index)'s commit")
                 self.trace.append("caller \(index): commit \(committed.ids) \(stop) refused \(committed.refused)")
                 if !committed.ids.isEmpty { self.worldChanged() }
                 if !committed.refused {
@@ -245,6 +269,7 @@ import Testing
                 self.callers[index] = caller
                 try self.apply(actions)
                 if committed.tooLargeLimit != nil {
+                    self.callers[index].stoppedTooLarge = true
                     self.callers[index].state = .done
                     return
                 }
@@ -277,8 +302,10 @@ import Testing
             guard !self.singleParked, !self.closed else { return }
             let key = FillTurnScheduleTests.keys.randomElement(using: &self.random)!
             let body = "s\(self.singles)" + String(repeating: "y", count: Int.random(in: 0...(self.maxBytes / 3), using: &self.random))
+            let backlog = self.backlog
             let (result, sealed) = self.machine.append(ByteBuffer(string: body), attributes: nil, key: key, now: self.now, wallSeconds: 7)
             _ = sealed
+            try self.checkBacklog(before: backlog, "a single record")
             switch result {
             case .accepted(let id):
                 self.expected[id] = (key, body)
@@ -395,8 +422,9 @@ import Testing
         } catch let violation as Violation {
             Issue.record("\(violation)")
         }
-        // The schedule did something: callers accepted records, or were closed before.
-        #expect(sim.expected.count > 0 || sim.callers.allSatisfy { $0.end == 0 } || sim.closed, "seed \(seed)")
+        // The schedule did something: callers accepted records, or were closed before, or had none that fit.
+        let nothingToSend = sim.callers.allSatisfy { $0.records(0..<$0.end).isEmpty || ($0.accepted == 0 && $0.stoppedTooLarge) }
+        #expect(sim.expected.count > 0 || nothingToSend || sim.closed, "seed \(seed)")
     }
 
     /// Found by the schedule above: the record quota had a little room left and a call's bytes were more than a
@@ -430,7 +458,7 @@ import Testing
             limits: .init(maxRecords: 4, maxBytes: 64, linger: .milliseconds(10), quotaBytes: 1 << 20, quotaRecords: 1)
         )
         _ = machine.append(ByteBuffer(string: "held"), attributes: nil, key: Self.keys[0], now: Self.start, wallSeconds: 7)
-        guard case .fill(var fill) = machine.beginFill(key: Self.keys[0], wanted: (1, 20)) else {
+        guard case .fill(var fill) = machine.beginFill(key: Self.keys[0], wanted: (1, 20, 0)) else {
             Issue.record("the fill did not begin")
             return
         }
@@ -439,5 +467,54 @@ import Testing
         let (committed, actions) = machine.commitFill(fill, now: Self.start, wallSeconds: 7)
         #expect(committed.ids.isEmpty && committed.blocked == .full)
         #expect(actions?.resumeSenders ?? [] == [])
+    }
+
+    /// Found by the schedule above: two fills begun before either committed each saw the backlog's whole room and
+    /// sealed up to it, twice the limit between them. Now a fill reserves the room it may seal: the second waits.
+    @Test func fillsAtOnceSealNoMoreThanTheBacklogHolds() {
+        var machine = DeliveryStateMachine<Int>(
+            configuration: .init(deliveryTimeout: .seconds(30), retryBackoff: ExponentialBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0), backlogLimit: 2),
+            limits: .init(maxRecords: 2, maxBytes: 64, linger: .milliseconds(10), quotaBytes: 1 << 20, quotaRecords: 1_000)
+        )
+        let bodies = (0..<10).map { ByteBuffer(string: "record \($0)") }
+        guard case .fill(var first) = bodies.withUnsafeBufferPointer({ machine.beginFill(key: Self.keys[0], wanted: BatchAccumulator.wanted($0)) }) else {
+            Issue.record("the first fill did not begin")
+            return
+        }
+        #expect(first.maxSealed == 2)
+        let second = bodies.withUnsafeBufferPointer { machine.beginFill(key: Self.keys[1], wanted: BatchAccumulator.wanted($0)) }
+        guard case .blocked(.backlogged) = second else {
+            Issue.record("a second fill began with the room reserved: \(second)")
+            return
+        }
+        // A single record that would seal a batch waits too.
+        #expect(machine.append(ByteBuffer(string: "one"), attributes: nil, key: Self.keys[1], now: Self.start, wallSeconds: 7).0 == .blocked(.backlogged))
+        bodies.withUnsafeBufferPointer { first.fill(from: BodiesFillSource(bodies: $0), at: 0) }
+        #expect(first.records == 4 && first.stop == .backlogged(length: bodies[4].readableBytes))
+        let (committed, _) = machine.commitFill(first, now: Self.start, wallSeconds: 7)
+        #expect(committed.ids == 0..<4 && committed.blocked == .backlogged)
+        #expect(machine.waitingJobs == 2 && machine.backlogReady == 2)
+    }
+
+    /// Found by the schedule above: a fill whose first record did not fit the free quota still reserved records and
+    /// room in the backlog; the senders it held back were woken by its end, which wrote nothing, to be held back by
+    /// the next such fill. Now it reserves nothing, and a record that fits goes in beside it.
+    @Test func aFillThatCanTakeNoRecordHoldsNoSenderBack() {
+        var machine = DeliveryStateMachine<Int>(
+            configuration: .init(deliveryTimeout: .seconds(30), retryBackoff: ExponentialBackoff(initial: .milliseconds(100), maximum: .seconds(1), multiplier: 2, jitter: 0), backlogLimit: 1),
+            limits: .init(maxRecords: 4, maxBytes: 256, linger: .milliseconds(10), quotaBytes: 60, quotaRecords: 10)
+        )
+        _ = machine.append(ByteBuffer(string: "held"), attributes: nil, key: Self.keys[0], now: Self.start, wallSeconds: 7)
+        let large = [ByteBuffer(string: String(repeating: "l", count: 40))]
+        guard case .fill(var fill) = large.withUnsafeBufferPointer({ machine.beginFill(key: Self.keys[1], wanted: BatchAccumulator.wanted($0)) }) else {
+            Issue.record("the fill did not begin")
+            return
+        }
+        #expect(fill.reservedRecords == 0 && fill.reservedBytes == 0 && fill.maxSealed == 0)
+        #expect(machine.backlogReady == 0)
+        #expect(machine.append(ByteBuffer(string: "small"), attributes: nil, key: Self.keys[0], now: Self.start, wallSeconds: 7).0 == .accepted(1))
+        large.withUnsafeBufferPointer { fill.fill(from: BodiesFillSource(bodies: $0), at: 0) }
+        let (committed, _) = machine.commitFill(fill, now: Self.start, wallSeconds: 7)
+        #expect(committed.ids.isEmpty && committed.blocked == .full)
     }
 }

@@ -6,8 +6,10 @@ extension BatchAccumulator {
     static let maxFillBatches = 16
 
     /// Starts a fill of `key`'s records: reserves quota for at most `wanted` (records, and bytes as charged) out of
-    /// what is free, and hands out spare blocks. `maxSealed` is how many batches the fill may seal.
-    mutating func beginFill(key: BatchKey, wanted: (records: Int, bytes: Int), maxSealed: Int) -> BatchFill {
+    /// what is free, and of the `room` left in the dispatcher's backlog the batches that quota fills (and one for
+    /// the key's open batch, which the commit may seal first), and hands out spare blocks. Nothing is reserved when
+    /// the first record (`wanted.first`, as charged) does not fit what is free.
+    mutating func beginFill(key: BatchKey, wanted: Wanted, room: Int) -> BatchFill {
         let taken = self.heldRecords + self.reservedRecords
         // As for one record: an empty client always has room for one, whatever its size. The reservation of that
         // record keeps another sender from taking the same exception meanwhile.
@@ -19,13 +21,27 @@ extension BatchAccumulator {
         let cap = (records: Self.maxFillBatches * self.limits.maxRecords, bytes: Self.maxFillBatches * (self.limits.maxBytes + 16 * Self.recordOverhead))
         var records = max(0, min(wanted.records, freeRecords, cap.records))
         if oneRecordAlways { records = max(records, 1) }
-        let bytes = max(0, min(wanted.bytes, freeBytes, cap.bytes))
+        var bytes = max(0, min(wanted.bytes, freeBytes, cap.bytes))
+        if !oneRecordAlways, bytes < wanted.first {
+            // The fill can take no record: a reservation would only hold other senders back (quota, and room in the
+            // backlog), and its end would wake them to find the same.
+            records = 0
+            bytes = 0
+        }
         // Whether each side of the reservation is the turn's cap, less than the quota has free: running out of
         // that side means only that the turn is over (the cap always holds a record, so such a turn wrote one).
         let recordsCapped = min(wanted.records, freeRecords) > cap.records
         let bytesCapped = min(wanted.bytes, freeBytes) > cap.bytes
+        // Reserved, so that fills under way at once do not each seal up to the same room: the batches the reserved
+        // records fill (each holds one at least), and the key's open batch. Records of uneven sizes can fill more
+        // than reckoned: the turn is over there (`sealsCapped`), and the call goes on. A fill that can take no
+        // record seals nothing.
+        let byBytes = (bytes + self.limits.maxBytes - 1) / self.limits.maxBytes
+        let reckoned = records == 0 ? 0 : min(records, max((records + self.limits.maxRecords - 1) / self.limits.maxRecords, byBytes)) + 1
+        let seals = min(room, reckoned)
         self.reservedRecords += records
         self.reservedBytes += bytes
+        self.reservedSeals += seals
         self.fills += 1
         var open: BatchFill.OpenBatchSnapshot?
         if let index = self.open.index(forKey: key) {
@@ -47,7 +63,8 @@ extension BatchAccumulator {
             recordsCapped: recordsCapped,
             bytesCapped: bytesCapped,
             oneRecordAlways: oneRecordAlways,
-            maxSealed: maxSealed,
+            maxSealed: seals,
+            sealsCapped: seals < room,
             open: open,
             spareBlocks: spare
         )
@@ -55,7 +72,8 @@ extension BatchAccumulator {
 
     /// Ends a fill: releases its reservation and, when `accept`, accepts its records with ids from `firstID` on
     /// (observed by `tracker`). Returns the batches sealed: the key's open batch when the fill could not take its
-    /// place, then the filled ones that are full; the last one that is not stays open.
+    /// place, then the filled ones that are full; the last one stays open when it is not, or when sealing it would
+    /// take more of the backlog than the fill reserved (the next record or its linger seals it).
     mutating func commitFill(
         _ fill: consuming BatchFill,
         firstID: UInt64,
@@ -67,7 +85,8 @@ extension BatchAccumulator {
         self.fills -= 1
         self.reservedRecords -= fill.reservedRecords
         self.reservedBytes -= fill.reservedBytes
-        precondition(self.fills >= 0 && self.reservedRecords >= 0 && self.reservedBytes >= 0, "a fill ended twice")
+        self.reservedSeals -= fill.maxSealed
+        precondition(self.fills >= 0 && self.reservedRecords >= 0 && self.reservedBytes >= 0 && self.reservedSeals >= 0, "a fill ended twice")
         let key = fill.key
         // Blocks are moved out of the arrays, never copied: a recycled or written block must be uniquely referenced.
         var (filled, spare) = fill.takeBlocks()
@@ -133,7 +152,8 @@ extension BatchAccumulator {
             }
             if let tracker { batch.observers.track(tracker, ids) }
             let isLast = index == count - 1
-            if !isLast || batch.recordCount >= self.limits.maxRecords || batch.block.readableBytes >= self.limits.maxBytes {
+            let full = batch.recordCount >= self.limits.maxRecords || batch.block.readableBytes >= self.limits.maxBytes
+            if !isLast || (full && sealed.count < fill.maxSealed) {
                 sealed.append(Self.sealed(batch, key: key))
             } else {
                 self.open.insert(batch, forKey: key)
@@ -160,7 +180,7 @@ extension BatchAccumulator {
             // Turn after turn while a turn's reservation, not the quota, stops it.
             while true {
                 let rest = UnsafeBufferPointer(rebasing: bodies[appended...])
-                var fill = self.beginFill(key: key, wanted: Self.wanted(rest), maxSealed: maxSealed - sealed.count)
+                var fill = self.beginFill(key: key, wanted: Self.wanted(rest), room: maxSealed - sealed.count)
                 fill.fill(from: BodiesFillSource(bodies: bodies), at: appended)
                 let (records, stop) = (fill.records, fill.stop)
                 sealed += self.commitFill(fill, firstID: firstID + UInt64(appended), tracker: tracker, now: now, wallSeconds: wallSeconds, accept: true)
@@ -170,18 +190,31 @@ extension BatchAccumulator {
         }
     }
 
+    /// What a fill asks of the quota: at most `records` and `bytes` (as charged); `first` is what its first record
+    /// is charged (0 for none).
+    typealias Wanted = (records: Int, bytes: Int, first: Int)
+
     /// The quota a fill of `bodies` reserves: their records and bytes as charged.
-    static func wanted(_ bodies: UnsafeBufferPointer<ByteBuffer>) -> (records: Int, bytes: Int) {
+    static func wanted(_ bodies: UnsafeBufferPointer<ByteBuffer>) -> Wanted {
         var bytes = 0
         for index in bodies.indices { bytes += bodies[index].readableBytes }
-        return (bodies.count, bytes + bodies.count * Self.recordOverhead)
+        let first = bodies.first.map { Self.charge(bodyLength: $0.readableBytes, attributesLength: nil) } ?? 0
+        return (bodies.count, bytes + bodies.count * Self.recordOverhead, first)
     }
 
-    /// The quota a fill of the records delimited in `count` bytes reserves at most: each has at least a byte and
-    /// its delimiter.
-    static func wanted(delimitedBytes count: Int) -> (records: Int, bytes: Int) {
+    /// The quota a fill of the records delimited in `bytes` from `start` on reserves at most: each has at least a
+    /// byte and its delimiter. The first record is found (empty ones passed): one scan of a line.
+    static func wanted(delimited bytes: UnsafeRawBufferPointer, from start: Int, delimiter: UInt8) -> Wanted {
+        let count = bytes.count - start
         let records = (count + 1) / 2
-        return (records, count + records * Self.recordOverhead)
+        var cursor = start
+        var first = 0
+        while cursor < bytes.count, first == 0 {
+            let (length, next) = DelimitedRecords.next(in: bytes, from: cursor, delimiter: delimiter)
+            if length > 0 { first = Self.charge(bodyLength: length, attributesLength: nil) }
+            cursor = next
+        }
+        return (records, count + records * Self.recordOverhead, first)
     }
 
     /// What ``appendDelimited(_:from:delimiter:key:firstID:now:wallSeconds:maxSealed:)`` did.
@@ -213,7 +246,7 @@ extension BatchAccumulator {
         var run = DelimitedRun(end: start)
         // Turn after turn while a turn's reservation, not the quota, stops it.
         repeat {
-            var fill = self.beginFill(key: key, wanted: Self.wanted(delimitedBytes: bytes.count - run.end), maxSealed: maxSealed - run.sealed.count)
+            var fill = self.beginFill(key: key, wanted: Self.wanted(delimited: bytes, from: run.end, delimiter: delimiter), room: maxSealed - run.sealed.count)
             fill.fill(from: DelimitedFillSource(bytes: bytes, delimiter: delimiter), at: run.end)
             let records = fill.records
             run.end = fill.cursor

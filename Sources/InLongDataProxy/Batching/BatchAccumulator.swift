@@ -116,6 +116,8 @@ struct BatchAccumulator {
     /// Quota reserved by fills under way (``BatchFill``): not held by records yet, not free for others.
     var reservedBytes = 0
     var reservedRecords = 0
+    /// Room in the dispatcher's backlog reserved by fills under way: batches they may still seal.
+    var reservedSeals = 0
     /// Fills under way.
     var fills = 0
     /// The generation of the next open batch.
@@ -304,7 +306,10 @@ extension BatchAccumulator.OpenBatch {
         maxBytes: Int,
         maxRecords: Int
     ) -> Append {
-        guard self.recordCount == 0 || self.block.readableBytes + recordBytes <= maxBytes else { return .doesNotFit }
+        // A batch full of records stays open when a fill's commit had no room in the backlog to seal it.
+        guard self.recordCount == 0 || (self.recordCount < maxRecords && self.block.readableBytes + recordBytes <= maxBytes) else {
+            return .doesNotFit
+        }
         self.append(body, attributes: attributes, charge: charge, id: id, observer: observer)
         return .appended(full: self.recordCount >= maxRecords || self.block.readableBytes >= maxBytes)
     }

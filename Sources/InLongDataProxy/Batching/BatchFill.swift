@@ -7,7 +7,7 @@ import Darwin
 #endif
 
 /// Records of one key written into batches outside the client's lock, so that a sender of many records never holds
-/// the lock the dispatcher and the encoders take per batch: ``BatchAccumulator/beginFill(key:wanted:maxSealed:)``
+/// the lock the dispatcher and the encoders take per batch: ``BatchAccumulator/beginFill(key:wanted:room:)``
 /// reserves quota and hands out blocks (under the lock), ``fill(from:)`` writes the records into them in a tight
 /// loop over raw bytes (no lock, no exclusivity checks, no retains per record), and
 /// ``BatchAccumulator/commitFill(_:firstID:tracker:now:wallSeconds:accept:)`` accepts them (under the lock).
@@ -59,8 +59,11 @@ struct BatchFill {
     let bytesCapped: Bool
     /// The client held nothing at the beginning: one record goes in whatever its size (as a single append would).
     let oneRecordAlways: Bool
-    /// Batches the fill may seal (room in the dispatcher's backlog).
+    /// Batches the fill may seal: what it reserved of the room in the dispatcher's backlog.
     let maxSealed: Int
+    /// Whether `maxSealed` is what the reserved quota fills, less than the backlog had room for: reaching it means
+    /// only that the turn is over.
+    let sealsCapped: Bool
     let open: OpenBatchSnapshot?
     /// Blocks to write into (spare ones of the accumulator); more are allocated when they run out.
     var spareBlocks: [ByteBuffer]
@@ -93,6 +96,7 @@ struct BatchFill {
         bytesCapped: Bool,
         oneRecordAlways: Bool,
         maxSealed: Int,
+        sealsCapped: Bool,
         open: OpenBatchSnapshot?,
         spareBlocks: [ByteBuffer]
     ) {
@@ -105,6 +109,7 @@ struct BatchFill {
         self.bytesCapped = bytesCapped
         self.oneRecordAlways = oneRecordAlways
         self.maxSealed = maxSealed
+        self.sealsCapped = sealsCapped
         self.open = open
         self.spareBlocks = spareBlocks
     }
@@ -129,7 +134,8 @@ struct BatchFill {
             if !first, self.batches.count >= self.maxSealed {
                 let length = self.nextLength(in: source)
                 if self.cursor >= source.count { break }
-                self.stop = .backlogged(length: length)
+                // Batches of fewer records than the reservation was reckoned in: the turn is over, not the room.
+                self.stop = self.sealsCapped ? .turnOver : .backlogged(length: length)
                 return
             }
             let prefixBytes = first && !self.openSkipped ? (self.open?.bytes ?? 0) : 0

@@ -36,8 +36,8 @@ extension DeliveryStateMachine {
         return nil
     }
 
-    private mutating func releaseBacklogWaitersIfDue(_ actions: inout Actions) {
-        guard self.waiters.hasBacklogWaiters, self.backlog.releasesWaiters(ready: self.waitingJobs) else { return }
+    mutating func releaseBacklogWaitersIfDue(_ actions: inout Actions) {
+        guard self.waiters.hasBacklogWaiters, self.backlog.releasesWaiters(ready: self.backlogReady) else { return }
         self.waiters.resumeBacklogWaiters(into: &actions.resumeSenders)
     }
 

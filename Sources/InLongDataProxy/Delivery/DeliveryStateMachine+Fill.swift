@@ -7,13 +7,14 @@ extension DeliveryStateMachine {
     }
 
     /// Starts a fill of `key`'s records, unless the client is closing, records wait in the spool (a new record
-    /// spills behind them) or the dispatcher's backlog is full. `wanted` bounds the quota reserved.
-    mutating func beginFill(key: BatchKey, wanted: (records: Int, bytes: Int)) -> FillStart {
+    /// spills behind them) or the dispatcher's backlog is full (with what other fills reserved of it). `wanted`
+    /// bounds the quota reserved.
+    mutating func beginFill(key: BatchKey, wanted: BatchAccumulator.Wanted) -> FillStart {
         guard self.isAccepting else { return .blocked(.closed) }
         guard self.spill.isEmpty else { return .blocked(.full) }
-        let room = self.backlog.room(ready: self.waitingJobs)
+        let room = self.backlog.room(ready: self.backlogReady)
         guard room > 0 else { return .blocked(.backlogged) }
-        return .fill(self.accumulator.beginFill(key: key, wanted: wanted, maxSealed: room))
+        return .fill(self.accumulator.beginFill(key: key, wanted: wanted, room: room))
     }
 
     /// What a fill's commit did: the records written took `ids` (none when the client closed meanwhile).
@@ -82,6 +83,10 @@ extension DeliveryStateMachine {
             actions = sealedActions
         }
         if reserved { self.resumeWhoFitsAfterAFill(&actions) }
+        // The room the fill reserved in the backlog and did not seal is free again: senders it held may go on.
+        var released = actions ?? Actions()
+        self.releaseBacklogWaitersIfDue(&released)
+        if !released.resumeSenders.isEmpty { actions = released }
         return (committed, actions)
     }
 

@@ -85,6 +85,8 @@ struct DeliveryStateMachine<Waiter> {
     var jobCount: Int { self.jobs.count + self.routes.count + self.encodes.count }
     /// Sealed jobs the dispatcher has not taken: ready, or being encoded for it (what the backlog counts).
     var waitingJobs: Int { self.jobs.readyCount + self.encodes.count }
+    /// What the backlog's limit counts: the waiting jobs, and the batches fills under way may still seal.
+    var backlogReady: Int { self.waitingJobs + self.accumulator.reservedSeals }
     /// Whether the client closed and every record ended: the dispatcher may stop.
     var isFinished: Bool {
         switch self.phase {
@@ -146,7 +148,7 @@ struct DeliveryStateMachine<Waiter> {
         guard recordBytes <= self.accumulator.limits.maxBytes else {
             return (.tooLarge(limit: self.accumulator.limits.maxBytes), nil)
         }
-        guard self.backlog.room(ready: self.waitingJobs) > 0 else { return (.blocked(.backlogged), nil) }
+        guard self.backlog.room(ready: self.backlogReady) > 0 else { return (.blocked(.backlogged), nil) }
         guard self.spill.isEmpty else { return (.blocked(.full), nil) }
         let id = self.nextRecordID
         switch self.accumulator.append(body, attributes: attributes, key: key, id: id, now: now(), wallSeconds: wallSeconds(), observer: observer) {
@@ -182,7 +184,7 @@ struct DeliveryStateMachine<Waiter> {
             if blocked == .reserved, self.accumulator.fills == 0 { return .retryNow }
             return .parked(id: self.waiters.parkForRoom(waiter, duringFillFor: self.accumulator.fills > 0 ? needed : nil))
         case .backlogged:
-            if self.backlog.releasesWaiters(ready: self.waitingJobs) { return .retryNow }
+            if self.backlog.releasesWaiters(ready: self.backlogReady) { return .retryNow }
             return .parked(id: self.waiters.parkForBacklog(waiter))
         }
     }
