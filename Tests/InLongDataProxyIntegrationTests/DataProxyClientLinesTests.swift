@@ -111,24 +111,38 @@ import Testing
         }
     }
 
+    /// A receiver whose acks come 2 ms late.
+    static var slowAcks: DataProxyReceiver.Configuration {
+        var configuration = DataProxyReceiver.Configuration.loopback
+        configuration.faults.ackDelay = .milliseconds(2)
+        return configuration
+    }
+
+    /// A buffer of 40 records and batches of 12 records or 1 KiB: calls of hundreds of records stop part way.
+    static func bindingBuffer(port: Int) -> DataProxyClient.Configuration {
+        var configuration = clientConfiguration(ports: [port])
+        configuration.buffer.maxRecords = 40
+        configuration.buffer.maxBytes = 64 << 10
+        configuration.batching.maxRecords = 12
+        configuration.batching.maxBytes = 1 << 10
+        configuration.batching.linger = .milliseconds(1)
+        return configuration
+    }
+
+    /// Caller `caller`'s record `index`: distinct, of 0 to 89 bytes after its name.
+    static func callerRecord(_ caller: Int, _ index: Int) -> String {
+        "c\(caller)-\(index) " + String(repeating: "z", count: (index * 7 + caller * 13) % 90)
+    }
+
     /// Callers at once on a buffer that binds, over a real socket with acks a little late: two calls of many lines
     /// and one of bodies on two streams, and a sender of one record at a time; the quota and the dispatcher's
     /// backlog stop them part way, again and again, while the others' fills hold reservations. Every record
     /// arrives exactly once, byte for byte, and the client counts each as acked. (With a turn that said "the turn
     /// is over" when the record quota, not its capped bytes, stopped it, the callers spun and this never ended.)
     @Test(.timeLimit(.minutes(2))) func concurrentCallersOnABindingBufferDeliverEveryRecordOnce() async throws {
-        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
-        receiverConfiguration.faults.ackDelay = .milliseconds(2)
-        try await withReceiver(receiverConfiguration) { receiver in
-            var configuration = clientConfiguration(ports: [try await receiver.port()])
-            configuration.buffer.maxRecords = 40
-            configuration.buffer.maxBytes = 64 << 10
-            configuration.batching.maxRecords = 12
-            configuration.batching.maxBytes = 1 << 10
-            configuration.batching.linger = .milliseconds(1)
-            func body(_ caller: Int, _ index: Int) -> String {
-                "c\(caller)-\(index) " + String(repeating: "z", count: (index * 7 + caller * 13) % 90)
-            }
+        try await withReceiver(Self.slowAcks) { receiver in
+            let configuration = Self.bindingBuffer(port: try await receiver.port())
+            let body = Self.callerRecord
             let perCaller = 2_000
             try await withDataProxyClient(configuration: configuration) { client in
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -169,19 +183,10 @@ import Testing
     /// again a little later. Every record ends up accepted exactly once and arrives exactly once, byte for byte;
     /// the ids the calls were given are distinct and as many as the records acked.
     @Test(.timeLimit(.minutes(2))) func failFastCallersAtOnceAccountForEveryRecord() async throws {
-        var receiverConfiguration = DataProxyReceiver.Configuration.loopback
-        receiverConfiguration.faults.ackDelay = .milliseconds(2)
-        try await withReceiver(receiverConfiguration) { receiver in
-            var configuration = clientConfiguration(ports: [try await receiver.port()])
+        try await withReceiver(Self.slowAcks) { receiver in
+            var configuration = Self.bindingBuffer(port: try await receiver.port())
             configuration.buffer.whenFull = .fail
-            configuration.buffer.maxRecords = 40
-            configuration.buffer.maxBytes = 64 << 10
-            configuration.batching.maxRecords = 12
-            configuration.batching.maxBytes = 1 << 10
-            configuration.batching.linger = .milliseconds(1)
-            func body(_ caller: Int, _ index: Int) -> String {
-                "c\(caller)-\(index) " + String(repeating: "z", count: (index * 7 + caller * 13) % 90)
-            }
+            let body = Self.callerRecord
             /// Records accepted after `call` stopped part way, or all of them when it returned.
             func accepted(_ count: Int, _ call: () async throws -> DataProxyRecordIDs) async throws -> (ids: DataProxyRecordIDs, full: Bool) {
                 do {
