@@ -48,7 +48,7 @@ import Testing
         switch accumulator.append(ByteBuffer(string: text), attributes: nil, key: key, id: id, now: Self.start, wallSeconds: 7) {
         case .accepted: return []
         case .acceptedAndSealed(let batch): return [batch]
-        case .full: Issue.record("\(text) was refused")
+        case .full, .noRoomToSeal: Issue.record("\(text) was refused")
         }
         return []
     }
@@ -333,7 +333,7 @@ import Testing
                 switch accumulator.append(ByteBuffer(string: text), attributes: nil, key: key, id: nextID, now: now, wallSeconds: 7) {
                 case .accepted: break
                 case .acceptedAndSealed(let batch): seal([batch])
-                case .full: Issue.record("seed \(seed) step \(step): refused with room")
+                case .full, .noRoomToSeal: Issue.record("seed \(seed) step \(step): refused with room")
                 }
                 expected[nextID] = (key, text)
                 nextID += 1

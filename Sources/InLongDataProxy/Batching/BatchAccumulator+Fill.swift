@@ -22,7 +22,7 @@ extension BatchAccumulator {
         var records = max(0, min(wanted.records, freeRecords, cap.records))
         if oneRecordAlways { records = max(records, 1) }
         var bytes = max(0, min(wanted.bytes, freeBytes, cap.bytes))
-        if !oneRecordAlways, bytes < wanted.first {
+        if !oneRecordAlways, records == 0 || bytes < wanted.first {
             // The fill can take no record: a reservation would only hold other senders back (quota, and room in the
             // backlog), and its end would wake them to find the same.
             records = 0

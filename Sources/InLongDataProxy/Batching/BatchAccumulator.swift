@@ -98,6 +98,8 @@ struct BatchAccumulator {
         case acceptedAndSealed(SealedBatch)
         /// The quota is used up.
         case full
+        /// The record does not fit the key's open batch, and the backlog has no room to seal that one.
+        case noRoomToSeal
     }
 
     /// Per-record accounting overhead besides the body, as the C++ SDK charges.
@@ -165,6 +167,8 @@ struct BatchAccumulator {
     /// Appends one record with its `id`. `attributes` is the per-record attribute string when the key says so;
     /// `observer` learns the record's outcome (a `sendAndWait` caller or a tracked call). The times are read only
     /// when the record starts a batch (a clock read per record costs more than the rest of its bookkeeping).
+    /// Without `maySeal` (no room in the dispatcher's backlog) it seals nothing: a batch it fills stays open (the
+    /// next record or its linger seals it), and a record the key's open batch cannot take is refused.
     mutating func append(
         _ body: ByteBuffer,
         attributes: String?,
@@ -172,7 +176,8 @@ struct BatchAccumulator {
         id: UInt64,
         now: @autoclosure () -> ContinuousClock.Instant,
         wallSeconds: @autoclosure () -> UInt32,
-        observer: RecordObserver = .none
+        observer: RecordObserver = .none,
+        maySeal: Bool = true
     ) -> AppendResult {
         let attributesLength = attributes?.utf8.count
         let recordBytes = Self.blockBytes(bodyLength: body.readableBytes, attributesLength: attributesLength)
@@ -188,8 +193,9 @@ struct BatchAccumulator {
             case .appended(let full):
                 self.heldBytes += charge
                 self.heldRecords += 1
-                return full ? .acceptedAndSealed(Self.sealed(self.open.remove(at: index), key: key)) : .accepted
+                return full && maySeal ? .acceptedAndSealed(Self.sealed(self.open.remove(at: index), key: key)) : .accepted
             case .doesNotFit:
+                guard maySeal else { return .noRoomToSeal }
                 sealed = Self.sealed(self.open.remove(at: index), key: key)
             }
         }
@@ -204,7 +210,7 @@ struct BatchAccumulator {
         let full = appended != .appended(full: false) || batch.block.readableBytes >= maxBytes
         self.heldBytes += charge
         self.heldRecords += 1
-        if full, sealed == nil { return .acceptedAndSealed(Self.sealed(batch, key: key)) }
+        if full, sealed == nil, maySeal { return .acceptedAndSealed(Self.sealed(batch, key: key)) }
         // With a batch sealed already, a full new one waits for the next record or its linger.
         self.open.insert(batch, forKey: key)
         return sealed.map(AppendResult.acceptedAndSealed) ?? .accepted

@@ -37,7 +37,7 @@ public struct BatchAppendBenchmark {
             ) {
             case .accepted: break
             case .acceptedAndSealed(var batch): self.drop(&batch)
-            case .full: preconditionFailure("the quota is released as batches seal")
+            case .full, .noRoomToSeal: preconditionFailure("the quota is released as batches seal")
             }
             self.nextID += 1
         }

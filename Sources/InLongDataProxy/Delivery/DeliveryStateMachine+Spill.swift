@@ -81,7 +81,7 @@ extension DeliveryStateMachine {
             case .acceptedAndSealed(let batch):
                 appended += 1
                 sealed.append(batch)
-            case .full: break appending
+            case .full, .noRoomToSeal: break appending
             }
         }
         let done = self.spill.appended(appended)

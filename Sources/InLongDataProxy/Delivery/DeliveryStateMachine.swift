@@ -148,10 +148,12 @@ struct DeliveryStateMachine<Waiter> {
         guard recordBytes <= self.accumulator.limits.maxBytes else {
             return (.tooLarge(limit: self.accumulator.limits.maxBytes), nil)
         }
-        guard self.backlog.room(ready: self.backlogReady) > 0 else { return (.blocked(.backlogged), nil) }
         guard self.spill.isEmpty else { return (.blocked(.full), nil) }
         let id = self.nextRecordID
-        switch self.accumulator.append(body, attributes: attributes, key: key, id: id, now: now(), wallSeconds: wallSeconds(), observer: observer) {
+        // Only a record that seals a batch needs room in the backlog: one that fills its batch without it leaves
+        // the batch open, and only one the open batch cannot take waits.
+        let maySeal = self.backlog.room(ready: self.backlogReady) > 0
+        switch self.accumulator.append(body, attributes: attributes, key: key, id: id, now: now(), wallSeconds: wallSeconds(), observer: observer, maySeal: maySeal) {
         case .accepted:
             self.nextRecordID += 1
             return (.accepted(id), nil)
@@ -161,6 +163,8 @@ struct DeliveryStateMachine<Waiter> {
         case .full:
             let charge = BatchAccumulator.charge(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
             return (.blocked(self.accumulator.hasRoomOnceFillsEnd(forBytes: charge) ? .reserved : .full), nil)
+        case .noRoomToSeal:
+            return (.blocked(.backlogged), nil)
         }
     }
 
