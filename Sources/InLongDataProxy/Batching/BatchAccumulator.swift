@@ -312,7 +312,7 @@ extension BatchAccumulator.OpenBatch {
         maxBytes: Int,
         maxRecords: Int
     ) -> Append {
-        // A batch full of records stays open when a fill's commit had no room in the backlog to seal it.
+        // A full batch stays open when the backlog had no room to seal it (a fill's commit, a record that filled it).
         guard self.recordCount == 0 || (self.recordCount < maxRecords && self.block.readableBytes + recordBytes <= maxBytes) else {
             return .doesNotFit
         }
