@@ -240,7 +240,11 @@ import Testing
                 } else {
                     wanted = caller.bodies.withUnsafeBufferPointer { BatchAccumulator.wanted(UnsafeBufferPointer(rebasing: $0[caller.cursor...])) }
                 }
-                switch self.machine.beginFill(key: caller.key, wanted: wanted) {
+                let backlog = self.backlog
+                let begun = self.machine.beginFill(key: caller.key, wanted: wanted)
+                // What a turn reserves is within the room: the reservations of the turns under way together are too.
+                try self.checkBacklog(before: backlog, "caller \(index)'s beginning")
+                switch begun {
                 case .blocked(let blocked):
                     caller.idleTurns += 1
                     self.callers[index] = caller
