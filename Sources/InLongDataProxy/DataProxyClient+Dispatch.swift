@@ -74,7 +74,7 @@ extension DataProxyClient {
                 pick = self.router.pick(for: job.batch.key.group, avoiding: avoiding)
                 continue
             }
-            self.submitted(job, route: route, future: future, spentBlock: spentBlock, group: &group)
+            self.submitted(job, route: route, future: future, spentBlock: spentBlock)
             return true
         }
         self.withMachine { ((), $0.notSubmitted(job, spentBlock: spentBlock)) }
@@ -85,37 +85,55 @@ extension DataProxyClient {
         _ job: DeliveryJob,
         route: ProxyRouter.Route,
         future: EventLoopFuture<InLongResponse>,
-        spentBlock: ByteBuffer?,
-        group: inout DiscardingTaskGroup
+        spentBlock: ByteBuffer?
     ) {
         let id = job.id
-        let records = job.batch.recordCount
         let key = job.batch.key
-        let frameBytes = job.frame!.readableBytes
-        let observation = self.observation
-        let router = self.router
         self.withMachine { ((), $0.submitted(job, to: route.endpoint, now: .now, spentBlock: spentBlock)) }
-        observation.batchSent(key, records: records, frameBytes: frameBytes, proxy: route.endpoint)
-        group.addTask {
-            let outcome = await Self.outcome(of: future)
-            observation.batchAnswered(key)
-            // The router keeps the proxies' health: it hears of every outcome that says something of the proxy.
-            if let succeeded = outcome.proxySucceeded { router.recordOutcome(route, succeeded: succeeded) }
-            self.withMachine { ((), $0.completed(jobID: id, outcome: outcome, now: .now)) }
+        self.observation.batchSent(key, records: job.batch.recordCount, frameBytes: job.frame!.readableBytes, proxy: route.endpoint)
+        // Expected before the callback is set: an answer that came already is posted at once.
+        let completions = self.completions
+        completions.expect()
+        future.whenComplete { result in
+            completions.post(Completion(jobID: id, key: key, route: route, outcome: Self.outcome(of: result)))
         }
     }
 
-    private static func outcome(of future: EventLoopFuture<InLongResponse>) async -> DeliveryOutcome {
-        do {
-            switch try await future.get() {
-            case .binaryAck(let ack) where ack.result.isDelivered: return .acked(proxyIP: ack.result.proxyIP)
-            case .binaryAck(let ack): return .rejected(ack.result.errorCode, message: ack.result.errorMessage)
-            case let other: return .unexpectedReply("\(other)")
+    /// The answer to a submitted batch, for ``drainCompletions()``.
+    struct Completion: Sendable {
+        var jobID: Int
+        var key: BatchKey
+        var route: ProxyRouter.Route
+        var outcome: DeliveryOutcome
+    }
+
+    /// Tells the machine the answers to submitted batches, all those that came meanwhile under one lock. Returns once
+    /// the client closed and every batch submitted was answered.
+    func drainCompletions() async {
+        let observation = self.observation
+        let router = self.router
+        while let answered = await self.completions.next() {
+            for completion in answered {
+                observation.batchAnswered(completion.key)
+                // The router keeps the proxies' health: it hears of every outcome that says something of the proxy.
+                if let succeeded = completion.outcome.proxySucceeded { router.recordOutcome(completion.route, succeeded: succeeded) }
             }
-        } catch let error as TransportError {
-            return .transportFailed(error)
-        } catch {
-            return .transportFailed(TransportError(.connectionClosed, mayHaveBeenDelivered: true, underlying: error))
+            let now = ContinuousClock.now
+            self.withMachine { machine in
+                var actions = Machine.Actions()
+                for completion in answered { actions.merge(machine.completed(jobID: completion.jobID, outcome: completion.outcome, now: now)) }
+                return ((), actions)
+            }
+        }
+    }
+
+    private static func outcome(of result: Result<InLongResponse, any Error>) -> DeliveryOutcome {
+        switch result {
+        case .success(.binaryAck(let ack)) where ack.result.isDelivered: .acked(proxyIP: ack.result.proxyIP)
+        case .success(.binaryAck(let ack)): .rejected(ack.result.errorCode, message: ack.result.errorMessage)
+        case .success(let other): .unexpectedReply("\(other)")
+        case .failure(let error as TransportError): .transportFailed(error)
+        case .failure(let error): .transportFailed(TransportError(.connectionClosed, mayHaveBeenDelivered: true, underlying: error))
         }
     }
 

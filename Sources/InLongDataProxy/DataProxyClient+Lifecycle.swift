@@ -56,6 +56,7 @@ extension DataProxyClient {
             // From the start: records accepted before any proxy is known still reach their deadline.
             group.addTask { await self.runClock() }
             group.addTask { await Self.runPools(router) }
+            group.addTask { await self.drainCompletions() }
             if let audit = self.audit { group.addTask { await audit.run() } }
             if let spool = self.spool {
                 group.addTask { await self.replaySpool() }
@@ -84,6 +85,9 @@ extension DataProxyClient {
             #endif
             await self.dispatchLoop(group: &group)
             router.close()
+            // Batches still in flight (the run was cancelled) are failed by the closing connections: their answers
+            // still reach the machine, and then the reader stops.
+            self.completions.close()
             // Every record ended: the last counts go before the reporter stops.
             await self.audit?.close()
             group.cancelAll()

@@ -62,6 +62,8 @@ public final class DataProxyClient: Service, Sendable {
     let discoveryWakeups: AsyncStream<Void>
     let discoveryWake: AsyncStream<Void>.Continuation
     let observation: ClientObservation
+    /// Answers to submitted batches, from the event loops to ``drainCompletions()``.
+    let completions = CompletionQueue<Completion>()
     /// The spool, when configured and opened (and locked) at init.
     let spool: Spool?
     /// Why the configured spool could not be opened: every send and `run()` fail with it. Checked through
@@ -266,7 +268,7 @@ public final class DataProxyClient: Service, Sendable {
         }
         for (job, result, reportHolds) in actions.finish { self.finish(job, result, reportHolds: reportHolds, readers: readers) }
         for waiter in actions.resumeSenders { waiter.resume(returning: true) }
-        if let retried = actions.retried {
+        for retried in actions.retried {
             self.observation.batchRetried(retried.key, attempt: retried.attempts + 1, error: retried.error)
             self.logger.debug(
                 "retrying a batch",

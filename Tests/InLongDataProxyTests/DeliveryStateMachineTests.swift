@@ -129,7 +129,7 @@ import Testing
             job, to: Self.proxyA, outcome: .transportFailed(TransportError(.connectFailed, endpoint: Self.proxyA)), now: self.at(1)
         )
         #expect(refused.finish.isEmpty)
-        let retried = try #require(refused.retried)
+        let retried = try #require(refused.retried.last)
         #expect(retried.error.persistence == .notSent)
         let expired = machine.tick(now: self.at(600))
         let error = try #require(self.error(expired))
@@ -276,8 +276,8 @@ import Testing
         let job = try #require(self.dispatch(&machine))
         let actions = machine.completed(jobID: job.id, outcome: .rejected(.sinkServiceUnready, message: nil), now: self.at(10))
         #expect(actions.finish.isEmpty)
-        #expect(actions.retried?.delay == .milliseconds(100))
-        #expect(actions.retried?.error.code == .serverRejected)
+        #expect(actions.retried.last?.delay == .milliseconds(100))
+        #expect(actions.retried.last?.error.code == .serverRejected)
         #expect(machine.tick(now: self.at(50)).wakeDispatcher == false)
         #expect(machine.nextJob(now: self.at(50)).next == nil)
         #expect(machine.tick(now: self.at(110)).wakeDispatcher)
@@ -285,6 +285,20 @@ import Testing
         #expect(retry.job.id == job.id)
         #expect(retry.job.uniq == job.uniq)
         #expect(retry.avoiding == [Self.proxyA])
+    }
+
+    /// Answers taken together (the client tells the machine every answer that came meanwhile under one lock): each
+    /// retry is counted, not only the last.
+    @Test func retriesOfAnswersTakenTogetherAreEachReported() throws {
+        var machine = self.makeMachine()
+        self.append(&machine, 2)
+        let first = try #require(self.dispatch(&machine))
+        self.append(&machine, 2)
+        let second = try #require(self.dispatch(&machine))
+        var actions = Machine.Actions()
+        actions.merge(machine.completed(jobID: first.id, outcome: .rejected(.sinkServiceUnready, message: nil), now: self.at(10)))
+        actions.merge(machine.completed(jobID: second.id, outcome: .transportFailed(TransportError(.requestTimeout, mayHaveBeenDelivered: true)), now: self.at(10)))
+        #expect(actions.retried.map(\.error.code) == [.serverRejected, .requestTimeout])
     }
 
     @Test func eachRetryWaitsTheNextDelayOfTheJobsOwnBackoff() throws {
@@ -295,7 +309,7 @@ import Testing
         for _ in 0..<5 {
             let job = try #require(self.dispatch(&machine, at: now))
             let actions = machine.completed(jobID: job.id, outcome: .transportFailed(TransportError(.requestTimeout, mayHaveBeenDelivered: true)), now: self.at(now))
-            delays.append(try #require(actions.retried?.delay))
+            delays.append(try #require(actions.retried.last?.delay))
             now += 1000
             _ = machine.tick(now: self.at(now))
         }
@@ -336,9 +350,9 @@ import Testing
         let job = try #require(self.dispatch(&machine))
         let actions = machine.completed(jobID: job.id, outcome: .transportFailed(TransportError(.notConnected)), now: self.at(1))
         #expect(actions.finish.isEmpty)
-        #expect(actions.retried?.attempts == 0)
-        #expect(actions.retried?.error.code == .notConnected)
-        #expect(actions.retried?.error.persistence == .notSent)
+        #expect(actions.retried.last?.attempts == 0)
+        #expect(actions.retried.last?.error.code == .notConnected)
+        #expect(actions.retried.last?.error.persistence == .notSent)
     }
 
     @Test func failuresAreLabelledWithWhatHappened() {
@@ -362,7 +376,7 @@ import Testing
             attempts += 1
             now += 10
             last = machine.completed(jobID: job.id, outcome: .transportFailed(TransportError(.connectionClosed, mayHaveBeenDelivered: true)), now: self.at(now))
-            guard let delay = last.retried?.delay else { break }
+            guard let delay = last.retried.last?.delay else { break }
             now += Int(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)
             last = machine.tick(now: self.at(now))
         }

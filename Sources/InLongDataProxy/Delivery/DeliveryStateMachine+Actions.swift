@@ -13,15 +13,9 @@ extension DeliveryStateMachine {
         var sealed: [(key: BatchKey, records: Int, bytes: Int, dataTime: UInt32)] = []
         typealias Retried = (key: BatchKey, attempts: Int, error: DataProxyError, delay: Duration)
 
-        /// A retry was scheduled.
-        var retried: Retried? {
-            get { self.retriedStorage.last }
-            set { self.retriedStorage = newValue.map { [$0] } ?? [] }
-        }
-
-        /// Kept in an array (one word) rather than inline: the error makes it hundreds of bytes, which every
-        /// append would otherwise copy, and retries are rare.
-        private var retriedStorage: [Retried] = []
+        /// Retries scheduled, each counted and logged. An array (one word) rather than inline: the error makes a
+        /// retry hundreds of bytes, which every append would otherwise copy, and retries are rare.
+        private(set) var retried: [Retried] = []
         /// The quota in use after the change, when it changed.
         var heldBytes: Int?
 
@@ -45,13 +39,17 @@ extension DeliveryStateMachine {
             self.resumeSenders += other.resumeSenders
             self.resumeFlushes += other.resumeFlushes
             self.sealed += other.sealed
-            if !other.retriedStorage.isEmpty { self.retriedStorage = other.retriedStorage }
+            self.retried += other.retried
             self.heldBytes = other.heldBytes ?? self.heldBytes
+        }
+
+        mutating func retrying(_ retry: Retried) {
+            self.retried.append(retry)
         }
 
         var isEmpty: Bool {
             !self.wakeDispatcher && self.finish.isEmpty && self.resumeSenders.isEmpty && self.resumeFlushes.isEmpty
-                && self.sealed.isEmpty && self.retriedStorage.isEmpty && self.heldBytes == nil
+                && self.sealed.isEmpty && self.retried.isEmpty && self.heldBytes == nil
         }
     }
 

@@ -82,7 +82,7 @@ extension DeliveryStateMachine {
         let delay = job.backoff.next()
         self.jobs.hold(job)
         self.retries.schedule(job.id, at: min(now + delay, job.deadline))
-        actions.retried = (job.batch.key, job.attempts, error, delay)
+        actions.retrying((job.batch.key, job.attempts, error, delay))
     }
 
     /// What a job past its delivery deadline fails with.
