@@ -47,6 +47,7 @@ import Testing
     func append(_ accumulator: inout BatchAccumulator, _ text: String, id: UInt64, key: BatchKey = key) -> [SealedBatch] {
         switch accumulator.append(ByteBuffer(string: text), attributes: nil, key: key, id: id, now: Self.start, wallSeconds: 7) {
         case .accepted: return []
+        case .acceptedFull: Issue.record("\(text) left a full batch open with room to seal it")
         case .acceptedAndSealed(let batch): return [batch]
         case .full, .noRoomToSeal: Issue.record("\(text) was refused")
         }
@@ -332,6 +333,7 @@ import Testing
                 guard text.utf8.count + 4 <= maxBytes, accumulator.hasRoom(forBytes: text.utf8.count + BatchAccumulator.recordOverhead) else { break }
                 switch accumulator.append(ByteBuffer(string: text), attributes: nil, key: key, id: nextID, now: now, wallSeconds: 7) {
                 case .accepted: break
+                case .acceptedFull: Issue.record("seed \(seed) step \(step): a full batch left open")
                 case .acceptedAndSealed(let batch): seal([batch])
                 case .full, .noRoomToSeal: Issue.record("seed \(seed) step \(step): refused with room")
                 }

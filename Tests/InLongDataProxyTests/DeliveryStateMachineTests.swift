@@ -160,6 +160,26 @@ import Testing
         #expect(machine.append(huge, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0).0 == .tooLarge(limit: 1 << 16))
     }
 
+    /// A record the key's open batch cannot take (by bytes) seals it and starts the next one when the dispatcher's
+    /// backlog has room; without room it waits, and goes in once the dispatcher took a batch.
+    @Test func aRecordTheOpenBatchCannotTakeSealsItOnlyWithRoomInTheBacklog() {
+        var machine = self.makeMachine(maxRecords: 5, backlogLimit: 1)
+        let large = ByteBuffer(repeating: 0x61, count: 40_000)
+        let first = machine.append(large, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(first.0 == .accepted(0))
+        #expect(first.1 == nil)
+        let second = machine.append(large, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(second.0 == .accepted(1))
+        #expect(second.1?.batches.map(\.records) == [1])
+        let third = machine.append(large, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(third.0 == .blocked(.backlogged))
+        #expect(machine.nextJob(now: self.at(0)).next?.job.batch.ids == DataProxyRecordIDs(0..<1))
+        let retried = machine.append(large, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(retried.0 == .accepted(2))
+        #expect(retried.1?.batches.map(\.records) == [1])
+        #expect(machine.nextJob(now: self.at(0)).next?.job.batch.ids == DataProxyRecordIDs(1..<2))
+    }
+
     @Test func aFullQuotaParksTheSenderUntilABatchEnds() throws {
         var machine = self.makeMachine(quotaRecords: 2)
         let run = machine.appendRun(self.records(3), key: Self.key, now: self.at(0), wallSeconds: 0)

@@ -136,7 +136,7 @@ extension BatchAccumulator {
                 self.recycle(block)
                 batch.recordCount += records
                 batch.chargedBytes += charged
-                batch.ids.append(ids)
+                batch.appendIDs(ids)
             } else {
                 // The key's open batch changed or is new: its records are older than these, it goes first.
                 if let older = self.open.removeValue(forKey: key) { sealed.append(Self.sealed(older, key: key)) }
@@ -144,7 +144,7 @@ extension BatchAccumulator {
                     block: block,
                     recordCount: records,
                     chargedBytes: charged,
-                    ids: DataProxyRecordIDs(ids),
+                    ids: ids,
                     createdAt: FixedInstant(now),
                     dataTime: wallSeconds,
                     generation: self.takeGeneration()

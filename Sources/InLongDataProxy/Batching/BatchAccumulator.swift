@@ -84,18 +84,53 @@ struct BatchAccumulator {
         var block: ByteBuffer
         var recordCount = 0
         var chargedBytes = 0
-        var ids = DataProxyRecordIDs()
+        /// The records' ids but the last run, which is kept apart: a record that continues it changes two integers
+        /// in place rather than the runs' array (its storage is one more cache line per record, which moved between
+        /// cores on every record when several tasks sent at once).
+        private var earlierIDs = DataProxyRecordIDs()
+        private var lastIDs: Range<UInt64> = 0..<0
         var observers: [BatchObserver] = []
         var createdAt: FixedInstant
         var dataTime: UInt32
         /// Tells a fill whether the batch it kept room for is still the same one (with its record count).
         var generation: UInt64 = 0
+
+        init(block: ByteBuffer, recordCount: Int = 0, chargedBytes: Int = 0, ids: Range<UInt64> = 0..<0, createdAt: FixedInstant, dataTime: UInt32, generation: UInt64 = 0) {
+            self.block = block
+            self.recordCount = recordCount
+            self.chargedBytes = chargedBytes
+            self.lastIDs = ids
+            self.createdAt = createdAt
+            self.dataTime = dataTime
+            self.generation = generation
+        }
+
+        /// The records' ids, in block order.
+        var ids: DataProxyRecordIDs {
+            var ids = self.earlierIDs
+            ids.append(self.lastIDs)
+            return ids
+        }
+
+        /// Adds the ids of records appended after every other (ids are handed out in increasing order).
+        @inline(__always)
+        mutating func appendIDs(_ run: Range<UInt64>) {
+            if self.lastIDs.upperBound == run.lowerBound, !self.lastIDs.isEmpty {
+                self.lastIDs = self.lastIDs.lowerBound..<run.upperBound
+                return
+            }
+            self.earlierIDs.append(self.lastIDs)
+            self.lastIDs = run
+        }
     }
 
     enum AppendResult {
         case accepted
         /// Accepted, and a batch was sealed by it (the previous one when the record did not fit).
         case acceptedAndSealed(SealedBatch)
+        /// Accepted without `maySeal`, and the key's open batch is full: the caller seals it with ``sealFull(_:)``
+        /// when the backlog has room (or the next record or its linger does).
+        case acceptedFull
         /// The quota is used up.
         case full
         /// The record does not fit the key's open batch, and the backlog has no room to seal that one.
@@ -193,7 +228,8 @@ struct BatchAccumulator {
             case .appended(let full):
                 self.heldBytes += charge
                 self.heldRecords += 1
-                return full && maySeal ? .acceptedAndSealed(Self.sealed(self.open.remove(at: index), key: key)) : .accepted
+                guard full else { return .accepted }
+                return maySeal ? .acceptedAndSealed(Self.sealed(self.open.remove(at: index), key: key)) : .acceptedFull
             case .doesNotFit:
                 guard maySeal else { return .noRoomToSeal }
                 sealed = Self.sealed(self.open.remove(at: index), key: key)
@@ -213,7 +249,13 @@ struct BatchAccumulator {
         if full, sealed == nil, maySeal { return .acceptedAndSealed(Self.sealed(batch, key: key)) }
         // With a batch sealed already, a full new one waits for the next record or its linger.
         self.open.insert(batch, forKey: key)
-        return sealed.map(AppendResult.acceptedAndSealed) ?? .accepted
+        return sealed.map(AppendResult.acceptedAndSealed) ?? (full ? .acceptedFull : .accepted)
+    }
+
+    /// Seals `key`'s open batch, which an append left full (``AppendResult/acceptedFull``).
+    mutating func sealFull(_ key: BatchKey) -> SealedBatch? {
+        guard let index = self.open.index(forKey: key) else { return nil }
+        return Self.sealed(self.open.remove(at: index), key: key)
     }
 
     mutating func takeGeneration() -> UInt64 {
@@ -329,7 +371,7 @@ extension BatchAccumulator.OpenBatch {
         }
         self.recordCount += 1
         self.chargedBytes += charge
-        self.ids.append(id)
+        self.appendIDs(id..<(id + 1))
         switch observer {
         case .none: break
         case .waiter(let waiter): self.observers.append(.waiter(waiter))

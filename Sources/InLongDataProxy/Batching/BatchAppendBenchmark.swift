@@ -35,7 +35,7 @@ public struct BatchAppendBenchmark {
             switch self.accumulator.append(
                 records[index % records.count], attributes: nil, key: self.key, id: self.nextID, now: now, wallSeconds: 0
             ) {
-            case .accepted: break
+            case .accepted, .acceptedFull: break
             case .acceptedAndSealed(var batch): self.drop(&batch)
             case .full, .noRoomToSeal: preconditionFailure("the quota is released as batches seal")
             }

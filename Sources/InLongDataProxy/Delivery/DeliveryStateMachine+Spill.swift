@@ -77,7 +77,7 @@ extension DeliveryStateMachine {
             switch self.accumulator.append(
                 record.body, attributes: record.attributes, key: record.key, id: record.id, now: now, wallSeconds: wallSeconds, observer: first.observer
             ) {
-            case .accepted: appended += 1
+            case .accepted, .acceptedFull: appended += 1
             case .acceptedAndSealed(let batch):
                 appended += 1
                 sealed.append(batch)

@@ -151,20 +151,29 @@ struct DeliveryStateMachine<Waiter> {
         guard self.spill.isEmpty else { return (.blocked(.full), nil) }
         let id = self.nextRecordID
         // Only a record that seals a batch needs room in the backlog: one that fills its batch without it leaves
-        // the batch open, and only one the open batch cannot take waits.
-        let maySeal = self.backlog.room(ready: self.backlogReady) > 0
-        switch self.accumulator.append(body, attributes: attributes, key: key, id: id, now: now(), wallSeconds: wallSeconds(), observer: observer, maySeal: maySeal) {
-        case .accepted:
-            self.nextRecordID += 1
-            return (.accepted(id), nil)
-        case .acceptedAndSealed(let batch):
-            self.nextRecordID += 1
-            return (.accepted(id), self.enqueueSealed([batch]))
-        case .full:
-            let charge = BatchAccumulator.charge(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
-            return (.blocked(self.accumulator.hasRoomOnceFillsEnd(forBytes: charge) ? .reserved : .full), nil)
-        case .noRoomToSeal:
-            return (.blocked(.backlogged), nil)
+        // the batch open, and only one the open batch cannot take waits. The room is read only then: the queues it
+        // counts are the dispatcher's, and reading them per record moved their memory between cores.
+        var maySeal = false
+        while true {
+            switch self.accumulator.append(body, attributes: attributes, key: key, id: id, now: now(), wallSeconds: wallSeconds(), observer: observer, maySeal: maySeal) {
+            case .accepted:
+                self.nextRecordID += 1
+                return (.accepted(id), nil)
+            case .acceptedFull:
+                self.nextRecordID += 1
+                guard self.backlog.room(ready: self.backlogReady) > 0, let batch = self.accumulator.sealFull(key) else { return (.accepted(id), nil) }
+                return (.accepted(id), self.enqueueSealed([batch]))
+            case .acceptedAndSealed(let batch):
+                self.nextRecordID += 1
+                return (.accepted(id), self.enqueueSealed([batch]))
+            case .full:
+                let charge = BatchAccumulator.charge(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
+                return (.blocked(self.accumulator.hasRoomOnceFillsEnd(forBytes: charge) ? .reserved : .full), nil)
+            case .noRoomToSeal:
+                // The open batch cannot take the record: it goes in once that one is sealed, if there is room.
+                guard !maySeal, self.backlog.room(ready: self.backlogReady) > 0 else { return (.blocked(.backlogged), nil) }
+                maySeal = true
+            }
         }
     }
 
