@@ -31,6 +31,14 @@ import Testing
         guard case .finished = inbox.next(8) else { return #expect(Bool(false)) }
     }
 
+    @Test func aBatchSubmittedAfterTheCloseStopsTheProcess() async {
+        await #expect(processExitsWith: .failure) {
+            var inbox = CompletionInbox<Int, Int>()
+            _ = inbox.close()
+            inbox.expect()
+        }
+    }
+
     /// Seeded schedules of submissions, answers in any order, the reader's takes and the close, checked after
     /// every step: each answer reaches the reader once, in the order posted; a parked reader never sits beside
     /// waiting answers; the reader stops only when the inbox is closed and every submitted batch was answered and

@@ -180,6 +180,26 @@ import Testing
         #expect(machine.nextJob(now: self.at(0)).next?.job.batch.ids == DataProxyRecordIDs(1..<2))
     }
 
+    /// A record that fills its batch while the backlog has no room leaves the batch open; the next record seals it
+    /// once the dispatcher took a batch.
+    @Test func aBatchFilledWithoutRoomIsSealedByTheNextRecordOnceThereIsRoom() {
+        var machine = self.makeMachine(maxRecords: 2, backlogLimit: 1)
+        let record = ByteBuffer(string: "r")
+        for id in 0..<2 { _ = machine.append(record, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0) }
+        #expect(machine.jobCount == 1)
+        let filled = machine.append(record, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(filled.0 == .accepted(2))
+        let full = machine.append(record, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(full.0 == .accepted(3))
+        #expect(full.1 == nil, "no room: the full batch stays open")
+        #expect(machine.append(record, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0).0 == .blocked(.backlogged))
+        #expect(machine.nextJob(now: self.at(0)).next?.job.batch.ids == DataProxyRecordIDs(0..<2))
+        let next = machine.append(record, attributes: nil, key: Self.key, now: self.at(0), wallSeconds: 0)
+        #expect(next.0 == .accepted(4))
+        #expect(next.1?.batches.map(\.records) == [2])
+        #expect(machine.nextJob(now: self.at(0)).next?.job.batch.ids == DataProxyRecordIDs(2..<4))
+    }
+
     @Test func aFullQuotaParksTheSenderUntilABatchEnds() throws {
         var machine = self.makeMachine(quotaRecords: 2)
         let run = machine.appendRun(self.records(3), key: Self.key, now: self.at(0), wallSeconds: 0)

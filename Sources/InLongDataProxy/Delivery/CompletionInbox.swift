@@ -26,6 +26,8 @@ struct CompletionInbox<Item, Waiter> {
 
     /// A batch was submitted: its answer will be posted, and the reader does not stop before it took it.
     mutating func expect() {
+        // The reader may have stopped: an answer expected now would never reach the machine.
+        precondition(!self.isClosed, "a batch submitted after the close")
         self.owed += 1
     }
 
