@@ -113,19 +113,25 @@ extension DataProxyClient {
         let observation = self.observation
         let router = self.router
         while let answered = await self.completions.next() {
-            for completion in answered {
-                observation.batchAnswered(completion.key)
-                // The router keeps the proxies' health: it hears of every outcome that says something of the proxy.
-                if let succeeded = completion.outcome.proxySucceeded { router.recordOutcome(completion.route, succeeded: succeeded) }
-            }
-            let now = ContinuousClock.now
-            self.withMachine { machine in
-                var actions = Machine.Actions()
-                for completion in answered { actions.merge(machine.completed(jobID: completion.jobID, outcome: completion.outcome, now: now)) }
-                return ((), actions)
+            // At most `answersPerTurn` under one lock: a burst of acks does not hold senders back for long.
+            for start in stride(from: 0, to: answered.count, by: Self.answersPerTurn) {
+                let turn = answered[start..<min(start + Self.answersPerTurn, answered.count)]
+                for completion in turn {
+                    observation.batchAnswered(completion.key)
+                    // The router keeps the proxies' health: it hears of every outcome that says something of the proxy.
+                    if let succeeded = completion.outcome.proxySucceeded { router.recordOutcome(completion.route, succeeded: succeeded) }
+                }
+                let now = ContinuousClock.now
+                self.withMachine { machine in
+                    var actions = Machine.Actions()
+                    for completion in turn { actions.merge(machine.completed(jobID: completion.jobID, outcome: completion.outcome, now: now)) }
+                    return ((), actions)
+                }
             }
         }
     }
+
+    static let answersPerTurn = 64
 
     private static func outcome(of result: Result<InLongResponse, any Error>) -> DeliveryOutcome {
         switch result {
