@@ -12,9 +12,9 @@ import Glibc
 /// Sending ready jobs to connections, in order, and feeding their outcomes back.
 extension DataProxyClient {
     /// Submits ready jobs in order, from one task, so that batches of a stream go out in the order they were
-    /// sealed; their answers reach the machine through ``drainCompletions()``. Waits for a wake-up (a batch sealed, a retry due, a connection
-    /// ready, a route found, the close) whenever nothing can go. Returns once the client closed and every record
-    /// ended, or when cancelled.
+    /// sealed; their answers reach the machine through ``drainCompletions()``. Waits for a wake-up (a batch sealed,
+    /// a retry due, a connection ready, a route found, the close) whenever nothing can go. Returns once the client
+    /// closed and every record ended, or when cancelled.
     func dispatchLoop(group: inout DiscardingTaskGroup) async {
         // Compression output, reused by every batch the loop encodes itself: only the exact-size frame is
         // allocated per batch.

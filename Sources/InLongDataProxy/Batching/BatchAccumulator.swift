@@ -95,7 +95,15 @@ struct BatchAccumulator {
         /// Tells a fill whether the batch it kept room for is still the same one (with its record count).
         var generation: UInt64 = 0
 
-        init(block: ByteBuffer, recordCount: Int = 0, chargedBytes: Int = 0, ids: Range<UInt64> = 0..<0, createdAt: FixedInstant, dataTime: UInt32, generation: UInt64 = 0) {
+        init(
+            block: ByteBuffer,
+            recordCount: Int = 0,
+            chargedBytes: Int = 0,
+            ids: Range<UInt64> = 0..<0,
+            createdAt: FixedInstant,
+            dataTime: UInt32,
+            generation: UInt64 = 0
+        ) {
             self.block = block
             self.recordCount = recordCount
             self.chargedBytes = chargedBytes
