@@ -55,10 +55,6 @@ import Testing
         var stopped = false
         let batches = Int(random.next() % 40) + 1
         let closeAfter = Int(random.next() % UInt64(batches + 1))
-
-        func take(_ items: [Int]) {
-            taken += items
-        }
         for step in 0..<2_000 {
             switch random.next() % 4 {
             case 0 where submitted < batches && !inbox.isClosed:
@@ -71,12 +67,12 @@ import Testing
                 if let (waiter, items) = inbox.post(item) {
                     #expect(waiter == parked, "seed \(seed) step \(step): the parked reader is resumed")
                     parked = nil
-                    take(items)
+                    taken += items
                 }
             case 2 where parked == nil && !stopped:
                 waits += 1
                 switch inbox.next(waits) {
-                case .items(let items): take(items)
+                case .items(let items): taken += items
                 case .parked: parked = waits
                 case .finished: stopped = true
                 }
