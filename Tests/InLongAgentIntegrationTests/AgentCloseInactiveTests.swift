@@ -50,7 +50,15 @@ import Testing
                     try await Task.sleep(for: .milliseconds(Int.random(in: 50...300, using: &random)))
                 }
                 #expect(await eventually(timeout: .seconds(120)) { agent.statistics().linesAcked == expected.count }, "\(agent.statistics())")
-                #expect(agent.statistics().filesClosedInactive > 2)
+                // Quiet now: closed again (whether a pause above closed it depends on the machine's load), then
+                // opened again by what it grows by.
+                #expect(await eventually(timeout: .seconds(120)) { agent.statistics().filesClosedInactive > 2 && agent.statistics().openFiles == 0 })
+                let reopened = agent.statistics().filesOpened
+                let last = numbered("busy", next..<next + 10)
+                try workspace.append(last, to: "busy.log")
+                expected += last
+                #expect(await eventually(timeout: .seconds(120)) { agent.statistics().linesAcked == expected.count }, "\(agent.statistics())")
+                #expect(agent.statistics().filesOpened > reopened)
             }
             let stored = storedLines(receiver)
             #expect(stored.count == expected.count)

@@ -124,8 +124,20 @@ private final class ServerHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = self.unwrapInboundIn(data)
         self.buffer.writeBuffer(&incoming)
-        while case .frame(let length)? = try? self.codec.frameBoundary(in: self.buffer), self.buffer.readableBytes >= length {
-            let frame = try! self.codec.decode(self.buffer.readSlice(length: length)!)
+        while true {
+            let boundary: FrameBoundary
+            do {
+                boundary = try self.codec.frameBoundary(in: self.buffer)
+            } catch {
+                // Not this test's peer (a client of another test reconnecting to a port reused since): hang up.
+                context.close(promise: nil)
+                return
+            }
+            guard case .frame(let length) = boundary, self.buffer.readableBytes >= length else { break }
+            guard let frame = try? self.codec.decode(self.buffer.readSlice(length: length)!) else {
+                context.close(promise: nil)
+                return
+            }
             self.handle(frame, context: context)
         }
         self.buffer.discardReadBytes()
@@ -224,7 +236,11 @@ final class RawClient: Sendable {
             var incoming = self.unwrapInboundIn(data)
             self.buffer.writeBuffer(&incoming)
             while case .frame(let length)? = try? self.codec.frameBoundary(in: self.buffer), self.buffer.readableBytes >= length {
-                self.collected.append(try! self.codec.decode(self.buffer.readSlice(length: length)!))
+                guard let frame = try? self.codec.decode(self.buffer.readSlice(length: length)!) else {
+                    context.close(promise: nil)
+                    return
+                }
+                self.collected.append(frame)
             }
             self.buffer.discardReadBytes()
         }
