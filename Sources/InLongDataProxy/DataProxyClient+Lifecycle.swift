@@ -102,6 +102,7 @@ extension DataProxyClient {
     /// Whatever ended the run (every record ended, cancellation, or no proxy before the close), nothing more will
     /// be sent: every record still held ends now, every waiter resumes, every report reader finishes.
     private func endRun() {
+        self.handInLanes(close: true)
         self.withMachine { ((), $0.cancelled(now: .now)) }
         let readers = self.modifyState { state in
             state.reports.finished = true
@@ -172,6 +173,7 @@ extension DataProxyClient {
         // Also the granularity of retry backoffs and deadlines, hence the 50 ms cap.
         let tick = max(min(self.configuration.batching.linger / 2, .milliseconds(50)), .milliseconds(1))
         for await now in AsyncTimerSequence(interval: tick, clock: .continuous) {
+            self.handInLanes(dueAt: now)
             let discoveryDue = self.modifyState { state in
                 let due = state.discovery.due.map { $0 <= now } ?? false
                 if due { state.discovery.due = nil }
@@ -189,6 +191,8 @@ extension DataProxyClient {
     /// failed, or until `deadline` (or the caller's cancellation). Returns whether they all ended.
     @discardableResult
     public func flush(deadline: ContinuousClock.Instant) async -> Bool {
+        // Records in the lanes were accepted before the call: their batches are sealed with the others'.
+        self.handInLanes()
         let ticket = WaitTicket()
         return await withTaskGroup(of: Bool.self) { group in
             group.addTask {
@@ -230,6 +234,8 @@ extension DataProxyClient {
     /// finishes after the last report. Graceful shutdown of a `ServiceGroup` does the same with a 30-second
     /// deadline.
     public func close(deadline: Duration = .seconds(30)) {
+        // The lanes first: records they took before the close are sent with the others, and none takes more.
+        self.handInLanes(close: true)
         let now = ContinuousClock.now
         self.withMachine { ((), $0.closeRequested(now: now, deadline: now + deadline)) }
     }

@@ -56,6 +56,8 @@ extension DataProxyClient {
             appended.ids = try await self.appendRun(bodies, group: group, stream: stream, attributes: attributes, tracker: nil)
             return appended
         }
+        // The task's records of the stream in its lane go first.
+        self.handInLaneBatch(of: key)
         // Only an error message needs the count.
         let total = { DelimitedRecords.count(lines, delimiter: delimiter).records }
         var offset = 0

@@ -243,6 +243,7 @@ extension DataProxyClient {
         spool write: (_ start: Int, _ ids: DataProxyRecordIDs, Spool) throws(DataProxyError) -> Void,
         turn: (_ start: Int) -> AppendedRun
     ) async throws -> DataProxyRecordIDs {
+        if count > 0 { self.handInLaneBatch(of: record(0).key) }
         var ids = DataProxyRecordIDs()
         var index = 0
         while index < count {
@@ -295,6 +296,18 @@ extension DataProxyClient {
     @inline(__always)
     private func appendOne(_ body: ByteBuffer, attributes: String?, key: BatchKey, observer: RecordObserver) async throws -> UInt64 {
         if Task.isCancelled { throw CancellationError() }
+        if case .none = observer, attributes == nil, let lanes = self.lanes {
+            switch self.appendToLane(body, key: key, lanes: lanes) {
+            case .accepted(let id):
+                self.observation.recordsAccepted(1)
+                return id
+            case .blocked(let blocked):
+                return try await self.appendToLane(body, key: key, lanes: lanes, after: blocked)
+            case .tooLarge(let limit):
+                throw self.tooLarge(body, limit: limit, key: key)
+            }
+        }
+        if attributes == nil { self.handInLaneBatch(of: key) }
         var blocked: Machine.Blocked
         switch try self.tryAppendOne(body, attributes: attributes, key: key, observer: observer) {
         case .accepted(let id): return id
@@ -307,6 +320,25 @@ extension DataProxyClient {
             switch try self.tryAppendOne(body, attributes: attributes, key: key, observer: observer) {
             case .accepted(let id): return id
             case .blocked(let reason): blocked = reason
+            }
+        }
+    }
+
+    /// A record its lane (or the machine's way) could not take at once: waits out what stopped it and tries again.
+    /// Apart from the per-record path, whose async frame it would otherwise grow.
+    @inline(never)
+    private func appendToLane(_ body: ByteBuffer, key: BatchKey, lanes: AppendLanes, after blocked: Machine.Blocked) async throws -> UInt64 {
+        let bytes = BatchAccumulator.quotaBytes(bodyLength: body.readableBytes, attributesLength: nil)
+        var blocked = blocked
+        while true {
+            try await self.waitToAppend(blocked, bytes: bytes, key: key, accepted: nil, of: 1)
+            try Task.checkCancellation()
+            switch self.appendToLane(body, key: key, lanes: lanes) {
+            case .accepted(let id):
+                self.observation.recordsAccepted(1)
+                return id
+            case .blocked(let again): blocked = again
+            case .tooLarge(let limit): throw self.tooLarge(body, limit: limit, key: key)
             }
         }
     }
@@ -428,6 +460,13 @@ extension DataProxyClient {
                 error.acceptedRecords = accepted
                 throw error
             }
+        case .leased:
+            // The room is in the lanes' leases: they hand their batches in, and the caller tries again, after
+            // letting other tasks run (a lane may lease again first only while half the quota is free).
+            self.handInLanes()
+            await Task.yield()
+            try Self.checkCancellation(key: key, accepted: accepted, of: count())
+            return
         case .backlogged, .reserved:
             break
         }

@@ -50,6 +50,11 @@ public final class DataProxyClient: Service, Sendable {
     /// Every delivery decision, the report sequences and what discovery last said, behind the client's one lock
     /// (see ``modifyState(_:)``).
     let state: Mutex<State>
+    /// Per-thread batches of single records, appended outside the client's lock; none with a spool (its records
+    /// are written to disk in id order under the lock).
+    let lanes: AppendLanes?
+    /// The records' ids, taken by the machine and by the lanes.
+    let recordIDs = RecordIDSource()
     /// Where each group's batches go, with the ready connections.
     let router: ProxyRouter
     /// The HTTP transport, when ``Configuration/transport`` is ``Transport/http``: it replaces the router's pools.
@@ -152,7 +157,8 @@ public final class DataProxyClient: Service, Sendable {
             // Over HTTP each attempt encodes its own form: nothing to encode ahead.
             encoders: configuration.transport == .http ? 0 : Self.encoders
         )
-        self.state = Mutex(State(machine: Machine(configuration: machineConfiguration, limits: limits)))
+        self.state = Mutex(State(machine: Machine(configuration: machineConfiguration, limits: limits, recordIDs: self.recordIDs)))
+        self.lanes = configuration.spool == nil ? AppendLanes(count: AppendLanes.defaultCount) : nil
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let (discoveryWakeups, discoveryWake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         (self.wakeups, self.wake) = (wakeups, wake)
@@ -214,6 +220,34 @@ public final class DataProxyClient: Service, Sendable {
             }
         }
         return value
+    }
+
+    /// Actions of a turn under the lock, run later: a lane's turns run under the lane's lock as well, and what
+    /// their actions run (resumed callers, reports) must not run under it.
+    struct DeferredActions {
+        fileprivate var actions: Machine.Actions
+        fileprivate var readers: [ReportSubscription]
+    }
+
+    /// ``modifyState(_:)``'s turn under the lock, with its actions returned to be run by ``runDeferred(_:)``.
+    func modifyStateDeferringActions<Value>(_ body: (inout State) -> (Value, Machine.Actions?)) -> (Value, DeferredActions?) {
+        self.state.withLock { state -> (Value, DeferredActions?) in
+            let (value, actions) = body(&state)
+            guard let actions else { return (value, nil) }
+            if let held = actions.heldBytes { self.observation.heldBytesChanged(held) }
+            guard !actions.finish.isEmpty else { return (value, DeferredActions(actions: actions, readers: [])) }
+            state.endingRuns += 1
+            return (value, DeferredActions(actions: actions, readers: state.reports.live))
+        }
+    }
+
+    func runDeferred(_ deferred: DeferredActions) {
+        let actions = deferred.actions
+        guard !actions.isEmpty else { return }
+        self.run(actions, readers: deferred.readers)
+        if !actions.finish.isEmpty || !actions.resumeFlushes.isEmpty {
+            self.endingRunDone(ended: !actions.finish.isEmpty, flushes: actions.resumeFlushes)
+        }
     }
 
     /// Calls the machine and runs the actions it returns.

@@ -88,9 +88,17 @@ import Testing
         let maxRecords: Int
         /// The dispatcher finds no connection now and then (it stalls, and the senders go on up to the quota).
         var stalls = false
-        /// Jobs dispatched once, and the last id dispatched per stream: a key's batches leave in id order.
+        /// Jobs dispatched once, and the last record dispatched per sender and stream: a sender's records of a
+        /// stream leave in the order it sent them.
         var dispatched: Set<Int> = []
-        var lastID: [String: UInt64] = [:]
+        var lastSent: [String: Int] = [:]
+        /// The lanes (none on a third of the seeds) and the tasks that send single records through them, a task
+        /// always through the same lane, as the client maps them (waiters `1000 +` the task's index).
+        var lanes: [AppendLane] = []
+        var laneTasks: [(lane: Int, sent: Int, parked: Bool)] = []
+        var leases = 0
+        var leasedSweeps = 0
+        var backloggedTurns = 0
 
         init(seed: UInt64) {
             self.seed = seed
@@ -116,6 +124,14 @@ import Testing
             self.trace.append("maxRecords \(maxRecords) maxBytes \(maxBytes) quota \(quotaRecords) records \(quotaBytes) bytes")
             for index in 0..<Int.random(in: 1...3, using: &self.random) {
                 self.callers.append(self.makeCaller(index))
+            }
+            if seed % 3 != 0 {
+                // Quotas a lane can lease from (a sixty-fourth each) and that still bind.
+                self.lanes = Array(repeating: AppendLane(), count: Int.random(in: 1...3, using: &self.random))
+                self.laneTasks = (0..<Int.random(in: 1...4, using: &self.random)).map { ($0 % self.lanes.count, 0, false) }
+                self.machine.accumulator.limits.quotaRecords = Int.random(in: 100...1_000, using: &self.random)
+                self.machine.accumulator.limits.quotaBytes = Int.random(in: 3_000...40_000, using: &self.random)
+                self.trace.append("\(self.lanes.count) lanes, \(self.laneTasks.count) tasks, quota \(self.machine.accumulator.limits.quotaRecords) records \(self.machine.accumulator.limits.quotaBytes) bytes")
             }
         }
 
@@ -159,6 +175,8 @@ import Testing
                 self.trace.append("resume \(waiter)")
                 if waiter == -1 {
                     self.singleParked = false
+                } else if waiter >= 1000 {
+                    self.laneTasks[waiter - 1000].parked = false
                 } else if case .parked = self.callers[waiter].state {
                     self.callers[waiter].state = .ready
                 } else {
@@ -212,7 +230,14 @@ import Testing
 
         /// A caller stopped by `blocked` waits as the client does: a close ends the call, otherwise it tries again
         /// at once or parks.
-        mutating func wait(_ index: Int, _ blocked: DeliveryStateMachine<Int>.Blocked, bodyLength: Int) {
+        mutating func wait(_ index: Int, _ blocked: DeliveryStateMachine<Int>.Blocked, bodyLength: Int) throws {
+            if blocked == .leased {
+                // The client has the lanes hand their batches in, and the caller goes on at once.
+                self.trace.append("caller \(index): leased, lanes hand in")
+                try self.handInLanes()
+                self.callers[index].state = .ready
+                return
+            }
             if blocked == .closed {
                 self.trace.append("caller \(index): closed")
                 self.callers[index].state = .done
@@ -249,7 +274,7 @@ import Testing
                     caller.idleTurns += 1
                     self.callers[index] = caller
                     if caller.idleTurns > 2 { throw self.fail("caller \(index) spins: begun \(blocked) again with nothing changed") }
-                    self.wait(index, blocked, bodyLength: 0)
+                    try self.wait(index, blocked, bodyLength: 0)
                 case .fill(var fill):
                     let held = (self.machine.accumulator.heldRecords, self.machine.accumulator.heldBytes)
                     self.trace.append(
@@ -307,7 +332,7 @@ import Testing
                     self.callers[index].idleTurns += 1
                     if self.callers[index].idleTurns > 2 { throw self.fail("caller \(index) spins: stopped \(blocked) again with nothing changed") }
                 }
-                self.wait(index, blocked, bodyLength: committed.stoppedBefore ?? 0)
+                try self.wait(index, blocked, bodyLength: committed.stoppedBefore ?? 0)
             case .parked, .done:
                 break
             }
@@ -316,16 +341,18 @@ import Testing
         mutating func single() throws {
             guard !self.singleParked, !self.closed else { return }
             let key = FillTurnScheduleTests.keys.randomElement(using: &self.random)!
-            let body = "s\(self.singles)" + String(repeating: "y", count: Int.random(in: 0...(self.maxBytes / 3), using: &self.random))
+            let body = "s-\(self.singles)" + String(repeating: "y", count: Int.random(in: 0...(self.maxBytes / 3), using: &self.random))
             let backlog = self.backlog
             let (result, sealed) = self.machine.append(ByteBuffer(string: body), attributes: nil, key: key, now: self.now, wallSeconds: 7)
             _ = sealed
             try self.checkBacklog(before: backlog, "a single record")
             switch result {
             case .accepted(let id):
-                self.expected[id] = (key, body)
+                try self.accepted(id, key: key, body: body)
                 self.singles += 1
                 self.worldChanged()
+            case .blocked(.leased):
+                try self.handInLanes()
             case .blocked(let blocked):
                 guard blocked != .closed else { return }
                 try self.checkFull(blocked, bodyLength: body.utf8.count)
@@ -342,12 +369,16 @@ import Testing
             guard var job = next?.job else { return }
             if self.dispatched.insert(job.id).inserted {
                 let ids = job.batch.ids.map(\.rawValue)
-                let stream = job.batch.key.stream
-                if let first = ids.first, let last = self.lastID[stream], first <= last {
-                    throw self.fail("\(stream)'s batch of ids from \(first) leaves after one up to \(last)")
-                }
                 guard ids == ids.sorted() else { throw self.fail("a batch's ids out of order: \(ids)") }
-                self.lastID[stream] = ids.last ?? self.lastID[stream]
+                for id in ids {
+                    guard let body = self.expected[id]?.body else { throw self.fail("record \(id) dispatched, never accepted") }
+                    let (sender, number) = Self.sender(of: body)
+                    let stream = "\(sender)/\(job.batch.key.stream)"
+                    if let last = self.lastSent[stream], number <= last {
+                        throw self.fail("\(sender)'s record \(number) of \(job.batch.key.stream) leaves after its record \(last)")
+                    }
+                    self.lastSent[stream] = number
+                }
             }
             if self.stalls, Int.random(in: 0..<4, using: &self.random) == 0 {
                 self.trace.append("no connection for job \(job.id)")
@@ -370,8 +401,122 @@ import Testing
 
         mutating func tick() throws {
             self.now += .milliseconds(Int64.random(in: 1...15, using: &self.random))
+            // As the client's clock does: lanes past their linger hand their batches in, then the machine's tick.
+            for index in self.lanes.indices where self.lanes[index].isDue(at: self.now, linger: self.machine.accumulator.limits.linger) {
+                try self.apply(self.machine.handInLane(&self.lanes[index], dueAt: self.now, close: false))
+            }
+            try self.checkLeases()
             try self.apply(self.machine.tick(now: self.now))
             self.worldChanged()
+        }
+
+        /// Who sent a record, and its number among that sender's: `c0-12…`, `s-3…`, `l1-5…`.
+        static func sender(of body: String) -> (String, Int) {
+            let parts = body.split(separator: "-", maxSplits: 1)
+            return (String(parts[0]), Int(parts[1].prefix { $0.isNumber })!)
+        }
+
+        /// Records a record accepted with `id`: no id is given twice.
+        mutating func accepted(_ id: UInt64, key: BatchKey, body: String) throws {
+            guard self.expected[id] == nil else { throw self.fail("id \(id) given twice") }
+            self.expected[id] = (key, body)
+        }
+
+        /// Every lane hands its batch in (a sender needs the quota they leased; a close, with `close`).
+        mutating func handInLanes(close: Bool = false) throws {
+            if !close { self.leasedSweeps += 1 }
+            for index in self.lanes.indices {
+                try self.apply(self.machine.handInLane(&self.lanes[index], close: close))
+            }
+            try self.checkLeases()
+            self.worldChanged()
+        }
+
+        /// The machine counts as leased what the open lanes hold, and no lane holds past its lease.
+        mutating func checkLeases() throws {
+            let batches = self.lanes.flatMap(\.batches)
+            let leased = (batches.reduce(0) { $0 + $1.leasedRecords }, batches.reduce(0) { $0 + $1.leasedBytes })
+            let accumulator = self.machine.accumulator
+            guard leased == (accumulator.leasedRecords, accumulator.leasedBytes) else {
+                throw self.fail("lanes hold leases of \(leased), the machine counts \((accumulator.leasedRecords, accumulator.leasedBytes))")
+            }
+            for batch in batches where batch.records > batch.leasedRecords || batch.charged > batch.leasedBytes {
+                throw self.fail("a lane's batch holds \(batch.records) records and \(batch.charged) bytes on a lease of \(batch.leasedRecords) and \(batch.leasedBytes)")
+            }
+            for lane in self.lanes where lane.batches.count > AppendLane.maxBatches || Set(lane.batches.map(\.key)).count != lane.batches.count {
+                throw self.fail("a lane holds \(lane.batches.count) batches of \(Set(lane.batches.map(\.key)).count) keys")
+            }
+        }
+
+        /// A task sends one record through its lane, as the client's `send` does: the lane, the machine's turn when
+        /// the lane asks for one, the machine's way when the turn says so, a wait when it says that.
+        mutating func laneSend(_ task: Int) throws {
+            guard !self.laneTasks[task].parked, !self.closed else { return }
+            let key = FillTurnScheduleTests.keys.randomElement(using: &self.random)!
+            let body = "l\(task)-\(self.laneTasks[task].sent)" + String(repeating: "z", count: Int.random(in: 0...(self.maxBytes / 3), using: &self.random))
+            let buffer = ByteBuffer(string: body)
+            let recordBytes = BatchAccumulator.blockBytes(bodyLength: buffer.readableBytes, attributesLength: nil)
+            let charge = BatchAccumulator.charge(bodyLength: buffer.readableBytes, attributesLength: nil)
+            let index = self.laneTasks[task].lane
+            var appended = self.lanes[index].append(buffer, key: key, recordBytes: recordBytes, charge: charge, ids: self.machine.recordIDs)
+            if appended == .needsTurn {
+                let backlog = self.backlog
+                let (turn, actions) = self.machine.laneTurn(&self.lanes[index], next: (buffer, key, recordBytes, charge), now: self.now, wallSeconds: 7)
+                self.trace.append("task \(task) on lane \(index): \(turn)")
+                try self.checkBacklog(before: backlog, "task \(task)'s lane turn")
+                try self.apply(actions)
+                try self.checkLeases()
+                switch turn {
+                case .leased:
+                    self.leases += 1
+                    let accumulator = self.machine.accumulator
+                    let limits = accumulator.limits
+                    guard 2 * (accumulator.heldBytes + accumulator.reservedBytes + accumulator.leasedBytes) <= limits.quotaBytes,
+                        2 * (accumulator.heldRecords + accumulator.reservedRecords + accumulator.leasedRecords) <= limits.quotaRecords
+                    else { throw self.fail("a lease took the quota past its half") }
+                    appended = self.lanes[index].append(buffer, key: key, recordBytes: recordBytes, charge: charge, ids: self.machine.recordIDs)
+                case .backlogged:
+                    guard self.lanes[index].index(of: key) != nil, self.machine.backlog.room(ready: self.machine.backlogReady) == 0 else {
+                        throw self.fail("task \(task) told to wait for the backlog with room in it")
+                    }
+                    self.backloggedTurns += 1
+                    if case .parked = self.machine.wait(for: .backlogged, bytes: charge, waiter: 1000 + task) { self.laneTasks[task].parked = true }
+                    return
+                case .appendedHere(let result):
+                    guard self.lanes[index].index(of: key) == nil else {
+                        throw self.fail("task \(task)'s record went the machine's way beside its lane's batch of the key")
+                    }
+                    switch result {
+                    case .accepted(let id):
+                        try self.accepted(id, key: key, body: body)
+                        self.laneTasks[task].sent += 1
+                        self.worldChanged()
+                    case .blocked(.leased):
+                        try self.handInLanes()
+                    case .blocked(.closed):
+                        return
+                    case .blocked(let blocked):
+                        try self.checkFull(blocked, bodyLength: buffer.readableBytes)
+                        if case .parked = self.machine.wait(for: blocked, bytes: buffer.readableBytes, waiter: 1000 + task) {
+                            self.laneTasks[task].parked = true
+                        }
+                    case .tooLarge:
+                        if !self.lowered { throw self.fail("a lane task's record within the limit was too large") }
+                    }
+                    return
+                }
+            }
+            guard case .appended(let id, let full) = appended else { throw self.fail("a lane's new lease did not take its record") }
+            try self.accepted(id, key: key, body: body)
+            self.laneTasks[task].sent += 1
+            self.worldChanged()
+            if full {
+                let backlog = self.backlog
+                let actions = self.machine.laneFilled(&self.lanes[index], key: key)
+                try self.checkBacklog(before: backlog, "task \(task)'s full batch")
+                try self.apply(actions)
+            }
+            try self.checkLeases()
         }
 
         var callersLeft: Bool {
@@ -385,7 +530,11 @@ import Testing
                 case 0..<9:
                     try self.turn(Int.random(in: 0..<self.callers.count, using: &self.random))
                 case 9, 10:
-                    try self.single()
+                    if !self.laneTasks.isEmpty, Bool.random(using: &self.random) {
+                        try self.laneSend(Int.random(in: 0..<self.laneTasks.count, using: &self.random))
+                    } else {
+                        try self.single()
+                    }
                 case 11..<14:
                     try self.dispatch()
                 case 14..<17:
@@ -405,6 +554,7 @@ import Testing
                     guard !self.closed, Int.random(in: 0..<40, using: &self.random) == 0 else { break }
                     self.closed = true
                     self.trace.append("close")
+                    try self.handInLanes(close: true)
                     try self.apply(self.machine.closeRequested(now: self.now, deadline: self.now + .seconds(3_600)))
                     self.worldChanged()
                 }
@@ -438,6 +588,15 @@ import Testing
                 try self.ack()
                 try self.tick()
             }
+            var laneRounds = 0
+            while self.laneTasks.contains(where: \.parked), !self.closed {
+                laneRounds += 1
+                guard laneRounds < 10_000 else { throw self.fail("a lane task stays parked") }
+                try self.dispatch()
+                try self.ack()
+                try self.tick()
+            }
+            try self.handInLanes(close: true)
             guard self.machine.accumulator.reservedSeals == 0, self.machine.accumulator.fills == 0 else {
                 throw self.fail("\(self.machine.accumulator.fills) fills and \(self.machine.accumulator.reservedSeals) seals left reserved")
             }
@@ -453,10 +612,29 @@ import Testing
             for id in self.expected.keys where self.ended[id] != 1 {
                 throw self.fail("record \(id) accepted but never ended")
             }
-            guard self.machine.accumulator.heldRecords == 0, self.machine.accumulator.reservedRecords == 0 else {
+            guard self.machine.accumulator.heldRecords == 0, self.machine.accumulator.reservedRecords == 0, self.machine.accumulator.leasedRecords == 0 else {
                 throw self.fail("\(self.machine.accumulator.heldRecords) records held, \(self.machine.accumulator.reservedRecords) reserved at the end")
             }
         }
+    }
+
+    /// The schedules above reach the lanes' every turn: leases, batches waiting for the backlog, and senders whose
+    /// room was in the lanes' leases.
+    @Test func theSchedulesExerciseTheLanes() throws {
+        var totals = (leases: 0, sweeps: 0, backlogged: 0, laneRecords: 0)
+        for seed in UInt64(1)...200 {
+            var sim = Sim(seed: seed)
+            sim.stalls = seed % 2 == 0
+            try? sim.run()
+            totals.leases += sim.leases
+            totals.sweeps += sim.leasedSweeps
+            totals.backlogged += sim.backloggedTurns
+            totals.laneRecords += sim.expected.values.filter { $0.body.hasPrefix("l") }.count
+        }
+        #expect(totals.leases > 100)
+        #expect(totals.sweeps > 4)
+        #expect(totals.backlogged > 10)
+        #expect(totals.laneRecords > 1_000)
     }
 
     @Test(arguments: Array(UInt64(1)...200)) func everyTurnProgressesAndEveryRecordEndsOnce(seed: UInt64) throws {

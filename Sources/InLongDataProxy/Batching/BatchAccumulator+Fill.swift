@@ -10,12 +10,12 @@ extension BatchAccumulator {
     /// the key's open batch, which the commit may seal first), and hands out spare blocks. Nothing is reserved when
     /// the first record (`wanted.first`, as charged) does not fit what is free.
     mutating func beginFill(key: BatchKey, wanted: Wanted, room: Int) -> BatchFill {
-        let taken = self.heldRecords + self.reservedRecords
+        let taken = self.heldRecords + self.reservedRecords + self.leasedRecords
         // As for one record: an empty client always has room for one, whatever its size. The reservation of that
         // record keeps another sender from taking the same exception meanwhile.
         let oneRecordAlways = taken == 0
         let freeRecords = self.limits.quotaRecords - taken
-        let freeBytes = self.limits.quotaBytes - self.heldBytes - self.reservedBytes
+        let freeBytes = self.limits.quotaBytes - self.heldBytes - self.reservedBytes - self.leasedBytes
         // At most what a turn of 16 full batches holds: a fill of a large call does not keep the rest of the
         // quota from other senders (it stops there, and the call goes on with another turn).
         let cap = (records: Self.maxFillBatches * self.limits.maxRecords, bytes: Self.maxFillBatches * (self.limits.maxBytes + 16 * Self.recordOverhead))

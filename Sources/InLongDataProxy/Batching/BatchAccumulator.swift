@@ -161,6 +161,10 @@ struct BatchAccumulator {
     /// Quota reserved by fills under way (``BatchFill``): not held by records yet, not free for others.
     var reservedBytes = 0
     var reservedRecords = 0
+    /// Quota leased by lanes (``AppendLane``) for the records they take outside the lock: not held by records
+    /// yet, not free for others. A lane gives back what it did not use when it hands its batch in.
+    var leasedBytes = 0
+    var leasedRecords = 0
     /// Room in the dispatcher's backlog reserved by fills under way: batches they may still seal.
     var reservedSeals = 0
     /// Fills under way.
@@ -191,13 +195,36 @@ struct BatchAccumulator {
     /// Whether the quota has room for a record of `bytes`. An empty client always has room for one record, so
     /// that a record larger than the byte quota cannot wait forever.
     func hasRoom(forBytes bytes: Int) -> Bool {
-        self.hasRoom(forBytes: bytes, besides: (self.reservedRecords, self.reservedBytes))
+        self.hasRoom(forBytes: bytes, besides: (self.reservedRecords + self.leasedRecords, self.reservedBytes + self.leasedBytes))
     }
 
     /// Whether the quota has room for a record of `bytes` once the fills under way ended (their reservations
     /// aside): a record that finds none now but this has only to wait for them.
     func hasRoomOnceFillsEnd(forBytes bytes: Int) -> Bool {
-        self.hasRoom(forBytes: bytes, besides: (0, 0))
+        self.hasRoom(forBytes: bytes, besides: (self.leasedRecords, self.leasedBytes))
+    }
+
+    enum NoRoom {
+        case leased
+        case reserved
+        case full
+    }
+
+    /// Whether a lane may lease `records` and `bytes` of the quota (for one batch): only while half the quota
+    /// would stay free. A buffer fuller than that waits for acks whichever way records go, and its senders wait
+    /// the machine's way, where room is handed out in order; a lease then would only keep room from them.
+    func canLease(records: Int, bytes: Int) -> Bool {
+        2 * (self.heldRecords + self.reservedRecords + self.leasedRecords + records) <= self.limits.quotaRecords
+            && 2 * (self.heldBytes + self.reservedBytes + self.leasedBytes + bytes) <= self.limits.quotaBytes
+    }
+
+    /// Why a record of `bytes` (as charged) finds no room: the lanes' leases hold it (they are to be handed in
+    /// at once), the fills under way do (they end within a turn), or the quota is used up.
+    func whyNoRoom(forBytes bytes: Int) -> NoRoom {
+        let leased = self.leasedRecords > 0 || self.leasedBytes > 0
+        if leased, self.hasRoom(forBytes: bytes, besides: (self.reservedRecords, self.reservedBytes)) { return .leased }
+        guard self.hasRoom(forBytes: bytes, besides: (0, 0)) else { return .full }
+        return leased ? .leased : .reserved
     }
 
     @inline(__always)
@@ -273,7 +300,7 @@ struct BatchAccumulator {
 
     /// Writes a record's length and bytes into a block with one capacity check, not two.
     @inline(__always)
-    fileprivate static func writeRecord(_ source: UnsafeRawBufferPointer, to block: inout ByteBuffer) {
+    static func writeRecord(_ source: UnsafeRawBufferPointer, to block: inout ByteBuffer) {
         _ = block.writeWithUnsafeMutableBytes(minimumWritableBytes: 4 + source.count) { destination in
             let base = destination.baseAddress!
             base.storeBytes(of: UInt32(source.count).bigEndian, as: UInt32.self)

@@ -67,10 +67,21 @@ extension DeliveryStateMachine {
         /// The quota has room for the record once the fills under way end (their reservations hold it): wait for
         /// them; never fail fast nor spill, as for a full buffer.
         case reserved
+        /// The quota has room for the record once the lanes hand in their batches and give back the quota they
+        /// leased and did not use: the client has them do so, and tries again at once.
+        case leased
         /// The dispatcher is behind: wait for it.
         case backlogged
         /// The client is closing or closed.
         case closed
+
+        init(_ noRoom: BatchAccumulator.NoRoom) {
+            switch noRoom {
+            case .leased: self = .leased
+            case .reserved: self = .reserved
+            case .full: self = .full
+            }
+        }
     }
 
     enum AppendResult: Equatable {

@@ -41,7 +41,6 @@ extension DeliveryStateMachine {
         now: ContinuousClock.Instant,
         wallSeconds: UInt32
     ) -> (FillCommitted, Actions?) {
-        let first = self.nextRecordID
         // Records spilled to the spool while the fill wrote (a sender found no room) go first: the fill's records
         // are not accepted, and the call spills them behind.
         let spilled = !self.spill.isEmpty
@@ -54,8 +53,9 @@ extension DeliveryStateMachine {
         let stop = fill.stop
         let maxBytes = fill.maxBytes
         let reserved = fill.reservedRecords > 0 || fill.reservedBytes > 0
-        let sealed = self.accumulator.commitFill(fill, firstID: first, tracker: tracker, now: now, wallSeconds: wallSeconds, accept: accept)
-        var committed = FillCommitted(ids: self.takeRecordIDs(records))
+        let ids = self.takeRecordIDs(records)
+        let sealed = self.accumulator.commitFill(fill, firstID: ids.lowerBound, tracker: tracker, now: now, wallSeconds: wallSeconds, accept: accept)
+        var committed = FillCommitted(ids: ids)
         if !accept {
             committed.refused = true
             committed.blocked = !self.isAccepting ? .closed : spilled ? .full : nil
@@ -66,7 +66,7 @@ extension DeliveryStateMachine {
             case .quota(let length):
                 // Room now (a fill that held it ended meanwhile) or once the fills under way end: not a full buffer.
                 let charge = BatchAccumulator.charge(bodyLength: length, attributesLength: nil)
-                committed.blocked = self.accumulator.hasRoomOnceFillsEnd(forBytes: charge) ? .reserved : .full
+                committed.blocked = Blocked(self.accumulator.whyNoRoom(forBytes: charge))
                 committed.stoppedBefore = length
             case .backlogged(let length):
                 committed.blocked = .backlogged

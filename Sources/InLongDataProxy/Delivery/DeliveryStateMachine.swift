@@ -65,13 +65,16 @@ struct DeliveryStateMachine<Waiter> {
     var encodes: EncodePipeline
     /// The last uniq given to a job.
     var nextUniq: UInt32 = 0
-    /// The id of the next record accepted.
-    private(set) var nextRecordID: UInt64 = 0
+    /// The records' ids, shared with the client's lanes (``AppendLane``).
+    let recordIDs: RecordIDSource
+    /// The id the next record would take.
+    var nextRecordID: UInt64 { self.recordIDs.next }
     /// The proxies in use; empty until discovery found some.
     private(set) var proxies: [Endpoint] = []
 
-    init(configuration: Configuration, limits: BatchAccumulator.Limits) {
+    init(configuration: Configuration, limits: BatchAccumulator.Limits, recordIDs: RecordIDSource = RecordIDSource()) {
         self.configuration = configuration
+        self.recordIDs = recordIDs
         self.accumulator = BatchAccumulator(limits: limits)
         self.backlog = DispatchBacklog(limit: configuration.backlogLimit)
         self.encodes = EncodePipeline(limit: configuration.encoders)
@@ -92,7 +95,8 @@ struct DeliveryStateMachine<Waiter> {
         switch self.phase {
         case .running: false
         case .closing:
-            self.jobs.isEmpty && self.routes.isEmpty && self.encodes.isEmpty && self.accumulator.heldRecords == self.reports.heldRecords && self.spill.isEmpty
+            self.jobs.isEmpty && self.routes.isEmpty && self.encodes.isEmpty && self.accumulator.heldRecords == self.reports.heldRecords
+                && self.spill.isEmpty && self.accumulator.leasedRecords == 0
         // A job the dispatcher was handing over when everything failed ends when it reports.
         case .closed: self.jobs.pendingCount == 0
         }
@@ -149,7 +153,8 @@ struct DeliveryStateMachine<Waiter> {
             return (.tooLarge(limit: self.accumulator.limits.maxBytes), nil)
         }
         guard self.spill.isEmpty else { return (.blocked(.full), nil) }
-        let id = self.nextRecordID
+        // Taken now, since a lane may take the next one meanwhile; given back when the record is not accepted.
+        let id = self.recordIDs.take()
         // Only a record that seals a batch needs room in the backlog: one that fills its batch without it leaves
         // the batch open, and only one the open batch cannot take waits. The room is read only then: the queues it
         // counts are the dispatcher's, and reading them per record moved their memory between cores.
@@ -157,21 +162,22 @@ struct DeliveryStateMachine<Waiter> {
         while true {
             switch self.accumulator.append(body, attributes: attributes, key: key, id: id, now: now(), wallSeconds: wallSeconds(), observer: observer, maySeal: maySeal) {
             case .accepted:
-                self.nextRecordID += 1
                 return (.accepted(id), nil)
             case .acceptedFull:
-                self.nextRecordID += 1
                 guard self.backlog.room(ready: self.backlogReady) > 0, let batch = self.accumulator.sealFull(key) else { return (.accepted(id), nil) }
                 return (.accepted(id), self.enqueueSealed([batch]))
             case .acceptedAndSealed(let batch):
-                self.nextRecordID += 1
                 return (.accepted(id), self.enqueueSealed([batch]))
             case .full:
+                self.recordIDs.giveBack(id)
                 let charge = BatchAccumulator.charge(bodyLength: body.readableBytes, attributesLength: attributes?.utf8.count)
-                return (.blocked(self.accumulator.hasRoomOnceFillsEnd(forBytes: charge) ? .reserved : .full), nil)
+                return (.blocked(Blocked(self.accumulator.whyNoRoom(forBytes: charge))), nil)
             case .noRoomToSeal:
                 // The open batch cannot take the record: it goes in once that one is sealed, if there is room.
-                guard !maySeal, self.backlog.room(ready: self.backlogReady) > 0 else { return (.blocked(.backlogged), nil) }
+                guard !maySeal, self.backlog.room(ready: self.backlogReady) > 0 else {
+                    self.recordIDs.giveBack(id)
+                    return (.blocked(.backlogged), nil)
+                }
                 maySeal = true
             }
         }
@@ -179,16 +185,14 @@ struct DeliveryStateMachine<Waiter> {
 
     /// Gives the next `count` record ids (records accepted without being appended: spilled).
     mutating func takeRecordIDs(_ count: Int) -> Range<UInt64> {
-        let first = self.nextRecordID
-        self.nextRecordID += UInt64(count)
-        return first..<self.nextRecordID
+        self.recordIDs.take(count)
     }
 
     /// A sender stopped by `blocked` waits: for quota (`.full`, with the record's `bytes`) or for the dispatcher.
     mutating func wait(for blocked: Blocked, bytes: Int, waiter: Waiter) -> Wait {
         guard self.isAccepting else { return .retryNow }
         switch blocked {
-        case .closed:
+        case .closed, .leased:
             return .retryNow
         case .full, .reserved:
             let needed = bytes + BatchAccumulator.recordOverhead

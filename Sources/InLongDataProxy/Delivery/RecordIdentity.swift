@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The identity of one record accepted by a ``DataProxyClient``: unique within the client, increasing in the
 /// order records were accepted. Returned by `send`, named by the ``DeliveryReport`` that ends the record.
 public struct DataProxyRecordID: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -114,5 +116,31 @@ public struct DataProxyRecordIDs: Sequence, Hashable, Sendable, CustomStringConv
 
     public var description: String {
         "[" + self.runs.map { $0.count == 1 ? "#\($0.lowerBound)" : "#\($0.lowerBound)..<#\($0.upperBound)" }.joined(separator: ", ") + "]"
+    }
+}
+
+/// Where a client's record ids come from: one counter for the state machine's appends and the lanes' (which append
+/// outside its lock), so that ids stay unique and increase in the order records were accepted, whichever way they
+/// went. An id taken for a record that was then not accepted is given back when no other was taken since; otherwise
+/// the ids skip it.
+final class RecordIDSource: Sendable {
+    private let counter = Atomic<UInt64>(0)
+
+    /// The id the next record would take.
+    var next: UInt64 { self.counter.load(ordering: .relaxed) }
+
+    @inline(__always)
+    func take() -> UInt64 {
+        self.counter.wrappingAdd(1, ordering: .relaxed).oldValue
+    }
+
+    func take(_ count: Int) -> Range<UInt64> {
+        let first = self.counter.wrappingAdd(UInt64(count), ordering: .relaxed).oldValue
+        return first..<first + UInt64(count)
+    }
+
+    /// Gives back `id`, taken last by a record that was not accepted.
+    func giveBack(_ id: UInt64) {
+        _ = self.counter.compareExchange(expected: id + 1, desired: id, ordering: .relaxed)
     }
 }

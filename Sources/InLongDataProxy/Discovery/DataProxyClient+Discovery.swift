@@ -87,13 +87,16 @@ extension DataProxyClient {
             self.logger.info("proxies updated", metadata: ["inlong.group": "\(group)", "inlong.proxies": "\(list.endpoints)"])
         }
         let endpoints = self.httpTransport?.proxies ?? self.router.endpoints
-        self.modifyState { state in
+        let lowered = self.modifyState { state in
             state.machine.proxiesChanged(endpoints)
+            let before = state.machine.accumulator.limits.maxBytes
             if let length = list.maxPacketLength { self.applyFrameLimit(length, to: &state.machine) }
             state.discovery.error = nil
             state.discovery.failures[group] = nil
-            return ((), state.machine.routeReady(group))
+            return (state.machine.accumulator.limits.maxBytes < before, state.machine.routeReady(group))
         }
+        // Batches the lanes fill to the former limit go now, as the machine's own open ones do at their linger.
+        if lowered { self.handInLanes() }
     }
 
     /// An ask ended with no proxies: said once at warning while the same failure goes on, each time after it at

@@ -43,10 +43,11 @@ extension DataProxyClient {
     public func statistics() -> DataProxyClientStatistics {
         var statistics = DataProxyClientStatistics()
         self.observation.counted(into: &statistics)
+        let lanes = self.laneHoldings()
         self.modifyState { state in
             let machine = state.machine
-            statistics.heldBytes = machine.accumulator.heldBytes - machine.reports.heldBytes
-            statistics.heldRecords = machine.accumulator.heldRecords - machine.reports.heldRecords
+            statistics.heldBytes = machine.accumulator.heldBytes - machine.reports.heldBytes + lanes.bytes
+            statistics.heldRecords = machine.accumulator.heldRecords - machine.reports.heldRecords + lanes.records
             statistics.reportHeldRecords = machine.reports.heldRecords
             statistics.inFlightBatches = machine.jobCount
             statistics.spilledRecords = machine.spill.records
