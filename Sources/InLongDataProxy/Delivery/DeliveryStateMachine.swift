@@ -16,8 +16,8 @@ import NIOCore
 /// dispatcher and those it took), ``RouteWaitList`` (jobs of groups without proxies), ``RetrySchedule``,
 /// ``LiveJobs`` (which jobs have not ended, for flushes), ``ReportQuota`` and ``Waiters``, besides the
 /// ``BatchAccumulator`` and the ``DispatchBacklog``. The rules that span them are the machine's events: appending,
-/// reports, flush and close here, the dispatcher's in `+Dispatch`, outcomes and the time in `+Outcomes`; what
-/// they return is in `+Actions`.
+/// reports, flush and close here, the dispatcher's in `+Dispatch`, outcomes and the time in `+Outcomes`, the
+/// lanes' leases and hand-ins (``AppendLane``) in `+Lanes`; what they return is in `+Actions`.
 struct DeliveryStateMachine<Waiter> {
     struct Configuration {
         var deliveryTimeout: Duration
