@@ -50,7 +50,7 @@ public final class DataProxyClient: Service, Sendable {
     /// Every delivery decision, the report sequences and what discovery last said, behind the client's one lock
     /// (see ``modifyState(_:)``).
     let state: Mutex<State>
-    /// Per-thread batches of single records, appended outside the client's lock; none with a spool (its records
+    /// Per-task batches of single records, appended outside the client's lock; none with a spool (its records
     /// are written to disk in id order under the lock).
     let lanes: AppendLanes?
     /// The records' ids, taken by the machine and by the lanes.
@@ -204,21 +204,8 @@ public final class DataProxyClient: Service, Sendable {
     /// (``appendUnderLock(_:attributes:key:observer:)``), as an async frame allocates its temporaries per call.
     @inline(__always)
     func modifyState<Value>(_ body: (inout State) -> (Value, Machine.Actions?)) -> Value {
-        let (value, actions, readers) = self.state.withLock { state -> (Value, Machine.Actions?, [ReportSubscription]) in
-            let (value, actions) = body(&state)
-            guard let actions else { return (value, nil, []) }
-            if let held = actions.heldBytes { self.observation.heldBytesChanged(held) }
-            guard !actions.finish.isEmpty else { return (value, actions, []) }
-            state.endingRuns += 1
-            // The readers the ended jobs' reports go to, as the machine counted them for the holds.
-            return (value, actions, state.reports.live)
-        }
-        if let actions, !actions.isEmpty {
-            self.run(actions, readers: readers)
-            if !actions.finish.isEmpty || !actions.resumeFlushes.isEmpty {
-                self.endingRunDone(ended: !actions.finish.isEmpty, flushes: actions.resumeFlushes)
-            }
-        }
+        let (value, deferred) = self.modifyStateDeferringActions(body)
+        if let deferred { self.runDeferred(deferred) }
         return value
     }
 
@@ -230,6 +217,7 @@ public final class DataProxyClient: Service, Sendable {
     }
 
     /// ``modifyState(_:)``'s turn under the lock, with its actions returned to be run by ``runDeferred(_:)``.
+    @inline(__always)
     func modifyStateDeferringActions<Value>(_ body: (inout State) -> (Value, Machine.Actions?)) -> (Value, DeferredActions?) {
         self.state.withLock { state -> (Value, DeferredActions?) in
             let (value, actions) = body(&state)
@@ -237,10 +225,13 @@ public final class DataProxyClient: Service, Sendable {
             if let held = actions.heldBytes { self.observation.heldBytesChanged(held) }
             guard !actions.finish.isEmpty else { return (value, DeferredActions(actions: actions, readers: [])) }
             state.endingRuns += 1
+            // The readers the ended jobs' reports go to, as the machine counted them for the holds.
             return (value, DeferredActions(actions: actions, readers: state.reports.live))
         }
     }
 
+    /// Runs a turn's actions outside the lock.
+    @inline(__always)
     func runDeferred(_ deferred: DeferredActions) {
         let actions = deferred.actions
         guard !actions.isEmpty else { return }

@@ -198,12 +198,6 @@ struct BatchAccumulator {
         self.hasRoom(forBytes: bytes, besides: (self.reservedRecords + self.leasedRecords, self.reservedBytes + self.leasedBytes))
     }
 
-    /// Whether the quota has room for a record of `bytes` once the fills under way ended (their reservations
-    /// aside): a record that finds none now but this has only to wait for them.
-    func hasRoomOnceFillsEnd(forBytes bytes: Int) -> Bool {
-        self.hasRoom(forBytes: bytes, besides: (self.leasedRecords, self.leasedBytes))
-    }
-
     enum NoRoom {
         case leased
         case reserved

@@ -53,14 +53,10 @@ extension DeliveryStateMachine {
         if lane.index(of: next.key) != nil {
             // Sealing it needs room in the backlog; until then it stays, and so does the record.
             guard self.backlog.room(ready: self.backlogReady) > 0 else { return (.backlogged, nil) }
-            var handed = Actions()
-            if let handIn = lane.take(next.key) { self.handIn(handIn, actions: &handed) }
-            actions = handed
+            actions = self.handIn(lane.take(next.key))
         } else if lane.batches.count >= AppendLane.maxBatches {
             guard self.backlog.room(ready: self.backlogReady) > 0 else { return appendHere(&self) }
-            var handed = Actions()
-            if let handIn = lane.takeOldest() { self.handIn(handIn, actions: &handed) }
-            actions = handed
+            actions = self.handIn(lane.takeOldest())
         }
         let limits = self.accumulator.limits
         guard !lane.isClosed, self.isAccepting, self.spill.isEmpty, next.recordBytes <= limits.maxBytes else {
@@ -101,19 +97,14 @@ extension DeliveryStateMachine {
     /// Hands in a lane's batch of `key`, which a record filled, when the backlog has room to seal it (otherwise
     /// the next record of the key, or its linger, does).
     mutating func laneFilled(_ lane: inout AppendLane, key: BatchKey) -> Actions? {
-        guard self.backlog.room(ready: self.backlogReady) > 0, let handIn = lane.take(key) else { return nil }
-        var actions = Actions()
-        self.handIn(handIn, actions: &actions)
-        return actions
+        guard self.backlog.room(ready: self.backlogReady) > 0 else { return nil }
+        return self.handIn(lane.take(key))
     }
 
     /// Hands in a lane's batch of `key` whatever room the backlog has: the records of a call that goes this way are
     /// to be sealed after it.
     mutating func handInLane(_ lane: inout AppendLane, key: BatchKey) -> Actions? {
-        guard let handIn = lane.take(key) else { return nil }
-        var actions = Actions()
-        self.handIn(handIn, actions: &actions)
-        return actions
+        self.handIn(lane.take(key))
     }
 
     /// Hands in a lane's batches whatever room the backlog has, as the machine's own batches are sealed by age:
@@ -127,6 +118,14 @@ extension DeliveryStateMachine {
         return actions
     }
 
+    /// Hands in what a lane gave up, if anything.
+    private mutating func handIn(_ handIn: AppendLane.HandIn?) -> Actions? {
+        guard let handIn else { return nil }
+        var actions = Actions()
+        self.handIn(handIn, actions: &actions)
+        return actions
+    }
+
     /// The lease ends: the batch's records are held as sealed ones, the rest of the lease is free again.
     private mutating func handIn(_ handIn: AppendLane.HandIn, actions: inout Actions) {
         self.accumulator.leasedBytes -= handIn.leasedBytes
@@ -137,12 +136,7 @@ extension DeliveryStateMachine {
             self.accumulator.heldRecords += batch.recordCount
             if self.phase == .closed {
                 // Everything else has ended: the records end at once, as the others did.
-                let job = DeliveryJob(
-                    id: self.liveJobs.add(),
-                    batch: batch,
-                    deadline: batch.createdAt + self.configuration.deliveryTimeout,
-                    backoff: self.configuration.retryBackoff.makeIterator(random: self.configuration.random)
-                )
+                let job = self.newJob(batch)
                 self.finish(job, .failure(self.shutDown(job, cancelled: true)), actions: &actions)
             } else {
                 self.enqueue([batch], actions: &actions)

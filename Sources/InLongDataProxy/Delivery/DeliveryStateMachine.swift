@@ -319,16 +319,21 @@ struct DeliveryStateMachine<Waiter> {
         return Sealed(batches: actions.sealed, heldBytes: actions.heldBytes ?? self.heldBytesNow())
     }
 
+    /// A job for a sealed batch, counted live until it ends.
+    mutating func newJob(_ batch: SealedBatch) -> DeliveryJob {
+        DeliveryJob(
+            id: self.liveJobs.add(),
+            batch: batch,
+            deadline: batch.createdAt + self.configuration.deliveryTimeout,
+            backoff: self.configuration.retryBackoff.makeIterator(random: self.configuration.random)
+        )
+    }
+
     /// Turns sealed batches into jobs at the back of the ready queue.
     mutating func enqueue(_ batches: [SealedBatch], actions: inout Actions) {
         guard !batches.isEmpty else { return }
         for batch in batches {
-            let job = DeliveryJob(
-                id: self.liveJobs.add(),
-                batch: batch,
-                deadline: batch.createdAt + self.configuration.deliveryTimeout,
-                backoff: self.configuration.retryBackoff.makeIterator(random: self.configuration.random)
-            )
+            let job = self.newJob(batch)
             if self.encodes.isEnabled {
                 self.encodes.append(job)
             } else {
