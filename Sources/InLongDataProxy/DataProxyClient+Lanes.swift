@@ -32,6 +32,15 @@ final class AppendLanes: Sendable {
         let hash = (address >> 4) &* 0x9E37_79B9_7F4A_7C15
         return self.slots[Int(truncatingIfNeeded: hash >> 32) % self.slots.count]
     }
+
+    /// Runs `body` with every lane locked, from the first on, and what they hold (records and bytes, as
+    /// charged). Nothing else holds two lane locks, so taking them in order cannot deadlock.
+    func withEveryLaneLocked(from index: Int = 0, holding held: (records: Int, bytes: Int) = (0, 0), _ body: ((records: Int, bytes: Int)) -> Void) {
+        guard index < self.slots.count else { return body(held) }
+        self.slots[index].lane.withLock { lane in
+            self.withEveryLaneLocked(from: index + 1, holding: (held.records + lane.records, held.bytes + lane.charged), body)
+        }
+    }
 }
 
 extension DataProxyClient {
@@ -111,16 +120,10 @@ extension DataProxyClient {
         }
     }
 
-    /// The records and bytes (as charged) the lanes hold, for statistics.
-    func laneHoldings() -> (records: Int, bytes: Int) {
-        guard let lanes = self.lanes else { return (0, 0) }
-        var held = (records: 0, bytes: 0)
-        for slot in lanes.slots {
-            slot.lane.withLock { lane in
-                held.records += lane.records
-                held.bytes += lane.charged
-            }
-        }
-        return held
+    /// Runs `body` with what the lanes hold (records and bytes, as charged), every lane locked meanwhile: no
+    /// batch moves from a lane to the machine while `body` reads the machine, so statistics count it once.
+    func withLaneHoldings(_ body: ((records: Int, bytes: Int)) -> Void) {
+        guard let lanes = self.lanes else { return body((0, 0)) }
+        lanes.withEveryLaneLocked(body)
     }
 }

@@ -154,6 +154,56 @@ import Testing
         }
     }
 
+    /// Statistics count a lane's batch once while it is handed in to the machine: the records held never exceed
+    /// the sends begun less the records ended, however often tasks fill their lanes' batches meanwhile.
+    @Test func statisticsCountALanesBatchOnceWhileItIsHandedIn() async throws {
+        try await withReceiver { receiver in
+            // Acks held back, so that records are held for most of the run and the bound is tight.
+            receiver.updateFaults { $0.ackDelay = .seconds(1) }
+            var configuration = clientConfiguration(ports: [try await receiver.port()])
+            configuration.batching.maxRecords = 32
+            let tasks = 8
+            let records = 2_000
+            let begun = Counter()
+            let finished = Counter()
+            let (polls, overcounts) = try await withDataProxyClient(configuration: configuration) { client in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for task in 0..<tasks {
+                        group.addTask {
+                            for number in 0..<records {
+                                begun.add()
+                                try await client.send("t\(task)-\(number)", group: "g", stream: "s")
+                            }
+                            finished.add()
+                        }
+                    }
+                    var polls = 0
+                    var overcounts: [String] = []
+                    while finished.value < tasks {
+                        let statistics = client.statistics()
+                        // Read after the statistics: an upper bound of the records accepted when they were taken.
+                        let bound = begun.value - statistics.acked - statistics.failed
+                        if statistics.heldRecords > bound { overcounts.append("\(statistics.heldRecords) held of \(bound)") }
+                        polls += 1
+                        await Task.yield()
+                    }
+                    try await group.waitForAll()
+                    #expect(await client.flush())
+                    #expect(client.statistics().acked == tasks * records)
+                    return (polls, overcounts)
+                }
+            }
+            #expect(polls > 0)
+            #expect(overcounts.isEmpty, "\(overcounts.count) of \(polls) polls counted a batch twice: \(overcounts.prefix(3))")
+        }
+    }
+
+    final class Counter: Sendable {
+        private let count = Atomic<Int>(0)
+        var value: Int { self.count.load(ordering: .sequentiallyConsistent) }
+        func add() { self.count.add(1, ordering: .sequentiallyConsistent) }
+    }
+
     /// A run cancelled while lanes hold records ends them as failed, each reported once.
     @Test func cancellingTheRunFailsWhatTheLanesHold() async throws {
         try await withReceiver { receiver in

@@ -1,3 +1,4 @@
+import Foundation
 import InLongTestUtils
 import InLongTransport
 import InLongWire
@@ -248,5 +249,31 @@ import Testing
         self.send("a", lane: &lane, machine: &machine)
         #expect(!lane.isDue(at: Self.start + .milliseconds(9), linger: .milliseconds(10)))
         #expect(lane.isDue(at: Self.start + .milliseconds(10), linger: .milliseconds(10)))
+    }
+
+    /// Statistics keep every lane locked while they read the machine, so that a batch a lane hands in meanwhile is
+    /// not counted twice (in its lane and in the machine). With the machine's lock held here, a `statistics()` on
+    /// another thread stops at it: every lane must then be locked.
+    @Test func statisticsHoldEveryLaneWhileTheyReadTheMachine() throws {
+        let client = DataProxyClient(configuration: .init(proxies: [Self.proxy]))
+        let lanes = try #require(client.lanes)
+        let done = DispatchSemaphore(value: 0)
+        let everyLaneLocked = client.withMachineState { _ -> Bool in
+            Thread.detachNewThread {
+                _ = client.statistics()
+                done.signal()
+            }
+            // The lanes are locked in order: once the last is, all are (or statistics never lock it).
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                if lanes.slots.last!.lane.withLockIfAvailable({ _ in true }) == nil {
+                    return lanes.slots.allSatisfy { $0.lane.withLockIfAvailable { _ in true } == nil }
+                }
+                usleep(100)
+            }
+            return false
+        }
+        done.wait()
+        #expect(everyLaneLocked)
     }
 }

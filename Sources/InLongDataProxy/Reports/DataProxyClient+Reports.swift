@@ -43,16 +43,18 @@ extension DataProxyClient {
     public func statistics() -> DataProxyClientStatistics {
         var statistics = DataProxyClientStatistics()
         self.observation.counted(into: &statistics)
-        let lanes = self.laneHoldings()
-        self.modifyState { state in
-            let machine = state.machine
-            statistics.heldBytes = machine.accumulator.heldBytes - machine.reports.heldBytes + lanes.bytes
-            statistics.heldRecords = machine.accumulator.heldRecords - machine.reports.heldRecords + lanes.records
-            statistics.reportHeldRecords = machine.reports.heldRecords
-            statistics.inFlightBatches = machine.jobCount
-            statistics.spilledRecords = machine.spill.records
-            statistics.discoveryError = state.discovery.error
-            return ((), nil)
+        // The lanes stay locked while the machine is read (lane, then machine: the order lanes' turns take).
+        self.withLaneHoldings { lanes in
+            self.modifyState { state in
+                let machine = state.machine
+                statistics.heldBytes = machine.accumulator.heldBytes - machine.reports.heldBytes + lanes.bytes
+                statistics.heldRecords = machine.accumulator.heldRecords - machine.reports.heldRecords + lanes.records
+                statistics.reportHeldRecords = machine.reports.heldRecords
+                statistics.inFlightBatches = machine.jobCount
+                statistics.spilledRecords = machine.spill.records
+                statistics.discoveryError = state.discovery.error
+                return ((), nil)
+            }
         }
         if let spool = self.spool { (statistics.spoolBytes, statistics.spoolSegments) = spool.statistics }
         self.httpTransport?.count(into: &statistics)
