@@ -45,13 +45,13 @@ extension DataProxyClient {
         self.observation.counted(into: &statistics)
         // The lanes stay locked while the machine is read (lane, then machine: the order lanes' turns take).
         self.withLaneHoldings { lanes in
+            // Read in place: a copy of the machine would retain its storage while the lanes wait.
             self.modifyState { state in
-                let machine = state.machine
-                statistics.heldBytes = machine.accumulator.heldBytes - machine.reports.heldBytes + lanes.bytes
-                statistics.heldRecords = machine.accumulator.heldRecords - machine.reports.heldRecords + lanes.records
-                statistics.reportHeldRecords = machine.reports.heldRecords
-                statistics.inFlightBatches = machine.jobCount
-                statistics.spilledRecords = machine.spill.records
+                statistics.heldBytes = state.machine.accumulator.heldBytes - state.machine.reports.heldBytes + lanes.bytes
+                statistics.heldRecords = state.machine.accumulator.heldRecords - state.machine.reports.heldRecords + lanes.records
+                statistics.reportHeldRecords = state.machine.reports.heldRecords
+                statistics.inFlightBatches = state.machine.jobCount
+                statistics.spilledRecords = state.machine.spill.records
                 statistics.discoveryError = state.discovery.error
                 return ((), nil)
             }
