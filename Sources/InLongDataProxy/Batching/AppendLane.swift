@@ -48,15 +48,8 @@ struct AppendLane {
 
     /// One open batch of one key, on its own lease.
     struct Batch {
-        let key: BatchKey
-        /// The quota leased: the batch's charges stay within it.
-        let leasedBytes: Int
-        let leasedRecords: Int
-        /// The batch limits when leased.
-        let maxBytes: Int
-        let maxRecords: Int
-        let created: FixedInstant
-        let dataTime: UInt32
+        /// The quota and the batch limits it runs on: its charges stay within them.
+        let lease: Lease
         fileprivate var block: ByteBuffer
         private(set) var records = 0
         /// Charged to the lease so far.
@@ -66,20 +59,18 @@ struct AppendLane {
         private var lastIDs: Range<UInt64> = 0..<0
 
         init(_ lease: Lease, block: ByteBuffer) {
-            self.key = lease.key
-            self.leasedBytes = lease.bytes
-            self.leasedRecords = lease.records
-            self.maxBytes = lease.maxBytes
-            self.maxRecords = lease.maxRecords
-            self.created = lease.created
-            self.dataTime = lease.dataTime
+            self.lease = lease
             self.block = block
         }
 
+        var key: BatchKey { self.lease.key }
+        var leasedBytes: Int { self.lease.bytes }
+        var leasedRecords: Int { self.lease.records }
+
         @inline(__always)
         func canTake(recordBytes: Int, charge: Int) -> Bool {
-            self.records < self.leasedRecords && self.charged + charge <= self.leasedBytes
-                && self.block.readableBytes + recordBytes <= self.maxBytes
+            self.records < self.lease.records && self.charged + charge <= self.lease.bytes
+                && self.block.readableBytes + recordBytes <= self.lease.maxBytes
         }
 
         /// Appends a record the batch can take; whether the batch can take no other.
@@ -95,9 +86,9 @@ struct AppendLane {
                 self.lastIDs = id..<(id + 1)
             }
             // Full when no record could follow: the smallest takes a byte of body.
-            return self.records >= self.maxRecords || self.records >= self.leasedRecords
-                || self.block.readableBytes + InLongRecordBlock.recordOverhead + 1 > self.maxBytes
-                || self.charged + BatchAccumulator.recordOverhead + 1 > self.leasedBytes
+            return self.records >= self.lease.maxRecords || self.records >= self.lease.records
+                || self.block.readableBytes + InLongRecordBlock.recordOverhead + 1 > self.lease.maxBytes
+                || self.charged + BatchAccumulator.recordOverhead + 1 > self.lease.bytes
         }
 
         /// The batch for the machine, with its lease.
@@ -108,14 +99,14 @@ struct AppendLane {
                 self.records == 0
                 ? nil
                 : SealedBatch(
-                    key: self.key, block: self.block, recordCount: self.records, chargedBytes: self.charged, ids: ids,
-                    observers: [], created: self.created, dataTime: self.dataTime
+                    key: self.lease.key, block: self.block, recordCount: self.records, chargedBytes: self.charged, ids: ids,
+                    observers: [], created: self.lease.created, dataTime: self.lease.dataTime
                 )
             return HandIn(
                 batch: batch,
                 unusedBlock: batch == nil ? self.block : nil,
-                leasedBytes: self.leasedBytes,
-                leasedRecords: self.leasedRecords
+                leasedBytes: self.lease.bytes,
+                leasedRecords: self.lease.records
             )
         }
     }
@@ -172,7 +163,7 @@ struct AppendLane {
     mutating func take(dueAt now: ContinuousClock.Instant?, linger: Duration) -> [HandIn] {
         var taken: [HandIn] = []
         self.batches.removeAll { batch in
-            guard now.map({ $0 - batch.created.instant >= linger }) ?? true else { return false }
+            guard now.map({ $0 - batch.lease.created.instant >= linger }) ?? true else { return false }
             taken.append(batch.handIn)
             return true
         }
@@ -187,6 +178,6 @@ struct AppendLane {
 
     /// Whether one of the lane's batches has lingered `linger` at `now`.
     func isDue(at now: ContinuousClock.Instant, linger: Duration) -> Bool {
-        self.batches.contains { now - $0.created.instant >= linger }
+        self.batches.contains { now - $0.lease.created.instant >= linger }
     }
 }
